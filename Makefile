@@ -1,0 +1,24 @@
+# ocrbridge developer commands. Every target installs what it needs (scripts/setup.sh).
+.PHONY: setup test demo moto-start moto-stop lint
+
+## test: set up, start moto, run fmt/clippy/cfn-lint and every test, stop moto
+test:
+	scripts/test.sh
+
+## demo: run the pipeline on the local stack with the sample documents
+demo:
+	scripts/demo.sh
+
+setup:
+	scripts/setup.sh
+
+moto-start: setup
+	scripts/moto.sh start
+
+moto-stop:
+	scripts/moto.sh stop
+
+lint: setup
+	cargo fmt --all --check
+	.venv/bin/cfn-lint template.yaml
+	cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The test command (README): set up, start moto, lint, run every test, stop what it started.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+scripts/setup.sh
+
+started_moto=0
+if ! scripts/moto.sh status >/dev/null 2>&1; then
+  scripts/moto.sh start
+  started_moto=1
+fi
+cleanup() { if [ "$started_moto" = 1 ]; then scripts/moto.sh stop; fi; }
+trap cleanup EXIT
+
+echo "== cargo fmt --check"
+cargo fmt --all --check
+echo "== cfn-lint template.yaml"
+.venv/bin/cfn-lint template.yaml
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --workspace --locked

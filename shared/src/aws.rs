@@ -1,0 +1,55 @@
+//! Building the AWS SDK clients, once per container.
+//!
+//! In AWS, credentials and region come from the Lambda environment. Locally and in tests the same
+//! clients talk to moto server: set `AWS_ENDPOINT_URL` (honoured by `aws-config`) or call
+//! [`local_sdk_config`]. S3 then needs path-style addressing, because `bucket.127.0.0.1` does not
+//! resolve.
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_dynamodb::config::Credentials;
+
+/// The SDK clients ocrbridge uses. Clone freely: clients share their connection pools.
+#[derive(Debug, Clone)]
+pub struct AwsClients {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub secrets: aws_sdk_secretsmanager::Client,
+}
+
+impl AwsClients {
+    /// Clients from the environment (the Lambda runtime, or `AWS_ENDPOINT_URL` for moto).
+    pub async fn from_env() -> Self {
+        let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
+        Self::from_sdk_config(&config)
+    }
+
+    pub fn from_sdk_config(config: &SdkConfig) -> Self {
+        let s3_config = aws_sdk_s3::config::Builder::from(config)
+            // Only an emulator endpoint needs path style; real S3 keeps virtual-hosted addressing.
+            .force_path_style(config.endpoint_url().is_some())
+            .build();
+        AwsClients {
+            dynamodb: aws_sdk_dynamodb::Client::new(config),
+            s3: aws_sdk_s3::Client::from_conf(s3_config),
+            sqs: aws_sdk_sqs::Client::new(config),
+            secrets: aws_sdk_secretsmanager::Client::new(config),
+        }
+    }
+}
+
+/// The region moto answers for unless told otherwise.
+pub const LOCAL_REGION: &str = "us-east-1";
+
+/// An SDK configuration for a local emulator at `endpoint`, with dummy static credentials, so no
+/// credential provider chain is consulted and nothing can reach a real account.
+pub fn local_sdk_config(endpoint: &str) -> SdkConfig {
+    SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(LOCAL_REGION))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_sdk_dynamodb::config::SharedCredentialsProvider::new(
+            Credentials::new("testing", "testing", None, None, "ocrbridge-local"),
+        ))
+        .build()
+}

@@ -1,0 +1,498 @@
+//! The job: one document's way through the pipeline, as an explicit state machine.
+//!
+//! ```text
+//!                 ┌──────────── Rejected (intake validation)
+//!  Received ──► Queued ──► Submitting ──► Submitted ──► ResultReady ──► Parsing ──► Completed
+//!      │          │            │              │              │             │  └───► NeedsReview ──► Completed
+//!      └──────────┴────────────┴──────────────┴──────────────┴─────────────┴──────► Failed
+//! ```
+//!
+//! Every edge above is listed in [`JobState::can_transition_to`]; the ledger refuses anything else
+//! with a typed error before it talks to DynamoDB, and DynamoDB refuses a stale edge (someone else
+//! moved the job first) through the condition expression. The serialized names of the states are
+//! defined once, by serde, and used verbatim in DynamoDB and in the `by-state` index.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::time::UnixMillis;
+
+/// Where a job stands. Terminal states never change again, except `NeedsReview`, which a reviewer
+/// resolves into `Completed` or `Failed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum JobState {
+    /// The document was seen in S3 and passed validation; the job row exists.
+    Received,
+    /// A submit message for the job is (or was) on the submit queue.
+    Queued,
+    /// A submit worker holds, or held, the submit lease. The vendor may or may not have the document.
+    Submitting,
+    /// The vendor accepted the document and gave us its job id.
+    Submitted,
+    /// The vendor reports a finished result that is waiting to be parsed.
+    ResultReady,
+    /// A parse worker holds the parse lease.
+    Parsing,
+    /// A normalized result is stored and passed every rule.
+    Completed,
+    /// A normalized result is stored but a rule or a confidence threshold wants a human.
+    NeedsReview,
+    /// Intake refused the document (type, size, encryption…). Nothing was sent to the vendor.
+    Rejected,
+    /// The pipeline gave up: vendor failure, permanent error or maximum age.
+    Failed,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 10] = [
+        JobState::Received,
+        JobState::Queued,
+        JobState::Submitting,
+        JobState::Submitted,
+        JobState::ResultReady,
+        JobState::Parsing,
+        JobState::Completed,
+        JobState::NeedsReview,
+        JobState::Rejected,
+        JobState::Failed,
+    ];
+
+    /// The one transition table. A job only moves forward; `Failed` is reachable from every live
+    /// state so that a maximum-age sweep or a permanent error can always end a job.
+    pub fn can_transition_to(self, to: JobState) -> bool {
+        use JobState::*;
+        matches!(
+            (self, to),
+            (Received, Queued | Rejected | Failed)
+                | (Queued, Submitting | Failed)
+                | (Submitting, Submitted | Failed)
+                | (Submitted, ResultReady | Failed)
+                | (ResultReady, Parsing | Failed)
+                | (Parsing, Completed | NeedsReview | Failed)
+                | (NeedsReview, Completed | Failed)
+        )
+    }
+
+    /// Every state `to` may be entered from. Used to build the condition expression, so that the
+    /// table in [`Self::can_transition_to`] is also what DynamoDB enforces.
+    pub fn sources_of(to: JobState) -> Vec<JobState> {
+        JobState::ALL
+            .into_iter()
+            .filter(|from| from.can_transition_to(to))
+            .collect()
+    }
+
+    /// No automatic step will move the job again.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobState::Completed | JobState::Rejected | JobState::Failed
+        )
+    }
+
+    /// The serialized name, as stored in DynamoDB.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Received => "Received",
+            JobState::Queued => "Queued",
+            JobState::Submitting => "Submitting",
+            JobState::Submitted => "Submitted",
+            JobState::ResultReady => "ResultReady",
+            JobState::Parsing => "Parsing",
+            JobState::Completed => "Completed",
+            JobState::NeedsReview => "NeedsReview",
+            JobState::Rejected => "Rejected",
+            JobState::Failed => "Failed",
+        }
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unknown job state {0:?}")]
+pub struct UnknownState(pub String);
+
+impl FromStr for JobState {
+    type Err = UnknownState;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        JobState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| UnknownState(s.to_owned()))
+    }
+}
+
+/// The workflow a document belongs to; it selects the vendor model and the field rules.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Profile(String);
+
+impl Profile {
+    /// A profile name is a short lowercase identifier (`receipt`, `invoice`, `generic`…), because it
+    /// is part of the document key and of metric dimensions.
+    pub fn new(name: &str) -> Result<Self, InvalidProfile> {
+        let valid = !name.is_empty()
+            && name.len() <= 32
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if valid {
+            Ok(Profile(name.to_owned()))
+        } else {
+            Err(InvalidProfile(name.to_owned()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid profile name {0:?}: use 1-32 characters of a-z, 0-9, '-' or '_'")]
+pub struct InvalidProfile(pub String);
+
+/// SHA-256 of a document's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ContentHash([u8; 32]);
+
+impl ContentHash {
+    pub fn of(bytes: &[u8]) -> Self {
+        ContentHash(Sha256::digest(bytes).into())
+    }
+
+    pub fn from_bytes(digest: [u8; 32]) -> Self {
+        ContentHash(digest)
+    }
+
+    /// Parses the lowercase or uppercase hex form.
+    pub fn from_hex(hex_digest: &str) -> Option<Self> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(hex_digest, &mut out).ok()?;
+        Some(ContentHash(out))
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+/// The idempotency key of a document: SHA-256 over the content hash and the workflow profile.
+///
+/// Duplicates are scoped by **content**, not by S3 object version or key. The vendor charges per
+/// document it reads, and the same bytes read twice give the same answer, so a re-upload under a
+/// new key, a new version of an object with identical bytes, or a copy into another folder of the
+/// same profile must all land on the one existing job and cost nothing. The profile is part of the
+/// key because the same scan submitted as a receipt and as an invoice is two different vendor
+/// requests with two different results.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DocumentKey([u8; 32]);
+
+impl DocumentKey {
+    /// Domain-separated so a document key can never collide with a plain content hash.
+    const DOMAIN: &'static [u8] = b"ocrbridge/document-key/v1\n";
+
+    pub fn new(content: &ContentHash, profile: &Profile) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(Self::DOMAIN);
+        hasher.update(profile.as_str().as_bytes());
+        hasher.update(b"\n");
+        hasher.update(content.0);
+        DocumentKey(hasher.finalize().into())
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// The job id is a function of the document key, so creating the job row *is* the dedupe:
+    /// a conditional put on the id either creates the job or returns the one that already exists.
+    pub fn job_id(&self) -> JobId {
+        // 160 bits is ample against collisions and keeps the id usable as a vendor idempotency token
+        // (Textract's ClientRequestToken allows 1–64 characters of [a-zA-Z0-9-_]).
+        JobId(format!("doc-{}", &self.to_hex()[..40]))
+    }
+}
+
+/// A job's id: `doc-` and 40 hex characters, derived from its [`DocumentKey`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JobId(String);
+
+impl JobId {
+    /// Accepts the canonical form only, so an id from a message or a webhook cannot smuggle in
+    /// arbitrary strings.
+    pub fn parse(raw: &str) -> Result<Self, InvalidJobId> {
+        let valid = raw.len() == 44
+            && raw.starts_with("doc-")
+            && raw[4..]
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if valid {
+            Ok(JobId(raw.to_owned()))
+        } else {
+            Err(InvalidJobId(raw.chars().take(64).collect()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid job id {0:?}: expected 'doc-' followed by 40 lowercase hex characters")]
+pub struct InvalidJobId(pub String);
+
+/// Where the document came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceObject {
+    pub bucket: String,
+    pub key: String,
+    pub version_id: Option<String>,
+}
+
+/// A side-effecting attempt that was recorded *before* the side effect. If its lease expires, the
+/// next owner knows the vendor may already have the document and must look it up first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    pub attempt_id: String,
+    pub attempted_at: UnixMillis,
+}
+
+/// The lease on a side-effecting step, as stored on the job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRecord {
+    pub owner: String,
+    pub until: UnixMillis,
+}
+
+impl LeaseRecord {
+    /// A lease is live until `until`, inclusive; at or after expiry anyone may take over.
+    pub fn is_live(&self, now: UnixMillis) -> bool {
+        now < self.until
+    }
+}
+
+/// Why a job ended in `Rejected`, `Failed` or `NeedsReview`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reason {
+    /// Stable machine code, e.g. `pdf_encrypted`. Used in metrics and object tags.
+    pub code: String,
+    /// What happened, for a human.
+    pub message: String,
+}
+
+impl Reason {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Reason {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A job row as read from the ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub id: JobId,
+    pub state: JobState,
+    /// Incremented by every write; every guarded write names the version it read.
+    pub version: u64,
+    pub profile: Profile,
+    pub content_sha256: String,
+    pub source: SourceObject,
+    pub created_at: UnixMillis,
+    /// When the job entered its current state; the sort key of the `by-state` index.
+    pub state_since: UnixMillis,
+    pub lease: Option<LeaseRecord>,
+    pub attempt: Option<Attempt>,
+    pub vendor_job_id: Option<String>,
+    pub reason: Option<Reason>,
+}
+
+/// What a new job starts with.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub key: DocumentKey,
+    pub profile: Profile,
+    pub content: ContentHash,
+    pub source: SourceObject,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use JobState::*;
+
+    /// The full matrix, written out independently of `can_transition_to`, so a change to the
+    /// table has to be made twice on purpose.
+    const LEGAL: &[(JobState, JobState)] = &[
+        (Received, Queued),
+        (Received, Rejected),
+        (Received, Failed),
+        (Queued, Submitting),
+        (Queued, Failed),
+        (Submitting, Submitted),
+        (Submitting, Failed),
+        (Submitted, ResultReady),
+        (Submitted, Failed),
+        (ResultReady, Parsing),
+        (ResultReady, Failed),
+        (Parsing, Completed),
+        (Parsing, NeedsReview),
+        (Parsing, Failed),
+        (NeedsReview, Completed),
+        (NeedsReview, Failed),
+    ];
+
+    #[test]
+    fn every_pair_matches_the_table() {
+        let mut checked = 0;
+        for from in JobState::ALL {
+            for to in JobState::ALL {
+                let expected = LEGAL.contains(&(from, to));
+                assert_eq!(
+                    from.can_transition_to(to),
+                    expected,
+                    "{from} -> {to} should be {}",
+                    if expected { "legal" } else { "illegal" }
+                );
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 100);
+    }
+
+    #[test]
+    fn terminal_states_have_no_way_out() {
+        for from in JobState::ALL.into_iter().filter(|s| s.is_terminal()) {
+            for to in JobState::ALL {
+                assert!(!from.can_transition_to(to), "{from} -> {to}");
+            }
+        }
+    }
+
+    #[test]
+    fn no_state_transitions_to_itself() {
+        for s in JobState::ALL {
+            assert!(!s.can_transition_to(s), "{s} -> {s}");
+        }
+    }
+
+    #[test]
+    fn sources_of_inverts_the_table() {
+        assert_eq!(JobState::sources_of(Received), vec![]);
+        assert_eq!(JobState::sources_of(Completed), vec![Parsing, NeedsReview]);
+        assert_eq!(
+            JobState::sources_of(Failed),
+            vec![
+                Received,
+                Queued,
+                Submitting,
+                Submitted,
+                ResultReady,
+                Parsing,
+                NeedsReview
+            ]
+        );
+    }
+
+    #[test]
+    fn state_names_round_trip_through_str_and_serde() {
+        for s in JobState::ALL {
+            assert_eq!(s.as_str().parse::<JobState>().unwrap(), s);
+            assert_eq!(
+                serde_json::to_string(&s).unwrap(),
+                format!("\"{}\"", s.as_str())
+            );
+        }
+        assert!("INPROGRESS".parse::<JobState>().is_err());
+    }
+
+    #[test]
+    fn document_key_depends_on_content_and_profile() {
+        let receipt = Profile::new("receipt").unwrap();
+        let invoice = Profile::new("invoice").unwrap();
+        let a = ContentHash::of(b"same bytes");
+        let b = ContentHash::of(b"other bytes");
+        assert_eq!(
+            DocumentKey::new(&a, &receipt),
+            DocumentKey::new(&a, &receipt)
+        );
+        assert_ne!(
+            DocumentKey::new(&a, &receipt),
+            DocumentKey::new(&a, &invoice)
+        );
+        assert_ne!(
+            DocumentKey::new(&a, &receipt),
+            DocumentKey::new(&b, &receipt)
+        );
+        // Pinned: changing the derivation would orphan every stored job and vendor token.
+        // Computed independently: sha256("ocrbridge/document-key/v1\nreceipt\n" ‖ sha256("")).
+        assert_eq!(
+            DocumentKey::new(&ContentHash::of(b""), &receipt)
+                .job_id()
+                .as_str(),
+            "doc-e828332251972e362827a60e023bb454548c2004"
+        );
+    }
+
+    #[test]
+    fn job_ids_are_canonical() {
+        let key = DocumentKey::new(&ContentHash::of(b"x"), &Profile::new("generic").unwrap());
+        let id = key.job_id();
+        assert_eq!(JobId::parse(id.as_str()).unwrap(), id);
+        assert!(JobId::parse("doc-XYZ").is_err());
+        assert!(JobId::parse(&id.as_str().to_uppercase()).is_err());
+        assert!(JobId::parse(&format!("{id}0")).is_err());
+    }
+
+    #[test]
+    fn content_hash_hex_round_trips() {
+        let h = ContentHash::of(b"hello");
+        assert_eq!(
+            h.to_hex(),
+            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+        assert_eq!(ContentHash::from_hex(&h.to_hex()), Some(h));
+        assert_eq!(ContentHash::from_hex("zz"), None);
+    }
+
+    #[test]
+    fn profiles_are_validated() {
+        assert!(Profile::new("receipt").is_ok());
+        assert!(Profile::new("").is_err());
+        assert!(Profile::new("Receipt").is_err());
+        assert!(Profile::new("a/b").is_err());
+    }
+
+    #[test]
+    fn lease_is_live_until_its_deadline() {
+        let lease = LeaseRecord {
+            owner: "a".into(),
+            until: UnixMillis(1_000),
+        };
+        assert!(lease.is_live(UnixMillis(999)));
+        assert!(!lease.is_live(UnixMillis(1_000)));
+    }
+}

@@ -1,0 +1,219 @@
+//! The stored record layouts, written down in one place.
+//!
+//! Jobs table (`JOBS_TABLE`), one item per job:
+//!
+//! | attribute        | type | meaning                                                        |
+//! |------------------|------|----------------------------------------------------------------|
+//! | `job_id`         | S    | partition key, `doc-<40 hex>` derived from the document key     |
+//! | `state`          | S    | [`JobState`] name; partition key of the `by-state` index        |
+//! | `state_since`    | N    | unix ms when the state was entered; sort key of `by-state`      |
+//! | `version`        | N    | +1 on every write; every guarded write names the version it read|
+//! | `profile`        | S    | workflow profile                                                |
+//! | `content_sha256` | S    | hex SHA-256 of the document bytes                               |
+//! | `src_bucket`, `src_key`, `src_version` | S | the S3 object that created the job     |
+//! | `created_at`     | N    | unix ms                                                         |
+//! | `lease_owner`, `lease_until` | S, N | side-effect lease; absent when nobody holds it     |
+//! | `attempt_id`, `attempted_at` | S, N | last side effect recorded *before* it was made     |
+//! | `vendor_job_id`  | S    | the vendor's id once known                                      |
+//! | `reason_code`, `reason_message` | S | why the job was rejected, failed or needs review  |
+//!
+//! Dedupe table (`DEDUPE_TABLE`), one item per claimed event id:
+//!
+//! | attribute    | type | meaning                                                              |
+//! |--------------|------|----------------------------------------------------------------------|
+//! | `dedupe_key` | S    | partition key, `<scope>#<id>`                                         |
+//! | `expires_at` | N    | unix **seconds**; the table's TTL attribute, also checked by the code |
+//! | `claimed_at` | N    | unix ms                                                              |
+//! | `token`      | S    | random per claim; fences `release_claim`                             |
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use crate::job::{Attempt, Job, JobId, JobState, LeaseRecord, Profile, Reason, SourceObject};
+use crate::time::UnixMillis;
+
+pub type Item = HashMap<String, AttributeValue>;
+
+pub mod attr {
+    pub const JOB_ID: &str = "job_id";
+    pub const STATE: &str = "state";
+    pub const STATE_SINCE: &str = "state_since";
+    pub const VERSION: &str = "version";
+    pub const PROFILE: &str = "profile";
+    pub const CONTENT_SHA256: &str = "content_sha256";
+    pub const SRC_BUCKET: &str = "src_bucket";
+    pub const SRC_KEY: &str = "src_key";
+    pub const SRC_VERSION: &str = "src_version";
+    pub const CREATED_AT: &str = "created_at";
+    pub const LEASE_OWNER: &str = "lease_owner";
+    pub const LEASE_UNTIL: &str = "lease_until";
+    pub const ATTEMPT_ID: &str = "attempt_id";
+    pub const ATTEMPTED_AT: &str = "attempted_at";
+    pub const VENDOR_JOB_ID: &str = "vendor_job_id";
+    pub const REASON_CODE: &str = "reason_code";
+    pub const REASON_MESSAGE: &str = "reason_message";
+
+    pub const DEDUPE_KEY: &str = "dedupe_key";
+    pub const EXPIRES_AT: &str = "expires_at";
+    pub const CLAIMED_AT: &str = "claimed_at";
+    pub const TOKEN: &str = "token";
+}
+
+/// The global secondary index on (`state`, `state_since`) that reconcile queries; no table scans.
+pub const BY_STATE_INDEX: &str = "by-state";
+
+pub fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+pub fn n(value: u64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+/// A job row that cannot be decoded. This is a bug or a hand edit, never a retryable condition.
+#[derive(Debug, thiserror::Error)]
+#[error("job item is malformed: {0}")]
+pub struct MalformedItem(pub String);
+
+fn get_s<'a>(item: &'a Item, name: &str) -> Result<&'a str, MalformedItem> {
+    match item.get(name) {
+        Some(AttributeValue::S(v)) => Ok(v),
+        Some(_) => Err(MalformedItem(format!("attribute {name} is not a string"))),
+        None => Err(MalformedItem(format!("attribute {name} is missing"))),
+    }
+}
+
+fn opt_s(item: &Item, name: &str) -> Result<Option<String>, MalformedItem> {
+    match item.get(name) {
+        None | Some(AttributeValue::Null(_)) => Ok(None),
+        Some(AttributeValue::S(v)) => Ok(Some(v.clone())),
+        Some(_) => Err(MalformedItem(format!("attribute {name} is not a string"))),
+    }
+}
+
+fn get_n(item: &Item, name: &str) -> Result<u64, MalformedItem> {
+    opt_n(item, name)?.ok_or_else(|| MalformedItem(format!("attribute {name} is missing")))
+}
+
+fn opt_n(item: &Item, name: &str) -> Result<Option<u64>, MalformedItem> {
+    match item.get(name) {
+        None | Some(AttributeValue::Null(_)) => Ok(None),
+        Some(AttributeValue::N(v)) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| MalformedItem(format!("attribute {name} is not an unsigned integer"))),
+        Some(_) => Err(MalformedItem(format!("attribute {name} is not a number"))),
+    }
+}
+
+pub fn job_from_item(item: &Item) -> Result<Job, MalformedItem> {
+    let id = JobId::parse(get_s(item, attr::JOB_ID)?).map_err(|e| MalformedItem(e.to_string()))?;
+    let state: JobState = get_s(item, attr::STATE)?
+        .parse()
+        .map_err(|e: crate::job::UnknownState| MalformedItem(e.to_string()))?;
+    let profile =
+        Profile::new(get_s(item, attr::PROFILE)?).map_err(|e| MalformedItem(e.to_string()))?;
+    let lease = match (
+        opt_s(item, attr::LEASE_OWNER)?,
+        opt_n(item, attr::LEASE_UNTIL)?,
+    ) {
+        (Some(owner), Some(until)) => Some(LeaseRecord {
+            owner,
+            until: UnixMillis(until),
+        }),
+        (None, None) => None,
+        _ => {
+            return Err(MalformedItem(
+                "lease_owner and lease_until must come together".into(),
+            ))
+        }
+    };
+    let attempt = match (
+        opt_s(item, attr::ATTEMPT_ID)?,
+        opt_n(item, attr::ATTEMPTED_AT)?,
+    ) {
+        (Some(attempt_id), Some(at)) => Some(Attempt {
+            attempt_id,
+            attempted_at: UnixMillis(at),
+        }),
+        (None, None) => None,
+        _ => {
+            return Err(MalformedItem(
+                "attempt_id and attempted_at must come together".into(),
+            ))
+        }
+    };
+    let reason = match (
+        opt_s(item, attr::REASON_CODE)?,
+        opt_s(item, attr::REASON_MESSAGE)?,
+    ) {
+        (Some(code), message) => Some(Reason {
+            code,
+            message: message.unwrap_or_default(),
+        }),
+        (None, _) => None,
+    };
+    Ok(Job {
+        id,
+        state,
+        version: get_n(item, attr::VERSION)?,
+        profile,
+        content_sha256: get_s(item, attr::CONTENT_SHA256)?.to_owned(),
+        source: SourceObject {
+            bucket: get_s(item, attr::SRC_BUCKET)?.to_owned(),
+            key: get_s(item, attr::SRC_KEY)?.to_owned(),
+            version_id: opt_s(item, attr::SRC_VERSION)?,
+        },
+        created_at: UnixMillis(get_n(item, attr::CREATED_AT)?),
+        state_since: UnixMillis(get_n(item, attr::STATE_SINCE)?),
+        lease,
+        attempt,
+        vendor_job_id: opt_s(item, attr::VENDOR_JOB_ID)?,
+        reason,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn minimal() -> Item {
+        HashMap::from([
+            (attr::JOB_ID.into(), s(format!("doc-{}", "a".repeat(40)))),
+            (attr::STATE.into(), s("Submitting")),
+            (attr::VERSION.into(), n(3)),
+            (attr::PROFILE.into(), s("receipt")),
+            (attr::CONTENT_SHA256.into(), s("ab")),
+            (attr::SRC_BUCKET.into(), s("b")),
+            (attr::SRC_KEY.into(), s("receipts/x.jpg")),
+            (attr::CREATED_AT.into(), n(10)),
+            (attr::STATE_SINCE.into(), n(20)),
+        ])
+    }
+
+    #[test]
+    fn decodes_a_minimal_job() {
+        let job = job_from_item(&minimal()).unwrap();
+        assert_eq!(job.state, JobState::Submitting);
+        assert_eq!(job.version, 3);
+        assert_eq!(job.lease, None);
+        assert_eq!(job.attempt, None);
+        assert_eq!(job.source.version_id, None);
+    }
+
+    #[test]
+    fn rejects_half_a_lease_and_unknown_states() {
+        let mut item = minimal();
+        item.insert(attr::LEASE_OWNER.into(), s("w1"));
+        assert!(job_from_item(&item).unwrap_err().0.contains("lease_owner"));
+
+        let mut item = minimal();
+        item.insert(attr::STATE.into(), s("INPROGRESS"));
+        assert!(job_from_item(&item).unwrap_err().0.contains("INPROGRESS"));
+
+        let mut item = minimal();
+        item.insert(attr::VERSION.into(), s("3"));
+        assert!(job_from_item(&item).unwrap_err().0.contains("version"));
+    }
+}

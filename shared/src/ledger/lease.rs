@@ -1,0 +1,283 @@
+//! Leases on side-effecting steps, fenced by owner and version.
+//!
+//! A lease is how one worker, out of several that received the same message, gets to call the
+//! vendor. Its life:
+//!
+//! 1. [`Ledger::acquire_lease`]: only when nobody holds it or the holder's `lease_until` has passed.
+//!    `lease_until` comes from the invocation deadline ([`crate::time::lease_until_from_deadline`]),
+//!    so a crashed or timed-out worker frees the job as soon as it can no longer be running.
+//! 2. [`Ledger::record_attempt`] *before* the side effect. If the worker dies after this write, the
+//!    next owner sees [`Lease::inherited_attempt`] and must ask the vendor (by our idempotency key)
+//!    whether the document arrived, instead of paying for it twice.
+//! 3. [`Ledger::complete_lease`] (advance the state) or [`Ledger::release_lease`] (give the job back).
+//!
+//! Steps 2 and 3 are conditional on `lease_owner` *and* `version`: after a takeover both have
+//! changed, so a slow former owner gets [`FenceError::Lost`] and writes nothing.
+
+use tracing::instrument;
+
+use super::item::{attr, n, s};
+use super::update::Expr;
+use super::{
+    apply_state_change, check_transition, Change, Ledger, LedgerError, TransitionError, Updated,
+};
+use crate::job::{Attempt, Job, JobId, JobState};
+use crate::time::UnixMillis;
+
+/// A step that needs a lease, and the states it moves through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseStep {
+    /// `Queued → Submitting`, held while calling the vendor's submit.
+    Submit,
+    /// `ResultReady → Parsing`, held while fetching, archiving and normalizing the result.
+    Parse,
+}
+
+impl LeaseStep {
+    /// The state the job is in while the lease is (or was) held.
+    pub fn held_in(self) -> JobState {
+        match self {
+            LeaseStep::Submit => JobState::Submitting,
+            LeaseStep::Parse => JobState::Parsing,
+        }
+    }
+
+    /// The state from which acquiring the lease enters [`Self::held_in`].
+    pub fn entered_from(self) -> JobState {
+        match self {
+            LeaseStep::Submit => JobState::Queued,
+            LeaseStep::Parse => JobState::ResultReady,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaseStep::Submit => "submit",
+            LeaseStep::Parse => "parse",
+        }
+    }
+}
+
+/// A lease this worker holds. Every fenced write returns the next `Lease` (the version moves).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub job_id: JobId,
+    pub step: LeaseStep,
+    pub owner: String,
+    pub until: UnixMillis,
+    /// The job's version after our last write; the fence for the next one.
+    pub version: u64,
+    /// An attempt recorded by an earlier holder that never completed or released: the side effect
+    /// may have happened. Reconcile with the vendor before repeating it.
+    pub inherited_attempt: Option<Attempt>,
+}
+
+/// Whether a released attempt could have reached the vendor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// The vendor certainly did not take the request (connection refused, 429, 5xx before
+    /// acceptance). The recorded attempt is cleared; the next holder submits directly.
+    NotReached,
+    /// The request may have been accepted (timeout after sending). The attempt stays recorded so
+    /// the next holder reconciles first.
+    MayHaveReached,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    /// The job has not reached the step yet (e.g. still `Received`). Retry later.
+    #[error("job {} is {}, not yet ready for the {} step", current.id, current.state, step.as_str())]
+    NotYet { step: LeaseStep, current: Box<Job> },
+    /// The step is done (or the job ended). Acknowledge the message and do nothing.
+    #[error("job {} is already {}, past the {} step", current.id, current.state, step.as_str())]
+    AlreadyPast { step: LeaseStep, current: Box<Job> },
+    /// Another worker holds a live lease. Retry after `until`.
+    #[error("job {} is leased by {owner} until {until:?}", current.id)]
+    Held {
+        owner: String,
+        until: UnixMillis,
+        current: Box<Job>,
+    },
+    /// `until` is not in the future: the invocation is already out of time.
+    #[error("lease expiry {until:?} is not after now ({now:?}); the invocation has no time left")]
+    NoTimeLeft { until: UnixMillis, now: UnixMillis },
+    /// The job kept changing under us across several tries. Retry the message later.
+    #[error("job {} kept changing while acquiring its lease", current.id)]
+    Contended { current: Box<Job> },
+    #[error("job {0} does not exist")]
+    Missing(JobId),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FenceError {
+    /// Our lease is gone: it expired and was taken over, or the job moved on. Write nothing more
+    /// and drop the work; the current owner is responsible now.
+    #[error("lease on job {job_id} by {owner} was lost")]
+    Lost {
+        job_id: JobId,
+        owner: String,
+        current: Option<Box<Job>>,
+    },
+    /// Our lease ran out locally; do not start a side effect we might not finish in time.
+    #[error("lease on job {job_id} expired at {until:?}")]
+    Expired { job_id: JobId, until: UnixMillis },
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+/// How often acquire re-reads (from the condition failure, not a new read) before giving up.
+const ACQUIRE_TRIES: usize = 3;
+
+impl Ledger {
+    /// Takes the lease for `step` on `job`, moving it into [`LeaseStep::held_in`] if it was in
+    /// [`LeaseStep::entered_from`].
+    #[instrument(skip_all, fields(job_id = %job.id, step = step.as_str(), owner = owner))]
+    pub async fn acquire_lease(
+        &self,
+        job: &Job,
+        step: LeaseStep,
+        owner: &str,
+        until: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<Lease, LeaseError> {
+        if until <= now {
+            return Err(LeaseError::NoTimeLeft { until, now });
+        }
+        let mut seen = job.clone();
+        for _ in 0..ACQUIRE_TRIES {
+            // JobState is declared in pipeline order, so `<` means "not reached yet".
+            if seen.state < step.entered_from() {
+                return Err(LeaseError::NotYet {
+                    step,
+                    current: Box::new(seen),
+                });
+            }
+            if seen.state != step.entered_from() && seen.state != step.held_in() {
+                return Err(LeaseError::AlreadyPast {
+                    step,
+                    current: Box::new(seen),
+                });
+            }
+            if let Some(lease) = seen.lease.as_ref().filter(|l| l.is_live(now)) {
+                return Err(LeaseError::Held {
+                    owner: lease.owner.clone(),
+                    until: lease.until,
+                    current: Box::new(seen.clone()),
+                });
+            }
+
+            let mut expr = Expr::new();
+            expr.set(attr::LEASE_OWNER, s(owner))
+                .set(attr::LEASE_UNTIL, n(until.0))
+                .increment(attr::VERSION, 1)
+                .require_eq(attr::VERSION, n(seen.version))
+                // Redundant with the version guard today, but it states the invariant where it is
+                // enforced: a live lease is never taken over.
+                .require_absent_or_at_most(attr::LEASE_UNTIL, n(now.0));
+            if seen.state == step.entered_from() {
+                expr.set(attr::STATE, s(step.held_in().as_str()))
+                    .set(attr::STATE_SINCE, n(now.0));
+            }
+            match self.update(&seen.id, &expr).await? {
+                Updated::Ok(new) => {
+                    return Ok(Lease {
+                        job_id: new.id.clone(),
+                        step,
+                        owner: owner.to_owned(),
+                        until,
+                        version: new.version,
+                        inherited_attempt: new.attempt,
+                    })
+                }
+                Updated::ConditionFailed(Some(current)) => seen = current,
+                Updated::ConditionFailed(None) => return Err(LeaseError::Missing(seen.id)),
+            }
+        }
+        Err(LeaseError::Contended {
+            current: Box::new(seen),
+        })
+    }
+
+    /// Records that a side effect is about to start, fenced on our lease. Call it *before* the
+    /// vendor call; an `Err` means do not make the call.
+    #[instrument(skip_all, fields(job_id = %lease.job_id, attempt_id = attempt_id))]
+    pub async fn record_attempt(
+        &self,
+        lease: &Lease,
+        attempt_id: &str,
+        now: UnixMillis,
+    ) -> Result<Lease, FenceError> {
+        if now >= lease.until {
+            return Err(FenceError::Expired {
+                job_id: lease.job_id.clone(),
+                until: lease.until,
+            });
+        }
+        let mut expr = Expr::new();
+        expr.set(attr::ATTEMPT_ID, s(attempt_id))
+            .set(attr::ATTEMPTED_AT, n(now.0))
+            .increment(attr::VERSION, 1);
+        fence(&mut expr, lease);
+        let job = self.fenced_update(lease, &expr).await?;
+        Ok(Lease {
+            version: job.version,
+            ..lease.clone()
+        })
+    }
+
+    /// Ends the lease by advancing the job to `to`. Fenced: fails with [`FenceError::Lost`] if the
+    /// lease was taken over or the job moved on.
+    #[instrument(skip_all, fields(job_id = %lease.job_id, to = %to))]
+    pub async fn complete_lease(
+        &self,
+        lease: &Lease,
+        to: JobState,
+        change: Change,
+        now: UnixMillis,
+    ) -> Result<Job, FenceError> {
+        check_transition(&lease.job_id, lease.step.held_in(), to, &change)?;
+        let mut expr = Expr::new();
+        apply_state_change(&mut expr, to, &change, now);
+        fence(&mut expr, lease);
+        self.fenced_update(lease, &expr).await
+    }
+
+    /// Gives the job back without advancing it, so the next delivery can take the lease at once.
+    #[instrument(skip_all, fields(job_id = %lease.job_id))]
+    pub async fn release_lease(
+        &self,
+        lease: &Lease,
+        outcome: AttemptOutcome,
+    ) -> Result<Job, FenceError> {
+        let mut expr = Expr::new();
+        expr.remove(attr::LEASE_OWNER)
+            .remove(attr::LEASE_UNTIL)
+            .increment(attr::VERSION, 1);
+        if outcome == AttemptOutcome::NotReached {
+            expr.remove(attr::ATTEMPT_ID).remove(attr::ATTEMPTED_AT);
+        }
+        fence(&mut expr, lease);
+        self.fenced_update(lease, &expr).await
+    }
+
+    async fn fenced_update(&self, lease: &Lease, expr: &Expr) -> Result<Job, FenceError> {
+        match self.update(&lease.job_id, expr).await? {
+            Updated::Ok(job) => Ok(job),
+            Updated::ConditionFailed(current) => Err(FenceError::Lost {
+                job_id: lease.job_id.clone(),
+                owner: lease.owner.clone(),
+                current: current.map(Box::new),
+            }),
+        }
+    }
+}
+
+/// The fence on every write by a lease holder.
+fn fence(expr: &mut Expr, lease: &Lease) {
+    expr.require_eq(attr::LEASE_OWNER, s(&lease.owner))
+        .require_eq(attr::VERSION, n(lease.version));
+}

@@ -1,0 +1,350 @@
+//! The job ledger: DynamoDB persistence for jobs, leases and event dedupe.
+//!
+//! This is where exactly-once effects come from. The rules, each enforced by a condition
+//! expression rather than by a read followed by a write:
+//!
+//! - **Create** is a conditional put on the job id, which is derived from the document key, so two
+//!   intakes of the same content create one job; the loser gets the winner's row back
+//!   (`ReturnValuesOnConditionCheckFailure=ALL_OLD`), with no second read.
+//! - **Transition** names the version it read and is only allowed from the states the transition
+//!   table lists. A stale or illegal move is a typed error, never a silent overwrite.
+//! - **Leases** guard side effects (vendor calls). Acquire needs the lease to be absent or expired;
+//!   every later write by the holder (record attempt, complete, release) is fenced on owner *and*
+//!   version, so a holder that lost its lease cannot overwrite its successor. This is the fix for
+//!   the unfenced completion writes of Powertools' idempotency utility (ANCHORS.md §1).
+//! - **Dedupe** claims are conditional puts where an entry past its expiry counts as absent, because
+//!   DynamoDB TTL deletes late (up to days) and moto never deletes at all.
+
+mod dedupe;
+pub mod item;
+mod lease;
+mod update;
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::Client;
+use tracing::instrument;
+
+pub use dedupe::{Claim, ClaimToken};
+pub use lease::{AttemptOutcome, FenceError, Lease, LeaseError, LeaseStep};
+
+use crate::job::{Job, JobId, JobState, NewJob, Reason};
+use crate::time::UnixMillis;
+use item::{attr, job_from_item, n, s, Item, MalformedItem};
+use update::Expr;
+
+/// The two tables the ledger writes, by physical name.
+#[derive(Debug, Clone)]
+pub struct LedgerTables {
+    pub jobs: String,
+    pub dedupe: String,
+}
+
+/// The ledger. Cheap to clone; build it once per container.
+#[derive(Debug, Clone)]
+pub struct Ledger {
+    client: Client,
+    tables: LedgerTables,
+}
+
+/// A DynamoDB call that failed for a reason other than a condition check.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// The request did not succeed: throttling, network, permissions, missing table. Retry the
+    /// message later; if it persists, check the table name and the function's IAM policy.
+    #[error("DynamoDB {operation} failed: {detail}")]
+    Dynamo {
+        operation: &'static str,
+        detail: String,
+    },
+    /// A stored item could not be decoded. Not retryable: inspect the item.
+    #[error("{0}")]
+    Malformed(#[from] MalformedItem),
+}
+
+impl LedgerError {
+    fn dynamo<E, R>(operation: &'static str, err: &SdkError<E, R>) -> Self
+    where
+        E: std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        LedgerError::Dynamo {
+            operation,
+            detail: DisplayErrorContext(err).to_string(),
+        }
+    }
+}
+
+/// The result of [`Ledger::create_job`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    /// This call created the job.
+    New(Job),
+    /// The document key already had a job; here it is, untouched.
+    Existing(Job),
+}
+
+impl Created {
+    pub fn job(&self) -> &Job {
+        match self {
+            Created::New(job) | Created::Existing(job) => job,
+        }
+    }
+}
+
+/// What a transition writes besides the state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Change {
+    pub vendor_job_id: Option<String>,
+    pub reason: Option<Reason>,
+}
+
+impl Change {
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    pub fn with_vendor_job_id(mut self, id: impl Into<String>) -> Self {
+        self.vendor_job_id = Some(id.into());
+        self
+    }
+
+    pub fn with_reason(mut self, reason: Reason) -> Self {
+        self.reason = Some(reason);
+        self
+    }
+}
+
+/// A state change the ledger refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TransitionError {
+    /// The transition table does not allow it. A bug in the caller; nothing was written.
+    #[error("illegal transition {from} -> {to} for job {job_id}")]
+    Illegal {
+        job_id: JobId,
+        from: JobState,
+        to: JobState,
+    },
+    /// `Rejected`, `Failed` and `NeedsReview` must say why.
+    #[error("transition of job {job_id} to {to} needs a reason")]
+    ReasonRequired { job_id: JobId, to: JobState },
+    /// Someone else wrote the job since it was read. `current` is the row as it is now; decide
+    /// again from it (often: the work is already done, acknowledge).
+    #[error("job {} changed concurrently: wanted {from} -> {to} at version {expected_version}, found {} at version {}", current.id, current.state, current.version)]
+    Stale {
+        from: JobState,
+        to: JobState,
+        expected_version: u64,
+        current: Box<Job>,
+    },
+    /// The job row does not exist.
+    #[error("job {0} does not exist")]
+    Missing(JobId),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+impl Ledger {
+    pub fn new(client: Client, tables: LedgerTables) -> Self {
+        Ledger { client, tables }
+    }
+
+    pub fn tables(&self) -> &LedgerTables {
+        &self.tables
+    }
+
+    /// Creates the job for a document, or returns the job that already holds its key.
+    #[instrument(skip_all, fields(job_id = %new.key.job_id()))]
+    pub async fn create_job(&self, new: &NewJob, now: UnixMillis) -> Result<Created, LedgerError> {
+        let id = new.key.job_id();
+        let mut item: Item = HashMap::from([
+            (attr::JOB_ID.to_owned(), s(id.as_str())),
+            (attr::STATE.to_owned(), s(JobState::Received.as_str())),
+            (attr::STATE_SINCE.to_owned(), n(now.0)),
+            (attr::VERSION.to_owned(), n(1)),
+            (attr::PROFILE.to_owned(), s(new.profile.as_str())),
+            (attr::CONTENT_SHA256.to_owned(), s(new.content.to_hex())),
+            (attr::SRC_BUCKET.to_owned(), s(&new.source.bucket)),
+            (attr::SRC_KEY.to_owned(), s(&new.source.key)),
+            (attr::CREATED_AT.to_owned(), n(now.0)),
+        ]);
+        if let Some(version) = &new.source.version_id {
+            item.insert(attr::SRC_VERSION.to_owned(), s(version));
+        }
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.tables.jobs)
+            .set_item(Some(item.clone()))
+            .condition_expression("attribute_not_exists(#id)")
+            .expression_attribute_names("#id", attr::JOB_ID)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Created::New(job_from_item(&item)?)),
+            Err(err) => match conflicting_item(&err, |e| match e {
+                aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c) => Some(c.item()),
+                _ => None,
+            }) {
+                Some(Some(existing)) => Ok(Created::Existing(job_from_item(existing)?)),
+                Some(None) => Err(LedgerError::Dynamo {
+                    operation: "PutItem",
+                    detail: "condition failed but no item was returned; the endpoint ignores ReturnValuesOnConditionCheckFailure".into(),
+                }),
+                None => Err(LedgerError::dynamo("PutItem", &err)),
+            },
+        }
+    }
+
+    /// Reads a job with a strongly consistent read.
+    #[instrument(skip_all, fields(job_id = %id))]
+    pub async fn get_job(&self, id: &JobId) -> Result<Option<Job>, LedgerError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.tables.jobs)
+            .key(attr::JOB_ID, s(id.as_str()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| LedgerError::dynamo("GetItem", &e))?;
+        Ok(out.item().map(job_from_item).transpose()?)
+    }
+
+    /// Moves `job` (as read) to `to`, guarded by the version read and the allowed source states.
+    /// Any lease on the job ends with the state it guarded.
+    #[instrument(skip_all, fields(job_id = %job.id, from = %job.state, to = %to))]
+    pub async fn transition(
+        &self,
+        job: &Job,
+        to: JobState,
+        change: Change,
+        now: UnixMillis,
+    ) -> Result<Job, TransitionError> {
+        check_transition(&job.id, job.state, to, &change)?;
+        let mut expr = Expr::new();
+        apply_state_change(&mut expr, to, &change, now);
+        expr.require_eq(attr::VERSION, n(job.version)).require_in(
+            attr::STATE,
+            JobState::sources_of(to)
+                .into_iter()
+                .map(|state| s(state.as_str()))
+                .collect(),
+        );
+        match self.update(&job.id, &expr).await? {
+            Updated::Ok(new) => Ok(new),
+            Updated::ConditionFailed(Some(current)) => Err(TransitionError::Stale {
+                from: job.state,
+                to,
+                expected_version: job.version,
+                current: Box::new(current),
+            }),
+            Updated::ConditionFailed(None) => Err(TransitionError::Missing(job.id.clone())),
+        }
+    }
+
+    /// One guarded `UpdateItem` on a job; returns the new row, or the current row on a failed
+    /// condition (`None` if the job does not exist).
+    async fn update(&self, id: &JobId, expr: &Expr) -> Result<Updated, LedgerError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.jobs)
+            .key(attr::JOB_ID, s(id.as_str()))
+            .set_update_expression(expr.update_expression())
+            // A missing row must fail the condition rather than be created by the update.
+            .condition_expression(match expr.condition_expression() {
+                Some(cond) => format!("attribute_exists(#job_id) AND {cond}"),
+                None => "attribute_exists(#job_id)".to_owned(),
+            })
+            .set_expression_attribute_names(Some({
+                let mut names = expr.names().unwrap_or_default();
+                names.insert("#job_id".into(), attr::JOB_ID.into());
+                names
+            }))
+            .set_expression_attribute_values(expr.values())
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => match out.attributes() {
+                Some(attributes) => Ok(Updated::Ok(job_from_item(attributes)?)),
+                None => Err(LedgerError::Dynamo {
+                    operation: "UpdateItem",
+                    detail: "no attributes returned despite ReturnValues=ALL_NEW".into(),
+                }),
+            },
+            Err(err) => match conflicting_item(&err, |e| {
+                match e {
+                aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => Some(c.item()),
+                _ => None,
+            }
+            }) {
+                Some(Some(current)) => Ok(Updated::ConditionFailed(Some(job_from_item(current)?))),
+                Some(None) => Ok(Updated::ConditionFailed(None)),
+                None => Err(LedgerError::dynamo("UpdateItem", &err)),
+            },
+        }
+    }
+}
+
+enum Updated {
+    Ok(Job),
+    ConditionFailed(Option<Job>),
+}
+
+/// For a conditional-check failure, the item DynamoDB returned with it (`Some(None)` when the item
+/// does not exist); `None` for any other error.
+fn conflicting_item<'a, E, R>(
+    err: &'a SdkError<E, R>,
+    pick: impl Fn(&'a E) -> Option<Option<&'a Item>>,
+) -> Option<Option<&'a Item>> {
+    err.as_service_error().and_then(pick)
+}
+
+fn check_transition(
+    job_id: &JobId,
+    from: JobState,
+    to: JobState,
+    change: &Change,
+) -> Result<(), TransitionError> {
+    if !from.can_transition_to(to) {
+        return Err(TransitionError::Illegal {
+            job_id: job_id.clone(),
+            from,
+            to,
+        });
+    }
+    let needs_reason = matches!(
+        to,
+        JobState::Rejected | JobState::Failed | JobState::NeedsReview
+    );
+    if needs_reason && change.reason.is_none() {
+        return Err(TransitionError::ReasonRequired {
+            job_id: job_id.clone(),
+            to,
+        });
+    }
+    Ok(())
+}
+
+/// The writes common to every state change: the state, its start time, the version bump, the
+/// change's fields, and the end of any lease.
+fn apply_state_change(expr: &mut Expr, to: JobState, change: &Change, now: UnixMillis) {
+    expr.set(attr::STATE, s(to.as_str()))
+        .set(attr::STATE_SINCE, n(now.0))
+        .increment(attr::VERSION, 1)
+        .remove(attr::LEASE_OWNER)
+        .remove(attr::LEASE_UNTIL);
+    if let Some(id) = &change.vendor_job_id {
+        expr.set(attr::VENDOR_JOB_ID, s(id));
+    }
+    if let Some(reason) = &change.reason {
+        expr.set(attr::REASON_CODE, s(&reason.code))
+            .set(attr::REASON_MESSAGE, s(&reason.message));
+    }
+}

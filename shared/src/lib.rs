@@ -1,0 +1,17 @@
+//! ocrbridge: the nouns every Lambda function of the pipeline shares.
+//!
+//! ```text
+//! functions/intake     S3 event      → validate → ledger: create job       → submit queue
+//! functions/submit     submit msg    → lease → vendor.submit               → ledger: Submitted
+//! functions/webhook    HTTP request  → verify → dedupe                     → results queue
+//! functions/parse      result msg    → vendor.fetch → archive → normalize → rules → ledger: Completed
+//! functions/reconcile  schedule      → ledger: stuck jobs → vendor.status  → results/submit queue
+//! functions/rotate     rotation step → keyring                             → vendor secret registration
+//! ```
+
+pub mod aws;
+pub mod config;
+pub mod job;
+pub mod ledger;
+pub mod telemetry;
+pub mod time;

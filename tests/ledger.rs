@@ -1,0 +1,517 @@
+//! The job ledger against moto: conditional writes, races, leases, fencing and dedupe.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use ocrbridge::job::{
+    ContentHash, DocumentKey, Job, JobState, NewJob, Profile, Reason, SourceObject,
+};
+use ocrbridge::ledger::{
+    AttemptOutcome, Change, Claim, Created, FenceError, LeaseError, LeaseStep, Ledger,
+    TransitionError,
+};
+use ocrbridge::time::UnixMillis;
+use ocrbridge_tests::{stack, unique_name};
+
+fn new_job(content: &[u8], key: &str) -> NewJob {
+    let profile = Profile::new("receipt").unwrap();
+    let content = ContentHash::of(content);
+    NewJob {
+        key: DocumentKey::new(&content, &profile),
+        profile,
+        content,
+        source: SourceObject {
+            bucket: "uploads".into(),
+            key: key.into(),
+            version_id: None,
+        },
+    }
+}
+
+const T0: UnixMillis = UnixMillis(1_700_000_000_000);
+
+fn at(offset_ms: u64) -> UnixMillis {
+    UnixMillis(T0.0 + offset_ms)
+}
+
+async fn created(ledger: &Ledger, content: &[u8]) -> Job {
+    match ledger
+        .create_job(&new_job(content, "receipts/a.jpg"), T0)
+        .await
+        .unwrap()
+    {
+        Created::New(job) => job,
+        Created::Existing(job) => panic!("expected a new job, found {job:?}"),
+    }
+}
+
+/// A job moved to `Queued`, ready for the submit lease.
+async fn queued(ledger: &Ledger) -> Job {
+    let job = created(ledger, unique_name("doc").as_bytes()).await;
+    ledger
+        .transition(&job, JobState::Queued, Change::none(), at(1))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn duplicate_document_key_returns_the_existing_job() {
+    let s = stack().await;
+    let first = created(&s.ledger, b"the same bytes").await;
+    assert_eq!(first.state, JobState::Received);
+    assert_eq!(first.version, 1);
+
+    let again = s
+        .ledger
+        .create_job(&new_job(b"the same bytes", "receipts/copy.jpg"), at(500))
+        .await
+        .unwrap();
+    match again {
+        Created::Existing(existing) => {
+            assert_eq!(existing, first, "the existing row comes back untouched");
+            assert_eq!(existing.source.key, "receipts/a.jpg");
+        }
+        Created::New(job) => panic!("second create made a new job: {job:?}"),
+    }
+
+    let other = s
+        .ledger
+        .create_job(&new_job(b"different bytes", "receipts/b.jpg"), at(600))
+        .await
+        .unwrap();
+    assert!(matches!(other, Created::New(ref j) if j.id != first.id));
+}
+
+#[tokio::test]
+async fn concurrent_creates_of_one_document_make_one_job() {
+    let s = stack().await;
+    let content = unique_name("race");
+    let results = join_all((0..8).map(|i| {
+        let ledger = s.ledger.clone();
+        let new = new_job(content.as_bytes(), &format!("receipts/{i}.jpg"));
+        async move { ledger.create_job(&new, at(i)).await.unwrap() }
+    }))
+    .await;
+    let winners: Vec<&Job> = results
+        .iter()
+        .filter_map(|r| match r {
+            Created::New(job) => Some(job),
+            Created::Existing(_) => None,
+        })
+        .collect();
+    assert_eq!(winners.len(), 1, "exactly one create wins: {results:?}");
+    for r in &results {
+        assert_eq!(r.job(), winners[0], "every loser sees the winner's row");
+    }
+}
+
+#[tokio::test]
+async fn transitions_are_guarded_by_table_and_version() {
+    let s = stack().await;
+    let job = created(&s.ledger, unique_name("t").as_bytes()).await;
+
+    let queued = s
+        .ledger
+        .transition(&job, JobState::Queued, Change::none(), at(10))
+        .await
+        .unwrap();
+    assert_eq!(queued.state, JobState::Queued);
+    assert_eq!(queued.version, 2);
+    assert_eq!(queued.state_since, at(10));
+
+    // A writer holding the old read loses, and learns the current row without a second read.
+    match s
+        .ledger
+        .transition(
+            &job,
+            JobState::Rejected,
+            Change::none().with_reason(Reason::new("x", "y")),
+            at(20),
+        )
+        .await
+    {
+        Err(TransitionError::Stale { current, .. }) => assert_eq!(*current, queued),
+        other => panic!("expected Stale, got {other:?}"),
+    }
+
+    // Illegal edges are refused before any write.
+    assert!(matches!(
+        s.ledger
+            .transition(&queued, JobState::Completed, Change::none(), at(30))
+            .await,
+        Err(TransitionError::Illegal {
+            from: JobState::Queued,
+            to: JobState::Completed,
+            ..
+        })
+    ));
+    // Failure states must carry a reason.
+    assert!(matches!(
+        s.ledger
+            .transition(&queued, JobState::Failed, Change::none(), at(30))
+            .await,
+        Err(TransitionError::ReasonRequired { .. })
+    ));
+    assert_eq!(s.ledger.get_job(&job.id).await.unwrap().unwrap(), queued);
+
+    let failed = s
+        .ledger
+        .transition(
+            &queued,
+            JobState::Failed,
+            Change::none().with_reason(Reason::new("max_age", "gave up after 24h")),
+            at(40),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        failed.reason,
+        Some(Reason::new("max_age", "gave up after 24h"))
+    );
+}
+
+#[tokio::test]
+async fn a_transition_of_a_missing_job_is_reported_as_missing() {
+    let s = stack().await;
+    let mut ghost = created(&s.ledger, unique_name("ghost").as_bytes()).await;
+    ghost.id = DocumentKey::new(&ContentHash::of(b"never created"), &ghost.profile).job_id();
+    assert!(matches!(
+        s.ledger
+            .transition(&ghost, JobState::Queued, Change::none(), at(1))
+            .await,
+        Err(TransitionError::Missing(id)) if id == ghost.id
+    ));
+}
+
+#[tokio::test]
+async fn two_workers_race_for_one_lease_and_exactly_one_wins() {
+    let s = stack().await;
+    for round in 0..3 {
+        let job = queued(&s.ledger).await;
+        let results = join_all((0..6).map(|i| {
+            let ledger = s.ledger.clone();
+            let job = job.clone();
+            async move {
+                ledger
+                    .acquire_lease(
+                        &job,
+                        LeaseStep::Submit,
+                        &format!("w{i}"),
+                        at(60_000),
+                        at(100),
+                    )
+                    .await
+            }
+        }))
+        .await;
+        let winners: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+        assert_eq!(winners.len(), 1, "round {round}: {results:?}");
+        for r in &results {
+            if let Err(e) = r {
+                assert!(
+                    matches!(e, LeaseError::Held { owner, .. } if owner == &winners[0].owner),
+                    "losers see the winner's live lease, got {e:?}"
+                );
+            }
+        }
+        let stored = s.ledger.get_job(&job.id).await.unwrap().unwrap();
+        assert_eq!(stored.state, JobState::Submitting);
+        assert_eq!(stored.lease.unwrap().owner, winners[0].owner);
+    }
+}
+
+#[tokio::test]
+async fn a_stale_owner_is_fenced_out_after_a_takeover() {
+    let s = stack().await;
+    let job = queued(&s.ledger).await;
+
+    // A takes the lease until t=1s and records that it is about to call the vendor…
+    let a = s
+        .ledger
+        .acquire_lease(&job, LeaseStep::Submit, "worker-a", at(1_000), at(100))
+        .await
+        .unwrap();
+    assert_eq!(a.inherited_attempt, None);
+    let a = s
+        .ledger
+        .record_attempt(&a, "attempt-a", at(200))
+        .await
+        .unwrap();
+
+    // …while the lease is live nobody can take over…
+    let current = s.ledger.get_job(&job.id).await.unwrap().unwrap();
+    assert!(matches!(
+        s.ledger
+            .acquire_lease(&current, LeaseStep::Submit, "worker-b", at(9_000), at(900))
+            .await,
+        Err(LeaseError::Held { ref owner, .. }) if owner == "worker-a"
+    ));
+
+    // …then A stalls past its lease and B takes over, told that A may have reached the vendor.
+    let b = s
+        .ledger
+        .acquire_lease(
+            &current,
+            LeaseStep::Submit,
+            "worker-b",
+            at(9_000),
+            at(1_000),
+        )
+        .await
+        .unwrap();
+    let inherited = b.inherited_attempt.clone().expect("A's attempt is visible");
+    assert_eq!(inherited.attempt_id, "attempt-a");
+    assert_eq!(inherited.attempted_at, at(200));
+
+    // A wakes up: every write it tries is rejected and changes nothing.
+    let before = s.ledger.get_job(&job.id).await.unwrap().unwrap();
+    assert!(matches!(
+        s.ledger
+            .complete_lease(
+                &a,
+                JobState::Submitted,
+                Change::none().with_vendor_job_id("vendor-a"),
+                at(1_100)
+            )
+            .await,
+        Err(FenceError::Lost { ref owner, current: Some(ref cur), .. })
+            if owner == "worker-a" && cur.lease.as_ref().unwrap().owner == "worker-b"
+    ));
+    assert!(matches!(
+        s.ledger.release_lease(&a, AttemptOutcome::NotReached).await,
+        Err(FenceError::Lost { .. })
+    ));
+    assert_eq!(s.ledger.get_job(&job.id).await.unwrap().unwrap(), before);
+
+    // B finishes normally.
+    let done = s
+        .ledger
+        .complete_lease(
+            &b,
+            JobState::Submitted,
+            Change::none().with_vendor_job_id("vendor-b"),
+            at(1_200),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.state, JobState::Submitted);
+    assert_eq!(done.vendor_job_id.as_deref(), Some("vendor-b"));
+    assert_eq!(done.lease, None, "completing ends the lease");
+}
+
+#[tokio::test]
+async fn an_expired_lease_refuses_to_start_a_side_effect() {
+    let s = stack().await;
+    let job = queued(&s.ledger).await;
+    let lease = s
+        .ledger
+        .acquire_lease(&job, LeaseStep::Submit, "w", at(1_000), at(100))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.ledger.record_attempt(&lease, "late", at(1_000)).await,
+        Err(FenceError::Expired { .. })
+    ));
+    assert!(matches!(
+        s.ledger
+            .acquire_lease(&job, LeaseStep::Submit, "w2", at(100), at(100))
+            .await,
+        Err(LeaseError::NoTimeLeft { .. })
+    ));
+}
+
+#[tokio::test]
+async fn releasing_clears_the_attempt_only_when_the_vendor_was_not_reached() {
+    let s = stack().await;
+    let job = queued(&s.ledger).await;
+
+    let lease = s
+        .ledger
+        .acquire_lease(&job, LeaseStep::Submit, "w1", at(5_000), at(100))
+        .await
+        .unwrap();
+    let lease = s
+        .ledger
+        .record_attempt(&lease, "a1", at(110))
+        .await
+        .unwrap();
+    let released = s
+        .ledger
+        .release_lease(&lease, AttemptOutcome::MayHaveReached)
+        .await
+        .unwrap();
+    assert_eq!(released.state, JobState::Submitting);
+    assert_eq!(released.lease, None);
+    assert!(released.attempt.is_some());
+
+    // Released, so the next worker needs no expiry to take it, and must reconcile first.
+    let next = s
+        .ledger
+        .acquire_lease(&released, LeaseStep::Submit, "w2", at(5_000), at(200))
+        .await
+        .unwrap();
+    assert_eq!(next.inherited_attempt.as_ref().unwrap().attempt_id, "a1");
+    let next = s.ledger.record_attempt(&next, "a2", at(210)).await.unwrap();
+    let released = s
+        .ledger
+        .release_lease(&next, AttemptOutcome::NotReached)
+        .await
+        .unwrap();
+    assert_eq!(released.attempt, None);
+
+    let third = s
+        .ledger
+        .acquire_lease(&released, LeaseStep::Submit, "w3", at(5_000), at(300))
+        .await
+        .unwrap();
+    assert_eq!(third.inherited_attempt, None);
+}
+
+#[tokio::test]
+async fn leases_respect_where_the_job_is() {
+    let s = stack().await;
+    let fresh = created(&s.ledger, unique_name("early").as_bytes()).await;
+    assert!(matches!(
+        s.ledger
+            .acquire_lease(&fresh, LeaseStep::Submit, "w", at(5_000), at(100))
+            .await,
+        Err(LeaseError::NotYet { .. })
+    ));
+
+    let job = queued(&s.ledger).await;
+    let lease = s
+        .ledger
+        .acquire_lease(&job, LeaseStep::Submit, "w", at(5_000), at(100))
+        .await
+        .unwrap();
+    let submitted = s
+        .ledger
+        .complete_lease(
+            &lease,
+            JobState::Submitted,
+            Change::none().with_vendor_job_id("v1"),
+            at(200),
+        )
+        .await
+        .unwrap();
+    // A redelivered submit message for a submitted job: acknowledge, do nothing.
+    assert!(matches!(
+        s.ledger
+            .acquire_lease(&submitted, LeaseStep::Submit, "w2", at(5_000), at(300))
+            .await,
+        Err(LeaseError::AlreadyPast { ref current, .. }) if current.state == JobState::Submitted
+    ));
+    // Even from a stale copy of the job, the database's answer wins.
+    assert!(matches!(
+        s.ledger
+            .acquire_lease(&job, LeaseStep::Submit, "w3", at(5_000), at(300))
+            .await,
+        Err(LeaseError::AlreadyPast { .. })
+    ));
+    // The parse lease moves ResultReady → Parsing, and completion must be legal from Parsing.
+    let ready = s
+        .ledger
+        .transition(&submitted, JobState::ResultReady, Change::none(), at(400))
+        .await
+        .unwrap();
+    let parse = s
+        .ledger
+        .acquire_lease(&ready, LeaseStep::Parse, "p", at(5_000), at(500))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.ledger
+            .complete_lease(&parse, JobState::Submitted, Change::none(), at(600))
+            .await,
+        Err(FenceError::Transition(TransitionError::Illegal { .. }))
+    ));
+    let done = s
+        .ledger
+        .complete_lease(&parse, JobState::Completed, Change::none(), at(600))
+        .await
+        .unwrap();
+    assert_eq!(done.state, JobState::Completed);
+}
+
+#[tokio::test]
+async fn dedupe_claims_are_once_until_they_expire() {
+    let s = stack().await;
+    let id = unique_name("evt");
+    let ttl = Duration::from_secs(600);
+
+    let first = s.ledger.claim_once("webhook", &id, ttl, T0).await.unwrap();
+    assert!(matches!(first, Claim::First(_)));
+    assert_eq!(
+        s.ledger
+            .claim_once("webhook", &id, ttl, at(1_000))
+            .await
+            .unwrap(),
+        Claim::Duplicate { claimed_at: T0 }
+    );
+    // The same id in another scope is independent.
+    assert!(matches!(
+        s.ledger
+            .claim_once("other", &id, ttl, at(1_000))
+            .await
+            .unwrap(),
+        Claim::First(_)
+    ));
+    // Just before expiry it is still a duplicate; at expiry it counts as absent, although moto
+    // (like DynamoDB, for a while) still holds the item.
+    assert!(matches!(
+        s.ledger
+            .claim_once("webhook", &id, ttl, at(599_000))
+            .await
+            .unwrap(),
+        Claim::Duplicate { .. }
+    ));
+    assert!(matches!(
+        s.ledger
+            .claim_once("webhook", &id, ttl, at(600_000))
+            .await
+            .unwrap(),
+        Claim::First(_)
+    ));
+}
+
+#[tokio::test]
+async fn a_claim_can_be_released_only_by_its_holder() {
+    let s = stack().await;
+    let id = unique_name("evt");
+    let ttl = Duration::from_secs(600);
+    let Claim::First(token) = s.ledger.claim_once("webhook", &id, ttl, T0).await.unwrap() else {
+        panic!("first claim")
+    };
+    let Claim::First(other) = s.ledger.claim_once("webhook", "x", ttl, T0).await.unwrap() else {
+        panic!("first claim")
+    };
+    assert!(!s
+        .ledger
+        .release_claim("webhook", &id, &other)
+        .await
+        .unwrap());
+    assert!(matches!(
+        s.ledger
+            .claim_once("webhook", &id, ttl, at(1))
+            .await
+            .unwrap(),
+        Claim::Duplicate { .. }
+    ));
+    assert!(s
+        .ledger
+        .release_claim("webhook", &id, &token)
+        .await
+        .unwrap());
+    assert!(!s
+        .ledger
+        .release_claim("webhook", &id, &token)
+        .await
+        .unwrap());
+    assert!(matches!(
+        s.ledger
+            .claim_once("webhook", &id, ttl, at(2))
+            .await
+            .unwrap(),
+        Claim::First(_)
+    ));
+}

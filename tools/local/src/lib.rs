@@ -1,0 +1,13 @@
+//! The local stack: moto server, and the AWS resources of `template.yaml` provisioned into it.
+
+pub mod moto;
+pub mod provision;
+pub mod template;
+
+use std::path::{Path, PathBuf};
+
+/// `template.yaml` at the workspace root, found from this crate's manifest directory so tests and
+/// tools work from any current directory.
+pub fn template_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../template.yaml")
+}

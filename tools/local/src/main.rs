@@ -1,0 +1,117 @@
+//! `ocrbridge-local`: the local stack's command line.
+//!
+//! ```text
+//! ocrbridge-local health    [--endpoint URL]
+//! ocrbridge-local provision [--endpoint URL] [--stack NAME] [--template PATH]
+//!                           [--secret LOGICAL_ID=VALUE]... [--env-out FILE]
+//! ```
+//!
+//! `provision` creates the template's buckets, queues, tables and secrets in moto and prints the
+//! functions' environment (`export NAME=value` lines), also written to `--env-out` if given.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use ocrbridge::aws::{local_sdk_config, AwsClients};
+use ocrbridge_local::provision::{provision, ProvisionOptions};
+use ocrbridge_local::template::Template;
+use ocrbridge_local::{moto, template_path};
+
+const USAGE: &str = "usage: ocrbridge-local health [--endpoint URL]
+       ocrbridge-local provision [--endpoint URL] [--stack NAME] [--template PATH] [--secret ID=VALUE]... [--env-out FILE]";
+
+struct Args {
+    command: String,
+    endpoint: String,
+    stack: String,
+    template: PathBuf,
+    secrets: BTreeMap<String, String>,
+    env_out: Option<PathBuf>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut raw = std::env::args().skip(1);
+    let command = raw.next().ok_or(USAGE)?;
+    let mut args = Args {
+        command,
+        endpoint: moto::endpoint_from_env(),
+        stack: "ocrbridge-local".into(),
+        template: template_path(),
+        secrets: BTreeMap::new(),
+        env_out: None,
+    };
+    while let Some(flag) = raw.next() {
+        let mut value = || raw.next().ok_or(format!("{flag} needs a value\n{USAGE}"));
+        match flag.as_str() {
+            "--endpoint" => args.endpoint = value()?,
+            "--stack" => args.stack = value()?,
+            "--template" => args.template = value()?.into(),
+            "--env-out" => args.env_out = Some(value()?.into()),
+            "--secret" => {
+                let pair = value()?;
+                let (id, secret) = pair
+                    .split_once('=')
+                    .ok_or("--secret takes LOGICAL_ID=VALUE")?;
+                args.secrets.insert(id.to_owned(), secret.to_owned());
+            }
+            other => return Err(format!("unknown argument {other}\n{USAGE}")),
+        }
+    }
+    Ok(args)
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    moto::wait_healthy(&args.endpoint, Duration::from_secs(10))
+        .await
+        .map_err(|e| e.to_string())?;
+    match args.command.as_str() {
+        "health" => {
+            println!("moto is healthy at {}", args.endpoint);
+            Ok(())
+        }
+        "provision" => {
+            let template = Template::load(&args.template).map_err(|e| e.to_string())?;
+            let clients = AwsClients::from_sdk_config(&local_sdk_config(&args.endpoint));
+            let options = ProvisionOptions {
+                stack_name: args.stack,
+                secret_values: args.secrets,
+                ..Default::default()
+            };
+            let stack = provision(&clients, &template, &options)
+                .await
+                .map_err(|e| e.to_string())?;
+            for (id, kind) in &stack.skipped {
+                eprintln!("not emulated locally: {id} ({kind})");
+            }
+            let mut lines = vec![format!("export AWS_ENDPOINT_URL={}", args.endpoint)];
+            for (name, value) in stack.function_environment().map_err(|e| e.to_string())? {
+                lines.push(format!("export {name}={value}"));
+            }
+            let text = lines.join("\n") + "\n";
+            print!("{text}");
+            if let Some(path) = args.env_out {
+                std::fs::write(&path, &text)
+                    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            }
+            Ok(())
+        }
+        other => Err(format!("unknown command {other}\n{USAGE}")),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let result = match parse_args() {
+        Ok(args) => run(args).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ocrbridge-local: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
