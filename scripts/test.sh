@@ -5,6 +5,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 scripts/setup.sh
+# Tests find moto through OCRBRIDGE_MOTO_URL; keep it in step with the port moto.sh uses.
+export OCRBRIDGE_MOTO_URL="http://127.0.0.1:${OCRBRIDGE_MOTO_PORT:-5055}"
 
 started_moto=0
 if ! scripts/moto.sh status >/dev/null 2>&1; then
