@@ -1,5 +1,5 @@
 # ocrbridge developer commands. Every target installs what it needs (scripts/setup.sh).
-.PHONY: setup test demo moto-start moto-stop lint
+.PHONY: setup test demo moto-start moto-stop lint vendor-sim
 
 ## test: set up, start moto, run fmt/clippy/cfn-lint and every test, stop moto
 test:
@@ -22,3 +22,7 @@ lint: setup
 	cargo fmt --all --check
 	.venv/bin/cfn-lint template.yaml
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+## vendor-sim: the local OCR vendor on 127.0.0.1:8090 (see tools/vendor-sim/README.md)
+vendor-sim: setup
+	cargo run -p vendor-sim -- --api-key $${VENDOR_SIM_API_KEY:-sk_local_0123456789abcdef}

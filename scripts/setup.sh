@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the local stack and the tests need, idempotently:
 #   - .venv with the pinned Python tools (moto server, cfn-lint) from tools/python/requirements.txt
+#   - Debian packages for the vendor simulator's OCR engine (tesseract-ocr, tesseract-ocr-eng,
+#     poppler-utils) and for generating test documents (qpdf): installed with apt when root,
+#     otherwise checked, with the command to run if missing.
 # Fails with a clear message when something cannot be installed.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,4 +28,30 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     || die "pip could not install $requirements (is PyPI reachable?)"
   echo "$want" >"$stamp"
 fi
-echo "setup: ok (venv: $(.venv/bin/python --version), moto $(.venv/bin/python -c 'import moto; print(moto.__version__)'))"
+# tool -> Debian package that provides it
+declare -A packages=(
+  [tesseract]=tesseract-ocr
+  [pdftoppm]=poppler-utils
+  [pdftotext]=poppler-utils
+  [qpdf]=qpdf
+)
+missing=()
+for tool in "${!packages[@]}"; do
+  command -v "$tool" >/dev/null || missing+=("${packages[$tool]}")
+done
+if command -v tesseract >/dev/null && ! tesseract --list-langs 2>/dev/null | grep -qx eng; then
+  missing+=(tesseract-ocr-eng)
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  mapfile -t missing < <(printf '%s\n' "${missing[@]}" tesseract-ocr-eng | sort -u)
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: apt-get install ${missing[*]}"
+    apt-get update -qq || die "apt-get update failed (is the Debian mirror reachable?)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+      || die "apt-get could not install ${missing[*]}"
+  else
+    die "missing ${missing[*]}; install them with: sudo apt-get install ${missing[*]}"
+  fi
+fi
+
+echo "setup: ok (venv: $(.venv/bin/python --version), moto $(.venv/bin/python -c 'import moto; print(moto.__version__)'), $(tesseract --version 2>/dev/null | head -1))"

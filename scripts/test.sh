@@ -23,4 +23,8 @@ echo "== cfn-lint template.yaml"
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
-cargo test --workspace --locked
+mkdir -p .local
+cargo test --workspace --locked 2>&1 | tee .local/test.log
+# One closing line for the whole run: cargo prints a result line per test binary (the last one is
+# usually the doc-tests' "0 passed").
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' .local/test.log

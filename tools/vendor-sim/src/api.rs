@@ -1,0 +1,577 @@
+//! HTTP handlers: the vendor API under `/v1`, and the simulator's controls under `/admin`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::faults::{Fault, FaultConfig, FaultDice};
+use crate::server::DropConnection;
+use crate::state::{SimJob, Status};
+use crate::{webhooks, Sim};
+
+const PROFILES: [&str; 3] = ["receipt", "invoice", "generic"];
+
+pub fn router(sim: Arc<Sim>) -> Router {
+    Router::new()
+        .route("/v1/documents", post(submit).get(lookup))
+        .route("/v1/documents/{id}", get(status))
+        .route("/v1/documents/{id}/result", get(result))
+        .route("/admin/stats", get(stats))
+        .route("/admin/faults", get(get_faults).put(put_faults))
+        .route("/admin/webhook", get(get_webhook).put(put_webhook))
+        .route("/admin/api-keys", post(add_api_key))
+        .route("/admin/api-keys/{key}", delete(revoke_api_key))
+        .with_state(sim)
+}
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(json!({ "error": { "code": code, "message": message.into() } })),
+    )
+        .into_response()
+}
+
+/// Authentication, rate limit and the request-level faults every `/v1` call goes through.
+/// `Some` is the refusal to send instead of handling the request.
+fn gate(sim: &Sim, headers: &HeaderMap) -> Option<Response> {
+    let mut inner = sim.lock();
+    inner.stats.requests += 1;
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let Some(token) = token else {
+        inner.stats.unauthorized += 1;
+        return Some(error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send Authorization: Bearer <api key>",
+        ));
+    };
+    if !inner.api_keys.contains(token) {
+        inner.stats.forbidden += 1;
+        return Some(error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the API key is not valid",
+        ));
+    }
+    if let Err(retry_after) = inner.dice.take_token(Instant::now()) {
+        inner.count_fault(Fault::RateLimited);
+        return Some(throttled(retry_after));
+    }
+    if inner.strikes(Fault::Throttle) {
+        return Some(throttled(inner.dice.config.retry_after_secs));
+    }
+    if inner.strikes(Fault::ServerError) {
+        let status = *inner.dice.pick(&[
+            StatusCode::INTERNAL_SERVER_ERROR,
+            StatusCode::BAD_GATEWAY,
+            StatusCode::SERVICE_UNAVAILABLE,
+        ]);
+        return Some(error(status, "server_error", "simulated server error"));
+    }
+    None
+}
+
+fn throttled(retry_after_secs: u64) -> Response {
+    let mut response = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        "too many requests",
+    );
+    if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    response
+}
+
+/// A submission's parameters, from JSON or multipart.
+struct Submission {
+    profile: String,
+    external_ref: Option<String>,
+    document: DocumentSource,
+}
+
+enum DocumentSource {
+    Url(String),
+    Upload(Bytes),
+}
+
+#[derive(Deserialize)]
+struct JsonSubmission {
+    url: String,
+    profile: Option<String>,
+    external_ref: Option<String>,
+}
+
+async fn read_submission(request: Request, limit: usize) -> Result<Submission, Response> {
+    let is_multipart = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let bad = |m: String| error(StatusCode::BAD_REQUEST, "invalid_request", m);
+    if !is_multipart {
+        let body = axum::body::to_bytes(request.into_body(), 64 * 1024)
+            .await
+            .map_err(|e| bad(e.to_string()))?;
+        let parsed: JsonSubmission = serde_json::from_slice(&body)
+            .map_err(|e| bad(format!("expected JSON {{url, profile, external_ref}}: {e}")))?;
+        return Ok(Submission {
+            profile: parsed.profile.unwrap_or_else(|| "generic".into()),
+            external_ref: parsed.external_ref,
+            document: DocumentSource::Url(parsed.url),
+        });
+    }
+    let mut multipart = Multipart::from_request(request, &())
+        .await
+        .map_err(|e| bad(e.to_string()))?;
+    let (mut profile, mut external_ref, mut file) = (None, None, None);
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| bad(e.to_string()))?
+    {
+        match field.name().unwrap_or_default() {
+            "profile" => profile = Some(field.text().await.map_err(|e| bad(e.to_string()))?),
+            "external_ref" => {
+                external_ref = Some(field.text().await.map_err(|e| bad(e.to_string()))?)
+            }
+            "file" => {
+                let bytes = field.bytes().await.map_err(|e| bad(e.to_string()))?;
+                if bytes.len() > limit {
+                    return Err(too_large(limit));
+                }
+                file = Some(bytes);
+            }
+            _ => {}
+        }
+    }
+    Ok(Submission {
+        profile: profile.unwrap_or_else(|| "generic".into()),
+        external_ref,
+        document: DocumentSource::Upload(
+            file.ok_or_else(|| bad("multipart submission needs a 'file' part".into()))?,
+        ),
+    })
+}
+
+fn too_large(limit: usize) -> Response {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "document_too_large",
+        format!("documents are limited to {limit} bytes"),
+    )
+}
+
+/// Downloads a URL document, bounded by `limit`.
+async fn fetch(sim: &Sim, url: &str, limit: usize) -> Result<Bytes, Response> {
+    let unreachable =
+        |m: String| error(StatusCode::UNPROCESSABLE_ENTITY, "document_unreachable", m);
+    let mut response = sim
+        .http
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| unreachable(format!("cannot fetch the document URL: {e}")))?;
+    if !response.status().is_success() {
+        return Err(unreachable(format!(
+            "the document URL answered {}",
+            response.status()
+        )));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| unreachable(e.to_string()))?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(too_large(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(body))
+}
+
+/// What makes two submissions the same request. A URL counts without its query string, because
+/// presigned URLs are re-signed (new query) on every client retry.
+fn fingerprint(submission: &Submission) -> String {
+    let identity = match &submission.document {
+        DocumentSource::Url(url) => format!("url:{}", url.split('?').next().unwrap_or(url)),
+        DocumentSource::Upload(bytes) => format!("sha256:{}", hex::encode(Sha256::digest(bytes))),
+    };
+    let ext = submission.external_ref.as_deref().unwrap_or_default();
+    hex::encode(Sha256::digest(format!(
+        "{}\n{ext}\n{identity}",
+        submission.profile
+    )))
+}
+
+fn accepted(job: &SimJob, replayed: bool) -> Response {
+    let mut response = (
+        StatusCode::ACCEPTED,
+        Json(json!({ "id": job.id, "status": job.status })),
+    )
+        .into_response();
+    if replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+async fn submit(State(sim): State<Arc<Sim>>, request: Request) -> Response {
+    let headers = request.headers().clone();
+    if let Some(r) = gate(&sim, &headers) {
+        return r;
+    }
+    let (slow, slow_delay) = {
+        let mut inner = sim.lock();
+        (inner.strikes(Fault::Slow), inner.dice.config.slow_delay_ms)
+    };
+    if slow {
+        // If the client gives up meanwhile, the connection drops this future: nothing is created.
+        tokio::time::sleep(Duration::from_millis(slow_delay)).await;
+    }
+    let idempotency_key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let limit = sim.max_document_bytes;
+    let submission = match read_submission(request, limit).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if !PROFILES.contains(&submission.profile.as_str()) {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_profile",
+            format!("profile must be one of {PROFILES:?}"),
+        );
+    }
+    let fp = fingerprint(&submission);
+    if let Some(key) = &idempotency_key {
+        if let Some(r) = replay(&sim, key, &fp) {
+            return r;
+        }
+    }
+    let document = match &submission.document {
+        DocumentSource::Upload(bytes) => bytes.clone(),
+        DocumentSource::Url(url) => match fetch(&sim, url, limit).await {
+            Ok(bytes) => bytes,
+            Err(r) => return r,
+        },
+    };
+    if document.is_empty() {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "empty_document",
+            "the document is empty",
+        );
+    }
+
+    let now = chrono::Utc::now().timestamp();
+    let (job, drop) = {
+        let mut inner = sim.lock();
+        // Checked again under the lock: a concurrent request with the same key may have won.
+        if let Some(key) = &idempotency_key {
+            if let Some(existing) = inner.by_idempotency_key.get(key).cloned() {
+                drop(inner);
+                return replay(&sim, key, &fp).unwrap_or_else(|| {
+                    error(StatusCode::CONFLICT, "idempotency_conflict", existing)
+                });
+            }
+        }
+        let job = SimJob {
+            id: format!("doc_{}", uuid::Uuid::new_v4().simple()),
+            status: Status::Queued,
+            profile: submission.profile.clone(),
+            external_ref: submission.external_ref.clone(),
+            idempotency_key: idempotency_key.clone(),
+            fingerprint: fp,
+            created_at: now,
+            updated_at: now,
+            pages: 0,
+            result: None,
+            error: None,
+        };
+        if let Some(key) = &idempotency_key {
+            inner.by_idempotency_key.insert(key.clone(), job.id.clone());
+        }
+        inner.jobs.insert(job.id.clone(), job.clone());
+        *inner
+            .stats
+            .jobs_by_status
+            .entry(Status::Queued)
+            .or_default() += 1;
+        inner.stats.accepted_submissions += 1;
+        inner.stats.billed_documents += 1;
+        (job, inner.strikes(Fault::Drop))
+    };
+    sim.spawn_processing(job.id.clone(), document);
+    let mut response = accepted(&job, false);
+    if drop {
+        response.extensions_mut().insert(DropConnection);
+    }
+    response
+}
+
+/// The answer for a key that is already known: the same job, or 409 if the parameters differ.
+fn replay(sim: &Sim, key: &str, fingerprint: &str) -> Option<Response> {
+    let mut inner = sim.lock();
+    let id = inner.by_idempotency_key.get(key)?.clone();
+    let job = inner.jobs.get(&id)?.clone();
+    if job.fingerprint == fingerprint {
+        inner.stats.idempotent_replays += 1;
+        Some(accepted(&job, true))
+    } else {
+        inner.stats.idempotency_conflicts += 1;
+        Some(error(
+            StatusCode::CONFLICT,
+            "idempotency_conflict",
+            "this Idempotency-Key was used with different parameters",
+        ))
+    }
+}
+
+#[derive(Deserialize)]
+struct LookupQuery {
+    idempotency_key: Option<String>,
+    external_ref: Option<String>,
+}
+
+/// `GET /v1/documents?idempotency_key=…` or `?external_ref=…`: "did you get my submission?"
+async fn lookup(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    Query(query): Query<LookupQuery>,
+) -> Response {
+    if let Some(r) = gate(&sim, &headers) {
+        return r;
+    }
+    if query.idempotency_key.is_none() && query.external_ref.is_none() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "give idempotency_key or external_ref",
+        );
+    }
+    let inner = sim.lock();
+    let mut found: Vec<&SimJob> = inner
+        .jobs
+        .values()
+        .filter(|j| {
+            query
+                .idempotency_key
+                .as_ref()
+                .is_none_or(|k| j.idempotency_key.as_ref() == Some(k))
+                && query
+                    .external_ref
+                    .as_ref()
+                    .is_none_or(|r| j.external_ref.as_ref() == Some(r))
+        })
+        .collect();
+    found.sort_by_key(|j| (j.created_at, j.id.clone()));
+    Json(json!({ "data": found.iter().map(|j| j.view()).collect::<Vec<_>>() })).into_response()
+}
+
+async fn status(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(r) = gate(&sim, &headers) {
+        return r;
+    }
+    match sim.lock().jobs.get(&id) {
+        Some(job) => Json(job.view()).into_response(),
+        None => error(StatusCode::NOT_FOUND, "not_found", "no such document"),
+    }
+}
+
+async fn result(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(r) = gate(&sim, &headers) {
+        return r;
+    }
+    let inner = sim.lock();
+    let Some(job) = inner.jobs.get(&id) else {
+        return error(StatusCode::NOT_FOUND, "not_found", "no such document");
+    };
+    match (job.status, &job.result) {
+        (Status::Succeeded, Some(result)) => Json(result.clone()).into_response(),
+        (Status::Failed, _) => Json(job.view()).into_response(),
+        (status, _) => error(
+            StatusCode::CONFLICT,
+            "not_ready",
+            format!("the document is {}", json!(status).as_str().unwrap_or("")),
+        ),
+    }
+}
+
+async fn stats(State(sim): State<Arc<Sim>>) -> Response {
+    Json(sim.stats()).into_response()
+}
+
+async fn get_faults(State(sim): State<Arc<Sim>>) -> Response {
+    Json(sim.lock().dice.config.clone()).into_response()
+}
+
+/// Replaces the fault configuration and re-seeds the dice.
+async fn put_faults(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
+    match serde_json::from_slice::<FaultConfig>(&body) {
+        Ok(config) => {
+            sim.lock().dice = FaultDice::new(config.clone());
+            Json(config).into_response()
+        }
+        Err(e) => error(StatusCode::BAD_REQUEST, "invalid_faults", e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookUpdate {
+    url: Option<String>,
+    secrets: Option<Vec<String>>,
+    retry_schedule_ms: Option<Vec<u64>>,
+}
+
+async fn get_webhook(State(sim): State<Arc<Sim>>) -> Response {
+    let inner = sim.lock();
+    // Never echo secrets; say how many sign.
+    Json(json!({
+        "url": inner.webhook.url,
+        "signing_secrets": inner.webhook.keys.len(),
+        "retry_schedule_ms": inner.webhook.retry_schedule.iter().map(|d| d.as_millis() as u64).collect::<Vec<_>>(),
+    }))
+    .into_response()
+}
+
+/// Sets the webhook URL and/or the signing secrets. During a rotation, send both the old and the
+/// new secret: every delivery is then signed with both.
+async fn put_webhook(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
+    let update: WebhookUpdate = match serde_json::from_slice(&body) {
+        Ok(u) => u,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_webhook", e.to_string()),
+    };
+    let keys = match update.secrets.as_ref().map(|secrets| {
+        secrets
+            .iter()
+            .map(|s| webhooks::decode_secret(s))
+            .collect::<Result<Vec<_>, _>>()
+    }) {
+        Some(Err(e)) => return error(StatusCode::BAD_REQUEST, "invalid_secret", e.to_string()),
+        Some(Ok(keys)) => Some(keys),
+        None => None,
+    };
+    {
+        let mut inner = sim.lock();
+        if let Some(url) = update.url {
+            inner.webhook.url = Some(url).filter(|u| !u.is_empty());
+        }
+        if let Some(keys) = keys {
+            inner.webhook.keys = keys;
+        }
+        if let Some(schedule) = update.retry_schedule_ms {
+            inner.webhook.retry_schedule =
+                schedule.into_iter().map(Duration::from_millis).collect();
+        }
+    }
+    get_webhook(State(sim)).await
+}
+
+#[derive(Deserialize)]
+struct NewApiKey {
+    key: Option<String>,
+}
+
+/// Adds an API key (generated if none is given) and returns it: the vendor side of an API key
+/// rotation.
+async fn add_api_key(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
+    let requested: NewApiKey = if body.is_empty() {
+        NewApiKey { key: None }
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(k) => k,
+            Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_key", e.to_string()),
+        }
+    };
+    let key = requested
+        .key
+        .unwrap_or_else(|| format!("sk_sim_{}", uuid::Uuid::new_v4().simple()));
+    if key.len() < 16 {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_key",
+            "API keys are at least 16 characters",
+        );
+    }
+    sim.lock().api_keys.insert(key.clone());
+    (StatusCode::CREATED, Json(json!({ "key": key }))).into_response()
+}
+
+async fn revoke_api_key(State(sim): State<Arc<Sim>>, Path(key): Path<String>) -> Response {
+    if sim.lock().api_keys.remove(&key) {
+        Response::builder()
+            .status(StatusCode::NO_CONTENT)
+            .body(Body::empty())
+            .unwrap_or_default()
+    } else {
+        error(StatusCode::NOT_FOUND, "not_found", "no such API key")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upload(profile: &str, ext: Option<&str>, bytes: &'static [u8]) -> Submission {
+        Submission {
+            profile: profile.into(),
+            external_ref: ext.map(str::to_owned),
+            document: DocumentSource::Upload(Bytes::from_static(bytes)),
+        }
+    }
+
+    #[test]
+    fn fingerprints_ignore_presigned_query_strings_only() {
+        let url = |u: &str| Submission {
+            profile: "receipt".into(),
+            external_ref: None,
+            document: DocumentSource::Url(u.into()),
+        };
+        assert_eq!(
+            fingerprint(&url("http://s3/b/k.jpg?X-Amz-Signature=1")),
+            fingerprint(&url("http://s3/b/k.jpg?X-Amz-Signature=2"))
+        );
+        assert_ne!(
+            fingerprint(&url("http://s3/b/k.jpg")),
+            fingerprint(&url("http://s3/b/other.jpg"))
+        );
+        assert_ne!(
+            fingerprint(&upload("receipt", None, b"a")),
+            fingerprint(&upload("invoice", None, b"a"))
+        );
+        assert_ne!(
+            fingerprint(&upload("receipt", Some("x"), b"a")),
+            fingerprint(&upload("receipt", None, b"a"))
+        );
+    }
+}

@@ -1,0 +1,314 @@
+//! Heuristic field extraction from OCR lines, per profile.
+//!
+//! This is the *vendor's* extraction, kept honest and simple: keyword lines and regular
+//! expressions over the recognized text. Values are returned as the text shows them (a date stays
+//! `25/12/2018`); normalizing them is ocrbridge's job, not the vendor's.
+
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{BBox, Line, Page};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Field {
+    pub value: String,
+    /// 0–100, the confidence of the line it came from.
+    pub confidence: f32,
+    pub page: u32,
+    pub bbox: BBox,
+}
+
+static AMOUNT: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(\d{1,3}(?:,\d{3})+|\d+)[.,](\d{2})\b").expect("static regex"));
+static DATE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)\b(\d{4}-\d{2}-\d{2}|\d{1,2}[/\-.]\d{1,2}[/\-.]\d{2,4}|\d{1,2}[ \-](?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*[ \-,]+\d{2,4})\b",
+    )
+    .expect("static regex")
+});
+static TOTAL: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)total|amount\s*due|balance\s*due").expect("static regex"));
+static NOT_TOTAL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)sub\s*-?\s*total|qty|quantity|item|tax|gst|vat|disc|saving|excl")
+        .expect("static regex")
+});
+static SUBTOTAL: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)sub\s*-?\s*total").expect("static regex"));
+static TAX: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i)\b(tax|vat|gst)\b").expect("static regex"));
+static INVOICE_ID: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)invoice\s*(?:no\.?|number|num|#)?\s*[:#.]?\s*([A-Z0-9][A-Z0-9\-/]{2,})")
+        .expect("static regex")
+});
+static COMPANY_HINT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)\b(sdn|bhd|enterprise|trading|ltd|inc|llc|gmbh|company|restaurant|store|mart|s/b)\b",
+    )
+    .expect("static regex")
+});
+static ADDRESS_END: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)tel|phone|fax|gst|reg|@|www|invoice|receipt|date").expect("static regex")
+});
+static CURRENCY: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(\$|€|£|\bRM\b|\b(?:USD|EUR|GBP|MYR|SGD|CAD|AUD|JPY|CHF|INR)\b)")
+        .expect("static regex")
+});
+
+/// Extracts the fields for `profile`. Unknown profiles get no fields.
+pub fn extract(profile: &str, pages: &[Page]) -> BTreeMap<String, Field> {
+    let lines: Vec<(u32, &Line)> = pages
+        .iter()
+        .flat_map(|p| p.lines.iter().map(move |l| (p.number, l)))
+        .collect();
+    let mut fields = BTreeMap::new();
+    let mut put = |name: &str, field: Option<Field>| {
+        if let Some(f) = field {
+            fields.insert(name.to_owned(), f);
+        }
+    };
+    match profile {
+        "receipt" => {
+            put("total", total(&lines));
+            put("date", first_match(&lines, &DATE, |_| true));
+            let company = company(&lines);
+            put(
+                "address",
+                company.as_ref().and_then(|(i, _)| address(&lines, *i)),
+            );
+            put("company", company.map(|(_, f)| f));
+        }
+        "invoice" => {
+            put("invoice_id", invoice_id(&lines));
+            put(
+                "invoice_date",
+                first_match(&lines, &DATE, |text| !text.to_lowercase().contains("due")),
+            );
+            put(
+                "due_date",
+                first_match(&lines, &DATE, |text| text.to_lowercase().contains("due")),
+            );
+            put("subtotal", amount_on(&lines, |t| SUBTOTAL.is_match(t)));
+            put(
+                "tax",
+                amount_on(&lines, |t| TAX.is_match(t) && !TOTAL.is_match(t)),
+            );
+            put("total", total(&lines));
+            put("currency", currency(&lines));
+        }
+        _ => {}
+    }
+    fields
+}
+
+fn field(page: u32, line: &Line, value: String) -> Field {
+    Field {
+        value,
+        confidence: line.confidence,
+        page,
+        bbox: line.bbox,
+    }
+}
+
+fn amounts(text: &str) -> Vec<(f64, String)> {
+    AMOUNT
+        .captures_iter(text)
+        .filter_map(|c| {
+            let normalized = format!("{}.{}", c[1].replace(',', ""), &c[2]);
+            normalized.parse().ok().map(|v| (v, normalized))
+        })
+        .collect()
+}
+
+/// The largest amount on a "total" line that is not a subtotal, tax or item count: a grand or
+/// rounded total is never smaller than the other totals on the page.
+fn total(lines: &[(u32, &Line)]) -> Option<Field> {
+    let mut best: Option<(f64, Field)> = None;
+    for (i, (page, line)) in lines.iter().enumerate() {
+        if !TOTAL.is_match(&line.text) || NOT_TOTAL.is_match(&line.text) {
+            continue;
+        }
+        // The amount is on the line, or alone on the next one.
+        let mut found = amounts(&line.text);
+        let mut source = *line;
+        if found.is_empty() {
+            if let Some((_, next)) = lines.get(i + 1) {
+                found = amounts(&next.text);
+                source = next;
+            }
+        }
+        if let Some((value, text)) = found.pop() {
+            if best.as_ref().is_none_or(|(b, _)| value > *b) {
+                best = Some((value, field(*page, source, text)));
+            }
+        }
+    }
+    best.map(|(_, f)| f)
+}
+
+fn amount_on(lines: &[(u32, &Line)], wanted: impl Fn(&str) -> bool) -> Option<Field> {
+    lines.iter().find_map(|(page, line)| {
+        if !wanted(&line.text) {
+            return None;
+        }
+        amounts(&line.text)
+            .pop()
+            .map(|(_, text)| field(*page, line, text))
+    })
+}
+
+fn first_match(lines: &[(u32, &Line)], re: &Regex, wanted: impl Fn(&str) -> bool) -> Option<Field> {
+    lines.iter().find_map(|(page, line)| {
+        if !wanted(&line.text) {
+            return None;
+        }
+        re.find(&line.text)
+            .map(|m| field(*page, line, m.as_str().to_owned()))
+    })
+}
+
+fn letters(text: &str) -> usize {
+    text.chars().filter(|c| c.is_alphabetic()).count()
+}
+
+/// A line naming a company form (SDN BHD, LTD…) near the top, else the first wordy line.
+fn company(lines: &[(u32, &Line)]) -> Option<(usize, Field)> {
+    let top: Vec<(usize, &(u32, &Line))> = lines.iter().enumerate().take(8).collect();
+    let pick = top
+        .iter()
+        .find(|(_, (_, l))| COMPANY_HINT.is_match(&l.text))
+        .or_else(|| {
+            top.iter().find(|(_, (_, l))| {
+                letters(&l.text) >= 4 && letters(&l.text) * 10 >= l.text.len() * 6
+            })
+        })?;
+    let (i, (page, line)) = pick;
+    Some((*i, field(*page, line, line.text.clone())))
+}
+
+/// Up to four lines after the company, until a phone, tax-registration or document line.
+fn address(lines: &[(u32, &Line)], company: usize) -> Option<Field> {
+    let parts: Vec<&(u32, &Line)> = lines
+        .iter()
+        .skip(company + 1)
+        .take(4)
+        .take_while(|(_, l)| !ADDRESS_END.is_match(&l.text))
+        .filter(|(_, l)| l.text.chars().any(|c| c.is_ascii_digit()) || letters(&l.text) >= 4)
+        .collect();
+    let (page, first) = parts.first()?;
+    let text = parts
+        .iter()
+        .map(|(_, l)| l.text.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let confidence = parts.iter().map(|(_, l)| l.confidence).sum::<f32>() / parts.len() as f32;
+    Some(Field {
+        value: text,
+        confidence,
+        page: *page,
+        bbox: first.bbox,
+    })
+}
+
+fn invoice_id(lines: &[(u32, &Line)]) -> Option<Field> {
+    lines.iter().find_map(|(page, line)| {
+        INVOICE_ID
+            .captures(&line.text)
+            .filter(|c| c[1].chars().any(|ch| ch.is_ascii_digit()))
+            .map(|c| field(*page, line, c[1].to_owned()))
+    })
+}
+
+fn currency(lines: &[(u32, &Line)]) -> Option<Field> {
+    lines.iter().find_map(|(page, line)| {
+        CURRENCY.find(&line.text).map(|m| {
+            let code = match m.as_str() {
+                "$" => "USD",
+                "€" => "EUR",
+                "£" => "GBP",
+                "RM" => "MYR",
+                other => other,
+            };
+            field(*page, line, code.to_owned())
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::PagePath;
+
+    fn page(texts: &[&str]) -> Vec<Page> {
+        let bbox = BBox {
+            left: 0,
+            top: 0,
+            width: 10,
+            height: 10,
+        };
+        vec![Page {
+            number: 1,
+            width: 100,
+            height: 100,
+            path: PagePath::Image,
+            lines: texts
+                .iter()
+                .map(|t| Line {
+                    text: (*t).to_owned(),
+                    bbox,
+                    confidence: 80.0,
+                    words: vec![],
+                })
+                .collect(),
+        }]
+    }
+
+    #[test]
+    fn receipt_fields() {
+        let pages = page(&[
+            "tan woon yann",
+            "BOOK TAK (TAMAN DAYA) SDN BHD",
+            "NO.5? 55,57 & 59, JALAN SAGU 18,",
+            "TAMAN DAYA",
+            "Tel: 07-1234",
+            "Date 25/12/2018 8:13:39 PM",
+            "Sub Total 8.50",
+            "Total : 9.00",
+            "Rounded Total (RM):",
+            "9.00",
+            "Total Qty 12.00",
+        ]);
+        let f = extract("receipt", &pages);
+        assert_eq!(f["total"].value, "9.00");
+        assert_eq!(f["date"].value, "25/12/2018");
+        assert_eq!(f["company"].value, "BOOK TAK (TAMAN DAYA) SDN BHD");
+        assert_eq!(
+            f["address"].value,
+            "NO.5? 55,57 & 59, JALAN SAGU 18, TAMAN DAYA"
+        );
+    }
+
+    #[test]
+    fn invoice_fields() {
+        let pages = page(&[
+            "ACME Corp",
+            "Invoice No: INV-2024-0042",
+            "Invoice Date: 2024-03-01",
+            "Due Date: 2024-03-31",
+            "Subtotal $1,000.00",
+            "Tax (10%) $100.00",
+            "Total Due $1,100.00",
+        ]);
+        let f = extract("invoice", &pages);
+        assert_eq!(f["invoice_id"].value, "INV-2024-0042");
+        assert_eq!(f["invoice_date"].value, "2024-03-01");
+        assert_eq!(f["due_date"].value, "2024-03-31");
+        assert_eq!(f["subtotal"].value, "1000.00");
+        assert_eq!(f["tax"].value, "100.00");
+        assert_eq!(f["total"].value, "1100.00");
+        assert_eq!(f["currency"].value, "USD");
+        assert!(extract("generic", &pages).is_empty());
+    }
+}

@@ -1,0 +1,458 @@
+//! vendor-sim: a local asynchronous OCR vendor that performs real OCR.
+//!
+//! It speaks a typical async document API (submit → webhook/poll → fetch result), signs its
+//! webhooks per Standard Webhooks, bills per document and page, and injects faults on demand so
+//! teams can rehearse throttling, outages, lost responses and webhook abuse before launch.
+//! See `tools/vendor-sim/README.md` for the API.
+
+mod api;
+pub mod engine;
+pub mod faults;
+pub mod fields;
+mod server;
+pub mod state;
+pub mod webhooks;
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+use tokio::sync::{oneshot, Semaphore};
+
+use engine::EngineKind;
+use faults::{Fault, FaultConfig, FaultDice};
+use state::{Inner, JobError, Stats, Status, WebhookSettings};
+use webhooks::{DeliveryKind, Outgoing};
+
+/// How the simulator is started.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Address to listen on; port 0 picks a free one. Keep it on loopback.
+    pub listen: SocketAddr,
+    /// Bearer tokens accepted by `/v1`. More can be added and revoked through `/admin/api-keys`.
+    pub api_keys: Vec<String>,
+    pub webhook_url: Option<String>,
+    /// `whsec_…` secrets; every delivery is signed with each of them.
+    pub webhook_secrets: Vec<String>,
+    pub webhook_retry_schedule: Vec<Duration>,
+    pub faults: FaultConfig,
+    pub engine: EngineKind,
+    /// Time a job waits in `queued` before processing starts.
+    pub processing_delay: Duration,
+    pub max_document_bytes: usize,
+    /// Documents OCRed at once.
+    pub ocr_concurrency: usize,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8090)),
+            api_keys: Vec::new(),
+            webhook_url: None,
+            webhook_secrets: Vec::new(),
+            webhook_retry_schedule: webhooks::default_retry_schedule(),
+            faults: FaultConfig::default(),
+            engine: EngineKind::Tesseract,
+            processing_delay: Duration::ZERO,
+            max_document_bytes: 50 * 1024 * 1024,
+            ocr_concurrency: 1,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("invalid webhook secret: {0}")]
+    Secret(#[from] webhooks::SecretError),
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+}
+
+/// The simulator's shared core.
+pub struct Sim {
+    inner: Mutex<Inner>,
+    engine: EngineKind,
+    processing_delay: Duration,
+    max_document_bytes: usize,
+    ocr_slots: Semaphore,
+    http: reqwest::Client,
+}
+
+impl Sim {
+    fn new(config: &SimConfig) -> Result<Self, StartError> {
+        let keys = config
+            .webhook_secrets
+            .iter()
+            .map(|s| webhooks::decode_secret(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| StartError::Client(e.to_string()))?;
+        Ok(Sim {
+            inner: Mutex::new(Inner {
+                jobs: HashMap::new(),
+                by_idempotency_key: HashMap::new(),
+                api_keys: config.api_keys.iter().cloned().collect::<BTreeSet<_>>(),
+                webhook: WebhookSettings {
+                    url: config.webhook_url.clone(),
+                    keys,
+                    retry_schedule: config.webhook_retry_schedule.clone(),
+                },
+                dice: FaultDice::new(config.faults.clone()),
+                stats: Stats::default(),
+            }),
+            engine: config.engine,
+            processing_delay: config.processing_delay,
+            max_document_bytes: config.max_document_bytes,
+            ocr_slots: Semaphore::new(config.ocr_concurrency.max(1)),
+            http,
+        })
+    }
+
+    /// The state lock. A panic while holding it is a simulator bug; keep serving regardless.
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.lock().stats.clone()
+    }
+
+    /// Processes a new job in the background: queued → processing → succeeded | failed, with a
+    /// webhook for each status change.
+    fn spawn_processing(self: &Arc<Self>, id: String, document: Bytes) {
+        let sim = Arc::clone(self);
+        tokio::spawn(async move { sim.process(id, document).await });
+    }
+
+    async fn process(self: Arc<Self>, id: String, document: Bytes) {
+        tokio::time::sleep(self.processing_delay).await;
+        let held_back = self.change_status(&id, Status::Processing, None);
+        let outcome = {
+            // The semaphore is never closed.
+            let _slot = self.ocr_slots.acquire().await;
+            engine::recognize(self.engine, &document).await
+        };
+        let (status, result, error) = {
+            let mut inner = self.lock();
+            let profile = inner
+                .jobs
+                .get(&id)
+                .map(|j| j.profile.clone())
+                .unwrap_or_default();
+            match outcome {
+                _ if inner.strikes(Fault::FailedJob) => (
+                    Status::Failed,
+                    None,
+                    Some(JobError {
+                        code: "processing_failed".into(),
+                        message: "the vendor could not process the document (simulated failure)"
+                            .into(),
+                    }),
+                ),
+                Err(e) => (
+                    Status::Failed,
+                    None,
+                    Some(JobError {
+                        code: match e {
+                            engine::EngineError::Unreadable(_) => "unreadable_document",
+                            _ => "engine_error",
+                        }
+                        .into(),
+                        message: e.to_string(),
+                    }),
+                ),
+                Ok(pages) => {
+                    let fields = fields::extract(&profile, &pages);
+                    let mut result = json!({
+                        "id": id,
+                        "status": Status::Succeeded,
+                        "profile": profile,
+                        "engine": self.engine,
+                        "model_version": "sim-1",
+                        "pages": pages,
+                        "fields": fields,
+                        "billing": { "pages": pages.len() },
+                        "completed_at": chrono::Utc::now().to_rfc3339(),
+                    });
+                    for page in &pages {
+                        let path = serde_json::to_value(page.path)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_owned))
+                            .unwrap_or_default();
+                        *inner.stats.pages_by_path.entry(path).or_default() += 1;
+                    }
+                    inner.stats.billed_pages += pages.len() as u64;
+                    if let Some(job) = inner.jobs.get_mut(&id) {
+                        job.pages = pages.len() as u32;
+                    }
+                    if inner.strikes(Fault::Drift) {
+                        let kind = *inner.dice.pick(&DRIFTS);
+                        apply_drift(&mut result, kind);
+                        *inner.stats.drift_by_kind.entry(kind.into()).or_default() += 1;
+                    }
+                    (Status::Succeeded, Some(result), None)
+                }
+            }
+        };
+        {
+            let mut inner = self.lock();
+            if let Some(job) = inner.jobs.get_mut(&id) {
+                job.result = result;
+                job.error = error;
+            }
+        }
+        self.change_status(&id, status, held_back);
+    }
+
+    /// Sets the status and emits its webhook. Returns a `processing` event held back by the
+    /// out-of-order fault; pass it to the final status change, which sends it afterwards.
+    fn change_status(
+        self: &Arc<Self>,
+        id: &str,
+        status: Status,
+        held_back: Option<Outgoing>,
+    ) -> Option<Outgoing> {
+        let now = chrono::Utc::now();
+        let mut deliveries = Vec::new();
+        let mut hold = None;
+        {
+            let mut inner = self.lock();
+            inner.set_status(id, status, now.timestamp());
+            let job = inner.jobs.get(id)?;
+            let body = json!({
+                "type": "document.status_changed",
+                "timestamp": now.to_rfc3339(),
+                "data": {
+                    "id": job.id,
+                    "status": status,
+                    "profile": job.profile,
+                    "external_ref": job.external_ref,
+                    "idempotency_key": job.idempotency_key,
+                    "error": job.error,
+                }
+            });
+            let genuine = Outgoing {
+                msg_id: format!("msg_{}", uuid::Uuid::new_v4().simple()),
+                body: Bytes::from(body.to_string()),
+                kind: DeliveryKind::Genuine,
+                delay: Duration::ZERO,
+                backdate_secs: 0,
+            };
+            if inner.webhook.url.is_none() {
+                inner.stats.webhooks_without_endpoint += 1;
+            } else if inner.strikes(Fault::LostWebhook) {
+                // Never sent: the receiver must find out by polling.
+            } else if status == Status::Processing && inner.strikes(Fault::OutOfOrder) {
+                hold = Some(Outgoing {
+                    kind: DeliveryKind::OutOfOrder,
+                    ..genuine
+                });
+            } else {
+                deliveries.extend(inject_webhook_faults(&mut inner, genuine));
+            }
+        }
+        if let Some(held) = held_back {
+            // After the final status: a stale `processing` arrives last.
+            deliveries.push(Outgoing {
+                delay: deliveries.iter().map(|d| d.delay).max().unwrap_or_default()
+                    + Duration::from_millis(200),
+                ..held
+            });
+        }
+        for delivery in deliveries {
+            self.spawn_delivery(delivery);
+        }
+        hold
+    }
+
+    fn spawn_delivery(self: &Arc<Self>, delivery: Outgoing) {
+        let sim = Arc::clone(self);
+        tokio::spawn(async move { sim.deliver(delivery).await });
+    }
+
+    async fn deliver(self: Arc<Self>, delivery: Outgoing) {
+        tokio::time::sleep(delivery.delay).await;
+        let schedule = self.lock().webhook.retry_schedule.clone();
+        let waits = std::iter::once(Duration::ZERO).chain(schedule);
+        let mut first = true;
+        for wait in waits {
+            tokio::time::sleep(wait).await;
+            let (url, keys) = {
+                let inner = self.lock();
+                (inner.webhook.url.clone(), inner.webhook.keys.clone())
+            };
+            let Some(url) = url else { return };
+            let timestamp = chrono::Utc::now().timestamp() - delivery.backdate_secs;
+            let signature = if delivery.kind == DeliveryKind::Forged {
+                // A signature made with a key nobody holds.
+                webhooks::sign(&[0x42; 32], &delivery.msg_id, timestamp, &delivery.body)
+            } else {
+                webhooks::signature_header(&keys, &delivery.msg_id, timestamp, &delivery.body)
+            };
+            if first {
+                *self
+                    .lock()
+                    .stats
+                    .webhooks_sent
+                    .entry(delivery.kind)
+                    .or_default() += 1;
+                first = false;
+            }
+            let response = self
+                .http
+                .post(&url)
+                .header("content-type", "application/json")
+                .header("webhook-id", &delivery.msg_id)
+                .header("webhook-timestamp", timestamp.to_string())
+                .header("webhook-signature", signature)
+                .body(delivery.body.clone())
+                .send()
+                .await;
+            let ok = matches!(&response, Ok(r) if r.status().is_success());
+            let mut inner = self.lock();
+            if ok {
+                inner.stats.webhook_deliveries_ok += 1;
+                return;
+            }
+            inner.stats.webhook_attempts_failed += 1;
+            if !delivery.kind.retries() {
+                return;
+            }
+        }
+        self.lock().stats.webhooks_exhausted += 1;
+    }
+}
+
+/// The deliveries for one genuine event, after the webhook faults had their say.
+fn inject_webhook_faults(inner: &mut Inner, genuine: Outgoing) -> Vec<Outgoing> {
+    let mut out = Vec::new();
+    let config = inner.dice.config.clone();
+    if inner.strikes(Fault::BadSignature) {
+        // The forgery arrives first, under the genuine id: a receiver that dedupes before it
+        // verifies would then drop the real delivery.
+        out.push(Outgoing {
+            kind: DeliveryKind::Forged,
+            ..genuine.clone()
+        });
+    }
+    let mut main = genuine.clone();
+    if inner.strikes(Fault::DelayedWebhook) {
+        main.kind = DeliveryKind::Delayed;
+        main.delay = Duration::from_millis(config.webhook_delay_ms);
+    } else if !out.is_empty() {
+        main.delay = Duration::from_millis(100);
+    }
+    out.push(main.clone());
+    if inner.strikes(Fault::DuplicateWebhook) {
+        out.push(Outgoing {
+            kind: DeliveryKind::Duplicate,
+            delay: main.delay + Duration::from_millis(100),
+            ..genuine.clone()
+        });
+    }
+    if inner.strikes(Fault::Replay) {
+        out.push(Outgoing {
+            kind: DeliveryKind::Replay,
+            delay: main.delay + Duration::from_millis(150),
+            backdate_secs: i64::try_from(config.replay_age_ms / 1_000).unwrap_or(i64::MAX),
+            ..genuine
+        });
+    }
+    out
+}
+
+const DRIFTS: [&str; 3] = ["renamed_field", "missing_field", "new_enum_value"];
+
+/// Changes the result's shape the way vendors do between API versions.
+fn apply_drift(result: &mut Value, kind: &str) {
+    let Some(pages) = result.get_mut("pages").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for page in pages {
+        match kind {
+            "renamed_field" => {
+                for line in page
+                    .get_mut("lines")
+                    .and_then(Value::as_array_mut)
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(obj) = line.as_object_mut() {
+                        if let Some(c) = obj.remove("confidence") {
+                            obj.insert("score".into(), c);
+                        }
+                    }
+                }
+            }
+            "missing_field" => {
+                if let Some(obj) = page.as_object_mut() {
+                    obj.remove("width");
+                    obj.remove("height");
+                }
+            }
+            _ => {
+                page["path"] = Value::String("neural_v2".into());
+            }
+        }
+    }
+}
+
+/// A running simulator.
+pub struct RunningSim {
+    pub addr: SocketAddr,
+    pub sim: Arc<Sim>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningSim {
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting connections and waits for the accept loop to end.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// Binds and serves until [`RunningSim::stop`].
+pub async fn start(config: SimConfig) -> Result<RunningSim, StartError> {
+    let sim = Arc::new(Sim::new(&config)?);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let (tx, rx) = oneshot::channel();
+    let router = api::router(Arc::clone(&sim));
+    let task = tokio::spawn(server::serve(listener, router, rx));
+    Ok(RunningSim {
+        addr,
+        sim,
+        shutdown: Some(tx),
+        task,
+    })
+}

@@ -1,0 +1,146 @@
+//! The simulator's in-memory state: jobs, idempotency keys, API keys, webhook settings, counters.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::faults::{Fault, FaultDice};
+use crate::webhooks::DeliveryKind;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Queued,
+    Processing,
+    Succeeded,
+    Failed,
+}
+
+impl Status {
+    pub fn is_final(self) -> bool {
+        matches!(self, Status::Succeeded | Status::Failed)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobError {
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct SimJob {
+    pub id: String,
+    pub status: Status,
+    pub profile: String,
+    pub external_ref: Option<String>,
+    pub idempotency_key: Option<String>,
+    /// What makes two submissions "the same request" for the idempotency key.
+    pub fingerprint: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub pages: u32,
+    pub result: Option<Value>,
+    pub error: Option<JobError>,
+}
+
+impl SimJob {
+    /// The public view of a job, as `GET /v1/documents/{id}` returns it.
+    pub fn view(&self) -> Value {
+        serde_json::json!({
+            "id": self.id,
+            "status": self.status,
+            "profile": self.profile,
+            "external_ref": self.external_ref,
+            "idempotency_key": self.idempotency_key,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "pages": self.pages,
+            "error": self.error,
+        })
+    }
+}
+
+/// Where webhooks go and what signs them.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookSettings {
+    pub url: Option<String>,
+    /// Decoded keys of the active `whsec_` secrets; every delivery is signed with each.
+    pub keys: Vec<Vec<u8>>,
+    pub retry_schedule: Vec<Duration>,
+}
+
+/// Ground truth for tests and chaos runs: `GET /admin/stats`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Stats {
+    pub requests: u64,
+    pub unauthorized: u64,
+    pub forbidden: u64,
+    /// New jobs created by `POST /v1/documents`.
+    pub accepted_submissions: u64,
+    /// Submissions answered with an existing job because of their `Idempotency-Key`.
+    pub idempotent_replays: u64,
+    /// Same key, different parameters: `409`.
+    pub idempotency_conflicts: u64,
+    /// Billed once per accepted submission; never for a replay.
+    pub billed_documents: u64,
+    /// Pages of jobs that were processed (succeeded), billed once per job.
+    pub billed_pages: u64,
+    pub jobs_by_status: BTreeMap<Status, u64>,
+    /// Deliveries by why they were sent (first attempt only).
+    pub webhooks_sent: BTreeMap<DeliveryKind, u64>,
+    /// Attempts the receiver answered with 2xx.
+    pub webhook_deliveries_ok: u64,
+    /// Attempts that failed (non-2xx or network) and were retried or given up.
+    pub webhook_attempts_failed: u64,
+    /// Deliveries that ran out of retries.
+    pub webhooks_exhausted: u64,
+    /// Events not sent because no webhook URL is configured.
+    pub webhooks_without_endpoint: u64,
+    pub faults_injected: BTreeMap<Fault, u64>,
+    /// Drift faults by the kind of change made to the result.
+    pub drift_by_kind: BTreeMap<String, u64>,
+    /// Pages by how their text was obtained.
+    pub pages_by_path: BTreeMap<String, u64>,
+}
+
+#[derive(Debug)]
+pub struct Inner {
+    pub jobs: HashMap<String, SimJob>,
+    pub by_idempotency_key: HashMap<String, String>,
+    pub api_keys: BTreeSet<String>,
+    pub webhook: WebhookSettings,
+    pub dice: FaultDice,
+    pub stats: Stats,
+}
+
+impl Inner {
+    /// Rolls `fault` and counts it if it strikes.
+    pub fn strikes(&mut self, fault: Fault) -> bool {
+        let hit = self.dice.roll(fault);
+        if hit {
+            self.count_fault(fault);
+        }
+        hit
+    }
+
+    pub fn count_fault(&mut self, fault: Fault) {
+        *self.stats.faults_injected.entry(fault).or_default() += 1;
+    }
+
+    pub fn set_status(&mut self, id: &str, status: Status, now: i64) {
+        let Some(job) = self.jobs.get_mut(id) else {
+            return;
+        };
+        let previous = job.status;
+        job.status = status;
+        job.updated_at = now;
+        let counts = &mut self.stats.jobs_by_status;
+        if let Some(n) = counts.get_mut(&previous) {
+            *n = n.saturating_sub(1);
+        }
+        *counts.entry(status).or_default() += 1;
+    }
+}
