@@ -120,8 +120,7 @@ pub async fn recognize(kind: EngineKind, document: &[u8]) -> Result<Vec<Page>, E
 /// a file with no header whose body is PDF objects (`valid_exported.pdf` in the fixtures).
 pub fn looks_like_pdf(document: &[u8]) -> bool {
     let head = &document[..document.len().min(1024)];
-    let has = |needle: &[u8]| head.windows(needle.len()).any(|w| w == needle);
-    has(b"%PDF") || (head.starts_with(b"%") && has(b" obj"))
+    head.windows(4).any(|w| w == b"%PDF") || (head.starts_with(b"%") && PDF_OBJECT.is_match(head))
 }
 
 fn synthetic_page(document: &[u8]) -> Page {
@@ -311,6 +310,9 @@ async fn recognize_pdf(pdf: &Path, dir: &Path) -> Result<Vec<Page>, EngineError>
     Ok(pages)
 }
 
+/// An indirect object header, `12 0 obj`.
+static PDF_OBJECT: LazyLock<regex::bytes::Regex> =
+    LazyLock::new(|| regex::bytes::Regex::new(r"\d+ \d+ obj\b").expect("static regex"));
 static PAGE_RE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r#"(?s)<page width="([\d.]+)" height="([\d.]+)">|<line ([^>]*)>|<word ([^>]*)>(.*?)</word>"#)
         .expect("static regex")
