@@ -25,6 +25,7 @@ fn new_job(content: &[u8], key: &str) -> NewJob {
             key: key.into(),
             version_id: None,
         },
+        inspection: Default::default(),
     }
 }
 

@@ -19,6 +19,14 @@ pub struct StackConfig {
     pub submit_queue_url: String,
     /// `RESULTS_QUEUE_URL`: one message per vendor status change to fetch and parse.
     pub results_queue_url: String,
+    /// `INTAKE_DLQ_URL`, `SUBMIT_DLQ_URL`, `RESULTS_DLQ_URL`: where poison messages go, with their
+    /// reason, instead of cycling until the redrive policy moves them without one.
+    pub intake_dlq_url: String,
+    pub submit_dlq_url: String,
+    pub results_dlq_url: String,
+    /// `MAX_RECEIVE_COUNT`: the queues' redrive `maxReceiveCount`; on the last allowed receive a
+    /// still-failing message is dead-lettered by the handler, with its reason.
+    pub max_receive_count: u32,
     /// `VENDOR_API_KEY_SECRET_ARN`: the vendor API key, in Secrets Manager.
     pub vendor_api_key_secret: String,
     /// `WEBHOOK_SECRET_ARN`: the webhook signing secret(s), in Secrets Manager.
@@ -27,18 +35,22 @@ pub struct StackConfig {
 
 /// A required variable is missing or empty.
 #[derive(Debug, thiserror::Error)]
-#[error("environment variable {0} is not set; it comes from template.yaml (Globals.Function.Environment) or the local stack")]
+#[error("environment variable {0} is not set or invalid; it comes from template.yaml (Globals.Function.Environment) or the local stack")]
 pub struct MissingVariable(pub &'static str);
 
 impl StackConfig {
     /// Every variable this struct reads, in declaration order.
-    pub const VARIABLES: [&'static str; 8] = [
+    pub const VARIABLES: [&'static str; 12] = [
         "JOBS_TABLE",
         "DEDUPE_TABLE",
         "DOCUMENTS_BUCKET",
         "INTAKE_QUEUE_URL",
         "SUBMIT_QUEUE_URL",
         "RESULTS_QUEUE_URL",
+        "INTAKE_DLQ_URL",
+        "SUBMIT_DLQ_URL",
+        "RESULTS_DLQ_URL",
+        "MAX_RECEIVE_COUNT",
         "VENDOR_API_KEY_SECRET_ARN",
         "WEBHOOK_SECRET_ARN",
     ];
@@ -55,7 +67,8 @@ impl StackConfig {
                 .filter(|v| !v.trim().is_empty())
                 .ok_or(MissingVariable(name))
         };
-        let [jobs, dedupe, bucket, intake, submit, results, api_key, webhook] = Self::VARIABLES;
+        let [jobs, dedupe, bucket, intake, submit, results, intake_dlq, submit_dlq, results_dlq, max_receive, api_key, webhook] =
+            Self::VARIABLES;
         Ok(StackConfig {
             jobs_table: get(jobs)?,
             dedupe_table: get(dedupe)?,
@@ -63,6 +76,14 @@ impl StackConfig {
             intake_queue_url: get(intake)?,
             submit_queue_url: get(submit)?,
             results_queue_url: get(results)?,
+            intake_dlq_url: get(intake_dlq)?,
+            submit_dlq_url: get(submit_dlq)?,
+            results_dlq_url: get(results_dlq)?,
+            max_receive_count: get(max_receive)?
+                .parse()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or(MissingVariable(max_receive))?,
             vendor_api_key_secret: get(api_key)?,
             webhook_secret: get(webhook)?,
         })
@@ -87,10 +108,20 @@ mod tests {
             .iter()
             .map(|v| (*v, format!("value-of-{v}")))
             .collect();
+        env.insert("MAX_RECEIVE_COUNT", "5".into());
         let config = StackConfig::from_lookup(|k| env.get(k).cloned()).unwrap();
         assert_eq!(config.jobs_table, "value-of-JOBS_TABLE");
         assert_eq!(config.webhook_secret, "value-of-WEBHOOK_SECRET_ARN");
 
+        assert_eq!(config.max_receive_count, 5);
+        env.insert("MAX_RECEIVE_COUNT", "0".into());
+        assert_eq!(
+            StackConfig::from_lookup(|k| env.get(k).cloned())
+                .unwrap_err()
+                .0,
+            "MAX_RECEIVE_COUNT"
+        );
+        env.insert("MAX_RECEIVE_COUNT", "5".into());
         env.insert("SUBMIT_QUEUE_URL", "  ".into());
         let err = StackConfig::from_lookup(|k| env.get(k).cloned()).unwrap_err();
         assert_eq!(err.0, "SUBMIT_QUEUE_URL");

@@ -18,6 +18,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::inspect::FileType;
 use crate::time::UnixMillis;
 
 /// Where a job stands. Terminal states never change again, except `NeedsReview`, which a reviewer
@@ -311,6 +312,20 @@ impl Reason {
     }
 }
 
+/// What intake learned about the document; stored on the job.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Inspection {
+    /// The type detected from the content (not the declared one).
+    pub file_type: Option<FileType>,
+    pub size_bytes: u64,
+    /// Pages: counted for PDFs, 1 for images.
+    pub pages: Option<u32>,
+    /// PDFs: whether the document carries a text layer (fonts) or is image-only.
+    pub text_layer: Option<bool>,
+    /// How the extension or Content-Type disagreed with the content, if they did.
+    pub type_mismatch: Option<String>,
+}
+
 /// A job row as read from the ledger.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {
@@ -328,6 +343,7 @@ pub struct Job {
     pub attempt: Option<Attempt>,
     pub vendor_job_id: Option<String>,
     pub reason: Option<Reason>,
+    pub inspection: Inspection,
 }
 
 /// What a new job starts with.
@@ -337,6 +353,7 @@ pub struct NewJob {
     pub profile: Profile,
     pub content: ContentHash,
     pub source: SourceObject,
+    pub inspection: Inspection,
 }
 
 #[cfg(test)]

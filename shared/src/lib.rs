@@ -10,8 +10,13 @@
 //! ```
 
 pub mod aws;
+pub mod batch;
+pub mod blob;
 pub mod config;
+pub mod inspect;
 pub mod job;
 pub mod ledger;
+pub mod metrics;
+pub mod queue;
 pub mod telemetry;
 pub mod time;

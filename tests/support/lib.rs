@@ -56,3 +56,100 @@ pub fn unique_name(prefix: &str) -> String {
         &uuid::Uuid::new_v4().simple().to_string()[..10]
     )
 }
+
+/// `../shared` beside the repository (or `OCRBRIDGE_SHARED_DIR`): corpus and fixtures.
+pub fn shared_dir() -> std::path::PathBuf {
+    let dir = std::env::var("OCRBRIDGE_SHARED_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
+    assert!(
+        dir.join("fixtures").is_dir(),
+        "the shared fixtures are not at {} (set OCRBRIDGE_SHARED_DIR)",
+        dir.display()
+    );
+    dir
+}
+
+impl TestStack {
+    pub async fn put(&self, key: &str, bytes: Vec<u8>, content_type: Option<&str>) {
+        self.clients
+            .s3
+            .put_object()
+            .bucket(&self.config.documents_bucket)
+            .key(key)
+            .set_content_type(content_type.map(str::to_owned))
+            .body(aws_sdk_s3::primitives::ByteStream::from(bytes))
+            .send()
+            .await
+            .expect("PutObject");
+    }
+
+    /// Every message currently on `queue_url` (received, not deleted), with attributes.
+    pub async fn drain(&self, queue_url: &str) -> Vec<aws_sdk_sqs::types::Message> {
+        let mut out = Vec::new();
+        let mut empty_polls = 0;
+        while empty_polls < 2 {
+            let got = self
+                .clients
+                .sqs
+                .receive_message()
+                .queue_url(queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+                .message_attribute_names("All")
+                .send()
+                .await
+                .expect("ReceiveMessage")
+                .messages
+                .unwrap_or_default();
+            if got.is_empty() {
+                empty_polls += 1;
+            }
+            for m in got {
+                self.clients
+                    .sqs
+                    .delete_message()
+                    .queue_url(queue_url)
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .send()
+                    .await
+                    .expect("DeleteMessage");
+                out.push(m);
+            }
+        }
+        out
+    }
+}
+
+/// An SQS Lambda event built from real received messages, as the event source mapping would.
+pub fn sqs_event(
+    messages: &[aws_sdk_sqs::types::Message],
+    queue_arn: &str,
+) -> aws_lambda_events::event::sqs::SqsEvent {
+    let records: Vec<serde_json::Value> = messages
+        .iter()
+        .map(|m| {
+            let attributes: serde_json::Map<String, serde_json::Value> = m
+                .attributes()
+                .map(|a| {
+                    a.iter()
+                        .map(|(k, v)| (k.as_str().to_owned(), serde_json::Value::String(v.clone())))
+                        .collect()
+                })
+                .unwrap_or_default();
+            serde_json::json!({
+                "messageId": m.message_id(),
+                "receiptHandle": m.receipt_handle(),
+                "body": m.body(),
+                "attributes": attributes,
+                "messageAttributes": {},
+                "md5OfBody": m.md5_of_body(),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": "us-east-1",
+            })
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({ "Records": records })).expect("an SQS event")
+}

@@ -1,22 +1,35 @@
-//! `intake`: validate S3 uploads and create jobs.
-//!
-//! Not built yet (issue #4). Until it is, every invocation fails loudly instead of
-//! pretending to succeed, so no event is acknowledged and lost: queue messages return to their
-//! queue and end in its DLQ.
+//! `intake` Lambda: wiring only. See `lib.rs` for what it does.
 
+// The handler future nests S3, DynamoDB and SQS futures deeply enough to need more room.
+#![recursion_limit = "256"]
+
+use intake::{Intake, IntakeConfig};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
+use ocrbridge::aws::AwsClients;
+use ocrbridge::blob::Blob;
+use ocrbridge::config::StackConfig;
+use ocrbridge::ledger::Ledger;
+use ocrbridge::metrics::Metrics;
+use ocrbridge::queue::Queue;
 use serde_json::Value;
-
-async fn not_built_yet(event: LambdaEvent<Value>) -> Result<Value, Error> {
-    tracing::error!(
-        request_id = %event.context.request_id,
-        "the intake handler is not built yet (issue #4); the event was not processed"
-    );
-    Err("the intake handler is not built yet (issue #4)".into())
-}
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     ocrbridge::telemetry::init();
-    lambda_runtime::run(service_fn(not_built_yet)).await
+    let stack = StackConfig::from_env()?;
+    let config = IntakeConfig::from_env()?;
+    let clients = AwsClients::from_env().await;
+    let intake = Intake {
+        blob: Blob::new(clients.s3.clone()),
+        queue: Queue::new(clients.sqs.clone()),
+        ledger: Ledger::new(clients.dynamodb.clone(), stack.ledger_tables()),
+        metrics: Metrics::stdout("intake"),
+        stack,
+        config,
+    };
+    let intake = &intake;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        intake.handle(event.payload).await
+    }))
+    .await
 }

@@ -16,6 +16,8 @@
 //! | `attempt_id`, `attempted_at` | S, N | last side effect recorded *before* it was made     |
 //! | `vendor_job_id`  | S    | the vendor's id once known                                      |
 //! | `reason_code`, `reason_message` | S | why the job was rejected, failed or needs review  |
+//! | `file_type`, `size_bytes`, `page_count`, `text_layer`, `type_mismatch` | S, N, N, BOOL, S | intake's inspection |
+//! | `also_uploaded_as` | SS  | other S3 objects with the same content (suppressed duplicates)  |
 //!
 //! Dedupe table (`DEDUPE_TABLE`), one item per claimed event id:
 //!
@@ -30,7 +32,10 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use crate::job::{Attempt, Job, JobId, JobState, LeaseRecord, Profile, Reason, SourceObject};
+use crate::inspect::FileType;
+use crate::job::{
+    Attempt, Inspection, Job, JobId, JobState, LeaseRecord, Profile, Reason, SourceObject,
+};
 use crate::time::UnixMillis;
 
 pub type Item = HashMap<String, AttributeValue>;
@@ -53,6 +58,12 @@ pub mod attr {
     pub const VENDOR_JOB_ID: &str = "vendor_job_id";
     pub const REASON_CODE: &str = "reason_code";
     pub const REASON_MESSAGE: &str = "reason_message";
+    pub const FILE_TYPE: &str = "file_type";
+    pub const SIZE_BYTES: &str = "size_bytes";
+    pub const PAGE_COUNT: &str = "page_count";
+    pub const TEXT_LAYER: &str = "text_layer";
+    pub const TYPE_MISMATCH: &str = "type_mismatch";
+    pub const ALSO_UPLOADED_AS: &str = "also_uploaded_as";
 
     pub const DEDUPE_KEY: &str = "dedupe_key";
     pub const EXPIRES_AT: &str = "expires_at";
@@ -104,6 +115,31 @@ fn opt_n(item: &Item, name: &str) -> Result<Option<u64>, MalformedItem> {
             .map(Some)
             .map_err(|_| MalformedItem(format!("attribute {name} is not an unsigned integer"))),
         Some(_) => Err(MalformedItem(format!("attribute {name} is not a number"))),
+    }
+}
+
+fn opt_bool(item: &Item, name: &str) -> Result<Option<bool>, MalformedItem> {
+    match item.get(name) {
+        None | Some(AttributeValue::Null(_)) => Ok(None),
+        Some(AttributeValue::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(MalformedItem(format!("attribute {name} is not a boolean"))),
+    }
+}
+
+/// The inspection attributes of a new job.
+pub fn inspection_to_item(inspection: &Inspection, item: &mut Item) {
+    if let Some(t) = inspection.file_type {
+        item.insert(attr::FILE_TYPE.into(), s(t.name()));
+    }
+    item.insert(attr::SIZE_BYTES.into(), n(inspection.size_bytes));
+    if let Some(p) = inspection.pages {
+        item.insert(attr::PAGE_COUNT.into(), n(u64::from(p)));
+    }
+    if let Some(b) = inspection.text_layer {
+        item.insert(attr::TEXT_LAYER.into(), AttributeValue::Bool(b));
+    }
+    if let Some(m) = &inspection.type_mismatch {
+        item.insert(attr::TYPE_MISMATCH.into(), s(m));
     }
 }
 
@@ -171,6 +207,18 @@ pub fn job_from_item(item: &Item) -> Result<Job, MalformedItem> {
         attempt,
         vendor_job_id: opt_s(item, attr::VENDOR_JOB_ID)?,
         reason,
+        inspection: Inspection {
+            file_type: opt_s(item, attr::FILE_TYPE)?
+                .map(|t| {
+                    FileType::parse(&t)
+                        .ok_or_else(|| MalformedItem(format!("unknown file_type {t:?}")))
+                })
+                .transpose()?,
+            size_bytes: opt_n(item, attr::SIZE_BYTES)?.unwrap_or(0),
+            pages: opt_n(item, attr::PAGE_COUNT)?.map(|p| u32::try_from(p).unwrap_or(u32::MAX)),
+            text_layer: opt_bool(item, attr::TEXT_LAYER)?,
+            type_mismatch: opt_s(item, attr::TYPE_MISMATCH)?,
+        },
     })
 }
 

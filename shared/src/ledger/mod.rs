@@ -173,6 +173,7 @@ impl Ledger {
         if let Some(version) = &new.source.version_id {
             item.insert(attr::SRC_VERSION.to_owned(), s(version));
         }
+        item::inspection_to_item(&new.inspection, &mut item);
         let result = self
             .client
             .put_item()
@@ -244,6 +245,28 @@ impl Ledger {
             }),
             Updated::ConditionFailed(None) => Err(TransitionError::Missing(job.id.clone())),
         }
+    }
+
+    /// Records another S3 object with this job's content (a suppressed duplicate). A set add:
+    /// idempotent and commutative, so it needs no guard and does not bump the version.
+    #[instrument(skip_all, fields(job_id = %id))]
+    pub async fn link_source(&self, id: &JobId, source: &str) -> Result<(), LedgerError> {
+        self.client
+            .update_item()
+            .table_name(&self.tables.jobs)
+            .key(attr::JOB_ID, s(id.as_str()))
+            .update_expression("ADD #also :src")
+            .condition_expression("attribute_exists(#id)")
+            .expression_attribute_names("#also", attr::ALSO_UPLOADED_AS)
+            .expression_attribute_names("#id", attr::JOB_ID)
+            .expression_attribute_values(
+                ":src",
+                aws_sdk_dynamodb::types::AttributeValue::Ss(vec![source.to_owned()]),
+            )
+            .send()
+            .await
+            .map_err(|e| LedgerError::dynamo("UpdateItem", &e))?;
+        Ok(())
     }
 
     /// One guarded `UpdateItem` on a job; returns the new row, or the current row on a failed

@@ -1,0 +1,196 @@
+//! Intake's own configuration, read once from the environment.
+
+use ocrbridge::inspect::{FileType, Limits};
+use ocrbridge::job::Profile;
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {variable}: {detail}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct IntakeConfig {
+    /// `PROFILE_PREFIXES`: `receipts/=receipt,invoices/=invoice` (the default). The longest
+    /// matching prefix wins.
+    pub prefixes: Vec<(String, Profile)>,
+    /// `DEFAULT_PROFILE`: the profile for keys under no prefix (default `generic`); empty means
+    /// such uploads are rejected with `no_profile`.
+    pub default_profile: Option<Profile>,
+    /// `RESERVED_PREFIXES`: where ocrbridge writes its own objects (default `raw/,results/`).
+    /// Uploads there are ignored, so outputs never loop back into intake.
+    pub reserved_prefixes: Vec<String>,
+    /// `MAX_IMAGE_BYTES`, `MAX_PDF_BYTES`, `MAX_PDF_PAGES`, `MAX_IMAGE_PIXELS`,
+    /// `MIN_IMAGE_SIDE`, `ACCEPTED_TYPES` (comma-separated: pdf,png,jpeg,tiff,webp,gif,bmp,heic).
+    pub limits: Limits,
+}
+
+impl Default for IntakeConfig {
+    fn default() -> Self {
+        let profile = |p: &str| Profile::new(p).expect("static profile name");
+        IntakeConfig {
+            prefixes: vec![
+                ("receipts/".into(), profile("receipt")),
+                ("invoices/".into(), profile("invoice")),
+            ],
+            default_profile: Some(profile("generic")),
+            reserved_prefixes: vec!["raw/".into(), "results/".into()],
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl IntakeConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut config = IntakeConfig::default();
+        let err = |variable, detail: String| ConfigError { variable, detail };
+        if let Some(spec) = lookup("PROFILE_PREFIXES") {
+            config.prefixes = spec
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(|pair| {
+                    let (prefix, profile) = pair.split_once('=').ok_or_else(|| {
+                        err(
+                            "PROFILE_PREFIXES",
+                            format!("{pair:?} is not PREFIX=PROFILE"),
+                        )
+                    })?;
+                    Ok((
+                        prefix.to_owned(),
+                        Profile::new(profile)
+                            .map_err(|e| err("PROFILE_PREFIXES", e.to_string()))?,
+                    ))
+                })
+                .collect::<Result<_, ConfigError>>()?;
+        }
+        if let Some(p) = lookup("DEFAULT_PROFILE") {
+            config.default_profile = if p.trim().is_empty() {
+                None
+            } else {
+                Some(Profile::new(p.trim()).map_err(|e| err("DEFAULT_PROFILE", e.to_string()))?)
+            };
+        }
+        if let Some(spec) = lookup("RESERVED_PREFIXES") {
+            config.reserved_prefixes = spec
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect();
+        }
+        let number = |variable: &'static str| -> Result<Option<u64>, ConfigError> {
+            lookup(variable)
+                .map(|v| {
+                    v.trim()
+                        .parse::<u64>()
+                        .map_err(|e| err(variable, e.to_string()))
+                })
+                .transpose()
+        };
+        let limits = &mut config.limits;
+        if let Some(v) = number("MAX_IMAGE_BYTES")? {
+            limits.max_image_bytes = v;
+        }
+        if let Some(v) = number("MAX_PDF_BYTES")? {
+            limits.max_pdf_bytes = v;
+        }
+        if let Some(v) = number("MAX_PDF_PAGES")? {
+            limits.max_pdf_pages =
+                u32::try_from(v).map_err(|e| err("MAX_PDF_PAGES", e.to_string()))?;
+        }
+        if let Some(v) = number("MAX_IMAGE_PIXELS")? {
+            limits.max_image_pixels = v;
+        }
+        if let Some(v) = number("MIN_IMAGE_SIDE")? {
+            limits.min_image_side =
+                u32::try_from(v).map_err(|e| err("MIN_IMAGE_SIDE", e.to_string()))?;
+        }
+        if let Some(spec) = lookup("ACCEPTED_TYPES") {
+            limits.accepted_types = spec
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(|t| {
+                    FileType::parse(t)
+                        .ok_or_else(|| err("ACCEPTED_TYPES", format!("unknown type {t:?}")))
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        Ok(config)
+    }
+
+    /// The profile for `key`: the longest matching prefix, else the default.
+    pub fn profile_for(&self, key: &str) -> Option<Profile> {
+        self.prefixes
+            .iter()
+            .filter(|(prefix, _)| key.starts_with(prefix.as_str()))
+            .max_by_key(|(prefix, _)| prefix.len())
+            .map(|(_, profile)| profile.clone())
+            .or_else(|| self.default_profile.clone())
+    }
+
+    pub fn is_reserved(&self, key: &str) -> bool {
+        self.reserved_prefixes
+            .iter()
+            .any(|p| key.starts_with(p.as_str()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn maps_prefixes_to_profiles() {
+        let env = HashMap::from([
+            (
+                "PROFILE_PREFIXES",
+                "receipts/=receipt, receipts/hotel/=invoice".to_owned(),
+            ),
+            ("DEFAULT_PROFILE", "".to_owned()),
+            ("ACCEPTED_TYPES", "pdf,png".to_owned()),
+            ("MAX_PDF_PAGES", "10".to_owned()),
+        ]);
+        let config = IntakeConfig::from_lookup(|k| env.get(k).cloned()).unwrap();
+        assert_eq!(
+            config.profile_for("receipts/a.jpg").unwrap().as_str(),
+            "receipt"
+        );
+        assert_eq!(
+            config.profile_for("receipts/hotel/a.pdf").unwrap().as_str(),
+            "invoice"
+        );
+        assert_eq!(config.profile_for("misc/a.pdf"), None);
+        assert_eq!(
+            config.limits.accepted_types,
+            vec![FileType::Pdf, FileType::Png]
+        );
+        assert_eq!(config.limits.max_pdf_pages, 10);
+        assert!(config.is_reserved("results/doc-1.json"));
+    }
+
+    #[test]
+    fn reports_the_bad_variable() {
+        let env = HashMap::from([("MAX_PDF_BYTES", "lots".to_owned())]);
+        assert_eq!(
+            IntakeConfig::from_lookup(|k| env.get(k).cloned())
+                .unwrap_err()
+                .variable,
+            "MAX_PDF_BYTES"
+        );
+        let env = HashMap::from([("PROFILE_PREFIXES", "receipts".to_owned())]);
+        assert_eq!(
+            IntakeConfig::from_lookup(|k| env.get(k).cloned())
+                .unwrap_err()
+                .variable,
+            "PROFILE_PREFIXES"
+        );
+    }
+}

@@ -1,0 +1,391 @@
+//! `intake`: S3 upload → validated, deduplicated job → submit queue.
+//!
+//! Per object:
+//! 1. skip what is not ours (test events, reserved output prefixes, objects deleted since);
+//! 2. validate in bounded memory ([`validate`]) and hash the content;
+//! 3. create the job with a conditional write keyed by the document key — the same content in
+//!    the same profile lands on the existing job and is counted as a suppressed duplicate;
+//! 4. for a new (or still `Received`) job: reject it with its reason, or send `{job_id}` to the
+//!    submit queue and *then* move it to `Queued`;
+//! 5. tag the S3 object with the job id, status and reason.
+//!
+//! Every step is idempotent, so a crash between any two of them is repaired by the redelivery:
+//! the job exists but is still `Received` (step 4 runs again; a second submit message is
+//! harmless, submit acknowledges jobs past `Queued`), or the job moved on (nothing to do but
+//! the tags).
+
+pub mod config;
+pub mod event;
+pub mod validate;
+
+use std::time::Instant;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use ocrbridge::batch::{self, Failure, Source};
+use ocrbridge::blob::{Blob, BlobError, ObjectRef};
+use ocrbridge::config::StackConfig;
+use ocrbridge::inspect::{Declared, RejectCode, Rejection};
+use ocrbridge::job::{DocumentKey, Job, JobId, JobState, NewJob, Profile, Reason, SourceObject};
+use ocrbridge::ledger::{Change, Created, Ledger, LedgerError, TransitionError};
+use ocrbridge::metrics::{self, Metrics};
+use ocrbridge::queue::{Queue, QueueError, SubmitRequest};
+use ocrbridge::time::UnixMillis;
+use serde_json::{json, Value};
+use tracing::{field, info, info_span, warn, Instrument};
+
+pub use config::IntakeConfig;
+use event::{Notification, ObjectCreated};
+
+/// Tags intake sets on uploaded objects. Other tags are kept.
+pub const TAG_JOB_ID: &str = "ocrbridge-job-id";
+pub const TAG_STATUS: &str = "ocrbridge-status";
+pub const TAG_REASON: &str = "ocrbridge-reason";
+
+/// What became of one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A new job, queued for submission.
+    Accepted(JobId),
+    /// Refused, with a reason, on a `Rejected` job.
+    Rejected(JobId, RejectCode),
+    /// Same content and profile as an existing job: linked to it, nothing submitted.
+    Duplicate(JobId),
+    /// The same object again (a redelivered or repeated event): nothing new.
+    Redelivered(JobId),
+    /// Not a document for ocrbridge.
+    Ignored(&'static str),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error("job {0} vanished while being settled")]
+    Vanished(JobId),
+}
+
+impl IntakeError {
+    fn failure(&self) -> Failure {
+        match self {
+            IntakeError::Blob(e) => Failure::retry("s3_error", e.to_string()),
+            IntakeError::Ledger(LedgerError::Malformed(e)) => {
+                Failure::poison("malformed_job", e.to_string())
+            }
+            IntakeError::Ledger(e) => Failure::retry("dynamodb_error", e.to_string()),
+            IntakeError::Queue(e) => Failure::retry("sqs_error", e.to_string()),
+            IntakeError::Vanished(id) => {
+                Failure::retry("job_vanished", format!("job {id} vanished"))
+            }
+        }
+    }
+}
+
+/// The profile recorded on jobs whose key matched no prefix (they are rejected).
+const UNASSIGNED_PROFILE: &str = "unassigned";
+
+pub struct Intake {
+    pub blob: Blob,
+    pub queue: Queue,
+    pub ledger: Ledger,
+    pub metrics: Metrics,
+    pub stack: StackConfig,
+    pub config: IntakeConfig,
+}
+
+impl Intake {
+    /// The Lambda entry point: an SQS batch of S3 notifications (production), or a direct S3
+    /// event (`sam local invoke`, `cargo lambda invoke` with `events/s3-put.json`).
+    pub async fn handle(&self, event: Value) -> Result<Value, lambda_runtime::Error> {
+        let from_sqs = event
+            .pointer("/Records/0/eventSource")
+            .and_then(Value::as_str)
+            == Some("aws:sqs");
+        if from_sqs {
+            let event: SqsEvent = serde_json::from_value(event)?;
+            return Ok(serde_json::to_value(self.handle_sqs(event).await)?);
+        }
+        let outcomes = self
+            .handle_notification(&event)
+            .await
+            .map_err(|f| format!("{f:?}"))?;
+        Ok(json!({ "outcomes": outcomes.iter().map(|o| format!("{o:?}")).collect::<Vec<_>>() }))
+    }
+
+    pub async fn handle_sqs(&self, event: SqsEvent) -> SqsBatchResponse {
+        let source = Source {
+            name: "intake",
+            dlq_url: self.stack.intake_dlq_url.clone(),
+            max_receive_count: self.stack.max_receive_count,
+        };
+        batch::process(
+            event,
+            &source,
+            &self.queue,
+            &self.metrics,
+            |message| async move {
+                let body: Value = serde_json::from_str(message.body.as_deref().unwrap_or_default())
+                    .map_err(|e| {
+                        Failure::poison(
+                            "malformed_event",
+                            format!("the message body is not JSON: {e}"),
+                        )
+                    })?;
+                self.handle_notification(&body).await.map(|_| ())
+            },
+        )
+        .await
+    }
+
+    /// Processes every record of one S3 notification.
+    pub async fn handle_notification(&self, body: &Value) -> Result<Vec<Outcome>, Failure> {
+        let records = match event::parse(body) {
+            Ok(Notification::Test) => {
+                info!("skipping s3:TestEvent");
+                return Ok(vec![Outcome::Ignored("test_event")]);
+            }
+            Ok(Notification::Records(records)) => records,
+            Err(e) => return Err(Failure::poison("malformed_event", e.to_string())),
+        };
+        let mut outcomes = Vec::new();
+        for record in &records {
+            let span = info_span!("object", bucket = %record.bucket, key = %record.key, job_id = field::Empty);
+            let outcome = self
+                .process_object(record)
+                .instrument(span)
+                .await
+                .map_err(|e| e.failure())?;
+            outcomes.push(outcome);
+        }
+        Ok(outcomes)
+    }
+
+    pub async fn process_object(&self, record: &ObjectCreated) -> Result<Outcome, IntakeError> {
+        if self.config.is_reserved(&record.key) {
+            self.metrics
+                .count(metrics::INTAKE_IGNORED, &["reserved_prefix"], &[]);
+            return Ok(Outcome::Ignored("reserved_prefix"));
+        }
+        let mut object = ObjectRef {
+            bucket: record.bucket.clone(),
+            key: record.key.clone(),
+            version_id: record.version_id.clone(),
+        };
+        let Some(head) = self.blob.head(&object).await? else {
+            warn!("the object no longer exists; nothing to do");
+            self.metrics
+                .count(metrics::INTAKE_IGNORED, &["object_gone"], &[]);
+            return Ok(Outcome::Ignored("object_gone"));
+        };
+        object.version_id = object.version_id.or(head.version_id.clone());
+
+        let started = Instant::now();
+        let declared = Declared::from_key(&object.key, head.content_type.as_deref());
+        let mut validated =
+            validate::validate(&self.blob, &object, &head, &declared, &self.config.limits).await?;
+        let profile = match self.config.profile_for(&object.key) {
+            Some(p) => p,
+            None => {
+                validated.verdict = validated.verdict.and(Err(Rejection::new(
+                    RejectCode::NoProfile,
+                    "the key is under no configured prefix (PROFILE_PREFIXES) and DEFAULT_PROFILE is empty",
+                )));
+                Profile::new(UNASSIGNED_PROFILE).expect("static profile name")
+            }
+        };
+        let mime = validated
+            .inspection
+            .file_type
+            .map_or("unknown", |t| t.mime());
+        self.metrics.emit(
+            metrics::VALIDATION_TIME,
+            started.elapsed().as_secs_f64() * 1e3,
+            &[mime],
+            &[],
+        );
+
+        let new = NewJob {
+            key: DocumentKey::new(&validated.content, &profile),
+            profile,
+            content: validated.content,
+            source: SourceObject {
+                bucket: object.bucket.clone(),
+                key: object.key.clone(),
+                version_id: object.version_id.clone(),
+            },
+            inspection: validated.inspection.clone(),
+        };
+        let job_id = new.key.job_id();
+        tracing::Span::current().record("job_id", field::display(&job_id));
+        if let Some(mismatch) = &validated.inspection.type_mismatch {
+            info!(mismatch = %mismatch, "declared type differs from the content");
+        }
+
+        let outcome = match self.ledger.create_job(&new, UnixMillis::now()).await? {
+            Created::New(job) => self.settle(job, &validated.verdict).await?,
+            Created::Existing(job) if job.state == JobState::Received => {
+                // An earlier delivery stopped between creating and settling, or another upload
+                // of the same content is settling it now; settling twice is harmless.
+                self.settle(job, &validated.verdict).await?
+            }
+            Created::Existing(job) if same_object(&job.source, &object) => {
+                self.metrics.count(
+                    metrics::INTAKE_REDELIVERIES,
+                    &[],
+                    &[("job_id", job.id.as_str())],
+                );
+                Outcome::Redelivered(job.id)
+            }
+            Created::Existing(job) => {
+                self.ledger
+                    .link_source(&job.id, &format!("s3://{}/{}", object.bucket, object.key))
+                    .await?;
+                self.metrics.count(
+                    metrics::DUPLICATES_SUPPRESSED,
+                    &[job.profile.as_str()],
+                    &[("job_id", job.id.as_str())],
+                );
+                info!(existing_state = %job.state, "duplicate content; linked to the existing job");
+                Outcome::Duplicate(job.id)
+            }
+        };
+        self.tag(&object, &job_id).await?;
+        Ok(outcome)
+    }
+
+    /// Rejects or queues a `Received` job.
+    async fn settle(
+        &self,
+        job: Job,
+        verdict: &Result<(), Rejection>,
+    ) -> Result<Outcome, IntakeError> {
+        let mime = job
+            .inspection
+            .file_type
+            .map_or("unknown", |t| t.mime())
+            .to_owned();
+        match verdict {
+            Err(rejection) => {
+                let reason = Reason::new(rejection.code.as_str(), &rejection.message);
+                match self
+                    .ledger
+                    .transition(
+                        &job,
+                        JobState::Rejected,
+                        Change::none().with_reason(reason),
+                        UnixMillis::now(),
+                    )
+                    .await
+                {
+                    Ok(_) | Err(TransitionError::Stale { .. }) => {}
+                    Err(e) => return Err(transition_error(e, &job)),
+                }
+                info!(code = rejection.code.as_str(), reason = %rejection.message, "rejected");
+                self.metrics.count(
+                    metrics::DOCUMENTS_REJECTED,
+                    &[rejection.code.as_str(), &mime],
+                    &[("job_id", job.id.as_str())],
+                );
+                Ok(Outcome::Rejected(job.id, rejection.code))
+            }
+            Ok(()) => {
+                // Send first, then record: a crash in between leaves a Received job that the
+                // redelivery settles again, never a Queued job without a message.
+                self.queue
+                    .send_json(
+                        &self.stack.submit_queue_url,
+                        &SubmitRequest {
+                            job_id: job.id.clone(),
+                        },
+                    )
+                    .await?;
+                match self
+                    .ledger
+                    .transition(&job, JobState::Queued, Change::none(), UnixMillis::now())
+                    .await
+                {
+                    Ok(_) | Err(TransitionError::Stale { .. }) => {}
+                    Err(e) => return Err(transition_error(e, &job)),
+                }
+                let profile = job.profile.as_str();
+                self.metrics.count(
+                    metrics::DOCUMENTS_ACCEPTED,
+                    &[profile, &mime],
+                    &[("job_id", job.id.as_str())],
+                );
+                self.metrics.emit(
+                    metrics::DOCUMENT_BYTES,
+                    job.inspection.size_bytes as f64,
+                    &[&mime],
+                    &[],
+                );
+                if let Some(pages) = job.inspection.pages {
+                    self.metrics
+                        .emit(metrics::DOCUMENT_PAGES, f64::from(pages), &[profile], &[]);
+                }
+                if let Some(text) = job.inspection.text_layer {
+                    self.metrics.count(
+                        metrics::PDF_BY_LAYER,
+                        &[if text { "text" } else { "image_only" }],
+                        &[],
+                    );
+                }
+                info!("accepted and queued for submission");
+                Ok(Outcome::Accepted(job.id))
+            }
+        }
+    }
+
+    /// Tags the object with its job and the job's status, keeping the uploader's other tags.
+    async fn tag(&self, object: &ObjectRef, job_id: &JobId) -> Result<(), IntakeError> {
+        let job = self
+            .ledger
+            .get_job(job_id)
+            .await?
+            .ok_or_else(|| IntakeError::Vanished(job_id.clone()))?;
+        let status = match job.state {
+            JobState::Rejected => "rejected",
+            JobState::Received => "received",
+            _ if !same_object(&job.source, object) => "duplicate",
+            _ => "accepted",
+        };
+        let mut tags: Vec<(String, String)> = self
+            .blob
+            .tags(object)
+            .await?
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with("ocrbridge-"))
+            .collect();
+        tags.push((TAG_JOB_ID.into(), job.id.to_string()));
+        tags.push((TAG_STATUS.into(), status.into()));
+        if let (JobState::Rejected, Some(reason)) = (job.state, &job.reason) {
+            tags.push((TAG_REASON.into(), reason.code.clone()));
+        }
+        // S3 allows ten tags; ours go last, so drop the uploader's oldest extras, never ours.
+        let excess = tags.len().saturating_sub(10);
+        let tags: Vec<(&str, &str)> = tags[excess..]
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        self.blob.put_tags(object, &tags).await?;
+        Ok(())
+    }
+}
+
+fn same_object(source: &SourceObject, object: &ObjectRef) -> bool {
+    source.bucket == object.bucket
+        && source.key == object.key
+        && (source.version_id.is_none()
+            || object.version_id.is_none()
+            || source.version_id == object.version_id)
+}
+
+fn transition_error(e: TransitionError, job: &Job) -> IntakeError {
+    match e {
+        TransitionError::Ledger(e) => IntakeError::Ledger(e),
+        _ => IntakeError::Vanished(job.id.clone()),
+    }
+}

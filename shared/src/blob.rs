@@ -1,0 +1,323 @@
+//! S3 objects: metadata, ranged reads, streaming reads, tags, writes and presigned URLs.
+
+use std::time::Duration;
+
+use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
+use aws_sdk_s3::operation::head_object::HeadObjectError;
+use aws_sdk_s3::presigning::PresigningConfig;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{ChecksumMode, ChecksumType, Tag, Tagging};
+use base64::Engine;
+
+use crate::inspect::image::ByteSource;
+use crate::job::ContentHash;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    /// An S3 call failed (network, throttling, permissions). Retry later; if it persists, check
+    /// the bucket name and the function's IAM policy.
+    #[error("S3 {operation} on s3://{bucket}/{key} failed: {detail}")]
+    S3 {
+        operation: &'static str,
+        bucket: String,
+        key: String,
+        detail: String,
+    },
+}
+
+impl BlobError {
+    fn s3<E: std::error::Error + 'static, R: std::fmt::Debug>(
+        operation: &'static str,
+        object: &ObjectRef,
+        err: SdkError<E, R>,
+    ) -> Self {
+        BlobError::S3 {
+            operation,
+            bucket: object.bucket.clone(),
+            key: object.key.clone(),
+            detail: DisplayErrorContext(err).to_string(),
+        }
+    }
+}
+
+/// One object (version) in a bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRef {
+    pub bucket: String,
+    pub key: String,
+    pub version_id: Option<String>,
+}
+
+/// What `HeadObject` says about an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectHead {
+    pub size: u64,
+    pub content_type: Option<String>,
+    pub version_id: Option<String>,
+    /// S3's own SHA-256 of the whole object, when it has one. Composite checksums of multipart
+    /// uploads (a hash of part hashes) are not content hashes and are left out.
+    pub sha256: Option<ContentHash>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Blob {
+    s3: aws_sdk_s3::Client,
+}
+
+impl Blob {
+    pub fn new(s3: aws_sdk_s3::Client) -> Self {
+        Blob { s3 }
+    }
+
+    /// `None` when the object does not exist (deleted since the event was sent).
+    pub async fn head(&self, object: &ObjectRef) -> Result<Option<ObjectHead>, BlobError> {
+        let result = self
+            .s3
+            .head_object()
+            .bucket(&object.bucket)
+            .key(&object.key)
+            .set_version_id(object.version_id.clone())
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await;
+        let out = match result {
+            Ok(out) => out,
+            Err(err) if matches!(err.as_service_error(), Some(HeadObjectError::NotFound(_))) => {
+                return Ok(None)
+            }
+            Err(err)
+                if err
+                    .raw_response()
+                    .is_some_and(|r| r.status().as_u16() == 404) =>
+            {
+                return Ok(None)
+            }
+            Err(err) => return Err(BlobError::s3("HeadObject", object, err)),
+        };
+        let composite = out.checksum_type() == Some(&ChecksumType::Composite);
+        let sha256 = out
+            .checksum_sha256()
+            .filter(|c| !composite && !c.contains('-'))
+            .and_then(|c| base64::engine::general_purpose::STANDARD.decode(c).ok())
+            .and_then(|d| <[u8; 32]>::try_from(d).ok())
+            .map(ContentHash::from_bytes);
+        Ok(Some(ObjectHead {
+            size: out.content_length().unwrap_or(0).max(0) as u64,
+            content_type: out.content_type().map(str::to_owned),
+            version_id: out.version_id().map(str::to_owned),
+            sha256,
+        }))
+    }
+
+    /// Up to `len` bytes from `offset`.
+    pub async fn read_range(
+        &self,
+        object: &ObjectRef,
+        offset: u64,
+        len: usize,
+    ) -> Result<Vec<u8>, BlobError> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let end = offset + len as u64 - 1;
+        let out = self
+            .s3
+            .get_object()
+            .bucket(&object.bucket)
+            .key(&object.key)
+            .set_version_id(object.version_id.clone())
+            .range(format!("bytes={offset}-{end}"))
+            .send()
+            .await;
+        let out = match out {
+            Ok(out) => out,
+            // Asking past the end is not an error for a reader; there are just no bytes.
+            Err(err)
+                if err
+                    .raw_response()
+                    .is_some_and(|r| r.status().as_u16() == 416) =>
+            {
+                return Ok(Vec::new())
+            }
+            Err(err) => return Err(BlobError::s3("GetObject", object, err)),
+        };
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| BlobError::S3 {
+                operation: "GetObject",
+                bucket: object.bucket.clone(),
+                key: object.key.clone(),
+                detail: e.to_string(),
+            })?
+            .into_bytes();
+        Ok(bytes.to_vec())
+    }
+
+    /// Streams the whole object through `on_chunk`, chunk by chunk; returns the bytes read.
+    pub async fn stream(
+        &self,
+        object: &ObjectRef,
+        mut on_chunk: impl FnMut(&[u8]),
+    ) -> Result<u64, BlobError> {
+        let out = self
+            .s3
+            .get_object()
+            .bucket(&object.bucket)
+            .key(&object.key)
+            .set_version_id(object.version_id.clone())
+            .send()
+            .await
+            .map_err(|e| BlobError::s3("GetObject", object, e))?;
+        let mut body = out.body;
+        let mut total = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| BlobError::S3 {
+                operation: "GetObject",
+                bucket: object.bucket.clone(),
+                key: object.key.clone(),
+                detail: e.to_string(),
+            })?;
+            total += chunk.len() as u64;
+            on_chunk(&chunk);
+        }
+        Ok(total)
+    }
+
+    /// Replaces the object's tags.
+    pub async fn put_tags(
+        &self,
+        object: &ObjectRef,
+        tags: &[(&str, &str)],
+    ) -> Result<(), BlobError> {
+        let tag_set = tags
+            .iter()
+            .map(|(k, v)| Tag::builder().key(*k).value(tag_value(v)).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| BlobError::S3 {
+                operation: "PutObjectTagging",
+                bucket: object.bucket.clone(),
+                key: object.key.clone(),
+                detail: e.to_string(),
+            })?;
+        let tagging = Tagging::builder()
+            .set_tag_set(Some(tag_set))
+            .build()
+            .map_err(|e| BlobError::S3 {
+                operation: "PutObjectTagging",
+                bucket: object.bucket.clone(),
+                key: object.key.clone(),
+                detail: e.to_string(),
+            })?;
+        self.s3
+            .put_object_tagging()
+            .bucket(&object.bucket)
+            .key(&object.key)
+            .set_version_id(object.version_id.clone())
+            .tagging(tagging)
+            .send()
+            .await
+            .map_err(|e| BlobError::s3("PutObjectTagging", object, e))?;
+        Ok(())
+    }
+
+    pub async fn tags(&self, object: &ObjectRef) -> Result<Vec<(String, String)>, BlobError> {
+        let out = self
+            .s3
+            .get_object_tagging()
+            .bucket(&object.bucket)
+            .key(&object.key)
+            .set_version_id(object.version_id.clone())
+            .send()
+            .await
+            .map_err(|e| BlobError::s3("GetObjectTagging", object, e))?;
+        Ok(out
+            .tag_set()
+            .iter()
+            .map(|t| (t.key().to_owned(), t.value().to_owned()))
+            .collect())
+    }
+
+    pub async fn put(
+        &self,
+        object: &ObjectRef,
+        body: Vec<u8>,
+        content_type: &str,
+        content_encoding: Option<&str>,
+    ) -> Result<(), BlobError> {
+        self.s3
+            .put_object()
+            .bucket(&object.bucket)
+            .key(&object.key)
+            .content_type(content_type)
+            .set_content_encoding(content_encoding.map(str::to_owned))
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| BlobError::s3("PutObject", object, e))?;
+        Ok(())
+    }
+
+    /// A presigned GET URL valid for `expires_in`.
+    pub async fn presign_get(
+        &self,
+        object: &ObjectRef,
+        expires_in: Duration,
+    ) -> Result<String, BlobError> {
+        let config = PresigningConfig::expires_in(expires_in).map_err(|e| BlobError::S3 {
+            operation: "presign GetObject",
+            bucket: object.bucket.clone(),
+            key: object.key.clone(),
+            detail: e.to_string(),
+        })?;
+        let request = self
+            .s3
+            .get_object()
+            .bucket(&object.bucket)
+            .key(&object.key)
+            .set_version_id(object.version_id.clone())
+            .presigned(config)
+            .await
+            .map_err(|e| BlobError::s3("presign GetObject", object, e))?;
+        Ok(request.uri().to_owned())
+    }
+}
+
+/// S3 tag values allow letters, digits, spaces and `+ - = . _ : / @`, up to 256 characters.
+fn tag_value(value: &str) -> String {
+    value
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || " +-=._:/@".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(256)
+        .collect()
+}
+
+/// An object as a [`ByteSource`], for header parsers that follow offsets.
+pub struct RangedObject<'a> {
+    pub blob: &'a Blob,
+    pub object: &'a ObjectRef,
+}
+
+impl ByteSource for RangedObject<'_> {
+    type Error = BlobError;
+    async fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>, BlobError> {
+        self.blob.read_range(self.object, offset, len).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tag_values_are_sanitized() {
+        assert_eq!(super::tag_value("pdf_encrypted"), "pdf_encrypted");
+        assert_eq!(super::tag_value("a,b;c"), "a_b_c");
+        assert_eq!(super::tag_value(&"x".repeat(300)).len(), 256);
+    }
+}

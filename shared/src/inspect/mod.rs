@@ -1,0 +1,491 @@
+//! Input validation: what an uploaded object really is, and whether the vendor can take it.
+//!
+//! Everything here works on bounded reads. The type comes from magic bytes in the object's head
+//! (never from the extension or Content-Type, which are only compared); image dimensions come
+//! from headers without decoding pixels; PDFs are scanned as a stream ([`pdf::PdfScanner`]), so
+//! memory stays flat whatever the object's size.
+
+pub mod image;
+pub mod pdf;
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A file type ocrbridge recognizes by its magic bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileType {
+    Pdf,
+    Png,
+    Jpeg,
+    Tiff,
+    Webp,
+    Gif,
+    Bmp,
+    Heic,
+}
+
+impl FileType {
+    pub const ALL: [FileType; 8] = [
+        FileType::Pdf,
+        FileType::Png,
+        FileType::Jpeg,
+        FileType::Tiff,
+        FileType::Webp,
+        FileType::Gif,
+        FileType::Bmp,
+        FileType::Heic,
+    ];
+
+    pub fn mime(self) -> &'static str {
+        match self {
+            FileType::Pdf => "application/pdf",
+            FileType::Png => "image/png",
+            FileType::Jpeg => "image/jpeg",
+            FileType::Tiff => "image/tiff",
+            FileType::Webp => "image/webp",
+            FileType::Gif => "image/gif",
+            FileType::Bmp => "image/bmp",
+            FileType::Heic => "image/heic",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FileType::Pdf => "pdf",
+            FileType::Png => "png",
+            FileType::Jpeg => "jpeg",
+            FileType::Tiff => "tiff",
+            FileType::Webp => "webp",
+            FileType::Gif => "gif",
+            FileType::Bmp => "bmp",
+            FileType::Heic => "heic",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<FileType> {
+        FileType::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// File name extensions that declare this type.
+    pub fn extensions(self) -> &'static [&'static str] {
+        match self {
+            FileType::Pdf => &["pdf"],
+            FileType::Png => &["png"],
+            FileType::Jpeg => &["jpg", "jpeg", "jpe", "jfif"],
+            FileType::Tiff => &["tif", "tiff"],
+            FileType::Webp => &["webp"],
+            FileType::Gif => &["gif"],
+            FileType::Bmp => &["bmp", "dib"],
+            FileType::Heic => &["heic", "heif"],
+        }
+    }
+
+    pub fn is_image(self) -> bool {
+        self != FileType::Pdf
+    }
+}
+
+impl fmt::Display for FileType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How many bytes of the head [`detect`] wants.
+pub const HEAD_BYTES: usize = 64 * 1024;
+
+/// The real type of an object from the first bytes of its content.
+pub fn detect(head: &[u8]) -> Option<FileType> {
+    let starts = |magic: &[u8]| head.starts_with(magic);
+    if starts(b"\x89PNG\r\n\x1a\n") {
+        Some(FileType::Png)
+    } else if starts(b"\xff\xd8\xff") {
+        Some(FileType::Jpeg)
+    } else if starts(b"II*\0") || starts(b"MM\0*") {
+        Some(FileType::Tiff)
+    } else if head.len() >= 12 && &head[..4] == b"RIFF" && &head[8..12] == b"WEBP" {
+        Some(FileType::Webp)
+    } else if starts(b"GIF87a") || starts(b"GIF89a") {
+        Some(FileType::Gif)
+    } else if starts(b"BM") && head.len() >= 26 && is_bmp_header(head) {
+        Some(FileType::Bmp)
+    } else if head.len() >= 12 && &head[4..8] == b"ftyp" && is_heif_brand(&head[8..12]) {
+        Some(FileType::Heic)
+    } else if pdf::looks_like_pdf(head) {
+        Some(FileType::Pdf)
+    } else {
+        None
+    }
+}
+
+/// "BM" alone is too weak (plain text starts with it); the DIB header size must be a known one.
+fn is_bmp_header(head: &[u8]) -> bool {
+    let dib = u32::from_le_bytes([head[14], head[15], head[16], head[17]]);
+    matches!(dib, 12 | 40 | 52 | 56 | 64 | 108 | 124)
+}
+
+fn is_heif_brand(brand: &[u8]) -> bool {
+    matches!(
+        brand,
+        b"heic" | b"heix" | b"hevc" | b"hevx" | b"heim" | b"heis" | b"mif1" | b"msf1"
+    )
+}
+
+/// What the uploader said the file is, from the key's extension and the Content-Type.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Declared {
+    pub extension: Option<String>,
+    pub content_type: Option<String>,
+}
+
+impl Declared {
+    pub fn from_key(key: &str, content_type: Option<&str>) -> Self {
+        let file = key.rsplit('/').next().unwrap_or(key);
+        let extension = file
+            .rsplit_once('.')
+            .map(|(_, ext)| ext.to_ascii_lowercase())
+            .filter(|ext| !ext.is_empty());
+        Declared {
+            extension,
+            content_type: content_type
+                .map(|c| c.split(';').next().unwrap_or(c).trim().to_ascii_lowercase())
+                // S3's default for unknown uploads says nothing about the file.
+                .filter(|c| {
+                    !c.is_empty() && c != "binary/octet-stream" && c != "application/octet-stream"
+                }),
+        }
+    }
+
+    /// A description of how the declaration disagrees with `detected`, if it does.
+    pub fn mismatch(&self, detected: FileType) -> Option<String> {
+        let mut parts = Vec::new();
+        if let Some(ext) = &self.extension {
+            if !detected.extensions().contains(&ext.as_str()) {
+                parts.push(format!("extension .{ext}"));
+            }
+        }
+        if let Some(ct) = &self.content_type {
+            let same = ct == detected.mime()
+                || (detected == FileType::Jpeg && ct == "image/jpg")
+                || (detected == FileType::Heic && ct == "image/heif");
+            if !same {
+                parts.push(format!("Content-Type {ct}"));
+            }
+        }
+        (!parts.is_empty()).then(|| {
+            format!(
+                "{} but the content is {}",
+                parts.join(" and "),
+                detected.mime()
+            )
+        })
+    }
+}
+
+/// Why a document is refused. The codes are stable: they appear in metrics, on the job and in
+/// the S3 object's tags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectCode {
+    EmptyFile,
+    UnsupportedType,
+    TooLarge,
+    ImageUnreadable,
+    ImageTooManyPixels,
+    ImageTooSmall,
+    PdfUnreadable,
+    PdfEncrypted,
+    PdfXfaForm,
+    PdfTooManyPages,
+    /// The key is under no configured prefix and there is no default profile.
+    NoProfile,
+}
+
+impl RejectCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectCode::EmptyFile => "empty_file",
+            RejectCode::UnsupportedType => "unsupported_type",
+            RejectCode::TooLarge => "too_large",
+            RejectCode::ImageUnreadable => "image_unreadable",
+            RejectCode::ImageTooManyPixels => "image_too_many_pixels",
+            RejectCode::ImageTooSmall => "image_too_small",
+            RejectCode::PdfUnreadable => "pdf_unreadable",
+            RejectCode::PdfEncrypted => "pdf_encrypted",
+            RejectCode::PdfXfaForm => "pdf_xfa_form",
+            RejectCode::PdfTooManyPages => "pdf_too_many_pages",
+            RejectCode::NoProfile => "no_profile",
+        }
+    }
+}
+
+impl fmt::Display for RejectCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A refusal: a stable code and a message that says what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub code: RejectCode,
+    pub message: String,
+}
+
+impl Rejection {
+    pub fn new(code: RejectCode, message: impl Into<String>) -> Self {
+        Rejection {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Validation limits. Every field has an environment variable and a default; the defaults follow
+/// the strictest common vendor limits (Textract: images ≤ 10 MB, PDFs ≤ 500 MB and 3,000 pages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// `MAX_IMAGE_BYTES`, default 10 MiB.
+    pub max_image_bytes: u64,
+    /// `MAX_PDF_BYTES`, default 500 MiB.
+    pub max_pdf_bytes: u64,
+    /// `MAX_PDF_PAGES`, default 3,000.
+    pub max_pdf_pages: u32,
+    /// `MAX_IMAGE_PIXELS`, default 100 megapixels: the decompression-bomb guard. A 10 MB PNG
+    /// can declare billions of pixels; the vendor would try to allocate them.
+    pub max_image_pixels: u64,
+    /// `MIN_IMAGE_SIDE`, default 50 px: below this nothing legible fits.
+    pub min_image_side: u32,
+    /// `ACCEPTED_TYPES`, default every detected type but HEIC, which most OCR vendors refuse.
+    pub accepted_types: Vec<FileType>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_image_bytes: 10 * 1024 * 1024,
+            max_pdf_bytes: 500 * 1024 * 1024,
+            max_pdf_pages: 3_000,
+            max_image_pixels: 100_000_000,
+            min_image_side: 50,
+            accepted_types: FileType::ALL
+                .into_iter()
+                .filter(|t| *t != FileType::Heic)
+                .collect(),
+        }
+    }
+}
+
+impl Limits {
+    pub fn max_bytes(&self, file_type: FileType) -> u64 {
+        if file_type == FileType::Pdf {
+            self.max_pdf_bytes
+        } else {
+            self.max_image_bytes
+        }
+    }
+
+    /// The checks that need only the type and the size.
+    pub fn check_type_and_size(
+        &self,
+        file_type: Option<FileType>,
+        size: u64,
+    ) -> Result<FileType, Rejection> {
+        if size == 0 {
+            return Err(Rejection::new(
+                RejectCode::EmptyFile,
+                "the object is empty (0 bytes)",
+            ));
+        }
+        let Some(file_type) = file_type else {
+            return Err(Rejection::new(
+                RejectCode::UnsupportedType,
+                "the content is not a PDF or a supported image (PNG, JPEG, TIFF, WebP, GIF, BMP)",
+            ));
+        };
+        if !self.accepted_types.contains(&file_type) {
+            return Err(Rejection::new(
+                RejectCode::UnsupportedType,
+                format!("{} files are not accepted by the configured vendor; convert to JPEG, PNG or PDF", file_type.name().to_uppercase()),
+            ));
+        }
+        let max = self.max_bytes(file_type);
+        if size > max {
+            return Err(Rejection::new(
+                RejectCode::TooLarge,
+                format!(
+                    "{} is {size} bytes; the limit for {} is {max} bytes",
+                    file_type.name().to_uppercase(),
+                    file_type
+                ),
+            ));
+        }
+        Ok(file_type)
+    }
+
+    pub fn check_image(
+        &self,
+        dimensions: Option<image::Dimensions>,
+    ) -> Result<image::Dimensions, Rejection> {
+        let Some(d) = dimensions else {
+            return Err(Rejection::new(
+                RejectCode::ImageUnreadable,
+                "the image header is missing or truncated; re-export the image",
+            ));
+        };
+        if d.pixels() > self.max_image_pixels {
+            return Err(Rejection::new(
+                RejectCode::ImageTooManyPixels,
+                format!(
+                    "the image declares {}x{} = {} pixels; the limit is {}",
+                    d.width,
+                    d.height,
+                    d.pixels(),
+                    self.max_image_pixels
+                ),
+            ));
+        }
+        if d.width.min(d.height) < self.min_image_side {
+            return Err(Rejection::new(
+                RejectCode::ImageTooSmall,
+                format!(
+                    "the image is {}x{} pixels; both sides must be at least {}",
+                    d.width, d.height, self.min_image_side
+                ),
+            ));
+        }
+        Ok(d)
+    }
+
+    pub fn check_pdf(&self, info: &pdf::PdfInfo) -> Result<(), Rejection> {
+        if info.encrypted {
+            return Err(Rejection::new(
+                RejectCode::PdfEncrypted,
+                "the PDF is encrypted or password-protected; save an unencrypted copy",
+            ));
+        }
+        if info.xfa {
+            return Err(Rejection::new(
+                RejectCode::PdfXfaForm,
+                "the PDF is an XFA form, which has no static pages to read; flatten it or print it to PDF",
+            ));
+        }
+        let Some(pages) = info.pages.filter(|p| *p > 0 && info.catalog) else {
+            return Err(Rejection::new(
+                RejectCode::PdfUnreadable,
+                "no page could be found in the PDF; it is damaged beyond repair or not a PDF",
+            ));
+        };
+        if pages > self.max_pdf_pages {
+            return Err(Rejection::new(
+                RejectCode::PdfTooManyPages,
+                format!(
+                    "the PDF has {pages} pages; the limit is {}",
+                    self.max_pdf_pages
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_types_by_magic() {
+        assert_eq!(detect(b"\x89PNG\r\n\x1a\n...."), Some(FileType::Png));
+        assert_eq!(detect(b"\xff\xd8\xff\xe0\0\x10JFIF"), Some(FileType::Jpeg));
+        assert_eq!(detect(b"II*\0\x08\0\0\0"), Some(FileType::Tiff));
+        assert_eq!(detect(b"MM\0*\0\0\0\x08"), Some(FileType::Tiff));
+        assert_eq!(detect(b"RIFF\x10\0\0\0WEBPVP8 "), Some(FileType::Webp));
+        assert_eq!(detect(b"GIF89a\x10\0\x10\0"), Some(FileType::Gif));
+        assert_eq!(detect(b"\0\0\0\x18ftypheic\0\0\0\0"), Some(FileType::Heic));
+        assert_eq!(detect(b"%PDF-1.7\n"), Some(FileType::Pdf));
+        let mut bmp = b"BM".to_vec();
+        bmp.extend_from_slice(&[0; 12]);
+        bmp.extend_from_slice(&40u32.to_le_bytes());
+        bmp.extend_from_slice(&[0; 12]);
+        assert_eq!(detect(&bmp), Some(FileType::Bmp));
+        assert_eq!(detect(b"BMW dealership receipt, total 40.00"), None);
+        assert_eq!(detect(b"plain text"), None);
+        assert_eq!(detect(b""), None);
+    }
+
+    #[test]
+    fn records_declared_type_mismatches() {
+        let jpga = Declared::from_key("receipts/receipt.jpga", Some("image/jpeg"));
+        assert_eq!(
+            jpga.mismatch(FileType::Jpeg).as_deref(),
+            Some("extension .jpga but the content is image/jpeg")
+        );
+        let fine = Declared::from_key("a/b.JPG", Some("image/jpeg; charset=binary"));
+        assert_eq!(fine.mismatch(FileType::Jpeg), None);
+        let lying = Declared::from_key("a/scan.pdf", Some("application/pdf"));
+        assert_eq!(
+            lying.mismatch(FileType::Png).as_deref(),
+            Some("extension .pdf and Content-Type application/pdf but the content is image/png")
+        );
+        let silent = Declared::from_key("a/noext", Some("binary/octet-stream"));
+        assert_eq!(silent.mismatch(FileType::Png), None);
+    }
+
+    #[test]
+    fn limits_give_stable_codes() {
+        let limits = Limits::default();
+        assert_eq!(
+            limits
+                .check_type_and_size(Some(FileType::Png), 0)
+                .unwrap_err()
+                .code,
+            RejectCode::EmptyFile
+        );
+        assert_eq!(
+            limits.check_type_and_size(None, 10).unwrap_err().code,
+            RejectCode::UnsupportedType
+        );
+        assert_eq!(
+            limits
+                .check_type_and_size(Some(FileType::Heic), 10)
+                .unwrap_err()
+                .code,
+            RejectCode::UnsupportedType
+        );
+        assert_eq!(
+            limits
+                .check_type_and_size(Some(FileType::Png), 10 * 1024 * 1024 + 1)
+                .unwrap_err()
+                .code,
+            RejectCode::TooLarge
+        );
+        assert!(limits
+            .check_type_and_size(Some(FileType::Pdf), 10 * 1024 * 1024 + 1)
+            .is_ok());
+        let dims = |width, height| Some(image::Dimensions { width, height });
+        assert_eq!(
+            limits.check_image(dims(20_000, 20_000)).unwrap_err().code,
+            RejectCode::ImageTooManyPixels
+        );
+        assert_eq!(
+            limits.check_image(dims(49, 1000)).unwrap_err().code,
+            RejectCode::ImageTooSmall
+        );
+        assert_eq!(
+            limits.check_image(None).unwrap_err().code,
+            RejectCode::ImageUnreadable
+        );
+        assert!(limits.check_image(dims(1000, 1400)).is_ok());
+        let codes: Vec<&str> = [RejectCode::PdfXfaForm, RejectCode::PdfEncrypted]
+            .iter()
+            .map(|c| c.as_str())
+            .collect();
+        assert_eq!(codes, ["pdf_xfa_form", "pdf_encrypted"]);
+        assert_eq!(
+            serde_json::to_string(&RejectCode::PdfXfaForm).unwrap(),
+            "\"pdf_xfa_form\""
+        );
+    }
+}

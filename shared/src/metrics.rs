@@ -1,0 +1,231 @@
+//! Metrics as CloudWatch Embedded Metric Format (EMF) lines on stdout: no API calls, no latency,
+//! and CloudWatch turns each line into metric data points.
+//!
+//! Every metric ocrbridge emits is declared here, once, with its unit and dimension names; the
+//! template's dashboards and alarms refer to these names, and a test keeps the two in step.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Map, Value};
+
+use crate::time::UnixMillis;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Count,
+    Milliseconds,
+    Bytes,
+    None,
+}
+
+impl Unit {
+    fn as_str(self) -> &'static str {
+        match self {
+            Unit::Count => "Count",
+            Unit::Milliseconds => "Milliseconds",
+            Unit::Bytes => "Bytes",
+            Unit::None => "None",
+        }
+    }
+}
+
+/// A metric's definition: name, unit, and the dimensions it is emitted with (besides `Function`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metric {
+    pub name: &'static str,
+    pub unit: Unit,
+    pub dimensions: &'static [&'static str],
+}
+
+const fn metric(name: &'static str, unit: Unit, dimensions: &'static [&'static str]) -> Metric {
+    Metric {
+        name,
+        unit,
+        dimensions,
+    }
+}
+
+/// Intake.
+pub const DOCUMENTS_ACCEPTED: Metric =
+    metric("DocumentsAccepted", Unit::Count, &["Profile", "MimeType"]);
+pub const DOCUMENTS_REJECTED: Metric =
+    metric("DocumentsRejected", Unit::Count, &["Reason", "MimeType"]);
+pub const DUPLICATES_SUPPRESSED: Metric = metric("DuplicatesSuppressed", Unit::Count, &["Profile"]);
+pub const INTAKE_REDELIVERIES: Metric = metric("IntakeRedeliveries", Unit::Count, &[]);
+pub const INTAKE_IGNORED: Metric = metric("IntakeIgnored", Unit::Count, &["Why"]);
+pub const DOCUMENT_BYTES: Metric = metric("DocumentBytes", Unit::Bytes, &["MimeType"]);
+pub const DOCUMENT_PAGES: Metric = metric("DocumentPages", Unit::Count, &["Profile"]);
+pub const PDF_BY_LAYER: Metric = metric("PdfDocuments", Unit::Count, &["Layer"]);
+pub const VALIDATION_TIME: Metric = metric("ValidationTime", Unit::Milliseconds, &["MimeType"]);
+pub const POISON_MESSAGES: Metric = metric("PoisonMessages", Unit::Count, &["Queue"]);
+
+/// Every metric, for the template consistency test.
+pub const ALL: &[Metric] = &[
+    DOCUMENTS_ACCEPTED,
+    DOCUMENTS_REJECTED,
+    DUPLICATES_SUPPRESSED,
+    INTAKE_REDELIVERIES,
+    INTAKE_IGNORED,
+    DOCUMENT_BYTES,
+    DOCUMENT_PAGES,
+    PDF_BY_LAYER,
+    VALIDATION_TIME,
+    POISON_MESSAGES,
+];
+
+/// Where EMF lines go: stdout in Lambda, memory in tests.
+#[derive(Debug, Clone)]
+enum Sink {
+    Stdout,
+    Memory(Arc<Mutex<Vec<Value>>>),
+}
+
+/// An EMF emitter for one function.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    namespace: String,
+    function: &'static str,
+    sink: Sink,
+}
+
+impl Metrics {
+    /// `METRICS_NAMESPACE` (default `ocrbridge`).
+    pub fn stdout(function: &'static str) -> Self {
+        Metrics {
+            namespace: std::env::var("METRICS_NAMESPACE").unwrap_or_else(|_| "ocrbridge".into()),
+            function,
+            sink: Sink::Stdout,
+        }
+    }
+
+    /// An emitter that keeps its records, for tests.
+    pub fn memory(function: &'static str) -> Self {
+        Metrics {
+            namespace: "ocrbridge".into(),
+            function,
+            sink: Sink::Memory(Arc::default()),
+        }
+    }
+
+    /// Emits one data point. `dimensions` are values for `metric.dimensions`, in order; extra
+    /// `properties` (a job id) ride along for Logs Insights without becoming dimensions.
+    pub fn emit(
+        &self,
+        metric: Metric,
+        value: f64,
+        dimensions: &[&str],
+        properties: &[(&str, &str)],
+    ) {
+        let mut record = Map::new();
+        let mut names = vec!["Function"];
+        record.insert("Function".into(), json!(self.function));
+        for (name, value) in metric.dimensions.iter().zip(dimensions) {
+            names.push(name);
+            record.insert((*name).into(), json!(value));
+        }
+        for (name, value) in properties {
+            record.insert((*name).into(), json!(value));
+        }
+        record.insert(metric.name.into(), json!(value));
+        record.insert(
+            "_aws".into(),
+            json!({
+                "Timestamp": UnixMillis::now().0,
+                "CloudWatchMetrics": [{
+                    "Namespace": self.namespace,
+                    "Dimensions": [names],
+                    "Metrics": [{ "Name": metric.name, "Unit": metric.unit.as_str() }],
+                }],
+            }),
+        );
+        let record = Value::Object(record);
+        match &self.sink {
+            Sink::Stdout => println!("{record}"),
+            Sink::Memory(records) => records
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(record),
+        }
+    }
+
+    pub fn count(&self, metric: Metric, dimensions: &[&str], properties: &[(&str, &str)]) {
+        self.emit(metric, 1.0, dimensions, properties);
+    }
+
+    /// Sum of values per metric name and dimension values, for tests.
+    pub fn recorded(&self) -> BTreeMap<String, f64> {
+        let Sink::Memory(records) = &self.sink else {
+            return BTreeMap::new();
+        };
+        let mut out = BTreeMap::new();
+        for record in records.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let Some(def) = record["_aws"]["CloudWatchMetrics"][0].as_object() else {
+                continue;
+            };
+            let name = def["Metrics"][0]["Name"].as_str().unwrap_or_default();
+            let dims: Vec<String> = def["Dimensions"][0]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|d| d.as_str())
+                .filter(|d| *d != "Function")
+                .map(|d| record[d].as_str().unwrap_or_default().to_owned())
+                .collect();
+            let key = if dims.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{name}[{}]", dims.join(","))
+            };
+            *out.entry(key).or_default() += record[name].as_f64().unwrap_or(0.0);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emits_emf_with_dimensions_and_properties() {
+        let m = Metrics::memory("intake");
+        m.count(
+            DOCUMENTS_REJECTED,
+            &["pdf_encrypted", "application/pdf"],
+            &[("job_id", "doc-1")],
+        );
+        m.count(
+            DOCUMENTS_REJECTED,
+            &["pdf_encrypted", "application/pdf"],
+            &[],
+        );
+        let Sink::Memory(records) = &m.sink else {
+            unreachable!()
+        };
+        let first = records.lock().unwrap()[0].clone();
+        assert_eq!(
+            first["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["Function", "Reason", "MimeType"]])
+        );
+        assert_eq!(
+            first["_aws"]["CloudWatchMetrics"][0]["Metrics"],
+            json!([{"Name": "DocumentsRejected", "Unit": "Count"}])
+        );
+        assert_eq!(first["Reason"], "pdf_encrypted");
+        assert_eq!(first["job_id"], "doc-1");
+        assert_eq!(first["DocumentsRejected"], 1.0);
+        assert_eq!(
+            m.recorded()["DocumentsRejected[pdf_encrypted,application/pdf]"],
+            2.0
+        );
+    }
+
+    #[test]
+    fn metric_names_are_unique() {
+        let mut names: Vec<&str> = ALL.iter().map(|m| m.name).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), ALL.len());
+    }
+}

@@ -1,0 +1,110 @@
+//! SQS: the messages between stages, and dead-lettering with a reason.
+
+use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::types::MessageAttributeValue;
+use serde::{Deserialize, Serialize};
+
+use crate::job::JobId;
+
+/// On the submit queue: submit this job to the vendor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmitRequest {
+    pub job_id: JobId,
+}
+
+/// Message attributes a poison message carries into its DLQ.
+pub const REASON_CODE_ATTRIBUTE: &str = "ocrbridge-reason-code";
+pub const REASON_ATTRIBUTE: &str = "ocrbridge-reason";
+pub const SOURCE_MESSAGE_ATTRIBUTE: &str = "ocrbridge-source-message-id";
+
+#[derive(Debug, thiserror::Error)]
+#[error("SQS {operation} to {queue_url} failed: {detail}")]
+pub struct QueueError {
+    pub operation: &'static str,
+    pub queue_url: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Queue {
+    sqs: aws_sdk_sqs::Client,
+}
+
+impl Queue {
+    pub fn new(sqs: aws_sdk_sqs::Client) -> Self {
+        Queue { sqs }
+    }
+
+    pub fn client(&self) -> &aws_sdk_sqs::Client {
+        &self.sqs
+    }
+
+    /// Sends `message` as JSON; returns the SQS message id.
+    pub async fn send_json<T: Serialize>(
+        &self,
+        queue_url: &str,
+        message: &T,
+    ) -> Result<String, QueueError> {
+        let body = serde_json::to_string(message).map_err(|e| QueueError {
+            operation: "SendMessage",
+            queue_url: queue_url.to_owned(),
+            detail: e.to_string(),
+        })?;
+        self.send_raw(queue_url, &body, &[]).await
+    }
+
+    /// Sends a message that could not be processed to a dead-letter queue, with why. The body is
+    /// kept byte for byte, so a redrive replays exactly what arrived.
+    pub async fn dead_letter(
+        &self,
+        dlq_url: &str,
+        body: &str,
+        code: &str,
+        reason: &str,
+        source_message_id: &str,
+    ) -> Result<String, QueueError> {
+        self.send_raw(
+            dlq_url,
+            body,
+            &[
+                (REASON_CODE_ATTRIBUTE, code),
+                (REASON_ATTRIBUTE, reason),
+                (SOURCE_MESSAGE_ATTRIBUTE, source_message_id),
+            ],
+        )
+        .await
+    }
+
+    async fn send_raw(
+        &self,
+        queue_url: &str,
+        body: &str,
+        attributes: &[(&str, &str)],
+    ) -> Result<String, QueueError> {
+        let mut request = self
+            .sqs
+            .send_message()
+            .queue_url(queue_url)
+            .message_body(body);
+        for (name, value) in attributes {
+            // Attribute values must be non-empty; an empty reason says nothing anyway.
+            let value = if value.is_empty() { "-" } else { value };
+            let attribute = MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(value.chars().take(1024).collect::<String>())
+                .build()
+                .map_err(|e| QueueError {
+                    operation: "SendMessage",
+                    queue_url: queue_url.to_owned(),
+                    detail: e.to_string(),
+                })?;
+            request = request.message_attributes(*name, attribute);
+        }
+        let out = request.send().await.map_err(|e| QueueError {
+            operation: "SendMessage",
+            queue_url: queue_url.to_owned(),
+            detail: DisplayErrorContext(e).to_string(),
+        })?;
+        Ok(out.message_id().unwrap_or_default().to_owned())
+    }
+}

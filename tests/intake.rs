@@ -1,0 +1,617 @@
+//! Intake on the local stack: S3 put → notification → validated job → submit message.
+
+use std::process::Command;
+
+use intake::event::ObjectCreated;
+use intake::{Intake, IntakeConfig, Outcome, TAG_JOB_ID, TAG_REASON, TAG_STATUS};
+use ocrbridge::blob::{Blob, ObjectRef};
+use ocrbridge::inspect::{FileType, RejectCode};
+use ocrbridge::job::{ContentHash, DocumentKey, JobState, Profile};
+use ocrbridge::metrics::Metrics;
+use ocrbridge::queue::{Queue, REASON_CODE_ATTRIBUTE};
+use ocrbridge_tests::{shared_dir, sqs_event, stack, unique_name, TestStack};
+use serde_json::Value;
+
+fn intake(s: &TestStack) -> Intake {
+    Intake {
+        blob: Blob::new(s.clients.s3.clone()),
+        queue: Queue::new(s.clients.sqs.clone()),
+        ledger: s.ledger.clone(),
+        metrics: Metrics::memory("intake"),
+        stack: s.config.clone(),
+        config: IntakeConfig::default(),
+    }
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(shared_dir().join("fixtures/inputs").join(name)).unwrap()
+}
+
+fn record(s: &TestStack, key: &str) -> ObjectCreated {
+    ObjectCreated {
+        event_name: "ObjectCreated:Put".into(),
+        bucket: s.config.documents_bucket.clone(),
+        key: key.into(),
+        size: None,
+        version_id: None,
+    }
+}
+
+async fn tags(s: &TestStack, key: &str) -> Vec<(String, String)> {
+    Blob::new(s.clients.s3.clone())
+        .tags(&ObjectRef {
+            bucket: s.config.documents_bucket.clone(),
+            key: key.into(),
+            version_id: None,
+        })
+        .await
+        .unwrap()
+}
+
+fn tag<'a>(tags: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    tags.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Submit-queue messages' job ids.
+async fn submitted(s: &TestStack) -> Vec<String> {
+    s.drain(&s.config.submit_queue_url)
+        .await
+        .iter()
+        .map(|m| {
+            let body: Value = serde_json::from_str(m.body().unwrap()).unwrap();
+            body["job_id"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+/// S3 notifications currently on the intake queue, minus S3's test event.
+async fn notifications(s: &TestStack) -> Vec<aws_sdk_sqs::types::Message> {
+    s.drain(&s.config.intake_queue_url)
+        .await
+        .into_iter()
+        .filter(|m| !m.body().unwrap_or_default().contains("s3:TestEvent"))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_upload_becomes_a_queued_job_and_one_submit_message() {
+    let s = stack().await;
+    let intake = intake(&s);
+    let receipt = std::fs::read(shared_dir().join("corpus/sroie-dev/000.jpg")).unwrap();
+    let key = "receipts/2026/my receipt (1).jpg";
+    s.put(key, receipt.clone(), Some("image/jpeg")).await;
+
+    // Through the real notification, as the event source mapping delivers it.
+    let messages = notifications(&s).await;
+    assert_eq!(messages.len(), 1);
+    let arn = &s.stack.physical("IntakeQueue").unwrap().attributes["Arn"];
+    let response = intake.handle_sqs(sqs_event(&messages, arn)).await;
+    assert!(response.batch_item_failures.is_empty());
+
+    let id = DocumentKey::new(
+        &ContentHash::of(&receipt),
+        &Profile::new("receipt").unwrap(),
+    )
+    .job_id();
+    let job = s
+        .ledger
+        .get_job(&id)
+        .await
+        .unwrap()
+        .expect("the job exists");
+    assert_eq!(job.state, JobState::Queued);
+    assert_eq!(job.source.key, key, "the key was decoded");
+    assert_eq!(job.inspection.file_type, Some(FileType::Jpeg));
+    assert_eq!(job.inspection.pages, Some(1));
+    assert_eq!(job.inspection.size_bytes, receipt.len() as u64);
+    assert_eq!(submitted(&s).await, vec![id.to_string()]);
+    let t = tags(&s, key).await;
+    assert_eq!(tag(&t, TAG_JOB_ID), Some(id.as_str()));
+    assert_eq!(tag(&t, TAG_STATUS), Some("accepted"));
+    assert_eq!(
+        intake.metrics.recorded()["DocumentsAccepted[receipt,image/jpeg]"],
+        1.0
+    );
+
+    // The same notification again (at-least-once delivery): nothing new.
+    let again = intake.process_object(&record(&s, key)).await.unwrap();
+    assert_eq!(again, Outcome::Redelivered(id));
+    assert!(submitted(&s).await.is_empty());
+}
+
+#[tokio::test]
+async fn the_same_content_uploaded_twice_makes_one_job() {
+    let s = stack().await;
+    let intake = intake(&s);
+    let bytes = fixture("receipt.png");
+    s.put("receipts/a.png", bytes.clone(), None).await;
+    s.put("receipts/copy-of-a.png", bytes.clone(), None).await;
+    // The same bytes as an invoice are a different document (different vendor request).
+    s.put("invoices/a.png", bytes.clone(), None).await;
+
+    let first = intake
+        .process_object(&record(&s, "receipts/a.png"))
+        .await
+        .unwrap();
+    let Outcome::Accepted(id) = first else {
+        panic!("{first:?}")
+    };
+    let second = intake
+        .process_object(&record(&s, "receipts/copy-of-a.png"))
+        .await
+        .unwrap();
+    assert_eq!(second, Outcome::Duplicate(id.clone()));
+    let invoice = intake
+        .process_object(&record(&s, "invoices/a.png"))
+        .await
+        .unwrap();
+    assert!(matches!(invoice, Outcome::Accepted(ref other) if *other != id));
+
+    let mut sent = submitted(&s).await;
+    sent.sort();
+    assert_eq!(sent.len(), 2, "one submit message per job: {sent:?}");
+    let t = tags(&s, "receipts/copy-of-a.png").await;
+    assert_eq!(tag(&t, TAG_JOB_ID), Some(id.as_str()));
+    assert_eq!(tag(&t, TAG_STATUS), Some("duplicate"));
+    assert_eq!(
+        intake.metrics.recorded()["DuplicatesSuppressed[receipt]"],
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn s3_checksums_and_streamed_hashes_agree() {
+    let s = stack().await;
+    let intake = intake(&s);
+    let bytes = fixture("receipt.webp");
+    s.clients
+        .s3
+        .put_object()
+        .bucket(&s.config.documents_bucket)
+        .key("receipts/with-checksum.webp")
+        .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
+        .body(bytes.clone().into())
+        .send()
+        .await
+        .unwrap();
+    let head = Blob::new(s.clients.s3.clone())
+        .head(&ObjectRef {
+            bucket: s.config.documents_bucket.clone(),
+            key: "receipts/with-checksum.webp".into(),
+            version_id: None,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        head.sha256,
+        Some(ContentHash::of(&bytes)),
+        "S3's checksum is used when present"
+    );
+    s.put("receipts/without.webp", bytes, None).await;
+    let Outcome::Accepted(id) = intake
+        .process_object(&record(&s, "receipts/with-checksum.webp"))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(
+        intake
+            .process_object(&record(&s, "receipts/without.webp"))
+            .await
+            .unwrap(),
+        Outcome::Duplicate(id)
+    );
+}
+
+/// (file, expected: Ok(pages) or Err(reason code)). `receipt.jpga` holds the same bytes as
+/// `receipt.jpg`, so it is the duplicate of that job (`Ok(0)` below). The verdicts, decided and
+/// documented:
+/// - blank PDFs pass: blankness needs rendering, and the vendor answers "no text" cheaply;
+/// - broken_fixable.pdf and valid_exported.pdf (no `%PDF-` header at all) pass: readers repair
+///   them, and the vendor simulator's poppler reads both;
+/// - XfaForm.pdf is rejected as encrypted: it is RC4-encrypted (owner password), which hides its
+///   XFA stream too.
+const FIXTURE_VERDICTS: &[(&str, Result<u32, RejectCode>)] = &[
+    ("XfaForm.pdf", Err(RejectCode::PdfEncrypted)),
+    ("blank.pdf", Ok(10)),
+    ("blank_1.pdf", Ok(1)),
+    ("broken_fixable.pdf", Ok(1)),
+    ("multipage.pdf", Ok(12)),
+    ("not_blank_image_only.pdf", Ok(1)),
+    ("receipt.jpg", Ok(1)),
+    ("receipt.jpga", Ok(0)),
+    ("receipt.png", Ok(1)),
+    ("receipt.tif", Ok(1)),
+    ("receipt.txt", Err(RejectCode::UnsupportedType)),
+    ("receipt.webp", Ok(1)),
+    ("valid_exported.pdf", Ok(1)),
+];
+
+#[tokio::test]
+async fn every_fixture_ends_with_its_verdict() {
+    let s = stack().await;
+    let intake = intake(&s);
+    for (name, expected) in FIXTURE_VERDICTS {
+        let key = format!("receipts/fixtures/{name}");
+        s.put(&key, fixture(name), None).await;
+        let outcome = intake.process_object(&record(&s, &key)).await.unwrap();
+        let id = match (&outcome, expected) {
+            (Outcome::Duplicate(id), Ok(0)) => id.clone(),
+            (Outcome::Accepted(id), Ok(_)) => id.clone(),
+            (Outcome::Rejected(id, code), Err(want)) if code == want => id.clone(),
+            _ => panic!("{name}: expected {expected:?}, got {outcome:?}"),
+        };
+        let job = s.ledger.get_job(&id).await.unwrap().unwrap();
+        let t = tags(&s, &key).await;
+        match expected {
+            Ok(0) => assert_eq!(tag(&t, TAG_STATUS), Some("duplicate"), "{name}"),
+            Ok(pages) => {
+                assert_eq!(job.state, JobState::Queued, "{name}");
+                assert_eq!(job.inspection.pages, Some(*pages), "{name}");
+                assert_eq!(tag(&t, TAG_STATUS), Some("accepted"), "{name}");
+            }
+            Err(code) => {
+                assert_eq!(job.state, JobState::Rejected, "{name}");
+                let reason = job.reason.expect("a rejected job has a reason");
+                assert_eq!(reason.code, code.as_str());
+                assert!(!reason.message.is_empty());
+                assert_eq!(tag(&t, TAG_REASON), Some(code.as_str()), "{name}");
+            }
+        }
+    }
+    let text_layers: Vec<Option<bool>> = {
+        let multipage = DocumentKey::new(
+            &ContentHash::of(&fixture("multipage.pdf")),
+            &Profile::new("receipt").unwrap(),
+        )
+        .job_id();
+        let image_only = DocumentKey::new(
+            &ContentHash::of(&fixture("not_blank_image_only.pdf")),
+            &Profile::new("receipt").unwrap(),
+        )
+        .job_id();
+        vec![
+            s.ledger
+                .get_job(&multipage)
+                .await
+                .unwrap()
+                .unwrap()
+                .inspection
+                .text_layer,
+            s.ledger
+                .get_job(&image_only)
+                .await
+                .unwrap()
+                .unwrap()
+                .inspection
+                .text_layer,
+        ]
+    };
+    assert_eq!(text_layers, vec![Some(true), Some(false)]);
+    let recorded = intake.metrics.recorded();
+    assert!(recorded["PdfDocuments[text]"] >= 1.0);
+    assert!(recorded["PdfDocuments[image_only]"] >= 1.0);
+}
+
+#[tokio::test]
+async fn a_declared_type_mismatch_is_recorded() {
+    let s = stack().await;
+    let intake = intake(&s);
+    s.put(
+        "receipts/receipt.jpga",
+        fixture("receipt.jpga"),
+        Some("image/jpga"),
+    )
+    .await;
+    let Outcome::Accepted(id) = intake
+        .process_object(&record(&s, "receipts/receipt.jpga"))
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let job = s.ledger.get_job(&id).await.unwrap().unwrap();
+    assert_eq!(
+        job.inspection.type_mismatch.as_deref(),
+        Some("extension .jpga and Content-Type image/jpga but the content is image/jpeg")
+    );
+}
+
+fn qpdf(args: &[&str]) {
+    let status = Command::new("qpdf")
+        .args(args)
+        .status()
+        .expect("qpdf is installed (scripts/setup.sh)");
+    // qpdf exits 3 for warnings, which repaired inputs produce.
+    assert!(
+        matches!(status.code(), Some(0 | 3)),
+        "qpdf {args:?}: {status}"
+    );
+}
+
+fn png_header(width: u32, height: u32) -> Vec<u8> {
+    let mut b = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+    b.extend_from_slice(&width.to_be_bytes());
+    b.extend_from_slice(&height.to_be_bytes());
+    b.extend_from_slice(&[8, 2, 0, 0, 0, 0, 0, 0, 0]);
+    b
+}
+
+#[tokio::test]
+async fn generated_awkward_files_are_rejected_with_the_right_reason() {
+    let s = stack().await;
+    let intake = intake(&s);
+    let dir = std::env::temp_dir().join(unique_name("gen"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = |n: &str| dir.join(n).to_string_lossy().into_owned();
+    let input = shared_dir().join("fixtures/inputs");
+    let input = |n: &str| input.join(n).to_string_lossy().into_owned();
+
+    qpdf(&[
+        "--encrypt",
+        "user-pw",
+        "owner-pw",
+        "256",
+        "--",
+        &input("multipage.pdf"),
+        &path("encrypted.pdf"),
+    ]);
+    // The XFA form, decrypted and without object streams, so its /XFA entry is visible.
+    qpdf(&[
+        "--decrypt",
+        "--object-streams=disable",
+        &input("XfaForm.pdf"),
+        &path("xfa.pdf"),
+    ]);
+    let multipage = fixture("multipage.pdf");
+    let mut huge = png_header(60_000, 60_000);
+    huge.extend_from_slice(&[0u8; 64]);
+
+    let cases: Vec<(&str, Vec<u8>, RejectCode)> = vec![
+        (
+            "encrypted.pdf",
+            std::fs::read(path("encrypted.pdf")).unwrap(),
+            RejectCode::PdfEncrypted,
+        ),
+        (
+            "xfa.pdf",
+            std::fs::read(path("xfa.pdf")).unwrap(),
+            RejectCode::PdfXfaForm,
+        ),
+        ("huge.png", huge, RejectCode::ImageTooManyPixels),
+        ("tiny.png", png_header(10, 10), RejectCode::ImageTooSmall),
+        (
+            "truncated.png",
+            png_header(800, 600)[..18].to_vec(),
+            RejectCode::ImageUnreadable,
+        ),
+        (
+            "truncated.pdf",
+            multipage[..200].to_vec(),
+            RejectCode::PdfUnreadable,
+        ),
+        ("empty.jpg", vec![], RejectCode::EmptyFile),
+        (
+            "photo.heic",
+            b"\0\0\0\x18ftypheic\0\0\0\0mif1heic".to_vec(),
+            RejectCode::UnsupportedType,
+        ),
+    ];
+    for (name, bytes, code) in cases {
+        let key = format!("receipts/generated/{name}");
+        s.put(&key, bytes, None).await;
+        let outcome = intake.process_object(&record(&s, &key)).await.unwrap();
+        assert!(
+            matches!(outcome, Outcome::Rejected(_, c) if c == code),
+            "{name}: {outcome:?}"
+        );
+        assert_eq!(
+            tag(&tags(&s, &key).await, TAG_REASON),
+            Some(code.as_str()),
+            "{name}"
+        );
+    }
+
+    // Limits are configuration: the same PDF passes or fails the page limit.
+    let mut strict = intake;
+    strict.config.limits.max_pdf_pages = 5;
+    s.put("invoices/long.pdf", multipage, None).await;
+    let outcome = strict
+        .process_object(&record(&s, "invoices/long.pdf"))
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, Outcome::Rejected(_, RejectCode::PdfTooManyPages)),
+        "{outcome:?}"
+    );
+    assert!(
+        submitted(&s).await.is_empty(),
+        "nothing rejected is submitted"
+    );
+}
+
+#[tokio::test]
+async fn an_enqueue_failure_after_the_job_is_written_is_repaired_by_the_retry() {
+    let s = stack().await;
+    let mut broken = intake(&s);
+    broken.stack.submit_queue_url = format!("{}/123456789012/no-such-queue", s.endpoint);
+    s.put("receipts/r.png", fixture("receipt.png"), None).await;
+
+    let err = broken
+        .process_object(&record(&s, "receipts/r.png"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, intake::IntakeError::Queue(_)), "{err:?}");
+    let id = DocumentKey::new(
+        &ContentHash::of(&fixture("receipt.png")),
+        &Profile::new("receipt").unwrap(),
+    )
+    .job_id();
+    assert_eq!(
+        s.ledger.get_job(&id).await.unwrap().unwrap().state,
+        JobState::Received
+    );
+
+    // The redelivered notification, with SQS working again, finishes the job exactly once.
+    let fixed = intake(&s);
+    assert_eq!(
+        fixed
+            .process_object(&record(&s, "receipts/r.png"))
+            .await
+            .unwrap(),
+        Outcome::Accepted(id.clone())
+    );
+    assert_eq!(
+        fixed
+            .process_object(&record(&s, "receipts/r.png"))
+            .await
+            .unwrap(),
+        Outcome::Redelivered(id.clone())
+    );
+    assert_eq!(submitted(&s).await, vec![id.to_string()]);
+    assert_eq!(
+        s.ledger.get_job(&id).await.unwrap().unwrap().state,
+        JobState::Queued
+    );
+}
+
+#[tokio::test]
+async fn poison_messages_go_to_the_dlq_with_their_reason() {
+    let s = stack().await;
+    let intake = intake(&s);
+    for body in ["this is not json", r#"{"job_id": "not an S3 event"}"#] {
+        s.clients
+            .sqs
+            .send_message()
+            .queue_url(&s.config.intake_queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    let messages = notifications(&s).await;
+    assert_eq!(messages.len(), 2);
+    let response = intake
+        .handle_sqs(sqs_event(
+            &messages,
+            "arn:aws:sqs:us-east-1:123456789012:intake",
+        ))
+        .await;
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "poison is acknowledged, not retried"
+    );
+    let dead = s.drain(&s.config.intake_dlq_url).await;
+    assert_eq!(dead.len(), 2);
+    for m in &dead {
+        let code = m.message_attributes().unwrap()[REASON_CODE_ATTRIBUTE]
+            .string_value()
+            .unwrap();
+        assert_eq!(code, "malformed_event");
+    }
+    assert!(
+        dead.iter().any(|m| m.body() == Some("this is not json")),
+        "bodies are kept verbatim"
+    );
+}
+
+#[tokio::test]
+async fn a_transient_failure_is_retried_then_dead_lettered_on_the_last_receive() {
+    let s = stack().await;
+    let mut broken = intake(&s);
+    broken.stack.submit_queue_url = format!("{}/123456789012/no-such-queue", s.endpoint);
+    s.put("receipts/r.png", fixture("receipt.png"), None).await;
+    let mut messages = notifications(&s).await;
+    let arn = "arn:aws:sqs:us-east-1:123456789012:intake";
+    let response = broken.handle_sqs(sqs_event(&messages, arn)).await;
+    assert_eq!(
+        response.batch_item_failures.len(),
+        1,
+        "retried while receives remain"
+    );
+
+    // The same message on its last allowed receive: dead-lettered with the reason.
+    let mut last = sqs_event(&messages, arn);
+    last.records[0].attributes.insert(
+        "ApproximateReceiveCount".into(),
+        s.config.max_receive_count.to_string(),
+    );
+    let response = broken.handle_sqs(last).await;
+    assert!(response.batch_item_failures.is_empty());
+    let dead = s.drain(&s.config.intake_dlq_url).await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        dead[0].message_attributes().unwrap()[REASON_CODE_ATTRIBUTE].string_value(),
+        Some("sqs_error")
+    );
+    messages.clear();
+}
+
+#[tokio::test]
+async fn sample_events_are_accepted() {
+    let s = stack().await;
+    let intake = intake(&s);
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");
+    let key = "receipts/2026/store receipt #1.jpg";
+    s.put(key, fixture("receipt.jpg"), Some("image/jpeg")).await;
+
+    // Point the sample events at this stack's bucket; drop the sample's version id.
+    let retarget = |text: String| {
+        text.replace(
+            "ocrbridge-documents-123456789012-us-east-1",
+            &s.config.documents_bucket,
+        )
+        .replace("096fKKXTRTtl3on89fVO.nfljtsv6qko", "")
+    };
+    let direct: Value = serde_json::from_str(&retarget(
+        std::fs::read_to_string(root.join("s3-put.json")).unwrap(),
+    ))
+    .unwrap();
+    let out = intake.handle(direct).await.unwrap();
+    assert!(
+        out["outcomes"][0].as_str().unwrap().starts_with("Accepted"),
+        "{out}"
+    );
+
+    let via_sqs: Value = serde_json::from_str(&retarget(
+        std::fs::read_to_string(root.join("sqs-s3-put.json")).unwrap(),
+    ))
+    .unwrap();
+    let out = intake.handle(via_sqs).await.unwrap();
+    assert_eq!(out["batchItemFailures"], serde_json::json!([]), "{out}");
+    assert_eq!(
+        submitted(&s).await.len(),
+        1,
+        "the second event was the same object"
+    );
+}
+
+#[tokio::test]
+async fn outputs_under_reserved_prefixes_are_ignored() {
+    let s = stack().await;
+    let intake = intake(&s);
+    s.put(
+        "results/doc-1.json",
+        b"{}".to_vec(),
+        Some("application/json"),
+    )
+    .await;
+    assert_eq!(
+        intake
+            .process_object(&record(&s, "results/doc-1.json"))
+            .await
+            .unwrap(),
+        Outcome::Ignored("reserved_prefix")
+    );
+    assert_eq!(
+        intake
+            .process_object(&record(&s, "receipts/deleted-meanwhile.jpg"))
+            .await
+            .unwrap(),
+        Outcome::Ignored("object_gone")
+    );
+}
