@@ -22,7 +22,8 @@ case "${1:-}" in
     [ -x "$root/.venv/bin/moto_server" ] || { echo "moto.sh: $root/.venv has no moto_server; run scripts/setup.sh first" >&2; exit 1; }
     mkdir -p "$state"
     if healthy; then echo "moto already answering at $url"; exit 0; fi
-    nohup "$root/.venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$logfile" 2>&1 &
+    # tools/python/moto_server.py: moto, with DynamoDB requests atomic (see the file for why).
+    nohup "$root/.venv/bin/python" "$root/tools/python/moto_server.py" -H 127.0.0.1 -p "$port" >"$logfile" 2>&1 &
     echo $! >"$pidfile"
     for _ in $(seq 1 100); do
       if healthy; then echo "moto started at $url (pid $(cat "$pidfile"), log $logfile)"; exit 0; fi
