@@ -60,6 +60,18 @@ pub const PDF_BY_LAYER: Metric = metric("PdfDocuments", Unit::Count, &["Layer"])
 pub const VALIDATION_TIME: Metric = metric("ValidationTime", Unit::Milliseconds, &["MimeType"]);
 pub const POISON_MESSAGES: Metric = metric("PoisonMessages", Unit::Count, &["Queue"]);
 
+/// Submit.
+pub const SUBMISSIONS: Metric = metric("Submissions", Unit::Count, &["Vendor", "Profile"]);
+pub const SUBMIT_RETRIES: Metric = metric("SubmitRetries", Unit::Count, &["Vendor", "Cause"]);
+pub const RECONCILES: Metric = metric("Reconciles", Unit::Count, &["Vendor", "Outcome"]);
+pub const BUDGET_EXHAUSTED: Metric = metric("RetryBudgetExhausted", Unit::Count, &["Vendor"]);
+pub const ADMISSION_DELAYED: Metric = metric("AdmissionDelayed", Unit::Count, &["Vendor"]);
+pub const AUTH_FAILURES: Metric = metric("VendorAuthFailures", Unit::Count, &["Vendor", "Status"]);
+pub const SUBMIT_LATENCY: Metric = metric("SubmitLatency", Unit::Milliseconds, &["Vendor"]);
+pub const ESTIMATED_COST: Metric = metric("EstimatedCost", Unit::None, &["Vendor", "Profile"]);
+pub const SUBMIT_SKIPPED: Metric = metric("SubmitSkipped", Unit::Count, &["State"]);
+pub const JOBS_FAILED: Metric = metric("JobsFailed", Unit::Count, &["Stage", "Reason"]);
+
 /// Every metric, for the template consistency test.
 pub const ALL: &[Metric] = &[
     DOCUMENTS_ACCEPTED,
@@ -72,6 +84,16 @@ pub const ALL: &[Metric] = &[
     PDF_BY_LAYER,
     VALIDATION_TIME,
     POISON_MESSAGES,
+    SUBMISSIONS,
+    SUBMIT_RETRIES,
+    RECONCILES,
+    BUDGET_EXHAUSTED,
+    ADMISSION_DELAYED,
+    AUTH_FAILURES,
+    SUBMIT_LATENCY,
+    ESTIMATED_COST,
+    SUBMIT_SKIPPED,
+    JOBS_FAILED,
 ];
 
 /// Where EMF lines go: stdout in Lambda, memory in tests.

@@ -15,6 +15,7 @@
 //! - **Dedupe** claims are conditional puts where an entry past its expiry counts as absent, because
 //!   DynamoDB TTL deletes late (up to days) and moto never deletes at all.
 
+mod bucket;
 mod dedupe;
 pub mod item;
 mod lease;
@@ -27,6 +28,7 @@ use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
 use tracing::instrument;
 
+pub use bucket::{BucketSpec, Take};
 pub use dedupe::{Claim, ClaimToken};
 pub use lease::{AttemptOutcome, FenceError, Lease, LeaseError, LeaseStep};
 

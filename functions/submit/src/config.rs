@@ -1,0 +1,99 @@
+//! Submit's configuration, read once from the environment.
+
+use std::time::Duration;
+
+use ocrbridge::retry::Backoff;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubmitConfig {
+    /// `VENDOR_BASE_URL`: the vendor API.
+    pub vendor_base_url: String,
+    /// `VENDOR_TIMEOUT_MS` (default 10,000): the request timeout; connect is 2 s.
+    pub vendor_timeout: Duration,
+    /// `MAX_SUBMIT_AGE_SECS` (default 86,400): a job not submitted within this time of its
+    /// first submit message fails with `max_age_exceeded`.
+    pub max_age: Duration,
+    /// `PRESIGN_EXPIRY_SECS` (default 900): how long the vendor may fetch the document.
+    pub presign_expiry: Duration,
+    /// `PRICE_PER_PAGE` (default 0.0015, USD): for the `EstimatedCost` metric.
+    pub price_per_page: f64,
+    /// `BACKOFF_BASE_MS` (default 2,000) and `BACKOFF_CAP_SECS` (default 900).
+    pub backoff: Backoff,
+    /// `MAX_ADMISSION_WAIT_MS` (default 2,000): wait in-process for an admission token up to
+    /// this long; longer waits defer the message instead of holding the invocation.
+    pub max_admission_wait: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {0}: {1}")]
+pub struct ConfigError(pub &'static str, pub String);
+
+impl SubmitConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let number = |name: &'static str, default: f64| -> Result<f64, ConfigError> {
+            match lookup(name) {
+                None => Ok(default),
+                Some(v) => v
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|n| n.is_finite() && *n >= 0.0)
+                    .ok_or_else(|| {
+                        ConfigError(name, format!("{v:?} is not a non-negative number"))
+                    }),
+            }
+        };
+        let vendor_base_url = lookup("VENDOR_BASE_URL")
+            .filter(|v| !v.trim().is_empty())
+            .ok_or_else(|| ConfigError("VENDOR_BASE_URL", "not set".into()))?;
+        Ok(SubmitConfig {
+            vendor_base_url,
+            vendor_timeout: Duration::from_millis(number("VENDOR_TIMEOUT_MS", 10_000.0)? as u64),
+            max_age: Duration::from_secs(number("MAX_SUBMIT_AGE_SECS", 86_400.0)? as u64),
+            presign_expiry: Duration::from_secs(number("PRESIGN_EXPIRY_SECS", 900.0)? as u64),
+            price_per_page: number("PRICE_PER_PAGE", 0.0015)?,
+            backoff: Backoff {
+                base: Duration::from_millis(number("BACKOFF_BASE_MS", 2_000.0)? as u64),
+                cap: Duration::from_secs(number("BACKOFF_CAP_SECS", 900.0)? as u64),
+            },
+            max_admission_wait: Duration::from_millis(
+                number("MAX_ADMISSION_WAIT_MS", 2_000.0)? as u64
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn defaults_and_errors() {
+        let env = HashMap::from([
+            ("VENDOR_BASE_URL", "http://v".to_owned()),
+            ("PRICE_PER_PAGE", "0.01".to_owned()),
+        ]);
+        let c = SubmitConfig::from_lookup(|k| env.get(k).cloned()).unwrap();
+        assert_eq!(c.price_per_page, 0.01);
+        assert_eq!(c.max_age, Duration::from_secs(86_400));
+        assert_eq!(
+            SubmitConfig::from_lookup(|_| None).unwrap_err().0,
+            "VENDOR_BASE_URL"
+        );
+        let bad = HashMap::from([
+            ("VENDOR_BASE_URL", "http://v".to_owned()),
+            ("BACKOFF_BASE_MS", "-1".to_owned()),
+        ]);
+        assert_eq!(
+            SubmitConfig::from_lookup(|k| bad.get(k).cloned())
+                .unwrap_err()
+                .0,
+            "BACKOFF_BASE_MS"
+        );
+    }
+}

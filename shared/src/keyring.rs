@@ -1,0 +1,216 @@
+//! Secrets from Secrets Manager, cached per container, never printed.
+//!
+//! Every read names its `VersionStage` explicitly: without one, `GetSecretValue` may return a
+//! stale version right after a stage move (seen with moto; AWS documents the same window). Values
+//! are cached for a short max-age, and callers force one refresh when the value is rejected —
+//! a 401 from the vendor or a webhook signature that fails — because rotation may just have
+//! moved the stages.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata};
+use tokio::sync::Mutex;
+
+/// The rotation stages a verifier may need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stage {
+    Current,
+    Pending,
+    Previous,
+}
+
+impl Stage {
+    pub fn label(self) -> &'static str {
+        match self {
+            Stage::Current => "AWSCURRENT",
+            Stage::Pending => "AWSPENDING",
+            Stage::Previous => "AWSPREVIOUS",
+        }
+    }
+}
+
+/// A secret value. `Debug` and `Display` print a placeholder, so it cannot leak into logs,
+/// errors or test snapshots by formatting.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Arc<str>);
+
+impl Secret {
+    pub fn new(value: impl Into<Arc<str>>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The value, for the one place that must use it (an HTTP header, an HMAC key).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyringError {
+    /// Secrets Manager could not be reached or refused (permissions). Retry later; check the
+    /// function's `secretsmanager:GetSecretValue` permission on the secret.
+    #[error("Secrets Manager GetSecretValue({stage}) on {secret_id} failed: {detail}")]
+    Fetch {
+        secret_id: String,
+        stage: &'static str,
+        detail: String,
+    },
+    /// The secret has no string value.
+    #[error("secret {secret_id} ({stage}) has no SecretString")]
+    Empty {
+        secret_id: String,
+        stage: &'static str,
+    },
+}
+
+struct Cached {
+    values: Vec<(Stage, Option<Secret>)>,
+    fetched_at: Instant,
+}
+
+/// A cached view of one secret's stages.
+#[derive(Clone)]
+pub struct Keyring {
+    client: aws_sdk_secretsmanager::Client,
+    secret_id: String,
+    stages: Vec<Stage>,
+    max_age: Duration,
+    cache: Arc<Mutex<Option<Cached>>>,
+}
+
+impl fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Keyring")
+            .field("secret_id", &self.secret_id)
+            .field("stages", &self.stages)
+            .finish()
+    }
+}
+
+/// How long a cached secret is trusted: short, so a rotation is picked up within a minute even
+/// without a forced refresh.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(60);
+
+impl Keyring {
+    /// A keyring over `stages` of `secret_id` (an ARN or name).
+    pub fn new(
+        client: aws_sdk_secretsmanager::Client,
+        secret_id: impl Into<String>,
+        stages: &[Stage],
+        max_age: Duration,
+    ) -> Self {
+        Keyring {
+            client,
+            secret_id: secret_id.into(),
+            stages: stages.to_vec(),
+            max_age,
+            cache: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    pub fn secret_id(&self) -> &str {
+        &self.secret_id
+    }
+
+    /// The values of every configured stage that exists, in stage order. `refresh` bypasses
+    /// the cache.
+    pub async fn values(&self, refresh: bool) -> Result<Vec<(Stage, Secret)>, KeyringError> {
+        let mut cache = self.cache.lock().await;
+        let fresh = cache
+            .as_ref()
+            .is_some_and(|c| c.fetched_at.elapsed() < self.max_age);
+        if refresh || !fresh {
+            let mut values = Vec::with_capacity(self.stages.len());
+            for stage in &self.stages {
+                values.push((*stage, self.fetch(*stage).await?));
+            }
+            *cache = Some(Cached {
+                values,
+                fetched_at: Instant::now(),
+            });
+        }
+        Ok(cache
+            .as_ref()
+            .map(|c| {
+                c.values
+                    .iter()
+                    .filter_map(|(stage, v)| v.clone().map(|v| (*stage, v)))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// The `AWSCURRENT` value (the first configured stage must be `Current`).
+    pub async fn current(&self, refresh: bool) -> Result<Secret, KeyringError> {
+        self.values(refresh)
+            .await?
+            .into_iter()
+            .find(|(stage, _)| *stage == Stage::Current)
+            .map(|(_, v)| v)
+            .ok_or_else(|| KeyringError::Empty {
+                secret_id: self.secret_id.clone(),
+                stage: Stage::Current.label(),
+            })
+    }
+
+    /// One stage; `None` if no version holds it (normal for AWSPENDING outside a rotation).
+    async fn fetch(&self, stage: Stage) -> Result<Option<Secret>, KeyringError> {
+        let result = self
+            .client
+            .get_secret_value()
+            .secret_id(&self.secret_id)
+            .version_stage(stage.label())
+            .send()
+            .await;
+        match result {
+            Ok(out) => match out.secret_string() {
+                Some(value) => Ok(Some(Secret::new(value))),
+                None => Err(KeyringError::Empty {
+                    secret_id: self.secret_id.clone(),
+                    stage: stage.label(),
+                }),
+            },
+            Err(err)
+                if stage != Stage::Current
+                    && err.as_service_error().and_then(|e| e.code())
+                        == Some("ResourceNotFoundException") =>
+            {
+                Ok(None)
+            }
+            Err(err) => Err(KeyringError::Fetch {
+                secret_id: self.secret_id.clone(),
+                stage: stage.label(),
+                detail: DisplayErrorContext(err).to_string(),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_format_their_value() {
+        let s = Secret::new("sk_live_very_secret");
+        assert_eq!(format!("{s:?}"), "Secret(<redacted>)");
+        assert_eq!(format!("{s}"), "<redacted>");
+        assert_eq!(s.expose(), "sk_live_very_secret");
+        let in_struct = format!("{:?}", (1, &s));
+        assert!(!in_struct.contains("very_secret"));
+    }
+}

@@ -1,0 +1,151 @@
+//! Retry policy: backoff across invocations, and the shared budgets that keep an outage or a
+//! rate limit from turning the queue into a flood.
+//!
+//! - **Backoff** is full jitter (`random(0, min(cap, base · 2^attempt))`), floored by the
+//!   vendor's `Retry-After`, applied with `ChangeMessageVisibility` so the retry happens in a
+//!   later invocation instead of a sleeping one.
+//! - **Retry budget** (per vendor, shared through DynamoDB): retries spend tokens — 1 for a
+//!   throttle or a 5xx, 2 for a timeout, as the AWS SDK's standard mode weighs them — and the
+//!   bucket refills slowly. During an outage it empties within a few retries; later retries are
+//!   *delayed* (re-enqueued with a delay, so their receive count is not spent) instead of
+//!   hitting the vendor. When the outage ends, refills let retries through again.
+//! - **Admission** (per vendor, shared): every submission takes a token from a bucket refilled
+//!   at the vendor's documented rate, so the fleet stays just under the limit instead of
+//!   discovering it through 429s. A `Retry-After` pauses the bucket for everyone.
+
+use std::time::Duration;
+
+use rand::Rng;
+
+use crate::ledger::BucketSpec;
+use crate::vendor::VendorError;
+
+/// Full-jitter exponential backoff.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl Default for Backoff {
+    /// 2 s doubling to 15 minutes.
+    fn default() -> Self {
+        Backoff {
+            base: Duration::from_secs(2),
+            cap: Duration::from_secs(900),
+        }
+    }
+}
+
+impl Backoff {
+    /// The ceiling for `attempt` (1 = the first retry).
+    pub fn ceiling(&self, attempt: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(20));
+        self.base.saturating_mul(factor).min(self.cap)
+    }
+
+    /// A random delay in `0..=ceiling(attempt)`, never shorter than `retry_after`.
+    pub fn delay(
+        &self,
+        attempt: u32,
+        retry_after: Option<Duration>,
+        rng: &mut impl Rng,
+    ) -> Duration {
+        let ceiling = self.ceiling(attempt).as_millis() as u64;
+        let jitter = Duration::from_millis(rng.random_range(0..=ceiling));
+        jitter.max(retry_after.unwrap_or_default())
+    }
+}
+
+/// SQS's visibility-timeout ceiling (12 hours), and what `ChangeMessageVisibility` takes.
+pub fn visibility_seconds(delay: Duration) -> i32 {
+    delay.as_secs().min(43_200) as i32
+}
+
+/// SQS's longest `DelaySeconds` (15 minutes).
+pub fn delay_seconds(delay: Duration) -> i32 {
+    delay.as_secs().clamp(1, 900) as i32
+}
+
+/// What a retry of this error costs from the budget.
+pub fn retry_cost(error: &VendorError) -> f64 {
+    match error {
+        VendorError::NoAnswer(_) => 2.0,
+        _ => 1.0,
+    }
+}
+
+/// The per-vendor shared budgets and their parameters (environment variables in brackets).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Budgets {
+    /// [`RETRY_BUDGET_CAPACITY`] (default 20) and [`RETRY_BUDGET_REFILL_PER_SEC`] (default 0.2):
+    /// at most 20 retries at once, then one every 5 s across the whole fleet.
+    pub retry: BucketSpec,
+    /// [`VENDOR_RATE_LIMIT_RPS`] (default 5) and [`VENDOR_RATE_BURST`] (default 5): the vendor's
+    /// documented request rate.
+    pub admission: BucketSpec,
+}
+
+impl Budgets {
+    pub fn for_vendor(vendor: &str, lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let number = |name: &str, default: f64| {
+            lookup(name)
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .filter(|v| *v > 0.0)
+                .unwrap_or(default)
+        };
+        let rps = number("VENDOR_RATE_LIMIT_RPS", 5.0);
+        Budgets {
+            retry: BucketSpec {
+                name: format!("{vendor}#retry"),
+                capacity: number("RETRY_BUDGET_CAPACITY", 20.0),
+                refill_per_sec: number("RETRY_BUDGET_REFILL_PER_SEC", 0.2),
+            },
+            admission: BucketSpec {
+                name: format!("{vendor}#admission"),
+                capacity: number("VENDOR_RATE_BURST", rps),
+                refill_per_sec: rps,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn full_jitter_stays_under_the_ceiling_and_over_retry_after() {
+        let backoff = Backoff::default();
+        assert_eq!(backoff.ceiling(1), Duration::from_secs(2));
+        assert_eq!(backoff.ceiling(4), Duration::from_secs(16));
+        assert_eq!(backoff.ceiling(30), Duration::from_secs(900));
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let delays: Vec<Duration> = (0..200).map(|_| backoff.delay(3, None, &mut rng)).collect();
+        assert!(delays.iter().all(|d| *d <= Duration::from_secs(8)));
+        assert!(
+            delays.iter().any(|d| *d < Duration::from_secs(2)),
+            "jitter reaches low values"
+        );
+        assert!(
+            delays.iter().any(|d| *d > Duration::from_secs(6)),
+            "and high ones"
+        );
+        let floored = backoff.delay(1, Some(Duration::from_secs(30)), &mut rng);
+        assert!(floored >= Duration::from_secs(30));
+    }
+
+    #[test]
+    fn budgets_read_their_parameters() {
+        let b = Budgets::for_vendor("sim", |k| {
+            (k == "VENDOR_RATE_LIMIT_RPS").then(|| "2".to_owned())
+        });
+        assert_eq!(b.admission.refill_per_sec, 2.0);
+        assert_eq!(b.admission.capacity, 2.0);
+        assert_eq!(b.retry.capacity, 20.0);
+        assert_eq!(b.retry.name, "sim#retry");
+        assert_eq!(visibility_seconds(Duration::from_secs(100_000)), 43_200);
+        assert_eq!(delay_seconds(Duration::ZERO), 1);
+    }
+}

@@ -1,0 +1,250 @@
+//! The OCR vendor: the one seam around the outside world that is ocrbridge's own.
+//!
+//! The trait is shaped by the vendors it must fit, not only the simulator:
+//! - Textract is idempotent natively (`ClientRequestToken`), has no webhook signatures (SNS), no
+//!   `Retry-After`, and no lookup by token — a resubmission with the same token *is* the lookup.
+//! - Azure Document Intelligence has no idempotency and no webhooks: poll `Operation-Location`.
+//! - Mindee v2 signs webhooks with a hex HMAC of the body.
+//!
+//! [`Capabilities`] says which of these a vendor has; the submit and reconcile logic reads it
+//! instead of assuming.
+
+pub mod sim;
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::job::Profile;
+
+/// How a vendor treats a repeated submission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Idempotency {
+    /// The same key returns the same vendor job and bills nothing (the simulator, Textract).
+    Native,
+    /// No protection: a repeat is a second job and a second charge (Azure). Reconcile must find
+    /// the first one some other way before resubmitting.
+    None,
+}
+
+/// How the vendor signs its webhooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookScheme {
+    /// Standard Webhooks: `webhook-id`/`webhook-timestamp`/`webhook-signature`, `v1,<base64>`.
+    StandardWebhooks,
+    /// Hex HMAC-SHA256 of the raw body in one header (Mindee-like).
+    HexHmacBody,
+    /// No webhooks: poll.
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    pub idempotency: Idempotency,
+    /// `find_by_idempotency_key` can answer "did you get my submission?".
+    pub lookup_by_key: bool,
+    pub webhooks: WebhookScheme,
+}
+
+/// One document to submit.
+#[derive(Debug, Clone)]
+pub struct Submission<'a> {
+    /// Deterministic, derived from the job: the same job always sends the same key.
+    pub idempotency_key: &'a str,
+    /// A short-lived presigned GET URL of the document.
+    pub document_url: &'a str,
+    pub profile: &'a Profile,
+    /// Our job id, echoed back in webhooks and lookups.
+    pub external_ref: &'a str,
+}
+
+/// The vendor's view of a job's progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VendorStatus {
+    Queued,
+    Processing,
+    Succeeded,
+    Failed {
+        code: String,
+        message: String,
+    },
+    /// A status this adapter does not know (schema drift). Never treated as success.
+    Unknown(String),
+}
+
+impl VendorStatus {
+    pub fn is_final(&self) -> bool {
+        matches!(self, VendorStatus::Succeeded | VendorStatus::Failed { .. })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VendorJob {
+    pub id: String,
+    pub status: VendorStatus,
+}
+
+/// How an error should be treated. See [`VendorError::class`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// The vendor did not take the request: try again later.
+    Retryable,
+    /// It will never work: do not retry.
+    Permanent,
+    /// The vendor may have taken the request: look it up before trying again.
+    Ambiguous,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VendorError {
+    /// 429: slow down, for `retry_after` if the vendor said.
+    #[error("vendor throttled the request (429){}", retry_after.map(|d| format!(", retry after {d:?}")).unwrap_or_default())]
+    Throttled { retry_after: Option<Duration> },
+    /// 5xx or 408: the vendor is failing; the request was not accepted.
+    #[error("vendor unavailable ({status})")]
+    Unavailable {
+        status: u16,
+        retry_after: Option<Duration>,
+    },
+    /// The connection could not be made: the request never left.
+    #[error("vendor unreachable: {0}")]
+    Unreachable(String),
+    /// The request was sent but no answer came (timeout, connection dropped): it may have been
+    /// accepted.
+    #[error("no answer from the vendor after sending the request: {0}")]
+    NoAnswer(String),
+    /// 401/403: the API key is wrong, revoked, or just rotated.
+    #[error("vendor refused the credentials ({status})")]
+    Auth { status: u16 },
+    /// Any other 4xx: the request itself is wrong and will stay wrong.
+    #[error("vendor rejected the request ({status} {code}): {message}")]
+    Rejected {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    /// The response did not have the expected shape.
+    #[error("unexpected vendor response: {0}")]
+    Protocol(String),
+}
+
+impl VendorError {
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            VendorError::Throttled { .. }
+            | VendorError::Unavailable { .. }
+            | VendorError::Unreachable(_) => ErrorClass::Retryable,
+            VendorError::NoAnswer(_) => ErrorClass::Ambiguous,
+            VendorError::Auth { .. } | VendorError::Rejected { .. } | VendorError::Protocol(_) => {
+                ErrorClass::Permanent
+            }
+        }
+    }
+
+    /// How long the vendor asked us to wait, if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            VendorError::Throttled { retry_after }
+            | VendorError::Unavailable { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// A short cause for metrics: `429`, `5xx`, `timeout`, `network`, `auth`, `rejected`.
+    pub fn cause(&self) -> &'static str {
+        match self {
+            VendorError::Throttled { .. } => "429",
+            VendorError::Unavailable { .. } => "5xx",
+            VendorError::Unreachable(_) => "network",
+            VendorError::NoAnswer(_) => "timeout",
+            VendorError::Auth { .. } => "auth",
+            VendorError::Rejected { .. } => "rejected",
+            VendorError::Protocol(_) => "protocol",
+        }
+    }
+}
+
+/// An OCR vendor.
+pub trait Vendor: Send + Sync {
+    /// A short name for metrics and budget items: `sim`, `textract`…
+    fn name(&self) -> &'static str;
+
+    fn capabilities(&self) -> Capabilities;
+
+    /// Submits a document; returns the vendor's job id.
+    fn submit(
+        &self,
+        submission: &Submission<'_>,
+    ) -> impl Future<Output = Result<String, VendorError>> + Send;
+
+    /// The vendor's job for an idempotency key, if it has one.
+    fn find_by_idempotency_key(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<VendorJob>, VendorError>> + Send;
+
+    fn status(
+        &self,
+        vendor_job_id: &str,
+    ) -> impl Future<Output = Result<VendorJob, VendorError>> + Send;
+
+    /// The raw result payload, exactly as the vendor sent it (archived before parsing).
+    fn fetch_result(
+        &self,
+        vendor_job_id: &str,
+    ) -> impl Future<Output = Result<Vec<u8>, VendorError>> + Send;
+
+    /// Forces the next call to re-read credentials (after a 401/403: rotation may have happened).
+    fn refresh_credentials(&self) -> impl Future<Output = ()> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_every_error() {
+        let cases = [
+            (
+                VendorError::Throttled { retry_after: None },
+                ErrorClass::Retryable,
+                "429",
+            ),
+            (
+                VendorError::Unavailable {
+                    status: 503,
+                    retry_after: None,
+                },
+                ErrorClass::Retryable,
+                "5xx",
+            ),
+            (
+                VendorError::Unreachable("refused".into()),
+                ErrorClass::Retryable,
+                "network",
+            ),
+            (
+                VendorError::NoAnswer("timeout".into()),
+                ErrorClass::Ambiguous,
+                "timeout",
+            ),
+            (
+                VendorError::Auth { status: 401 },
+                ErrorClass::Permanent,
+                "auth",
+            ),
+            (
+                VendorError::Rejected {
+                    status: 422,
+                    code: "x".into(),
+                    message: "y".into(),
+                },
+                ErrorClass::Permanent,
+                "rejected",
+            ),
+        ];
+        for (err, class, cause) in cases {
+            assert_eq!(err.class(), class, "{err}");
+            assert_eq!(err.cause(), cause);
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! The adapter for `tools/vendor-sim`'s API (see its README).
+
+use std::time::Duration;
+
+use reqwest::{Response, StatusCode};
+use serde_json::{json, Value};
+
+use super::{
+    Capabilities, Idempotency, Submission, Vendor, VendorError, VendorJob, VendorStatus,
+    WebhookScheme,
+};
+use crate::keyring::Keyring;
+
+/// Timeouts: connecting is quick or hopeless; a submit answers in well under the request timeout
+/// unless something is wrong, and then the lookup by key resolves the doubt.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpTimeouts {
+    pub connect: Duration,
+    pub request: Duration,
+}
+
+impl Default for HttpTimeouts {
+    fn default() -> Self {
+        HttpTimeouts {
+            connect: Duration::from_secs(2),
+            request: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One HTTP client per container: connections are reused across invocations.
+pub fn http_client(timeouts: HttpTimeouts) -> Result<reqwest::Client, VendorError> {
+    reqwest::Client::builder()
+        .connect_timeout(timeouts.connect)
+        .timeout(timeouts.request)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|e| VendorError::Protocol(format!("cannot build the HTTP client: {e}")))
+}
+
+#[derive(Debug, Clone)]
+pub struct SimVendor {
+    http: reqwest::Client,
+    base_url: String,
+    api_key: Keyring,
+}
+
+impl SimVendor {
+    pub fn new(http: reqwest::Client, base_url: impl Into<String>, api_key: Keyring) -> Self {
+        SimVendor {
+            http,
+            base_url: base_url.into().trim_end_matches('/').to_owned(),
+            api_key,
+        }
+    }
+
+    async fn bearer(&self) -> Result<String, VendorError> {
+        // A keyring failure is not the vendor's fault, but it stops the call the same way.
+        let key = self
+            .api_key
+            .current(false)
+            .await
+            .map_err(|e| VendorError::Unreachable(format!("API key unavailable: {e}")))?;
+        Ok(format!("Bearer {}", key.expose()))
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Response, VendorError> {
+        let response = request
+            .header("authorization", self.bearer().await?)
+            .send()
+            .await
+            .map_err(transport_error)?;
+        check(response).await
+    }
+
+    async fn json(&self, request: reqwest::RequestBuilder) -> Result<Value, VendorError> {
+        let response = self.send(request).await?;
+        response
+            .json()
+            .await
+            .map_err(|e| VendorError::Protocol(format!("response is not JSON: {e}")))
+    }
+}
+
+/// `reqwest` errors: a failed connect never left; anything later may have been received.
+fn transport_error(e: reqwest::Error) -> VendorError {
+    if e.is_connect() {
+        VendorError::Unreachable(e.to_string())
+    } else {
+        VendorError::NoAnswer(e.to_string())
+    }
+}
+
+fn retry_after(response: &Response) -> Option<Duration> {
+    response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+/// Maps non-2xx answers to errors.
+async fn check(response: Response) -> Result<Response, VendorError> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let wait = retry_after(&response);
+    match status {
+        StatusCode::TOO_MANY_REQUESTS => Err(VendorError::Throttled { retry_after: wait }),
+        StatusCode::REQUEST_TIMEOUT => Err(VendorError::Unavailable {
+            status: 408,
+            retry_after: wait,
+        }),
+        s if s.is_server_error() => Err(VendorError::Unavailable {
+            status: s.as_u16(),
+            retry_after: wait,
+        }),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(VendorError::Auth {
+            status: status.as_u16(),
+        }),
+        s => {
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            Err(VendorError::Rejected {
+                status: s.as_u16(),
+                code: body["error"]["code"]
+                    .as_str()
+                    .unwrap_or("unknown")
+                    .to_owned(),
+                message: body["error"]["message"].as_str().unwrap_or("").to_owned(),
+            })
+        }
+    }
+}
+
+fn parse_job(value: &Value) -> Result<VendorJob, VendorError> {
+    let id = value["id"]
+        .as_str()
+        .ok_or_else(|| VendorError::Protocol("job without id".into()))?
+        .to_owned();
+    let status = match value["status"].as_str() {
+        Some("queued") => VendorStatus::Queued,
+        Some("processing") => VendorStatus::Processing,
+        Some("succeeded") => VendorStatus::Succeeded,
+        Some("failed") => VendorStatus::Failed {
+            code: value["error"]["code"]
+                .as_str()
+                .unwrap_or("unknown")
+                .to_owned(),
+            message: value["error"]["message"].as_str().unwrap_or("").to_owned(),
+        },
+        other => VendorStatus::Unknown(other.unwrap_or("missing").to_owned()),
+    };
+    Ok(VendorJob { id, status })
+}
+
+impl Vendor for SimVendor {
+    fn name(&self) -> &'static str {
+        "sim"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            idempotency: Idempotency::Native,
+            lookup_by_key: true,
+            webhooks: WebhookScheme::StandardWebhooks,
+        }
+    }
+
+    async fn submit(&self, submission: &Submission<'_>) -> Result<String, VendorError> {
+        let body = json!({
+            "url": submission.document_url,
+            "profile": submission.profile.as_str(),
+            "external_ref": submission.external_ref,
+        });
+        let answer = self
+            .json(
+                self.http
+                    .post(format!("{}/v1/documents", self.base_url))
+                    .header("idempotency-key", submission.idempotency_key)
+                    .json(&body),
+            )
+            .await?;
+        Ok(parse_job(&answer)?.id)
+    }
+
+    async fn find_by_idempotency_key(&self, key: &str) -> Result<Option<VendorJob>, VendorError> {
+        let answer = self
+            .json(
+                self.http
+                    .get(format!("{}/v1/documents", self.base_url))
+                    .query(&[("idempotency_key", key)]),
+            )
+            .await?;
+        answer["data"]
+            .as_array()
+            .ok_or_else(|| VendorError::Protocol("lookup without data".into()))?
+            .first()
+            .map(parse_job)
+            .transpose()
+    }
+
+    async fn status(&self, vendor_job_id: &str) -> Result<VendorJob, VendorError> {
+        let answer = self
+            .json(
+                self.http
+                    .get(format!("{}/v1/documents/{vendor_job_id}", self.base_url)),
+            )
+            .await?;
+        parse_job(&answer)
+    }
+
+    async fn fetch_result(&self, vendor_job_id: &str) -> Result<Vec<u8>, VendorError> {
+        let response = self
+            .send(self.http.get(format!(
+                "{}/v1/documents/{vendor_job_id}/result",
+                self.base_url
+            )))
+            .await?;
+        Ok(response
+            .bytes()
+            .await
+            .map_err(|e| VendorError::NoAnswer(e.to_string()))?
+            .to_vec())
+    }
+
+    async fn refresh_credentials(&self) {
+        if let Err(e) = self.api_key.current(true).await {
+            tracing::warn!(error = %e, "could not refresh the vendor API key");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_statuses_are_never_success() {
+        let job = parse_job(&json!({"id": "d1", "status": "completed_v2"})).unwrap();
+        assert_eq!(job.status, VendorStatus::Unknown("completed_v2".into()));
+        let failed = parse_job(
+            &json!({"id": "d1", "status": "failed", "error": {"code": "c", "message": "m"}}),
+        )
+        .unwrap();
+        assert_eq!(
+            failed.status,
+            VendorStatus::Failed {
+                code: "c".into(),
+                message: "m".into()
+            }
+        );
+        assert!(parse_job(&json!({"status": "queued"})).is_err());
+    }
+}
