@@ -20,6 +20,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod queue;
 pub mod retry;
+pub mod signature;
 pub mod telemetry;
 pub mod time;
 pub mod vendor;

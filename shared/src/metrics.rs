@@ -70,6 +70,16 @@ pub const AUTH_FAILURES: Metric = metric("VendorAuthFailures", Unit::Count, &["V
 pub const SUBMIT_LATENCY: Metric = metric("SubmitLatency", Unit::Milliseconds, &["Vendor"]);
 pub const ESTIMATED_COST: Metric = metric("EstimatedCost", Unit::None, &["Vendor", "Profile"]);
 pub const SUBMIT_SKIPPED: Metric = metric("SubmitSkipped", Unit::Count, &["State"]);
+/// Webhook (counted apart from OCR failures: a forged delivery is not a failed document).
+pub const WEBHOOKS_VERIFIED: Metric = metric("WebhooksVerified", Unit::Count, &["Status"]);
+pub const WEBHOOKS_REJECTED: Metric = metric("WebhooksRejected", Unit::Count, &["Reason"]);
+pub const WEBHOOK_DUPLICATES: Metric = metric("WebhookDuplicates", Unit::Count, &[]);
+pub const WEBHOOK_DELIVERY_LAG: Metric = metric("WebhookDeliveryLag", Unit::Milliseconds, &[]);
+
+/// Rotation.
+pub const ROTATION_STEPS: Metric = metric("RotationSteps", Unit::Count, &["Secret", "Step"]);
+pub const ROTATION_FAILURES: Metric = metric("RotationFailures", Unit::Count, &["Secret", "Step"]);
+
 pub const JOBS_FAILED: Metric = metric("JobsFailed", Unit::Count, &["Stage", "Reason"]);
 
 /// Every metric, for the template consistency test.
@@ -94,6 +104,12 @@ pub const ALL: &[Metric] = &[
     ESTIMATED_COST,
     SUBMIT_SKIPPED,
     JOBS_FAILED,
+    WEBHOOKS_VERIFIED,
+    WEBHOOKS_REJECTED,
+    WEBHOOK_DUPLICATES,
+    WEBHOOK_DELIVERY_LAG,
+    ROTATION_STEPS,
+    ROTATION_FAILURES,
 ];
 
 /// Where EMF lines go: stdout in Lambda, memory in tests.

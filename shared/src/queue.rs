@@ -12,6 +12,22 @@ pub struct SubmitRequest {
     pub job_id: JobId,
 }
 
+/// On the results queue: the vendor reported a status change for a job. Produced by the
+/// webhook function and by reconcile; consumed by parse, which checks the vendor's status itself
+/// and never trusts the order of these messages.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResultNotice {
+    pub job_id: JobId,
+    /// The vendor's job id, as the vendor reported it (the job may not have recorded it yet).
+    pub vendor_job_id: String,
+    /// The status the vendor reported (`processing`, `succeeded`, `failed`, or a new one).
+    pub status: String,
+    /// When the vendor says the event happened (unix seconds).
+    pub vendor_timestamp: Option<i64>,
+    /// The delivery id, when the notice came from a webhook.
+    pub event_id: Option<String>,
+}
+
 /// Message attributes a poison message carries into its DLQ.
 pub const REASON_CODE_ATTRIBUTE: &str = "ocrbridge-reason-code";
 pub const REASON_ATTRIBUTE: &str = "ocrbridge-reason";

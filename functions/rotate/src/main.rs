@@ -1,22 +1,42 @@
-//! `rotate`: rotate the vendor API key and webhook signing secret.
-//!
-//! Not built yet (issue #6). Until it is, every invocation fails loudly instead of
-//! pretending to succeed, so no event is acknowledged and lost: queue messages return to their
-//! queue and end in its DLQ.
+//! `rotate` Lambda: wiring only. See `lib.rs` for what it does.
+
+// The handler future nests SDK and HTTP futures deeply enough to need more room.
+#![recursion_limit = "256"]
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
+use ocrbridge::aws::AwsClients;
+use ocrbridge::config::StackConfig;
+use ocrbridge::keyring::{Keyring, Stage, DEFAULT_MAX_AGE};
+use ocrbridge::metrics::Metrics;
+use ocrbridge::vendor::sim::{http_client, HttpTimeouts, SimVendor};
+use rotate::{Rotate, RotationEvent};
 use serde_json::Value;
-
-async fn not_built_yet(event: LambdaEvent<Value>) -> Result<Value, Error> {
-    tracing::error!(
-        request_id = %event.context.request_id,
-        "the rotate handler is not built yet (issue #6); the event was not processed"
-    );
-    Err("the rotate handler is not built yet (issue #6)".into())
-}
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     ocrbridge::telemetry::init();
-    lambda_runtime::run(service_fn(not_built_yet)).await
+    let stack = StackConfig::from_env()?;
+    let clients = AwsClients::from_env().await;
+    let base_url = std::env::var("VENDOR_BASE_URL").map_err(|_| "VENDOR_BASE_URL is not set")?;
+    let api_key = Keyring::new(
+        clients.secrets.clone(),
+        &stack.vendor_api_key_secret,
+        &[Stage::Current],
+        DEFAULT_MAX_AGE,
+    );
+    let rotate = Rotate {
+        secrets: clients.secrets.clone(),
+        registry: SimVendor::new(http_client(HttpTimeouts::default())?, base_url, api_key),
+        metrics: Metrics::stdout("rotate"),
+        require_rotation_enabled: std::env::var("REQUIRE_ROTATION_ENABLED")
+            .map_or(true, |v| v != "false"),
+        stack,
+    };
+    let rotate = &rotate;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let rotation = RotationEvent::from_json(&event.payload)?;
+        rotate.handle(&rotation).await?;
+        Ok::<_, Error>(Value::Null)
+    }))
+    .await
 }

@@ -1,22 +1,38 @@
-//! `webhook`: verify and enqueue vendor webhooks.
-//!
-//! Not built yet (issue #6). Until it is, every invocation fails loudly instead of
-//! pretending to succeed, so no event is acknowledged and lost: queue messages return to their
-//! queue and end in its DLQ.
+//! `webhook` Lambda: wiring only. See `lib.rs` for what it does.
 
-use lambda_runtime::{service_fn, Error, LambdaEvent};
-use serde_json::Value;
+// The handler future nests SDK futures deeply enough to need more room.
+#![recursion_limit = "256"]
 
-async fn not_built_yet(event: LambdaEvent<Value>) -> Result<Value, Error> {
-    tracing::error!(
-        request_id = %event.context.request_id,
-        "the webhook handler is not built yet (issue #6); the event was not processed"
-    );
-    Err("the webhook handler is not built yet (issue #6)".into())
-}
+use lambda_http::{service_fn, Error, Request};
+use ocrbridge::aws::AwsClients;
+use ocrbridge::config::StackConfig;
+use ocrbridge::keyring::{Keyring, Stage, DEFAULT_MAX_AGE};
+use ocrbridge::ledger::Ledger;
+use ocrbridge::metrics::Metrics;
+use ocrbridge::queue::Queue;
+use webhook::{Webhook, WebhookConfig};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     ocrbridge::telemetry::init();
-    lambda_runtime::run(service_fn(not_built_yet)).await
+    let stack = StackConfig::from_env()?;
+    let clients = AwsClients::from_env().await;
+    let webhook = Webhook {
+        keyring: Keyring::new(
+            clients.secrets.clone(),
+            &stack.webhook_secret,
+            &[Stage::Current, Stage::Pending, Stage::Previous],
+            DEFAULT_MAX_AGE,
+        ),
+        ledger: Ledger::new(clients.dynamodb.clone(), stack.ledger_tables()),
+        queue: Queue::new(clients.sqs.clone()),
+        metrics: Metrics::stdout("webhook"),
+        config: WebhookConfig::from_lookup(|k| std::env::var(k).ok()),
+        stack,
+    };
+    let webhook = &webhook;
+    lambda_http::run(service_fn(move |request: Request| async move {
+        webhook.handle_http(request).await
+    }))
+    .await
 }

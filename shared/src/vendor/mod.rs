@@ -197,6 +197,30 @@ pub trait Vendor: Send + Sync {
     fn refresh_credentials(&self) -> impl Future<Output = ()> + Send;
 }
 
+/// The vendor side of secret rotation: what `functions/rotate` asks of a vendor.
+pub trait SecretRegistry: Send + Sync {
+    /// Makes the vendor sign webhooks with exactly these secrets (old and new during rotation).
+    fn set_webhook_secrets(
+        &self,
+        secrets: &[crate::keyring::Secret],
+    ) -> impl Future<Output = Result<(), VendorError>> + Send;
+    /// Registers a new API key with the vendor.
+    fn register_api_key(
+        &self,
+        key: &crate::keyring::Secret,
+    ) -> impl Future<Output = Result<(), VendorError>> + Send;
+    /// Revokes an API key; revoking an unknown key is not an error.
+    fn revoke_api_key(
+        &self,
+        key: &crate::keyring::Secret,
+    ) -> impl Future<Output = Result<(), VendorError>> + Send;
+    /// Proves `key` works: one authenticated read.
+    fn check_api_key(
+        &self,
+        key: &crate::keyring::Secret,
+    ) -> impl Future<Output = Result<(), VendorError>> + Send;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,10 +6,10 @@ use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
 
 use super::{
-    Capabilities, Idempotency, Submission, Vendor, VendorError, VendorJob, VendorStatus,
-    WebhookScheme,
+    Capabilities, Idempotency, SecretRegistry, Submission, Vendor, VendorError, VendorJob,
+    VendorStatus, WebhookScheme,
 };
-use crate::keyring::Keyring;
+use crate::keyring::{Keyring, Secret};
 
 /// Timeouts: connecting is quick or hopeless; a submit answers in well under the request timeout
 /// unless something is wrong, and then the lookup by key resolves the doubt.
@@ -229,6 +229,57 @@ impl Vendor for SimVendor {
         if let Err(e) = self.api_key.current(true).await {
             tracing::warn!(error = %e, "could not refresh the vendor API key");
         }
+    }
+}
+
+/// The simulator's admin API stands in for the vendor's key and webhook settings.
+impl SecretRegistry for SimVendor {
+    async fn set_webhook_secrets(&self, secrets: &[Secret]) -> Result<(), VendorError> {
+        let values: Vec<&str> = secrets.iter().map(Secret::expose).collect();
+        let response = self
+            .http
+            .put(format!("{}/admin/webhook", self.base_url))
+            .json(&json!({ "secrets": values }))
+            .send()
+            .await
+            .map_err(transport_error)?;
+        check(response).await.map(|_| ())
+    }
+
+    async fn register_api_key(&self, key: &Secret) -> Result<(), VendorError> {
+        let response = self
+            .http
+            .post(format!("{}/admin/api-keys", self.base_url))
+            .json(&json!({ "key": key.expose() }))
+            .send()
+            .await
+            .map_err(transport_error)?;
+        check(response).await.map(|_| ())
+    }
+
+    async fn revoke_api_key(&self, key: &Secret) -> Result<(), VendorError> {
+        let response = self
+            .http
+            .delete(format!("{}/admin/api-keys/{}", self.base_url, key.expose()))
+            .send()
+            .await
+            .map_err(transport_error)?;
+        match check(response).await {
+            Ok(_) | Err(VendorError::Rejected { status: 404, .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn check_api_key(&self, key: &Secret) -> Result<(), VendorError> {
+        let response = self
+            .http
+            .get(format!("{}/v1/documents", self.base_url))
+            .query(&[("external_ref", "ocrbridge-rotation-check")])
+            .header("authorization", format!("Bearer {}", key.expose()))
+            .send()
+            .await
+            .map_err(transport_error)?;
+        check(response).await.map(|_| ())
     }
 }
 

@@ -1,0 +1,305 @@
+//! `webhook`: verify, dedupe, acknowledge fast.
+//!
+//! A vendor delivery (Lambda Function URL or API Gateway HTTP API v2 — the same event shape) is:
+//! 1. size-checked, then **verified before anything parses it**, over the exact body bytes
+//!    (`lambda_http` has already base64-decoded an `isBase64Encoded` body; UTF-8 is not needed);
+//!    on a signature miss the keyring is refreshed once, since a rotation may have just moved
+//!    the stages;
+//! 2. matched to its job through the `external_ref` we sent (our job id), so a webhook that
+//!    beats the submit function's own write is still attributed;
+//! 3. deduplicated on its event id with a claim whose TTL outlives the timestamp tolerance
+//!    (a replay outside the window fails the timestamp check; inside it, the claim);
+//! 4. put on the results queue as a [`ResultNotice`], and answered 200.
+//!
+//! Ordering is not this function's business: parse checks the vendor's status and the job's
+//! state machine, so a `processing` after `succeeded` changes nothing. Answers give nothing away:
+//! 400 for a malformed request, 401 for anything that fails verification.
+
+use std::time::Duration;
+
+use lambda_http::{Body, Request, Response};
+use ocrbridge::config::StackConfig;
+use ocrbridge::job::JobId;
+use ocrbridge::keyring::Keyring;
+use ocrbridge::ledger::{Claim, Ledger};
+use ocrbridge::metrics::{self, Metrics};
+use ocrbridge::queue::{Queue, ResultNotice};
+use ocrbridge::signature::{Headers, Rejection, Scheme, DEFAULT_TOLERANCE_SECS};
+use ocrbridge::time::UnixMillis;
+use serde_json::Value;
+use tracing::{info, warn};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookConfig {
+    /// `WEBHOOK_TOLERANCE_SECS` (default 300): accepted clock difference, both directions.
+    pub scheme: Scheme,
+    /// `WEBHOOK_MAX_BODY_BYTES` (default 262,144).
+    pub max_body_bytes: usize,
+}
+
+impl WebhookConfig {
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let tolerance_secs = lookup("WEBHOOK_TOLERANCE_SECS")
+            .and_then(|v| v.parse().ok())
+            .filter(|v: &i64| *v > 0)
+            .unwrap_or(DEFAULT_TOLERANCE_SECS);
+        WebhookConfig {
+            scheme: Scheme::StandardWebhooks { tolerance_secs },
+            max_body_bytes: lookup("WEBHOOK_MAX_BODY_BYTES")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(256 * 1024),
+        }
+    }
+
+    /// Dedupe claims outlive the window in which a replay could pass the timestamp check.
+    pub fn dedupe_ttl(&self) -> Duration {
+        let tolerance = match self.scheme {
+            Scheme::StandardWebhooks { tolerance_secs } => tolerance_secs.max(0) as u64,
+            // No timestamp: the claim is the only replay guard, so keep it for a day.
+            Scheme::HexHmacBody { .. } => 86_400,
+        };
+        Duration::from_secs(2 * tolerance + 60)
+    }
+}
+
+/// An HTTP answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub body: &'static str,
+}
+
+const OK: Reply = Reply {
+    status: 200,
+    body: r#"{"status":"accepted"}"#,
+};
+const DUPLICATE: Reply = Reply {
+    status: 200,
+    body: r#"{"status":"duplicate"}"#,
+};
+const BAD_REQUEST: Reply = Reply {
+    status: 400,
+    body: r#"{"error":"bad request"}"#,
+};
+const UNAUTHORIZED: Reply = Reply {
+    status: 401,
+    body: r#"{"error":"unauthorized"}"#,
+};
+const METHOD: Reply = Reply {
+    status: 405,
+    body: r#"{"error":"method not allowed"}"#,
+};
+const TOO_LARGE: Reply = Reply {
+    status: 413,
+    body: r#"{"error":"payload too large"}"#,
+};
+const UNAVAILABLE: Reply = Reply {
+    status: 503,
+    body: r#"{"error":"try again"}"#,
+};
+
+pub struct Webhook {
+    pub keyring: Keyring,
+    pub ledger: Ledger,
+    pub queue: Queue,
+    pub metrics: Metrics,
+    pub stack: StackConfig,
+    pub config: WebhookConfig,
+}
+
+impl Webhook {
+    /// The Lambda entry point.
+    pub async fn handle_http(
+        &self,
+        request: Request,
+    ) -> Result<Response<Body>, lambda_http::Error> {
+        let (parts, body) = request.into_parts();
+        let bytes: &[u8] = match &body {
+            Body::Empty => &[],
+            Body::Text(text) => text.as_bytes(),
+            Body::Binary(bytes) => bytes,
+            _ => &[],
+        };
+        let now = (UnixMillis::now().0 / 1000) as i64;
+        let reply = self
+            .handle(parts.method.as_str(), &parts.headers, bytes, now)
+            .await;
+        Ok(Response::builder()
+            .status(reply.status)
+            .header("content-type", "application/json")
+            .body(Body::from(reply.body))?)
+    }
+
+    fn rejected(&self, reason: &str) {
+        self.metrics
+            .count(metrics::WEBHOOKS_REJECTED, &[reason], &[]);
+    }
+
+    /// Handles one delivery; `now` is unix seconds.
+    pub async fn handle(
+        &self,
+        method: &str,
+        headers: &(impl Headers + ?Sized),
+        body: &[u8],
+        now: i64,
+    ) -> Reply {
+        if !method.eq_ignore_ascii_case("POST") {
+            self.rejected("method");
+            return METHOD;
+        }
+        if body.len() > self.config.max_body_bytes {
+            self.rejected("too_large");
+            return TOO_LARGE;
+        }
+        let verified = match self.verify(headers, body, now).await {
+            Ok(v) => v,
+            Err(None) => return UNAVAILABLE,
+            Err(Some(rejection)) => {
+                self.rejected(rejection.as_str());
+                warn!(reason = rejection.as_str(), "webhook rejected");
+                return match rejection {
+                    Rejection::Missing | Rejection::Malformed => BAD_REQUEST,
+                    _ => UNAUTHORIZED,
+                };
+            }
+        };
+
+        // Verified: now it is safe to look inside.
+        let Ok(payload) = serde_json::from_slice::<Value>(body) else {
+            self.rejected("malformed_payload");
+            return BAD_REQUEST;
+        };
+        let data = &payload["data"];
+        let (Some(vendor_job_id), Some(status)) = (data["id"].as_str(), data["status"].as_str())
+        else {
+            self.rejected("malformed_payload");
+            return BAD_REQUEST;
+        };
+        let job_id = data["external_ref"]
+            .as_str()
+            .and_then(|r| JobId::parse(r).ok());
+        let job = match &job_id {
+            Some(id) => match self.ledger.get_job(id).await {
+                Ok(job) => job,
+                Err(e) => {
+                    warn!(error = %e, "ledger unavailable");
+                    return UNAVAILABLE;
+                }
+            },
+            None => None,
+        };
+        let Some(job) = job else {
+            // Signed by the vendor but not ours (or not anymore): acknowledge so it stops, count
+            // it, and keep the evidence in the results DLQ.
+            self.rejected("unknown_job");
+            let _ = self
+                .queue
+                .dead_letter(
+                    &self.stack.results_dlq_url,
+                    &String::from_utf8_lossy(body),
+                    "unknown_job",
+                    "a verified webhook names no job of ours",
+                    &verified.event_id,
+                )
+                .await;
+            return OK;
+        };
+
+        let claim = match self
+            .ledger
+            .claim_once(
+                "webhook",
+                &verified.event_id,
+                self.config.dedupe_ttl(),
+                UnixMillis::now(),
+            )
+            .await
+        {
+            Ok(claim) => claim,
+            Err(e) => {
+                warn!(error = %e, "dedupe unavailable");
+                return UNAVAILABLE;
+            }
+        };
+        let Claim::First(token) = claim else {
+            self.metrics.count(
+                metrics::WEBHOOK_DUPLICATES,
+                &[],
+                &[("job_id", job.id.as_str())],
+            );
+            info!(job_id = %job.id, event_id = %verified.event_id, "duplicate delivery");
+            return DUPLICATE;
+        };
+        let notice = ResultNotice {
+            job_id: job.id.clone(),
+            vendor_job_id: vendor_job_id.to_owned(),
+            status: status.to_owned(),
+            vendor_timestamp: verified.timestamp,
+            event_id: Some(verified.event_id.clone()),
+        };
+        if let Err(e) = self
+            .queue
+            .send_json(&self.stack.results_queue_url, &notice)
+            .await
+        {
+            // Not enqueued: give the claim back so the vendor's retry is not taken for a duplicate.
+            warn!(error = %e, "results queue unavailable");
+            let _ = self
+                .ledger
+                .release_claim("webhook", &verified.event_id, &token)
+                .await;
+            return UNAVAILABLE;
+        }
+        self.metrics.count(
+            metrics::WEBHOOKS_VERIFIED,
+            &[status],
+            &[("job_id", job.id.as_str())],
+        );
+        if let Some(ts) = verified.timestamp {
+            let lag_ms = (now - ts).max(0) as f64 * 1000.0;
+            self.metrics.emit(
+                metrics::WEBHOOK_DELIVERY_LAG,
+                lag_ms,
+                &[],
+                &[("job_id", job.id.as_str())],
+            );
+        }
+        info!(job_id = %job.id, status, "webhook accepted");
+        OK
+    }
+
+    /// `Err(None)`: the keyring is unavailable (answer 503, the vendor retries).
+    async fn verify(
+        &self,
+        headers: &(impl Headers + ?Sized),
+        body: &[u8],
+        now: i64,
+    ) -> Result<ocrbridge::signature::Verified, Option<Rejection>> {
+        let keys: Vec<_> = self
+            .keyring
+            .values(false)
+            .await
+            .map_err(|_| None)?
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect();
+        match self.config.scheme.verify(headers, body, &keys, now) {
+            Err(Rejection::Signature) => {
+                // Perhaps rotation just moved the stages: refresh once, then decide.
+                let keys: Vec<_> = self
+                    .keyring
+                    .values(true)
+                    .await
+                    .map_err(|_| None)?
+                    .into_iter()
+                    .map(|(_, v)| v)
+                    .collect();
+                self.config
+                    .scheme
+                    .verify(headers, body, &keys, now)
+                    .map_err(Some)
+            }
+            other => other.map_err(Some),
+        }
+    }
+}
