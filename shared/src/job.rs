@@ -344,6 +344,10 @@ pub struct Job {
     pub vendor_job_id: Option<String>,
     pub reason: Option<Reason>,
     pub inspection: Inspection,
+    /// Where the normalized result is stored, once parsed.
+    pub result_key: Option<String>,
+    /// Key fields of the result, as a short JSON object.
+    pub result_summary: Option<String>,
 }
 
 /// What a new job starts with.

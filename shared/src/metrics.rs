@@ -80,6 +80,20 @@ pub const WEBHOOK_DELIVERY_LAG: Metric = metric("WebhookDeliveryLag", Unit::Mill
 pub const ROTATION_STEPS: Metric = metric("RotationSteps", Unit::Count, &["Secret", "Step"]);
 pub const ROTATION_FAILURES: Metric = metric("RotationFailures", Unit::Count, &["Secret", "Step"]);
 
+/// Parse.
+pub const END_TO_END_LATENCY: Metric =
+    metric("EndToEndLatency", Unit::Milliseconds, &["Profile", "Pages"]);
+pub const PARSE_FAILURES: Metric = metric("ParseFailures", Unit::Count, &["Reason"]);
+pub const NEEDS_REVIEW: Metric = metric("NeedsReview", Unit::Count, &["Rule"]);
+pub const JOBS_COMPLETED: Metric = metric("JobsCompleted", Unit::Count, &["Profile", "Outcome"]);
+pub const FIELD_NULL: Metric = metric("FieldNull", Unit::Count, &["Profile", "Field"]);
+pub const SCHEMA_DRIFT: Metric = metric("SchemaDrift", Unit::Count, &["Vendor", "Field", "Kind"]);
+
+/// Reconcile.
+pub const STUCK_JOBS: Metric = metric("StuckJobs", Unit::Count, &["State"]);
+pub const RECOVERED_JOBS: Metric = metric("RecoveredJobs", Unit::Count, &["State"]);
+pub const EXPIRED_JOBS: Metric = metric("ExpiredJobs", Unit::Count, &["State"]);
+
 pub const JOBS_FAILED: Metric = metric("JobsFailed", Unit::Count, &["Stage", "Reason"]);
 
 /// Every metric, for the template consistency test.
@@ -110,6 +124,15 @@ pub const ALL: &[Metric] = &[
     WEBHOOK_DELIVERY_LAG,
     ROTATION_STEPS,
     ROTATION_FAILURES,
+    END_TO_END_LATENCY,
+    PARSE_FAILURES,
+    NEEDS_REVIEW,
+    JOBS_COMPLETED,
+    FIELD_NULL,
+    SCHEMA_DRIFT,
+    STUCK_JOBS,
+    RECOVERED_JOBS,
+    EXPIRED_JOBS,
 ];
 
 /// Where EMF lines go: stdout in Lambda, memory in tests.

@@ -1,22 +1,46 @@
-//! `reconcile`: sweep stuck jobs.
-//!
-//! Not built yet (issue #7). Until it is, every invocation fails loudly instead of
-//! pretending to succeed, so no event is acknowledged and lost: queue messages return to their
-//! queue and end in its DLQ.
+//! `reconcile` Lambda: wiring only. See `lib.rs` for what it does.
+
+// The handler future nests SDK and HTTP futures deeply enough to need more room.
+#![recursion_limit = "256"]
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
+use ocrbridge::aws::AwsClients;
+use ocrbridge::config::StackConfig;
+use ocrbridge::keyring::{Keyring, Stage, DEFAULT_MAX_AGE};
+use ocrbridge::ledger::Ledger;
+use ocrbridge::metrics::Metrics;
+use ocrbridge::queue::Queue;
+use ocrbridge::time::UnixMillis;
+use ocrbridge::vendor::sim::{http_client, HttpTimeouts, SimVendor};
+use reconcile::{Reconcile, ReconcileConfig};
 use serde_json::Value;
-
-async fn not_built_yet(event: LambdaEvent<Value>) -> Result<Value, Error> {
-    tracing::error!(
-        request_id = %event.context.request_id,
-        "the reconcile handler is not built yet (issue #7); the event was not processed"
-    );
-    Err("the reconcile handler is not built yet (issue #7)".into())
-}
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     ocrbridge::telemetry::init();
-    lambda_runtime::run(service_fn(not_built_yet)).await
+    let stack = StackConfig::from_env()?;
+    let clients = AwsClients::from_env().await;
+    let base_url = std::env::var("VENDOR_BASE_URL").map_err(|_| "VENDOR_BASE_URL is not set")?;
+    let api_key = Keyring::new(
+        clients.secrets.clone(),
+        &stack.vendor_api_key_secret,
+        &[Stage::Current],
+        DEFAULT_MAX_AGE,
+    );
+    let reconcile = Reconcile {
+        vendor: SimVendor::new(http_client(HttpTimeouts::default())?, base_url, api_key),
+        ledger: Ledger::new(clients.dynamodb.clone(), stack.ledger_tables()),
+        queue: Queue::new(clients.sqs.clone()),
+        metrics: Metrics::stdout("reconcile"),
+        config: ReconcileConfig::from_lookup(|k| std::env::var(k).ok()),
+        stack,
+    };
+    let reconcile = &reconcile;
+    // The schedule's event carries nothing we need; any payload runs one sweep.
+    lambda_runtime::run(service_fn(move |_event: LambdaEvent<Value>| async move {
+        Ok::<_, Error>(serde_json::to_value(
+            reconcile.run(UnixMillis::now()).await,
+        )?)
+    }))
+    .await
 }

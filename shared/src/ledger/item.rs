@@ -18,6 +18,7 @@
 //! | `reason_code`, `reason_message` | S | why the job was rejected, failed or needs review  |
 //! | `file_type`, `size_bytes`, `page_count`, `text_layer`, `type_mismatch` | S, N, N, BOOL, S | intake's inspection |
 //! | `also_uploaded_as` | SS  | other S3 objects with the same content (suppressed duplicates)  |
+//! | `result_key`, `result_summary` | S, S | the stored normalized result and its key fields     |
 //!
 //! Dedupe table (`DEDUPE_TABLE`), one item per claimed event id:
 //!
@@ -64,6 +65,8 @@ pub mod attr {
     pub const TEXT_LAYER: &str = "text_layer";
     pub const TYPE_MISMATCH: &str = "type_mismatch";
     pub const ALSO_UPLOADED_AS: &str = "also_uploaded_as";
+    pub const RESULT_KEY: &str = "result_key";
+    pub const RESULT_SUMMARY: &str = "result_summary";
 
     pub const DEDUPE_KEY: &str = "dedupe_key";
     pub const EXPIRES_AT: &str = "expires_at";
@@ -219,6 +222,8 @@ pub fn job_from_item(item: &Item) -> Result<Job, MalformedItem> {
             text_layer: opt_bool(item, attr::TEXT_LAYER)?,
             type_mismatch: opt_s(item, attr::TYPE_MISMATCH)?,
         },
+        result_key: opt_s(item, attr::RESULT_KEY)?,
+        result_summary: opt_s(item, attr::RESULT_SUMMARY)?,
     })
 }
 

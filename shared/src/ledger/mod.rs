@@ -101,6 +101,10 @@ impl Created {
 pub struct Change {
     pub vendor_job_id: Option<String>,
     pub reason: Option<Reason>,
+    /// Where the normalized result is stored (`results/<job>.json`).
+    pub result_key: Option<String>,
+    /// A short JSON summary of the key fields, for operators and the demo table.
+    pub result_summary: Option<String>,
 }
 
 impl Change {
@@ -115,6 +119,12 @@ impl Change {
 
     pub fn with_reason(mut self, reason: Reason) -> Self {
         self.reason = Some(reason);
+        self
+    }
+
+    pub fn with_result(mut self, key: impl Into<String>, summary: impl Into<String>) -> Self {
+        self.result_key = Some(key.into());
+        self.result_summary = Some(summary.into());
         self
     }
 }
@@ -249,6 +259,39 @@ impl Ledger {
         }
     }
 
+    /// Jobs in `state` that entered it before `before`, oldest first, through the `by-state`
+    /// index (never a scan). Returns a page and the key to continue from.
+    #[instrument(skip_all, fields(state = %state))]
+    pub async fn jobs_in_state_before(
+        &self,
+        state: JobState,
+        before: UnixMillis,
+        limit: i32,
+        start: Option<Item>,
+    ) -> Result<(Vec<Job>, Option<Item>), LedgerError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.tables.jobs)
+            .index_name(item::BY_STATE_INDEX)
+            .key_condition_expression("#s = :s AND #t < :t")
+            .expression_attribute_names("#s", attr::STATE)
+            .expression_attribute_names("#t", attr::STATE_SINCE)
+            .expression_attribute_values(":s", s(state.as_str()))
+            .expression_attribute_values(":t", n(before.0))
+            .limit(limit)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| LedgerError::dynamo("Query", &e))?;
+        let jobs = out
+            .items()
+            .iter()
+            .map(job_from_item)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((jobs, out.last_evaluated_key().cloned()))
+    }
+
     /// Records another S3 object with this job's content (a suppressed duplicate). A set add:
     /// idempotent and commutative, so it needs no guard and does not bump the version.
     #[instrument(skip_all, fields(job_id = %id))]
@@ -371,5 +414,11 @@ fn apply_state_change(expr: &mut Expr, to: JobState, change: &Change, now: UnixM
     if let Some(reason) = &change.reason {
         expr.set(attr::REASON_CODE, s(&reason.code))
             .set(attr::REASON_MESSAGE, s(&reason.message));
+    }
+    if let Some(key) = &change.result_key {
+        expr.set(attr::RESULT_KEY, s(key));
+    }
+    if let Some(summary) = &change.result_summary {
+        expr.set(attr::RESULT_SUMMARY, s(summary));
     }
 }

@@ -9,6 +9,7 @@
 //! [`Capabilities`] says which of these a vendor has; the submit and reconcile logic reads it
 //! instead of assuming.
 
+pub mod normalize;
 pub mod sim;
 
 use std::future::Future;
@@ -195,6 +196,15 @@ pub trait Vendor: Send + Sync {
 
     /// Forces the next call to re-read credentials (after a 401/403: rotation may have happened).
     fn refresh_credentials(&self) -> impl Future<Output = ()> + Send;
+
+    /// The normalize hook: the vendor's raw result as `Document v1`, with any schema drift seen.
+    fn normalize(
+        &self,
+        raw: &[u8],
+        job_id: &str,
+        vendor_job_id: &str,
+        profile: &Profile,
+    ) -> Result<normalize::Normalized, normalize::NormalizeError>;
 }
 
 /// The vendor side of secret rotation: what `functions/rotate` asks of a vendor.

@@ -225,6 +225,16 @@ impl Vendor for SimVendor {
             .to_vec())
     }
 
+    fn normalize(
+        &self,
+        raw: &[u8],
+        job_id: &str,
+        vendor_job_id: &str,
+        profile: &crate::job::Profile,
+    ) -> Result<super::normalize::Normalized, super::normalize::NormalizeError> {
+        super::normalize::normalize_sim(raw, job_id, vendor_job_id, profile)
+    }
+
     async fn refresh_credentials(&self) {
         if let Err(e) = self.api_key.current(true).await {
             tracing::warn!(error = %e, "could not refresh the vendor API key");

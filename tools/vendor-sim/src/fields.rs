@@ -72,6 +72,12 @@ pub fn extract(profile: &str, pages: &[Page]) -> BTreeMap<String, Field> {
     match profile {
         "receipt" => {
             put("total", total(&lines));
+            put("subtotal", amount_on(&lines, |t| SUBTOTAL.is_match(t)));
+            put(
+                "tax",
+                amount_on(&lines, |t| TAX.is_match(t) && !TOTAL.is_match(t)),
+            );
+            put("currency", currency(&lines));
             put("date", first_match(&lines, &DATE, |_| true));
             let company = company(&lines);
             put(
@@ -81,6 +87,7 @@ pub fn extract(profile: &str, pages: &[Page]) -> BTreeMap<String, Field> {
             put("company", company.map(|(_, f)| f));
         }
         "invoice" => {
+            put("vendor_name", company(&lines).map(|(_, f)| f));
             put("invoice_id", invoice_id(&lines));
             put(
                 "invoice_date",

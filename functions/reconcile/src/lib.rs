@@ -1,0 +1,245 @@
+//! `reconcile`: no job left behind.
+//!
+//! On a schedule, through the `by-state` index (no scans), oldest first:
+//!
+//! | state | stuck when | action |
+//! |---|---|---|
+//! | any live state | older than `MAX_JOB_AGE_SECS` | `Failed` with `max_age_exceeded` |
+//! | `Received` | in it longer than `STUCK_SECS` | re-send the S3 notification to intake (it re-validates and settles) |
+//! | `Queued` | longer than `STUCK_SECS` | re-send `{job_id}` to the submit queue |
+//! | `Submitting` | lease expired, longer than `STUCK_SECS` | re-send to submit, which reconciles by idempotency key before resubmitting |
+//! | `Submitted` | no result after `SUBMITTED_STALE_SECS` | poll the vendor; a final status goes to the results queue |
+//! | `ResultReady`, `Parsing` | lease expired, longer than `STUCK_SECS` | re-send a result notice |
+//!
+//! Every action is a message to an idempotent consumer or a guarded transition, so reconcile
+//! can run beside the webhook, parse, submit, and another reconcile.
+
+use std::time::Duration;
+
+use ocrbridge::config::StackConfig;
+use ocrbridge::job::{Job, JobState, Reason};
+use ocrbridge::ledger::{Change, Ledger};
+use ocrbridge::metrics::{self, Metrics};
+use ocrbridge::queue::{Queue, ResultNotice, SubmitRequest};
+use ocrbridge::time::UnixMillis;
+use ocrbridge::vendor::{Vendor, VendorStatus};
+use serde_json::json;
+use tracing::{info, warn};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReconcileConfig {
+    /// `STUCK_SECS` (default 600).
+    pub stuck: Duration,
+    /// `SUBMITTED_STALE_SECS` (default 900): how long a webhook may take before we poll.
+    pub submitted_stale: Duration,
+    /// `MAX_JOB_AGE_SECS` (default 604,800: a week).
+    pub max_age: Duration,
+    /// `RECONCILE_BATCH` (default 100): jobs per state per run.
+    pub batch: i32,
+}
+
+impl ReconcileConfig {
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let secs = |k: &str, d: u64| {
+            Duration::from_secs(lookup(k).and_then(|v| v.parse().ok()).unwrap_or(d))
+        };
+        ReconcileConfig {
+            stuck: secs("STUCK_SECS", 600),
+            submitted_stale: secs("SUBMITTED_STALE_SECS", 900),
+            max_age: secs("MAX_JOB_AGE_SECS", 604_800),
+            batch: lookup("RECONCILE_BATCH")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(100),
+        }
+    }
+}
+
+/// What one run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Summary {
+    pub stuck: u32,
+    pub recovered: u32,
+    pub expired: u32,
+    pub errors: u32,
+}
+
+pub struct Reconcile<V> {
+    pub vendor: V,
+    pub ledger: Ledger,
+    pub queue: Queue,
+    pub metrics: Metrics,
+    pub stack: StackConfig,
+    pub config: ReconcileConfig,
+}
+
+const LIVE: [JobState; 6] = [
+    JobState::Received,
+    JobState::Queued,
+    JobState::Submitting,
+    JobState::Submitted,
+    JobState::ResultReady,
+    JobState::Parsing,
+];
+
+impl<V: Vendor> Reconcile<V> {
+    pub async fn run(&self, now: UnixMillis) -> Summary {
+        let mut summary = Summary::default();
+        for state in LIVE {
+            let threshold = if state == JobState::Submitted {
+                self.config.submitted_stale
+            } else {
+                self.config.stuck
+            };
+            let jobs = match self
+                .ledger
+                .jobs_in_state_before(state, now.minus(threshold), self.config.batch, None)
+                .await
+            {
+                Ok((jobs, _)) => jobs,
+                Err(e) => {
+                    warn!(state = %state, error = %e, "cannot list stuck jobs");
+                    summary.errors += 1;
+                    continue;
+                }
+            };
+            for job in jobs {
+                if job.lease.as_ref().is_some_and(|l| l.is_live(now)) {
+                    continue; // someone is working on it right now
+                }
+                summary.stuck += 1;
+                self.metrics.count(
+                    metrics::STUCK_JOBS,
+                    &[state.as_str()],
+                    &[("job_id", job.id.as_str())],
+                );
+                match self.act(&job, now).await {
+                    Ok(Action::Recovered) => {
+                        summary.recovered += 1;
+                        self.metrics.count(
+                            metrics::RECOVERED_JOBS,
+                            &[state.as_str()],
+                            &[("job_id", job.id.as_str())],
+                        );
+                    }
+                    Ok(Action::Expired) => {
+                        summary.expired += 1;
+                        self.metrics.count(
+                            metrics::EXPIRED_JOBS,
+                            &[state.as_str()],
+                            &[("job_id", job.id.as_str())],
+                        );
+                    }
+                    Ok(Action::Waiting) => {}
+                    Err(e) => {
+                        warn!(job_id = %job.id, error = %e, "reconcile action failed");
+                        summary.errors += 1;
+                    }
+                }
+            }
+        }
+        info!(?summary, "reconcile run");
+        summary
+    }
+
+    async fn act(&self, job: &Job, now: UnixMillis) -> Result<Action, String> {
+        if now.since(job.created_at) > self.config.max_age {
+            let reason = Reason::new(
+                "max_age_exceeded",
+                format!("still {} after {:?}", job.state, self.config.max_age),
+            );
+            self.metrics.count(
+                metrics::JOBS_FAILED,
+                &["reconcile", "max_age_exceeded"],
+                &[("job_id", job.id.as_str())],
+            );
+            return match self
+                .ledger
+                .transition(
+                    job,
+                    JobState::Failed,
+                    Change::none().with_reason(reason),
+                    now,
+                )
+                .await
+            {
+                Ok(_) => Ok(Action::Expired),
+                // Moved meanwhile: it is not stuck anymore.
+                Err(ocrbridge::ledger::TransitionError::Stale { .. }) => Ok(Action::Waiting),
+                Err(e) => Err(e.to_string()),
+            };
+        }
+        let send_err = |e: ocrbridge::queue::QueueError| e.to_string();
+        match job.state {
+            JobState::Received => {
+                // Intake stopped between creating and settling: let it settle again.
+                let event = json!({"Records": [{
+                    "eventSource": "aws:s3", "eventName": "ObjectCreated:Reconcile",
+                    "s3": {"bucket": {"name": job.source.bucket},
+                           "object": {"key": job.source.key, "versionId": job.source.version_id}}
+                }]});
+                self.queue
+                    .send_json(&self.stack.intake_queue_url, &event)
+                    .await
+                    .map_err(send_err)?;
+                Ok(Action::Recovered)
+            }
+            JobState::Queued | JobState::Submitting => {
+                self.queue
+                    .send_json(
+                        &self.stack.submit_queue_url,
+                        &SubmitRequest {
+                            job_id: job.id.clone(),
+                        },
+                    )
+                    .await
+                    .map_err(send_err)?;
+                Ok(Action::Recovered)
+            }
+            JobState::Submitted => {
+                let Some(vendor_job_id) = &job.vendor_job_id else {
+                    return Err("a Submitted job has no vendor job id".into());
+                };
+                let status = self
+                    .vendor
+                    .status(vendor_job_id)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .status;
+                let name = match &status {
+                    VendorStatus::Succeeded => "succeeded",
+                    VendorStatus::Failed { .. } => "failed",
+                    _ => return Ok(Action::Waiting),
+                };
+                self.notice(job, vendor_job_id, name).await?;
+                Ok(Action::Recovered)
+            }
+            JobState::ResultReady | JobState::Parsing => {
+                let vendor_job_id = job.vendor_job_id.clone().unwrap_or_default();
+                self.notice(job, &vendor_job_id, "succeeded").await?;
+                Ok(Action::Recovered)
+            }
+            _ => Ok(Action::Waiting),
+        }
+    }
+
+    async fn notice(&self, job: &Job, vendor_job_id: &str, status: &str) -> Result<(), String> {
+        let notice = ResultNotice {
+            job_id: job.id.clone(),
+            vendor_job_id: vendor_job_id.to_owned(),
+            status: status.to_owned(),
+            vendor_timestamp: None,
+            event_id: None,
+        };
+        self.queue
+            .send_json(&self.stack.results_queue_url, &notice)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+enum Action {
+    Recovered,
+    Expired,
+    Waiting,
+}

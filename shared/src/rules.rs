@@ -1,0 +1,397 @@
+//! Field-level rules: what makes a result trustworthy enough to complete without a human.
+//!
+//! A failed rule or a field below the confidence threshold sends the job to `NeedsReview` with
+//! every reason. High confidence never overrides a failed rule: a vendor can be sure and wrong.
+
+use chrono::{Datelike, NaiveDate};
+use rust_decimal::Decimal;
+
+use crate::document::{Field, Fields};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleConfig {
+    /// `MIN_FIELD_CONFIDENCE` (default 0.6): fields below it need review.
+    pub min_confidence: f64,
+    /// `TOTAL_TOLERANCE` (default 0.02): allowed difference between a total and its parts.
+    pub tolerance: Decimal,
+    /// `MAX_FUTURE_DAYS` (default 1): how far past today a document date may be (time zones).
+    pub max_future_days: i64,
+    /// `MIN_YEAR` (default 2000): older dates are implausible for documents in flight.
+    pub min_year: i32,
+}
+
+impl Default for RuleConfig {
+    fn default() -> Self {
+        RuleConfig {
+            min_confidence: 0.6,
+            tolerance: Decimal::new(2, 2),
+            max_future_days: 1,
+            min_year: 2000,
+        }
+    }
+}
+
+impl RuleConfig {
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let mut c = RuleConfig::default();
+        if let Some(v) = lookup("MIN_FIELD_CONFIDENCE").and_then(|v| v.parse().ok()) {
+            c.min_confidence = v;
+        }
+        if let Some(v) = lookup("TOTAL_TOLERANCE").and_then(|v| v.parse().ok()) {
+            c.tolerance = v;
+        }
+        if let Some(v) = lookup("MAX_FUTURE_DAYS").and_then(|v| v.parse().ok()) {
+            c.max_future_days = v;
+        }
+        if let Some(v) = lookup("MIN_YEAR").and_then(|v| v.parse().ok()) {
+            c.min_year = v;
+        }
+        c
+    }
+}
+
+/// One reason a result needs a human.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReviewReason {
+    /// Stable rule name: a metric dimension.
+    pub rule: &'static str,
+    pub field: &'static str,
+    pub detail: String,
+}
+
+impl ReviewReason {
+    fn new(rule: &'static str, field: &'static str, detail: impl Into<String>) -> Self {
+        ReviewReason {
+            rule,
+            field,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// ISO 4217 active currency codes.
+const ISO_4217: &str = "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN BWP BYN BZD CAD CDF CHF CLP CNY COP CRC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD UYU UZS VES VND VUV WST XAF XCD XCG XOF XPF YER ZAR ZMW ZWG";
+
+pub fn is_iso_4217(code: &str) -> bool {
+    code.len() == 3 && ISO_4217.split(' ').any(|c| c == code)
+}
+
+/// The fields a profile cannot complete without.
+fn required(fields: &Fields) -> Vec<(&'static str, bool)> {
+    match fields {
+        Fields::Receipt(r) => vec![
+            ("merchant", r.merchant.is_some()),
+            ("date", r.date.is_some()),
+            ("total", r.total.is_some()),
+        ],
+        Fields::Invoice(i) => vec![
+            ("invoice_number", i.invoice_number.is_some()),
+            ("issue_date", i.issue_date.is_some()),
+            ("total", i.total.is_some()),
+            ("currency", i.currency.is_some()),
+        ],
+        Fields::Generic => vec![],
+    }
+}
+
+/// Confidence of every present field, by name.
+fn confidences(fields: &Fields) -> Vec<(&'static str, Option<f64>)> {
+    fn c<T>(name: &'static str, f: &Option<Field<T>>) -> Option<(&'static str, Option<f64>)> {
+        f.as_ref().map(|f| (name, f.confidence))
+    }
+    match fields {
+        Fields::Receipt(r) => [
+            c("merchant", &r.merchant),
+            c("date", &r.date),
+            c("subtotal", &r.subtotal),
+            c("tax", &r.tax),
+            c("total", &r.total),
+            c("currency", &r.currency),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
+        Fields::Invoice(i) => [
+            c("vendor_name", &i.vendor_name),
+            c("invoice_number", &i.invoice_number),
+            c("issue_date", &i.issue_date),
+            c("due_date", &i.due_date),
+            c("subtotal", &i.subtotal),
+            c("tax", &i.tax),
+            c("total", &i.total),
+            c("currency", &i.currency),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
+        Fields::Generic => vec![],
+    }
+}
+
+/// `expected` vs `actual` off by a factor of 100 (a lost or extra decimal point: 12345 for 123.45).
+fn misplaced(expected: Decimal, actual: Decimal, tolerance: Decimal) -> bool {
+    let hundred = Decimal::from(100);
+    (expected * hundred - actual).abs() <= tolerance * hundred
+        || (expected - actual * hundred).abs() <= tolerance * hundred
+}
+
+fn sum_check(
+    reasons: &mut Vec<ReviewReason>,
+    field: &'static str,
+    rule: &'static str,
+    parts_sum: Decimal,
+    total: Decimal,
+    tolerance: Decimal,
+) {
+    if (parts_sum - total).abs() > tolerance {
+        if misplaced(parts_sum, total, tolerance) {
+            reasons.push(ReviewReason::new(
+                "misplaced_decimal",
+                field,
+                format!("{field} is {total} but its parts add up to {parts_sum}: a decimal point looks misplaced"),
+            ));
+        } else {
+            reasons.push(ReviewReason::new(
+                rule,
+                field,
+                format!("{field} is {total} but its parts add up to {parts_sum}"),
+            ));
+        }
+    }
+}
+
+fn date_check(
+    reasons: &mut Vec<ReviewReason>,
+    field: &'static str,
+    date: NaiveDate,
+    today: NaiveDate,
+    config: &RuleConfig,
+) {
+    if date > today + chrono::Duration::days(config.max_future_days) {
+        reasons.push(ReviewReason::new(
+            "date_in_future",
+            field,
+            format!("{field} {date} is after today ({today})"),
+        ));
+    } else if date.year() < config.min_year {
+        reasons.push(ReviewReason::new(
+            "date_implausible",
+            field,
+            format!("{field} {date} is before {}", config.min_year),
+        ));
+    }
+}
+
+/// Every reason `fields` needs review, as of `today`. Empty means it may complete.
+pub fn check(fields: &Fields, config: &RuleConfig, today: NaiveDate) -> Vec<ReviewReason> {
+    let mut reasons = Vec::new();
+    for (name, present) in required(fields) {
+        if !present {
+            reasons.push(ReviewReason::new(
+                "required_field",
+                name,
+                format!("{name} is required and was not found"),
+            ));
+        }
+    }
+    let value = |f: &Option<Field<Decimal>>| f.as_ref().map(|f| f.value);
+    let (subtotal, tax, total, currency, dates, line_items) = match fields {
+        Fields::Receipt(r) => (
+            value(&r.subtotal),
+            value(&r.tax),
+            value(&r.total),
+            r.currency.as_ref().map(|c| c.value.clone()),
+            vec![("date", r.date.as_ref().map(|d| d.value))],
+            None,
+        ),
+        Fields::Invoice(i) => (
+            value(&i.subtotal),
+            value(&i.tax),
+            value(&i.total),
+            i.currency.as_ref().map(|c| c.value.clone()),
+            vec![
+                ("issue_date", i.issue_date.as_ref().map(|d| d.value)),
+                ("due_date", i.due_date.as_ref().map(|d| d.value)),
+            ],
+            Some(&i.line_items),
+        ),
+        Fields::Generic => (None, None, None, None, vec![], None),
+    };
+    if let (Some(subtotal), Some(total)) = (subtotal, total) {
+        let parts = subtotal + tax.unwrap_or_default();
+        sum_check(
+            &mut reasons,
+            "total",
+            "total_mismatch",
+            parts,
+            total,
+            config.tolerance,
+        );
+    }
+    if let Some(items) = line_items.filter(|items| !items.is_empty()) {
+        let sum: Decimal = items.iter().map(|i| i.amount).sum();
+        if let Some(target) = subtotal.or(total.filter(|_| tax.is_none())) {
+            sum_check(
+                &mut reasons,
+                "line_items",
+                "line_items_mismatch",
+                sum,
+                target,
+                config.tolerance,
+            );
+        }
+    }
+    for (name, date) in &dates {
+        if let Some(date) = date {
+            date_check(&mut reasons, name, *date, today, config);
+        }
+    }
+    if let [(_, Some(issue)), (_, Some(due))] = dates.as_slice() {
+        if due < issue {
+            reasons.push(ReviewReason::new(
+                "due_before_issue",
+                "due_date",
+                format!("due {due} is before issue {issue}"),
+            ));
+        }
+    }
+    if let Some(code) = currency {
+        if !is_iso_4217(&code) {
+            reasons.push(ReviewReason::new(
+                "unknown_currency",
+                "currency",
+                format!("{code:?} is not an ISO 4217 code"),
+            ));
+        }
+    }
+    for (name, confidence) in confidences(fields) {
+        match confidence {
+            Some(c) if c < config.min_confidence => reasons.push(ReviewReason::new(
+                "low_confidence",
+                name,
+                format!(
+                    "{name} confidence {c:.2} is below {:.2}",
+                    config.min_confidence
+                ),
+            )),
+            None => reasons.push(ReviewReason::new(
+                "low_confidence",
+                name,
+                format!("{name} has no confidence"),
+            )),
+            _ => {}
+        }
+    }
+    reasons
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::document::{InvoiceFields, LineItem, ReceiptFields};
+    use std::str::FromStr;
+
+    fn f<T>(value: T, confidence: f64) -> Option<Field<T>> {
+        Some(Field {
+            value,
+            confidence: Some(confidence),
+            page: Some(1),
+            bbox: None,
+        })
+    }
+    fn d(s: &str) -> Decimal {
+        Decimal::from_str(s).unwrap()
+    }
+    fn today() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 11, 26).unwrap()
+    }
+    fn receipt(subtotal: &str, tax: &str, total: &str) -> Fields {
+        Fields::Receipt(ReceiptFields {
+            merchant: f("ACME".into(), 0.9),
+            date: f(NaiveDate::from_ymd_opt(2026, 11, 20).unwrap(), 0.9),
+            subtotal: f(d(subtotal), 0.9),
+            tax: f(d(tax), 0.9),
+            total: f(d(total), 0.99),
+            currency: f("MYR".into(), 0.9),
+        })
+    }
+    fn rules(fields: &Fields) -> Vec<&'static str> {
+        check(fields, &RuleConfig::default(), today())
+            .iter()
+            .map(|r| r.rule)
+            .collect()
+    }
+
+    #[test]
+    fn a_consistent_receipt_passes() {
+        assert!(rules(&receipt("10.00", "0.60", "10.60")).is_empty());
+        assert!(
+            rules(&receipt("10.00", "0.60", "10.61")).is_empty(),
+            "within tolerance"
+        );
+    }
+
+    #[test]
+    fn a_total_that_disagrees_needs_review_whatever_the_confidence() {
+        assert_eq!(
+            rules(&receipt("10.00", "0.60", "12.60")),
+            ["total_mismatch"]
+        );
+        assert_eq!(
+            rules(&receipt("10.00", "0.60", "1060")),
+            ["misplaced_decimal"]
+        );
+    }
+
+    #[test]
+    fn line_items_must_sum_to_the_subtotal() {
+        let item = |amount: &str| LineItem {
+            description: "x".into(),
+            quantity: None,
+            unit_price: None,
+            amount: d(amount),
+            confidence: None,
+        };
+        let mut invoice = InvoiceFields {
+            invoice_number: f("INV-1".into(), 0.9),
+            issue_date: f(NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(), 0.9),
+            due_date: f(NaiveDate::from_ymd_opt(2026, 1, 31).unwrap(), 0.9),
+            subtotal: f(d("30.00"), 0.9),
+            tax: f(d("3.00"), 0.9),
+            total: f(d("33.00"), 0.9),
+            currency: f("USD".into(), 0.9),
+            line_items: vec![item("10.00"), item("20.00")],
+            ..Default::default()
+        };
+        assert!(rules(&Fields::Invoice(invoice.clone())).is_empty());
+        invoice.line_items.push(item("5.00"));
+        assert_eq!(
+            rules(&Fields::Invoice(invoice.clone())),
+            ["line_items_mismatch"]
+        );
+        invoice.line_items.pop();
+        invoice.due_date = f(NaiveDate::from_ymd_opt(2025, 12, 1).unwrap(), 0.9);
+        invoice.currency = f("XYZ".into(), 0.9);
+        assert_eq!(
+            rules(&Fields::Invoice(invoice)),
+            ["due_before_issue", "unknown_currency"]
+        );
+    }
+
+    #[test]
+    fn dates_required_fields_and_confidence() {
+        let Fields::Receipt(mut r) = receipt("1.00", "0", "1.00") else {
+            unreachable!()
+        };
+        r.date = f(NaiveDate::from_ymd_opt(2027, 1, 1).unwrap(), 0.9);
+        r.merchant = None;
+        r.total = f(d("1.00"), 0.2);
+        assert_eq!(
+            rules(&Fields::Receipt(r.clone())),
+            ["required_field", "date_in_future", "low_confidence"]
+        );
+        r.date = f(NaiveDate::from_ymd_opt(1987, 1, 1).unwrap(), 0.9);
+        assert!(rules(&Fields::Receipt(r)).contains(&"date_implausible"));
+        assert!(is_iso_4217("EUR") && !is_iso_4217("EURO") && !is_iso_4217("RMB"));
+    }
+}

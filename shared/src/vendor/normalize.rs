@@ -1,0 +1,541 @@
+//! Normalizing a vendor payload into `Document v1`, and noticing when the payload's shape drifts.
+
+use std::collections::BTreeSet;
+use std::str::FromStr;
+
+use chrono::{Datelike, NaiveDate};
+use rust_decimal::Decimal;
+use serde_json::{Map, Value};
+
+use crate::document::{
+    BBox, Block, Document, Field, Fields, InvoiceFields, Line, Page, PageSource, ReceiptFields,
+    VendorInfo, Word, SCHEMA_VERSION,
+};
+use crate::job::Profile;
+
+/// How a payload differs from what the adapter expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DriftKind {
+    UnknownField,
+    MissingField,
+    NewEnumValue,
+}
+
+impl DriftKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DriftKind::UnknownField => "unknown_field",
+            DriftKind::MissingField => "missing_field",
+            DriftKind::NewEnumValue => "new_enum_value",
+        }
+    }
+}
+
+/// One drift observation: a field path (`pages[].lines[].score`) and its kind.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Drift {
+    pub field: String,
+    pub kind: DriftKind,
+}
+
+/// A normalized document and the drift seen on the way.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Normalized {
+    pub document: Document,
+    pub drift: Vec<Drift>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NormalizeError {
+    #[error("the payload is not JSON: {0}")]
+    NotJson(String),
+    /// Drift that makes the payload unusable (a box cannot be normalized without a page size).
+    #[error("the payload cannot be normalized: {0}")]
+    Unusable(String),
+}
+
+/// Collects drift while walking the payload.
+#[derive(Default)]
+struct Shape {
+    drift: BTreeSet<Drift>,
+}
+
+impl Shape {
+    fn object<'a>(
+        &mut self,
+        value: &'a Value,
+        path: &str,
+        expected: &[&str],
+        required: &[&str],
+    ) -> Option<&'a Map<String, Value>> {
+        let object = value.as_object()?;
+        for key in object.keys() {
+            if !expected.contains(&key.as_str()) {
+                self.drift.insert(Drift {
+                    field: format!("{path}{key}"),
+                    kind: DriftKind::UnknownField,
+                });
+            }
+        }
+        for key in required {
+            if !object.contains_key(*key) {
+                self.drift.insert(Drift {
+                    field: format!("{path}{key}"),
+                    kind: DriftKind::MissingField,
+                });
+            }
+        }
+        Some(object)
+    }
+
+    fn new_enum(&mut self, field: &str) {
+        self.drift.insert(Drift {
+            field: field.to_owned(),
+            kind: DriftKind::NewEnumValue,
+        });
+    }
+}
+
+/// Dates as receipts print them. Day-first wins for ambiguous numeric dates (the corpus and most
+/// of the world write 25/12/2018); ISO dates are unambiguous.
+pub fn parse_date(text: &str) -> Option<NaiveDate> {
+    let text = text.trim();
+    const FORMATS: &[&str] = &[
+        "%Y-%m-%d",
+        "%d/%m/%Y",
+        "%d-%m-%Y",
+        "%d.%m.%Y",
+        "%d/%m/%y",
+        "%d-%m-%y",
+        "%d.%m.%y",
+        "%d %b %Y",
+        "%d-%b-%Y",
+        "%d %B %Y",
+        "%d %b, %Y",
+        "%m/%d/%Y",
+    ];
+    // `%Y` also reads "19" as the year 19; such a match is left for the `%y` formats.
+    FORMATS
+        .iter()
+        .filter_map(|f| NaiveDate::parse_from_str(text, f).ok())
+        .find(|d| d.year() >= 1000)
+}
+
+/// Amounts as printed: `1,234.50`, `$8.20`, `RM 30.90`.
+pub fn parse_amount(text: &str) -> Option<Decimal> {
+    let cleaned: String = text
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == '.' || *c == '-')
+        .collect();
+    Decimal::from_str(&cleaned).ok()
+}
+
+fn as_number(value: &Value) -> Option<f64> {
+    value.as_f64()
+}
+
+/// Normalizes a `tools/vendor-sim` result (its README documents the shape).
+pub fn normalize_sim(
+    raw: &[u8],
+    job_id: &str,
+    vendor_job_id: &str,
+    profile: &Profile,
+) -> Result<Normalized, NormalizeError> {
+    let payload: Value =
+        serde_json::from_slice(raw).map_err(|e| NormalizeError::NotJson(e.to_string()))?;
+    let mut shape = Shape::default();
+    let top = shape
+        .object(
+            &payload,
+            "",
+            &[
+                "id",
+                "status",
+                "profile",
+                "engine",
+                "model_version",
+                "pages",
+                "fields",
+                "billing",
+                "completed_at",
+            ],
+            &["id", "status", "pages", "fields"],
+        )
+        .ok_or_else(|| NormalizeError::Unusable("the payload is not an object".into()))?;
+    if top.get("status").and_then(Value::as_str) != Some("succeeded") {
+        return Err(NormalizeError::Unusable(format!(
+            "status is {:?}, not succeeded",
+            top.get("status")
+        )));
+    }
+
+    let mut pages = Vec::new();
+    let mut reading_order = Vec::new();
+    for (pi, page_value) in top
+        .get("pages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let page = shape
+            .object(
+                page_value,
+                "pages[].",
+                &["number", "width", "height", "path", "lines"],
+                &["number", "width", "height", "path", "lines"],
+            )
+            .ok_or_else(|| NormalizeError::Unusable("a page is not an object".into()))?;
+        let number = page
+            .get("number")
+            .and_then(Value::as_u64)
+            .unwrap_or(pi as u64 + 1) as u32;
+        let source = match page.get("path").and_then(Value::as_str) {
+            Some("image" | "pdf_raster" | "synthetic") => PageSource::Ocr,
+            Some("pdf_text_layer") => PageSource::TextLayer,
+            _ => {
+                shape.new_enum("pages[].path");
+                PageSource::Unknown
+            }
+        };
+        let (Some(width), Some(height)) = (
+            page.get("width").and_then(as_number),
+            page.get("height").and_then(as_number),
+        ) else {
+            return Err(NormalizeError::Unusable(format!(
+                "page {number} has no size, so its boxes cannot be normalized"
+            )));
+        };
+        let to_box = |b: &Value| {
+            BBox::from_pixels(
+                b["left"].as_f64().unwrap_or(0.0),
+                b["top"].as_f64().unwrap_or(0.0),
+                b["width"].as_f64().unwrap_or(0.0),
+                b["height"].as_f64().unwrap_or(0.0),
+                width,
+                height,
+            )
+        };
+        let mut lines = Vec::new();
+        for (li, line_value) in page
+            .get("lines")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let Some(line) = shape.object(
+                line_value,
+                "pages[].lines[].",
+                &["text", "bbox", "confidence", "words"],
+                &["text", "bbox", "confidence", "words"],
+            ) else {
+                continue;
+            };
+            let mut words = Vec::new();
+            for word_value in line
+                .get("words")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let Some(word) = shape.object(
+                    word_value,
+                    "pages[].lines[].words[].",
+                    &["text", "bbox", "confidence"],
+                    &["text", "bbox", "confidence"],
+                ) else {
+                    continue;
+                };
+                if let Some(bbox) = word.get("bbox").and_then(to_box) {
+                    words.push(Word {
+                        text: word
+                            .get("text")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_owned(),
+                        bbox,
+                        confidence: word
+                            .get("confidence")
+                            .and_then(as_number)
+                            .map(|c| (c / 100.0).clamp(0.0, 1.0)),
+                    });
+                }
+            }
+            let Some(bbox) = line.get("bbox").and_then(to_box) else {
+                continue;
+            };
+            let id = format!("p{number}-l{}", li + 1);
+            reading_order.push(id.clone());
+            lines.push(Line {
+                id,
+                text: line
+                    .get("text")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+                bbox,
+                confidence: line
+                    .get("confidence")
+                    .and_then(as_number)
+                    .map(|c| (c / 100.0).clamp(0.0, 1.0)),
+                words,
+            });
+        }
+        let block_box = enclosing(lines.iter().map(|l| l.bbox));
+        pages.push(Page {
+            number,
+            width: Some(width),
+            height: Some(height),
+            unit: "pixel".into(),
+            rotation: 0,
+            source,
+            blocks: if lines.is_empty() {
+                vec![]
+            } else {
+                vec![Block {
+                    id: format!("p{number}-b1"),
+                    bbox: block_box,
+                    lines,
+                }]
+            },
+        });
+    }
+
+    let fields_value = top.get("fields").cloned().unwrap_or(Value::Null);
+    let page_sizes: Vec<(u32, f64, f64)> = pages
+        .iter()
+        .filter_map(|p| Some((p.number, p.width?, p.height?)))
+        .collect();
+    let field = |name: &str| -> Option<RawField> {
+        let f = fields_value.get(name)?;
+        let page = f.get("page").and_then(Value::as_u64).map(|p| p as u32);
+        let bbox = page
+            .and_then(|p| page_sizes.iter().find(|(n, _, _)| *n == p))
+            .and_then(|(_, w, h)| {
+                let b = f.get("bbox")?;
+                BBox::from_pixels(
+                    b["left"].as_f64()?,
+                    b["top"].as_f64()?,
+                    b["width"].as_f64()?,
+                    b["height"].as_f64()?,
+                    *w,
+                    *h,
+                )
+            });
+        Some(RawField {
+            text: f.get("value")?.as_str()?.to_owned(),
+            confidence: f
+                .get("confidence")
+                .and_then(Value::as_f64)
+                .map(|c| (c / 100.0).clamp(0.0, 1.0)),
+            page,
+            bbox,
+        })
+    };
+    fn typed<T>(raw: Option<RawField>, parse: impl Fn(&str) -> Option<T>) -> Option<Field<T>> {
+        let raw = raw?;
+        Some(Field {
+            value: parse(&raw.text)?,
+            confidence: raw.confidence,
+            page: raw.page,
+            bbox: raw.bbox,
+        })
+    }
+    let text = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+    let currency = |s: &str| {
+        Some(s.trim().to_ascii_uppercase())
+            .filter(|s| s.len() == 3 && s.chars().all(|c| c.is_ascii_uppercase()))
+    };
+    let fields = match profile.as_str() {
+        "receipt" => Fields::Receipt(ReceiptFields {
+            merchant: typed(field("company"), text),
+            date: typed(field("date"), parse_date),
+            subtotal: typed(field("subtotal"), parse_amount),
+            tax: typed(field("tax"), parse_amount),
+            total: typed(field("total"), parse_amount),
+            currency: typed(field("currency"), currency),
+        }),
+        "invoice" => Fields::Invoice(InvoiceFields {
+            vendor_name: typed(field("vendor_name"), text),
+            invoice_number: typed(field("invoice_id"), text),
+            issue_date: typed(field("invoice_date"), parse_date),
+            due_date: typed(field("due_date"), parse_date),
+            subtotal: typed(field("subtotal"), parse_amount),
+            tax: typed(field("tax"), parse_amount),
+            total: typed(field("total"), parse_amount),
+            currency: typed(field("currency"), currency),
+            line_items: vec![],
+        }),
+        _ => Fields::Generic,
+    };
+    Ok(Normalized {
+        document: Document {
+            schema_version: SCHEMA_VERSION.into(),
+            job_id: job_id.to_owned(),
+            vendor: VendorInfo {
+                name: "sim".into(),
+                job_id: vendor_job_id.to_owned(),
+                model: top
+                    .get("model_version")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+            },
+            pages,
+            reading_order,
+            tables: vec![],
+            key_values: vec![],
+            fields,
+        },
+        drift: shape.drift.into_iter().collect(),
+    })
+}
+
+/// A vendor field before typing: the printed text and where it was.
+struct RawField {
+    text: String,
+    confidence: Option<f64>,
+    page: Option<u32>,
+    bbox: Option<BBox>,
+}
+
+/// The smallest box around `boxes` (the whole page when there are none).
+pub fn enclosing(boxes: impl Iterator<Item = BBox>) -> BBox {
+    let mut acc: Option<(f64, f64, f64, f64)> = None;
+    for b in boxes {
+        let (l, t, r, bt) = (b.left, b.top, b.left + b.width, b.top + b.height);
+        acc = Some(match acc {
+            None => (l, t, r, bt),
+            Some((al, at, ar, ab)) => (al.min(l), at.min(t), ar.max(r), ab.max(bt)),
+        });
+    }
+    let (l, t, r, b) = acc.unwrap_or((0.0, 0.0, 1.0, 1.0));
+    BBox {
+        left: l,
+        top: t,
+        width: (r - l).min(1.0),
+        height: (b - t).min(1.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn payload() -> Value {
+        json!({
+            "id": "doc_1", "status": "succeeded", "profile": "receipt", "engine": "tesseract",
+            "model_version": "sim-1", "completed_at": "x", "billing": {"pages": 1},
+            "pages": [{"number": 1, "width": 400, "height": 800, "path": "image", "lines": [
+                {"text": "Total : 9.00", "confidence": 91.0, "bbox": {"left": 40, "top": 80, "width": 200, "height": 20},
+                 "words": [{"text": "Total", "confidence": 95.0, "bbox": {"left": 40, "top": 80, "width": 60, "height": 20}}]}
+            ]}],
+            "fields": {
+                "total": {"value": "9.00", "confidence": 91.0, "page": 1, "bbox": {"left": 40, "top": 80, "width": 200, "height": 20}},
+                "date": {"value": "25/12/2018", "confidence": 88.0, "page": 1, "bbox": {"left": 0, "top": 0, "width": 10, "height": 10}},
+                "company": {"value": "BOOK TA K SDN BHD", "confidence": 80.0, "page": 1, "bbox": {"left": 0, "top": 0, "width": 10, "height": 10}}
+            }
+        })
+    }
+
+    fn normalize(v: &Value) -> Result<Normalized, NormalizeError> {
+        normalize_sim(
+            v.to_string().as_bytes(),
+            "doc-1",
+            "doc_1",
+            &Profile::new("receipt").unwrap(),
+        )
+    }
+
+    #[test]
+    fn normalizes_boxes_confidence_and_fields() {
+        let n = normalize(&payload()).unwrap();
+        assert!(n.drift.is_empty(), "{:?}", n.drift);
+        let line = &n.document.pages[0].blocks[0].lines[0];
+        assert_eq!(
+            line.bbox,
+            BBox {
+                left: 0.1,
+                top: 0.1,
+                width: 0.5,
+                height: 0.025
+            }
+        );
+        assert_eq!(line.confidence, Some(0.91));
+        assert_eq!(n.document.reading_order, ["p1-l1"]);
+        let Fields::Receipt(r) = &n.document.fields else {
+            panic!()
+        };
+        assert_eq!(
+            r.total.as_ref().unwrap().value,
+            Decimal::from_str("9.00").unwrap()
+        );
+        assert_eq!(
+            r.date.as_ref().unwrap().value,
+            NaiveDate::from_ymd_opt(2018, 12, 25).unwrap()
+        );
+        assert_eq!(r.merchant.as_ref().unwrap().value, "BOOK TA K SDN BHD");
+        n.document.to_validated_json().unwrap();
+    }
+
+    #[test]
+    fn renamed_fields_and_new_enum_values_are_drift_and_parsing_goes_on() {
+        let mut p = payload();
+        let line = p["pages"][0]["lines"][0].as_object_mut().unwrap();
+        let c = line.remove("confidence").unwrap();
+        line.insert("score".into(), c);
+        p["pages"][0]["path"] = json!("neural_v2");
+        p["layout_v2"] = json!({});
+        let n = normalize(&p).unwrap();
+        let kinds: Vec<(String, &str)> = n
+            .drift
+            .iter()
+            .map(|d| (d.field.clone(), d.kind.as_str()))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                ("layout_v2".to_owned(), "unknown_field"),
+                ("pages[].lines[].confidence".to_owned(), "missing_field"),
+                ("pages[].lines[].score".to_owned(), "unknown_field"),
+                ("pages[].path".to_owned(), "new_enum_value"),
+            ]
+        );
+        assert_eq!(n.document.pages[0].blocks[0].lines[0].confidence, None);
+        n.document.to_validated_json().unwrap();
+    }
+
+    #[test]
+    fn a_page_without_size_is_unusable() {
+        let mut p = payload();
+        p["pages"][0].as_object_mut().unwrap().remove("width");
+        assert!(matches!(normalize(&p), Err(NormalizeError::Unusable(_))));
+        let mut failed = payload();
+        failed["status"] = json!("failed");
+        assert!(normalize(&failed).is_err(), "never parsed as a success");
+    }
+
+    #[test]
+    fn parses_printed_dates_and_amounts() {
+        assert_eq!(
+            parse_date("25/12/2018"),
+            NaiveDate::from_ymd_opt(2018, 12, 25)
+        );
+        assert_eq!(
+            parse_date("2024-03-01"),
+            NaiveDate::from_ymd_opt(2024, 3, 1)
+        );
+        assert_eq!(
+            parse_date("05 Jan 2017"),
+            NaiveDate::from_ymd_opt(2017, 1, 5)
+        );
+        assert_eq!(
+            parse_date("31.12.19"),
+            NaiveDate::from_ymd_opt(2019, 12, 31)
+        );
+        assert_eq!(parse_date("yesterday"), None);
+        assert_eq!(parse_amount("$1,234.50"), Decimal::from_str("1234.50").ok());
+        assert_eq!(parse_amount("RM 30.90"), Decimal::from_str("30.90").ok());
+    }
+}

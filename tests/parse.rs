@@ -1,0 +1,531 @@
+//! Parse and reconcile on the local stack, with the vendor simulator running real OCR.
+
+use std::time::Duration;
+
+use ocrbridge::blob::Blob;
+use ocrbridge::job::{
+    ContentHash, DocumentKey, Job, JobId, JobState, NewJob, Profile, SourceObject,
+};
+use ocrbridge::keyring::{Keyring, Stage};
+use ocrbridge::ledger::Change;
+use ocrbridge::metrics::Metrics;
+use ocrbridge::queue::{Queue, ResultNotice, SubmitRequest};
+use ocrbridge::retry::{Backoff, Budgets};
+use ocrbridge::rules::RuleConfig;
+use ocrbridge::time::UnixMillis;
+use ocrbridge::vendor::sim::{http_client, HttpTimeouts, SimVendor};
+use ocrbridge_tests::{shared_dir, sqs_event, stack, text_pdf, unique_name, TestStack};
+use parse::{Parse, ParseConfig};
+use reconcile::{Reconcile, ReconcileConfig};
+use serde_json::{json, Value};
+use submit::{Submit, SubmitConfig};
+use vendor_sim::engine::EngineKind;
+use vendor_sim::{RunningSim, SimConfig};
+
+struct World {
+    s: TestStack,
+    sim: RunningSim,
+    submit: Submit<SimVendor>,
+    parse: Parse<SimVendor>,
+    reconcile: Reconcile<SimVendor>,
+}
+
+async fn world() -> World {
+    let s = stack().await;
+    let key = s
+        .clients
+        .secrets
+        .get_secret_value()
+        .secret_id(&s.config.vendor_api_key_secret)
+        .version_stage("AWSCURRENT")
+        .send()
+        .await
+        .unwrap()
+        .secret_string()
+        .unwrap()
+        .to_owned();
+    // No webhook URL: every result must be found by reconcile's polling (the lost-webhook case).
+    let sim = vendor_sim::start(SimConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        api_keys: vec![key],
+        engine: EngineKind::Tesseract,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let vendor = || {
+        SimVendor::new(
+            http_client(HttpTimeouts::default()).unwrap(),
+            sim.base_url(),
+            Keyring::new(
+                s.clients.secrets.clone(),
+                &s.config.vendor_api_key_secret,
+                &[Stage::Current],
+                Duration::from_secs(60),
+            ),
+        )
+    };
+    let backoff = Backoff {
+        base: Duration::from_millis(200),
+        cap: Duration::from_secs(1),
+    };
+    World {
+        submit: Submit {
+            vendor: vendor(),
+            ledger: s.ledger.clone(),
+            blob: Blob::new(s.clients.s3.clone()),
+            queue: Queue::new(s.clients.sqs.clone()),
+            metrics: Metrics::memory("submit"),
+            stack: s.config.clone(),
+            config: SubmitConfig {
+                vendor_base_url: sim.base_url(),
+                vendor_timeout: Duration::from_secs(5),
+                max_age: Duration::from_secs(3600),
+                presign_expiry: Duration::from_secs(300),
+                price_per_page: 0.01,
+                backoff,
+                max_admission_wait: Duration::from_secs(2),
+            },
+            budgets: Budgets::for_vendor("sim", |_| Some("1000".into())),
+        },
+        parse: Parse {
+            vendor: vendor(),
+            ledger: s.ledger.clone(),
+            blob: Blob::new(s.clients.s3.clone()),
+            queue: Queue::new(s.clients.sqs.clone()),
+            metrics: Metrics::memory("parse"),
+            stack: s.config.clone(),
+            config: ParseConfig {
+                rules: RuleConfig::default(),
+                backoff,
+            },
+        },
+        reconcile: Reconcile {
+            vendor: vendor(),
+            ledger: s.ledger.clone(),
+            queue: Queue::new(s.clients.sqs.clone()),
+            metrics: Metrics::memory("reconcile"),
+            stack: s.config.clone(),
+            // Everything counts as stuck at once in tests.
+            config: ReconcileConfig {
+                stuck: Duration::ZERO,
+                submitted_stale: Duration::ZERO,
+                max_age: Duration::from_secs(3600),
+                batch: 100,
+            },
+        },
+        s,
+        sim,
+    }
+}
+
+async fn set_faults(w: &World, faults: Value) {
+    reqwest::Client::new()
+        .put(format!("{}/admin/faults", w.sim.base_url()))
+        .json(&faults)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Uploads `bytes`, creates a Queued job and runs submit on it, as intake and submit would.
+async fn submitted(w: &World, bytes: Vec<u8>, profile: &str, key: &str) -> Job {
+    w.s.put(key, bytes.clone(), None).await;
+    let profile = Profile::new(profile).unwrap();
+    let content = ContentHash::of(&bytes);
+    let new = NewJob {
+        key: DocumentKey::new(&content, &profile),
+        profile,
+        content,
+        source: SourceObject {
+            bucket: w.s.config.documents_bucket.clone(),
+            key: key.into(),
+            version_id: None,
+        },
+        inspection: Default::default(),
+    };
+    let job =
+        w.s.ledger
+            .create_job(&new, UnixMillis::now())
+            .await
+            .unwrap()
+            .job()
+            .clone();
+    let job =
+        w.s.ledger
+            .transition(&job, JobState::Queued, Change::none(), UnixMillis::now())
+            .await
+            .unwrap();
+    w.submit
+        .queue
+        .send_json(
+            &w.s.config.submit_queue_url,
+            &SubmitRequest {
+                job_id: job.id.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    let messages = w.s.drain(&w.s.config.submit_queue_url).await;
+    let response = w
+        .submit
+        .handle_sqs(
+            sqs_event(&messages, "arn:submit"),
+            UnixMillis::now().plus(Duration::from_secs(30)),
+        )
+        .await;
+    assert!(response.batch_item_failures.is_empty());
+    let job = w.s.ledger.get_job(&job.id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Submitted);
+    job
+}
+
+/// Waits until the simulator has finished the job.
+async fn vendor_done(w: &World, job: &Job) {
+    let id = job.vendor_job_id.clone().unwrap();
+    let key = w.submit.vendor.clone();
+    for _ in 0..200 {
+        use ocrbridge::vendor::Vendor;
+        if key.status(&id).await.unwrap().status.is_final() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the simulator never finished {id}");
+}
+
+/// Delivers every message on the results queue to parse, until the queue is empty.
+async fn pump_results(w: &World) {
+    for _ in 0..20 {
+        let messages = w.s.drain(&w.s.config.results_queue_url).await;
+        if messages.is_empty() {
+            return;
+        }
+        w.parse
+            .handle_sqs(
+                sqs_event(&messages, "arn:results"),
+                UnixMillis::now().plus(Duration::from_secs(60)),
+            )
+            .await;
+    }
+}
+
+async fn results_stored(w: &World, id: &JobId) -> usize {
+    w.s.clients
+        .s3
+        .list_objects_v2()
+        .bucket(&w.s.config.documents_bucket)
+        .prefix(format!("results/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .key_count
+        .unwrap_or(0) as usize
+}
+
+async fn get_json(w: &World, key: &str) -> Value {
+    let out =
+        w.s.clients
+            .s3
+            .get_object()
+            .bucket(&w.s.config.documents_bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+    serde_json::from_slice(&out.body.collect().await.unwrap().into_bytes()).unwrap()
+}
+
+async fn state(w: &World, id: &JobId) -> Job {
+    w.s.ledger.get_job(id).await.unwrap().unwrap()
+}
+
+#[tokio::test]
+async fn a_job_whose_webhook_is_lost_completes_through_reconcile() {
+    let w = world().await;
+    let receipt = std::fs::read(shared_dir().join("corpus/sroie-dev/000.jpg")).unwrap();
+    let job = submitted(&w, receipt, "receipt", "receipts/000.jpg").await;
+    vendor_done(&w, &job).await;
+
+    let summary = w.reconcile.run(UnixMillis::now()).await;
+    assert_eq!(summary.recovered, 1, "{summary:?}");
+    pump_results(&w).await;
+
+    let done = state(&w, &job.id).await;
+    assert!(
+        matches!(done.state, JobState::Completed | JobState::NeedsReview),
+        "{done:?}"
+    );
+    let key = done.result_key.clone().expect("the result is stored");
+    let document = get_json(&w, &key).await;
+    ocrbridge::document::validate_json(&document).unwrap();
+    assert_eq!(document["fields"]["profile"], "receipt");
+    let text: String = document["pages"][0]["blocks"][0]["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["text"].as_str().unwrap().to_owned() + "\n")
+        .collect();
+    assert!(text.contains("SDN BHD"), "real OCR text: {text}");
+    // The raw payload was archived (compressed) before parsing.
+    let raw =
+        w.s.clients
+            .s3
+            .list_objects_v2()
+            .bucket(&w.s.config.documents_bucket)
+            .prefix(format!("raw/{}/", job.id))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(raw.key_count, Some(1));
+    assert!(raw.contents()[0].key().unwrap().ends_with(".json.gz"));
+    assert_eq!(
+        w.reconcile.metrics.recorded()["RecoveredJobs[Submitted]"],
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn repeated_and_out_of_order_notices_store_one_result() {
+    let w = world().await;
+    let pdf = text_pdf(&[
+        "ACME STORE SDN BHD",
+        "Date: 20/11/2026",
+        "Subtotal 10.00",
+        "Tax 0.60",
+        "Total 10.60",
+        "Paid in MYR",
+    ]);
+    let job = submitted(&w, pdf, "receipt", "receipts/acme.pdf").await;
+    vendor_done(&w, &job).await;
+    let notice = |status: &str| ResultNotice {
+        job_id: job.id.clone(),
+        vendor_job_id: job.vendor_job_id.clone().unwrap(),
+        status: status.into(),
+        vendor_timestamp: None,
+        event_id: None,
+    };
+    for status in ["succeeded", "processing", "succeeded", "succeeded"] {
+        w.parse
+            .queue
+            .send_json(&w.s.config.results_queue_url, &notice(status))
+            .await
+            .unwrap();
+    }
+    pump_results(&w).await;
+    // And a stale `processing` after completion.
+    w.parse
+        .queue
+        .send_json(&w.s.config.results_queue_url, &notice("processing"))
+        .await
+        .unwrap();
+    pump_results(&w).await;
+
+    let done = state(&w, &job.id).await;
+    assert_eq!(done.state, JobState::Completed, "{:?}", done.reason);
+    assert_eq!(results_stored(&w, &job.id).await, 1);
+    let raw =
+        w.s.clients
+            .s3
+            .list_objects_v2()
+            .bucket(&w.s.config.documents_bucket)
+            .prefix(format!("raw/{}/", job.id))
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(raw.key_count, Some(1), "parsed (and archived) once");
+    let summary: Value = serde_json::from_str(done.result_summary.as_deref().unwrap()).unwrap();
+    assert_eq!(summary["total"]["value"], "10.60");
+    assert_eq!(summary["date"]["value"], "2026-11-20");
+    assert_eq!(summary["currency"]["value"], "MYR");
+    assert_eq!(
+        w.parse.metrics.recorded()["JobsCompleted[receipt,Completed]"],
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn a_receipt_whose_total_disagrees_with_its_lines_needs_review() {
+    let w = world().await;
+    let pdf = text_pdf(&[
+        "ACME STORE SDN BHD",
+        "Date: 20/11/2026",
+        "Subtotal 10.00",
+        "Tax 0.60",
+        "Total 12.60",
+        "Paid in MYR",
+    ]);
+    let job = submitted(&w, pdf, "receipt", "receipts/wrong-total.pdf").await;
+    vendor_done(&w, &job).await;
+    w.reconcile.run(UnixMillis::now()).await;
+    pump_results(&w).await;
+    let done = state(&w, &job.id).await;
+    assert_eq!(done.state, JobState::NeedsReview);
+    let reason = done.reason.unwrap();
+    assert_eq!(reason.code, "needs_review");
+    assert!(
+        reason
+            .message
+            .starts_with("total_mismatch: total is 12.60 but its parts add up to 10.60"),
+        "{}",
+        reason.message
+    );
+    assert_eq!(
+        results_stored(&w, &job.id).await,
+        1,
+        "the result is stored for the reviewer"
+    );
+    assert_eq!(
+        w.parse.metrics.recorded()["NeedsReview[total_mismatch]"],
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn a_vendor_failed_job_is_failed_not_parsed() {
+    let w = world().await;
+    set_faults(&w, json!({"seed": 1, "rates": {"failed_job": 1.0}})).await;
+    let job = submitted(
+        &w,
+        unique_name("doc").into_bytes(),
+        "receipt",
+        "receipts/f.png",
+    )
+    .await;
+    vendor_done(&w, &job).await;
+    w.parse
+        .queue
+        .send_json(
+            &w.s.config.results_queue_url,
+            &ResultNotice {
+                job_id: job.id.clone(),
+                vendor_job_id: job.vendor_job_id.clone().unwrap(),
+                // What a careless pipeline would believe: the notice says succeeded.
+                status: "succeeded".into(),
+                vendor_timestamp: None,
+                event_id: None,
+            },
+        )
+        .await
+        .unwrap();
+    pump_results(&w).await;
+    let failed = state(&w, &job.id).await;
+    assert_eq!(failed.state, JobState::Failed);
+    let reason = failed.reason.unwrap();
+    assert_eq!(reason.code, "vendor_failed");
+    assert!(reason.message.starts_with("processing_failed"));
+    assert_eq!(results_stored(&w, &job.id).await, 0);
+}
+
+#[tokio::test]
+async fn a_drifted_payload_raises_drift_metrics() {
+    let w = world().await;
+    set_faults(&w, json!({"seed": 2, "rates": {"drift": 1.0}})).await;
+    let mut kinds = Vec::new();
+    for i in 0..6 {
+        let pdf = text_pdf(&["ACME STORE SDN BHD", &format!("Receipt {i}"), "Total 10.60"]);
+        let job = submitted(&w, pdf, "receipt", &format!("receipts/drift-{i}.pdf")).await;
+        vendor_done(&w, &job).await;
+        w.reconcile.run(UnixMillis::now()).await;
+        pump_results(&w).await;
+        kinds.push(state(&w, &job.id).await);
+    }
+    let recorded = w.parse.metrics.recorded();
+    let drift: Vec<&String> = recorded
+        .keys()
+        .filter(|k| k.starts_with("SchemaDrift["))
+        .collect();
+    assert!(!drift.is_empty(), "{recorded:?}");
+    // A missing page size cannot be normalized safely: that job fails with the reason, the
+    // others go on despite the drift.
+    for job in &kinds {
+        match job.state {
+            JobState::Failed => assert_eq!(
+                job.reason.as_ref().unwrap().code,
+                "parse_failed:unusable_payload"
+            ),
+            JobState::Completed | JobState::NeedsReview => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(
+        drift
+            .iter()
+            .any(|k| k.contains("pages[].lines[].score,unknown_field")
+                || k.contains("pages[].path,new_enum_value")
+                || k.contains("pages[].width,missing_field")),
+        "{drift:?}"
+    );
+}
+
+#[tokio::test]
+async fn reconcile_requeues_stuck_jobs_and_expires_old_ones() {
+    let mut w = world().await;
+    // A Queued job that never reached the submit queue.
+    let bytes = unique_name("q").into_bytes();
+    w.s.put("receipts/q.png", bytes.clone(), None).await;
+    let profile = Profile::new("receipt").unwrap();
+    let content = ContentHash::of(&bytes);
+    let new = NewJob {
+        key: DocumentKey::new(&content, &profile),
+        profile,
+        content,
+        source: SourceObject {
+            bucket: w.s.config.documents_bucket.clone(),
+            key: "receipts/q.png".into(),
+            version_id: None,
+        },
+        inspection: Default::default(),
+    };
+    let job =
+        w.s.ledger
+            .create_job(&new, UnixMillis::now())
+            .await
+            .unwrap()
+            .job()
+            .clone();
+    let queued =
+        w.s.ledger
+            .transition(&job, JobState::Queued, Change::none(), UnixMillis::now())
+            .await
+            .unwrap();
+    let summary = w.reconcile.run(UnixMillis::now()).await;
+    assert_eq!(summary.recovered, 1);
+    let sent = w.s.drain(&w.s.config.submit_queue_url).await;
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].body().unwrap().contains(queued.id.as_str()));
+
+    // Past the maximum age: Failed with the reason.
+    w.reconcile.config.max_age = Duration::ZERO;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let summary = w.reconcile.run(UnixMillis::now()).await;
+    assert_eq!(summary.expired, 1);
+    let failed = state(&w, &queued.id).await;
+    assert_eq!(failed.state, JobState::Failed);
+    assert_eq!(failed.reason.unwrap().code, "max_age_exceeded");
+    // Running again finds nothing: terminal jobs are not in the live states' index ranges.
+    assert_eq!(w.reconcile.run(UnixMillis::now()).await.stuck, 0);
+}
+
+#[tokio::test]
+async fn sample_events_are_accepted() {
+    let w = world().await;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");
+    // The sample result notice names a job this stack does not have: a poison message, parked
+    // with its reason, not an error.
+    let event: aws_lambda_events::event::sqs::SqsEvent =
+        serde_json::from_str(&std::fs::read_to_string(root.join("sqs-result.json")).unwrap())
+            .unwrap();
+    let response = w
+        .parse
+        .handle_sqs(event, UnixMillis::now().plus(Duration::from_secs(30)))
+        .await;
+    assert!(response.batch_item_failures.is_empty());
+    let dead = w.s.drain(&w.s.config.results_dlq_url).await;
+    assert_eq!(dead.len(), 1);
+    let schedule: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("schedule.json")).unwrap())
+            .unwrap();
+    assert_eq!(schedule["source"], "aws.scheduler");
+    assert_eq!(w.reconcile.run(UnixMillis::now()).await.errors, 0);
+}
