@@ -334,6 +334,9 @@ fn textract_expense_documents_fit_the_invoice_fields() {
     }
 }
 
+/// A Mindee field value with its confidence, page and box.
+type Located<'a> = (&'a Value, Option<f64>, Option<u32>, Option<BBox>);
+
 fn mindee_confidence(v: &Value) -> Option<f64> {
     match v.as_str() {
         Some("Certain") => Some(1.0),
@@ -381,7 +384,7 @@ fn mindee_financial_documents_fit_the_invoice_fields() {
                 });
             (page, bbox)
         };
-        let field = |name: &str| -> Option<(&Value, Option<f64>, Option<u32>, Option<BBox>)> {
+        let field = |name: &str| -> Option<Located<'_>> {
             let f = fields.get(name)?;
             let value = f.get("value").filter(|v| !v.is_null())?;
             let (page, bbox) = located(f);
