@@ -1,5 +1,5 @@
 # ocrbridge developer commands. Every target installs what it needs (scripts/setup.sh).
-.PHONY: setup test demo moto-start moto-stop lint vendor-sim
+.PHONY: setup test demo dev chaos package bench moto-start moto-stop lint vendor-sim
 
 ## test: set up, start moto, run fmt/clippy/cfn-lint and every test, stop moto
 test:
@@ -8,6 +8,22 @@ test:
 ## demo: run the pipeline on the local stack with the sample documents
 demo:
 	scripts/demo.sh
+
+## dev: the demo, then the stack stays up for `aws --endpoint-url ... s3 cp`
+dev:
+	DEV=1 scripts/demo.sh
+
+## chaos: the big chaos run (1,000 documents, every fault on); `make test` runs 200
+chaos:
+	CHAOS_DOCS=$${CHAOS_DOCS:-1000} scripts/chaos.sh
+
+## package: sam build for deployment (cargo lambda, arm64, release); not part of make test
+package:
+	scripts/package.sh
+
+## bench: intake validation (1 GB object, big PDF, big image) against moto; figures to stdout
+bench:
+	scripts/bench-intake.sh
 
 setup:
 	scripts/setup.sh

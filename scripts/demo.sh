@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The main job on the local stack: set up, start moto, provision the template's resources, and run
-# the pipeline on documents. The pipeline stages are being built issue by issue; this script runs
-# what exists and says plainly what does not.
+# The main job on the local stack (README command 1): set up, start moto, and run the pipeline
+# on documents — samples/ by default, or a folder given as the first argument (its sub-folders
+# are S3 prefixes: receipts/, invoices/, anything else is generic). Prints a summary table,
+# writes results to .local/demo-out (or $OUT), and stops everything it started.
+#   scripts/demo.sh [DOCS_DIR]            DEV=1 scripts/demo.sh   # keep the stack running
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -16,9 +18,10 @@ fi
 cleanup() { if [ "$started_moto" = 1 ]; then scripts/moto.sh stop; fi; }
 trap cleanup EXIT
 
-mkdir -p .local
-cargo run --quiet -p ocrbridge-local -- provision --stack ocrbridge-demo --env-out .local/demo.env
-echo
-echo "demo: the local stack is provisioned (environment in .local/demo.env)."
-echo "demo: the pipeline functions are not built yet, so no document can go through it." >&2
-exit 1
+docs=$(cd "${1:-samples}" && pwd)
+out=${OUT:-$root/.local/demo-out}
+mkdir -p "$out"
+cargo build --quiet -p ocrbridge-local --bin ocrbridge-local
+args=(demo --docs "$docs" --out "$out")
+if [ "${DEV:-0}" = 1 ]; then args+=(--keep); fi
+target/debug/ocrbridge-local "${args[@]}"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the local stack and the tests need, idempotently:
-#   - .venv with the pinned Python tools (moto server, cfn-lint) from tools/python/requirements.txt
+#   - .venv (moto server, cfn-lint), .venv-sam (aws-sam-cli: sam validate, the Lambda Runtime
+#     Interface Emulator) and .venv-checkov (checkov), each pinned in tools/python/
 #   - Debian packages for the vendor simulator's OCR engine (tesseract-ocr, tesseract-ocr-eng,
 #     poppler-utils) and for generating test documents (qpdf): installed with apt when root,
 #     otherwise checked, with the command to run if missing.
@@ -15,19 +16,31 @@ command -v cargo >/dev/null || die "cargo is not on PATH; install Rust (https://
 python=${PYTHON:-python3}
 command -v "$python" >/dev/null || die "$python is not on PATH; install Python 3.9+ (Debian: apt-get install python3 python3-venv)"
 
-requirements=tools/python/requirements.txt
-stamp=.venv/.requirements.sha256
-want=$(sha256sum "$requirements" | cut -d' ' -f1)
-if [ ! -x .venv/bin/python ]; then
-  echo "setup: creating .venv"
-  "$python" -m venv .venv || die "could not create .venv (Debian: apt-get install python3-venv)"
-fi
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "setup: installing $(grep -cv '^#' "$requirements") pinned Python packages into .venv"
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$requirements" \
-    || die "pip could not install $requirements (is PyPI reachable?)"
-  echo "$want" >"$stamp"
-fi
+# venv directory -> pinned requirements. Three venvs because the tools pin conflicting versions
+# of the same libraries (pip refuses to resolve moto + aws-sam-cli + checkov together).
+install_venv() {
+  local venv=$1 requirements=$2
+  local stamp="$venv/.requirements.sha256"
+  local want
+  want=$(sha256sum "$requirements" | cut -d' ' -f1)
+  if [ ! -x "$venv/bin/python" ]; then
+    "$python" -m venv "$venv" || { echo "setup: could not create $venv (Debian: apt-get install python3-venv)" >&2; return 1; }
+  fi
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "setup: installing $requirements into $venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements" \
+      || { echo "setup: pip could not install $requirements (is PyPI reachable?)" >&2; return 1; }
+    echo "$want" >"$stamp"
+  fi
+}
+install_venv .venv tools/python/requirements.txt &
+p1=$!
+install_venv .venv-sam tools/python/requirements-sam.txt &
+p2=$!
+install_venv .venv-checkov tools/python/requirements-checkov.txt &
+p3=$!
+wait $p1 && wait $p2 && wait $p3 || die "a Python tool could not be installed (see above)"
+
 # tool -> Debian package that provides it
 declare -A packages=(
   [tesseract]=tesseract-ocr

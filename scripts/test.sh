@@ -20,8 +20,14 @@ echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cfn-lint template.yaml"
 .venv/bin/cfn-lint template.yaml
+echo "== sam validate --lint"
+SAM_CLI_TELEMETRY=0 .venv-sam/bin/sam validate --lint --template template.yaml
+echo "== checkov"
+.venv-checkov/bin/checkov -f template.yaml --framework cloudformation --compact --quiet
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo build (the function binaries the emulator tests run)"
+cargo build --workspace --bins --locked
 echo "== cargo test"
 mkdir -p .local
 cargo test --workspace --locked 2>&1 | tee .local/test.log

@@ -157,12 +157,12 @@ async fn every_rejection_reason_and_the_accepted_paths() {
         "a replayed event id is a no-op"
     );
     assert_eq!(
-        handle(h("msg_2", t - 301), body.clone(), "POST").await,
+        handle(h("msg_2", t - 400), body.clone(), "POST").await,
         401,
         "stale"
     );
     assert_eq!(
-        handle(h("msg_3", t + 301), body.clone(), "POST").await,
+        handle(h("msg_3", t + 400), body.clone(), "POST").await,
         401,
         "future"
     );

@@ -195,7 +195,9 @@ impl Metrics {
                 "Timestamp": UnixMillis::now().0,
                 "CloudWatchMetrics": [{
                     "Namespace": self.namespace,
-                    "Dimensions": [names],
+                    // The full set, and a Function-only rollup that alarms can name exactly
+                    // (an alarm cannot aggregate over a dimension like Field or Reason).
+                    "Dimensions": [names, ["Function"]],
                     "Metrics": [{ "Name": metric.name, "Unit": metric.unit.as_str() }],
                 }],
             }),
@@ -267,7 +269,7 @@ mod tests {
         let first = records.lock().unwrap()[0].clone();
         assert_eq!(
             first["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
-            json!([["Function", "Reason", "MimeType"]])
+            json!([["Function", "Reason", "MimeType"], ["Function"]])
         );
         assert_eq!(
             first["_aws"]["CloudWatchMetrics"][0]["Metrics"],

@@ -241,7 +241,8 @@ pub fn check(fields: &Fields, config: &RuleConfig, today: NaiveDate) -> Vec<Revi
             );
         }
     }
-    for (name, date) in &dates {
+    // A due date is normally in the future; only the document's own date must not be.
+    for (name, date) in dates.iter().filter(|(name, _)| *name != "due_date") {
         if let Some(date) = date {
             date_check(&mut reasons, name, *date, today, config);
         }
@@ -370,6 +371,11 @@ mod tests {
             ["line_items_mismatch"]
         );
         invoice.line_items.pop();
+        invoice.due_date = f(NaiveDate::from_ymd_opt(2027, 1, 31).unwrap(), 0.9);
+        assert!(
+            rules(&Fields::Invoice(invoice.clone())).is_empty(),
+            "a future due date is normal"
+        );
         invoice.due_date = f(NaiveDate::from_ymd_opt(2025, 12, 1).unwrap(), 0.9);
         invoice.currency = f("XYZ".into(), 0.9);
         assert_eq!(

@@ -1,6 +1,8 @@
 //! The local stack: moto server, and the AWS resources of `template.yaml` provisioned into it.
 
+pub mod demo;
 pub mod moto;
+pub mod pipeline;
 pub mod provision;
 pub mod template;
 

@@ -4,7 +4,14 @@
 //! ocrbridge-local health    [--endpoint URL]
 //! ocrbridge-local provision [--endpoint URL] [--stack NAME] [--template PATH]
 //!                           [--secret LOGICAL_ID=VALUE]... [--env-out FILE]
+//! ocrbridge-local demo      [--endpoint URL] [--docs DIR] [--out DIR] [--timeout SECS] [--keep]
 //! ```
+//!
+//! `demo` provisions a fresh stack, starts the vendor simulator (real Tesseract) and the webhook
+//! endpoint, uploads every file under `--docs` (default `samples/`; the path below it is the S3
+//! key, so `receipts/…` is a receipt), runs the pipeline until every document settles, prints a
+//! summary table and writes each result and `summary.json` to `--out` (default `.local/demo-out`).
+//! `--keep` leaves the stack running afterwards, for `aws --endpoint-url … s3 cp`.
 //!
 //! `provision` creates the template's buckets, queues, tables and secrets in moto and prints the
 //! functions' environment (`export NAME=value` lines), also written to `--env-out` if given.
@@ -20,7 +27,8 @@ use ocrbridge_local::template::Template;
 use ocrbridge_local::{moto, template_path};
 
 const USAGE: &str = "usage: ocrbridge-local health [--endpoint URL]
-       ocrbridge-local provision [--endpoint URL] [--stack NAME] [--template PATH] [--secret ID=VALUE]... [--env-out FILE]";
+       ocrbridge-local provision [--endpoint URL] [--stack NAME] [--template PATH] [--secret ID=VALUE]... [--env-out FILE]
+       ocrbridge-local demo [--endpoint URL] [--docs DIR] [--out DIR] [--timeout SECS] [--keep]";
 
 struct Args {
     command: String,
@@ -29,6 +37,10 @@ struct Args {
     template: PathBuf,
     secrets: BTreeMap<String, String>,
     env_out: Option<PathBuf>,
+    docs: PathBuf,
+    out: PathBuf,
+    timeout: u64,
+    keep: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -41,6 +53,10 @@ fn parse_args() -> Result<Args, String> {
         template: template_path(),
         secrets: BTreeMap::new(),
         env_out: None,
+        docs: template_path().with_file_name("samples"),
+        out: template_path().with_file_name(".local").join("demo-out"),
+        timeout: 300,
+        keep: false,
     };
     while let Some(flag) = raw.next() {
         let mut value = || raw.next().ok_or(format!("{flag} needs a value\n{USAGE}"));
@@ -49,6 +65,12 @@ fn parse_args() -> Result<Args, String> {
             "--stack" => args.stack = value()?,
             "--template" => args.template = value()?.into(),
             "--env-out" => args.env_out = Some(value()?.into()),
+            "--docs" => args.docs = value()?.into(),
+            "--out" => args.out = value()?.into(),
+            "--timeout" => {
+                args.timeout = value()?.parse().map_err(|e| format!("--timeout: {e}"))?
+            }
+            "--keep" => args.keep = true,
             "--secret" => {
                 let pair = value()?;
                 let (id, secret) = pair
@@ -97,8 +119,55 @@ async fn run(args: Args) -> Result<(), String> {
             }
             Ok(())
         }
+        "demo" => demo(args).await,
         other => Err(format!("unknown command {other}\n{USAGE}")),
     }
+}
+
+async fn demo(args: Args) -> Result<(), String> {
+    use ocrbridge_local::pipeline::{Pipeline, PipelineOptions};
+    let template = Template::load(&args.template).map_err(|e| e.to_string())?;
+    let clients = AwsClients::from_sdk_config(&local_sdk_config(&args.endpoint));
+    let stack_name = format!("demo-{}", ocrbridge::time::UnixMillis::now().0 / 1000);
+    let options = ProvisionOptions {
+        stack_name: stack_name.clone(),
+        ..Default::default()
+    };
+    let stack = provision(&clients, &template, &options)
+        .await
+        .map_err(|e| e.to_string())?;
+    let docs = ocrbridge_local::demo::documents(&args.docs);
+    if docs.is_empty() {
+        return Err(format!("no documents under {}", args.docs.display()));
+    }
+    std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    let pipeline = Pipeline::start(clients, &stack, PipelineOptions::default()).await?;
+    eprintln!(
+        "stack {stack_name} on {}; vendor simulator at {}; {} documents",
+        args.endpoint,
+        pipeline.sim.base_url(),
+        docs.len()
+    );
+    let rows = ocrbridge_local::demo::run(
+        &pipeline,
+        &docs,
+        Duration::from_secs(args.timeout),
+        Some(&args.out),
+    )
+    .await?;
+    println!("{}", ocrbridge_local::demo::table(&rows));
+    println!("results: {}", args.out.display());
+    if args.keep {
+        println!(
+            "the stack stays up: aws --endpoint-url {} s3 cp FILE s3://{}/receipts/ (Ctrl-C to stop)",
+            args.endpoint, pipeline.config.documents_bucket
+        );
+        loop {
+            pipeline.pump_once().await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    Ok(())
 }
 
 #[tokio::main]

@@ -93,6 +93,23 @@ impl LocalStack {
         Ok(out)
     }
 
+    /// The `BatchSize` of `function`'s SQS event source, as the event source mapping uses it.
+    pub fn event_batch_size(&self, function: &str) -> Option<u64> {
+        let def = self
+            .template
+            .resources()
+            .into_iter()
+            .find(|r| r.logical_id == function)?;
+        def.properties
+            .get("Events")?
+            .as_mapping()?
+            .values()
+            .find(|e| e.get("Type").and_then(Value::as_str) == Some("SQS"))?
+            .get("Properties")?
+            .get("BatchSize")?
+            .as_u64()
+    }
+
     pub fn stack_config(&self) -> Result<StackConfig, ProvisionError> {
         let env = self.function_environment()?;
         StackConfig::from_lookup(|k| env.get(k).cloned()).map_err(|e| ProvisionError::Definition {

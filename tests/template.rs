@@ -1,0 +1,211 @@
+//! template.yaml agrees with the code: metric names and dimensions, functions and binaries,
+//! event sources and queue timeouts.
+
+use std::collections::BTreeSet;
+
+use ocrbridge::metrics::ALL;
+use ocrbridge_local::template::{ResourceDef, Template};
+use ocrbridge_local::template_path;
+use regex::Regex;
+use serde_yaml::Value;
+
+fn template() -> Template {
+    Template::load(&template_path()).unwrap()
+}
+
+fn untagged(v: &Value) -> &Value {
+    match v {
+        Value::Tagged(t) => &t.value,
+        other => other,
+    }
+}
+
+/// (metric name, dimension names) for every metric of ours the template refers to.
+fn referenced_metrics(template: &Template) -> Vec<(String, BTreeSet<String>)> {
+    let mut out = Vec::new();
+    let search =
+        Regex::new(r#"\{\$\{MetricsNamespace\},([^}]*)\} MetricName=\\?"(\w+)\\?""#).unwrap();
+    for resource in template.resources() {
+        match resource.kind.as_str() {
+            "AWS::CloudWatch::Dashboard" => {
+                let body = untagged(&resource.properties["DashboardBody"])
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
+                for c in search.captures_iter(&body) {
+                    out.push((
+                        c[2].to_owned(),
+                        c[1].split(',').map(str::to_owned).collect(),
+                    ));
+                }
+                let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+                for widget in json["widgets"].as_array().unwrap() {
+                    for metric in widget["properties"]["metrics"].as_array().unwrap() {
+                        let parts = metric.as_array().unwrap();
+                        if parts[0] == "${MetricsNamespace}" {
+                            let dims = parts[2..]
+                                .iter()
+                                .take_while(|p| p.is_string())
+                                .step_by(2)
+                                .map(|d| d.as_str().unwrap().to_owned())
+                                .collect();
+                            out.push((parts[1].as_str().unwrap().to_owned(), dims));
+                        }
+                    }
+                }
+            }
+            "AWS::CloudWatch::Alarm" => {
+                let mut metrics = vec![resource.properties.clone()];
+                for m in resource
+                    .properties
+                    .get("Metrics")
+                    .and_then(Value::as_sequence)
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(metric) = m.get("MetricStat").and_then(|s| s.get("Metric")) {
+                        metrics.push(metric.as_mapping().unwrap().clone());
+                    }
+                }
+                for m in metrics {
+                    let namespace = m.get("Namespace").map(untagged).and_then(Value::as_str);
+                    if namespace != Some("MetricsNamespace") {
+                        continue; // AWS/SQS and friends
+                    }
+                    let dims = m["Dimensions"]
+                        .as_sequence()
+                        .unwrap()
+                        .iter()
+                        .map(|d| d["Name"].as_str().unwrap().to_owned())
+                        .collect();
+                    out.push((m["MetricName"].as_str().unwrap().to_owned(), dims));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn every_metric_in_the_template_is_emitted_with_those_dimensions() {
+    let referenced = referenced_metrics(&template());
+    assert!(
+        referenced.len() >= 25,
+        "the dashboard and alarms refer to metrics: {referenced:?}"
+    );
+    for (name, dims) in &referenced {
+        let def = ALL
+            .iter()
+            .find(|m| m.name == name)
+            .unwrap_or_else(|| panic!("template.yaml uses metric {name}, which no function emits"));
+        let full: BTreeSet<String> = std::iter::once("Function")
+            .chain(def.dimensions.iter().copied())
+            .map(str::to_owned)
+            .collect();
+        let rollup: BTreeSet<String> = ["Function".to_owned()].into();
+        assert!(
+            *dims == full || *dims == rollup,
+            "{name}: template dimensions {dims:?}, emitted {full:?} and {rollup:?}"
+        );
+    }
+}
+
+#[test]
+fn the_test_above_catches_a_renamed_metric() {
+    let mut text = std::fs::read_to_string(template_path()).unwrap();
+    text = text.replacen(
+        "MetricName: VendorAuthFailures",
+        "MetricName: VendorAuthFailure",
+        1,
+    );
+    let broken = Template::parse(&text).unwrap();
+    let referenced = referenced_metrics(&broken);
+    assert!(referenced.iter().any(|(n, _)| n == "VendorAuthFailure"));
+    assert!(!ALL.iter().any(|m| m.name == "VendorAuthFailure"));
+}
+
+fn functions(template: &Template) -> Vec<ResourceDef> {
+    template
+        .resources()
+        .into_iter()
+        .filter(|r| r.kind == "AWS::Serverless::Function")
+        .collect()
+}
+
+#[test]
+fn every_function_builds_its_own_binary_and_sqs_sources_report_partial_failures() {
+    let text = std::fs::read_to_string(template_path()).unwrap();
+    let raw: Value = serde_yaml::from_str(&text).unwrap();
+    let globals = &raw["Globals"]["Function"];
+    assert_eq!(globals["Runtime"], "provided.al2023");
+    assert_eq!(globals["Handler"], "bootstrap");
+    assert_eq!(globals["Architectures"][0], "arm64");
+    let template = template();
+    let mut binaries = BTreeSet::new();
+    for f in functions(&template) {
+        let meta = &raw["Resources"][f.logical_id.as_str()]["Metadata"];
+        assert_eq!(meta["BuildMethod"], "rust-cargolambda", "{}", f.logical_id);
+        let binary = meta["BuildProperties"]["Binary"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("../functions/{binary}/Cargo.toml"));
+        assert!(manifest.exists(), "{}: no functions/{binary}", f.logical_id);
+        binaries.insert(binary);
+        let timeout = f
+            .properties
+            .get("Timeout")
+            .and_then(Value::as_u64)
+            .unwrap_or(30);
+        for (_, event) in f
+            .properties
+            .get("Events")
+            .and_then(Value::as_mapping)
+            .into_iter()
+            .flatten()
+        {
+            if event["Type"] != "SQS" {
+                continue;
+            }
+            let props = &event["Properties"];
+            assert_eq!(
+                props["FunctionResponseTypes"][0], "ReportBatchItemFailures",
+                "{}",
+                f.logical_id
+            );
+            let queue = match &props["Queue"] {
+                Value::Tagged(t) => t
+                    .value
+                    .as_str()
+                    .unwrap()
+                    .split('.')
+                    .next()
+                    .unwrap()
+                    .to_owned(),
+                other => panic!("{other:?}"),
+            };
+            let visibility = raw["Resources"][queue.as_str()]["Properties"]["VisibilityTimeout"]
+                .as_u64()
+                .unwrap();
+            assert!(
+                visibility >= 6 * timeout,
+                "{queue}: visibility {visibility} < 6 x {timeout}"
+            );
+        }
+    }
+    assert_eq!(
+        binaries,
+        [
+            "intake",
+            "parse",
+            "reconcile",
+            "rotate",
+            "submit",
+            "webhook"
+        ]
+        .map(String::from)
+        .into()
+    );
+}
