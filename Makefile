@@ -21,9 +21,12 @@ chaos:
 package:
 	scripts/package.sh
 
-## bench: intake validation (1 GB object, big PDF, big image) against moto; figures to stdout
+## bench: intake validation (1 GB object, big PDF, big image), submit throughput vs the vendor's
+## rate limit, webhook verification vs raw HMAC; figures to stdout
 bench:
 	scripts/bench-intake.sh
+	scripts/bench-submit.sh
+	cargo bench -p ocrbridge --bench verify
 
 setup:
 	scripts/setup.sh

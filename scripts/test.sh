@@ -23,7 +23,7 @@ echo "== cfn-lint template.yaml"
 echo "== sam validate --lint"
 SAM_CLI_TELEMETRY=0 .venv-sam/bin/sam validate --lint --template template.yaml
 echo "== checkov"
-.venv-checkov/bin/checkov -f template.yaml --framework cloudformation --compact --quiet
+.venv-checkov/bin/checkov -f template.yaml --framework cloudformation --compact --quiet --skip-download
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo build (the function binaries the emulator tests run)"

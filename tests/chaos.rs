@@ -62,6 +62,7 @@ async fn chaos_run_keeps_every_invariant() {
         // 5 minutes after 15, here every 10 seconds after 30.
         reconcile_every: Duration::from_secs(10),
         concurrency: 3,
+        vendor_rps: 50.0,
         submitted_stale: Duration::from_secs(30),
     };
     let p = Pipeline::start(s.clients.clone(), &s.stack, options)

@@ -58,6 +58,8 @@ pub struct PipelineOptions {
     pub reconcile_every: Duration,
     /// Concurrent invocations per function.
     pub concurrency: usize,
+    /// The vendor rate limit the submit function admits work at (`VENDOR_RATE_LIMIT_RPS`).
+    pub vendor_rps: f64,
     /// Seconds a Submitted job may wait for its webhook before reconcile polls.
     pub submitted_stale: Duration,
 }
@@ -71,6 +73,7 @@ impl Default for PipelineOptions {
             crash_redelivery: Duration::from_secs(2),
             reconcile_every: Duration::from_secs(5),
             concurrency: 2,
+            vendor_rps: 50.0,
             submitted_stale: Duration::from_secs(10),
         }
     }
@@ -230,7 +233,7 @@ impl Pipeline {
                     max_admission_wait: Duration::from_secs(2),
                 },
                 budgets: Budgets::for_vendor("sim", |k| match k {
-                    "VENDOR_RATE_LIMIT_RPS" => Some("50".into()),
+                    "VENDOR_RATE_LIMIT_RPS" => Some(options.vendor_rps.to_string()),
                     "RETRY_BUDGET_CAPACITY" => Some("50".into()),
                     "RETRY_BUDGET_REFILL_PER_SEC" => Some("5".into()),
                     _ => None,

@@ -1,0 +1,149 @@
+//! Submit throughput against a vendor rate limit: documents submitted per second with the
+//! simulator limited to R requests/s, the achieved/R ratio, and how many 429s it cost.
+//!
+//! ```text
+//! bench-submit [--docs N] [--rps R]       (moto must be running; scripts/bench-submit.sh starts it)
+//! ```
+//! Jobs are created `Queued` with their submit messages, as intake leaves them, then the submit
+//! function drains the queue through the local event source (two concurrent invocations, as
+//! `ScalingConfig.MaximumConcurrency` allows), admitting work at R through the shared bucket.
+
+use std::time::{Duration, Instant};
+
+use ocrbridge::aws::{local_sdk_config, AwsClients};
+use ocrbridge::job::{ContentHash, DocumentKey, JobState, NewJob, Profile, SourceObject};
+use ocrbridge::ledger::Change;
+use ocrbridge::queue::SubmitRequest;
+use ocrbridge::time::UnixMillis;
+use ocrbridge_local::pipeline::{Pipeline, PipelineOptions};
+use ocrbridge_local::provision::{provision, ProvisionOptions};
+use ocrbridge_local::template::Template;
+use ocrbridge_local::{moto, template_path};
+use vendor_sim::engine::EngineKind;
+use vendor_sim::faults::FaultConfig;
+
+#[tokio::main]
+async fn main() -> Result<(), String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flag = |name: &str, default: f64| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let docs = flag("--docs", 150.0) as usize;
+    let rps = flag("--rps", 10.0);
+    let endpoint = moto::endpoint_from_env();
+    moto::wait_healthy(&endpoint, Duration::from_secs(5))
+        .await
+        .map_err(|e| e.to_string())?;
+    let clients = AwsClients::from_sdk_config(&local_sdk_config(&endpoint));
+    let template = Template::load(&template_path()).map_err(|e| e.to_string())?;
+    let stack_name = format!("bench-submit-{}", UnixMillis::now().0 / 1000);
+    let stack = provision(
+        &clients,
+        &template,
+        &ProvisionOptions {
+            stack_name,
+            ..Default::default()
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let options = PipelineOptions {
+        engine: EngineKind::Fast,
+        faults: FaultConfig {
+            rate_limit_rps: Some(rps),
+            rate_limit_burst: Some(rps),
+            ..FaultConfig::default()
+        },
+        vendor_rps: rps,
+        reconcile_every: Duration::from_secs(3600),
+        ..PipelineOptions::default()
+    };
+    let p = Pipeline::start(clients.clone(), &stack, options).await?;
+    let config = &p.config;
+    let mut ids = Vec::new();
+    for i in 0..docs {
+        let bytes = format!("bench document {i}").into_bytes();
+        let key = format!("receipts/bench/{i}.png");
+        clients
+            .s3
+            .put_object()
+            .bucket(&config.documents_bucket)
+            .key(&key)
+            .body(bytes.clone().into())
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let profile = Profile::new("receipt").map_err(|e| e.to_string())?;
+        let content = ContentHash::of(&bytes);
+        let new = NewJob {
+            key: DocumentKey::new(&content, &profile),
+            profile,
+            content,
+            source: SourceObject {
+                bucket: config.documents_bucket.clone(),
+                key,
+                version_id: None,
+            },
+            inspection: Default::default(),
+        };
+        let job = p
+            .intake
+            .ledger
+            .create_job(&new, UnixMillis::now())
+            .await
+            .map_err(|e| e.to_string())?
+            .job()
+            .clone();
+        let job = p
+            .intake
+            .ledger
+            .transition(&job, JobState::Queued, Change::none(), UnixMillis::now())
+            .await
+            .map_err(|e| e.to_string())?;
+        p.submit
+            .queue
+            .send_json(
+                &config.submit_queue_url,
+                &SubmitRequest {
+                    job_id: job.id.clone(),
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        ids.push(job.id);
+    }
+    let started = Instant::now();
+    loop {
+        p.pump_once().await;
+        let stats: serde_json::Value = reqwest::get(format!("{}/admin/stats", p.sim.base_url()))
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        if stats["accepted_submissions"].as_u64().unwrap_or(0) as usize >= docs
+            || started.elapsed() > Duration::from_secs(600)
+        {
+            let secs = started.elapsed().as_secs_f64();
+            let achieved = docs as f64 / secs;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "docs": docs,
+                    "limit_rps": rps,
+                    "seconds": (secs * 10.0).round() / 10.0,
+                    "submitted_per_s": (achieved * 100.0).round() / 100.0,
+                    "achieved_over_limit": (achieved / rps * 100.0).round() / 100.0,
+                    "vendor_requests": stats["requests"],
+                    "rate_limited_429": stats["faults_injected"]["rate_limited"].as_u64().unwrap_or(0),
+                    "billed_documents": stats["billed_documents"],
+                })
+            );
+            return Ok(());
+        }
+    }
+}
