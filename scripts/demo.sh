@@ -4,6 +4,7 @@
 # are S3 prefixes: receipts/, invoices/, anything else is generic). Prints a summary table,
 # writes results to .local/demo-out (or $OUT), and stops everything it started.
 #   scripts/demo.sh [DOCS_DIR]            DEV=1 scripts/demo.sh   # keep the stack running
+#   BINARIES=1 scripts/demo.sh            # run the real function binaries under the Lambda RIE
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -24,4 +25,8 @@ mkdir -p "$out"
 cargo build --quiet -p ocrbridge-local --bin ocrbridge-local
 args=(demo --docs "$docs" --out "$out")
 if [ "${DEV:-0}" = 1 ]; then args+=(--keep); fi
+if [ "${BINARIES:-0}" = 1 ]; then
+  cargo build --quiet --workspace --bins
+  args+=(--binaries "$root/target/debug")
+fi
 target/debug/ocrbridge-local "${args[@]}"

@@ -63,6 +63,7 @@ async fn chaos_run_keeps_every_invariant() {
         reconcile_every: Duration::from_secs(10),
         concurrency: 3,
         vendor_rps: 50.0,
+        binaries: None,
         submitted_stale: Duration::from_secs(30),
     };
     let p = Pipeline::start(s.clients.clone(), &s.stack, options)

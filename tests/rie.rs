@@ -197,6 +197,6 @@ async fn every_function_binary_handles_its_sample_event_under_the_emulator() {
     // The emulator reports each cold start.
     for e in [&intake, &submit, &parse, &webhook, &reconcile, &rotate] {
         let log = std::fs::read_to_string(&e.log).unwrap_or_default();
-        assert!(log.contains("Init Duration"), "{log}");
+        assert!(log.contains("INIT REPORT(durationMs:"), "{log}");
     }
 }

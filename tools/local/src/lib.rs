@@ -4,6 +4,7 @@ pub mod demo;
 pub mod moto;
 pub mod pipeline;
 pub mod provision;
+pub mod rie;
 pub mod template;
 
 use std::path::{Path, PathBuf};

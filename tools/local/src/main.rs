@@ -5,6 +5,7 @@
 //! ocrbridge-local provision [--endpoint URL] [--stack NAME] [--template PATH]
 //!                           [--secret LOGICAL_ID=VALUE]... [--env-out FILE]
 //! ocrbridge-local demo      [--endpoint URL] [--docs DIR] [--out DIR] [--timeout SECS] [--keep]
+//!                           [--binaries DIR]   (run the real binaries from DIR under the RIE)
 //! ```
 //!
 //! `demo` provisions a fresh stack, starts the vendor simulator (real Tesseract) and the webhook
@@ -28,7 +29,7 @@ use ocrbridge_local::{moto, template_path};
 
 const USAGE: &str = "usage: ocrbridge-local health [--endpoint URL]
        ocrbridge-local provision [--endpoint URL] [--stack NAME] [--template PATH] [--secret ID=VALUE]... [--env-out FILE]
-       ocrbridge-local demo [--endpoint URL] [--docs DIR] [--out DIR] [--timeout SECS] [--keep]";
+       ocrbridge-local demo [--endpoint URL] [--docs DIR] [--out DIR] [--timeout SECS] [--keep] [--binaries DIR]";
 
 struct Args {
     command: String,
@@ -41,6 +42,7 @@ struct Args {
     out: PathBuf,
     timeout: u64,
     keep: bool,
+    binaries: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -57,6 +59,7 @@ fn parse_args() -> Result<Args, String> {
         out: template_path().with_file_name(".local").join("demo-out"),
         timeout: 300,
         keep: false,
+        binaries: None,
     };
     while let Some(flag) = raw.next() {
         let mut value = || raw.next().ok_or(format!("{flag} needs a value\n{USAGE}"));
@@ -71,6 +74,7 @@ fn parse_args() -> Result<Args, String> {
                 args.timeout = value()?.parse().map_err(|e| format!("--timeout: {e}"))?
             }
             "--keep" => args.keep = true,
+            "--binaries" => args.binaries = Some(value()?.into()),
             "--secret" => {
                 let pair = value()?;
                 let (id, secret) = pair
@@ -141,7 +145,12 @@ async fn demo(args: Args) -> Result<(), String> {
         return Err(format!("no documents under {}", args.docs.display()));
     }
     std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
-    let pipeline = Pipeline::start(clients, &stack, PipelineOptions::default()).await?;
+    let options = PipelineOptions {
+        binaries: args.binaries.clone(),
+        concurrency: if args.binaries.is_some() { 1 } else { 2 },
+        ..PipelineOptions::default()
+    };
+    let pipeline = Pipeline::start_at(clients, &stack, options, &args.endpoint).await?;
     eprintln!(
         "stack {stack_name} on {}; vendor simulator at {}; {} documents",
         args.endpoint,

@@ -44,6 +44,7 @@ use vendor_sim::{RunningSim, SimConfig};
 use webhook::{Webhook, WebhookConfig};
 
 use crate::provision::LocalStack;
+use crate::rie::Emulated;
 
 /// How to run the local pipeline.
 #[derive(Debug, Clone)]
@@ -60,6 +61,9 @@ pub struct PipelineOptions {
     pub concurrency: usize,
     /// The vendor rate limit the submit function admits work at (`VENDOR_RATE_LIMIT_RPS`).
     pub vendor_rps: f64,
+    /// Run the real function binaries from this directory (e.g. `target/debug`) under the
+    /// Runtime Interface Emulator instead of calling the handlers in-process.
+    pub binaries: Option<std::path::PathBuf>,
     /// Seconds a Submitted job may wait for its webhook before reconcile polls.
     pub submitted_stale: Duration,
 }
@@ -75,6 +79,7 @@ impl Default for PipelineOptions {
             concurrency: 2,
             vendor_rps: 50.0,
             submitted_stale: Duration::from_secs(10),
+            binaries: None,
         }
     }
 }
@@ -93,6 +98,45 @@ pub struct Pipeline {
     last_reconcile: std::sync::Mutex<Instant>,
     /// Batches left unacknowledged by the crash fault.
     pub crashes: std::sync::atomic::AtomicU64,
+    /// The binaries under the emulator, in binaries mode.
+    pub binaries: Option<Binaries>,
+}
+
+/// The function binaries, each under its own emulator.
+pub struct Binaries {
+    pub intake: Emulated,
+    pub submit: Emulated,
+    pub parse: Emulated,
+    pub reconcile: Emulated,
+    pub webhook: Arc<Emulated>,
+}
+
+impl Binaries {
+    pub fn all(&self) -> [&Emulated; 5] {
+        [
+            &self.intake,
+            &self.submit,
+            &self.parse,
+            &self.reconcile,
+            &self.webhook,
+        ]
+    }
+}
+
+fn ids(response: aws_lambda_events::event::sqs::SqsBatchResponse) -> Vec<String> {
+    response
+        .batch_item_failures
+        .into_iter()
+        .map(|f| f.item_identifier)
+        .collect()
+}
+
+/// Where the webhook endpoint sends a delivery.
+#[derive(Clone)]
+enum WebhookTarget {
+    InProcess(Arc<Webhook>),
+    /// The webhook binary, sent the Function URL event Lambda would build from the request.
+    Binary(Arc<Emulated>),
 }
 
 async fn secret(clients: &AwsClients, id: &str) -> Result<String, String> {
@@ -110,13 +154,87 @@ async fn secret(clients: &AwsClients, id: &str) -> Result<String, String> {
 }
 
 async fn receive_webhook(
-    State(webhook): State<Arc<Webhook>>,
+    State(target): State<WebhookTarget>,
     headers: HeaderMap,
     body: Bytes,
 ) -> StatusCode {
-    let now = (UnixMillis::now().0 / 1000) as i64;
-    let reply = webhook.handle("POST", &headers, &body, now).await;
-    StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    match target {
+        WebhookTarget::InProcess(webhook) => {
+            let now = (UnixMillis::now().0 / 1000) as i64;
+            let reply = webhook.handle("POST", &headers, &body, now).await;
+            StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        }
+        WebhookTarget::Binary(function) => {
+            let event = function_url_event(&headers, &body);
+            match function.invoke(&event).await {
+                Ok(response) => response["statusCode"]
+                    .as_u64()
+                    .and_then(|s| StatusCode::from_u16(s as u16).ok())
+                    .unwrap_or(StatusCode::BAD_GATEWAY),
+                Err(_) => StatusCode::BAD_GATEWAY,
+            }
+        }
+    }
+}
+
+/// The Lambda Function URL event for an HTTP request: headers lowercased, body base64-encoded.
+fn function_url_event(headers: &HeaderMap, body: &[u8]) -> serde_json::Value {
+    use base64::Engine;
+    let headers: serde_json::Map<String, serde_json::Value> = headers
+        .iter()
+        .filter_map(|(k, v)| {
+            Some((
+                k.as_str().to_ascii_lowercase(),
+                serde_json::Value::String(v.to_str().ok()?.to_owned()),
+            ))
+        })
+        .collect();
+    serde_json::json!({
+        "version": "2.0", "routeKey": "$default", "rawPath": "/", "rawQueryString": "",
+        "headers": headers,
+        "requestContext": {
+            "accountId": "anonymous", "apiId": "local", "domainName": "localhost", "domainPrefix": "local",
+            "http": {"method": "POST", "path": "/", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "vendor-sim"},
+            "requestId": uuid::Uuid::new_v4().to_string(), "routeKey": "$default", "stage": "$default",
+            "time": "01/Jan/2026:00:00:00 +0000", "timeEpoch": UnixMillis::now().0
+        },
+        "body": base64::engine::general_purpose::STANDARD.encode(body),
+        "isBase64Encoded": true
+    })
+}
+
+/// The environment a function binary runs with locally: the template's, resolved against the
+/// local stack, plus what AWS would provide and the local tuning.
+fn binary_environment(
+    stack: &LocalStack,
+    endpoint: &str,
+    vendor_url: &str,
+    options: &PipelineOptions,
+) -> Result<BTreeMap<String, String>, String> {
+    let mut env = stack.function_environment().map_err(|e| e.to_string())?;
+    for (k, v) in [
+        ("AWS_ENDPOINT_URL", endpoint.to_owned()),
+        ("AWS_ACCESS_KEY_ID", "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("VENDOR_BASE_URL", vendor_url.to_owned()),
+        ("VENDOR_TIMEOUT_MS", "5000".into()),
+        ("VENDOR_RATE_LIMIT_RPS", options.vendor_rps.to_string()),
+        ("RETRY_BUDGET_CAPACITY", "50".into()),
+        ("RETRY_BUDGET_REFILL_PER_SEC", "5".into()),
+        ("BACKOFF_BASE_MS", "500".into()),
+        ("BACKOFF_CAP_SECS", "5".into()),
+        ("STUCK_SECS", "20".into()),
+        (
+            "SUBMITTED_STALE_SECS",
+            options.submitted_stale.as_secs().to_string(),
+        ),
+        ("REQUIRE_ROTATION_ENABLED", "false".into()),
+        ("RUST_LOG", "info".into()),
+    ] {
+        env.insert(k.to_owned(), v);
+    }
+    Ok(env)
 }
 
 fn batch_size(stack: &LocalStack, function: &str, default: i32) -> i32 {
@@ -133,6 +251,16 @@ impl Pipeline {
         clients: AwsClients,
         stack: &LocalStack,
         options: PipelineOptions,
+    ) -> Result<Self, String> {
+        Self::start_at(clients, stack, options, "").await
+    }
+
+    /// As [`Self::start`]; `endpoint` is moto's URL, which binaries mode passes to the binaries.
+    pub async fn start_at(
+        clients: AwsClients,
+        stack: &LocalStack,
+        options: PipelineOptions,
+        endpoint: &str,
     ) -> Result<Self, String> {
         let config = stack.stack_config().map_err(|e| e.to_string())?;
         // The webhook signing secret must be a whsec_ one; the template generates a placeholder
@@ -163,9 +291,29 @@ impl Pipeline {
             stack: config.clone(),
             config: WebhookConfig::from_lookup(|_| None),
         });
+        let root = crate::template_path().with_file_name("");
+        let log_dir = root.join(".local");
+        std::fs::create_dir_all(&log_dir).map_err(|e| e.to_string())?;
+        let emulator = match &options.binaries {
+            Some(_) => Some(crate::rie::emulator(&root)?),
+            None => None,
+        };
+        let webhook_binary = match (&options.binaries, &emulator) {
+            (Some(dir), Some(rie)) => Some(Arc::new(Emulated::start(
+                rie,
+                &dir.join("webhook"),
+                &binary_environment(stack, endpoint, "http://127.0.0.1:9", &options)?,
+                &log_dir,
+            )?)),
+            _ => None,
+        };
+        let target = match &webhook_binary {
+            Some(binary) => WebhookTarget::Binary(binary.clone()),
+            None => WebhookTarget::InProcess(webhook.clone()),
+        };
         let app = axum::Router::new()
             .route("/", axum::routing::post(receive_webhook))
-            .with_state(webhook.clone());
+            .with_state(target);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| e.to_string())?;
@@ -202,6 +350,20 @@ impl Pipeline {
                 sim.base_url(),
                 keyring(&config.vendor_api_key_secret, &[Stage::Current]),
             ))
+        };
+        let binaries = match (&options.binaries, &emulator, webhook_binary) {
+            (Some(dir), Some(rie), Some(webhook)) => {
+                let env = binary_environment(stack, endpoint, &sim.base_url(), &options)?;
+                let start = |name: &str| Emulated::start(rie, &dir.join(name), &env, &log_dir);
+                Some(Binaries {
+                    intake: start("intake")?,
+                    submit: start("submit")?,
+                    parse: start("parse")?,
+                    reconcile: start("reconcile")?,
+                    webhook,
+                })
+            }
+            _ => None,
         };
         let backoff = Backoff {
             base: Duration::from_millis(500),
@@ -275,6 +437,7 @@ impl Pipeline {
             clients,
             last_reconcile: std::sync::Mutex::new(Instant::now()),
             crashes: Default::default(),
+            binaries,
             options,
         };
         Ok(pipeline)
@@ -317,6 +480,27 @@ impl Pipeline {
             event.records.push(record);
         }
         event
+    }
+
+    /// The failed message ids of a binary's answer; a failed invocation fails the whole batch,
+    /// as Lambda treats it.
+    fn failures(response: Result<serde_json::Value, String>, batch: &[Message]) -> Vec<String> {
+        let all = || {
+            batch
+                .iter()
+                .filter_map(|m| m.message_id().map(str::to_owned))
+                .collect()
+        };
+        match response {
+            Ok(value) => match value.get("batchItemFailures").and_then(|f| f.as_array()) {
+                Some(items) => items
+                    .iter()
+                    .filter_map(|i| i["itemIdentifier"].as_str().map(str::to_owned))
+                    .collect(),
+                None => all(),
+            },
+            Err(_) => all(),
+        }
     }
 
     async fn acknowledge(&self, queue_url: &str, messages: &[Message], failed: &[String]) {
@@ -376,7 +560,14 @@ impl Pipeline {
             }
         };
         if due {
-            self.reconcile.run(UnixMillis::now()).await;
+            match &self.binaries {
+                Some(b) => {
+                    let _ = b.reconcile.invoke(&serde_json::json!({"source": "aws.scheduler", "detail-type": "Scheduled Event"})).await;
+                }
+                None => {
+                    self.reconcile.run(UnixMillis::now()).await;
+                }
+            }
         }
         handled
     }
@@ -391,12 +582,16 @@ impl Pipeline {
             if batch.is_empty() {
                 return 0;
             }
-            let response = self.intake.handle_sqs(Self::event(&batch, "intake")).await;
-            let failed: Vec<String> = response
-                .batch_item_failures
-                .into_iter()
-                .map(|f| f.item_identifier)
-                .collect();
+            let event = Self::event(&batch, "intake");
+            let failed = match &self.binaries {
+                Some(b) => Self::failures(
+                    b.intake
+                        .invoke(&serde_json::to_value(&event).unwrap_or_default())
+                        .await,
+                    &batch,
+                ),
+                None => ids(self.intake.handle_sqs(event).await),
+            };
             self.acknowledge(&self.config.intake_queue_url, &batch, &failed)
                 .await;
             batch.len()
@@ -408,15 +603,16 @@ impl Pipeline {
             if batch.is_empty() {
                 return 0;
             }
-            let response = self
-                .submit
-                .handle_sqs(Self::event(&batch, "submit"), deadline())
-                .await;
-            let failed: Vec<String> = response
-                .batch_item_failures
-                .into_iter()
-                .map(|f| f.item_identifier)
-                .collect();
+            let event = Self::event(&batch, "submit");
+            let failed = match &self.binaries {
+                Some(b) => Self::failures(
+                    b.submit
+                        .invoke(&serde_json::to_value(&event).unwrap_or_default())
+                        .await,
+                    &batch,
+                ),
+                None => ids(self.submit.handle_sqs(event, deadline()).await),
+            };
             self.acknowledge(&self.config.submit_queue_url, &batch, &failed)
                 .await;
             batch.len()
@@ -428,15 +624,16 @@ impl Pipeline {
             if batch.is_empty() {
                 return 0;
             }
-            let response = self
-                .parse
-                .handle_sqs(Self::event(&batch, "results"), deadline())
-                .await;
-            let failed: Vec<String> = response
-                .batch_item_failures
-                .into_iter()
-                .map(|f| f.item_identifier)
-                .collect();
+            let event = Self::event(&batch, "results");
+            let failed = match &self.binaries {
+                Some(b) => Self::failures(
+                    b.parse
+                        .invoke(&serde_json::to_value(&event).unwrap_or_default())
+                        .await,
+                    &batch,
+                ),
+                None => ids(self.parse.handle_sqs(event, deadline()).await),
+            };
             self.acknowledge(&self.config.results_queue_url, &batch, &failed)
                 .await;
             batch.len()

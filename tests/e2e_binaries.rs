@@ -1,0 +1,119 @@
+//! The happy path through the real function binaries (each under the Runtime Interface
+//! Emulator), driven by the local event sources, on real SROIE receipts OCRed by Tesseract.
+
+use std::time::{Duration, Instant};
+
+use ocrbridge::job::{JobId, JobState};
+use ocrbridge_local::pipeline::{Pipeline, PipelineOptions};
+use ocrbridge_tests::{shared_dir, stack};
+use vendor_sim::engine::EngineKind;
+
+#[tokio::test]
+async fn receipts_go_through_the_real_binaries() {
+    let s = stack().await;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| root.join("target"));
+    let options = PipelineOptions {
+        engine: EngineKind::Tesseract,
+        binaries: Some(target.join("debug")),
+        concurrency: 1,
+        reconcile_every: Duration::from_secs(5),
+        submitted_stale: Duration::from_secs(15),
+        ..PipelineOptions::default()
+    };
+    let p = Pipeline::start_at(s.clients.clone(), &s.stack, options, &s.endpoint)
+        .await
+        .unwrap();
+    let names = ["000", "004", "030"];
+    for name in names {
+        let bytes =
+            std::fs::read(shared_dir().join(format!("corpus/sroie-dev/{name}.jpg"))).unwrap();
+        s.put(
+            &format!("receipts/sroie/{name}.jpg"),
+            bytes,
+            Some("image/jpeg"),
+        )
+        .await;
+    }
+    let started = Instant::now();
+    let mut done: Vec<(String, JobId)> = Vec::new();
+    while done.len() < names.len() {
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "not settled: {done:?}"
+        );
+        p.pump_once().await;
+        done.clear();
+        for name in names {
+            let key = format!("receipts/sroie/{name}.jpg");
+            let tags = s
+                .clients
+                .s3
+                .get_object_tagging()
+                .bucket(&s.config.documents_bucket)
+                .key(&key)
+                .send()
+                .await
+                .unwrap();
+            let Some(id) = tags
+                .tag_set()
+                .iter()
+                .find(|t| t.key() == "ocrbridge-job-id")
+                .and_then(|t| JobId::parse(t.value()).ok())
+            else {
+                continue;
+            };
+            let job = s.ledger.get_job(&id).await.unwrap().unwrap();
+            if matches!(job.state, JobState::Completed | JobState::NeedsReview) {
+                done.push((key, id));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut totals = 0;
+    for (key, id) in &done {
+        let job = s.ledger.get_job(id).await.unwrap().unwrap();
+        let result_key = job
+            .result_key
+            .clone()
+            .unwrap_or_else(|| panic!("{key}: no stored result"));
+        let body = s
+            .clients
+            .s3
+            .get_object()
+            .bucket(&s.config.documents_bucket)
+            .key(&result_key)
+            .send()
+            .await
+            .unwrap();
+        let document: serde_json::Value =
+            serde_json::from_slice(&body.body.collect().await.unwrap().into_bytes()).unwrap();
+        ocrbridge::document::validate_json(&document).unwrap();
+        assert!(
+            document["pages"][0]["blocks"][0]["lines"]
+                .as_array()
+                .is_some_and(|l| l.len() > 5),
+            "{key}: OCR text"
+        );
+        if document["fields"]["total"]["value"].is_string() {
+            totals += 1;
+        }
+    }
+    assert!(
+        totals >= 2,
+        "fields present: {totals} totals of {}",
+        done.len()
+    );
+    let binaries = p.binaries.as_ref().unwrap();
+    for function in binaries.all() {
+        let inits = function.init_durations();
+        eprintln!("{}: init {:?} ms", function.name, inits);
+        assert!(
+            !inits.is_empty(),
+            "{} was invoked under the emulator",
+            function.name
+        );
+    }
+}
