@@ -63,6 +63,13 @@ async fn main() -> Result<(), String> {
         ..PipelineOptions::default()
     };
     let p = Pipeline::start(clients.clone(), &stack, options).await?;
+    // Submissions only: without webhooks nothing parses, so the vendor's quota is all submit's.
+    reqwest::Client::new()
+        .put(format!("{}/admin/webhook", p.sim.base_url()))
+        .json(&serde_json::json!({ "url": "" }))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
     let config = &p.config;
     let mut ids = Vec::new();
     for i in 0..docs {
