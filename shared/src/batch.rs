@@ -58,6 +58,33 @@ pub fn receive_count(message: &SqsMessage) -> u32 {
         .unwrap_or(1)
 }
 
+/// A retry after `delay`: sets the message's visibility (the backoff, in a later invocation)
+/// and returns the failure to report in `batchItemFailures`. If the visibility cannot be set,
+/// the queue's default visibility timeout applies instead; it is still a retry.
+pub async fn retry_after(
+    queue: &Queue,
+    queue_url: &str,
+    message: &SqsMessage,
+    delay: std::time::Duration,
+    code: &str,
+    reason: String,
+) -> Failure {
+    if let Some(handle) = &message.receipt_handle {
+        let result = queue
+            .client()
+            .change_message_visibility()
+            .queue_url(queue_url)
+            .receipt_handle(handle)
+            .visibility_timeout(crate::retry::visibility_seconds(delay))
+            .send()
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(e), "could not set the backoff");
+        }
+    }
+    Failure::retry(code, reason)
+}
+
 /// Runs `handle` on every record and builds the partial batch response.
 pub async fn process<F, Fut>(
     event: SqsEvent,

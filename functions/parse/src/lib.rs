@@ -26,7 +26,7 @@ use ocrbridge::ledger::{
 };
 use ocrbridge::metrics::{self, Metrics};
 use ocrbridge::queue::ResultNotice;
-use ocrbridge::retry::{self, Backoff};
+use ocrbridge::retry::Backoff;
 use ocrbridge::rules::{self, RuleConfig};
 use ocrbridge::time::{lease_until_from_deadline, UnixMillis, DEFAULT_LEASE_SAFETY_MARGIN};
 use ocrbridge::vendor::{Vendor, VendorStatus};
@@ -122,20 +122,15 @@ impl<V: Vendor> Parse<V> {
                 delay,
                 code,
                 reason,
-            } => {
-                if let Some(handle) = &message.receipt_handle {
-                    let _ = self
-                        .queue
-                        .client()
-                        .change_message_visibility()
-                        .queue_url(&self.stack.results_queue_url)
-                        .receipt_handle(handle)
-                        .visibility_timeout(retry::visibility_seconds(delay))
-                        .send()
-                        .await;
-                }
-                Err(Failure::retry(code, reason))
-            }
+            } => Err(batch::retry_after(
+                &self.queue,
+                &self.stack.results_queue_url,
+                message,
+                delay,
+                code,
+                reason,
+            )
+            .await),
         }
     }
 

@@ -106,24 +106,15 @@ impl<V: Vendor> Submit<V> {
                 delay,
                 code,
                 reason,
-            } => {
-                if let Some(handle) = &message.receipt_handle {
-                    let result = self
-                        .queue
-                        .client()
-                        .change_message_visibility()
-                        .queue_url(&self.stack.submit_queue_url)
-                        .receipt_handle(handle)
-                        .visibility_timeout(retry::visibility_seconds(delay))
-                        .send()
-                        .await;
-                    if let Err(e) = result {
-                        // The default visibility timeout applies instead; still a retry.
-                        warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(e), "could not set the backoff");
-                    }
-                }
-                Err(Failure::retry(code, reason))
-            }
+            } => Err(batch::retry_after(
+                &self.queue,
+                &self.stack.submit_queue_url,
+                message,
+                delay,
+                code,
+                reason,
+            )
+            .await),
             Disposition::Defer(delay) => {
                 let first_sent = attribute(message, FIRST_SENT_ATTRIBUTE)
                     .or_else(|| message.attributes.get("SentTimestamp").cloned())
