@@ -5,11 +5,14 @@
 //!    (`lambda_http` has already base64-decoded an `isBase64Encoded` body; UTF-8 is not needed);
 //!    on a signature miss the keyring is refreshed once, since a rotation may have just moved
 //!    the stages;
-//! 2. matched to its job through the `external_ref` we sent (our job id), so a webhook that
+//! 2. acknowledged at once, with no AWS call, if it only reports progress (`queued`,
+//!    `processing`): there is nothing to act on until a final status, and reconcile polls jobs
+//!    whose final webhook never comes — so progress events cost nothing but a verification;
+//! 3. matched to its job through the `external_ref` we sent (our job id), so a webhook that
 //!    beats the submit function's own write is still attributed;
-//! 3. deduplicated on its event id with a claim whose TTL outlives the timestamp tolerance
+//! 4. deduplicated on its event id with a claim whose TTL outlives the timestamp tolerance
 //!    (a replay outside the window fails the timestamp check; inside it, the claim);
-//! 4. put on the results queue as a [`ResultNotice`], and answered 200.
+//! 5. put on the results queue as a [`ResultNotice`], and answered 200.
 //!
 //! Ordering is not this function's business: parse checks the vendor's status and the job's
 //! state machine, so a `processing` after `succeeded` changes nothing. Answers give nothing away:
@@ -35,6 +38,9 @@ pub struct WebhookConfig {
     pub scheme: Scheme,
     /// `WEBHOOK_MAX_BODY_BYTES` (default 262,144).
     pub max_body_bytes: usize,
+    /// `WEBHOOK_PROGRESS_STATUSES` (comma-separated, default `queued,processing`): statuses that
+    /// are acknowledged after verification and go no further.
+    pub progress_statuses: Vec<String>,
 }
 
 impl WebhookConfig {
@@ -48,6 +54,12 @@ impl WebhookConfig {
             max_body_bytes: lookup("WEBHOOK_MAX_BODY_BYTES")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(256 * 1024),
+            progress_statuses: lookup("WEBHOOK_PROGRESS_STATUSES")
+                .unwrap_or_else(|| "queued,processing".into())
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect(),
         }
     }
 
@@ -76,6 +88,10 @@ const OK: Reply = Reply {
 const DUPLICATE: Reply = Reply {
     status: 200,
     body: r#"{"status":"duplicate"}"#,
+};
+const PROGRESS: Reply = Reply {
+    status: 200,
+    body: r#"{"status":"noted"}"#,
 };
 const BAD_REQUEST: Reply = Reply {
     status: 400,
@@ -175,6 +191,12 @@ impl Webhook {
             self.rejected("malformed_payload");
             return BAD_REQUEST;
         };
+        if self.config.progress_statuses.iter().any(|p| p == status) {
+            self.metrics
+                .count(metrics::WEBHOOKS_VERIFIED, &[status], &[]);
+            info!(vendor_job_id, status, "progress event; nothing to act on");
+            return PROGRESS;
+        }
         let job_id = data["external_ref"]
             .as_str()
             .and_then(|r| JobId::parse(r).ok());

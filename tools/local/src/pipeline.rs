@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessageAttribute};
-use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -98,8 +98,30 @@ pub struct Pipeline {
     last_reconcile: std::sync::Mutex<Instant>,
     /// Batches left unacknowledged by the crash fault.
     pub crashes: std::sync::atomic::AtomicU64,
+    /// The requests the emulated event sources made, as Lambda's pollers would.
+    pub event_sources: EventSourceCounters,
     /// The binaries under the emulator, in binaries mode.
     pub binaries: Option<Binaries>,
+}
+
+/// What the emulated event source mappings asked of SQS. Lambda's pollers make the same calls and
+/// they are billed to the queue's owner; the ones that return messages scale with the documents,
+/// the empty ones are a fixed cost of polling.
+#[derive(Debug, Default)]
+pub struct EventSourceCounters {
+    pub receives_with_messages: std::sync::atomic::AtomicU64,
+    pub empty_receives: std::sync::atomic::AtomicU64,
+    pub delete_batches: std::sync::atomic::AtomicU64,
+}
+
+impl EventSourceCounters {
+    fn add(counter: &std::sync::atomic::AtomicU64) {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn get(counter: &std::sync::atomic::AtomicU64) -> u64 {
+        counter.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 /// The function binaries, each under its own emulator.
@@ -237,6 +259,13 @@ fn binary_environment(
     Ok(env)
 }
 
+/// Tags a function's AWS requests with its name (`app/<name>` in the User-Agent, through the
+/// SDK's `AWS_SDK_UA_APP_ID`), so a moto recording says which function made each request.
+fn with_app_id(mut env: BTreeMap<String, String>, function: &str) -> BTreeMap<String, String> {
+    env.insert("AWS_SDK_UA_APP_ID".into(), function.to_owned());
+    env
+}
+
 fn batch_size(stack: &LocalStack, function: &str, default: i32) -> i32 {
     stack
         .event_batch_size(function)
@@ -302,7 +331,10 @@ impl Pipeline {
             (Some(dir), Some(rie)) => Some(Arc::new(Emulated::start(
                 rie,
                 &dir.join("webhook"),
-                &binary_environment(stack, endpoint, "http://127.0.0.1:9", &options)?,
+                &with_app_id(
+                    binary_environment(stack, endpoint, "http://127.0.0.1:9", &options)?,
+                    "webhook",
+                ),
                 &log_dir,
             )?)),
             _ => None,
@@ -354,7 +386,14 @@ impl Pipeline {
         let binaries = match (&options.binaries, &emulator, webhook_binary) {
             (Some(dir), Some(rie), Some(webhook)) => {
                 let env = binary_environment(stack, endpoint, &sim.base_url(), &options)?;
-                let start = |name: &str| Emulated::start(rie, &dir.join(name), &env, &log_dir);
+                let start = |name: &str| {
+                    Emulated::start(
+                        rie,
+                        &dir.join(name),
+                        &with_app_id(env.clone(), name),
+                        &log_dir,
+                    )
+                };
                 Some(Binaries {
                     intake: start("intake")?,
                     submit: start("submit")?,
@@ -437,6 +476,7 @@ impl Pipeline {
             clients,
             last_reconcile: std::sync::Mutex::new(Instant::now()),
             crashes: Default::default(),
+            event_sources: Default::default(),
             binaries,
             options,
         };
@@ -444,7 +484,8 @@ impl Pipeline {
     }
 
     async fn receive(&self, queue_url: &str, max: i32) -> Vec<Message> {
-        self.clients
+        let messages = self
+            .clients
             .sqs
             .receive_message()
             .queue_url(queue_url)
@@ -456,7 +497,13 @@ impl Pipeline {
             .await
             .ok()
             .and_then(|o| o.messages)
-            .unwrap_or_default()
+            .unwrap_or_default();
+        EventSourceCounters::add(if messages.is_empty() {
+            &self.event_sources.empty_receives
+        } else {
+            &self.event_sources.receives_with_messages
+        });
+        messages
     }
 
     fn event(messages: &[Message], source: &str) -> SqsEvent {
@@ -524,21 +571,31 @@ impl Pipeline {
             }
             return;
         }
-        for m in messages {
-            if failed.iter().any(|f| Some(f.as_str()) == m.message_id()) {
-                continue;
-            }
-            if let Some(handle) = m.receipt_handle() {
-                let _ = self
-                    .clients
-                    .sqs
-                    .delete_message()
-                    .queue_url(queue_url)
-                    .receipt_handle(handle)
-                    .send()
-                    .await;
-            }
+        // The successful records, deleted in one DeleteMessageBatch as Lambda's poller does.
+        let entries: Vec<DeleteMessageBatchRequestEntry> = messages
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| !failed.iter().any(|f| Some(f.as_str()) == m.message_id()))
+            .filter_map(|(i, m)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(m.receipt_handle()?)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        if entries.is_empty() {
+            return;
         }
+        EventSourceCounters::add(&self.event_sources.delete_batches);
+        let _ = self
+            .clients
+            .sqs
+            .delete_message_batch()
+            .queue_url(queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await;
     }
 
     /// One round of every event source: `concurrency` invocations of each function at once, as

@@ -235,6 +235,7 @@ fn accepted(job: &SimJob, replayed: bool) -> Response {
 }
 
 async fn submit(State(sim): State<Arc<Sim>>, request: Request) -> Response {
+    let received = std::time::Instant::now();
     let headers = request.headers().clone();
     if let Some(r) = gate(&sim, &headers) {
         return r;
@@ -308,6 +309,8 @@ async fn submit(State(sim): State<Arc<Sim>>, request: Request) -> Response {
             pages: 0,
             result: None,
             error: None,
+            received,
+            processing_ms: None,
         };
         if let Some(key) = &idempotency_key {
             inner.by_idempotency_key.insert(key.clone(), job.id.clone());

@@ -24,7 +24,7 @@ use tokio::sync::{oneshot, Semaphore};
 
 use engine::EngineKind;
 use faults::{Fault, FaultConfig, FaultDice};
-use state::{Inner, JobError, Stats, Status, WebhookSettings};
+use state::{Inner, JobError, SimJob, Stats, Status, WebhookSettings};
 use webhooks::{DeliveryKind, Outgoing};
 
 /// How the simulator is started.
@@ -131,6 +131,11 @@ impl Sim {
         self.lock().stats.clone()
     }
 
+    /// One job as the simulator holds it (for benchmarks: its `processing_ms`).
+    pub fn job(&self, id: &str) -> Option<SimJob> {
+        self.lock().jobs.get(id).cloned()
+    }
+
     /// Processes a new job in the background: queued → processing → succeeded | failed, with a
     /// webhook for each status change.
     fn spawn_processing(self: &Arc<Self>, id: String, document: Bytes) {
@@ -213,6 +218,7 @@ impl Sim {
             if let Some(job) = inner.jobs.get_mut(&id) {
                 job.result = result;
                 job.error = error;
+                job.processing_ms = Some(job.received.elapsed().as_millis() as u64);
             }
         }
         self.change_status(&id, status, held_back);

@@ -44,6 +44,11 @@ pub struct SimJob {
     pub pages: u32,
     pub result: Option<Value>,
     pub error: Option<JobError>,
+    /// When the submission arrived, before the document was fetched.
+    pub received: std::time::Instant,
+    /// The vendor's own time for the job, from the submission's arrival (document fetch, queue
+    /// wait, OCR) to its final status. What a pipeline-overhead figure subtracts.
+    pub processing_ms: Option<u64>,
 }
 
 impl SimJob {
@@ -59,6 +64,7 @@ impl SimJob {
             "updated_at": self.updated_at,
             "pages": self.pages,
             "error": self.error,
+            "processing_ms": self.processing_ms,
         })
     }
 }

@@ -1,0 +1,422 @@
+//! The happy path, measured: real receipts through the real function binaries under the Runtime
+//! Interface Emulator, with moto's request recorder on.
+//!
+//! ```text
+//! bench-pipeline [--docs N] [--binaries DIR] [--corpus DIR]
+//!     (moto must be running; scripts/bench-pipeline.sh starts its own)
+//! ```
+//! Reports, for documents that all end Completed or NeedsReview:
+//! - the AWS requests the pipeline made per document, by caller, service and operation. Every
+//!   function binary tags its requests with `AWS_SDK_UA_APP_ID=<function>`; the emulated event
+//!   sources, the uploader and this benchmark's own observation use their own app ids, and the
+//!   vendor's presigned GETs carry no SDK user agent at all. This benchmark's observation reads
+//!   are left out of the totals;
+//! - the pipeline's overhead: upload to stored result minus the simulator's own time for the job
+//!   (document fetch, queue, OCR), p50 and p95.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use aws_config::AppName;
+use aws_sdk_s3::primitives::ByteStream;
+use ocrbridge::aws::{local_sdk_config, AwsClients};
+use ocrbridge::job::{JobId, JobState};
+use ocrbridge::ledger::Ledger;
+use ocrbridge::time::UnixMillis;
+use ocrbridge_local::pipeline::{EventSourceCounters, Pipeline, PipelineOptions};
+use ocrbridge_local::provision::{provision, ProvisionOptions};
+use ocrbridge_local::template::Template;
+use ocrbridge_local::{moto, template_path};
+use serde_json::Value;
+use vendor_sim::engine::EngineKind;
+
+/// The bench's own callers, as their User-Agent app ids.
+const OBSERVER: &str = "bench-observer";
+const UPLOADER: &str = "uploader";
+const EVENT_SOURCE: &str = "event-source";
+
+fn clients(endpoint: &str, app: &str) -> Result<AwsClients, String> {
+    let config = local_sdk_config(endpoint)
+        .into_builder()
+        .app_name(AppName::new(app.to_owned()).map_err(|e| e.to_string())?)
+        .build();
+    Ok(AwsClients::from_sdk_config(&config))
+}
+
+/// One recorded request: who made it, and which operation of which service it was.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Call {
+    caller: String,
+    service: String,
+    operation: String,
+}
+
+fn header<'a>(headers: &'a serde_json::Map<String, Value>, name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .and_then(|(_, v)| v.as_str())
+}
+
+/// Classifies one line of moto's recording. JSON-protocol services name the operation in
+/// `X-Amz-Target`; S3 is REST, and the Rust SDK names it in the `x-id` query parameter.
+fn classify(entry: &Value) -> Option<Call> {
+    let headers = entry.get("headers")?.as_object()?;
+    let agent = header(headers, "x-amz-user-agent")
+        .or_else(|| header(headers, "user-agent"))
+        .unwrap_or_default();
+    let caller = agent
+        .split_whitespace()
+        .find_map(|part| part.strip_prefix("app/"))
+        .map(str::to_owned)
+        .unwrap_or_else(|| {
+            if agent.contains("aws-sdk") {
+                "unnamed sdk client".into()
+            } else {
+                "vendor (presigned URL)".into()
+            }
+        });
+    if let Some(target) = header(headers, "x-amz-target") {
+        let (prefix, operation) = target.split_once('.')?;
+        let service = match prefix {
+            p if p.starts_with("DynamoDB") => "dynamodb",
+            p if p.starts_with("AmazonSQS") => "sqs",
+            p if p.eq_ignore_ascii_case("secretsmanager") => "secretsmanager",
+            other => other,
+        };
+        return Some(Call {
+            caller,
+            service: service.into(),
+            operation: operation.into(),
+        });
+    }
+    let url = entry.get("url")?.as_str()?;
+    let query = url.split_once('?').map(|(_, q)| q).unwrap_or_default();
+    let method = entry.get("method")?.as_str()?;
+    let operation = query
+        .split('&')
+        .find_map(|p| p.strip_prefix("x-id="))
+        .map(str::to_owned)
+        .unwrap_or_else(|| {
+            let has = |name: &str| query.split('&').any(|p| p.split('=').next() == Some(name));
+            match method {
+                "GET" if has("tagging") => "GetObjectTagging".into(),
+                "PUT" if has("tagging") => "PutObjectTagging".into(),
+                "HEAD" => "HeadObject".into(),
+                "GET" => "GetObject".into(),
+                "PUT" => "PutObject".into(),
+                other => format!("{other} (unclassified)"),
+            }
+        });
+    Some(Call {
+        caller,
+        service: "s3".into(),
+        operation,
+    })
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+async fn moto_api(endpoint: &str, path: &str) -> Result<String, String> {
+    let http = reqwest::Client::new();
+    let url = format!("{endpoint}/moto-api/recorder/{path}");
+    let response = if path == "download-recording" {
+        http.get(&url).send().await
+    } else {
+        http.post(&url).send().await
+    }
+    .map_err(|e| format!("{url}: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!("{url}: {}", response.status()));
+    }
+    response.text().await.map_err(|e| e.to_string())
+}
+
+async fn job_id_of(observer: &AwsClients, bucket: &str, key: &str) -> Option<JobId> {
+    let tags = observer
+        .s3
+        .get_object_tagging()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .ok()?;
+    tags.tag_set()
+        .iter()
+        .find(|t| t.key() == "ocrbridge-job-id")
+        .and_then(|t| JobId::parse(t.value()).ok())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let root = template_path().with_file_name("");
+    let docs: usize = flag("--docs").and_then(|v| v.parse().ok()).unwrap_or(20);
+    let binaries = flag("--binaries")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/debug"));
+    let corpus = flag("--corpus")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("../shared/corpus/sroie-dev"));
+
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&corpus)
+        .map_err(|e| format!("{}: {e}", corpus.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jpg"))
+        .collect();
+    files.sort();
+    files.truncate(docs);
+    if files.is_empty() {
+        return Err(format!("no .jpg receipts under {}", corpus.display()));
+    }
+
+    let endpoint = moto::endpoint_from_env();
+    moto::wait_healthy(&endpoint, Duration::from_secs(5))
+        .await
+        .map_err(|e| e.to_string())?;
+    let observer = clients(&endpoint, OBSERVER)?;
+    let uploader = clients(&endpoint, UPLOADER)?;
+    let template = Template::load(&template_path()).map_err(|e| e.to_string())?;
+    let stack = provision(
+        &observer,
+        &template,
+        &ProvisionOptions {
+            stack_name: format!("bench-pipeline-{}", UnixMillis::now().0 / 1000),
+            ..Default::default()
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let options = PipelineOptions {
+        engine: EngineKind::Tesseract,
+        // The happy path: no schedule-driven work inside the measurement.
+        reconcile_every: Duration::from_secs(3600),
+        submitted_stale: Duration::from_secs(3600),
+        binaries: Some(binaries),
+        ..PipelineOptions::default()
+    };
+    let p = Pipeline::start_at(
+        clients(&endpoint, EVENT_SOURCE)?,
+        &stack,
+        options,
+        &endpoint,
+    )
+    .await?;
+    let bucket = p.config.documents_bucket.clone();
+    let ledger = Ledger::new(observer.dynamodb.clone(), p.config.ledger_tables());
+
+    moto_api(&endpoint, "reset-recording").await?;
+    moto_api(&endpoint, "start-recording").await?;
+    let started = Instant::now();
+    let mut uploaded: Vec<(String, UnixMillis)> = Vec::new();
+    for file in &files {
+        let name = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("receipt.jpg");
+        let key = format!("receipts/{name}");
+        let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        uploader
+            .s3
+            .put_object()
+            .bucket(&bucket)
+            .key(&key)
+            .content_type("image/jpeg")
+            .body(ByteStream::from(bytes))
+            .send()
+            .await
+            .map_err(|e| aws_sdk_s3::error::DisplayErrorContext(e).to_string())?;
+        uploaded.push((key, UnixMillis::now()));
+    }
+
+    // Pollers run continuously, as Lambda's do; the observer looks every half second.
+    let done = AtomicBool::new(false);
+    let pump = async {
+        while !done.load(Ordering::Relaxed) {
+            if p.pump_once().await == 0 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let observe = async {
+        let mut ids: BTreeMap<String, JobId> = BTreeMap::new();
+        let mut settled = BTreeMap::new();
+        while settled.len() < uploaded.len() && started.elapsed() < Duration::from_secs(600) {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            for (key, _) in &uploaded {
+                if settled.contains_key(key) {
+                    continue;
+                }
+                if !ids.contains_key(key) {
+                    if let Some(id) = job_id_of(&observer, &bucket, key).await {
+                        ids.insert(key.clone(), id);
+                    }
+                }
+                let Some(id) = ids.get(key) else { continue };
+                if let Ok(Some(job)) = ledger.get_job(id).await {
+                    if job.state.is_terminal() || job.state == JobState::NeedsReview {
+                        settled.insert(key.clone(), job);
+                    }
+                }
+            }
+        }
+        done.store(true, Ordering::Relaxed);
+        settled
+    };
+    let ((), settled) = tokio::join!(pump, observe);
+    moto_api(&endpoint, "stop-recording").await?;
+    let wall = started.elapsed();
+    let recording = moto_api(&endpoint, "download-recording").await?;
+
+    // Requests by caller, service and operation; the observer's are not the pipeline's.
+    let mut calls: BTreeMap<Call, u64> = BTreeMap::new();
+    for line in recording.lines().filter(|l| !l.trim().is_empty()) {
+        let Ok(entry) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        if let Some(call) = classify(&entry) {
+            *calls.entry(call).or_default() += 1;
+        }
+    }
+    let n = uploaded.len() as f64;
+    println!(
+        "documents: {} uploaded, {} settled in {:.1} s",
+        uploaded.len(),
+        settled.len(),
+        wall.as_secs_f64()
+    );
+    let mut states: BTreeMap<String, usize> = BTreeMap::new();
+    for job in settled.values() {
+        *states.entry(job.state.to_string()).or_default() += 1;
+    }
+    println!("final states: {states:?}");
+    println!();
+    println!(
+        "{:<24} {:<15} {:<26} {:>7} {:>8}",
+        "caller", "service", "operation", "total", "per doc"
+    );
+    let mut by_caller: BTreeMap<String, u64> = BTreeMap::new();
+    for (call, count) in &calls {
+        if call.caller == OBSERVER {
+            continue;
+        }
+        println!(
+            "{:<24} {:<15} {:<26} {:>7} {:>8.2}",
+            call.caller,
+            call.service,
+            call.operation,
+            count,
+            *count as f64 / n
+        );
+        *by_caller.entry(call.caller.clone()).or_default() += count;
+    }
+    println!();
+    let functions: u64 = by_caller
+        .iter()
+        .filter(|(c, _)| {
+            ["intake", "submit", "webhook", "parse", "reconcile"].contains(&c.as_str())
+        })
+        .map(|(_, n)| n)
+        .sum();
+    let once_per_container: u64 = calls
+        .iter()
+        .filter(|(c, _)| c.service == "secretsmanager" && c.caller != OBSERVER)
+        .map(|(_, n)| n)
+        .sum();
+    let es = &p.event_sources;
+    let es_docs = EventSourceCounters::get(&es.receives_with_messages)
+        + EventSourceCounters::get(&es.delete_batches);
+    let vendor = by_caller
+        .get("vendor (presigned URL)")
+        .copied()
+        .unwrap_or(0);
+    println!("per document (happy path):");
+    println!(
+        "  functions' own requests      {:>6.2}  ({functions} in all; {once_per_container} of them secret reads, once per container)",
+        functions as f64 / n
+    );
+    println!(
+        "  functions' without secrets   {:>6.2}",
+        (functions - once_per_container) as f64 / n
+    );
+    println!(
+        "  event sources, with messages {:>6.2}  ({} receives returning messages + {} DeleteMessageBatch; {} empty polls are the pollers' fixed cost)",
+        es_docs as f64 / n,
+        EventSourceCounters::get(&es.receives_with_messages),
+        EventSourceCounters::get(&es.delete_batches),
+        EventSourceCounters::get(&es.empty_receives),
+    );
+    println!("  vendor's presigned GETs      {:>6.2}", vendor as f64 / n);
+    println!(
+        "  total billable, excl. upload {:>6.2}",
+        (functions + es_docs + vendor) as f64 / n
+    );
+    println!();
+
+    // Overhead: upload → result stored (the Completed/NeedsReview transition, which follows the
+    // result's PutObject), minus the vendor's own time for the job.
+    let mut end_to_end = Vec::new();
+    let mut vendor_ms = Vec::new();
+    let mut overhead = Vec::new();
+    for (key, at) in &uploaded {
+        let Some(job) = settled.get(key) else {
+            continue;
+        };
+        if !matches!(job.state, JobState::Completed | JobState::NeedsReview) {
+            continue;
+        }
+        let Some(processing) = job
+            .vendor_job_id
+            .as_deref()
+            .and_then(|id| p.sim.sim.job(id))
+            .and_then(|j| j.processing_ms)
+        else {
+            continue;
+        };
+        let total = job.state_since.0.saturating_sub(at.0) as f64;
+        end_to_end.push(total);
+        vendor_ms.push(processing as f64);
+        overhead.push(total - processing as f64);
+    }
+    for v in [&mut end_to_end, &mut vendor_ms, &mut overhead] {
+        v.sort_by(f64::total_cmp);
+    }
+    println!(
+        "latency over {} results (ms)     p50      p95      max",
+        overhead.len()
+    );
+    for (name, v) in [
+        ("upload → result stored", &end_to_end),
+        ("simulator's own time", &vendor_ms),
+        ("pipeline overhead", &overhead),
+    ] {
+        println!(
+            "  {name:<28} {:>7.0}  {:>7.0}  {:>7.0}",
+            percentile(v, 50.0),
+            percentile(v, 95.0),
+            v.last().copied().unwrap_or(f64::NAN)
+        );
+    }
+    if settled.len() < uploaded.len() {
+        return Err(format!(
+            "{} of {} documents did not settle",
+            uploaded.len() - settled.len(),
+            uploaded.len()
+        ));
+    }
+    Ok(())
+}
