@@ -7,8 +7,8 @@ use ocrbridge::job::{
     ContentHash, DocumentKey, Job, JobState, NewJob, Profile, Reason, SourceObject,
 };
 use ocrbridge::ledger::{
-    AttemptOutcome, Change, Claim, Created, FenceError, LeaseError, LeaseStep, Ledger,
-    TransitionError,
+    AttemptOutcome, BucketSpec, Change, Claim, Created, FenceError, LeaseError, LeaseStep, Ledger,
+    Take, TransitionError,
 };
 use ocrbridge::time::UnixMillis;
 use ocrbridge_tests::{stack, unique_name};
@@ -517,4 +517,47 @@ async fn a_claim_can_be_released_only_by_its_holder() {
             .unwrap(),
         Claim::First(_)
     ));
+}
+
+/// Two containers share one bucket: each starts from what it last saw, so each take is checked
+/// against the other's writes, and a pause written by one stops the other.
+#[tokio::test]
+async fn token_buckets_are_shared_across_containers_and_takes_keep_pauses() {
+    let s = stack().await;
+    let a = s.ledger.clone();
+    // A second container: its own ledger, its own memory of the bucket.
+    let b = Ledger::new(s.clients.dynamodb.clone(), s.config.ledger_tables());
+    let spec = BucketSpec {
+        name: unique_name("bucket"),
+        capacity: 3.0,
+        refill_per_sec: 0.001,
+    };
+    let mut granted = 0;
+    for (i, ledger) in [&a, &b, &a, &b, &a].into_iter().enumerate() {
+        match ledger.take_tokens(&spec, 1.0, at(i as u64)).await.unwrap() {
+            Take::Granted => granted += 1,
+            Take::Denied { .. } => {}
+        }
+    }
+    assert_eq!(granted, 3, "three tokens, however the takes interleave");
+
+    let fresh = BucketSpec {
+        name: unique_name("bucket"),
+        ..spec
+    };
+    assert_eq!(
+        a.take_tokens(&fresh, 1.0, at(0)).await.unwrap(),
+        Take::Granted
+    );
+    // B pauses the bucket (a vendor's Retry-After) after A last saw it.
+    b.pause_bucket(&fresh, at(60_000)).await.unwrap();
+    match a.take_tokens(&fresh, 1.0, at(10)).await.unwrap() {
+        Take::Denied { wait } => assert!(wait >= Duration::from_secs(59), "{wait:?}"),
+        Take::Granted => panic!("a take from a stale memory erased the pause"),
+    }
+    // Once the pause is over, tokens flow again.
+    assert_eq!(
+        a.take_tokens(&fresh, 1.0, at(60_001)).await.unwrap(),
+        Take::Granted
+    );
 }

@@ -57,6 +57,9 @@ pub struct ObjectHead {
     /// S3's own SHA-256 of the whole object, when it has one. Composite checksums of multipart
     /// uploads (a hash of part hashes) are not content hashes and are left out.
     pub sha256: Option<ContentHash>,
+    /// How many tags the object has (`x-amz-tagging-count`, which S3 sends on HEAD to a caller
+    /// allowed to read tags, and leaves out when there are none): 0 saves reading them.
+    pub tag_count: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -106,6 +109,7 @@ impl Blob {
             content_type: out.content_type().map(str::to_owned),
             version_id: out.version_id().map(str::to_owned),
             sha256,
+            tag_count: out.tag_count().unwrap_or(0).max(0) as u32,
         }))
     }
 

@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use ocrbridge::batch::{self, Failure, Source};
-use ocrbridge::blob::{Blob, BlobError, ObjectRef};
+use ocrbridge::blob::{Blob, BlobError, ObjectHead, ObjectRef};
 use ocrbridge::config::StackConfig;
 use ocrbridge::inspect::{Declared, RejectCode, Rejection};
 use ocrbridge::job::{DocumentKey, Job, JobId, JobState, NewJob, Profile, Reason, SourceObject};
@@ -224,7 +224,7 @@ impl Intake {
             info!(mismatch = %mismatch, "declared type differs from the content");
         }
 
-        let outcome = match self.ledger.create_job(&new, UnixMillis::now()).await? {
+        let (outcome, job) = match self.ledger.create_job(&new, UnixMillis::now()).await? {
             Created::New(job) => self.settle(job, &validated.verdict).await?,
             Created::Existing(job) if job.state == JobState::Received => {
                 // An earlier delivery stopped between creating and settling, or another upload
@@ -237,7 +237,7 @@ impl Intake {
                     &[],
                     &[("job_id", job.id.as_str())],
                 );
-                Outcome::Redelivered(job.id)
+                (Outcome::Redelivered(job.id.clone()), job)
             }
             Created::Existing(job) => {
                 self.ledger
@@ -249,19 +249,20 @@ impl Intake {
                     &[("job_id", job.id.as_str())],
                 );
                 info!(existing_state = %job.state, "duplicate content; linked to the existing job");
-                Outcome::Duplicate(job.id)
+                (Outcome::Duplicate(job.id.clone()), job)
             }
         };
-        self.tag(&object, &job_id).await?;
+        debug_assert_eq!(job.id, job_id);
+        self.tag(&object, &head, &job).await?;
         Ok(outcome)
     }
 
-    /// Rejects or queues a `Received` job.
+    /// Rejects or queues a `Received` job. Returns the job as it now stands.
     async fn settle(
         &self,
         job: Job,
         verdict: &Result<(), Rejection>,
-    ) -> Result<Outcome, IntakeError> {
+    ) -> Result<(Outcome, Job), IntakeError> {
         let mime = job
             .inspection
             .file_type
@@ -270,7 +271,7 @@ impl Intake {
         match verdict {
             Err(rejection) => {
                 let reason = Reason::new(rejection.code.as_str(), &rejection.message);
-                match self
+                let settled = match self
                     .ledger
                     .transition(
                         &job,
@@ -280,16 +281,17 @@ impl Intake {
                     )
                     .await
                 {
-                    Ok(_) | Err(TransitionError::Stale { .. }) => {}
+                    Ok(settled) => settled,
+                    Err(TransitionError::Stale { current, .. }) => *current,
                     Err(e) => return Err(transition_error(e, &job)),
-                }
+                };
                 info!(code = rejection.code.as_str(), reason = %rejection.message, "rejected");
                 self.metrics.count(
                     metrics::DOCUMENTS_REJECTED,
                     &[rejection.code.as_str(), &mime],
                     &[("job_id", job.id.as_str())],
                 );
-                Ok(Outcome::Rejected(job.id, rejection.code))
+                Ok((Outcome::Rejected(job.id, rejection.code), settled))
             }
             Ok(()) => {
                 // Send first, then record: a crash in between leaves a Received job that the
@@ -302,14 +304,15 @@ impl Intake {
                         },
                     )
                     .await?;
-                match self
+                let settled = match self
                     .ledger
                     .transition(&job, JobState::Queued, Change::none(), UnixMillis::now())
                     .await
                 {
-                    Ok(_) | Err(TransitionError::Stale { .. }) => {}
+                    Ok(settled) => settled,
+                    Err(TransitionError::Stale { current, .. }) => *current,
                     Err(e) => return Err(transition_error(e, &job)),
-                }
+                };
                 let profile = job.profile.as_str();
                 self.metrics.count(
                     metrics::DOCUMENTS_ACCEPTED,
@@ -334,28 +337,31 @@ impl Intake {
                     );
                 }
                 info!("accepted and queued for submission");
-                Ok(Outcome::Accepted(job.id))
+                Ok((Outcome::Accepted(job.id), settled))
             }
         }
     }
 
-    /// Tags the object with its job and the job's status, keeping the uploader's other tags.
-    async fn tag(&self, object: &ObjectRef, job_id: &JobId) -> Result<(), IntakeError> {
-        let job = self
-            .ledger
-            .get_job(job_id)
-            .await?
-            .ok_or_else(|| IntakeError::Vanished(job_id.clone()))?;
+    /// Tags the object with its job and the job's status, keeping the uploader's other tags
+    /// (read only when HEAD said there are some).
+    async fn tag(
+        &self,
+        object: &ObjectRef,
+        head: &ObjectHead,
+        job: &Job,
+    ) -> Result<(), IntakeError> {
         let status = match job.state {
             JobState::Rejected => "rejected",
             JobState::Received => "received",
             _ if !same_object(&job.source, object) => "duplicate",
             _ => "accepted",
         };
-        let mut tags: Vec<(String, String)> = self
-            .blob
-            .tags(object)
-            .await?
+        let existing = if head.tag_count == 0 {
+            Vec::new()
+        } else {
+            self.blob.tags(object).await?
+        };
+        let mut tags: Vec<(String, String)> = existing
             .into_iter()
             .filter(|(k, _)| !k.starts_with("ocrbridge-"))
             .collect();

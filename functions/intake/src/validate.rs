@@ -2,7 +2,7 @@
 //! the content hash — all in bounded memory.
 
 use ocrbridge::blob::{Blob, BlobError, ObjectHead, ObjectRef, RangedObject};
-use ocrbridge::inspect::pdf::PdfScanner;
+use ocrbridge::inspect::pdf::{PdfInfo, PdfScanner};
 use ocrbridge::inspect::{self, image, Declared, FileType, Limits, Rejection};
 use ocrbridge::job::{ContentHash, Inspection};
 use sha2::{Digest, Sha256};
@@ -34,9 +34,22 @@ pub async fn validate(
             inspection,
         });
     }
-    let first = blob
-        .read_range(object, 0, inspect::HEAD_BYTES.min(head.size as usize))
-        .await?;
+    // Without S3's SHA-256 the whole object is read to hash it anyway: read it once, and take the
+    // first bytes and the PDF scan from that same pass (one GET, not a ranged GET and a stream).
+    let (content, pass) = match head.sha256 {
+        Some(sha) => (sha, None),
+        None => {
+            let pass = read_once(blob, object).await?;
+            (pass.sha256, Some(pass))
+        }
+    };
+    let first = match &pass {
+        Some(pass) => pass.first.clone(),
+        None => {
+            blob.read_range(object, 0, inspect::HEAD_BYTES.min(head.size as usize))
+                .await?
+        }
+    };
     let detected = inspect::detect(&first);
     inspection.file_type = detected;
     inspection.type_mismatch = detected.and_then(|t| declared.mismatch(t));
@@ -45,7 +58,7 @@ pub async fn validate(
         Ok(t) => t,
         Err(rejection) => {
             return Ok(Validated {
-                content: content_hash(blob, object, head).await?,
+                content,
                 inspection,
                 verdict: Err(rejection),
             })
@@ -53,20 +66,16 @@ pub async fn validate(
     };
 
     if file_type == FileType::Pdf {
-        // One pass: hash and scan together.
-        let mut hasher = Sha256::new();
-        let mut scanner = PdfScanner::new();
-        blob.stream(object, |chunk| {
-            hasher.update(chunk);
-            scanner.feed(chunk);
-        })
-        .await?;
-        let info = scanner.finish();
+        let info = match pass.and_then(|p| p.pdf) {
+            Some(info) => info,
+            None => {
+                let mut scanner = PdfScanner::new();
+                blob.stream(object, |chunk| scanner.feed(chunk)).await?;
+                scanner.finish()
+            }
+        };
         inspection.pages = info.pages;
         inspection.text_layer = Some(info.text_layer());
-        let content = head
-            .sha256
-            .unwrap_or_else(|| ContentHash::from_bytes(hasher.finalize().into()));
         return Ok(Validated {
             content,
             verdict: limits.check_pdf(&info),
@@ -81,22 +90,53 @@ pub async fn validate(
         inspection.pages = Some(1);
     }
     Ok(Validated {
-        content: content_hash(blob, object, head).await?,
+        content,
         inspection,
         verdict,
     })
 }
 
-/// S3's full-object SHA-256 when it has one, else a streaming hash of the content.
-async fn content_hash(
-    blob: &Blob,
-    object: &ObjectRef,
-    head: &ObjectHead,
-) -> Result<ContentHash, BlobError> {
-    if let Some(sha) = head.sha256 {
-        return Ok(sha);
-    }
+/// One streaming read of the whole object: its hash, its first [`inspect::HEAD_BYTES`], and the
+/// PDF scan if those bytes say it is a PDF. Memory: the first bytes plus one chunk.
+struct OnePass {
+    first: Vec<u8>,
+    sha256: ContentHash,
+    pdf: Option<PdfInfo>,
+}
+
+async fn read_once(blob: &Blob, object: &ObjectRef) -> Result<OnePass, BlobError> {
     let mut hasher = Sha256::new();
-    blob.stream(object, |chunk| hasher.update(chunk)).await?;
-    Ok(ContentHash::from_bytes(hasher.finalize().into()))
+    let mut first = Vec::new();
+    let mut scanner: Option<PdfScanner> = None;
+    let mut deciding = true;
+    let decide = |first: &[u8]| {
+        (inspect::detect(first) == Some(FileType::Pdf)).then(|| {
+            let mut scanner = PdfScanner::new();
+            scanner.feed(first);
+            scanner
+        })
+    };
+    blob.stream(object, |chunk| {
+        hasher.update(chunk);
+        if let Some(scanner) = scanner.as_mut() {
+            scanner.feed(chunk);
+        } else if deciding {
+            first.extend_from_slice(chunk);
+            if first.len() >= inspect::HEAD_BYTES {
+                deciding = false;
+                scanner = decide(&first);
+            }
+        }
+    })
+    .await?;
+    if deciding {
+        // The whole object was shorter than the head.
+        scanner = decide(&first);
+    }
+    first.truncate(inspect::HEAD_BYTES);
+    Ok(OnePass {
+        first,
+        sha256: ContentHash::from_bytes(hasher.finalize().into()),
+        pdf: scanner.map(PdfScanner::finish),
+    })
 }

@@ -269,9 +269,18 @@ impl<V: Vendor> Parse<V> {
         let now = UnixMillis::now();
         let until = lease_until_from_deadline(deadline, DEFAULT_LEASE_SAFETY_MARGIN);
         let owner = format!("parse-{}", uuid::Uuid::new_v4().simple());
+        // The attempt names the raw archive; it is recorded with the lease, in one write.
+        let attempt_id = uuid::Uuid::new_v4().simple().to_string();
         let lease = match self
             .ledger
-            .acquire_lease(&job, LeaseStep::Parse, &owner, until, now)
+            .acquire_lease_and_record_attempt(
+                &job,
+                LeaseStep::Parse,
+                &owner,
+                until,
+                &attempt_id,
+                now,
+            )
             .await
         {
             Ok(lease) => lease,
@@ -304,15 +313,6 @@ impl<V: Vendor> Parse<V> {
                     .await;
                 return self.later(attempt, "fetch_failed", e.to_string());
             }
-        };
-        let attempt_id = uuid::Uuid::new_v4().simple().to_string();
-        let lease = match self
-            .ledger
-            .record_attempt(&lease, &attempt_id, UnixMillis::now())
-            .await
-        {
-            Ok(lease) => lease,
-            Err(e) => return self.later(attempt, "lease_lost", e.to_string()),
         };
         // Archive before parsing: the raw payload is what we paid for.
         let archive = ObjectRef {

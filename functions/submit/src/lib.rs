@@ -3,11 +3,12 @@
 //! Per message (`{job_id}` on the submit queue):
 //! 1. load the job; acknowledge if it is already past `Submitting`;
 //! 2. fail it (with the reason, and the message to the DLQ) if it is older than the maximum age;
-//! 3. take the submit lease, bounded by this invocation's deadline;
+//! 3. take the submit lease, bounded by this invocation's deadline, recording the attempt in the
+//!    same write;
 //! 4. if an earlier holder recorded an attempt and vanished, **reconcile first**: ask the vendor
 //!    by our idempotency key and adopt its job if it has one;
 //! 5. spend a retry-budget token if this is a retry, and an admission token always;
-//! 6. record the attempt, *then* call the vendor with the deterministic key (the job id) and a
+//! 6. call the vendor with the deterministic key (the job id) and a
 //!    short-lived presigned URL;
 //! 7. on success, the owner-fenced move to `Submitted` with the vendor's job id.
 //!
@@ -235,9 +236,19 @@ impl<V: Vendor> Submit<V> {
 
         let until = lease_until_from_deadline(deadline, DEFAULT_LEASE_SAFETY_MARGIN);
         let owner = format!("submit-{}", uuid::Uuid::new_v4().simple());
+        // The attempt is recorded with the lease, in one write: every path below that does not
+        // reach the vendor releases the lease as `NotReached`, which clears it again.
+        let attempt_id = uuid::Uuid::new_v4().to_string();
         let lease = match self
             .ledger
-            .acquire_lease(&job, LeaseStep::Submit, &owner, until, now)
+            .acquire_lease_and_record_attempt(
+                &job,
+                LeaseStep::Submit,
+                &owner,
+                until,
+                &attempt_id,
+                now,
+            )
             .await
         {
             Ok(lease) => lease,
@@ -348,18 +359,16 @@ impl<V: Vendor> Submit<V> {
                     .await
             }
         };
-        let attempt_id = uuid::Uuid::new_v4().to_string();
-        let lease = match self
-            .ledger
-            .record_attempt(&lease, &attempt_id, UnixMillis::now())
-            .await
-        {
-            Ok(lease) => lease,
-            Err(e) => {
-                warn!(error = %e, "lost the lease before calling the vendor");
-                return self.retry_later(attempt, "lease_lost", e.to_string());
-            }
-        };
+        if UnixMillis::now() >= lease.until {
+            // Admission or the budget took the time this invocation had: do not start a call
+            // that another worker may be allowed to repeat.
+            warn!("the lease ran out before the vendor call");
+            return self.retry_later(
+                attempt,
+                "lease_lost",
+                "lease expired before the call".into(),
+            );
+        }
         let submission = Submission {
             idempotency_key: job.id.as_str(),
             document_url: &url,

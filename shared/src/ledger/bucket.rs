@@ -1,15 +1,25 @@
 //! Token buckets shared by every concurrent invocation, stored as items in the dedupe table
 //! (`dedupe_key = bucket#<name>`).
 //!
-//! Used for the vendor's rate limit (admission control) and the retry budget. A take reads the
-//! item, refills it for the time elapsed, and writes it back conditioned on the `updated_at` it
-//! read (optimistic concurrency), so two invocations never spend the same token.
+//! Used for the vendor's rate limit (admission control) and the retry budget. A take refills the
+//! bucket for the time elapsed and writes it back conditioned on the `updated_at` and
+//! `paused_until` it started from (optimistic concurrency), so two invocations never spend the
+//! same token and a take never erases a pause.
+//!
+//! It starts from the state this container last wrote or saw, not from a fresh read: a warm
+//! container that took the last token pays one write per take. When another container wrote in
+//! between, the condition fails and returns the current item (`ALL_OLD`), which is the read —
+//! so a take costs one request when uncontended and two when not, never a read plus a write
+//! every time. A stale cached state can only overstate the tokens (others spend, nobody adds
+//! but time) and understate a pause (pauses only lengthen), so a denial computed from it is
+//! never wrong.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use tracing::instrument;
 
 use super::item::{n, s};
@@ -50,6 +60,27 @@ fn number(item: &HashMap<String, AttributeValue>, name: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// A bucket item as last written or read; `None` inside means the item does not exist yet.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct State {
+    tokens: Option<f64>,
+    updated_at: Option<u64>,
+    paused_until: Option<u64>,
+}
+
+impl State {
+    fn from_item(item: Option<&HashMap<String, AttributeValue>>) -> Self {
+        State {
+            tokens: item.and_then(|i| number(i, TOKENS)),
+            updated_at: item.and_then(|i| number(i, UPDATED_AT)).map(|v| v as u64),
+            paused_until: item.and_then(|i| number(i, PAUSED_UNTIL)).map(|v| v as u64),
+        }
+    }
+}
+
+/// Per-container memory of bucket states, shared by the ledger's clones.
+pub(super) type Seen = Arc<Mutex<HashMap<String, State>>>;
+
 impl Ledger {
     /// Takes `cost` tokens from the bucket, refilled as of `now`.
     #[instrument(skip_all, fields(bucket = %spec.name, cost))]
@@ -60,38 +91,57 @@ impl Ledger {
         now: UnixMillis,
     ) -> Result<Take, LedgerError> {
         let key = format!("bucket#{}", spec.name);
+        let remembered = self
+            .buckets_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .copied();
+        let mut seen = match remembered {
+            Some(state) => state,
+            None => State::from_item(
+                self.client
+                    .get_item()
+                    .table_name(&self.tables.dedupe)
+                    .key(KEY, s(&key))
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .map_err(|e| LedgerError::dynamo("GetItem", &e))?
+                    .item(),
+            ),
+        };
         for _ in 0..TRIES {
-            let current = self
-                .client
-                .get_item()
-                .table_name(&self.tables.dedupe)
-                .key(KEY, s(&key))
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(|e| LedgerError::dynamo("GetItem", &e))?
-                .item;
-            let (tokens, updated_at, paused_until) = match &current {
-                Some(item) => (
-                    number(item, TOKENS).unwrap_or(spec.capacity),
-                    number(item, UPDATED_AT).map(|v| v as u64),
-                    number(item, PAUSED_UNTIL).map(|v| v as u64).unwrap_or(0),
-                ),
-                None => (spec.capacity, None, 0),
+            let remember = |state: State| {
+                self.buckets_seen
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(key.clone(), state);
             };
+            let tokens = seen.tokens.unwrap_or(spec.capacity);
+            let paused_until = seen.paused_until.unwrap_or(0);
             if paused_until > now.0 {
+                remember(seen);
                 return Ok(Take::Denied {
                     wait: Duration::from_millis(paused_until - now.0),
                 });
             }
-            let elapsed = updated_at.map_or(0.0, |at| now.0.saturating_sub(at) as f64 / 1000.0);
+            let elapsed = seen
+                .updated_at
+                .map_or(0.0, |at| now.0.saturating_sub(at) as f64 / 1000.0);
             let available = (tokens + elapsed * spec.refill_per_sec).min(spec.capacity);
             if available < cost {
+                remember(seen);
                 let wait = (cost - available) / spec.refill_per_sec.max(f64::MIN_POSITIVE);
                 return Ok(Take::Denied {
                     wait: Duration::from_secs_f64(wait.min(3600.0)),
                 });
             }
+            let written = State {
+                tokens: Some(((available - cost) * 1e4).round() / 1e4),
+                updated_at: Some(now.0.max(seen.updated_at.unwrap_or(0))),
+                paused_until: seen.paused_until,
+            };
             let mut request = self
                 .client
                 .put_item()
@@ -99,28 +149,53 @@ impl Ledger {
                 .item(KEY, s(&key))
                 .item(
                     TOKENS,
-                    AttributeValue::N(format!("{:.4}", available - cost)),
+                    AttributeValue::N(format!("{:.4}", written.tokens.unwrap_or(0.0))),
                 )
-                .item(UPDATED_AT, n(now.0.max(updated_at.unwrap_or(0))))
-                .item(PAUSED_UNTIL, n(paused_until))
-                .expression_attribute_names("#u", UPDATED_AT);
-            request = match updated_at {
-                Some(at) => request
-                    .condition_expression("#u = :u")
-                    .expression_attribute_values(":u", n(at)),
-                None => request.condition_expression("attribute_not_exists(#u)"),
-            };
-            match request.send().await {
-                Ok(_) => return Ok(Take::Granted),
-                Err(e)
-                    if matches!(
-                        e.as_service_error(),
-                        Some(PutItemError::ConditionalCheckFailedException(_))
-                    ) =>
-                {
-                    continue
+                .item(UPDATED_AT, n(written.updated_at.unwrap_or(now.0)))
+                .expression_attribute_names("#u", UPDATED_AT)
+                .expression_attribute_names("#p", PAUSED_UNTIL)
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                );
+            if let Some(p) = seen.paused_until {
+                request = request.item(PAUSED_UNTIL, n(p));
+            }
+            let updated = match seen.updated_at {
+                Some(at) => {
+                    request = request.expression_attribute_values(":u", n(at));
+                    "#u = :u"
                 }
-                Err(e) => return Err(LedgerError::dynamo("PutItem", &e)),
+                None => "attribute_not_exists(#u)",
+            };
+            let paused = match seen.paused_until {
+                Some(p) => {
+                    request = request.expression_attribute_values(":p", n(p));
+                    "#p = :p"
+                }
+                None => "attribute_not_exists(#p)",
+            };
+            match request
+                .condition_expression(format!("{updated} AND {paused}"))
+                .send()
+                .await
+            {
+                Ok(_) => {
+                    remember(written);
+                    return Ok(Take::Granted);
+                }
+                Err(e) => match e.as_service_error() {
+                    Some(PutItemError::ConditionalCheckFailedException(failed)) => {
+                        // Someone else wrote since: the failure carries the item as it is now.
+                        seen = State::from_item(failed.item());
+                    }
+                    _ => {
+                        self.buckets_seen
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&key);
+                        return Err(LedgerError::dynamo("PutItem", &e));
+                    }
+                },
             }
         }
         Ok(Take::Denied {

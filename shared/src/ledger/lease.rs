@@ -6,7 +6,8 @@
 //! 1. [`Ledger::acquire_lease`]: only when nobody holds it or the holder's `lease_until` has passed.
 //!    `lease_until` comes from the invocation deadline ([`crate::time::lease_until_from_deadline`]),
 //!    so a crashed or timed-out worker frees the job as soon as it can no longer be running.
-//! 2. [`Ledger::record_attempt`] *before* the side effect. If the worker dies after this write, the
+//! 2. [`Ledger::record_attempt`] *before* the side effect (or both at once,
+//!    [`Ledger::acquire_lease_and_record_attempt`]). If the worker dies after this write, the
 //!    next owner sees [`Lease::inherited_attempt`] and must ask the vendor (by our idempotency key)
 //!    whether the document arrived, instead of paying for it twice.
 //! 3. [`Ledger::complete_lease`] (advance the state) or [`Ledger::release_lease`] (give the job back).
@@ -144,6 +145,37 @@ impl Ledger {
         until: UnixMillis,
         now: UnixMillis,
     ) -> Result<Lease, LeaseError> {
+        self.acquire(job, step, owner, until, None, now).await
+    }
+
+    /// [`Self::acquire_lease`] and [`Self::record_attempt`] in one write, for a holder that goes
+    /// on to the side effect unless something stops it first (it then releases with
+    /// [`AttemptOutcome::NotReached`], which clears the attempt). A crash in between leaves an
+    /// attempt that never happened; the next holder asks the vendor and finds nothing — a lookup,
+    /// never a second charge. [`Lease::inherited_attempt`] is the attempt recorded *before* ours.
+    #[instrument(skip_all, fields(job_id = %job.id, step = step.as_str(), owner = owner, attempt_id = attempt_id))]
+    pub async fn acquire_lease_and_record_attempt(
+        &self,
+        job: &Job,
+        step: LeaseStep,
+        owner: &str,
+        until: UnixMillis,
+        attempt_id: &str,
+        now: UnixMillis,
+    ) -> Result<Lease, LeaseError> {
+        self.acquire(job, step, owner, until, Some(attempt_id), now)
+            .await
+    }
+
+    async fn acquire(
+        &self,
+        job: &Job,
+        step: LeaseStep,
+        owner: &str,
+        until: UnixMillis,
+        attempt_id: Option<&str>,
+        now: UnixMillis,
+    ) -> Result<Lease, LeaseError> {
         if until <= now {
             return Err(LeaseError::NoTimeLeft { until, now });
         }
@@ -182,6 +214,10 @@ impl Ledger {
                 expr.set(attr::STATE, s(step.held_in().as_str()))
                     .set(attr::STATE_SINCE, n(now.0));
             }
+            if let Some(attempt_id) = attempt_id {
+                expr.set(attr::ATTEMPT_ID, s(attempt_id))
+                    .set(attr::ATTEMPTED_AT, n(now.0));
+            }
             match self.update(&seen.id, &expr).await? {
                 Updated::Ok(new) => {
                     return Ok(Lease {
@@ -190,8 +226,9 @@ impl Ledger {
                         owner: owner.to_owned(),
                         until,
                         version: new.version,
-                        inherited_attempt: new.attempt,
-                    })
+                        // The version guard makes `seen` the exact item we replaced.
+                        inherited_attempt: seen.attempt.clone(),
+                    });
                 }
                 Updated::ConditionFailed(Some(current)) => seen = current,
                 Updated::ConditionFailed(None) => return Err(LeaseError::Missing(seen.id)),

@@ -49,6 +49,8 @@ pub struct LedgerTables {
 pub struct Ledger {
     client: Client,
     tables: LedgerTables,
+    /// The token buckets as this container last wrote or saw them (see [`bucket`]).
+    buckets_seen: bucket::Seen,
 }
 
 /// A DynamoDB call that failed for a reason other than a condition check.
@@ -160,7 +162,11 @@ pub enum TransitionError {
 
 impl Ledger {
     pub fn new(client: Client, tables: LedgerTables) -> Self {
-        Ledger { client, tables }
+        Ledger {
+            client,
+            tables,
+            buckets_seen: Default::default(),
+        }
     }
 
     pub fn tables(&self) -> &LedgerTables {

@@ -284,8 +284,11 @@ async fn main() -> Result<(), String> {
 
     // Requests by caller, service and operation; the observer's are not the pipeline's.
     let mut calls: BTreeMap<Call, u64> = BTreeMap::new();
+    let mut unreadable = 0;
     for line in recording.lines().filter(|l| !l.trim().is_empty()) {
+        // moto appends from its request threads; a line two of them interleaved is unreadable.
         let Ok(entry) = serde_json::from_str::<Value>(line) else {
+            unreadable += 1;
             continue;
         };
         if let Some(call) = classify(&entry) {
@@ -304,6 +307,9 @@ async fn main() -> Result<(), String> {
         *states.entry(job.state.to_string()).or_default() += 1;
     }
     println!("final states: {states:?}");
+    if unreadable > 0 {
+        println!("recorder lines unreadable (interleaved writes; not counted): {unreadable}");
+    }
     println!();
     println!(
         "{:<24} {:<15} {:<26} {:>7} {:>8}",
