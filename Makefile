@@ -22,11 +22,14 @@ package:
 	scripts/package.sh
 
 ## bench: intake validation (1 GB object, big PDF, big image), submit throughput vs the vendor's
-## rate limit, webhook verification vs raw HMAC; figures to stdout
+## rate limit, webhook verification vs raw HMAC, the happy path's AWS requests per document and
+## overhead, and cold-start init per function; figures to stdout
 bench:
 	scripts/bench-intake.sh
 	scripts/bench-submit.sh
 	cargo bench -p ocrbridge --bench verify
+	scripts/bench-pipeline.sh
+	scripts/bench-init.sh
 
 setup:
 	scripts/setup.sh

@@ -1,5 +1,6 @@
 //! The local stack: moto server, and the AWS resources of `template.yaml` provisioned into it.
 
+pub mod bench;
 pub mod demo;
 pub mod moto;
 pub mod pipeline;

@@ -227,7 +227,7 @@ fn function_url_event(headers: &HeaderMap, body: &[u8]) -> serde_json::Value {
 
 /// The environment a function binary runs with locally: the template's, resolved against the
 /// local stack, plus what AWS would provide and the local tuning.
-fn binary_environment(
+pub fn binary_environment(
     stack: &LocalStack,
     endpoint: &str,
     vendor_url: &str,

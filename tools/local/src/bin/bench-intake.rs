@@ -19,6 +19,7 @@ use intake::validate::validate;
 use ocrbridge::aws::{local_sdk_config, AwsClients};
 use ocrbridge::blob::{Blob, ObjectRef};
 use ocrbridge::inspect::{Declared, Limits};
+use ocrbridge_local::bench::Flags;
 use ocrbridge_local::moto;
 
 const PART: usize = 8 * 1024 * 1024;
@@ -147,17 +148,12 @@ fn peak_rss_mb() -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let flag = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+    let flags = Flags::from_env();
+    let flag = |name: &str| flags.get(name);
     let endpoint = flag("--endpoint").unwrap_or_else(moto::endpoint_from_env);
     let bucket = flag("--bucket").expect("--bucket B");
     let clients = AwsClients::from_sdk_config(&local_sdk_config(&endpoint));
-    match args.first().map(String::as_str) {
+    match flags.command() {
         Some("prepare") => {
             let gib = 1024 * 1024 * 1024usize;
             let mut sent = 0usize;

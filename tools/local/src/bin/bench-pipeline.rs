@@ -25,9 +25,8 @@ use ocrbridge::aws::{local_sdk_config, AwsClients};
 use ocrbridge::job::{JobId, JobState};
 use ocrbridge::ledger::Ledger;
 use ocrbridge::time::UnixMillis;
+use ocrbridge_local::bench::{fresh_stack, Flags};
 use ocrbridge_local::pipeline::{EventSourceCounters, Pipeline, PipelineOptions};
-use ocrbridge_local::provision::{provision, ProvisionOptions};
-use ocrbridge_local::template::Template;
 use ocrbridge_local::{moto, template_path};
 use serde_json::Value;
 use vendor_sim::engine::EngineKind;
@@ -157,19 +156,15 @@ async fn job_id_of(observer: &AwsClients, bucket: &str, key: &str) -> Option<Job
 
 #[tokio::main]
 async fn main() -> Result<(), String> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let flag = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+    let flags = Flags::from_env();
     let root = template_path().with_file_name("");
-    let docs: usize = flag("--docs").and_then(|v| v.parse().ok()).unwrap_or(20);
-    let binaries = flag("--binaries")
+    let docs: usize = flags.parse("--docs", 20);
+    let binaries = flags
+        .get("--binaries")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target/debug"));
-    let corpus = flag("--corpus")
+    let corpus = flags
+        .get("--corpus")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("../shared/corpus/sroie-dev"));
 
@@ -185,22 +180,9 @@ async fn main() -> Result<(), String> {
     }
 
     let endpoint = moto::endpoint_from_env();
-    moto::wait_healthy(&endpoint, Duration::from_secs(5))
-        .await
-        .map_err(|e| e.to_string())?;
     let observer = clients(&endpoint, OBSERVER)?;
     let uploader = clients(&endpoint, UPLOADER)?;
-    let template = Template::load(&template_path()).map_err(|e| e.to_string())?;
-    let stack = provision(
-        &observer,
-        &template,
-        &ProvisionOptions {
-            stack_name: format!("bench-pipeline-{}", UnixMillis::now().0 / 1000),
-            ..Default::default()
-        },
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    let stack = fresh_stack(&observer, &endpoint, "bench-pipeline").await?;
     let options = PipelineOptions {
         engine: EngineKind::Tesseract,
         // The happy path: no schedule-driven work inside the measurement.

@@ -15,42 +15,20 @@ use ocrbridge::job::{ContentHash, DocumentKey, JobState, NewJob, Profile, Source
 use ocrbridge::ledger::Change;
 use ocrbridge::queue::SubmitRequest;
 use ocrbridge::time::UnixMillis;
+use ocrbridge_local::bench::{fresh_stack, Flags};
+use ocrbridge_local::moto;
 use ocrbridge_local::pipeline::{Pipeline, PipelineOptions};
-use ocrbridge_local::provision::{provision, ProvisionOptions};
-use ocrbridge_local::template::Template;
-use ocrbridge_local::{moto, template_path};
 use vendor_sim::engine::EngineKind;
 use vendor_sim::faults::FaultConfig;
 
 #[tokio::main]
 async fn main() -> Result<(), String> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let flag = |name: &str, default: f64| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
-    let docs = flag("--docs", 150.0) as usize;
-    let rps = flag("--rps", 10.0);
+    let flags = Flags::from_env();
+    let docs: usize = flags.parse("--docs", 150);
+    let rps: f64 = flags.parse("--rps", 10.0);
     let endpoint = moto::endpoint_from_env();
-    moto::wait_healthy(&endpoint, Duration::from_secs(5))
-        .await
-        .map_err(|e| e.to_string())?;
     let clients = AwsClients::from_sdk_config(&local_sdk_config(&endpoint));
-    let template = Template::load(&template_path()).map_err(|e| e.to_string())?;
-    let stack_name = format!("bench-submit-{}", UnixMillis::now().0 / 1000);
-    let stack = provision(
-        &clients,
-        &template,
-        &ProvisionOptions {
-            stack_name,
-            ..Default::default()
-        },
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    let stack = fresh_stack(&clients, &endpoint, "bench-submit").await?;
     let options = PipelineOptions {
         engine: EngineKind::Fast,
         faults: FaultConfig {
