@@ -1,6 +1,7 @@
 //! The happy path through the real function binaries (each under the Runtime Interface
 //! Emulator), driven by the local event sources, on real SROIE receipts OCRed by Tesseract.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ocrbridge::job::{JobId, JobState};
@@ -38,40 +39,43 @@ async fn receipts_go_through_the_real_binaries() {
         .await;
     }
     let started = Instant::now();
-    let mut done: Vec<(String, JobId)> = Vec::new();
-    while done.len() < names.len() {
-        assert!(
-            started.elapsed() < Duration::from_secs(180),
-            "not settled: {done:?}"
-        );
-        p.pump_once().await;
-        done.clear();
-        for name in names {
-            let key = format!("receipts/sroie/{name}.jpg");
-            let tags = s
-                .clients
-                .s3
-                .get_object_tagging()
-                .bucket(&s.config.documents_bucket)
-                .key(&key)
-                .send()
-                .await
-                .unwrap();
-            let Some(id) = tags
-                .tag_set()
-                .iter()
-                .find(|t| t.key() == "ocrbridge-job-id")
-                .and_then(|t| JobId::parse(t.value()).ok())
-            else {
-                continue;
-            };
-            let job = s.ledger.get_job(&id).await.unwrap().unwrap();
-            if matches!(job.state, JobState::Completed | JobState::NeedsReview) {
-                done.push((key, id));
+    // The event sources poll on their own, as Lambda's do, while this watches.
+    let stop = AtomicBool::new(false);
+    let watch = async {
+        let mut done: Vec<(String, JobId)> = Vec::new();
+        while done.len() < names.len() && started.elapsed() < Duration::from_secs(180) {
+            done.clear();
+            for name in names {
+                let key = format!("receipts/sroie/{name}.jpg");
+                let tags = s
+                    .clients
+                    .s3
+                    .get_object_tagging()
+                    .bucket(&s.config.documents_bucket)
+                    .key(&key)
+                    .send()
+                    .await
+                    .unwrap();
+                let Some(id) = tags
+                    .tag_set()
+                    .iter()
+                    .find(|t| t.key() == "ocrbridge-job-id")
+                    .and_then(|t| JobId::parse(t.value()).ok())
+                else {
+                    continue;
+                };
+                let job = s.ledger.get_job(&id).await.unwrap().unwrap();
+                if matches!(job.state, JobState::Completed | JobState::NeedsReview) {
+                    done.push((key, id));
+                }
             }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        stop.store(true, Ordering::Relaxed);
+        done
+    };
+    let ((), done) = tokio::join!(p.run_until(&stop), watch);
+    assert_eq!(done.len(), names.len(), "not settled in time: {done:?}");
     let mut totals = 0;
     for (key, id) in &done {
         let job = s.ledger.get_job(id).await.unwrap().unwrap();

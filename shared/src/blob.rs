@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
-use aws_sdk_s3::operation::head_object::HeadObjectError;
+use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumMode, ChecksumType, Tag, Tagging};
@@ -48,7 +48,7 @@ pub struct ObjectRef {
     pub version_id: Option<String>,
 }
 
-/// What `HeadObject` says about an object.
+/// What S3 says about an object (from the `GetObject` that opens it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectHead {
     pub size: u64,
@@ -57,9 +57,32 @@ pub struct ObjectHead {
     /// S3's own SHA-256 of the whole object, when it has one. Composite checksums of multipart
     /// uploads (a hash of part hashes) are not content hashes and are left out.
     pub sha256: Option<ContentHash>,
-    /// How many tags the object has (`x-amz-tagging-count`, which S3 sends on HEAD to a caller
-    /// allowed to read tags, and leaves out when there are none): 0 saves reading them.
+    /// How many tags the object has (`x-amz-tagging-count`, which S3 sends with the object to a
+    /// caller allowed to read its tags, and leaves out when there are none): 0 saves reading them.
     pub tag_count: u32,
+}
+
+/// An object being read: its metadata, and its body chunk by chunk.
+pub struct Opened {
+    pub head: ObjectHead,
+    body: ByteStream,
+    object: ObjectRef,
+}
+
+impl Opened {
+    /// The next chunk of the body; `None` at the end.
+    pub async fn next_chunk(&mut self) -> Result<Option<bytes::Bytes>, BlobError> {
+        self.body
+            .next()
+            .await
+            .transpose()
+            .map_err(|e| BlobError::S3 {
+                operation: "GetObject",
+                bucket: self.object.bucket.clone(),
+                key: self.object.key.clone(),
+                detail: e.to_string(),
+            })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -72,11 +95,13 @@ impl Blob {
         Blob { s3 }
     }
 
-    /// `None` when the object does not exist (deleted since the event was sent).
-    pub async fn head(&self, object: &ObjectRef) -> Result<Option<ObjectHead>, BlobError> {
+    /// Opens the object for reading with one `GetObject`, which also answers what `HeadObject`
+    /// would (size, type, version, S3's SHA-256, tag count). `None` when the object does not
+    /// exist. Dropping the [`Opened`] before the end stops the download.
+    pub async fn open(&self, object: &ObjectRef) -> Result<Option<Opened>, BlobError> {
         let result = self
             .s3
-            .head_object()
+            .get_object()
             .bucket(&object.bucket)
             .key(&object.key)
             .set_version_id(object.version_id.clone())
@@ -85,7 +110,7 @@ impl Blob {
             .await;
         let out = match result {
             Ok(out) => out,
-            Err(err) if matches!(err.as_service_error(), Some(HeadObjectError::NotFound(_))) => {
+            Err(err) if matches!(err.as_service_error(), Some(GetObjectError::NoSuchKey(_))) => {
                 return Ok(None)
             }
             Err(err)
@@ -95,8 +120,9 @@ impl Blob {
             {
                 return Ok(None)
             }
-            Err(err) => return Err(BlobError::s3("HeadObject", object, err)),
+            Err(err) => return Err(BlobError::s3("GetObject", object, err)),
         };
+        // A multipart upload's composite checksum is a hash of part hashes, not of the content.
         let composite = out.checksum_type() == Some(&ChecksumType::Composite);
         let sha256 = out
             .checksum_sha256()
@@ -104,12 +130,17 @@ impl Blob {
             .and_then(|c| base64::engine::general_purpose::STANDARD.decode(c).ok())
             .and_then(|d| <[u8; 32]>::try_from(d).ok())
             .map(ContentHash::from_bytes);
-        Ok(Some(ObjectHead {
+        let head = ObjectHead {
             size: out.content_length().unwrap_or(0).max(0) as u64,
             content_type: out.content_type().map(str::to_owned),
             version_id: out.version_id().map(str::to_owned),
             sha256,
             tag_count: out.tag_count().unwrap_or(0).max(0) as u32,
+        };
+        Ok(Some(Opened {
+            head,
+            body: out.body,
+            object: object.clone(),
         }))
     }
 

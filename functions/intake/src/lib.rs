@@ -174,18 +174,20 @@ impl Intake {
             key: record.key.clone(),
             version_id: record.version_id.clone(),
         };
-        let Some(head) = self.blob.head(&object).await? else {
+        // One GetObject answers what a HEAD would and is the read validation needs.
+        let Some(opened) = self.blob.open(&object).await? else {
             warn!("the object no longer exists; nothing to do");
             self.metrics
                 .count(metrics::INTAKE_IGNORED, &["object_gone"], &[]);
             return Ok(Outcome::Ignored("object_gone"));
         };
+        let head = opened.head.clone();
         object.version_id = object.version_id.or(head.version_id.clone());
 
         let started = Instant::now();
         let declared = Declared::from_key(&object.key, head.content_type.as_deref());
         let mut validated =
-            validate::validate(&self.blob, &object, &head, &declared, &self.config.limits).await?;
+            validate::validate(&self.blob, &object, opened, &declared, &self.config.limits).await?;
         let profile = match self.config.profile_for(&object.key) {
             Some(p) => p,
             None => {

@@ -1,8 +1,8 @@
 //! Validating one object: type by magic bytes, limits, image headers, a streaming PDF scan, and
 //! the content hash — all in bounded memory.
 
-use ocrbridge::blob::{Blob, BlobError, ObjectHead, ObjectRef, RangedObject};
-use ocrbridge::inspect::pdf::{PdfInfo, PdfScanner};
+use ocrbridge::blob::{Blob, BlobError, ObjectHead, ObjectRef, Opened, RangedObject};
+use ocrbridge::inspect::pdf::PdfScanner;
 use ocrbridge::inspect::{self, image, Declared, FileType, Limits, Rejection};
 use ocrbridge::job::{ContentHash, Inspection};
 use sha2::{Digest, Sha256};
@@ -16,13 +16,18 @@ pub struct Validated {
     pub verdict: Result<(), Rejection>,
 }
 
+/// Validates an opened object, reading its body once and no further than needed: the first
+/// [`inspect::HEAD_BYTES`] always; the whole body when S3 has no SHA-256 of it (to hash it) or it
+/// is a PDF (to scan it). An image S3 already hashed is read no further than its header (rare
+/// image layouts ask for more through ranged reads).
 pub async fn validate(
     blob: &Blob,
     object: &ObjectRef,
-    head: &ObjectHead,
+    mut opened: Opened,
     declared: &Declared,
     limits: &Limits,
 ) -> Result<Validated, BlobError> {
+    let head = opened.head.clone();
     let mut inspection = Inspection {
         size_bytes: head.size,
         ..Inspection::default()
@@ -34,22 +39,18 @@ pub async fn validate(
             inspection,
         });
     }
-    // Without S3's SHA-256 the whole object is read to hash it anyway: read it once, and take the
-    // first bytes and the PDF scan from that same pass (one GET, not a ranged GET and a stream).
-    let (content, pass) = match head.sha256 {
-        Some(sha) => (sha, None),
-        None => {
-            let pass = read_once(blob, object).await?;
-            (pass.sha256, Some(pass))
+    // The first bytes, hashed as they come. `first` can run past HEAD_BYTES by part of a chunk.
+    let mut hasher = Sha256::new();
+    let mut first = Vec::new();
+    while first.len() < inspect::HEAD_BYTES {
+        match opened.next_chunk().await? {
+            Some(chunk) => {
+                hasher.update(&chunk);
+                first.extend_from_slice(&chunk);
+            }
+            None => break,
         }
-    };
-    let first = match &pass {
-        Some(pass) => pass.first.clone(),
-        None => {
-            blob.read_range(object, 0, inspect::HEAD_BYTES.min(head.size as usize))
-                .await?
-        }
-    };
+    }
     let detected = inspect::detect(&first);
     inspection.file_type = detected;
     inspection.type_mismatch = detected.and_then(|t| declared.mismatch(t));
@@ -58,7 +59,7 @@ pub async fn validate(
         Ok(t) => t,
         Err(rejection) => {
             return Ok(Validated {
-                content,
+                content: finish(&head, &mut opened, hasher).await?,
                 inspection,
                 verdict: Err(rejection),
             })
@@ -66,16 +67,20 @@ pub async fn validate(
     };
 
     if file_type == FileType::Pdf {
-        let info = match pass.and_then(|p| p.pdf) {
-            Some(info) => info,
-            None => {
-                let mut scanner = PdfScanner::new();
-                blob.stream(object, |chunk| scanner.feed(chunk)).await?;
-                scanner.finish()
-            }
-        };
+        let mut scanner = PdfScanner::new();
+        scanner.feed(&first);
+        // The whole body, hashed and scanned in the same pass.
+        let mut hasher = hasher;
+        while let Some(chunk) = opened.next_chunk().await? {
+            hasher.update(&chunk);
+            scanner.feed(&chunk);
+        }
+        let info = scanner.finish();
         inspection.pages = info.pages;
         inspection.text_layer = Some(info.text_layer());
+        let content = head
+            .sha256
+            .unwrap_or_else(|| ContentHash::from_bytes(hasher.finalize().into()));
         return Ok(Validated {
             content,
             verdict: limits.check_pdf(&info),
@@ -83,6 +88,8 @@ pub async fn validate(
         });
     }
 
+    let content = finish(&head, &mut opened, hasher).await?;
+    drop(opened);
     let source = RangedObject { blob, object };
     let dimensions = image::dimensions(file_type, &first, &source).await?;
     let verdict = limits.check_image(dimensions).map(|_| ());
@@ -96,47 +103,18 @@ pub async fn validate(
     })
 }
 
-/// One streaming read of the whole object: its hash, its first [`inspect::HEAD_BYTES`], and the
-/// PDF scan if those bytes say it is a PDF. Memory: the first bytes plus one chunk.
-struct OnePass {
-    first: Vec<u8>,
-    sha256: ContentHash,
-    pdf: Option<PdfInfo>,
-}
-
-async fn read_once(blob: &Blob, object: &ObjectRef) -> Result<OnePass, BlobError> {
-    let mut hasher = Sha256::new();
-    let mut first = Vec::new();
-    let mut scanner: Option<PdfScanner> = None;
-    let mut deciding = true;
-    let decide = |first: &[u8]| {
-        (inspect::detect(first) == Some(FileType::Pdf)).then(|| {
-            let mut scanner = PdfScanner::new();
-            scanner.feed(first);
-            scanner
-        })
-    };
-    blob.stream(object, |chunk| {
-        hasher.update(chunk);
-        if let Some(scanner) = scanner.as_mut() {
-            scanner.feed(chunk);
-        } else if deciding {
-            first.extend_from_slice(chunk);
-            if first.len() >= inspect::HEAD_BYTES {
-                deciding = false;
-                scanner = decide(&first);
-            }
-        }
-    })
-    .await?;
-    if deciding {
-        // The whole object was shorter than the head.
-        scanner = decide(&first);
+/// The content hash: S3's SHA-256 if it has one (the rest of the body is then not read), or
+/// the rest of the body read into `hasher`.
+async fn finish(
+    head: &ObjectHead,
+    opened: &mut Opened,
+    mut hasher: Sha256,
+) -> Result<ContentHash, BlobError> {
+    if let Some(sha) = head.sha256 {
+        return Ok(sha);
     }
-    first.truncate(inspect::HEAD_BYTES);
-    Ok(OnePass {
-        first,
-        sha256: ContentHash::from_bytes(hasher.finalize().into()),
-        pdf: scanner.map(PdfScanner::finish),
-    })
+    while let Some(chunk) = opened.next_chunk().await? {
+        hasher.update(&chunk);
+    }
+    Ok(ContentHash::from_bytes(hasher.finalize().into()))
 }

@@ -9,7 +9,8 @@
 //!    `processing`): there is nothing to act on until a final status, and reconcile polls jobs
 //!    whose final webhook never comes — so progress events cost nothing but a verification;
 //! 3. matched to its job through the `external_ref` we sent (our job id), so a webhook that
-//!    beats the submit function's own write is still attributed;
+//!    beats the submit function's own write is still attributed — by its form only: parse reads
+//!    the job and dead-letters a notice for one that does not exist;
 //! 4. deduplicated on its event id with a claim whose TTL outlives the timestamp tolerance
 //!    (a replay outside the window fails the timestamp check; inside it, the claim);
 //! 5. put on the results queue as a [`ResultNotice`], and answered 200.
@@ -197,22 +198,15 @@ impl Webhook {
             info!(vendor_job_id, status, "progress event; nothing to act on");
             return PROGRESS;
         }
-        let job_id = data["external_ref"]
+        // Ours only if it names one of our job ids. Whether that job exists is parse's question
+        // (it reads the job anyway and dead-letters a notice for one that does not): asking here
+        // too would cost a read on every delivery.
+        let Some(job_id) = data["external_ref"]
             .as_str()
-            .and_then(|r| JobId::parse(r).ok());
-        let job = match &job_id {
-            Some(id) => match self.ledger.get_job(id).await {
-                Ok(job) => job,
-                Err(e) => {
-                    warn!(error = %e, "ledger unavailable");
-                    return UNAVAILABLE;
-                }
-            },
-            None => None,
-        };
-        let Some(job) = job else {
-            // Signed by the vendor but not ours (or not anymore): acknowledge so it stops, count
-            // it, and keep the evidence in the results DLQ.
+            .and_then(|r| JobId::parse(r).ok())
+        else {
+            // Signed by the vendor but not ours: acknowledge so it stops, count it, and keep the
+            // evidence in the results DLQ.
             self.rejected("unknown_job");
             let _ = self
                 .queue
@@ -247,13 +241,13 @@ impl Webhook {
             self.metrics.count(
                 metrics::WEBHOOK_DUPLICATES,
                 &[],
-                &[("job_id", job.id.as_str())],
+                &[("job_id", job_id.as_str())],
             );
-            info!(job_id = %job.id, event_id = %verified.event_id, "duplicate delivery");
+            info!(%job_id, event_id = %verified.event_id, "duplicate delivery");
             return DUPLICATE;
         };
         let notice = ResultNotice {
-            job_id: job.id.clone(),
+            job_id: job_id.clone(),
             vendor_job_id: vendor_job_id.to_owned(),
             status: status.to_owned(),
             vendor_timestamp: verified.timestamp,
@@ -275,7 +269,7 @@ impl Webhook {
         self.metrics.count(
             metrics::WEBHOOKS_VERIFIED,
             &[status],
-            &[("job_id", job.id.as_str())],
+            &[("job_id", job_id.as_str())],
         );
         if let Some(ts) = verified.timestamp {
             let lag_ms = (now - ts).max(0) as f64 * 1000.0;
@@ -283,10 +277,10 @@ impl Webhook {
                 metrics::WEBHOOK_DELIVERY_LAG,
                 lag_ms,
                 &[],
-                &[("job_id", job.id.as_str())],
+                &[("job_id", job_id.as_str())],
             );
         }
-        info!(job_id = %job.id, status, "webhook accepted");
+        info!(%job_id, status, "webhook accepted");
         OK
     }
 

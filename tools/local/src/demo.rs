@@ -107,51 +107,56 @@ pub async fn run(
     }
     let mut ids: BTreeMap<String, JobId> = BTreeMap::new();
     let mut last_report = Instant::now();
-    loop {
-        p.pump_once().await;
-        let mut states: BTreeMap<String, usize> = BTreeMap::new();
-        let mut settled = 0;
-        for (key, _) in docs {
-            if !ids.contains_key(key) {
-                if let Some(id) = job_id_of(p, key).await {
-                    ids.insert(key.clone(), id);
+    // The event sources run on their own, as Lambda's do; this loop only watches.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let watch = async {
+        loop {
+            let mut states: BTreeMap<String, usize> = BTreeMap::new();
+            let mut settled = 0;
+            for (key, _) in docs {
+                if !ids.contains_key(key) {
+                    if let Some(id) = job_id_of(p, key).await {
+                        ids.insert(key.clone(), id);
+                    }
                 }
+                let state = match ids.get(key) {
+                    Some(id) => p
+                        .intake
+                        .ledger
+                        .get_job(id)
+                        .await
+                        .ok()
+                        .flatten()
+                        .map(|j| j.state),
+                    None => None,
+                };
+                let name = state.map_or("uploaded".to_owned(), |s| s.to_string());
+                if state.is_some_and(|s| s.is_terminal() || s == JobState::NeedsReview) {
+                    settled += 1;
+                }
+                *states.entry(name).or_default() += 1;
             }
-            let state = match ids.get(key) {
-                Some(id) => p
-                    .intake
-                    .ledger
-                    .get_job(id)
-                    .await
-                    .ok()
-                    .flatten()
-                    .map(|j| j.state),
-                None => None,
-            };
-            let name = state.map_or("uploaded".to_owned(), |s| s.to_string());
-            if state.is_some_and(|s| s.is_terminal() || s == JobState::NeedsReview) {
-                settled += 1;
+            if last_report.elapsed() >= Duration::from_secs(2) || settled == docs.len() {
+                last_report = Instant::now();
+                let line: Vec<String> = states.iter().map(|(s, n)| format!("{s} {n}")).collect();
+                eprintln!(
+                    "[{:>5.1}s] {}",
+                    started.elapsed().as_secs_f64(),
+                    line.join(" · ")
+                );
             }
-            *states.entry(name).or_default() += 1;
+            if settled == docs.len() {
+                break;
+            }
+            if started.elapsed() > timeout {
+                eprintln!("timed out after {timeout:?}; reporting what settled");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        if last_report.elapsed() >= Duration::from_secs(2) || settled == docs.len() {
-            last_report = Instant::now();
-            let line: Vec<String> = states.iter().map(|(s, n)| format!("{s} {n}")).collect();
-            eprintln!(
-                "[{:>5.1}s] {}",
-                started.elapsed().as_secs_f64(),
-                line.join(" · ")
-            );
-        }
-        if settled == docs.len() {
-            break;
-        }
-        if started.elapsed() > timeout {
-            eprintln!("timed out after {timeout:?}; reporting what settled");
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    };
+    tokio::join!(p.run_until(&stop), watch);
 
     let mut rows = Vec::new();
     for (key, _) in docs {

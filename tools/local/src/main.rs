@@ -171,10 +171,9 @@ async fn demo(args: Args) -> Result<(), String> {
             "the stack stays up: aws --endpoint-url {} s3 cp FILE s3://{}/receipts/ (Ctrl-C to stop)",
             args.endpoint, pipeline.config.documents_bucket
         );
-        loop {
-            pipeline.pump_once().await;
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
+        // Until Ctrl-C ends the process.
+        let never = std::sync::atomic::AtomicBool::new(false);
+        pipeline.run_until(&never).await;
     }
     Ok(())
 }

@@ -14,6 +14,7 @@
 //! the batch is handled, then not deleted, so every message comes back.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -103,6 +104,19 @@ pub struct Pipeline {
     /// The binaries under the emulator, in binaries mode.
     pub binaries: Option<Binaries>,
 }
+
+/// The SQS event source mappings of the template: which queue feeds which function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EventSource {
+    Intake,
+    Submit,
+    /// The results queue, feeding parse.
+    Results,
+}
+
+/// How long an idle poller waits before asking again (Lambda long-polls; this is close enough
+/// without holding a moto thread per poller).
+const IDLE_POLL: Duration = Duration::from_millis(50);
 
 /// What the emulated event source mappings asked of SQS. Lambda's pollers make the same calls and
 /// they are billed to the queue's owner; the ones that return messages scale with the documents,
@@ -600,10 +614,52 @@ impl Pipeline {
 
     /// One round of every event source: `concurrency` invocations of each function at once, as
     /// Lambda runs them (submit's is capped by `ScalingConfig.MaximumConcurrency` in the template).
-    /// Returns how many messages were handled.
+    /// Returns how many messages were handled. For step-by-step tests; [`Self::run_until`] is the
+    /// continuous form.
     pub async fn pump_once(&self) -> usize {
-        let rounds = (0..self.options.concurrency.max(1)).map(|_| self.invoke_each());
+        let rounds = (0..self.options.concurrency.max(1)).map(|_| async {
+            let (a, b, c) = tokio::join!(
+                self.poll(EventSource::Intake),
+                self.poll(EventSource::Submit),
+                self.poll(EventSource::Results),
+            );
+            a + b + c
+        });
         let handled: usize = futures::future::join_all(rounds).await.into_iter().sum();
+        self.reconcile_if_due().await;
+        handled
+    }
+
+    /// Runs every event source the way Lambda does until `stop` is set: each queue has its own
+    /// `concurrency` pollers, each receiving, invoking and acknowledging on its own, so a slow
+    /// batch on one queue holds up nothing else; the schedule fires reconcile on time.
+    pub async fn run_until(&self, stop: &AtomicBool) {
+        let poller = |source: EventSource| async move {
+            while !stop.load(Ordering::Relaxed) {
+                if self.poll(source).await == 0 {
+                    tokio::time::sleep(IDLE_POLL).await;
+                }
+            }
+        };
+        let pollers = [
+            EventSource::Intake,
+            EventSource::Submit,
+            EventSource::Results,
+        ]
+        .into_iter()
+        .flat_map(|source| (0..self.options.concurrency.max(1)).map(move |_| source))
+        .map(poller);
+        let schedule = async {
+            while !stop.load(Ordering::Relaxed) {
+                tokio::time::sleep(IDLE_POLL).await;
+                self.reconcile_if_due().await;
+            }
+        };
+        tokio::join!(futures::future::join_all(pollers), schedule);
+    }
+
+    /// Fires the reconcile schedule if `reconcile_every` has passed since it last did.
+    async fn reconcile_if_due(&self) {
         let due = {
             let mut last = self
                 .last_reconcile
@@ -616,86 +672,55 @@ impl Pipeline {
                 false
             }
         };
-        if due {
-            match &self.binaries {
-                Some(b) => {
-                    let _ = b.reconcile.invoke(&serde_json::json!({"source": "aws.scheduler", "detail-type": "Scheduled Event"})).await;
-                }
-                None => {
-                    self.reconcile.run(UnixMillis::now()).await;
-                }
+        if !due {
+            return;
+        }
+        match &self.binaries {
+            Some(b) => {
+                let _ = b
+                    .reconcile
+                    .invoke(&serde_json::json!({"source": "aws.scheduler", "detail-type": "Scheduled Event"}))
+                    .await;
+            }
+            None => {
+                self.reconcile.run(UnixMillis::now()).await;
             }
         }
-        handled
     }
 
-    /// One invocation of each function with a batch from its queue, concurrently.
-    async fn invoke_each(&self) -> usize {
+    /// One poll of one event source: receive a batch, invoke the function with it, delete what
+    /// succeeded. Returns how many messages it handled.
+    async fn poll(&self, source: EventSource) -> usize {
         let deadline = || UnixMillis::now().plus(Duration::from_secs(30));
-        let intake = async {
-            let batch = self
-                .receive(&self.config.intake_queue_url, self.batch_sizes["intake"])
-                .await;
-            if batch.is_empty() {
-                return 0;
-            }
-            let event = Self::event(&batch, "intake");
-            let failed = match &self.binaries {
-                Some(b) => Self::failures(
-                    b.intake
+        let (queue_url, name) = match source {
+            EventSource::Intake => (&self.config.intake_queue_url, "intake"),
+            EventSource::Submit => (&self.config.submit_queue_url, "submit"),
+            EventSource::Results => (&self.config.results_queue_url, "results"),
+        };
+        let batch = self.receive(queue_url, self.batch_sizes[name]).await;
+        if batch.is_empty() {
+            return 0;
+        }
+        let event = Self::event(&batch, name);
+        let failed = match (&self.binaries, source) {
+            (Some(b), _) => {
+                let function = match source {
+                    EventSource::Intake => &b.intake,
+                    EventSource::Submit => &b.submit,
+                    EventSource::Results => &b.parse,
+                };
+                Self::failures(
+                    function
                         .invoke(&serde_json::to_value(&event).unwrap_or_default())
                         .await,
                     &batch,
-                ),
-                None => ids(self.intake.handle_sqs(event).await),
-            };
-            self.acknowledge(&self.config.intake_queue_url, &batch, &failed)
-                .await;
-            batch.len()
-        };
-        let submit = async {
-            let batch = self
-                .receive(&self.config.submit_queue_url, self.batch_sizes["submit"])
-                .await;
-            if batch.is_empty() {
-                return 0;
+                )
             }
-            let event = Self::event(&batch, "submit");
-            let failed = match &self.binaries {
-                Some(b) => Self::failures(
-                    b.submit
-                        .invoke(&serde_json::to_value(&event).unwrap_or_default())
-                        .await,
-                    &batch,
-                ),
-                None => ids(self.submit.handle_sqs(event, deadline()).await),
-            };
-            self.acknowledge(&self.config.submit_queue_url, &batch, &failed)
-                .await;
-            batch.len()
+            (None, EventSource::Intake) => ids(self.intake.handle_sqs(event).await),
+            (None, EventSource::Submit) => ids(self.submit.handle_sqs(event, deadline()).await),
+            (None, EventSource::Results) => ids(self.parse.handle_sqs(event, deadline()).await),
         };
-        let results = async {
-            let batch = self
-                .receive(&self.config.results_queue_url, self.batch_sizes["results"])
-                .await;
-            if batch.is_empty() {
-                return 0;
-            }
-            let event = Self::event(&batch, "results");
-            let failed = match &self.binaries {
-                Some(b) => Self::failures(
-                    b.parse
-                        .invoke(&serde_json::to_value(&event).unwrap_or_default())
-                        .await,
-                    &batch,
-                ),
-                None => ids(self.parse.handle_sqs(event, deadline()).await),
-            };
-            self.acknowledge(&self.config.results_queue_url, &batch, &failed)
-                .await;
-            batch.len()
-        };
-        let (a, b, c) = tokio::join!(intake, submit, results);
-        a + b + c
+        self.acknowledge(queue_url, &batch, &failed).await;
+        batch.len()
     }
 }

@@ -196,12 +196,13 @@ async fn main() {
                 key: key.clone(),
                 version_id: None,
             };
-            let head = blob.head(&object).await.unwrap().expect("object exists");
             let started = Instant::now();
+            let opened = blob.open(&object).await.unwrap().expect("object exists");
+            let head = opened.head.clone();
             let validated = validate(
                 &blob,
                 &object,
-                &head,
+                opened,
                 &Declared::default(),
                 &Limits {
                     max_image_bytes: 2 * 1024 * 1024 * 1024,

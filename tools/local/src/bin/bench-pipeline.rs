@@ -225,15 +225,10 @@ async fn main() -> Result<(), String> {
         uploaded.push((key, UnixMillis::now()));
     }
 
-    // Pollers run continuously, as Lambda's do; the observer looks every half second.
+    // The event sources poll continuously and independently, as Lambda's do; the observer
+    // looks every half second.
     let done = AtomicBool::new(false);
-    let pump = async {
-        while !done.load(Ordering::Relaxed) {
-            if p.pump_once().await == 0 {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    };
+    let pump = p.run_until(&done);
     let observe = async {
         let mut ids: BTreeMap<String, JobId> = BTreeMap::new();
         let mut settled = BTreeMap::new();
