@@ -242,13 +242,19 @@ async fn state(w: &World, id: &JobId) -> Job {
 
 #[tokio::test]
 async fn a_job_whose_webhook_is_lost_completes_through_reconcile() {
-    let w = world().await;
+    let mut w = world().await;
     let receipt = std::fs::read(shared_dir().join("corpus/sroie-dev/000.jpg")).unwrap();
     let job = submitted(&w, receipt, "receipt", "receipts/000.jpg").await;
     vendor_done(&w, &job).await;
 
     let summary = w.reconcile.run(UnixMillis::now()).await;
     assert_eq!(summary.recovered, 1, "{summary:?}");
+    // What it found is recorded: a second run before the notice is handled (and before the job
+    // could count as stuck in `ResultReady`) sends nothing more.
+    assert_eq!(state(&w, &job.id).await.state, JobState::ResultReady);
+    w.reconcile.config.stuck = Duration::from_secs(600);
+    let again = w.reconcile.run(UnixMillis::now()).await;
+    assert_eq!(again.recovered, 0, "{again:?}");
     pump_results(&w).await;
 
     let done = state(&w, &job.id).await;

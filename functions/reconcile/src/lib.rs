@@ -8,7 +8,7 @@
 //! | `Received` | in it longer than `STUCK_SECS` | re-send the S3 notification to intake (it re-validates and settles) |
 //! | `Queued` | longer than `STUCK_SECS` | re-send `{job_id}` to the submit queue |
 //! | `Submitting` | lease expired, longer than `STUCK_SECS` | re-send to submit, which reconciles by idempotency key before resubmitting |
-//! | `Submitted` | no result after `SUBMITTED_STALE_SECS` | poll the vendor; a final status goes to the results queue |
+//! | `Submitted` | no result after `SUBMITTED_STALE_SECS` | poll the vendor; a final status goes to the results queue (a success also moves the job to `ResultReady`, so it is not polled again) |
 //! | `ResultReady`, `Parsing` | lease expired, longer than `STUCK_SECS` | re-send a result notice |
 //!
 //! Every action is a message to an idempotent consumer or a guarded transition, so reconcile
@@ -210,6 +210,22 @@ impl<V: Vendor> Reconcile<V> {
                     VendorStatus::Failed { .. } => "failed",
                     _ => return Ok(Action::Waiting),
                 };
+                if status == VendorStatus::Succeeded {
+                    // Record what we found: the job leaves the stale-Submitted query, so the next
+                    // run does not poll and notify again while this notice is on its way; if it
+                    // is lost, the job is a stuck `ResultReady` after `STUCK_SECS`.
+                    match self
+                        .ledger
+                        .transition(job, JobState::ResultReady, Change::none(), now)
+                        .await
+                    {
+                        Ok(_) => {}
+                        Err(ocrbridge::ledger::TransitionError::Stale { .. }) => {
+                            return Ok(Action::Waiting)
+                        }
+                        Err(e) => return Err(e.to_string()),
+                    }
+                }
                 self.notice(job, vendor_job_id, name).await?;
                 Ok(Action::Recovered)
             }
