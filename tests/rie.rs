@@ -3,11 +3,10 @@
 //! path, without Docker. The binaries are the debug builds `make test` makes first.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
+use ocrbridge_local::pipeline::{binary_environment, PipelineOptions};
+use ocrbridge_local::rie::{emulator, Emulated};
 use ocrbridge_tests::{shared_dir, stack, TestStack};
 use serde_json::Value;
 
@@ -15,101 +14,27 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The emulator from the aws-sam-cli wheel in `.venv`.
-fn rie() -> PathBuf {
-    let arch = if cfg!(target_arch = "aarch64") {
-        "arm64"
-    } else {
-        "x86_64"
-    };
-    let lib = root().join(".venv-sam/lib");
-    std::fs::read_dir(&lib)
-        .ok()
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .map(|python| python.path().join(format!("site-packages/samcli/local/rapid/aws-lambda-rie-{arch}")))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("no aws-lambda-rie-{arch} under {}: run scripts/setup.sh (it installs aws-sam-cli into .venv-sam)", lib.display()))
-}
-
-fn binary(name: &str) -> PathBuf {
-    let target = std::env::var("CARGO_TARGET_DIR")
+fn binaries() -> PathBuf {
+    std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| root().join("target"));
-    let path = target.join("debug").join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build --workspace --bins` (make test does)",
-        path.display()
-    );
-    path
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Emulated {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-}
-
-impl Drop for Emulated {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+        .unwrap_or_else(|_| root().join("target"))
+        .join("debug")
 }
 
 /// Starts `name` under the emulator, on loopback only, with the stack's environment.
 fn start(name: &str, env: &BTreeMap<String, String>) -> Emulated {
-    let port = free_port();
-    let log = std::env::temp_dir().join(format!("rie-{name}-{port}.log"));
-    let file = std::fs::File::create(&log).unwrap();
-    let child = Command::new(rie())
-        .arg("--runtime-interface-emulator-address")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--runtime-api-address")
-        .arg(format!("127.0.0.1:{}", free_port()))
-        .arg(binary(name))
-        .envs(env)
-        .stdout(Stdio::from(file.try_clone().unwrap()))
-        .stderr(Stdio::from(file))
-        .spawn()
-        .expect("the emulator starts");
-    Emulated { child, port, log }
+    let rie = emulator(&root()).unwrap_or_else(|e| panic!("{e}"));
+    Emulated::start(&rie, &binaries().join(name), env, &std::env::temp_dir())
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 async fn invoke(emulated: &Emulated, event: &Value) -> Value {
-    let url = format!(
-        "http://127.0.0.1:{}/2015-03-31/functions/function/invocations",
-        emulated.port
-    );
-    let started = Instant::now();
-    loop {
-        match reqwest::Client::new()
-            .post(&url)
-            .json(event)
-            .timeout(Duration::from_secs(60))
-            .send()
-            .await
-        {
-            Ok(response) => return response.json().await.unwrap_or(Value::Null),
-            Err(e) if started.elapsed() < Duration::from_secs(10) && e.is_connect() => {
-                tokio::time::sleep(Duration::from_millis(100)).await
-            }
-            Err(e) => panic!(
-                "invoking failed: {e}; log: {}",
-                std::fs::read_to_string(&emulated.log).unwrap_or_default()
-            ),
-        }
-    }
+    emulated.invoke(event).await.unwrap_or_else(|e| {
+        panic!(
+            "{e}; log: {}",
+            std::fs::read_to_string(&emulated.log).unwrap_or_default()
+        )
+    })
 }
 
 fn event(name: &str, s: &TestStack) -> Value {
@@ -125,15 +50,14 @@ fn event(name: &str, s: &TestStack) -> Value {
 }
 
 fn environment(s: &TestStack) -> BTreeMap<String, String> {
-    let mut env = s.stack.function_environment().unwrap();
-    env.insert("AWS_ENDPOINT_URL".into(), s.endpoint.clone());
-    env.insert("AWS_ACCESS_KEY_ID".into(), "testing".into());
-    env.insert("AWS_SECRET_ACCESS_KEY".into(), "testing".into());
-    env.insert("AWS_REGION".into(), "us-east-1".into());
     // No vendor runs here; the functions only need a URL that fails fast.
-    env.insert("VENDOR_BASE_URL".into(), "http://127.0.0.1:9".into());
-    env.insert("REQUIRE_ROTATION_ENABLED".into(), "false".into());
-    env
+    binary_environment(
+        &s.stack,
+        &s.endpoint,
+        "http://127.0.0.1:9",
+        &PipelineOptions::default(),
+    )
+    .unwrap()
 }
 
 #[tokio::test]
