@@ -11,6 +11,7 @@
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use std::future::Future;
+use std::time::Duration;
 
 use crate::metrics::{Metrics, POISON_MESSAGES};
 use crate::queue::Queue;
@@ -58,14 +59,65 @@ pub fn receive_count(message: &SqsMessage) -> u32 {
         .unwrap_or(1)
 }
 
-/// A retry after `delay`: sets the message's visibility (the backoff, in a later invocation)
-/// and returns the failure to report in `batchItemFailures`. If the visibility cannot be set,
-/// the queue's default visibility timeout applies instead; it is still a retry.
-pub async fn retry_after(
+/// What a handler decided for one message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Disposition {
+    /// Acknowledge.
+    Done,
+    /// Leave it on the queue, visible again after the delay (a receive is spent).
+    RetryAfter {
+        delay: Duration,
+        code: &'static str,
+        reason: String,
+    },
+    /// Acknowledge it and send a copy with this delay (no receive is spent): for when our own
+    /// budgets hold the work back, not the vendor. The copy carries when the work was first
+    /// queued and how often it was deferred ([`FIRST_SENT_ATTRIBUTE`], [`DEFERRALS_ATTRIBUTE`]).
+    Defer(Duration),
+    /// Dead-letter with the reason.
+    DeadLetter { code: &'static str, reason: String },
+}
+
+/// Attributes a deferred message carries into its re-enqueued copy.
+pub const FIRST_SENT_ATTRIBUTE: &str = "ocrbridge-first-sent";
+pub const DEFERRALS_ATTRIBUTE: &str = "ocrbridge-deferrals";
+
+/// A message attribute's string value.
+pub fn attribute(message: &SqsMessage, name: &str) -> Option<String> {
+    message
+        .message_attributes
+        .get(name)
+        .and_then(|a| a.string_value.clone())
+}
+
+/// Carries out `disposition` for `message` from the queue at `queue_url`; the `Err` is what
+/// [`process`] reports.
+pub async fn apply(
     queue: &Queue,
     queue_url: &str,
     message: &SqsMessage,
-    delay: std::time::Duration,
+    disposition: Disposition,
+) -> Result<(), Failure> {
+    match disposition {
+        Disposition::Done => Ok(()),
+        Disposition::DeadLetter { code, reason } => Err(Failure::poison(code, reason)),
+        Disposition::RetryAfter {
+            delay,
+            code,
+            reason,
+        } => Err(retry_after(queue, queue_url, message, delay, code, reason).await),
+        Disposition::Defer(delay) => defer(queue, queue_url, message, delay).await,
+    }
+}
+
+/// A retry after `delay`: sets the message's visibility (the backoff, in a later invocation)
+/// and returns the failure to report in `batchItemFailures`. If the visibility cannot be set,
+/// the queue's default visibility timeout applies instead; it is still a retry.
+async fn retry_after(
+    queue: &Queue,
+    queue_url: &str,
+    message: &SqsMessage,
+    delay: Duration,
     code: &str,
     reason: String,
 ) -> Failure {
@@ -83,6 +135,51 @@ pub async fn retry_after(
         }
     }
     Failure::retry(code, reason)
+}
+
+/// Re-enqueues a copy of `message` after `delay`; the original is then acknowledged.
+async fn defer(
+    queue: &Queue,
+    queue_url: &str,
+    message: &SqsMessage,
+    delay: Duration,
+) -> Result<(), Failure> {
+    let first_sent = attribute(message, FIRST_SENT_ATTRIBUTE)
+        .or_else(|| message.attributes.get("SentTimestamp").cloned())
+        .unwrap_or_else(|| crate::time::UnixMillis::now().0.to_string());
+    let deferrals = attribute(message, DEFERRALS_ATTRIBUTE)
+        .and_then(|d| d.parse::<u32>().ok())
+        .unwrap_or(0)
+        + 1;
+    let number = |v: String| {
+        aws_sdk_sqs::types::MessageAttributeValue::builder()
+            .data_type("Number")
+            .string_value(v)
+            .build()
+    };
+    let (Ok(first), Ok(count)) = (number(first_sent), number(deferrals.to_string())) else {
+        return Err(Failure::retry(
+            "defer_failed",
+            "cannot build message attributes",
+        ));
+    };
+    queue
+        .client()
+        .send_message()
+        .queue_url(queue_url)
+        .message_body(message.body.clone().unwrap_or_default())
+        .delay_seconds(crate::retry::delay_seconds(delay))
+        .message_attributes(FIRST_SENT_ATTRIBUTE, first)
+        .message_attributes(DEFERRALS_ATTRIBUTE, count)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            Failure::retry(
+                "defer_failed",
+                aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
+            )
+        })
 }
 
 /// Runs `handle` on every record and builds the partial batch response.

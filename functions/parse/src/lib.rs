@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::Utc;
-use ocrbridge::batch::{self, Failure, Source};
+use ocrbridge::batch::{self, Disposition, Source};
 use ocrbridge::blob::{Blob, ObjectRef};
 use ocrbridge::config::StackConfig;
 use ocrbridge::document::Fields;
@@ -32,21 +32,6 @@ use ocrbridge::time::{lease_until_from_deadline, UnixMillis, DEFAULT_LEASE_SAFET
 use ocrbridge::vendor::{Vendor, VendorStatus};
 use serde_json::json;
 use tracing::{info, info_span, warn, Instrument};
-
-/// What to do with a notice after handling it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Disposition {
-    Done,
-    RetryAfter {
-        delay: Duration,
-        code: &'static str,
-        reason: String,
-    },
-    DeadLetter {
-        code: &'static str,
-        reason: String,
-    },
-}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParseConfig {
@@ -108,30 +93,16 @@ impl<V: Vendor> Parse<V> {
             &self.metrics,
             |message| async move {
                 let disposition = self.handle_message(&message, deadline).await;
-                self.apply(&message, disposition).await
+                batch::apply(
+                    &self.queue,
+                    &self.stack.results_queue_url,
+                    &message,
+                    disposition,
+                )
+                .await
             },
         )
         .await
-    }
-
-    async fn apply(&self, message: &SqsMessage, disposition: Disposition) -> Result<(), Failure> {
-        match disposition {
-            Disposition::Done => Ok(()),
-            Disposition::DeadLetter { code, reason } => Err(Failure::poison(code, reason)),
-            Disposition::RetryAfter {
-                delay,
-                code,
-                reason,
-            } => Err(batch::retry_after(
-                &self.queue,
-                &self.stack.results_queue_url,
-                message,
-                delay,
-                code,
-                reason,
-            )
-            .await),
-        }
     }
 
     pub async fn handle_message(&self, message: &SqsMessage, deadline: UnixMillis) -> Disposition {

@@ -22,7 +22,9 @@ pub mod config;
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use ocrbridge::batch::{self, Failure, Source};
+use ocrbridge::batch::{
+    self, attribute, Disposition, Source, DEFERRALS_ATTRIBUTE, FIRST_SENT_ATTRIBUTE,
+};
 use ocrbridge::blob::{Blob, ObjectRef};
 use ocrbridge::config::StackConfig;
 use ocrbridge::job::{Job, JobState, Reason};
@@ -31,34 +33,12 @@ use ocrbridge::ledger::{
 };
 use ocrbridge::metrics::{self, Metrics};
 use ocrbridge::queue::{Queue, SubmitRequest};
-use ocrbridge::retry::{self, Budgets};
+use ocrbridge::retry::Budgets;
 use ocrbridge::time::{lease_until_from_deadline, UnixMillis, DEFAULT_LEASE_SAFETY_MARGIN};
 use ocrbridge::vendor::{ErrorClass, Submission, Vendor, VendorError};
 use tracing::{info, info_span, warn, Instrument};
 
 pub use config::SubmitConfig;
-
-/// Attributes a deferred message carries into its re-enqueued copy.
-pub const FIRST_SENT_ATTRIBUTE: &str = "ocrbridge-first-sent";
-pub const DEFERRALS_ATTRIBUTE: &str = "ocrbridge-deferrals";
-
-/// What to do with a message after handling it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Disposition {
-    /// Acknowledge.
-    Done,
-    /// Leave it on the queue, visible again after the delay (a receive is spent).
-    RetryAfter {
-        delay: Duration,
-        code: &'static str,
-        reason: String,
-    },
-    /// Acknowledge it and send a copy with this delay (no receive is spent): used when our own
-    /// budgets hold the work back, not the vendor.
-    Defer(Duration),
-    /// Dead-letter with the reason.
-    DeadLetter { code: &'static str, reason: String },
-}
 
 pub struct Submit<V> {
     pub vendor: V,
@@ -69,13 +49,6 @@ pub struct Submit<V> {
     pub stack: StackConfig,
     pub config: SubmitConfig,
     pub budgets: Budgets,
-}
-
-fn attribute(message: &SqsMessage, name: &str) -> Option<String> {
-    message
-        .message_attributes
-        .get(name)
-        .and_then(|a| a.string_value.clone())
 }
 
 impl<V: Vendor> Submit<V> {
@@ -92,70 +65,16 @@ impl<V: Vendor> Submit<V> {
             &self.metrics,
             |message| async move {
                 let disposition = self.handle_message(&message, deadline).await;
-                self.apply(&message, disposition).await
+                batch::apply(
+                    &self.queue,
+                    &self.stack.submit_queue_url,
+                    &message,
+                    disposition,
+                )
+                .await
             },
         )
         .await
-    }
-
-    /// Carries out a disposition on the queue.
-    async fn apply(&self, message: &SqsMessage, disposition: Disposition) -> Result<(), Failure> {
-        match disposition {
-            Disposition::Done => Ok(()),
-            Disposition::DeadLetter { code, reason } => Err(Failure::poison(code, reason)),
-            Disposition::RetryAfter {
-                delay,
-                code,
-                reason,
-            } => Err(batch::retry_after(
-                &self.queue,
-                &self.stack.submit_queue_url,
-                message,
-                delay,
-                code,
-                reason,
-            )
-            .await),
-            Disposition::Defer(delay) => {
-                let first_sent = attribute(message, FIRST_SENT_ATTRIBUTE)
-                    .or_else(|| message.attributes.get("SentTimestamp").cloned())
-                    .unwrap_or_else(|| UnixMillis::now().0.to_string());
-                let deferrals = attribute(message, DEFERRALS_ATTRIBUTE)
-                    .and_then(|d| d.parse::<u32>().ok())
-                    .unwrap_or(0)
-                    + 1;
-                let string = |v: String| {
-                    aws_sdk_sqs::types::MessageAttributeValue::builder()
-                        .data_type("Number")
-                        .string_value(v)
-                        .build()
-                };
-                let (Ok(first), Ok(count)) = (string(first_sent), string(deferrals.to_string()))
-                else {
-                    return Err(Failure::retry(
-                        "defer_failed",
-                        "cannot build message attributes",
-                    ));
-                };
-                self.queue
-                    .client()
-                    .send_message()
-                    .queue_url(&self.stack.submit_queue_url)
-                    .message_body(message.body.clone().unwrap_or_default())
-                    .delay_seconds(retry::delay_seconds(delay))
-                    .message_attributes(FIRST_SENT_ATTRIBUTE, first)
-                    .message_attributes(DEFERRALS_ATTRIBUTE, count)
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| {
-                        Failure::retry(
-                            "defer_failed",
-                            aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
-                        )
-                    })
-            }
-        }
     }
 
     /// Decides what to do with one message; every path that touched the vendor ends with a
