@@ -6,15 +6,14 @@ use ocrbridge::blob::Blob;
 use ocrbridge::job::{
     ContentHash, DocumentKey, Job, JobId, JobState, NewJob, Profile, SourceObject,
 };
-use ocrbridge::keyring::{Keyring, Stage};
 use ocrbridge::ledger::Change;
 use ocrbridge::metrics::Metrics;
 use ocrbridge::queue::{Queue, ResultNotice, SubmitRequest};
 use ocrbridge::retry::{Backoff, Budgets};
 use ocrbridge::rules::RuleConfig;
 use ocrbridge::time::UnixMillis;
-use ocrbridge::vendor::sim::{http_client, HttpTimeouts, SimVendor};
-use ocrbridge_tests::{shared_dir, sqs_event, stack, text_pdf, unique_name, TestStack};
+use ocrbridge::vendor::sim::{HttpTimeouts, SimVendor};
+use ocrbridge_tests::{set_faults, shared_dir, sqs_event, stack, text_pdf, unique_name, TestStack};
 use parse::{Parse, ParseConfig};
 use reconcile::{Reconcile, ReconcileConfig};
 use serde_json::{json, Value};
@@ -32,39 +31,14 @@ struct World {
 
 async fn world() -> World {
     let s = stack().await;
-    let key = s
-        .clients
-        .secrets
-        .get_secret_value()
-        .secret_id(&s.config.vendor_api_key_secret)
-        .version_stage("AWSCURRENT")
-        .send()
-        .await
-        .unwrap()
-        .secret_string()
-        .unwrap()
-        .to_owned();
     // No webhook URL: every result must be found by reconcile's polling (the lost-webhook case).
-    let sim = vendor_sim::start(SimConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        api_keys: vec![key],
-        engine: EngineKind::Tesseract,
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
-    let vendor = || {
-        SimVendor::new(
-            http_client(HttpTimeouts::default()).unwrap(),
-            sim.base_url(),
-            Keyring::new(
-                s.clients.secrets.clone(),
-                &s.config.vendor_api_key_secret,
-                &[Stage::Current],
-                Duration::from_secs(60),
-            ),
-        )
-    };
+    let sim = s
+        .start_sim(SimConfig {
+            engine: EngineKind::Tesseract,
+            ..SimConfig::default()
+        })
+        .await;
+    let vendor = || s.sim_vendor(&sim, HttpTimeouts::default());
     let backoff = Backoff {
         base: Duration::from_millis(200),
         cap: Duration::from_secs(1),
@@ -117,15 +91,6 @@ async fn world() -> World {
         s,
         sim,
     }
-}
-
-async fn set_faults(w: &World, faults: Value) {
-    reqwest::Client::new()
-        .put(format!("{}/admin/faults", w.sim.base_url()))
-        .json(&faults)
-        .send()
-        .await
-        .unwrap();
 }
 
 /// Uploads `bytes`, creates a Queued job and runs submit on it, as intake and submit would.
@@ -390,7 +355,7 @@ async fn a_receipt_whose_total_disagrees_with_its_lines_needs_review() {
 #[tokio::test]
 async fn a_vendor_failed_job_is_failed_not_parsed() {
     let w = world().await;
-    set_faults(&w, json!({"seed": 1, "rates": {"failed_job": 1.0}})).await;
+    set_faults(&w.sim, json!({"seed": 1, "rates": {"failed_job": 1.0}})).await;
     let job = submitted(
         &w,
         unique_name("doc").into_bytes(),
@@ -426,7 +391,7 @@ async fn a_vendor_failed_job_is_failed_not_parsed() {
 #[tokio::test]
 async fn a_drifted_payload_raises_drift_metrics() {
     let w = world().await;
-    set_faults(&w, json!({"seed": 2, "rates": {"drift": 1.0}})).await;
+    set_faults(&w.sim, json!({"seed": 2, "rates": {"drift": 1.0}})).await;
     let mut kinds = Vec::new();
     for i in 0..6 {
         let pdf = text_pdf(&["ACME STORE SDN BHD", &format!("Receipt {i}"), "Total 10.60"]);
@@ -495,6 +460,22 @@ async fn reconcile_requeues_stuck_jobs_and_expires_old_ones() {
             .transition(&job, JobState::Queued, Change::none(), UnixMillis::now())
             .await
             .unwrap();
+    // Its message is still on the submit queue (a backlog): old, but not lost — nothing is
+    // re-sent, so a backlog is never multiplied.
+    w.submit
+        .queue
+        .send_json(
+            &w.s.config.submit_queue_url,
+            &SubmitRequest {
+                job_id: queued.id.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    let summary = w.reconcile.run(UnixMillis::now()).await;
+    assert_eq!((summary.queued, summary.recovered), (1, 0), "{summary:?}");
+    assert_eq!(w.s.drain(&w.s.config.submit_queue_url).await.len(), 1);
+    // The queue is empty now: the message is lost as far as reconcile can tell, so it re-sends.
     let summary = w.reconcile.run(UnixMillis::now()).await;
     assert_eq!(summary.recovered, 1);
     let sent = w.s.drain(&w.s.config.submit_queue_url).await;

@@ -8,16 +8,15 @@ use ocrbridge::blob::Blob;
 use ocrbridge::job::{
     ContentHash, DocumentKey, Job, JobId, JobState, NewJob, Profile, SourceObject,
 };
-use ocrbridge::keyring::{Keyring, Stage};
 use ocrbridge::ledger::{Change, LeaseStep};
 use ocrbridge::metrics::Metrics;
 use ocrbridge::queue::{Queue, SubmitRequest, REASON_CODE_ATTRIBUTE};
 use ocrbridge::retry::{Backoff, Budgets};
 use ocrbridge::time::UnixMillis;
-use ocrbridge::vendor::sim::{http_client, HttpTimeouts, SimVendor};
+use ocrbridge::vendor::sim::{HttpTimeouts, SimVendor};
 use ocrbridge::vendor::{Submission, Vendor};
-use ocrbridge_tests::{sqs_event, stack, unique_name, TestStack};
-use serde_json::{json, Value};
+use ocrbridge_tests::{set_faults, sim_stats, sqs_event, stack, unique_name, TestStack};
+use serde_json::json;
 use submit::{Submit, SubmitConfig};
 use vendor_sim::engine::EngineKind;
 use vendor_sim::{RunningSim, SimConfig};
@@ -28,44 +27,22 @@ struct World {
     submit: Submit<SimVendor>,
 }
 
-async fn secret_value(s: &TestStack) -> String {
-    s.clients
-        .secrets
-        .get_secret_value()
-        .secret_id(&s.config.vendor_api_key_secret)
-        .version_stage("AWSCURRENT")
-        .send()
-        .await
-        .unwrap()
-        .secret_string()
-        .unwrap()
-        .to_owned()
-}
-
 async fn world() -> World {
     let s = stack().await;
-    let key = secret_value(&s).await;
-    let sim = vendor_sim::start(SimConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        api_keys: vec![key],
-        engine: EngineKind::Fast,
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
-    let http = http_client(HttpTimeouts {
-        connect: Duration::from_secs(1),
-        request: Duration::from_secs(2),
-    })
-    .unwrap();
-    let keyring = Keyring::new(
-        s.clients.secrets.clone(),
-        &s.config.vendor_api_key_secret,
-        &[Stage::Current],
-        Duration::from_secs(60),
-    );
+    let sim = s
+        .start_sim(SimConfig {
+            engine: EngineKind::Fast,
+            ..SimConfig::default()
+        })
+        .await;
     let submit = Submit {
-        vendor: SimVendor::new(http, sim.base_url(), keyring),
+        vendor: s.sim_vendor(
+            &sim,
+            HttpTimeouts {
+                connect: Duration::from_secs(1),
+                request: Duration::from_secs(2),
+            },
+        ),
         ledger: s.ledger.clone(),
         blob: Blob::new(s.clients.s3.clone()),
         queue: Queue::new(s.clients.sqs.clone()),
@@ -86,25 +63,6 @@ async fn world() -> World {
         budgets: Budgets::for_vendor("sim", |_| Some("1000".into())),
     };
     World { s, sim, submit }
-}
-
-async fn sim_stats(w: &World) -> Value {
-    reqwest::get(format!("{}/admin/stats", w.sim.base_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
-async fn set_faults(w: &World, faults: Value) {
-    let r = reqwest::Client::new()
-        .put(format!("{}/admin/faults", w.sim.base_url()))
-        .json(&faults)
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success());
 }
 
 /// Uploads a document and creates its job in `Queued`, as intake would; returns the job.
@@ -237,7 +195,7 @@ async fn queued_jobs_are_submitted_once_each() {
         assert!(job.vendor_job_id.as_deref().unwrap().starts_with("doc_"));
         assert_eq!(job.lease, None);
     }
-    let stats = sim_stats(&w).await;
+    let stats = sim_stats(&w.sim).await;
     assert_eq!(stats["billed_documents"], 3);
     // The simulator fetched each document through its presigned URL and processed it.
     let recorded = w.submit.metrics.recorded();
@@ -252,13 +210,13 @@ async fn queued_jobs_are_submitted_once_each() {
     pump(&w, &ids, Duration::from_secs(3)).await;
     let leftover = w.s.drain(&w.s.config.submit_queue_url).await;
     assert!(leftover.is_empty() || leftover.len() == 1);
-    assert_eq!(sim_stats(&w).await["billed_documents"], 3);
+    assert_eq!(sim_stats(&w.sim).await["billed_documents"], 3);
 }
 
 #[tokio::test]
 async fn under_throttling_and_server_errors_every_job_is_billed_exactly_once() {
     let w = world().await;
-    set_faults(&w, json!({"seed": 11, "rates": {"throttle": 0.35, "server_error": 0.35}, "retry_after_secs": 1})).await;
+    set_faults(&w.sim, json!({"seed": 11, "rates": {"throttle": 0.35, "server_error": 0.35}, "retry_after_secs": 1})).await;
     let mut ids = Vec::new();
     for _ in 0..8 {
         let job = queued_job(&w, "receipt").await;
@@ -269,7 +227,7 @@ async fn under_throttling_and_server_errors_every_job_is_billed_exactly_once() {
     for id in &ids {
         assert_eq!(state(&w, id).await.state, JobState::Submitted, "{id}");
     }
-    let stats = sim_stats(&w).await;
+    let stats = sim_stats(&w.sim).await;
     assert_eq!(stats["billed_documents"], 8, "{stats}");
     assert_eq!(stats["accepted_submissions"], 8);
     let injected = stats["faults_injected"]["throttle"].as_u64().unwrap_or(0)
@@ -295,13 +253,13 @@ async fn under_throttling_and_server_errors_every_job_is_billed_exactly_once() {
 #[tokio::test]
 async fn a_lost_response_is_adopted_through_the_idempotency_key() {
     let w = world().await;
-    set_faults(&w, json!({"seed": 1, "rates": {"drop": 1.0}})).await;
+    set_faults(&w.sim, json!({"seed": 1, "rates": {"drop": 1.0}})).await;
     let job = queued_job(&w, "invoice").await;
     enqueue(&w, &job.id).await;
     pump(&w, std::slice::from_ref(&job.id), Duration::from_secs(30)).await;
     let done = state(&w, &job.id).await;
     assert_eq!(done.state, JobState::Submitted);
-    let stats = sim_stats(&w).await;
+    let stats = sim_stats(&w.sim).await;
     assert_eq!(stats["billed_documents"], 1);
     assert!(stats["faults_injected"]["drop"].as_u64().unwrap() >= 1);
     assert_eq!(w.submit.metrics.recorded()["Reconciles[sim,adopted]"], 1.0);
@@ -359,7 +317,7 @@ async fn a_crash_after_reaching_the_vendor_is_reconciled_not_resubmitted() {
     let done = state(&w, &job.id).await;
     assert_eq!(done.state, JobState::Submitted);
     assert_eq!(done.vendor_job_id.as_deref(), Some(vendor_job.as_str()));
-    assert_eq!(sim_stats(&w).await["billed_documents"], 1);
+    assert_eq!(sim_stats(&w.sim).await["billed_documents"], 1);
     assert_eq!(w.submit.metrics.recorded()["Reconciles[sim,adopted]"], 1.0);
 }
 
@@ -389,7 +347,7 @@ async fn a_crash_before_reaching_the_vendor_is_resubmitted_once() {
     enqueue(&w, &job.id).await;
     pump(&w, std::slice::from_ref(&job.id), Duration::from_secs(30)).await;
     assert_eq!(state(&w, &job.id).await.state, JobState::Submitted);
-    assert_eq!(sim_stats(&w).await["billed_documents"], 1);
+    assert_eq!(sim_stats(&w.sim).await["billed_documents"], 1);
     assert_eq!(
         w.submit.metrics.recorded()["Reconciles[sim,resubmitted]"],
         1.0
@@ -419,7 +377,7 @@ async fn concurrent_deliveries_of_one_message_make_one_submission() {
         JobState::Submitted,
         "{results:?}"
     );
-    let stats = sim_stats(&w).await;
+    let stats = sim_stats(&w.sim).await;
     assert_eq!(stats["accepted_submissions"], 1, "{results:?}");
     assert_eq!(stats["billed_documents"], 1);
 }
@@ -444,7 +402,7 @@ async fn a_permanent_error_fails_the_job_without_retries() {
     // Documented: acknowledged, not dead-lettered; the job carries the reason.
     assert!(w.s.drain(&w.s.config.submit_queue_url).await.is_empty());
     assert!(w.s.drain(&w.s.config.submit_dlq_url).await.is_empty());
-    assert_eq!(sim_stats(&w).await["billed_documents"], 0);
+    assert_eq!(sim_stats(&w.sim).await["billed_documents"], 0);
 }
 
 async fn put_api_key(w: &World, value: &str) {
@@ -484,7 +442,7 @@ async fn a_bad_credential_fails_clearly_after_one_refresh() {
         1.0
     );
     assert_eq!(
-        sim_stats(&w).await["forbidden"],
+        sim_stats(&w.sim).await["forbidden"],
         2,
         "one call, one call after the refresh"
     );
@@ -493,7 +451,9 @@ async fn a_bad_credential_fails_clearly_after_one_refresh() {
 #[tokio::test]
 async fn a_rotated_key_is_picked_up_by_the_forced_refresh() {
     let w = world().await;
-    let good = secret_value(&w.s).await;
+    let good =
+        w.s.secret(&w.s.config.vendor_api_key_secret, "AWSCURRENT")
+            .await;
     // The keyring caches the old key, then rotation replaces it (the vendor already has it).
     put_api_key(&w, "sk_old_key_00000000000000000").await;
     w.submit.vendor.refresh_credentials().await;
@@ -502,7 +462,7 @@ async fn a_rotated_key_is_picked_up_by_the_forced_refresh() {
     enqueue(&w, &job.id).await;
     pump(&w, std::slice::from_ref(&job.id), Duration::from_secs(20)).await;
     assert_eq!(state(&w, &job.id).await.state, JobState::Submitted);
-    assert_eq!(sim_stats(&w).await["billed_documents"], 1);
+    assert_eq!(sim_stats(&w.sim).await["billed_documents"], 1);
 }
 
 #[tokio::test]
@@ -510,7 +470,7 @@ async fn during_an_outage_the_retry_budget_stops_attempts_and_they_resume_after(
     let mut w = world().await;
     w.submit.budgets.retry.capacity = 3.0;
     w.submit.budgets.retry.refill_per_sec = 0.001;
-    set_faults(&w, json!({"seed": 5, "rates": {"server_error": 1.0}})).await;
+    set_faults(&w.sim, json!({"seed": 5, "rates": {"server_error": 1.0}})).await;
     let mut ids = Vec::new();
     for _ in 0..6 {
         let job = queued_job(&w, "receipt").await;
@@ -518,7 +478,7 @@ async fn during_an_outage_the_retry_budget_stops_attempts_and_they_resume_after(
         ids.push(job.id);
     }
     pump(&w, &ids, Duration::from_secs(12)).await;
-    let during = sim_stats(&w).await["requests"].as_u64().unwrap();
+    let during = sim_stats(&w.sim).await["requests"].as_u64().unwrap();
     // 6 first attempts + at most 3 budgeted retries reached the vendor; the rest were held back.
     assert!(
         during <= 9,
@@ -530,13 +490,13 @@ async fn during_an_outage_the_retry_budget_stops_attempts_and_they_resume_after(
     }
 
     // The outage ends and the budget refills: everything goes through, nothing was spent.
-    set_faults(&w, json!({})).await;
+    set_faults(&w.sim, json!({})).await;
     w.submit.budgets.retry.refill_per_sec = 100.0;
     pump(&w, &ids, Duration::from_secs(60)).await;
     for id in &ids {
         assert_eq!(state(&w, id).await.state, JobState::Submitted, "{id}");
     }
-    assert_eq!(sim_stats(&w).await["billed_documents"], 6);
+    assert_eq!(sim_stats(&w.sim).await["billed_documents"], 6);
     assert!(
         w.s.drain(&w.s.config.submit_dlq_url).await.is_empty(),
         "deferred, not dead-lettered"
@@ -559,5 +519,5 @@ async fn a_job_past_its_maximum_age_fails_with_the_reason() {
         dead[0].message_attributes().unwrap()[REASON_CODE_ATTRIBUTE].string_value(),
         Some("max_age_exceeded")
     );
-    assert_eq!(sim_stats(&w).await["billed_documents"], 0);
+    assert_eq!(sim_stats(&w.sim).await["billed_documents"], 0);
 }

@@ -27,20 +27,6 @@ struct World {
     webhook: Arc<Webhook>,
 }
 
-async fn current_secret(s: &TestStack, arn: &str, stage: &str) -> String {
-    s.clients
-        .secrets
-        .get_secret_value()
-        .secret_id(arn)
-        .version_stage(stage)
-        .send()
-        .await
-        .unwrap()
-        .secret_string()
-        .unwrap()
-        .to_owned()
-}
-
 fn whsec() -> String {
     format!(
         "whsec_{}",
@@ -136,7 +122,7 @@ async fn notices(w: &World) -> Vec<ResultNotice> {
 #[tokio::test]
 async fn every_rejection_reason_and_the_accepted_paths() {
     let w = world().await;
-    let secret = current_secret(&w.s, &w.s.config.webhook_secret, "AWSCURRENT").await;
+    let secret = w.s.secret(&w.s.config.webhook_secret, "AWSCURRENT").await;
     let job = job(&w).await;
     let body = payload(&job, "succeeded");
     let t = now();
@@ -246,7 +232,7 @@ async fn every_rejection_reason_and_the_accepted_paths() {
 #[tokio::test]
 async fn a_webhook_before_the_vendor_job_id_is_recorded_is_not_lost() {
     let w = world().await;
-    let secret = current_secret(&w.s, &w.s.config.webhook_secret, "AWSCURRENT").await;
+    let secret = w.s.secret(&w.s.config.webhook_secret, "AWSCURRENT").await;
     // The job is still Received (the submit function has not recorded anything yet).
     let job = job(&w).await;
     assert_eq!(job.vendor_job_id, None);
@@ -273,7 +259,7 @@ async fn a_webhook_before_the_vendor_job_id_is_recorded_is_not_lost() {
 #[tokio::test]
 async fn base64_encoded_function_url_events_are_decoded_before_verifying() {
     let w = world().await;
-    let secret = current_secret(&w.s, &w.s.config.webhook_secret, "AWSCURRENT").await;
+    let secret = w.s.secret(&w.s.config.webhook_secret, "AWSCURRENT").await;
     let job = job(&w).await;
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../events/function-url-webhook.json");
@@ -337,11 +323,8 @@ async fn serve(webhook: Arc<Webhook>) -> String {
 }
 
 async fn sim(w: &World, url: String) -> RunningSim {
-    let api_key = current_secret(&w.s, &w.s.config.vendor_api_key_secret, "AWSCURRENT").await;
-    let secret = current_secret(&w.s, &w.s.config.webhook_secret, "AWSCURRENT").await;
-    vendor_sim::start(SimConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        api_keys: vec![api_key],
+    let secret = w.s.secret(&w.s.config.webhook_secret, "AWSCURRENT").await;
+    w.s.start_sim(SimConfig {
         webhook_url: Some(url),
         webhook_secrets: vec![secret],
         webhook_retry_schedule: vec![Duration::from_millis(200); 3],
@@ -349,7 +332,6 @@ async fn sim(w: &World, url: String) -> RunningSim {
         ..SimConfig::default()
     })
     .await
-    .unwrap()
 }
 
 /// Submits a document for `job` straight to the simulator (as submit would).
@@ -377,7 +359,9 @@ async fn simulator_faults_reach_the_results_queue_once_per_event() {
     let w = world().await;
     let url = serve(w.webhook.clone()).await;
     let sim = sim(&w, url).await;
-    let api_key = current_secret(&w.s, &w.s.config.vendor_api_key_secret, "AWSCURRENT").await;
+    let api_key =
+        w.s.secret(&w.s.config.vendor_api_key_secret, "AWSCURRENT")
+            .await;
     reqwest::Client::new()
         .put(format!("{}/admin/faults", sim.base_url()))
         .json(&json!({"seed": 3, "rates": {"duplicate_webhook": 1.0, "bad_signature": 1.0, "replay": 1.0, "out_of_order": 1.0}}))
@@ -497,8 +481,10 @@ async fn the_webhook_secret_rotates_while_webhooks_are_in_flight_without_rejecti
     let w = world().await;
     let url = serve(w.webhook.clone()).await;
     let sim = sim(&w, url).await;
-    let api_key = current_secret(&w.s, &w.s.config.vendor_api_key_secret, "AWSCURRENT").await;
-    let original = current_secret(&w.s, &w.s.config.webhook_secret, "AWSCURRENT").await;
+    let api_key =
+        w.s.secret(&w.s.config.vendor_api_key_secret, "AWSCURRENT")
+            .await;
+    let original = w.s.secret(&w.s.config.webhook_secret, "AWSCURRENT").await;
     let rotate = rotate_handler(&w, &sim);
 
     // Webhooks keep flowing during the rotation.
@@ -543,7 +529,7 @@ async fn the_webhook_secret_rotates_while_webhooks_are_in_flight_without_rejecti
     );
 
     // The new secret is current; the original is previous, still accepted for late deliveries.
-    let new = current_secret(&w.s, &w.s.config.webhook_secret, "AWSCURRENT").await;
+    let new = w.s.secret(&w.s.config.webhook_secret, "AWSCURRENT").await;
     assert_ne!(new, original);
     let versions =
         w.s.clients
@@ -589,7 +575,9 @@ async fn the_vendor_api_key_rotates_and_the_key_that_falls_out_is_revoked() {
     let url = serve(w.webhook.clone()).await;
     let sim = sim(&w, url).await;
     let rotate = rotate_handler(&w, &sim);
-    let first = current_secret(&w.s, &w.s.config.vendor_api_key_secret, "AWSCURRENT").await;
+    let first =
+        w.s.secret(&w.s.config.vendor_api_key_secret, "AWSCURRENT")
+            .await;
     let status = |key: String| {
         let url = format!("{}/v1/documents/none", sim.base_url());
         async move {
@@ -606,7 +594,9 @@ async fn the_vendor_api_key_rotates_and_the_key_that_falls_out_is_revoked() {
     assert_eq!(status(first.clone()).await, 404, "authenticated");
 
     rotate_all(&rotate, &w.s.config.vendor_api_key_secret, Duration::ZERO).await;
-    let second = current_secret(&w.s, &w.s.config.vendor_api_key_secret, "AWSCURRENT").await;
+    let second =
+        w.s.secret(&w.s.config.vendor_api_key_secret, "AWSCURRENT")
+            .await;
     assert_ne!(second, first);
     assert!(second.starts_with("sk_ocrb_"));
     assert_eq!(status(second.clone()).await, 404, "the new key works");

@@ -69,6 +69,33 @@ impl Queue {
         self.send_raw(queue_url, &body, &[]).await
     }
 
+    /// How many messages the queue holds: visible, in flight and delayed (SQS's approximate
+    /// counts, which lag by up to a minute).
+    pub async fn depth(&self, queue_url: &str) -> Result<u64, QueueError> {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let counted = [
+            A::ApproximateNumberOfMessages,
+            A::ApproximateNumberOfMessagesNotVisible,
+            A::ApproximateNumberOfMessagesDelayed,
+        ];
+        let out = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(queue_url)
+            .set_attribute_names(Some(counted.to_vec()))
+            .send()
+            .await
+            .map_err(|e| QueueError {
+                operation: "GetQueueAttributes",
+                queue_url: queue_url.to_owned(),
+                detail: aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
+            })?;
+        Ok(counted
+            .iter()
+            .filter_map(|name| out.attributes()?.get(name)?.parse::<u64>().ok())
+            .sum())
+    }
+
     /// Sends a message that could not be processed to a dead-letter queue, with why. The body is
     /// kept byte for byte, so a redrive replays exactly what arrived.
     pub async fn dead_letter(

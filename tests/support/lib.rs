@@ -7,10 +7,13 @@ use std::time::Duration;
 
 use ocrbridge::aws::{local_sdk_config, AwsClients};
 use ocrbridge::config::StackConfig;
+use ocrbridge::keyring::{Keyring, Stage};
 use ocrbridge::ledger::Ledger;
+use ocrbridge::vendor::sim::{http_client, HttpTimeouts, SimVendor};
 use ocrbridge_local::provision::{provision, LocalStack, ProvisionOptions};
 use ocrbridge_local::template::Template;
 use ocrbridge_local::{moto, template_path};
+use vendor_sim::{RunningSim, SimConfig};
 
 pub struct TestStack {
     pub endpoint: String,
@@ -71,6 +74,50 @@ pub fn shared_dir() -> std::path::PathBuf {
 }
 
 impl TestStack {
+    /// A secret's value at `stage` (`AWSCURRENT`, `AWSPENDING`, `AWSPREVIOUS`).
+    pub async fn secret(&self, id: &str, stage: &str) -> String {
+        self.clients
+            .secrets
+            .get_secret_value()
+            .secret_id(id)
+            .version_stage(stage)
+            .send()
+            .await
+            .expect("GetSecretValue")
+            .secret_string()
+            .expect("a string secret")
+            .to_owned()
+    }
+
+    /// The vendor simulator on a free port, accepting the stack's current API key; `config`
+    /// sets the rest (its `listen` and `api_keys` are replaced).
+    pub async fn start_sim(&self, config: SimConfig) -> RunningSim {
+        let api_key = self
+            .secret(&self.config.vendor_api_key_secret, "AWSCURRENT")
+            .await;
+        vendor_sim::start(SimConfig {
+            listen: "127.0.0.1:0".parse().expect("an address"),
+            api_keys: vec![api_key],
+            ..config
+        })
+        .await
+        .expect("the simulator starts")
+    }
+
+    /// The simulator adapter, reading the stack's API key through a keyring, as the functions do.
+    pub fn sim_vendor(&self, sim: &RunningSim, timeouts: HttpTimeouts) -> SimVendor {
+        SimVendor::new(
+            http_client(timeouts).expect("an HTTP client"),
+            sim.base_url(),
+            Keyring::new(
+                self.clients.secrets.clone(),
+                &self.config.vendor_api_key_secret,
+                &[Stage::Current],
+                Duration::from_secs(60),
+            ),
+        )
+    }
+
     pub async fn put(&self, key: &str, bytes: Vec<u8>, content_type: Option<&str>) {
         self.clients
             .s3
@@ -120,6 +167,27 @@ impl TestStack {
         }
         out
     }
+}
+
+/// The simulator's ground truth (`GET /admin/stats`).
+pub async fn sim_stats(sim: &RunningSim) -> serde_json::Value {
+    reqwest::get(format!("{}/admin/stats", sim.base_url()))
+        .await
+        .expect("the simulator answers")
+        .json()
+        .await
+        .expect("stats are JSON")
+}
+
+/// Switches the simulator's faults (`PUT /admin/faults`).
+pub async fn set_faults(sim: &RunningSim, faults: serde_json::Value) {
+    let response = reqwest::Client::new()
+        .put(format!("{}/admin/faults", sim.base_url()))
+        .json(&faults)
+        .send()
+        .await
+        .expect("the simulator answers");
+    assert!(response.status().is_success(), "{response:?}");
 }
 
 /// An SQS Lambda event built from real received messages, as the event source mapping would.

@@ -11,6 +11,11 @@
 //! | `Submitted` | no result after `SUBMITTED_STALE_SECS` | poll the vendor; a final status goes to the results queue (a success also moves the job to `ResultReady`, so it is not polled again) |
 //! | `ResultReady`, `Parsing` | lease expired, longer than `STUCK_SECS` | re-send a result notice |
 //!
+//! A re-send happens only when the job's queue cannot be holding its message: each stuck job is
+//! matched against the messages its queue holds (`GetQueueAttributes`, once per queue per run),
+//! and only the jobs beyond that count are re-sent. Under a backlog, old jobs are simply waiting
+//! their turn, and re-sending would multiply the backlog.
+//!
 //! Every action is a message to an idempotent consumer or a guarded transition, so reconcile
 //! can run beside the webhook, parse, submit, and another reconcile.
 
@@ -59,6 +64,8 @@ impl ReconcileConfig {
 pub struct Summary {
     pub stuck: u32,
     pub recovered: u32,
+    /// Stuck by age, but waiting behind a backlog on their queue: not re-sent.
+    pub queued: u32,
     pub expired: u32,
     pub errors: u32,
 }
@@ -84,6 +91,7 @@ const LIVE: [JobState; 6] = [
 impl<V: Vendor> Reconcile<V> {
     pub async fn run(&self, now: UnixMillis) -> Summary {
         let mut summary = Summary::default();
+        let mut backlog = Backlog::default();
         for state in LIVE {
             let threshold = if state == JobState::Submitted {
                 self.config.submitted_stale
@@ -112,7 +120,7 @@ impl<V: Vendor> Reconcile<V> {
                     &[state.as_str()],
                     &[("job_id", job.id.as_str())],
                 );
-                match self.act(&job, now).await {
+                match self.act(&job, now, &mut backlog).await {
                     Ok(Action::Recovered) => {
                         summary.recovered += 1;
                         self.metrics.count(
@@ -130,6 +138,7 @@ impl<V: Vendor> Reconcile<V> {
                         );
                     }
                     Ok(Action::Waiting) => {}
+                    Ok(Action::Queued) => summary.queued += 1,
                     Err(e) => {
                         warn!(job_id = %job.id, error = %e, "reconcile action failed");
                         summary.errors += 1;
@@ -141,7 +150,36 @@ impl<V: Vendor> Reconcile<V> {
         summary
     }
 
-    async fn act(&self, job: &Job, now: UnixMillis) -> Result<Action, String> {
+    /// Whether `queue_url` still holds a message that may be this stuck job's: each stuck job
+    /// is matched against one of the messages the queue holds (visible, in flight or delayed);
+    /// only jobs beyond that count can have lost theirs. A backlog is not a loss: re-sending
+    /// into it would only multiply it.
+    async fn has_waiting_message(&self, queue_url: &str, backlog: &mut Backlog) -> bool {
+        if !backlog.depth.contains_key(queue_url) {
+            let depth = self
+                .queue
+                .depth(queue_url)
+                .await
+                .map_err(|e| warn!(error = %e, "cannot read the queue's depth; re-sending"))
+                .ok();
+            backlog.depth.insert(queue_url.to_owned(), depth);
+        }
+        match backlog.depth.get_mut(queue_url) {
+            Some(Some(remaining)) if *remaining > 0 => {
+                *remaining -= 1;
+                true
+            }
+            // Empty, or unknown (the attributes could not be read): re-send.
+            _ => false,
+        }
+    }
+
+    async fn act(
+        &self,
+        job: &Job,
+        now: UnixMillis,
+        backlog: &mut Backlog,
+    ) -> Result<Action, String> {
         if now.since(job.created_at) > self.config.max_age {
             let reason = Reason::new(
                 "max_age_exceeded",
@@ -169,6 +207,17 @@ impl<V: Vendor> Reconcile<V> {
             };
         }
         let send_err = |e: ocrbridge::queue::QueueError| e.to_string();
+        let resend_to = match job.state {
+            JobState::Received => Some(&self.stack.intake_queue_url),
+            JobState::Queued | JobState::Submitting => Some(&self.stack.submit_queue_url),
+            JobState::ResultReady | JobState::Parsing => Some(&self.stack.results_queue_url),
+            _ => None,
+        };
+        if let Some(url) = resend_to {
+            if self.has_waiting_message(url, backlog).await {
+                return Ok(Action::Queued);
+            }
+        }
         match job.state {
             JobState::Received => {
                 // Intake stopped between creating and settling: let it settle again.
@@ -258,4 +307,13 @@ enum Action {
     Recovered,
     Expired,
     Waiting,
+    /// Old, but its queue holds enough messages to include this job's: a backlog.
+    Queued,
+}
+
+/// Per run: how many messages each queue holds that stuck jobs have not been matched to yet
+/// (`None`: unknown).
+#[derive(Debug, Default)]
+struct Backlog {
+    depth: std::collections::HashMap<String, Option<u64>>,
 }
