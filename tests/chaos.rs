@@ -215,7 +215,7 @@ async fn chaos_run_keeps_every_invariant() {
                 .clients
                 .s3
                 .list_objects_v2()
-                .bucket(&s.config.documents_bucket)
+                .bucket(&s.config.results_bucket)
                 .prefix("results/")
                 .set_continuation_token(token.clone())
                 .send()

@@ -87,7 +87,7 @@ async fn receipts_go_through_the_real_binaries() {
             .clients
             .s3
             .get_object()
-            .bucket(&s.config.documents_bucket)
+            .bucket(&s.config.results_bucket)
             .key(&result_key)
             .send()
             .await

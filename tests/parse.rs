@@ -179,7 +179,7 @@ async fn results_stored(w: &World, id: &JobId) -> usize {
     w.s.clients
         .s3
         .list_objects_v2()
-        .bucket(&w.s.config.documents_bucket)
+        .bucket(&w.s.config.results_bucket)
         .prefix(format!("results/{id}"))
         .send()
         .await
@@ -193,7 +193,7 @@ async fn get_json(w: &World, key: &str) -> Value {
         w.s.clients
             .s3
             .get_object()
-            .bucket(&w.s.config.documents_bucket)
+            .bucket(&w.s.config.results_bucket)
             .key(key)
             .send()
             .await
@@ -243,7 +243,7 @@ async fn a_job_whose_webhook_is_lost_completes_through_reconcile() {
         w.s.clients
             .s3
             .list_objects_v2()
-            .bucket(&w.s.config.documents_bucket)
+            .bucket(&w.s.config.results_bucket)
             .prefix(format!("raw/{}/", job.id))
             .send()
             .await
@@ -299,7 +299,7 @@ async fn repeated_and_out_of_order_notices_store_one_result() {
         w.s.clients
             .s3
             .list_objects_v2()
-            .bucket(&w.s.config.documents_bucket)
+            .bucket(&w.s.config.results_bucket)
             .prefix(format!("raw/{}/", job.id))
             .send()
             .await

@@ -11,8 +11,10 @@ pub struct StackConfig {
     pub jobs_table: String,
     /// `DEDUPE_TABLE`: claim-once markers (webhook event ids), with TTL.
     pub dedupe_table: String,
-    /// `DOCUMENTS_BUCKET`: uploads, raw vendor payloads and normalized results.
+    /// `DOCUMENTS_BUCKET`: uploads; every object created here notifies intake.
     pub documents_bucket: String,
+    /// `RESULTS_BUCKET`: raw vendor payloads (`raw/`) and normalized results (`results/`).
+    pub results_bucket: String,
     /// `INTAKE_QUEUE_URL`: S3 `ObjectCreated` notifications.
     pub intake_queue_url: String,
     /// `SUBMIT_QUEUE_URL`: one message per job to submit to the vendor.
@@ -40,10 +42,11 @@ pub struct MissingVariable(pub &'static str);
 
 impl StackConfig {
     /// Every variable this struct reads, in declaration order.
-    pub const VARIABLES: [&'static str; 12] = [
+    pub const VARIABLES: [&'static str; 13] = [
         "JOBS_TABLE",
         "DEDUPE_TABLE",
         "DOCUMENTS_BUCKET",
+        "RESULTS_BUCKET",
         "INTAKE_QUEUE_URL",
         "SUBMIT_QUEUE_URL",
         "RESULTS_QUEUE_URL",
@@ -67,12 +70,13 @@ impl StackConfig {
                 .filter(|v| !v.trim().is_empty())
                 .ok_or(MissingVariable(name))
         };
-        let [jobs, dedupe, bucket, intake, submit, results, intake_dlq, submit_dlq, results_dlq, max_receive, api_key, webhook] =
+        let [jobs, dedupe, bucket, results_bucket, intake, submit, results, intake_dlq, submit_dlq, results_dlq, max_receive, api_key, webhook] =
             Self::VARIABLES;
         Ok(StackConfig {
             jobs_table: get(jobs)?,
             dedupe_table: get(dedupe)?,
             documents_bucket: get(bucket)?,
+            results_bucket: get(results_bucket)?,
             intake_queue_url: get(intake)?,
             submit_queue_url: get(submit)?,
             results_queue_url: get(results)?,

@@ -287,7 +287,7 @@ impl<V: Vendor> Parse<V> {
         };
         // Archive before parsing: the raw payload is what we paid for.
         let archive = ObjectRef {
-            bucket: self.stack.documents_bucket.clone(),
+            bucket: self.stack.results_bucket.clone(),
             key: format!("raw/{}/{attempt_id}.json.gz", job.id),
             version_id: None,
         };
@@ -352,7 +352,7 @@ impl<V: Vendor> Parse<V> {
             }
         };
         let target = ObjectRef {
-            bucket: self.stack.documents_bucket.clone(),
+            bucket: self.stack.results_bucket.clone(),
             key: result_key.clone(),
             version_id: None,
         };

@@ -218,7 +218,7 @@ pub async fn run(
                 .clients
                 .s3
                 .get_object()
-                .bucket(&p.config.documents_bucket)
+                .bucket(&p.config.results_bucket)
                 .key(result_key)
                 .send()
                 .await

@@ -2,7 +2,7 @@
 //! Interface Emulator, with moto's request recorder on.
 //!
 //! ```text
-//! bench-pipeline [--docs N] [--binaries DIR] [--corpus DIR]
+//! bench-pipeline [--docs N] [--interval-ms MS] [--binaries DIR] [--corpus DIR]
 //!     (moto must be running; scripts/bench-pipeline.sh starts its own)
 //! ```
 //! Reports, for documents that all end Completed or NeedsReview:
@@ -159,6 +159,7 @@ async fn main() -> Result<(), String> {
     let flags = Flags::from_env();
     let root = template_path().with_file_name("");
     let docs: usize = flags.parse("--docs", 20);
+    let interval = Duration::from_millis(flags.parse("--interval-ms", 1000));
     let binaries = flags
         .get("--binaries")
         .map(PathBuf::from)
@@ -204,32 +205,43 @@ async fn main() -> Result<(), String> {
     moto_api(&endpoint, "reset-recording").await?;
     moto_api(&endpoint, "start-recording").await?;
     let started = Instant::now();
-    let mut uploaded: Vec<(String, UnixMillis)> = Vec::new();
-    for file in &files {
-        let name = file
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("receipt.jpg");
-        let key = format!("receipts/{name}");
-        let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
-        uploader
-            .s3
-            .put_object()
-            .bucket(&bucket)
-            .key(&key)
-            .content_type("image/jpeg")
-            .body(ByteStream::from(bytes))
-            .send()
-            .await
-            .map_err(|e| aws_sdk_s3::error::DisplayErrorContext(e).to_string())?;
-        uploaded.push((key, UnixMillis::now()));
-    }
-
-    // The event sources poll continuously and independently, as Lambda's do; the observer
-    // looks every half second.
+    // The event sources poll continuously and independently, as Lambda's do, while documents
+    // arrive one every `interval` (a steady load, not a burst that only measures queueing
+    // behind the emulator's one instance per function); the observer looks every half second.
     let done = AtomicBool::new(false);
     let pump = p.run_until(&done);
+    let upload = async {
+        let mut uploaded: Vec<(String, UnixMillis)> = Vec::new();
+        for file in &files {
+            let name = file
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("receipt.jpg");
+            let key = format!("receipts/{name}");
+            let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+            uploader
+                .s3
+                .put_object()
+                .bucket(&bucket)
+                .key(&key)
+                .content_type("image/jpeg")
+                .body(ByteStream::from(bytes))
+                .send()
+                .await
+                .map_err(|e| aws_sdk_s3::error::DisplayErrorContext(e).to_string())?;
+            uploaded.push((key, UnixMillis::now()));
+            tokio::time::sleep(interval).await;
+        }
+        Ok::<_, String>(uploaded)
+    };
     let observe = async {
+        let uploaded = match upload.await {
+            Ok(uploaded) => uploaded,
+            Err(e) => {
+                done.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
+        };
         let mut ids: BTreeMap<String, JobId> = BTreeMap::new();
         let mut settled = BTreeMap::new();
         while settled.len() < uploaded.len() && started.elapsed() < Duration::from_secs(600) {
@@ -252,9 +264,10 @@ async fn main() -> Result<(), String> {
             }
         }
         done.store(true, Ordering::Relaxed);
-        settled
+        Ok((uploaded, settled))
     };
-    let ((), settled) = tokio::join!(pump, observe);
+    let ((), observed) = tokio::join!(pump, observe);
+    let (uploaded, settled) = observed?;
     moto_api(&endpoint, "stop-recording").await?;
     let wall = started.elapsed();
     let recording = moto_api(&endpoint, "download-recording").await?;
