@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `sam build` for deployment: each function is built with `cargo lambda build --release --arm64`
-# (Metadata.BuildMethod rust-cargolambda). Not part of `make test`: about 12 minutes cold on
+# (Metadata.BuildMethod rust-cargolambda). Not part of `make test`: about 18 minutes cold on
 # 2 cores, and it needs the aarch64-unknown-linux-gnu target, which rustup downloads.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
