@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ocrbridge::job::{JobId, JobState};
+use ocrbridge_local::demo::job_id_of;
 use ocrbridge_local::pipeline::{Pipeline, PipelineOptions};
 use ocrbridge_tests::{shared_dir, stack};
 use vendor_sim::engine::EngineKind;
@@ -47,20 +48,7 @@ async fn receipts_go_through_the_real_binaries() {
             done.clear();
             for name in names {
                 let key = format!("receipts/sroie/{name}.jpg");
-                let tags = s
-                    .clients
-                    .s3
-                    .get_object_tagging()
-                    .bucket(&s.config.documents_bucket)
-                    .key(&key)
-                    .send()
-                    .await
-                    .unwrap();
-                let Some(id) = tags
-                    .tag_set()
-                    .iter()
-                    .find(|t| t.key() == "ocrbridge-job-id")
-                    .and_then(|t| JobId::parse(t.value()).ok())
+                let Some(id) = job_id_of(&s.clients.s3, &s.config.documents_bucket, &key).await
                 else {
                     continue;
                 };

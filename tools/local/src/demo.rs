@@ -67,19 +67,18 @@ pub struct Row {
     pub latency: String,
 }
 
-async fn job_id_of(p: &Pipeline, key: &str) -> Option<JobId> {
-    let tags = p
-        .clients
-        .s3
+/// The job intake tagged an uploaded object with (`ocrbridge-job-id`), once it has.
+pub async fn job_id_of(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Option<JobId> {
+    let tags = s3
         .get_object_tagging()
-        .bucket(&p.config.documents_bucket)
+        .bucket(bucket)
         .key(key)
         .send()
         .await
         .ok()?;
     tags.tag_set()
         .iter()
-        .find(|t| t.key() == "ocrbridge-job-id")
+        .find(|t| t.key() == intake::TAG_JOB_ID)
         .and_then(|t| JobId::parse(t.value()).ok())
 }
 
@@ -115,7 +114,9 @@ pub async fn run(
             let mut settled = 0;
             for (key, _) in docs {
                 if !ids.contains_key(key) {
-                    if let Some(id) = job_id_of(p, key).await {
+                    if let Some(id) =
+                        job_id_of(&p.clients.s3, &p.config.documents_bucket, key).await
+                    {
                         ids.insert(key.clone(), id);
                     }
                 }

@@ -26,6 +26,7 @@ use ocrbridge::job::{JobId, JobState};
 use ocrbridge::ledger::Ledger;
 use ocrbridge::time::UnixMillis;
 use ocrbridge_local::bench::{fresh_stack, Flags};
+use ocrbridge_local::demo::job_id_of;
 use ocrbridge_local::pipeline::{EventSourceCounters, Pipeline, PipelineOptions};
 use ocrbridge_local::{moto, template_path};
 use serde_json::Value;
@@ -139,21 +140,6 @@ async fn moto_api(endpoint: &str, path: &str) -> Result<String, String> {
     response.text().await.map_err(|e| e.to_string())
 }
 
-async fn job_id_of(observer: &AwsClients, bucket: &str, key: &str) -> Option<JobId> {
-    let tags = observer
-        .s3
-        .get_object_tagging()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .ok()?;
-    tags.tag_set()
-        .iter()
-        .find(|t| t.key() == "ocrbridge-job-id")
-        .and_then(|t| JobId::parse(t.value()).ok())
-}
-
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let flags = Flags::from_env();
@@ -251,7 +237,7 @@ async fn main() -> Result<(), String> {
                     continue;
                 }
                 if !ids.contains_key(key) {
-                    if let Some(id) = job_id_of(&observer, &bucket, key).await {
+                    if let Some(id) = job_id_of(&observer.s3, &bucket, key).await {
                         ids.insert(key.clone(), id);
                     }
                 }
