@@ -5,10 +5,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 scripts/setup.sh
-export OCRBRIDGE_MOTO_URL="http://127.0.0.1:${OCRBRIDGE_MOTO_PORT:-5055}"
-started=0
-if ! scripts/moto.sh status >/dev/null 2>&1; then scripts/moto.sh start; started=1; fi
-trap '[ "$started" = 1 ] && scripts/moto.sh stop' EXIT
+. scripts/lib.sh
+use_shared_moto
 cargo build --release --quiet -p ocrbridge-local --bin bench-intake --bin ocrbridge-local
 stack="bench-$(date +%s)"
 target/release/ocrbridge-local provision --stack "$stack" --env-out .local/bench.env >/dev/null

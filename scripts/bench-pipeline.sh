@@ -10,17 +10,11 @@ scripts/setup.sh
 docs=${1:-20}
 profile=${2:-release}
 # A moto of its own, so a `make dev` stack's traffic is not in the recording.
-export OCRBRIDGE_MOTO_PORT=${BENCH_MOTO_PORT:-5058}
-export OCRBRIDGE_MOTO_URL="http://127.0.0.1:$OCRBRIDGE_MOTO_PORT"
-export MOTO_RECORDER_FILEPATH="$root/.local/moto-recording-$OCRBRIDGE_MOTO_PORT.jsonl"
+port=${BENCH_MOTO_PORT:-5058}
+export MOTO_RECORDER_FILEPATH="$root/.local/moto-recording-$port.jsonl"
 mkdir -p .local
-scripts/moto.sh stop >/dev/null 2>&1 || true
-scripts/moto.sh start
-trap 'scripts/moto.sh stop' EXIT
-if [ "$profile" = release ]; then
-  cargo build --quiet --release -p intake -p submit -p webhook -p parse -p reconcile --bins
-else
-  cargo build --quiet -p intake -p submit -p webhook -p parse -p reconcile --bins
-fi
+. scripts/lib.sh
+use_own_moto "$port"
+build_functions "$profile" intake submit webhook parse reconcile
 cargo build --quiet -p ocrbridge-local --bin bench-pipeline
 target/debug/bench-pipeline --docs "$docs" --binaries "target/$profile"
