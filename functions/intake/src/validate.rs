@@ -1,7 +1,7 @@
 //! Validating one object: type by magic bytes, limits, image headers, a streaming PDF scan, and
 //! the content hash — all in bounded memory.
 
-use ocrbridge::blob::{Blob, BlobError, ObjectHead, ObjectRef, Opened, RangedObject};
+use ocrbridge::blob::{Blob, BlobError, ObjectRef, Opened, RangedObject};
 use ocrbridge::inspect::pdf::PdfScanner;
 use ocrbridge::inspect::{self, image, Declared, FileType, Limits, Rejection};
 use ocrbridge::job::{ContentHash, Inspection};
@@ -39,13 +39,17 @@ pub async fn validate(
             inspection,
         });
     }
-    // The first bytes, hashed as they come. `first` can run past HEAD_BYTES by part of a chunk.
-    let mut hasher = Sha256::new();
+    // The first bytes, hashed as they come unless S3 already has the hash. `first` can run past
+    // HEAD_BYTES by part of a chunk.
+    let mut content = match head.sha256 {
+        Some(sha) => Content::FromS3(sha),
+        None => Content::Reading(Sha256::new()),
+    };
     let mut first = Vec::new();
     while first.len() < inspect::HEAD_BYTES {
         match opened.next_chunk().await? {
             Some(chunk) => {
-                hasher.update(&chunk);
+                content.update(&chunk);
                 first.extend_from_slice(&chunk);
             }
             None => break,
@@ -58,37 +62,31 @@ pub async fn validate(
     let file_type = match limits.check_type_and_size(detected, head.size) {
         Ok(t) => t,
         Err(rejection) => {
+            read_rest(&mut opened, &mut content, None).await?;
             return Ok(Validated {
-                content: finish(&head, &mut opened, hasher).await?,
+                content: content.finish(),
                 inspection,
                 verdict: Err(rejection),
-            })
+            });
         }
     };
 
     if file_type == FileType::Pdf {
+        // The whole body, scanned (and hashed, if S3 has no hash) in the same pass.
         let mut scanner = PdfScanner::new();
         scanner.feed(&first);
-        // The whole body, hashed and scanned in the same pass.
-        let mut hasher = hasher;
-        while let Some(chunk) = opened.next_chunk().await? {
-            hasher.update(&chunk);
-            scanner.feed(&chunk);
-        }
+        read_rest(&mut opened, &mut content, Some(&mut scanner)).await?;
         let info = scanner.finish();
         inspection.pages = info.pages;
         inspection.text_layer = Some(info.text_layer());
-        let content = head
-            .sha256
-            .unwrap_or_else(|| ContentHash::from_bytes(hasher.finalize().into()));
         return Ok(Validated {
-            content,
+            content: content.finish(),
             verdict: limits.check_pdf(&info),
             inspection,
         });
     }
 
-    let content = finish(&head, &mut opened, hasher).await?;
+    read_rest(&mut opened, &mut content, None).await?;
     drop(opened);
     let source = RangedObject { blob, object };
     let dimensions = image::dimensions(file_type, &first, &source).await?;
@@ -97,24 +95,49 @@ pub async fn validate(
         inspection.pages = Some(1);
     }
     Ok(Validated {
-        content,
+        content: content.finish(),
         inspection,
         verdict,
     })
 }
 
-/// The content hash: S3's SHA-256 if it has one (the rest of the body is then not read), or
-/// the rest of the body read into `hasher`.
-async fn finish(
-    head: &ObjectHead,
+/// Where the content hash comes from: S3's own SHA-256 of the object, or one computed while
+/// reading the whole body.
+enum Content {
+    FromS3(ContentHash),
+    Reading(Sha256),
+}
+
+impl Content {
+    fn update(&mut self, chunk: &[u8]) {
+        if let Content::Reading(hasher) = self {
+            hasher.update(chunk);
+        }
+    }
+
+    fn finish(self) -> ContentHash {
+        match self {
+            Content::FromS3(sha) => sha,
+            Content::Reading(hasher) => ContentHash::from_bytes(hasher.finalize().into()),
+        }
+    }
+}
+
+/// Reads the rest of the body if anything needs it — the hash being computed, or `scanner` —
+/// giving each chunk to both; otherwise reads nothing more.
+async fn read_rest(
     opened: &mut Opened,
-    mut hasher: Sha256,
-) -> Result<ContentHash, BlobError> {
-    if let Some(sha) = head.sha256 {
-        return Ok(sha);
+    content: &mut Content,
+    mut scanner: Option<&mut PdfScanner>,
+) -> Result<(), BlobError> {
+    if matches!(content, Content::FromS3(_)) && scanner.is_none() {
+        return Ok(());
     }
     while let Some(chunk) = opened.next_chunk().await? {
-        hasher.update(&chunk);
+        content.update(&chunk);
+        if let Some(scanner) = scanner.as_deref_mut() {
+            scanner.feed(&chunk);
+        }
     }
-    Ok(ContentHash::from_bytes(hasher.finalize().into()))
+    Ok(())
 }
