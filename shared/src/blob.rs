@@ -1,4 +1,5 @@
-//! S3 objects: metadata, ranged reads, streaming reads, tags, writes and presigned URLs.
+//! S3 objects: opening (metadata and body in one GET), ranged reads, tags, writes and presigned
+//! URLs.
 
 use std::time::Duration;
 
@@ -188,36 +189,6 @@ impl Blob {
             })?
             .into_bytes();
         Ok(bytes.to_vec())
-    }
-
-    /// Streams the whole object through `on_chunk`, chunk by chunk; returns the bytes read.
-    pub async fn stream(
-        &self,
-        object: &ObjectRef,
-        mut on_chunk: impl FnMut(&[u8]),
-    ) -> Result<u64, BlobError> {
-        let out = self
-            .s3
-            .get_object()
-            .bucket(&object.bucket)
-            .key(&object.key)
-            .set_version_id(object.version_id.clone())
-            .send()
-            .await
-            .map_err(|e| BlobError::s3("GetObject", object, e))?;
-        let mut body = out.body;
-        let mut total = 0u64;
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| BlobError::S3 {
-                operation: "GetObject",
-                bucket: object.bucket.clone(),
-                key: object.key.clone(),
-                detail: e.to_string(),
-            })?;
-            total += chunk.len() as u64;
-            on_chunk(&chunk);
-        }
-        Ok(total)
     }
 
     /// Replaces the object's tags.
