@@ -15,8 +15,8 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::faults::{Fault, FaultConfig, FaultDice};
-use crate::server::DropConnection;
-use crate::state::{SimJob, Status};
+use crate::server::{DropConnection, TruncateBody};
+use crate::state::{Idempotency, SimJob, Status};
 use crate::{webhooks, Sim};
 
 const PROFILES: [&str; 3] = ["receipt", "invoice", "generic"];
@@ -27,6 +27,8 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .route("/v1/documents/{id}", get(status))
         .route("/v1/documents/{id}/result", get(result))
         .route("/admin/stats", get(stats))
+        .route("/admin/idempotency", get(get_idempotency).put(put_idempotency))
+        .route("/admin/external-refs", get(external_refs))
         .route("/admin/faults", get(get_faults).put(put_faults))
         .route("/admin/webhook", get(get_webhook).put(put_webhook))
         .route("/admin/api-keys", post(add_api_key))
@@ -240,17 +242,24 @@ async fn submit(State(sim): State<Arc<Sim>>, request: Request) -> Response {
     if let Some(r) = gate(&sim, &headers) {
         return r;
     }
-    let (slow, slow_delay) = {
+    let (slow, slow_delay, honours_keys) = {
         let mut inner = sim.lock();
-        (inner.strikes(Fault::Slow), inner.dice.config.slow_delay_ms)
+        inner.stats.submit_requests += 1;
+        (
+            inner.strikes(Fault::Slow),
+            inner.dice.config.slow_delay_ms,
+            inner.idempotency != Idempotency::None,
+        )
     };
     if slow {
         // If the client gives up meanwhile, the connection drops this future: nothing is created.
         tokio::time::sleep(Duration::from_millis(slow_delay)).await;
     }
+    // A vendor without idempotency does not even look at the header.
     let idempotency_key = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
+        .filter(|_| honours_keys)
         .map(str::to_owned);
     let limit = sim.max_document_bytes;
     let submission = match read_submission(request, limit).await {
@@ -286,14 +295,14 @@ async fn submit(State(sim): State<Arc<Sim>>, request: Request) -> Response {
     }
 
     let now = chrono::Utc::now().timestamp();
-    let (job, drop) = {
+    let (job, cut) = {
         let mut inner = sim.lock();
         // Checked again under the lock: a concurrent request with the same key may have won.
         if let Some(key) = &idempotency_key {
-            if let Some(existing) = inner.by_idempotency_key.get(key).cloned() {
+            if inner.job_for_key(key).is_some() {
                 drop(inner);
                 return replay(&sim, key, &fp).unwrap_or_else(|| {
-                    error(StatusCode::CONFLICT, "idempotency_conflict", existing)
+                    error(StatusCode::CONFLICT, "idempotency_conflict", "retry")
                 });
             }
         }
@@ -312,32 +321,41 @@ async fn submit(State(sim): State<Arc<Sim>>, request: Request) -> Response {
             received,
             processing_ms: None,
         };
-        if let Some(key) = &idempotency_key {
-            inner.by_idempotency_key.insert(key.clone(), job.id.clone());
-        }
-        inner.jobs.insert(job.id.clone(), job.clone());
-        *inner
-            .stats
-            .jobs_by_status
-            .entry(Status::Queued)
-            .or_default() += 1;
-        inner.stats.accepted_submissions += 1;
-        inner.stats.billed_documents += 1;
-        (job, inner.strikes(Fault::Drop))
+        inner.insert_new_job(job.clone());
+        // The two ways an accepted submission loses its answer: no response at all, or a 2xx
+        // whose body never arrives in full.
+        let cut = if inner.strikes(Fault::Drop) {
+            Some(Cut::Drop)
+        } else if inner.strikes(Fault::TruncatedResponse) {
+            Some(Cut::Truncate)
+        } else {
+            None
+        };
+        (job, cut)
     };
     sim.spawn_processing(job.id.clone(), document);
     let mut response = accepted(&job, false);
-    if drop {
-        response.extensions_mut().insert(DropConnection);
+    match cut {
+        Some(Cut::Drop) => {
+            response.extensions_mut().insert(DropConnection);
+        }
+        Some(Cut::Truncate) => {
+            response.extensions_mut().insert(TruncateBody);
+        }
+        None => {}
     }
     response
+}
+
+enum Cut {
+    Drop,
+    Truncate,
 }
 
 /// The answer for a key that is already known: the same job, or 409 if the parameters differ.
 fn replay(sim: &Sim, key: &str, fingerprint: &str) -> Option<Response> {
     let mut inner = sim.lock();
-    let id = inner.by_idempotency_key.get(key)?.clone();
-    let job = inner.jobs.get(&id)?.clone();
+    let job = inner.job_for_key(key)?.clone();
     if job.fingerprint == fingerprint {
         inner.stats.idempotent_replays += 1;
         Some(accepted(&job, true))
@@ -374,20 +392,25 @@ async fn lookup(
         );
     }
     let inner = sim.lock();
-    let mut found: Vec<&SimJob> = inner
-        .jobs
-        .values()
-        .filter(|j| {
-            query
-                .idempotency_key
-                .as_ref()
-                .is_none_or(|k| j.idempotency_key.as_ref() == Some(k))
-                && query
-                    .external_ref
-                    .as_ref()
-                    .is_none_or(|r| j.external_ref.as_ref() == Some(r))
-        })
-        .collect();
+    if inner.idempotency == Idempotency::None {
+        // Like Azure and Mindee: no way to ask "did you get my submission?".
+        return error(
+            StatusCode::BAD_REQUEST,
+            "unsupported",
+            "this vendor keeps no idempotency keys and has no search",
+        );
+    }
+    // By key: only what the vendor still remembers (an `expiring` key may be forgotten).
+    let mut found: Vec<&SimJob> = match &query.idempotency_key {
+        Some(key) => inner.job_for_key(key).into_iter().collect(),
+        None => inner.jobs.values().collect(),
+    };
+    found.retain(|j| {
+        query
+            .external_ref
+            .as_ref()
+            .is_none_or(|r| j.external_ref.as_ref() == Some(r))
+    });
     found.sort_by_key(|j| (j.created_at, j.id.clone()));
     Json(json!({ "data": found.iter().map(|j| j.view()).collect::<Vec<_>>() })).into_response()
 }
@@ -431,6 +454,28 @@ async fn result(
 
 async fn stats(State(sim): State<Arc<Sim>>) -> Response {
     Json(sim.stats()).into_response()
+}
+
+async fn get_idempotency(State(sim): State<Arc<Sim>>) -> Response {
+    Json(sim.lock().idempotency).into_response()
+}
+
+/// Switches how repeated `Idempotency-Key`s are treated (see [`Idempotency`]). Keys already
+/// remembered stay remembered unless the new mode forgets them.
+async fn put_idempotency(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
+    match serde_json::from_slice::<Idempotency>(&body) {
+        Ok(mode) => {
+            sim.lock().idempotency = mode;
+            Json(mode).into_response()
+        }
+        Err(e) => error(StatusCode::BAD_REQUEST, "invalid_idempotency", e.to_string()),
+    }
+}
+
+/// Ground truth a client cannot see: every external reference and the jobs made for it, oldest
+/// first. More than one job for a reference is a duplicate charge.
+async fn external_refs(State(sim): State<Arc<Sim>>) -> Response {
+    Json(&sim.lock().by_external_ref).into_response()
 }
 
 async fn get_faults(State(sim): State<Arc<Sim>>) -> Response {

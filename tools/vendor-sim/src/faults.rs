@@ -27,6 +27,10 @@ pub enum Fault {
     Slow,
     /// Accept-then-drop: the job is created and processed, the connection closes with no response.
     Drop,
+    /// Accept-then-cut: the job is created and processed, the `202` and its headers arrive, and
+    /// the connection closes halfway through the body. A client must not take an unreadable
+    /// success for a failure.
+    TruncatedResponse,
     /// A webhook is delivered twice, with the same `webhook-id`.
     DuplicateWebhook,
     /// A `processing` webhook is held back and delivered after the job's final status.
@@ -46,11 +50,12 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub const RATED: [Fault; 12] = [
+    pub const RATED: [Fault; 13] = [
         Fault::Throttle,
         Fault::ServerError,
         Fault::Slow,
         Fault::Drop,
+        Fault::TruncatedResponse,
         Fault::DuplicateWebhook,
         Fault::OutOfOrder,
         Fault::DelayedWebhook,
@@ -107,7 +112,7 @@ impl Default for FaultConfig {
 pub enum FaultSpecError {
     #[error("fault spec {0:?} is not NAME=RATE")]
     Shape(String),
-    #[error("unknown fault {0:?}; known: throttle, server_error, slow, drop, duplicate_webhook, out_of_order, delayed_webhook, lost_webhook, bad_signature, replay, drift, failed_job")]
+    #[error("unknown fault {0:?}; known: throttle, server_error, slow, drop, truncated_response, duplicate_webhook, out_of_order, delayed_webhook, lost_webhook, bad_signature, replay, drift, failed_job")]
     Unknown(String),
     #[error("rate {0:?} is not a probability between 0 and 1")]
     Rate(String),

@@ -24,6 +24,7 @@ use tokio::sync::{oneshot, Semaphore};
 
 use engine::EngineKind;
 use faults::{Fault, FaultConfig, FaultDice};
+pub use state::Idempotency;
 use state::{Inner, JobError, SimJob, Stats, Status, WebhookSettings};
 use webhooks::{DeliveryKind, Outgoing};
 
@@ -45,6 +46,8 @@ pub struct SimConfig {
     pub max_document_bytes: usize,
     /// Documents OCRed at once.
     pub ocr_concurrency: usize,
+    /// How a repeated `Idempotency-Key` is treated.
+    pub idempotency: Idempotency,
 }
 
 impl Default for SimConfig {
@@ -60,6 +63,7 @@ impl Default for SimConfig {
             processing_delay: Duration::ZERO,
             max_document_bytes: 50 * 1024 * 1024,
             ocr_concurrency: 1,
+            idempotency: Idempotency::Native,
         }
     }
 }
@@ -103,6 +107,8 @@ impl Sim {
             inner: Mutex::new(Inner {
                 jobs: HashMap::new(),
                 by_idempotency_key: HashMap::new(),
+                idempotency: config.idempotency,
+                by_external_ref: HashMap::new(),
                 api_keys: config.api_keys.iter().cloned().collect::<BTreeSet<_>>(),
                 webhook: WebhookSettings {
                     url: config.webhook_url.clone(),

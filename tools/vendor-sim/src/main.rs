@@ -5,6 +5,7 @@
 //!            [--webhook-secret whsec_...]... [--webhook-retries-ms 0,1000,5000]
 //!            [--engine tesseract|fast] [--ocr-concurrency N] [--processing-delay-ms N]
 //!            [--faults throttle=0.1,drop=0.02,...] [--seed N] [--rate-limit RPS]
+//!            [--idempotency native|expiring:SECS|none]
 //! ```
 //!
 //! `VENDOR_SIM_API_KEY` and `VENDOR_SIM_WEBHOOK_SECRET` are read when the flags are absent, so
@@ -55,6 +56,7 @@ fn parse() -> Result<SimConfig, String> {
             "--seed" => {
                 config.faults.seed = value()?.parse().map_err(|e| format!("--seed: {e}"))?
             }
+            "--idempotency" => config.idempotency = vendor_sim::Idempotency::parse(&value()?)?,
             "--rate-limit" => {
                 config.faults.rate_limit_rps =
                     Some(value()?.parse().map_err(|e| format!("--rate-limit: {e}"))?)

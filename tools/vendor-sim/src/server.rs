@@ -1,6 +1,7 @@
 //! The HTTP accept loop. Hand-rolled on hyper (instead of `axum::serve`) for one reason: the
 //! accept-then-drop fault must close the connection *without* a response, which only a service
-//! error does. A handler marks such a response with [`DropConnection`].
+//! error does. A handler marks such a response with [`DropConnection`], or with [`TruncateBody`]
+//! to send the status and headers and then break the connection halfway through the body.
 
 use axum::Router;
 use hyper::body::Incoming;
@@ -12,6 +13,39 @@ use tower::ServiceExt;
 /// Response extension: close the connection instead of sending this response.
 #[derive(Debug, Clone, Copy)]
 pub struct DropConnection;
+
+/// Response extension: send the status line and headers (with the full `Content-Length`), then
+/// half of the body, then break the connection.
+#[derive(Debug, Clone, Copy)]
+pub struct TruncateBody;
+
+/// The body of a truncated response: the first half of `body`, then an error, which makes hyper
+/// abort the connection mid-body.
+async fn truncate(response: axum::response::Response) -> axum::response::Response {
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    parts.headers.insert(
+        axum::http::header::CONTENT_LENGTH,
+        axum::http::HeaderValue::from(bytes.len()),
+    );
+    let half = bytes.slice(..bytes.len() / 2);
+    // The pause lets hyper flush the head and the first half before the error aborts the
+    // connection; without it both could be discarded together and the client would see no
+    // response at all (that is the `drop` fault).
+    let chunks = futures::stream::StreamExt::chain(
+        futures::stream::iter([Ok::<_, std::io::Error>(half)]),
+        futures::stream::once(async {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            Err(std::io::Error::other("response truncated by fault injection"))
+        }),
+    );
+    axum::response::Response::from_parts(
+        parts,
+        axum::body::Body::from_stream(chunks),
+    )
+}
 
 #[derive(Debug)]
 struct Dropped;
@@ -47,6 +81,8 @@ pub async fn serve(listener: TcpListener, router: Router, mut shutdown: oneshot:
                     };
                     if response.extensions().get::<DropConnection>().is_some() {
                         Err(Dropped)
+                    } else if response.extensions().get::<TruncateBody>().is_some() {
+                        Ok(truncate(response).await)
                     } else {
                         Ok::<_, Dropped>(response)
                     }

@@ -69,6 +69,51 @@ impl SimJob {
     }
 }
 
+/// How the vendor treats a repeated `Idempotency-Key`. Real vendors differ, and ocrbridge's
+/// exactly-once guarantee must hold for all of them (`../shared/VENDORS.md`):
+/// - `native`: the same key returns the same job forever (the simulator's original behaviour);
+/// - `expiring`: as `native`, but a key is forgotten `ttl_ms` after its job was created, like
+///   Textract's `ClientRequestToken` (7 days) — a resubmission after that is a new, billed job;
+/// - `none`: the header is ignored and there is no lookup by key, like Azure Document
+///   Intelligence and Mindee: every accepted submission is a new job and a new charge.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Idempotency {
+    #[default]
+    Native,
+    Expiring { ttl_ms: u64 },
+    None,
+}
+
+impl Idempotency {
+    /// Parses the `--idempotency` flag: `native`, `none` or `expiring:SECONDS`.
+    pub fn parse(spec: &str) -> Result<Self, String> {
+        match spec.trim() {
+            "native" => Ok(Idempotency::Native),
+            "none" => Ok(Idempotency::None),
+            other => other
+                .strip_prefix("expiring:")
+                .and_then(|secs| secs.parse::<f64>().ok())
+                .filter(|secs| secs.is_finite() && *secs > 0.0)
+                .map(|secs| Idempotency::Expiring {
+                    ttl_ms: (secs * 1000.0) as u64,
+                })
+                .ok_or_else(|| {
+                    format!("idempotency {other:?}: use native, none or expiring:SECONDS")
+                }),
+        }
+    }
+
+    /// Whether a key remembered since `since` still counts now.
+    pub fn remembers(self, since: std::time::Instant) -> bool {
+        match self {
+            Idempotency::Native => true,
+            Idempotency::Expiring { ttl_ms } => since.elapsed() < Duration::from_millis(ttl_ms),
+            Idempotency::None => false,
+        }
+    }
+}
+
 /// Where webhooks go and what signs them.
 #[derive(Debug, Clone, Default)]
 pub struct WebhookSettings {
@@ -84,13 +129,19 @@ pub struct Stats {
     pub requests: u64,
     pub unauthorized: u64,
     pub forbidden: u64,
-    /// New jobs created by `POST /v1/documents`.
+    /// Every `POST /v1/documents` that passed authentication and the request faults.
+    pub submit_requests: u64,
+    /// Accepted submissions that made a new job (each one billed).
     pub accepted_submissions: u64,
+    /// New jobs whose `external_ref` already had a job: a second charge for a document the
+    /// client had already sent. The client cannot see this number; it is the ground truth its
+    /// exactly-once guarantee is checked against.
+    pub duplicate_jobs: u64,
     /// Submissions answered with an existing job because of their `Idempotency-Key`.
     pub idempotent_replays: u64,
     /// Same key, different parameters: `409`.
     pub idempotency_conflicts: u64,
-    /// Billed once per accepted submission; never for a replay.
+    /// Billed once per accepted submission (new job); never for a replay.
     pub billed_documents: u64,
     /// Pages of jobs that were processed (succeeded), billed once per job.
     pub billed_pages: u64,
@@ -115,7 +166,11 @@ pub struct Stats {
 #[derive(Debug)]
 pub struct Inner {
     pub jobs: HashMap<String, SimJob>,
-    pub by_idempotency_key: HashMap<String, String>,
+    /// Key → the job it made, and when (for `expiring`).
+    pub by_idempotency_key: HashMap<String, (String, std::time::Instant)>,
+    pub idempotency: Idempotency,
+    /// `external_ref` → every job made for it, oldest first.
+    pub by_external_ref: HashMap<String, Vec<String>>,
     pub api_keys: BTreeSet<String>,
     pub webhook: WebhookSettings,
     pub dice: FaultDice,
@@ -123,6 +178,36 @@ pub struct Inner {
 }
 
 impl Inner {
+    /// The job a still-remembered idempotency key made.
+    pub fn job_for_key(&self, key: &str) -> Option<&SimJob> {
+        let (id, since) = self.by_idempotency_key.get(key)?;
+        if !self.idempotency.remembers(*since) {
+            return None;
+        }
+        self.jobs.get(id)
+    }
+
+    /// Stores a new, billed job, and counts it as a duplicate if its reference already had one.
+    pub fn insert_new_job(&mut self, job: SimJob) {
+        if let Some(key) = &job.idempotency_key {
+            if self.idempotency != Idempotency::None {
+                self.by_idempotency_key
+                    .insert(key.clone(), (job.id.clone(), std::time::Instant::now()));
+            }
+        }
+        if let Some(reference) = &job.external_ref {
+            let jobs = self.by_external_ref.entry(reference.clone()).or_default();
+            if !jobs.is_empty() {
+                self.stats.duplicate_jobs += 1;
+            }
+            jobs.push(job.id.clone());
+        }
+        *self.stats.jobs_by_status.entry(job.status).or_default() += 1;
+        self.stats.accepted_submissions += 1;
+        self.stats.billed_documents += 1;
+        self.jobs.insert(job.id.clone(), job);
+    }
+
     /// Rolls `fault` and counts it if it strikes.
     pub fn strikes(&mut self, fault: Fault) -> bool {
         let hit = self.dice.roll(fault);

@@ -7,6 +7,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use serde_json::{json, Value};
 use support::*;
+use vendor_sim::Idempotency;
 use vendor_sim::webhooks::generate_secret;
 
 #[tokio::test]
@@ -94,6 +95,86 @@ async fn the_same_idempotency_key_returns_the_same_job_and_bills_once() {
     assert_eq!(s["idempotency_conflicts"], 1);
     assert_eq!(s["billed_documents"], 1);
     assert_eq!(s["billed_pages"], 1);
+}
+
+#[tokio::test]
+async fn without_idempotency_a_repeat_is_a_second_billed_job_and_is_counted_as_a_duplicate() {
+    let sim = sim(|c| c.idempotency = Idempotency::None).await;
+    let first = upload_as(&sim, b"doc".to_vec(), "job-a", Some("key-a")).await;
+    let again = upload_as(&sim, b"doc".to_vec(), "job-a", Some("key-a")).await;
+    let other = upload_as(&sim, b"doc".to_vec(), "job-b", Some("key-b")).await;
+    for r in [&first, &again, &other] {
+        assert_eq!(r.status(), 202);
+        assert!(r.headers().get("idempotent-replayed").is_none());
+    }
+    let first: Value = first.json().await.unwrap();
+    let again: Value = again.json().await.unwrap();
+    assert_ne!(first["id"], again["id"], "the key is ignored");
+    let s = stats(&sim).await;
+    assert_eq!(s["submit_requests"], 3);
+    assert_eq!(s["accepted_submissions"], 3);
+    assert_eq!(s["billed_documents"], 3);
+    assert_eq!(s["duplicate_jobs"], 1, "job-a was charged twice: {s}");
+    // No way to ask "did you get my submission?", like Azure and Mindee.
+    let (status, body) = get_json(&sim, "/v1/documents?idempotency_key=key-a").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "unsupported");
+    // The ground truth the client cannot read.
+    let (_, refs) = get_json(&sim, "/admin/external-refs").await;
+    assert_eq!(refs["job-a"], json!([first["id"], again["id"]]));
+    assert_eq!(refs["job-b"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn an_expiring_key_is_forgotten_after_its_ttl() {
+    let sim = sim(|c| c.idempotency = Idempotency::Expiring { ttl_ms: 300 }).await;
+    let first: Value = upload_as(&sim, b"doc".to_vec(), "job-a", Some("key-a"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let replay = upload_as(&sim, b"doc".to_vec(), "job-a", Some("key-a")).await;
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    let (_, found) = get_json(&sim, "/v1/documents?idempotency_key=key-a").await;
+    assert_eq!(found["data"][0]["id"], first["id"]);
+
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (_, forgotten) = get_json(&sim, "/v1/documents?idempotency_key=key-a").await;
+    assert_eq!(forgotten["data"], json!([]), "the lookup forgets too");
+    let later: Value = upload_as(&sim, b"doc".to_vec(), "job-a", Some("key-a"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(later["id"], first["id"]);
+    let s = stats(&sim).await;
+    assert_eq!(s["billed_documents"], 2);
+    assert_eq!(s["duplicate_jobs"], 1);
+    assert_eq!(s["idempotent_replays"], 1);
+}
+
+#[tokio::test]
+async fn the_idempotency_mode_can_be_switched_at_run_time() {
+    let sim = sim(|_| {}).await;
+    let response = client()
+        .put(format!("{}/admin/idempotency", sim.base_url()))
+        .json(&json!({"mode": "none"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let (_, mode) = get_json(&sim, "/admin/idempotency").await;
+    assert_eq!(mode, json!({"mode": "none"}));
+    upload_as(&sim, b"doc".to_vec(), "job-a", Some("key-a")).await;
+    upload_as(&sim, b"doc".to_vec(), "job-a", Some("key-a")).await;
+    assert_eq!(stats(&sim).await["duplicate_jobs"], 1);
+    let bad = client()
+        .put(format!("{}/admin/idempotency", sim.base_url()))
+        .json(&json!({"mode": "sometimes"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
 }
 
 #[tokio::test]

@@ -22,6 +22,21 @@ async fn submitted_id(sim: &vendor_sim::RunningSim, key: Option<&str>) -> String
 }
 
 #[tokio::test]
+async fn a_truncated_response_is_a_2xx_whose_body_never_arrives_but_the_job_exists() {
+    let sim = sim(|_| {}).await;
+    put_faults(&sim, always("truncated_response")).await;
+    let response = upload_as(&sim, b"doc".to_vec(), "job-t", None).await;
+    assert_eq!(response.status(), 202, "the status line and headers arrive");
+    let body = response.bytes().await;
+    assert!(body.is_err(), "the body breaks off: {body:?}");
+    let s = stats(&sim).await;
+    assert_eq!(s["faults_injected"]["truncated_response"], 1);
+    assert_eq!(s["billed_documents"], 1, "accepted and billed: {s}");
+    let (_, refs) = get_json(&sim, "/admin/external-refs").await;
+    assert_eq!(refs["job-t"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
 async fn throttle_answers_429_with_retry_after() {
     let sim = sim(|_| {}).await;
     put_faults(

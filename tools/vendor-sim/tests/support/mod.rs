@@ -77,6 +77,30 @@ pub async fn upload_with(
     request.send().await
 }
 
+/// Submits bytes with an `external_ref` (the client's own id for the document).
+pub async fn upload_as(
+    sim: &RunningSim,
+    bytes: Vec<u8>,
+    external_ref: &str,
+    idempotency_key: Option<&str>,
+) -> reqwest::Response {
+    let form = reqwest::multipart::Form::new()
+        .text("profile", "receipt")
+        .text("external_ref", external_ref.to_owned())
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes).file_name("doc"),
+        );
+    let mut request = client()
+        .post(format!("{}/v1/documents", sim.base_url()))
+        .bearer_auth(API_KEY)
+        .multipart(form);
+    if let Some(key) = idempotency_key {
+        request = request.header("Idempotency-Key", key);
+    }
+    request.send().await.expect("request completes")
+}
+
 pub async fn get_json(sim: &RunningSim, path: &str) -> (StatusCode, Value) {
     let response = client()
         .get(format!("{}{path}", sim.base_url()))
