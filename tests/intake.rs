@@ -535,12 +535,13 @@ async fn a_transient_failure_is_retried_then_dead_lettered_on_the_last_receive()
         "retried while receives remain"
     );
 
-    // The same message on its last allowed receive: dead-lettered with the reason.
+    // The same message on its last chance (the queue's redrive allows two more deliveries, for
+    // functions that die): dead-lettered with the reason.
+    let last_chance = s.config.max_receive_count - ocrbridge::batch::CRASH_ALLOWANCE;
     let mut last = sqs_event(&messages, arn);
-    last.records[0].attributes.insert(
-        "ApproximateReceiveCount".into(),
-        s.config.max_receive_count.to_string(),
-    );
+    last.records[0]
+        .attributes
+        .insert("ApproximateReceiveCount".into(), last_chance.to_string());
     let response = broken.handle_sqs(last).await;
     assert!(response.batch_item_failures.is_empty());
     let dead = s.drain(&s.config.intake_dlq_url).await;
@@ -548,6 +549,32 @@ async fn a_transient_failure_is_retried_then_dead_lettered_on_the_last_receive()
     assert_eq!(
         dead[0].message_attributes().unwrap()[REASON_CODE_ATTRIBUTE].string_value(),
         Some("sqs_error")
+    );
+
+    // Delivered again after that: the function that had its last chance died without an
+    // answer. Parked at once as a crash loop, with that reason, before the handler runs again.
+    let mut beyond = sqs_event(&messages, arn);
+    beyond.records[0].attributes.insert(
+        "ApproximateReceiveCount".into(),
+        (last_chance + 1).to_string(),
+    );
+    let response = broken.handle_sqs(beyond).await;
+    assert!(response.batch_item_failures.is_empty());
+    let dead = s.drain(&s.config.intake_dlq_url).await;
+    assert_eq!(dead.len(), 1);
+    let attributes = dead[0].message_attributes().unwrap();
+    assert_eq!(
+        attributes[REASON_CODE_ATTRIBUTE].string_value(),
+        Some("crash_loop")
+    );
+    assert!(attributes[ocrbridge::queue::REASON_ATTRIBUTE]
+        .string_value()
+        .unwrap()
+        .contains("did not finish the last 1"));
+    assert_eq!(
+        broken.metrics.recorded()["PoisonMessages[intake]"],
+        2.0,
+        "one for the last chance, one for the crash loop"
     );
     messages.clear();
 }

@@ -8,7 +8,7 @@ use ocrbridge::job::{
 };
 use ocrbridge::ledger::{
     AttemptOutcome, BucketSpec, Change, Claim, Created, FenceError, LeaseError, LeaseStep, Ledger,
-    Take, TransitionError,
+    RetryDebt, Take, TransitionError,
 };
 use ocrbridge::time::UnixMillis;
 use ocrbridge_tests::{stack, unique_name};
@@ -281,7 +281,9 @@ async fn a_stale_owner_is_fenced_out_after_a_takeover() {
             if owner == "worker-a" && cur.lease.as_ref().unwrap().owner == "worker-b"
     ));
     assert!(matches!(
-        s.ledger.release_lease(&a, AttemptOutcome::NotReached).await,
+        s.ledger
+            .release_lease(&a, AttemptOutcome::NotReached, RetryDebt::Unchanged)
+            .await,
         Err(FenceError::Lost { .. })
     ));
     assert_eq!(s.ledger.get_job(&job.id).await.unwrap().unwrap(), before);
@@ -340,7 +342,7 @@ async fn releasing_clears_the_attempt_only_when_the_vendor_was_not_reached() {
         .unwrap();
     let released = s
         .ledger
-        .release_lease(&lease, AttemptOutcome::MayHaveReached)
+        .release_lease(&lease, AttemptOutcome::MayHaveReached, RetryDebt::Unchanged)
         .await
         .unwrap();
     assert_eq!(released.state, JobState::Submitting);
@@ -357,7 +359,7 @@ async fn releasing_clears_the_attempt_only_when_the_vendor_was_not_reached() {
     let next = s.ledger.record_attempt(&next, "a2", at(210)).await.unwrap();
     let released = s
         .ledger
-        .release_lease(&next, AttemptOutcome::NotReached)
+        .release_lease(&next, AttemptOutcome::NotReached, RetryDebt::Unchanged)
         .await
         .unwrap();
     assert_eq!(released.attempt, None);

@@ -59,6 +59,8 @@ async fn world() -> World {
                 price_per_page: 0.01,
                 backoff,
                 max_admission_wait: Duration::from_secs(2),
+                ambiguity: Default::default(),
+                auth_pause: Duration::from_secs(5),
             },
             budgets: Budgets::for_vendor("sim", |_| Some("1000".into())),
         },
@@ -482,16 +484,43 @@ async fn reconcile_requeues_stuck_jobs_and_expires_old_ones() {
     assert_eq!(sent.len(), 1);
     assert!(sent[0].body().unwrap().contains(queued.id.as_str()));
 
-    // Past the maximum age: Failed with the reason.
+    // Past the maximum age, a Queued job is handed to submit, which fails it under its lease
+    // (after resolving any attempt that may have reached the vendor): Failed with the reason.
     w.reconcile.config.max_age = Duration::ZERO;
+    w.submit.config.max_age = Duration::ZERO;
     tokio::time::sleep(Duration::from_millis(5)).await;
     let summary = w.reconcile.run(UnixMillis::now()).await;
-    assert_eq!(summary.expired, 1);
+    assert_eq!((summary.recovered, summary.expired), (1, 0), "{summary:?}");
+    assert_eq!(state(&w, &queued.id).await.state, JobState::Queued);
+    let messages = w.s.drain(&w.s.config.submit_queue_url).await;
+    w.submit
+        .handle_sqs(
+            sqs_event(&messages, "arn:submit"),
+            UnixMillis::now().plus(Duration::from_secs(30)),
+        )
+        .await;
     let failed = state(&w, &queued.id).await;
     assert_eq!(failed.state, JobState::Failed);
     assert_eq!(failed.reason.unwrap().code, "max_age_exceeded");
+    assert_eq!(sim_stats_billed(&w).await, 0, "nothing was sent");
     // Running again finds nothing: terminal jobs are not in the live states' index ranges.
     assert_eq!(w.reconcile.run(UnixMillis::now()).await.stuck, 0);
+
+    // A Submitted job past the maximum age fails in reconcile itself (nothing to resolve: the
+    // vendor has it).
+    w.submit.config.max_age = Duration::from_secs(3600);
+    let bytes = format!("old {}", unique_name("x")).into_bytes();
+    let old = submitted(&w, bytes, "receipt", "receipts/old.png").await;
+    assert_eq!(old.state, JobState::Submitted);
+    let summary = w.reconcile.run(UnixMillis::now()).await;
+    assert_eq!(summary.expired, 1, "{summary:?}");
+    assert_eq!(state(&w, &old.id).await.state, JobState::Failed);
+}
+
+async fn sim_stats_billed(w: &World) -> u64 {
+    ocrbridge_tests::sim_stats(&w.sim).await["billed_documents"]
+        .as_u64()
+        .unwrap_or(0)
 }
 
 #[tokio::test]

@@ -4,22 +4,24 @@
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
+use ocrbridge::batch::Disposition;
 use ocrbridge::blob::Blob;
 use ocrbridge::job::{
     ContentHash, DocumentKey, Job, JobId, JobState, NewJob, Profile, SourceObject,
 };
-use ocrbridge::ledger::{Change, LeaseStep};
+use ocrbridge::ledger::{Change, LeaseStep, TransitionError};
 use ocrbridge::metrics::Metrics;
 use ocrbridge::queue::{Queue, SubmitRequest, REASON_CODE_ATTRIBUTE};
 use ocrbridge::retry::{Backoff, Budgets};
 use ocrbridge::time::UnixMillis;
+use ocrbridge::vendor::ambiguity::{AmbiguityPolicy, Fallback};
 use ocrbridge::vendor::sim::{HttpTimeouts, SimVendor};
 use ocrbridge::vendor::{Submission, Vendor};
 use ocrbridge_tests::{set_faults, sim_stats, sqs_event, stack, unique_name, TestStack};
 use serde_json::json;
 use submit::{Submit, SubmitConfig};
 use vendor_sim::engine::EngineKind;
-use vendor_sim::{RunningSim, SimConfig};
+use vendor_sim::{Idempotency, RunningSim, SimConfig};
 
 struct World {
     s: TestStack,
@@ -28,21 +30,30 @@ struct World {
 }
 
 async fn world() -> World {
+    world_with(Idempotency::Native, AmbiguityPolicy::default()).await
+}
+
+/// A simulator that treats repeated keys as `idempotency` says, and a submit function told the
+/// same, resolving lost answers by `ambiguity`.
+async fn world_with(idempotency: Idempotency, ambiguity: AmbiguityPolicy) -> World {
     let s = stack().await;
     let sim = s
         .start_sim(SimConfig {
             engine: EngineKind::Fast,
+            idempotency,
             ..SimConfig::default()
         })
         .await;
     let submit = Submit {
-        vendor: s.sim_vendor(
-            &sim,
-            HttpTimeouts {
-                connect: Duration::from_secs(1),
-                request: Duration::from_secs(2),
-            },
-        ),
+        vendor: s
+            .sim_vendor(
+                &sim,
+                HttpTimeouts {
+                    connect: Duration::from_secs(1),
+                    request: Duration::from_secs(2),
+                },
+            )
+            .with_idempotency(adapter_idempotency(idempotency)),
         ledger: s.ledger.clone(),
         blob: Blob::new(s.clients.s3.clone()),
         queue: Queue::new(s.clients.sqs.clone()),
@@ -59,10 +70,24 @@ async fn world() -> World {
                 cap: Duration::from_secs(1),
             },
             max_admission_wait: Duration::from_secs(2),
+            ambiguity,
+            auth_pause: Duration::from_secs(5),
         },
         budgets: Budgets::for_vendor("sim", |_| Some("1000".into())),
     };
     World { s, sim, submit }
+}
+
+fn adapter_idempotency(mode: Idempotency) -> ocrbridge::vendor::Idempotency {
+    match mode {
+        Idempotency::Native => ocrbridge::vendor::Idempotency::Native {
+            remembers_for: None,
+        },
+        Idempotency::Expiring { ttl_ms } => ocrbridge::vendor::Idempotency::Native {
+            remembers_for: Some(Duration::from_millis(ttl_ms)),
+        },
+        Idempotency::None => ocrbridge::vendor::Idempotency::None,
+    }
 }
 
 /// Uploads a document and creates its job in `Queued`, as intake would; returns the job.
@@ -307,6 +332,7 @@ async fn a_crash_after_reaching_the_vendor_is_reconciled_not_resubmitted() {
             document_url: &url,
             profile: &job.profile,
             external_ref: job.id.as_str(),
+            time_limit: Duration::from_secs(5),
         })
         .await
         .unwrap();
@@ -416,26 +442,27 @@ async fn put_api_key(w: &World, value: &str) {
         .unwrap();
 }
 
+/// A key the vendor refuses even after a refresh is wrong for every document: the job is held
+/// (not failed), every submission pauses instead of each failing in turn, and once the key is
+/// fixed the RUNBOOK's redrive brings the held job back.
 #[tokio::test]
-async fn a_bad_credential_fails_clearly_after_one_refresh() {
+async fn a_bad_credential_holds_the_job_pauses_the_rest_and_a_redrive_resumes_it() {
     let w = world().await;
+    let good =
+        w.s.secret(&w.s.config.vendor_api_key_secret, "AWSCURRENT")
+            .await;
     put_api_key(&w, "sk_revoked_0000000000000000").await;
-    let job = queued_job(&w, "receipt").await;
-    enqueue(&w, &job.id).await;
-    let invocations = pump(&w, std::slice::from_ref(&job.id), Duration::from_secs(20)).await;
-    assert_eq!(invocations, 1, "auth failures burn no retries");
-    let failed = state(&w, &job.id).await;
-    assert_eq!(failed.state, JobState::Failed);
-    assert_eq!(failed.reason.as_ref().unwrap().code, "vendor_auth_failed");
+    let first = queued_job(&w, "receipt").await;
+    enqueue(&w, &first.id).await;
+    let invocations = pump(&w, std::slice::from_ref(&first.id), Duration::from_secs(10)).await;
+    assert!(invocations >= 1);
+    let held = state(&w, &first.id).await;
+    assert_eq!(held.state, JobState::Held);
+    let reason = held.reason.clone().unwrap();
+    assert_eq!(reason.code, "vendor_auth_failed");
     assert!(
-        !failed.reason.unwrap().message.contains("sk_revoked"),
+        !reason.message.contains("sk_revoked"),
         "the key never appears in reasons"
-    );
-    let dead = w.s.drain(&w.s.config.submit_dlq_url).await;
-    assert_eq!(dead.len(), 1);
-    assert_eq!(
-        dead[0].message_attributes().unwrap()[REASON_CODE_ATTRIBUTE].string_value(),
-        Some("vendor_auth_failed")
     );
     assert_eq!(
         w.submit.metrics.recorded()["VendorAuthFailures[sim,403]"],
@@ -445,6 +472,44 @@ async fn a_bad_credential_fails_clearly_after_one_refresh() {
         sim_stats(&w.sim).await["forbidden"],
         2,
         "one call, one call after the refresh"
+    );
+    // Another document in flight waits out the pause instead of failing on the same key.
+    let second = queued_job(&w, "receipt").await;
+    enqueue(&w, &second.id).await;
+    pump(&w, std::slice::from_ref(&second.id), Duration::from_secs(3)).await;
+    assert!(state(&w, &second.id).await.state <= JobState::Submitting);
+    assert_eq!(
+        sim_stats(&w.sim).await["forbidden"],
+        2,
+        "no call during the pause"
+    );
+
+    // The operator puts the right key back and redrives the submit DLQ.
+    put_api_key(&w, &good).await;
+    let moved = w
+        .submit
+        .queue
+        .redrive(
+            &w.s.config.submit_dlq_url,
+            &w.s.config.submit_queue_url,
+            |_| true,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        moved, 1,
+        "the held job's message was in the DLQ with its reason"
+    );
+    let ids = [first.id.clone(), second.id.clone()];
+    pump(&w, &ids, Duration::from_secs(30)).await;
+    for id in &ids {
+        let job = state(&w, id).await;
+        assert_eq!(job.state, JobState::Submitted, "{job:?}");
+    }
+    assert_eq!(sim_stats(&w.sim).await["billed_documents"], 2);
+    assert_eq!(
+        w.submit.metrics.recorded()["JobsRetried[vendor_auth_failed,redrive]"],
+        1.0
     );
 }
 
@@ -520,4 +585,641 @@ async fn a_job_past_its_maximum_age_fails_with_the_reason() {
         Some("max_age_exceeded")
     );
     assert_eq!(sim_stats(&w.sim).await["billed_documents"], 0);
+}
+
+/// A 2xx whose body breaks off means the vendor took the document: the job must end up with
+/// that vendor job, never `Failed` (which would drop a billed job and ignore its webhook).
+#[tokio::test]
+async fn an_unreadable_success_is_ambiguous_and_resolved_never_a_failure() {
+    let w = world().await;
+    set_faults(
+        &w.sim,
+        json!({"seed": 3, "rates": {"truncated_response": 1.0}}),
+    )
+    .await;
+    let job = queued_job(&w, "receipt").await;
+    enqueue(&w, &job.id).await;
+    pump(&w, std::slice::from_ref(&job.id), Duration::from_secs(20)).await;
+    let done = state(&w, &job.id).await;
+    assert_eq!(done.state, JobState::Submitted, "{:?}", done.reason);
+    let refs = ocrbridge_tests::sim_external_refs(&w.sim).await;
+    assert_eq!(
+        refs[job.id.as_str()],
+        vec![done.vendor_job_id.clone().unwrap()],
+        "the job follows the one vendor job the truncated answer made"
+    );
+    let stats = sim_stats(&w.sim).await;
+    assert_eq!(stats["billed_documents"], 1, "{stats}");
+    assert!(
+        stats["faults_injected"]["truncated_response"]
+            .as_u64()
+            .unwrap()
+            >= 1
+    );
+    assert_eq!(
+        w.submit.metrics.recorded()["SubmitRetries[sim,unreadable]"],
+        1.0
+    );
+}
+
+/// Nothing moves a job to `Failed` while another worker holds a live lease on it: not the
+/// maximum-age check of a late copy of its message, not a sweep.
+#[tokio::test]
+async fn a_job_under_a_live_lease_is_never_failed_for_its_age() {
+    let mut w = world().await;
+    let job = queued_job(&w, "receipt").await;
+    let now = UnixMillis::now();
+    let lease =
+        w.s.ledger
+            .acquire_lease(
+                &job,
+                LeaseStep::Submit,
+                "worker-calling-the-vendor",
+                now.plus(Duration::from_secs(20)),
+                now,
+            )
+            .await
+            .unwrap();
+    // A sweep that read the job before the lease was taken.
+    let unleased =
+        w.s.ledger
+            .transition(
+                &lease_job(&w, &job.id).await,
+                JobState::Failed,
+                Change::none().with_reason(ocrbridge::job::Reason::new("max_age_exceeded", "old")),
+                UnixMillis::now(),
+            )
+            .await;
+    assert!(
+        matches!(unleased, Err(TransitionError::Leased { .. })),
+        "{unleased:?}"
+    );
+    // A copy of the message, long past the maximum age.
+    w.submit.config.max_age = Duration::ZERO;
+    enqueue(&w, &job.id).await;
+    let messages = w.s.drain(&w.s.config.submit_queue_url).await;
+    let event = sqs_event(&messages, "arn:aws:sqs:us-east-1:123456789012:submit");
+    let disposition = w
+        .submit
+        .handle_message(
+            &event.records[0],
+            UnixMillis::now().plus(Duration::from_secs(30)),
+        )
+        .await;
+    assert!(
+        matches!(
+            disposition,
+            Disposition::RetryAfter {
+                code: "lease_held",
+                ..
+            }
+        ),
+        "{disposition:?}"
+    );
+    let current = state(&w, &job.id).await;
+    assert_eq!(current.state, JobState::Submitting);
+    assert_eq!(current.lease.map(|l| l.owner), Some(lease.owner));
+}
+
+async fn lease_job(w: &World, id: &JobId) -> Job {
+    state(w, id).await
+}
+
+/// The maximum age ends a job only after asking the vendor about an attempt that may have
+/// reached it: a vendor job that exists is adopted, not forgotten.
+#[tokio::test]
+async fn past_its_maximum_age_a_job_the_vendor_has_is_adopted_not_failed() {
+    let mut w = world().await;
+    let job = queued_job(&w, "receipt").await;
+    // A worker reached the vendor and died before recording the answer.
+    let vendor_job = crashed_after_reaching_the_vendor(&w, &job).await;
+    w.submit.config.max_age = Duration::ZERO;
+    enqueue(&w, &job.id).await;
+    pump(&w, std::slice::from_ref(&job.id), Duration::from_secs(20)).await;
+    let done = state(&w, &job.id).await;
+    assert_eq!(done.state, JobState::Submitted, "{:?}", done.reason);
+    assert_eq!(done.vendor_job_id.as_deref(), Some(vendor_job.as_str()));
+    assert_eq!(sim_stats(&w.sim).await["billed_documents"], 1);
+}
+
+/// Takes the lease as a worker would, records its attempt, submits, and "dies" with the lease
+/// expiring 300 ms later. Returns the vendor's job id.
+async fn crashed_after_reaching_the_vendor(w: &World, job: &Job) -> String {
+    let now = UnixMillis::now();
+    let lease =
+        w.s.ledger
+            .acquire_lease_and_record_attempt(
+                job,
+                LeaseStep::Submit,
+                "crashed-worker",
+                now.plus(Duration::from_millis(300)),
+                "attempt-1",
+                now,
+            )
+            .await
+            .unwrap();
+    let url = w
+        .submit
+        .blob
+        .presign_get(
+            &ocrbridge::blob::ObjectRef {
+                bucket: job.source.bucket.clone(),
+                key: job.source.key.clone(),
+                version_id: None,
+            },
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    let vendor_job = w
+        .submit
+        .vendor
+        .submit(&Submission {
+            idempotency_key: job.id.as_str(),
+            document_url: &url,
+            profile: &job.profile,
+            external_ref: job.id.as_str(),
+            time_limit: Duration::from_secs(5),
+        })
+        .await
+        .unwrap();
+    let left = lease.until.since(UnixMillis::now()) + Duration::from_millis(50);
+    tokio::time::sleep(left).await;
+    vendor_job
+}
+
+/// A call still running when the lease ends could overlap the next holder's: the call is
+/// abandoned at the lease's end, whatever the HTTP client's own timeout.
+#[tokio::test]
+async fn the_vendor_call_ends_when_the_lease_does() {
+    let mut w = world().await;
+    w.submit.vendor = w.s.sim_vendor(
+        &w.sim,
+        HttpTimeouts {
+            connect: Duration::from_secs(1),
+            request: Duration::from_secs(60),
+        },
+    );
+    set_faults(
+        &w.sim,
+        json!({"seed": 1, "rates": {"slow": 1.0}, "slow_delay_ms": 20000}),
+    )
+    .await;
+    let job = queued_job(&w, "receipt").await;
+    enqueue(&w, &job.id).await;
+    let messages = w.s.drain(&w.s.config.submit_queue_url).await;
+    let event = sqs_event(&messages, "arn:aws:sqs:us-east-1:123456789012:submit");
+    // A deadline 5 s away: the lease ends 2 s before it.
+    let deadline = UnixMillis::now().plus(Duration::from_secs(5));
+    let disposition = w.submit.handle_message(&event.records[0], deadline).await;
+    let returned = UnixMillis::now();
+    assert!(
+        returned < deadline.minus(Duration::from_secs(1)),
+        "the call outlived the lease: returned {} ms after it ended",
+        returned.0.saturating_sub(deadline.0 - 2000)
+    );
+    assert!(
+        matches!(
+            disposition,
+            Disposition::RetryAfter {
+                code: "vendor_no_answer",
+                ..
+            }
+        ),
+        "{disposition:?}"
+    );
+    let after = state(&w, &job.id).await;
+    assert_eq!(after.lease, None, "given back");
+    assert!(
+        after.attempt.is_some(),
+        "the attempt may have reached the vendor: kept"
+    );
+}
+
+/// Being held back by our own admission control is not a failure: it must not spend the
+/// retry budget that is there for vendor outages.
+#[tokio::test]
+async fn admission_deferrals_do_not_spend_the_retry_budget() {
+    let mut w = world().await;
+    w.submit.budgets.admission.capacity = 1.0;
+    w.submit.budgets.admission.refill_per_sec = 0.5;
+    w.submit.config.max_admission_wait = Duration::ZERO;
+    w.submit.budgets.retry.capacity = 1.0;
+    w.submit.budgets.retry.refill_per_sec = 0.0001;
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let job = queued_job(&w, "receipt").await;
+        enqueue(&w, &job.id).await;
+        ids.push(job.id);
+    }
+    pump(&w, &ids, Duration::from_secs(40)).await;
+    for id in &ids {
+        assert_eq!(state(&w, id).await.state, JobState::Submitted, "{id}");
+    }
+    let recorded = w.submit.metrics.recorded();
+    assert!(
+        recorded
+            .get("AdmissionDelayed[sim]")
+            .copied()
+            .unwrap_or(0.0)
+            >= 1.0,
+        "deferrals happened: {recorded:?}"
+    );
+    assert_eq!(
+        recorded.get("RetryBudgetExhausted[sim]"),
+        None,
+        "no vendor failed, so no retry was budgeted: {recorded:?}"
+    );
+    assert_eq!(sim_stats(&w.sim).await["billed_documents"], 4);
+}
+
+/// Without idempotency, a lost answer is waited out for the completion that would name the
+/// job; with none in the grace period, `hold` parks the job and pays nothing twice. The
+/// operator's retry then resubmits knowingly, and the second charge is counted.
+#[tokio::test]
+async fn without_idempotency_a_lost_answer_is_held_and_an_operators_retry_is_counted() {
+    let w = world_with(
+        Idempotency::None,
+        AmbiguityPolicy {
+            grace: Duration::from_secs(2),
+            fallback: Fallback::Hold,
+        },
+    )
+    .await;
+    let job = queued_job(&w, "receipt").await;
+    submit_once_with_a_lost_answer(&w, &job).await;
+    // Dropped: ambiguous, and this vendor cannot be asked.
+    let waiting = state(&w, &job.id).await;
+    assert_eq!(waiting.state, JobState::Submitting);
+    assert!(waiting.attempt.is_some());
+    wait_for(&w, &job.id, JobState::Held, Duration::from_secs(20)).await;
+    let held = state(&w, &job.id).await;
+    assert_eq!(
+        held.reason.as_ref().unwrap().code,
+        "submission_outcome_unknown"
+    );
+    let recorded = w.submit.metrics.recorded();
+    assert!(recorded["AmbiguousSubmissions[sim,await_completion]"] >= 1.0);
+    assert_eq!(recorded["AmbiguousSubmissions[sim,hold]"], 1.0);
+    let stats = sim_stats(&w.sim).await;
+    assert_eq!(
+        (
+            stats["billed_documents"].as_u64(),
+            stats["duplicate_jobs"].as_u64()
+        ),
+        (Some(1), Some(0))
+    );
+
+    // The operator decides to resubmit.
+    let retried = ocrbridge::recovery::retry(
+        &w.s.ledger,
+        &w.submit.queue,
+        &w.submit.metrics,
+        &w.s.config.submit_queue_url,
+        &held,
+        "operator",
+    )
+    .await
+    .unwrap();
+    assert_eq!(retried.state, JobState::Queued);
+    assert!(retried.resubmit_approved);
+    pump(&w, std::slice::from_ref(&job.id), Duration::from_secs(20)).await;
+    let done = state(&w, &job.id).await;
+    assert_eq!(done.state, JobState::Submitted);
+    assert_eq!(done.risky_resubmits, 1);
+    let stats = sim_stats(&w.sim).await;
+    assert_eq!(stats["duplicate_jobs"], 1, "the second charge happened…");
+    assert_eq!(
+        w.submit.metrics.recorded()["DuplicateSubmissionRisk[sim]"],
+        1.0,
+        "…and was counted"
+    );
+}
+
+/// Under `resubmit`, the same lost answer is resubmitted after the grace period, counted on the
+/// job and as a metric: the vendor's duplicate is never silent.
+#[tokio::test]
+async fn without_idempotency_resubmit_counts_the_possible_second_charge() {
+    let w = world_with(
+        Idempotency::None,
+        AmbiguityPolicy {
+            grace: Duration::from_secs(1),
+            fallback: Fallback::Resubmit,
+        },
+    )
+    .await;
+    let job = queued_job(&w, "receipt").await;
+    submit_once_with_a_lost_answer(&w, &job).await;
+    pump(&w, std::slice::from_ref(&job.id), Duration::from_secs(20)).await;
+    let done = state(&w, &job.id).await;
+    assert_eq!(done.state, JobState::Submitted);
+    assert_eq!(done.risky_resubmits, 1);
+    let refs = ocrbridge_tests::sim_external_refs(&w.sim).await;
+    assert_eq!(refs[job.id.as_str()].len(), 2);
+    assert_eq!(
+        done.vendor_job_id.as_deref(),
+        Some(refs[job.id.as_str()][1].as_str()),
+        "it follows the job its own submission made"
+    );
+    assert_eq!(sim_stats(&w.sim).await["duplicate_jobs"], 1);
+    assert_eq!(
+        w.submit.metrics.recorded()["DuplicateSubmissionRisk[sim]"],
+        1.0
+    );
+}
+
+/// A worker whose write of the vendor's answer stalls past its lease, and lands after another
+/// worker took over, is fenced out; the vendor job it was answered is kept on the job as an
+/// orphan (it was billed), not dropped.
+#[tokio::test]
+async fn a_frozen_worker_is_fenced_out_and_its_vendor_job_kept_as_an_orphan() {
+    let w = world_with(
+        Idempotency::None,
+        AmbiguityPolicy {
+            grace: Duration::ZERO,
+            fallback: Fallback::Resubmit,
+        },
+    )
+    .await;
+    // Worker A: its write of the vendor's answer stalls in the network for 6 s.
+    let counters = std::sync::Arc::new(ocrbridge_local::pipeline::ChaosCounters::default());
+    let stalling = ocrbridge_local::pipeline::StallingHttpClient::new(
+        &ocrbridge_local::pipeline::ChaosOptions {
+            freeze_rate: 1.0,
+            freeze: Duration::from_secs(6),
+            ..Default::default()
+        },
+        counters.clone(),
+    );
+    let frozen = Submit {
+        vendor: w
+            .s
+            .sim_vendor(&w.sim, HttpTimeouts::default())
+            .with_idempotency(ocrbridge::vendor::Idempotency::None),
+        ledger: ocrbridge::ledger::Ledger::new(
+            stalling.dynamodb(&w.s.clients.dynamodb),
+            w.s.config.ledger_tables(),
+        ),
+        blob: Blob::new(w.s.clients.s3.clone()),
+        queue: Queue::new(w.s.clients.sqs.clone()),
+        metrics: Metrics::memory("submit"),
+        stack: w.s.config.clone(),
+        config: w.submit.config.clone(),
+        budgets: w.submit.budgets.clone(),
+    };
+    let job = queued_job(&w, "receipt").await;
+    enqueue(&w, &job.id).await;
+    enqueue(&w, &job.id).await;
+    let messages = w.s.drain(&w.s.config.submit_queue_url).await;
+    let event = sqs_event(&messages, "arn:aws:sqs:us-east-1:123456789012:submit");
+    // A's lease ends 2 s before its deadline, i.e. 3 s from now; it wakes 6 s from now.
+    let a = frozen.handle_message(
+        &event.records[0],
+        UnixMillis::now().plus(Duration::from_secs(5)),
+    );
+    let b = async {
+        tokio::time::sleep(Duration::from_millis(3500)).await;
+        w.submit
+            .handle_message(
+                &event.records[1],
+                UnixMillis::now().plus(Duration::from_secs(30)),
+            )
+            .await
+    };
+    let (a, b) = tokio::join!(a, b);
+    assert_eq!(a, Disposition::Done, "the frozen worker gives up quietly");
+    assert_eq!(b, Disposition::Done);
+    assert_eq!(
+        counters.freezes.load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    let done = state(&w, &job.id).await;
+    let refs = ocrbridge_tests::sim_external_refs(&w.sim).await;
+    let made = &refs[job.id.as_str()];
+    assert_eq!(made.len(), 2, "{made:?}");
+    assert_eq!(done.state, JobState::Submitted);
+    assert_eq!(done.vendor_job_id.as_deref(), Some(made[1].as_str()), "B's");
+    assert_eq!(done.orphan_vendor_jobs, vec![made[0].clone()], "A's, kept");
+    assert_eq!(done.risky_resubmits, 1, "B's resubmission was counted");
+    assert_eq!(frozen.metrics.recorded()["LeasesLost[submit]"], 1.0);
+    assert_eq!(
+        frozen.metrics.recorded()["OrphanVendorJobs[sim,late_answer]"],
+        1.0
+    );
+}
+
+/// The vendor accepted, and the ledger would not record its answer (DynamoDB unreachable at
+/// that moment). The vendor job must not be dropped: the next delivery carries it and adopts it,
+/// even from a vendor that could not be asked about it.
+#[tokio::test]
+async fn a_vendor_answer_the_ledger_could_not_record_is_carried_to_the_next_delivery() {
+    let w = world_with(
+        Idempotency::None,
+        AmbiguityPolicy {
+            grace: Duration::ZERO,
+            fallback: Fallback::Hold,
+        },
+    )
+    .await;
+    let unrecorded = Submit {
+        vendor: w
+            .s
+            .sim_vendor(&w.sim, HttpTimeouts::default())
+            .with_idempotency(ocrbridge::vendor::Idempotency::None),
+        ledger: ocrbridge::ledger::Ledger::new(
+            ocrbridge_local::pipeline::StallingHttpClient::failing(Default::default())
+                .dynamodb(&w.s.clients.dynamodb),
+            w.s.config.ledger_tables(),
+        ),
+        blob: Blob::new(w.s.clients.s3.clone()),
+        queue: Queue::new(w.s.clients.sqs.clone()),
+        metrics: Metrics::memory("submit"),
+        stack: w.s.config.clone(),
+        config: w.submit.config.clone(),
+        budgets: w.submit.budgets.clone(),
+    };
+    let job = queued_job(&w, "receipt").await;
+    enqueue(&w, &job.id).await;
+    let messages = w.s.drain(&w.s.config.submit_queue_url).await;
+    let response = unrecorded
+        .handle_sqs(
+            sqs_event(&messages, "arn:aws:sqs:us-east-1:123456789012:submit"),
+            UnixMillis::now().plus(Duration::from_secs(30)),
+        )
+        .await;
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "handed on, not retried"
+    );
+    let refs = ocrbridge_tests::sim_external_refs(&w.sim).await;
+    let made = refs[job.id.as_str()].clone();
+    assert_eq!(made.len(), 1);
+    // The next delivery (a copy carrying the answer) is handled by a healthy worker.
+    pump(&w, std::slice::from_ref(&job.id), Duration::from_secs(20)).await;
+    let done = state(&w, &job.id).await;
+    assert_eq!(done.state, JobState::Submitted, "{done:?}");
+    assert_eq!(done.vendor_job_id.as_deref(), Some(made[0].as_str()));
+    assert_eq!(sim_stats(&w.sim).await["billed_documents"], 1);
+    assert_eq!(
+        w.submit.metrics.recorded()["Reconciles[sim,adopted_from_message]"],
+        1.0
+    );
+}
+
+/// A retryable failure goes back to `Queued` keeping its vendor job, and submit adopts that
+/// job instead of paying for the document again.
+#[tokio::test]
+async fn a_retried_job_the_vendor_already_has_is_adopted_not_resubmitted() {
+    let w = world().await;
+    let job = queued_job(&w, "receipt").await;
+    enqueue(&w, &job.id).await;
+    pump(&w, std::slice::from_ref(&job.id), Duration::from_secs(20)).await;
+    let submitted = state(&w, &job.id).await;
+    let vendor_job = submitted.vendor_job_id.clone().unwrap();
+    let failed =
+        w.s.ledger
+            .transition(
+                &submitted,
+                JobState::Failed,
+                Change::none().with_reason(ocrbridge::job::Reason::new(
+                    "max_age_exceeded",
+                    "the vendor took longer than the maximum age",
+                )),
+                UnixMillis::now(),
+            )
+            .await
+            .unwrap();
+    ocrbridge::recovery::retry(
+        &w.s.ledger,
+        &w.submit.queue,
+        &w.submit.metrics,
+        &w.s.config.submit_queue_url,
+        &failed,
+        "operator",
+    )
+    .await
+    .unwrap();
+    pump(&w, std::slice::from_ref(&job.id), Duration::from_secs(20)).await;
+    let again = state(&w, &job.id).await;
+    assert_eq!(again.state, JobState::Submitted);
+    assert_eq!(again.vendor_job_id.as_deref(), Some(vendor_job.as_str()));
+    assert_eq!(
+        sim_stats(&w.sim).await["billed_documents"],
+        1,
+        "not paid twice"
+    );
+    // Parse is told to look, since the vendor will not call again.
+    let notices = w.s.drain(&w.s.config.results_queue_url).await;
+    assert_eq!(notices.len(), 1);
+    assert!(notices[0].body().unwrap().contains(&vendor_job));
+
+    // A final failure cannot be retried, by any route.
+    let rejected =
+        w.s.ledger
+            .transition(
+                &again,
+                JobState::Failed,
+                Change::none().with_reason(ocrbridge::job::Reason::new("vendor_rejected", "422")),
+                UnixMillis::now(),
+            )
+            .await
+            .unwrap();
+    let refused = ocrbridge::recovery::retry(
+        &w.s.ledger,
+        &w.submit.queue,
+        &w.submit.metrics,
+        &w.s.config.submit_queue_url,
+        &rejected,
+        "operator",
+    )
+    .await;
+    assert!(
+        matches!(
+            refused,
+            Err(ocrbridge::recovery::RetryError::NotRetryable(_))
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(state(&w, &job.id).await.state, JobState::Failed);
+}
+
+/// One delivery of the job's message, whose submission the vendor accepts and answers with a
+/// dropped connection; the message is put back for the next delivery, as SQS would.
+async fn submit_once_with_a_lost_answer(w: &World, job: &Job) {
+    set_faults(&w.sim, json!({"seed": 1, "rates": {"drop": 1.0}})).await;
+    enqueue(w, &job.id).await;
+    let messages = w.s.drain(&w.s.config.submit_queue_url).await;
+    let event = sqs_event(&messages, "arn:aws:sqs:us-east-1:123456789012:submit");
+    let disposition = w
+        .submit
+        .handle_message(
+            &event.records[0],
+            UnixMillis::now().plus(Duration::from_secs(30)),
+        )
+        .await;
+    assert!(
+        matches!(
+            disposition,
+            Disposition::RetryAfter {
+                code: "vendor_no_answer",
+                ..
+            }
+        ),
+        "{disposition:?}"
+    );
+    set_faults(&w.sim, json!({})).await;
+    enqueue(w, &job.id).await;
+}
+
+async fn wait_for(w: &World, id: &JobId, target: JobState, timeout: Duration) {
+    let started = Instant::now();
+    while started.elapsed() < timeout {
+        pump(w, std::slice::from_ref(id), Duration::from_millis(500)).await;
+        if state(w, id).await.state == target {
+            return;
+        }
+        // `pump` stops at anything past Submitting; Held is past it, so poll the queue once more.
+        let messages =
+            w.s.clients
+                .sqs
+                .receive_message()
+                .queue_url(&w.s.config.submit_queue_url)
+                .max_number_of_messages(5)
+                .wait_time_seconds(1)
+                .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+                .send()
+                .await
+                .unwrap()
+                .messages
+                .unwrap_or_default();
+        if !messages.is_empty() {
+            let response = w
+                .submit
+                .handle_sqs(
+                    sqs_event(&messages, "arn:aws:sqs:us-east-1:123456789012:submit"),
+                    UnixMillis::now().plus(Duration::from_secs(30)),
+                )
+                .await;
+            for m in &messages {
+                let failed = response
+                    .batch_item_failures
+                    .iter()
+                    .any(|f| Some(f.item_identifier.as_str()) == m.message_id());
+                if !failed {
+                    w.s.clients
+                        .sqs
+                        .delete_message()
+                        .queue_url(&w.s.config.submit_queue_url)
+                        .receipt_handle(m.receipt_handle().unwrap())
+                        .send()
+                        .await
+                        .unwrap();
+                }
+            }
+        }
+        if state(w, id).await.state == target {
+            return;
+        }
+    }
+    panic!("{id} did not reach {target}: {:?}", state(w, id).await);
 }

@@ -8,6 +8,13 @@
 //!   with the reason, instead of letting the redrive policy move it without one;
 //! - [`Failure::Poison`]: it can never succeed (malformed body, unknown job), so it goes to the
 //!   DLQ at once with the reason, and is acknowledged. No retries are burnt on it.
+//!
+//! A function that dies while handling a message (killed at its timeout, out of memory, a host
+//! lost) cannot give a reason. So the queue's own redrive (`maxReceiveCount`) is set
+//! [`CRASH_ALLOWANCE`] deliveries above the handler's last chance: a message delivered *beyond*
+//! its last chance was last delivered to a function that never answered, and it is dead-lettered
+//! first thing, with reason `crash_loop`. SQS's reasonless move only catches a function that
+//! dies even before that one call, that many times in a row.
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use std::future::Future;
@@ -41,14 +48,28 @@ impl Failure {
     }
 }
 
+/// Deliveries the queue's redrive policy allows beyond the handler's last chance, for functions
+/// that died before they could dead-letter a message with its reason.
+pub const CRASH_ALLOWANCE: u32 = 2;
+
 /// The queue a batch came from.
 #[derive(Debug, Clone)]
 pub struct Source {
     /// A short name for metrics: `intake`, `submit`, `results`.
     pub name: &'static str,
     pub dlq_url: String,
-    /// The redrive policy's `maxReceiveCount`.
+    /// The redrive policy's `maxReceiveCount`; the handler gives up [`CRASH_ALLOWANCE`]
+    /// deliveries earlier.
     pub max_receive_count: u32,
+}
+
+impl Source {
+    /// The receive on which a still-failing message is dead-lettered with its reason.
+    pub fn last_chance(&self) -> u32 {
+        self.max_receive_count
+            .saturating_sub(CRASH_ALLOWANCE)
+            .max(1)
+    }
 }
 
 pub fn receive_count(message: &SqsMessage) -> u32 {
@@ -74,6 +95,13 @@ pub enum Disposition {
     /// budgets hold the work back, not the vendor. The copy carries when the work was first
     /// queued and how often it was deferred ([`FIRST_SENT_ATTRIBUTE`], [`DEFERRALS_ATTRIBUTE`]).
     Defer(Duration),
+    /// As [`Disposition::Defer`], with something the next delivery must know that could not be
+    /// written where it belongs: the vendor's job id for a submission the ledger failed to
+    /// record ([`VENDOR_JOB_ATTRIBUTE`]). SQS carries it while DynamoDB is unavailable.
+    DeferWith {
+        delay: Duration,
+        vendor_job_id: String,
+    },
     /// Dead-letter with the reason.
     DeadLetter { code: &'static str, reason: String },
 }
@@ -81,6 +109,9 @@ pub enum Disposition {
 /// Attributes a deferred message carries into its re-enqueued copy.
 pub const FIRST_SENT_ATTRIBUTE: &str = "ocrbridge-first-sent";
 pub const DEFERRALS_ATTRIBUTE: &str = "ocrbridge-deferrals";
+/// A vendor job id the vendor answered and the ledger could not record (see
+/// [`Disposition::DeferWith`]).
+pub const VENDOR_JOB_ATTRIBUTE: &str = "ocrbridge-vendor-job-id";
 
 /// A message attribute's string value.
 pub fn attribute(message: &SqsMessage, name: &str) -> Option<String> {
@@ -106,7 +137,11 @@ pub async fn apply(
             code,
             reason,
         } => Err(retry_after(queue, queue_url, message, delay, code, reason).await),
-        Disposition::Defer(delay) => defer(queue, queue_url, message, delay).await,
+        Disposition::Defer(delay) => defer(queue, queue_url, message, delay, None).await,
+        Disposition::DeferWith {
+            delay,
+            vendor_job_id,
+        } => defer(queue, queue_url, message, delay, Some(&vendor_job_id)).await,
     }
 }
 
@@ -143,6 +178,7 @@ async fn defer(
     queue_url: &str,
     message: &SqsMessage,
     delay: Duration,
+    vendor_job_id: Option<&str>,
 ) -> Result<(), Failure> {
     let first_sent = attribute(message, FIRST_SENT_ATTRIBUTE)
         .or_else(|| message.attributes.get("SentTimestamp").cloned())
@@ -163,23 +199,28 @@ async fn defer(
             "cannot build message attributes",
         ));
     };
-    queue
+    let mut request = queue
         .client()
         .send_message()
         .queue_url(queue_url)
         .message_body(message.body.clone().unwrap_or_default())
         .delay_seconds(crate::retry::delay_seconds(delay))
         .message_attributes(FIRST_SENT_ATTRIBUTE, first)
-        .message_attributes(DEFERRALS_ATTRIBUTE, count)
-        .send()
-        .await
-        .map(|_| ())
-        .map_err(|e| {
-            Failure::retry(
-                "defer_failed",
-                aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
-            )
-        })
+        .message_attributes(DEFERRALS_ATTRIBUTE, count);
+    if let Some(id) = vendor_job_id.or(attribute(message, VENDOR_JOB_ATTRIBUTE).as_deref()) {
+        let value = aws_sdk_sqs::types::MessageAttributeValue::builder()
+            .data_type("String")
+            .string_value(id)
+            .build()
+            .map_err(|e| Failure::retry("defer_failed", e.to_string()))?;
+        request = request.message_attributes(VENDOR_JOB_ATTRIBUTE, value);
+    }
+    request.send().await.map(|_| ()).map_err(|e| {
+        Failure::retry(
+            "defer_failed",
+            aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
+        )
+    })
 }
 
 /// Runs `handle` on every record and builds the partial batch response.
@@ -198,17 +239,35 @@ where
     for message in event.records {
         let id = message.message_id.clone().unwrap_or_default();
         let body = message.body.clone().unwrap_or_default();
-        let last_chance = receive_count(&message) >= source.max_receive_count;
+        let receives = receive_count(&message);
+        let last_chance = receives >= source.last_chance();
+        if receives > source.last_chance() {
+            // Its last chance was delivered to a function that never answered.
+            let reason = format!(
+                "delivered {receives} times; the function handling it did not finish the last {}, so it was parked instead of tried again",
+                receives - source.last_chance()
+            );
+            tracing::error!(message_id = %id, reason, "dead-lettering a crash loop");
+            metrics.count(
+                POISON_MESSAGES,
+                &[source.name],
+                &[("reason_code", "crash_loop")],
+            );
+            if let Err(e) = queue
+                .dead_letter(&source.dlq_url, &body, "crash_loop", &reason, &id)
+                .await
+            {
+                tracing::error!(message_id = %id, error = %e, "dead-lettering failed; the message will be retried");
+                failures.push(id);
+            }
+            continue;
+        }
         let dead = match handle(message).await {
             Ok(()) => None,
             Err(Failure::Poison { code, reason }) => Some((code, reason)),
-            Err(Failure::Retry { code, reason }) if last_chance => Some((
-                code,
-                format!(
-                    "gave up after {} receives: {reason}",
-                    source.max_receive_count
-                ),
-            )),
+            Err(Failure::Retry { code, reason }) if last_chance => {
+                Some((code, format!("gave up after {receives} receives: {reason}")))
+            }
             Err(Failure::Retry { code, reason }) => {
                 tracing::warn!(message_id = %id, code, reason, "will retry");
                 failures.push(id.clone());

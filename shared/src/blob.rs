@@ -61,6 +61,8 @@ pub struct ObjectHead {
     /// How many tags the object has (`x-amz-tagging-count`, which S3 sends with the object to a
     /// caller allowed to read its tags, and leaves out when there are none): 0 saves reading them.
     pub tag_count: u32,
+    /// When the object (this version) was written, to the second.
+    pub last_modified: Option<crate::time::UnixMillis>,
 }
 
 /// An object being read: its metadata, and its body chunk by chunk.
@@ -137,6 +139,11 @@ impl Blob {
             version_id: out.version_id().map(str::to_owned),
             sha256,
             tag_count: out.tag_count().unwrap_or(0).max(0) as u32,
+            last_modified: out
+                .last_modified()
+                .and_then(|t| t.to_millis().ok())
+                .and_then(|ms| u64::try_from(ms).ok())
+                .map(crate::time::UnixMillis),
         };
         Ok(Some(Opened {
             head,

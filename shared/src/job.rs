@@ -3,9 +3,24 @@
 //! ```text
 //!                 ┌──────────── Rejected (intake validation)
 //!  Received ──► Queued ──► Submitting ──► Submitted ──► ResultReady ──► Parsing ──► Completed
-//!      │          │            │              │              │             │  └───► NeedsReview ──► Completed
-//!      └──────────┴────────────┴──────────────┴──────────────┴─────────────┴──────► Failed
+//!      │        ▲ ▲ │          │   │          ▲  │              │             │  └───► NeedsReview ──► Completed
+//!      │        │ │ │          │   └──► Held ─┘  │              │             │
+//!      │        │ └─┼──────────┼────────── Held (operator: retry)             │
+//!      └────────┼───┴──────────┴──────────────────┴──────────────┴─────────────┴──────► Failed
+//!               └──────────────────────────────────────────────────────── Failed (operator: retry, retryable reasons only)
 //! ```
+//!
+//! A verified completion that names a job whose submission's answer was lost adopts its vendor
+//! job from `Queued`, `Submitting` (nobody holding it) or `Held` straight to `Submitted`.
+//!
+//! `Held` is a job parked for an operator: the pipeline will not move it on its own, except to
+//! adopt the vendor job a late completion reveals (`Held → Submitted`). A job is held when the
+//! vendor refused our credentials (`vendor_auth_failed`), or when a submission's answer was lost
+//! and the vendor offers no way to find out whether it arrived (`submission_outcome_unknown`).
+//! `Failed` is final for what cannot be fixed (a bad document, a vendor that rejected it) and
+//! retryable for what can (an outage past the maximum age, a result parsed before an adapter fix):
+//! [`reason::is_retryable`] is the one list, and the ledger enforces it in the condition of the
+//! retry write.
 //!
 //! Every edge above is listed in [`JobState::can_transition_to`]; the ledger refuses anything else
 //! with a typed error before it talks to DynamoDB, and DynamoDB refuses a stale edge (someone else
@@ -21,8 +36,9 @@ use sha2::{Digest, Sha256};
 use crate::inspect::FileType;
 use crate::time::UnixMillis;
 
-/// Where a job stands. Terminal states never change again, except `NeedsReview`, which a reviewer
-/// resolves into `Completed` or `Failed`.
+/// Where a job stands. `Completed` and `Rejected` never change again; `NeedsReview` waits for a
+/// reviewer, `Held` for an operator, and `Failed` only moves when an operator retries a
+/// retryable reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum JobState {
     /// The document was seen in S3 and passed validation; the job row exists.
@@ -45,10 +61,13 @@ pub enum JobState {
     Rejected,
     /// The pipeline gave up: vendor failure, permanent error or maximum age.
     Failed,
+    /// Parked for an operator (see the module docs); never moved by the pipeline except to adopt
+    /// the vendor job a late completion reveals.
+    Held,
 }
 
 impl JobState {
-    pub const ALL: [JobState; 10] = [
+    pub const ALL: [JobState; 11] = [
         JobState::Received,
         JobState::Queued,
         JobState::Submitting,
@@ -59,21 +78,34 @@ impl JobState {
         JobState::NeedsReview,
         JobState::Rejected,
         JobState::Failed,
+        JobState::Held,
     ];
 
-    /// The one transition table. A job only moves forward; `Failed` is reachable from every live
-    /// state so that a maximum-age sweep or a permanent error can always end a job.
+    /// The one transition table. A job only moves forward, with two exceptions that only an
+    /// operator's retry takes (`Failed → Queued` for a retryable reason, `Held → Queued`);
+    /// `Failed` is reachable from every live state so that a maximum-age sweep or a permanent
+    /// error can always end a job.
     pub fn can_transition_to(self, to: JobState) -> bool {
         use JobState::*;
         matches!(
             (self, to),
             (Received, Queued | Rejected | Failed)
-                | (Queued, Submitting | Failed)
-                | (Submitting, Submitted | Failed)
+                | (Queued, Submitting | Submitted | Failed)
+                | (Submitting, Submitted | Held | Failed)
                 | (Submitted, ResultReady | Failed)
                 | (ResultReady, Parsing | Failed)
                 | (Parsing, Completed | NeedsReview | Failed)
                 | (NeedsReview, Completed | Failed)
+                | (Held, Queued | Submitted | Failed)
+                | (Failed, Queued)
+        )
+    }
+
+    /// The edges only an operator's retry takes, back to `Queued`.
+    pub fn is_retry(self, to: JobState) -> bool {
+        matches!(
+            (self, to),
+            (JobState::Failed | JobState::Held, JobState::Queued)
         )
     }
 
@@ -86,12 +118,18 @@ impl JobState {
             .collect()
     }
 
-    /// No automatic step will move the job again.
+    /// No automatic step will move the job again (an operator's retry may).
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
             JobState::Completed | JobState::Rejected | JobState::Failed
         )
+    }
+
+    /// The pipeline is done with the job for now: terminal, or waiting for a person
+    /// (`NeedsReview`, `Held`).
+    pub fn is_settled(self) -> bool {
+        self.is_terminal() || matches!(self, JobState::NeedsReview | JobState::Held)
     }
 
     /// The serialized name, as stored in DynamoDB.
@@ -107,6 +145,7 @@ impl JobState {
             JobState::NeedsReview => "NeedsReview",
             JobState::Rejected => "Rejected",
             JobState::Failed => "Failed",
+            JobState::Held => "Held",
         }
     }
 }
@@ -312,6 +351,49 @@ impl Reason {
     }
 }
 
+/// Reason codes the pipeline writes, and which of them an operator can retry.
+///
+/// A code is **retryable** when retrying can succeed once the cause is fixed and never pays the
+/// vendor twice without saying so: the job goes back to `Queued` keeping its vendor job and its
+/// recorded attempt, so submit adopts the vendor job it already has, or resolves the earlier
+/// attempt before sending anything. Every other code is **final**: the same input would fail the
+/// same way (a document the vendor rejected, a rejected upload).
+pub mod reason {
+    /// The vendor refused our credentials even after a refresh. `Held`: fix the key, then retry.
+    pub const VENDOR_AUTH_FAILED: &str = "vendor_auth_failed";
+    /// A submission's answer was lost and the vendor cannot say whether it arrived. `Held`: an
+    /// operator's retry resubmits, knowingly risking a second charge (counted).
+    pub const SUBMISSION_OUTCOME_UNKNOWN: &str = "submission_outcome_unknown";
+    /// Not submitted (or not finished) within the maximum age, usually through a vendor outage.
+    pub const MAX_AGE_EXCEEDED: &str = "max_age_exceeded";
+    /// The vendor no longer has the result (expired or lost); a retry fetches it again where it
+    /// can, and a resubmission is a new purchase.
+    pub const RESULT_UNAVAILABLE: &str = "result_unavailable";
+    /// The vendor rejected the request (4xx): final.
+    pub const VENDOR_REJECTED: &str = "vendor_rejected";
+    /// The vendor processed the document and failed it: final.
+    pub const VENDOR_FAILED: &str = "vendor_failed";
+    /// The vendor's payload could not be turned into `Document v1`; retryable after the adapter
+    /// is fixed (the raw payload is archived).
+    pub const PARSE_UNUSABLE_PAYLOAD: &str = "parse_failed:unusable_payload";
+    /// The normalized document broke the schema; retryable after the adapter is fixed.
+    pub const PARSE_SCHEMA_VIOLATION: &str = "parse_failed:schema_violation";
+
+    /// Every retryable code; the ledger's retry write is conditioned on this list.
+    pub const RETRYABLE: &[&str] = &[
+        VENDOR_AUTH_FAILED,
+        SUBMISSION_OUTCOME_UNKNOWN,
+        MAX_AGE_EXCEEDED,
+        RESULT_UNAVAILABLE,
+        PARSE_UNUSABLE_PAYLOAD,
+        PARSE_SCHEMA_VIOLATION,
+    ];
+
+    pub fn is_retryable(code: &str) -> bool {
+        RETRYABLE.contains(&code)
+    }
+}
+
 /// What intake learned about the document; stored on the job.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Inspection {
@@ -348,6 +430,35 @@ pub struct Job {
     pub result_key: Option<String>,
     /// Key fields of the result, as a short JSON object.
     pub result_summary: Option<String>,
+    /// When the job last entered `Queued`: the start of its submission window (maximum age).
+    pub queued_at: Option<UnixMillis>,
+    /// Vendor calls that failed in a row (throttled, unavailable, unanswered): the backoff step.
+    pub vendor_failures: u32,
+    /// Retry-budget tokens the next attempt must spend before calling the vendor: set when a
+    /// call fails, settled when they are spent. Deferrals by our own admission control owe none.
+    pub retry_owed: u32,
+    /// Submissions made while an earlier attempt might have reached the vendor: each may be a
+    /// second charge (`DuplicateSubmissionRisk`).
+    pub risky_resubmits: u32,
+    /// An operator retried a held job knowing its earlier submission may have arrived: the next
+    /// submission goes ahead without waiting to find out.
+    pub resubmit_approved: bool,
+    /// Vendor jobs for this document other than `vendor_job_id`: answers that arrived after
+    /// another worker took over, or completions of a second submission. Each was billed.
+    pub orphan_vendor_jobs: Vec<String>,
+}
+
+impl Job {
+    /// The reason, if the job is `Failed` or `Held` for one an operator can retry.
+    pub fn retryable_reason(&self) -> Option<&Reason> {
+        match self.state {
+            JobState::Failed | JobState::Held => self
+                .reason
+                .as_ref()
+                .filter(|r| reason::is_retryable(&r.code)),
+            _ => None,
+        }
+    }
 }
 
 /// What a new job starts with.
@@ -372,6 +483,7 @@ mod tests {
         (Received, Rejected),
         (Received, Failed),
         (Queued, Submitting),
+        (Queued, Submitted),
         (Queued, Failed),
         (Submitting, Submitted),
         (Submitting, Failed),
@@ -384,6 +496,11 @@ mod tests {
         (Parsing, Failed),
         (NeedsReview, Completed),
         (NeedsReview, Failed),
+        (Submitting, Held),
+        (Held, Queued),
+        (Held, Submitted),
+        (Held, Failed),
+        (Failed, Queued),
     ];
 
     #[test]
@@ -401,16 +518,31 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 100);
+        assert_eq!(checked, 121);
     }
 
     #[test]
-    fn terminal_states_have_no_way_out() {
+    fn terminal_states_have_no_way_out_but_an_operators_retry() {
         for from in JobState::ALL.into_iter().filter(|s| s.is_terminal()) {
             for to in JobState::ALL {
-                assert!(!from.can_transition_to(to), "{from} -> {to}");
+                assert_eq!(
+                    from.can_transition_to(to),
+                    from.is_retry(to),
+                    "{from} -> {to}"
+                );
             }
         }
+        assert!(Failed.is_retry(Queued) && Held.is_retry(Queued));
+        assert!(!Received.is_retry(Queued));
+    }
+
+    #[test]
+    fn retryable_reasons_are_a_closed_list() {
+        assert!(reason::is_retryable(reason::VENDOR_AUTH_FAILED));
+        assert!(reason::is_retryable(reason::MAX_AGE_EXCEEDED));
+        assert!(!reason::is_retryable(reason::VENDOR_REJECTED));
+        assert!(!reason::is_retryable(reason::VENDOR_FAILED));
+        assert!(!reason::is_retryable("pdf_encrypted"));
     }
 
     #[test]
@@ -433,9 +565,11 @@ mod tests {
                 Submitted,
                 ResultReady,
                 Parsing,
-                NeedsReview
+                NeedsReview,
+                Held
             ]
         );
+        assert_eq!(JobState::sources_of(Queued), vec![Received, Failed, Held]);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 pub mod aws;
 pub mod batch;
 pub mod blob;
+pub mod completion;
 pub mod config;
 pub mod document;
 pub mod inspect;
@@ -20,6 +21,7 @@ pub mod keyring;
 pub mod ledger;
 pub mod metrics;
 pub mod queue;
+pub mod recovery;
 pub mod retry;
 pub mod rules;
 pub mod signature;

@@ -70,6 +70,28 @@ pub const AUTH_FAILURES: Metric = metric("VendorAuthFailures", Unit::Count, &["V
 pub const SUBMIT_LATENCY: Metric = metric("SubmitLatency", Unit::Milliseconds, &["Vendor"]);
 pub const ESTIMATED_COST: Metric = metric("EstimatedCost", Unit::None, &["Vendor", "Profile"]);
 pub const SUBMIT_SKIPPED: Metric = metric("SubmitSkipped", Unit::Count, &["State"]);
+/// An earlier attempt's answer was lost; how it was resolved (`look_up`, `resubmit_same_key`,
+/// `await_completion`, `risky_resubmit`, `hold`).
+pub const AMBIGUOUS_SUBMISSIONS: Metric = metric(
+    "AmbiguousSubmissions",
+    Unit::Count,
+    &["Vendor", "Resolution"],
+);
+/// A submission made although an earlier one may have arrived: a possible second charge.
+pub const DUPLICATE_SUBMISSION_RISK: Metric =
+    metric("DuplicateSubmissionRisk", Unit::Count, &["Vendor"]);
+/// A billed vendor job the document's job does not follow (`late_answer`: accepted after the
+/// worker lost its lease; `second_completion`: a completion for another vendor job).
+pub const ORPHAN_VENDOR_JOBS: Metric =
+    metric("OrphanVendorJobs", Unit::Count, &["Vendor", "Cause"]);
+/// A fenced write refused because the worker's lease had been taken over while it worked (it
+/// was frozen, or slow past its lease): the write that would have overwritten its successor.
+pub const LEASES_LOST: Metric = metric("LeasesLost", Unit::Count, &["Step"]);
+/// Jobs parked for an operator, by reason.
+pub const JOBS_HELD: Metric = metric("JobsHeld", Unit::Count, &["Reason"]);
+/// Stopped jobs sent back to `Queued`, by reason and by what asked (`redrive`, `reupload`,
+/// `operator`).
+pub const JOBS_RETRIED: Metric = metric("JobsRetried", Unit::Count, &["Reason", "Trigger"]);
 /// Webhook (counted apart from OCR failures: a forged delivery is not a failed document).
 pub const WEBHOOKS_VERIFIED: Metric = metric("WebhooksVerified", Unit::Count, &["Status"]);
 pub const WEBHOOKS_REJECTED: Metric = metric("WebhooksRejected", Unit::Count, &["Reason"]);
@@ -117,6 +139,12 @@ pub const ALL: &[Metric] = &[
     SUBMIT_LATENCY,
     ESTIMATED_COST,
     SUBMIT_SKIPPED,
+    AMBIGUOUS_SUBMISSIONS,
+    DUPLICATE_SUBMISSION_RISK,
+    ORPHAN_VENDOR_JOBS,
+    LEASES_LOST,
+    JOBS_HELD,
+    JOBS_RETRIED,
     JOBS_FAILED,
     WEBHOOKS_VERIFIED,
     WEBHOOKS_REJECTED,

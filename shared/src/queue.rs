@@ -33,6 +33,33 @@ pub const REASON_CODE_ATTRIBUTE: &str = "ocrbridge-reason-code";
 pub const REASON_ATTRIBUTE: &str = "ocrbridge-reason";
 pub const SOURCE_MESSAGE_ATTRIBUTE: &str = "ocrbridge-source-message-id";
 
+/// A dead-lettered message as an operator sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub body: String,
+    /// `ocrbridge-reason-code` and `ocrbridge-reason`, when a handler dead-lettered it (SQS's own
+    /// redrive policy moves messages without them).
+    pub reason_code: Option<String>,
+    pub reason: Option<String>,
+}
+
+impl DeadLetter {
+    pub fn of(message: &aws_sdk_sqs::types::Message) -> Self {
+        let attribute = |name: &str| {
+            message
+                .message_attributes()
+                .and_then(|a| a.get(name))
+                .and_then(|v| v.string_value())
+                .map(str::to_owned)
+        };
+        DeadLetter {
+            body: message.body().unwrap_or_default().to_owned(),
+            reason_code: attribute(REASON_CODE_ATTRIBUTE),
+            reason: attribute(REASON_ATTRIBUTE),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("SQS {operation} to {queue_url} failed: {detail}")]
 pub struct QueueError {
@@ -116,6 +143,81 @@ impl Queue {
             ],
         )
         .await
+    }
+
+    /// Moves messages from a dead-letter queue back to `source_url`, as SQS's
+    /// `StartMessageMoveTask` does (which moto does not implement): body and attributes as they
+    /// are — the reason attributes included, which is how a consumer knows an operator redrove
+    /// it — then deleted from the DLQ. `keep` decides per message (by its reason attributes);
+    /// what it refuses stays in the DLQ. Returns how many moved.
+    pub async fn redrive(
+        &self,
+        dlq_url: &str,
+        source_url: &str,
+        keep: impl Fn(&DeadLetter) -> bool,
+    ) -> Result<usize, QueueError> {
+        let error = |operation: &'static str, queue_url: &str, e: String| QueueError {
+            operation,
+            queue_url: queue_url.to_owned(),
+            detail: e,
+        };
+        let mut moved = 0;
+        let mut refused = std::collections::HashSet::new();
+        loop {
+            let received = self
+                .sqs
+                .receive_message()
+                .queue_url(dlq_url)
+                .max_number_of_messages(10)
+                .message_attribute_names("All")
+                // Refused messages come back after this; the loop ends before that.
+                .visibility_timeout(30)
+                .send()
+                .await
+                .map_err(|e| {
+                    error(
+                        "ReceiveMessage",
+                        dlq_url,
+                        DisplayErrorContext(e).to_string(),
+                    )
+                })?;
+            let messages = received.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return Ok(moved);
+            }
+            for message in messages {
+                let letter = DeadLetter::of(&message);
+                let id = message.message_id().unwrap_or_default().to_owned();
+                if !keep(&letter) {
+                    refused.insert(id);
+                    continue;
+                }
+                self.sqs
+                    .send_message()
+                    .queue_url(source_url)
+                    .message_body(message.body().unwrap_or_default())
+                    .set_message_attributes(message.message_attributes().cloned())
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        error(
+                            "SendMessage",
+                            source_url,
+                            DisplayErrorContext(e).to_string(),
+                        )
+                    })?;
+                self.sqs
+                    .delete_message()
+                    .queue_url(dlq_url)
+                    .receipt_handle(message.receipt_handle().unwrap_or_default())
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        error("DeleteMessage", dlq_url, DisplayErrorContext(e).to_string())
+                    })?;
+                moved += 1;
+            }
+        }
     }
 
     async fn send_raw(

@@ -5,8 +5,11 @@
 //!   vendor's `Retry-After`, applied with `ChangeMessageVisibility` so the retry happens in a
 //!   later invocation instead of a sleeping one.
 //! - **Retry budget** (per vendor, shared through DynamoDB): retries spend tokens — 1 for a
-//!   throttle or a 5xx, 2 for a timeout, as the AWS SDK's standard mode weighs them — and the
-//!   bucket refills slowly. During an outage it empties within a few retries; later retries are
+//!   throttle or a 5xx, 2 for a timeout ([`crate::vendor::VendorError::retry_cost`]), as the AWS
+//!   SDK's standard mode weighs them — and the bucket refills slowly. Only a retry after a
+//!   failed vendor call spends: the failure is recorded on the job as a debt
+//!   ([`crate::ledger::RetryDebt`]) that the next attempt pays, so being held back by our own
+//!   admission control (a deferral) never drains the budget meant for outages. During an outage it empties within a few retries; later retries are
 //!   *delayed* (re-enqueued with a delay, so their receive count is not spent) instead of
 //!   hitting the vendor. When the outage ends, refills let retries through again.
 //! - **Admission** (per vendor, shared): every submission takes a token from a bucket refilled
@@ -18,7 +21,6 @@ use std::time::Duration;
 use rand::Rng;
 
 use crate::ledger::BucketSpec;
-use crate::vendor::VendorError;
 
 /// Full-jitter exponential backoff.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,14 +67,6 @@ pub fn visibility_seconds(delay: Duration) -> i32 {
 /// SQS's longest `DelaySeconds` (15 minutes).
 pub fn delay_seconds(delay: Duration) -> i32 {
     delay.as_secs().clamp(1, 900) as i32
-}
-
-/// What a retry of this error costs from the budget.
-pub fn retry_cost(error: &VendorError) -> f64 {
-    match error {
-        VendorError::NoAnswer(_) => 2.0,
-        _ => 1.0,
-    }
 }
 
 /// The per-vendor shared budgets and their parameters (environment variables in brackets).

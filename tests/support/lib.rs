@@ -169,6 +169,47 @@ impl TestStack {
     }
 }
 
+/// Every job in the ledger, paging through the `by-state` index state by state (`page` items a
+/// request, so a run with more jobs than a page exercises the continuation).
+pub async fn all_jobs(ledger: &Ledger, page: i32) -> Vec<ocrbridge::job::Job> {
+    let mut out = Vec::new();
+    for state in ocrbridge::job::JobState::ALL {
+        let mut start = None;
+        loop {
+            let (jobs, next) = ledger
+                .jobs_in_state_before(state, ocrbridge::time::UnixMillis(u64::MAX), page, start)
+                .await
+                .expect("the by-state index answers");
+            out.extend(jobs);
+            match next {
+                Some(key) => start = Some(key),
+                None => break,
+            }
+        }
+    }
+    out
+}
+
+/// Whether the state machine can get from `from` to `to` without an operator (no retry edge):
+/// a job observed in `from` and later in `to` did not move backwards.
+pub fn forward_reachable(from: ocrbridge::job::JobState, to: ocrbridge::job::JobState) -> bool {
+    use ocrbridge::job::JobState;
+    let mut seen = vec![from];
+    let mut frontier = vec![from];
+    while let Some(state) = frontier.pop() {
+        if state == to {
+            return true;
+        }
+        for next in JobState::ALL {
+            if state.can_transition_to(next) && !state.is_retry(next) && !seen.contains(&next) {
+                seen.push(next);
+                frontier.push(next);
+            }
+        }
+    }
+    false
+}
+
 /// The simulator's ground truth (`GET /admin/stats`).
 pub async fn sim_stats(sim: &RunningSim) -> serde_json::Value {
     reqwest::get(format!("{}/admin/stats", sim.base_url()))
@@ -177,6 +218,19 @@ pub async fn sim_stats(sim: &RunningSim) -> serde_json::Value {
         .json()
         .await
         .expect("stats are JSON")
+}
+
+/// Every `external_ref` the simulator saw, with the vendor jobs it made for it (ground truth a
+/// client cannot read: more than one is a duplicate charge).
+pub async fn sim_external_refs(
+    sim: &RunningSim,
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    reqwest::get(format!("{}/admin/external-refs", sim.base_url()))
+        .await
+        .expect("the simulator answers")
+        .json()
+        .await
+        .expect("a map of references")
 }
 
 /// Switches the simulator's faults (`PUT /admin/faults`).

@@ -9,6 +9,11 @@
 //!    submit queue and *then* move it to `Queued`;
 //! 5. tag the S3 object with the job id, status and reason.
 //!
+//! The same document uploaded again **after** its job stopped for a retryable reason (`Failed`
+//! after an outage, `Held` for a bad API key…) is a request to try again: the job goes back to
+//! `Queued` ([`ocrbridge::recovery`]). An upload older than the stop (a late or repeated
+//! notification) changes nothing.
+//!
 //! Every step is idempotent, so a crash between any two of them is repaired by the redelivery:
 //! the job exists but is still `Received` (step 4 runs again; a second submit message is
 //! harmless, submit acknowledges jobs past `Queued`), or the job moved on (nothing to do but
@@ -29,6 +34,7 @@ use ocrbridge::job::{DocumentKey, Job, JobId, JobState, NewJob, Profile, Reason,
 use ocrbridge::ledger::{Change, Created, Ledger, LedgerError, TransitionError};
 use ocrbridge::metrics::{self, Metrics};
 use ocrbridge::queue::{Queue, QueueError, SubmitRequest};
+use ocrbridge::recovery;
 use ocrbridge::time::UnixMillis;
 use serde_json::{json, Value};
 use tracing::{field, info, info_span, warn, Instrument};
@@ -52,6 +58,8 @@ pub enum Outcome {
     Duplicate(JobId),
     /// The same object again (a redelivered or repeated event): nothing new.
     Redelivered(JobId),
+    /// Uploaded again after its job stopped for a retryable reason: the job is retried.
+    Retried(JobId),
     /// Not a document for ocrbridge.
     Ignored(&'static str),
 }
@@ -233,6 +241,28 @@ impl Intake {
                 // of the same content is settling it now; settling twice is harmless.
                 self.settle(job, &validated.verdict).await?
             }
+            Created::Existing(job) if uploaded_after_it_stopped(&job, &head) => {
+                match recovery::retry(
+                    &self.ledger,
+                    &self.queue,
+                    &self.metrics,
+                    &self.stack.submit_queue_url,
+                    &job,
+                    "reupload",
+                )
+                .await
+                {
+                    Ok(requeued) => (Outcome::Retried(job.id.clone()), requeued),
+                    Err(recovery::RetryError::Moved { current }) => {
+                        (Outcome::Redelivered(job.id.clone()), *current)
+                    }
+                    Err(recovery::RetryError::NotRetryable(job)) => {
+                        (Outcome::Duplicate(job.id.clone()), *job)
+                    }
+                    Err(recovery::RetryError::Ledger(e)) => return Err(e.into()),
+                    Err(recovery::RetryError::NotSent { source, .. }) => return Err(source.into()),
+                }
+            }
             Created::Existing(job) if same_object(&job.source, &object) => {
                 self.metrics.count(
                     metrics::INTAKE_REDELIVERIES,
@@ -381,6 +411,15 @@ impl Intake {
         self.blob.put_tags(object, &tags).await?;
         Ok(())
     }
+}
+
+/// A job that stopped for a retryable reason, and an upload written after it stopped.
+fn uploaded_after_it_stopped(job: &Job, head: &ObjectHead) -> bool {
+    job.retryable_reason().is_some()
+        && head
+            .last_modified
+            // S3 keeps whole seconds: only an upload in a later second than the stop counts.
+            .is_some_and(|written| written.0 / 1000 > job.state_since.0 / 1000)
 }
 
 fn same_object(source: &SourceObject, object: &ObjectRef) -> bool {

@@ -1,14 +1,22 @@
 //! `parse`: one normalized, validated result per document.
 //!
 //! Per [`ResultNotice`] (from the webhook function or reconcile), never trusting its order:
-//! 1. a job already parsed (or failed) acknowledges the notice and does nothing;
-//! 2. a job the submit function has not finished yet keeps the notice on the queue (backoff);
-//! 3. a `Submitted` job: **ask the vendor** for the status — a failed vendor job becomes `Failed`
-//!    with the vendor's reason and is never parsed; a succeeded one moves to `ResultReady`;
-//! 4. under the parse lease: fetch the raw result, **archive it first** (`raw/<job>/<attempt>.json.gz`,
+//! 1. a job already parsed (or failed) acknowledges the notice and does nothing; a verified
+//!    completion for a *different* vendor job than the one the job follows is a second charge
+//!    for the document, recorded as an orphan and counted (`OrphanVendorJobs[second_completion]`);
+//! 2. a job whose submission's answer was lost (`Submitting` with nobody holding it, or `Held`
+//!    with `submission_outcome_unknown`) **adopts** the vendor job a verified completion names —
+//!    where the vendor's completion carries our reference — which is how an ambiguous submission
+//!    to a vendor without idempotency resolves without paying twice;
+//! 3. a job the submit function has not finished yet keeps the notice on the queue (backoff);
+//! 4. a `Submitted` job: **ask the vendor** for the status — a failed vendor job becomes `Failed`
+//!    with the vendor's reason and is never parsed; a succeeded one moves to `ResultReady`
+//!    ([`ocrbridge::completion`]);
+//! 5. under the parse lease: fetch the raw result (one the vendor no longer has fails the job
+//!    with the retryable `result_unavailable`), **archive it first** (`raw/<job>/<attempt>.json.gz`,
 //!    so a parser bug can be replayed without paying the vendor again), normalize it, report
 //!    schema drift, validate against `Document v1`'s JSON Schema (a violation fails the job with
-//!    its path, nothing is stored), apply the field rules, store `results/<job>.json`, and move
+//!    its path, nothing is stored), apply the field rules, store `results/<job>/<attempt>.json` (the job records which), and move
 //!    the job to `Completed` or `NeedsReview` with every reason.
 
 use std::io::Write;
@@ -18,18 +26,20 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::Utc;
 use ocrbridge::batch::{self, Disposition, Source};
 use ocrbridge::blob::{Blob, ObjectRef};
+use ocrbridge::completion::{self, Settled};
 use ocrbridge::config::StackConfig;
 use ocrbridge::document::Fields;
-use ocrbridge::job::{Job, JobState, Reason};
+use ocrbridge::job::{reason, Job, JobState, Reason};
 use ocrbridge::ledger::{
-    Change, FenceError, Lease, LeaseError, LeaseStep, Ledger, TransitionError,
+    AttemptOutcome, Change, FenceError, Lease, LeaseError, LeaseStep, Ledger, RetryDebt,
+    TransitionError,
 };
 use ocrbridge::metrics::{self, Metrics};
 use ocrbridge::queue::ResultNotice;
 use ocrbridge::retry::Backoff;
 use ocrbridge::rules::{self, RuleConfig};
 use ocrbridge::time::{lease_until_from_deadline, UnixMillis, DEFAULT_LEASE_SAFETY_MARGIN};
-use ocrbridge::vendor::{Vendor, VendorStatus};
+use ocrbridge::vendor::{Vendor, VendorError};
 use serde_json::json;
 use tracing::{info, info_span, warn, Instrument};
 
@@ -147,6 +157,20 @@ impl<V: Vendor> Parse<V> {
             }
             Err(e) => return self.later(attempt, "dynamodb_error", e.to_string()),
         };
+        if self.awaits_adoption(&job) && self.names_a_vendor_job(notice) {
+            match self.adopt(&job, &notice.vendor_job_id).await {
+                Ok(adopted) => job = adopted,
+                Err(disposition) => return disposition,
+            }
+        }
+        if self.names_a_vendor_job(notice)
+            && job
+                .vendor_job_id
+                .as_deref()
+                .is_some_and(|v| v != notice.vendor_job_id)
+        {
+            self.second_vendor_job(&job, &notice.vendor_job_id).await;
+        }
         if job.state == JobState::Submitted {
             match self.check_vendor(&job, attempt).await {
                 Ok(ready) => job = ready,
@@ -154,21 +178,109 @@ impl<V: Vendor> Parse<V> {
             }
         }
         match job.state {
-            JobState::Completed | JobState::NeedsReview | JobState::Failed | JobState::Rejected => {
-                info!(state = %job.state, "already settled; acknowledging");
+            JobState::Completed
+            | JobState::NeedsReview
+            | JobState::Failed
+            | JobState::Rejected
+            | JobState::Held => {
+                info!(state = %job.state, "settled (or waiting for a person); acknowledging");
                 Disposition::Done
             }
             JobState::Received | JobState::Queued | JobState::Submitting => {
-                // The webhook beat the submit function's write: keep the notice; reconcile also
-                // polls Submitted jobs, so nothing depends on this one message.
-                self.later(
-                    attempt.max(3),
-                    "not_submitted_yet",
-                    format!("job is {}", job.state),
-                )
+                match job.lease.as_ref().filter(|l| l.is_live(UnixMillis::now())) {
+                    // A submit worker is on it right now (the webhook beat its write): wait for
+                    // it without spending receives — it records the job, or its lease ends and
+                    // this notice adopts the vendor job.
+                    Some(lease) => Disposition::Defer(
+                        lease.until.since(UnixMillis::now()) + Duration::from_millis(500),
+                    ),
+                    // Keep the notice; reconcile also polls Submitted jobs, so nothing depends
+                    // on this one message.
+                    None => self.later(
+                        attempt.max(3),
+                        "not_submitted_yet",
+                        format!("job is {}", job.state),
+                    ),
+                }
             }
             JobState::Submitted => Disposition::Done,
             JobState::ResultReady | JobState::Parsing => self.parse(job, attempt, deadline).await,
+        }
+    }
+
+    /// A notice that came from a verified completion naming a vendor job (reconcile's notices
+    /// carry the job's own vendor job id and no event id).
+    fn names_a_vendor_job(&self, notice: &ResultNotice) -> bool {
+        notice.event_id.is_some()
+            && !notice.vendor_job_id.is_empty()
+            && self.vendor.capabilities().completion_carries_reference
+    }
+
+    /// A job without a vendor job, with nobody working on it: a verified completion that names
+    /// it is proof the vendor has the document (a submission whose answer was lost, perhaps long
+    /// ago), so its vendor job is the job's.
+    fn awaits_adoption(&self, job: &Job) -> bool {
+        let unleased = job
+            .lease
+            .as_ref()
+            .is_none_or(|l| !l.is_live(UnixMillis::now()));
+        job.vendor_job_id.is_none()
+            && match job.state {
+                JobState::Queued | JobState::Submitting => unleased,
+                JobState::Held => job
+                    .reason
+                    .as_ref()
+                    .is_some_and(|r| r.code == reason::SUBMISSION_OUTCOME_UNKNOWN),
+                _ => false,
+            }
+    }
+
+    /// Moves the job to `Submitted` with the vendor job the completion named.
+    async fn adopt(&self, job: &Job, vendor_job_id: &str) -> Result<Job, Disposition> {
+        match self
+            .ledger
+            .transition(
+                job,
+                JobState::Submitted,
+                Change::none().with_vendor_job_id(vendor_job_id),
+                UnixMillis::now(),
+            )
+            .await
+        {
+            Ok(adopted) => {
+                self.metrics.count(
+                    metrics::RECONCILES,
+                    &[self.vendor.name(), "adopted_by_completion"],
+                    &[("job_id", job.id.as_str())],
+                );
+                info!(%vendor_job_id, from = %job.state, "the vendor's completion names the job; adopted its vendor job");
+                Ok(adopted)
+            }
+            // A worker is on it (or it moved): decide from the job as it is now.
+            Err(TransitionError::Stale { current, .. } | TransitionError::Leased { current }) => {
+                Ok(*current)
+            }
+            Err(e) => Err(self.later(1, "dynamodb_error", e.to_string())),
+        }
+    }
+
+    /// A verified completion for a vendor job that is not the job's own: the vendor processed
+    /// (and billed) the document twice. Recorded and counted; the job keeps following its own.
+    async fn second_vendor_job(&self, job: &Job, vendor_job_id: &str) {
+        if job.orphan_vendor_jobs.iter().any(|o| o == vendor_job_id) {
+            return; // already known (a redelivery of the same completion)
+        }
+        warn!(%vendor_job_id, own = ?job.vendor_job_id, "a completion for a second vendor job of this document");
+        self.metrics.count(
+            metrics::ORPHAN_VENDOR_JOBS,
+            &[self.vendor.name(), "second_completion"],
+            &[
+                ("job_id", job.id.as_str()),
+                ("vendor_job_id", vendor_job_id),
+            ],
+        );
+        if let Err(e) = self.ledger.record_orphan(&job.id, vendor_job_id).await {
+            warn!(error = %e, "could not record the second vendor job");
         }
     }
 
@@ -184,56 +296,48 @@ impl<V: Vendor> Parse<V> {
             Ok(v) => v.status,
             Err(e) => return Err(self.later(attempt, "vendor_status_failed", e.to_string())),
         };
-        let now = UnixMillis::now();
-        match status {
-            VendorStatus::Succeeded => match self
-                .ledger
-                .transition(job, JobState::ResultReady, Change::none(), now)
-                .await
-            {
-                Ok(job) => Ok(job),
-                Err(TransitionError::Stale { current, .. }) => Ok(*current),
-                Err(e) => Err(self.later(attempt, "dynamodb_error", e.to_string())),
-            },
-            VendorStatus::Failed { code, message } => {
-                let reason = Reason::new("vendor_failed", format!("{code}: {message}"));
-                self.metrics.count(
-                    metrics::JOBS_FAILED,
-                    &["parse", "vendor_failed"],
-                    &[("job_id", job.id.as_str())],
-                );
-                warn!(%code, %message, "the vendor failed the job; not parsing it");
-                match self
-                    .ledger
-                    .transition(
-                        job,
-                        JobState::Failed,
-                        Change::none().with_reason(reason),
-                        now,
-                    )
-                    .await
-                {
-                    Ok(_) | Err(TransitionError::Stale { .. }) => Err(Disposition::Done),
-                    Err(e) => Err(self.later(attempt, "dynamodb_error", e.to_string())),
-                }
-            }
-            VendorStatus::Queued | VendorStatus::Processing => {
+        match completion::apply_status(
+            &self.ledger,
+            &self.metrics,
+            self.vendor.name(),
+            "parse",
+            job,
+            &status,
+            UnixMillis::now(),
+        )
+        .await
+        {
+            Ok(Settled::Ready(job) | Settled::Moved(job)) => Ok(job),
+            Ok(Settled::Failed) => Err(Disposition::Done),
+            Ok(Settled::Working) => {
                 info!("the vendor is still working; a later notice or reconcile will bring the result");
                 Err(Disposition::Done)
             }
-            VendorStatus::Unknown(value) => {
-                self.metrics.count(
-                    metrics::SCHEMA_DRIFT,
-                    &[self.vendor.name(), "status", "new_enum_value"],
-                    &[("value", &value)],
-                );
-                Err(self.later(
-                    attempt,
-                    "unknown_vendor_status",
-                    format!("the vendor reports status {value:?}"),
-                ))
-            }
+            Ok(Settled::Unknown(value)) => Err(self.later(
+                attempt,
+                "unknown_vendor_status",
+                format!("the vendor reports status {value:?}"),
+            )),
+            Err(e) => Err(self.later(attempt, "dynamodb_error", e.to_string())),
         }
+    }
+
+    /// Gives the parse lease back and retries the notice later.
+    async fn give_back(
+        &self,
+        lease: &Lease,
+        attempt: u32,
+        code: &'static str,
+        reason: String,
+    ) -> Disposition {
+        if let Err(e) = self
+            .ledger
+            .release_lease(lease, AttemptOutcome::NotReached, RetryDebt::Unchanged)
+            .await
+        {
+            warn!(error = %e, "could not release the parse lease; it will expire");
+        }
+        self.later(attempt, code, reason)
     }
 
     async fn parse(&self, job: Job, attempt: u32, deadline: UnixMillis) -> Disposition {
@@ -277,12 +381,25 @@ impl<V: Vendor> Parse<V> {
         };
         let raw = match self.vendor.fetch_result(&vendor_job_id).await {
             Ok(raw) => raw,
-            Err(e) => {
-                let _ = self
-                    .ledger
-                    .release_lease(&lease, ocrbridge::ledger::AttemptOutcome::NotReached)
+            Err(VendorError::Rejected {
+                status: status @ (404 | 410),
+                ..
+            }) => {
+                // The vendor said it succeeded and no longer has the result (expired or lost).
+                // Retryable: a retry buys the document again, knowingly.
+                return self
+                    .fail_with(
+                        &lease,
+                        &job,
+                        reason::RESULT_UNAVAILABLE,
+                        format!("the vendor answered {status} for the result of {vendor_job_id}"),
+                    )
                     .await;
-                return self.later(attempt, "fetch_failed", e.to_string());
+            }
+            Err(e) => {
+                return self
+                    .give_back(&lease, attempt, "fetch_failed", e.to_string())
+                    .await
             }
         };
         // Archive before parsing: the raw payload is what we paid for.
@@ -300,11 +417,7 @@ impl<V: Vendor> Parse<V> {
             Err(e) => Err(e.to_string()),
         };
         if let Err(e) = stored {
-            let _ = self
-                .ledger
-                .release_lease(&lease, ocrbridge::ledger::AttemptOutcome::NotReached)
-                .await;
-            return self.later(attempt, "archive_failed", e);
+            return self.give_back(&lease, attempt, "archive_failed", e).await;
         }
 
         let normalized =
@@ -342,7 +455,9 @@ impl<V: Vendor> Parse<V> {
         );
         self.count_nulls(&job, &normalized.document.fields);
 
-        let result_key = format!("results/{}.json", job.id);
+        // Under the attempt, like the raw archive: a worker that lost its lease while storing can
+        // never overwrite the result its successor recorded; the job names the one that counts.
+        let result_key = format!("results/{}/{attempt_id}.json", job.id);
         let body = match serde_json::to_vec(&document_json) {
             Ok(b) => b,
             Err(e) => {
@@ -357,11 +472,9 @@ impl<V: Vendor> Parse<V> {
             version_id: None,
         };
         if let Err(e) = self.blob.put(&target, body, "application/json", None).await {
-            let _ = self
-                .ledger
-                .release_lease(&lease, ocrbridge::ledger::AttemptOutcome::NotReached)
+            return self
+                .give_back(&lease, attempt, "store_failed", e.to_string())
                 .await;
-            return self.later(attempt, "store_failed", e.to_string());
         }
         let summary = summary(&normalized.document.fields, &reasons);
         let (to, change) = if reasons.is_empty() {
@@ -410,11 +523,20 @@ impl<V: Vendor> Parse<V> {
                 info!(state = %done.state, result = %result_key, "parsed");
                 Disposition::Done
             }
-            Err(FenceError::Lost { .. }) => Disposition::Done,
+            Err(FenceError::Lost { .. }) => {
+                self.metrics.count(
+                    metrics::LEASES_LOST,
+                    &["parse"],
+                    &[("job_id", job.id.as_str())],
+                );
+                warn!("the parse lease was taken over meanwhile; this result was not recorded");
+                Disposition::Done
+            }
             Err(e) => self.later(attempt, "dynamodb_error", e.to_string()),
         }
     }
 
+    /// Fails the job under the parse lease with `parse_failed:<code>`.
     async fn fail(
         &self,
         lease: &Lease,
@@ -428,7 +550,24 @@ impl<V: Vendor> Parse<V> {
             &[("job_id", job.id.as_str())],
         );
         warn!(code, %message, "parse failed; the raw payload stays archived for replay");
-        let reason = Reason::new(format!("parse_failed:{code}"), message);
+        self.fail_with(lease, job, &format!("parse_failed:{code}"), message)
+            .await
+    }
+
+    /// Fails the job under the parse lease with `code`.
+    async fn fail_with(
+        &self,
+        lease: &Lease,
+        job: &Job,
+        code: &str,
+        message: String,
+    ) -> Disposition {
+        self.metrics.count(
+            metrics::JOBS_FAILED,
+            &["parse", code],
+            &[("job_id", job.id.as_str())],
+        );
+        let reason = Reason::new(code, message);
         match self
             .ledger
             .complete_lease(

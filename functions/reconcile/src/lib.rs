@@ -4,7 +4,8 @@
 //!
 //! | state | stuck when | action |
 //! |---|---|---|
-//! | any live state | older than `MAX_JOB_AGE_SECS` | `Failed` with `max_age_exceeded` |
+//! | `Received`, `Submitted`, `ResultReady`, `Parsing` | older than `MAX_JOB_AGE_SECS` | `Failed` with `max_age_exceeded` (never under a live lease) |
+//! | `Queued`, `Submitting` | older than `MAX_JOB_AGE_SECS` | re-send to submit, which fails it under its lease — after resolving any attempt that may have reached the vendor, so a vendor job is never forgotten |
 //! | `Received` | in it longer than `STUCK_SECS` | re-send the S3 notification to intake (it re-validates and settles) |
 //! | `Queued` | longer than `STUCK_SECS` | re-send `{job_id}` to the submit queue |
 //! | `Submitting` | lease expired, longer than `STUCK_SECS` | re-send to submit, which reconciles by idempotency key before resubmitting |
@@ -16,18 +17,20 @@
 //! and only the jobs beyond that count are re-sent. Under a backlog, old jobs are simply waiting
 //! their turn, and re-sending would multiply the backlog.
 //!
-//! Every action is a message to an idempotent consumer or a guarded transition, so reconcile
-//! can run beside the webhook, parse, submit, and another reconcile.
+//! `Held` jobs wait for an operator and are left alone. Every action is a message to an
+//! idempotent consumer or a guarded transition, so reconcile can run beside the webhook, parse,
+//! submit, and another reconcile.
 
 use std::time::Duration;
 
+use ocrbridge::completion::{self, Settled};
 use ocrbridge::config::StackConfig;
-use ocrbridge::job::{Job, JobState, Reason};
-use ocrbridge::ledger::{Change, Ledger};
+use ocrbridge::job::{reason, Job, JobState, Reason};
+use ocrbridge::ledger::{Change, Ledger, TransitionError};
 use ocrbridge::metrics::{self, Metrics};
 use ocrbridge::queue::{Queue, ResultNotice, SubmitRequest};
 use ocrbridge::time::UnixMillis;
-use ocrbridge::vendor::{Vendor, VendorStatus};
+use ocrbridge::vendor::Vendor;
 use serde_json::json;
 use tracing::{info, warn};
 
@@ -37,7 +40,7 @@ pub struct ReconcileConfig {
     pub stuck: Duration,
     /// `SUBMITTED_STALE_SECS` (default 900): how long a webhook may take before we poll.
     pub submitted_stale: Duration,
-    /// `MAX_JOB_AGE_SECS` (default 604,800: a week).
+    /// `MAX_JOB_AGE_SECS` (default 604,800: a week), counted from when the job was last queued.
     pub max_age: Duration,
     /// `RECONCILE_BATCH` (default 100): jobs per state per run.
     pub batch: i32,
@@ -180,14 +183,16 @@ impl<V: Vendor> Reconcile<V> {
         now: UnixMillis,
         backlog: &mut Backlog,
     ) -> Result<Action, String> {
-        if now.since(job.created_at) > self.config.max_age {
+        // From when the job last entered the pipeline: an operator's retry starts a new window.
+        let expired = now.since(job.queued_at.unwrap_or(job.created_at)) > self.config.max_age;
+        if expired && !matches!(job.state, JobState::Queued | JobState::Submitting) {
             let reason = Reason::new(
-                "max_age_exceeded",
+                reason::MAX_AGE_EXCEEDED,
                 format!("still {} after {:?}", job.state, self.config.max_age),
             );
             self.metrics.count(
                 metrics::JOBS_FAILED,
-                &["reconcile", "max_age_exceeded"],
+                &["reconcile", reason::MAX_AGE_EXCEEDED],
                 &[("job_id", job.id.as_str())],
             );
             return match self
@@ -201,8 +206,10 @@ impl<V: Vendor> Reconcile<V> {
                 .await
             {
                 Ok(_) => Ok(Action::Expired),
-                // Moved meanwhile: it is not stuck anymore.
-                Err(ocrbridge::ledger::TransitionError::Stale { .. }) => Ok(Action::Waiting),
+                // Moved meanwhile, or a worker holds it: it is not stuck.
+                Err(TransitionError::Stale { .. } | TransitionError::Leased { .. }) => {
+                    Ok(Action::Waiting)
+                }
                 Err(e) => Err(e.to_string()),
             };
         }
@@ -254,29 +261,30 @@ impl<V: Vendor> Reconcile<V> {
                     .await
                     .map_err(|e| e.to_string())?
                     .status;
-                let name = match &status {
-                    VendorStatus::Succeeded => "succeeded",
-                    VendorStatus::Failed { .. } => "failed",
-                    _ => return Ok(Action::Waiting),
-                };
-                if status == VendorStatus::Succeeded {
-                    // Record what we found: the job leaves the stale-Submitted query, so the next
-                    // run does not poll and notify again while this notice is on its way; if it
-                    // is lost, the job is a stuck `ResultReady` after `STUCK_SECS`.
-                    match self
-                        .ledger
-                        .transition(job, JobState::ResultReady, Change::none(), now)
-                        .await
-                    {
-                        Ok(_) => {}
-                        Err(ocrbridge::ledger::TransitionError::Stale { .. }) => {
-                            return Ok(Action::Waiting)
-                        }
-                        Err(e) => return Err(e.to_string()),
+                // Record what we found: a success leaves the stale-Submitted query, so the next
+                // run does not poll and notify again while this notice is on its way; if it is
+                // lost, the job is a stuck `ResultReady` after `STUCK_SECS`.
+                match completion::apply_status(
+                    &self.ledger,
+                    &self.metrics,
+                    self.vendor.name(),
+                    "reconcile",
+                    job,
+                    &status,
+                    now,
+                )
+                .await
+                .map_err(|e| e.to_string())?
+                {
+                    Settled::Ready(_) => {
+                        self.notice(job, vendor_job_id, "succeeded").await?;
+                        Ok(Action::Recovered)
+                    }
+                    Settled::Failed => Ok(Action::Recovered),
+                    Settled::Working | Settled::Unknown(_) | Settled::Moved(_) => {
+                        Ok(Action::Waiting)
                     }
                 }
-                self.notice(job, vendor_job_id, name).await?;
-                Ok(Action::Recovered)
             }
             JobState::ResultReady | JobState::Parsing => {
                 let vendor_job_id = job.vendor_job_id.clone().unwrap_or_default();

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use ocrbridge::retry::Backoff;
+use ocrbridge::vendor::ambiguity::{AmbiguityPolicy, Fallback};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SubmitConfig {
@@ -10,8 +11,8 @@ pub struct SubmitConfig {
     pub vendor_base_url: String,
     /// `VENDOR_TIMEOUT_MS` (default 10,000): the request timeout; connect is 2 s.
     pub vendor_timeout: Duration,
-    /// `MAX_SUBMIT_AGE_SECS` (default 86,400): a job not submitted within this time of its
-    /// first submit message fails with `max_age_exceeded`.
+    /// `MAX_SUBMIT_AGE_SECS` (default 86,400): a job not submitted within this time of entering
+    /// `Queued` fails with `max_age_exceeded` (retryable: an operator's retry starts a new window).
     pub max_age: Duration,
     /// `PRESIGN_EXPIRY_SECS` (default 900): how long the vendor may fetch the document.
     pub presign_expiry: Duration,
@@ -22,6 +23,13 @@ pub struct SubmitConfig {
     /// `MAX_ADMISSION_WAIT_MS` (default 2,000): wait in-process for an admission token up to
     /// this long; longer waits defer the message instead of holding the invocation.
     pub max_admission_wait: Duration,
+    /// `AMBIGUOUS_SUBMISSION` (`hold` or `resubmit`, default `hold`) and `AMBIGUOUS_GRACE_SECS`
+    /// (default 900): what to do about a submission whose answer was lost when the vendor cannot
+    /// say whether it arrived (see `ocrbridge::vendor::ambiguity`).
+    pub ambiguity: AmbiguityPolicy,
+    /// `AUTH_PAUSE_SECS` (default 60): after the vendor refuses our credentials twice, every
+    /// submission waits this long, so documents in flight wait for the fix instead of failing.
+    pub auth_pause: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +71,19 @@ impl SubmitConfig {
             max_admission_wait: Duration::from_millis(
                 number("MAX_ADMISSION_WAIT_MS", 2_000.0)? as u64
             ),
+            ambiguity: AmbiguityPolicy {
+                grace: Duration::from_secs(number("AMBIGUOUS_GRACE_SECS", 900.0)? as u64),
+                fallback: match lookup("AMBIGUOUS_SUBMISSION") {
+                    None => Fallback::Hold,
+                    Some(v) => Fallback::parse(&v).ok_or_else(|| {
+                        ConfigError(
+                            "AMBIGUOUS_SUBMISSION",
+                            format!("{v:?} is not one of: hold, resubmit"),
+                        )
+                    })?,
+                },
+            },
+            auth_pause: Duration::from_secs(number("AUTH_PAUSE_SECS", 60.0)? as u64),
         })
     }
 }
@@ -81,6 +102,22 @@ mod tests {
         let c = SubmitConfig::from_lookup(|k| env.get(k).cloned()).unwrap();
         assert_eq!(c.price_per_page, 0.01);
         assert_eq!(c.max_age, Duration::from_secs(86_400));
+        assert_eq!(c.ambiguity, AmbiguityPolicy::default());
+        let resubmit = HashMap::from([
+            ("VENDOR_BASE_URL", "http://v".to_owned()),
+            ("AMBIGUOUS_SUBMISSION", "resubmit".to_owned()),
+            ("AMBIGUOUS_GRACE_SECS", "30".to_owned()),
+        ]);
+        let c = SubmitConfig::from_lookup(|k| resubmit.get(k).cloned()).unwrap();
+        assert_eq!(c.ambiguity.fallback, Fallback::Resubmit);
+        assert_eq!(c.ambiguity.grace, Duration::from_secs(30));
+        let unknown = HashMap::from([
+            ("VENDOR_BASE_URL", "http://v".to_owned()),
+            ("AMBIGUOUS_SUBMISSION", "sometimes".to_owned()),
+        ]);
+        let err = SubmitConfig::from_lookup(|k| unknown.get(k).cloned()).unwrap_err();
+        assert_eq!(err.0, "AMBIGUOUS_SUBMISSION");
+        assert!(err.1.contains("hold, resubmit"), "{err}");
         assert_eq!(
             SubmitConfig::from_lookup(|_| None).unwrap_err().0,
             "VENDOR_BASE_URL"

@@ -1,42 +1,51 @@
-//! `submit`: one vendor submission per job, under throttling, outages and lost responses.
+//! `submit`: one vendor submission per job, under throttling, outages, lost answers and crashes,
+//! whether or not the vendor deduplicates.
 //!
 //! Per message (`{job_id}` on the submit queue):
-//! 1. load the job; acknowledge if it is already past `Submitting`;
-//! 2. fail it (with the reason, and the message to the DLQ) if it is older than the maximum age;
-//! 3. take the submit lease, bounded by this invocation's deadline, recording the attempt in the
-//!    same write;
-//! 4. if an earlier holder recorded an attempt and vanished, **reconcile first**: ask the vendor
-//!    by our idempotency key and adopt its job if it has one;
-//! 5. spend a retry-budget token if this is a retry, and an admission token always;
-//! 6. call the vendor with the deterministic key (the job id) and a
-//!    short-lived presigned URL;
-//! 7. on success, the owner-fenced move to `Submitted` with the vendor's job id.
+//! 1. load the job; acknowledge if it is past `Submitting` (or `Held`: an operator decides). A
+//!    message an operator redrove from the DLQ (it still carries its reason attributes) revives
+//!    a job that failed or was held for a retryable reason;
+//! 2. take the submit lease, bounded by this invocation's deadline, recording the attempt in the
+//!    same write ([`step`]);
+//! 3. if the job already has a vendor job (an operator's retry of a job the vendor has), adopt
+//!    it: nothing is sent;
+//! 4. if an earlier holder recorded an attempt and vanished, **resolve it first**
+//!    ([`ocrbridge::vendor::ambiguity`]): look it up, resend the same key, wait for the
+//!    completion that names the job, or — per the configured fallback — resubmit counted as a
+//!    possible second charge, or hold the job for an operator;
+//! 5. fail the job if its submission window (`MAX_SUBMIT_AGE_SECS` since it was queued) is over
+//!    — under the lease, after step 4, so nothing that reached the vendor is forgotten;
+//! 6. pay the retry budget what the last failed call owes (deferrals owe nothing), and take an
+//!    admission token;
+//! 7. call the vendor with the deterministic key (the job id), a short-lived presigned URL, and
+//!    a time limit of what is left of the lease;
+//! 8. on success, the owner-fenced move to `Submitted` with the vendor's job id. An answer that
+//!    arrives after the lease was lost is recorded as an orphan, never dropped.
 //!
-//! Errors are classified ([`ocrbridge::vendor::ErrorClass`]): retryable ones back off with full
-//! jitter through the message's visibility; an answer lost after sending is looked up at once;
-//! a 401/403 refreshes the key once and then fails the job clearly; other 4xx fail the job
-//! with the vendor's reason and acknowledge the message (nothing to retry; the job says why).
+//! Errors are classified ([`ErrorClass`]): retryable ones back off with full jitter through the
+//! message's visibility and leave a retry debt on the job; an ambiguous one (sent, answer lost)
+//! leaves the attempt recorded for step 4; a 401/403 refreshes the key once and then pauses
+//! every submission for `AUTH_PAUSE_SECS` and holds the job (`vendor_auth_failed`, the message
+//! kept in the DLQ to redrive); other 4xx fail the job with the vendor's reason.
 
 pub mod config;
+mod step;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use ocrbridge::batch::{
-    self, attribute, Disposition, Source, DEFERRALS_ATTRIBUTE, FIRST_SENT_ATTRIBUTE,
-};
-use ocrbridge::blob::{Blob, ObjectRef};
+use ocrbridge::batch::{self, Disposition, Source};
+use ocrbridge::blob::Blob;
 use ocrbridge::config::StackConfig;
-use ocrbridge::job::{Job, JobState, Reason};
-use ocrbridge::ledger::{
-    AttemptOutcome, Change, FenceError, Lease, LeaseError, LeaseStep, Ledger, Take,
-};
+use ocrbridge::job::{reason, Job, JobState, Reason};
+use ocrbridge::ledger::{AttemptOutcome, Change, FenceError, Lease, Ledger, RetryDebt};
 use ocrbridge::metrics::{self, Metrics};
-use ocrbridge::queue::{Queue, SubmitRequest};
+use ocrbridge::queue::{Queue, SubmitRequest, REASON_CODE_ATTRIBUTE};
+use ocrbridge::recovery;
 use ocrbridge::retry::Budgets;
-use ocrbridge::time::{lease_until_from_deadline, UnixMillis, DEFAULT_LEASE_SAFETY_MARGIN};
-use ocrbridge::vendor::{ErrorClass, Submission, Vendor, VendorError};
-use tracing::{info, info_span, warn, Instrument};
+use ocrbridge::time::UnixMillis;
+use ocrbridge::vendor::Vendor;
+use tracing::{error, info, info_span, warn, Instrument};
 
 pub use config::SubmitConfig;
 
@@ -92,7 +101,7 @@ impl<V: Vendor> Submit<V> {
         };
         let span = info_span!("submit", job_id = %request.job_id);
         async {
-            let job = match self.ledger.get_job(&request.job_id).await {
+            let mut job = match self.ledger.get_job(&request.job_id).await {
                 Ok(Some(job)) => job,
                 Ok(None) => {
                     return Disposition::DeadLetter {
@@ -102,14 +111,38 @@ impl<V: Vendor> Submit<V> {
                 }
                 Err(e) => return self.retry_later(1, "dynamodb_error", e.to_string()),
             };
-            let attempt = batch::receive_count(message)
-                + attribute(message, DEFERRALS_ATTRIBUTE)
-                    .and_then(|d| d.parse::<u32>().ok())
-                    .unwrap_or(0);
-            self.submit_job(job, message, attempt, deadline).await
+            if batch::attribute(message, REASON_CODE_ATTRIBUTE).is_some() {
+                // Only the DLQ gives a message these attributes, and only an operator's redrive
+                // brings it back: that is a request to retry the job.
+                match self.revive(&job).await {
+                    Ok(Some(revived)) => job = revived,
+                    Ok(None) => {}
+                    Err(disposition) => return disposition,
+                }
+            }
+            let answered = batch::attribute(message, batch::VENDOR_JOB_ATTRIBUTE);
+            self.submit_job(job, batch::receive_count(message), answered, deadline)
+                .await
         }
         .instrument(span)
         .await
+    }
+
+    /// A redriven message for a job that stopped for a retryable reason sends it back to
+    /// `Queued` (the same retry an operator's command makes); `Ok(None)`: nothing to revive.
+    async fn revive(&self, job: &Job) -> Result<Option<Job>, Disposition> {
+        let Some(reason) = job.retryable_reason().cloned() else {
+            return Ok(None);
+        };
+        match recovery::requeue(&self.ledger, &self.metrics, job, "redrive").await {
+            Ok(revived) => {
+                info!(reason = %reason.code, "redriven: retrying the job");
+                Ok(Some(revived))
+            }
+            // Someone else moved it meanwhile; decide from the job as it is now.
+            Err(recovery::RetryError::Moved { current }) => Ok(Some(*current)),
+            Err(e) => Err(self.retry_later(1, "dynamodb_error", e.to_string())),
+        }
     }
 
     fn retry_later(&self, attempt: u32, code: &'static str, reason: String) -> Disposition {
@@ -120,324 +153,92 @@ impl<V: Vendor> Submit<V> {
         }
     }
 
+    /// `answered`: a vendor job id an earlier delivery was given and could not record.
     async fn submit_job(
         &self,
         job: Job,
-        message: &SqsMessage,
-        attempt: u32,
+        receives: u32,
+        answered: Option<String>,
         deadline: UnixMillis,
     ) -> Disposition {
-        let now = UnixMillis::now();
+        if let (Some(answer), Some(followed)) = (&answered, &job.vendor_job_id) {
+            // The job found its vendor job another way meanwhile; if it is not this answer, this
+            // one was billed too.
+            if answer != followed && !job.orphan_vendor_jobs.contains(answer) {
+                self.record_orphan(&job, answer, followed, "late_answer")
+                    .await;
+            }
+        }
+        if let Some(answer) = &answered {
+            if job.state == JobState::Held
+                && job.vendor_job_id.is_none()
+                && job.reason.as_ref().map(|r| r.code.as_str())
+                    == Some(reason::SUBMISSION_OUTCOME_UNKNOWN)
+            {
+                return self.adopt_for_held(&job, answer).await;
+            }
+        }
         if job.state > JobState::Submitting || job.state.is_terminal() {
             self.metrics.count(
                 metrics::SUBMIT_SKIPPED,
                 &[job.state.as_str()],
                 &[("job_id", job.id.as_str())],
             );
-            info!(state = %job.state, "already past submission; acknowledging");
+            info!(state = %job.state, "past submission; acknowledging");
             return Disposition::Done;
         }
-        let first_sent = attribute(message, FIRST_SENT_ATTRIBUTE)
-            .or_else(|| message.attributes.get("SentTimestamp").cloned())
-            .and_then(|t| t.parse::<u64>().ok())
-            .map(UnixMillis)
-            .unwrap_or(job.created_at);
-        if now.since(first_sent) > self.config.max_age {
-            let reason = Reason::new(
-                "max_age_exceeded",
-                format!(
-                    "not submitted within {:?} of being queued",
-                    self.config.max_age
-                ),
-            );
-            return self.fail_unleased(&job, reason).await;
-        }
-
-        let until = lease_until_from_deadline(deadline, DEFAULT_LEASE_SAFETY_MARGIN);
-        let owner = format!("submit-{}", uuid::Uuid::new_v4().simple());
-        // The attempt is recorded with the lease, in one write: every path below that does not
-        // reach the vendor releases the lease as `NotReached`, which clears it again.
-        let attempt_id = uuid::Uuid::new_v4().to_string();
-        let lease = match self
-            .ledger
-            .acquire_lease_and_record_attempt(
-                &job,
-                LeaseStep::Submit,
-                &owner,
-                until,
-                &attempt_id,
-                now,
-            )
-            .await
-        {
+        let lease = match self.take_lease(&job, receives, deadline).await {
             Ok(lease) => lease,
-            Err(LeaseError::AlreadyPast { current, .. }) => {
-                self.metrics
-                    .count(metrics::SUBMIT_SKIPPED, &[current.state.as_str()], &[]);
-                return Disposition::Done;
-            }
-            Err(LeaseError::Held { until, .. }) => {
-                return Disposition::RetryAfter {
-                    delay: until.since(now) + Duration::from_secs(1),
-                    code: "lease_held",
-                    reason: "another worker holds the submit lease".into(),
-                }
-            }
-            Err(LeaseError::NotYet { current, .. }) => {
-                return Disposition::RetryAfter {
-                    delay: Duration::from_secs(5),
-                    code: "not_queued_yet",
-                    reason: format!("job is still {}", current.state),
-                }
-            }
-            Err(
-                e @ (LeaseError::Contended { .. }
-                | LeaseError::NoTimeLeft { .. }
-                | LeaseError::Ledger(_)),
-            ) => return self.retry_later(attempt, "lease_unavailable", e.to_string()),
-            Err(LeaseError::Missing(id)) => {
-                return Disposition::DeadLetter {
-                    code: "unknown_job",
-                    reason: format!("job {id} vanished"),
-                }
-            }
+            Err(disposition) => return disposition,
         };
-
-        // An earlier holder may have reached the vendor: never pay twice.
-        if lease.inherited_attempt.is_some() {
-            match self.vendor.find_by_idempotency_key(job.id.as_str()).await {
-                Ok(Some(vendor_job)) => {
-                    self.metrics.count(
-                        metrics::RECONCILES,
-                        &[self.vendor.name(), "adopted"],
-                        &[("job_id", job.id.as_str())],
-                    );
-                    info!(vendor_job_id = %vendor_job.id, "adopted the vendor's existing job");
-                    return self.complete(&lease, &job, vendor_job.id).await;
-                }
-                Ok(None) => {
-                    self.metrics.count(
-                        metrics::RECONCILES,
-                        &[self.vendor.name(), "resubmitted"],
-                        &[("job_id", job.id.as_str())],
-                    );
-                }
-                Err(e) => {
-                    return self
-                        .give_back(&lease, AttemptOutcome::MayHaveReached, attempt, &e)
-                        .await;
-                }
-            }
+        if let Some(vendor_job_id) = lease.job.vendor_job_id.clone() {
+            // An operator's retry of a job the vendor already has: never send it again.
+            info!(%vendor_job_id, "the job already has a vendor job; adopting it");
+            self.count_reconcile(&job, "adopted_known");
+            return self.complete(&lease, vendor_job_id, true).await;
         }
-
-        if attempt > 1 {
-            match self
-                .ledger
-                .take_tokens(&self.budgets.retry, 1.0, UnixMillis::now())
-                .await
-            {
-                Ok(Take::Granted) => {}
-                Ok(Take::Denied { wait }) => {
-                    self.metrics.count(
-                        metrics::BUDGET_EXHAUSTED,
-                        &[self.vendor.name()],
-                        &[("job_id", job.id.as_str())],
-                    );
-                    info!(?wait, "retry budget exhausted; deferring");
-                    // Look again after a jittered backoff (not the bucket's full refill time),
-                    // so the work resumes soon after the budget does.
-                    let delay =
-                        wait.min(self.config.backoff.delay(attempt, None, &mut rand::rng()));
-                    return self.defer(&lease, delay).await;
-                }
-                Err(e) => {
-                    return self
-                        .release_and_retry(&lease, attempt, "dynamodb_error", e.to_string())
-                        .await
-                }
-            }
+        if let Some(vendor_job_id) = answered {
+            // The vendor answered an earlier delivery, which could not record it.
+            info!(%vendor_job_id, "adopting the vendor job an earlier delivery was answered");
+            self.count_reconcile(&job, "adopted_from_message");
+            return self.complete(&lease, vendor_job_id, false).await;
         }
+        let (lease, send) = match lease.inherited_attempt.clone() {
+            Some(attempt) => match self.resolve_inherited(lease, &attempt).await {
+                Ok(resolved) => resolved,
+                Err(disposition) => return disposition,
+            },
+            None => (lease, step::Send::Safe),
+        };
+        if let Some(disposition) = self.past_max_age(&lease).await {
+            return disposition;
+        }
+        let lease = match self.pay_retry_debt(lease).await {
+            step::Next::Continue(lease) => lease,
+            step::Next::Stop(disposition) => return disposition,
+        };
         if let Err(disposition) = self.admit(&lease).await {
             return disposition;
         }
+        let lease = match self.record_own_attempt(lease, send).await {
+            Ok(lease) => lease,
+            Err(disposition) => return disposition,
+        };
+        self.call_vendor(&lease).await
+    }
 
-        let object = ObjectRef {
-            bucket: job.source.bucket.clone(),
-            key: job.source.key.clone(),
-            version_id: job.source.version_id.clone(),
-        };
-        let url = match self
-            .blob
-            .presign_get(&object, self.config.presign_expiry)
-            .await
-        {
-            Ok(url) => url,
-            Err(e) => {
-                return self
-                    .release_and_retry(&lease, attempt, "presign_failed", e.to_string())
-                    .await
-            }
-        };
-        if UnixMillis::now() >= lease.until {
-            // Admission or the budget took the time this invocation had: do not start a call
-            // that another worker may be allowed to repeat.
-            warn!("the lease ran out before the vendor call");
-            return self.retry_later(
-                attempt,
-                "lease_lost",
-                "lease expired before the call".into(),
-            );
-        }
-        let submission = Submission {
-            idempotency_key: job.id.as_str(),
-            document_url: &url,
-            profile: &job.profile,
-            external_ref: job.id.as_str(),
-        };
-        let started = Instant::now();
-        let mut result = self.vendor.submit(&submission).await;
-        if let Err(VendorError::Auth { status }) = &result {
-            // Rotation may just have replaced the key: one refresh, one more try.
-            warn!(
-                status,
-                "vendor refused the credentials; refreshing the API key once"
-            );
-            self.vendor.refresh_credentials().await;
-            result = self.vendor.submit(&submission).await;
-        }
-        self.metrics.emit(
-            metrics::SUBMIT_LATENCY,
-            started.elapsed().as_secs_f64() * 1e3,
-            &[self.vendor.name()],
-            &[("job_id", job.id.as_str())],
-        );
-        match result {
-            Ok(vendor_job_id) => self.complete(&lease, &job, vendor_job_id).await,
-            Err(e) => self.on_error(&lease, &job, attempt, e).await,
+    /// Releases the lease (or lets it expire if that fails: the next holder then resolves the
+    /// attempt, which costs a question, never a charge).
+    async fn release(&self, lease: &Lease, outcome: AttemptOutcome, debt: RetryDebt) {
+        if let Err(e) = self.ledger.release_lease(lease, outcome, debt).await {
+            warn!(error = %e, "could not release the lease; it will expire");
         }
     }
 
-    /// Waits for an admission token if it comes soon; otherwise defers the message.
-    async fn admit(&self, lease: &Lease) -> Result<(), Disposition> {
-        loop {
-            match self
-                .ledger
-                .take_tokens(&self.budgets.admission, 1.0, UnixMillis::now())
-                .await
-            {
-                Ok(Take::Granted) => return Ok(()),
-                Ok(Take::Denied { wait }) => {
-                    let time_left = lease.until.since(UnixMillis::now());
-                    if wait <= self.config.max_admission_wait
-                        && wait + Duration::from_secs(3) < time_left
-                    {
-                        tokio::time::sleep(wait).await;
-                        continue;
-                    }
-                    self.metrics
-                        .count(metrics::ADMISSION_DELAYED, &[self.vendor.name()], &[]);
-                    return Err(self.defer(lease, wait).await);
-                }
-                Err(e) => {
-                    return Err(self
-                        .release_and_retry(lease, 1, "dynamodb_error", e.to_string())
-                        .await)
-                }
-            }
-        }
-    }
-
-    async fn on_error(
-        &self,
-        lease: &Lease,
-        job: &Job,
-        attempt: u32,
-        error: VendorError,
-    ) -> Disposition {
-        let vendor = self.vendor.name();
-        match error.class() {
-            ErrorClass::Retryable => {
-                self.metrics.count(
-                    metrics::SUBMIT_RETRIES,
-                    &[vendor, error.cause()],
-                    &[("job_id", job.id.as_str())],
-                );
-                if let Some(wait) = error.retry_after() {
-                    // The vendor's Retry-After holds back every worker, not only this one.
-                    let _ = self
-                        .ledger
-                        .pause_bucket(&self.budgets.admission, UnixMillis::now().plus(wait))
-                        .await;
-                }
-                self.give_back(lease, AttemptOutcome::NotReached, attempt, &error)
-                    .await
-            }
-            ErrorClass::Ambiguous => {
-                self.metrics.count(
-                    metrics::SUBMIT_RETRIES,
-                    &[vendor, error.cause()],
-                    &[("job_id", job.id.as_str())],
-                );
-                // The vendor may have it: ask now rather than on the next delivery.
-                if let Ok(Some(vendor_job)) =
-                    self.vendor.find_by_idempotency_key(job.id.as_str()).await
-                {
-                    self.metrics.count(
-                        metrics::RECONCILES,
-                        &[vendor, "adopted"],
-                        &[("job_id", job.id.as_str())],
-                    );
-                    return self.complete(lease, job, vendor_job.id).await;
-                }
-                self.give_back(lease, AttemptOutcome::MayHaveReached, attempt, &error)
-                    .await
-            }
-            ErrorClass::Permanent => {
-                let (code, dead_letter) = match &error {
-                    VendorError::Auth { status } => {
-                        self.metrics.count(
-                            metrics::AUTH_FAILURES,
-                            &[vendor, &status.to_string()],
-                            &[("job_id", job.id.as_str())],
-                        );
-                        ("vendor_auth_failed", true)
-                    }
-                    _ => ("vendor_rejected", false),
-                };
-                let reason = Reason::new(code, error.to_string());
-                warn!(code, error = %error, "permanent vendor error; failing the job");
-                self.metrics.count(
-                    metrics::JOBS_FAILED,
-                    &["submit", code],
-                    &[("job_id", job.id.as_str())],
-                );
-                match self
-                    .ledger
-                    .complete_lease(
-                        lease,
-                        JobState::Failed,
-                        Change::none().with_reason(reason),
-                        UnixMillis::now(),
-                    )
-                    .await
-                {
-                    Ok(_) | Err(FenceError::Lost { .. }) => {}
-                    Err(e) => return self.retry_later(attempt, "dynamodb_error", e.to_string()),
-                }
-                if dead_letter {
-                    // A credential problem is the operator's to fix; keep the message to redrive.
-                    Disposition::DeadLetter {
-                        code,
-                        reason: error.to_string(),
-                    }
-                } else {
-                    Disposition::Done
-                }
-            }
-        }
-    }
-
-    async fn complete(&self, lease: &Lease, job: &Job, vendor_job_id: String) -> Disposition {
+    /// Takes `Submitted` with the vendor's job id. An answer whose lease was lost meanwhile is
+    /// kept on the job as an orphan (it was billed) and logged, never dropped.
+    async fn complete(&self, lease: &Lease, vendor_job_id: String, notify: bool) -> Disposition {
+        let job = &lease.job;
         match self
             .ledger
             .complete_lease(
@@ -464,93 +265,216 @@ impl<V: Vendor> Submit<V> {
                     &[("job_id", job.id.as_str())],
                 );
                 info!(vendor_job_id = %vendor_job_id, "submitted");
+                if notify {
+                    // The vendor finished long ago and will not call again: ask parse to look.
+                    self.notify_parse(job, &vendor_job_id).await;
+                }
                 Disposition::Done
             }
-            // Someone else finished it (or took over and will): nothing left for us.
-            Err(FenceError::Lost { .. }) => Disposition::Done,
-            Err(e) => self.retry_later(1, "dynamodb_error", e.to_string()),
+            Err(FenceError::Lost { current, .. }) => {
+                self.lease_lost(job);
+                self.keep_orphan(job, &vendor_job_id, current.as_deref())
+                    .await
+            }
+            Err(e) => {
+                // The vendor has the document and the ledger would not take its id: never drop
+                // it. The next delivery carries it and adopts it first — once our lease is free
+                // (released now if the ledger lets us, or expired).
+                error!(%vendor_job_id, error = %e, "could not record the vendor's answer; carrying it on the submit message");
+                let delay = match self
+                    .ledger
+                    .release_lease(lease, AttemptOutcome::MayHaveReached, RetryDebt::Unchanged)
+                    .await
+                {
+                    Ok(_) => Duration::from_secs(1),
+                    Err(_) => Self::lease_wait(lease.until, UnixMillis::now()),
+                };
+                Disposition::DeferWith {
+                    delay,
+                    vendor_job_id,
+                }
+            }
         }
     }
 
-    /// Releases the lease after a failed attempt and schedules the retry.
-    async fn give_back(
+    /// The vendor accepted a submission, but our lease was lost before we could record it: the
+    /// worker that took over follows the job now. If the job has no vendor job yet, our answer
+    /// is the one it is waiting for: hand it on (the next delivery adopts it). If it follows
+    /// another vendor job, ours is a second charge for the document: record it so that it is
+    /// counted and can be found. Returns what to do with the message.
+    async fn keep_orphan(
         &self,
-        lease: &Lease,
-        outcome: AttemptOutcome,
-        attempt: u32,
-        error: &VendorError,
+        job: &Job,
+        vendor_job_id: &str,
+        current: Option<&Job>,
     ) -> Disposition {
-        if let Err(e) = self.ledger.release_lease(lease, outcome).await {
-            warn!(error = %e, "could not release the lease; it will expire");
-        }
-        Disposition::RetryAfter {
-            delay: self
-                .config
-                .backoff
-                .delay(attempt, error.retry_after(), &mut rand::rng()),
-            code: match error.cause() {
-                "429" => "vendor_throttled",
-                "5xx" => "vendor_unavailable",
-                "network" => "vendor_unreachable",
-                _ => "vendor_no_answer",
-            },
-            reason: error.to_string(),
+        match current.and_then(|c| c.vendor_job_id.as_deref()) {
+            Some(same) if same == vendor_job_id => {
+                info!(%vendor_job_id, "lost the lease, but the job follows the same vendor job");
+                Disposition::Done
+            }
+            Some(other) => {
+                let other = other.to_owned();
+                self.record_orphan(job, vendor_job_id, &other, "late_answer")
+                    .await;
+                Disposition::Done
+            }
+            None => {
+                warn!(%vendor_job_id, "lost the lease before recording the vendor's answer; handing it on");
+                Disposition::DeferWith {
+                    delay: Duration::from_secs(1),
+                    vendor_job_id: vendor_job_id.to_owned(),
+                }
+            }
         }
     }
 
-    async fn release_and_retry(
-        &self,
-        lease: &Lease,
-        attempt: u32,
-        code: &'static str,
-        reason: String,
-    ) -> Disposition {
-        if let Err(e) = self
-            .ledger
-            .release_lease(lease, AttemptOutcome::NotReached)
-            .await
-        {
-            warn!(error = %e, "could not release the lease; it will expire");
-        }
-        self.retry_later(attempt, code, reason)
-    }
-
-    async fn defer(&self, lease: &Lease, delay: Duration) -> Disposition {
-        // Nothing reached the vendor in this invocation; an inherited attempt was reconciled.
-        if let Err(e) = self
-            .ledger
-            .release_lease(lease, AttemptOutcome::NotReached)
-            .await
-        {
-            warn!(error = %e, "could not release the lease; it will expire");
-        }
-        Disposition::Defer(delay)
-    }
-
-    /// Fails a job that is not leased (too old to submit).
-    async fn fail_unleased(&self, job: &Job, reason: Reason) -> Disposition {
-        let code = "max_age_exceeded";
+    /// A billed vendor job for this document that is not the one the job follows.
+    async fn record_orphan(&self, job: &Job, vendor_job_id: &str, followed: &str, cause: &str) {
+        error!(%vendor_job_id, %followed, cause, "a second vendor job for this document; recording it as an orphan");
         self.metrics.count(
-            metrics::JOBS_FAILED,
-            &["submit", code],
-            &[("job_id", job.id.as_str())],
+            metrics::ORPHAN_VENDOR_JOBS,
+            &[self.vendor.name(), cause],
+            &[
+                ("job_id", job.id.as_str()),
+                ("vendor_job_id", vendor_job_id),
+            ],
         );
-        let message = reason.message.clone();
+        if let Err(e) = self.ledger.record_orphan(&job.id, vendor_job_id).await {
+            error!(%vendor_job_id, error = %e, "could not record the orphan vendor job");
+        }
+    }
+
+    /// A held job whose submission's outcome was unknown, and the answer to it: adopt it.
+    async fn adopt_for_held(&self, job: &Job, vendor_job_id: &str) -> Disposition {
         match self
             .ledger
             .transition(
                 job,
-                JobState::Failed,
-                Change::none().with_reason(reason),
+                JobState::Submitted,
+                Change::none().with_vendor_job_id(vendor_job_id),
                 UnixMillis::now(),
             )
             .await
         {
-            Ok(_) => Disposition::DeadLetter {
-                code,
+            Ok(_) => {
+                self.count_reconcile(job, "adopted_from_message");
+                info!(%vendor_job_id, "the held job's lost answer arrived; adopted it");
+                self.notify_parse(job, vendor_job_id).await;
+                Disposition::Done
+            }
+            // Moved meanwhile (an operator, a completion): decide again on the next delivery.
+            Err(e) => self.retry_later(1, "adopt_failed", e.to_string()),
+        }
+    }
+
+    async fn notify_parse(&self, job: &Job, vendor_job_id: &str) {
+        let notice = ocrbridge::queue::ResultNotice {
+            job_id: job.id.clone(),
+            vendor_job_id: vendor_job_id.to_owned(),
+            status: "submitted".into(),
+            vendor_timestamp: None,
+            event_id: None,
+        };
+        if let Err(e) = self
+            .queue
+            .send_json(&self.stack.results_queue_url, &notice)
+            .await
+        {
+            // Reconcile polls Submitted jobs that hear nothing.
+            warn!(error = %e, "could not notify parse; reconcile will poll the vendor");
+        }
+    }
+
+    fn lease_lost(&self, job: &Job) {
+        self.metrics.count(
+            metrics::LEASES_LOST,
+            &["submit"],
+            &[("job_id", job.id.as_str())],
+        );
+        warn!("the lease was taken over while this worker held it; its write was refused");
+    }
+
+    fn count_reconcile(&self, job: &Job, outcome: &str) {
+        self.metrics.count(
+            metrics::RECONCILES,
+            &[self.vendor.name(), outcome],
+            &[("job_id", job.id.as_str())],
+        );
+    }
+
+    /// Holds the job for an operator, with `reason`.
+    async fn hold(&self, lease: &Lease, change: Change, reason: Reason) -> Result<(), Disposition> {
+        self.metrics.count(
+            metrics::JOBS_HELD,
+            &[&reason.code],
+            &[("job_id", lease.job_id.as_str())],
+        );
+        warn!(code = %reason.code, reason = %reason.message, "holding the job for an operator");
+        match self
+            .ledger
+            .complete_lease(
+                lease,
+                JobState::Held,
+                change.with_reason(reason),
+                UnixMillis::now(),
+            )
+            .await
+        {
+            Ok(_) | Err(FenceError::Lost { .. }) => Ok(()),
+            Err(e) => Err(self.retry_later(1, "dynamodb_error", e.to_string())),
+        }
+    }
+
+    /// Fails the job under the lease.
+    async fn fail(&self, lease: &Lease, change: Change, reason: Reason) -> Result<(), Disposition> {
+        self.metrics.count(
+            metrics::JOBS_FAILED,
+            &["submit", &reason.code],
+            &[("job_id", lease.job_id.as_str())],
+        );
+        warn!(code = %reason.code, reason = %reason.message, "failing the job");
+        match self
+            .ledger
+            .complete_lease(
+                lease,
+                JobState::Failed,
+                change.with_reason(reason),
+                UnixMillis::now(),
+            )
+            .await
+        {
+            Ok(_) | Err(FenceError::Lost { .. }) => Ok(()),
+            Err(e) => Err(self.retry_later(1, "dynamodb_error", e.to_string())),
+        }
+    }
+
+    async fn past_max_age(&self, lease: &Lease) -> Option<Disposition> {
+        let job = &lease.job;
+        let window_start = job.queued_at.unwrap_or(job.created_at);
+        if UnixMillis::now().since(window_start) <= self.config.max_age {
+            return None;
+        }
+        let reason = Reason::new(
+            reason::MAX_AGE_EXCEEDED,
+            format!(
+                "not submitted within {:?} of being queued",
+                self.config.max_age
+            ),
+        );
+        let message = reason.message.clone();
+        Some(match self.fail(lease, Change::none(), reason).await {
+            // Kept in the DLQ: an operator's redrive retries the job.
+            Ok(()) => Disposition::DeadLetter {
+                code: reason::MAX_AGE_EXCEEDED,
                 reason: message,
             },
-            Err(e) => self.retry_later(1, "dynamodb_error", e.to_string()),
-        }
+            Err(disposition) => disposition,
+        })
+    }
+
+    /// How long this invocation waits for a lease that another worker holds: just past its end.
+    fn lease_wait(until: UnixMillis, now: UnixMillis) -> Duration {
+        until.since(now) + Duration::from_millis(250)
     }
 }

@@ -19,6 +19,12 @@
 //! | `file_type`, `size_bytes`, `page_count`, `text_layer`, `type_mismatch` | S, N, N, BOOL, S | intake's inspection |
 //! | `also_uploaded_as` | SS  | other S3 objects with the same content (suppressed duplicates)  |
 //! | `result_key`, `result_summary` | S, S | the stored normalized result and its key fields     |
+//! | `queued_at`      | N    | unix ms the job last entered `Queued` (its submission window)   |
+//! | `vendor_failures`| N    | vendor calls that failed in a row; absent = 0                   |
+//! | `retry_owed`     | N    | retry-budget tokens the next attempt must spend; absent = 0     |
+//! | `risky_resubmits`| N    | submissions made while an earlier one may have arrived          |
+//! | `resubmit_approved` | BOOL | an operator accepted the risk of a second submission         |
+//! | `orphan_vendor_jobs` | SS | other vendor jobs for this document (each was billed)          |
 //!
 //! Dedupe table (`DEDUPE_TABLE`), one item per claimed event id:
 //!
@@ -67,6 +73,12 @@ pub mod attr {
     pub const ALSO_UPLOADED_AS: &str = "also_uploaded_as";
     pub const RESULT_KEY: &str = "result_key";
     pub const RESULT_SUMMARY: &str = "result_summary";
+    pub const QUEUED_AT: &str = "queued_at";
+    pub const VENDOR_FAILURES: &str = "vendor_failures";
+    pub const RETRY_OWED: &str = "retry_owed";
+    pub const RISKY_RESUBMITS: &str = "risky_resubmits";
+    pub const RESUBMIT_APPROVED: &str = "resubmit_approved";
+    pub const ORPHAN_VENDOR_JOBS: &str = "orphan_vendor_jobs";
 
     pub const DEDUPE_KEY: &str = "dedupe_key";
     pub const EXPIRES_AT: &str = "expires_at";
@@ -224,7 +236,27 @@ pub fn job_from_item(item: &Item) -> Result<Job, MalformedItem> {
         },
         result_key: opt_s(item, attr::RESULT_KEY)?,
         result_summary: opt_s(item, attr::RESULT_SUMMARY)?,
+        queued_at: opt_n(item, attr::QUEUED_AT)?.map(UnixMillis),
+        vendor_failures: small(item, attr::VENDOR_FAILURES)?,
+        retry_owed: small(item, attr::RETRY_OWED)?,
+        risky_resubmits: small(item, attr::RISKY_RESUBMITS)?,
+        resubmit_approved: opt_bool(item, attr::RESUBMIT_APPROVED)?.unwrap_or(false),
+        orphan_vendor_jobs: match item.get(attr::ORPHAN_VENDOR_JOBS) {
+            None | Some(AttributeValue::Null(_)) => Vec::new(),
+            Some(AttributeValue::Ss(ids)) => ids.clone(),
+            Some(_) => {
+                return Err(MalformedItem(format!(
+                    "attribute {} is not a string set",
+                    attr::ORPHAN_VENDOR_JOBS
+                )))
+            }
+        },
     })
+}
+
+/// A counter attribute; absent is 0.
+fn small(item: &Item, name: &str) -> Result<u32, MalformedItem> {
+    Ok(opt_n(item, name)?.map_or(0, |v| u32::try_from(v).unwrap_or(u32::MAX)))
 }
 
 #[cfg(test)]

@@ -9,8 +9,13 @@
 //! 2. [`Ledger::record_attempt`] *before* the side effect (or both at once,
 //!    [`Ledger::acquire_lease_and_record_attempt`]). If the worker dies after this write, the
 //!    next owner sees [`Lease::inherited_attempt`] and must ask the vendor (by our idempotency key)
-//!    whether the document arrived, instead of paying for it twice.
-//! 3. [`Ledger::complete_lease`] (advance the state) or [`Ledger::release_lease`] (give the job back).
+//!    whether the document arrived, instead of paying for it twice. An acquire never overwrites
+//!    an attempt that is still unresolved: its time is what the resolution is measured from (how
+//!    long the vendor has remembered the key, how long a completion has been awaited), and a
+//!    holder that goes on to send records its own attempt just before the call.
+//! 3. [`Ledger::complete_lease`] (advance the state) or [`Ledger::release_lease`] (give the job
+//!    back, saying whether the attempt may have reached the vendor and what the next attempt owes
+//!    the retry budget: [`RetryDebt`]).
 //!
 //! Steps 2 and 3 are conditional on `lease_owner` *and* `version`: after a takeover both have
 //! changed, so a slow former owner gets [`FenceError::Lost`] and writes nothing.
@@ -69,8 +74,26 @@ pub struct Lease {
     /// The job's version after our last write; the fence for the next one.
     pub version: u64,
     /// An attempt recorded by an earlier holder that never completed or released: the side effect
-    /// may have happened. Reconcile with the vendor before repeating it.
+    /// may have happened. Reconcile with the vendor before repeating it. It stays recorded on the
+    /// job (our own attempt was not written over it) until resolved.
     pub inherited_attempt: Option<Attempt>,
+    /// Whether our own attempt is recorded: by the acquire when nothing was inherited, or later
+    /// by [`Ledger::record_attempt`] / [`Ledger::record_risky_resubmit`].
+    pub attempt_recorded: bool,
+    /// The job as the acquiring write left it: what the holder decides from.
+    pub job: Box<Job>,
+}
+
+/// What a released lease leaves for the next attempt to pay the retry budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryDebt {
+    /// Nothing was decided about retries (e.g. the budget itself said wait): leave it.
+    Unchanged,
+    /// The vendor call failed: the next attempt is a retry that owes `tokens`, and the failure
+    /// streak (the backoff step) grows by one.
+    Owe { tokens: u32 },
+    /// Whatever was owed has been spent; the next attempt owes nothing.
+    Settled,
 }
 
 /// Whether a released attempt could have reached the vendor.
@@ -214,7 +237,9 @@ impl Ledger {
                 expr.set(attr::STATE, s(step.held_in().as_str()))
                     .set(attr::STATE_SINCE, n(now.0));
             }
-            if let Some(attempt_id) = attempt_id {
+            // Never over an unresolved attempt (the version guard makes `seen` exact).
+            let records_attempt = attempt_id.filter(|_| seen.attempt.is_none());
+            if let Some(attempt_id) = records_attempt {
                 expr.set(attr::ATTEMPT_ID, s(attempt_id))
                     .set(attr::ATTEMPTED_AT, n(now.0));
             }
@@ -228,6 +253,8 @@ impl Ledger {
                         version: new.version,
                         // The version guard makes `seen` the exact item we replaced.
                         inherited_attempt: seen.attempt.clone(),
+                        attempt_recorded: records_attempt.is_some(),
+                        job: Box::new(new),
                     });
                 }
                 Updated::ConditionFailed(Some(current)) => seen = current,
@@ -262,6 +289,41 @@ impl Ledger {
         let job = self.fenced_update(lease, &expr).await?;
         Ok(Lease {
             version: job.version,
+            attempt_recorded: true,
+            job: Box::new(job),
+            ..lease.clone()
+        })
+    }
+
+    /// [`Self::record_attempt`] for a submission that may be a second charge: an earlier attempt
+    /// might have reached the vendor and nothing can tell. Counted on the job
+    /// (`risky_resubmits`) in the same write, so that every possible duplicate is accounted for;
+    /// an operator's approval is used up by it.
+    #[instrument(skip_all, fields(job_id = %lease.job_id, attempt_id = attempt_id))]
+    pub async fn record_risky_resubmit(
+        &self,
+        lease: &Lease,
+        attempt_id: &str,
+        now: UnixMillis,
+    ) -> Result<Lease, FenceError> {
+        if now >= lease.until {
+            return Err(FenceError::Expired {
+                job_id: lease.job_id.clone(),
+                until: lease.until,
+            });
+        }
+        let mut expr = Expr::new();
+        expr.set(attr::ATTEMPT_ID, s(attempt_id))
+            .set(attr::ATTEMPTED_AT, n(now.0))
+            .add_number(attr::RISKY_RESUBMITS, 1)
+            .remove(attr::RESUBMIT_APPROVED)
+            .increment(attr::VERSION, 1);
+        fence(&mut expr, lease);
+        let job = self.fenced_update(lease, &expr).await?;
+        Ok(Lease {
+            version: job.version,
+            attempt_recorded: true,
+            job: Box::new(job),
             ..lease.clone()
         })
     }
@@ -289,6 +351,7 @@ impl Ledger {
         &self,
         lease: &Lease,
         outcome: AttemptOutcome,
+        debt: RetryDebt,
     ) -> Result<Job, FenceError> {
         let mut expr = Expr::new();
         expr.remove(attr::LEASE_OWNER)
@@ -296,6 +359,16 @@ impl Ledger {
             .increment(attr::VERSION, 1);
         if outcome == AttemptOutcome::NotReached {
             expr.remove(attr::ATTEMPT_ID).remove(attr::ATTEMPTED_AT);
+        }
+        match debt {
+            RetryDebt::Unchanged => {}
+            RetryDebt::Owe { tokens } => {
+                expr.set(attr::RETRY_OWED, n(u64::from(tokens)))
+                    .add_number(attr::VENDOR_FAILURES, 1);
+            }
+            RetryDebt::Settled => {
+                expr.remove(attr::RETRY_OWED);
+            }
         }
         fence(&mut expr, lease);
         self.fenced_update(lease, &expr).await

@@ -6,8 +6,13 @@
 //! - **Create** is a conditional put on the job id, which is derived from the document key, so two
 //!   intakes of the same content create one job; the loser gets the winner's row back
 //!   (`ReturnValuesOnConditionCheckFailure=ALL_OLD`), with no second read.
-//! - **Transition** names the version it read and is only allowed from the states the transition
-//!   table lists. A stale or illegal move is a typed error, never a silent overwrite.
+//! - **Transition** names the version it read, is only allowed from the states the transition
+//!   table lists, and never moves a job whose lease is live: an unleased writer (a sweep, a
+//!   webhook's notice) must not end the work of a worker that is calling the vendor right now.
+//!   A stale, leased or illegal move is a typed error, never a silent overwrite.
+//! - **Retry** (`Failed`/`Held` → `Queued`) is its own write, conditioned on the reason being one
+//!   an operator may retry ([`crate::job::reason::RETRYABLE`]), so no caller can revive a final
+//!   failure by mistake.
 //! - **Leases** guard side effects (vendor calls). Acquire needs the lease to be absent or expired;
 //!   every later write by the holder (record attempt, complete, release) is fenced on owner *and*
 //!   version, so a holder that lost its lease cannot overwrite its successor. This is the fix for
@@ -24,13 +29,13 @@ mod update;
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
-use aws_sdk_dynamodb::types::{ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
 use tracing::instrument;
 
 pub use bucket::{BucketSpec, Take};
 pub use dedupe::{Claim, ClaimToken};
-pub use lease::{AttemptOutcome, FenceError, Lease, LeaseError, LeaseStep};
+pub use lease::{AttemptOutcome, FenceError, Lease, LeaseError, LeaseStep, RetryDebt};
 
 use crate::job::{Job, JobId, JobState, NewJob, Reason};
 use crate::time::UnixMillis;
@@ -103,10 +108,13 @@ impl Created {
 pub struct Change {
     pub vendor_job_id: Option<String>,
     pub reason: Option<Reason>,
-    /// Where the normalized result is stored (`results/<job>.json`).
+    /// Where the normalized result is stored (`results/<job>/<attempt>.json`).
     pub result_key: Option<String>,
     /// A short JSON summary of the key fields, for operators and the demo table.
     pub result_summary: Option<String>,
+    /// The recorded attempt certainly did not reach the vendor (it refused our credentials, or
+    /// rejected the request before taking it): clear it, so no one resolves it later.
+    pub attempt_not_reached: bool,
 }
 
 impl Change {
@@ -121,6 +129,11 @@ impl Change {
 
     pub fn with_reason(mut self, reason: Reason) -> Self {
         self.reason = Some(reason);
+        self
+    }
+
+    pub fn attempt_not_reached(mut self) -> Self {
+        self.attempt_not_reached = true;
         self
     }
 
@@ -153,11 +166,25 @@ pub enum TransitionError {
         expected_version: u64,
         current: Box<Job>,
     },
+    /// A worker holds a live lease on the job: it is working on it right now. Leave it; if the
+    /// worker dies, its lease expires and the job can be moved then.
+    #[error("job {} is leased by {} until {:?}; not moving it under a live lease", current.id, current.lease.as_ref().map_or("?", |l| l.owner.as_str()), current.lease.as_ref().map(|l| l.until))]
+    Leased { current: Box<Job> },
     /// The job row does not exist.
     #[error("job {0} does not exist")]
     Missing(JobId),
     #[error(transparent)]
     Ledger(#[from] LedgerError),
+}
+
+/// An operator's retry ([`Ledger::requeue`]) that was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RequeueError {
+    /// Only `Failed` and `Held` jobs with a retryable reason go back; this one does not qualify.
+    #[error("job {} is {}{}: only Failed or Held jobs with a retryable reason ({}) can be retried", job.id, job.state, job.reason.as_ref().map(|r| format!(" ({})", r.code)).unwrap_or_default(), crate::job::reason::RETRYABLE.join(", "))]
+    NotRetryable { job: Box<Job> },
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
 }
 
 impl Ledger {
@@ -244,17 +271,46 @@ impl Ledger {
         now: UnixMillis,
     ) -> Result<Job, TransitionError> {
         check_transition(&job.id, job.state, to, &change)?;
+        if job.state.is_retry(to) {
+            // Retries carry conditions of their own: `requeue`.
+            return Err(TransitionError::Illegal {
+                job_id: job.id.clone(),
+                from: job.state,
+                to,
+            });
+        }
         let mut expr = Expr::new();
         apply_state_change(&mut expr, to, &change, now);
-        expr.require_eq(attr::VERSION, n(job.version)).require_in(
-            attr::STATE,
-            JobState::sources_of(to)
-                .into_iter()
-                .map(|state| s(state.as_str()))
-                .collect(),
-        );
-        match self.update(&job.id, &expr).await? {
+        expr.require_eq(attr::VERSION, n(job.version))
+            .require_in(
+                attr::STATE,
+                JobState::sources_of(to)
+                    .into_iter()
+                    .map(|state| s(state.as_str()))
+                    .collect(),
+            )
+            .require_absent_or_at_most(attr::LEASE_UNTIL, n(now.0));
+        self.unleased_update(job, to, &expr, now).await
+    }
+
+    /// Runs an unleased, version-guarded write and names why it failed.
+    async fn unleased_update(
+        &self,
+        job: &Job,
+        to: JobState,
+        expr: &Expr,
+        now: UnixMillis,
+    ) -> Result<Job, TransitionError> {
+        match self.update(&job.id, expr).await? {
             Updated::Ok(new) => Ok(new),
+            Updated::ConditionFailed(Some(current))
+                if current.version == job.version
+                    && current.lease.as_ref().is_some_and(|l| l.is_live(now)) =>
+            {
+                Err(TransitionError::Leased {
+                    current: Box::new(current),
+                })
+            }
             Updated::ConditionFailed(Some(current)) => Err(TransitionError::Stale {
                 from: job.state,
                 to,
@@ -263,6 +319,78 @@ impl Ledger {
             }),
             Updated::ConditionFailed(None) => Err(TransitionError::Missing(job.id.clone())),
         }
+    }
+
+    /// An operator's retry: a `Failed` or `Held` job with a retryable reason goes back to
+    /// `Queued`, with a fresh submission window. It keeps its vendor job (submit adopts it
+    /// instead of submitting again) and its recorded attempt (submit resolves it before sending
+    /// anything), so a retry never pays twice unawares. Retrying a job held because its
+    /// submission's outcome is unknown approves the resubmission that may be a second charge;
+    /// retrying a result the vendor no longer has drops the vendor job (kept as an orphan: it
+    /// was billed) so that submit buys the document again.
+    ///
+    /// The caller then sends the submit message; if that send is lost, reconcile finds the
+    /// `Queued` job and sends it.
+    #[instrument(skip_all, fields(job_id = %job.id, from = %job.state))]
+    pub async fn requeue(&self, job: &Job, now: UnixMillis) -> Result<Job, RequeueError> {
+        let Some(reason) = job.retryable_reason() else {
+            return Err(RequeueError::NotRetryable {
+                job: Box::new(job.clone()),
+            });
+        };
+        let mut expr = Expr::new();
+        apply_state_change(&mut expr, JobState::Queued, &Change::none(), now);
+        expr.remove(attr::REASON_CODE)
+            .remove(attr::REASON_MESSAGE)
+            .remove(attr::VENDOR_FAILURES)
+            .remove(attr::RETRY_OWED);
+        if reason.code == crate::job::reason::SUBMISSION_OUTCOME_UNKNOWN {
+            expr.set(attr::RESUBMIT_APPROVED, AttributeValue::Bool(true));
+        }
+        if reason.code == crate::job::reason::RESULT_UNAVAILABLE {
+            expr.remove(attr::VENDOR_JOB_ID)
+                .remove(attr::ATTEMPT_ID)
+                .remove(attr::ATTEMPTED_AT);
+            if let Some(lost) = &job.vendor_job_id {
+                expr.add_to_set(attr::ORPHAN_VENDOR_JOBS, lost);
+            }
+        }
+        expr.require_eq(attr::VERSION, n(job.version))
+            .require_in(
+                attr::STATE,
+                vec![s(JobState::Failed.as_str()), s(JobState::Held.as_str())],
+            )
+            .require_in(
+                attr::REASON_CODE,
+                crate::job::reason::RETRYABLE
+                    .iter()
+                    .map(|c| s(*c))
+                    .collect(),
+            )
+            .require_absent_or_at_most(attr::LEASE_UNTIL, n(now.0));
+        Ok(self
+            .unleased_update(job, JobState::Queued, &expr, now)
+            .await?)
+    }
+
+    /// Records a vendor job for this document that is not the one the job follows: an answer
+    /// that came back after another worker took over, or the completion of a second submission.
+    /// A set add, so it needs no guard and may be repeated.
+    #[instrument(skip_all, fields(job_id = %id, vendor_job_id))]
+    pub async fn record_orphan(&self, id: &JobId, vendor_job_id: &str) -> Result<(), LedgerError> {
+        self.client
+            .update_item()
+            .table_name(&self.tables.jobs)
+            .key(attr::JOB_ID, s(id.as_str()))
+            .update_expression("ADD #o :v")
+            .condition_expression("attribute_exists(#id)")
+            .expression_attribute_names("#o", attr::ORPHAN_VENDOR_JOBS)
+            .expression_attribute_names("#id", attr::JOB_ID)
+            .expression_attribute_values(":v", AttributeValue::Ss(vec![vendor_job_id.to_owned()]))
+            .send()
+            .await
+            .map_err(|e| LedgerError::dynamo("UpdateItem", &e))?;
+        Ok(())
     }
 
     /// Jobs in `state` that entered it before `before`, oldest first, through the `by-state`
@@ -310,10 +438,7 @@ impl Ledger {
             .condition_expression("attribute_exists(#id)")
             .expression_attribute_names("#also", attr::ALSO_UPLOADED_AS)
             .expression_attribute_names("#id", attr::JOB_ID)
-            .expression_attribute_values(
-                ":src",
-                aws_sdk_dynamodb::types::AttributeValue::Ss(vec![source.to_owned()]),
-            )
+            .expression_attribute_values(":src", AttributeValue::Ss(vec![source.to_owned()]))
             .send()
             .await
             .map_err(|e| LedgerError::dynamo("UpdateItem", &e))?;
@@ -395,7 +520,7 @@ fn check_transition(
     }
     let needs_reason = matches!(
         to,
-        JobState::Rejected | JobState::Failed | JobState::NeedsReview
+        JobState::Rejected | JobState::Failed | JobState::NeedsReview | JobState::Held
     );
     if needs_reason && change.reason.is_none() {
         return Err(TransitionError::ReasonRequired {
@@ -407,13 +532,31 @@ fn check_transition(
 }
 
 /// The writes common to every state change: the state, its start time, the version bump, the
-/// change's fields, and the end of any lease.
+/// change's fields, and the end of any lease. Entering `Queued` starts the submission window;
+/// entering `Submitted` ends the submission's bookkeeping (failures, owed retries, approval).
 fn apply_state_change(expr: &mut Expr, to: JobState, change: &Change, now: UnixMillis) {
     expr.set(attr::STATE, s(to.as_str()))
         .set(attr::STATE_SINCE, n(now.0))
         .increment(attr::VERSION, 1)
         .remove(attr::LEASE_OWNER)
         .remove(attr::LEASE_UNTIL);
+    if change.attempt_not_reached && to != JobState::Submitted {
+        expr.remove(attr::ATTEMPT_ID).remove(attr::ATTEMPTED_AT);
+    }
+    match to {
+        JobState::Queued => {
+            expr.set(attr::QUEUED_AT, n(now.0));
+        }
+        JobState::Submitted => {
+            // The vendor job is known: no attempt is unresolved any more.
+            expr.remove(attr::VENDOR_FAILURES)
+                .remove(attr::RETRY_OWED)
+                .remove(attr::RESUBMIT_APPROVED)
+                .remove(attr::ATTEMPT_ID)
+                .remove(attr::ATTEMPTED_AT);
+        }
+        _ => {}
+    }
     if let Some(id) = &change.vendor_job_id {
         expr.set(attr::VENDOR_JOB_ID, s(id));
     }

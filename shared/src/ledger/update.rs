@@ -11,6 +11,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 pub struct Expr {
     sets: Vec<String>,
     removes: Vec<String>,
+    adds: Vec<String>,
     conditions: Vec<String>,
     names: HashMap<String, String>,
     values: HashMap<String, AttributeValue>,
@@ -46,6 +47,22 @@ impl Expr {
         let name = self.name(attribute);
         let value = self.value(AttributeValue::N(by.to_string()));
         self.sets.push(format!("{name} = {name} + {value}"));
+        self
+    }
+
+    /// `ADD #attribute :set`: adds `value` to a string set (created if absent).
+    pub fn add_to_set(&mut self, attribute: &str, value: &str) -> &mut Self {
+        let name = self.name(attribute);
+        let value = self.value(AttributeValue::Ss(vec![value.to_owned()]));
+        self.adds.push(format!("{name} {value}"));
+        self
+    }
+
+    /// `ADD #attribute :n`: adds to a number (0 if absent).
+    pub fn add_number(&mut self, attribute: &str, by: u64) -> &mut Self {
+        let name = self.name(attribute);
+        let value = self.value(AttributeValue::N(by.to_string()));
+        self.adds.push(format!("{name} {value}"));
         self
     }
 
@@ -101,6 +118,9 @@ impl Expr {
         }
         if !self.removes.is_empty() {
             parts.push(format!("REMOVE {}", self.removes.join(", ")));
+        }
+        if !self.adds.is_empty() {
+            parts.push(format!("ADD {}", self.adds.join(", ")));
         }
         (!parts.is_empty()).then(|| parts.join(" "))
     }

@@ -9,6 +9,7 @@
 //! [`Capabilities`] says which of these a vendor has; the submit and reconcile logic reads it
 //! instead of assuming.
 
+pub mod ambiguity;
 pub mod normalize;
 pub mod sim;
 
@@ -16,15 +17,28 @@ use std::future::Future;
 use std::time::Duration;
 
 use crate::job::Profile;
+use crate::time::UnixMillis;
 
-/// How a vendor treats a repeated submission.
+/// How a vendor treats a repeated submission of the same document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Idempotency {
-    /// The same key returns the same vendor job and bills nothing (the simulator, Textract).
-    Native,
-    /// No protection: a repeat is a second job and a second charge (Azure). Reconcile must find
-    /// the first one some other way before resubmitting.
+    /// The same key returns the same vendor job and bills nothing, for as long as the vendor
+    /// remembers the key: `None` for as long as the job exists (the simulator's native mode),
+    /// `Some(7 days)` for Textract's `ClientRequestToken`.
+    Native { remembers_for: Option<Duration> },
+    /// No protection: a repeat is a second job and a second charge (Azure, Mindee, Google).
     None,
+}
+
+/// How the vendor tells us a job finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completion {
+    /// Signed HTTP webhooks to the webhook function.
+    Webhook(WebhookScheme),
+    /// An AWS notification (Textract: SNS → SQS), which stays inside AWS: nothing to sign.
+    Notification,
+    /// Nothing is pushed: the vendor is polled.
+    Poll,
 }
 
 /// How the vendor signs its webhooks.
@@ -34,16 +48,40 @@ pub enum WebhookScheme {
     StandardWebhooks,
     /// Hex HMAC-SHA256 of the raw body in one header (Mindee-like).
     HexHmacBody,
-    /// No webhooks: poll.
-    None,
 }
 
+/// What a vendor can do for us. Submit and reconcile read this instead of assuming, so that a
+/// new vendor is one adapter, not edits to the functions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Capabilities {
     pub idempotency: Idempotency,
-    /// `find_by_idempotency_key` can answer "did you get my submission?".
+    /// [`Vendor::find_by_idempotency_key`] answers "did you get my submission?", with authority
+    /// while the vendor remembers the key.
     pub lookup_by_key: bool,
-    pub webhooks: WebhookScheme,
+    pub completion: Completion,
+    /// The completion names our job (the simulator's `external_ref`, Mindee's `alias`,
+    /// Textract's `JobTag`), so a submission whose answer was lost is recognised when the vendor
+    /// finishes it.
+    pub completion_carries_reference: bool,
+}
+
+impl Capabilities {
+    /// Whether the vendor still remembers an idempotency key first sent at `sent_at`, with a
+    /// margin (a tenth of its memory, at most an hour) for clock differences between us and it.
+    pub fn remembers_key(&self, sent_at: UnixMillis, now: UnixMillis) -> bool {
+        match self.idempotency {
+            Idempotency::Native {
+                remembers_for: None,
+            } => true,
+            Idempotency::Native {
+                remembers_for: Some(memory),
+            } => {
+                let margin = (memory / 10).min(Duration::from_secs(3600));
+                now.since(sent_at) + margin < memory
+            }
+            Idempotency::None => false,
+        }
+    }
 }
 
 /// One document to submit.
@@ -56,6 +94,10 @@ pub struct Submission<'a> {
     pub profile: &'a Profile,
     /// Our job id, echoed back in webhooks and lookups.
     pub external_ref: &'a str,
+    /// The longest the call may take: what is left of the submit lease. A call still running
+    /// when the lease ends could overlap the next holder's, so the adapter gives up first (and
+    /// the outcome is then ambiguous, which the next holder resolves).
+    pub time_limit: Duration,
 }
 
 /// The vendor's view of a job's progress.
@@ -123,6 +165,11 @@ pub enum VendorError {
         code: String,
         message: String,
     },
+    /// The vendor answered 2xx, but the answer could not be read (the body broke off, or it
+    /// lacks what we need). For a submission that means the vendor **accepted** it: never a
+    /// failure, always a question to resolve.
+    #[error("the vendor answered {status} but the answer could not be used: {detail}")]
+    Unreadable { status: u16, detail: String },
     /// The response did not have the expected shape.
     #[error("unexpected vendor response: {0}")]
     Protocol(String),
@@ -134,10 +181,19 @@ impl VendorError {
             VendorError::Throttled { .. }
             | VendorError::Unavailable { .. }
             | VendorError::Unreachable(_) => ErrorClass::Retryable,
-            VendorError::NoAnswer(_) => ErrorClass::Ambiguous,
+            VendorError::NoAnswer(_) | VendorError::Unreadable { .. } => ErrorClass::Ambiguous,
             VendorError::Auth { .. } | VendorError::Rejected { .. } | VendorError::Protocol(_) => {
                 ErrorClass::Permanent
             }
+        }
+    }
+
+    /// What retrying this error costs from the retry budget: a timeout weighs double, as in the
+    /// AWS SDK's standard retry mode (it held a connection for the whole timeout).
+    pub fn retry_cost(&self) -> u32 {
+        match self {
+            VendorError::NoAnswer(_) | VendorError::Unreadable { .. } => 2,
+            _ => 1,
         }
     }
 
@@ -157,6 +213,7 @@ impl VendorError {
             VendorError::Unavailable { .. } => "5xx",
             VendorError::Unreachable(_) => "network",
             VendorError::NoAnswer(_) => "timeout",
+            VendorError::Unreadable { .. } => "unreadable",
             VendorError::Auth { .. } => "auth",
             VendorError::Rejected { .. } => "rejected",
             VendorError::Protocol(_) => "protocol",
@@ -260,6 +317,14 @@ mod tests {
                 VendorError::NoAnswer("timeout".into()),
                 ErrorClass::Ambiguous,
                 "timeout",
+            ),
+            (
+                VendorError::Unreadable {
+                    status: 202,
+                    detail: "body broke off".into(),
+                },
+                ErrorClass::Ambiguous,
+                "unreadable",
             ),
             (
                 VendorError::Auth { status: 401 },

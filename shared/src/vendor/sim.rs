@@ -6,8 +6,8 @@ use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
 
 use super::{
-    Capabilities, Idempotency, SecretRegistry, Submission, Vendor, VendorError, VendorJob,
-    VendorStatus, WebhookScheme,
+    Capabilities, Completion, Idempotency, SecretRegistry, Submission, Vendor, VendorError,
+    VendorJob, VendorStatus, WebhookScheme,
 };
 use crate::keyring::{Keyring, Secret};
 
@@ -43,15 +43,27 @@ pub struct SimVendor {
     http: reqwest::Client,
     base_url: String,
     api_key: Keyring,
+    idempotency: Idempotency,
 }
 
 impl SimVendor {
+    /// The simulator in its default mode, which deduplicates by key for ever.
     pub fn new(http: reqwest::Client, base_url: impl Into<String>, api_key: Keyring) -> Self {
         SimVendor {
             http,
             base_url: base_url.into().trim_end_matches('/').to_owned(),
             api_key,
+            idempotency: Idempotency::Native {
+                remembers_for: None,
+            },
         }
+    }
+
+    /// Says how the simulator was started (`--idempotency native|expiring:SECS|none`): what it
+    /// does with a repeated key decides how an ambiguous submission can be resolved.
+    pub fn with_idempotency(mut self, idempotency: Idempotency) -> Self {
+        self.idempotency = idempotency;
+        self
     }
 
     async fn bearer(&self) -> Result<String, VendorError> {
@@ -73,12 +85,17 @@ impl SimVendor {
         check(response).await
     }
 
+    /// A 2xx answer's JSON. A body that breaks off or is not JSON is [`VendorError::Unreadable`]:
+    /// the request succeeded, we just cannot see how.
     async fn json(&self, request: reqwest::RequestBuilder) -> Result<Value, VendorError> {
         let response = self.send(request).await?;
-        response
-            .json()
+        let status = response.status().as_u16();
+        let unreadable = |detail: String| VendorError::Unreadable { status, detail };
+        let body = response
+            .bytes()
             .await
-            .map_err(|e| VendorError::Protocol(format!("response is not JSON: {e}")))
+            .map_err(|e| unreadable(format!("the body broke off: {e}")))?;
+        serde_json::from_slice(&body).map_err(|e| unreadable(format!("not JSON: {e}")))
     }
 }
 
@@ -162,9 +179,11 @@ impl Vendor for SimVendor {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            idempotency: Idempotency::Native,
-            lookup_by_key: true,
-            webhooks: WebhookScheme::StandardWebhooks,
+            idempotency: self.idempotency,
+            // Without idempotency the simulator has no lookup either (like Azure and Mindee).
+            lookup_by_key: self.idempotency != Idempotency::None,
+            completion: Completion::Webhook(WebhookScheme::StandardWebhooks),
+            completion_carries_reference: true,
         }
     }
 
@@ -179,10 +198,18 @@ impl Vendor for SimVendor {
                 self.http
                     .post(format!("{}/v1/documents", self.base_url))
                     .header("idempotency-key", submission.idempotency_key)
+                    // Connect, send and read the whole answer within what is left of the lease.
+                    .timeout(submission.time_limit)
                     .json(&body),
             )
             .await?;
-        Ok(parse_job(&answer)?.id)
+        // A 2xx without a job id still means the vendor took the document.
+        parse_job(&answer)
+            .map(|job| job.id)
+            .map_err(|e| VendorError::Unreadable {
+                status: 202,
+                detail: e.to_string(),
+            })
     }
 
     async fn find_by_idempotency_key(&self, key: &str) -> Result<Option<VendorJob>, VendorError> {
@@ -280,16 +307,23 @@ impl SecretRegistry for SimVendor {
         }
     }
 
+    /// One authenticated read of a document that does not exist: `404` proves the key works
+    /// (a bad key is `401`/`403` before the lookup), in every idempotency mode.
     async fn check_api_key(&self, key: &Secret) -> Result<(), VendorError> {
         let response = self
             .http
-            .get(format!("{}/v1/documents", self.base_url))
-            .query(&[("external_ref", "ocrbridge-rotation-check")])
+            .get(format!(
+                "{}/v1/documents/ocrbridge-rotation-check",
+                self.base_url
+            ))
             .header("authorization", format!("Bearer {}", key.expose()))
             .send()
             .await
             .map_err(transport_error)?;
-        check(response).await.map(|_| ())
+        match check(response).await {
+            Ok(_) | Err(VendorError::Rejected { status: 404, .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 }
 

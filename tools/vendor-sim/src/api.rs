@@ -27,7 +27,10 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .route("/v1/documents/{id}", get(status))
         .route("/v1/documents/{id}/result", get(result))
         .route("/admin/stats", get(stats))
-        .route("/admin/idempotency", get(get_idempotency).put(put_idempotency))
+        .route(
+            "/admin/idempotency",
+            get(get_idempotency).put(put_idempotency),
+        )
         .route("/admin/external-refs", get(external_refs))
         .route("/admin/faults", get(get_faults).put(put_faults))
         .route("/admin/webhook", get(get_webhook).put(put_webhook))
@@ -468,7 +471,11 @@ async fn put_idempotency(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
             sim.lock().idempotency = mode;
             Json(mode).into_response()
         }
-        Err(e) => error(StatusCode::BAD_REQUEST, "invalid_idempotency", e.to_string()),
+        Err(e) => error(
+            StatusCode::BAD_REQUEST,
+            "invalid_idempotency",
+            e.to_string(),
+        ),
     }
 }
 

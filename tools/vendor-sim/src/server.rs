@@ -38,13 +38,12 @@ async fn truncate(response: axum::response::Response) -> axum::response::Respons
         futures::stream::iter([Ok::<_, std::io::Error>(half)]),
         futures::stream::once(async {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            Err(std::io::Error::other("response truncated by fault injection"))
+            Err(std::io::Error::other(
+                "response truncated by fault injection",
+            ))
         }),
     );
-    axum::response::Response::from_parts(
-        parts,
-        axum::body::Body::from_stream(chunks),
-    )
+    axum::response::Response::from_parts(parts, axum::body::Body::from_stream(chunks))
 }
 
 #[derive(Debug)]

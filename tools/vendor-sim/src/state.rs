@@ -81,7 +81,9 @@ impl SimJob {
 pub enum Idempotency {
     #[default]
     Native,
-    Expiring { ttl_ms: u64 },
+    Expiring {
+        ttl_ms: u64,
+    },
     None,
 }
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use serde_json::{json, Value};
 use support::*;
-use vendor_sim::Idempotency;
 use vendor_sim::webhooks::generate_secret;
+use vendor_sim::Idempotency;
 
 #[tokio::test]
 async fn bearer_auth_is_required_and_keys_can_be_rotated() {

@@ -1,0 +1,505 @@
+//! The steps of one submission under the lease, in the order `submit_job` runs them.
+
+use std::time::{Duration, Instant};
+
+use ocrbridge::batch::Disposition;
+use ocrbridge::blob::ObjectRef;
+use ocrbridge::job::{reason, Attempt, Job, Reason};
+use ocrbridge::ledger::Change;
+use ocrbridge::ledger::{
+    AttemptOutcome, FenceError, Lease, LeaseError, LeaseStep, RetryDebt, Take,
+};
+use ocrbridge::metrics;
+use ocrbridge::time::{lease_until_from_deadline, UnixMillis, DEFAULT_LEASE_SAFETY_MARGIN};
+use ocrbridge::vendor::ambiguity::Resolution;
+use ocrbridge::vendor::{ErrorClass, Submission, Vendor, VendorError};
+use tracing::{info, warn};
+
+use crate::Submit;
+
+/// What a step decided: go on with (a newer) lease, or stop here with this disposition.
+pub(crate) enum Next {
+    Continue(Lease),
+    Stop(Disposition),
+}
+
+/// How the submission that follows an inherited attempt is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Send {
+    /// Nothing can reach the vendor twice: no earlier attempt, the vendor said it does not have
+    /// it, or it deduplicates by our key.
+    Safe,
+    /// It may be a second charge: counted when the attempt is recorded.
+    Risky,
+}
+
+/// Below this much lease left, a vendor call is not started: it could not finish in time, and
+/// an abandoned call is an ambiguous one.
+const MIN_CALL_TIME: Duration = Duration::from_secs(1);
+
+impl<V: Vendor> Submit<V> {
+    /// Step 2: the lease, with the attempt recorded in the same write. Every path below that
+    /// does not reach the vendor releases it as `NotReached`, which clears the attempt again.
+    pub(crate) async fn take_lease(
+        &self,
+        job: &Job,
+        receives: u32,
+        deadline: UnixMillis,
+    ) -> Result<Lease, Disposition> {
+        let now = UnixMillis::now();
+        let until = lease_until_from_deadline(deadline, DEFAULT_LEASE_SAFETY_MARGIN);
+        let owner = format!("submit-{}", uuid::Uuid::new_v4().simple());
+        let attempt_id = uuid::Uuid::new_v4().to_string();
+        match self
+            .ledger
+            .acquire_lease_and_record_attempt(
+                job,
+                LeaseStep::Submit,
+                &owner,
+                until,
+                &attempt_id,
+                now,
+            )
+            .await
+        {
+            Ok(lease) => Ok(lease),
+            Err(LeaseError::AlreadyPast { current, .. }) => {
+                self.metrics
+                    .count(metrics::SUBMIT_SKIPPED, &[current.state.as_str()], &[]);
+                Err(Disposition::Done)
+            }
+            Err(LeaseError::Held { until, .. }) => Err(Disposition::RetryAfter {
+                delay: Self::lease_wait(until, now),
+                code: "lease_held",
+                reason: "another worker holds the submit lease".into(),
+            }),
+            Err(LeaseError::NotYet { current, .. }) => Err(Disposition::RetryAfter {
+                delay: Duration::from_secs(5),
+                code: "not_queued_yet",
+                reason: format!("job is still {}", current.state),
+            }),
+            Err(
+                e @ (LeaseError::Contended { .. }
+                | LeaseError::NoTimeLeft { .. }
+                | LeaseError::Ledger(_)),
+            ) => Err(self.retry_later(receives, "lease_unavailable", e.to_string())),
+            Err(LeaseError::Missing(id)) => Err(Disposition::DeadLetter {
+                code: "unknown_job",
+                reason: format!("job {id} vanished"),
+            }),
+        }
+    }
+
+    /// Step 4: an earlier holder recorded an attempt and never finished: it may have reached the
+    /// vendor. Resolve that before anything is sent (see `ocrbridge::vendor::ambiguity`).
+    pub(crate) async fn resolve_inherited(
+        &self,
+        lease: Lease,
+        attempt: &Attempt,
+    ) -> Result<(Lease, Send), Disposition> {
+        let now = UnixMillis::now();
+        let resolution = if lease.job.resubmit_approved {
+            // An operator looked at the held job and chose to resubmit.
+            Resolution::RiskyResubmit
+        } else {
+            self.config
+                .ambiguity
+                .resolve(&self.vendor.capabilities(), attempt.attempted_at, now)
+        };
+        self.metrics.count(
+            metrics::AMBIGUOUS_SUBMISSIONS,
+            &[self.vendor.name(), resolution.as_str()],
+            &[("job_id", lease.job_id.as_str())],
+        );
+        info!(
+            resolution = resolution.as_str(),
+            attempt_id = %attempt.attempt_id,
+            "an earlier attempt may have reached the vendor"
+        );
+        match resolution {
+            Resolution::LookUp => self.look_up(lease).await,
+            Resolution::ResubmitWithSameKey => {
+                self.count_reconcile(&lease.job, "resubmitted_same_key");
+                Ok((lease, Send::Safe))
+            }
+            Resolution::AwaitCompletion { until } => {
+                // The completion names the job; parse adopts the vendor job when it arrives.
+                // The inherited attempt stays as it is, so the wait is measured from it.
+                self.release(&lease, AttemptOutcome::MayHaveReached, RetryDebt::Unchanged)
+                    .await;
+                // Waiting is not failing: a deferral spends no receive. Look again when the grace
+                // period ends, or sooner (the cap), to see whether the completion came.
+                let wait = until
+                    .since(now)
+                    .min(self.config.backoff.cap)
+                    .max(Duration::from_secs(1));
+                info!(?wait, "waiting for the vendor's completion to name the job");
+                Err(Disposition::Defer(wait))
+            }
+            Resolution::RiskyResubmit => Ok((lease, Send::Risky)),
+            Resolution::Hold => {
+                let reason = Reason::new(
+                    reason::SUBMISSION_OUTCOME_UNKNOWN,
+                    format!(
+                        "a submission was sent at {} ms and its answer lost; {} cannot say whether it arrived, and no completion named the job within {:?}. Retry to resubmit (it may be a second charge), or fail it.",
+                        attempt.attempted_at.0,
+                        self.vendor.name(),
+                        self.config.ambiguity.grace,
+                    ),
+                );
+                Err(match self.hold(&lease, Change::none(), reason).await {
+                    Ok(()) => Disposition::Done,
+                    Err(disposition) => disposition,
+                })
+            }
+        }
+    }
+
+    /// "Did you get my submission?" — adopt the vendor's job if it did.
+    async fn look_up(&self, lease: Lease) -> Result<(Lease, Send), Disposition> {
+        let key = lease.job_id.as_str();
+        let mut answer = self.vendor.find_by_idempotency_key(key).await;
+        if matches!(answer, Err(VendorError::Auth { .. })) {
+            // As for a submission: rotation may just have replaced the key.
+            self.vendor.refresh_credentials().await;
+            answer = self.vendor.find_by_idempotency_key(key).await;
+        }
+        match answer {
+            Ok(Some(vendor_job)) => {
+                self.count_reconcile(&lease.job, "adopted");
+                info!(vendor_job_id = %vendor_job.id, "adopted the vendor's existing job");
+                Err(self.complete(&lease, vendor_job.id, false).await)
+            }
+            Ok(None) => {
+                self.count_reconcile(&lease.job, "resubmitted");
+                Ok((lease, Send::Safe))
+            }
+            Err(e) => {
+                let failures = lease.job.vendor_failures + 1;
+                self.release(&lease, AttemptOutcome::MayHaveReached, RetryDebt::Unchanged)
+                    .await;
+                Err(self.retry_later(failures, "lookup_failed", e.to_string()))
+            }
+        }
+    }
+
+    /// Step 7a: our own attempt, recorded (fenced) just before the call when the acquire did not
+    /// record it because an earlier one was unresolved. A risky submission is counted in the
+    /// same write, before the risk is taken.
+    pub(crate) async fn record_own_attempt(
+        &self,
+        lease: Lease,
+        send: Send,
+    ) -> Result<Lease, Disposition> {
+        if lease.attempt_recorded {
+            return Ok(lease);
+        }
+        let attempt_id = uuid::Uuid::new_v4().to_string();
+        let now = UnixMillis::now();
+        let recorded = match send {
+            Send::Safe => self.ledger.record_attempt(&lease, &attempt_id, now).await,
+            Send::Risky => {
+                self.ledger
+                    .record_risky_resubmit(&lease, &attempt_id, now)
+                    .await
+            }
+        };
+        match recorded {
+            Ok(lease) => {
+                if send == Send::Risky {
+                    self.metrics.count(
+                        metrics::DUPLICATE_SUBMISSION_RISK,
+                        &[self.vendor.name()],
+                        &[("job_id", lease.job_id.as_str())],
+                    );
+                    warn!("resubmitting although the last submission may have arrived");
+                }
+                Ok(lease)
+            }
+            // Taken over: the new holder resolves the attempt.
+            Err(FenceError::Lost { .. }) => Err(Disposition::Done),
+            Err(e) => {
+                self.release(&lease, AttemptOutcome::MayHaveReached, RetryDebt::Unchanged)
+                    .await;
+                Err(self.retry_later(1, "lease_unavailable", e.to_string()))
+            }
+        }
+    }
+
+    /// Step 6a: a retry after a failed vendor call pays the retry budget first. An empty budget
+    /// defers the work (no receive spent) and keeps the debt for the next attempt.
+    pub(crate) async fn pay_retry_debt(&self, lease: Lease) -> Next {
+        let owed = lease.job.retry_owed;
+        if owed == 0 {
+            return Next::Continue(lease);
+        }
+        match self
+            .ledger
+            .take_tokens(&self.budgets.retry, f64::from(owed), UnixMillis::now())
+            .await
+        {
+            Ok(Take::Granted) => Next::Continue(lease),
+            Ok(Take::Denied { wait }) => {
+                self.metrics.count(
+                    metrics::BUDGET_EXHAUSTED,
+                    &[self.vendor.name()],
+                    &[("job_id", lease.job_id.as_str())],
+                );
+                info!(?wait, "retry budget exhausted; deferring");
+                // Look again after a jittered backoff (not the bucket's full refill time), so the
+                // work resumes soon after the budget does.
+                let delay = wait.min(self.config.backoff.delay(
+                    lease.job.vendor_failures.max(1),
+                    None,
+                    &mut rand::rng(),
+                ));
+                self.release(&lease, Self::unsent(&lease), RetryDebt::Unchanged)
+                    .await;
+                Next::Stop(Disposition::Defer(delay))
+            }
+            Err(e) => {
+                self.release(&lease, Self::unsent(&lease), RetryDebt::Unchanged)
+                    .await;
+                Next::Stop(self.retry_later(1, "dynamodb_error", e.to_string()))
+            }
+        }
+    }
+
+    /// How to release a lease that sent nothing: an inherited attempt that was not settled by
+    /// a recorded one of ours stays, for the next holder to resolve.
+    fn unsent(lease: &Lease) -> AttemptOutcome {
+        if lease.inherited_attempt.is_some() && !lease.attempt_recorded {
+            AttemptOutcome::MayHaveReached
+        } else {
+            AttemptOutcome::NotReached
+        }
+    }
+
+    /// Step 6b: waits for an admission token if it comes soon; otherwise defers the message. A
+    /// deferral is our own doing, not a vendor failure: it owes the retry budget nothing (and
+    /// any debt was paid in step 6a).
+    pub(crate) async fn admit(&self, lease: &Lease) -> Result<(), Disposition> {
+        loop {
+            match self
+                .ledger
+                .take_tokens(&self.budgets.admission, 1.0, UnixMillis::now())
+                .await
+            {
+                Ok(Take::Granted) => return Ok(()),
+                Ok(Take::Denied { wait }) => {
+                    let time_left = lease.until.since(UnixMillis::now());
+                    if wait <= self.config.max_admission_wait
+                        && wait + MIN_CALL_TIME + Duration::from_secs(2) < time_left
+                    {
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                    self.metrics
+                        .count(metrics::ADMISSION_DELAYED, &[self.vendor.name()], &[]);
+                    self.release(lease, Self::unsent(lease), RetryDebt::Settled)
+                        .await;
+                    return Err(Disposition::Defer(wait));
+                }
+                Err(e) => {
+                    self.release(lease, Self::unsent(lease), RetryDebt::Unchanged)
+                        .await;
+                    return Err(self.retry_later(1, "dynamodb_error", e.to_string()));
+                }
+            }
+        }
+    }
+
+    /// Step 7: the call itself, bounded by the lease.
+    pub(crate) async fn call_vendor(&self, lease: &Lease) -> Disposition {
+        let job = &lease.job;
+        let object = ObjectRef {
+            bucket: job.source.bucket.clone(),
+            key: job.source.key.clone(),
+            version_id: job.source.version_id.clone(),
+        };
+        let url = match self
+            .blob
+            .presign_get(&object, self.config.presign_expiry)
+            .await
+        {
+            Ok(url) => url,
+            Err(e) => {
+                self.release(lease, AttemptOutcome::NotReached, RetryDebt::Unchanged)
+                    .await;
+                return self.retry_later(1, "presign_failed", e.to_string());
+            }
+        };
+        let started = Instant::now();
+        let mut result = self.send(lease, job, &url).await;
+        if let Err(VendorError::Auth { status }) = &result {
+            // Rotation may just have replaced the key: one refresh, one more try.
+            warn!(
+                status,
+                "vendor refused the credentials; refreshing the API key once"
+            );
+            self.vendor.refresh_credentials().await;
+            result = self.send(lease, job, &url).await;
+        }
+        self.metrics.emit(
+            metrics::SUBMIT_LATENCY,
+            started.elapsed().as_secs_f64() * 1e3,
+            &[self.vendor.name()],
+            &[("job_id", job.id.as_str())],
+        );
+        match result {
+            Ok(vendor_job_id) => self.complete(lease, vendor_job_id, false).await,
+            Err(e) => self.on_error(lease, e).await,
+        }
+    }
+
+    /// One submission, abandoned when the lease ends: a call still running after that could
+    /// overlap the next holder's. `Unreachable` when no time is left to start one.
+    async fn send(&self, lease: &Lease, job: &Job, url: &str) -> Result<String, VendorError> {
+        let time_left = lease.until.since(UnixMillis::now());
+        if time_left < MIN_CALL_TIME {
+            return Err(VendorError::Unreachable(format!(
+                "only {time_left:?} of the lease left; not starting a call that could outlive it"
+            )));
+        }
+        let submission = Submission {
+            idempotency_key: job.id.as_str(),
+            document_url: url,
+            profile: &job.profile,
+            external_ref: job.id.as_str(),
+            time_limit: time_left,
+        };
+        // The adapter bounds its own call; this bounds any adapter that does not.
+        match tokio::time::timeout(time_left, self.vendor.submit(&submission)).await {
+            Ok(result) => result,
+            Err(_) => Err(VendorError::NoAnswer(format!(
+                "no answer before the lease ended ({time_left:?})"
+            ))),
+        }
+    }
+
+    async fn on_error(&self, lease: &Lease, error: VendorError) -> Disposition {
+        let job = &lease.job;
+        let vendor = self.vendor.name();
+        let failures = job.vendor_failures + 1;
+        match error.class() {
+            ErrorClass::Retryable => {
+                self.metrics.count(
+                    metrics::SUBMIT_RETRIES,
+                    &[vendor, error.cause()],
+                    &[("job_id", job.id.as_str())],
+                );
+                if let Some(wait) = error.retry_after() {
+                    // The vendor's Retry-After holds back every worker, not only this one.
+                    let _ = self
+                        .ledger
+                        .pause_bucket(&self.budgets.admission, UnixMillis::now().plus(wait))
+                        .await;
+                }
+                self.release(
+                    lease,
+                    AttemptOutcome::NotReached,
+                    RetryDebt::Owe {
+                        tokens: error.retry_cost(),
+                    },
+                )
+                .await;
+                self.back_off(failures, &error)
+            }
+            ErrorClass::Ambiguous => {
+                self.metrics.count(
+                    metrics::SUBMIT_RETRIES,
+                    &[vendor, error.cause()],
+                    &[("job_id", job.id.as_str())],
+                );
+                warn!(error = %error, "the vendor may have the document; resolving before anything else");
+                // Resolve now if the vendor can answer by key; otherwise the next holder does.
+                let capabilities = self.vendor.capabilities();
+                let sent_at = job
+                    .attempt
+                    .as_ref()
+                    .map_or(UnixMillis::now(), |a| a.attempted_at);
+                if capabilities.lookup_by_key
+                    && capabilities.remembers_key(sent_at, UnixMillis::now())
+                {
+                    if let Ok(Some(vendor_job)) =
+                        self.vendor.find_by_idempotency_key(job.id.as_str()).await
+                    {
+                        self.count_reconcile(job, "adopted");
+                        return self.complete(lease, vendor_job.id, false).await;
+                    }
+                }
+                self.release(
+                    lease,
+                    AttemptOutcome::MayHaveReached,
+                    RetryDebt::Owe {
+                        tokens: error.retry_cost(),
+                    },
+                )
+                .await;
+                self.back_off(failures, &error)
+            }
+            ErrorClass::Permanent => match &error {
+                VendorError::Auth { status } => self.park_on_auth(lease, *status, &error).await,
+                _ => {
+                    let reason = Reason::new(reason::VENDOR_REJECTED, error.to_string());
+                    match self
+                        .fail(lease, Change::none().attempt_not_reached(), reason)
+                        .await
+                    {
+                        // Nothing to retry; the job says why.
+                        Ok(()) => Disposition::Done,
+                        Err(disposition) => disposition,
+                    }
+                }
+            },
+        }
+    }
+
+    /// The vendor refused our credentials twice (before and after a refresh). The key is
+    /// wrong everywhere, not just for this document: pause every submission so the documents
+    /// in flight wait instead of each failing, hold this job, and keep its message to redrive
+    /// once the key is fixed.
+    async fn park_on_auth(&self, lease: &Lease, status: u16, error: &VendorError) -> Disposition {
+        self.metrics.count(
+            metrics::AUTH_FAILURES,
+            &[self.vendor.name(), &status.to_string()],
+            &[("job_id", lease.job_id.as_str())],
+        );
+        let _ = self
+            .ledger
+            .pause_bucket(
+                &self.budgets.admission,
+                UnixMillis::now().plus(self.config.auth_pause),
+            )
+            .await;
+        let reason = Reason::new(reason::VENDOR_AUTH_FAILED, error.to_string());
+        // Refused at the door: nothing reached the vendor, so nothing is left to resolve.
+        match self
+            .hold(lease, Change::none().attempt_not_reached(), reason)
+            .await
+        {
+            Ok(()) => Disposition::DeadLetter {
+                code: reason::VENDOR_AUTH_FAILED,
+                reason: error.to_string(),
+            },
+            Err(disposition) => disposition,
+        }
+    }
+
+    fn back_off(&self, failures: u32, error: &VendorError) -> Disposition {
+        Disposition::RetryAfter {
+            delay: self
+                .config
+                .backoff
+                .delay(failures, error.retry_after(), &mut rand::rng()),
+            code: match error.cause() {
+                "429" => "vendor_throttled",
+                "5xx" => "vendor_unavailable",
+                "network" => "vendor_unreachable",
+                "unreadable" => "vendor_answer_unreadable",
+                _ => "vendor_no_answer",
+            },
+            reason: error.to_string(),
+        }
+    }
+}

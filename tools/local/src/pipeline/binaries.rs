@@ -1,0 +1,83 @@
+//! The real function binaries, each under its own Runtime Interface Emulator, and the
+//! environment they run with locally.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::PipelineOptions;
+use crate::provision::LocalStack;
+use crate::rie::Emulated;
+
+/// The function binaries, each under its own emulator.
+pub struct Binaries {
+    pub intake: Emulated,
+    pub submit: Emulated,
+    pub parse: Emulated,
+    pub reconcile: Emulated,
+    pub webhook: Arc<Emulated>,
+}
+
+impl Binaries {
+    pub fn all(&self) -> [&Emulated; 5] {
+        [
+            &self.intake,
+            &self.submit,
+            &self.parse,
+            &self.reconcile,
+            &self.webhook,
+        ]
+    }
+}
+
+/// The environment a function binary runs with locally: the template's, resolved against the
+/// local stack, plus what AWS would provide and the local tuning.
+pub fn binary_environment(
+    stack: &LocalStack,
+    endpoint: &str,
+    vendor_url: &str,
+    options: &PipelineOptions,
+) -> Result<BTreeMap<String, String>, String> {
+    let mut env = stack.function_environment().map_err(|e| e.to_string())?;
+    for (k, v) in [
+        ("AWS_ENDPOINT_URL", endpoint.to_owned()),
+        ("AWS_ACCESS_KEY_ID", "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("VENDOR_BASE_URL", vendor_url.to_owned()),
+        ("VENDOR_TIMEOUT_MS", "5000".into()),
+        ("VENDOR_RATE_LIMIT_RPS", options.vendor_rps.to_string()),
+        ("VENDOR_SIM_IDEMPOTENCY", options.idempotency_spec()),
+        (
+            "AMBIGUOUS_SUBMISSION",
+            options.ambiguity.fallback.as_str().into(),
+        ),
+        (
+            "AMBIGUOUS_GRACE_SECS",
+            options.ambiguity.grace.as_secs().to_string(),
+        ),
+        ("RETRY_BUDGET_CAPACITY", "50".into()),
+        ("RETRY_BUDGET_REFILL_PER_SEC", "5".into()),
+        ("BACKOFF_BASE_MS", "500".into()),
+        ("BACKOFF_CAP_SECS", "5".into()),
+        ("STUCK_SECS", "20".into()),
+        (
+            "SUBMITTED_STALE_SECS",
+            options.submitted_stale.as_secs().to_string(),
+        ),
+        ("REQUIRE_ROTATION_ENABLED", "false".into()),
+        ("RUST_LOG", "info".into()),
+    ] {
+        env.insert(k.to_owned(), v);
+    }
+    Ok(env)
+}
+
+/// Tags a function's AWS requests with its name (`app/<name>` in the User-Agent, through the
+/// SDK's `AWS_SDK_UA_APP_ID`), so a moto recording says which function made each request.
+pub(crate) fn with_app_id(
+    mut env: BTreeMap<String, String>,
+    function: &str,
+) -> BTreeMap<String, String> {
+    env.insert("AWS_SDK_UA_APP_ID".into(), function.to_owned());
+    env
+}

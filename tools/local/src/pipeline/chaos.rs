@@ -1,0 +1,288 @@
+//! What the chaos run does to the functions, beyond the vendor simulator's own faults:
+//!
+//! - **crash** (`crash_rate`): a batch is handled, then not acknowledged — killed after its side
+//!   effects; every message of it comes back;
+//! - **kill** (`kill_rate`): an invocation is stopped at a random instant, as Lambda stops one at
+//!   its timeout or a host dies: the handler's future is dropped wherever it is — before, during
+//!   or after the vendor call — and its batch comes back after the redelivery delay;
+//!   `kill_in_call_rate` aims the same kill at a vendor submission in flight (within 200 ms of
+//!   its start: the request sent, its answer not yet read, or just read and not recorded);
+//! - **freeze** (`freeze_rate`): a submit worker's write of the vendor's answer (the move to
+//!   `Submitted`) hangs in the network for longer than its lease — a stalled connection, a
+//!   paused process. The event source gives the invocation up for lost (its batch comes back),
+//!   another worker takes the expired lease over, and then the stalled write arrives. It must
+//!   be fenced out, and the vendor job it carried must not be forgotten. The stall is injected
+//!   at the SDK's HTTP layer of submit's DynamoDB client ([`StallingHttpClient`]), so nothing in
+//!   the function knows.
+//!
+//! A stronger adversary than Lambda on one point: a stalled worker goes on even after its
+//! invocation's deadline, where Lambda would have killed it. The fence does not rely on that.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
+    SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_runtime_api::client::result::ConnectorError;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use ocrbridge::vendor::{normalize, Capabilities, Submission, Vendor, VendorError, VendorJob};
+use rand::Rng;
+use tokio::sync::Notify;
+
+/// Rates and durations; all off by default.
+#[derive(Debug, Clone, Default)]
+pub struct ChaosOptions {
+    /// Probability that a handled batch is not acknowledged.
+    pub crash_rate: f64,
+    /// Probability that an invocation is killed at a random instant within `kill_within`.
+    pub kill_rate: f64,
+    pub kill_within: Duration,
+    /// Probability that a vendor submission's invocation is killed while it is in flight.
+    pub kill_in_call_rate: f64,
+    /// Probability that a submit worker's write of the vendor's answer stalls for `freeze`.
+    pub freeze_rate: f64,
+    pub freeze: Duration,
+}
+
+/// What the chaos did, for the run's report and its assertions.
+#[derive(Debug, Default)]
+pub struct ChaosCounters {
+    /// Batches handled and then not acknowledged.
+    pub crashes: AtomicU64,
+    /// Invocations killed at a random instant.
+    pub kills: AtomicU64,
+    /// Of those, killed while a vendor submission was in flight.
+    pub kills_mid_vendor_call: AtomicU64,
+    /// Invocations stopped at their deadline, as Lambda does.
+    pub timeouts: AtomicU64,
+    /// Writes of a vendor's answer stalled past the writer's lease.
+    pub freezes: AtomicU64,
+    /// Vendor submissions the submit function made (every call, whatever came of it).
+    pub vendor_submits: AtomicU64,
+}
+
+impl ChaosCounters {
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn add(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// One invocation, as the chaos wrapper sees it from inside the handler.
+#[derive(Debug, Default)]
+pub(crate) struct Invocation {
+    /// A vendor submission is in flight right now.
+    pub in_vendor_call: AtomicBool,
+    /// Signalled when the worker's write stalls: the event source gives the invocation up.
+    pub frozen: Notify,
+    /// Signalled to kill the invocation now.
+    pub kill: Notify,
+}
+
+tokio::task_local! {
+    /// The invocation the current handler future belongs to.
+    pub(crate) static INVOCATION: Arc<Invocation>;
+}
+
+/// Whether a random draw at `rate` hits.
+pub(crate) fn strikes(rate: f64) -> bool {
+    rate > 0.0 && rand::rng().random::<f64>() < rate
+}
+
+/// A vendor adapter that counts submissions and marks the invocation while one is in flight
+/// (so a kill can be told to have landed mid-call); everything else passes through.
+pub struct Chaotic<V> {
+    inner: V,
+    kill_in_call_rate: f64,
+    counters: Arc<ChaosCounters>,
+}
+
+impl<V> Chaotic<V> {
+    pub fn new(inner: V, options: &ChaosOptions, counters: Arc<ChaosCounters>) -> Self {
+        Chaotic {
+            inner,
+            kill_in_call_rate: options.kill_in_call_rate,
+            counters,
+        }
+    }
+
+    pub fn inner(&self) -> &V {
+        &self.inner
+    }
+}
+
+impl<V: Vendor> Vendor for Chaotic<V> {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn submit(&self, submission: &Submission<'_>) -> Result<String, VendorError> {
+        let invocation = INVOCATION.try_with(Arc::clone).ok();
+        ChaosCounters::add(&self.counters.vendor_submits);
+        if let Some(i) = &invocation {
+            i.in_vendor_call.store(true, Ordering::SeqCst);
+            if strikes(self.kill_in_call_rate) {
+                let i = Arc::clone(i);
+                let after = Duration::from_millis(rand::rng().random_range(0..200));
+                tokio::spawn(async move {
+                    tokio::time::sleep(after).await;
+                    i.kill.notify_one();
+                });
+            }
+        }
+        let result = self.inner.submit(submission).await;
+        if let Some(i) = &invocation {
+            i.in_vendor_call.store(false, Ordering::SeqCst);
+        }
+        result
+    }
+
+    async fn find_by_idempotency_key(&self, key: &str) -> Result<Option<VendorJob>, VendorError> {
+        self.inner.find_by_idempotency_key(key).await
+    }
+
+    async fn status(&self, vendor_job_id: &str) -> Result<VendorJob, VendorError> {
+        self.inner.status(vendor_job_id).await
+    }
+
+    async fn fetch_result(&self, vendor_job_id: &str) -> Result<Vec<u8>, VendorError> {
+        self.inner.fetch_result(vendor_job_id).await
+    }
+
+    async fn refresh_credentials(&self) {
+        self.inner.refresh_credentials().await
+    }
+
+    fn normalize(
+        &self,
+        raw: &[u8],
+        job_id: &str,
+        vendor_job_id: &str,
+        profile: &ocrbridge::job::Profile,
+    ) -> Result<normalize::Normalized, normalize::NormalizeError> {
+        self.inner.normalize(raw, job_id, vendor_job_id, profile)
+    }
+}
+
+/// An SDK HTTP client that stalls, at `rate`, the DynamoDB write recording a vendor's answer
+/// (an `UpdateItem` to `Submitted` fenced on the lease owner) for `stall`, and lets everything
+/// else through at once. The invocation it happens in is told, so the event source gives it up.
+#[derive(Debug, Clone)]
+pub struct StallingHttpClient {
+    inner: SharedHttpClient,
+    rate: f64,
+    stall: Duration,
+    /// Fail the write outright (a broken connection) instead of delaying it.
+    fail: bool,
+    counters: Arc<ChaosCounters>,
+}
+
+impl StallingHttpClient {
+    /// Over a plain-HTTP client (the local stack's moto).
+    pub fn new(options: &ChaosOptions, counters: Arc<ChaosCounters>) -> Self {
+        StallingHttpClient {
+            inner: aws_smithy_http_client::Builder::new().build_http(),
+            rate: options.freeze_rate,
+            stall: options.freeze,
+            fail: false,
+            counters,
+        }
+    }
+
+    /// One that breaks the connection of every write of a vendor's answer instead: DynamoDB is
+    /// unreachable exactly when the answer must be recorded.
+    pub fn failing(counters: Arc<ChaosCounters>) -> Self {
+        StallingHttpClient {
+            inner: aws_smithy_http_client::Builder::new().build_http(),
+            rate: 1.0,
+            stall: Duration::ZERO,
+            fail: true,
+            counters,
+        }
+    }
+
+    /// A DynamoDB client like `client`, whose requests go through this one. The SDK's stalled
+    /// stream protection is off for it: a paused worker's own timers do not run either, and the
+    /// point is the write that arrives late.
+    pub fn dynamodb(self, client: &aws_sdk_dynamodb::Client) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::from_conf(
+            client
+                .config()
+                .to_builder()
+                .http_client(self)
+                .stalled_stream_protection(
+                    aws_sdk_dynamodb::config::StalledStreamProtectionConfig::disabled(),
+                )
+                .build(),
+        )
+    }
+}
+
+impl HttpClient for StallingHttpClient {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        SharedHttpConnector::new(StallingConnector {
+            inner: self.inner.http_connector(settings, components),
+            rate: self.rate,
+            stall: self.stall,
+            fail: self.fail,
+            counters: Arc::clone(&self.counters),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct StallingConnector {
+    inner: SharedHttpConnector,
+    rate: f64,
+    stall: Duration,
+    fail: bool,
+    counters: Arc<ChaosCounters>,
+}
+
+/// `UpdateItem` moving a job to `Submitted` under a lease: the record of the vendor's answer.
+fn records_a_vendor_answer(request: &HttpRequest) -> bool {
+    let target = request.headers().get("x-amz-target").unwrap_or_default();
+    let body = request.body().bytes().unwrap_or_default();
+    let has = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
+    target == "DynamoDB_20120810.UpdateItem" && has(b"\"Submitted\"") && has(b"lease_owner")
+}
+
+impl HttpConnector for StallingConnector {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let stall = (records_a_vendor_answer(&request) && strikes(self.rate)).then_some(self.stall);
+        let invocation = INVOCATION.try_with(Arc::clone).ok();
+        let inner = self.inner.clone();
+        let counters = Arc::clone(&self.counters);
+        let fail = self.fail;
+        HttpConnectorFuture::new(async move {
+            if stall.is_some() && fail {
+                return Err(ConnectorError::io(
+                    "connection reset by chaos: the vendor's answer was not recorded".into(),
+                ));
+            }
+            if let Some(stall) = stall {
+                ChaosCounters::add(&counters.freezes);
+                if let Some(i) = invocation {
+                    i.frozen.notify_one();
+                }
+                tokio::time::sleep(stall).await;
+            }
+            inner.call(request).await
+        })
+    }
+}

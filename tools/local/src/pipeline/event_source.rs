@@ -1,0 +1,287 @@
+//! The SQS event source mappings, as Lambda runs them:
+//! - each queue is polled with the batch size `template.yaml` gives its function;
+//! - an invocation gets a deadline (`invocation_timeout`) and is stopped there, its future
+//!   dropped, as Lambda stops a function at its timeout; a failed or stopped invocation leaves
+//!   its whole batch on the queue;
+//! - records the handler reports in `batchItemFailures` stay on the queue (their visibility is
+//!   whatever the handler set, or the queue's timeout); the others are deleted, in one
+//!   `DeleteMessageBatch`;
+//! - the redrive policy moves a message to its DLQ after `maxReceiveCount` receives (moto does
+//!   this, as SQS does).
+//!
+//! The chaos faults of [`super::chaos`] act here: crashed, killed and frozen invocations.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessageAttribute};
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
+use ocrbridge::time::UnixMillis;
+use rand::Rng;
+
+use super::chaos::{strikes, ChaosCounters, Invocation, INVOCATION};
+use super::Pipeline;
+
+/// The SQS event source mappings of the template: which queue feeds which function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EventSource {
+    Intake,
+    Submit,
+    /// The results queue, feeding parse.
+    Results,
+}
+
+impl EventSource {
+    pub(crate) const ALL: [EventSource; 3] = [
+        EventSource::Intake,
+        EventSource::Submit,
+        EventSource::Results,
+    ];
+}
+
+/// What the emulated event source mappings asked of SQS. Lambda's pollers make the same calls and
+/// they are billed to the queue's owner; the ones that return messages scale with the documents,
+/// the empty ones are a fixed cost of polling.
+#[derive(Debug, Default)]
+pub struct EventSourceCounters {
+    pub receives_with_messages: AtomicU64,
+    pub empty_receives: AtomicU64,
+    pub delete_batches: AtomicU64,
+}
+
+impl EventSourceCounters {
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// How one invocation ended.
+enum Invoked {
+    /// The handler returned these failed message ids.
+    Returned(Vec<String>),
+    /// The invocation was stopped (killed, timed out): the whole batch stays on the queue.
+    Lost,
+    /// The invocation was given up for lost while it ran on (frozen), and its batch already put
+    /// back; its receipt handles are stale now.
+    GivenUp,
+}
+
+impl Pipeline {
+    async fn receive(&self, queue_url: &str, max: i32) -> Vec<Message> {
+        let messages = self
+            .clients
+            .sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(max)
+            .wait_time_seconds(0)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .ok()
+            .and_then(|o| o.messages)
+            .unwrap_or_default();
+        ChaosCounters::add(if messages.is_empty() {
+            &self.event_sources.empty_receives
+        } else {
+            &self.event_sources.receives_with_messages
+        });
+        messages
+    }
+
+    fn event(messages: &[Message], source: &str) -> SqsEvent {
+        let mut event = SqsEvent::default();
+        for m in messages {
+            let mut record = aws_lambda_events::event::sqs::SqsMessage::default();
+            record.message_id = m.message_id().map(str::to_owned);
+            record.receipt_handle = m.receipt_handle().map(str::to_owned);
+            record.body = m.body().map(str::to_owned);
+            record.event_source = Some("aws:sqs".into());
+            record.event_source_arn = Some(source.into());
+            for (k, v) in m.attributes().into_iter().flatten() {
+                record.attributes.insert(k.as_str().to_owned(), v.clone());
+            }
+            for (k, v) in m.message_attributes().into_iter().flatten() {
+                let mut a = SqsMessageAttribute::default();
+                a.string_value = v.string_value().map(str::to_owned);
+                a.data_type = Some(v.data_type().to_owned());
+                record.message_attributes.insert(k.clone(), a);
+            }
+            event.records.push(record);
+        }
+        event
+    }
+
+    /// The failed message ids of a binary's answer; a failed invocation fails the whole batch,
+    /// as Lambda treats it.
+    fn failures(response: Result<serde_json::Value, String>) -> Invoked {
+        match response {
+            Ok(value) => match value.get("batchItemFailures").and_then(|f| f.as_array()) {
+                Some(items) => Invoked::Returned(
+                    items
+                        .iter()
+                        .filter_map(|i| i["itemIdentifier"].as_str().map(str::to_owned))
+                        .collect(),
+                ),
+                None => Invoked::Lost,
+            },
+            Err(_) => Invoked::Lost,
+        }
+    }
+
+    /// Puts a lost invocation's batch back: visible again after the redelivery delay, as after
+    /// a function error (Lambda waits out the visibility timeout; locally that is shortened so
+    /// a run finishes, with the same semantics).
+    async fn give_back(&self, queue_url: &str, messages: &[Message]) {
+        for m in messages {
+            if let Some(handle) = m.receipt_handle() {
+                let _ = self
+                    .clients
+                    .sqs
+                    .change_message_visibility()
+                    .queue_url(queue_url)
+                    .receipt_handle(handle)
+                    .visibility_timeout(self.options.crash_redelivery.as_secs() as i32)
+                    .send()
+                    .await;
+            }
+        }
+    }
+
+    async fn acknowledge(&self, queue_url: &str, messages: &[Message], failed: &[String]) {
+        if strikes(self.options.chaos.crash_rate) {
+            // Killed after the side effects, before the acknowledgement: nothing is deleted, and
+            // every message of the batch comes back.
+            ChaosCounters::add(&self.chaos.crashes);
+            self.give_back(queue_url, messages).await;
+            return;
+        }
+        // The successful records, deleted in one DeleteMessageBatch as Lambda's poller does.
+        let entries: Vec<DeleteMessageBatchRequestEntry> = messages
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| !failed.iter().any(|f| Some(f.as_str()) == m.message_id()))
+            .filter_map(|(i, m)| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(m.receipt_handle()?)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        if entries.is_empty() {
+            return;
+        }
+        ChaosCounters::add(&self.event_sources.delete_batches);
+        let _ = self
+            .clients
+            .sqs
+            .delete_message_batch()
+            .queue_url(queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await;
+    }
+
+    /// One poll of one event source: receive a batch, invoke the function with it, delete what
+    /// succeeded. Returns how many messages it handled.
+    pub(crate) async fn poll(&self, source: EventSource) -> usize {
+        let (queue_url, name) = match source {
+            EventSource::Intake => (&self.config.intake_queue_url, "intake"),
+            EventSource::Submit => (&self.config.submit_queue_url, "submit"),
+            EventSource::Results => (&self.config.results_queue_url, "results"),
+        };
+        let batch = self.receive(queue_url, self.batch_sizes[name]).await;
+        if batch.is_empty() {
+            return 0;
+        }
+        let event = Self::event(&batch, name);
+        let invoked = match &self.binaries {
+            Some(b) => {
+                let function = match source {
+                    EventSource::Intake => &b.intake,
+                    EventSource::Submit => &b.submit,
+                    EventSource::Results => &b.parse,
+                };
+                Self::failures(
+                    function
+                        .invoke(&serde_json::to_value(&event).unwrap_or_default())
+                        .await,
+                )
+            }
+            None => {
+                self.invoke_in_process(source, queue_url, &batch, event)
+                    .await
+            }
+        };
+        match invoked {
+            Invoked::Returned(failed) => self.acknowledge(queue_url, &batch, &failed).await,
+            Invoked::Lost => self.give_back(queue_url, &batch).await,
+            Invoked::GivenUp => {}
+        }
+        batch.len()
+    }
+
+    /// Calls the handler as Lambda would: with a deadline it is stopped at, and — in a chaos
+    /// run — killed at a random instant, or given up for lost when its worker freezes (the
+    /// worker goes on, and its batch is put back at once).
+    async fn invoke_in_process(
+        &self,
+        source: EventSource,
+        queue_url: &str,
+        batch: &[Message],
+        event: SqsEvent,
+    ) -> Invoked {
+        let timeout = self.options.invocation_timeout;
+        let deadline = UnixMillis::now().plus(timeout);
+        let invocation = Arc::new(Invocation::default());
+        let chaos = &self.options.chaos;
+        let kill_at = strikes(chaos.kill_rate).then(|| {
+            let within = chaos.kill_within.as_millis().max(1) as u64;
+            Duration::from_millis(rand::rng().random_range(0..within))
+        });
+        let handler = INVOCATION.scope(Arc::clone(&invocation), async {
+            let response = match source {
+                EventSource::Intake => self.intake.handle_sqs(event).await,
+                EventSource::Submit => self.submit.handle_sqs(event, deadline).await,
+                EventSource::Results => self.parse.handle_sqs(event, deadline).await,
+            };
+            response
+                .batch_item_failures
+                .into_iter()
+                .map(|f| f.item_identifier)
+                .collect::<Vec<_>>()
+        });
+        tokio::pin!(handler);
+        tokio::select! {
+            failed = &mut handler => Invoked::Returned(failed),
+            _ = invocation.kill.notified() => {
+                ChaosCounters::add(&self.chaos.kills);
+                if invocation.in_vendor_call.load(std::sync::atomic::Ordering::SeqCst) {
+                    ChaosCounters::add(&self.chaos.kills_mid_vendor_call);
+                }
+                Invoked::Lost
+            }
+            _ = tokio::time::sleep(kill_at.unwrap_or(timeout)) => {
+                if kill_at.is_some() {
+                    ChaosCounters::add(&self.chaos.kills);
+                    if invocation.in_vendor_call.load(std::sync::atomic::Ordering::SeqCst) {
+                        ChaosCounters::add(&self.chaos.kills_mid_vendor_call);
+                    }
+                } else {
+                    ChaosCounters::add(&self.chaos.timeouts);
+                }
+                Invoked::Lost
+            }
+            _ = invocation.frozen.notified() => {
+                // Given up for lost: the batch comes back for another worker now, while this one
+                // sleeps through its lease and then tries to write.
+                self.give_back(queue_url, batch).await;
+                let _ = handler.await;
+                Invoked::GivenUp
+            }
+        }
+    }
+}

@@ -1,0 +1,461 @@
+//! The whole pipeline on the local stack, in one process: moto for AWS, the vendor simulator,
+//! the webhook function behind a real HTTP endpoint, and the SQS event sources emulated with
+//! Lambda's semantics. One module per part:
+//!
+//! - [`event_source`]: the SQS event source mappings (polling, invocation deadlines, partial
+//!   batch failures, batched deletes);
+//! - [`webhook_endpoint`]: the webhook function's Function URL on loopback;
+//! - [`binaries`]: the real function binaries under the Runtime Interface Emulator, and their
+//!   environment;
+//! - [`chaos`]: crashed, killed and frozen invocations for the chaos run.
+//!
+//! Reconcile runs on a fixed interval, like its schedule.
+
+pub mod binaries;
+pub mod chaos;
+mod event_source;
+mod webhook_endpoint;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use intake::{Intake, IntakeConfig};
+use ocrbridge::aws::AwsClients;
+use ocrbridge::blob::Blob;
+use ocrbridge::config::StackConfig;
+use ocrbridge::keyring::{Keyring, Stage};
+use ocrbridge::ledger::Ledger;
+use ocrbridge::metrics::Metrics;
+use ocrbridge::queue::Queue;
+use ocrbridge::retry::{Backoff, Budgets};
+use ocrbridge::rules::RuleConfig;
+use ocrbridge::time::UnixMillis;
+use ocrbridge::vendor::ambiguity::AmbiguityPolicy;
+use ocrbridge::vendor::sim::{http_client, HttpTimeouts, SimVendor};
+use parse::{Parse, ParseConfig};
+use reconcile::{Reconcile, ReconcileConfig};
+use submit::{Submit, SubmitConfig};
+use vendor_sim::engine::EngineKind;
+use vendor_sim::faults::FaultConfig;
+use vendor_sim::{Idempotency, RunningSim, SimConfig};
+use webhook::{Webhook, WebhookConfig};
+
+pub use binaries::{binary_environment, Binaries};
+pub use chaos::{ChaosCounters, ChaosOptions, Chaotic, StallingHttpClient};
+pub use event_source::EventSourceCounters;
+
+use crate::provision::LocalStack;
+use crate::rie::Emulated;
+use binaries::with_app_id;
+use event_source::EventSource;
+use webhook_endpoint::WebhookTarget;
+
+/// How to run the local pipeline.
+#[derive(Debug, Clone)]
+pub struct PipelineOptions {
+    pub engine: EngineKind,
+    pub faults: FaultConfig,
+    /// How the simulator treats a repeated idempotency key; the adapter is told the same.
+    pub idempotency: Idempotency,
+    /// What submit does about a submission whose answer was lost.
+    pub ambiguity: AmbiguityPolicy,
+    /// Crashes, kills and freezes (in process only).
+    pub chaos: ChaosOptions,
+    /// When a lost invocation's batch comes back. Lambda leaves it invisible for the queue's
+    /// visibility timeout (minutes); locally that is shortened so a run finishes, with the same
+    /// semantics.
+    pub crash_redelivery: Duration,
+    /// Each in-process invocation's deadline, as the function's `Timeout`; the submit and parse
+    /// leases end `DEFAULT_LEASE_SAFETY_MARGIN` before it.
+    pub invocation_timeout: Duration,
+    pub reconcile_every: Duration,
+    /// Concurrent invocations per function.
+    pub concurrency: usize,
+    /// The vendor rate limit the submit function admits work at (`VENDOR_RATE_LIMIT_RPS`).
+    pub vendor_rps: f64,
+    /// Run the real function binaries from this directory (e.g. `target/debug`) under the
+    /// Runtime Interface Emulator instead of calling the handlers in-process.
+    pub binaries: Option<std::path::PathBuf>,
+    /// Seconds a Submitted job may wait for its webhook before reconcile polls.
+    pub submitted_stale: Duration,
+}
+
+impl Default for PipelineOptions {
+    fn default() -> Self {
+        PipelineOptions {
+            engine: EngineKind::Tesseract,
+            faults: FaultConfig::default(),
+            idempotency: Idempotency::Native,
+            ambiguity: AmbiguityPolicy::default(),
+            chaos: ChaosOptions::default(),
+            crash_redelivery: Duration::from_secs(2),
+            invocation_timeout: Duration::from_secs(30),
+            reconcile_every: Duration::from_secs(5),
+            concurrency: 2,
+            vendor_rps: 50.0,
+            submitted_stale: Duration::from_secs(10),
+            binaries: None,
+        }
+    }
+}
+
+impl PipelineOptions {
+    /// `VENDOR_SIM_IDEMPOTENCY` for the binaries: `native`, `none` or `expiring:SECS`.
+    pub fn idempotency_spec(&self) -> String {
+        match self.idempotency {
+            Idempotency::Native => "native".into(),
+            Idempotency::None => "none".into(),
+            Idempotency::Expiring { ttl_ms } => format!("expiring:{}", ttl_ms as f64 / 1000.0),
+        }
+    }
+
+    /// What the adapter is told the simulator does with a repeated key.
+    pub fn adapter_idempotency(&self) -> ocrbridge::vendor::Idempotency {
+        use ocrbridge::vendor::Idempotency as Adapter;
+        match self.idempotency {
+            Idempotency::Native => Adapter::Native {
+                remembers_for: None,
+            },
+            Idempotency::Expiring { ttl_ms } => Adapter::Native {
+                remembers_for: Some(Duration::from_millis(ttl_ms)),
+            },
+            Idempotency::None => Adapter::None,
+        }
+    }
+}
+
+pub struct Pipeline {
+    pub clients: AwsClients,
+    pub config: StackConfig,
+    pub sim: RunningSim,
+    pub intake: Intake,
+    pub submit: Submit<Chaotic<SimVendor>>,
+    pub webhook: Arc<Webhook>,
+    pub parse: Parse<SimVendor>,
+    pub reconcile: Reconcile<SimVendor>,
+    batch_sizes: BTreeMap<&'static str, i32>,
+    options: PipelineOptions,
+    last_reconcile: std::sync::Mutex<Instant>,
+    /// What the chaos faults did.
+    pub chaos: Arc<ChaosCounters>,
+    /// The requests the emulated event sources made, as Lambda's pollers would.
+    pub event_sources: EventSourceCounters,
+    /// The binaries under the emulator, in binaries mode.
+    pub binaries: Option<Binaries>,
+}
+
+async fn secret(clients: &AwsClients, id: &str) -> Result<String, String> {
+    clients
+        .secrets
+        .get_secret_value()
+        .secret_id(id)
+        .version_stage("AWSCURRENT")
+        .send()
+        .await
+        .map_err(|e| aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string())?
+        .secret_string()
+        .map(str::to_owned)
+        .ok_or_else(|| "the secret has no value".to_owned())
+}
+
+fn batch_size(stack: &LocalStack, function: &str, default: i32) -> i32 {
+    stack
+        .event_batch_size(function)
+        .and_then(|n| i32::try_from(n).ok())
+        .unwrap_or(default)
+        .clamp(1, 10)
+}
+
+impl Pipeline {
+    /// Starts the simulator and the webhook endpoint and wires every function to `stack`.
+    pub async fn start(
+        clients: AwsClients,
+        stack: &LocalStack,
+        options: PipelineOptions,
+    ) -> Result<Self, String> {
+        Self::start_at(clients, stack, options, "").await
+    }
+
+    /// As [`Self::start`]; `endpoint` is moto's URL, which binaries mode passes to the binaries.
+    pub async fn start_at(
+        clients: AwsClients,
+        stack: &LocalStack,
+        options: PipelineOptions,
+        endpoint: &str,
+    ) -> Result<Self, String> {
+        let config = stack.stack_config().map_err(|e| e.to_string())?;
+        // The webhook signing secret must be a whsec_ one; the template generates a placeholder
+        // for operators to replace, and so do we.
+        let whsec = vendor_sim::webhooks::generate_secret();
+        clients
+            .secrets
+            .put_secret_value()
+            .secret_id(&config.webhook_secret)
+            .secret_string(&whsec)
+            .version_stages("AWSCURRENT")
+            .send()
+            .await
+            .map_err(|e| aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string())?;
+        let api_key = secret(&clients, &config.vendor_api_key_secret).await?;
+        let ledger = Ledger::new(clients.dynamodb.clone(), config.ledger_tables());
+        let keyring = |id: &str, stages: &[Stage]| {
+            Keyring::new(clients.secrets.clone(), id, stages, Duration::from_secs(60))
+        };
+        let webhook = Arc::new(Webhook {
+            keyring: keyring(
+                &config.webhook_secret,
+                &[Stage::Current, Stage::Pending, Stage::Previous],
+            ),
+            ledger: ledger.clone(),
+            queue: Queue::new(clients.sqs.clone()),
+            metrics: Metrics::memory("webhook"),
+            stack: config.clone(),
+            config: WebhookConfig::from_lookup(|_| None),
+        });
+        let root = crate::template_path().with_file_name("");
+        let log_dir = root.join(".local");
+        std::fs::create_dir_all(&log_dir).map_err(|e| e.to_string())?;
+        let emulator = match &options.binaries {
+            Some(_) => Some(crate::rie::emulator(&root)?),
+            None => None,
+        };
+        let webhook_binary = match (&options.binaries, &emulator) {
+            (Some(dir), Some(rie)) => Some(Arc::new(Emulated::start(
+                rie,
+                &dir.join("webhook"),
+                &with_app_id(
+                    binary_environment(stack, endpoint, "http://127.0.0.1:9", &options)?,
+                    "webhook",
+                ),
+                &log_dir,
+            )?)),
+            _ => None,
+        };
+        let webhook_url = webhook_endpoint::serve(match &webhook_binary {
+            Some(binary) => WebhookTarget::Binary(binary.clone()),
+            None => WebhookTarget::InProcess(webhook.clone()),
+        })
+        .await?;
+
+        let sim = vendor_sim::start(SimConfig {
+            listen: "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?,
+            api_keys: vec![api_key],
+            webhook_url: Some(webhook_url),
+            webhook_secrets: vec![whsec],
+            webhook_retry_schedule: vec![
+                Duration::from_millis(500),
+                Duration::from_secs(2),
+                Duration::from_secs(5),
+            ],
+            faults: options.faults.clone(),
+            engine: options.engine,
+            ocr_concurrency: 2,
+            idempotency: options.idempotency,
+            ..SimConfig::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        let vendor = || {
+            Ok::<_, String>(
+                SimVendor::new(
+                    http_client(HttpTimeouts {
+                        connect: Duration::from_secs(1),
+                        request: Duration::from_secs(5),
+                    })
+                    .map_err(|e| e.to_string())?,
+                    sim.base_url(),
+                    keyring(&config.vendor_api_key_secret, &[Stage::Current]),
+                )
+                .with_idempotency(options.adapter_idempotency()),
+            )
+        };
+        let binaries = match (&options.binaries, &emulator, webhook_binary) {
+            (Some(dir), Some(rie), Some(webhook)) => {
+                let env = binary_environment(stack, endpoint, &sim.base_url(), &options)?;
+                let start = |name: &str| {
+                    Emulated::start(
+                        rie,
+                        &dir.join(name),
+                        &with_app_id(env.clone(), name),
+                        &log_dir,
+                    )
+                };
+                Some(Binaries {
+                    intake: start("intake")?,
+                    submit: start("submit")?,
+                    parse: start("parse")?,
+                    reconcile: start("reconcile")?,
+                    webhook,
+                })
+            }
+            _ => None,
+        };
+        let backoff = Backoff {
+            base: Duration::from_millis(500),
+            cap: Duration::from_secs(5),
+        };
+        let chaos = Arc::new(ChaosCounters::default());
+        let pipeline = Pipeline {
+            intake: Intake {
+                blob: Blob::new(clients.s3.clone()),
+                queue: Queue::new(clients.sqs.clone()),
+                ledger: ledger.clone(),
+                metrics: Metrics::memory("intake"),
+                stack: config.clone(),
+                config: IntakeConfig::default(),
+            },
+            submit: Submit {
+                vendor: Chaotic::new(vendor()?, &options.chaos, Arc::clone(&chaos)),
+                // Its writes go through a connection that can stall (the freeze fault).
+                ledger: if options.chaos.freeze_rate > 0.0 {
+                    Ledger::new(
+                        StallingHttpClient::new(&options.chaos, Arc::clone(&chaos))
+                            .dynamodb(&clients.dynamodb),
+                        config.ledger_tables(),
+                    )
+                } else {
+                    ledger.clone()
+                },
+                blob: Blob::new(clients.s3.clone()),
+                queue: Queue::new(clients.sqs.clone()),
+                metrics: Metrics::memory("submit"),
+                stack: config.clone(),
+                config: SubmitConfig {
+                    vendor_base_url: sim.base_url(),
+                    vendor_timeout: Duration::from_secs(5),
+                    max_age: Duration::from_secs(3600),
+                    presign_expiry: Duration::from_secs(900),
+                    price_per_page: 0.0015,
+                    backoff,
+                    max_admission_wait: Duration::from_secs(2),
+                    ambiguity: options.ambiguity,
+                    auth_pause: Duration::from_secs(5),
+                },
+                budgets: Budgets::for_vendor("sim", |k| match k {
+                    "VENDOR_RATE_LIMIT_RPS" => Some(options.vendor_rps.to_string()),
+                    "RETRY_BUDGET_CAPACITY" => Some("50".into()),
+                    "RETRY_BUDGET_REFILL_PER_SEC" => Some("5".into()),
+                    _ => None,
+                }),
+            },
+            parse: Parse {
+                vendor: vendor()?,
+                ledger: ledger.clone(),
+                blob: Blob::new(clients.s3.clone()),
+                queue: Queue::new(clients.sqs.clone()),
+                metrics: Metrics::memory("parse"),
+                stack: config.clone(),
+                config: ParseConfig {
+                    rules: RuleConfig::default(),
+                    backoff,
+                },
+            },
+            reconcile: Reconcile {
+                vendor: vendor()?,
+                ledger,
+                queue: Queue::new(clients.sqs.clone()),
+                metrics: Metrics::memory("reconcile"),
+                stack: config.clone(),
+                config: ReconcileConfig {
+                    stuck: Duration::from_secs(20),
+                    submitted_stale: options.submitted_stale,
+                    max_age: Duration::from_secs(3600),
+                    batch: 100,
+                },
+            },
+            batch_sizes: BTreeMap::from([
+                ("intake", batch_size(stack, "IntakeFunction", 10)),
+                ("submit", batch_size(stack, "SubmitFunction", 5)),
+                ("results", batch_size(stack, "ParseFunction", 5)),
+            ]),
+            webhook,
+            sim,
+            config,
+            clients,
+            last_reconcile: std::sync::Mutex::new(Instant::now()),
+            chaos,
+            event_sources: Default::default(),
+            binaries,
+            options,
+        };
+        Ok(pipeline)
+    }
+
+    /// One round of every event source: `concurrency` invocations of each function at once, as
+    /// Lambda runs them (submit's is capped by `ScalingConfig.MaximumConcurrency` in the template).
+    /// Returns how many messages were handled. For step-by-step tests; [`Self::run_until`] is the
+    /// continuous form.
+    pub async fn pump_once(&self) -> usize {
+        let rounds = (0..self.options.concurrency.max(1)).map(|_| async {
+            let (a, b, c) = tokio::join!(
+                self.poll(EventSource::Intake),
+                self.poll(EventSource::Submit),
+                self.poll(EventSource::Results),
+            );
+            a + b + c
+        });
+        let handled: usize = futures::future::join_all(rounds).await.into_iter().sum();
+        self.reconcile_if_due().await;
+        handled
+    }
+
+    /// Runs every event source the way Lambda does until `stop` is set: each queue has its own
+    /// `concurrency` pollers, each receiving, invoking and acknowledging on its own, so a slow
+    /// batch on one queue holds up nothing else; the schedule fires reconcile on time.
+    pub async fn run_until(&self, stop: &AtomicBool) {
+        let poller = |source: EventSource| async move {
+            while !stop.load(Ordering::Relaxed) {
+                if self.poll(source).await == 0 {
+                    tokio::time::sleep(IDLE_POLL).await;
+                }
+            }
+        };
+        let pollers = EventSource::ALL
+            .into_iter()
+            .flat_map(|source| (0..self.options.concurrency.max(1)).map(move |_| source))
+            .map(poller);
+        let schedule = async {
+            while !stop.load(Ordering::Relaxed) {
+                tokio::time::sleep(IDLE_POLL).await;
+                self.reconcile_if_due().await;
+            }
+        };
+        tokio::join!(futures::future::join_all(pollers), schedule);
+    }
+
+    /// Fires the reconcile schedule if `reconcile_every` has passed since it last did.
+    async fn reconcile_if_due(&self) {
+        let due = {
+            let mut last = self
+                .last_reconcile
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if last.elapsed() >= self.options.reconcile_every {
+                *last = Instant::now();
+                true
+            } else {
+                false
+            }
+        };
+        if !due {
+            return;
+        }
+        match &self.binaries {
+            Some(b) => {
+                let _ = b
+                    .reconcile
+                    .invoke(&serde_json::json!({"source": "aws.scheduler", "detail-type": "Scheduled Event"}))
+                    .await;
+            }
+            None => {
+                self.reconcile.run(UnixMillis::now()).await;
+            }
+        }
+    }
+}
+
+/// How long an idle poller waits before asking again (Lambda long-polls; this is close enough
+/// without holding a moto thread per poller).
+const IDLE_POLL: Duration = Duration::from_millis(50);
