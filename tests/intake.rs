@@ -643,3 +643,96 @@ async fn outputs_under_reserved_prefixes_are_ignored() {
         Outcome::Ignored("object_gone")
     );
 }
+
+/// The same document uploaded again after its job stopped for a retryable reason is a request
+/// to try again; a late notification of the first upload is not, and neither is a re-upload of
+/// a document whose failure is final.
+#[tokio::test]
+async fn a_reupload_after_a_retryable_stop_retries_the_job_and_nothing_else_does() {
+    let s = stack().await;
+    let intake = intake(&s);
+    let png = png_header(640, 480);
+    s.put("receipts/a.png", png.clone(), Some("image/png"))
+        .await;
+    let first = intake
+        .process_object(&record(&s, "receipts/a.png"))
+        .await
+        .unwrap();
+    let Outcome::Accepted(id) = first else {
+        panic!("{first:?}")
+    };
+    assert_eq!(submitted(&s).await, vec![id.to_string()]);
+    // The vendor was down past the maximum age.
+    let queued = s.ledger.get_job(&id).await.unwrap().unwrap();
+    let failed = s
+        .ledger
+        .transition(
+            &queued,
+            JobState::Failed,
+            ocrbridge::ledger::Change::none().with_reason(ocrbridge::job::Reason::new(
+                "max_age_exceeded",
+                "the vendor was down",
+            )),
+            ocrbridge::time::UnixMillis::now(),
+        )
+        .await
+        .unwrap();
+
+    // A repeated notification of the first upload (written before the job stopped): nothing.
+    let again = intake
+        .process_object(&record(&s, "receipts/a.png"))
+        .await
+        .unwrap();
+    assert_eq!(again, Outcome::Redelivered(id.clone()));
+    assert!(submitted(&s).await.is_empty());
+    assert_eq!(
+        s.ledger.get_job(&id).await.unwrap().unwrap().state,
+        JobState::Failed
+    );
+
+    // The user uploads it again, a second later: the job is retried.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    s.put("receipts/a-again.png", png.clone(), Some("image/png"))
+        .await;
+    let retried = intake
+        .process_object(&record(&s, "receipts/a-again.png"))
+        .await
+        .unwrap();
+    assert_eq!(retried, Outcome::Retried(id.clone()));
+    assert_eq!(submitted(&s).await, vec![id.to_string()]);
+    let job = s.ledger.get_job(&id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Queued);
+    assert_eq!(job.reason, None);
+    assert!(job.queued_at.unwrap() > failed.state_since, "a new window");
+    assert_eq!(
+        intake.metrics.recorded()["JobsRetried[max_age_exceeded,reupload]"],
+        1.0
+    );
+
+    // A final failure stays final, however often it is uploaded.
+    let rejected = s
+        .ledger
+        .transition(
+            &job,
+            JobState::Failed,
+            ocrbridge::ledger::Change::none()
+                .with_reason(ocrbridge::job::Reason::new("vendor_rejected", "422")),
+            ocrbridge::time::UnixMillis::now(),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    s.put("receipts/a-third.png", png, Some("image/png")).await;
+    let third = intake
+        .process_object(&record(&s, "receipts/a-third.png"))
+        .await
+        .unwrap();
+    assert_eq!(third, Outcome::Duplicate(id.clone()));
+    assert!(submitted(&s).await.is_empty());
+    let after = s.ledger.get_job(&id).await.unwrap().unwrap();
+    assert_eq!(after.state, JobState::Failed);
+    assert_eq!(
+        after.version, rejected.version,
+        "only the duplicate link was added, which moves nothing"
+    );
+}

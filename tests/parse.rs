@@ -19,7 +19,7 @@ use reconcile::{Reconcile, ReconcileConfig};
 use serde_json::{json, Value};
 use submit::{Submit, SubmitConfig};
 use vendor_sim::engine::EngineKind;
-use vendor_sim::{RunningSim, SimConfig};
+use vendor_sim::{Idempotency, RunningSim, SimConfig};
 
 struct World {
     s: TestStack,
@@ -30,15 +30,30 @@ struct World {
 }
 
 async fn world() -> World {
+    world_with(Idempotency::Native, EngineKind::Tesseract).await
+}
+
+/// A simulator treating repeated keys as `idempotency` says (and adapters told so).
+async fn world_with(idempotency: Idempotency, engine: EngineKind) -> World {
     let s = stack().await;
     // No webhook URL: every result must be found by reconcile's polling (the lost-webhook case).
     let sim = s
         .start_sim(SimConfig {
-            engine: EngineKind::Tesseract,
+            engine,
+            idempotency,
             ..SimConfig::default()
         })
         .await;
-    let vendor = || s.sim_vendor(&sim, HttpTimeouts::default());
+    let adapter = match idempotency {
+        Idempotency::None => ocrbridge::vendor::Idempotency::None,
+        _ => ocrbridge::vendor::Idempotency::Native {
+            remembers_for: None,
+        },
+    };
+    let vendor = || {
+        s.sim_vendor(&sim, HttpTimeouts::default())
+            .with_idempotency(adapter)
+    };
     let backoff = Backoff {
         base: Duration::from_millis(200),
         cap: Duration::from_secs(1),
@@ -544,4 +559,221 @@ async fn sample_events_are_accepted() {
             .unwrap();
     assert_eq!(schedule["source"], "aws.scheduler");
     assert_eq!(w.reconcile.run(UnixMillis::now()).await.errors, 0);
+}
+
+/// A job whose submission's answer was lost, at a vendor that cannot be asked: the accepted
+/// submission is created in the simulator, and the job is left `Submitting` with its attempt,
+/// as a worker that lost the answer leaves it. Returns the vendor's job id.
+async fn lost_answer(w: &World, job: &Job) -> String {
+    set_faults(&w.sim, json!({"seed": 1, "rates": {"drop": 1.0}})).await;
+    w.submit
+        .queue
+        .send_json(
+            &w.s.config.submit_queue_url,
+            &SubmitRequest {
+                job_id: job.id.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    let messages = w.s.drain(&w.s.config.submit_queue_url).await;
+    w.submit
+        .handle_sqs(
+            sqs_event(&messages, "arn:submit"),
+            UnixMillis::now().plus(Duration::from_secs(30)),
+        )
+        .await;
+    set_faults(&w.sim, json!({})).await;
+    let waiting = state(w, &job.id).await;
+    assert_eq!(waiting.state, JobState::Submitting);
+    assert!(waiting.attempt.is_some() && waiting.vendor_job_id.is_none());
+    let refs = ocrbridge_tests::sim_external_refs(&w.sim).await;
+    refs[job.id.as_str()][0].clone()
+}
+
+/// A queued job as intake leaves it.
+async fn queued(w: &World, key: &str) -> Job {
+    let bytes = format!("document {}", unique_name("d")).into_bytes();
+    w.s.put(key, bytes.clone(), None).await;
+    let profile = Profile::new("receipt").unwrap();
+    let content = ContentHash::of(&bytes);
+    let new = NewJob {
+        key: DocumentKey::new(&content, &profile),
+        profile,
+        content,
+        source: SourceObject {
+            bucket: w.s.config.documents_bucket.clone(),
+            key: key.into(),
+            version_id: None,
+        },
+        inspection: Default::default(),
+    };
+    let job =
+        w.s.ledger
+            .create_job(&new, UnixMillis::now())
+            .await
+            .unwrap()
+            .job()
+            .clone();
+    w.s.ledger
+        .transition(&job, JobState::Queued, Change::none(), UnixMillis::now())
+        .await
+        .unwrap()
+}
+
+/// What the webhook function enqueues for a verified completion.
+fn completion(job: &Job, vendor_job_id: &str) -> ResultNotice {
+    ResultNotice {
+        job_id: job.id.clone(),
+        vendor_job_id: vendor_job_id.to_owned(),
+        status: "succeeded".into(),
+        vendor_timestamp: None,
+        event_id: Some(format!("msg_{}", unique_name("e"))),
+    }
+}
+
+async fn vendor_finished(w: &World, vendor_job_id: &str) {
+    use ocrbridge::vendor::Vendor;
+    for _ in 0..200 {
+        if w.parse
+            .vendor
+            .status(vendor_job_id)
+            .await
+            .unwrap()
+            .status
+            .is_final()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the simulator never finished {vendor_job_id}");
+}
+
+/// At a vendor without idempotency, the completion that names the job is how a lost answer is
+/// resolved: parse adopts its vendor job, and the document is parsed — paid once.
+#[tokio::test]
+async fn a_completion_adopts_the_vendor_job_of_a_lost_answer() {
+    let w = world_with(Idempotency::None, EngineKind::Fast).await;
+    let job = queued(&w, "receipts/lost.png").await;
+    let vendor_job = lost_answer(&w, &job).await;
+    vendor_finished(&w, &vendor_job).await;
+    let disposition = w
+        .parse
+        .handle_notice(
+            &completion(&job, &vendor_job),
+            1,
+            UnixMillis::now().plus(Duration::from_secs(30)),
+        )
+        .await;
+    assert_eq!(disposition, ocrbridge::batch::Disposition::Done);
+    let done = state(&w, &job.id).await;
+    assert!(
+        matches!(done.state, JobState::Completed | JobState::NeedsReview),
+        "{done:?}"
+    );
+    assert_eq!(done.vendor_job_id.as_deref(), Some(vendor_job.as_str()));
+    assert_eq!(
+        w.parse.metrics.recorded()["Reconciles[sim,adopted_by_completion]"],
+        1.0
+    );
+    let stats = ocrbridge_tests::sim_stats(&w.sim).await;
+    assert_eq!(
+        (
+            stats["billed_documents"].as_u64(),
+            stats["duplicate_jobs"].as_u64()
+        ),
+        (Some(1), Some(0))
+    );
+}
+
+/// A job held because its submission's outcome was unknown is resolved by the late completion,
+/// with no operator and no second charge; a completion for a *second* vendor job of a document
+/// is recorded as an orphan, never followed and never silent.
+#[tokio::test]
+async fn a_late_completion_resolves_a_held_job_and_a_second_vendor_job_is_an_orphan() {
+    let w = world_with(Idempotency::None, EngineKind::Fast).await;
+    let job = queued(&w, "receipts/held.png").await;
+    let vendor_job = lost_answer(&w, &job).await;
+    let submitting = state(&w, &job.id).await;
+    let lease =
+        w.s.ledger
+            .acquire_lease(
+                &submitting,
+                ocrbridge::ledger::LeaseStep::Submit,
+                "holder",
+                UnixMillis::now().plus(Duration::from_secs(10)),
+                UnixMillis::now(),
+            )
+            .await
+            .unwrap();
+    w.s.ledger
+        .complete_lease(
+            &lease,
+            JobState::Held,
+            Change::none().with_reason(ocrbridge::job::Reason::new(
+                "submission_outcome_unknown",
+                "no completion named the job in time",
+            )),
+            UnixMillis::now(),
+        )
+        .await
+        .unwrap();
+    vendor_finished(&w, &vendor_job).await;
+    w.parse
+        .handle_notice(
+            &completion(&job, &vendor_job),
+            1,
+            UnixMillis::now().plus(Duration::from_secs(30)),
+        )
+        .await;
+    let done = state(&w, &job.id).await;
+    assert!(
+        matches!(done.state, JobState::Completed | JobState::NeedsReview),
+        "{done:?}"
+    );
+    assert_eq!(done.vendor_job_id.as_deref(), Some(vendor_job.as_str()));
+
+    // Someone submitted the same document again (a second charge) and its completion arrives.
+    let form = reqwest::multipart::Form::new()
+        .text("profile", "receipt")
+        .text("external_ref", job.id.to_string())
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(b"same doc".to_vec()).file_name("doc"),
+        );
+    let key =
+        w.s.secret(&w.s.config.vendor_api_key_secret, "AWSCURRENT")
+            .await;
+    let answer: Value = reqwest::Client::new()
+        .post(format!("{}/v1/documents", w.sim.base_url()))
+        .bearer_auth(key)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let second = answer["id"].as_str().unwrap().to_owned();
+    w.parse
+        .handle_notice(
+            &completion(&job, &second),
+            1,
+            UnixMillis::now().plus(Duration::from_secs(30)),
+        )
+        .await;
+    let after = state(&w, &job.id).await;
+    assert_eq!(after.state, done.state, "nothing moved");
+    assert_eq!(after.vendor_job_id, done.vendor_job_id, "still its own");
+    assert_eq!(after.orphan_vendor_jobs, vec![second.clone()]);
+    assert_eq!(
+        w.parse.metrics.recorded()["OrphanVendorJobs[sim,second_completion]"],
+        1.0
+    );
+    assert_eq!(
+        ocrbridge_tests::sim_stats(&w.sim).await["duplicate_jobs"],
+        1,
+        "the simulator agrees there was one"
+    );
 }
