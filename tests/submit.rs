@@ -380,9 +380,11 @@ async fn a_crash_before_reaching_the_vendor_is_resubmitted_once() {
     );
 }
 
+/// Against a vendor that deduplicates nothing, so that only the lease stands between four
+/// concurrent deliveries and four charges.
 #[tokio::test]
 async fn concurrent_deliveries_of_one_message_make_one_submission() {
-    let w = world().await;
+    let w = world_with(Idempotency::None, AmbiguityPolicy::default()).await;
     let job = queued_job(&w, "receipt").await;
     for _ in 0..4 {
         enqueue(&w, &job.id).await;
@@ -406,6 +408,7 @@ async fn concurrent_deliveries_of_one_message_make_one_submission() {
     let stats = sim_stats(&w.sim).await;
     assert_eq!(stats["accepted_submissions"], 1, "{results:?}");
     assert_eq!(stats["billed_documents"], 1);
+    assert_eq!(stats["duplicate_jobs"], 0);
 }
 
 #[tokio::test]
