@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Proof that can fail: each patch in scripts/mutants/ removes one guard (the lease, the fence, the
 # resolution of a lost answer…) and names the test meant to catch it (`# expect-fail: TEST_FILE:NAME`).
-# For each, this applies the patch, runs that test, and requires it to FAIL; then reverts.
+# For each, this applies the patch, runs each test it names, and requires every one to FAIL; then
+# reverts. The chaos run, when named, runs with CHAOS_DOCS=${MUTANT_CHAOS_DOCS:-100}.
 #   scripts/mutants.sh [NAME…]      (default: every patch)
 # Exit status 1 if any mutant survived (its test passed with the guard gone). Not part of
 # `make test` (each mutant rebuilds the test binary); `make mutants` runs it.
@@ -23,19 +24,21 @@ fi
 survived=()
 for name in "${names[@]}"; do
   patch=scripts/mutants/$name.patch
-  target=$(sed -n 's/^# expect-fail: //p' "$patch")
-  file=${target%%:*}
-  test=${target#*:}
   git apply "$patch"
   trap 'git apply -R "$patch" 2>/dev/null || true' EXIT
   echo "== mutant $name: $(sed -n '1s/^# //p' "$patch")"
-  if cargo test --quiet -p ocrbridge-tests --test "$file" -- --exact "$test" >".local/mutant-$name.log" 2>&1; then
-    echo "   SURVIVED: $file::$test passed with the guard removed (.local/mutant-$name.log)"
-    survived+=("$name")
-  else
-    line=$(grep -m1 -E "panicked at|error\[" ".local/mutant-$name.log" || true)
-    echo "   killed: $file::$test failed — ${line}"
-  fi
+  while read -r target; do
+    file=${target%%:*}
+    test=${target#*:}
+    log=".local/mutant-$name-$file.log"
+    if CHAOS_DOCS=${MUTANT_CHAOS_DOCS:-100} cargo test --quiet -p ocrbridge-tests --test "$file" -- --exact "$test" >"$log" 2>&1; then
+      echo "   SURVIVED: $file::$test passed with the guard removed ($log)"
+      survived+=("$name:$file")
+    else
+      line=$(grep -m1 -A2 -E "panicked at|error\[" "$log" | tr '\n' ' ' | cut -c1-400 || true)
+      echo "   killed: $file::$test failed — ${line}"
+    fi
+  done < <(sed -n 's/^# expect-fail: //p' "$patch")
   git apply -R "$patch"
   trap - EXIT
 done
