@@ -169,12 +169,13 @@ async fn run(fallback: Fallback) {
         started.elapsed().as_secs_f64(),
     );
     eprintln!(
-        "chaos[{}]: simulator submit_requests {} accepted {} duplicate_jobs {} | ocrbridge vendor calls {} risky resubmits {risky} orphans seen {orphans} | crashes {} kills {} (mid vendor call {}) freezes {} timeouts {}",
+        "chaos[{}]: simulator submit_requests {} accepted {} duplicate_jobs {} | ocrbridge vendor calls {} (overlapping {}) risky resubmits {risky} orphans seen {orphans} | crashes {} kills {} (mid vendor call {}) freezes {} timeouts {}",
         fallback.as_str(),
         stats["submit_requests"],
         stats["accepted_submissions"],
         stats["duplicate_jobs"],
         ChaosCounters::get(&p.chaos.vendor_submits),
+        ChaosCounters::get(&p.chaos.overlapping_submits),
         ChaosCounters::get(&p.chaos.crashes),
         ChaosCounters::get(&p.chaos.kills),
         ChaosCounters::get(&p.chaos.kills_mid_vendor_call),
@@ -347,6 +348,11 @@ async fn run(fallback: Fallback) {
             fault.name()
         );
     }
+    assert_eq!(
+        ChaosCounters::get(&p.chaos.overlapping_submits),
+        0,
+        "two workers called the vendor for one job at the same time"
+    );
     for (name, counter) in [
         ("crashes", &p.chaos.crashes),
         ("kills", &p.chaos.kills),

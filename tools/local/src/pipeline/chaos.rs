@@ -63,6 +63,9 @@ pub struct ChaosCounters {
     pub freezes: AtomicU64,
     /// Vendor submissions the submit function made (every call, whatever came of it).
     pub vendor_submits: AtomicU64,
+    /// Submissions that started while another for the same job was still in flight: what the
+    /// submit lease exists to prevent.
+    pub overlapping_submits: AtomicU64,
 }
 
 impl ChaosCounters {
@@ -102,6 +105,24 @@ pub struct Chaotic<V> {
     inner: V,
     kill_in_call_rate: f64,
     counters: Arc<ChaosCounters>,
+    /// Submissions in flight, by job.
+    in_flight: Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>>,
+}
+
+/// One submission in flight; counted down when it ends, however it ends (a killed invocation
+/// drops it mid-call).
+struct InFlight {
+    job: String,
+    calls: Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = calls.get_mut(&self.job) {
+            *n = n.saturating_sub(1);
+        }
+    }
 }
 
 impl<V> Chaotic<V> {
@@ -110,6 +131,7 @@ impl<V> Chaotic<V> {
             inner,
             kill_in_call_rate: options.kill_in_call_rate,
             counters,
+            in_flight: Default::default(),
         }
     }
 
@@ -130,6 +152,18 @@ impl<V: Vendor> Vendor for Chaotic<V> {
     async fn submit(&self, submission: &Submission<'_>) -> Result<String, VendorError> {
         let invocation = INVOCATION.try_with(Arc::clone).ok();
         ChaosCounters::add(&self.counters.vendor_submits);
+        let _in_flight = {
+            let mut calls = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            let n = calls.entry(submission.external_ref.to_owned()).or_default();
+            if *n > 0 {
+                ChaosCounters::add(&self.counters.overlapping_submits);
+            }
+            *n += 1;
+            InFlight {
+                job: submission.external_ref.to_owned(),
+                calls: Arc::clone(&self.in_flight),
+            }
+        };
         if let Some(i) = &invocation {
             i.in_vendor_call.store(true, Ordering::SeqCst);
             if strikes(self.kill_in_call_rate) {
