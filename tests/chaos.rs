@@ -98,7 +98,7 @@ fn options(fallback: Fallback) -> PipelineOptions {
             crash_rate: 0.04,
             kill_rate: 0.06,
             kill_within: Duration::from_millis(1500),
-            kill_in_call_rate: 0.04,
+            kill_in_call_rate: 0.08,
             freeze_rate: 0.06,
             // Past the 4 s lease of a 6 s invocation: another worker takes over first.
             freeze: Duration::from_secs(10),
