@@ -67,8 +67,6 @@ async fn world_with(idempotency: Idempotency, engine: EngineKind) -> World {
             metrics: Metrics::memory("submit"),
             stack: s.config.clone(),
             config: SubmitConfig {
-                vendor_base_url: sim.base_url(),
-                vendor_timeout: Duration::from_secs(5),
                 max_age: Duration::from_secs(3600),
                 presign_expiry: Duration::from_secs(300),
                 price_per_page: 0.01,

@@ -60,8 +60,6 @@ async fn world_with(idempotency: Idempotency, ambiguity: AmbiguityPolicy) -> Wor
         metrics: Metrics::memory("submit"),
         stack: s.config.clone(),
         config: SubmitConfig {
-            vendor_base_url: sim.base_url(),
-            vendor_timeout: Duration::from_secs(2),
             max_age: Duration::from_secs(3600),
             presign_expiry: Duration::from_secs(300),
             price_per_page: 0.01,
@@ -295,48 +293,7 @@ async fn a_lost_response_is_adopted_through_the_idempotency_key() {
 async fn a_crash_after_reaching_the_vendor_is_reconciled_not_resubmitted() {
     let w = world().await;
     let job = queued_job(&w, "receipt").await;
-    let now = UnixMillis::now();
-    let lease =
-        w.s.ledger
-            .acquire_lease(
-                &job,
-                LeaseStep::Submit,
-                "crashed-worker",
-                now.plus(Duration::from_millis(300)),
-                now,
-            )
-            .await
-            .unwrap();
-    w.s.ledger
-        .record_attempt(&lease, "attempt-1", UnixMillis::now())
-        .await
-        .unwrap();
-    let url = w
-        .submit
-        .blob
-        .presign_get(
-            &ocrbridge::blob::ObjectRef {
-                bucket: job.source.bucket.clone(),
-                key: job.source.key.clone(),
-                version_id: None,
-            },
-            Duration::from_secs(60),
-        )
-        .await
-        .unwrap();
-    let vendor_job = w
-        .submit
-        .vendor
-        .submit(&Submission {
-            idempotency_key: job.id.as_str(),
-            document_url: &url,
-            profile: &job.profile,
-            external_ref: job.id.as_str(),
-            time_limit: Duration::from_secs(5),
-        })
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(400)).await; // the crashed worker's lease expires
+    let vendor_job = crashed_after_reaching_the_vendor(&w, &job).await;
 
     enqueue(&w, &job.id).await;
     pump(&w, std::slice::from_ref(&job.id), Duration::from_secs(30)).await;
@@ -721,17 +678,15 @@ async fn crashed_after_reaching_the_vendor(w: &World, job: &Job) -> String {
             )
             .await
             .unwrap();
+    let object = ocrbridge::blob::ObjectRef {
+        bucket: job.source.bucket.clone(),
+        key: job.source.key.clone(),
+        version_id: None,
+    };
     let url = w
         .submit
         .blob
-        .presign_get(
-            &ocrbridge::blob::ObjectRef {
-                bucket: job.source.bucket.clone(),
-                key: job.source.key.clone(),
-                version_id: None,
-            },
-            Duration::from_secs(60),
-        )
+        .presign_get(&object, Duration::from_secs(60))
         .await
         .unwrap();
     let vendor_job = w
@@ -739,6 +694,7 @@ async fn crashed_after_reaching_the_vendor(w: &World, job: &Job) -> String {
         .vendor
         .submit(&Submission {
             idempotency_key: job.id.as_str(),
+            object: &object,
             document_url: &url,
             profile: &job.profile,
             external_ref: job.id.as_str(),

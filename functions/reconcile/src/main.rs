@@ -6,12 +6,11 @@
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use ocrbridge::aws::AwsClients;
 use ocrbridge::config::StackConfig;
-use ocrbridge::keyring::{Keyring, Stage, DEFAULT_MAX_AGE};
 use ocrbridge::ledger::Ledger;
 use ocrbridge::metrics::Metrics;
 use ocrbridge::queue::Queue;
 use ocrbridge::time::UnixMillis;
-use ocrbridge::vendor::sim::{http_client, HttpTimeouts, SimVendor};
+use ocrbridge::vendor::select::{AnyVendor, VendorSettings};
 use reconcile::{Reconcile, ReconcileConfig};
 use serde_json::Value;
 
@@ -20,15 +19,12 @@ async fn main() -> Result<(), Error> {
     ocrbridge::telemetry::init();
     let stack = StackConfig::from_env()?;
     let clients = AwsClients::from_env().await;
-    let base_url = std::env::var("VENDOR_BASE_URL").map_err(|_| "VENDOR_BASE_URL is not set")?;
-    let api_key = Keyring::new(
-        clients.secrets.clone(),
-        &stack.vendor_api_key_secret,
-        &[Stage::Current],
-        DEFAULT_MAX_AGE,
-    );
     let reconcile = Reconcile {
-        vendor: SimVendor::new(http_client(HttpTimeouts::default())?, base_url, api_key),
+        vendor: AnyVendor::build(
+            &VendorSettings::from_env()?,
+            &clients,
+            &stack.vendor_api_key_secret,
+        )?,
         ledger: Ledger::new(clients.dynamodb.clone(), stack.ledger_tables()),
         queue: Queue::new(clients.sqs.clone()),
         metrics: Metrics::stdout("reconcile"),

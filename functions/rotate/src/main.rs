@@ -6,9 +6,8 @@
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use ocrbridge::aws::AwsClients;
 use ocrbridge::config::StackConfig;
-use ocrbridge::keyring::{Keyring, Stage, DEFAULT_MAX_AGE};
 use ocrbridge::metrics::Metrics;
-use ocrbridge::vendor::sim::{http_client, HttpTimeouts, SimVendor};
+use ocrbridge::vendor::select::{AnyVendor, VendorSettings};
 use rotate::{Rotate, RotationEvent};
 use serde_json::Value;
 
@@ -17,16 +16,13 @@ async fn main() -> Result<(), Error> {
     ocrbridge::telemetry::init();
     let stack = StackConfig::from_env()?;
     let clients = AwsClients::from_env().await;
-    let base_url = std::env::var("VENDOR_BASE_URL").map_err(|_| "VENDOR_BASE_URL is not set")?;
-    let api_key = Keyring::new(
-        clients.secrets.clone(),
-        &stack.vendor_api_key_secret,
-        &[Stage::Current],
-        DEFAULT_MAX_AGE,
-    );
     let rotate = Rotate {
         secrets: clients.secrets.clone(),
-        registry: SimVendor::new(http_client(HttpTimeouts::default())?, base_url, api_key),
+        registry: AnyVendor::build(
+            &VendorSettings::from_env()?,
+            &clients,
+            &stack.vendor_api_key_secret,
+        )?,
         metrics: Metrics::stdout("rotate"),
         require_rotation_enabled: std::env::var("REQUIRE_ROTATION_ENABLED")
             .map_or(true, |v| v != "false"),

@@ -7,10 +7,6 @@ use ocrbridge::vendor::ambiguity::{AmbiguityPolicy, Fallback};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SubmitConfig {
-    /// `VENDOR_BASE_URL`: the vendor API.
-    pub vendor_base_url: String,
-    /// `VENDOR_TIMEOUT_MS` (default 10,000): the request timeout; connect is 2 s.
-    pub vendor_timeout: Duration,
     /// `MAX_SUBMIT_AGE_SECS` (default 86,400): a job not submitted within this time of entering
     /// `Queued` fails with `max_age_exceeded` (retryable: an operator's retry starts a new window).
     pub max_age: Duration,
@@ -55,12 +51,7 @@ impl SubmitConfig {
                     }),
             }
         };
-        let vendor_base_url = lookup("VENDOR_BASE_URL")
-            .filter(|v| !v.trim().is_empty())
-            .ok_or_else(|| ConfigError("VENDOR_BASE_URL", "not set".into()))?;
         Ok(SubmitConfig {
-            vendor_base_url,
-            vendor_timeout: Duration::from_millis(number("VENDOR_TIMEOUT_MS", 10_000.0)? as u64),
             max_age: Duration::from_secs(number("MAX_SUBMIT_AGE_SECS", 86_400.0)? as u64),
             presign_expiry: Duration::from_secs(number("PRESIGN_EXPIRY_SECS", 900.0)? as u64),
             price_per_page: number("PRICE_PER_PAGE", 0.0015)?,
@@ -119,8 +110,9 @@ mod tests {
         assert_eq!(err.0, "AMBIGUOUS_SUBMISSION");
         assert!(err.1.contains("hold, resubmit"), "{err}");
         assert_eq!(
-            SubmitConfig::from_lookup(|_| None).unwrap_err().0,
-            "VENDOR_BASE_URL"
+            SubmitConfig::from_lookup(|_| None).unwrap(),
+            SubmitConfig::from_lookup(|k| (k == "UNRELATED").then(String::new)).unwrap(),
+            "everything has a default"
         );
         let bad = HashMap::from([
             ("VENDOR_BASE_URL", "http://v".to_owned()),

@@ -7,13 +7,13 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 use ocrbridge::aws::AwsClients;
 use ocrbridge::blob::Blob;
 use ocrbridge::config::StackConfig;
-use ocrbridge::keyring::{Keyring, Stage, DEFAULT_MAX_AGE};
 use ocrbridge::ledger::Ledger;
 use ocrbridge::metrics::Metrics;
 use ocrbridge::queue::Queue;
 use ocrbridge::retry::Budgets;
 use ocrbridge::time::deadline_of;
-use ocrbridge::vendor::sim::{http_client, HttpTimeouts, SimVendor};
+use ocrbridge::vendor::select::{AnyVendor, VendorSettings};
+use ocrbridge::vendor::Vendor;
 use submit::{Submit, SubmitConfig};
 
 #[tokio::main]
@@ -22,23 +22,18 @@ async fn main() -> Result<(), Error> {
     let stack = StackConfig::from_env()?;
     let config = SubmitConfig::from_env()?;
     let clients = AwsClients::from_env().await;
-    let http = http_client(HttpTimeouts {
-        request: config.vendor_timeout,
-        ..HttpTimeouts::default()
-    })?;
-    let api_key = Keyring::new(
-        clients.secrets.clone(),
+    let vendor = AnyVendor::build(
+        &VendorSettings::from_env()?,
+        &clients,
         &stack.vendor_api_key_secret,
-        &[Stage::Current],
-        DEFAULT_MAX_AGE,
-    );
+    )?;
     let submit = Submit {
-        vendor: SimVendor::new(http, &config.vendor_base_url, api_key),
+        budgets: Budgets::for_vendor(vendor.name(), |k| std::env::var(k).ok()),
+        vendor,
         ledger: Ledger::new(clients.dynamodb.clone(), stack.ledger_tables()),
         blob: Blob::new(clients.s3.clone()),
         queue: Queue::new(clients.sqs.clone()),
         metrics: Metrics::stdout("submit"),
-        budgets: Budgets::for_vendor("sim", |k| std::env::var(k).ok()),
         stack,
         config,
     };

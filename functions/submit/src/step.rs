@@ -361,8 +361,14 @@ impl<V: Vendor> Submit<V> {
                 "only {time_left:?} of the lease left; not starting a call that could outlive it"
             )));
         }
+        let object = ObjectRef {
+            bucket: job.source.bucket.clone(),
+            key: job.source.key.clone(),
+            version_id: job.source.version_id.clone(),
+        };
         let submission = Submission {
             idempotency_key: job.id.as_str(),
+            object: &object,
             document_url: url,
             profile: &job.profile,
             external_ref: job.id.as_str(),

@@ -11,6 +11,7 @@
 
 pub mod ambiguity;
 pub mod normalize;
+pub mod select;
 pub mod sim;
 
 use std::future::Future;
@@ -84,11 +85,15 @@ impl Capabilities {
     }
 }
 
-/// One document to submit.
+/// One document to submit, in every form a vendor may want it: the S3 object itself (Textract
+/// reads it in place, same region), or a short-lived presigned URL (Azure, Mindee, the
+/// simulator). A vendor that wants the bytes (Google's online API) reads them through the URL.
 #[derive(Debug, Clone)]
 pub struct Submission<'a> {
     /// Deterministic, derived from the job: the same job always sends the same key.
     pub idempotency_key: &'a str,
+    /// The uploaded object (bucket, key, version).
+    pub object: &'a crate::blob::ObjectRef,
     /// A short-lived presigned GET URL of the document.
     pub document_url: &'a str,
     pub profile: &'a Profile,

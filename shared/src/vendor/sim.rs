@@ -44,6 +44,8 @@ pub struct SimVendor {
     base_url: String,
     api_key: Keyring,
     idempotency: Idempotency,
+    /// The simulator profile for each of ours; without one, our profile is sent as it is.
+    models: Option<super::select::ModelMap>,
 }
 
 impl SimVendor {
@@ -56,7 +58,14 @@ impl SimVendor {
             idempotency: Idempotency::Native {
                 remembers_for: None,
             },
+            models: None,
         }
+    }
+
+    /// Sends the simulator the profile `models` gives each of ours.
+    pub fn with_models(mut self, models: super::select::ModelMap) -> Self {
+        self.models = Some(models);
+        self
     }
 
     /// Says how the simulator was started (`--idempotency native|expiring:SECS|none`): what it
@@ -188,9 +197,13 @@ impl Vendor for SimVendor {
     }
 
     async fn submit(&self, submission: &Submission<'_>) -> Result<String, VendorError> {
+        let profile = match &self.models {
+            Some(models) => models.model_for(submission.profile)?,
+            None => submission.profile.as_str(),
+        };
         let body = json!({
             "url": submission.document_url,
-            "profile": submission.profile.as_str(),
+            "profile": profile,
             "external_ref": submission.external_ref,
         });
         let answer = self

@@ -323,8 +323,6 @@ impl Pipeline {
                 metrics: Metrics::memory("submit"),
                 stack: config.clone(),
                 config: SubmitConfig {
-                    vendor_base_url: sim.base_url(),
-                    vendor_timeout: Duration::from_secs(5),
                     max_age: Duration::from_secs(3600),
                     presign_expiry: Duration::from_secs(900),
                     price_per_page: 0.0015,

@@ -1,0 +1,497 @@
+//! Choosing the vendor by configuration, in one place: no function's `main` names a concrete
+//! vendor. `VENDOR` picks the adapter; the rest of its settings come from the environment too,
+//! each documented on [`VendorSettings`], and a bad value fails at init with the setting's name.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use super::sim::{http_client, HttpTimeouts, SimVendor};
+use super::{normalize, Capabilities, Idempotency, Submission, Vendor, VendorError, VendorJob};
+use crate::aws::AwsClients;
+use crate::job::Profile;
+use crate::keyring::{Keyring, Stage, DEFAULT_MAX_AGE};
+
+/// The vendors ocrbridge has an adapter for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VendorKind {
+    /// `tools/vendor-sim`'s own API (local stack, demos, chaos runs).
+    Sim,
+    /// AWS Textract, asynchronous APIs.
+    Textract,
+    /// Azure AI Document Intelligence, REST API 2024-11-30.
+    Azure,
+    /// Mindee v2.
+    Mindee,
+}
+
+impl VendorKind {
+    pub const ALL: [VendorKind; 4] = [
+        VendorKind::Sim,
+        VendorKind::Textract,
+        VendorKind::Azure,
+        VendorKind::Mindee,
+    ];
+
+    /// The name used in `VENDOR`, metrics (`Vendor`) and budget items.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VendorKind::Sim => "sim",
+            VendorKind::Textract => "textract",
+            VendorKind::Azure => "azure",
+            VendorKind::Mindee => "mindee",
+        }
+    }
+
+    /// Which model (or API) each profile uses when `VENDOR_MODELS` does not say.
+    fn default_models(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            VendorKind::Sim => &[
+                ("receipt", "receipt"),
+                ("invoice", "invoice"),
+                ("generic", "generic"),
+            ],
+            // The Start* operation: expense (AnalyzeExpense), analysis (FORMS and TABLES),
+            // text (DetectDocumentText).
+            VendorKind::Textract => &[
+                ("receipt", "expense"),
+                ("invoice", "expense"),
+                ("forms", "analysis"),
+                ("tables", "analysis"),
+                ("generic", "text"),
+            ],
+            VendorKind::Azure => &[
+                ("receipt", "prebuilt-receipt"),
+                ("invoice", "prebuilt-invoice"),
+                ("tables", "prebuilt-layout"),
+                ("forms", "prebuilt-layout"),
+                ("generic", "prebuilt-read"),
+            ],
+            // Mindee model ids belong to the account: they must be configured.
+            VendorKind::Mindee => &[],
+        }
+    }
+}
+
+impl fmt::Display for VendorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for VendorKind {
+    type Err = VendorConfigError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        VendorKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s.trim())
+            .ok_or_else(|| VendorConfigError {
+                setting: "VENDOR",
+                problem: format!(
+                    "{s:?} is not a vendor ocrbridge knows; use one of: {}",
+                    VendorKind::ALL.map(VendorKind::as_str).join(", ")
+                ),
+            })
+    }
+}
+
+/// A vendor setting that is missing or wrong: which one, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {setting}: {problem}")]
+pub struct VendorConfigError {
+    pub setting: &'static str,
+    pub problem: String,
+}
+
+/// The model (or API) to use at the vendor for each profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelMap {
+    by_profile: BTreeMap<String, String>,
+}
+
+impl ModelMap {
+    /// The vendor's defaults, overridden by `VENDOR_MODELS` (`receipt=…,invoice=…`).
+    pub fn parse(kind: VendorKind, spec: Option<&str>) -> Result<Self, VendorConfigError> {
+        let mut by_profile: BTreeMap<String, String> = kind
+            .default_models()
+            .iter()
+            .map(|(p, m)| ((*p).to_owned(), (*m).to_owned()))
+            .collect();
+        for part in spec
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            let (profile, model) = part.split_once('=').ok_or_else(|| VendorConfigError {
+                setting: "VENDOR_MODELS",
+                problem: format!("{part:?} is not PROFILE=MODEL"),
+            })?;
+            Profile::new(profile.trim()).map_err(|e| VendorConfigError {
+                setting: "VENDOR_MODELS",
+                problem: e.to_string(),
+            })?;
+            if model.trim().is_empty() {
+                return Err(VendorConfigError {
+                    setting: "VENDOR_MODELS",
+                    problem: format!("no model for profile {profile:?}"),
+                });
+            }
+            by_profile.insert(profile.trim().to_owned(), model.trim().to_owned());
+        }
+        if by_profile.is_empty() {
+            return Err(VendorConfigError {
+                setting: "VENDOR_MODELS",
+                problem: format!(
+                    "{kind} has no default models; set PROFILE=MODEL for each profile"
+                ),
+            });
+        }
+        Ok(ModelMap { by_profile })
+    }
+
+    /// The model for `profile`, or the `generic` one.
+    pub fn model_for(&self, profile: &Profile) -> Result<&str, VendorError> {
+        self.by_profile
+            .get(profile.as_str())
+            .or_else(|| self.by_profile.get("generic"))
+            .map(String::as_str)
+            .ok_or_else(|| VendorError::Rejected {
+                status: 0,
+                code: "no_model".into(),
+                message: format!(
+                    "no vendor model is configured for profile {profile} (VENDOR_MODELS), and none for generic"
+                ),
+            })
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.by_profile
+            .iter()
+            .map(|(p, m)| (p.as_str(), m.as_str()))
+    }
+}
+
+/// Everything that chooses and configures the vendor adapter, read once from the environment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VendorSettings {
+    /// `VENDOR` (default `sim`).
+    pub kind: VendorKind,
+    /// `VENDOR_MODELS`: `PROFILE=MODEL,…` over the vendor's defaults.
+    pub models: ModelMap,
+    /// `VENDOR_BASE_URL`: the simulator's URL, the Azure resource endpoint, or Mindee's API
+    /// (default `https://api-v2.mindee.net`). Textract's endpoint comes from the SDK
+    /// (`AWS_ENDPOINT_URL_TEXTRACT` points only Textract elsewhere).
+    pub base_url: Option<String>,
+    /// `VENDOR_TIMEOUT_MS` (default 10,000): the longest a status or result call may take; a
+    /// submission is bounded by its lease as well.
+    pub timeout: Duration,
+    /// `VENDOR_SIM_IDEMPOTENCY`: how the simulator was started (`native`, `none`,
+    /// `expiring:SECS`).
+    pub sim_idempotency: Idempotency,
+}
+
+impl VendorSettings {
+    pub fn from_env() -> Result<Self, VendorConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, VendorConfigError> {
+        let kind = match lookup("VENDOR") {
+            Some(v) if !v.trim().is_empty() => v.parse()?,
+            _ => VendorKind::Sim,
+        };
+        let base_url = lookup("VENDOR_BASE_URL").filter(|v| !v.trim().is_empty());
+        let require_url = |what: &str| {
+            base_url.clone().ok_or_else(|| VendorConfigError {
+                setting: "VENDOR_BASE_URL",
+                problem: format!("not set; {kind} needs {what}"),
+            })
+        };
+        match kind {
+            VendorKind::Sim => {
+                require_url("the simulator's URL")?;
+            }
+            VendorKind::Azure => {
+                require_url("the resource endpoint (https://<name>.cognitiveservices.azure.com)")?;
+            }
+            VendorKind::Textract | VendorKind::Mindee => {}
+        }
+        let timeout = match lookup("VENDOR_TIMEOUT_MS") {
+            None => Duration::from_secs(10),
+            Some(v) => v
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|ms| *ms > 0)
+                .map(Duration::from_millis)
+                .ok_or_else(|| VendorConfigError {
+                    setting: "VENDOR_TIMEOUT_MS",
+                    problem: format!("{v:?} is not a positive number of milliseconds"),
+                })?,
+        };
+        Ok(VendorSettings {
+            kind,
+            models: ModelMap::parse(kind, lookup("VENDOR_MODELS").as_deref())?,
+            base_url,
+            timeout,
+            sim_idempotency: parse_sim_idempotency(lookup("VENDOR_SIM_IDEMPOTENCY").as_deref())?,
+        })
+    }
+}
+
+/// `native`, `none` or `expiring:SECS`, as the simulator's `--idempotency` flag.
+pub fn parse_sim_idempotency(spec: Option<&str>) -> Result<Idempotency, VendorConfigError> {
+    let bad = |v: &str| VendorConfigError {
+        setting: "VENDOR_SIM_IDEMPOTENCY",
+        problem: format!("{v:?}: use native, none or expiring:SECS"),
+    };
+    match spec.map(str::trim) {
+        None | Some("") | Some("native") => Ok(Idempotency::Native {
+            remembers_for: None,
+        }),
+        Some("none") => Ok(Idempotency::None),
+        Some(other) => other
+            .strip_prefix("expiring:")
+            .and_then(|s| s.parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .map(|s| Idempotency::Native {
+                remembers_for: Some(Duration::from_secs_f64(s)),
+            })
+            .ok_or_else(|| bad(other)),
+    }
+}
+
+/// The configured vendor. Every function holds one of these; the adapters behind it are the
+/// only code that knows a vendor's wire format.
+#[derive(Debug, Clone)]
+pub enum AnyVendor {
+    Sim(SimVendor),
+}
+
+impl AnyVendor {
+    /// Builds the configured adapter: its HTTP client (one per container, connections reused),
+    /// and its API key from Secrets Manager (`VENDOR_API_KEY_SECRET_ARN`) where it has one.
+    pub fn build(
+        settings: &VendorSettings,
+        clients: &AwsClients,
+        api_key_secret: &str,
+    ) -> Result<Self, VendorConfigError> {
+        let http = || {
+            http_client(HttpTimeouts {
+                request: settings.timeout,
+                ..HttpTimeouts::default()
+            })
+            .map_err(|e| VendorConfigError {
+                setting: "VENDOR",
+                problem: e.to_string(),
+            })
+        };
+        let api_key = || {
+            Keyring::new(
+                clients.secrets.clone(),
+                api_key_secret,
+                &[Stage::Current],
+                DEFAULT_MAX_AGE,
+            )
+        };
+        let base_url = settings.base_url.clone().unwrap_or_default();
+        match settings.kind {
+            VendorKind::Sim => Ok(AnyVendor::Sim(
+                SimVendor::new(http()?, base_url, api_key())
+                    .with_idempotency(settings.sim_idempotency)
+                    .with_models(settings.models.clone()),
+            )),
+            other => Err(VendorConfigError {
+                setting: "VENDOR",
+                problem: format!("{other} is not wired yet"),
+            }),
+        }
+    }
+}
+
+/// The vendor side of secret rotation. Only the simulator lets a program register keys and
+/// signing secrets; real vendors issue their keys in their own consoles, so their secrets are
+/// rotated by hand (the template schedules rotation for the simulator only).
+impl super::SecretRegistry for AnyVendor {
+    async fn set_webhook_secrets(
+        &self,
+        secrets: &[crate::keyring::Secret],
+    ) -> Result<(), VendorError> {
+        match self {
+            AnyVendor::Sim(v) => v.set_webhook_secrets(secrets).await,
+        }
+    }
+
+    async fn register_api_key(&self, key: &crate::keyring::Secret) -> Result<(), VendorError> {
+        match self {
+            AnyVendor::Sim(v) => v.register_api_key(key).await,
+        }
+    }
+
+    async fn revoke_api_key(&self, key: &crate::keyring::Secret) -> Result<(), VendorError> {
+        match self {
+            AnyVendor::Sim(v) => v.revoke_api_key(key).await,
+        }
+    }
+
+    async fn check_api_key(&self, key: &crate::keyring::Secret) -> Result<(), VendorError> {
+        match self {
+            AnyVendor::Sim(v) => v.check_api_key(key).await,
+        }
+    }
+}
+
+/// Calls `$call` on whichever adapter this is.
+macro_rules! dispatch {
+    ($self:expr, $v:ident => $call:expr) => {
+        match $self {
+            AnyVendor::Sim($v) => $call,
+        }
+    };
+}
+
+impl Vendor for AnyVendor {
+    fn name(&self) -> &'static str {
+        dispatch!(self, v => v.name())
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        dispatch!(self, v => v.capabilities())
+    }
+
+    async fn submit(&self, submission: &Submission<'_>) -> Result<String, VendorError> {
+        dispatch!(self, v => v.submit(submission).await)
+    }
+
+    async fn find_by_idempotency_key(&self, key: &str) -> Result<Option<VendorJob>, VendorError> {
+        dispatch!(self, v => v.find_by_idempotency_key(key).await)
+    }
+
+    async fn status(&self, vendor_job_id: &str) -> Result<VendorJob, VendorError> {
+        dispatch!(self, v => v.status(vendor_job_id).await)
+    }
+
+    async fn fetch_result(&self, vendor_job_id: &str) -> Result<Vec<u8>, VendorError> {
+        dispatch!(self, v => v.fetch_result(vendor_job_id).await)
+    }
+
+    async fn refresh_credentials(&self) {
+        dispatch!(self, v => v.refresh_credentials().await)
+    }
+
+    fn normalize(
+        &self,
+        raw: &[u8],
+        job_id: &str,
+        vendor_job_id: &str,
+        profile: &Profile,
+    ) -> Result<normalize::Normalized, normalize::NormalizeError> {
+        dispatch!(self, v => v.normalize(raw, job_id, vendor_job_id, profile))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<VendorSettings, VendorConfigError> {
+        let env: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        VendorSettings::from_lookup(|k| env.get(k).cloned())
+    }
+
+    #[test]
+    fn an_unknown_vendor_fails_with_the_valid_ones() {
+        let err = settings(&[("VENDOR", "google")]).unwrap_err();
+        assert_eq!(err.setting, "VENDOR");
+        assert!(
+            err.problem.contains("sim, textract, azure, mindee"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn models_default_per_vendor_and_can_be_overridden() {
+        let azure = settings(&[
+            ("VENDOR", "azure"),
+            ("VENDOR_BASE_URL", "https://x.cognitiveservices.azure.com"),
+            ("VENDOR_MODELS", "invoice=custom-invoices-v3"),
+        ])
+        .unwrap();
+        let receipt = Profile::new("receipt").unwrap();
+        let invoice = Profile::new("invoice").unwrap();
+        let passport = Profile::new("passport").unwrap();
+        assert_eq!(
+            azure.models.model_for(&receipt).unwrap(),
+            "prebuilt-receipt"
+        );
+        assert_eq!(
+            azure.models.model_for(&invoice).unwrap(),
+            "custom-invoices-v3"
+        );
+        assert_eq!(azure.models.model_for(&passport).unwrap(), "prebuilt-read");
+        let textract = settings(&[("VENDOR", "textract")]).unwrap();
+        assert_eq!(textract.models.model_for(&receipt).unwrap(), "expense");
+        // Mindee's model ids are the account's own.
+        let err = settings(&[("VENDOR", "mindee")]).unwrap_err();
+        assert_eq!(err.setting, "VENDOR_MODELS");
+        let mindee = settings(&[
+            ("VENDOR", "mindee"),
+            ("VENDOR_MODELS", "receipt=abc,invoice=def"),
+        ])
+        .unwrap();
+        assert!(mindee.models.model_for(&passport).is_err(), "no generic");
+        assert_eq!(
+            settings(&[
+                ("VENDOR", "sim"),
+                ("VENDOR_BASE_URL", "http://s"),
+                ("VENDOR_MODELS", "receipt")
+            ])
+            .unwrap_err()
+            .setting,
+            "VENDOR_MODELS"
+        );
+    }
+
+    #[test]
+    fn each_setting_names_itself_when_wrong() {
+        assert_eq!(
+            settings(&[("VENDOR", "sim")]).unwrap_err().setting,
+            "VENDOR_BASE_URL"
+        );
+        assert_eq!(
+            settings(&[("VENDOR", "azure")]).unwrap_err().setting,
+            "VENDOR_BASE_URL"
+        );
+        assert_eq!(
+            settings(&[
+                ("VENDOR_BASE_URL", "http://s"),
+                ("VENDOR_TIMEOUT_MS", "soon")
+            ])
+            .unwrap_err()
+            .setting,
+            "VENDOR_TIMEOUT_MS"
+        );
+        assert_eq!(
+            settings(&[
+                ("VENDOR_BASE_URL", "http://s"),
+                ("VENDOR_SIM_IDEMPOTENCY", "sometimes")
+            ])
+            .unwrap_err()
+            .setting,
+            "VENDOR_SIM_IDEMPOTENCY"
+        );
+        assert_eq!(
+            parse_sim_idempotency(Some("expiring:2.5")).unwrap(),
+            Idempotency::Native {
+                remembers_for: Some(Duration::from_millis(2500))
+            }
+        );
+    }
+}
