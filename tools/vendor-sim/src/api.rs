@@ -16,13 +16,16 @@ use sha2::{Digest, Sha256};
 
 use crate::faults::{Fault, FaultConfig, FaultDice};
 use crate::server::{DropConnection, TruncateBody};
-use crate::state::{Idempotency, SimJob, Status};
-use crate::{webhooks, Sim};
+use crate::state::{Idempotency, Protocol, SimJob, Status};
+use crate::{webhooks, Accept, Accepted, Cut, KeyRule, Sim};
 
 const PROFILES: [&str; 3] = ["receipt", "invoice", "generic"];
 
 pub fn router(sim: Arc<Sim>) -> Router {
     Router::new()
+        .merge(crate::textract::routes())
+        .merge(crate::azure::routes())
+        .merge(crate::mindee::routes())
         .route("/v1/documents", post(submit).get(lookup))
         .route("/v1/documents/{id}", get(status))
         .route("/v1/documents/{id}/result", get(result))
@@ -72,12 +75,35 @@ fn gate(sim: &Sim, headers: &HeaderMap) -> Option<Response> {
             "the API key is not valid",
         ));
     }
-    if let Err(retry_after) = inner.dice.take_token(Instant::now()) {
+    match request_fault(&mut inner) {
+        Some(RequestFault::Throttled { retry_after_secs }) => Some(throttled(retry_after_secs)),
+        Some(RequestFault::ServerError { status }) => {
+            Some(error(status, "server_error", "simulated server error"))
+        }
+        None => None,
+    }
+}
+
+/// A fault that refuses a request before it is handled, whatever the protocol; each twin
+/// answers it in its vendor's own shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RequestFault {
+    /// The rate limit (token bucket) or random throttling: retry after this long.
+    Throttled { retry_after_secs: u64 },
+    /// A 5xx.
+    ServerError { status: StatusCode },
+}
+
+/// Rolls the request-level faults: the rate limit, throttling, server errors.
+pub(crate) fn request_fault(inner: &mut crate::state::Inner) -> Option<RequestFault> {
+    if let Err(retry_after_secs) = inner.dice.take_token(Instant::now()) {
         inner.count_fault(Fault::RateLimited);
-        return Some(throttled(retry_after));
+        return Some(RequestFault::Throttled { retry_after_secs });
     }
     if inner.strikes(Fault::Throttle) {
-        return Some(throttled(inner.dice.config.retry_after_secs));
+        return Some(RequestFault::Throttled {
+            retry_after_secs: inner.dice.config.retry_after_secs,
+        });
     }
     if inner.strikes(Fault::ServerError) {
         let status = *inner.dice.pick(&[
@@ -85,9 +111,18 @@ fn gate(sim: &Sim, headers: &HeaderMap) -> Option<Response> {
             StatusCode::BAD_GATEWAY,
             StatusCode::SERVICE_UNAVAILABLE,
         ]);
-        return Some(error(status, "server_error", "simulated server error"));
+        return Some(RequestFault::ServerError { status });
     }
     None
+}
+
+/// Whether the slow fault strikes this submission, and how long it holds it.
+pub(crate) fn slow(sim: &Sim) -> Option<Duration> {
+    sim.with_state(|inner| {
+        inner
+            .strikes(Fault::Slow)
+            .then(|| Duration::from_millis(inner.dice.config.slow_delay_ms))
+    })
 }
 
 fn throttled(retry_after_secs: u64) -> Response {
@@ -181,18 +216,23 @@ fn too_large(limit: usize) -> Response {
     )
 }
 
-/// Downloads a URL document, bounded by `limit`.
-async fn fetch(sim: &Sim, url: &str, limit: usize) -> Result<Bytes, Response> {
-    let unreachable =
-        |m: String| error(StatusCode::UNPROCESSABLE_ENTITY, "document_unreachable", m);
+/// Why a document could not be downloaded.
+#[derive(Debug)]
+pub(crate) enum FetchError {
+    Unreachable(String),
+    TooLarge,
+}
+
+/// Downloads a URL document, bounded by `limit`, as every twin that takes a URL does.
+pub(crate) async fn download(sim: &Sim, url: &str, limit: usize) -> Result<Bytes, FetchError> {
     let mut response = sim
         .http
         .get(url)
         .send()
         .await
-        .map_err(|e| unreachable(format!("cannot fetch the document URL: {e}")))?;
+        .map_err(|e| FetchError::Unreachable(format!("cannot fetch the document URL: {e}")))?;
     if !response.status().is_success() {
-        return Err(unreachable(format!(
+        return Err(FetchError::Unreachable(format!(
             "the document URL answered {}",
             response.status()
         )));
@@ -201,14 +241,23 @@ async fn fetch(sim: &Sim, url: &str, limit: usize) -> Result<Bytes, Response> {
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|e| unreachable(e.to_string()))?
+        .map_err(|e| FetchError::Unreachable(e.to_string()))?
     {
         if body.len() + chunk.len() > limit {
-            return Err(too_large(limit));
+            return Err(FetchError::TooLarge);
         }
         body.extend_from_slice(&chunk);
     }
     Ok(Bytes::from(body))
+}
+
+async fn fetch(sim: &Sim, url: &str, limit: usize) -> Result<Bytes, Response> {
+    download(sim, url, limit).await.map_err(|e| match e {
+        FetchError::Unreachable(m) => {
+            error(StatusCode::UNPROCESSABLE_ENTITY, "document_unreachable", m)
+        }
+        FetchError::TooLarge => too_large(limit),
+    })
 }
 
 /// What makes two submissions the same request. A URL counts without its query string, because
@@ -277,9 +326,27 @@ async fn submit(State(sim): State<Arc<Sim>>, request: Request) -> Response {
         );
     }
     let fp = fingerprint(&submission);
-    if let Some(key) = &idempotency_key {
-        if let Some(r) = replay(&sim, key, &fp) {
-            return r;
+    let memory = sim.with_state(|inner| inner.idempotency);
+    let known = idempotency_key.as_ref().and_then(|key| {
+        sim.with_state(|inner| inner.job_for_key(key).map(|j| j.fingerprint.clone()))
+    });
+    // A remembered key answers at once, before the document is fetched again.
+    if let (Some(known), Some(key)) = (known, &idempotency_key) {
+        if known == fp {
+            let job = sim.with_state(|inner| {
+                inner.stats.idempotent_replays += 1;
+                inner.job_for_key(key).cloned()
+            });
+            if let Some(job) = job {
+                return accepted(&job, true);
+            }
+        } else {
+            sim.with_state(|inner| inner.stats.idempotency_conflicts += 1);
+            return error(
+                StatusCode::CONFLICT,
+                "idempotency_conflict",
+                "this Idempotency-Key was used with different parameters",
+            );
         }
     }
     let document = match &submission.document {
@@ -296,48 +363,37 @@ async fn submit(State(sim): State<Arc<Sim>>, request: Request) -> Response {
             "the document is empty",
         );
     }
-
-    let now = chrono::Utc::now().timestamp();
-    let (job, cut) = {
-        let mut inner = sim.lock();
-        // Checked again under the lock: a concurrent request with the same key may have won.
-        if let Some(key) = &idempotency_key {
-            if inner.job_for_key(key).is_some() {
-                drop(inner);
-                return replay(&sim, key, &fp).unwrap_or_else(|| {
-                    error(StatusCode::CONFLICT, "idempotency_conflict", "retry")
-                });
-            }
-        }
-        let job = SimJob {
-            id: format!("doc_{}", uuid::Uuid::new_v4().simple()),
-            status: Status::Queued,
-            profile: submission.profile.clone(),
-            external_ref: submission.external_ref.clone(),
-            idempotency_key: idempotency_key.clone(),
+    // Checked again inside `accept`, under the lock: a concurrent request with the same key
+    // may have won meanwhile.
+    let outcome = sim.accept(Accept {
+        protocol: Protocol::Native,
+        profile: submission.profile.clone(),
+        external_ref: submission.external_ref.clone(),
+        key: idempotency_key.map(|key| KeyRule {
+            key,
             fingerprint: fp,
-            created_at: now,
-            updated_at: now,
-            pages: 0,
-            result: None,
-            error: None,
-            received,
-            processing_ms: None,
-        };
-        inner.insert_new_job(job.clone());
-        // The two ways an accepted submission loses its answer: no response at all, or a 2xx
-        // whose body never arrives in full.
-        let cut = if inner.strikes(Fault::Drop) {
-            Some(Cut::Drop)
-        } else if inner.strikes(Fault::TruncatedResponse) {
-            Some(Cut::Truncate)
-        } else {
-            None
-        };
-        (job, cut)
-    };
-    sim.spawn_processing(job.id.clone(), document);
-    let mut response = accepted(&job, false);
+            memory,
+        }),
+        document,
+        received,
+    });
+    match outcome {
+        Accepted::New { job, cut } => {
+            let mut response = accepted(&job, false);
+            cut_answer(&mut response, cut);
+            response
+        }
+        Accepted::Replayed(job) => accepted(&job, true),
+        Accepted::Conflict => error(
+            StatusCode::CONFLICT,
+            "idempotency_conflict",
+            "this Idempotency-Key was used with different parameters",
+        ),
+    }
+}
+
+/// Marks a response to be lost the way `cut` says (see [`crate::server`]).
+pub(crate) fn cut_answer(response: &mut Response, cut: Option<Cut>) {
     match cut {
         Some(Cut::Drop) => {
             response.extensions_mut().insert(DropConnection);
@@ -346,29 +402,6 @@ async fn submit(State(sim): State<Arc<Sim>>, request: Request) -> Response {
             response.extensions_mut().insert(TruncateBody);
         }
         None => {}
-    }
-    response
-}
-
-enum Cut {
-    Drop,
-    Truncate,
-}
-
-/// The answer for a key that is already known: the same job, or 409 if the parameters differ.
-fn replay(sim: &Sim, key: &str, fingerprint: &str) -> Option<Response> {
-    let mut inner = sim.lock();
-    let job = inner.job_for_key(key)?.clone();
-    if job.fingerprint == fingerprint {
-        inner.stats.idempotent_replays += 1;
-        Some(accepted(&job, true))
-    } else {
-        inner.stats.idempotency_conflicts += 1;
-        Some(error(
-            StatusCode::CONFLICT,
-            "idempotency_conflict",
-            "this Idempotency-Key was used with different parameters",
-        ))
     }
 }
 

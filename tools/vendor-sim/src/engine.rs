@@ -52,6 +52,28 @@ pub struct BBox {
     pub height: u32,
 }
 
+impl BBox {
+    /// As fractions of the page: (left, top, width, height), each in `0.0..=1.0`.
+    pub fn normalized(&self, page_width: u32, page_height: u32) -> (f64, f64, f64, f64) {
+        let (w, h) = (f64::from(page_width.max(1)), f64::from(page_height.max(1)));
+        let left = (f64::from(self.left) / w).clamp(0.0, 1.0);
+        let top = (f64::from(self.top) / h).clamp(0.0, 1.0);
+        (
+            left,
+            top,
+            (f64::from(self.width) / w).clamp(0.0, 1.0 - left),
+            (f64::from(self.height) / h).clamp(0.0, 1.0 - top),
+        )
+    }
+
+    /// The four corners, clockwise from the top left, in pixels: `[x1, y1, …, x4, y4]`.
+    pub fn polygon(&self) -> [f64; 8] {
+        let (l, t) = (f64::from(self.left), f64::from(self.top));
+        let (r, b) = (l + f64::from(self.width), t + f64::from(self.height));
+        [l, t, r, t, r, b, l, b]
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Word {
     pub text: String,

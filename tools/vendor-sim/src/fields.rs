@@ -58,7 +58,17 @@ static CURRENCY: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 /// Extracts the fields for `profile`. Unknown profiles get no fields.
+///
+/// `financial` is both: the receipt and the invoice fields, for models that read either
+/// (Textract's AnalyzeExpense, Mindee's financial document).
 pub fn extract(profile: &str, pages: &[Page]) -> BTreeMap<String, Field> {
+    if profile == "financial" {
+        let mut fields = extract("receipt", pages);
+        for (name, field) in extract("invoice", pages) {
+            fields.entry(name).or_insert(field);
+        }
+        return fields;
+    }
     let lines: Vec<(u32, &Line)> = pages
         .iter()
         .flat_map(|p| p.lines.iter().map(move |l| (p.number, l)))

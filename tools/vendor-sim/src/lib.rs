@@ -6,11 +6,14 @@
 //! See `tools/vendor-sim/README.md` for the API.
 
 mod api;
+pub mod azure;
 pub mod engine;
 pub mod faults;
 pub mod fields;
+pub mod mindee;
 mod server;
 pub mod state;
+pub mod textract;
 pub mod webhooks;
 
 use std::collections::{BTreeSet, HashMap};
@@ -24,8 +27,8 @@ use tokio::sync::{oneshot, Semaphore};
 
 use engine::EngineKind;
 use faults::{Fault, FaultConfig, FaultDice};
-pub use state::Idempotency;
-use state::{Inner, JobError, SimJob, Stats, Status, WebhookSettings};
+pub use state::{Idempotency, Protocol};
+use state::{Inner, JobError, Output, SimJob, Stats, Status, WebhookSettings};
 use webhooks::{DeliveryKind, Outgoing};
 
 /// How the simulator is started.
@@ -48,6 +51,41 @@ pub struct SimConfig {
     pub ocr_concurrency: usize,
     /// How a repeated `Idempotency-Key` is treated.
     pub idempotency: Idempotency,
+    /// moto's URL, for the Textract twin: it reads documents from S3 and publishes its
+    /// completions to SNS there, as Textract does in AWS.
+    pub aws_endpoint: Option<String>,
+    /// The twins' own settings (Textract's job limit, Azure's Retry-After, Mindee's webhooks…).
+    pub twins: TwinSettings,
+}
+
+/// Settings of the Textract, Azure and Mindee twins.
+#[derive(Debug, Clone)]
+pub struct TwinSettings {
+    /// Textract: jobs in progress at once before `LimitExceededException` (AWS's default is a
+    /// few hundred per account; small values test the limit).
+    pub textract_max_jobs: usize,
+    /// Textract: how long a `ClientRequestToken` is remembered (7 days in AWS).
+    pub textract_token_ttl: Duration,
+    /// Azure: the `Retry-After` (seconds) sent with the 202 and with running operations.
+    pub azure_retry_after_secs: u64,
+    /// Azure and Mindee: how long a finished result can be fetched (Azure keeps ~24 h).
+    pub result_ttl: Duration,
+    /// Mindee: requests per minute, `POST`s and `GET`s (200 and 1,200 per organization).
+    pub mindee_posts_per_minute: f64,
+    pub mindee_gets_per_minute: f64,
+}
+
+impl Default for TwinSettings {
+    fn default() -> Self {
+        TwinSettings {
+            textract_max_jobs: 100,
+            textract_token_ttl: Duration::from_secs(7 * 86_400),
+            azure_retry_after_secs: 1,
+            result_ttl: Duration::from_secs(86_400),
+            mindee_posts_per_minute: 200.0,
+            mindee_gets_per_minute: 1_200.0,
+        }
+    }
 }
 
 impl Default for SimConfig {
@@ -64,6 +102,8 @@ impl Default for SimConfig {
             max_document_bytes: 50 * 1024 * 1024,
             ocr_concurrency: 1,
             idempotency: Idempotency::Native,
+            aws_endpoint: None,
+            twins: TwinSettings::default(),
         }
     }
 }
@@ -89,6 +129,87 @@ pub struct Sim {
     max_document_bytes: usize,
     ocr_slots: Semaphore,
     http: reqwest::Client,
+    aws: Option<Aws>,
+    pub twins: TwinSettings,
+}
+
+/// The AWS clients the Textract twin uses (against moto).
+#[derive(Debug, Clone)]
+pub struct Aws {
+    pub s3: aws_sdk_s3::Client,
+    pub sns: aws_sdk_sns::Client,
+}
+
+impl Aws {
+    fn local(endpoint: &str) -> Self {
+        let config = aws_sdk_s3::config::Builder::new()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .endpoint_url(endpoint)
+            .force_path_style(true)
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "testing",
+                "testing",
+                None,
+                None,
+                "vendor-sim",
+            ))
+            .build();
+        let sns = aws_sdk_sns::config::Builder::new()
+            .behavior_version(aws_sdk_sns::config::BehaviorVersion::latest())
+            .region(aws_sdk_sns::config::Region::new("us-east-1"))
+            .endpoint_url(endpoint)
+            .credentials_provider(aws_sdk_sns::config::Credentials::new(
+                "testing",
+                "testing",
+                None,
+                None,
+                "vendor-sim",
+            ))
+            .build();
+        Aws {
+            s3: aws_sdk_s3::Client::from_conf(config),
+            sns: aws_sdk_sns::Client::from_conf(sns),
+        }
+    }
+}
+
+/// A submission any protocol makes, once it has the document's bytes.
+pub struct Accept {
+    pub protocol: Protocol,
+    /// The extraction profile (see [`SimJob::profile`]).
+    pub profile: String,
+    pub external_ref: Option<String>,
+    pub key: Option<KeyRule>,
+    pub document: Bytes,
+    /// When the request arrived (the job's own time starts here).
+    pub received: std::time::Instant,
+}
+
+/// An idempotency key, what a repeat must match to reuse it, and how long it is remembered.
+pub struct KeyRule {
+    pub key: String,
+    pub fingerprint: String,
+    pub memory: Idempotency,
+}
+
+/// What [`Sim::accept`] made of a submission.
+pub enum Accepted {
+    /// A new, billed job; `cut` is how its answer is to be lost, if a fault says so.
+    New { job: SimJob, cut: Option<Cut> },
+    /// The key is remembered and the request matches: the same job, not billed.
+    Replayed(SimJob),
+    /// The key is remembered and the request differs.
+    Conflict,
+}
+
+/// How an accepted submission's answer is lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// No response at all.
+    Drop,
+    /// The status and headers, then half the body.
+    Truncate,
 }
 
 impl Sim {
@@ -117,13 +238,88 @@ impl Sim {
                 },
                 dice: FaultDice::new(config.faults.clone()),
                 stats: Stats::default(),
+                mindee_minute: Default::default(),
+                mindee_webhooks: Default::default(),
             }),
             engine: config.engine,
             processing_delay: config.processing_delay,
             max_document_bytes: config.max_document_bytes,
             ocr_slots: Semaphore::new(config.ocr_concurrency.max(1)),
             http,
+            aws: config.aws_endpoint.as_deref().map(Aws::local),
+            twins: config.twins.clone(),
         })
+    }
+
+    /// Accepts a submission from any protocol: a replay or a conflict for a remembered key,
+    /// otherwise a new job — stored, billed, counted as a duplicate if its reference already had
+    /// one, and processed in the background.
+    pub fn accept(self: &Arc<Self>, accept: Accept) -> Accepted {
+        let now = chrono::Utc::now().timestamp();
+        let (job, cut) = {
+            let mut inner = self.lock();
+            if let Some(rule) = &accept.key {
+                if let Some(existing) = inner.job_for_key(&rule.key).cloned() {
+                    return if existing.fingerprint == rule.fingerprint {
+                        inner.stats.idempotent_replays += 1;
+                        Accepted::Replayed(existing)
+                    } else {
+                        inner.stats.idempotency_conflicts += 1;
+                        Accepted::Conflict
+                    };
+                }
+            }
+            let job = SimJob {
+                id: match &accept.protocol {
+                    Protocol::Native => format!("doc_{}", uuid::Uuid::new_v4().simple()),
+                    _ => uuid::Uuid::new_v4().to_string(),
+                },
+                status: Status::Queued,
+                protocol: accept.protocol,
+                profile: accept.profile,
+                external_ref: accept.external_ref,
+                idempotency_key: accept.key.as_ref().map(|k| k.key.clone()),
+                fingerprint: accept
+                    .key
+                    .as_ref()
+                    .map(|k| k.fingerprint.clone())
+                    .unwrap_or_default(),
+                created_at: now,
+                updated_at: now,
+                pages: 0,
+                result: None,
+                output: None,
+                error: None,
+                received: accept.received,
+                processing_ms: None,
+            };
+            inner.insert_new_job(job.clone(), accept.key.as_ref().map(|k| k.memory));
+            let cut = if inner.strikes(Fault::Drop) {
+                Some(Cut::Drop)
+            } else if inner.strikes(Fault::TruncatedResponse) {
+                Some(Cut::Truncate)
+            } else {
+                None
+            };
+            (job, cut)
+        };
+        self.spawn_processing(job.id.clone(), accept.document);
+        Accepted::New { job, cut }
+    }
+
+    /// The Textract twin's AWS clients, when `aws_endpoint` was given.
+    pub fn aws(&self) -> Option<&Aws> {
+        self.aws.as_ref()
+    }
+
+    /// Runs `f` on the job with `id`, under the state lock.
+    pub fn with_job<T>(&self, id: &str, f: impl FnOnce(&SimJob) -> T) -> Option<T> {
+        self.lock().jobs.get(id).map(f)
+    }
+
+    /// Runs `f` on the state, under the lock (twins' bookkeeping: rate limits, faults).
+    pub fn with_state<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
+        f(&mut self.lock())
     }
 
     /// The state lock. A panic while holding it is a simulator bug; keep serving regardless.
@@ -188,6 +384,23 @@ impl Sim {
                 ),
                 Ok(pages) => {
                     let fields = fields::extract(&profile, &pages);
+                    let page_fields = pages
+                        .iter()
+                        .map(|p| fields::extract(&profile, std::slice::from_ref(p)))
+                        .collect();
+                    let drifted = inner.strikes(Fault::Drift);
+                    let native = inner
+                        .jobs
+                        .get(&id)
+                        .is_some_and(|j| j.protocol == Protocol::Native);
+                    if let Some(job) = inner.jobs.get_mut(&id) {
+                        job.output = Some(Output {
+                            pages: pages.clone(),
+                            fields: fields.clone(),
+                            page_fields,
+                            drifted: drifted && !native,
+                        });
+                    }
                     let mut result = json!({
                         "id": id,
                         "status": Status::Succeeded,
@@ -210,10 +423,16 @@ impl Sim {
                     if let Some(job) = inner.jobs.get_mut(&id) {
                         job.pages = pages.len() as u32;
                     }
-                    if inner.strikes(Fault::Drift) {
+                    if drifted && native {
                         let kind = *inner.dice.pick(&DRIFTS);
                         apply_drift(&mut result, kind);
                         *inner.stats.drift_by_kind.entry(kind.into()).or_default() += 1;
+                    } else if drifted {
+                        *inner
+                            .stats
+                            .drift_by_kind
+                            .entry("protocol".into())
+                            .or_default() += 1;
                     }
                     (Status::Succeeded, Some(result), None)
                 }
@@ -245,6 +464,24 @@ impl Sim {
             let mut inner = self.lock();
             inner.set_status(id, status, now.timestamp());
             let job = inner.jobs.get(id)?;
+            match &job.protocol {
+                Protocol::Native => {}
+                // Other protocols speak only when a job ends, each in its own way.
+                _ if !status.is_final() => return None,
+                Protocol::Textract(_) => {
+                    let job = job.clone();
+                    drop(inner);
+                    textract::notify(self, job);
+                    return None;
+                }
+                Protocol::Mindee(_) => {
+                    let job = job.clone();
+                    drop(inner);
+                    mindee::notify(self, job);
+                    return None;
+                }
+                Protocol::Azure(_) => return None,
+            }
             let body = json!({
                 "type": "document.status_changed",
                 "timestamp": now.to_rfc3339(),

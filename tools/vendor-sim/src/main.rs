@@ -5,7 +5,11 @@
 //!            [--webhook-secret whsec_...]... [--webhook-retries-ms 0,1000,5000]
 //!            [--engine tesseract|fast] [--ocr-concurrency N] [--processing-delay-ms N]
 //!            [--faults throttle=0.1,drop=0.02,...] [--seed N] [--rate-limit RPS]
-//!            [--idempotency native|expiring:SECS|none]
+//!            [--idempotency native|expiring:SECS|none] [--aws-endpoint URL]
+//!
+//! One server speaks four APIs: its own (`/v1`), Textract's (`POST /`, AWS JSON 1.1; needs
+//! `--aws-endpoint`, moto's URL, to read S3 and publish to SNS), Azure Document Intelligence's
+//! (`/documentintelligence`) and Mindee v2's (`/v2`).
 //! ```
 //!
 //! `VENDOR_SIM_API_KEY` and `VENDOR_SIM_WEBHOOK_SECRET` are read when the flags are absent, so
@@ -57,6 +61,7 @@ fn parse() -> Result<SimConfig, String> {
                 config.faults.seed = value()?.parse().map_err(|e| format!("--seed: {e}"))?
             }
             "--idempotency" => config.idempotency = vendor_sim::Idempotency::parse(&value()?)?,
+            "--aws-endpoint" => config.aws_endpoint = Some(value()?),
             "--rate-limit" => {
                 config.faults.rate_limit_rps =
                     Some(value()?.parse().map_err(|e| format!("--rate-limit: {e}"))?)

@@ -30,10 +30,27 @@ pub struct JobError {
     pub message: String,
 }
 
+/// Which vendor's API a job came in through: it decides how the job is rendered and how its
+/// completion goes out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Protocol {
+    /// The simulator's own API: Standard Webhooks on every status change.
+    Native,
+    /// Textract's asynchronous APIs: one SNS notification when the job ends.
+    Textract(crate::textract::TextractJob),
+    /// Azure Document Intelligence: nothing is pushed; the operation is polled.
+    Azure(crate::azure::AzureJob),
+    /// Mindee v2: a signed webhook to each of the job's webhook ids when it ends.
+    Mindee(crate::mindee::MindeeJob),
+}
+
 #[derive(Debug, Clone)]
 pub struct SimJob {
     pub id: String,
     pub status: Status,
+    pub protocol: Protocol,
+    /// The simulator's extraction profile (`receipt`, `invoice`, `generic`, or `financial`:
+    /// both receipt and invoice fields, for vendors whose model reads either).
     pub profile: String,
     pub external_ref: Option<String>,
     pub idempotency_key: Option<String>,
@@ -42,7 +59,10 @@ pub struct SimJob {
     pub created_at: i64,
     pub updated_at: i64,
     pub pages: u32,
+    /// The native API's result document.
     pub result: Option<Value>,
+    /// What the engine read, for the other protocols to render in their own shapes.
+    pub output: Option<Output>,
     pub error: Option<JobError>,
     /// When the submission arrived, before the document was fetched.
     pub received: std::time::Instant,
@@ -116,6 +136,18 @@ impl Idempotency {
     }
 }
 
+/// The engine's reading of a document: its pages, and the fields the simulator extracted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    pub pages: Vec<crate::engine::Page>,
+    /// Fields of the whole document.
+    pub fields: BTreeMap<String, crate::fields::Field>,
+    /// Fields page by page (Textract's expense documents are per page here).
+    pub page_fields: Vec<BTreeMap<String, crate::fields::Field>>,
+    /// A drift fault struck this job: each protocol changes its shape its own way.
+    pub drifted: bool,
+}
+
 /// Where webhooks go and what signs them.
 #[derive(Debug, Clone, Default)]
 pub struct WebhookSettings {
@@ -143,6 +175,10 @@ pub struct Stats {
     pub idempotent_replays: u64,
     /// Same key, different parameters: `409`.
     pub idempotency_conflicts: u64,
+    /// Status and result reads, every protocol (Azure counts them against its TPS).
+    pub status_requests: u64,
+    /// Textract completion messages published to SNS.
+    pub notifications_published: u64,
     /// Billed once per accepted submission (new job); never for a replay.
     pub billed_documents: u64,
     /// Pages of jobs that were processed (succeeded), billed once per job.
@@ -168,8 +204,8 @@ pub struct Stats {
 #[derive(Debug)]
 pub struct Inner {
     pub jobs: HashMap<String, SimJob>,
-    /// Key → the job it made, and when (for `expiring`).
-    pub by_idempotency_key: HashMap<String, (String, std::time::Instant)>,
+    /// Key → the job it made, when, and how long the key is remembered.
+    pub by_idempotency_key: HashMap<String, (String, std::time::Instant, Idempotency)>,
     pub idempotency: Idempotency,
     /// `external_ref` → every job made for it, oldest first.
     pub by_external_ref: HashMap<String, Vec<String>>,
@@ -177,24 +213,31 @@ pub struct Inner {
     pub webhook: WebhookSettings,
     pub dice: FaultDice,
     pub stats: Stats,
+    /// Mindee's per-minute request counts.
+    pub mindee_minute: crate::mindee::MinuteWindow,
+    /// Mindee's webhook endpoints, by webhook id.
+    pub mindee_webhooks: BTreeMap<String, crate::mindee::Endpoint>,
 }
 
 impl Inner {
     /// The job a still-remembered idempotency key made.
     pub fn job_for_key(&self, key: &str) -> Option<&SimJob> {
-        let (id, since) = self.by_idempotency_key.get(key)?;
-        if !self.idempotency.remembers(*since) {
+        let (id, since, memory) = self.by_idempotency_key.get(key)?;
+        if !memory.remembers(*since) {
             return None;
         }
         self.jobs.get(id)
     }
 
     /// Stores a new, billed job, and counts it as a duplicate if its reference already had one.
-    pub fn insert_new_job(&mut self, job: SimJob) {
-        if let Some(key) = &job.idempotency_key {
-            if self.idempotency != Idempotency::None {
-                self.by_idempotency_key
-                    .insert(key.clone(), (job.id.clone(), std::time::Instant::now()));
+    /// Its key is remembered as `memory` says.
+    pub fn insert_new_job(&mut self, job: SimJob, memory: Option<Idempotency>) {
+        if let (Some(key), Some(memory)) = (&job.idempotency_key, memory) {
+            if memory != Idempotency::None {
+                self.by_idempotency_key.insert(
+                    key.clone(),
+                    (job.id.clone(), std::time::Instant::now(), memory),
+                );
             }
         }
         if let Some(reference) = &job.external_ref {
