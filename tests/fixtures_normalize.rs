@@ -4,14 +4,13 @@
 //! the schema can hold what those vendors return: multi-page text, tables with merged cells,
 //! key-value pairs, expense summaries with line items, and Mindee's typed fields.
 
-use std::collections::HashMap;
 use std::str::FromStr;
 
 use ocrbridge::document::{
-    validate_json, BBox, Block, Cell, Document, Field, Fields, InvoiceFields, KeyValue, Line,
-    LineItem, Page, PageSource, Table, VendorInfo, Word, SCHEMA_VERSION,
+    validate_json, BBox, Document, Field, Fields, InvoiceFields, LineItem, VendorInfo,
+    SCHEMA_VERSION,
 };
-use ocrbridge::vendor::normalize::{enclosing, parse_amount, parse_date};
+use ocrbridge::vendor::normalize::parse_date;
 use ocrbridge_tests::shared_dir;
 use rust_decimal::Decimal;
 use serde_json::Value;
@@ -23,171 +22,15 @@ fn load(path: &str) -> Value {
     .unwrap()
 }
 
-fn textract_box(geometry: &Value) -> BBox {
-    let b = &geometry["BoundingBox"];
-    let clamp = |v: &Value| v.as_f64().unwrap_or(0.0).clamp(0.0, 1.0);
-    let (left, top) = (clamp(&b["Left"]), clamp(&b["Top"]));
-    BBox {
-        left,
-        top,
-        width: clamp(&b["Width"]).min(1.0 - left),
-        height: clamp(&b["Height"]).min(1.0 - top),
-    }
-}
-
-fn confidence(v: &Value) -> Option<f64> {
-    v.as_f64().map(|c| (c / 100.0).clamp(0.0, 1.0))
-}
-
-/// Textract `Blocks` → pages, lines, words, tables (with spans) and key-value pairs.
-fn textract_document(payload: &Value) -> Document {
-    let blocks = payload["Blocks"].as_array().unwrap();
-    let by_id: HashMap<&str, &Value> = blocks
-        .iter()
-        .map(|b| (b["Id"].as_str().unwrap(), b))
-        .collect();
-    let children = |b: &Value, kind: &str| -> Vec<&Value> {
-        b["Relationships"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|r| r["Type"] == kind)
-            .flat_map(|r| r["Ids"].as_array().unwrap().iter())
-            .filter_map(|id| by_id.get(id.as_str().unwrap()).copied())
-            .collect()
-    };
-    let text_of = |b: &Value| -> String {
-        children(b, "CHILD")
-            .iter()
-            .filter(|c| c["BlockType"] == "WORD")
-            .map(|c| c["Text"].as_str().unwrap_or_default())
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    let page_of = |b: &Value| b["Page"].as_u64().unwrap_or(1) as u32;
-    let page_count = blocks
-        .iter()
-        .filter(|b| b["BlockType"] == "PAGE")
-        .count()
-        .max(1) as u32;
-    let mut pages: Vec<Page> = (1..=page_count)
-        .map(|n| Page {
-            number: n,
-            width: None,
-            height: None,
-            unit: "normalized".into(),
-            rotation: 0,
-            source: PageSource::Ocr,
-            blocks: vec![],
-        })
-        .collect();
-    let mut reading_order = Vec::new();
-    for (i, line) in blocks
-        .iter()
-        .filter(|b| b["BlockType"] == "LINE")
-        .enumerate()
-    {
-        let id = format!("l{}", i + 1);
-        reading_order.push(id.clone());
-        let words = children(line, "CHILD")
-            .into_iter()
-            .map(|w| Word {
-                text: w["Text"].as_str().unwrap_or_default().into(),
-                bbox: textract_box(&w["Geometry"]),
-                confidence: confidence(&w["Confidence"]),
-            })
-            .collect();
-        let page = &mut pages[(page_of(line) - 1) as usize];
-        if page.blocks.is_empty() {
-            page.blocks.push(Block {
-                id: format!("p{}-b1", page.number),
-                bbox: BBox {
-                    left: 0.0,
-                    top: 0.0,
-                    width: 1.0,
-                    height: 1.0,
-                },
-                lines: vec![],
-            });
-        }
-        page.blocks[0].lines.push(Line {
-            id,
-            text: line["Text"].as_str().unwrap_or_default().into(),
-            bbox: textract_box(&line["Geometry"]),
-            confidence: confidence(&line["Confidence"]),
-            words,
-        });
-    }
-    for page in &mut pages {
-        if let Some(block) = page.blocks.first_mut() {
-            block.bbox = enclosing(block.lines.iter().map(|l| l.bbox));
-        }
-    }
-    let tables = blocks
-        .iter()
-        .filter(|b| b["BlockType"] == "TABLE")
-        .map(|table| {
-            let cells: Vec<Cell> = children(table, "CHILD")
-                .into_iter()
-                .chain(children(table, "MERGED_CELL"))
-                .map(|c| Cell {
-                    row: c["RowIndex"].as_u64().unwrap_or(1) as u32 - 1,
-                    column: c["ColumnIndex"].as_u64().unwrap_or(1) as u32 - 1,
-                    row_span: c["RowSpan"].as_u64().unwrap_or(1) as u32,
-                    column_span: c["ColumnSpan"].as_u64().unwrap_or(1) as u32,
-                    text: if c["BlockType"] == "MERGED_CELL" {
-                        children(c, "CHILD")
-                            .iter()
-                            .map(|cell| text_of(cell))
-                            .collect::<Vec<_>>()
-                            .join(" ")
-                    } else {
-                        text_of(c)
-                    },
-                    confidence: confidence(&c["Confidence"]),
-                })
-                .collect();
-            Table {
-                page: page_of(table),
-                bbox: Some(textract_box(&table["Geometry"])),
-                rows: cells.iter().map(|c| c.row + c.row_span).max().unwrap_or(0),
-                columns: cells
-                    .iter()
-                    .map(|c| c.column + c.column_span)
-                    .max()
-                    .unwrap_or(0),
-                cells,
-            }
-        })
-        .collect();
-    let key_values = blocks
-        .iter()
-        .filter(|b| b["BlockType"] == "KEY_VALUE_SET" && b["EntityTypes"][0] == "KEY")
-        .map(|key| KeyValue {
-            key: text_of(key),
-            value: children(key, "VALUE")
-                .iter()
-                .map(|v| text_of(v))
-                .collect::<Vec<_>>()
-                .join(" "),
-            page: page_of(key),
-            confidence: confidence(&key["Confidence"]),
-        })
-        .collect();
-    Document {
-        schema_version: SCHEMA_VERSION.into(),
-        job_id: "doc-fixture".into(),
-        vendor: VendorInfo {
-            name: "textract".into(),
-            job_id: "fixture".into(),
-            model: None,
-        },
-        pages,
-        reading_order,
-        tables,
-        key_values,
-        fields: Fields::Generic,
-    }
+fn textract(path: &str, profile: &str) -> ocrbridge::vendor::normalize::Normalized {
+    let raw = std::fs::read(shared_dir().join("fixtures").join(path)).unwrap();
+    ocrbridge::vendor::textract::normalize::normalize(
+        &raw,
+        "doc-fixture",
+        "text:fixture",
+        &ocrbridge::job::Profile::new(profile).unwrap(),
+    )
+    .unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 #[test]
@@ -199,14 +42,20 @@ fn textract_text_tables_and_forms_fit_the_schema() {
         "textract/little_women_page_1.json",
         "textract/queries_sample.json",
     ] {
-        let doc = textract_document(&load(name));
-        let json = doc
+        let normalized = textract(name, "generic");
+        let json = normalized
+            .document
             .to_validated_json()
             .unwrap_or_else(|v| panic!("{name}: {v}"));
-        assert!(!doc.reading_order.is_empty(), "{name}");
+        assert!(!normalized.document.reading_order.is_empty(), "{name}");
         assert_eq!(json["schema_version"], SCHEMA_VERSION);
+        assert!(
+            normalized.drift.is_empty(),
+            "{name}: {:?}",
+            normalized.drift
+        );
     }
-    let merged = textract_document(&load("textract/tables_with_merged_cells_sample1.json"));
+    let merged = textract("textract/tables_with_merged_cells_sample1.json", "generic").document;
     assert_eq!(merged.tables.len(), 3);
     assert!(
         merged
@@ -216,122 +65,75 @@ fn textract_text_tables_and_forms_fit_the_schema() {
             .any(|c| c.row_span > 1 || c.column_span > 1),
         "merged cells keep their spans"
     );
-    let forms = textract_document(&load("textract/multi-page-forms-samples-2-page.json"));
+    let forms = textract("textract/multi-page-forms-samples-2-page.json", "generic").document;
     assert_eq!(forms.pages.len(), 2);
     assert!(forms.key_values.len() >= 30, "{}", forms.key_values.len());
 }
 
-/// Textract AnalyzeExpense: summary fields and line items as typed invoice fields.
+/// Textract AnalyzeExpense: summary fields and line items as typed receipt and invoice fields.
 #[test]
-fn textract_expense_documents_fit_the_invoice_fields() {
+fn textract_expense_documents_fit_the_invoice_and_receipt_fields() {
     for name in [
         "textract/analyzeExpenseResponse-multipage.json",
         "textract/test_trp2_expense_sample1.json",
+        "textract/test_trp2_expense_sample2.json",
+        "textract/test_trp2_expense_sample3.json",
     ] {
-        let payload = load(name);
-        let doc = &payload["ExpenseDocuments"][0];
-        let summary = |kind: &str| {
-            doc["SummaryFields"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|f| f["Type"]["Text"] == kind)
-                .map(|f| {
-                    (
-                        f["ValueDetection"]["Text"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_owned(),
-                        confidence(&f["ValueDetection"]["Confidence"]),
-                        f["PageNumber"].as_u64().map(|p| p as u32),
-                    )
-                })
-        };
-        let money = |kind: &str| {
-            summary(kind).and_then(|(t, c, p)| {
-                Some(Field {
-                    value: parse_amount(&t)?,
-                    confidence: c,
-                    page: p,
-                    bbox: None,
-                })
-            })
-        };
-        let text = |kind: &str| {
-            summary(kind).map(|(t, c, p)| Field {
-                value: t,
-                confidence: c,
-                page: p,
-                bbox: None,
-            })
-        };
-        let line_items: Vec<LineItem> = doc["LineItemGroups"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|g| g["LineItems"].as_array().unwrap().iter())
-            .filter_map(|item| {
-                let get = |kind: &str| {
-                    item["LineItemExpenseFields"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .find(|f| f["Type"]["Text"] == kind)
-                        .and_then(|f| f["ValueDetection"]["Text"].as_str())
-                };
-                Some(LineItem {
-                    description: get("ITEM").unwrap_or_default().to_owned(),
-                    quantity: get("QUANTITY").and_then(parse_amount),
-                    unit_price: get("UNIT_PRICE").and_then(parse_amount),
-                    amount: get("PRICE").and_then(parse_amount)?,
-                    confidence: None,
-                })
-            })
-            .collect();
-        let fields = Fields::Invoice(InvoiceFields {
-            vendor_name: text("VENDOR_NAME"),
-            invoice_number: text("INVOICE_RECEIPT_ID"),
-            issue_date: summary("INVOICE_RECEIPT_DATE").and_then(|(t, c, p)| {
-                Some(Field {
-                    value: parse_date(&t)?,
-                    confidence: c,
-                    page: p,
-                    bbox: None,
-                })
-            }),
-            due_date: None,
-            subtotal: money("SUBTOTAL"),
-            tax: money("TAX"),
-            total: money("TOTAL"),
-            currency: None,
-            line_items,
-        });
-        let document = Document {
-            schema_version: SCHEMA_VERSION.into(),
-            job_id: "doc-expense".into(),
-            vendor: VendorInfo {
-                name: "textract".into(),
-                job_id: name.into(),
-                model: None,
-            },
-            pages: vec![],
-            reading_order: vec![],
-            tables: vec![],
-            key_values: vec![],
-            fields,
-        };
-        let json = document
+        let invoice = textract(name, "invoice");
+        let json = invoice
+            .document
             .to_validated_json()
             .unwrap_or_else(|v| panic!("{name}: {v}"));
         assert!(
             json["fields"]["total"]["value"].is_string() || json["fields"]["total"].is_null(),
             "{name}"
         );
-        let Fields::Invoice(i) = &document.fields else {
-            unreachable!()
-        };
-        assert!(!i.line_items.is_empty(), "{name}: line items carried over");
+        assert!(invoice.drift.is_empty(), "{name}: {:?}", invoice.drift);
+        let receipt = textract(name, "receipt");
+        receipt
+            .document
+            .to_validated_json()
+            .unwrap_or_else(|v| panic!("{name}: {v}"));
     }
+    // What each fixture holds, carried over: a hospital bill (total and line items)…
+    let Fields::Invoice(bill) = textract("textract/test_trp2_expense_sample1.json", "invoice")
+        .document
+        .fields
+    else {
+        panic!("an invoice")
+    };
+    assert!(
+        bill.total.is_some() && bill.line_items.len() >= 10,
+        "{bill:?}"
+    );
+    // …a receipt with its subtotal and tax…
+    let Fields::Receipt(receipt) = textract("textract/test_trp2_expense_sample2.json", "receipt")
+        .document
+        .fields
+    else {
+        panic!("a receipt")
+    };
+    assert!(
+        receipt.merchant.is_some()
+            && receipt.subtotal.is_some()
+            && receipt.tax.is_some()
+            && receipt.total.is_some(),
+        "{receipt:?}"
+    );
+    // …and a two-document invoice whose own blocks carry its pages.
+    let multipage = textract("textract/analyzeExpenseResponse-multipage.json", "invoice").document;
+    let Fields::Invoice(invoice) = &multipage.fields else {
+        panic!("an invoice")
+    };
+    assert!(
+        invoice.vendor_name.is_some()
+            && invoice.invoice_number.is_some()
+            && invoice.issue_date.is_some()
+            && invoice.due_date.is_some()
+            && invoice.total.is_some(),
+        "{invoice:?}"
+    );
+    assert!(!multipage.pages.is_empty() && !multipage.reading_order.is_empty());
 }
 
 /// A Mindee field value with its confidence, page and box.

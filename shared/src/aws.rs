@@ -15,6 +15,8 @@ pub struct AwsClients {
     pub s3: aws_sdk_s3::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub secrets: aws_sdk_secretsmanager::Client,
+    /// Used only with `VENDOR=textract`; `AWS_ENDPOINT_URL_TEXTRACT` points it elsewhere.
+    pub textract: aws_sdk_textract::Client,
 }
 
 impl AwsClients {
@@ -34,6 +36,7 @@ impl AwsClients {
             s3: aws_sdk_s3::Client::from_conf(s3_config),
             sqs: aws_sdk_sqs::Client::new(config),
             secrets: aws_sdk_secretsmanager::Client::new(config),
+            textract: aws_sdk_textract::Client::new(config),
         }
     }
 }

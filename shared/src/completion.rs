@@ -71,6 +71,29 @@ pub async fn apply_status(
                 Err(e) => moved(e),
             }
         }
+        VendorStatus::Partial { message } => {
+            metrics.count(
+                metrics::JOBS_FAILED,
+                &[stage, reason::VENDOR_PARTIAL_RESULT],
+                &[("job_id", job.id.as_str())],
+            );
+            let reason = Reason::new(
+                reason::VENDOR_PARTIAL_RESULT,
+                format!("the vendor finished only part of the document: {message}"),
+            );
+            match ledger
+                .transition(
+                    job,
+                    JobState::Failed,
+                    Change::none().with_reason(reason),
+                    now,
+                )
+                .await
+            {
+                Ok(_) => Ok(Settled::Failed),
+                Err(e) => moved(e),
+            }
+        }
         VendorStatus::Queued | VendorStatus::Processing => Ok(Settled::Working),
         VendorStatus::Unknown(value) => {
             metrics.count(

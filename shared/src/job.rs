@@ -373,6 +373,8 @@ pub mod reason {
     pub const VENDOR_REJECTED: &str = "vendor_rejected";
     /// The vendor processed the document and failed it: final.
     pub const VENDOR_FAILED: &str = "vendor_failed";
+    /// The vendor finished only part of the document (Textract's `PARTIAL_SUCCESS`): final.
+    pub const VENDOR_PARTIAL_RESULT: &str = "vendor_partial_result";
     /// The vendor's payload could not be turned into `Document v1`; retryable after the adapter
     /// is fixed (the raw payload is archived).
     pub const PARSE_UNUSABLE_PAYLOAD: &str = "parse_failed:unusable_payload";

@@ -500,6 +500,7 @@ impl<V: Vendor> Submit<V> {
                 .delay(failures, error.retry_after(), &mut rand::rng()),
             code: match error.cause() {
                 "429" => "vendor_throttled",
+                "busy" => "vendor_busy",
                 "5xx" => "vendor_unavailable",
                 "network" => "vendor_unreachable",
                 "unreadable" => "vendor_answer_unreadable",

@@ -13,6 +13,7 @@ pub mod ambiguity;
 pub mod normalize;
 pub mod select;
 pub mod sim;
+pub mod textract;
 
 use std::future::Future;
 use std::time::Duration;
@@ -115,13 +116,21 @@ pub enum VendorStatus {
         code: String,
         message: String,
     },
+    /// Finished with part of the document (Textract's `PARTIAL_SUCCESS`): not a success; the
+    /// job fails with its own reason rather than passing off part of a result as the whole.
+    Partial {
+        message: String,
+    },
     /// A status this adapter does not know (schema drift). Never treated as success.
     Unknown(String),
 }
 
 impl VendorStatus {
     pub fn is_final(&self) -> bool {
-        matches!(self, VendorStatus::Succeeded | VendorStatus::Failed { .. })
+        matches!(
+            self,
+            VendorStatus::Succeeded | VendorStatus::Failed { .. } | VendorStatus::Partial { .. }
+        )
     }
 }
 
@@ -129,6 +138,8 @@ impl VendorStatus {
 pub struct VendorJob {
     pub id: String,
     pub status: VendorStatus,
+    /// When to ask again, if the vendor said (Azure's `Retry-After` on a running operation).
+    pub retry_after: Option<Duration>,
 }
 
 /// How an error should be treated. See [`VendorError::class`].
@@ -153,6 +164,12 @@ pub enum VendorError {
         status: u16,
         retry_after: Option<Duration>,
     },
+    /// The vendor has as many of our jobs in progress as it allows (Textract's
+    /// `LimitExceededException`): wait longer than for a throttle; counted apart.
+    #[error(
+        "the vendor has as many of our jobs in progress as it allows; retry after {retry_after:?}"
+    )]
+    Busy { retry_after: Duration },
     /// The connection could not be made: the request never left.
     #[error("vendor unreachable: {0}")]
     Unreachable(String),
@@ -184,6 +201,7 @@ impl VendorError {
     pub fn class(&self) -> ErrorClass {
         match self {
             VendorError::Throttled { .. }
+            | VendorError::Busy { .. }
             | VendorError::Unavailable { .. }
             | VendorError::Unreachable(_) => ErrorClass::Retryable,
             VendorError::NoAnswer(_) | VendorError::Unreadable { .. } => ErrorClass::Ambiguous,
@@ -207,6 +225,7 @@ impl VendorError {
         match self {
             VendorError::Throttled { retry_after }
             | VendorError::Unavailable { retry_after, .. } => *retry_after,
+            VendorError::Busy { retry_after } => Some(*retry_after),
             _ => None,
         }
     }
@@ -215,6 +234,7 @@ impl VendorError {
     pub fn cause(&self) -> &'static str {
         match self {
             VendorError::Throttled { .. } => "429",
+            VendorError::Busy { .. } => "busy",
             VendorError::Unavailable { .. } => "5xx",
             VendorError::Unreachable(_) => "network",
             VendorError::NoAnswer(_) => "timeout",

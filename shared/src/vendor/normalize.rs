@@ -99,7 +99,7 @@ impl Shape {
 /// Dates as receipts print them. Day-first wins for ambiguous numeric dates (the corpus and most
 /// of the world write 25/12/2018); ISO dates are unambiguous.
 pub fn parse_date(text: &str) -> Option<NaiveDate> {
-    let text = text.trim();
+    let text = without_weekday(text.trim());
     const FORMATS: &[&str] = &[
         "%Y-%m-%d",
         "%d/%m/%Y",
@@ -119,6 +119,32 @@ pub fn parse_date(text: &str) -> Option<NaiveDate> {
         .iter()
         .filter_map(|f| NaiveDate::parse_from_str(text, f).ok())
         .find(|d| d.year() >= 1000)
+}
+
+/// `Thursday, 26 March 2020` → `26 March 2020`: a weekday in front says nothing the date does
+/// not, and the formats below do not expect it.
+fn without_weekday(text: &str) -> &str {
+    const DAYS: [&str; 7] = [
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+    ];
+    let lower = text.to_ascii_lowercase();
+    for day in DAYS {
+        for name in [day, &day[..3]] {
+            if let Some(rest) = lower.strip_prefix(name) {
+                if rest.starts_with([',', ' ', '.']) {
+                    let skipped = text.len() - rest.len();
+                    return text[skipped..].trim_start_matches([',', ' ', '.']);
+                }
+            }
+        }
+    }
+    text
 }
 
 /// Amounts as printed: `1,234.50`, `$8.20`, `RM 30.90`.
@@ -535,6 +561,16 @@ mod tests {
             NaiveDate::from_ymd_opt(2019, 12, 31)
         );
         assert_eq!(parse_date("yesterday"), None);
+        // Weekdays in front, as invoices print them (Textract's expense fixture).
+        assert_eq!(
+            parse_date("Thursday, 26 March 2020"),
+            NaiveDate::from_ymd_opt(2020, 3, 26)
+        );
+        assert_eq!(
+            parse_date("Mon 05 Jan 2015"),
+            NaiveDate::from_ymd_opt(2015, 1, 5)
+        );
+        assert_eq!(parse_date("Monday"), None);
         assert_eq!(parse_amount("$1,234.50"), Decimal::from_str("1234.50").ok());
         assert_eq!(parse_amount("RM 30.90"), Decimal::from_str("30.90").ok());
     }

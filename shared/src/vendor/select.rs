@@ -8,6 +8,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use super::sim::{http_client, HttpTimeouts, SimVendor};
+use super::textract::TextractVendor;
 use super::{normalize, Capabilities, Idempotency, Submission, Vendor, VendorError, VendorJob};
 use crate::aws::AwsClients;
 use crate::job::Profile;
@@ -191,6 +192,9 @@ pub struct VendorSettings {
     /// `VENDOR_SIM_IDEMPOTENCY`: how the simulator was started (`native`, `none`,
     /// `expiring:SECS`).
     pub sim_idempotency: Idempotency,
+    /// `TEXTRACT_SNS_TOPIC_ARN` and `TEXTRACT_ROLE_ARN`: where Textract publishes completions
+    /// (both, or neither: then reconcile's polling finds every result, slowly).
+    pub textract_channel: Option<super::textract::Channel>,
 }
 
 impl VendorSettings {
@@ -232,8 +236,25 @@ impl VendorSettings {
                     problem: format!("{v:?} is not a positive number of milliseconds"),
                 })?,
         };
+        let textract_channel = match (
+            lookup("TEXTRACT_SNS_TOPIC_ARN").filter(|v| !v.trim().is_empty()),
+            lookup("TEXTRACT_ROLE_ARN").filter(|v| !v.trim().is_empty()),
+        ) {
+            (Some(topic_arn), Some(role_arn)) => Some(super::textract::Channel {
+                topic_arn,
+                role_arn,
+            }),
+            (None, None) => None,
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(VendorConfigError {
+                    setting: "TEXTRACT_ROLE_ARN",
+                    problem: "TEXTRACT_SNS_TOPIC_ARN and TEXTRACT_ROLE_ARN go together".into(),
+                })
+            }
+        };
         Ok(VendorSettings {
             kind,
+            textract_channel,
             models: ModelMap::parse(kind, lookup("VENDOR_MODELS").as_deref())?,
             base_url,
             timeout,
@@ -269,6 +290,7 @@ pub fn parse_sim_idempotency(spec: Option<&str>) -> Result<Idempotency, VendorCo
 #[derive(Debug, Clone)]
 pub enum AnyVendor {
     Sim(SimVendor),
+    Textract(TextractVendor),
 }
 
 impl AnyVendor {
@@ -304,6 +326,11 @@ impl AnyVendor {
                     .with_idempotency(settings.sim_idempotency)
                     .with_models(settings.models.clone()),
             )),
+            VendorKind::Textract => Ok(AnyVendor::Textract(TextractVendor::new(
+                &clients.textract,
+                settings.models.clone(),
+                settings.textract_channel.clone(),
+            ))),
             other => Err(VendorConfigError {
                 setting: "VENDOR",
                 problem: format!("{other} is not wired yet"),
@@ -322,24 +349,41 @@ impl super::SecretRegistry for AnyVendor {
     ) -> Result<(), VendorError> {
         match self {
             AnyVendor::Sim(v) => v.set_webhook_secrets(secrets).await,
+            _ => Err(self.no_registry()),
         }
     }
 
     async fn register_api_key(&self, key: &crate::keyring::Secret) -> Result<(), VendorError> {
         match self {
             AnyVendor::Sim(v) => v.register_api_key(key).await,
+            _ => Err(self.no_registry()),
         }
     }
 
     async fn revoke_api_key(&self, key: &crate::keyring::Secret) -> Result<(), VendorError> {
         match self {
             AnyVendor::Sim(v) => v.revoke_api_key(key).await,
+            _ => Err(self.no_registry()),
         }
     }
 
     async fn check_api_key(&self, key: &crate::keyring::Secret) -> Result<(), VendorError> {
         match self {
             AnyVendor::Sim(v) => v.check_api_key(key).await,
+            _ => Err(self.no_registry()),
+        }
+    }
+}
+
+impl AnyVendor {
+    fn no_registry(&self) -> VendorError {
+        VendorError::Rejected {
+            status: 0,
+            code: "no_key_registry".into(),
+            message: format!(
+                "{} issues its keys and signing secrets in its own console; rotate them there and put the new value in Secrets Manager (RUNBOOK.md, rotation)",
+                self.name()
+            ),
         }
     }
 }
@@ -349,6 +393,7 @@ macro_rules! dispatch {
     ($self:expr, $v:ident => $call:expr) => {
         match $self {
             AnyVendor::Sim($v) => $call,
+            AnyVendor::Textract($v) => $call,
         }
     };
 }

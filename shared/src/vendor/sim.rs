@@ -178,7 +178,11 @@ fn parse_job(value: &Value) -> Result<VendorJob, VendorError> {
         },
         other => VendorStatus::Unknown(other.unwrap_or("missing").to_owned()),
     };
-    Ok(VendorJob { id, status })
+    Ok(VendorJob {
+        id,
+        status,
+        retry_after: None,
+    })
 }
 
 impl Vendor for SimVendor {

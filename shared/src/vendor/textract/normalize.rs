@@ -1,0 +1,447 @@
+//! Textract's payloads as `Document v1`: `Blocks` (text detection and document analysis) into
+//! pages, lines, words, tables with their spans and key-value pairs; `ExpenseDocuments` into
+//! typed receipt or invoice fields with line items. Validated against Textract's own responses
+//! in `../shared/fixtures/textract/` (tests/fixtures_normalize.rs).
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde_json::Value;
+
+use crate::document::{
+    BBox, Block, Cell, Document, Field, Fields, InvoiceFields, KeyValue, Line, LineItem, Page,
+    PageSource, ReceiptFields, Table, VendorInfo, Word, SCHEMA_VERSION,
+};
+use crate::job::Profile;
+use crate::vendor::normalize::{
+    enclosing, parse_amount, parse_date, Drift, DriftKind, NormalizeError, Normalized,
+};
+
+/// Block types this normalizer reads or knowingly skips; anything else is drift.
+const KNOWN_BLOCKS: &[&str] = &[
+    "PAGE",
+    "LINE",
+    "WORD",
+    "TABLE",
+    "CELL",
+    "MERGED_CELL",
+    "KEY_VALUE_SET",
+    "SELECTION_ELEMENT",
+    "SIGNATURE",
+    "QUERY",
+    "QUERY_RESULT",
+    "TABLE_TITLE",
+    "TABLE_FOOTER",
+    "LAYOUT_TEXT",
+    "LAYOUT_TITLE",
+    "LAYOUT_HEADER",
+    "LAYOUT_FOOTER",
+    "LAYOUT_SECTION_HEADER",
+    "LAYOUT_PAGE_NUMBER",
+    "LAYOUT_LIST",
+    "LAYOUT_FIGURE",
+    "LAYOUT_TABLE",
+    "LAYOUT_KEY_VALUE",
+];
+
+/// Expense summary types this normalizer maps or knowingly skips.
+const KNOWN_EXPENSE_TYPES: &[&str] = &[
+    "VENDOR_NAME",
+    "NAME",
+    "INVOICE_RECEIPT_ID",
+    "INVOICE_RECEIPT_DATE",
+    "DUE_DATE",
+    "SUBTOTAL",
+    "TAX",
+    "TOTAL",
+    "AMOUNT_DUE",
+    "AMOUNT_PAID",
+    "VENDOR_ADDRESS",
+    "VENDOR_PHONE",
+    "VENDOR_URL",
+    "VENDOR_ABN_NUMBER",
+    "VENDOR_GST_NUMBER",
+    "VENDOR_PAN_NUMBER",
+    "VENDOR_VAT_NUMBER",
+    "RECEIVER_NAME",
+    "RECEIVER_ADDRESS",
+    "RECEIVER_PHONE",
+    "ADDRESS",
+    "ADDRESS_BLOCK",
+    "STREET",
+    "CITY",
+    "STATE",
+    "ZIP_CODE",
+    "COUNTRY",
+    "CUSTOMER_NUMBER",
+    "ACCOUNT_NUMBER",
+    "PO_NUMBER",
+    "ORDER_DATE",
+    "DELIVERY_DATE",
+    "PAYMENT_TERMS",
+    "PRIOR_BALANCE",
+    "SERVICE_CHARGE",
+    "GRATUITY",
+    "DISCOUNT",
+    "SHIPPING_HANDLING_CHARGE",
+    "TAX_PAYER_ID",
+    "OTHER",
+    // Line-item types Textract sometimes also reports as summary fields.
+    "DESCRIPTION",
+    "ITEM",
+    "QUANTITY",
+    "UNIT_PRICE",
+    "PRICE",
+    "PRODUCT_CODE",
+    "EXPENSE_ROW",
+];
+
+fn bbox(geometry: &Value) -> BBox {
+    let b = &geometry["BoundingBox"];
+    let clamp = |v: &Value| v.as_f64().unwrap_or(0.0).clamp(0.0, 1.0);
+    let (left, top) = (clamp(&b["Left"]), clamp(&b["Top"]));
+    BBox {
+        left,
+        top,
+        width: clamp(&b["Width"]).min(1.0 - left),
+        height: clamp(&b["Height"]).min(1.0 - top),
+    }
+}
+
+fn confidence(v: &Value) -> Option<f64> {
+    v.as_f64().map(|c| (c / 100.0).clamp(0.0, 1.0))
+}
+
+/// `payload`: Textract's merged `Get*` result (`Blocks`, or `ExpenseDocuments`).
+pub fn normalize(
+    raw: &[u8],
+    job_id: &str,
+    vendor_job_id: &str,
+    profile: &Profile,
+) -> Result<Normalized, NormalizeError> {
+    let payload: Value =
+        serde_json::from_slice(raw).map_err(|e| NormalizeError::NotJson(e.to_string()))?;
+    let mut drift = BTreeSet::new();
+    let (mut document, model) = if let Some(expense) = payload["ExpenseDocuments"].as_array() {
+        // The expense documents' own blocks, when present, carry the pages' text.
+        let blocks: Vec<Value> = expense
+            .iter()
+            .flat_map(|d| d["Blocks"].as_array().cloned().unwrap_or_default())
+            .collect();
+        let mut document = blocks_document(&blocks, &mut drift);
+        document.fields = expense_fields(expense, profile, &mut drift);
+        (document, payload["AnalyzeExpenseModelVersion"].as_str())
+    } else if let Some(blocks) = payload["Blocks"].as_array() {
+        let model = payload["AnalyzeDocumentModelVersion"]
+            .as_str()
+            .or(payload["DetectDocumentTextModelVersion"].as_str());
+        (blocks_document(blocks, &mut drift), model)
+    } else {
+        return Err(NormalizeError::Unusable(
+            "neither Blocks nor ExpenseDocuments in the Textract payload".into(),
+        ));
+    };
+    document.job_id = job_id.to_owned();
+    document.vendor = VendorInfo {
+        name: "textract".into(),
+        job_id: vendor_job_id.to_owned(),
+        model: model.map(str::to_owned),
+    };
+    Ok(Normalized {
+        document,
+        drift: drift.into_iter().collect(),
+    })
+}
+
+/// Pages, lines, words, tables and key-value pairs from Textract blocks.
+fn blocks_document(blocks: &[Value], drift: &mut BTreeSet<Drift>) -> Document {
+    let by_id: HashMap<&str, &Value> = blocks
+        .iter()
+        .filter_map(|b| Some((b["Id"].as_str()?, b)))
+        .collect();
+    for b in blocks {
+        let kind = b["BlockType"].as_str().unwrap_or("missing");
+        if !KNOWN_BLOCKS.contains(&kind) {
+            drift.insert(Drift {
+                field: format!("Blocks[].BlockType={kind}"),
+                kind: DriftKind::NewEnumValue,
+            });
+        }
+    }
+    let children = |b: &Value, kind: &str| -> Vec<&Value> {
+        b["Relationships"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["Type"] == kind)
+            .flat_map(|r| r["Ids"].as_array().into_iter().flatten())
+            .filter_map(|id| by_id.get(id.as_str()?).copied())
+            .collect()
+    };
+    let text_of = |b: &Value| -> String {
+        children(b, "CHILD")
+            .iter()
+            .filter(|c| c["BlockType"] == "WORD")
+            .map(|c| c["Text"].as_str().unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let page_of = |b: &Value| b["Page"].as_u64().unwrap_or(1).max(1) as u32;
+    let page_count = blocks
+        .iter()
+        .filter(|b| b["BlockType"] == "PAGE")
+        .map(page_of)
+        .max()
+        .unwrap_or(0)
+        .max(blocks.iter().map(page_of).max().unwrap_or(0));
+    let mut pages: Vec<Page> = (1..=page_count)
+        .map(|n| Page {
+            number: n,
+            width: None,
+            height: None,
+            unit: "normalized".into(),
+            rotation: 0,
+            source: PageSource::Ocr,
+            blocks: vec![],
+        })
+        .collect();
+    let mut reading_order = Vec::new();
+    for (i, line) in blocks
+        .iter()
+        .filter(|b| b["BlockType"] == "LINE")
+        .enumerate()
+    {
+        let id = format!("l{}", i + 1);
+        reading_order.push(id.clone());
+        let words = children(line, "CHILD")
+            .into_iter()
+            .filter(|w| w["BlockType"] == "WORD")
+            .map(|w| Word {
+                text: w["Text"].as_str().unwrap_or_default().into(),
+                bbox: bbox(&w["Geometry"]),
+                confidence: confidence(&w["Confidence"]),
+            })
+            .collect();
+        let Some(page) = pages.get_mut((page_of(line) - 1) as usize) else {
+            continue;
+        };
+        if page.blocks.is_empty() {
+            page.blocks.push(Block {
+                id: format!("p{}-b1", page.number),
+                bbox: BBox {
+                    left: 0.0,
+                    top: 0.0,
+                    width: 1.0,
+                    height: 1.0,
+                },
+                lines: vec![],
+            });
+        }
+        page.blocks[0].lines.push(Line {
+            id,
+            text: line["Text"].as_str().unwrap_or_default().into(),
+            bbox: bbox(&line["Geometry"]),
+            confidence: confidence(&line["Confidence"]),
+            words,
+        });
+    }
+    for page in &mut pages {
+        if let Some(block) = page.blocks.first_mut() {
+            block.bbox = enclosing(block.lines.iter().map(|l| l.bbox));
+        }
+    }
+    let tables = blocks
+        .iter()
+        .filter(|b| b["BlockType"] == "TABLE")
+        .map(|table| {
+            let cells: Vec<Cell> = children(table, "CHILD")
+                .into_iter()
+                .chain(children(table, "MERGED_CELL"))
+                .map(|c| Cell {
+                    row: (c["RowIndex"].as_u64().unwrap_or(1).max(1) - 1) as u32,
+                    column: (c["ColumnIndex"].as_u64().unwrap_or(1).max(1) - 1) as u32,
+                    row_span: c["RowSpan"].as_u64().unwrap_or(1).max(1) as u32,
+                    column_span: c["ColumnSpan"].as_u64().unwrap_or(1).max(1) as u32,
+                    text: if c["BlockType"] == "MERGED_CELL" {
+                        children(c, "CHILD")
+                            .iter()
+                            .map(|cell| text_of(cell))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    } else {
+                        text_of(c)
+                    },
+                    confidence: confidence(&c["Confidence"]),
+                })
+                .collect();
+            Table {
+                page: page_of(table),
+                bbox: Some(bbox(&table["Geometry"])),
+                rows: cells.iter().map(|c| c.row + c.row_span).max().unwrap_or(0),
+                columns: cells
+                    .iter()
+                    .map(|c| c.column + c.column_span)
+                    .max()
+                    .unwrap_or(0),
+                cells,
+            }
+        })
+        .collect();
+    let key_values = blocks
+        .iter()
+        .filter(|b| b["BlockType"] == "KEY_VALUE_SET" && b["EntityTypes"][0] == "KEY")
+        .map(|key| KeyValue {
+            key: text_of(key),
+            value: children(key, "VALUE")
+                .iter()
+                .map(|v| text_of(v))
+                .collect::<Vec<_>>()
+                .join(" "),
+            page: page_of(key),
+            confidence: confidence(&key["Confidence"]),
+        })
+        .collect();
+    Document {
+        schema_version: SCHEMA_VERSION.into(),
+        job_id: String::new(),
+        vendor: VendorInfo {
+            name: "textract".into(),
+            job_id: String::new(),
+            model: None,
+        },
+        pages,
+        reading_order,
+        tables,
+        key_values,
+        fields: Fields::Generic,
+    }
+}
+
+/// One summary field of an expense document: its text, confidence, page and box.
+struct Summary {
+    text: String,
+    confidence: Option<f64>,
+    page: Option<u32>,
+    bbox: Option<BBox>,
+    currency: Option<String>,
+}
+
+/// The first expense document that has each summary type wins (Textract returns one document per
+/// receipt or invoice it finds, often one per page).
+fn expense_fields(documents: &[Value], profile: &Profile, drift: &mut BTreeSet<Drift>) -> Fields {
+    let mut summary: HashMap<String, Summary> = HashMap::new();
+    for field in documents
+        .iter()
+        .flat_map(|d| d["SummaryFields"].as_array().into_iter().flatten())
+    {
+        let kind = field["Type"]["Text"].as_str().unwrap_or("missing");
+        if !KNOWN_EXPENSE_TYPES.contains(&kind) {
+            drift.insert(Drift {
+                field: format!("ExpenseDocuments[].SummaryFields[].Type={kind}"),
+                kind: DriftKind::NewEnumValue,
+            });
+            continue;
+        }
+        let value = &field["ValueDetection"];
+        let Some(text) = value["Text"].as_str().filter(|t| !t.trim().is_empty()) else {
+            continue;
+        };
+        summary.entry(kind.to_owned()).or_insert_with(|| Summary {
+            text: text.to_owned(),
+            confidence: confidence(&value["Confidence"]),
+            page: field["PageNumber"].as_u64().map(|p| p as u32),
+            bbox: value.get("Geometry").map(bbox),
+            currency: field["Currency"]["Code"].as_str().map(str::to_owned),
+        });
+    }
+    let get = |kind: &str| summary.get(kind);
+    let text = |kind: &str| {
+        get(kind).map(|s| Field {
+            value: s.text.clone(),
+            confidence: s.confidence,
+            page: s.page,
+            bbox: s.bbox,
+        })
+    };
+    let money = |kind: &str| {
+        get(kind).and_then(|s| {
+            Some(Field {
+                value: parse_amount(&s.text)?,
+                confidence: s.confidence,
+                page: s.page,
+                bbox: s.bbox,
+            })
+        })
+    };
+    let date = |kind: &str| {
+        get(kind).and_then(|s| {
+            Some(Field {
+                value: parse_date(&s.text)?,
+                confidence: s.confidence,
+                page: s.page,
+                bbox: s.bbox,
+            })
+        })
+    };
+    let currency = ["TOTAL", "AMOUNT_DUE", "SUBTOTAL"]
+        .iter()
+        .find_map(|k| get(k))
+        .and_then(|s| {
+            Some(Field {
+                value: s.currency.clone()?,
+                confidence: s.confidence,
+                page: s.page,
+                bbox: None,
+            })
+        });
+    let total = money("TOTAL").or_else(|| money("AMOUNT_DUE"));
+    match profile.as_str() {
+        "receipt" => Fields::Receipt(ReceiptFields {
+            merchant: text("VENDOR_NAME").or_else(|| text("NAME")),
+            date: date("INVOICE_RECEIPT_DATE"),
+            subtotal: money("SUBTOTAL"),
+            tax: money("TAX"),
+            total,
+            currency,
+        }),
+        "invoice" => Fields::Invoice(InvoiceFields {
+            vendor_name: text("VENDOR_NAME").or_else(|| text("NAME")),
+            invoice_number: text("INVOICE_RECEIPT_ID"),
+            issue_date: date("INVOICE_RECEIPT_DATE"),
+            due_date: date("DUE_DATE"),
+            subtotal: money("SUBTOTAL"),
+            tax: money("TAX"),
+            total,
+            currency,
+            line_items: line_items(documents),
+        }),
+        _ => Fields::Generic,
+    }
+}
+
+fn line_items(documents: &[Value]) -> Vec<LineItem> {
+    documents
+        .iter()
+        .flat_map(|d| d["LineItemGroups"].as_array().into_iter().flatten())
+        .flat_map(|g| g["LineItems"].as_array().into_iter().flatten())
+        .filter_map(|item| {
+            let fields = item["LineItemExpenseFields"].as_array()?;
+            let get = |kind: &str| {
+                fields
+                    .iter()
+                    .find(|f| f["Type"]["Text"] == kind)
+                    .and_then(|f| f["ValueDetection"]["Text"].as_str())
+            };
+            let confidence = fields
+                .iter()
+                .find(|f| f["Type"]["Text"] == "PRICE")
+                .and_then(|f| confidence(&f["ValueDetection"]["Confidence"]));
+            Some(LineItem {
+                description: get("ITEM").unwrap_or_default().to_owned(),
+                quantity: get("QUANTITY").and_then(parse_amount),
+                unit_price: get("UNIT_PRICE").and_then(parse_amount),
+                amount: get("PRICE").and_then(parse_amount)?,
+                confidence,
+            })
+        })
+        .collect()
+}
