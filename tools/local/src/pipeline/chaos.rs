@@ -6,7 +6,8 @@
 //!   its timeout or a host dies: the handler's future is dropped wherever it is — before, during
 //!   or after the vendor call — and its batch comes back after the redelivery delay;
 //!   `kill_in_call_rate` aims the same kill at a vendor submission in flight (within 200 ms of
-//!   its start: the request sent, its answer not yet read, or just read and not recorded);
+//!   its start, or as its answer arrives if it is quicker: the request sent and its answer
+//!   never recorded);
 //! - **freeze** (`freeze_rate`): a submit worker's write of the vendor's answer (the move to
 //!   `Submitted`) hangs in the network for longer than its lease — a stalled connection, a
 //!   paused process. The event source gives the invocation up for lost (its batch comes back),
@@ -167,12 +168,16 @@ impl<V: Vendor> Vendor for Chaotic<V> {
         if let Some(i) = &invocation {
             i.in_vendor_call.store(true, Ordering::SeqCst);
             if strikes(self.kill_in_call_rate) {
-                let i = Arc::clone(i);
-                let after = Duration::from_millis(rand::rng().random_range(0..200));
-                tokio::spawn(async move {
-                    tokio::time::sleep(after).await;
-                    i.kill.notify_one();
-                });
+                // Killed at a random instant of the call, or as its answer arrives if the call is
+                // quicker than that: either way the vendor may hold a job the worker never
+                // recorded. The invocation never returns from here.
+                let cut = Duration::from_millis(rand::rng().random_range(0..200));
+                tokio::select! {
+                    _ = self.inner.submit(submission) => {}
+                    _ = tokio::time::sleep(cut) => {}
+                }
+                i.kill.notify_one();
+                return std::future::pending().await;
             }
         }
         let result = self.inner.submit(submission).await;
