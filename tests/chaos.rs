@@ -77,6 +77,7 @@ fn options(fallback: Fallback) -> PipelineOptions {
         (Fault::FailedJob, 0.05),
     ]);
     PipelineOptions {
+        vendor: ocrbridge::vendor::select::VendorKind::Sim,
         engine: EngineKind::Fast,
         faults: FaultConfig {
             seed: 20261201,
@@ -98,7 +99,7 @@ fn options(fallback: Fallback) -> PipelineOptions {
             crash_rate: 0.04,
             kill_rate: 0.06,
             kill_within: Duration::from_millis(1500),
-            kill_in_call_rate: 0.08,
+            kill_in_call_rate: 0.05,
             freeze_rate: 0.06,
             // Past the 4 s lease of a 6 s invocation: another worker takes over first.
             freeze: Duration::from_secs(10),
@@ -112,6 +113,7 @@ fn options(fallback: Fallback) -> PipelineOptions {
         vendor_rps: 50.0,
         binaries: None,
         submitted_stale: Duration::from_secs(30),
+        ..PipelineOptions::default()
     }
 }
 

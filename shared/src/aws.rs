@@ -17,6 +17,8 @@ pub struct AwsClients {
     pub secrets: aws_sdk_secretsmanager::Client,
     /// Used only with `VENDOR=textract`; `AWS_ENDPOINT_URL_TEXTRACT` points it elsewhere.
     pub textract: aws_sdk_textract::Client,
+    /// The configuration the clients were built from, for tools that need another client.
+    pub sdk_config: SdkConfig,
 }
 
 impl AwsClients {
@@ -37,6 +39,7 @@ impl AwsClients {
             sqs: aws_sdk_sqs::Client::new(config),
             secrets: aws_sdk_secretsmanager::Client::new(config),
             textract: aws_sdk_textract::Client::new(config),
+            sdk_config: config.clone(),
         }
     }
 }

@@ -26,6 +26,11 @@ pub struct TestStack {
 /// Provisions the template under a unique stack name, so tests can run in parallel against one
 /// moto server without resets.
 pub async fn stack() -> TestStack {
+    stack_with(&[]).await
+}
+
+/// [`stack`] with template parameters set (e.g. `VendorName=textract`).
+pub async fn stack_with(parameters: &[(&str, &str)]) -> TestStack {
     let endpoint = moto::endpoint_from_env();
     if let Err(e) = moto::wait_healthy(&endpoint, Duration::from_secs(5)).await {
         panic!("{e}");
@@ -34,6 +39,10 @@ pub async fn stack() -> TestStack {
     let template = Template::load(&template_path()).expect("template.yaml loads");
     let options = ProvisionOptions {
         stack_name: unique_name("t"),
+        parameters: parameters
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
         ..Default::default()
     };
     let stack = provision(&clients, &template, &options)
@@ -278,22 +287,39 @@ pub fn sqs_event(
 
 /// A one-page PDF with a text layer (Helvetica), one line of text per entry, top to bottom.
 pub fn text_pdf(lines: &[&str]) -> Vec<u8> {
-    let mut content = String::from("BT /F1 14 Tf 72 740 Td 18 TL\n");
-    for line in lines {
-        let escaped = line
-            .replace('\\', "\\\\")
-            .replace('(', "\\(")
-            .replace(')', "\\)");
-        content.push_str(&format!("({escaped}) Tj T*\n"));
-    }
-    content.push_str("ET\n");
-    let objects = [
+    let page: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
+    text_pdf_pages(&[page])
+}
+
+/// A PDF with a text layer, one page per entry, each with its lines top to bottom.
+pub fn text_pdf_pages(pages: &[Vec<String>]) -> Vec<u8> {
+    let n = pages.len();
+    // Objects: 1 catalog, 2 pages, 3 font, then a page and its content stream per page.
+    let kids: Vec<String> = (0..n).map(|i| format!("{} 0 R", 4 + 2 * i)).collect();
+    let mut objects = vec![
         "<< /Type /Catalog /Pages 2 0 R >>".to_owned(),
-        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_owned(),
-        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>".to_owned(),
+        format!("<< /Type /Pages /Kids [{}] /Count {n} >>", kids.join(" ")),
         "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_owned(),
-        format!("<< /Length {} >>\nstream\n{content}endstream", content.len()),
     ];
+    for (i, lines) in pages.iter().enumerate() {
+        let mut content = String::from("BT /F1 11 Tf 40 760 Td 12 TL\n");
+        for line in lines {
+            let escaped = line
+                .replace('\\', "\\\\")
+                .replace('(', "\\(")
+                .replace(')', "\\)");
+            content.push_str(&format!("({escaped}) Tj T*\n"));
+        }
+        content.push_str("ET\n");
+        objects.push(format!(
+            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> /Contents {} 0 R >>",
+            5 + 2 * i
+        ));
+        objects.push(format!(
+            "<< /Length {} >>\nstream\n{content}endstream",
+            content.len()
+        ));
+    }
     let mut pdf = b"%PDF-1.4\n".to_vec();
     let mut offsets = Vec::new();
     for (i, body) in objects.iter().enumerate() {
@@ -315,4 +341,72 @@ pub fn text_pdf(lines: &[&str]) -> Vec<u8> {
         .as_bytes(),
     );
     pdf
+}
+
+/// Runs the whole local pipeline (as Lambda's event sources would) until every job in `ids` is
+/// settled, or `timeout` passes; returns the jobs as they stand.
+pub async fn run_until_settled(
+    p: &ocrbridge_local::pipeline::Pipeline,
+    ledger: &Ledger,
+    ids: &[ocrbridge::job::JobId],
+    timeout: Duration,
+) -> Vec<ocrbridge::job::Job> {
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let started = std::time::Instant::now();
+    let (_, jobs) = tokio::join!(p.run_until(&stop), async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let mut jobs = Vec::new();
+            for id in ids {
+                if let Ok(Some(job)) = ledger.get_job(id).await {
+                    jobs.push(job);
+                }
+            }
+            let settled = jobs.len() == ids.len() && jobs.iter().all(|j| j.state.is_settled());
+            if settled || started.elapsed() > timeout {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                return jobs;
+            }
+        }
+    });
+    jobs
+}
+
+/// The job intake makes for `bytes` uploaded under `profile`.
+pub fn job_id_for(bytes: &[u8], profile: &str) -> ocrbridge::job::JobId {
+    ocrbridge::job::DocumentKey::new(
+        &ocrbridge::job::ContentHash::of(bytes),
+        &ocrbridge::job::Profile::new(profile).expect("a profile name"),
+    )
+    .job_id()
+}
+
+/// Reads a stored result (or any object) from the results bucket, gunzipping `.gz` archives.
+pub async fn results_object(s: &TestStack, key: &str) -> Vec<u8> {
+    let out = s
+        .clients
+        .s3
+        .get_object()
+        .bucket(&s.config.results_bucket)
+        .key(key)
+        .send()
+        .await
+        .expect("GetObject");
+    let bytes = out
+        .body
+        .collect()
+        .await
+        .expect("the body")
+        .into_bytes()
+        .to_vec();
+    if key.ends_with(".gz") {
+        use std::io::Read;
+        let mut text = Vec::new();
+        flate2::read::GzDecoder::new(&bytes[..])
+            .read_to_end(&mut text)
+            .expect("gzip");
+        text
+    } else {
+        bytes
+    }
 }

@@ -116,16 +116,26 @@ impl<V: Vendor> Parse<V> {
     }
 
     pub async fn handle_message(&self, message: &SqsMessage, deadline: UnixMillis) -> Disposition {
-        let notice: ResultNotice =
-            match serde_json::from_str(message.body.as_deref().unwrap_or_default()) {
-                Ok(n) => n,
-                Err(e) => {
+        let body = message.body.as_deref().unwrap_or_default();
+        // Our own notices, or a completion the vendor delivers through a queue (Textract's SNS).
+        let notice: ResultNotice = match serde_json::from_str(body) {
+            Ok(n) => n,
+            Err(e) => match self.vendor.notice_from_queue(body) {
+                Some(Ok(n)) => n,
+                Some(Err(reason)) => {
+                    return Disposition::DeadLetter {
+                        code: "foreign_notification",
+                        reason,
+                    }
+                }
+                None => {
                     return Disposition::DeadLetter {
                         code: "malformed_message",
                         reason: format!("not a result notice: {e}"),
                     }
                 }
-            };
+            },
+        };
         let attempt = batch::receive_count(message);
         let span = info_span!("parse", job_id = %notice.job_id, status = %notice.status);
         self.handle_notice(&notice, attempt, deadline)

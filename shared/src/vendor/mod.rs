@@ -279,6 +279,12 @@ pub trait Vendor: Send + Sync {
     /// Forces the next call to re-read credentials (after a 401/403: rotation may have happened).
     fn refresh_credentials(&self) -> impl Future<Output = ()> + Send;
 
+    /// A completion this vendor delivers through a queue (Textract: SNS notifications to the
+    /// queue parse reads), as the notice parse acts on; `None` when the message is not one.
+    fn notice_from_queue(&self, _body: &str) -> Option<Result<crate::queue::ResultNotice, String>> {
+        None
+    }
+
     /// The normalize hook: the vendor's raw result as `Document v1`, with any schema drift seen.
     fn normalize(
         &self,

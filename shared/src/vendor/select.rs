@@ -427,6 +427,10 @@ impl Vendor for AnyVendor {
         dispatch!(self, v => v.refresh_credentials().await)
     }
 
+    fn notice_from_queue(&self, body: &str) -> Option<Result<crate::queue::ResultNotice, String>> {
+        dispatch!(self, v => v.notice_from_queue(body))
+    }
+
     fn normalize(
         &self,
         raw: &[u8],

@@ -29,11 +29,13 @@ use crate::template::{scalar_to_string, Physical, ResourceDef, Scope, Template, 
 /// moto's default account.
 pub const LOCAL_ACCOUNT_ID: &str = "123456789012";
 
-const EMULATED: [&str; 4] = [
+const EMULATED: [&str; 6] = [
     "AWS::S3::Bucket",
     "AWS::SQS::Queue",
     "AWS::DynamoDB::Table",
     "AWS::SecretsManager::Secret",
+    "AWS::SNS::Topic",
+    "AWS::SNS::Subscription",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -133,12 +135,31 @@ pub async fn provision(
         account_id: LOCAL_ACCOUNT_ID.into(),
         parameters,
         resources: BTreeMap::new(),
+        conditions: BTreeMap::new(),
     };
+    scope.evaluate_conditions(template)?;
+    // Resources under a false condition do not exist in this stack at all.
     let (mut pending, skipped): (Vec<ResourceDef>, Vec<ResourceDef>) = template
         .resources()
         .into_iter()
+        .filter(|r| scope.holds(r.condition.as_deref()))
         .partition(|r| EMULATED.contains(&r.kind.as_str()));
 
+    // IAM roles are not emulated, but other resources and the functions' environment name them:
+    // each gets the ARN it would have, so a Textract role can be handed to the Textract twin.
+    for role in skipped.iter().filter(|r| r.kind == "AWS::IAM::Role") {
+        let name = format!("{}-{}", options.stack_name, role.logical_id);
+        scope.resources.insert(
+            role.logical_id.clone(),
+            Physical {
+                ref_value: name.clone(),
+                attributes: BTreeMap::from([(
+                    "Arn".to_owned(),
+                    format!("arn:aws:iam::{LOCAL_ACCOUNT_ID}:role/{name}"),
+                )]),
+            },
+        );
+    }
     // Resolve in dependency order: a resource whose properties refer to a pending one waits.
     while !pending.is_empty() {
         let pending_ids: Vec<String> = pending.iter().map(|r| r.logical_id.clone()).collect();
@@ -194,6 +215,8 @@ async fn create(
     };
     match resource.kind.as_str() {
         "AWS::SQS::Queue" => create_queue(clients, &def).await.map_err(fail),
+        "AWS::SNS::Topic" => create_topic(clients, &def).await.map_err(fail),
+        "AWS::SNS::Subscription" => subscribe(clients, &def).await.map_err(fail),
         "AWS::DynamoDB::Table" => create_table(clients, &def).await.map_err(fail),
         "AWS::S3::Bucket" => create_bucket(clients, &def).await.map_err(fail),
         "AWS::SecretsManager::Secret" => {
@@ -234,6 +257,46 @@ fn sdk_error<E: std::error::Error + 'static, R: std::fmt::Debug>(
     err: aws_sdk_sqs::error::SdkError<E, R>,
 ) -> String {
     aws_sdk_sqs::error::DisplayErrorContext(err).to_string()
+}
+
+fn sns(clients: &AwsClients) -> aws_sdk_sns::Client {
+    aws_sdk_sns::Client::new(&clients.sdk_config)
+}
+
+async fn create_topic(clients: &AwsClients, def: &Def<'_>) -> Result<Physical, String> {
+    let name = def.required("TopicName").map_err(|e| e.to_string())?;
+    let out = sns(clients)
+        .create_topic()
+        .name(&name)
+        .send()
+        .await
+        .map_err(sdk_error)?;
+    let arn = out.topic_arn().unwrap_or_default().to_owned();
+    Ok(Physical {
+        ref_value: arn.clone(),
+        attributes: BTreeMap::from([("TopicArn".to_owned(), arn), ("TopicName".to_owned(), name)]),
+    })
+}
+
+async fn subscribe(clients: &AwsClients, def: &Def<'_>) -> Result<Physical, String> {
+    let topic = def.required("TopicArn").map_err(|e| e.to_string())?;
+    let protocol = def.required("Protocol").map_err(|e| e.to_string())?;
+    let endpoint = def.required("Endpoint").map_err(|e| e.to_string())?;
+    let mut request = sns(clients)
+        .subscribe()
+        .topic_arn(topic)
+        .protocol(protocol)
+        .endpoint(endpoint)
+        .return_subscription_arn(true);
+    if def.string("RawMessageDelivery").as_deref() == Some("true") {
+        request = request.attributes("RawMessageDelivery", "true");
+    }
+    let out = request.send().await.map_err(sdk_error)?;
+    let arn = out.subscription_arn().unwrap_or_default().to_owned();
+    Ok(Physical {
+        ref_value: arn,
+        attributes: BTreeMap::new(),
+    })
 }
 
 async fn create_queue(clients: &AwsClients, def: &Def<'_>) -> Result<Physical, String> {

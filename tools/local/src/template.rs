@@ -1,8 +1,10 @@
 //! Reading `template.yaml` and resolving its intrinsic functions against provisioned resources.
 //!
-//! Only what the local stack needs is supported: `Ref`, `Fn::GetAtt` and `Fn::Sub` (short `!Ref`
-//! forms and long `{"Fn::…": …}` forms), pseudo parameters, and parameter defaults. Anything else is
-//! an error that names the construct, never a silent guess.
+//! Only what the local stack needs is supported: `Ref`, `Fn::GetAtt`, `Fn::Sub` and `Fn::If`
+//! (short `!Ref` forms and long `{"Fn::…": …}` forms), `AWS::NoValue`, pseudo parameters,
+//! parameter defaults, and `Conditions` built from `Fn::Equals`, `Fn::Not`, `Fn::And`, `Fn::Or`
+//! and `Condition` (resources under a false condition are not provisioned). Anything else is an
+//! error that names the construct, never a silent guess.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -33,7 +35,12 @@ pub struct ResourceDef {
     pub logical_id: String,
     pub kind: String,
     pub properties: Mapping,
+    /// The name of the condition the resource exists under, if any.
+    pub condition: Option<String>,
 }
+
+/// What `!Ref AWS::NoValue` resolves to before the key or item holding it is dropped.
+const NO_VALUE: &str = "\u{0}AWS::NoValue";
 
 /// The parsed template.
 #[derive(Debug, Clone)]
@@ -74,6 +81,10 @@ impl Template {
                         .and_then(Value::as_mapping)
                         .cloned()
                         .unwrap_or_default(),
+                    condition: def
+                        .get("Condition")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
                 })
             })
             .collect()
@@ -92,6 +103,15 @@ impl Template {
             }
         }
         out
+    }
+
+    /// The `Conditions` section, unevaluated.
+    pub fn conditions(&self) -> Mapping {
+        self.root
+            .get("Conditions")
+            .and_then(Value::as_mapping)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// `Globals.Function.Environment.Variables`, unresolved.
@@ -131,9 +151,90 @@ pub struct Scope {
     pub account_id: String,
     pub parameters: BTreeMap<String, String>,
     pub resources: BTreeMap<String, Physical>,
+    /// The template's conditions, evaluated against the parameters.
+    pub conditions: BTreeMap<String, bool>,
 }
 
 impl Scope {
+    /// Evaluates every condition of `template` against the parameters (in any order: one may
+    /// name another).
+    pub fn evaluate_conditions(&mut self, template: &Template) -> Result<(), TemplateError> {
+        let definitions = template.conditions();
+        let names: Vec<String> = definitions
+            .keys()
+            .filter_map(|k| k.as_str().map(str::to_owned))
+            .collect();
+        for name in names {
+            let value = self.condition(&name, &definitions, 0)?;
+            self.conditions.insert(name, value);
+        }
+        Ok(())
+    }
+
+    fn condition(&self, name: &str, defs: &Mapping, depth: usize) -> Result<bool, TemplateError> {
+        if let Some(v) = self.conditions.get(name) {
+            return Ok(*v);
+        }
+        let def = defs
+            .get(name)
+            .ok_or_else(|| TemplateError::Shape(format!("no condition {name}")))?;
+        self.truth(def, defs, depth + 1)
+    }
+
+    fn truth(&self, value: &Value, defs: &Mapping, depth: usize) -> Result<bool, TemplateError> {
+        if depth > 32 {
+            return Err(TemplateError::Shape(
+                "conditions refer to each other in a cycle".into(),
+            ));
+        }
+        let (name, arg) = match value {
+            Value::Tagged(t) => (
+                t.tag.to_string().trim_start_matches('!').to_owned(),
+                &t.value,
+            ),
+            Value::Mapping(m) if m.len() == 1 => {
+                let (k, v) = m
+                    .iter()
+                    .next()
+                    .ok_or_else(|| TemplateError::Shape("empty condition".into()))?;
+                (
+                    k.as_str()
+                        .unwrap_or_default()
+                        .trim_start_matches("Fn::")
+                        .to_owned(),
+                    v,
+                )
+            }
+            other => return Err(TemplateError::Shape(format!("not a condition: {other:?}"))),
+        };
+        let items = || arg.as_sequence().cloned().unwrap_or_default();
+        match name.as_str() {
+            "Equals" => {
+                let items = items();
+                let [a, b] = items.as_slice() else {
+                    return Err(TemplateError::Shape("!Equals takes two values".into()));
+                };
+                Ok(self.resolve_string(a)? == self.resolve_string(b)?)
+            }
+            "Not" => Ok(!self.truth(items().first().unwrap_or(&Value::Null), defs, depth + 1)?),
+            "And" => items()
+                .iter()
+                .try_fold(true, |acc, v| Ok(acc && self.truth(v, defs, depth + 1)?)),
+            "Or" => items()
+                .iter()
+                .try_fold(false, |acc, v| Ok(acc || self.truth(v, defs, depth + 1)?)),
+            "Condition" => self.condition(arg.as_str().unwrap_or_default(), defs, depth + 1),
+            other => Err(TemplateError::Unsupported(format!(
+                "!{other} in a condition"
+            ))),
+        }
+    }
+
+    /// Whether a resource with this `Condition` exists in the stack.
+    pub fn holds(&self, condition: Option<&str>) -> bool {
+        condition.is_none_or(|c| self.conditions.get(c).copied().unwrap_or(false))
+    }
+
     fn pseudo(&self, name: &str) -> Option<String> {
         Some(match name {
             "AWS::StackName" => self.stack_name.clone(),
@@ -141,6 +242,7 @@ impl Scope {
             "AWS::AccountId" => self.account_id.clone(),
             "AWS::Partition" => "aws".into(),
             "AWS::URLSuffix" => "amazonaws.com".into(),
+            "AWS::NoValue" => NO_VALUE.into(),
             _ => return None,
         })
     }
@@ -216,7 +318,10 @@ impl Scope {
                 }
                 let mut out = Mapping::new();
                 for (k, v) in map {
-                    out.insert(k.clone(), self.resolve(v)?);
+                    let resolved = self.resolve(v)?;
+                    if resolved.as_str() != Some(NO_VALUE) {
+                        out.insert(k.clone(), resolved);
+                    }
                 }
                 Ok(Value::Mapping(out))
             }
@@ -224,6 +329,7 @@ impl Scope {
                 items
                     .iter()
                     .map(|v| self.resolve(v))
+                    .filter(|v| !matches!(v, Ok(r) if r.as_str() == Some(NO_VALUE)))
                     .collect::<Result<_, _>>()?,
             )),
             other => Ok(other.clone()),
@@ -252,6 +358,13 @@ impl Scope {
                 self.attribute(resource, attribute)?
             }
             ("Sub", Value::String(text)) => self.sub(text)?,
+            ("If", Value::Sequence(parts)) if parts.len() == 3 => {
+                let name = parts[0].as_str().unwrap_or_default();
+                let holds = *self.conditions.get(name).ok_or_else(|| {
+                    TemplateError::Shape(format!("!If names no condition {name}"))
+                })?;
+                return self.resolve(&parts[if holds { 1 } else { 2 }]);
+            }
             (other, _) => return Err(TemplateError::Unsupported(format!("!{other}"))),
         };
         Ok(Value::String(text))
@@ -275,7 +388,44 @@ mod tests {
                     attributes: BTreeMap::from([("Arn".to_owned(), "arn:q".to_owned())]),
                 },
             )]),
+            conditions: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn conditions_pick_branches_and_drop_no_values() {
+        let template = Template::parse(
+            r#"
+Parameters:
+  Vendor: { Type: String, Default: textract }
+Conditions:
+  IsTextract: !Equals [!Ref Vendor, textract]
+  NotTextract: !Not [!Condition IsTextract]
+  Both: { "Fn::And": [!Condition IsTextract, !Equals [a, a]] }
+Resources:
+  X: { Type: AWS::SQS::Queue, Condition: NotTextract }
+"#,
+        )
+        .unwrap();
+        let mut scope = scope();
+        scope.parameters.insert("Vendor".into(), "textract".into());
+        scope.evaluate_conditions(&template).unwrap();
+        assert!(scope.conditions["IsTextract"]);
+        assert!(!scope.conditions["NotTextract"]);
+        assert!(scope.conditions["Both"]);
+        assert!(!scope.holds(template.resources()[0].condition.as_deref()));
+        let doc: Value = serde_yaml::from_str(
+            r#"
+a: !If [IsTextract, !Ref Q, ""]
+b: !If [NotTextract, x, !Ref AWS::NoValue]
+c: [1, !If [NotTextract, 2, !Ref AWS::NoValue], 3]
+"#,
+        )
+        .unwrap();
+        let out = scope.resolve(&doc).unwrap();
+        assert_eq!(out["a"], Value::from("http://q"));
+        assert!(out.get("b").is_none(), "dropped");
+        assert_eq!(out["c"].as_sequence().unwrap().len(), 2);
     }
 
     #[test]

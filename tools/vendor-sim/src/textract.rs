@@ -416,7 +416,7 @@ fn get(sim: &Sim, api: Api, request: &Value) -> Response {
     answer["JobStatus"] = json!("SUCCEEDED");
     answer["DocumentMetadata"] = json!({ "Pages": output.pages.len() });
     let (items, key) = match api {
-        Api::Expense => (expense_documents(output), "ExpenseDocuments"),
+        Api::Expense => (expense_documents(&job, output), "ExpenseDocuments"),
         Api::Text => (blocks(&job, output, false), "Blocks"),
         Api::Analysis => (blocks(&job, output, true), "Blocks"),
     };
@@ -549,8 +549,10 @@ pub(crate) fn currency_code(symbol: &str) -> String {
     }
 }
 
-/// One expense document per page, as Textract returns one per receipt or invoice it finds.
-fn expense_documents(output: &Output) -> Vec<Value> {
+/// One expense document per page, as Textract returns one per receipt or invoice it finds, each
+/// with its page's own text blocks.
+fn expense_documents(job: &SimJob, output: &Output) -> Vec<Value> {
+    let all_blocks = blocks(job, output, false);
     output
         .pages
         .iter()
@@ -581,10 +583,15 @@ fn expense_documents(output: &Output) -> Vec<Value> {
                     field
                 })
                 .collect();
+            let page_blocks: Vec<&Value> = all_blocks
+                .iter()
+                .filter(|b| b["Page"] == page.number && b["BlockType"] != "LAYOUT_FIGURE_V2")
+                .collect();
             let mut document = json!({
                 "ExpenseIndex": i + 1,
                 "SummaryFields": summary,
                 "LineItemGroups": [],
+                "Blocks": page_blocks,
             });
             if let (true, Some(summary)) =
                 (output.drifted, document["SummaryFields"].as_array_mut())

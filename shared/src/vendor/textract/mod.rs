@@ -487,6 +487,25 @@ impl Vendor for TextractVendor {
         // The function's role: the SDK refreshes its credentials itself.
     }
 
+    fn notice_from_queue(&self, body: &str) -> Option<Result<crate::queue::ResultNotice, String>> {
+        let channel = self.channel.as_ref()?;
+        Some(
+            notice_from_sns(body, &channel.topic_arn)
+                .map_err(|e| e.to_string())
+                .and_then(|n| {
+                    Ok(crate::queue::ResultNotice {
+                        job_id: crate::job::JobId::parse(&n.job_tag)
+                            .map_err(|e| format!("the JobTag names no job of ours: {e}"))?,
+                        vendor_job_id: n.vendor_job_id,
+                        status: n.status.to_ascii_lowercase(),
+                        vendor_timestamp: None,
+                        // Delivered inside AWS through a topic only Textract's role publishes to.
+                        event_id: Some(n.message_id),
+                    })
+                }),
+        )
+    }
+
     fn normalize(
         &self,
         raw: &[u8],

@@ -44,6 +44,8 @@ pub fn binary_environment(
         ("AWS_SECRET_ACCESS_KEY", "testing".into()),
         ("AWS_REGION", "us-east-1".into()),
         ("VENDOR_BASE_URL", vendor_url.to_owned()),
+        // Textract is reached through the SDK: only its endpoint goes to the simulator.
+        ("AWS_ENDPOINT_URL_TEXTRACT", vendor_url.to_owned()),
         ("VENDOR_TIMEOUT_MS", "5000".into()),
         ("VENDOR_RATE_LIMIT_RPS", options.vendor_rps.to_string()),
         ("VENDOR_SIM_IDEMPOTENCY", options.idempotency_spec()),

@@ -30,13 +30,16 @@ pub(crate) enum EventSource {
     Submit,
     /// The results queue, feeding parse.
     Results,
+    /// Textract's completions (SNS → SQS), also feeding parse; only with `VENDOR=textract`.
+    TextractCompletions,
 }
 
 impl EventSource {
-    pub(crate) const ALL: [EventSource; 3] = [
+    pub(crate) const ALL: [EventSource; 4] = [
         EventSource::Intake,
         EventSource::Submit,
         EventSource::Results,
+        EventSource::TextractCompletions,
     ];
 }
 
@@ -192,6 +195,10 @@ impl Pipeline {
             EventSource::Intake => (&self.config.intake_queue_url, "intake"),
             EventSource::Submit => (&self.config.submit_queue_url, "submit"),
             EventSource::Results => (&self.config.results_queue_url, "results"),
+            EventSource::TextractCompletions => match &self.textract_completions_url {
+                Some(url) => (url, "textract"),
+                None => return 0,
+            },
         };
         let batch = self.receive(queue_url, self.batch_sizes[name]).await;
         if batch.is_empty() {
@@ -203,7 +210,7 @@ impl Pipeline {
                 let function = match source {
                     EventSource::Intake => &b.intake,
                     EventSource::Submit => &b.submit,
-                    EventSource::Results => &b.parse,
+                    EventSource::Results | EventSource::TextractCompletions => &b.parse,
                 };
                 Self::failures(
                     function
@@ -246,7 +253,9 @@ impl Pipeline {
             let response = match source {
                 EventSource::Intake => self.intake.handle_sqs(event).await,
                 EventSource::Submit => self.submit.handle_sqs(event, deadline).await,
-                EventSource::Results => self.parse.handle_sqs(event, deadline).await,
+                EventSource::Results | EventSource::TextractCompletions => {
+                    self.parse.handle_sqs(event, deadline).await
+                }
             };
             response
                 .batch_item_failures

@@ -33,13 +33,13 @@ use ocrbridge::retry::{Backoff, Budgets};
 use ocrbridge::rules::RuleConfig;
 use ocrbridge::time::UnixMillis;
 use ocrbridge::vendor::ambiguity::AmbiguityPolicy;
-use ocrbridge::vendor::sim::{http_client, HttpTimeouts, SimVendor};
+use ocrbridge::vendor::select::{AnyVendor, VendorKind, VendorSettings};
 use parse::{Parse, ParseConfig};
 use reconcile::{Reconcile, ReconcileConfig};
 use submit::{Submit, SubmitConfig};
 use vendor_sim::engine::EngineKind;
 use vendor_sim::faults::FaultConfig;
-use vendor_sim::{Idempotency, RunningSim, SimConfig};
+use vendor_sim::{Idempotency, RunningSim, SimConfig, TwinSettings};
 use webhook::{Webhook, WebhookConfig};
 
 pub use binaries::{binary_environment, Binaries};
@@ -55,10 +55,17 @@ use webhook_endpoint::WebhookTarget;
 /// How to run the local pipeline.
 #[derive(Debug, Clone)]
 pub struct PipelineOptions {
+    /// Which vendor the functions talk to, through the simulator's twin of it. The stack must be
+    /// provisioned with the same `VendorName` (its Textract resources depend on it).
+    pub vendor: VendorKind,
     pub engine: EngineKind,
     pub faults: FaultConfig,
     /// How the simulator treats a repeated idempotency key; the adapter is told the same.
     pub idempotency: Idempotency,
+    /// The Textract, Azure and Mindee twins' settings (job limits, Retry-After, rate limits…).
+    pub twins: TwinSettings,
+    /// How long a job waits at the vendor before it is processed.
+    pub processing_delay: Duration,
     /// What submit does about a submission whose answer was lost.
     pub ambiguity: AmbiguityPolicy,
     /// Crashes, kills and freezes (in process only).
@@ -85,9 +92,12 @@ pub struct PipelineOptions {
 impl Default for PipelineOptions {
     fn default() -> Self {
         PipelineOptions {
+            vendor: VendorKind::Sim,
             engine: EngineKind::Tesseract,
             faults: FaultConfig::default(),
             idempotency: Idempotency::Native,
+            twins: TwinSettings::default(),
+            processing_delay: Duration::ZERO,
             ambiguity: AmbiguityPolicy::default(),
             chaos: ChaosOptions::default(),
             crash_redelivery: Duration::from_secs(2),
@@ -131,10 +141,12 @@ pub struct Pipeline {
     pub config: StackConfig,
     pub sim: RunningSim,
     pub intake: Intake,
-    pub submit: Submit<Chaotic<SimVendor>>,
+    pub submit: Submit<Chaotic<AnyVendor>>,
     pub webhook: Arc<Webhook>,
-    pub parse: Parse<SimVendor>,
-    pub reconcile: Reconcile<SimVendor>,
+    pub parse: Parse<AnyVendor>,
+    pub reconcile: Reconcile<AnyVendor>,
+    /// The queue Textract's completions arrive on (`VENDOR=textract`).
+    pub textract_completions_url: Option<String>,
     batch_sizes: BTreeMap<&'static str, i32>,
     options: PipelineOptions,
     last_reconcile: std::sync::Mutex<Instant>,
@@ -253,27 +265,41 @@ impl Pipeline {
             engine: options.engine,
             ocr_concurrency: 2,
             idempotency: options.idempotency,
+            // The Textract twin reads documents from moto's S3 and publishes to its SNS.
+            aws_endpoint: clients.sdk_config.endpoint_url().map(str::to_owned),
+            twins: options.twins.clone(),
+            processing_delay: options.processing_delay,
             ..SimConfig::default()
         })
         .await
         .map_err(|e| e.to_string())?;
+        let env = binary_environment(stack, endpoint, &sim.base_url(), &options)?;
+        if env.get("VENDOR").map(String::as_str) != Some(options.vendor.as_str()) {
+            return Err(format!(
+                "the stack was provisioned for VENDOR={:?}, not {}: provision it with VendorName={}",
+                env.get("VENDOR"),
+                options.vendor,
+                options.vendor
+            ));
+        }
+        // The adapters, built as the functions build them, from the stack's environment; the
+        // Textract client goes to the simulator's twin.
+        let settings =
+            VendorSettings::from_lookup(|k| env.get(k).cloned()).map_err(|e| e.to_string())?;
+        let adapter_clients = AwsClients {
+            textract: aws_sdk_textract::Client::from_conf(
+                aws_sdk_textract::config::Builder::from(&clients.sdk_config)
+                    .endpoint_url(sim.base_url())
+                    .build(),
+            ),
+            ..clients.clone()
+        };
         let vendor = || {
-            Ok::<_, String>(
-                SimVendor::new(
-                    http_client(HttpTimeouts {
-                        connect: Duration::from_secs(1),
-                        request: Duration::from_secs(5),
-                    })
-                    .map_err(|e| e.to_string())?,
-                    sim.base_url(),
-                    keyring(&config.vendor_api_key_secret, &[Stage::Current]),
-                )
-                .with_idempotency(options.adapter_idempotency()),
-            )
+            AnyVendor::build(&settings, &adapter_clients, &config.vendor_api_key_secret)
+                .map_err(|e| e.to_string())
         };
         let binaries = match (&options.binaries, &emulator, webhook_binary) {
             (Some(dir), Some(rie), Some(webhook)) => {
-                let env = binary_environment(stack, endpoint, &sim.base_url(), &options)?;
                 let start = |name: &str| {
                     Emulated::start(
                         rie,
@@ -367,7 +393,11 @@ impl Pipeline {
                 ("intake", batch_size(stack, "IntakeFunction", 10)),
                 ("submit", batch_size(stack, "SubmitFunction", 5)),
                 ("results", batch_size(stack, "ParseFunction", 5)),
+                ("textract", 5),
             ]),
+            textract_completions_url: stack
+                .physical("TextractCompletionsQueue")
+                .map(|q| q.ref_value.clone()),
             webhook,
             sim,
             config,
@@ -387,12 +417,13 @@ impl Pipeline {
     /// continuous form.
     pub async fn pump_once(&self) -> usize {
         let rounds = (0..self.options.concurrency.max(1)).map(|_| async {
-            let (a, b, c) = tokio::join!(
+            let (a, b, c, d) = tokio::join!(
                 self.poll(EventSource::Intake),
                 self.poll(EventSource::Submit),
                 self.poll(EventSource::Results),
+                self.poll(EventSource::TextractCompletions),
             );
-            a + b + c
+            a + b + c + d
         });
         let handled: usize = futures::future::join_all(rounds).await.into_iter().sum();
         self.reconcile_if_due().await;

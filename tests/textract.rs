@@ -1,0 +1,545 @@
+//! The Textract adapter against the simulator's Textract twin (AWS JSON 1.1, documents read
+//! from moto's S3, completions published to moto's SNS and delivered to the stack's queue), and
+//! the whole pipeline with `VENDOR=textract`.
+
+use std::time::Duration;
+
+use ocrbridge::blob::ObjectRef;
+use ocrbridge::job::JobState;
+use ocrbridge::vendor::select::{ModelMap, VendorKind};
+use ocrbridge::vendor::textract::{Channel, TextractVendor};
+use ocrbridge::vendor::{ErrorClass, Submission, Vendor, VendorError, VendorStatus};
+use ocrbridge_local::pipeline::{Pipeline, PipelineOptions};
+use ocrbridge_tests::{
+    job_id_for, results_object, run_until_settled, set_faults, shared_dir, sim_stats, stack_with,
+    text_pdf, text_pdf_pages, TestStack,
+};
+use serde_json::{json, Value};
+use vendor_sim::engine::EngineKind;
+use vendor_sim::TwinSettings;
+
+async fn textract_stack() -> TestStack {
+    stack_with(&[("VendorName", "textract")]).await
+}
+
+fn options(engine: EngineKind) -> PipelineOptions {
+    PipelineOptions {
+        vendor: VendorKind::Textract,
+        engine,
+        reconcile_every: Duration::from_secs(3),
+        submitted_stale: Duration::from_secs(4),
+        ..PipelineOptions::default()
+    }
+}
+
+fn receipt() -> Vec<u8> {
+    std::fs::read(shared_dir().join("corpus/sroie-dev/000.jpg")).unwrap()
+}
+
+fn invoice_pdf() -> Vec<u8> {
+    text_pdf(&[
+        "ACME Supplies Ltd",
+        "Invoice No: INV-2041",
+        "Invoice Date: 12/03/2026",
+        "Subtotal: 100.00",
+        "Tax: 8.00",
+        "Total: 108.00",
+    ])
+}
+
+/// Each profile goes through its own Textract API, completes through SNS → SQS → parse, and is
+/// archived as Textract sent it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_profile_goes_through_its_textract_api_and_completes_through_sns() {
+    let s = textract_stack().await;
+    let p = Pipeline::start(s.clients.clone(), &s.stack, options(EngineKind::Tesseract))
+        .await
+        .unwrap();
+    let uploads = [
+        ("receipts/r.jpg", receipt(), "receipt", "expense:"),
+        ("invoices/i.pdf", invoice_pdf(), "invoice", "expense:"),
+        (
+            "other/g.pdf",
+            text_pdf(&["Plain text", "two lines"]),
+            "generic",
+            "text:",
+        ),
+    ];
+    let mut ids = Vec::new();
+    for (key, bytes, profile, _) in &uploads {
+        s.put(key, bytes.clone(), None).await;
+        ids.push(job_id_for(bytes, profile));
+    }
+    let jobs = run_until_settled(&p, &s.ledger, &ids, Duration::from_secs(90)).await;
+    for (job, (key, _, _, api)) in jobs.iter().zip(&uploads) {
+        assert!(
+            matches!(job.state, JobState::Completed | JobState::NeedsReview),
+            "{key}: {job:?}"
+        );
+        let vendor_job = job.vendor_job_id.as_deref().unwrap();
+        assert!(vendor_job.starts_with(api), "{key}: {vendor_job}");
+        let result: Value =
+            serde_json::from_slice(&results_object(&s, job.result_key.as_ref().unwrap()).await)
+                .unwrap();
+        assert_eq!(result["vendor"]["name"], "textract");
+        // The raw archive is Textract's own payload.
+        let raw = s
+            .clients
+            .s3
+            .list_objects_v2()
+            .bucket(&s.config.results_bucket)
+            .prefix(format!("raw/{}/", job.id))
+            .send()
+            .await
+            .unwrap();
+        let key = raw.contents()[0].key().unwrap().to_owned();
+        let payload: Value = serde_json::from_slice(&results_object(&s, &key).await).unwrap();
+        assert_eq!(payload["JobStatus"], "SUCCEEDED");
+        assert!(payload
+            .get("Blocks")
+            .or(payload.get("ExpenseDocuments"))
+            .is_some());
+    }
+    // The receipt's fields came through AnalyzeExpense.
+    let receipt_result: Value =
+        serde_json::from_slice(&results_object(&s, jobs[0].result_key.as_ref().unwrap()).await)
+            .unwrap();
+    assert_eq!(receipt_result["fields"]["profile"], "receipt");
+    assert!(
+        !receipt_result["pages"][0]["blocks"][0]["lines"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "the expense document's own blocks carry the page's text"
+    );
+    let stats = sim_stats(&p.sim).await;
+    assert_eq!(stats["billed_documents"], 3);
+    assert_eq!(stats["notifications_published"], 3, "{stats}");
+    assert_eq!(
+        p.parse
+            .metrics
+            .recorded()
+            .get("Reconciles[textract,adopted_by_completion]"),
+        None,
+        "nothing needed adopting"
+    );
+}
+
+/// A completion never published is found by reconcile's polling of `Get*`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_notification_is_recovered_by_reconcile() {
+    let s = textract_stack().await;
+    let p = Pipeline::start(s.clients.clone(), &s.stack, options(EngineKind::Fast))
+        .await
+        .unwrap();
+    set_faults(&p.sim, json!({"seed": 3, "rates": {"lost_webhook": 1.0}})).await;
+    let bytes = invoice_pdf();
+    s.put("invoices/lost.pdf", bytes.clone(), None).await;
+    let id = job_id_for(&bytes, "invoice");
+    let jobs = run_until_settled(&p, &s.ledger, &[id], Duration::from_secs(60)).await;
+    assert!(
+        matches!(jobs[0].state, JobState::Completed | JobState::NeedsReview),
+        "{:?}",
+        jobs[0]
+    );
+    let stats = sim_stats(&p.sim).await;
+    assert_eq!(stats["notifications_published"], 0);
+    assert!(stats["faults_injected"]["lost_webhook"].as_u64().unwrap() >= 1);
+    assert!(p.reconcile.metrics.recorded()["RecoveredJobs[Submitted]"] >= 1.0);
+}
+
+/// Textract allows so many jobs in progress; past that, submit backs off (counted) and every
+/// document gets through, each billed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_concurrent_job_limit_is_waited_out() {
+    let s = textract_stack().await;
+    let p = Pipeline::start(
+        s.clients.clone(),
+        &s.stack,
+        PipelineOptions {
+            twins: TwinSettings {
+                textract_max_jobs: 1,
+                ..TwinSettings::default()
+            },
+            processing_delay: Duration::from_millis(1500),
+            ..options(EngineKind::Fast)
+        },
+    )
+    .await
+    .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let bytes = text_pdf(&[&format!("Invoice {i}"), "Total: 10.00"]);
+        s.put(&format!("invoices/{i}.pdf"), bytes.clone(), None)
+            .await;
+        ids.push(job_id_for(&bytes, "invoice"));
+    }
+    let jobs = run_until_settled(&p, &s.ledger, &ids, Duration::from_secs(120)).await;
+    for job in &jobs {
+        assert!(job.vendor_job_id.is_some(), "{job:?}");
+    }
+    assert!(
+        p.submit.metrics.recorded()["SubmitRetries[textract,busy]"] >= 1.0,
+        "{:?}",
+        p.submit.metrics.recorded()
+    );
+    assert_eq!(sim_stats(&p.sim).await["billed_documents"], 3);
+}
+
+/// The answer to a Start is lost: the same token goes out again, and Textract answers with the
+/// job it already has — one job, one charge, no second notification.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_whose_answer_was_lost_is_resolved_by_its_token() {
+    let s = textract_stack().await;
+    let p = Pipeline::start(s.clients.clone(), &s.stack, options(EngineKind::Fast))
+        .await
+        .unwrap();
+    set_faults(&p.sim, json!({"seed": 1, "rates": {"drop": 1.0}})).await;
+    let bytes = invoice_pdf();
+    s.put("invoices/dropped.pdf", bytes.clone(), None).await;
+    let id = job_id_for(&bytes, "invoice");
+    // Let the first Start be dropped, then stop dropping.
+    let mut waited = 0;
+    while sim_stats(&p.sim).await["accepted_submissions"] == 0 && waited < 100 {
+        p.pump_once().await;
+        waited += 1;
+    }
+    set_faults(&p.sim, json!({})).await;
+    let jobs = run_until_settled(&p, &s.ledger, &[id], Duration::from_secs(60)).await;
+    assert!(jobs[0].state.is_settled(), "{:?}", jobs[0]);
+    let stats = sim_stats(&p.sim).await;
+    assert_eq!(stats["billed_documents"], 1, "{stats}");
+    assert_eq!(stats["idempotent_replays"], 1, "the token found the job");
+    assert_eq!(stats["duplicate_jobs"], 0);
+    assert_eq!(
+        stats["notifications_published"], 1,
+        "no second notification"
+    );
+    assert_eq!(
+        p.submit.metrics.recorded()["AmbiguousSubmissions[textract,resubmit_same_key]"],
+        1.0
+    );
+}
+
+/// A document Textract cannot process fails with Textract's reason, is never parsed, and is
+/// not retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_textract_fails_is_failed_with_its_reason() {
+    let s = textract_stack().await;
+    let p = Pipeline::start(s.clients.clone(), &s.stack, options(EngineKind::Fast))
+        .await
+        .unwrap();
+    set_faults(&p.sim, json!({"seed": 2, "rates": {"failed_job": 1.0}})).await;
+    let bytes = invoice_pdf();
+    s.put("invoices/bad.pdf", bytes.clone(), None).await;
+    let id = job_id_for(&bytes, "invoice");
+    let jobs = run_until_settled(&p, &s.ledger, &[id], Duration::from_secs(60)).await;
+    assert_eq!(jobs[0].state, JobState::Failed, "{:?}", jobs[0]);
+    let reason = jobs[0].reason.clone().unwrap();
+    assert_eq!(reason.code, "vendor_failed");
+    assert!(reason.message.contains("FAILED"), "{}", reason.message);
+    assert!(jobs[0].result_key.is_none());
+}
+
+/// The adapter on its own against the twin: a document stored in the stack's bucket.
+struct Direct {
+    s: TestStack,
+    sim: vendor_sim::RunningSim,
+    vendor: TextractVendor,
+}
+
+async fn direct(twins: TwinSettings) -> Direct {
+    let s = textract_stack().await;
+    let sim = s
+        .start_sim(vendor_sim::SimConfig {
+            // Text PDFs: poppler reads their text layer, no OCR.
+            engine: EngineKind::Tesseract,
+            aws_endpoint: Some(s.endpoint.clone()),
+            twins,
+            ..vendor_sim::SimConfig::default()
+        })
+        .await;
+    let client = aws_sdk_textract::Client::from_conf(
+        aws_sdk_textract::config::Builder::from(&s.clients.sdk_config)
+            .endpoint_url(sim.base_url())
+            .build(),
+    );
+    let env = s.stack.function_environment().unwrap();
+    let vendor = TextractVendor::new(
+        &client,
+        ModelMap::parse(VendorKind::Textract, Some("forms=analysis")).unwrap(),
+        Some(Channel {
+            topic_arn: env["TEXTRACT_SNS_TOPIC_ARN"].clone(),
+            role_arn: env["TEXTRACT_ROLE_ARN"].clone(),
+        }),
+    );
+    Direct { s, sim, vendor }
+}
+
+impl Direct {
+    async fn object(&self, key: &str, bytes: Vec<u8>) -> ObjectRef {
+        self.s.put(key, bytes, None).await;
+        ObjectRef {
+            bucket: self.s.config.documents_bucket.clone(),
+            key: key.to_owned(),
+            version_id: None,
+        }
+    }
+
+    async fn submit(
+        &self,
+        object: &ObjectRef,
+        profile: &str,
+        token: &str,
+    ) -> Result<String, VendorError> {
+        self.vendor
+            .submit(&Submission {
+                idempotency_key: token,
+                object,
+                document_url: "",
+                profile: &ocrbridge::job::Profile::new(profile).unwrap(),
+                external_ref: token,
+                time_limit: Duration::from_secs(10),
+            })
+            .await
+    }
+
+    async fn finished(&self, vendor_job: &str) -> VendorStatus {
+        for _ in 0..200 {
+            let status = self.vendor.status(vendor_job).await.unwrap().status;
+            if status.is_final() {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("{vendor_job} never finished");
+    }
+}
+
+fn words_page(page: usize, lines: usize, words: usize) -> Vec<String> {
+    (0..lines)
+        .map(|l| {
+            (0..words)
+                .map(|w| format!("p{page}l{l}w{w}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+/// More than 1,000 blocks come back in pages of 1,000, and the merged payload has them all;
+/// more than 20 expense documents come back in pages of 20.
+#[tokio::test]
+async fn results_are_paged_and_merged() {
+    let d = direct(TwinSettings::default()).await;
+    // 2 pages x 50 lines x 11 words: 2 + 100 + 1,100 blocks.
+    let big = d
+        .object(
+            "other/big.pdf",
+            text_pdf_pages(&[words_page(1, 50, 11), words_page(2, 50, 11)]),
+        )
+        .await;
+    let job = d.submit(&big, "generic", "doc-tok-big").await.unwrap();
+    assert_eq!(d.finished(&job).await, VendorStatus::Succeeded);
+    let before = sim_stats(&d.sim).await["status_requests"].as_u64().unwrap();
+    let raw = d.vendor.fetch_result(&job).await.unwrap();
+    let merged: Value = serde_json::from_slice(&raw).unwrap();
+    let blocks = merged["Blocks"].as_array().unwrap();
+    assert_eq!(blocks.len(), 1_202, "every page of the result");
+    assert!(merged.get("NextToken").is_none());
+    assert_eq!(merged["DocumentMetadata"]["Pages"], 2);
+    let pages_fetched = sim_stats(&d.sim).await["status_requests"].as_u64().unwrap() - before;
+    assert_eq!(pages_fetched, 2, "1,000 blocks a page");
+    let normalized = d
+        .vendor
+        .normalize(
+            &raw,
+            "doc-x",
+            &job,
+            &ocrbridge::job::Profile::new("generic").unwrap(),
+        )
+        .unwrap();
+    assert_eq!(normalized.document.lines().count(), 100);
+    normalized.document.to_validated_json().unwrap();
+
+    // 25 pages, one expense document each: pages of 20.
+    let pages: Vec<Vec<String>> = (0..25)
+        .map(|i| vec![format!("Shop {i}"), format!("Total: {i}.50")])
+        .collect();
+    let receipts = d.object("receipts/many.pdf", text_pdf_pages(&pages)).await;
+    let job = d
+        .submit(&receipts, "receipt", "doc-tok-many")
+        .await
+        .unwrap();
+    assert!(job.starts_with("expense:"));
+    assert_eq!(d.finished(&job).await, VendorStatus::Succeeded);
+    let before = sim_stats(&d.sim).await["status_requests"].as_u64().unwrap();
+    let merged: Value =
+        serde_json::from_slice(&d.vendor.fetch_result(&job).await.unwrap()).unwrap();
+    assert_eq!(merged["ExpenseDocuments"].as_array().unwrap().len(), 25);
+    assert_eq!(
+        sim_stats(&d.sim).await["status_requests"].as_u64().unwrap() - before,
+        2,
+        "20 expense documents a page"
+    );
+}
+
+/// Token rules: the same token and parameters return the same job, unbilled; the same token
+/// with other parameters is a bug report (permanent), never retried; other documents and
+/// formats Textract refuses fail with a reason a person reads.
+#[tokio::test]
+async fn tokens_bad_documents_and_forms_follow_textracts_rules() {
+    let d = direct(TwinSettings::default()).await;
+    let a = d.object("invoices/a.pdf", invoice_pdf()).await;
+    let b = d
+        .object("invoices/b.pdf", text_pdf(&["Another", "Total: 1.00"]))
+        .await;
+    let first = d.submit(&a, "invoice", "doc-tok-a").await.unwrap();
+    let again = d.submit(&a, "invoice", "doc-tok-a").await.unwrap();
+    assert_eq!(first, again);
+    let stats = sim_stats(&d.sim).await;
+    assert_eq!(
+        (
+            stats["billed_documents"].as_u64(),
+            stats["idempotent_replays"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    let mismatch = d.submit(&b, "invoice", "doc-tok-a").await.unwrap_err();
+    assert!(
+        matches!(&mismatch, VendorError::Rejected { code, .. } if code == "IdempotentParameterMismatchException"),
+        "{mismatch:?}"
+    );
+    assert_eq!(mismatch.class(), ErrorClass::Permanent);
+    // The same token on another API is another job (Textract's rule).
+    let text = d.submit(&a, "generic", "doc-tok-a").await.unwrap();
+    assert_ne!(text, first);
+
+    let not_a_document = d
+        .object("other/notes.png", b"plain text, not an image".to_vec())
+        .await;
+    let refused = d
+        .submit(&not_a_document, "generic", "doc-tok-txt")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, VendorError::Rejected { code, message, .. }
+            if code == "UnsupportedDocumentException" && message.contains("PNG, JPEG, PDF and TIFF")),
+        "{refused:?}"
+    );
+    let missing = ObjectRef {
+        key: "invoices/never-uploaded.pdf".into(),
+        ..a.clone()
+    };
+    let gone = d
+        .submit(&missing, "invoice", "doc-tok-gone")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&gone, VendorError::Rejected { code, .. } if code == "InvalidS3ObjectException"),
+        "{gone:?}"
+    );
+
+    // Forms: document analysis, with key-value pairs.
+    let form = d
+        .object(
+            "forms/f.pdf",
+            text_pdf(&["Name: Ada Lovelace", "Date: 10/12/1815"]),
+        )
+        .await;
+    let job = d.submit(&form, "forms", "doc-tok-form").await.unwrap();
+    assert!(job.starts_with("analysis:"), "{job}");
+    assert_eq!(d.finished(&job).await, VendorStatus::Succeeded);
+    let raw = d.vendor.fetch_result(&job).await.unwrap();
+    let normalized = d
+        .vendor
+        .normalize(
+            &raw,
+            "doc-f",
+            &job,
+            &ocrbridge::job::Profile::new("forms").unwrap(),
+        )
+        .unwrap();
+    assert_eq!(normalized.document.key_values.len(), 2);
+    // Textract keeps the colon in a key, as its own forms fixture shows ("Last Name:").
+    assert_eq!(normalized.document.key_values[0].key, "Name:");
+    assert_eq!(normalized.document.key_values[0].value, "Ada Lovelace");
+}
+
+/// Every key path in `value` (`Blocks[].Geometry.BoundingBox.Width`), arrays collapsed.
+fn paths(value: &Value, prefix: &str, out: &mut std::collections::BTreeSet<String>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                out.insert(path.clone());
+                paths(v, &path, out);
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                paths(item, &format!("{prefix}[]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The twin invents nothing: every field it sends appears in Textract's own responses
+/// (`../shared/fixtures/textract`), at the same place.
+#[tokio::test]
+async fn the_twins_payloads_have_textracts_shape() {
+    let mut real = std::collections::BTreeSet::new();
+    for name in [
+        "little_women_page_1.json",
+        "multi-page-forms-samples-2-page.json",
+        "tables_with_merged_cells_sample1.json",
+        "analyzeExpenseResponse-multipage.json",
+        "test_trp2_expense_sample2.json",
+    ] {
+        let text =
+            std::fs::read_to_string(shared_dir().join("fixtures/textract").join(name)).unwrap();
+        paths(&serde_json::from_str(&text).unwrap(), "", &mut real);
+    }
+    // In Textract's API model (the SDK's Get* outputs), though not in these captured responses.
+    real.insert("DetectDocumentTextModelVersion".into());
+    real.insert("AnalyzeDocumentModelVersion".into());
+    real.insert("AnalyzeExpenseModelVersion".into());
+    let d = direct(TwinSettings::default()).await;
+    let mut twin = std::collections::BTreeSet::new();
+    for (key, profile, token) in [
+        ("other/t.pdf", "generic", "doc-shape-text"),
+        ("forms/t.pdf", "forms", "doc-shape-forms"),
+        ("receipts/t.pdf", "receipt", "doc-shape-expense"),
+    ] {
+        let object = d
+            .object(
+                key,
+                text_pdf(&["Shop: Corner Store", "Date: 01/02/2026", "Total: 9.50"]),
+            )
+            .await;
+        let job = d.submit(&object, profile, token).await.unwrap();
+        assert_eq!(d.finished(&job).await, VendorStatus::Succeeded);
+        let merged: Value =
+            serde_json::from_slice(&d.vendor.fetch_result(&job).await.unwrap()).unwrap();
+        paths(&merged, "", &mut twin);
+    }
+    let invented: Vec<&String> = twin.difference(&real).collect();
+    assert!(
+        invented.is_empty(),
+        "fields Textract never sends: {invented:?}"
+    );
+    // And the essentials are there.
+    for needed in [
+        "Blocks[].Geometry.BoundingBox.Width",
+        "Blocks[].Relationships[].Ids",
+        "ExpenseDocuments[].SummaryFields[].ValueDetection.Text",
+        "DocumentMetadata.Pages",
+    ] {
+        assert!(twin.contains(needed), "{needed}");
+    }
+}
