@@ -8,7 +8,12 @@
 //! Run under both fallbacks for a submission whose answer was lost: `hold` (no second charge,
 //! ever: such jobs wait for an operator) and `resubmit` (every possible second charge counted).
 //!
-//! `CHAOS_DOCS` sets the document count (default 200, the CI size); `make chaos` runs 1,000.
+//! And once against the Textract twin, whose tokens make a resubmission safe: there the vendor
+//! must never make a second job for a document, whatever the fallback, and its completions come
+//! through SNS → SQS with notifications lost, repeated and delayed.
+//!
+//! `CHAOS_DOCS` sets the document count (default 200, the CI size, and half of it for a twin);
+//! `make chaos` runs 1,000, `CHAOS_VENDOR=textract make chaos` the Textract run alone.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,9 +22,10 @@ use std::time::{Duration, Instant};
 use ocrbridge::job::{reason, Job, JobId, JobState};
 use ocrbridge::queue::REASON_CODE_ATTRIBUTE;
 use ocrbridge::vendor::ambiguity::{AmbiguityPolicy, Fallback};
+use ocrbridge::vendor::select::VendorKind;
 use ocrbridge_local::pipeline::{ChaosCounters, ChaosOptions, Pipeline, PipelineOptions};
 use ocrbridge_tests::{
-    all_jobs, forward_reachable, sim_external_refs, sim_stats, stack, unique_name, TestStack,
+    all_jobs, forward_reachable, sim_external_refs, sim_stats, stack_with, unique_name, TestStack,
 };
 use serde_json::Value;
 use vendor_sim::engine::EngineKind;
@@ -37,11 +43,12 @@ fn png(i: usize, salt: &str) -> Vec<u8> {
     b
 }
 
-fn docs() -> usize {
+/// `CHAOS_DOCS`, or 200 against the simulator and 100 against a twin (CI's sizes).
+fn docs(vendor: VendorKind) -> usize {
     std::env::var("CHAOS_DOCS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(200)
+        .unwrap_or(if vendor == VendorKind::Sim { 200 } else { 100 })
 }
 
 /// The two runs share the machine's two cores with moto; one at a time keeps each within its
@@ -51,37 +58,61 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_without_vendor_idempotency_under_hold_never_pays_twice() {
     let _turn = ONE_AT_A_TIME.lock().await;
-    run(Fallback::Hold).await;
+    run(VendorKind::Sim, Fallback::Hold).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_without_vendor_idempotency_under_resubmit_counts_every_possible_second_charge() {
     let _turn = ONE_AT_A_TIME.lock().await;
-    run(Fallback::Resubmit).await;
+    run(VendorKind::Sim, Fallback::Resubmit).await;
 }
 
-fn options(fallback: Fallback) -> PipelineOptions {
-    let rates = BTreeMap::from([
+/// Under `resubmit`, the fallback that would pay twice anywhere else: the token makes it safe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_against_the_textract_twin_never_makes_a_second_job() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    run(VendorKind::Textract, Fallback::Resubmit).await;
+}
+
+/// The simulator's faults that apply to `vendor`'s protocol, and their rates.
+fn fault_rates(vendor: VendorKind) -> BTreeMap<Fault, f64> {
+    let mut rates = BTreeMap::from([
         (Fault::Throttle, 0.06),
         (Fault::ServerError, 0.06),
-        (Fault::Slow, 0.02),
+        (
+            Fault::Slow,
+            if vendor == VendorKind::Sim {
+                0.02
+            } else {
+                0.04
+            },
+        ),
         (Fault::Drop, 0.04),
         (Fault::TruncatedResponse, 0.04),
         (Fault::DuplicateWebhook, 0.2),
-        (Fault::OutOfOrder, 0.2),
         (Fault::DelayedWebhook, 0.1),
         (Fault::LostWebhook, 0.1),
-        (Fault::BadSignature, 0.1),
-        (Fault::Replay, 0.1),
         (Fault::Drift, 0.05),
         (Fault::FailedJob, 0.05),
     ]);
+    if vendor == VendorKind::Sim {
+        // Signed webhooks: Textract's notifications come through SNS and SQS, under IAM.
+        rates.extend([
+            (Fault::OutOfOrder, 0.2),
+            (Fault::BadSignature, 0.1),
+            (Fault::Replay, 0.1),
+        ]);
+    }
+    rates
+}
+
+fn options(vendor: VendorKind, fallback: Fallback) -> PipelineOptions {
     PipelineOptions {
-        vendor: ocrbridge::vendor::select::VendorKind::Sim,
+        vendor,
         engine: EngineKind::Fast,
         faults: FaultConfig {
             seed: 20261201,
-            rates,
+            rates: fault_rates(vendor),
             rate_limit_rps: Some(100.0),
             // Longer than a lease: the client gives up first, and the simulator never creates
             // the job (an ambiguous submission that did not arrive).
@@ -117,12 +148,15 @@ fn options(fallback: Fallback) -> PipelineOptions {
     }
 }
 
-async fn run(fallback: Fallback) {
-    let docs = docs();
-    let s = stack().await;
-    let p = Pipeline::start(s.clients.clone(), &s.stack, options(fallback))
+async fn run(vendor: VendorKind, fallback: Fallback) {
+    let docs = docs(vendor);
+    let s = stack_with(&[("VendorName", vendor.as_str())]).await;
+    let p = Pipeline::start(s.clients.clone(), &s.stack, options(vendor, fallback))
         .await
         .unwrap();
+    let run = format!("{vendor}/{}", fallback.as_str());
+    // Whether a resubmission with the same key is safe at this vendor.
+    let native = vendor != VendorKind::Sim;
 
     // Uploads: unique documents, some duplicates of them, and some junk intake must reject.
     let salt = unique_name("chaos");
@@ -164,15 +198,13 @@ async fn run(fallback: Fallback) {
     let risky: u32 = jobs.values().map(|j| j.risky_resubmits).sum();
     let orphans: usize = jobs.values().map(|j| j.orphan_vendor_jobs.len()).sum();
     eprintln!(
-        "chaos[{}]: {docs} uploads, {} jobs {:?} in {:.1}s",
-        fallback.as_str(),
+        "chaos[{run}]: {docs} uploads, {} jobs {:?} in {:.1}s",
         jobs.len(),
         count(jobs.values().map(|j| j.state)),
         started.elapsed().as_secs_f64(),
     );
     eprintln!(
-        "chaos[{}]: simulator submit_requests {} accepted {} duplicate_jobs {} | ocrbridge vendor calls {} (overlapping {}) risky resubmits {risky} orphans seen {orphans} | crashes {} kills {} (mid vendor call {}) freezes {} timeouts {}",
-        fallback.as_str(),
+        "chaos[{run}]: simulator submit_requests {} accepted {} duplicate_jobs {} | ocrbridge vendor calls {} (overlapping {}) risky resubmits {risky} orphans seen {orphans} | crashes {} kills {} (mid vendor call {}) freezes {} timeouts {}",
         stats["submit_requests"],
         stats["accepted_submissions"],
         stats["duplicate_jobs"],
@@ -184,9 +216,9 @@ async fn run(fallback: Fallback) {
         ChaosCounters::get(&p.chaos.freezes),
         ChaosCounters::get(&p.chaos.timeouts),
     );
-    eprintln!("chaos[{}]: submit {submit:?}", fallback.as_str());
-    eprintln!("chaos[{}]: parse {parse:?}", fallback.as_str());
-    eprintln!("chaos[{}]: simulator {stats}", fallback.as_str());
+    eprintln!("chaos[{run}]: submit {submit:?}");
+    eprintln!("chaos[{run}]: parse {parse:?}");
+    eprintln!("chaos[{run}]: simulator {stats}");
 
     // 1. The scan paged through every job, and every document has exactly one.
     assert_eq!(jobs.len(), expected_jobs, "one job per unique document");
@@ -233,8 +265,10 @@ async fn run(fallback: Fallback) {
         // What ocrbridge follows and what it saw as orphans are vendor jobs of this document.
         let vendor_jobs: Vec<&String> = refs.get(job.id.as_str()).into_iter().flatten().collect();
         for known in job.vendor_job_id.iter().chain(&job.orphan_vendor_jobs) {
+            // Textract's are `api:JobId`.
+            let known = known.rsplit_once(':').map_or(known.as_str(), |(_, id)| id);
             assert!(
-                vendor_jobs.contains(&known),
+                vendor_jobs.iter().any(|v| v.as_str() == known),
                 "{}: {known} is not the vendor's",
                 job.id
             );
@@ -262,6 +296,13 @@ async fn run(fallback: Fallback) {
         "ocrbridge saw {orphans} orphans, more than the vendor's {duplicates} duplicates"
     );
     match fallback {
+        _ if native => {
+            assert_eq!(
+                duplicates, 0,
+                "the token makes a resubmission safe: {stats}"
+            );
+            assert_eq!(risky, 0, "no resubmission is a risk at {vendor}");
+        }
         Fallback::Hold => {
             assert_eq!(duplicates, 0, "hold never pays twice: {stats}");
             assert_eq!(risky, 0, "hold never takes the risk");
@@ -311,16 +352,22 @@ async fn run(fallback: Fallback) {
         }
     }
     // 6. Every forged or replayed webhook was rejected.
-    let webhook = p.webhook.metrics.recorded();
-    let sent = &stats["webhooks_sent"];
-    let forged = sent["forged"].as_u64().unwrap_or(0) as f64;
-    let replayed = sent["replay"].as_u64().unwrap_or(0) as f64;
-    assert!(forged > 0.0 && replayed > 0.0, "the faults fired: {sent}");
-    assert_eq!(
-        count_metric(&webhook, "WebhooksRejected[signature]"),
-        forged
-    );
-    assert_eq!(count_metric(&webhook, "WebhooksRejected[stale]"), replayed);
+    if vendor == VendorKind::Sim {
+        let webhook = p.webhook.metrics.recorded();
+        let sent = &stats["webhooks_sent"];
+        let forged = sent["forged"].as_u64().unwrap_or(0) as f64;
+        let replayed = sent["replay"].as_u64().unwrap_or(0) as f64;
+        assert!(forged > 0.0 && replayed > 0.0, "the faults fired: {sent}");
+        assert_eq!(
+            count_metric(&webhook, "WebhooksRejected[signature]"),
+            forged
+        );
+        assert_eq!(count_metric(&webhook, "WebhooksRejected[stale]"), replayed);
+    } else {
+        // Textract's notifications: lost ones found by reconcile, repeated ones harmless.
+        let published = stats["notifications_published"].as_u64().unwrap_or(0);
+        assert!(published > 0, "no notification published: {stats}");
+    }
     // 7. Every DLQ message carries its reason.
     let mut dead_letters: BTreeMap<String, usize> = BTreeMap::new();
     for (queue, dlq) in [
@@ -337,13 +384,10 @@ async fn run(fallback: Fallback) {
             *dead_letters.entry(format!("{queue}:{code}")).or_default() += 1;
         }
     }
-    eprintln!(
-        "chaos[{}]: dead letters {dead_letters:?}",
-        fallback.as_str()
-    );
+    eprintln!("chaos[{run}]: dead letters {dead_letters:?}");
     // 8. What was meant to happen, happened: every simulator fault, every chaos fault, the
     //    ambiguous path and its resolutions, takeovers and fenced-out writes.
-    for fault in Fault::RATED {
+    for fault in fault_rates(vendor).keys() {
         assert!(
             stats["faults_injected"][fault.name()].as_u64().unwrap_or(0) > 0,
             "{} never fired: {stats}",
@@ -367,23 +411,34 @@ async fn run(fallback: Fallback) {
         count_metric(&submit, "AmbiguousSubmissions[") > 0.0,
         "no ambiguous submission: {submit:?}"
     );
-    assert!(
-        count_metric(&submit, "AmbiguousSubmissions[sim,await_completion]") > 0.0,
-        "{submit:?}"
-    );
-    assert!(
-        count_metric(&parse, "Reconciles[sim,adopted_by_completion]") > 0.0,
-        "no job adopted its vendor job from a completion: {parse:?}"
-    );
+    if native {
+        // Resolved by sending the same token again: Textract answers with the job it has.
+        assert!(
+            count_metric(
+                &submit,
+                &format!("AmbiguousSubmissions[{vendor},resubmit_same_key]")
+            ) > 0.0,
+            "{submit:?}"
+        );
+    } else {
+        assert!(
+            count_metric(&submit, "AmbiguousSubmissions[sim,await_completion]") > 0.0,
+            "{submit:?}"
+        );
+        assert!(
+            count_metric(&parse, "Reconciles[sim,adopted_by_completion]") > 0.0,
+            "no job adopted its vendor job from a completion: {parse:?}"
+        );
+        let fallen_back = match fallback {
+            Fallback::Hold => "AmbiguousSubmissions[sim,hold]",
+            Fallback::Resubmit => "AmbiguousSubmissions[sim,risky_resubmit]",
+        };
+        assert!(count_metric(&submit, fallen_back) > 0.0, "{submit:?}");
+    }
     assert!(
         count_metric(&submit, "LeasesLost[submit]") > 0.0,
         "no frozen worker's write was fenced out: {submit:?}"
     );
-    let fallen_back = match fallback {
-        Fallback::Hold => "AmbiguousSubmissions[sim,hold]",
-        Fallback::Resubmit => "AmbiguousSubmissions[sim,risky_resubmit]",
-    };
-    assert!(count_metric(&submit, fallen_back) > 0.0, "{submit:?}");
 }
 
 /// Runs until every job is settled and stays so, sampling every job's state along the way.

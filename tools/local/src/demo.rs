@@ -61,6 +61,8 @@ pub struct Row {
     pub state: String,
     pub reason: String,
     pub pages: String,
+    /// Which vendor (and model) produced the result, from the normalized document.
+    pub vendor: String,
     pub vendor_job: String,
     pub fields: String,
     pub confidence: String,
@@ -172,6 +174,7 @@ pub async fn run(
                 state: "unknown".into(),
                 reason: "no job yet".into(),
                 pages: "-".into(),
+                vendor: "-".into(),
                 vendor_job: "-".into(),
                 fields: "-".into(),
                 confidence: "-".into(),
@@ -214,7 +217,8 @@ pub async fn run(
         } else {
             "-".into()
         };
-        if let (Some(dir), Some(result_key)) = (out, &job.result_key) {
+        let mut vendor = "-".to_owned();
+        if let Some(result_key) = &job.result_key {
             if let Ok(obj) = p
                 .clients
                 .s3
@@ -225,8 +229,18 @@ pub async fn run(
                 .await
             {
                 if let Ok(bytes) = obj.body.collect().await {
-                    let file = dir.join(format!("{}.json", key.replace('/', "__")));
-                    let _ = std::fs::write(file, bytes.into_bytes());
+                    let bytes = bytes.into_bytes();
+                    if let Ok(doc) = serde_json::from_slice::<Value>(&bytes) {
+                        let name = doc["vendor"]["name"].as_str().unwrap_or("?");
+                        vendor = match doc["vendor"]["model"].as_str() {
+                            Some(model) => format!("{name}/{model}"),
+                            None => name.to_owned(),
+                        };
+                    }
+                    if let Some(dir) = out {
+                        let file = dir.join(format!("{}.json", key.replace('/', "__")));
+                        let _ = std::fs::write(file, &bytes);
+                    }
                 }
             }
         }
@@ -239,6 +253,7 @@ pub async fn run(
                 .map(|r| format!("{}: {}", r.code, r.message))
                 .unwrap_or_default(),
             pages: job.inspection.pages.map_or("-".into(), |n| n.to_string()),
+            vendor,
             vendor_job: job.vendor_job_id.clone().unwrap_or_else(|| "-".into()),
             fields: if fields.is_empty() {
                 "-".into()
@@ -261,7 +276,7 @@ pub async fn run(
         let summary: Vec<Value> = rows
             .iter()
             .map(|r| json!({"file": r.key, "job_id": r.job_id.as_ref().map(|j| j.to_string()), "state": r.state,
-                            "reason": r.reason, "pages": r.pages, "vendor_job": r.vendor_job, "fields": r.fields,
+                            "reason": r.reason, "pages": r.pages, "vendor": r.vendor, "vendor_job": r.vendor_job, "fields": r.fields,
                             "confidence": r.confidence, "latency": r.latency}))
             .collect();
         std::fs::write(
@@ -283,15 +298,16 @@ pub fn table(rows: &[Row]) -> String {
         }
     };
     let mut out = format!(
-        "{:<34} {:<12} {:<5} {:<14} {:<6} {:<8} {:<60} {}\n",
-        "file", "state", "pages", "vendor job", "conf", "latency", "key fields", "reason"
+        "{:<34} {:<12} {:<5} {:<24} {:<14} {:<6} {:<8} {:<60} {}\n",
+        "file", "state", "pages", "vendor", "vendor job", "conf", "latency", "key fields", "reason"
     );
     for r in rows {
         out.push_str(&format!(
-            "{:<34} {:<12} {:<5} {:<14} {:<6} {:<8} {:<60} {}\n",
+            "{:<34} {:<12} {:<5} {:<24} {:<14} {:<6} {:<8} {:<60} {}\n",
             truncate(&r.key, 34),
             r.state,
             r.pages,
+            truncate(&r.vendor, 24),
             truncate(&r.vendor_job, 14),
             r.confidence,
             r.latency,

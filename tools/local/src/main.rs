@@ -6,7 +6,11 @@
 //!                           [--secret LOGICAL_ID=VALUE]... [--env-out FILE]
 //! ocrbridge-local demo      [--endpoint URL] [--docs DIR] [--out DIR] [--timeout SECS] [--keep]
 //!                           [--binaries DIR]   (run the real binaries from DIR under the RIE)
+//!                           [--vendor sim|textract|azure|mindee]   (default: $VENDOR, else sim)
 //! ```
+//!
+//! `--vendor` provisions the stack with that `VendorName` and runs the functions against the
+//! vendor simulator's twin of it (the simulator itself for `sim`).
 //!
 //! `demo` provisions a fresh stack, starts the vendor simulator (real Tesseract) and the webhook
 //! endpoint, uploads every file under `--docs` (default `samples/`; the path below it is the S3
@@ -23,13 +27,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use ocrbridge::aws::{local_sdk_config, AwsClients};
+use ocrbridge::vendor::select::VendorKind;
 use ocrbridge_local::provision::{provision, ProvisionOptions};
 use ocrbridge_local::template::Template;
 use ocrbridge_local::{moto, template_path};
 
 const USAGE: &str = "usage: ocrbridge-local health [--endpoint URL]
        ocrbridge-local provision [--endpoint URL] [--stack NAME] [--template PATH] [--secret ID=VALUE]... [--env-out FILE]
-       ocrbridge-local demo [--endpoint URL] [--docs DIR] [--out DIR] [--timeout SECS] [--keep] [--binaries DIR]";
+       ocrbridge-local demo [--endpoint URL] [--docs DIR] [--out DIR] [--timeout SECS] [--keep] [--binaries DIR] [--vendor NAME]";
 
 struct Args {
     command: String,
@@ -43,6 +48,7 @@ struct Args {
     timeout: u64,
     keep: bool,
     binaries: Option<PathBuf>,
+    vendor: VendorKind,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -60,6 +66,10 @@ fn parse_args() -> Result<Args, String> {
         timeout: 300,
         keep: false,
         binaries: None,
+        vendor: match std::env::var("VENDOR") {
+            Ok(v) if !v.is_empty() => v.parse().map_err(|e| format!("VENDOR: {e}"))?,
+            _ => VendorKind::Sim,
+        },
     };
     while let Some(flag) = raw.next() {
         let mut value = || raw.next().ok_or(format!("{flag} needs a value\n{USAGE}"));
@@ -75,6 +85,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "--keep" => args.keep = true,
             "--binaries" => args.binaries = Some(value()?.into()),
+            "--vendor" => args.vendor = value()?.parse().map_err(|e| format!("--vendor: {e}"))?,
             "--secret" => {
                 let pair = value()?;
                 let (id, secret) = pair
@@ -103,7 +114,7 @@ async fn run(args: Args) -> Result<(), String> {
             let options = ProvisionOptions {
                 stack_name: args.stack,
                 secret_values: args.secrets,
-                ..Default::default()
+                parameters: vendor_parameters(args.vendor),
             };
             let stack = provision(&clients, &template, &options)
                 .await
@@ -135,6 +146,7 @@ async fn demo(args: Args) -> Result<(), String> {
     let stack_name = format!("demo-{}", ocrbridge::time::UnixMillis::now().0 / 1000);
     let options = ProvisionOptions {
         stack_name: stack_name.clone(),
+        parameters: vendor_parameters(args.vendor),
         ..Default::default()
     };
     let stack = provision(&clients, &template, &options)
@@ -148,12 +160,14 @@ async fn demo(args: Args) -> Result<(), String> {
     let options = PipelineOptions {
         binaries: args.binaries.clone(),
         concurrency: if args.binaries.is_some() { 1 } else { 2 },
+        vendor: args.vendor,
         ..PipelineOptions::default()
     };
     let pipeline = Pipeline::start_at(clients, &stack, options, &args.endpoint).await?;
     eprintln!(
-        "stack {stack_name} on {}; vendor simulator at {}; {} documents",
+        "stack {stack_name} on {}; vendor {} (simulator at {}); {} documents",
         args.endpoint,
+        args.vendor,
         pipeline.sim.base_url(),
         docs.len()
     );
@@ -176,6 +190,11 @@ async fn demo(args: Args) -> Result<(), String> {
         pipeline.run_until(&never).await;
     }
     Ok(())
+}
+
+/// The template parameters that select a vendor.
+fn vendor_parameters(vendor: VendorKind) -> BTreeMap<String, String> {
+    BTreeMap::from([("VendorName".to_owned(), vendor.as_str().to_owned())])
 }
 
 #[tokio::main]

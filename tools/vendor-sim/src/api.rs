@@ -116,9 +116,11 @@ pub(crate) fn request_fault(inner: &mut crate::state::Inner) -> Option<RequestFa
     None
 }
 
-/// Whether the slow fault strikes this submission, and how long it holds it.
-pub(crate) fn slow(sim: &Sim) -> Option<Duration> {
+/// A twin's submission has arrived (counted in `submit_requests`): whether the slow fault
+/// strikes it, and how long it holds it.
+pub(crate) fn submission_received(sim: &Sim) -> Option<Duration> {
     sim.with_state(|inner| {
+        inner.stats.submit_requests += 1;
         inner
             .strikes(Fault::Slow)
             .then(|| Duration::from_millis(inner.dice.config.slow_delay_ms))

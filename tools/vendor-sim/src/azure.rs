@@ -33,7 +33,9 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::api::{cut_answer, download, request_fault, slow, FetchError, RequestFault};
+use crate::api::{
+    cut_answer, download, request_fault, submission_received, FetchError, RequestFault,
+};
 use crate::state::{Protocol, SimJob, Status};
 use crate::{Accept, Accepted, Sim};
 
@@ -150,7 +152,7 @@ async fn analyze(
             "Invalid request body.",
         );
     };
-    if let Some(delay) = slow(&sim) {
+    if let Some(delay) = submission_received(&sim) {
         tokio::time::sleep(delay).await;
     }
     let limit = 50 * 1024 * 1024;

@@ -42,7 +42,9 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use sha2::Sha256;
 
-use crate::api::{cut_answer, download, request_fault, slow, FetchError, RequestFault};
+use crate::api::{
+    cut_answer, download, request_fault, submission_received, FetchError, RequestFault,
+};
 use crate::faults::Fault;
 use crate::state::{Protocol, SimJob, Status};
 use crate::{Accept, Accepted, Sim};
@@ -234,7 +236,7 @@ async fn enqueue(State(sim): State<Arc<Sim>>, request: Request) -> Response {
     let Some(model_id) = model_id.filter(|m| !m.is_empty()) else {
         return invalid("#/model_id", "model_id is required".into());
     };
-    if let Some(delay) = slow(&sim) {
+    if let Some(delay) = submission_received(&sim) {
         tokio::time::sleep(delay).await;
     }
     let document = match (file, url) {

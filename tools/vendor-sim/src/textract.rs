@@ -39,7 +39,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::api::{cut_answer, request_fault, slow, RequestFault};
+use crate::api::{cut_answer, request_fault, submission_received, RequestFault};
 use crate::engine::Page;
 use crate::faults::Fault;
 use crate::fields::Field;
@@ -194,6 +194,10 @@ fn valid_job_tag(tag: &str) -> bool {
 }
 
 async fn start(sim: &Arc<Sim>, api: Api, request: &Value, received: Instant) -> Response {
+    // If the client gives up meanwhile, the connection drops this future: nothing is created.
+    if let Some(delay) = submission_received(sim) {
+        tokio::time::sleep(delay).await;
+    }
     let s3 = &request["DocumentLocation"]["S3Object"];
     let (Some(bucket), Some(key)) = (s3["Bucket"].as_str(), s3["Name"].as_str()) else {
         return invalid("DocumentLocation.S3Object needs Bucket and Name");
@@ -263,9 +267,6 @@ async fn start(sim: &Arc<Sim>, api: Api, request: &Value, received: Instant) -> 
             "LimitExceededException",
             "An Amazon Textract service limit was exceeded: open jobs exceed maximum concurrent job limit",
         );
-    }
-    if let Some(delay) = slow(sim) {
-        tokio::time::sleep(delay).await;
     }
     let document = match read_object(sim, bucket, key, version).await {
         Ok(bytes) => bytes,
