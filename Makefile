@@ -1,5 +1,5 @@
 # ocrbridge developer commands. Every target installs what it needs (scripts/setup.sh).
-.PHONY: setup test demo dev chaos package bench moto-start moto-stop lint vendor-sim
+.PHONY: setup test demo dev chaos mutants package bench moto-start moto-stop lint vendor-sim
 
 ## test: set up, start moto, run fmt/clippy/cfn-lint and every test, stop moto
 test:
@@ -13,9 +13,17 @@ demo:
 dev:
 	DEV=1 scripts/demo.sh
 
-## chaos: the big chaos run (1,000 documents, every fault on); `make test` runs 200
+## demo takes VENDOR=sim|textract|azure|mindee: the functions talk to the simulator's twin of it
+
+## chaos: the big chaos run (1,000 documents, every fault on); `make test` runs 200 (100 per twin)
+## CHAOS_VENDOR=sim|textract|azure|mindee|all picks the vendor (default sim, both fallbacks)
 chaos:
 	CHAOS_DOCS=$${CHAOS_DOCS:-1000} scripts/chaos.sh
+
+## mutants: remove each exactly-once guard on purpose (scripts/mutants/*.patch) and require the
+## test named for it to fail; needs a clean tree
+mutants:
+	scripts/mutants.sh
 
 ## package: sam build for deployment (cargo lambda, arm64, release); not part of make test
 package:

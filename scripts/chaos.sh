@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
 # The chaos run on its own (CHAOS_DOCS documents, default 1,000), with moto started and stopped.
+#   CHAOS_VENDOR=sim (default)  both fallbacks against the simulator without idempotency
+#   CHAOS_VENDOR=textract       against the Textract twin
+#   CHAOS_VENDOR=all            every run
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 scripts/setup.sh
 . scripts/lib.sh
 use_shared_moto
-CHAOS_DOCS=${CHAOS_DOCS:-1000} cargo test --locked -p ocrbridge-tests --test chaos -- --nocapture
+case "${CHAOS_VENDOR:-sim}" in
+  sim) filter=chaos_without_vendor_idempotency ;;
+  all) filter=chaos_ ;;
+  textract|azure|mindee) filter="chaos_against_the_${CHAOS_VENDOR}_twin" ;;
+  *) echo "CHAOS_VENDOR must be sim, textract, azure, mindee or all, not ${CHAOS_VENDOR}" >&2; exit 2 ;;
+esac
+CHAOS_DOCS=${CHAOS_DOCS:-1000} cargo test --locked -p ocrbridge-tests --test chaos -- --nocapture "$filter"
