@@ -1,9 +1,9 @@
 //! The adapter for `tools/vendor-sim`'s API (see its README).
 
-use std::time::Duration;
-
-use reqwest::{Response, StatusCode};
+use reqwest::Response;
 use serde_json::{json, Value};
+
+use super::http::{check, json, transport_error};
 
 use super::{
     Capabilities, Completion, Idempotency, SecretRegistry, Submission, Vendor, VendorError,
@@ -11,32 +11,7 @@ use super::{
 };
 use crate::keyring::{Keyring, Secret};
 
-/// Timeouts: connecting is quick or hopeless; a submit answers in well under the request timeout
-/// unless something is wrong, and then the lookup by key resolves the doubt.
-#[derive(Debug, Clone, Copy)]
-pub struct HttpTimeouts {
-    pub connect: Duration,
-    pub request: Duration,
-}
-
-impl Default for HttpTimeouts {
-    fn default() -> Self {
-        HttpTimeouts {
-            connect: Duration::from_secs(2),
-            request: Duration::from_secs(10),
-        }
-    }
-}
-
-/// One HTTP client per container: connections are reused across invocations.
-pub fn http_client(timeouts: HttpTimeouts) -> Result<reqwest::Client, VendorError> {
-    reqwest::Client::builder()
-        .connect_timeout(timeouts.connect)
-        .timeout(timeouts.request)
-        .pool_idle_timeout(Duration::from_secs(60))
-        .build()
-        .map_err(|e| VendorError::Protocol(format!("cannot build the HTTP client: {e}")))
-}
+pub use super::http::{http_client, HttpTimeouts};
 
 #[derive(Debug, Clone)]
 pub struct SimVendor {
@@ -91,73 +66,25 @@ impl SimVendor {
             .send()
             .await
             .map_err(transport_error)?;
-        check(response).await
+        check(response, describe).await
     }
 
     /// A 2xx answer's JSON. A body that breaks off or is not JSON is [`VendorError::Unreadable`]:
     /// the request succeeded, we just cannot see how.
     async fn json(&self, request: reqwest::RequestBuilder) -> Result<Value, VendorError> {
-        let response = self.send(request).await?;
-        let status = response.status().as_u16();
-        let unreadable = |detail: String| VendorError::Unreadable { status, detail };
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| unreadable(format!("the body broke off: {e}")))?;
-        serde_json::from_slice(&body).map_err(|e| unreadable(format!("not JSON: {e}")))
+        json(self.send(request).await?).await
     }
 }
 
-/// `reqwest` errors: a failed connect never left; anything later may have been received.
-fn transport_error(e: reqwest::Error) -> VendorError {
-    if e.is_connect() {
-        VendorError::Unreachable(e.to_string())
-    } else {
-        VendorError::NoAnswer(e.to_string())
-    }
-}
-
-fn retry_after(response: &Response) -> Option<Duration> {
-    response
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
-}
-
-/// Maps non-2xx answers to errors.
-async fn check(response: Response) -> Result<Response, VendorError> {
-    let status = response.status();
-    if status.is_success() {
-        return Ok(response);
-    }
-    let wait = retry_after(&response);
-    match status {
-        StatusCode::TOO_MANY_REQUESTS => Err(VendorError::Throttled { retry_after: wait }),
-        StatusCode::REQUEST_TIMEOUT => Err(VendorError::Unavailable {
-            status: 408,
-            retry_after: wait,
-        }),
-        s if s.is_server_error() => Err(VendorError::Unavailable {
-            status: s.as_u16(),
-            retry_after: wait,
-        }),
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(VendorError::Auth {
-            status: status.as_u16(),
-        }),
-        s => {
-            let body: Value = response.json().await.unwrap_or(Value::Null);
-            Err(VendorError::Rejected {
-                status: s.as_u16(),
-                code: body["error"]["code"]
-                    .as_str()
-                    .unwrap_or("unknown")
-                    .to_owned(),
-                message: body["error"]["message"].as_str().unwrap_or("").to_owned(),
-            })
-        }
-    }
+/// The simulator's error body: `{"error": {"code", "message"}}`.
+fn describe(body: &Value) -> (String, String) {
+    (
+        body["error"]["code"]
+            .as_str()
+            .unwrap_or("unknown")
+            .to_owned(),
+        body["error"]["message"].as_str().unwrap_or("").to_owned(),
+    )
 }
 
 fn parse_job(value: &Value) -> Result<VendorJob, VendorError> {
@@ -197,6 +124,7 @@ impl Vendor for SimVendor {
             lookup_by_key: self.idempotency != Idempotency::None,
             completion: Completion::Webhook(WebhookScheme::StandardWebhooks),
             completion_carries_reference: true,
+            reads_spend_rate_limit: false,
         }
     }
 
@@ -297,7 +225,7 @@ impl SecretRegistry for SimVendor {
             .send()
             .await
             .map_err(transport_error)?;
-        check(response).await.map(|_| ())
+        check(response, describe).await.map(|_| ())
     }
 
     async fn register_api_key(&self, key: &Secret) -> Result<(), VendorError> {
@@ -308,7 +236,7 @@ impl SecretRegistry for SimVendor {
             .send()
             .await
             .map_err(transport_error)?;
-        check(response).await.map(|_| ())
+        check(response, describe).await.map(|_| ())
     }
 
     async fn revoke_api_key(&self, key: &Secret) -> Result<(), VendorError> {
@@ -318,7 +246,7 @@ impl SecretRegistry for SimVendor {
             .send()
             .await
             .map_err(transport_error)?;
-        match check(response).await {
+        match check(response, describe).await {
             Ok(_) | Err(VendorError::Rejected { status: 404, .. }) => Ok(()),
             Err(e) => Err(e),
         }
@@ -337,7 +265,7 @@ impl SecretRegistry for SimVendor {
             .send()
             .await
             .map_err(transport_error)?;
-        match check(response).await {
+        match check(response, describe).await {
             Ok(_) | Err(VendorError::Rejected { status: 404, .. }) => Ok(()),
             Err(e) => Err(e),
         }

@@ -1,0 +1,173 @@
+//! What every HTTP vendor adapter shares (the simulator, Azure, Mindee): one client per
+//! container, how a transport failure is classed (never sent, or sent and unanswered), how a
+//! non-2xx answer becomes a [`VendorError`], and the rule that a key is only ever sent to the
+//! vendor's own origin — a URL the vendor handed us (Azure's `Operation-Location`, Mindee's
+//! `result_url`) is followed only if it is on the configured endpoint's scheme, host and port.
+
+use std::time::Duration;
+
+use reqwest::{Response, StatusCode, Url};
+use serde_json::Value;
+
+use super::VendorError;
+
+/// Timeouts: connecting is quick or hopeless; a call answers in well under the request timeout
+/// unless something is wrong.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpTimeouts {
+    pub connect: Duration,
+    pub request: Duration,
+}
+
+impl Default for HttpTimeouts {
+    fn default() -> Self {
+        HttpTimeouts {
+            connect: Duration::from_secs(2),
+            request: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One HTTP client per container: connections are reused across invocations. Redirects are not
+/// followed: an adapter follows one itself, after checking where it goes (a key must not travel
+/// to another host).
+pub fn http_client(timeouts: HttpTimeouts) -> Result<reqwest::Client, VendorError> {
+    reqwest::Client::builder()
+        .connect_timeout(timeouts.connect)
+        .timeout(timeouts.request)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| VendorError::Protocol(format!("cannot build the HTTP client: {e}")))
+}
+
+/// `reqwest` errors: a failed connect never left; anything later may have been received.
+pub fn transport_error(e: reqwest::Error) -> VendorError {
+    if e.is_connect() {
+        VendorError::Unreachable(e.to_string())
+    } else {
+        VendorError::NoAnswer(e.to_string())
+    }
+}
+
+/// `Retry-After` in seconds (what Azure, Mindee and the simulator send).
+pub fn retry_after(response: &Response) -> Option<Duration> {
+    response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+/// Maps a non-2xx answer to an error; `describe` reads the vendor's error body into (code,
+/// message) for a 4xx the request itself caused.
+pub async fn check(
+    response: Response,
+    describe: fn(&Value) -> (String, String),
+) -> Result<Response, VendorError> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let wait = retry_after(&response);
+    match status {
+        StatusCode::TOO_MANY_REQUESTS => Err(VendorError::Throttled { retry_after: wait }),
+        StatusCode::REQUEST_TIMEOUT => Err(VendorError::Unavailable {
+            status: 408,
+            retry_after: wait,
+        }),
+        s if s.is_server_error() => Err(VendorError::Unavailable {
+            status: s.as_u16(),
+            retry_after: wait,
+        }),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(VendorError::Auth {
+            status: status.as_u16(),
+        }),
+        s => {
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            let (code, message) = describe(&body);
+            Err(VendorError::Rejected {
+                status: s.as_u16(),
+                code,
+                message,
+            })
+        }
+    }
+}
+
+/// A 2xx answer's body. One that breaks off is [`VendorError::Unreadable`]: the request
+/// succeeded, we just cannot see how.
+pub async fn body(response: Response) -> Result<bytes::Bytes, VendorError> {
+    let status = response.status().as_u16();
+    response.bytes().await.map_err(|e| VendorError::Unreadable {
+        status,
+        detail: format!("the body broke off: {e}"),
+    })
+}
+
+/// A 2xx answer's JSON (see [`body`]).
+pub async fn json(response: Response) -> Result<Value, VendorError> {
+    let status = response.status().as_u16();
+    let bytes = body(response).await?;
+    serde_json::from_slice(&bytes).map_err(|e| VendorError::Unreadable {
+        status,
+        detail: format!("not JSON: {e}"),
+    })
+}
+
+/// Whether `url` is on `base`'s origin (scheme, host, port), where our key may go.
+pub fn same_origin(base: &str, url: &str) -> bool {
+    match (Url::parse(base), Url::parse(url)) {
+        (Ok(a), Ok(b)) => {
+            a.scheme() == b.scheme()
+                && a.host_str() == b.host_str()
+                && a.port_or_known_default() == b.port_or_known_default()
+        }
+        _ => false,
+    }
+}
+
+/// A URL the vendor handed us, if it is on the vendor's own origin; otherwise the answer is a
+/// protocol error and the key is not sent.
+pub fn vendor_url(base: &str, url: &str, what: &str) -> Result<String, VendorError> {
+    if same_origin(base, url) {
+        Ok(url.to_owned())
+    } else {
+        Err(VendorError::Protocol(format!(
+            "the vendor's {what} is not on its endpoint's origin ({base}); not sending the key there"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_go_only_to_the_vendors_own_origin() {
+        let base = "https://res.cognitiveservices.azure.com";
+        assert!(same_origin(
+            base,
+            "https://res.cognitiveservices.azure.com/documentintelligence/x?api-version=1"
+        ));
+        assert!(same_origin(
+            "https://api-v2.mindee.net",
+            "https://api-v2.mindee.net:443/v2/results/abc"
+        ));
+        assert!(!same_origin(
+            base,
+            "https://evil.example/documentintelligence/x"
+        ));
+        assert!(!same_origin(
+            base,
+            "http://res.cognitiveservices.azure.com/x"
+        ));
+        assert!(!same_origin(
+            base,
+            "https://res.cognitiveservices.azure.com:8443/x"
+        ));
+        assert!(!same_origin(base, "not a url"));
+        assert!(vendor_url(base, "https://evil.example/", "operation").is_err());
+    }
+}
