@@ -1,16 +1,14 @@
-//! Real Textract and Mindee v2 payloads (other projects' fixtures) fit `Document v1`.
+//! Real Textract, Azure Document Intelligence and Mindee v2 payloads (other projects' fixtures)
+//! fit `Document v1`.
 //!
-//! The full Textract and Mindee adapters come later; these converters are just enough to prove
-//! the schema can hold what those vendors return: multi-page text, tables with merged cells,
-//! key-value pairs, expense summaries with line items, and Mindee's typed fields.
+//! Each adapter's own normalizer, on the vendors' real payloads: multi-page text, tables with
+//! merged cells, key-value pairs, expense summaries with line items, Azure's typed documents and
+//! Mindee's typed fields (with their nulls).
 
 use std::str::FromStr;
 
-use ocrbridge::document::{
-    validate_json, BBox, Document, Field, Fields, InvoiceFields, LineItem, VendorInfo,
-    SCHEMA_VERSION,
-};
-use ocrbridge::vendor::normalize::parse_date;
+use ocrbridge::document::{Fields, ReceiptFields, SCHEMA_VERSION};
+use ocrbridge::vendor::normalize::Normalized;
 use ocrbridge_tests::shared_dir;
 use rust_decimal::Decimal;
 use serde_json::Value;
@@ -22,7 +20,7 @@ fn load(path: &str) -> Value {
     .unwrap()
 }
 
-fn textract(path: &str, profile: &str) -> ocrbridge::vendor::normalize::Normalized {
+fn textract(path: &str, profile: &str) -> Normalized {
     let raw = std::fs::read(shared_dir().join("fixtures").join(path)).unwrap();
     ocrbridge::vendor::textract::normalize::normalize(
         &raw,
@@ -136,157 +134,208 @@ fn textract_expense_documents_fit_the_invoice_and_receipt_fields() {
     assert!(!multipage.pages.is_empty() && !multipage.reading_order.is_empty());
 }
 
-/// A Mindee field value with its confidence, page and box.
-type Located<'a> = (&'a Value, Option<f64>, Option<u32>, Option<BBox>);
-
-fn mindee_confidence(v: &Value) -> Option<f64> {
-    match v.as_str() {
-        Some("Certain") => Some(1.0),
-        Some("High") => Some(0.9),
-        Some("Medium") => Some(0.6),
-        Some("Low") => Some(0.3),
-        _ => None,
-    }
+fn normalized(
+    normalize: fn(
+        &[u8],
+        &str,
+        &str,
+        &ocrbridge::job::Profile,
+    ) -> Result<Normalized, ocrbridge::vendor::normalize::NormalizeError>,
+    path: &str,
+    profile: &str,
+) -> Normalized {
+    let raw = std::fs::read(shared_dir().join("fixtures").join(path)).unwrap();
+    let normalized = normalize(
+        &raw,
+        "doc-fixture",
+        "vendor-job",
+        &ocrbridge::job::Profile::new(profile).unwrap(),
+    )
+    .unwrap_or_else(|e| panic!("{path}: {e}"));
+    normalized
+        .document
+        .to_validated_json()
+        .unwrap_or_else(|v| panic!("{path} as {profile}: {v}"));
+    normalized
 }
 
-/// Mindee v2 financial documents: typed fields with polygons on 0-based pages.
+/// Mindee v2 financial documents: typed fields with polygons on 0-based pages; nulls are missing
+/// fields, not crashes.
 #[test]
-fn mindee_financial_documents_fit_the_invoice_fields() {
+fn mindee_financial_documents_fit_the_receipt_and_invoice_fields() {
+    use ocrbridge::vendor::mindee::normalize::normalize;
     for name in [
         "mindee-v2/financial_document/complete.json",
         "mindee-v2/financial_document/complete_with_coordinates.json",
+        "mindee-v2/financial_document/default_sample.json",
         "mindee-v2/financial_document/blank.json",
     ] {
-        let payload = load(name);
-        let fields = &payload["inference"]["result"]["fields"];
-        let located = |f: &Value| {
-            let location = f["locations"].as_array().and_then(|l| l.first());
-            let page = location
-                .and_then(|l| l["page"].as_u64())
-                .map(|p| p as u32 + 1);
-            let bbox = location
-                .and_then(|l| l["polygon"].as_array())
-                .map(|points| {
-                    let xs: Vec<f64> = points.iter().filter_map(|p| p[0].as_f64()).collect();
-                    let ys: Vec<f64> = points.iter().filter_map(|p| p[1].as_f64()).collect();
-                    let (l, t) = (
-                        xs.iter().cloned().fold(1.0, f64::min).clamp(0.0, 1.0),
-                        ys.iter().cloned().fold(1.0, f64::min).clamp(0.0, 1.0),
-                    );
-                    let (r, b) = (
-                        xs.iter().cloned().fold(0.0, f64::max).clamp(0.0, 1.0),
-                        ys.iter().cloned().fold(0.0, f64::max).clamp(0.0, 1.0),
-                    );
-                    BBox {
-                        left: l,
-                        top: t,
-                        width: (r - l).max(0.0),
-                        height: (b - t).max(0.0),
-                    }
-                });
-            (page, bbox)
-        };
-        let field = |name: &str| -> Option<Located<'_>> {
-            let f = fields.get(name)?;
-            let value = f.get("value").filter(|v| !v.is_null())?;
-            let (page, bbox) = located(f);
-            Some((value, mindee_confidence(&f["confidence"]), page, bbox))
-        };
-        let money = |name: &str| {
-            field(name).and_then(|(v, c, page, bbox)| {
-                let value = Decimal::from_str(&v.to_string()).ok()?;
-                Some(Field {
-                    value,
-                    confidence: c,
-                    page,
-                    bbox,
-                })
-            })
-        };
-        let text = |name: &str| {
-            field(name).and_then(|(v, c, page, bbox)| {
-                Some(Field {
-                    value: v.as_str()?.to_owned(),
-                    confidence: c,
-                    page,
-                    bbox,
-                })
-            })
-        };
-        let date = |name: &str| {
-            field(name).and_then(|(v, c, page, bbox)| {
-                Some(Field {
-                    value: parse_date(v.as_str()?)?,
-                    confidence: c,
-                    page,
-                    bbox,
-                })
-            })
-        };
-        let line_items = fields["line_items"]["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|item| {
-                let f = &item["fields"];
-                let dec = |k: &str| {
-                    f[k]["value"]
-                        .as_f64()
-                        .and_then(|v| Decimal::from_str(&v.to_string()).ok())
-                };
-                Some(LineItem {
-                    description: f["description"]["value"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned(),
-                    quantity: dec("quantity"),
-                    unit_price: dec("unit_price"),
-                    amount: dec("total_price")?,
-                    confidence: mindee_confidence(&item["confidence"]),
-                })
-            })
-            .collect();
-        let currency = fields["locale"]["fields"]["currency"]["value"]
-            .as_str()
-            .map(|c| Field {
-                value: c.to_owned(),
-                confidence: mindee_confidence(
-                    &fields["locale"]["fields"]["currency"]["confidence"],
-                ),
-                page: None,
-                bbox: None,
-            });
-        let document = Document {
-            schema_version: SCHEMA_VERSION.into(),
-            job_id: "doc-mindee".into(),
-            vendor: VendorInfo {
-                name: "mindee".into(),
-                job_id: payload["inference"]["id"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .into(),
-                model: None,
-            },
-            pages: vec![],
-            reading_order: vec![],
-            tables: vec![],
-            key_values: vec![],
-            fields: Fields::Invoice(InvoiceFields {
-                vendor_name: text("supplier_name"),
-                invoice_number: text("invoice_number"),
-                issue_date: date("date"),
-                due_date: date("due_date"),
-                subtotal: money("total_net"),
-                tax: money("total_tax"),
-                total: money("total_amount"),
-                currency,
-                line_items,
-            }),
-        };
-        validate_json(&serde_json::to_value(&document).unwrap())
-            .unwrap_or_else(|v| panic!("{name}: {v}"));
+        for profile in ["invoice", "receipt", "generic"] {
+            let n = normalized(normalize, name, profile);
+            assert!(n.drift.is_empty(), "{name}: {:?}", n.drift);
+            assert_eq!(n.document.vendor.name, "mindee");
+        }
     }
-    // The sample has enough in it to be worth checking, not only validating.
-    let complete = load("mindee-v2/financial_document/complete.json");
-    assert!(complete["inference"]["result"]["fields"]["total_amount"]["value"].is_number());
+    let Fields::Invoice(invoice) = normalized(
+        normalize,
+        "mindee-v2/financial_document/complete_with_coordinates.json",
+        "invoice",
+    )
+    .document
+    .fields
+    else {
+        panic!("an invoice")
+    };
+    let total = invoice.total.expect("a total");
+    assert_eq!(total.value, Decimal::from_str("204.75").unwrap());
+    assert_eq!(total.confidence, Some(0.9), "High");
+    assert_eq!(total.page, Some(1), "page 0 is our page 1");
+    let bbox = total.bbox.expect("a box");
+    assert!(bbox.left > 0.8 && bbox.width > 0.0 && bbox.left + bbox.width <= 1.0);
+    assert_eq!(invoice.vendor_name.unwrap().value, "John Smith");
+    assert_eq!(invoice.invoice_number.unwrap().value, "INT-001");
+    assert_eq!(invoice.issue_date.unwrap().value.to_string(), "2019-02-11");
+    assert_eq!(invoice.line_items.len(), 3);
+    // A blank document: every field null, nothing invented.
+    let Fields::Receipt(blank) = normalized(
+        normalize,
+        "mindee-v2/financial_document/blank.json",
+        "receipt",
+    )
+    .document
+    .fields
+    else {
+        panic!("a receipt")
+    };
+    assert_eq!(blank, ReceiptFields::default());
+}
+
+/// A field Mindee adds, and a value that turns null, are drift and a missing field.
+#[test]
+fn mindee_drift_and_new_nulls_are_reported_not_fatal() {
+    use ocrbridge::vendor::mindee::normalize::normalize;
+    let mut payload = load("mindee-v2/financial_document/complete.json");
+    let fields = &mut payload["inference"]["result"]["fields"];
+    fields["purchase_category_v2"] = serde_json::json!({"value": "food"});
+    fields["total_amount"]["value"] = Value::Null;
+    let n = normalize(
+        &serde_json::to_vec(&payload).unwrap(),
+        "doc-x",
+        "job",
+        &ocrbridge::job::Profile::new("receipt").unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        n.drift
+            .iter()
+            .map(|d| (d.field.as_str(), d.kind.as_str()))
+            .collect::<Vec<_>>(),
+        [(
+            "inference.result.fields.purchase_category_v2",
+            "unknown_field"
+        )]
+    );
+    let Fields::Receipt(receipt) = n.document.fields else {
+        panic!("a receipt")
+    };
+    assert!(receipt.total.is_none() && receipt.subtotal.is_some());
+}
+
+/// Mindee's own job payloads: processing, processed, failed with its validation errors.
+#[test]
+fn mindee_job_statuses() {
+    use ocrbridge::vendor::mindee::job_status;
+    use ocrbridge::vendor::VendorStatus;
+    let job = |name: &str| load(&format!("mindee-v2/job/{name}"))["job"].clone();
+    assert_eq!(
+        job_status(&job("ok_processing.json")),
+        VendorStatus::Processing
+    );
+    assert_eq!(
+        job_status(&job("ok_processed_webhooks_ok.json")),
+        VendorStatus::Succeeded
+    );
+    match job_status(&job("fail_422.json")) {
+        VendorStatus::Failed { code, message } => {
+            assert_eq!(code, "422-001");
+            assert!(message.contains("#/model_id"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        job_status(&serde_json::json!({"status": "Queued"})),
+        VendorStatus::Unknown("Queued".into())
+    );
+}
+
+/// Azure Document Intelligence's recorded results: receipt, invoice (with a table, key-value
+/// pairs and line items) and layout, from the operation object as the adapter archives it.
+#[test]
+fn azure_results_fit_the_schema() {
+    use ocrbridge::vendor::azure::normalize::normalize;
+    let receipt = normalized(
+        normalize,
+        "azure-di/receipt-url-2022-08-31.result.json",
+        "receipt",
+    );
+    assert!(receipt.drift.is_empty(), "{:?}", receipt.drift);
+    let doc = &receipt.document;
+    assert_eq!(doc.vendor.model.as_deref(), Some("prebuilt-receipt"));
+    assert_eq!(doc.pages[0].unit, "pixel");
+    assert!(!doc.reading_order.is_empty());
+    let first = &doc.pages[0].blocks[0].lines[0];
+    assert_eq!(first.text, "Contoso");
+    assert_eq!(first.words.len(), 1, "words join their line by span");
+    let Fields::Receipt(r) = &doc.fields else {
+        panic!("a receipt")
+    };
+    assert_eq!(r.merchant.as_ref().unwrap().value, "Contoso");
+    assert_eq!(
+        r.total.as_ref().unwrap().value,
+        Decimal::from_str("14.5").unwrap()
+    );
+    assert_eq!(
+        r.tax.as_ref().unwrap().value,
+        Decimal::from_str("1.17").unwrap()
+    );
+    assert_eq!(r.date.as_ref().unwrap().value.to_string(), "2019-06-10");
+    let total_box = r.total.as_ref().unwrap().bbox.expect("a box");
+    assert!(total_box.left > 0.0 && total_box.left + total_box.width <= 1.0);
+
+    let invoice = normalized(
+        normalize,
+        "azure-di/invoice-url-2023-02-28-preview.result.json",
+        "invoice",
+    );
+    assert!(invoice.drift.is_empty(), "{:?}", invoice.drift);
+    let doc = &invoice.document;
+    assert_eq!(doc.pages[0].unit, "inch");
+    assert_eq!(doc.tables.len(), 1);
+    assert_eq!((doc.tables[0].rows, doc.tables[0].columns), (3, 5));
+    assert!(
+        doc.tables[0].cells.iter().any(|c| c.row_span > 1),
+        "rowSpan kept"
+    );
+    assert!(!doc.key_values.is_empty());
+    let Fields::Invoice(i) = &doc.fields else {
+        panic!("an invoice")
+    };
+    assert_eq!(i.vendor_name.as_ref().unwrap().value, "Contoso");
+    assert_eq!(i.invoice_number.as_ref().unwrap().value, "34278587");
+    assert_eq!(
+        i.total.as_ref().unwrap().value,
+        Decimal::from_str("56651.49").unwrap()
+    );
+    assert_eq!(i.currency.as_ref().unwrap().value, "USD");
+    assert_eq!(i.due_date.as_ref().unwrap().value.to_string(), "2017-06-24");
+    assert_eq!(i.line_items.len(), 1);
+
+    let layout = normalized(
+        normalize,
+        "azure-di/layout-url-2023-02-28-preview.result.json",
+        "generic",
+    );
+    assert!(layout.drift.is_empty(), "{:?}", layout.drift);
+    assert_eq!(layout.document.tables.len(), 1);
+    assert!(layout.document.fields == Fields::Generic);
 }
