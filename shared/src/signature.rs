@@ -78,8 +78,11 @@ pub enum Scheme {
     /// Standard Webhooks: `webhook-id`, `webhook-timestamp`, `webhook-signature` with
     /// space-separated `v1,<base64>`; signed content `{id}.{timestamp}.{body}`; `whsec_` secrets.
     StandardWebhooks { tolerance_secs: i64 },
-    /// A hex HMAC-SHA256 of the body in one header (Mindee-like). No timestamp: replays are
-    /// caught by the body-hash dedupe only.
+    /// A hex HMAC-SHA256 of the body in one header (Mindee v2's `X-Signature`), keyed with the
+    /// secret's bytes, over the body **with CR and LF removed** — what Mindee's SDKs hash, and
+    /// checked against Mindee's published signed example. Removing them changes nothing a JSON
+    /// reader sees (a raw line break cannot occur inside a JSON string), so it opens no forgery.
+    /// No timestamp: replays are caught by deduplication only (by the vendor's event id).
     HexHmacBody { header: &'static str },
 }
 
@@ -153,10 +156,15 @@ impl Scheme {
             Scheme::HexHmacBody { header } => {
                 let given = headers.get(header).ok_or(Rejection::Missing)?;
                 let given = hex::decode(given.trim()).map_err(|_| Rejection::Malformed)?;
+                let canonical: Vec<u8> = body
+                    .iter()
+                    .copied()
+                    .filter(|b| *b != b'\r' && *b != b'\n')
+                    .collect();
                 for key in keys {
                     let mut mac = HmacSha256::new_from_slice(key.expose().as_bytes())
                         .map_err(|_| Rejection::Signature)?;
-                    mac.update(body);
+                    mac.update(&canonical);
                     if mac.verify_slice(&given).is_ok() {
                         return Ok(Verified {
                             event_id: format!("sha256:{}", hex::encode(Sha256::digest(body))),
@@ -317,6 +325,38 @@ mod tests {
         assert_eq!(
             scheme.verify(bad.as_slice(), body, &[key], NOW),
             Err(Rejection::Malformed)
+        );
+    }
+
+    /// Mindee's SDKs hash the body without CR and LF: a delivery whose body gained line breaks on
+    /// the way (a proxy, a pretty-printer) still verifies; any other change does not.
+    #[test]
+    fn hex_hmac_covers_the_body_without_line_breaks() {
+        let scheme = Scheme::HexHmacBody {
+            header: "x-signature",
+        };
+        let key = Secret::new("ogNjY44MhvKPGTtVsI8zG82JqWQa68woYQH");
+        let compact = br#"{"inference":{"id":"i1","file":{"alias":"doc-1"}}}"#;
+        let mut mac = HmacSha256::new_from_slice(key.expose().as_bytes()).unwrap();
+        mac.update(compact);
+        let h = vec![(
+            "x-signature".to_owned(),
+            hex::encode(mac.finalize().into_bytes()),
+        )];
+        let keys = std::slice::from_ref(&key);
+        assert!(scheme.verify(h.as_slice(), compact, keys, NOW).is_ok());
+        let with_breaks = b"{\"inference\":{\"id\":\"i1\",\r\n\"file\":{\"alias\":\"doc-1\"}}}\n";
+        assert!(scheme.verify(h.as_slice(), with_breaks, keys, NOW).is_ok());
+        let altered = br#"{"inference":{"id":"i2","file":{"alias":"doc-1"}}}"#;
+        assert_eq!(
+            scheme.verify(h.as_slice(), altered, keys, NOW),
+            Err(Rejection::Signature)
+        );
+        let spaced = br#"{"inference": {"id":"i1","file":{"alias":"doc-1"}}}"#;
+        assert_eq!(
+            scheme.verify(h.as_slice(), spaced, keys, NOW),
+            Err(Rejection::Signature),
+            "only CR and LF are removed"
         );
     }
 }

@@ -19,8 +19,6 @@
 //! state machine, so a `processing` after `succeeded` changes nothing. Answers give nothing away:
 //! 400 for a malformed request, 401 for anything that fails verification.
 
-use std::time::Duration;
-
 use lambda_http::{Body, Request, Response};
 use ocrbridge::config::StackConfig;
 use ocrbridge::job::JobId;
@@ -30,13 +28,17 @@ use ocrbridge::metrics::{self, Metrics};
 use ocrbridge::queue::{Queue, ResultNotice};
 use ocrbridge::signature::{Headers, Rejection, Scheme, DEFAULT_TOLERANCE_SECS};
 use ocrbridge::time::UnixMillis;
+use ocrbridge::vendor::select::{VendorConfigError, VendorKind};
+use ocrbridge::vendor::webhook::WebhookFormat;
 use serde_json::Value;
 use tracing::{info, warn};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct WebhookConfig {
-    /// `WEBHOOK_TOLERANCE_SECS` (default 300): accepted clock difference, both directions.
-    pub scheme: Scheme,
+    /// The vendor's webhooks (`VENDOR`; `WEBHOOK_TOLERANCE_SECS`, default 300, is the accepted
+    /// clock difference, both directions, for a scheme with timestamps). `None`: the vendor sends
+    /// no webhooks, and every request is refused.
+    pub format: Option<WebhookFormat>,
     /// `WEBHOOK_MAX_BODY_BYTES` (default 262,144).
     pub max_body_bytes: usize,
     /// `WEBHOOK_PROGRESS_STATUSES` (comma-separated, default `queued,processing`): statuses that
@@ -45,13 +47,17 @@ pub struct WebhookConfig {
 }
 
 impl WebhookConfig {
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, VendorConfigError> {
         let tolerance_secs = lookup("WEBHOOK_TOLERANCE_SECS")
             .and_then(|v| v.parse().ok())
             .filter(|v: &i64| *v > 0)
             .unwrap_or(DEFAULT_TOLERANCE_SECS);
-        WebhookConfig {
-            scheme: Scheme::StandardWebhooks { tolerance_secs },
+        let vendor = match lookup("VENDOR") {
+            Some(v) if !v.trim().is_empty() => v.parse::<VendorKind>()?,
+            _ => VendorKind::Sim,
+        };
+        Ok(WebhookConfig {
+            format: WebhookFormat::for_vendor(vendor, tolerance_secs),
             max_body_bytes: lookup("WEBHOOK_MAX_BODY_BYTES")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(256 * 1024),
@@ -61,17 +67,7 @@ impl WebhookConfig {
                 .map(|s| s.trim().to_owned())
                 .filter(|s| !s.is_empty())
                 .collect(),
-        }
-    }
-
-    /// Dedupe claims outlive the window in which a replay could pass the timestamp check.
-    pub fn dedupe_ttl(&self) -> Duration {
-        let tolerance = match self.scheme {
-            Scheme::StandardWebhooks { tolerance_secs } => tolerance_secs.max(0) as u64,
-            // No timestamp: the claim is the only replay guard, so keep it for a day.
-            Scheme::HexHmacBody { .. } => 86_400,
-        };
-        Duration::from_secs(2 * tolerance + 60)
+        })
     }
 }
 
@@ -101,6 +97,10 @@ const BAD_REQUEST: Reply = Reply {
 const UNAUTHORIZED: Reply = Reply {
     status: 401,
     body: r#"{"error":"unauthorized"}"#,
+};
+const NOT_FOUND: Reply = Reply {
+    status: 404,
+    body: r#"{"error":"not found"}"#,
 };
 const METHOD: Reply = Reply {
     status: 405,
@@ -160,6 +160,11 @@ impl Webhook {
         body: &[u8],
         now: i64,
     ) -> Reply {
+        let Some(format) = self.config.format else {
+            // This vendor sends no webhooks: nothing here is ours.
+            self.rejected("no_webhooks");
+            return NOT_FOUND;
+        };
         if !method.eq_ignore_ascii_case("POST") {
             self.rejected("method");
             return METHOD;
@@ -168,7 +173,7 @@ impl Webhook {
             self.rejected("too_large");
             return TOO_LARGE;
         }
-        let verified = match self.verify(headers, body, now).await {
+        let verified = match self.verify(format.scheme(), headers, body, now).await {
             Ok(v) => v,
             Err(None) => return UNAVAILABLE,
             Err(Some(rejection)) => {
@@ -186,12 +191,21 @@ impl Webhook {
             self.rejected("malformed_payload");
             return BAD_REQUEST;
         };
-        let data = &payload["data"];
-        let (Some(vendor_job_id), Some(status)) = (data["id"].as_str(), data["status"].as_str())
-        else {
-            self.rejected("malformed_payload");
-            return BAD_REQUEST;
+        let delivery = match format.read(&payload) {
+            Ok(d) => d,
+            Err(missing) => {
+                self.rejected("malformed_payload");
+                warn!(missing, "a verified webhook without what it must carry");
+                return BAD_REQUEST;
+            }
         };
+        let (vendor_job_id, status) = (delivery.vendor_job_id.as_str(), delivery.status.as_str());
+        // The vendor's own event id where its payload has one (Mindee's inference id: its only
+        // replay guard), else the signature scheme's.
+        let event_id = delivery
+            .event_id
+            .clone()
+            .unwrap_or_else(|| verified.event_id.clone());
         if self.config.progress_statuses.iter().any(|p| p == status) {
             self.metrics
                 .count(metrics::WEBHOOKS_VERIFIED, &[status], &[]);
@@ -201,8 +215,9 @@ impl Webhook {
         // Ours only if it names one of our job ids. Whether that job exists is parse's question
         // (it reads the job anyway and dead-letters a notice for one that does not): asking here
         // too would cost a read on every delivery.
-        let Some(job_id) = data["external_ref"]
-            .as_str()
+        let Some(job_id) = delivery
+            .reference
+            .as_deref()
             .and_then(|r| JobId::parse(r).ok())
         else {
             // Signed by the vendor but not ours: acknowledge so it stops, count it, and keep the
@@ -215,7 +230,7 @@ impl Webhook {
                     &String::from_utf8_lossy(body),
                     "unknown_job",
                     "a verified webhook names no job of ours",
-                    &verified.event_id,
+                    &event_id,
                 )
                 .await;
             return OK;
@@ -223,12 +238,7 @@ impl Webhook {
 
         let claim = match self
             .ledger
-            .claim_once(
-                "webhook",
-                &verified.event_id,
-                self.config.dedupe_ttl(),
-                UnixMillis::now(),
-            )
+            .claim_once("webhook", &event_id, format.dedupe_ttl(), UnixMillis::now())
             .await
         {
             Ok(claim) => claim,
@@ -243,7 +253,7 @@ impl Webhook {
                 &[],
                 &[("job_id", job_id.as_str())],
             );
-            info!(%job_id, event_id = %verified.event_id, "duplicate delivery");
+            info!(%job_id, %event_id, "duplicate delivery");
             return DUPLICATE;
         };
         let notice = ResultNotice {
@@ -251,7 +261,7 @@ impl Webhook {
             vendor_job_id: vendor_job_id.to_owned(),
             status: status.to_owned(),
             vendor_timestamp: verified.timestamp,
-            event_id: Some(verified.event_id.clone()),
+            event_id: Some(event_id.clone()),
         };
         if let Err(e) = self
             .queue
@@ -262,7 +272,7 @@ impl Webhook {
             warn!(error = %e, "results queue unavailable");
             let _ = self
                 .ledger
-                .release_claim("webhook", &verified.event_id, &token)
+                .release_claim("webhook", &event_id, &token)
                 .await;
             return UNAVAILABLE;
         }
@@ -287,6 +297,7 @@ impl Webhook {
     /// `Err(None)`: the keyring is unavailable (answer 503, the vendor retries).
     async fn verify(
         &self,
+        scheme: Scheme,
         headers: &(impl Headers + ?Sized),
         body: &[u8],
         now: i64,
@@ -299,7 +310,7 @@ impl Webhook {
             .into_iter()
             .map(|(_, v)| v)
             .collect();
-        match self.config.scheme.verify(headers, body, &keys, now) {
+        match scheme.verify(headers, body, &keys, now) {
             Err(Rejection::Signature) => {
                 // Perhaps rotation just moved the stages: refresh once, then decide.
                 let keys: Vec<_> = self
@@ -310,10 +321,7 @@ impl Webhook {
                     .into_iter()
                     .map(|(_, v)| v)
                     .collect();
-                self.config
-                    .scheme
-                    .verify(headers, body, &keys, now)
-                    .map_err(Some)
+                scheme.verify(headers, body, &keys, now).map_err(Some)
             }
             other => other.map_err(Some),
         }

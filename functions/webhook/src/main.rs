@@ -27,7 +27,7 @@ async fn main() -> Result<(), Error> {
         ledger: Ledger::new(clients.dynamodb.clone(), stack.ledger_tables()),
         queue: Queue::new(clients.sqs.clone()),
         metrics: Metrics::stdout("webhook"),
-        config: WebhookConfig::from_lookup(|k| std::env::var(k).ok()),
+        config: WebhookConfig::from_lookup(|k| std::env::var(k).ok())?,
         stack,
     };
     let webhook = &webhook;

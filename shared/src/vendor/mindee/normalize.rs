@@ -1,0 +1,259 @@
+//! Mindee v2's financial-document inference as `Document v1`: typed fields (`{value,
+//! confidence, locations}`, with polygons as fractions of 0-based pages), line items, the
+//! locale's currency. A `null` value is a missing field, never a crash — a Mindee user's whole
+//! receipt pipeline once went down on new nulls (mindee/mindee-api-python#312) — and a field
+//! name this normalizer does not know is drift, reported and skipped. Tested on Mindee's own
+//! payloads in `../shared/fixtures/mindee-v2/` (tests/fixtures_normalize.rs).
+
+use std::collections::BTreeSet;
+use std::str::FromStr;
+
+use rust_decimal::Decimal;
+use serde_json::Value;
+
+use crate::document::{
+    BBox, Document, Field, Fields, InvoiceFields, LineItem, Page, PageSource, ReceiptFields,
+    VendorInfo, SCHEMA_VERSION,
+};
+use crate::job::Profile;
+use crate::vendor::normalize::{parse_date, Drift, DriftKind, NormalizeError, Normalized};
+
+/// The financial-document model's fields, as of its 2026 payloads; others are drift.
+const KNOWN_FIELDS: &[&str] = &[
+    "date",
+    "taxes",
+    "locale",
+    "due_date",
+    "total_net",
+    "total_tax",
+    "line_items",
+    "total_amount",
+    "customer_name",
+    "document_type",
+    "supplier_name",
+    "tips_gratuity",
+    "invoice_number",
+    "receipt_number",
+    "customer_address",
+    "supplier_address",
+    "purchase_category",
+    "purchase_subcategory",
+    "supplier_phone_number",
+    "supplier_company_registration",
+    "customer_company_registrations",
+    "supplier_email",
+    "supplier_website",
+    "purchase_order_number",
+    "billing_address",
+    "shipping_address",
+    "reference_numbers",
+    "supplier_payment_details",
+    "document_number",
+    "time",
+];
+
+/// Mindee's confidence grades as numbers (the midpoints of what each grade means).
+pub fn confidence(v: &Value) -> Option<f64> {
+    match v.as_str() {
+        Some("Certain") => Some(1.0),
+        Some("High") => Some(0.9),
+        Some("Medium") => Some(0.6),
+        Some("Low") => Some(0.3),
+        _ => None,
+    }
+}
+
+/// A field's first location: its page (1-based) and the box around its polygon.
+fn location(field: &Value) -> (Option<u32>, Option<BBox>) {
+    let Some(first) = field["locations"].as_array().and_then(|l| l.first()) else {
+        return (None, None);
+    };
+    let page = first["page"].as_u64().map(|p| p as u32 + 1);
+    let points: Vec<(f64, f64)> = first["polygon"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| Some((p[0].as_f64()?, p[1].as_f64()?)))
+        .collect();
+    if points.is_empty() {
+        return (page, None);
+    }
+    let fold = |f: fn(&(f64, f64)) -> f64| {
+        points
+            .iter()
+            .map(f)
+            .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)))
+    };
+    let (l, r) = fold(|p| p.0);
+    let (t, b) = fold(|p| p.1);
+    let (l, t) = (l.clamp(0.0, 1.0), t.clamp(0.0, 1.0));
+    let bbox = BBox {
+        left: l,
+        top: t,
+        width: (r.clamp(0.0, 1.0) - l).max(0.0),
+        height: (b.clamp(0.0, 1.0) - t).max(0.0),
+    };
+    (page, Some(bbox))
+}
+
+fn decimal(v: &Value) -> Option<Decimal> {
+    match v {
+        Value::Number(n) => Decimal::from_str(&n.to_string()).ok().or_else(|| {
+            n.as_f64()
+                .and_then(|f| Decimal::from_str(&f.to_string()).ok())
+        }),
+        Value::String(s) => crate::vendor::normalize::parse_amount(s),
+        _ => None,
+    }
+}
+
+/// A field's value, confidence and location.
+type Typed = (Value, Option<f64>, (Option<u32>, Option<BBox>));
+
+/// `payload`: `{inference: {id, model, file, result: {fields, raw_text?}}}`.
+pub fn normalize(
+    raw: &[u8],
+    job_id: &str,
+    vendor_job_id: &str,
+    profile: &Profile,
+) -> Result<Normalized, NormalizeError> {
+    let payload: Value =
+        serde_json::from_slice(raw).map_err(|e| NormalizeError::NotJson(e.to_string()))?;
+    let inference = &payload["inference"];
+    let Some(fields) = inference["result"]["fields"].as_object() else {
+        return Err(NormalizeError::Unusable(
+            "no inference.result.fields in the Mindee payload".into(),
+        ));
+    };
+    let mut drift = BTreeSet::new();
+    for name in fields.keys() {
+        if !KNOWN_FIELDS.contains(&name.as_str()) {
+            drift.insert(Drift {
+                field: format!("inference.result.fields.{name}"),
+                kind: DriftKind::UnknownField,
+            });
+        }
+    }
+    let typed = |name: &str, read: &dyn Fn(&Value) -> Option<Value>| -> Option<Typed> {
+        let f = fields.get(name)?;
+        let value = read(&f["value"])?;
+        Some((value, confidence(&f["confidence"]), location(f)))
+    };
+    let present = |v: &Value| (!v.is_null()).then(|| v.clone());
+    let text = |name: &str| {
+        typed(name, &present).and_then(|(v, confidence, (page, bbox))| {
+            Some(Field {
+                value: v.as_str().filter(|s| !s.trim().is_empty())?.to_owned(),
+                confidence,
+                page,
+                bbox,
+            })
+        })
+    };
+    let money = |name: &str| {
+        typed(name, &present).and_then(|(v, confidence, (page, bbox))| {
+            Some(Field {
+                value: decimal(&v)?,
+                confidence,
+                page,
+                bbox,
+            })
+        })
+    };
+    let date = |name: &str| {
+        typed(name, &present).and_then(|(v, confidence, (page, bbox))| {
+            Some(Field {
+                value: chrono::NaiveDate::parse_from_str(v.as_str()?, "%Y-%m-%d")
+                    .ok()
+                    .or_else(|| v.as_str().and_then(parse_date))?,
+                confidence,
+                page,
+                bbox,
+            })
+        })
+    };
+    let currency_field = &fields
+        .get("locale")
+        .map_or(&Value::Null, |l| &l["fields"]["currency"]);
+    let currency = currency_field["value"]
+        .as_str()
+        .filter(|c| c.len() == 3)
+        .map(|c| Field {
+            value: c.to_owned(),
+            confidence: confidence(&currency_field["confidence"]),
+            page: None,
+            bbox: None,
+        });
+    let typed_fields = match profile.as_str() {
+        "receipt" => Fields::Receipt(ReceiptFields {
+            merchant: text("supplier_name"),
+            date: date("date"),
+            subtotal: money("total_net"),
+            tax: money("total_tax"),
+            total: money("total_amount"),
+            currency,
+        }),
+        "invoice" => Fields::Invoice(InvoiceFields {
+            vendor_name: text("supplier_name"),
+            invoice_number: text("invoice_number"),
+            issue_date: date("date"),
+            due_date: date("due_date"),
+            subtotal: money("total_net"),
+            tax: money("total_tax"),
+            total: money("total_amount"),
+            currency,
+            line_items: line_items(fields.get("line_items").unwrap_or(&Value::Null)),
+        }),
+        _ => Fields::Generic,
+    };
+    let page_count = inference["file"]["page_count"].as_u64().unwrap_or(1).max(1) as u32;
+    Ok(Normalized {
+        document: Document {
+            schema_version: SCHEMA_VERSION.into(),
+            job_id: job_id.to_owned(),
+            vendor: VendorInfo {
+                name: "mindee".into(),
+                job_id: vendor_job_id.to_owned(),
+                model: inference["model"]["id"].as_str().map(str::to_owned),
+            },
+            // Mindee returns fields, not a page layout: the pages are there, without blocks.
+            pages: (1..=page_count)
+                .map(|number| Page {
+                    number,
+                    width: None,
+                    height: None,
+                    unit: "normalized".into(),
+                    rotation: 0,
+                    source: PageSource::Unknown,
+                    blocks: vec![],
+                })
+                .collect(),
+            reading_order: vec![],
+            tables: vec![],
+            key_values: vec![],
+            fields: typed_fields,
+        },
+        drift: drift.into_iter().collect(),
+    })
+}
+
+fn line_items(list: &Value) -> Vec<LineItem> {
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|item| {
+            let f = &item["fields"];
+            Some(LineItem {
+                description: f["description"]["value"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                quantity: decimal(&f["quantity"]["value"]),
+                unit_price: decimal(&f["unit_price"]["value"]),
+                amount: decimal(&f["total_price"]["value"])?,
+                confidence: confidence(&item["confidence"]),
+            })
+        })
+        .collect()
+}
