@@ -74,11 +74,13 @@ async fn world_with(idempotency: Idempotency, engine: EngineKind) -> World {
                 max_admission_wait: Duration::from_secs(2),
                 ambiguity: Default::default(),
                 auth_pause: Duration::from_secs(5),
+                poll: Default::default(),
             },
             budgets: Budgets::for_vendor("sim", |_| Some("1000".into())),
         },
         parse: Parse {
             vendor: vendor(),
+            budgets: Budgets::for_vendor("sim", |_| Some("1000".into())),
             ledger: s.ledger.clone(),
             blob: Blob::new(s.clients.s3.clone()),
             queue: Queue::new(s.clients.sqs.clone()),
@@ -87,6 +89,7 @@ async fn world_with(idempotency: Idempotency, engine: EngineKind) -> World {
             config: ParseConfig {
                 rules: RuleConfig::default(),
                 backoff,
+                poll: Default::default(),
             },
         },
         reconcile: Reconcile {
@@ -661,6 +664,7 @@ async fn a_completion_adopts_the_vendor_job_of_a_lost_answer() {
         .handle_notice(
             &completion(&job, &vendor_job),
             1,
+            0,
             UnixMillis::now().plus(Duration::from_secs(30)),
         )
         .await;
@@ -722,6 +726,7 @@ async fn a_late_completion_resolves_a_held_job_and_a_second_vendor_job_is_an_orp
         .handle_notice(
             &completion(&job, &vendor_job),
             1,
+            0,
             UnixMillis::now().plus(Duration::from_secs(30)),
         )
         .await;
@@ -758,6 +763,7 @@ async fn a_late_completion_resolves_a_held_job_and_a_second_vendor_job_is_an_orp
         .handle_notice(
             &completion(&job, &second),
             1,
+            0,
             UnixMillis::now().plus(Duration::from_secs(30)),
         )
         .await;

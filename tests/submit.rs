@@ -70,6 +70,7 @@ async fn world_with(idempotency: Idempotency, ambiguity: AmbiguityPolicy) -> Wor
             max_admission_wait: Duration::from_secs(2),
             ambiguity,
             auth_pause: Duration::from_secs(5),
+            poll: Default::default(),
         },
         budgets: Budgets::for_vendor("sim", |_| Some("1000".into())),
     };

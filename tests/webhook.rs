@@ -58,7 +58,7 @@ async fn world() -> World {
         queue: Queue::new(s.clients.sqs.clone()),
         metrics: Metrics::memory("webhook"),
         stack: s.config.clone(),
-        config: WebhookConfig::from_lookup(|_| None),
+        config: WebhookConfig::from_lookup(|_| None).unwrap(),
     };
     World {
         s,

@@ -1,5 +1,7 @@
 //! SQS: the messages between stages, and dead-lettering with a reason.
 
+use std::time::Duration;
+
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::MessageAttributeValue;
 use serde::{Deserialize, Serialize};
@@ -93,7 +95,23 @@ impl Queue {
             queue_url: queue_url.to_owned(),
             detail: e.to_string(),
         })?;
-        self.send_raw(queue_url, &body, &[]).await
+        self.send_raw(queue_url, &body, &[], Duration::ZERO).await
+    }
+
+    /// As [`Self::send_json`], delivered after `delay` (SQS's `DelaySeconds`: at most 15
+    /// minutes, whole seconds).
+    pub async fn send_json_after<T: Serialize>(
+        &self,
+        queue_url: &str,
+        message: &T,
+        delay: Duration,
+    ) -> Result<String, QueueError> {
+        let body = serde_json::to_string(message).map_err(|e| QueueError {
+            operation: "SendMessage",
+            queue_url: queue_url.to_owned(),
+            detail: e.to_string(),
+        })?;
+        self.send_raw(queue_url, &body, &[], delay).await
     }
 
     /// How many messages the queue holds: visible, in flight and delayed (SQS's approximate
@@ -141,6 +159,7 @@ impl Queue {
                 (REASON_ATTRIBUTE, reason),
                 (SOURCE_MESSAGE_ATTRIBUTE, source_message_id),
             ],
+            Duration::ZERO,
         )
         .await
     }
@@ -225,12 +244,16 @@ impl Queue {
         queue_url: &str,
         body: &str,
         attributes: &[(&str, &str)],
+        delay: Duration,
     ) -> Result<String, QueueError> {
         let mut request = self
             .sqs
             .send_message()
             .queue_url(queue_url)
             .message_body(body);
+        if !delay.is_zero() {
+            request = request.delay_seconds(delay.as_secs().clamp(1, 900) as i32);
+        }
         for (name, value) in attributes {
             // Attribute values must be non-empty; an empty reason says nothing anyway.
             let value = if value.is_empty() { "-" } else { value };

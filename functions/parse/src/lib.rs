@@ -30,16 +30,18 @@ use ocrbridge::completion::{self, Settled};
 use ocrbridge::config::StackConfig;
 use ocrbridge::document::Fields;
 use ocrbridge::job::{reason, Job, JobState, Reason};
+use ocrbridge::ledger::Take;
 use ocrbridge::ledger::{
     AttemptOutcome, Change, FenceError, Lease, LeaseError, LeaseStep, Ledger, RetryDebt,
     TransitionError,
 };
 use ocrbridge::metrics::{self, Metrics};
 use ocrbridge::queue::ResultNotice;
-use ocrbridge::retry::Backoff;
+use ocrbridge::retry::{Backoff, Budgets};
 use ocrbridge::rules::{self, RuleConfig};
 use ocrbridge::time::{lease_until_from_deadline, UnixMillis, DEFAULT_LEASE_SAFETY_MARGIN};
-use ocrbridge::vendor::{Vendor, VendorError};
+use ocrbridge::vendor::poll::PollSchedule;
+use ocrbridge::vendor::{Completion, Vendor, VendorError};
 use serde_json::json;
 use tracing::{info, info_span, warn, Instrument};
 
@@ -48,6 +50,8 @@ pub struct ParseConfig {
     pub rules: RuleConfig,
     /// `BACKOFF_BASE_MS` / `BACKOFF_CAP_SECS`, as for submit.
     pub backoff: Backoff,
+    /// `POLL_FIRST_SECS` / `POLL_CAP_SECS`: how often to ask a vendor that pushes nothing.
+    pub poll: PollSchedule,
 }
 
 impl ParseConfig {
@@ -59,12 +63,16 @@ impl ParseConfig {
                 base: Duration::from_millis(ms("BACKOFF_BASE_MS", 2_000)),
                 cap: Duration::from_secs(ms("BACKOFF_CAP_SECS", 900)),
             },
+            poll: PollSchedule::from_lookup(&lookup),
         }
     }
 }
 
 pub struct Parse<V> {
     pub vendor: V,
+    /// The vendor's admission bucket, shared with submit: reads take from it when they count
+    /// against the vendor's rate limit ([`ocrbridge::vendor::Capabilities`]).
+    pub budgets: Budgets,
     pub ledger: Ledger,
     pub blob: Blob,
     pub queue: ocrbridge::queue::Queue,
@@ -72,6 +80,9 @@ pub struct Parse<V> {
     pub stack: StackConfig,
     pub config: ParseConfig,
 }
+
+/// The longest a read waits in-process for an admission token before deferring instead.
+const MAX_READ_ADMISSION_WAIT: Duration = Duration::from_secs(2);
 
 /// Page-count buckets for the latency metric.
 fn page_bucket(pages: Option<u32>) -> &'static str {
@@ -137,8 +148,13 @@ impl<V: Vendor> Parse<V> {
             },
         };
         let attempt = batch::receive_count(message);
+        // How often this notice was re-sent: for a poll notice, how many polls found the job
+        // still running.
+        let polls = batch::attribute(message, batch::DEFERRALS_ATTRIBUTE)
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(0);
         let span = info_span!("parse", job_id = %notice.job_id, status = %notice.status);
-        self.handle_notice(&notice, attempt, deadline)
+        self.handle_notice(&notice, attempt, polls, deadline)
             .instrument(span)
             .await
     }
@@ -151,10 +167,12 @@ impl<V: Vendor> Parse<V> {
         }
     }
 
+    /// `polls`: how many times this notice was deferred (a poll notice's count of polls).
     pub async fn handle_notice(
         &self,
         notice: &ResultNotice,
         attempt: u32,
+        polls: u32,
         deadline: UnixMillis,
     ) -> Disposition {
         let mut job = match self.ledger.get_job(&notice.job_id).await {
@@ -182,7 +200,7 @@ impl<V: Vendor> Parse<V> {
             self.second_vendor_job(&job, &notice.vendor_job_id).await;
         }
         if job.state == JobState::Submitted {
-            match self.check_vendor(&job, attempt).await {
+            match self.check_vendor(&job, attempt, polls).await {
                 Ok(ready) => job = ready,
                 Err(disposition) => return disposition,
             }
@@ -294,16 +312,56 @@ impl<V: Vendor> Parse<V> {
         }
     }
 
+    /// Waits for the vendor's admission token when reads spend its rate limit; `Err` is how
+    /// long to defer instead.
+    async fn admit_read(&self) -> Result<(), Duration> {
+        if !self.vendor.capabilities().reads_spend_rate_limit {
+            return Ok(());
+        }
+        match self
+            .ledger
+            .take_within(&self.budgets.admission, MAX_READ_ADMISSION_WAIT)
+            .await
+        {
+            Ok(Take::Granted) => Ok(()),
+            Ok(Take::Denied { wait }) => {
+                self.metrics
+                    .count(metrics::ADMISSION_DELAYED, &[self.vendor.name()], &[]);
+                Err(wait)
+            }
+            Err(e) => {
+                warn!(error = %e, "admission bucket unavailable; polling later");
+                Err(Duration::from_secs(1))
+            }
+        }
+    }
+
     /// Asks the vendor where a submitted job stands; `Ok` is the job, moved to `ResultReady`.
-    async fn check_vendor(&self, job: &Job, attempt: u32) -> Result<Job, Disposition> {
+    /// A vendor that pushes nothing is asked again later while it works (`polls` so far).
+    async fn check_vendor(&self, job: &Job, attempt: u32, polls: u32) -> Result<Job, Disposition> {
         let Some(vendor_job_id) = job.vendor_job_id.clone() else {
             return Err(Disposition::DeadLetter {
                 code: "no_vendor_job",
                 reason: "a Submitted job has no vendor job id".into(),
             });
         };
-        let status = match self.vendor.status(&vendor_job_id).await {
-            Ok(v) => v.status,
+        if let Err(wait) = self.admit_read().await {
+            return Err(Disposition::Defer(wait));
+        }
+        let vendor_job = match self.vendor.status(&vendor_job_id).await {
+            Ok(v) => v,
+            Err(VendorError::Rejected {
+                status: status @ (404 | 410),
+                ..
+            }) => {
+                // The vendor no longer has the job (its results expire): nothing to wait for.
+                return Err(self
+                    .result_gone(
+                        job,
+                        format!("the vendor answered {status} for {vendor_job_id}"),
+                    )
+                    .await);
+            }
             Err(e) => return Err(self.later(attempt, "vendor_status_failed", e.to_string())),
         };
         match completion::apply_status(
@@ -312,13 +370,18 @@ impl<V: Vendor> Parse<V> {
             self.vendor.name(),
             "parse",
             job,
-            &status,
+            &vendor_job.status,
             UnixMillis::now(),
         )
         .await
         {
             Ok(Settled::Ready(job) | Settled::Moved(job)) => Ok(job),
             Ok(Settled::Failed) => Err(Disposition::Done),
+            Ok(Settled::Working) if self.vendor.capabilities().completion == Completion::Poll => {
+                let next = self.config.poll.next(polls, vendor_job.retry_after);
+                info!(polls, next_in = ?next, "the vendor is still working; polling again");
+                Err(Disposition::Defer(next))
+            }
             Ok(Settled::Working) => {
                 info!("the vendor is still working; a later notice or reconcile will bring the result");
                 Err(Disposition::Done)
@@ -329,6 +392,32 @@ impl<V: Vendor> Parse<V> {
                 format!("the vendor reports status {value:?}"),
             )),
             Err(e) => Err(self.later(attempt, "dynamodb_error", e.to_string())),
+        }
+    }
+
+    /// A `Submitted` job whose vendor job (or its result) the vendor no longer has: failed with
+    /// the retryable `result_unavailable` (a retry buys the document again, knowingly).
+    async fn result_gone(&self, job: &Job, detail: String) -> Disposition {
+        self.metrics.count(
+            metrics::JOBS_FAILED,
+            &["parse", reason::RESULT_UNAVAILABLE],
+            &[("job_id", job.id.as_str())],
+        );
+        warn!(%detail, "the vendor no longer has the job's result");
+        match self
+            .ledger
+            .transition(
+                job,
+                JobState::Failed,
+                Change::none().with_reason(Reason::new(reason::RESULT_UNAVAILABLE, detail)),
+                UnixMillis::now(),
+            )
+            .await
+        {
+            Ok(_) | Err(TransitionError::Stale { .. } | TransitionError::Leased { .. }) => {
+                Disposition::Done
+            }
+            Err(e) => self.later(1, "dynamodb_error", e.to_string()),
         }
     }
 
@@ -389,6 +478,16 @@ impl<V: Vendor> Parse<V> {
                 )
                 .await;
         };
+        if let Err(wait) = self.admit_read().await {
+            if let Err(e) = self
+                .ledger
+                .release_lease(&lease, AttemptOutcome::NotReached, RetryDebt::Unchanged)
+                .await
+            {
+                warn!(error = %e, "could not release the parse lease; it will expire");
+            }
+            return Disposition::Defer(wait);
+        }
         let raw = match self.vendor.fetch_result(&vendor_job_id).await {
             Ok(raw) => raw,
             Err(VendorError::Rejected {

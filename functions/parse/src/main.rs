@@ -10,8 +10,10 @@ use ocrbridge::config::StackConfig;
 use ocrbridge::ledger::Ledger;
 use ocrbridge::metrics::Metrics;
 use ocrbridge::queue::Queue;
+use ocrbridge::retry::Budgets;
 use ocrbridge::time::deadline_of;
 use ocrbridge::vendor::select::{AnyVendor, VendorSettings};
+use ocrbridge::vendor::Vendor;
 use parse::{Parse, ParseConfig};
 
 #[tokio::main]
@@ -19,12 +21,14 @@ async fn main() -> Result<(), Error> {
     ocrbridge::telemetry::init();
     let stack = StackConfig::from_env()?;
     let clients = AwsClients::from_env().await;
+    let vendor = AnyVendor::build(
+        &VendorSettings::from_env()?,
+        &clients,
+        &stack.vendor_api_key_secret,
+    )?;
     let parse = Parse {
-        vendor: AnyVendor::build(
-            &VendorSettings::from_env()?,
-            &clients,
-            &stack.vendor_api_key_secret,
-        )?,
+        budgets: Budgets::for_vendor(vendor.name(), |k| std::env::var(k).ok()),
+        vendor,
         ledger: Ledger::new(clients.dynamodb.clone(), stack.ledger_tables()),
         blob: Blob::new(clients.s3.clone()),
         queue: Queue::new(clients.sqs.clone()),

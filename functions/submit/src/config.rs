@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use ocrbridge::retry::Backoff;
 use ocrbridge::vendor::ambiguity::{AmbiguityPolicy, Fallback};
+use ocrbridge::vendor::poll::PollSchedule;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SubmitConfig {
@@ -26,6 +27,8 @@ pub struct SubmitConfig {
     /// `AUTH_PAUSE_SECS` (default 60): after the vendor refuses our credentials twice, every
     /// submission waits this long, so documents in flight wait for the fix instead of failing.
     pub auth_pause: Duration,
+    /// `POLL_FIRST_SECS`, `POLL_CAP_SECS`: when to first ask a vendor that pushes nothing.
+    pub poll: PollSchedule,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +78,7 @@ impl SubmitConfig {
                 },
             },
             auth_pause: Duration::from_secs(number("AUTH_PAUSE_SECS", 60.0)? as u64),
+            poll: PollSchedule::from_lookup(&lookup),
         })
     }
 }

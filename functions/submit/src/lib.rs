@@ -19,8 +19,9 @@
 //!    admission token;
 //! 7. call the vendor with the deterministic key (the job id), a short-lived presigned URL, and
 //!    a time limit of what is left of the lease;
-//! 8. on success, the owner-fenced move to `Submitted` with the vendor's job id. An answer that
-//!    arrives after the lease was lost is recorded as an orphan, never dropped.
+//! 8. on success, the owner-fenced move to `Submitted` with the vendor's job id — for a vendor
+//!    that pushes nothing, followed by the first poll notice ([`ocrbridge::vendor::poll`]). An
+//!    answer that arrives after the lease was lost is recorded as an orphan, never dropped.
 //!
 //! Errors are classified ([`ErrorClass`]): retryable ones back off with full jitter through the
 //! message's visibility and leave a retry debt on the job; an ambiguous one (sent, answer lost)
@@ -44,7 +45,8 @@ use ocrbridge::queue::{Queue, SubmitRequest, REASON_CODE_ATTRIBUTE};
 use ocrbridge::recovery;
 use ocrbridge::retry::Budgets;
 use ocrbridge::time::UnixMillis;
-use ocrbridge::vendor::Vendor;
+use ocrbridge::vendor::poll::POLL_STATUS;
+use ocrbridge::vendor::{Completion, Vendor};
 use tracing::{error, info, info_span, warn, Instrument};
 
 pub use config::SubmitConfig;
@@ -265,9 +267,20 @@ impl<V: Vendor> Submit<V> {
                     &[("job_id", job.id.as_str())],
                 );
                 info!(vendor_job_id = %vendor_job_id, "submitted");
-                if notify {
+                if self.vendor.capabilities().completion == Completion::Poll {
+                    // Nothing will call: the first poll, now if the vendor may have finished
+                    // long ago.
+                    let delay = if notify {
+                        Duration::ZERO
+                    } else {
+                        self.config.poll.first
+                    };
+                    self.notify_parse(job, &vendor_job_id, POLL_STATUS, delay)
+                        .await;
+                } else if notify {
                     // The vendor finished long ago and will not call again: ask parse to look.
-                    self.notify_parse(job, &vendor_job_id).await;
+                    self.notify_parse(job, &vendor_job_id, "submitted", Duration::ZERO)
+                        .await;
                 }
                 Disposition::Done
             }
@@ -360,7 +373,12 @@ impl<V: Vendor> Submit<V> {
             Ok(_) => {
                 self.count_reconcile(job, "adopted_from_message");
                 info!(%vendor_job_id, "the held job's lost answer arrived; adopted it");
-                self.notify_parse(job, vendor_job_id).await;
+                let status = match self.vendor.capabilities().completion {
+                    Completion::Poll => POLL_STATUS,
+                    _ => "submitted",
+                };
+                self.notify_parse(job, vendor_job_id, status, Duration::ZERO)
+                    .await;
                 Disposition::Done
             }
             // Moved meanwhile (an operator, a completion): decide again on the next delivery.
@@ -368,17 +386,19 @@ impl<V: Vendor> Submit<V> {
         }
     }
 
-    async fn notify_parse(&self, job: &Job, vendor_job_id: &str) {
+    /// Asks parse to look at the job after `delay`: a poll (`status` = [`POLL_STATUS`]) for a
+    /// vendor that pushes nothing, or a one-off look at a job the vendor may have finished.
+    async fn notify_parse(&self, job: &Job, vendor_job_id: &str, status: &str, delay: Duration) {
         let notice = ocrbridge::queue::ResultNotice {
             job_id: job.id.clone(),
             vendor_job_id: vendor_job_id.to_owned(),
-            status: "submitted".into(),
+            status: status.to_owned(),
             vendor_timestamp: None,
             event_id: None,
         };
         if let Err(e) = self
             .queue
-            .send_json(&self.stack.results_queue_url, &notice)
+            .send_json_after(&self.stack.results_queue_url, &notice, delay)
             .await
         {
             // Reconcile polls Submitted jobs that hear nothing.

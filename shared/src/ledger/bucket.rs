@@ -203,6 +203,21 @@ impl Ledger {
         })
     }
 
+    /// Takes one token, waiting in-process for it when it comes within `max_wait`; `Denied`
+    /// only for a longer wait (the caller defers its work instead of holding the invocation).
+    pub async fn take_within(
+        &self,
+        spec: &BucketSpec,
+        max_wait: Duration,
+    ) -> Result<Take, LedgerError> {
+        loop {
+            match self.take_tokens(spec, 1.0, UnixMillis::now()).await? {
+                Take::Denied { wait } if wait <= max_wait => tokio::time::sleep(wait).await,
+                answer => return Ok(answer),
+            }
+        }
+    }
+
     /// Stops every taker until `until` (a vendor's `Retry-After` applies to all of us).
     #[instrument(skip_all, fields(bucket = %spec.name))]
     pub async fn pause_bucket(

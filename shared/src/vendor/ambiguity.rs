@@ -132,6 +132,7 @@ mod tests {
             lookup_by_key: lookup,
             completion: Completion::Webhook(WebhookScheme::StandardWebhooks),
             completion_carries_reference: reference,
+            reads_spend_rate_limit: false,
         }
     }
 

@@ -10,10 +10,15 @@
 //! instead of assuming.
 
 pub mod ambiguity;
+pub mod azure;
+pub mod http;
+pub mod mindee;
 pub mod normalize;
+pub mod poll;
 pub mod select;
 pub mod sim;
 pub mod textract;
+pub mod webhook;
 
 use std::future::Future;
 use std::time::Duration;
@@ -65,6 +70,10 @@ pub struct Capabilities {
     /// Textract's `JobTag`), so a submission whose answer was lost is recognised when the vendor
     /// finishes it.
     pub completion_carries_reference: bool,
+    /// Status and result reads count against the same request rate as submissions (Azure:
+    /// polls spend its TPS, and users see 429s below the documented rate when they forget), so
+    /// they take the same admission tokens.
+    pub reads_spend_rate_limit: bool,
 }
 
 impl Capabilities {

@@ -7,7 +7,10 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::sim::{http_client, HttpTimeouts, SimVendor};
+use super::azure::AzureVendor;
+use super::http::{http_client, HttpTimeouts};
+use super::mindee::MindeeVendor;
+use super::sim::SimVendor;
 use super::textract::TextractVendor;
 use super::{normalize, Capabilities, Idempotency, Submission, Vendor, VendorError, VendorJob};
 use crate::aws::AwsClients;
@@ -195,6 +198,9 @@ pub struct VendorSettings {
     /// `TEXTRACT_SNS_TOPIC_ARN` and `TEXTRACT_ROLE_ARN`: where Textract publishes completions
     /// (both, or neither: then reconcile's polling finds every result, slowly).
     pub textract_channel: Option<super::textract::Channel>,
+    /// `MINDEE_WEBHOOK_IDS`: the Mindee webhook endpoints (ids from Mindee's console, comma
+    /// separated) each job reports to; none means completion by polling.
+    pub mindee_webhook_ids: Vec<String>,
 }
 
 impl VendorSettings {
@@ -252,9 +258,32 @@ impl VendorSettings {
                 })
             }
         };
+        let mindee_webhook_ids: Vec<String> = lookup("MINDEE_WEBHOOK_IDS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|id| !id.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if let Some(bad) = mindee_webhook_ids
+            .iter()
+            .find(|id| !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        {
+            return Err(VendorConfigError {
+                setting: "MINDEE_WEBHOOK_IDS",
+                problem: format!("{bad:?} is not a webhook id (letters, digits and '-')"),
+            });
+        }
+        let base_url = match kind {
+            VendorKind::Mindee => {
+                base_url.or_else(|| Some(super::mindee::DEFAULT_BASE_URL.to_owned()))
+            }
+            _ => base_url,
+        };
         Ok(VendorSettings {
             kind,
             textract_channel,
+            mindee_webhook_ids,
             models: ModelMap::parse(kind, lookup("VENDOR_MODELS").as_deref())?,
             base_url,
             timeout,
@@ -291,6 +320,8 @@ pub fn parse_sim_idempotency(spec: Option<&str>) -> Result<Idempotency, VendorCo
 pub enum AnyVendor {
     Sim(SimVendor),
     Textract(TextractVendor),
+    Azure(AzureVendor),
+    Mindee(MindeeVendor),
 }
 
 impl AnyVendor {
@@ -331,10 +362,19 @@ impl AnyVendor {
                 settings.models.clone(),
                 settings.textract_channel.clone(),
             ))),
-            other => Err(VendorConfigError {
-                setting: "VENDOR",
-                problem: format!("{other} is not wired yet"),
-            }),
+            VendorKind::Azure => Ok(AnyVendor::Azure(AzureVendor::new(
+                http()?,
+                base_url,
+                api_key(),
+                settings.models.clone(),
+            ))),
+            VendorKind::Mindee => Ok(AnyVendor::Mindee(MindeeVendor::new(
+                http()?,
+                base_url,
+                api_key(),
+                settings.models.clone(),
+                settings.mindee_webhook_ids.clone(),
+            ))),
         }
     }
 }
@@ -394,6 +434,8 @@ macro_rules! dispatch {
         match $self {
             AnyVendor::Sim($v) => $call,
             AnyVendor::Textract($v) => $call,
+            AnyVendor::Azure($v) => $call,
+            AnyVendor::Mindee($v) => $call,
         }
     };
 }

@@ -247,6 +247,7 @@ impl Vendor for TextractVendor {
             lookup_by_key: false,
             completion: Completion::Notification,
             completion_carries_reference: true,
+            reads_spend_rate_limit: false,
         }
     }
 

@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use ocrbridge::vendor::select::VendorKind;
+
 use super::PipelineOptions;
 use crate::provision::LocalStack;
 use crate::rie::Emulated;
@@ -70,6 +72,23 @@ pub fn binary_environment(
         ("RUST_LOG", "info".into()),
     ] {
         env.insert(k.to_owned(), v);
+    }
+    if options.vendor == VendorKind::Mindee {
+        // Mindee's model ids are the account's; the twin takes any.
+        if env.get("VENDOR_MODELS").is_none_or(|m| m.is_empty()) {
+            env.insert(
+                "VENDOR_MODELS".into(),
+                ["receipt", "invoice", "generic"]
+                    .map(|p| format!("{p}={}", super::LOCAL_MINDEE_MODEL))
+                    .join(","),
+            );
+        }
+        let ids = if options.mindee_webhooks {
+            super::LOCAL_MINDEE_WEBHOOK_ID
+        } else {
+            ""
+        };
+        env.insert("MINDEE_WEBHOOK_IDS".into(), ids.into());
     }
     Ok(env)
 }

@@ -33,6 +33,7 @@ use ocrbridge::retry::{Backoff, Budgets};
 use ocrbridge::rules::RuleConfig;
 use ocrbridge::time::UnixMillis;
 use ocrbridge::vendor::ambiguity::AmbiguityPolicy;
+use ocrbridge::vendor::poll::PollSchedule;
 use ocrbridge::vendor::select::{AnyVendor, VendorKind, VendorSettings};
 use parse::{Parse, ParseConfig};
 use reconcile::{Reconcile, ReconcileConfig};
@@ -87,7 +88,15 @@ pub struct PipelineOptions {
     pub binaries: Option<std::path::PathBuf>,
     /// Seconds a Submitted job may wait for its webhook before reconcile polls.
     pub submitted_stale: Duration,
+    /// `VENDOR=mindee`: jobs report to a webhook endpoint registered with the twin (else they
+    /// are polled).
+    pub mindee_webhooks: bool,
 }
+
+/// The Mindee webhook endpoint id the local stack registers with the twin.
+pub const LOCAL_MINDEE_WEBHOOK_ID: &str = "ocrbridge-local";
+/// The Mindee model id the local stack sends for every profile (the twin takes any).
+pub const LOCAL_MINDEE_MODEL: &str = "00000000-0000-4000-8000-00000000f1a0";
 
 impl Default for PipelineOptions {
     fn default() -> Self {
@@ -105,6 +114,7 @@ impl Default for PipelineOptions {
             reconcile_every: Duration::from_secs(5),
             concurrency: 2,
             vendor_rps: 50.0,
+            mindee_webhooks: true,
             submitted_stale: Duration::from_secs(10),
             binaries: None,
         }
@@ -172,6 +182,23 @@ async fn secret(clients: &AwsClients, id: &str) -> Result<String, String> {
         .ok_or_else(|| "the secret has no value".to_owned())
 }
 
+async fn register_mindee_webhook(sim_url: &str, url: &str, secret: &str) -> Result<(), String> {
+    let body = serde_json::json!({ LOCAL_MINDEE_WEBHOOK_ID: { "url": url, "secret": secret } });
+    let response = reqwest::Client::new()
+        .put(format!("{sim_url}/admin/mindee-webhooks"))
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| format!("registering the Mindee webhook: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!(
+            "registering the Mindee webhook: {}",
+            response.status()
+        ));
+    }
+    Ok(())
+}
+
 fn batch_size(stack: &LocalStack, function: &str, default: i32) -> i32 {
     stack
         .event_batch_size(function)
@@ -224,7 +251,10 @@ impl Pipeline {
             queue: Queue::new(clients.sqs.clone()),
             metrics: Metrics::memory("webhook"),
             stack: config.clone(),
-            config: WebhookConfig::from_lookup(|_| None),
+            config: WebhookConfig::from_lookup(|k| {
+                (k == "VENDOR").then(|| options.vendor.as_str().to_owned())
+            })
+            .map_err(|e| e.to_string())?,
         });
         let root = crate::template_path().with_file_name("");
         let log_dir = root.join(".local");
@@ -251,11 +281,12 @@ impl Pipeline {
         })
         .await?;
 
+        let sim_webhook_url = webhook_url.clone();
         let sim = vendor_sim::start(SimConfig {
             listen: "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?,
             api_keys: vec![api_key],
-            webhook_url: Some(webhook_url),
-            webhook_secrets: vec![whsec],
+            webhook_url: Some(webhook_url.clone()),
+            webhook_secrets: vec![whsec.clone()],
             webhook_retry_schedule: vec![
                 Duration::from_millis(500),
                 Duration::from_secs(2),
@@ -273,6 +304,11 @@ impl Pipeline {
         })
         .await
         .map_err(|e| e.to_string())?;
+        if options.vendor == VendorKind::Mindee && options.mindee_webhooks {
+            // What an operator does in Mindee's console: an endpoint at our webhook URL, signed
+            // with the stack's signing secret.
+            register_mindee_webhook(&sim.base_url(), &sim_webhook_url, &whsec).await?;
+        }
         let env = binary_environment(stack, endpoint, &sim.base_url(), &options)?;
         if env.get("VENDOR").map(String::as_str) != Some(options.vendor.as_str()) {
             return Err(format!(
@@ -323,6 +359,17 @@ impl Pipeline {
             cap: Duration::from_secs(5),
         };
         let chaos = Arc::new(ChaosCounters::default());
+        // Submit and parse share the vendor's admission bucket, as in the deployed stack.
+        let budgets = Budgets::for_vendor(options.vendor.as_str(), |k| match k {
+            "VENDOR_RATE_LIMIT_RPS" => Some(options.vendor_rps.to_string()),
+            "RETRY_BUDGET_CAPACITY" => Some("50".into()),
+            "RETRY_BUDGET_REFILL_PER_SEC" => Some("5".into()),
+            _ => None,
+        });
+        let poll = PollSchedule {
+            first: Duration::from_secs(1),
+            cap: Duration::from_secs(5),
+        };
         let pipeline = Pipeline {
             intake: Intake {
                 blob: Blob::new(clients.s3.clone()),
@@ -356,16 +403,13 @@ impl Pipeline {
                     max_admission_wait: Duration::from_secs(2),
                     ambiguity: options.ambiguity,
                     auth_pause: Duration::from_secs(5),
+                    poll,
                 },
-                budgets: Budgets::for_vendor("sim", |k| match k {
-                    "VENDOR_RATE_LIMIT_RPS" => Some(options.vendor_rps.to_string()),
-                    "RETRY_BUDGET_CAPACITY" => Some("50".into()),
-                    "RETRY_BUDGET_REFILL_PER_SEC" => Some("5".into()),
-                    _ => None,
-                }),
+                budgets: budgets.clone(),
             },
             parse: Parse {
                 vendor: vendor()?,
+                budgets,
                 ledger: ledger.clone(),
                 blob: Blob::new(clients.s3.clone()),
                 queue: Queue::new(clients.sqs.clone()),
@@ -374,6 +418,7 @@ impl Pipeline {
                 config: ParseConfig {
                     rules: RuleConfig::default(),
                     backoff,
+                    poll,
                 },
             },
             reconcile: Reconcile {
