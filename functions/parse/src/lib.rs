@@ -362,6 +362,15 @@ impl<V: Vendor> Parse<V> {
                     )
                     .await);
             }
+            // The vendor asks us to slow down: wait as long as it says, without spending a
+            // receive (a 429 storm must not dead-letter the poll; Azure counts polls too).
+            Err(e @ (VendorError::Throttled { .. } | VendorError::Busy { .. })) => {
+                let wait = e
+                    .retry_after()
+                    .unwrap_or_else(|| self.config.poll.next(polls, None));
+                warn!(error = %e, ?wait, "the vendor throttled the status check; asking again later");
+                return Err(Disposition::Defer(wait));
+            }
             Err(e) => return Err(self.later(attempt, "vendor_status_failed", e.to_string())),
         };
         match completion::apply_status(
@@ -419,6 +428,18 @@ impl<V: Vendor> Parse<V> {
             }
             Err(e) => self.later(1, "dynamodb_error", e.to_string()),
         }
+    }
+
+    /// Gives the parse lease back and re-sends the notice after `wait` (no receive spent).
+    async fn defer_released(&self, lease: &Lease, wait: Duration) -> Disposition {
+        if let Err(e) = self
+            .ledger
+            .release_lease(lease, AttemptOutcome::NotReached, RetryDebt::Unchanged)
+            .await
+        {
+            warn!(error = %e, "could not release the parse lease; it will expire");
+        }
+        Disposition::Defer(wait)
     }
 
     /// Gives the parse lease back and retries the notice later.
@@ -479,14 +500,7 @@ impl<V: Vendor> Parse<V> {
                 .await;
         };
         if let Err(wait) = self.admit_read().await {
-            if let Err(e) = self
-                .ledger
-                .release_lease(&lease, AttemptOutcome::NotReached, RetryDebt::Unchanged)
-                .await
-            {
-                warn!(error = %e, "could not release the parse lease; it will expire");
-            }
-            return Disposition::Defer(wait);
+            return self.defer_released(&lease, wait).await;
         }
         let raw = match self.vendor.fetch_result(&vendor_job_id).await {
             Ok(raw) => raw,
@@ -504,6 +518,13 @@ impl<V: Vendor> Parse<V> {
                         format!("the vendor answered {status} for the result of {vendor_job_id}"),
                     )
                     .await;
+            }
+            Err(e @ (VendorError::Throttled { .. } | VendorError::Busy { .. })) => {
+                let wait = e
+                    .retry_after()
+                    .unwrap_or_else(|| self.config.backoff.delay(attempt, None, &mut rand::rng()));
+                warn!(error = %e, ?wait, "the vendor throttled the result fetch; fetching later");
+                return self.defer_released(&lease, wait).await;
             }
             Err(e) => {
                 return self

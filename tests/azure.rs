@@ -1,0 +1,344 @@
+//! The Azure Document Intelligence adapter against the simulator's Azure twin, through the whole
+//! pipeline with `VENDOR=azure`: completion by polling the operation (Retry-After honoured, 429s
+//! waited out), failed analyses, statuses Azure may add, results Azure no longer keeps, and the
+//! key that must never leave the endpoint's origin.
+
+use std::time::Duration;
+
+use ocrbridge::job::{reason, JobState};
+use ocrbridge::queue::REASON_CODE_ATTRIBUTE;
+use ocrbridge::vendor::select::VendorKind;
+use ocrbridge::vendor::{Vendor, VendorError};
+use ocrbridge_local::pipeline::{Pipeline, PipelineOptions};
+use ocrbridge_tests::{
+    job_id_for, results_object, run_until_settled, set_faults, sim_stats, stack_with, text_pdf,
+    TestStack,
+};
+use serde_json::{json, Value};
+use vendor_sim::engine::EngineKind;
+use vendor_sim::TwinSettings;
+
+async fn azure_stack() -> TestStack {
+    stack_with(&[("VendorName", "azure")]).await
+}
+
+fn options(twins: TwinSettings, processing_delay: Duration) -> PipelineOptions {
+    PipelineOptions {
+        vendor: VendorKind::Azure,
+        // Text PDFs: poppler reads their text layer, no OCR.
+        engine: EngineKind::Tesseract,
+        twins,
+        processing_delay,
+        reconcile_every: Duration::from_secs(3),
+        submitted_stale: Duration::from_secs(60),
+        ..PipelineOptions::default()
+    }
+}
+
+fn receipt_pdf(shop: &str) -> Vec<u8> {
+    text_pdf(&[
+        shop,
+        "Date: 14/11/2026",
+        "Subtotal: 15.60",
+        "Tax: 0.94",
+        "Total: 16.54",
+    ])
+}
+
+fn invoice_pdf() -> Vec<u8> {
+    text_pdf(&[
+        "ACME Supplies Ltd",
+        "Invoice No: INV-2041",
+        "Invoice Date: 12/03/2026",
+        "Subtotal: 100.00",
+        "Tax: 8.00",
+        "Total: 108.00",
+    ])
+}
+
+/// Each profile goes to its prebuilt model; the job follows its Operation-Location, is polled to
+/// completion (no webhook exists), and its archive is Azure's operation as Azure sent it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_profile_uses_its_prebuilt_model_and_completes_by_polling() {
+    let s = azure_stack().await;
+    let p = Pipeline::start(
+        s.clients.clone(),
+        &s.stack,
+        options(TwinSettings::default(), Duration::ZERO),
+    )
+    .await
+    .unwrap();
+    let uploads = [
+        (
+            "receipts/r.pdf",
+            receipt_pdf("ACME GROCERY"),
+            "receipt",
+            "prebuilt-receipt",
+        ),
+        (
+            "invoices/i.pdf",
+            invoice_pdf(),
+            "invoice",
+            "prebuilt-invoice",
+        ),
+        (
+            "other/g.pdf",
+            text_pdf(&["Plain text", "two lines"]),
+            "generic",
+            "prebuilt-read",
+        ),
+    ];
+    let mut ids = Vec::new();
+    for (key, bytes, profile, _) in &uploads {
+        s.put(key, bytes.clone(), None).await;
+        ids.push(job_id_for(bytes, profile));
+    }
+    let jobs = run_until_settled(&p, &s.ledger, &ids, Duration::from_secs(60)).await;
+    for (job, (key, _, _, model)) in jobs.iter().zip(&uploads) {
+        assert!(
+            matches!(job.state, JobState::Completed | JobState::NeedsReview),
+            "{key}: {job:?}"
+        );
+        let operation = job.vendor_job_id.as_deref().unwrap();
+        assert!(
+            operation.starts_with(&p.sim.base_url())
+                && operation.contains(&format!("/documentModels/{model}/analyzeResults/")),
+            "{key}: the Operation-Location is the vendor job: {operation}"
+        );
+        let result: Value =
+            serde_json::from_slice(&results_object(&s, job.result_key.as_ref().unwrap()).await)
+                .unwrap();
+        assert_eq!(result["vendor"]["name"], "azure");
+        assert_eq!(result["vendor"]["model"], *model);
+    }
+    let Some(receipt) = serde_json::from_slice::<Value>(
+        &results_object(&s, jobs[0].result_key.as_ref().unwrap()).await,
+    )
+    .ok() else {
+        panic!("a receipt result")
+    };
+    assert_eq!(receipt["fields"]["total"]["value"], "16.54", "{receipt}");
+    let stats = sim_stats(&p.sim).await;
+    assert_eq!(stats["billed_documents"], 3);
+    assert!(stats["status_requests"].as_u64().unwrap() >= 3, "{stats}");
+    assert_eq!(stats["webhooks_sent"], json!({}), "Azure pushes nothing");
+}
+
+/// A running operation is asked again after Azure's Retry-After — here 1 s, sooner than the
+/// doubling schedule would (1, 2, 4 s…) — and not in a loop: an 8-second analysis takes about
+/// eight polls, each one admitted, where ignoring Retry-After would take four.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polls_follow_retry_after() {
+    let s = azure_stack().await;
+    let p = Pipeline::start(
+        s.clients.clone(),
+        &s.stack,
+        options(
+            TwinSettings {
+                azure_retry_after_secs: 1,
+                ..TwinSettings::default()
+            },
+            Duration::from_secs(8),
+        ),
+    )
+    .await
+    .unwrap();
+    let bytes = invoice_pdf();
+    s.put("invoices/slow.pdf", bytes.clone(), None).await;
+    let id = job_id_for(&bytes, "invoice");
+    let jobs = run_until_settled(&p, &s.ledger, &[id], Duration::from_secs(60)).await;
+    assert!(
+        jobs[0].state.is_settled() && jobs[0].result_key.is_some(),
+        "{:?}",
+        jobs[0]
+    );
+    let stats = sim_stats(&p.sim).await;
+    // The polls, then the fetch of the finished operation.
+    let requests = stats["status_requests"].as_u64().unwrap();
+    assert!(
+        (7..=11).contains(&requests),
+        "{requests} status requests for one 8-second analysis: {stats}"
+    );
+}
+
+/// 429s while polling (Azure counts polls against the rate limit) are waited out for as long as
+/// Azure says; the poll is not lost and nothing is dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_polls_are_waited_out() {
+    let s = azure_stack().await;
+    let p = Pipeline::start(
+        s.clients.clone(),
+        &s.stack,
+        options(TwinSettings::default(), Duration::from_secs(2)),
+    )
+    .await
+    .unwrap();
+    let bytes = invoice_pdf();
+    s.put("invoices/throttled.pdf", bytes.clone(), None).await;
+    let id = job_id_for(&bytes, "invoice");
+    // Submitted first, then every other request is throttled.
+    for _ in 0..100 {
+        p.pump_once().await;
+        if sim_stats(&p.sim).await["billed_documents"] == 1 {
+            break;
+        }
+    }
+    set_faults(
+        &p.sim,
+        json!({"seed": 7, "rates": {"throttle": 0.5}, "retry_after_secs": 1}),
+    )
+    .await;
+    let jobs = run_until_settled(&p, &s.ledger, &[id], Duration::from_secs(90)).await;
+    assert!(
+        matches!(jobs[0].state, JobState::Completed | JobState::NeedsReview),
+        "{:?}",
+        jobs[0]
+    );
+    let stats = sim_stats(&p.sim).await;
+    assert!(
+        stats["faults_injected"]["throttle"].as_u64().unwrap() > 0,
+        "{stats}"
+    );
+    assert_eq!(stats["billed_documents"], 1, "throttling never resubmits");
+    assert!(s.drain(&s.config.results_dlq_url).await.is_empty());
+}
+
+/// An analysis Azure fails ends the job with Azure's reason, never parsed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_analysis_fails_the_job_with_azures_reason() {
+    let s = azure_stack().await;
+    let p = Pipeline::start(
+        s.clients.clone(),
+        &s.stack,
+        options(TwinSettings::default(), Duration::ZERO),
+    )
+    .await
+    .unwrap();
+    set_faults(&p.sim, json!({"seed": 1, "rates": {"failed_job": 1.0}})).await;
+    let bytes = invoice_pdf();
+    s.put("invoices/bad.pdf", bytes.clone(), None).await;
+    let id = job_id_for(&bytes, "invoice");
+    let jobs = run_until_settled(&p, &s.ledger, &[id], Duration::from_secs(60)).await;
+    let job = &jobs[0];
+    assert_eq!(job.state, JobState::Failed, "{job:?}");
+    let why = job.reason.as_ref().unwrap();
+    assert_eq!(why.code, reason::VENDOR_FAILED);
+    assert!(why.message.starts_with("InvalidContent:"), "{why:?}");
+    assert!(job.result_key.is_none());
+}
+
+/// A status Azure adds (`succeededWithWarnings` here) is drift: never a success, counted, and
+/// the poll notice ends in the DLQ with its reason instead of looping; the job is not parsed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_status_is_never_success() {
+    let s = azure_stack().await;
+    let p = Pipeline::start(
+        s.clients.clone(),
+        &s.stack,
+        options(TwinSettings::default(), Duration::ZERO),
+    )
+    .await
+    .unwrap();
+    set_faults(&p.sim, json!({"seed": 1, "rates": {"drift": 1.0}})).await;
+    let bytes = invoice_pdf();
+    s.put("invoices/drift.pdf", bytes.clone(), None).await;
+    let id = job_id_for(&bytes, "invoice");
+    let mut dead = Vec::new();
+    for _ in 0..120 {
+        p.pump_once().await;
+        dead.extend(s.drain(&s.config.results_dlq_url).await);
+        if !dead.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let code = dead
+        .first()
+        .and_then(|m| {
+            m.message_attributes()?
+                .get(REASON_CODE_ATTRIBUTE)?
+                .string_value()
+        })
+        .map(str::to_owned);
+    assert_eq!(code.as_deref(), Some("unknown_vendor_status"), "{dead:?}");
+    let job = s.ledger.get_job(&id).await.unwrap().unwrap();
+    assert_eq!(job.state, JobState::Submitted, "never taken for a success");
+    assert!(job.result_key.is_none());
+    assert!(
+        p.parse.metrics.recorded()["SchemaDrift[azure,status,new_enum_value]"] >= 1.0,
+        "counted as drift"
+    );
+}
+
+/// A result Azure no longer keeps (404 on the operation) fails the job `result_unavailable`,
+/// which an operator can retry — knowingly buying the document again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_result_fails_the_job_result_unavailable() {
+    let s = azure_stack().await;
+    let p = Pipeline::start(
+        s.clients.clone(),
+        &s.stack,
+        options(
+            TwinSettings {
+                result_ttl: Duration::ZERO,
+                ..TwinSettings::default()
+            },
+            Duration::ZERO,
+        ),
+    )
+    .await
+    .unwrap();
+    let bytes = invoice_pdf();
+    s.put("invoices/expired.pdf", bytes.clone(), None).await;
+    let id = job_id_for(&bytes, "invoice");
+    let jobs = run_until_settled(&p, &s.ledger, &[id], Duration::from_secs(60)).await;
+    assert_eq!(jobs[0].state, JobState::Failed, "{:?}", jobs[0]);
+    assert_eq!(
+        jobs[0].reason.as_ref().unwrap().code,
+        reason::RESULT_UNAVAILABLE
+    );
+    assert!(
+        jobs[0].retryable_reason().is_some(),
+        "an operator may retry it"
+    );
+}
+
+/// The adapter on its own: an operation the twin never made is a 404 (a missing result), and an
+/// operation URL on another origin is refused before anything — the key included — is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_never_leaves_the_endpoints_origin() {
+    let s = azure_stack().await;
+    let p = Pipeline::start(
+        s.clients.clone(),
+        &s.stack,
+        options(TwinSettings::default(), Duration::ZERO),
+    )
+    .await
+    .unwrap();
+    let vendor = &p.parse.vendor;
+    let missing = format!(
+        "{}/documentintelligence/documentModels/prebuilt-read/analyzeResults/nope?api-version=2024-11-30",
+        p.sim.base_url()
+    );
+    match vendor.status(&missing).await {
+        Err(VendorError::Rejected { status: 404, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    // A listener that records whether anything arrived.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let foreign = format!(
+        "http://{}/documentintelligence/documentModels/prebuilt-read/analyzeResults/x",
+        listener.local_addr().unwrap()
+    );
+    let before = sim_stats(&p.sim).await["requests"].as_u64().unwrap();
+    match vendor.status(&foreign).await {
+        Err(VendorError::Protocol(message)) => assert!(message.contains("origin"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    let accepted = tokio::time::timeout(Duration::from_millis(300), listener.accept()).await;
+    assert!(accepted.is_err(), "nothing connected to the foreign origin");
+    assert_eq!(
+        sim_stats(&p.sim).await["requests"].as_u64().unwrap(),
+        before
+    );
+}
