@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use ocrbridge::job::{reason, JobState};
-use ocrbridge::queue::REASON_CODE_ATTRIBUTE;
 use ocrbridge::vendor::select::VendorKind;
 use ocrbridge::vendor::{Vendor, VendorError};
 use ocrbridge_local::pipeline::{Pipeline, PipelineOptions};
@@ -227,8 +226,9 @@ async fn a_failed_analysis_fails_the_job_with_azures_reason() {
     assert!(job.result_key.is_none());
 }
 
-/// A status Azure adds (`succeededWithWarnings` here) is drift: never a success, counted, and
-/// the poll notice ends in the DLQ with its reason instead of looping; the job is not parsed.
+/// A status Azure adds (`succeededWithWarnings` here) is drift: never a success, counted, asked
+/// about a few times, and then the job fails with its own retryable reason — keeping its vendor
+/// job, so a retry after the adapter learns the status polls it again instead of buying it twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_status_is_never_success() {
     let s = azure_stack().await;
@@ -243,31 +243,24 @@ async fn an_unknown_status_is_never_success() {
     let bytes = invoice_pdf();
     s.put("invoices/drift.pdf", bytes.clone(), None).await;
     let id = job_id_for(&bytes, "invoice");
-    let mut dead = Vec::new();
-    for _ in 0..120 {
-        p.pump_once().await;
-        dead.extend(s.drain(&s.config.results_dlq_url).await);
-        if !dead.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    let code = dead
-        .first()
-        .and_then(|m| {
-            m.message_attributes()?
-                .get(REASON_CODE_ATTRIBUTE)?
-                .string_value()
-        })
-        .map(str::to_owned);
-    assert_eq!(code.as_deref(), Some("unknown_vendor_status"), "{dead:?}");
-    let job = s.ledger.get_job(&id).await.unwrap().unwrap();
-    assert_eq!(job.state, JobState::Submitted, "never taken for a success");
+    let jobs = run_until_settled(&p, &s.ledger, &[id], Duration::from_secs(60)).await;
+    let job = &jobs[0];
+    assert_eq!(
+        job.state,
+        JobState::Failed,
+        "never taken for a success: {job:?}"
+    );
+    let why = job.reason.as_ref().unwrap();
+    assert_eq!(why.code, reason::VENDOR_STATUS_UNKNOWN);
+    assert!(why.message.contains("succeededWithWarnings"), "{why:?}");
+    assert!(job.retryable_reason().is_some());
+    assert!(job.vendor_job_id.is_some(), "the vendor job is kept");
     assert!(job.result_key.is_none());
     assert!(
         p.parse.metrics.recorded()["SchemaDrift[azure,status,new_enum_value]"] >= 1.0,
         "counted as drift"
     );
+    assert!(s.drain(&s.config.results_dlq_url).await.is_empty());
 }
 
 /// A result Azure no longer keeps (404 on the operation) fails the job `result_unavailable`,

@@ -373,6 +373,10 @@ pub mod reason {
     pub const VENDOR_REJECTED: &str = "vendor_rejected";
     /// The vendor processed the document and failed it: final.
     pub const VENDOR_FAILED: &str = "vendor_failed";
+    /// The vendor kept reporting a status the adapter does not know (schema drift). Never taken
+    /// for success; retryable once the adapter knows it: the job keeps its vendor job, so the
+    /// retry polls it again and buys nothing.
+    pub const VENDOR_STATUS_UNKNOWN: &str = "vendor_status_unknown";
     /// The vendor finished only part of the document (Textract's `PARTIAL_SUCCESS`): final.
     pub const VENDOR_PARTIAL_RESULT: &str = "vendor_partial_result";
     /// The vendor's payload could not be turned into `Document v1`; retryable after the adapter
@@ -387,6 +391,7 @@ pub mod reason {
         SUBMISSION_OUTCOME_UNKNOWN,
         MAX_AGE_EXCEEDED,
         RESULT_UNAVAILABLE,
+        VENDOR_STATUS_UNKNOWN,
         PARSE_UNUSABLE_PAYLOAD,
         PARSE_SCHEMA_VIOLATION,
     ];

@@ -81,6 +81,10 @@ pub struct Parse<V> {
     pub config: ParseConfig,
 }
 
+/// Receives of a notice whose vendor job reports a status the adapter does not know, before
+/// the job fails with `vendor_status_unknown`.
+const UNKNOWN_STATUS_PATIENCE: u32 = 3;
+
 /// The longest a read waits in-process for an admission token before deferring instead.
 const MAX_READ_ADMISSION_WAIT: Duration = Duration::from_secs(2);
 
@@ -354,10 +358,12 @@ impl<V: Vendor> Parse<V> {
                 status: status @ (404 | 410),
                 ..
             }) => {
-                // The vendor no longer has the job (its results expire): nothing to wait for.
+                // The vendor no longer has the job (its results expire): nothing to wait for;
+                // a retry buys the document again, knowingly.
                 return Err(self
-                    .result_gone(
+                    .fail_submitted(
                         job,
+                        reason::RESULT_UNAVAILABLE,
                         format!("the vendor answered {status} for {vendor_job_id}"),
                     )
                     .await);
@@ -395,30 +401,39 @@ impl<V: Vendor> Parse<V> {
                 info!("the vendor is still working; a later notice or reconcile will bring the result");
                 Err(Disposition::Done)
             }
-            Ok(Settled::Unknown(value)) => Err(self.later(
+            // Perhaps a passing state: ask again a few times, then stop and say why.
+            Ok(Settled::Unknown(value)) if attempt < UNKNOWN_STATUS_PATIENCE => Err(self.later(
                 attempt,
                 "unknown_vendor_status",
                 format!("the vendor reports status {value:?}"),
             )),
+            Ok(Settled::Unknown(value)) => Err(self
+                .fail_submitted(
+                    job,
+                    reason::VENDOR_STATUS_UNKNOWN,
+                    format!(
+                        "the vendor kept reporting status {value:?}, which this adapter does not know; never taken for success (retry once the adapter knows it: the vendor job is kept)"
+                    ),
+                )
+                .await),
             Err(e) => Err(self.later(attempt, "dynamodb_error", e.to_string())),
         }
     }
 
-    /// A `Submitted` job whose vendor job (or its result) the vendor no longer has: failed with
-    /// the retryable `result_unavailable` (a retry buys the document again, knowingly).
-    async fn result_gone(&self, job: &Job, detail: String) -> Disposition {
+    /// Fails a `Submitted` job (nobody holds it) with `code`.
+    async fn fail_submitted(&self, job: &Job, code: &'static str, detail: String) -> Disposition {
         self.metrics.count(
             metrics::JOBS_FAILED,
-            &["parse", reason::RESULT_UNAVAILABLE],
+            &["parse", code],
             &[("job_id", job.id.as_str())],
         );
-        warn!(%detail, "the vendor no longer has the job's result");
+        warn!(code, %detail, "failing the job");
         match self
             .ledger
             .transition(
                 job,
                 JobState::Failed,
-                Change::none().with_reason(Reason::new(reason::RESULT_UNAVAILABLE, detail)),
+                Change::none().with_reason(Reason::new(code, detail)),
                 UnixMillis::now(),
             )
             .await
