@@ -24,6 +24,10 @@ echo "== sam validate --lint"
 SAM_CLI_TELEMETRY=0 .venv-sam/bin/sam validate --lint --template template.yaml
 echo "== checkov"
 .venv-checkov/bin/checkov -f template.yaml --framework cloudformation --compact --quiet --skip-download
+echo "== the mutation patches still apply (make mutants runs them)"
+for patch in scripts/mutants/*.patch; do
+  git apply --check "$patch" || { echo "stale mutation patch: $patch (regenerate it against the current code)" >&2; exit 1; }
+done
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo build (the function binaries the emulator tests run)"
