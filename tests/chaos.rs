@@ -8,12 +8,14 @@
 //! Run under both fallbacks for a submission whose answer was lost: `hold` (no second charge,
 //! ever: such jobs wait for an operator) and `resubmit` (every possible second charge counted).
 //!
-//! And once against the Textract twin, whose tokens make a resubmission safe: there the vendor
-//! must never make a second job for a document, whatever the fallback, and its completions come
-//! through SNS → SQS with notifications lost, repeated and delayed.
+//! And against each vendor twin: Textract, whose tokens make a resubmission safe (the vendor
+//! must never make a second job for a document, and its completions come through SNS → SQS with
+//! notifications lost, repeated and delayed); Azure (no idempotency, polled, no reference: under
+//! `hold` nothing is ever paid twice); Mindee (no idempotency, signed webhooks that name the
+//! job: under `resubmit` every second charge is counted).
 //!
 //! `CHAOS_DOCS` sets the document count (default 200, the CI size, and half of it for a twin);
-//! `make chaos` runs 1,000, `CHAOS_VENDOR=textract make chaos` the Textract run alone.
+//! `make chaos` runs 1,000, `CHAOS_VENDOR=textract make chaos` (or azure, mindee) one twin's.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -74,8 +76,79 @@ async fn chaos_against_the_textract_twin_never_makes_a_second_job() {
     run(VendorKind::Textract, Fallback::Resubmit).await;
 }
 
+/// Azure: no idempotency and no reference in a completion (it pushes none), so a lost answer
+/// has nothing to wait for: under `hold` it is parked at once, and nothing is ever paid twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_against_the_azure_twin_never_pays_twice_under_hold() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    run(VendorKind::Azure, Fallback::Hold).await;
+}
+
+/// Mindee: no idempotency, but its webhooks name our alias: a lost answer waits for them, and
+/// under `resubmit` every possible second charge is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_against_the_mindee_twin_counts_every_possible_second_charge() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    run(VendorKind::Mindee, Fallback::Resubmit).await;
+}
+
+/// What a vendor's protocol lets the chaos run check.
+#[derive(Clone, Copy)]
+struct Traits {
+    /// A resubmission with the same key is safe (Textract's token).
+    idempotent: bool,
+    /// Completions are pushed (webhooks, notifications), with their faults.
+    pushes: bool,
+    /// Pushed completions are signed webhooks (forged and replayed ones are the test).
+    signed: bool,
+    /// A completion names our job, so a lost answer can be adopted from it.
+    names_the_job: bool,
+}
+
+fn traits(vendor: VendorKind) -> Traits {
+    match vendor {
+        VendorKind::Sim => Traits {
+            idempotent: false,
+            pushes: true,
+            signed: true,
+            names_the_job: true,
+        },
+        VendorKind::Textract => Traits {
+            idempotent: true,
+            pushes: true,
+            signed: false,
+            names_the_job: true,
+        },
+        VendorKind::Azure => Traits {
+            idempotent: false,
+            pushes: false,
+            signed: false,
+            names_the_job: false,
+        },
+        VendorKind::Mindee => Traits {
+            idempotent: false,
+            pushes: true,
+            signed: true,
+            names_the_job: true,
+        },
+    }
+}
+
+/// The vendor's own id in what ocrbridge records as a vendor job: Textract's `api:JobId`, Azure's
+/// Operation-Location (`…/analyzeResults/<id>?api-version=…`).
+fn vendor_side_id(recorded: &str) -> &str {
+    if let Some((_, rest)) = recorded.split_once("/analyzeResults/") {
+        return rest.split('?').next().unwrap_or(rest);
+    }
+    if recorded.starts_with("http") {
+        return recorded;
+    }
+    recorded.rsplit_once(':').map_or(recorded, |(_, id)| id)
+}
+
 /// The simulator's faults that apply to `vendor`'s protocol, and their rates.
 fn fault_rates(vendor: VendorKind) -> BTreeMap<Fault, f64> {
+    let traits = traits(vendor);
     let mut rates = BTreeMap::from([
         (Fault::Throttle, 0.06),
         (Fault::ServerError, 0.06),
@@ -89,19 +162,23 @@ fn fault_rates(vendor: VendorKind) -> BTreeMap<Fault, f64> {
         ),
         (Fault::Drop, 0.04),
         (Fault::TruncatedResponse, 0.04),
-        (Fault::DuplicateWebhook, 0.2),
-        (Fault::DelayedWebhook, 0.1),
-        (Fault::LostWebhook, 0.1),
         (Fault::Drift, 0.05),
         (Fault::FailedJob, 0.05),
     ]);
-    if vendor == VendorKind::Sim {
-        // Signed webhooks: Textract's notifications come through SNS and SQS, under IAM.
+    if traits.pushes {
         rates.extend([
-            (Fault::OutOfOrder, 0.2),
-            (Fault::BadSignature, 0.1),
-            (Fault::Replay, 0.1),
+            (Fault::DuplicateWebhook, 0.2),
+            (Fault::DelayedWebhook, 0.1),
+            (Fault::LostWebhook, 0.1),
         ]);
+    }
+    if traits.signed {
+        // Textract's notifications come through SNS and SQS, under IAM: nothing to forge.
+        rates.extend([(Fault::BadSignature, 0.1), (Fault::Replay, 0.1)]);
+    }
+    if vendor == VendorKind::Sim {
+        // Progress webhooks, which only the simulator sends.
+        rates.insert(Fault::OutOfOrder, 0.2);
     }
     rates
 }
@@ -121,6 +198,13 @@ fn options(vendor: VendorKind, fallback: Fallback) -> PipelineOptions {
             ..FaultConfig::default()
         },
         idempotency: Idempotency::None,
+        // The chaos is in the faults, not in Mindee's per-minute quotas (whose 429 says "wait
+        // a minute"): tests/mindee.rs covers those.
+        twins: vendor_sim::TwinSettings {
+            mindee_posts_per_minute: 100_000.0,
+            mindee_gets_per_minute: 100_000.0,
+            ..Default::default()
+        },
         ambiguity: AmbiguityPolicy {
             // Longer than a delayed webhook and its retries, short enough for a test.
             grace: Duration::from_secs(8),
@@ -155,8 +239,9 @@ async fn run(vendor: VendorKind, fallback: Fallback) {
         .await
         .unwrap();
     let run = format!("{vendor}/{}", fallback.as_str());
+    let traits = traits(vendor);
     // Whether a resubmission with the same key is safe at this vendor.
-    let native = vendor != VendorKind::Sim;
+    let native = traits.idempotent;
 
     // Uploads: unique documents, some duplicates of them, and some junk intake must reject.
     let salt = unique_name("chaos");
@@ -248,8 +333,17 @@ async fn run(vendor: VendorKind, fallback: Fallback) {
     //    document was made by a submission ocrbridge counted as a possible second charge. A
     //    duplicate nobody counted is the failure this run exists to find.
     let mut duplicates = 0;
+    // The vendor's books by job: by the reference we sent, or (Azure keeps none) by the
+    // document's hash, which the twin records as its ground truth.
+    let made_for = |job: &Job| {
+        refs.get(job.id.as_str())
+            .or_else(|| refs.get(&format!("sha256:{}", job.content_sha256)))
+            .cloned()
+            .unwrap_or_default()
+    };
     for job in jobs.values() {
-        let made = refs.get(job.id.as_str()).map_or(0, Vec::len);
+        let vendor_jobs = made_for(job);
+        let made = vendor_jobs.len();
         let extra = made.saturating_sub(1);
         duplicates += extra;
         assert!(
@@ -260,13 +354,11 @@ async fn run(vendor: VendorKind, fallback: Fallback) {
             job.state,
             job.vendor_job_id,
             job.orphan_vendor_jobs,
-            refs.get(job.id.as_str()),
+            vendor_jobs,
         );
         // What ocrbridge follows and what it saw as orphans are vendor jobs of this document.
-        let vendor_jobs: Vec<&String> = refs.get(job.id.as_str()).into_iter().flatten().collect();
         for known in job.vendor_job_id.iter().chain(&job.orphan_vendor_jobs) {
-            // Textract's are `api:JobId`.
-            let known = known.rsplit_once(':').map_or(known.as_str(), |(_, id)| id);
+            let known = vendor_side_id(known);
             assert!(
                 vendor_jobs.iter().any(|v| v.as_str() == known),
                 "{}: {known} is not the vendor's",
@@ -352,7 +444,18 @@ async fn run(vendor: VendorKind, fallback: Fallback) {
         }
     }
     // 6. Every forged or replayed webhook was rejected.
-    if vendor == VendorKind::Sim {
+    if vendor == VendorKind::Mindee {
+        // No timestamp to betray a replay: the inference-id claim catches it.
+        let webhook = p.webhook.metrics.recorded();
+        let sent = &stats["webhooks_sent"];
+        let forged = sent["forged"].as_u64().unwrap_or(0) as f64;
+        assert!(forged > 0.0 && sent["replay"].as_u64() > Some(0), "{sent}");
+        assert_eq!(
+            count_metric(&webhook, "WebhooksRejected[signature]"),
+            forged
+        );
+        assert!(count_metric(&webhook, "WebhookDuplicates") > 0.0);
+    } else if vendor == VendorKind::Sim {
         let webhook = p.webhook.metrics.recorded();
         let sent = &stats["webhooks_sent"];
         let forged = sent["forged"].as_u64().unwrap_or(0) as f64;
@@ -363,7 +466,7 @@ async fn run(vendor: VendorKind, fallback: Fallback) {
             forged
         );
         assert_eq!(count_metric(&webhook, "WebhooksRejected[stale]"), replayed);
-    } else {
+    } else if vendor == VendorKind::Textract {
         // Textract's notifications: lost ones found by reconcile, repeated ones harmless.
         let published = stats["notifications_published"].as_u64().unwrap_or(0);
         assert!(published > 0, "no notification published: {stats}");
@@ -421,19 +524,27 @@ async fn run(vendor: VendorKind, fallback: Fallback) {
             "{submit:?}"
         );
     } else {
-        assert!(
-            count_metric(&submit, "AmbiguousSubmissions[sim,await_completion]") > 0.0,
-            "{submit:?}"
-        );
-        assert!(
-            count_metric(&parse, "Reconciles[sim,adopted_by_completion]") > 0.0,
-            "no job adopted its vendor job from a completion: {parse:?}"
-        );
+        if traits.names_the_job {
+            assert!(
+                count_metric(
+                    &submit,
+                    &format!("AmbiguousSubmissions[{vendor},await_completion]")
+                ) > 0.0,
+                "{submit:?}"
+            );
+            assert!(
+                count_metric(
+                    &parse,
+                    &format!("Reconciles[{vendor},adopted_by_completion]")
+                ) > 0.0,
+                "no job adopted its vendor job from a completion: {parse:?}"
+            );
+        }
         let fallen_back = match fallback {
-            Fallback::Hold => "AmbiguousSubmissions[sim,hold]",
-            Fallback::Resubmit => "AmbiguousSubmissions[sim,risky_resubmit]",
+            Fallback::Hold => format!("AmbiguousSubmissions[{vendor},hold]"),
+            Fallback::Resubmit => format!("AmbiguousSubmissions[{vendor},risky_resubmit]"),
         };
-        assert!(count_metric(&submit, fallen_back) > 0.0, "{submit:?}");
+        assert!(count_metric(&submit, &fallen_back) > 0.0, "{submit:?}");
     }
     assert!(
         count_metric(&submit, "LeasesLost[submit]") > 0.0,

@@ -32,6 +32,7 @@ use base64::Engine;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
 
 use crate::api::{
     cut_answer, download, request_fault, submission_received, FetchError, RequestFault,
@@ -202,8 +203,10 @@ async fn analyze(
             _ => "generic",
         }
         .into(),
-        // Azure keeps nothing of ours: no reference, no idempotency.
-        external_ref: None,
+        // Azure keeps nothing of ours: no reference, no idempotency. The twin's books still
+        // need to know which document each operation was for (its duplicate-charge ground
+        // truth, never shown to a client): the document's SHA-256.
+        external_ref: Some(format!("sha256:{}", hex::encode(Sha256::digest(&document)))),
         key: None,
         document,
         received,
