@@ -30,11 +30,12 @@ package:
 	scripts/package.sh
 
 ## bench: intake validation (1 GB object, big PDF, big image), submit throughput vs the vendor's
-## rate limit, webhook verification vs raw HMAC, the happy path's AWS requests per document and
+## rate limit, submissions plus polls vs the Azure twin's rate limit, webhook verification vs raw HMAC, the happy path's AWS requests per document and
 ## overhead, and cold-start init per function; figures to stdout
 bench:
 	scripts/bench-intake.sh
 	scripts/bench-submit.sh
+	scripts/bench-poll.sh
 	cargo bench -p ocrbridge --bench verify
 	scripts/bench-pipeline.sh
 	scripts/bench-init.sh

@@ -45,6 +45,16 @@ pub async fn fresh_stack(
     endpoint: &str,
     prefix: &str,
 ) -> Result<LocalStack, String> {
+    fresh_stack_with(clients, endpoint, prefix, &[]).await
+}
+
+/// As [`fresh_stack`], with template parameters (`VendorName`…).
+pub async fn fresh_stack_with(
+    clients: &AwsClients,
+    endpoint: &str,
+    prefix: &str,
+    parameters: &[(&str, &str)],
+) -> Result<LocalStack, String> {
     moto::wait_healthy(endpoint, Duration::from_secs(5))
         .await
         .map_err(|e| e.to_string())?;
@@ -54,9 +64,75 @@ pub async fn fresh_stack(
         &template,
         &ProvisionOptions {
             stack_name: format!("{prefix}-{}", UnixMillis::now().0 / 1000),
+            parameters: parameters
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
             ..Default::default()
         },
     )
     .await
     .map_err(|e| e.to_string())
+}
+
+/// Puts `docs` small documents in the bucket and leaves each as intake would: a `Queued` job
+/// with its submit message. Returns their ids.
+pub async fn queue_jobs(
+    p: &crate::pipeline::Pipeline,
+    docs: usize,
+) -> Result<Vec<ocrbridge::job::JobId>, String> {
+    use ocrbridge::job::{ContentHash, DocumentKey, JobState, NewJob, Profile, SourceObject};
+    use ocrbridge::ledger::Change;
+    use ocrbridge::queue::SubmitRequest;
+    let config = &p.config;
+    let mut ids = Vec::new();
+    for i in 0..docs {
+        let bytes = format!("bench document {i} {}", UnixMillis::now().0).into_bytes();
+        let key = format!("receipts/bench/{i}.png");
+        p.clients
+            .s3
+            .put_object()
+            .bucket(&config.documents_bucket)
+            .key(&key)
+            .body(bytes.clone().into())
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let profile = Profile::new("receipt").map_err(|e| e.to_string())?;
+        let content = ContentHash::of(&bytes);
+        let new = NewJob {
+            key: DocumentKey::new(&content, &profile),
+            profile,
+            content,
+            source: SourceObject {
+                bucket: config.documents_bucket.clone(),
+                key,
+                version_id: None,
+            },
+            inspection: Default::default(),
+        };
+        let ledger = &p.intake.ledger;
+        let job = ledger
+            .create_job(&new, UnixMillis::now())
+            .await
+            .map_err(|e| e.to_string())?
+            .job()
+            .clone();
+        let job = ledger
+            .transition(&job, JobState::Queued, Change::none(), UnixMillis::now())
+            .await
+            .map_err(|e| e.to_string())?;
+        p.submit
+            .queue
+            .send_json(
+                &config.submit_queue_url,
+                &SubmitRequest {
+                    job_id: job.id.clone(),
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        ids.push(job.id);
+    }
+    Ok(ids)
 }

@@ -11,11 +11,7 @@
 use std::time::{Duration, Instant};
 
 use ocrbridge::aws::{local_sdk_config, AwsClients};
-use ocrbridge::job::{ContentHash, DocumentKey, JobState, NewJob, Profile, SourceObject};
-use ocrbridge::ledger::Change;
-use ocrbridge::queue::SubmitRequest;
-use ocrbridge::time::UnixMillis;
-use ocrbridge_local::bench::{fresh_stack, Flags};
+use ocrbridge_local::bench::{fresh_stack, queue_jobs, Flags};
 use ocrbridge_local::moto;
 use ocrbridge_local::pipeline::{Pipeline, PipelineOptions};
 use vendor_sim::engine::EngineKind;
@@ -48,59 +44,7 @@ async fn main() -> Result<(), String> {
         .send()
         .await
         .map_err(|e| e.to_string())?;
-    let config = &p.config;
-    let mut ids = Vec::new();
-    for i in 0..docs {
-        let bytes = format!("bench document {i}").into_bytes();
-        let key = format!("receipts/bench/{i}.png");
-        clients
-            .s3
-            .put_object()
-            .bucket(&config.documents_bucket)
-            .key(&key)
-            .body(bytes.clone().into())
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        let profile = Profile::new("receipt").map_err(|e| e.to_string())?;
-        let content = ContentHash::of(&bytes);
-        let new = NewJob {
-            key: DocumentKey::new(&content, &profile),
-            profile,
-            content,
-            source: SourceObject {
-                bucket: config.documents_bucket.clone(),
-                key,
-                version_id: None,
-            },
-            inspection: Default::default(),
-        };
-        let job = p
-            .intake
-            .ledger
-            .create_job(&new, UnixMillis::now())
-            .await
-            .map_err(|e| e.to_string())?
-            .job()
-            .clone();
-        let job = p
-            .intake
-            .ledger
-            .transition(&job, JobState::Queued, Change::none(), UnixMillis::now())
-            .await
-            .map_err(|e| e.to_string())?;
-        p.submit
-            .queue
-            .send_json(
-                &config.submit_queue_url,
-                &SubmitRequest {
-                    job_id: job.id.clone(),
-                },
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-        ids.push(job.id);
-    }
+    queue_jobs(&p, docs).await?;
     let started = Instant::now();
     loop {
         p.pump_once().await;

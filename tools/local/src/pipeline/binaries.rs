@@ -73,6 +73,9 @@ pub fn binary_environment(
     ] {
         env.insert(k.to_owned(), v);
     }
+    if let Some(burst) = options.vendor_burst {
+        env.insert("VENDOR_RATE_BURST".into(), burst.to_string());
+    }
     if options.vendor == VendorKind::Mindee {
         // Mindee's model ids are the account's; the twin takes any.
         if env.get("VENDOR_MODELS").is_none_or(|m| m.is_empty()) {

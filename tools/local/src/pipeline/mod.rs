@@ -83,6 +83,8 @@ pub struct PipelineOptions {
     pub concurrency: usize,
     /// The vendor rate limit the submit function admits work at (`VENDOR_RATE_LIMIT_RPS`).
     pub vendor_rps: f64,
+    /// The admission bucket's burst (`VENDOR_RATE_BURST`); `None`: one second's worth.
+    pub vendor_burst: Option<f64>,
     /// Run the real function binaries from this directory (e.g. `target/debug`) under the
     /// Runtime Interface Emulator instead of calling the handlers in-process.
     pub binaries: Option<std::path::PathBuf>,
@@ -114,6 +116,7 @@ impl Default for PipelineOptions {
             reconcile_every: Duration::from_secs(5),
             concurrency: 2,
             vendor_rps: 50.0,
+            vendor_burst: None,
             mindee_webhooks: true,
             submitted_stale: Duration::from_secs(10),
             binaries: None,
@@ -362,6 +365,7 @@ impl Pipeline {
         // Submit and parse share the vendor's admission bucket, as in the deployed stack.
         let budgets = Budgets::for_vendor(options.vendor.as_str(), |k| match k {
             "VENDOR_RATE_LIMIT_RPS" => Some(options.vendor_rps.to_string()),
+            "VENDOR_RATE_BURST" => options.vendor_burst.map(|b| b.to_string()),
             "RETRY_BUDGET_CAPACITY" => Some("50".into()),
             "RETRY_BUDGET_REFILL_PER_SEC" => Some("5".into()),
             _ => None,
