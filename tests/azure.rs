@@ -10,8 +10,8 @@ use ocrbridge::vendor::select::VendorKind;
 use ocrbridge::vendor::{Vendor, VendorError};
 use ocrbridge_local::pipeline::{Pipeline, PipelineOptions};
 use ocrbridge_tests::{
-    job_id_for, results_object, run_until_settled, set_faults, sim_stats, stack_with, text_pdf,
-    TestStack,
+    job_id_for, key_paths, results_object, run_until_settled, set_faults, sim_stats, stack_with,
+    text_pdf, TestStack,
 };
 use serde_json::{json, Value};
 use vendor_sim::engine::EngineKind;
@@ -334,4 +334,94 @@ async fn the_key_never_leaves_the_endpoints_origin() {
         sim_stats(&p.sim).await["requests"].as_u64().unwrap(),
         before
     );
+}
+
+/// The twin invents nothing: every field of its operations appears in Microsoft's recorded
+/// results (`../shared/fixtures/azure-di`), at the same place. A typed field is compared by its
+/// shape (`documents[].fields.*.valueCurrency.amount`), not its name: the recordings predate
+/// API 2024-11-30, where the receipt's totals became `currency` fields like the invoice's, and
+/// their invoice has no `SubTotal` to record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_twins_operations_have_azures_shape() {
+    let mut real = std::collections::BTreeSet::new();
+    for name in [
+        "receipt-url-2022-08-31.result.json",
+        "invoice-url-2023-02-28-preview.result.json",
+        "layout-url-2023-02-28-preview.result.json",
+    ] {
+        let text = std::fs::read_to_string(
+            ocrbridge_tests::shared_dir()
+                .join("fixtures/azure-di")
+                .join(name),
+        )
+        .unwrap();
+        real.extend(typed_shapes(key_paths(
+            &serde_json::from_str(&text).unwrap(),
+        )));
+    }
+    let s = azure_stack().await;
+    let p = Pipeline::start(
+        s.clients.clone(),
+        &s.stack,
+        options(TwinSettings::default(), Duration::ZERO),
+    )
+    .await
+    .unwrap();
+    let uploads = [
+        ("receipts/r.pdf", receipt_pdf("CORNER CAFE"), "receipt"),
+        ("invoices/i.pdf", invoice_pdf(), "invoice"),
+        (
+            "other/g.pdf",
+            text_pdf(&["Name: Ada", "Plain text"]),
+            "generic",
+        ),
+    ];
+    let mut ids = Vec::new();
+    for (key, bytes, profile) in &uploads {
+        s.put(key, bytes.clone(), None).await;
+        ids.push(job_id_for(bytes, profile));
+    }
+    let jobs = run_until_settled(&p, &s.ledger, &ids, Duration::from_secs(60)).await;
+    let mut twin = std::collections::BTreeSet::new();
+    for job in &jobs {
+        let raw = p
+            .parse
+            .vendor
+            .fetch_result(job.vendor_job_id.as_deref().unwrap())
+            .await
+            .unwrap();
+        twin.extend(typed_shapes(key_paths(
+            &serde_json::from_slice(&raw).unwrap(),
+        )));
+    }
+    let invented: Vec<&String> = twin.difference(&real).collect();
+    assert!(
+        invented.is_empty(),
+        "fields Azure never sends: {invented:?}"
+    );
+    for needed in [
+        "analyzeResult.pages[].words[].polygon",
+        "analyzeResult.pages[].lines[].spans[].offset",
+        "analyzeResult.documents[].fields.*.valueCurrency.amount",
+        "analyzeResult.documents[].fields.*.valueDate",
+        "analyzeResult.keyValuePairs[].key.content",
+    ] {
+        assert!(twin.contains(needed), "{needed}");
+    }
+}
+
+/// Paths with each typed field's name replaced by `*`.
+fn typed_shapes(paths: std::collections::BTreeSet<String>) -> std::collections::BTreeSet<String> {
+    paths
+        .into_iter()
+        .map(|path| match path.split_once("documents[].fields.") {
+            Some((head, rest)) => {
+                let tail = rest
+                    .split_once('.')
+                    .map_or(String::new(), |(_, t)| format!(".{t}"));
+                format!("{head}documents[].fields.*{tail}")
+            }
+            None => path,
+        })
+        .collect()
 }

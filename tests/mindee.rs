@@ -10,8 +10,8 @@ use ocrbridge::queue::REASON_CODE_ATTRIBUTE;
 use ocrbridge::vendor::select::VendorKind;
 use ocrbridge_local::pipeline::{Pipeline, PipelineOptions};
 use ocrbridge_tests::{
-    job_id_for, results_object, run_until_settled, set_faults, sim_stats, stack_with, text_pdf,
-    TestStack,
+    job_id_for, key_paths, results_object, run_until_settled, set_faults, sim_stats, stack_with,
+    text_pdf, TestStack,
 };
 use serde_json::{json, Value};
 use vendor_sim::engine::EngineKind;
@@ -363,4 +363,61 @@ async fn a_lost_enqueue_answer_is_adopted_from_the_webhook() {
         ),
         1.0
     );
+}
+
+/// The twin invents nothing: every field of its results appears in Mindee's own payloads
+/// (`../shared/fixtures/mindee-v2`), at the same place — but for `raw_text.pages[].content`,
+/// which those payloads do not enable and Mindee's API reference documents.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_twins_results_have_mindees_shape() {
+    let mut real = std::collections::BTreeSet::new();
+    for name in [
+        "complete.json",
+        "complete_with_coordinates.json",
+        "default_sample.json",
+        "blank.json",
+    ] {
+        let text = std::fs::read_to_string(
+            ocrbridge_tests::shared_dir()
+                .join("fixtures/mindee-v2/financial_document")
+                .join(name),
+        )
+        .unwrap();
+        real.extend(key_paths(&serde_json::from_str(&text).unwrap()));
+    }
+    real.insert("inference.result.raw_text.pages".into());
+    real.insert("inference.result.raw_text.pages[].content".into());
+    let s = mindee_stack().await;
+    let p = Pipeline::start(s.clients.clone(), &s.stack, options(true))
+        .await
+        .unwrap();
+    let bytes = invoice_pdf("INV-SHAPE");
+    s.put("invoices/shape.pdf", bytes.clone(), None).await;
+    let jobs = run_until_settled(
+        &p,
+        &s.ledger,
+        &[job_id_for(&bytes, "invoice")],
+        Duration::from_secs(60),
+    )
+    .await;
+    let raw = ocrbridge::vendor::Vendor::fetch_result(
+        &p.parse.vendor,
+        jobs[0].vendor_job_id.as_deref().unwrap(),
+    )
+    .await
+    .unwrap();
+    let twin = key_paths(&serde_json::from_slice(&raw).unwrap());
+    let invented: Vec<&String> = twin.difference(&real).collect();
+    assert!(
+        invented.is_empty(),
+        "fields Mindee never sends: {invented:?}"
+    );
+    for needed in [
+        "inference.result.fields.total_amount.value",
+        "inference.result.fields.supplier_name.locations[].polygon",
+        "inference.result.fields.locale.fields.currency.value",
+        "inference.file.alias",
+    ] {
+        assert!(twin.contains(needed), "{needed}");
+    }
 }

@@ -11,8 +11,8 @@ use ocrbridge::vendor::textract::{Channel, TextractVendor};
 use ocrbridge::vendor::{ErrorClass, Submission, Vendor, VendorError, VendorStatus};
 use ocrbridge_local::pipeline::{Pipeline, PipelineOptions};
 use ocrbridge_tests::{
-    job_id_for, results_object, run_until_settled, set_faults, shared_dir, sim_stats, stack_with,
-    text_pdf, text_pdf_pages, TestStack,
+    job_id_for, key_paths, results_object, run_until_settled, set_faults, shared_dir, sim_stats,
+    stack_with, text_pdf, text_pdf_pages, TestStack,
 };
 use serde_json::{json, Value};
 use vendor_sim::engine::EngineKind;
@@ -466,29 +466,6 @@ async fn tokens_bad_documents_and_forms_follow_textracts_rules() {
     assert_eq!(normalized.document.key_values[0].value, "Ada Lovelace");
 }
 
-/// Every key path in `value` (`Blocks[].Geometry.BoundingBox.Width`), arrays collapsed.
-fn paths(value: &Value, prefix: &str, out: &mut std::collections::BTreeSet<String>) {
-    match value {
-        Value::Object(map) => {
-            for (k, v) in map {
-                let path = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                out.insert(path.clone());
-                paths(v, &path, out);
-            }
-        }
-        Value::Array(items) => {
-            for item in items {
-                paths(item, &format!("{prefix}[]"), out);
-            }
-        }
-        _ => {}
-    }
-}
-
 /// The twin invents nothing: every field it sends appears in Textract's own responses
 /// (`../shared/fixtures/textract`), at the same place.
 #[tokio::test]
@@ -503,7 +480,7 @@ async fn the_twins_payloads_have_textracts_shape() {
     ] {
         let text =
             std::fs::read_to_string(shared_dir().join("fixtures/textract").join(name)).unwrap();
-        paths(&serde_json::from_str(&text).unwrap(), "", &mut real);
+        real.extend(key_paths(&serde_json::from_str(&text).unwrap()));
     }
     // In Textract's API model (the SDK's Get* outputs), though not in these captured responses.
     real.insert("DetectDocumentTextModelVersion".into());
@@ -526,7 +503,7 @@ async fn the_twins_payloads_have_textracts_shape() {
         assert_eq!(d.finished(&job).await, VendorStatus::Succeeded);
         let merged: Value =
             serde_json::from_slice(&d.vendor.fetch_result(&job).await.unwrap()).unwrap();
-        paths(&merged, "", &mut twin);
+        twin.extend(key_paths(&merged));
     }
     let invented: Vec<&String> = twin.difference(&real).collect();
     assert!(

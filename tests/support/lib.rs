@@ -410,3 +410,32 @@ pub async fn results_object(s: &TestStack, key: &str) -> Vec<u8> {
         bytes
     }
 }
+
+/// Every key path in `value` (`Blocks[].Geometry.BoundingBox.Width`), arrays collapsed: a
+/// payload's shape, to check a twin's answers against a vendor's real ones.
+pub fn key_paths(value: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    fn walk(value: &serde_json::Value, prefix: &str, out: &mut std::collections::BTreeSet<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    let path = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    out.insert(path.clone());
+                    walk(v, &path, out);
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for item in items {
+                    walk(item, &format!("{prefix}[]"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = std::collections::BTreeSet::new();
+    walk(value, "", &mut out);
+    out
+}

@@ -447,9 +447,14 @@ fn inference(job: &SimJob) -> Value {
             page_of("company").or(page_of("vendor_name")),
         ),
     );
+    // An address is an object of fields, as Mindee sends it; the twin fills only `complete`.
     put(
         "supplier_address",
-        field(f("address"), text, page_of("address")),
+        json!({ "locations": [], "confidence": null, "fields": {
+            "complete": field(f("address"), text, page_of("address")),
+            "city": field(None, text, None), "country": field(None, text, None),
+            "postal_code": field(None, text, None),
+        }}),
     );
     put(
         "invoice_number",
@@ -474,10 +479,10 @@ fn inference(job: &SimJob) -> Value {
     put("line_items", json!({ "items": [] }));
     put(
         "locale",
-        json!({ "fields": {
+        json!({ "locations": [], "confidence": null, "fields": {
             "currency": field(f("currency"), |v| json!(crate::textract::currency_code(v)), None),
-            "language": { "value": "en" },
-            "country": { "value": null },
+            "language": { "locations": [], "confidence": null, "value": "en" },
+            "country": { "locations": [], "confidence": null, "value": null },
         }}),
     );
     if output.drifted {
