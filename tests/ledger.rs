@@ -169,6 +169,19 @@ async fn transitions_are_guarded_by_table_and_version() {
         failed.reason,
         Some(Reason::new("max_age", "gave up after 24h"))
     );
+    // Every state it entered, in order, with when and why: the job's story for an operator.
+    assert_eq!(
+        failed
+            .history
+            .iter()
+            .map(|h| (h.state, h.at, h.reason.as_deref()))
+            .collect::<Vec<_>>(),
+        [
+            (JobState::Received, T0, None),
+            (JobState::Queued, at(10), None),
+            (JobState::Failed, at(40), Some("max_age")),
+        ]
+    );
 }
 
 #[tokio::test]

@@ -453,6 +453,40 @@ pub struct Job {
     /// Vendor jobs for this document other than `vendor_job_id`: answers that arrived after
     /// another worker took over, or completions of a second submission. Each was billed.
     pub orphan_vendor_jobs: Vec<String>,
+    /// Every state the job entered, oldest first (jobs written before the history existed start
+    /// where it began).
+    pub history: Vec<StateChange>,
+}
+
+/// One entry of a job's history: the state it entered, when, and with which reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateChange {
+    pub state: JobState,
+    pub at: UnixMillis,
+    pub reason: Option<String>,
+}
+
+impl StateChange {
+    /// `State@unix_ms` or `State@unix_ms:reason_code`, as the ledger stores it.
+    pub fn encode(&self) -> String {
+        match &self.reason {
+            Some(code) => format!("{}@{}:{code}", self.state.as_str(), self.at.0),
+            None => format!("{}@{}", self.state.as_str(), self.at.0),
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        let (state, rest) = text.split_once('@')?;
+        let (at, reason) = match rest.split_once(':') {
+            Some((at, reason)) => (at, Some(reason.to_owned())),
+            None => (rest, None),
+        };
+        Some(StateChange {
+            state: state.parse().ok()?,
+            at: UnixMillis(at.parse().ok()?),
+            reason,
+        })
+    }
 }
 
 impl Job {

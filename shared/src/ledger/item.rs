@@ -79,6 +79,8 @@ pub mod attr {
     pub const RISKY_RESUBMITS: &str = "risky_resubmits";
     pub const RESUBMIT_APPROVED: &str = "resubmit_approved";
     pub const ORPHAN_VENDOR_JOBS: &str = "orphan_vendor_jobs";
+    /// Every state the job entered, `State@unix_ms` (and `:reason_code` when it had one).
+    pub const HISTORY: &str = "history";
 
     pub const DEDUPE_KEY: &str = "dedupe_key";
     pub const EXPIRES_AT: &str = "expires_at";
@@ -241,6 +243,20 @@ pub fn job_from_item(item: &Item) -> Result<Job, MalformedItem> {
         retry_owed: small(item, attr::RETRY_OWED)?,
         risky_resubmits: small(item, attr::RISKY_RESUBMITS)?,
         resubmit_approved: opt_bool(item, attr::RESUBMIT_APPROVED)?.unwrap_or(false),
+        history: match item.get(attr::HISTORY) {
+            None | Some(AttributeValue::Null(_)) => Vec::new(),
+            Some(AttributeValue::L(entries)) => entries
+                .iter()
+                .filter_map(|e| e.as_s().ok())
+                .filter_map(|e| crate::job::StateChange::parse(e))
+                .collect(),
+            Some(_) => {
+                return Err(MalformedItem(format!(
+                    "attribute {} is not a list",
+                    attr::HISTORY
+                )))
+            }
+        },
         orphan_vendor_jobs: match item.get(attr::ORPHAN_VENDOR_JOBS) {
             None | Some(AttributeValue::Null(_)) => Vec::new(),
             Some(AttributeValue::Ss(ids)) => ids.clone(),

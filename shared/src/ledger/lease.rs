@@ -235,7 +235,11 @@ impl Ledger {
                 .require_absent_or_at_most(attr::LEASE_UNTIL, n(now.0));
             if seen.state == step.entered_from() {
                 expr.set(attr::STATE, s(step.held_in().as_str()))
-                    .set(attr::STATE_SINCE, n(now.0));
+                    .set(attr::STATE_SINCE, n(now.0))
+                    .append(
+                        attr::HISTORY,
+                        super::history_entry(step.held_in(), None, now),
+                    );
             }
             // Never over an unresolved attempt (the version guard makes `seen` exact).
             let records_attempt = attempt_id.filter(|_| seen.attempt.is_none());

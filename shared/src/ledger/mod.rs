@@ -214,6 +214,10 @@ impl Ledger {
             (attr::SRC_BUCKET.to_owned(), s(&new.source.bucket)),
             (attr::SRC_KEY.to_owned(), s(&new.source.key)),
             (attr::CREATED_AT.to_owned(), n(now.0)),
+            (
+                attr::HISTORY.to_owned(),
+                AttributeValue::L(vec![history_entry(JobState::Received, None, now)]),
+            ),
         ]);
         if let Some(version) = &new.source.version_id {
             item.insert(attr::SRC_VERSION.to_owned(), s(version));
@@ -534,9 +538,27 @@ fn check_transition(
 /// The writes common to every state change: the state, its start time, the version bump, the
 /// change's fields, and the end of any lease. Entering `Queued` starts the submission window;
 /// entering `Submitted` ends the submission's bookkeeping (failures, owed retries, approval).
+/// The history entry for entering `to` at `now`.
+pub(crate) fn history_entry(
+    to: JobState,
+    reason: Option<&Reason>,
+    now: UnixMillis,
+) -> AttributeValue {
+    s(crate::job::StateChange {
+        state: to,
+        at: now,
+        reason: reason.map(|r| r.code.clone()),
+    }
+    .encode())
+}
+
 fn apply_state_change(expr: &mut Expr, to: JobState, change: &Change, now: UnixMillis) {
     expr.set(attr::STATE, s(to.as_str()))
         .set(attr::STATE_SINCE, n(now.0))
+        .append(
+            attr::HISTORY,
+            history_entry(to, change.reason.as_ref(), now),
+        )
         .increment(attr::VERSION, 1)
         .remove(attr::LEASE_OWNER)
         .remove(attr::LEASE_UNTIL);

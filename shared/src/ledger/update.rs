@@ -66,6 +66,18 @@ impl Expr {
         self
     }
 
+    /// `SET #attribute = list_append(if_not_exists(#attribute, :empty), [:entry])`: appends to
+    /// a list (created if absent).
+    pub fn append(&mut self, attribute: &str, entry: AttributeValue) -> &mut Self {
+        let name = self.name(attribute);
+        let empty = self.value(AttributeValue::L(Vec::new()));
+        let entry = self.value(AttributeValue::L(vec![entry]));
+        self.sets.push(format!(
+            "{name} = list_append(if_not_exists({name}, {empty}), {entry})"
+        ));
+        self
+    }
+
     /// `REMOVE #attribute`
     pub fn remove(&mut self, attribute: &str) -> &mut Self {
         let name = self.name(attribute);
