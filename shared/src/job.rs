@@ -456,6 +456,8 @@ pub struct Job {
     /// Every state the job entered, oldest first (jobs written before the history existed start
     /// where it began).
     pub history: Vec<StateChange>,
+    /// A reviewer's decision on the job, as JSON (`ocrbridge review approve|correct`).
+    pub review: Option<String>,
 }
 
 /// One entry of a job's history: the state it entered, when, and with which reason.

@@ -164,6 +164,59 @@ impl Queue {
         .await
     }
 
+    /// Reads up to `max` messages without consuming them: each is received (hidden for a moment
+    /// so the next receive returns others) and then made visible again.
+    pub async fn peek(&self, queue_url: &str, max: usize) -> Result<Vec<DeadLetter>, QueueError> {
+        let error = |operation: &'static str, e: String| QueueError {
+            operation,
+            queue_url: queue_url.to_owned(),
+            detail: e,
+        };
+        let mut seen = std::collections::HashSet::new();
+        let mut letters = Vec::new();
+        let mut handles = Vec::new();
+        while letters.len() < max {
+            let received = self
+                .sqs
+                .receive_message()
+                .queue_url(queue_url)
+                .max_number_of_messages(10)
+                .message_attribute_names("All")
+                .visibility_timeout(30)
+                .send()
+                .await
+                .map_err(|e| error("ReceiveMessage", DisplayErrorContext(e).to_string()))?;
+            let messages = received.messages.unwrap_or_default();
+            if messages.is_empty() {
+                break;
+            }
+            for message in messages {
+                if let Some(handle) = message.receipt_handle() {
+                    handles.push(handle.to_owned());
+                }
+                if seen.insert(message.message_id().unwrap_or_default().to_owned()) {
+                    letters.push(DeadLetter::of(&message));
+                }
+            }
+        }
+        for handle in handles {
+            self.sqs
+                .change_message_visibility()
+                .queue_url(queue_url)
+                .receipt_handle(handle)
+                .visibility_timeout(0)
+                .send()
+                .await
+                .map_err(|e| {
+                    error(
+                        "ChangeMessageVisibility",
+                        DisplayErrorContext(e).to_string(),
+                    )
+                })?;
+        }
+        Ok(letters)
+    }
+
     /// Moves messages from a dead-letter queue back to `source_url`, as SQS's
     /// `StartMessageMoveTask` does (which moto does not implement): body and attributes as they
     /// are — the reason attributes included, which is how a consumer knows an operator redrove

@@ -81,6 +81,8 @@ pub mod attr {
     pub const ORPHAN_VENDOR_JOBS: &str = "orphan_vendor_jobs";
     /// Every state the job entered, `State@unix_ms` (and `:reason_code` when it had one).
     pub const HISTORY: &str = "history";
+    /// A reviewer's decision (JSON), kept beside the vendor's values.
+    pub const REVIEW: &str = "review";
 
     pub const DEDUPE_KEY: &str = "dedupe_key";
     pub const EXPIRES_AT: &str = "expires_at";
@@ -243,6 +245,7 @@ pub fn job_from_item(item: &Item) -> Result<Job, MalformedItem> {
         retry_owed: small(item, attr::RETRY_OWED)?,
         risky_resubmits: small(item, attr::RISKY_RESUBMITS)?,
         resubmit_approved: opt_bool(item, attr::RESUBMIT_APPROVED)?.unwrap_or(false),
+        review: opt_s(item, attr::REVIEW)?,
         history: match item.get(attr::HISTORY) {
             None | Some(AttributeValue::Null(_)) => Vec::new(),
             Some(AttributeValue::L(entries)) => entries

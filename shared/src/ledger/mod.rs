@@ -115,6 +115,9 @@ pub struct Change {
     /// The recorded attempt certainly did not reach the vendor (it refused our credentials, or
     /// rejected the request before taking it): clear it, so no one resolves it later.
     pub attempt_not_reached: bool,
+    /// A reviewer's decision on a `NeedsReview` job (JSON: who, when, corrections beside the
+    /// vendor's values).
+    pub review: Option<String>,
 }
 
 impl Change {
@@ -140,6 +143,11 @@ impl Change {
     pub fn with_result(mut self, key: impl Into<String>, summary: impl Into<String>) -> Self {
         self.result_key = Some(key.into());
         self.result_summary = Some(summary.into());
+        self
+    }
+
+    pub fn with_review(mut self, review: impl Into<String>) -> Self {
+        self.review = Some(review.into());
         self
     }
 }
@@ -430,6 +438,56 @@ impl Ledger {
         Ok((jobs, out.last_evaluated_key().cloned()))
     }
 
+    /// How many jobs are in `state` (the `by-state` index, counted page by page).
+    #[instrument(skip_all, fields(state = %state))]
+    pub async fn count_in_state(&self, state: JobState) -> Result<u64, LedgerError> {
+        let mut total = 0u64;
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.tables.jobs)
+                .index_name(item::BY_STATE_INDEX)
+                .key_condition_expression("#s = :s")
+                .expression_attribute_names("#s", attr::STATE)
+                .expression_attribute_values(":s", s(state.as_str()))
+                .select(aws_sdk_dynamodb::types::Select::Count)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| LedgerError::dynamo("Query", &e))?;
+            total += out.count().max(0) as u64;
+            match out.last_evaluated_key() {
+                Some(key) => start = Some(key.clone()),
+                None => return Ok(total),
+            }
+        }
+    }
+
+    /// The jobs that entered `state` most recently, newest first, up to `limit`.
+    #[instrument(skip_all, fields(state = %state))]
+    pub async fn recent_in_state(
+        &self,
+        state: JobState,
+        limit: i32,
+    ) -> Result<Vec<Job>, LedgerError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.tables.jobs)
+            .index_name(item::BY_STATE_INDEX)
+            .key_condition_expression("#s = :s")
+            .expression_attribute_names("#s", attr::STATE)
+            .expression_attribute_values(":s", s(state.as_str()))
+            .scan_index_forward(false)
+            .limit(limit)
+            .send()
+            .await
+            .map_err(|e| LedgerError::dynamo("Query", &e))?;
+        out.items().iter().map(|i| Ok(job_from_item(i)?)).collect()
+    }
+
     /// Records another S3 object with this job's content (a suppressed duplicate). A set add:
     /// idempotent and commutative, so it needs no guard and does not bump the version.
     #[instrument(skip_all, fields(job_id = %id))]
@@ -591,5 +649,8 @@ fn apply_state_change(expr: &mut Expr, to: JobState, change: &Change, now: UnixM
     }
     if let Some(summary) = &change.result_summary {
         expr.set(attr::RESULT_SUMMARY, s(summary));
+    }
+    if let Some(review) = &change.review {
+        expr.set(attr::REVIEW, s(review));
     }
 }

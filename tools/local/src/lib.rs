@@ -1,6 +1,7 @@
 //! The local stack: moto server, and the AWS resources of `template.yaml` provisioned into it.
 
 pub mod bench;
+pub mod cli;
 pub mod demo;
 pub mod moto;
 pub mod pipeline;

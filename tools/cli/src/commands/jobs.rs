@@ -1,0 +1,336 @@
+//! `ocrbridge jobs list|show|retry`.
+
+use indicatif::ProgressBar;
+use ocrbridge::job::{Job, JobState};
+use ocrbridge::recovery::{self, RetryError};
+use ocrbridge::time::UnixMillis;
+use serde_json::{json, Value};
+
+use crate::output::{age, emit, time, Table};
+use crate::{CliError, Target};
+
+/// Which jobs `list` and `retry --reason` look at.
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    pub states: Vec<JobState>,
+    pub profile: Option<String>,
+    /// Entered their state within this many milliseconds.
+    pub since_ms: Option<u64>,
+    pub reason: Option<String>,
+    pub limit: usize,
+}
+
+/// Jobs matching `filter`, newest state change first.
+pub async fn find(target: &Target, filter: &Filter) -> Result<Vec<Job>, CliError> {
+    let ledger = target.ledger();
+    let now = UnixMillis::now();
+    let states = if filter.states.is_empty() {
+        JobState::ALL.to_vec()
+    } else {
+        filter.states.clone()
+    };
+    let mut found = Vec::new();
+    for state in states {
+        let mut start = None;
+        loop {
+            let (jobs, next) = ledger
+                .jobs_in_state_before(state, UnixMillis(u64::MAX), 100, start)
+                .await?;
+            found.extend(jobs.into_iter().filter(|j| {
+                filter
+                    .since_ms
+                    .is_none_or(|ms| now.0.saturating_sub(j.state_since.0) <= ms)
+                    && filter
+                        .profile
+                        .as_ref()
+                        .is_none_or(|p| j.profile.as_str() == p)
+                    && filter
+                        .reason
+                        .as_ref()
+                        .is_none_or(|r| j.reason.as_ref().is_some_and(|jr| &jr.code == r))
+            }));
+            match next {
+                Some(key) => start = Some(key),
+                None => break,
+            }
+        }
+    }
+    found.sort_by_key(|j| std::cmp::Reverse(j.state_since));
+    found.truncate(filter.limit.max(1));
+    Ok(found)
+}
+
+fn summary_json(j: &Job) -> Value {
+    json!({
+        "job_id": j.id.as_str(), "state": j.state.as_str(), "profile": j.profile.as_str(),
+        "since_ms": j.state_since.0, "reason": j.reason.as_ref().map(|r| json!({"code": r.code, "message": r.message})),
+        "vendor_job_id": j.vendor_job_id, "source": format!("s3://{}/{}", j.source.bucket, j.source.key),
+    })
+}
+
+pub async fn list(target: &Target, filter: &Filter, json_mode: bool) -> Result<(), CliError> {
+    let jobs = find(target, filter).await?;
+    let now = UnixMillis::now().0;
+    emit(
+        json_mode,
+        &Value::Array(jobs.iter().map(summary_json).collect()),
+        || {
+            let mut t = Table::new(&["job", "state", "profile", "for", "reason", "upload"]);
+            for j in &jobs {
+                t.row(vec![
+                    j.id.to_string(),
+                    j.state.to_string(),
+                    j.profile.to_string(),
+                    age(now.saturating_sub(j.state_since.0)),
+                    j.reason.as_ref().map_or(String::new(), |r| r.code.clone()),
+                    format!("s3://{}/{}", j.source.bucket, j.source.key),
+                ]);
+            }
+            if t.is_empty() {
+                "no jobs match".into()
+            } else {
+                t.render()
+            }
+        },
+    );
+    Ok(())
+}
+
+/// Keys under `prefix` in the results bucket.
+async fn keys(target: &Target, prefix: &str) -> Result<Vec<String>, CliError> {
+    let out = target
+        .clients
+        .s3
+        .list_objects_v2()
+        .bucket(&target.config.results_bucket)
+        .prefix(prefix)
+        .send()
+        .await
+        .map_err(|e| CliError::aws(aws_sdk_s3::error::DisplayErrorContext(e)))?;
+    Ok(out
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_owned))
+        .collect())
+}
+
+pub async fn show(target: &Target, id: &str, json_mode: bool) -> Result<(), CliError> {
+    let job = super::job(target, id).await?;
+    let raw = keys(target, &format!("raw/{}/", job.id)).await?;
+    let results = keys(target, &format!("results/{}/", job.id)).await?;
+    let price: f64 = target
+        .env
+        .get("PRICE_PER_PAGE")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0.0015);
+    let pages = job.inspection.pages.unwrap_or(1);
+    let billed = u32::from(job.vendor_job_id.is_some()) + job.orphan_vendor_jobs.len() as u32;
+    let cost = f64::from(pages) * price * f64::from(billed);
+    let bucket = &target.config.results_bucket;
+    let json = json!({
+        "job": summary_json(&job),
+        "version": job.version,
+        "content_sha256": job.content_sha256,
+        "created_ms": job.created_at.0,
+        "history": job.history.iter().map(|h| json!({"state": h.state.as_str(), "at_ms": h.at.0, "reason": h.reason})).collect::<Vec<_>>(),
+        "inspection": {"pages": job.inspection.pages, "bytes": job.inspection.size_bytes,
+                       "type": job.inspection.file_type.map(|t| t.name())},
+        "attempt": job.attempt.as_ref().map(|a| json!({"id": a.attempt_id, "at_ms": a.attempted_at.0})),
+        "lease": job.lease.as_ref().map(|l| json!({"owner": l.owner, "until_ms": l.until.0})),
+        "vendor": target.vendor(),
+        "vendor_failures": job.vendor_failures,
+        "risky_resubmits": job.risky_resubmits,
+        "orphan_vendor_jobs": job.orphan_vendor_jobs,
+        "estimated_cost_usd": cost,
+        "result": job.result_key.as_ref().map(|k| format!("s3://{bucket}/{k}")),
+        "raw_archives": raw.iter().map(|k| format!("s3://{bucket}/{k}")).collect::<Vec<_>>(),
+        "results_written": results.len(),
+        "review": job.review.as_deref().and_then(|r| serde_json::from_str::<Value>(r).ok()),
+        "summary": job.result_summary.as_deref().and_then(|s| serde_json::from_str::<Value>(s).ok()),
+    });
+    emit(json_mode, &json, || {
+        let mut out = vec![
+            format!("job       {}", job.id),
+            format!("state     {} since {}", job.state, time(job.state_since.0)),
+            format!("profile   {}", job.profile),
+            format!("upload    s3://{}/{}", job.source.bucket, job.source.key),
+            format!(
+                "document  {} pages, {} bytes, sha256 {}",
+                job.inspection
+                    .pages
+                    .map_or("?".to_owned(), |p| p.to_string()),
+                job.inspection.size_bytes,
+                job.content_sha256
+            ),
+        ];
+        if let Some(r) = &job.reason {
+            out.push(format!("reason    {}: {}", r.code, r.message));
+        }
+        out.push(format!(
+            "vendor    {} job {}",
+            target.vendor(),
+            job.vendor_job_id.as_deref().unwrap_or("-")
+        ));
+        if !job.orphan_vendor_jobs.is_empty() || job.risky_resubmits > 0 {
+            out.push(format!(
+                "charges   {} more vendor job(s) for this document: {:?}; {} risky resubmission(s)",
+                job.orphan_vendor_jobs.len(),
+                job.orphan_vendor_jobs,
+                job.risky_resubmits
+            ));
+        }
+        out.push(format!(
+            "cost      ~${cost:.4} ({pages} page(s) x ${price} x {billed} vendor job(s))"
+        ));
+        if let Some(a) = &job.attempt {
+            let meaning = match job.state {
+                JobState::Queued | JobState::Submitting | JobState::Held => {
+                    "a submission not yet resolved: it may have reached the vendor"
+                }
+                _ => "the last leased step (the parse that wrote the result names its files by it)",
+            };
+            out.push(format!(
+                "attempt   {} at {} ({meaning})",
+                a.attempt_id,
+                time(a.attempted_at.0)
+            ));
+        }
+        if let Some(l) = &job.lease {
+            out.push(format!("lease     {} until {}", l.owner, time(l.until.0)));
+        }
+        if let Some(k) = &job.result_key {
+            out.push(format!("result    s3://{bucket}/{k}"));
+        }
+        for k in &raw {
+            out.push(format!("raw       s3://{bucket}/{k}"));
+        }
+        if let Some(r) = &job.review {
+            out.push(format!("review    {r}"));
+        }
+        out.push(String::new());
+        let mut h = Table::new(&["history", "at", "reason"]);
+        for step in &job.history {
+            h.row(vec![
+                step.state.to_string(),
+                time(step.at.0),
+                step.reason.clone().unwrap_or_default(),
+            ]);
+        }
+        out.push(h.render());
+        out.join("\n")
+    });
+    Ok(())
+}
+
+/// What to retry: the named jobs, or every job a filter finds.
+pub enum Selection {
+    Ids(Vec<String>),
+    Filter(Filter),
+}
+
+/// Sends retryable `Failed`/`Held` jobs back to `Queued` with their submit message. A dry run
+/// (without `apply`) shows what would move. Jobs named by id that cannot be retried make the
+/// command fail (exit 4) after the others are done.
+pub async fn retry(
+    target: &Target,
+    selection: Selection,
+    apply: bool,
+    json_mode: bool,
+) -> Result<(), CliError> {
+    let jobs = match selection {
+        Selection::Ids(ids) => {
+            let mut jobs = Vec::new();
+            for id in ids {
+                jobs.push(super::job(target, &id).await?);
+            }
+            jobs
+        }
+        Selection::Filter(mut filter) => {
+            filter.states = vec![JobState::Failed, JobState::Held];
+            find(target, &filter).await?
+        }
+    };
+    let (retryable, refused): (Vec<&Job>, Vec<&Job>) =
+        jobs.iter().partition(|j| j.retryable_reason().is_some());
+    let mut moved = Vec::new();
+    let mut errors = Vec::new();
+    if apply {
+        let ledger = target.ledger();
+        let queue = target.queue();
+        let metrics = super::metrics();
+        let bar = ProgressBar::new(retryable.len() as u64);
+        if json_mode {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        }
+        for job in &retryable {
+            match recovery::retry(
+                &ledger,
+                &queue,
+                &metrics,
+                &target.config.submit_queue_url,
+                job,
+                "operator",
+            )
+            .await
+            {
+                Ok(j) => moved.push(j.id.to_string()),
+                Err(e @ (RetryError::Moved { .. } | RetryError::NotRetryable(_))) => {
+                    errors.push(e.to_string())
+                }
+                Err(e) => return Err(CliError::aws(e)),
+            }
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+    }
+    let json = json!({
+        "applied": apply,
+        "retryable": retryable.iter().map(|j| summary_json(j)).collect::<Vec<_>>(),
+        "moved": moved,
+        "refused": refused.iter().map(|j| summary_json(j)).collect::<Vec<_>>(),
+        "errors": errors,
+    });
+    emit(json_mode, &json, || {
+        let mut t = Table::new(&["job", "state", "reason", "action"]);
+        for j in &retryable {
+            let action = if !apply {
+                "would go back to Queued"
+            } else if moved.contains(&j.id.to_string()) {
+                "back to Queued"
+            } else {
+                "moved meanwhile: not retried"
+            };
+            t.row(vec![
+                j.id.to_string(),
+                j.state.to_string(),
+                j.reason.as_ref().map_or(String::new(), |r| r.code.clone()),
+                action.into(),
+            ]);
+        }
+        for j in &refused {
+            t.row(vec![
+                j.id.to_string(),
+                j.state.to_string(),
+                j.reason.as_ref().map_or(String::new(), |r| r.code.clone()),
+                "refused: not a retryable reason".into(),
+            ]);
+        }
+        let mut text = if t.is_empty() {
+            "no Failed or Held jobs match".to_owned()
+        } else {
+            t.render()
+        };
+        if !apply && !retryable.is_empty() {
+            text.push_str("\n\ndry run: add --apply to retry them");
+        }
+        text
+    });
+    if !refused.is_empty() {
+        return Err(CliError::Refused(format!(
+            "{} job(s) cannot be retried: their reason is final or they are not Failed/Held (retryable reasons: {})",
+            refused.len(),
+            ocrbridge::job::reason::RETRYABLE.join(", ")
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,302 @@
+//! `ocrbridge`: the operator's command line. See the crate docs and `ocrbridge --help`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use ocrbridge::job::JobState;
+use ocrbridge_cli::commands::{self, jobs};
+use ocrbridge_cli::output::parse_duration;
+use ocrbridge_cli::{CliError, Target};
+use ocrbridge_local::cli::{LocalCommand, LocalOptions};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ocrbridge",
+    version,
+    about = "Operate an ocrbridge stack: status, jobs, review, DLQs, spot checks, secrets",
+    after_help = "Exit codes: 0 done, 1 an AWS call failed, 2 usage, 3 not found, 4 refused, 5 no credentials."
+)]
+struct Cli {
+    #[command(flatten)]
+    target: TargetArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct TargetArgs {
+    /// A deployed stack, by its CloudFormation name (the normal AWS credential chain).
+    #[arg(long, global = true, env = "OCRBRIDGE_STACK")]
+    stack: Option<String>,
+    /// The local stack (`make dev` / `ocrbridge local demo --keep` write its environment to
+    /// .local/stack.env).
+    #[arg(long, global = true)]
+    local: bool,
+    /// A stack's environment file (`export NAME=value` lines, as `ocrbridge local provision
+    /// --env-out` writes them).
+    #[arg(long, global = true)]
+    env_file: Option<PathBuf>,
+    /// JSON instead of tables, for scripts.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Jobs by state with the oldest live one, queue and DLQ depths: the daily check.
+    Status,
+    /// List, show and retry jobs.
+    Jobs {
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
+    /// Work the NeedsReview queue.
+    Review {
+        #[command(subcommand)]
+        command: ReviewCommand,
+    },
+    /// Dead-lettered messages, by reason; redrive what can succeed now.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+    /// Parse a job's result again (a job failed by a parser or schema problem, once fixed).
+    Replay {
+        #[command(subcommand)]
+        command: ReplayCommand,
+    },
+    /// A few recently finished documents per workflow, with their fields and confidence.
+    SpotCheck {
+        #[arg(long, default_value_t = 3)]
+        per_profile: usize,
+    },
+    /// Rotate a secret and follow the rotation.
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
+    /// The local stack: moto, provisioning, the demo (as `ocrbridge-local`).
+    Local {
+        #[command(flatten)]
+        options: LocalOptions,
+        #[command(subcommand)]
+        command: LocalCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum JobsCommand {
+    /// Jobs by state, profile and age, newest state change first.
+    List {
+        #[command(flatten)]
+        filter: FilterArgs,
+    },
+    /// One job's whole story: history, attempt, vendor job, reasons, cost, where its files are.
+    Show { job: String },
+    /// Send Failed/Held jobs with a retryable reason back to Queued (a dry run without --apply).
+    Retry {
+        /// Job ids; or select with --reason and --since.
+        jobs: Vec<String>,
+        #[command(flatten)]
+        filter: FilterArgs,
+        #[arg(long)]
+        apply: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+struct FilterArgs {
+    /// Only jobs in these states (repeatable).
+    #[arg(long = "state")]
+    states: Vec<JobState>,
+    #[arg(long)]
+    profile: Option<String>,
+    /// Only jobs that entered their state within this long: 90s, 15m, 2h, 7d.
+    #[arg(long, value_parser = parse_duration)]
+    since: Option<u64>,
+    /// Only jobs with this reason code.
+    #[arg(long)]
+    reason: Option<String>,
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+}
+
+impl FilterArgs {
+    fn filter(&self) -> jobs::Filter {
+        jobs::Filter {
+            states: self.states.clone(),
+            profile: self.profile.clone(),
+            since_ms: self.since,
+            reason: self.reason.clone(),
+            limit: self.limit,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum ReviewCommand {
+    /// Jobs waiting for review, newest first, with why.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// A job's fields with confidence and page.
+    Show { job: String },
+    /// The vendor's values are right: complete the job.
+    Approve {
+        job: String,
+        #[arg(long, env = "USER", default_value = "operator")]
+        by: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Complete the job with corrected values, stored beside the vendor's.
+    Correct {
+        job: String,
+        /// FIELD=VALUE (repeatable).
+        #[arg(long = "set", required = true, value_parser = field_pair)]
+        corrections: Vec<(String, String)>,
+        #[arg(long, env = "USER", default_value = "operator")]
+        by: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
+}
+
+fn field_pair(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| "--set takes FIELD=VALUE".to_owned())
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqCommand {
+    /// Messages in a DLQ (intake, submit, results), grouped by reason.
+    List { queue: String },
+    /// Move dead-lettered messages back (a dry run without --apply); never the ones that would
+    /// fail the same way (malformed, unknown job), unless --reason names them.
+    Redrive {
+        queue: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long)]
+        apply: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ReplayCommand {
+    /// Fetch and parse the job's result again (it keeps its vendor job: nothing is bought).
+    Result {
+        job: String,
+        #[arg(long)]
+        apply: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SecretsCommand {
+    /// Start a rotation (vendor-api-key or webhook-secret) and wait for it.
+    Rotate { secret: String },
+}
+
+async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Local { options, command } => ocrbridge_local::cli::run(&options, command)
+            .await
+            .map_err(CliError::Aws),
+        command => on_stack(&cli.target, command).await,
+    }
+}
+
+/// The commands that act on a stack.
+async fn on_stack(t: &TargetArgs, command: Command) -> Result<(), CliError> {
+    let target = Target::resolve(t.stack.as_deref(), t.env_file.as_deref(), t.local).await?;
+    let json = t.json;
+    match command {
+        Command::Status => commands::status::run(&target, json).await,
+        Command::Jobs { command } => match command {
+            JobsCommand::List { filter } => jobs::list(&target, &filter.filter(), json).await,
+            JobsCommand::Show { job } => jobs::show(&target, &job, json).await,
+            JobsCommand::Retry {
+                jobs: ids,
+                filter,
+                apply,
+            } => {
+                let selection = if ids.is_empty() {
+                    if filter.reason.is_none() && filter.since.is_none() {
+                        return Err(CliError::Usage(
+                            "name the jobs, or select them with --reason and/or --since".into(),
+                        ));
+                    }
+                    jobs::Selection::Filter(filter.filter())
+                } else {
+                    jobs::Selection::Ids(ids)
+                };
+                jobs::retry(&target, selection, apply, json).await
+            }
+        },
+        Command::Review { command } => match command {
+            ReviewCommand::List { limit } => commands::review::list(&target, limit, json).await,
+            ReviewCommand::Show { job } => commands::review::show(&target, &job, json).await,
+            ReviewCommand::Approve { job, by, note } => {
+                commands::review::decide(&target, &job, &by, note.as_deref(), &[], json).await
+            }
+            ReviewCommand::Correct {
+                job,
+                corrections,
+                by,
+                note,
+            } => {
+                commands::review::decide(&target, &job, &by, note.as_deref(), &corrections, json)
+                    .await
+            }
+        },
+        Command::Dlq { command } => match command {
+            DlqCommand::List { queue } => commands::dlq::list(&target, &queue, json).await,
+            DlqCommand::Redrive {
+                queue,
+                reason,
+                apply,
+            } => commands::dlq::redrive(&target, &queue, reason.as_deref(), apply, json).await,
+        },
+        Command::Replay {
+            command: ReplayCommand::Result { job, apply },
+        } => {
+            let found = commands::job(&target, &job).await?;
+            let parse_failure = found.reason.as_ref().is_some_and(|r| {
+                r.code.starts_with("parse_failed:") || r.code == "result_unavailable"
+            });
+            if !parse_failure {
+                return Err(CliError::Refused(format!(
+                    "job {} is {}{}: replay is for jobs whose result could not be parsed (parse_failed:*) or fetched (result_unavailable); see `ocrbridge jobs retry`",
+                    found.id,
+                    found.state,
+                    found.reason.as_ref().map(|r| format!(" ({})", r.code)).unwrap_or_default()
+                )));
+            }
+            jobs::retry(&target, jobs::Selection::Ids(vec![job]), apply, json).await
+        }
+        Command::SpotCheck { per_profile } => {
+            commands::spot_check::run(&target, per_profile, json).await
+        }
+        Command::Secrets {
+            command: SecretsCommand::Rotate { secret },
+        } => commands::secrets::rotate(&target, &secret, json).await,
+        Command::Local { .. } => Err(CliError::Usage("`ocrbridge local` takes no stack".into())),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ocrbridge: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! The local stack's commands, one definition for both entry points: `ocrbridge-local …` and
+//! `ocrbridge local …`.
+//!
+//! - `health`: moto answers at `--endpoint`.
+//! - `provision`: creates the template's buckets, queues, tables and secrets in moto and prints
+//!   the functions' environment (`export NAME=value` lines), also written to `--env-out`.
+//! - `demo`: provisions a fresh stack, starts the vendor simulator (real Tesseract) and the
+//!   webhook endpoint, uploads every file under `--docs` (the path below it is the S3 key, so
+//!   `receipts/…` is a receipt), runs the pipeline until every document settles, prints a table
+//!   and writes each result and `summary.json` to `--out`. `--keep` leaves it running and writes
+//!   its environment to `.local/stack.env`, where `ocrbridge --local …` finds it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use ocrbridge::aws::{local_sdk_config, AwsClients};
+use ocrbridge::vendor::select::VendorKind;
+
+use crate::provision::{provision, LocalStack, ProvisionOptions};
+use crate::template::Template;
+use crate::{moto, template_path};
+
+/// Where the kept demo stack's environment goes (`ocrbridge --local` reads it).
+pub const STACK_ENV_FILE: &str = ".local/stack.env";
+
+#[derive(Debug, Args)]
+pub struct LocalOptions {
+    /// moto's URL.
+    #[arg(
+        long,
+        global = true,
+        env = "OCRBRIDGE_MOTO_URL",
+        default_value = "http://127.0.0.1:5055"
+    )]
+    pub endpoint: String,
+    /// The SAM template the stack is derived from.
+    #[arg(long, global = true, default_value_os_t = template_path())]
+    pub template: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LocalCommand {
+    /// Checks that moto answers.
+    Health,
+    /// Creates the template's resources in moto and prints the functions' environment.
+    Provision {
+        #[arg(long, default_value = "ocrbridge-local")]
+        stack: String,
+        /// A secret's value instead of a generated one: LOGICAL_ID=VALUE (repeatable).
+        #[arg(long = "secret", value_parser = secret_pair)]
+        secrets: Vec<(String, String)>,
+        /// Also write the `export` lines here.
+        #[arg(long)]
+        env_out: Option<PathBuf>,
+        /// The vendor the stack is for (`VendorName`).
+        #[arg(long, env = "VENDOR", default_value = "sim")]
+        vendor: VendorKind,
+    },
+    /// Runs the pipeline on the local stack over a folder of documents.
+    Demo {
+        #[arg(long, default_value_os_t = template_path().with_file_name("samples"))]
+        docs: PathBuf,
+        #[arg(long, default_value_os_t = template_path().with_file_name(".local").join("demo-out"))]
+        out: PathBuf,
+        /// Seconds to wait for every document to settle.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+        /// Keep the stack running afterwards (Ctrl-C stops it).
+        #[arg(long)]
+        keep: bool,
+        /// Run the real function binaries from this directory under the Lambda RIE.
+        #[arg(long)]
+        binaries: Option<PathBuf>,
+        /// The vendor: the functions talk to the simulator's twin of it.
+        #[arg(long, env = "VENDOR", default_value = "sim")]
+        vendor: VendorKind,
+    },
+}
+
+fn secret_pair(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| "--secret takes LOGICAL_ID=VALUE".to_owned())
+}
+
+/// The template parameters that select a vendor.
+fn vendor_parameters(vendor: VendorKind) -> BTreeMap<String, String> {
+    BTreeMap::from([("VendorName".to_owned(), vendor.as_str().to_owned())])
+}
+
+/// The `export NAME=value` lines of a stack's environment.
+pub fn env_lines(endpoint: &str, stack: &LocalStack) -> Result<String, String> {
+    let mut lines = vec![
+        format!("export AWS_ENDPOINT_URL={endpoint}"),
+        format!("export OCRBRIDGE_STACK_NAME={}", stack.stack_name()),
+    ];
+    for (name, value) in stack.function_environment().map_err(|e| e.to_string())? {
+        lines.push(format!("export {name}={value}"));
+    }
+    Ok(lines.join("\n") + "\n")
+}
+
+fn write(path: &std::path::Path, text: &str) -> Result<(), String> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+pub async fn run(options: &LocalOptions, command: LocalCommand) -> Result<(), String> {
+    moto::wait_healthy(&options.endpoint, Duration::from_secs(10))
+        .await
+        .map_err(|e| e.to_string())?;
+    let clients = AwsClients::from_sdk_config(&local_sdk_config(&options.endpoint));
+    match command {
+        LocalCommand::Health => {
+            println!("moto is healthy at {}", options.endpoint);
+            Ok(())
+        }
+        LocalCommand::Provision {
+            stack,
+            secrets,
+            env_out,
+            vendor,
+        } => {
+            let template = Template::load(&options.template).map_err(|e| e.to_string())?;
+            let stack = provision(
+                &clients,
+                &template,
+                &ProvisionOptions {
+                    stack_name: stack,
+                    secret_values: secrets.into_iter().collect(),
+                    parameters: vendor_parameters(vendor),
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            for (id, kind) in &stack.skipped {
+                eprintln!("not emulated locally: {id} ({kind})");
+            }
+            let text = env_lines(&options.endpoint, &stack)?;
+            print!("{text}");
+            if let Some(path) = env_out {
+                write(&path, &text)?;
+            }
+            Ok(())
+        }
+        LocalCommand::Demo {
+            docs,
+            out,
+            timeout,
+            keep,
+            binaries,
+            vendor,
+        } => {
+            demo(
+                options,
+                clients,
+                DemoArgs {
+                    docs,
+                    out,
+                    timeout,
+                    keep,
+                    binaries,
+                    vendor,
+                },
+            )
+            .await
+        }
+    }
+}
+
+struct DemoArgs {
+    docs: PathBuf,
+    out: PathBuf,
+    timeout: u64,
+    keep: bool,
+    binaries: Option<PathBuf>,
+    vendor: VendorKind,
+}
+
+async fn demo(options: &LocalOptions, clients: AwsClients, args: DemoArgs) -> Result<(), String> {
+    use crate::pipeline::{Pipeline, PipelineOptions};
+    let template = Template::load(&options.template).map_err(|e| e.to_string())?;
+    let stack_name = format!("demo-{}", ocrbridge::time::UnixMillis::now().0 / 1000);
+    let stack = provision(
+        &clients,
+        &template,
+        &ProvisionOptions {
+            stack_name: stack_name.clone(),
+            parameters: vendor_parameters(args.vendor),
+            ..Default::default()
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let docs = crate::demo::documents(&args.docs);
+    if docs.is_empty() {
+        return Err(format!("no documents under {}", args.docs.display()));
+    }
+    std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    let pipeline_options = PipelineOptions {
+        binaries: args.binaries.clone(),
+        concurrency: if args.binaries.is_some() { 1 } else { 2 },
+        vendor: args.vendor,
+        ..PipelineOptions::default()
+    };
+    let pipeline = Pipeline::start_at(clients, &stack, pipeline_options, &options.endpoint).await?;
+    eprintln!(
+        "stack {stack_name} on {}; vendor {} (simulator at {}); {} documents",
+        options.endpoint,
+        args.vendor,
+        pipeline.sim.base_url(),
+        docs.len()
+    );
+    let rows = crate::demo::run(
+        &pipeline,
+        &docs,
+        Duration::from_secs(args.timeout),
+        Some(&args.out),
+    )
+    .await?;
+    println!("{}", crate::demo::table(&rows));
+    println!("results: {}", args.out.display());
+    if args.keep {
+        let env_file = template_path().with_file_name(STACK_ENV_FILE);
+        write(&env_file, &env_lines(&options.endpoint, &stack)?)?;
+        let env_file = std::fs::canonicalize(&env_file).unwrap_or(env_file);
+        println!(
+            "the stack stays up: aws --endpoint-url {} s3 cp FILE s3://{}/receipts/; `ocrbridge --local status` ({} holds its environment); Ctrl-C to stop",
+            options.endpoint,
+            pipeline.config.documents_bucket,
+            env_file.display()
+        );
+        // Until Ctrl-C ends the process.
+        let never = std::sync::atomic::AtomicBool::new(false);
+        pipeline.run_until(&never).await;
+    }
+    Ok(())
+}
