@@ -65,6 +65,7 @@ fn summary_json(j: &Job) -> Value {
         "job_id": j.id.as_str(), "state": j.state.as_str(), "profile": j.profile.as_str(),
         "since_ms": j.state_since.0, "reason": j.reason.as_ref().map(|r| json!({"code": r.code, "message": r.message})),
         "vendor_job_id": j.vendor_job_id, "source": format!("s3://{}/{}", j.source.bucket, j.source.key),
+        "orphan_vendor_jobs": j.orphan_vendor_jobs, "risky_resubmits": j.risky_resubmits,
     })
 }
 
