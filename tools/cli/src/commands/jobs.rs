@@ -188,7 +188,7 @@ pub async fn show(target: &Target, id: &str, json_mode: bool) -> Result<(), CliE
                 JobState::Queued | JobState::Submitting | JobState::Held => {
                     "a submission not yet resolved: it may have reached the vendor"
                 }
-                _ => "the last leased step (the parse that wrote the result names its files by it)",
+                _ => "the last leased step; the result's files are named by it",
             };
             out.push(format!(
                 "attempt   {} at {} ({meaning})",

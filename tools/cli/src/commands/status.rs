@@ -76,7 +76,7 @@ pub async fn run(target: &Target, json_mode: bool) -> Result<(), CliError> {
             .chain((dead > 0).then(|| format!("{dead} dead-lettered")))
             .collect::<Vec<_>>();
         format!(
-            "stack {} (vendor {})\n\n{}\n\n{}\n\n{}",
+            "stack {}, vendor {}\n\n{}\n\n{}\n\n{}",
             target.name,
             target.vendor(),
             jobs.render(),
