@@ -120,10 +120,20 @@ impl Scheme {
                     .trim()
                     .parse()
                     .map_err(|_| Rejection::Malformed)?;
-                if now - timestamp > tolerance_secs {
+                // The timestamp is the sender's: checked arithmetic, so an extreme one is a
+                // rejection and never an overflow.
+                if now
+                    .checked_sub(timestamp)
+                    .is_none_or(|age| age > tolerance_secs)
+                    && timestamp <= now
+                {
                     return Err(Rejection::Stale);
                 }
-                if timestamp - now > tolerance_secs {
+                if timestamp
+                    .checked_sub(now)
+                    .is_none_or(|ahead| ahead > tolerance_secs)
+                    && timestamp > now
+                {
                     return Err(Rejection::Future);
                 }
                 let candidates: Vec<Vec<u8>> = signatures
@@ -358,5 +368,33 @@ mod tests {
             Err(Rejection::Signature),
             "only CR and LF are removed"
         );
+    }
+
+    /// Timestamps anywhere in i64 are rejected, never an arithmetic overflow (a panic in debug
+    /// builds, a wrapped comparison in release).
+    #[test]
+    fn extreme_timestamps_are_rejected_not_overflowed() {
+        let body = b"{}";
+        for (timestamp, expected) in [
+            (i64::MIN, Rejection::Stale),
+            (i64::MIN + 1, Rejection::Stale),
+            (i64::MAX, Rejection::Future),
+            (-1, Rejection::Stale),
+        ] {
+            let h = headers("msg_x", timestamp, "v1,AAAA");
+            assert_eq!(
+                STD.verify(h.as_slice(), body, &[secret(1)], NOW),
+                Err(expected),
+                "{timestamp}"
+            );
+            // And from the other side: a clock at an extreme.
+            let h = headers("msg_x", 0, "v1,AAAA");
+            assert!(STD
+                .verify(h.as_slice(), body, &[secret(1)], i64::MIN)
+                .is_err());
+            assert!(STD
+                .verify(h.as_slice(), body, &[secret(1)], i64::MAX)
+                .is_err());
+        }
     }
 }
