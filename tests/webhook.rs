@@ -695,3 +695,28 @@ fn sample_rotation_events_parse() {
         assert_eq!(parsed.step.as_str(), step);
     }
 }
+
+/// A flood of forged deliveries costs HMACs, not Secrets Manager reads: a miss refreshes the
+/// secrets at most once per `MISS_REFRESH_INTERVAL`, however many misses there are.
+#[tokio::test]
+async fn forged_deliveries_do_not_drive_secrets_manager() {
+    let w = world().await;
+    let job = job(&w).await;
+    let body = payload(&job, "succeeded");
+    let forger = whsec();
+    // The first delivery warms the cache (three stages).
+    for i in 0..100 {
+        let h = signed(&forger, &format!("msg_forged_{i}"), now(), &body);
+        let reply = w.webhook.handle("POST", h.as_slice(), &body, now()).await;
+        assert_eq!(reply.status, 401);
+    }
+    let reads = w.webhook.keyring.fetches();
+    assert!(
+        reads <= 6,
+        "{reads} GetSecretValue calls for 100 forged deliveries (3 stages, at most one refresh)"
+    );
+    assert_eq!(
+        w.webhook.metrics.recorded()["WebhooksRejected[signature]"],
+        100.0
+    );
+}

@@ -90,6 +90,10 @@ pub struct Keyring {
     stages: Vec<Stage>,
     max_age: Duration,
     cache: Arc<Mutex<Option<Cached>>>,
+    /// `GetSecretValue` calls made, for tests and benchmarks of what traffic costs.
+    fetches: Arc<std::sync::atomic::AtomicU64>,
+    /// When a miss last forced a refresh ([`Self::values_after_miss`]).
+    last_miss_refresh: Arc<std::sync::Mutex<Option<Instant>>>,
 }
 
 impl fmt::Debug for Keyring {
@@ -119,7 +123,14 @@ impl Keyring {
             stages: stages.to_vec(),
             max_age,
             cache: Arc::new(Mutex::new(None)),
+            fetches: Arc::default(),
+            last_miss_refresh: Arc::default(),
         }
+    }
+
+    /// How many `GetSecretValue` calls this keyring (and its clones) made.
+    pub fn fetches(&self) -> u64 {
+        self.fetches.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn secret_id(&self) -> &str {
@@ -154,6 +165,29 @@ impl Keyring {
             .unwrap_or_default())
     }
 
+    /// The values after a value failed to verify something (a webhook signature miss): re-read
+    /// at once — a rotation may have just moved the stages — unless a miss already forced a
+    /// re-read within `interval`, in which case the cache answers. Untrusted traffic can ask for
+    /// this; a flood of forgeries costs Secrets Manager one read per `interval`, not one per
+    /// request, and the first miss after a rotation still sees the new secret.
+    pub async fn values_after_miss(
+        &self,
+        interval: Duration,
+    ) -> Result<Vec<(Stage, Secret)>, KeyringError> {
+        let refresh = {
+            let mut last = self
+                .last_miss_refresh
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let due = last.is_none_or(|at| at.elapsed() >= interval);
+            if due {
+                *last = Some(Instant::now());
+            }
+            due
+        };
+        self.values(refresh).await
+    }
+
     /// The `AWSCURRENT` value (the first configured stage must be `Current`).
     pub async fn current(&self, refresh: bool) -> Result<Secret, KeyringError> {
         self.values(refresh)
@@ -169,6 +203,8 @@ impl Keyring {
 
     /// One stage; `None` if no version holds it (normal for AWSPENDING outside a rotation).
     async fn fetch(&self, stage: Stage) -> Result<Option<Secret>, KeyringError> {
+        self.fetches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let result = self
             .client
             .get_secret_value()

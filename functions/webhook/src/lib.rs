@@ -19,6 +19,8 @@
 //! state machine, so a `processing` after `succeeded` changes nothing. Answers give nothing away:
 //! 400 for a malformed request, 401 for anything that fails verification.
 
+use std::time::Duration;
+
 use lambda_http::{Body, Request, Response};
 use ocrbridge::config::StackConfig;
 use ocrbridge::job::JobId;
@@ -98,6 +100,9 @@ const UNAUTHORIZED: Reply = Reply {
     status: 401,
     body: r#"{"error":"unauthorized"}"#,
 };
+/// A signature miss re-reads the secrets at most this often per container.
+pub const MISS_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
+
 const NOT_FOUND: Reply = Reply {
     status: 404,
     body: r#"{"error":"not found"}"#,
@@ -312,10 +317,12 @@ impl Webhook {
             .collect();
         match scheme.verify(headers, body, &keys, now) {
             Err(Rejection::Signature) => {
-                // Perhaps rotation just moved the stages: refresh once, then decide.
+                // Perhaps rotation just moved the stages: refresh, then decide — a miss forces
+                // a refresh at most once per MISS_REFRESH_INTERVAL, so forged traffic costs an
+                // HMAC, not a Secrets Manager read per request.
                 let keys: Vec<_> = self
                     .keyring
-                    .values(true)
+                    .values_after_miss(MISS_REFRESH_INTERVAL)
                     .await
                     .map_err(|_| None)?
                     .into_iter()
