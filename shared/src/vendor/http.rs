@@ -41,12 +41,16 @@ pub fn http_client(timeouts: HttpTimeouts) -> Result<reqwest::Client, VendorErro
         .map_err(|e| VendorError::Protocol(format!("cannot build the HTTP client: {e}")))
 }
 
-/// `reqwest` errors: a failed connect never left; anything later may have been received.
+/// `reqwest` errors: a failed connect never left; anything later may have been received. The
+/// URL is dropped from the message: errors are logged, and a URL can carry what must not be
+/// (a presigned document URL's signature, a vendor's job token).
 pub fn transport_error(e: reqwest::Error) -> VendorError {
-    if e.is_connect() {
-        VendorError::Unreachable(e.to_string())
+    let connect = e.is_connect();
+    let text = e.without_url().to_string();
+    if connect {
+        VendorError::Unreachable(text)
     } else {
-        VendorError::NoAnswer(e.to_string())
+        VendorError::NoAnswer(text)
     }
 }
 

@@ -242,7 +242,8 @@ impl SecretRegistry for SimVendor {
     async fn revoke_api_key(&self, key: &Secret) -> Result<(), VendorError> {
         let response = self
             .http
-            .delete(format!("{}/admin/api-keys/{}", self.base_url, key.expose()))
+            .post(format!("{}/admin/api-keys/revoke", self.base_url))
+            .json(&json!({ "key": key.expose() }))
             .send()
             .await
             .map_err(transport_error)?;
@@ -274,6 +275,50 @@ impl SecretRegistry for SimVendor {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use crate::keyring::{Keyring, Secret, Stage};
+    use crate::vendor::SecretRegistry;
+
+    /// What a failing call says — and rotation logs — never holds the key or the URL it went
+    /// to: a key whose revocation failed is still valid.
+    #[tokio::test]
+    async fn errors_of_secret_calls_hold_no_secret() {
+        let secrets = aws_sdk_secretsmanager::Client::from_conf(
+            aws_sdk_secretsmanager::Config::builder()
+                .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
+                .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
+                .build(),
+        );
+        // Nothing listens on port 9 (discard): every call fails to connect.
+        let vendor = SimVendor::new(
+            http_client(Default::default()).unwrap(),
+            "http://127.0.0.1:9",
+            Keyring::new(
+                secrets,
+                "unused",
+                &[Stage::Current],
+                Duration::from_secs(60),
+            ),
+        );
+        let key = Secret::new("sk_live_do_not_log_me_0123456789");
+        let errors = [
+            vendor.revoke_api_key(&key).await.unwrap_err(),
+            vendor.register_api_key(&key).await.unwrap_err(),
+            vendor.check_api_key(&key).await.unwrap_err(),
+            vendor
+                .set_webhook_secrets(std::slice::from_ref(&key))
+                .await
+                .unwrap_err(),
+        ];
+        for e in errors {
+            for text in [e.to_string(), format!("{e:?}")] {
+                assert!(!text.contains(key.expose()), "{text}");
+                assert!(!text.contains("127.0.0.1:9/"), "no URL: {text}");
+            }
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -107,9 +107,9 @@ async fn every_runbook_action_does_what_it_says() {
             .await;
         admin(
             &p,
-            reqwest::Method::DELETE,
-            &format!("/admin/api-keys/{key}"),
-            None,
+            reqwest::Method::POST,
+            "/admin/api-keys/revoke",
+            Some(serde_json::json!({ "key": key })),
         )
         .await;
         let first = receipt("FIRST SHOP", "16.54");

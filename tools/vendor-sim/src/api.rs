@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use serde::Deserialize;
@@ -38,7 +38,8 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .route("/admin/faults", get(get_faults).put(put_faults))
         .route("/admin/webhook", get(get_webhook).put(put_webhook))
         .route("/admin/api-keys", post(add_api_key))
-        .route("/admin/api-keys/{key}", delete(revoke_api_key))
+        // The key in the body, never in a URL: URLs end up in logs and error messages.
+        .route("/admin/api-keys/revoke", post(revoke_api_key))
         .with_state(sim)
 }
 
@@ -617,7 +618,17 @@ async fn add_api_key(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
     (StatusCode::CREATED, Json(json!({ "key": key }))).into_response()
 }
 
-async fn revoke_api_key(State(sim): State<Arc<Sim>>, Path(key): Path<String>) -> Response {
+async fn revoke_api_key(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
+    let key = match serde_json::from_slice::<NewApiKey>(&body) {
+        Ok(NewApiKey { key: Some(key) }) => key,
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_key",
+                "give {\"key\": \"…\"}",
+            )
+        }
+    };
     if sim.lock().api_keys.remove(&key) {
         Response::builder()
             .status(StatusCode::NO_CONTENT)

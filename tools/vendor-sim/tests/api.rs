@@ -41,7 +41,8 @@ async fn bearer_auth_is_required_and_keys_can_be_rotated() {
         "authenticated; the document just does not exist"
     );
     let revoked = client()
-        .delete(format!("{}/admin/api-keys/{key}", sim.base_url()))
+        .post(format!("{}/admin/api-keys/revoke", sim.base_url()))
+        .json(&serde_json::json!({ "key": key }))
         .send()
         .await
         .unwrap();
