@@ -76,11 +76,11 @@ async fn world_with(idempotency: Idempotency, engine: EngineKind) -> World {
                 auth_pause: Duration::from_secs(5),
                 poll: Default::default(),
             },
-            budgets: Budgets::for_vendor("sim", |_| Some("1000".into())),
+            budgets: Budgets::for_vendor("sim", |_| Some("1000".into())).unwrap(),
         },
         parse: Parse {
             vendor: vendor(),
-            budgets: Budgets::for_vendor("sim", |_| Some("1000".into())),
+            budgets: Budgets::for_vendor("sim", |_| Some("1000".into())).unwrap(),
             ledger: s.ledger.clone(),
             blob: Blob::new(s.clients.s3.clone()),
             queue: Queue::new(s.clients.sqs.clone()),

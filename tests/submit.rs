@@ -72,7 +72,7 @@ async fn world_with(idempotency: Idempotency, ambiguity: AmbiguityPolicy) -> Wor
             auth_pause: Duration::from_secs(5),
             poll: Default::default(),
         },
-        budgets: Budgets::for_vendor("sim", |_| Some("1000".into())),
+        budgets: Budgets::for_vendor("sim", |_| Some("1000".into())).unwrap(),
     };
     World { s, sim, submit }
 }

@@ -131,3 +131,74 @@ mod tests {
         assert_eq!(err.0, "SUBMIT_QUEUE_URL");
     }
 }
+
+/// A setting that is present but wrong: its name, the value, and what it should be. Every
+/// function reads its settings once at init and stops there with this, rather than running on a
+/// default the operator did not choose.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid setting {name}={value:?}: expected {expected}")]
+pub struct SettingError {
+    pub name: &'static str,
+    pub value: String,
+    pub expected: String,
+}
+
+/// Reads `name`: absent or empty → `default`; present → parsed and checked by `valid`, or a
+/// [`SettingError`] that says what was `expected`.
+pub fn setting<T: std::str::FromStr>(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: T,
+    expected: &str,
+    valid: impl Fn(&T) -> bool,
+) -> Result<T, SettingError> {
+    match lookup(name).filter(|v| !v.trim().is_empty()) {
+        None => Ok(default),
+        Some(value) => value
+            .trim()
+            .parse::<T>()
+            .ok()
+            .filter(|v| valid(v))
+            .ok_or_else(|| SettingError {
+                name,
+                value,
+                expected: expected.to_owned(),
+            }),
+    }
+}
+
+/// A whole number of seconds (or milliseconds, by `unit`), as a duration.
+pub fn duration_setting(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: std::time::Duration,
+    unit: std::time::Duration,
+) -> Result<std::time::Duration, SettingError> {
+    let default_units = (default.as_secs_f64() / unit.as_secs_f64()).round() as u64;
+    setting(lookup, name, default_units, "a whole number", |_| true)
+        .map(|n| unit.saturating_mul(n.min(u32::MAX as u64) as u32))
+}
+
+#[cfg(test)]
+mod setting_tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_bad_setting_names_itself_and_its_value() {
+        let lookup = |k: &str| (k == "X").then(|| "ten".to_owned());
+        let e = setting(&lookup, "X", 1u32, "a whole number", |_| true).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid setting X=\"ten\": expected a whole number"
+        );
+        assert_eq!(setting(&lookup, "Y", 7u32, "", |_| true), Ok(7));
+        let negative = |k: &str| (k == "Z").then(|| "-2".to_owned());
+        assert!(setting(&negative, "Z", 1.0f64, "a positive number", |v| *v > 0.0).is_err());
+        let secs = |k: &str| (k == "S").then(|| "30".to_owned());
+        assert_eq!(
+            duration_setting(&secs, "S", Duration::ZERO, Duration::from_secs(1)),
+            Ok(Duration::from_secs(30))
+        );
+    }
+}

@@ -85,26 +85,28 @@ pub struct Budgets {
 }
 
 impl Budgets {
-    pub fn for_vendor(vendor: &str, lookup: impl Fn(&str) -> Option<String>) -> Self {
-        let number = |name: &str, default: f64| {
-            lookup(name)
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .filter(|v| *v > 0.0)
-                .unwrap_or(default)
+    pub fn for_vendor(
+        vendor: &str,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, crate::config::SettingError> {
+        let positive = |name: &'static str, default: f64| {
+            crate::config::setting(&lookup, name, default, "a positive number", |v: &f64| {
+                v.is_finite() && *v > 0.0
+            })
         };
-        let rps = number("VENDOR_RATE_LIMIT_RPS", 5.0);
-        Budgets {
+        let rps = positive("VENDOR_RATE_LIMIT_RPS", 5.0)?;
+        Ok(Budgets {
             retry: BucketSpec {
                 name: format!("{vendor}#retry"),
-                capacity: number("RETRY_BUDGET_CAPACITY", 20.0),
-                refill_per_sec: number("RETRY_BUDGET_REFILL_PER_SEC", 0.2),
+                capacity: positive("RETRY_BUDGET_CAPACITY", 20.0)?,
+                refill_per_sec: positive("RETRY_BUDGET_REFILL_PER_SEC", 0.2)?,
             },
             admission: BucketSpec {
                 name: format!("{vendor}#admission"),
-                capacity: number("VENDOR_RATE_BURST", 1.0),
+                capacity: positive("VENDOR_RATE_BURST", 1.0)?,
                 refill_per_sec: rps,
             },
-        }
+        })
     }
 }
 
@@ -138,7 +140,12 @@ mod tests {
     fn budgets_read_their_parameters() {
         let b = Budgets::for_vendor("sim", |k| {
             (k == "VENDOR_RATE_LIMIT_RPS").then(|| "2".to_owned())
+        })
+        .unwrap();
+        let bad = Budgets::for_vendor("sim", |k| {
+            (k == "VENDOR_RATE_LIMIT_RPS").then(|| "fast".to_owned())
         });
+        assert_eq!(bad.unwrap_err().name, "VENDOR_RATE_LIMIT_RPS");
         assert_eq!(b.admission.refill_per_sec, 2.0);
         assert_eq!(b.admission.capacity, 1.0, "evenly paced unless told");
         assert_eq!(b.retry.capacity, 20.0);

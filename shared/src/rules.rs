@@ -32,21 +32,37 @@ impl Default for RuleConfig {
 }
 
 impl RuleConfig {
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
-        let mut c = RuleConfig::default();
-        if let Some(v) = lookup("MIN_FIELD_CONFIDENCE").and_then(|v| v.parse().ok()) {
-            c.min_confidence = v;
-        }
-        if let Some(v) = lookup("TOTAL_TOLERANCE").and_then(|v| v.parse().ok()) {
-            c.tolerance = v;
-        }
-        if let Some(v) = lookup("MAX_FUTURE_DAYS").and_then(|v| v.parse().ok()) {
-            c.max_future_days = v;
-        }
-        if let Some(v) = lookup("MIN_YEAR").and_then(|v| v.parse().ok()) {
-            c.min_year = v;
-        }
-        c
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, crate::config::SettingError> {
+        use crate::config::setting;
+        let d = RuleConfig::default();
+        Ok(RuleConfig {
+            min_confidence: setting(
+                &lookup,
+                "MIN_FIELD_CONFIDENCE",
+                d.min_confidence,
+                "a number from 0 to 1",
+                |c| (0.0..=1.0).contains(c),
+            )?,
+            tolerance: setting(
+                &lookup,
+                "TOTAL_TOLERANCE",
+                d.tolerance,
+                "a non-negative amount",
+                |t| !t.is_sign_negative(),
+            )?,
+            max_future_days: setting(
+                &lookup,
+                "MAX_FUTURE_DAYS",
+                d.max_future_days,
+                "a whole number of days",
+                |_| true,
+            )?,
+            min_year: setting(&lookup, "MIN_YEAR", d.min_year, "a year", |y| {
+                (1900..=2100).contains(y)
+            })?,
+        })
     }
 }
 

@@ -89,7 +89,7 @@ impl IntakeConfig {
                 .map(|v| {
                     v.trim()
                         .parse::<u64>()
-                        .map_err(|e| err(variable, e.to_string()))
+                        .map_err(|e| err(variable, format!("{v:?} is not a whole number ({e})")))
                 })
                 .transpose()
         };

@@ -27,7 +27,7 @@ use chrono::Utc;
 use ocrbridge::batch::{self, Disposition, Source};
 use ocrbridge::blob::{Blob, ObjectRef};
 use ocrbridge::completion::{self, Settled};
-use ocrbridge::config::StackConfig;
+use ocrbridge::config::{duration_setting, SettingError, StackConfig};
 use ocrbridge::document::Fields;
 use ocrbridge::job::{reason, Job, JobState, Reason};
 use ocrbridge::ledger::Take;
@@ -55,16 +55,26 @@ pub struct ParseConfig {
 }
 
 impl ParseConfig {
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
-        let ms = |k: &str, d: u64| lookup(k).and_then(|v| v.parse().ok()).unwrap_or(d);
-        ParseConfig {
-            rules: RuleConfig::from_lookup(&lookup),
+    /// Every setting parsed, or the first bad one named with its value.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingError> {
+        Ok(ParseConfig {
+            rules: RuleConfig::from_lookup(&lookup)?,
             backoff: Backoff {
-                base: Duration::from_millis(ms("BACKOFF_BASE_MS", 2_000)),
-                cap: Duration::from_secs(ms("BACKOFF_CAP_SECS", 900)),
+                base: duration_setting(
+                    &lookup,
+                    "BACKOFF_BASE_MS",
+                    Duration::from_secs(2),
+                    Duration::from_millis(1),
+                )?,
+                cap: duration_setting(
+                    &lookup,
+                    "BACKOFF_CAP_SECS",
+                    Duration::from_secs(900),
+                    Duration::from_secs(1),
+                )?,
             },
-            poll: PollSchedule::from_lookup(&lookup),
-        }
+            poll: PollSchedule::from_lookup(&lookup)?,
+        })
     }
 }
 

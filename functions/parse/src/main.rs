@@ -27,13 +27,13 @@ async fn main() -> Result<(), Error> {
         &stack.vendor_api_key_secret,
     )?;
     let parse = Parse {
-        budgets: Budgets::for_vendor(vendor.name(), |k| std::env::var(k).ok()),
+        budgets: Budgets::for_vendor(vendor.name(), |k| std::env::var(k).ok())?,
         vendor,
         ledger: Ledger::new(clients.dynamodb.clone(), stack.ledger_tables()),
         blob: Blob::new(clients.s3.clone()),
         queue: Queue::new(clients.sqs.clone()),
         metrics: Metrics::stdout("parse"),
-        config: ParseConfig::from_lookup(|k| std::env::var(k).ok()),
+        config: ParseConfig::from_lookup(|k| std::env::var(k).ok())?,
         stack,
     };
     let parse = &parse;

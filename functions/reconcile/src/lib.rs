@@ -24,7 +24,7 @@
 use std::time::Duration;
 
 use ocrbridge::completion::{self, Settled};
-use ocrbridge::config::StackConfig;
+use ocrbridge::config::{duration_setting, setting, SettingError, StackConfig};
 use ocrbridge::job::{reason, Job, JobState, Reason};
 use ocrbridge::ledger::{Change, Ledger, TransitionError};
 use ocrbridge::metrics::{self, Metrics};
@@ -47,18 +47,23 @@ pub struct ReconcileConfig {
 }
 
 impl ReconcileConfig {
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
-        let secs = |k: &str, d: u64| {
-            Duration::from_secs(lookup(k).and_then(|v| v.parse().ok()).unwrap_or(d))
+    /// Every setting parsed, or the first bad one named with its value.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SettingError> {
+        let secs = |k: &'static str, d: u64| {
+            duration_setting(&lookup, k, Duration::from_secs(d), Duration::from_secs(1))
         };
-        ReconcileConfig {
-            stuck: secs("STUCK_SECS", 600),
-            submitted_stale: secs("SUBMITTED_STALE_SECS", 900),
-            max_age: secs("MAX_JOB_AGE_SECS", 604_800),
-            batch: lookup("RECONCILE_BATCH")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(100),
-        }
+        Ok(ReconcileConfig {
+            stuck: secs("STUCK_SECS", 600)?,
+            submitted_stale: secs("SUBMITTED_STALE_SECS", 900)?,
+            max_age: secs("MAX_JOB_AGE_SECS", 604_800)?,
+            batch: setting(
+                &lookup,
+                "RECONCILE_BATCH",
+                100,
+                "a page size from 1 to 1000",
+                |b: &i32| (1..=1000).contains(b),
+            )?,
+        })
     }
 }
 

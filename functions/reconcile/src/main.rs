@@ -28,7 +28,7 @@ async fn main() -> Result<(), Error> {
         ledger: Ledger::new(clients.dynamodb.clone(), stack.ledger_tables()),
         queue: Queue::new(clients.sqs.clone()),
         metrics: Metrics::stdout("reconcile"),
-        config: ReconcileConfig::from_lookup(|k| std::env::var(k).ok()),
+        config: ReconcileConfig::from_lookup(|k| std::env::var(k).ok())?,
         stack,
     };
     let reconcile = &reconcile;

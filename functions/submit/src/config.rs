@@ -78,7 +78,8 @@ impl SubmitConfig {
                 },
             },
             auth_pause: Duration::from_secs(number("AUTH_PAUSE_SECS", 60.0)? as u64),
-            poll: PollSchedule::from_lookup(&lookup),
+            poll: PollSchedule::from_lookup(&lookup)
+                .map_err(|e| ConfigError(e.name, format!("{:?} is not {}", e.value, e.expected)))?,
         })
     }
 }

@@ -28,7 +28,7 @@ async fn main() -> Result<(), Error> {
         &stack.vendor_api_key_secret,
     )?;
     let submit = Submit {
-        budgets: Budgets::for_vendor(vendor.name(), |k| std::env::var(k).ok()),
+        budgets: Budgets::for_vendor(vendor.name(), |k| std::env::var(k).ok())?,
         vendor,
         ledger: Ledger::new(clients.dynamodb.clone(), stack.ledger_tables()),
         blob: Blob::new(clients.s3.clone()),

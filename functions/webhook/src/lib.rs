@@ -22,7 +22,7 @@
 use std::time::Duration;
 
 use lambda_http::{Body, Request, Response};
-use ocrbridge::config::StackConfig;
+use ocrbridge::config::{setting, SettingError, StackConfig};
 use ocrbridge::job::JobId;
 use ocrbridge::keyring::Keyring;
 use ocrbridge::ledger::{Claim, Ledger};
@@ -49,20 +49,28 @@ pub struct WebhookConfig {
 }
 
 impl WebhookConfig {
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, VendorConfigError> {
-        let tolerance_secs = lookup("WEBHOOK_TOLERANCE_SECS")
-            .and_then(|v| v.parse().ok())
-            .filter(|v: &i64| *v > 0)
-            .unwrap_or(DEFAULT_TOLERANCE_SECS);
+    /// Every setting parsed, or the first bad one named with its value.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let tolerance_secs = setting(
+            &lookup,
+            "WEBHOOK_TOLERANCE_SECS",
+            DEFAULT_TOLERANCE_SECS,
+            "a whole number of seconds from 1 to 3600",
+            |t: &i64| (1..=3600).contains(t),
+        )?;
         let vendor = match lookup("VENDOR") {
             Some(v) if !v.trim().is_empty() => v.parse::<VendorKind>()?,
             _ => VendorKind::Sim,
         };
         Ok(WebhookConfig {
             format: WebhookFormat::for_vendor(vendor, tolerance_secs),
-            max_body_bytes: lookup("WEBHOOK_MAX_BODY_BYTES")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(256 * 1024),
+            max_body_bytes: setting(
+                &lookup,
+                "WEBHOOK_MAX_BODY_BYTES",
+                256 * 1024,
+                "a size in bytes from 1 to 6291456 (Lambda's payload limit)",
+                |b: &usize| (1..=6 * 1024 * 1024).contains(b),
+            )?,
             progress_statuses: lookup("WEBHOOK_PROGRESS_STATUSES")
                 .unwrap_or_else(|| "queued,processing".into())
                 .split(',')
@@ -71,6 +79,15 @@ impl WebhookConfig {
                 .collect(),
         })
     }
+}
+
+/// A webhook setting that is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Vendor(#[from] VendorConfigError),
+    #[error(transparent)]
+    Setting(#[from] SettingError),
 }
 
 /// An HTTP answer.

@@ -35,19 +35,24 @@ impl Default for PollSchedule {
 }
 
 impl PollSchedule {
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
-        let secs = |name: &str, default: Duration| {
-            lookup(name)
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .filter(|s| *s > 0)
-                .map_or(default, Duration::from_secs)
-                .min(SQS_MAX_DELAY)
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, crate::config::SettingError> {
+        let secs = |name: &'static str, default: Duration| {
+            crate::config::setting(
+                &lookup,
+                name,
+                default.as_secs(),
+                "a whole number of seconds, 1 or more",
+                |s| *s > 0,
+            )
+            .map(|s| Duration::from_secs(s).min(SQS_MAX_DELAY))
         };
         let defaults = PollSchedule::default();
-        PollSchedule {
-            first: secs("POLL_FIRST_SECS", defaults.first),
-            cap: secs("POLL_CAP_SECS", defaults.cap),
-        }
+        Ok(PollSchedule {
+            first: secs("POLL_FIRST_SECS", defaults.first)?,
+            cap: secs("POLL_CAP_SECS", defaults.cap)?,
+        })
     }
 
     /// The wait before the next poll, after `polls` polls found the job still running: the
@@ -77,7 +82,11 @@ mod tests {
             "Retry-After wins"
         );
         assert_eq!(s.next(0, Some(Duration::ZERO)), Duration::from_secs(1));
-        let long = PollSchedule::from_lookup(|k| (k == "POLL_CAP_SECS").then(|| "5000".into()));
+        let long =
+            PollSchedule::from_lookup(|k| (k == "POLL_CAP_SECS").then(|| "5000".into())).unwrap();
+        assert!(
+            PollSchedule::from_lookup(|k| (k == "POLL_FIRST_SECS").then(|| "0".into())).is_err()
+        );
         assert_eq!(
             long.cap,
             Duration::from_secs(900),

@@ -369,7 +369,8 @@ impl Pipeline {
             "RETRY_BUDGET_CAPACITY" => Some("50".into()),
             "RETRY_BUDGET_REFILL_PER_SEC" => Some("5".into()),
             _ => None,
-        });
+        })
+        .map_err(|e| e.to_string())?;
         let poll = PollSchedule {
             first: Duration::from_secs(1),
             cap: Duration::from_secs(5),
