@@ -533,6 +533,73 @@ async fn reconcile_requeues_stuck_jobs_and_expires_old_ones() {
     assert_eq!(state(&w, &old.id).await.state, JobState::Failed);
 }
 
+/// Jobs someone holds at the head of the index do not use up a run: reconcile pages past them
+/// to the stuck job behind (it used to read one page, and starve).
+#[tokio::test]
+async fn reconcile_pages_past_jobs_someone_holds() {
+    let mut w = world().await;
+    w.reconcile.config.batch = 2;
+    let mut jobs = Vec::new();
+    for i in 0..5 {
+        let bytes = unique_name(&format!("held-{i}")).into_bytes();
+        let key = format!("receipts/held-{i}.png");
+        w.s.put(&key, bytes.clone(), None).await;
+        let profile = Profile::new("receipt").unwrap();
+        let content = ContentHash::of(&bytes);
+        let new = NewJob {
+            key: DocumentKey::new(&content, &profile),
+            profile,
+            content,
+            source: SourceObject {
+                bucket: w.s.config.documents_bucket.clone(),
+                key,
+                version_id: None,
+            },
+            inspection: Default::default(),
+        };
+        let job =
+            w.s.ledger
+                .create_job(&new, UnixMillis::now())
+                .await
+                .unwrap()
+                .job()
+                .clone();
+        let queued =
+            w.s.ledger
+                .transition(&job, JobState::Queued, Change::none(), UnixMillis::now())
+                .await
+                .unwrap();
+        jobs.push(queued);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // All five are Submitting, in order: the four oldest right now (live leases), the newest
+    // left behind by a worker that died (its lease ends at once).
+    for (i, job) in jobs.iter().enumerate() {
+        let until = if i < 4 {
+            UnixMillis::now().plus(Duration::from_secs(600))
+        } else {
+            UnixMillis::now().plus(Duration::from_millis(1))
+        };
+        w.s.ledger
+            .acquire_lease(
+                job,
+                ocrbridge::ledger::LeaseStep::Submit,
+                "worker",
+                until,
+                UnixMillis::now(),
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let summary = w.reconcile.run(UnixMillis::now()).await;
+    assert_eq!(summary.recovered, 1, "{summary:?}");
+    let sent = w.s.drain(&w.s.config.submit_queue_url).await;
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].body().unwrap().contains(jobs[4].id.as_str()));
+}
+
 async fn sim_stats_billed(w: &World) -> u64 {
     ocrbridge_tests::sim_stats(&w.sim).await["billed_documents"]
         .as_u64()

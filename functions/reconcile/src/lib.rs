@@ -87,6 +87,9 @@ pub struct Reconcile<V> {
     pub config: ReconcileConfig,
 }
 
+/// Pages of `batch` jobs read per state per run, at most.
+const MAX_PAGES: usize = 10;
+
 const LIVE: [JobState; 6] = [
     JobState::Received,
     JobState::Queued,
@@ -106,51 +109,69 @@ impl<V: Vendor> Reconcile<V> {
             } else {
                 self.config.stuck
             };
-            let jobs = match self
-                .ledger
-                .jobs_in_state_before(state, now.minus(threshold), self.config.batch, None)
-                .await
-            {
-                Ok((jobs, _)) => jobs,
-                Err(e) => {
-                    warn!(state = %state, error = %e, "cannot list stuck jobs");
-                    summary.errors += 1;
-                    continue;
-                }
-            };
-            for job in jobs {
-                if job.lease.as_ref().is_some_and(|l| l.is_live(now)) {
-                    continue; // someone is working on it right now
-                }
-                summary.stuck += 1;
-                self.metrics.count(
-                    metrics::STUCK_JOBS,
-                    &[state.as_str()],
-                    &[("job_id", job.id.as_str())],
-                );
-                match self.act(&job, now, &mut backlog).await {
-                    Ok(Action::Recovered) => {
-                        summary.recovered += 1;
-                        self.metrics.count(
-                            metrics::RECOVERED_JOBS,
-                            &[state.as_str()],
-                            &[("job_id", job.id.as_str())],
-                        );
-                    }
-                    Ok(Action::Expired) => {
-                        summary.expired += 1;
-                        self.metrics.count(
-                            metrics::EXPIRED_JOBS,
-                            &[state.as_str()],
-                            &[("job_id", job.id.as_str())],
-                        );
-                    }
-                    Ok(Action::Waiting) => {}
-                    Ok(Action::Queued) => summary.queued += 1,
+            // Page through, oldest first, until `batch` jobs were acted on: jobs someone holds
+            // (or that wait on the vendor) do not use up the run, so a run of them at the head
+            // of the index cannot starve the stuck jobs behind it. At most MAX_PAGES pages per
+            // state per run, so a run stays bounded.
+            let mut start = None;
+            let mut acted = 0;
+            for _ in 0..MAX_PAGES {
+                let (jobs, next) = match self
+                    .ledger
+                    .jobs_in_state_before(state, now.minus(threshold), self.config.batch, start)
+                    .await
+                {
+                    Ok(page) => page,
                     Err(e) => {
-                        warn!(job_id = %job.id, error = %e, "reconcile action failed");
+                        warn!(state = %state, error = %e, "cannot list stuck jobs");
                         summary.errors += 1;
+                        break;
                     }
+                };
+                for job in jobs {
+                    if acted >= self.config.batch {
+                        break;
+                    }
+                    if job.lease.as_ref().is_some_and(|l| l.is_live(now)) {
+                        continue; // someone is working on it right now
+                    }
+                    summary.stuck += 1;
+                    self.metrics.count(
+                        metrics::STUCK_JOBS,
+                        &[state.as_str()],
+                        &[("job_id", job.id.as_str())],
+                    );
+                    match self.act(&job, now, &mut backlog).await {
+                        Ok(Action::Recovered) => {
+                            acted += 1;
+                            summary.recovered += 1;
+                            self.metrics.count(
+                                metrics::RECOVERED_JOBS,
+                                &[state.as_str()],
+                                &[("job_id", job.id.as_str())],
+                            );
+                        }
+                        Ok(Action::Expired) => {
+                            acted += 1;
+                            summary.expired += 1;
+                            self.metrics.count(
+                                metrics::EXPIRED_JOBS,
+                                &[state.as_str()],
+                                &[("job_id", job.id.as_str())],
+                            );
+                        }
+                        Ok(Action::Waiting) => {}
+                        Ok(Action::Queued) => summary.queued += 1,
+                        Err(e) => {
+                            acted += 1;
+                            warn!(job_id = %job.id, error = %e, "reconcile action failed");
+                            summary.errors += 1;
+                        }
+                    }
+                }
+                match next {
+                    Some(key) if acted < self.config.batch => start = Some(key),
+                    _ => break,
                 }
             }
         }
