@@ -600,6 +600,27 @@ async fn reconcile_pages_past_jobs_someone_holds() {
     assert!(sent[0].body().unwrap().contains(jobs[4].id.as_str()));
 }
 
+/// A result larger than `VENDOR_MAX_RESULT_BYTES` is never read into memory: the job fails with
+/// `result_too_large` (retryable, its vendor job kept) instead of the function running out of
+/// memory in a loop and dead-lettering its message without a reason.
+#[tokio::test]
+async fn a_result_too_large_fails_its_job_with_the_reason() {
+    let mut w = world().await;
+    w.parse.vendor = w.parse.vendor.clone().with_max_result_bytes(2_048);
+    let receipt = std::fs::read(shared_dir().join("corpus/sroie-dev/000.jpg")).unwrap();
+    let job = submitted(&w, receipt, "receipt", "receipts/big.jpg").await;
+    vendor_done(&w, &job).await;
+    w.reconcile.run(UnixMillis::now()).await;
+    pump_results(&w).await;
+    let failed = state(&w, &job.id).await;
+    assert_eq!(failed.state, JobState::Failed, "{failed:?}");
+    let why = failed.reason.as_ref().unwrap();
+    assert_eq!(why.code, "result_too_large");
+    assert!(why.message.contains("2048"), "{why:?}");
+    assert!(failed.retryable_reason().is_some() && failed.vendor_job_id.is_some());
+    assert!(w.s.drain(&w.s.config.results_dlq_url).await.is_empty());
+}
+
 async fn sim_stats_billed(w: &World) -> u64 {
     ocrbridge_tests::sim_stats(&w.sim).await["billed_documents"]
         .as_u64()

@@ -369,6 +369,9 @@ pub mod reason {
     /// The vendor no longer has the result (expired or lost); a retry fetches it again where it
     /// can, and a resubmission is a new purchase.
     pub const RESULT_UNAVAILABLE: &str = "result_unavailable";
+    /// The vendor's result is larger than `VENDOR_MAX_RESULT_BYTES`; retryable once the limit
+    /// (and the parse function's memory) is raised: the vendor job is kept, nothing is bought.
+    pub const RESULT_TOO_LARGE: &str = "result_too_large";
     /// The vendor rejected the request (4xx): final.
     pub const VENDOR_REJECTED: &str = "vendor_rejected";
     /// The vendor processed the document and failed it: final.
@@ -392,6 +395,7 @@ pub mod reason {
         MAX_AGE_EXCEEDED,
         RESULT_UNAVAILABLE,
         VENDOR_STATUS_UNKNOWN,
+        RESULT_TOO_LARGE,
         PARSE_UNUSABLE_PAYLOAD,
         PARSE_SCHEMA_VIOLATION,
     ];

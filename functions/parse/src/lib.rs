@@ -544,6 +544,13 @@ impl<V: Vendor> Parse<V> {
                     )
                     .await;
             }
+            Err(e @ VendorError::TooLarge { .. }) => {
+                // Never read into memory: the job stops with its reason (retryable once the
+                // limit is raised; the vendor job is kept).
+                return self
+                    .fail_with(&lease, &job, reason::RESULT_TOO_LARGE, e.to_string())
+                    .await;
+            }
             Err(e @ (VendorError::Throttled { .. } | VendorError::Busy { .. })) => {
                 let wait = e
                     .retry_after()

@@ -89,7 +89,12 @@ pub async fn check(
             status: status.as_u16(),
         }),
         s => {
-            let body: Value = response.json().await.unwrap_or(Value::Null);
+            // An error body is read only as far as an error body goes.
+            let body: Value = body(response, 64 * 1024)
+                .await
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or(Value::Null);
             let (code, message) = describe(&body);
             Err(VendorError::Rejected {
                 status: s.as_u16(),
@@ -100,20 +105,49 @@ pub async fn check(
     }
 }
 
-/// A 2xx answer's body. One that breaks off is [`VendorError::Unreadable`]: the request
-/// succeeded, we just cannot see how.
-pub async fn body(response: Response) -> Result<bytes::Bytes, VendorError> {
+/// The largest result read from a vendor unless `VENDOR_MAX_RESULT_BYTES` says otherwise: parse
+/// holds the raw payload, its gzip copy and the normalized document at once in 512 MB.
+pub const DEFAULT_MAX_RESULT_BYTES: usize = 50 * 1024 * 1024;
+/// The largest answer that is not a result (a job, an error): anything bigger is not one.
+pub const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+
+/// A 2xx answer's body, at most `limit` bytes: a declared `Content-Length` over it is refused
+/// before reading, and a body that grows past it is cut off ([`VendorError::TooLarge`]). One
+/// that breaks off is [`VendorError::Unreadable`]: the request succeeded, we just cannot see how.
+pub async fn body(mut response: Response, limit: usize) -> Result<bytes::Bytes, VendorError> {
     let status = response.status().as_u16();
-    response.bytes().await.map_err(|e| VendorError::Unreadable {
-        status,
-        detail: format!("the body broke off: {e}"),
-    })
+    if let Some(declared) = response.content_length() {
+        if declared > limit as u64 {
+            return Err(VendorError::TooLarge {
+                limit,
+                size: Some(declared),
+            });
+        }
+    }
+    let mut out = bytes::BytesMut::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if out.len() + chunk.len() > limit {
+                    return Err(VendorError::TooLarge { limit, size: None });
+                }
+                out.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(out.freeze()),
+            Err(e) => {
+                return Err(VendorError::Unreadable {
+                    status,
+                    detail: format!("the body broke off: {}", e.without_url()),
+                })
+            }
+        }
+    }
 }
 
-/// A 2xx answer's JSON (see [`body`]).
+/// A 2xx answer's JSON (see [`body`]), at most [`MAX_ANSWER_BYTES`].
 pub async fn json(response: Response) -> Result<Value, VendorError> {
     let status = response.status().as_u16();
-    let bytes = body(response).await?;
+    let bytes = body(response, MAX_ANSWER_BYTES).await?;
     serde_json::from_slice(&bytes).map_err(|e| VendorError::Unreadable {
         status,
         detail: format!("not JSON: {e}"),
@@ -147,6 +181,31 @@ pub fn vendor_url(base: &str, url: &str, what: &str) -> Result<String, VendorErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn bodies_are_read_up_to_their_limit_and_no_further() {
+        let sized = |n: usize| reqwest::Response::from(http::Response::new("x".repeat(n)));
+        assert_eq!(body(sized(100), 100).await.unwrap().len(), 100);
+        assert!(matches!(
+            body(sized(101), 100).await,
+            Err(VendorError::TooLarge {
+                limit: 100,
+                size: Some(101)
+            })
+        ));
+        // No Content-Length: cut off as it grows.
+        let streamed = |chunks: usize| {
+            let stream = futures::stream::iter(
+                (0..chunks).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'x'; 64]))),
+            );
+            reqwest::Response::from(http::Response::new(reqwest::Body::wrap_stream(stream)))
+        };
+        assert_eq!(body(streamed(2), 128).await.unwrap().len(), 128);
+        assert!(matches!(
+            body(streamed(1_000_000), 128).await,
+            Err(VendorError::TooLarge { size: None, .. })
+        ));
+    }
 
     #[test]
     fn keys_go_only_to_the_vendors_own_origin() {

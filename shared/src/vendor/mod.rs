@@ -204,6 +204,9 @@ pub enum VendorError {
     /// The response did not have the expected shape.
     #[error("unexpected vendor response: {0}")]
     Protocol(String),
+    /// The answer is larger than ocrbridge reads (`VENDOR_MAX_RESULT_BYTES` for a result).
+    #[error("the vendor's answer is larger than {limit} bytes{}; raise VENDOR_MAX_RESULT_BYTES if the memory allows", size.map(|s| format!(" ({s} bytes)")).unwrap_or_default())]
+    TooLarge { limit: usize, size: Option<u64> },
 }
 
 impl VendorError {
@@ -214,9 +217,10 @@ impl VendorError {
             | VendorError::Unavailable { .. }
             | VendorError::Unreachable(_) => ErrorClass::Retryable,
             VendorError::NoAnswer(_) | VendorError::Unreadable { .. } => ErrorClass::Ambiguous,
-            VendorError::Auth { .. } | VendorError::Rejected { .. } | VendorError::Protocol(_) => {
-                ErrorClass::Permanent
-            }
+            VendorError::Auth { .. }
+            | VendorError::Rejected { .. }
+            | VendorError::Protocol(_)
+            | VendorError::TooLarge { .. } => ErrorClass::Permanent,
         }
     }
 
@@ -251,6 +255,7 @@ impl VendorError {
             VendorError::Auth { .. } => "auth",
             VendorError::Rejected { .. } => "rejected",
             VendorError::Protocol(_) => "protocol",
+            VendorError::TooLarge { .. } => "too_large",
         }
     }
 }

@@ -198,6 +198,9 @@ pub struct VendorSettings {
     /// `TEXTRACT_SNS_TOPIC_ARN` and `TEXTRACT_ROLE_ARN`: where Textract publishes completions
     /// (both, or neither: then reconcile's polling finds every result, slowly).
     pub textract_channel: Option<super::textract::Channel>,
+    /// `VENDOR_MAX_RESULT_BYTES` (default 50 MiB): the largest result read from the vendor; a
+    /// larger one fails its job with `result_too_large` instead of the parse function's memory.
+    pub max_result_bytes: usize,
     /// `MINDEE_WEBHOOK_IDS`: the Mindee webhook endpoints (ids from Mindee's console, comma
     /// separated) each job reports to; none means completion by polling.
     pub mindee_webhook_ids: Vec<String>,
@@ -280,8 +283,20 @@ impl VendorSettings {
             }
             _ => base_url,
         };
+        let max_result_bytes = crate::config::setting(
+            &lookup,
+            "VENDOR_MAX_RESULT_BYTES",
+            super::http::DEFAULT_MAX_RESULT_BYTES,
+            "a size in bytes, 1024 or more",
+            |b: &usize| *b >= 1024,
+        )
+        .map_err(|e| VendorConfigError {
+            setting: e.name,
+            problem: format!("{:?} is not {}", e.value, e.expected),
+        })?;
         Ok(VendorSettings {
             kind,
+            max_result_bytes,
             textract_channel,
             mindee_webhook_ids,
             models: ModelMap::parse(kind, lookup("VENDOR_MODELS").as_deref())?,
@@ -355,26 +370,31 @@ impl AnyVendor {
             VendorKind::Sim => Ok(AnyVendor::Sim(
                 SimVendor::new(http()?, base_url, api_key())
                     .with_idempotency(settings.sim_idempotency)
-                    .with_models(settings.models.clone()),
+                    .with_models(settings.models.clone())
+                    .with_max_result_bytes(settings.max_result_bytes),
             )),
-            VendorKind::Textract => Ok(AnyVendor::Textract(TextractVendor::new(
-                &clients.textract,
-                settings.models.clone(),
-                settings.textract_channel.clone(),
-            ))),
-            VendorKind::Azure => Ok(AnyVendor::Azure(AzureVendor::new(
-                http()?,
-                base_url,
-                api_key(),
-                settings.models.clone(),
-            ))),
-            VendorKind::Mindee => Ok(AnyVendor::Mindee(MindeeVendor::new(
-                http()?,
-                base_url,
-                api_key(),
-                settings.models.clone(),
-                settings.mindee_webhook_ids.clone(),
-            ))),
+            VendorKind::Textract => Ok(AnyVendor::Textract(
+                TextractVendor::new(
+                    &clients.textract,
+                    settings.models.clone(),
+                    settings.textract_channel.clone(),
+                )
+                .with_max_result_bytes(settings.max_result_bytes),
+            )),
+            VendorKind::Azure => Ok(AnyVendor::Azure(
+                AzureVendor::new(http()?, base_url, api_key(), settings.models.clone())
+                    .with_max_result_bytes(settings.max_result_bytes),
+            )),
+            VendorKind::Mindee => Ok(AnyVendor::Mindee(
+                MindeeVendor::new(
+                    http()?,
+                    base_url,
+                    api_key(),
+                    settings.models.clone(),
+                    settings.mindee_webhook_ids.clone(),
+                )
+                .with_max_result_bytes(settings.max_result_bytes),
+            )),
         }
     }
 }

@@ -3,7 +3,7 @@
 use reqwest::Response;
 use serde_json::{json, Value};
 
-use super::http::{check, json, transport_error};
+use super::http::{body, check, json, transport_error};
 
 use super::{
     Capabilities, Completion, Idempotency, SecretRegistry, Submission, Vendor, VendorError,
@@ -21,6 +21,7 @@ pub struct SimVendor {
     idempotency: Idempotency,
     /// The simulator profile for each of ours; without one, our profile is sent as it is.
     models: Option<super::select::ModelMap>,
+    max_result_bytes: usize,
 }
 
 impl SimVendor {
@@ -34,7 +35,14 @@ impl SimVendor {
                 remembers_for: None,
             },
             models: None,
+            max_result_bytes: super::http::DEFAULT_MAX_RESULT_BYTES,
         }
+    }
+
+    /// The largest result read.
+    pub fn with_max_result_bytes(mut self, limit: usize) -> Self {
+        self.max_result_bytes = limit;
+        self
     }
 
     /// Sends the simulator the profile `models` gives each of ours.
@@ -190,11 +198,7 @@ impl Vendor for SimVendor {
                 self.base_url
             )))
             .await?;
-        Ok(response
-            .bytes()
-            .await
-            .map_err(|e| VendorError::NoAnswer(e.to_string()))?
-            .to_vec())
+        Ok(body(response, self.max_result_bytes).await?.to_vec())
     }
 
     fn normalize(

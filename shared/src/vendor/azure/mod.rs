@@ -34,6 +34,7 @@ pub struct AzureVendor {
     endpoint: String,
     key: Keyring,
     models: ModelMap,
+    max_result_bytes: usize,
 }
 
 /// Azure's error body: `{"error": {"code", "message", "innererror": {…}}}`; the inner error is
@@ -89,7 +90,14 @@ impl AzureVendor {
             endpoint: endpoint.into().trim_end_matches('/').to_owned(),
             key,
             models,
+            max_result_bytes: super::http::DEFAULT_MAX_RESULT_BYTES,
         }
+    }
+
+    /// The largest operation (with its `analyzeResult`) read.
+    pub fn with_max_result_bytes(mut self, limit: usize) -> Self {
+        self.max_result_bytes = limit;
+        self
     }
 
     async fn send(
@@ -118,7 +126,7 @@ impl AzureVendor {
         let response = self.send(self.http.get(url)).await?;
         let wait = super::http::retry_after(&response);
         let status = response.status().as_u16();
-        let bytes = body(response).await?;
+        let bytes = body(response, self.max_result_bytes).await?;
         let operation = serde_json::from_slice(&bytes).map_err(|e| VendorError::Unreadable {
             status,
             detail: format!("not JSON: {e}"),
@@ -163,7 +171,7 @@ impl Vendor for AzureVendor {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         // Read the (empty) body: a connection cut in the middle of it still means accepted.
-        body(response).await?;
+        body(response, super::http::MAX_ANSWER_BYTES).await?;
         match location {
             Some(url) if super::http::same_origin(&self.endpoint, &url) => Ok(url),
             Some(url) => Err(VendorError::Unreadable {

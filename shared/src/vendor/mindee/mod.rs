@@ -39,6 +39,7 @@ pub struct MindeeVendor {
     key: Keyring,
     models: ModelMap,
     webhook_ids: Vec<String>,
+    max_result_bytes: usize,
 }
 
 /// Mindee's errors are RFC 9457 problem details: `{status, code, title, detail, errors}`.
@@ -86,7 +87,14 @@ impl MindeeVendor {
             key,
             models,
             webhook_ids,
+            max_result_bytes: super::http::DEFAULT_MAX_RESULT_BYTES,
         }
+    }
+
+    /// The largest result read.
+    pub fn with_max_result_bytes(mut self, limit: usize) -> Self {
+        self.max_result_bytes = limit;
+        self
     }
 
     /// Sends with the key; a 3xx comes back as it is (the caller follows it, or not).
@@ -223,7 +231,7 @@ impl Vendor for MindeeVendor {
                 "the result URL redirected again".into(),
             ));
         }
-        Ok(body(response).await?.to_vec())
+        Ok(body(response, self.max_result_bytes).await?.to_vec())
     }
 
     async fn refresh_credentials(&self) {

@@ -110,9 +110,16 @@ pub struct TextractVendor {
     client: aws_sdk_textract::Client,
     models: ModelMap,
     channel: Option<Channel>,
+    max_result_bytes: usize,
 }
 
 impl TextractVendor {
+    /// The largest merged result read (all `Get*` pages together).
+    pub fn with_max_result_bytes(mut self, limit: usize) -> Self {
+        self.max_result_bytes = limit;
+        self
+    }
+
     /// `client` is used with the SDK's retries off (see the module docs).
     pub fn new(
         client: &aws_sdk_textract::Client,
@@ -128,6 +135,7 @@ impl TextractVendor {
             client: aws_sdk_textract::Client::from_conf(config),
             models,
             channel,
+            max_result_bytes: crate::vendor::http::DEFAULT_MAX_RESULT_BYTES,
         }
     }
 }
@@ -393,6 +401,8 @@ impl Vendor for TextractVendor {
         let mut merged = json!({});
         let mut items: Vec<Value> = Vec::new();
         let mut next: Option<String> = None;
+        // The pages' own bytes, summed: the merged payload is about as large.
+        let mut read = 0usize;
         loop {
             let keep = KeepBody::default();
             let (status, message, token) = match api {
@@ -459,6 +469,13 @@ impl Vendor for TextractVendor {
                 status: 200,
                 detail: "the response body was not kept".into(),
             })?;
+            read += raw.len();
+            if read > self.max_result_bytes {
+                return Err(VendorError::TooLarge {
+                    limit: self.max_result_bytes,
+                    size: None,
+                });
+            }
             let mut page: Value =
                 serde_json::from_slice(&raw).map_err(|e| VendorError::Unreadable {
                     status: 200,
