@@ -1,5 +1,5 @@
 # ocrbridge developer commands. Every target installs what it needs (scripts/setup.sh).
-.PHONY: setup test demo dev chaos mutants package bench moto-start moto-stop lint vendor-sim
+.PHONY: setup test demo dev chaos mutants fuzz package bench moto-start moto-stop lint vendor-sim
 
 ## test: set up, start moto, run fmt/clippy/cfn-lint and every test, stop moto
 test:
@@ -19,6 +19,10 @@ dev:
 ## CHAOS_VENDOR=sim|textract|azure|mindee|all picks the vendor (default sim, both fallbacks)
 chaos:
 	CHAOS_DOCS=$${CHAOS_DOCS:-1000} scripts/chaos.sh
+
+## fuzz: every cargo-fuzz target for 10 minutes (make test runs each for 20 s)
+fuzz:
+	FUZZ_SECONDS=$${FUZZ_SECONDS:-600} scripts/fuzz.sh
 
 ## mutants: remove each exactly-once guard on purpose (scripts/mutants/*.patch) and require the
 ## test named for it to fail; needs a clean tree

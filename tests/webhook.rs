@@ -280,9 +280,11 @@ async fn base64_encoded_function_url_events_are_decoded_before_verifying() {
     event["headers"]["webhook-signature"] =
         Value::String(sign_standard(&Secret::new(secret.as_str()), &id, ts, &body).unwrap());
 
-    let request = lambda_http::request::from_str(&event.to_string()).unwrap();
-    let response = w.webhook.handle_http(request).await.unwrap();
-    assert_eq!(response.status(), 200);
+    let response = w
+        .webhook
+        .handle_event(&serde_json::from_value(event.clone()).unwrap())
+        .await;
+    assert_eq!(response.status_code, 200);
     assert_eq!(notices(&w).await.len(), 1);
 
     // The same event with its base64 text verified as if it were the body fails: decoding matters.
@@ -297,10 +299,22 @@ async fn base64_encoded_function_url_events_are_decoded_before_verifying() {
     event["headers"]["webhook-signature"] = Value::String(sig_over_b64);
     let response = w
         .webhook
-        .handle_http(lambda_http::request::from_str(&event.to_string()).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 401);
+        .handle_event(&serde_json::from_value(event.clone()).unwrap())
+        .await;
+    assert_eq!(response.status_code, 401);
+
+    // A body that claims to be base64 and is not: a 400, never a panic (lambda_http's own
+    // conversion panicked on it; fuzzing found it).
+    event["body"] = Value::String("{not base64!".into());
+    let response = w
+        .webhook
+        .handle_event(&serde_json::from_value(event).unwrap())
+        .await;
+    assert_eq!(response.status_code, 400);
+    assert_eq!(
+        w.webhook.metrics.recorded()["WebhooksRejected[malformed_body]"],
+        1.0
+    );
 }
 
 /// A webhook receiver over real HTTP that calls the handler, as the Function URL would.

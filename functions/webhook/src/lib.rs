@@ -2,7 +2,8 @@
 //!
 //! A vendor delivery (Lambda Function URL or API Gateway HTTP API v2 — the same event shape) is:
 //! 1. size-checked, then **verified before anything parses it**, over the exact body bytes
-//!    (`lambda_http` has already base64-decoded an `isBase64Encoded` body; UTF-8 is not needed);
+//!    (an `isBase64Encoded` body is decoded first — one that is not base64 is a 400; UTF-8 is
+//!    not needed);
 //!    on a signature miss the keyring is refreshed once, since a rotation may have just moved
 //!    the stages;
 //! 2. acknowledged at once, with no AWS call, if it only reports progress (`queued`,
@@ -21,7 +22,10 @@
 
 use std::time::Duration;
 
-use lambda_http::{Body, Request, Response};
+use aws_lambda_events::event::lambda_function_urls::{
+    LambdaFunctionUrlRequest, LambdaFunctionUrlResponse,
+};
+use base64::Engine;
 use ocrbridge::config::{setting, SettingError, StackConfig};
 use ocrbridge::job::JobId;
 use ocrbridge::keyring::Keyring;
@@ -90,6 +94,25 @@ pub enum ConfigError {
     Setting(#[from] SettingError),
 }
 
+/// A delivery's method and exact body bytes from its event (`isBase64Encoded` bodies decoded);
+/// `Err` names why the event is malformed, for the rejection metric.
+pub fn delivery_of(event: &LambdaFunctionUrlRequest) -> Result<(String, Vec<u8>), &'static str> {
+    let method = event
+        .request_context
+        .http
+        .method
+        .clone()
+        .unwrap_or_else(|| "POST".to_owned());
+    let body = match (&event.body, event.is_base64_encoded) {
+        (None, _) => Vec::new(),
+        (Some(text), false) => text.as_bytes().to_vec(),
+        (Some(text), true) => base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(|_| "malformed_body")?,
+    };
+    Ok((method, body))
+}
+
 /// An HTTP answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reply {
@@ -147,26 +170,34 @@ pub struct Webhook {
 }
 
 impl Webhook {
-    /// The Lambda entry point.
-    pub async fn handle_http(
+    /// The Lambda entry point: a Function URL (or HTTP API v2) event in, its response out. The
+    /// body is decoded here, not by a framework: an `isBase64Encoded` body that is not base64 is
+    /// a 400 like any malformed request (`lambda_http` panics on it, which fuzzing found).
+    pub async fn handle_event(
         &self,
-        request: Request,
-    ) -> Result<Response<Body>, lambda_http::Error> {
-        let (parts, body) = request.into_parts();
-        let bytes: &[u8] = match &body {
-            Body::Empty => &[],
-            Body::Text(text) => text.as_bytes(),
-            Body::Binary(bytes) => bytes,
-            _ => &[],
+        event: &LambdaFunctionUrlRequest,
+    ) -> LambdaFunctionUrlResponse {
+        let reply = match delivery_of(event) {
+            Ok((method, body)) => {
+                let now = (UnixMillis::now().0 / 1000) as i64;
+                self.handle(&method, &event.headers, &body, now).await
+            }
+            Err(rejection) => {
+                self.rejected(rejection);
+                BAD_REQUEST
+            }
         };
-        let now = (UnixMillis::now().0 / 1000) as i64;
-        let reply = self
-            .handle(parts.method.as_str(), &parts.headers, bytes, now)
-            .await;
-        Ok(Response::builder()
-            .status(reply.status)
-            .header("content-type", "application/json")
-            .body(Body::from(reply.body))?)
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        // Non-exhaustive: built from its default.
+        let mut response = LambdaFunctionUrlResponse::default();
+        response.status_code = i64::from(reply.status);
+        response.headers = headers;
+        response.body = Some(reply.body.to_owned());
+        response
     }
 
     fn rejected(&self, reason: &str) {

@@ -3,7 +3,8 @@
 // The handler future nests SDK futures deeply enough to need more room.
 #![recursion_limit = "256"]
 
-use lambda_http::{service_fn, Error, Request};
+use aws_lambda_events::event::lambda_function_urls::LambdaFunctionUrlRequest;
+use lambda_runtime::{service_fn, Error, LambdaEvent};
 use ocrbridge::aws::AwsClients;
 use ocrbridge::config::StackConfig;
 use ocrbridge::keyring::{Keyring, Stage, DEFAULT_MAX_AGE};
@@ -31,8 +32,10 @@ async fn main() -> Result<(), Error> {
         stack,
     };
     let webhook = &webhook;
-    lambda_http::run(service_fn(move |request: Request| async move {
-        webhook.handle_http(request).await
-    }))
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<LambdaFunctionUrlRequest>| async move {
+            Ok::<_, Error>(webhook.handle_event(&event.payload).await)
+        },
+    ))
     .await
 }
