@@ -697,4 +697,30 @@ mod tests {
         assert!(lease.is_live(UnixMillis(999)));
         assert!(!lease.is_live(UnixMillis(1_000)));
     }
+
+    proptest::proptest! {
+        /// Any sequence of allowed moves: a job never returns to a state it left unless an
+        /// operator's retry edge was taken in between, and terminal states are left only by
+        /// that retry.
+        #[test]
+        fn no_sequence_of_allowed_moves_goes_backwards(choices in proptest::collection::vec(0usize..64, 1..60)) {
+            let mut state = JobState::Received;
+            let mut left_since_retry: Vec<JobState> = Vec::new();
+            for choice in choices {
+                let next: Vec<JobState> = JobState::ALL
+                    .into_iter()
+                    .filter(|to| state.can_transition_to(*to))
+                    .collect();
+                let Some(&to) = next.get(choice % next.len().max(1)) else { break };
+                if state.is_retry(to) {
+                    left_since_retry.clear();
+                } else {
+                    proptest::prop_assert!(!left_since_retry.contains(&to), "{state} -> {to} after leaving it: {left_since_retry:?}");
+                    proptest::prop_assert!(!matches!(state, JobState::Completed | JobState::Rejected), "{state} is final");
+                    left_since_retry.push(state);
+                }
+                state = to;
+            }
+        }
+    }
 }

@@ -153,4 +153,21 @@ mod tests {
         assert_eq!(visibility_seconds(Duration::from_secs(100_000)), 43_200);
         assert_eq!(delay_seconds(Duration::ZERO), 1);
     }
+
+    proptest::proptest! {
+        /// Full jitter stays within its ceiling, honours Retry-After, and the ceiling grows and
+        /// stops at the cap, for any base, cap and attempt.
+        #[test]
+        fn backoff_bounds(base_ms in 1u64..10_000, cap_s in 1u64..3_600, attempt in 0u32..200,
+                          retry_after_s in proptest::option::of(0u64..1_000), seed in 0u64..1_000) {
+            let backoff = Backoff { base: Duration::from_millis(base_ms), cap: Duration::from_secs(cap_s) };
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let retry_after = retry_after_s.map(Duration::from_secs);
+            let d = backoff.delay(attempt, retry_after, &mut rng);
+            proptest::prop_assert!(d <= backoff.ceiling(attempt).max(retry_after.unwrap_or_default()));
+            proptest::prop_assert!(d >= retry_after.unwrap_or_default());
+            proptest::prop_assert!(backoff.ceiling(attempt) <= backoff.cap);
+            proptest::prop_assert!(backoff.ceiling(attempt) <= backoff.ceiling(attempt + 1));
+        }
+    }
 }

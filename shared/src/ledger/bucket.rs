@@ -61,7 +61,7 @@ fn number(item: &HashMap<String, AttributeValue>, name: &str) -> Option<f64> {
 }
 
 /// A bucket item as last written or read; `None` inside means the item does not exist yet.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub(super) struct State {
     tokens: Option<f64>,
     updated_at: Option<u64>,
@@ -76,6 +76,36 @@ impl State {
             paused_until: item.and_then(|i| number(i, PAUSED_UNTIL)).map(|v| v as u64),
         }
     }
+}
+
+/// A take decided from the bucket as last seen, at `now`: the state to write, or how long to
+/// wait. Pure, so its arithmetic is tested on its own (tests/bucket_properties below).
+pub(super) fn decide(
+    seen: State,
+    spec: &BucketSpec,
+    cost: f64,
+    now: UnixMillis,
+) -> Result<State, Duration> {
+    let tokens = seen.tokens.unwrap_or(spec.capacity);
+    let paused_until = seen.paused_until.unwrap_or(0);
+    if paused_until > now.0 {
+        return Err(Duration::from_millis(paused_until - now.0));
+    }
+    let elapsed = seen
+        .updated_at
+        .map_or(0.0, |at| now.0.saturating_sub(at) as f64 / 1000.0);
+    let available = (tokens + elapsed * spec.refill_per_sec).min(spec.capacity);
+    if available < cost {
+        let wait = (cost - available) / spec.refill_per_sec.max(f64::MIN_POSITIVE);
+        // Never a zero wait: the caller sleeps and asks again.
+        return Err(Duration::from_secs_f64(wait.clamp(0.001, 3600.0)));
+    }
+    Ok(State {
+        // Rounded down to what DynamoDB stores (4 decimals): never a sliver more than earned.
+        tokens: Some(((available - cost) * 1e4).floor() / 1e4),
+        updated_at: Some(now.0.max(seen.updated_at.unwrap_or(0))),
+        paused_until: seen.paused_until,
+    })
 }
 
 /// Per-container memory of bucket states, shared by the ledger's clones.
@@ -118,29 +148,12 @@ impl Ledger {
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(key.clone(), state);
             };
-            let tokens = seen.tokens.unwrap_or(spec.capacity);
-            let paused_until = seen.paused_until.unwrap_or(0);
-            if paused_until > now.0 {
-                remember(seen);
-                return Ok(Take::Denied {
-                    wait: Duration::from_millis(paused_until - now.0),
-                });
-            }
-            let elapsed = seen
-                .updated_at
-                .map_or(0.0, |at| now.0.saturating_sub(at) as f64 / 1000.0);
-            let available = (tokens + elapsed * spec.refill_per_sec).min(spec.capacity);
-            if available < cost {
-                remember(seen);
-                let wait = (cost - available) / spec.refill_per_sec.max(f64::MIN_POSITIVE);
-                return Ok(Take::Denied {
-                    wait: Duration::from_secs_f64(wait.min(3600.0)),
-                });
-            }
-            let written = State {
-                tokens: Some(((available - cost) * 1e4).round() / 1e4),
-                updated_at: Some(now.0.max(seen.updated_at.unwrap_or(0))),
-                paused_until: seen.paused_until,
+            let written = match decide(seen, spec, cost, now) {
+                Ok(written) => written,
+                Err(wait) => {
+                    remember(seen);
+                    return Ok(Take::Denied { wait });
+                }
             };
             let mut request = self
                 .client
@@ -245,5 +258,70 @@ impl Ledger {
                     Err(LedgerError::dynamo("UpdateItem", &e))
                 }
             })
+    }
+}
+
+#[cfg(test)]
+mod bucket_properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn spec(capacity: f64, rate: f64) -> BucketSpec {
+        BucketSpec {
+            name: "p".into(),
+            capacity,
+            refill_per_sec: rate,
+        }
+    }
+
+    proptest! {
+        /// Whatever the times of the takes, a bucket never grants more than its burst plus what
+        /// it earned over the time elapsed, never holds more than its capacity or less than
+        /// nothing, and a denial's wait is enough: asking again after it succeeds.
+        #[test]
+        fn never_more_than_earned_and_a_wait_is_enough(
+            capacity in 1.0f64..50.0,
+            rate in 0.1f64..100.0,
+            gaps in proptest::collection::vec(0u64..2_000, 1..200),
+        ) {
+            let spec = spec(capacity, rate);
+            let mut state = State::default();
+            let start = 1_000_000u64;
+            let mut now = start;
+            let mut granted = 0u64;
+            for gap in gaps {
+                now += gap;
+                match decide(state, &spec, 1.0, UnixMillis(now)) {
+                    Ok(next) => {
+                        granted += 1;
+                        let t = next.tokens.unwrap_or(0.0);
+                        prop_assert!((0.0..=capacity).contains(&t), "tokens {t}");
+                        state = next;
+                    }
+                    Err(wait) => {
+                        prop_assert!(wait > Duration::ZERO);
+                        let later = UnixMillis(now + wait.as_millis() as u64 + 1);
+                        prop_assert!(decide(state, &spec, 1.0, later).is_ok(), "waited {wait:?} and still denied");
+                    }
+                }
+                let earned = capacity + rate * (now - start) as f64 / 1000.0;
+                prop_assert!(granted as f64 <= earned + 1e-6, "granted {granted} > earned {earned}");
+            }
+        }
+
+        /// A pause is respected to the millisecond, and a clock behind the last write (another
+        /// container's) earns nothing.
+        #[test]
+        fn pauses_hold_and_skewed_clocks_earn_nothing(
+            pause in 1u64..100_000,
+            behind in 1u64..100_000,
+        ) {
+            let spec = spec(5.0, 1.0);
+            let paused = State { tokens: Some(5.0), updated_at: Some(10_000), paused_until: Some(10_000 + pause) };
+            prop_assert_eq!(decide(paused, &spec, 1.0, UnixMillis(10_000)), Err(Duration::from_millis(pause)));
+            prop_assert!(decide(paused, &spec, 1.0, UnixMillis(10_000 + pause)).is_ok());
+            let empty = State { tokens: Some(0.0), updated_at: Some(1_000_000), paused_until: None };
+            prop_assert!(decide(empty, &spec, 1.0, UnixMillis(1_000_000 - behind.min(999_999))).is_err());
+        }
     }
 }
