@@ -40,6 +40,7 @@ bench:
 	scripts/bench-intake.sh
 	scripts/bench-submit.sh
 	scripts/bench-poll.sh
+	scripts/bench-webhook.sh
 	cargo bench -p ocrbridge --bench verify
 	scripts/bench-pipeline.sh
 	scripts/bench-init.sh
