@@ -1,5 +1,5 @@
 # ocrbridge developer commands. Every target installs what it needs (scripts/setup.sh).
-.PHONY: setup test demo dev chaos mutants fuzz package bench moto-start moto-stop lint vendor-sim
+.PHONY: setup test demo dev invoke chaos mutants fuzz package bench moto-start moto-stop lint vendor-sim
 
 ## test: set up, start moto, run fmt/clippy/cfn-lint and every test, stop moto
 test:
@@ -12,6 +12,11 @@ demo:
 ## dev: the demo, then the stack stays up for `aws --endpoint-url ... s3 cp`
 dev:
 	DEV=1 scripts/demo.sh
+
+## invoke: `sam local invoke` one function (Docker) against the local stack, e.g.
+## make invoke FN=intake EVENT=events/sqs-s3-put.json  (SAM_BUILD=1 to use a real sam build)
+invoke:
+	scripts/sam-invoke.sh $(FN) $(EVENT)
 
 ## demo takes VENDOR=sim|textract|azure|mindee: the functions talk to the simulator's twin of it
 

@@ -140,7 +140,19 @@ fn every_function_builds_its_own_binary_and_sqs_sources_report_partial_failures(
     let globals = &raw["Globals"]["Function"];
     assert_eq!(globals["Runtime"], "provided.al2023");
     assert_eq!(globals["Handler"], "bootstrap");
-    assert_eq!(globals["Architectures"][0], "arm64");
+    // Graviton in AWS by default; x86_64 only for local invokes of this machine's binaries.
+    assert_eq!(
+        serde_yaml::to_string(&globals["Architectures"][0])
+            .unwrap()
+            .trim(),
+        "!Ref Architecture"
+    );
+    let architecture = &raw["Parameters"]["Architecture"];
+    assert_eq!(architecture["Default"], "arm64");
+    assert_eq!(
+        architecture["AllowedValues"],
+        serde_yaml::from_str::<Value>("[arm64, x86_64]").unwrap()
+    );
     let template = template();
     let mut binaries = BTreeSet::new();
     for f in functions(&template) {

@@ -23,9 +23,18 @@ pub struct AwsClients {
 
 impl AwsClients {
     /// Clients from the environment (the Lambda runtime, or `AWS_ENDPOINT_URL` for moto).
+    /// The normal AWS configuration chain; `OCRBRIDGE_LOCAL_ENDPOINT`, when set and not empty
+    /// (`sam local invoke` against moto: the template declares it empty), sends every client
+    /// there instead.
     pub async fn from_env() -> Self {
-        let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
-        Self::from_sdk_config(&config)
+        let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(endpoint) = std::env::var(LOCAL_ENDPOINT_VARIABLE)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+        {
+            loader = loader.endpoint_url(endpoint);
+        }
+        Self::from_sdk_config(&loader.load().await)
     }
 
     pub fn from_sdk_config(config: &SdkConfig) -> Self {
@@ -43,6 +52,9 @@ impl AwsClients {
         }
     }
 }
+
+/// Where a function's AWS clients go instead of AWS, when set (see [`AwsClients::from_env`]).
+pub const LOCAL_ENDPOINT_VARIABLE: &str = "OCRBRIDGE_LOCAL_ENDPOINT";
 
 /// The region moto answers for unless told otherwise.
 pub const LOCAL_REGION: &str = "us-east-1";

@@ -359,7 +359,7 @@ impl Webhook {
             .keyring
             .values(false)
             .await
-            .map_err(|_| None)?
+            .map_err(keyring_unavailable)?
             .into_iter()
             .map(|(_, v)| v)
             .collect();
@@ -372,7 +372,7 @@ impl Webhook {
                     .keyring
                     .values_after_miss(MISS_REFRESH_INTERVAL)
                     .await
-                    .map_err(|_| None)?
+                    .map_err(keyring_unavailable)?
                     .into_iter()
                     .map(|(_, v)| v)
                     .collect();
@@ -381,4 +381,11 @@ impl Webhook {
             other => other.map_err(Some),
         }
     }
+}
+
+/// The signing secrets cannot be read (Secrets Manager down, no permission, wrong ARN): said in
+/// the log, since the vendor only sees a 503 and retries.
+fn keyring_unavailable(error: impl std::fmt::Display) -> Option<Rejection> {
+    warn!(%error, "the signing secrets are unavailable; answering 503");
+    None
 }

@@ -1,0 +1,371 @@
+//! Every function through `sam local invoke` (SAM's own command, in Docker), against the local
+//! stack: moto for AWS, the vendor simulator for the vendor. One document goes the whole way —
+//! intake, submit, the simulator's own signed webhook, parse — and each step's effect is checked
+//! on the stack, not only the exit code; then reconcile and rotate do their step.
+//!
+//! Needs Docker. Without a registry (CI) the invoke image is the local stand-in that
+//! `scripts/lambda-image.sh` builds; with one, SAM's own image. The container reaches moto and
+//! the simulator through Docker's bridge gateway (`scripts/docker-bridge.py`). Without Docker
+//! this test fails and says so.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use base64::Engine;
+use ocrbridge::job::JobState;
+use ocrbridge_tests::{all_jobs, shared_dir, sim_stats, sqs_event, stack, TestStack};
+use serde_json::{json, Value};
+use vendor_sim::engine::EngineKind;
+use vendor_sim::SimConfig;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn script(name: &str) -> Command {
+    let mut command = Command::new(root().join("scripts").join(name));
+    command.current_dir(root());
+    command
+}
+
+/// What a script printed, or the test's failure with what it said.
+fn run(mut command: Command, what: &str) -> String {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Stops the bridge to the local stack when the test ends, however it ends.
+struct Bridge(Child);
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Sam {
+    image_args: Vec<String>,
+    env_vars: PathBuf,
+    timings: Mutex<Vec<(String, Duration)>>,
+}
+
+impl Sam {
+    /// `sam local invoke FUNCTION -e EVENT` with the stack's environment; the function's answer.
+    fn invoke(&self, function: &str, event: &Value) -> Value {
+        let file = std::env::temp_dir().join(format!(
+            "ocrbridge-sam-event-{}-{function}.json",
+            std::process::id()
+        ));
+        std::fs::write(&file, event.to_string()).unwrap();
+        let started = Instant::now();
+        let out = Command::new(root().join(".venv-sam/bin/sam"))
+            .current_dir(root())
+            .args(["local", "invoke", function, "-e"])
+            .arg(&file)
+            .arg("--env-vars")
+            .arg(&self.env_vars)
+            .args(["--parameter-overrides", "Architecture=x86_64"])
+            .args(&self.image_args)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("SAM_CLI_TELEMETRY", "0")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("sam local invoke {function}: cannot start sam: {e}"));
+        let took = started.elapsed();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "sam local invoke {function} failed ({}):\n{stdout}\n{stderr}",
+            out.status
+        );
+        assert!(
+            stderr.contains("REPORT RequestId:"),
+            "sam local invoke {function}: the function did not run:\n{stderr}"
+        );
+        self.timings
+            .lock()
+            .unwrap()
+            .push((function.to_owned(), took));
+        // SAM prints the function's answer as the last line of stdout.
+        let answer = stdout.lines().rev().find(|l| !l.trim().is_empty());
+        serde_json::from_str(answer.unwrap_or("null"))
+            .unwrap_or_else(|e| panic!("{function} answered {stdout:?}: {e}\n{stderr}"))
+    }
+}
+
+fn sample(name: &str, s: &TestStack) -> Value {
+    let text = std::fs::read_to_string(root().join("events").join(name)).unwrap();
+    let text = text
+        .replace("ocrbridge-documents-123456789012-us-east-1", &s.config.documents_bucket)
+        .replace("096fKKXTRTtl3on89fVO.nfljtsv6qko", "")
+        .replace(
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:ocrbridge/webhook-signing-secret-AbCdEf",
+            &s.config.webhook_secret,
+        );
+    serde_json::from_str(&text).unwrap()
+}
+
+/// A Function URL event carrying a delivery exactly as the simulator sent it.
+fn function_url_event(s: &TestStack, headers: &HeaderMap, body: &[u8]) -> Value {
+    let mut event = sample("function-url-webhook.json", s);
+    let mut h = serde_json::Map::new();
+    for (name, value) in headers {
+        h.insert(
+            name.as_str().to_owned(),
+            Value::String(value.to_str().unwrap_or_default().to_owned()),
+        );
+    }
+    event["headers"] = Value::Object(h);
+    event["body"] = Value::String(base64::engine::general_purpose::STANDARD.encode(body));
+    event["isBase64Encoded"] = Value::Bool(true);
+    event
+}
+
+type Deliveries = Arc<Mutex<Vec<(HeaderMap, Bytes)>>>;
+
+/// Where the simulator sends its webhooks: they are kept, to be handed to the function.
+async fn capture_deliveries() -> (String, Deliveries) {
+    let kept: Deliveries = Arc::default();
+    let app = axum::Router::new()
+        .route(
+            "/",
+            axum::routing::post(
+                |State(kept): State<Deliveries>, headers: HeaderMap, body: Bytes| async move {
+                    kept.lock().unwrap().push((headers, body));
+                    "ok"
+                },
+            ),
+        )
+        .with_state(kept.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, kept)
+}
+
+fn port_of(url: &str) -> u16 {
+    url.rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse().ok())
+        .unwrap_or_else(|| panic!("no port in {url}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_function_under_sam_local_invoke_does_its_step_on_the_local_stack() {
+    let image_args = run(script("lambda-image.sh"), "scripts/lambda-image.sh");
+    let gateway = run(script("docker-gateway.sh"), "scripts/docker-gateway.sh");
+    run(
+        {
+            let mut c = Command::new("python3");
+            c.current_dir(root()).arg("scripts/sam-layout.py");
+            c
+        },
+        "scripts/sam-layout.py (lays out the debug binaries for SAM)",
+    );
+
+    let s = stack().await;
+    let webhook_secret = format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(uuid::Uuid::new_v4().as_bytes().repeat(2))
+    );
+    s.clients
+        .secrets
+        .put_secret_value()
+        .secret_id(&s.config.webhook_secret)
+        .secret_string(&webhook_secret)
+        .version_stages("AWSCURRENT")
+        .send()
+        .await
+        .unwrap();
+    let (webhook_url, deliveries) = capture_deliveries().await;
+    let sim = s
+        .start_sim(SimConfig {
+            engine: EngineKind::Tesseract,
+            webhook_url: Some(webhook_url),
+            webhook_secrets: vec![webhook_secret.clone()],
+            aws_endpoint: Some(s.endpoint.clone()),
+            ..SimConfig::default()
+        })
+        .await;
+
+    // The container sees the host through the gateway: moto and the simulator are forwarded.
+    let moto_port = port_of(&s.endpoint);
+    let sim_port = sim.addr.port();
+    let mut bridge = Bridge(
+        Command::new("python3")
+            .current_dir(root())
+            .arg("scripts/docker-bridge.py")
+            .arg(&gateway)
+            .arg(moto_port.to_string())
+            .arg(sim_port.to_string())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("scripts/docker-bridge.py starts"),
+    );
+    {
+        use std::io::BufRead;
+        let mut line = String::new();
+        let mut stdout = std::io::BufReader::new(bridge.0.stdout.as_mut().unwrap());
+        let _ = stdout.read_line(&mut line);
+        assert!(line.starts_with("docker-bridge:"), "the bridge: {line:?}");
+    }
+
+    let mut environment: BTreeMap<String, String> = s.stack.function_environment().unwrap();
+    let container_endpoint = format!("http://{gateway}:{moto_port}");
+    environment.insert("OCRBRIDGE_LOCAL_ENDPOINT".into(), container_endpoint);
+    environment.insert(
+        "VENDOR_BASE_URL".into(),
+        format!("http://{gateway}:{sim_port}"),
+    );
+    let env_vars =
+        std::env::temp_dir().join(format!("ocrbridge-sam-env-{}.json", std::process::id()));
+    // The local stack does not emulate AWS::SecretsManager::RotationSchedule (moto's
+    // RotateSecret wants a Lambda function registered in moto), so no secret has rotation
+    // enabled: the rotate function is told not to require it, as scripts/sam-invoke.sh does.
+    let env_vars_json = json!({
+        "Parameters": environment,
+        "RotateFunction": { "REQUIRE_ROTATION_ENABLED": "false" },
+    });
+    std::fs::write(&env_vars, env_vars_json.to_string()).unwrap();
+    let sam = Sam {
+        image_args: image_args.split_whitespace().map(str::to_owned).collect(),
+        env_vars,
+        timings: Mutex::default(),
+    };
+
+    // intake: the uploaded receipt becomes a job and a submit message.
+    s.put(
+        "receipts/2026/store receipt #1.jpg",
+        std::fs::read(shared_dir().join("fixtures/inputs/receipt.jpg")).unwrap(),
+        Some("image/jpeg"),
+    )
+    .await;
+    let out = sam.invoke("IntakeFunction", &sample("sqs-s3-put.json", &s));
+    assert_eq!(out["batchItemFailures"], json!([]), "{out}");
+    let jobs = all_jobs(&s.ledger, 50).await;
+    assert_eq!(jobs.len(), 1, "one job: {jobs:?}");
+    let job_id = jobs[0].id.clone();
+    let submits = s.drain(&s.config.submit_queue_url).await;
+    assert_eq!(submits.len(), 1, "one submit message");
+
+    // submit: the simulator receives the document once; the job waits for it.
+    let out = sam.invoke(
+        "SubmitFunction",
+        &serde_json::to_value(sqs_event(
+            &submits,
+            "arn:aws:sqs:us-east-1:123456789012:submit",
+        ))
+        .unwrap(),
+    );
+    assert_eq!(out["batchItemFailures"], json!([]), "{out}");
+    assert_eq!(sim_stats(&sim).await["submit_requests"], 1);
+    let job = s.ledger.get_job(&job_id).await.unwrap().expect("the job");
+    assert!(job.vendor_job_id.is_some(), "submitted: {job:?}");
+
+    // webhook: the simulator's own signed delivery is accepted (a result notice); the same
+    // delivery with a forged signature is refused.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (headers, body) = loop {
+        // The simulator also reports progress; the delivery that matters says it is done.
+        let done = deliveries
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, body)| {
+                serde_json::from_slice::<Value>(body)
+                    .is_ok_and(|b| b["data"]["status"] == "succeeded")
+            })
+            .cloned();
+        if let Some(d) = done {
+            break d;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the simulator never sent its webhook"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut forged = headers.clone();
+    forged.insert(
+        "webhook-signature",
+        "v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4="
+            .parse()
+            .unwrap(),
+    );
+    let out = sam.invoke("WebhookFunction", &function_url_event(&s, &forged, &body));
+    assert_eq!(out["statusCode"], 401, "a forged delivery: {out}");
+    assert!(s.drain(&s.config.results_queue_url).await.is_empty());
+    let out = sam.invoke("WebhookFunction", &function_url_event(&s, &headers, &body));
+    assert_eq!(out["statusCode"], 200, "the simulator's delivery: {out}");
+    let notices = s.drain(&s.config.results_queue_url).await;
+    assert!(!notices.is_empty(), "a result notice");
+
+    // parse: the result is fetched, normalized and stored; the job settles.
+    let out = sam.invoke(
+        "ParseFunction",
+        &serde_json::to_value(sqs_event(
+            &notices[..1],
+            "arn:aws:sqs:us-east-1:123456789012:results",
+        ))
+        .unwrap(),
+    );
+    assert_eq!(out["batchItemFailures"], json!([]), "{out}");
+    let job = s.ledger.get_job(&job_id).await.unwrap().expect("the job");
+    assert!(
+        matches!(job.state, JobState::Completed | JobState::NeedsReview),
+        "parsed: {job:?}"
+    );
+    let stored = s
+        .clients
+        .s3
+        .list_objects_v2()
+        .bucket(&s.config.results_bucket)
+        .send()
+        .await
+        .unwrap();
+    assert!(stored.key_count().unwrap_or(0) > 0, "a stored result");
+
+    // reconcile: a sweep over the stack, no errors.
+    let out = sam.invoke("ReconcileFunction", &sample("schedule.json", &s));
+    assert_eq!(out["errors"], 0, "{out}");
+    assert!(out["stuck"].as_u64().is_some(), "{out}");
+
+    // rotate: createSecret stages a new webhook secret.
+    let out = sam.invoke("RotateFunction", &sample("rotation-createSecret.json", &s));
+    assert_eq!(out, Value::Null, "createSecret succeeded: {out}");
+    let pending = s
+        .clients
+        .secrets
+        .get_secret_value()
+        .secret_id(&s.config.webhook_secret)
+        .version_stage("AWSPENDING")
+        .send()
+        .await
+        .unwrap();
+    let pending = pending.secret_string().unwrap();
+    assert!(pending.starts_with("whsec_") && pending != webhook_secret);
+
+    for (function, took) in sam.timings.lock().unwrap().iter() {
+        println!("sam local invoke {function}: {:.1} s", took.as_secs_f64());
+    }
+    drop(bridge);
+}
