@@ -343,6 +343,13 @@ async fn a_crash_before_reaching_the_vendor_is_resubmitted_once() {
 #[tokio::test]
 async fn concurrent_deliveries_of_one_message_make_one_submission() {
     let w = world_with(Idempotency::None, AmbiguityPolicy::default()).await;
+    // A vendor that takes its time: the first worker is still in its call when the others
+    // look, so only the lease (and the attempt record) can stop them — not luck in timing.
+    set_faults(
+        &w.sim,
+        json!({"seed": 1, "rates": {"slow": 1.0}, "slow_delay_ms": 700}),
+    )
+    .await;
     let job = queued_job(&w, "receipt").await;
     for _ in 0..4 {
         enqueue(&w, &job.id).await;
@@ -351,12 +358,25 @@ async fn concurrent_deliveries_of_one_message_make_one_submission() {
     assert_eq!(messages.len(), 4);
     let event = sqs_event(&messages, "arn:aws:sqs:us-east-1:123456789012:submit");
     let deadline = UnixMillis::now().plus(Duration::from_secs(30));
-    let results = join_all(
-        event
-            .records
-            .iter()
-            .map(|m| w.submit.handle_message(m, deadline)),
-    )
+    // Each delivery comes back, as SQS would bring it back — sooner than it asked (at most
+    // 300 ms), which is harsher: some come back while the first worker is still in its call.
+    let results = join_all(event.records.iter().map(|m| async {
+        let mut outcomes = Vec::new();
+        loop {
+            let outcome = w.submit.handle_message(m, deadline).await;
+            let again = match &outcome {
+                Disposition::RetryAfter { delay, .. } => Some(*delay),
+                _ => None,
+            };
+            outcomes.push(outcome);
+            match again {
+                Some(delay) if outcomes.len() < 20 => {
+                    tokio::time::sleep(delay.min(Duration::from_millis(300))).await
+                }
+                _ => break outcomes,
+            }
+        }
+    }))
     .await;
     assert_eq!(
         state(&w, &job.id).await.state,
