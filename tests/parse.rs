@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use ocrbridge::blob::Blob;
+use ocrbridge::cost::Decimal;
 use ocrbridge::job::{
     ContentHash, DocumentKey, Job, JobId, JobState, NewJob, Profile, SourceObject,
 };
@@ -13,7 +14,9 @@ use ocrbridge::retry::{Backoff, Budgets};
 use ocrbridge::rules::RuleConfig;
 use ocrbridge::time::UnixMillis;
 use ocrbridge::vendor::sim::{HttpTimeouts, SimVendor};
-use ocrbridge_tests::{set_faults, shared_dir, sqs_event, stack, text_pdf, unique_name, TestStack};
+use ocrbridge_tests::{
+    set_faults, shared_dir, sqs_event, stack, text_pdf, text_pdf_pages, unique_name, TestStack,
+};
 use parse::{Parse, ParseConfig};
 use reconcile::{Reconcile, ReconcileConfig};
 use serde_json::{json, Value};
@@ -69,7 +72,7 @@ async fn world_with(idempotency: Idempotency, engine: EngineKind) -> World {
             config: SubmitConfig {
                 max_age: Duration::from_secs(3600),
                 presign_expiry: Duration::from_secs(300),
-                price_per_page: 0.01,
+                prices: Default::default(),
                 backoff,
                 max_admission_wait: Duration::from_secs(2),
                 ambiguity: Default::default(),
@@ -90,6 +93,7 @@ async fn world_with(idempotency: Idempotency, engine: EngineKind) -> World {
                 rules: RuleConfig::default(),
                 backoff,
                 poll: Default::default(),
+                prices: Default::default(),
             },
         },
         reconcile: Reconcile {
@@ -619,6 +623,89 @@ async fn a_result_too_large_fails_its_job_with_the_reason() {
     assert!(why.message.contains("2048"), "{why:?}");
     assert!(failed.retryable_reason().is_some() && failed.vendor_job_id.is_some());
     assert!(w.s.drain(&w.s.config.results_dlq_url).await.is_empty());
+
+    // The vendor ran it and billed it: the cost says so, on its own line, never in the average.
+    let line = cost_line(&failed);
+    assert_eq!(line.documents, 0, "not a billed success: {line:?}");
+    let stats = ocrbridge_tests::sim_stats(&w.sim).await;
+    assert_eq!(stats["billed_documents"], 1);
+    let billed_pages = stats["billed_pages"].as_u64().unwrap();
+    assert_eq!(
+        line.spend["failed_billed"],
+        Decimal::from(billed_pages) * sim_price(),
+        "{line:?}"
+    );
+}
+
+/// The simulator's list price per page.
+fn sim_price() -> Decimal {
+    ocrbridge::cost::Prices::default()
+        .price("sim", "receipt")
+        .unwrap()
+        .per_page
+}
+
+/// The cost report's one line for a job.
+fn cost_line(job: &Job) -> ocrbridge::cost::CostLine {
+    let report = ocrbridge::cost::report([job]);
+    assert_eq!(report.len(), 1, "{report:?}");
+    report.into_values().next().unwrap()
+}
+
+/// Documents of 1, 2 and 3 pages, each estimated at one page (no inspection here): the report
+/// counts what the vendor processed, and matches its billing counters exactly.
+#[tokio::test]
+async fn the_cost_report_matches_the_simulators_billing() {
+    let w = world().await;
+    let page = |n: usize| vec![format!("ACME STORE page {n}"), "Total 10.60".to_owned()];
+    let docs = [
+        ("receipts/one.pdf", text_pdf(&["ACME STORE", "Total 10.60"])),
+        ("receipts/two.pdf", text_pdf_pages(&[page(1), page(2)])),
+        (
+            "invoices/three.pdf",
+            text_pdf_pages(&[page(1), page(2), page(3)]),
+        ),
+    ];
+    let mut jobs = Vec::new();
+    for (key, bytes) in docs {
+        let profile = if key.starts_with("invoices/") {
+            "invoice"
+        } else {
+            "receipt"
+        };
+        let job = submitted(&w, bytes, profile, key).await;
+        let cost = job.cost.clone().expect("an estimate at submission");
+        assert_eq!((cost.vendor.as_str(), cost.pages_estimated), ("sim", 1));
+        assert_eq!(cost.actual, None);
+        vendor_done(&w, &job).await;
+        jobs.push(job.id);
+    }
+    w.reconcile.run(UnixMillis::now()).await;
+    pump_results(&w).await;
+    let mut settled = Vec::new();
+    for id in &jobs {
+        settled.push(state(&w, id).await);
+    }
+    let report = ocrbridge::cost::report(&settled);
+    let stats = ocrbridge_tests::sim_stats(&w.sim).await;
+    let documents: u64 = report.values().map(|l| l.documents).sum();
+    let pages: u64 = report.values().map(|l| l.pages).sum();
+    let billed: Decimal = report.values().map(|l| l.spend["billed"]).sum();
+    assert_eq!(
+        documents,
+        stats["billed_documents"].as_u64().unwrap(),
+        "{report:?}"
+    );
+    assert_eq!(pages, stats["billed_pages"].as_u64().unwrap(), "{report:?}");
+    assert_eq!(pages, 6);
+    assert_eq!(billed, Decimal::from(pages) * sim_price());
+    let receipts = &report[&("sim".to_owned(), "receipt".to_owned(), "receipt".to_owned())];
+    assert_eq!((receipts.documents, receipts.pages), (2, 3));
+    assert_eq!(receipts.per_page(), Some(sim_price()));
+    assert_eq!(
+        receipts.per_document(),
+        Some(sim_price() * Decimal::new(15, 1))
+    );
 }
 
 async fn sim_stats_billed(w: &World) -> u64 {
@@ -857,6 +944,10 @@ async fn a_late_completion_resolves_a_held_job_and_a_second_vendor_job_is_an_orp
         .await;
     let after = state(&w, &job.id).await;
     assert_eq!(after.state, done.state, "nothing moved");
+    // Paid twice, and the report says so: one billed document, one duplicate vendor job.
+    let line = cost_line(&after);
+    assert_eq!((line.documents, line.duplicate_jobs), (1, 1), "{line:?}");
+    assert!(line.spend["duplicate"] > Decimal::ZERO, "{line:?}");
     assert_eq!(after.vendor_job_id, done.vendor_job_id, "still its own");
     assert_eq!(after.orphan_vendor_jobs, vec![second.clone()]);
     assert_eq!(

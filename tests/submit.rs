@@ -62,7 +62,7 @@ async fn world_with(idempotency: Idempotency, ambiguity: AmbiguityPolicy) -> Wor
         config: SubmitConfig {
             max_age: Duration::from_secs(3600),
             presign_expiry: Duration::from_secs(300),
-            price_per_page: 0.01,
+            prices: Default::default(),
             backoff: Backoff {
                 base: Duration::from_millis(200),
                 cap: Duration::from_secs(1),

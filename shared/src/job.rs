@@ -462,6 +462,8 @@ pub struct Job {
     pub history: Vec<StateChange>,
     /// A reviewer's decision on the job, as JSON (`ocrbridge review approve|correct`).
     pub review: Option<String>,
+    /// What the job cost at the vendor: the estimate at submission, the actual after parse.
+    pub cost: Option<crate::cost::JobCost>,
 }
 
 /// One entry of a job's history: the state it entered, when, and with which reason.

@@ -14,6 +14,7 @@ pub mod batch;
 pub mod blob;
 pub mod completion;
 pub mod config;
+pub mod cost;
 pub mod document;
 pub mod inspect;
 pub mod job;

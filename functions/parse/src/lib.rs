@@ -28,6 +28,7 @@ use ocrbridge::batch::{self, Disposition, Source};
 use ocrbridge::blob::{Blob, ObjectRef};
 use ocrbridge::completion::{self, Settled};
 use ocrbridge::config::{duration_setting, SettingError, StackConfig};
+use ocrbridge::cost::{JobCost, Prices};
 use ocrbridge::document::Fields;
 use ocrbridge::job::{reason, Job, JobState, Reason};
 use ocrbridge::ledger::Take;
@@ -52,6 +53,8 @@ pub struct ParseConfig {
     pub backoff: Backoff,
     /// `POLL_FIRST_SECS` / `POLL_CAP_SECS`: how often to ask a vendor that pushes nothing.
     pub poll: PollSchedule,
+    /// `VENDOR_PRICES` over the list prices: for jobs submitted without an estimate (adopted).
+    pub prices: Prices,
 }
 
 impl ParseConfig {
@@ -74,6 +77,7 @@ impl ParseConfig {
                 )?,
             },
             poll: PollSchedule::from_lookup(&lookup)?,
+            prices: Prices::from_lookup(&lookup)?,
         })
     }
 }
@@ -639,10 +643,16 @@ impl<V: Vendor> Parse<V> {
                 .await;
         }
         let summary = summary(&normalized.document.fields, &reasons);
+        // What the vendor processed is what its answer holds.
+        let billed = self
+            .cost_of(&job)
+            .with_billed_pages(u32::try_from(normalized.document.pages.len()).unwrap_or(u32::MAX));
         let (to, change) = if reasons.is_empty() {
             (
                 JobState::Completed,
-                Change::none().with_result(&result_key, summary),
+                Change::none()
+                    .with_result(&result_key, summary)
+                    .with_cost(billed),
             )
         } else {
             for r in &reasons {
@@ -661,7 +671,8 @@ impl<V: Vendor> Parse<V> {
                 JobState::NeedsReview,
                 Change::none()
                     .with_result(&result_key, summary)
-                    .with_reason(Reason::new("needs_review", message)),
+                    .with_reason(Reason::new("needs_review", message))
+                    .with_cost(billed),
             )
         };
         match self
@@ -730,19 +741,33 @@ impl<V: Vendor> Parse<V> {
             &[("job_id", job.id.as_str())],
         );
         let reason = Reason::new(code, message);
+        let mut change = Change::none().with_reason(reason);
+        if job.vendor_job_id.is_some() {
+            // The vendor ran it (it said so) and billed it; how many pages its answer held is
+            // not known here.
+            change = change.with_cost(self.cost_of(job).with_billed_estimate());
+        }
         match self
             .ledger
-            .complete_lease(
-                lease,
-                JobState::Failed,
-                Change::none().with_reason(reason),
-                UnixMillis::now(),
-            )
+            .complete_lease(lease, JobState::Failed, change, UnixMillis::now())
             .await
         {
             Ok(_) | Err(FenceError::Lost { .. }) => Disposition::Done,
             Err(e) => self.later(1, "dynamodb_error", e.to_string()),
         }
+    }
+
+    /// The job's cost as submit estimated it, or (a vendor job adopted without one) as the
+    /// price table estimates it now.
+    fn cost_of(&self, job: &Job) -> JobCost {
+        job.cost.clone().unwrap_or_else(|| {
+            JobCost::estimate(
+                &self.config.prices,
+                self.vendor.name(),
+                &self.vendor.model(&job.profile),
+                job.inspection.pages.unwrap_or(1),
+            )
+        })
     }
 
     fn count_nulls(&self, job: &Job, fields: &Fields) {

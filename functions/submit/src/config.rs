@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use ocrbridge::cost::Prices;
 use ocrbridge::retry::Backoff;
 use ocrbridge::vendor::ambiguity::{AmbiguityPolicy, Fallback};
 use ocrbridge::vendor::poll::PollSchedule;
@@ -13,8 +14,9 @@ pub struct SubmitConfig {
     pub max_age: Duration,
     /// `PRESIGN_EXPIRY_SECS` (default 900): how long the vendor may fetch the document.
     pub presign_expiry: Duration,
-    /// `PRICE_PER_PAGE` (default 0.0015, USD): for the `EstimatedCost` metric.
-    pub price_per_page: f64,
+    /// `VENDOR_PRICES` over the vendors' list prices: the cost estimate stored on each job
+    /// and the `EstimatedCost` metric.
+    pub prices: Prices,
     /// `BACKOFF_BASE_MS` (default 2,000) and `BACKOFF_CAP_SECS` (default 900).
     pub backoff: Backoff,
     /// `MAX_ADMISSION_WAIT_MS` (default 2,000): wait in-process for an admission token up to
@@ -57,7 +59,8 @@ impl SubmitConfig {
         Ok(SubmitConfig {
             max_age: Duration::from_secs(number("MAX_SUBMIT_AGE_SECS", 86_400.0)? as u64),
             presign_expiry: Duration::from_secs(number("PRESIGN_EXPIRY_SECS", 900.0)? as u64),
-            price_per_page: number("PRICE_PER_PAGE", 0.0015)?,
+            prices: Prices::from_lookup(&lookup)
+                .map_err(|e| ConfigError(e.name, format!("{:?} is not {}", e.value, e.expected)))?,
             backoff: Backoff {
                 base: Duration::from_millis(number("BACKOFF_BASE_MS", 2_000.0)? as u64),
                 cap: Duration::from_secs(number("BACKOFF_CAP_SECS", 900.0)? as u64),
@@ -93,10 +96,13 @@ mod tests {
     fn defaults_and_errors() {
         let env = HashMap::from([
             ("VENDOR_BASE_URL", "http://v".to_owned()),
-            ("PRICE_PER_PAGE", "0.01".to_owned()),
+            ("VENDOR_PRICES", "sim:*=0.01/page".to_owned()),
         ]);
         let c = SubmitConfig::from_lookup(|k| env.get(k).cloned()).unwrap();
-        assert_eq!(c.price_per_page, 0.01);
+        assert_eq!(
+            c.prices.price("sim", "receipt").unwrap().of(1),
+            ocrbridge::cost::Decimal::new(1, 2)
+        );
         assert_eq!(c.max_age, Duration::from_secs(86_400));
         assert_eq!(c.ambiguity, AmbiguityPolicy::default());
         let resubmit = HashMap::from([

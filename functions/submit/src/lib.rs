@@ -38,6 +38,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use ocrbridge::batch::{self, Disposition, Source};
 use ocrbridge::blob::Blob;
 use ocrbridge::config::StackConfig;
+use ocrbridge::cost::JobCost;
 use ocrbridge::job::{reason, Job, JobState, Reason};
 use ocrbridge::ledger::{AttemptOutcome, Change, FenceError, Lease, Ledger, RetryDebt};
 use ocrbridge::metrics::{self, Metrics};
@@ -239,6 +240,18 @@ impl<V: Vendor> Submit<V> {
 
     /// Takes `Submitted` with the vendor's job id. An answer whose lease was lost meanwhile is
     /// kept on the job as an orphan (it was billed) and logged, never dropped.
+    /// What this job's submission costs by the price table: the vendor's model for its profile,
+    /// the pages intake counted (an image is one page).
+    fn cost_estimate(&self, job: &Job) -> JobCost {
+        JobCost::estimate(
+            &self.config.prices,
+            self.vendor.name(),
+            &self.vendor.model(&job.profile),
+            job.inspection.pages.unwrap_or(1),
+        )
+        .after(job.cost.as_ref())
+    }
+
     async fn complete(&self, lease: &Lease, vendor_job_id: String, notify: bool) -> Disposition {
         let job = &lease.job;
         match self
@@ -246,7 +259,9 @@ impl<V: Vendor> Submit<V> {
             .complete_lease(
                 lease,
                 JobState::Submitted,
-                Change::none().with_vendor_job_id(&vendor_job_id),
+                Change::none()
+                    .with_vendor_job_id(&vendor_job_id)
+                    .with_cost(self.cost_estimate(job)),
                 UnixMillis::now(),
             )
             .await
@@ -259,10 +274,10 @@ impl<V: Vendor> Submit<V> {
                     &[vendor, profile],
                     &[("job_id", job.id.as_str())],
                 );
-                let pages = f64::from(job.inspection.pages.unwrap_or(1));
+                let estimate = self.cost_estimate(job).estimate;
                 self.metrics.emit(
                     metrics::ESTIMATED_COST,
-                    pages * self.config.price_per_page,
+                    f64::try_from(estimate).unwrap_or_default(),
                     &[vendor, profile],
                     &[("job_id", job.id.as_str())],
                 );

@@ -83,6 +83,8 @@ pub mod attr {
     pub const HISTORY: &str = "history";
     /// A reviewer's decision (JSON), kept beside the vendor's values.
     pub const REVIEW: &str = "review";
+    /// What the job cost at the vendor (JSON `cost::JobCost`): estimate, then actual.
+    pub const COST: &str = "cost";
 
     pub const DEDUPE_KEY: &str = "dedupe_key";
     pub const EXPIRES_AT: &str = "expires_at";
@@ -246,6 +248,12 @@ pub fn job_from_item(item: &Item) -> Result<Job, MalformedItem> {
         risky_resubmits: small(item, attr::RISKY_RESUBMITS)?,
         resubmit_approved: opt_bool(item, attr::RESUBMIT_APPROVED)?.unwrap_or(false),
         review: opt_s(item, attr::REVIEW)?,
+        cost: match opt_s(item, attr::COST)? {
+            None => None,
+            Some(json) => Some(serde_json::from_str(&json).map_err(|e| {
+                MalformedItem(format!("attribute {} is not a cost: {e}", attr::COST))
+            })?),
+        },
         history: match item.get(attr::HISTORY) {
             None | Some(AttributeValue::Null(_)) => Vec::new(),
             Some(AttributeValue::L(entries)) => entries

@@ -118,6 +118,9 @@ pub struct Change {
     /// A reviewer's decision on a `NeedsReview` job (JSON: who, when, corrections beside the
     /// vendor's values).
     pub review: Option<String>,
+    /// The job's cost at the vendor (`cost::JobCost`): the estimate when submitted, the actual
+    /// when parsed.
+    pub cost: Option<crate::cost::JobCost>,
 }
 
 impl Change {
@@ -148,6 +151,11 @@ impl Change {
 
     pub fn with_review(mut self, review: impl Into<String>) -> Self {
         self.review = Some(review.into());
+        self
+    }
+
+    pub fn with_cost(mut self, cost: crate::cost::JobCost) -> Self {
+        self.cost = Some(cost);
         self
     }
 }
@@ -652,5 +660,8 @@ fn apply_state_change(expr: &mut Expr, to: JobState, change: &Change, now: UnixM
     }
     if let Some(review) = &change.review {
         expr.set(attr::REVIEW, s(review));
+    }
+    if let Some(cost) = &change.cost {
+        expr.set(attr::COST, s(cost.to_json()));
     }
 }

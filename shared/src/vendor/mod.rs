@@ -267,6 +267,10 @@ pub trait Vendor: Send + Sync {
 
     fn capabilities(&self) -> Capabilities;
 
+    /// The vendor's model (or API) for `profile`, as `VENDOR_MODELS` maps it: what prices the
+    /// call (`cost::Prices`). `unconfigured` when none is (the submission fails anyway).
+    fn model(&self, profile: &Profile) -> String;
+
     /// Submits a document; returns the vendor's job id.
     fn submit(
         &self,

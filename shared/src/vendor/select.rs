@@ -469,6 +469,10 @@ impl Vendor for AnyVendor {
         dispatch!(self, v => v.capabilities())
     }
 
+    fn model(&self, profile: &Profile) -> String {
+        dispatch!(self, v => v.model(profile))
+    }
+
     async fn submit(&self, submission: &Submission<'_>) -> Result<String, VendorError> {
         dispatch!(self, v => v.submit(submission).await)
     }

@@ -125,6 +125,16 @@ impl Vendor for SimVendor {
         "sim"
     }
 
+    fn model(&self, profile: &crate::job::Profile) -> String {
+        // Without a model map the simulator is sent our profile as its model.
+        match &self.models {
+            Some(models) => models
+                .model_for(profile)
+                .map_or_else(|_| "unconfigured".to_owned(), str::to_owned),
+            None => profile.as_str().to_owned(),
+        }
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             idempotency: self.idempotency,

@@ -66,6 +66,9 @@ enum Command {
         #[command(subcommand)]
         command: ReplayCommand,
     },
+    /// What the vendor was paid, by vendor, model and profile: per document and per page, with
+    /// failed-but-billed work, duplicates, retries and in-flight estimates on their own.
+    Cost,
     /// A few recently finished documents per workflow, with their fields and confidence.
     SpotCheck {
         #[arg(long, default_value_t = 3)]
@@ -217,6 +220,7 @@ async fn on_stack(t: &TargetArgs, command: Command) -> Result<(), CliError> {
     let json = t.json;
     match command {
         Command::Status => commands::status::run(&target, json).await,
+        Command::Cost => commands::cost::run(&target, json).await,
         Command::Jobs { command } => match command {
             JobsCommand::List { filter } => jobs::list(&target, &filter.filter(), json).await,
             JobsCommand::Show { job } => jobs::show(&target, &job, json).await,

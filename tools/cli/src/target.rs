@@ -34,7 +34,7 @@ const RESOURCES: [(&str, &str); 12] = [
 const PARAMETERS: [(&str, &str); 4] = [
     ("MAX_RECEIVE_COUNT", "MaxReceiveCount"),
     ("VENDOR", "VendorName"),
-    ("PRICE_PER_PAGE", "PricePerPage"),
+    ("VENDOR_PRICES", "VendorPrices"),
     ("OCRBRIDGE_ENV", "EnvironmentName"),
 ];
 
@@ -44,7 +44,7 @@ pub struct Target {
     pub name: String,
     pub config: StackConfig,
     pub clients: AwsClients,
-    /// The functions' environment as far as it is known (`VENDOR`, `PRICE_PER_PAGE`…).
+    /// The functions' environment as far as it is known (`VENDOR`, `VENDOR_PRICES`…).
     pub env: BTreeMap<String, String>,
 }
 

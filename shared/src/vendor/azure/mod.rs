@@ -140,6 +140,12 @@ impl Vendor for AzureVendor {
         "azure"
     }
 
+    fn model(&self, profile: &crate::job::Profile) -> String {
+        self.models
+            .model_for(profile)
+            .map_or_else(|_| "unconfigured".to_owned(), str::to_owned)
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             idempotency: Idempotency::None,

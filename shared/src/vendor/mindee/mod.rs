@@ -147,6 +147,12 @@ impl Vendor for MindeeVendor {
         "mindee"
     }
 
+    fn model(&self, profile: &crate::job::Profile) -> String {
+        self.models
+            .model_for(profile)
+            .map_or_else(|_| "unconfigured".to_owned(), str::to_owned)
+    }
+
     fn capabilities(&self) -> Capabilities {
         let webhooks = !self.webhook_ids.is_empty();
         Capabilities {

@@ -247,6 +247,12 @@ impl Vendor for TextractVendor {
         "textract"
     }
 
+    fn model(&self, profile: &Profile) -> String {
+        self.models
+            .model_for(profile)
+            .map_or_else(|_| "unconfigured".to_owned(), str::to_owned)
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             idempotency: Idempotency::Native {

@@ -119,14 +119,12 @@ pub async fn show(target: &Target, id: &str, json_mode: bool) -> Result<(), CliE
     let job = super::job(target, id).await?;
     let raw = keys(target, &format!("raw/{}/", job.id)).await?;
     let results = keys(target, &format!("results/{}/", job.id)).await?;
-    let price: f64 = target
-        .env
-        .get("PRICE_PER_PAGE")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0.0015);
-    let pages = job.inspection.pages.unwrap_or(1);
-    let billed = u32::from(job.vendor_job_id.is_some()) + job.orphan_vendor_jobs.len() as u32;
-    let cost = f64::from(pages) * price * f64::from(billed);
+    // This job alone in the cost report: the same labels as `ocrbridge cost`.
+    let spend = ocrbridge::cost::report([&job])
+        .into_values()
+        .next()
+        .map(|line| line.spend)
+        .unwrap_or_default();
     let bucket = &target.config.results_bucket;
     let json = json!({
         "job": summary_json(&job),
@@ -142,7 +140,8 @@ pub async fn show(target: &Target, id: &str, json_mode: bool) -> Result<(), CliE
         "vendor_failures": job.vendor_failures,
         "risky_resubmits": job.risky_resubmits,
         "orphan_vendor_jobs": job.orphan_vendor_jobs,
-        "estimated_cost_usd": cost,
+        "cost": job.cost.as_ref().map(|c| serde_json::to_value(c).unwrap_or_default()),
+        "spend_usd": spend.iter().map(|(k, v)| (k.to_string(), json!(v.to_string()))).collect::<serde_json::Map<_, _>>(),
         "result": job.result_key.as_ref().map(|k| format!("s3://{bucket}/{k}")),
         "raw_archives": raw.iter().map(|k| format!("s3://{bucket}/{k}")).collect::<Vec<_>>(),
         "results_written": results.len(),
@@ -180,9 +179,28 @@ pub async fn show(target: &Target, id: &str, json_mode: bool) -> Result<(), CliE
                 job.risky_resubmits
             ));
         }
-        out.push(format!(
-            "cost      ~${cost:.4} ({pages} page(s) x ${price} x {billed} vendor job(s))"
-        ));
+        out.push(match &job.cost {
+            None => "cost      none recorded (never submitted)".to_owned(),
+            Some(c) => format!(
+                "cost      {} {}: estimate ${} ({} page(s)); {}{}",
+                c.vendor,
+                c.model,
+                c.estimate.round_dp(4),
+                c.pages_estimated,
+                match (c.actual, c.pages_billed) {
+                    (Some(a), Some(p)) if c.billed_pages_estimated => {
+                        format!("billed ${} ({p} page(s), estimated: the job failed after the vendor ran it)", a.round_dp(4))
+                    }
+                    (Some(a), Some(p)) => format!("billed ${} ({p} page(s))", a.round_dp(4)),
+                    _ => "nothing billed yet".to_owned(),
+                },
+                spend
+                    .iter()
+                    .filter(|(k, _)| !matches!(**k, "billed" | "failed_billed" | "in_flight"))
+                    .map(|(k, v)| format!("; {k} ${}", v.round_dp(4)))
+                    .collect::<String>()
+            ),
+        });
         if let Some(a) = &job.attempt {
             let meaning = match job.state {
                 JobState::Queued | JobState::Submitting | JobState::Held => {

@@ -150,6 +150,10 @@ impl<V: Vendor> Vendor for Chaotic<V> {
         self.inner.capabilities()
     }
 
+    fn model(&self, profile: &ocrbridge::job::Profile) -> String {
+        self.inner.model(profile)
+    }
+
     async fn submit(&self, submission: &Submission<'_>) -> Result<String, VendorError> {
         let invocation = INVOCATION.try_with(Arc::clone).ok();
         ChaosCounters::add(&self.counters.vendor_submits);

@@ -25,6 +25,7 @@ use intake::{Intake, IntakeConfig};
 use ocrbridge::aws::AwsClients;
 use ocrbridge::blob::Blob;
 use ocrbridge::config::StackConfig;
+use ocrbridge::cost::Prices;
 use ocrbridge::keyring::{Keyring, Stage};
 use ocrbridge::ledger::Ledger;
 use ocrbridge::metrics::Metrics;
@@ -375,6 +376,8 @@ impl Pipeline {
             first: Duration::from_secs(1),
             cap: Duration::from_secs(5),
         };
+        // List prices, or VENDOR_PRICES from the environment, as the functions would read it.
+        let prices = Prices::from_lookup(&|k| std::env::var(k).ok()).map_err(|e| e.to_string())?;
         let pipeline = Pipeline {
             intake: Intake {
                 blob: Blob::new(clients.s3.clone()),
@@ -403,7 +406,7 @@ impl Pipeline {
                 config: SubmitConfig {
                     max_age: Duration::from_secs(3600),
                     presign_expiry: Duration::from_secs(900),
-                    price_per_page: 0.0015,
+                    prices: prices.clone(),
                     backoff,
                     max_admission_wait: Duration::from_secs(2),
                     ambiguity: options.ambiguity,
@@ -424,6 +427,7 @@ impl Pipeline {
                     rules: RuleConfig::default(),
                     backoff,
                     poll,
+                    prices,
                 },
             },
             reconcile: Reconcile {
