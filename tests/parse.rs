@@ -699,6 +699,9 @@ async fn the_cost_report_matches_the_simulators_billing() {
     assert_eq!(pages, stats["billed_pages"].as_u64().unwrap(), "{report:?}");
     assert_eq!(pages, 6);
     assert_eq!(billed, Decimal::from(pages) * sim_price());
+    // The dashboard's figure is the same money.
+    let paid = w.parse.metrics.recorded()["VendorCost[sim,billed]"];
+    assert!((paid - 6.0 * 0.0015).abs() < 1e-9, "{paid}");
     let receipts = &report[&("sim".to_owned(), "receipt".to_owned(), "receipt".to_owned())];
     assert_eq!((receipts.documents, receipts.pages), (2, 3));
     assert_eq!(receipts.per_page(), Some(sim_price()));

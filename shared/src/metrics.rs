@@ -69,6 +69,10 @@ pub const ADMISSION_DELAYED: Metric = metric("AdmissionDelayed", Unit::Count, &[
 pub const AUTH_FAILURES: Metric = metric("VendorAuthFailures", Unit::Count, &["Vendor", "Status"]);
 pub const SUBMIT_LATENCY: Metric = metric("SubmitLatency", Unit::Milliseconds, &["Vendor"]);
 pub const ESTIMATED_COST: Metric = metric("EstimatedCost", Unit::None, &["Vendor", "Profile"]);
+/// Money the vendor was paid (USD), by label (`cost::Spend`: billed, failed_billed,
+/// duplicate): emitted by parse when it reads an answer, fails billed work, or finds a second
+/// vendor job. Four vendors by five labels: the cardinality is fixed.
+pub const VENDOR_COST: Metric = metric("VendorCost", Unit::None, &["Vendor", "Spend"]);
 pub const SUBMIT_SKIPPED: Metric = metric("SubmitSkipped", Unit::Count, &["State"]);
 /// An earlier attempt's answer was lost; how it was resolved (`look_up`, `resubmit_same_key`,
 /// `await_completion`, `risky_resubmit`, `hold`).
@@ -138,6 +142,7 @@ pub const ALL: &[Metric] = &[
     AUTH_FAILURES,
     SUBMIT_LATENCY,
     ESTIMATED_COST,
+    VENDOR_COST,
     SUBMIT_SKIPPED,
     AMBIGUOUS_SUBMISSIONS,
     DUPLICATE_SUBMISSION_RISK,

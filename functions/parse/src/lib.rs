@@ -28,7 +28,7 @@ use ocrbridge::batch::{self, Disposition, Source};
 use ocrbridge::blob::{Blob, ObjectRef};
 use ocrbridge::completion::{self, Settled};
 use ocrbridge::config::{duration_setting, SettingError, StackConfig};
-use ocrbridge::cost::{JobCost, Prices};
+use ocrbridge::cost::{JobCost, Prices, Spend};
 use ocrbridge::document::Fields;
 use ocrbridge::job::{reason, Job, JobState, Reason};
 use ocrbridge::ledger::Take;
@@ -325,8 +325,9 @@ impl<V: Vendor> Parse<V> {
                 ("vendor_job_id", vendor_job_id),
             ],
         );
-        if let Err(e) = self.ledger.record_orphan(&job.id, vendor_job_id).await {
-            warn!(error = %e, "could not record the second vendor job");
+        match self.ledger.record_orphan(&job.id, vendor_job_id).await {
+            Ok(()) => self.spent(job, Spend::Duplicate, self.cost_of(job).one_more()),
+            Err(e) => warn!(error = %e, "could not record the second vendor job"),
         }
     }
 
@@ -681,6 +682,9 @@ impl<V: Vendor> Parse<V> {
             .await
         {
             Ok(done) => {
+                if let Some(actual) = done.cost.as_ref().and_then(|c| c.actual) {
+                    self.spent(&job, Spend::Billed, actual);
+                }
                 let profile = job.profile.as_str();
                 self.metrics.emit(
                     metrics::END_TO_END_LATENCY,
@@ -742,19 +746,39 @@ impl<V: Vendor> Parse<V> {
         );
         let reason = Reason::new(code, message);
         let mut change = Change::none().with_reason(reason);
-        if job.vendor_job_id.is_some() {
+        let billed = job
+            .vendor_job_id
+            .is_some()
             // The vendor ran it (it said so) and billed it; how many pages its answer held is
             // not known here.
-            change = change.with_cost(self.cost_of(job).with_billed_estimate());
+            .then(|| self.cost_of(job).with_billed_estimate());
+        if let Some(cost) = &billed {
+            change = change.with_cost(cost.clone());
         }
         match self
             .ledger
             .complete_lease(lease, JobState::Failed, change, UnixMillis::now())
             .await
         {
-            Ok(_) | Err(FenceError::Lost { .. }) => Disposition::Done,
+            Ok(_) => {
+                if let Some(actual) = billed.and_then(|c| c.actual) {
+                    self.spent(job, Spend::FailedBilled, actual);
+                }
+                Disposition::Done
+            }
+            Err(FenceError::Lost { .. }) => Disposition::Done,
             Err(e) => self.later(1, "dynamodb_error", e.to_string()),
         }
+    }
+
+    /// Money paid to the vendor, for the dashboard (`VendorCost`); the jobs hold the record.
+    fn spent(&self, job: &Job, spend: Spend, amount: ocrbridge::cost::Decimal) {
+        self.metrics.emit(
+            metrics::VENDOR_COST,
+            f64::try_from(amount).unwrap_or_default(),
+            &[self.vendor.name(), spend.as_str()],
+            &[("job_id", job.id.as_str())],
+        );
     }
 
     /// The job's cost as submit estimated it, or (a vendor job adopted without one) as the
