@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use ocrbridge_local::pipeline::{binary_environment, PipelineOptions};
 use ocrbridge_local::rie::{emulator, Emulated};
-use ocrbridge_tests::{shared_dir, stack, TestStack};
+use ocrbridge_tests::{sample_event as event, shared_dir, stack, TestStack};
 use serde_json::Value;
 
 fn root() -> PathBuf {
@@ -35,18 +35,6 @@ async fn invoke(emulated: &Emulated, event: &Value) -> Value {
             std::fs::read_to_string(&emulated.log).unwrap_or_default()
         )
     })
-}
-
-fn event(name: &str, s: &TestStack) -> Value {
-    let text = std::fs::read_to_string(root().join("events").join(name)).unwrap();
-    let text = text
-        .replace("ocrbridge-documents-123456789012-us-east-1", &s.config.documents_bucket)
-        .replace("096fKKXTRTtl3on89fVO.nfljtsv6qko", "")
-        .replace(
-            "arn:aws:secretsmanager:us-east-1:123456789012:secret:ocrbridge/webhook-signing-secret-AbCdEf",
-            &s.config.webhook_secret,
-        );
-    serde_json::from_str(&text).unwrap()
 }
 
 fn environment(s: &TestStack) -> BTreeMap<String, String> {

@@ -19,7 +19,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use base64::Engine;
 use ocrbridge::job::JobState;
-use ocrbridge_tests::{all_jobs, shared_dir, sim_stats, sqs_event, stack, TestStack};
+use ocrbridge_tests::{all_jobs, sample_event, shared_dir, sim_stats, sqs_event, stack, TestStack};
 use serde_json::{json, Value};
 use vendor_sim::engine::EngineKind;
 use vendor_sim::SimConfig;
@@ -112,21 +112,9 @@ impl Sam {
     }
 }
 
-fn sample(name: &str, s: &TestStack) -> Value {
-    let text = std::fs::read_to_string(root().join("events").join(name)).unwrap();
-    let text = text
-        .replace("ocrbridge-documents-123456789012-us-east-1", &s.config.documents_bucket)
-        .replace("096fKKXTRTtl3on89fVO.nfljtsv6qko", "")
-        .replace(
-            "arn:aws:secretsmanager:us-east-1:123456789012:secret:ocrbridge/webhook-signing-secret-AbCdEf",
-            &s.config.webhook_secret,
-        );
-    serde_json::from_str(&text).unwrap()
-}
-
 /// A Function URL event carrying a delivery exactly as the simulator sent it.
 fn function_url_event(s: &TestStack, headers: &HeaderMap, body: &[u8]) -> Value {
-    let mut event = sample("function-url-webhook.json", s);
+    let mut event = sample_event("function-url-webhook.json", s);
     let mut h = serde_json::Map::new();
     for (name, value) in headers {
         h.insert(
@@ -259,7 +247,7 @@ async fn every_function_under_sam_local_invoke_does_its_step_on_the_local_stack(
         Some("image/jpeg"),
     )
     .await;
-    let out = sam.invoke("IntakeFunction", &sample("sqs-s3-put.json", &s));
+    let out = sam.invoke("IntakeFunction", &sample_event("sqs-s3-put.json", &s));
     assert_eq!(out["batchItemFailures"], json!([]), "{out}");
     let jobs = all_jobs(&s.ledger, 50).await;
     assert_eq!(jobs.len(), 1, "one job: {jobs:?}");
@@ -345,12 +333,15 @@ async fn every_function_under_sam_local_invoke_does_its_step_on_the_local_stack(
     assert!(stored.key_count().unwrap_or(0) > 0, "a stored result");
 
     // reconcile: a sweep over the stack, no errors.
-    let out = sam.invoke("ReconcileFunction", &sample("schedule.json", &s));
+    let out = sam.invoke("ReconcileFunction", &sample_event("schedule.json", &s));
     assert_eq!(out["errors"], 0, "{out}");
     assert!(out["stuck"].as_u64().is_some(), "{out}");
 
     // rotate: createSecret stages a new webhook secret.
-    let out = sam.invoke("RotateFunction", &sample("rotation-createSecret.json", &s));
+    let out = sam.invoke(
+        "RotateFunction",
+        &sample_event("rotation-createSecret.json", &s),
+    );
     assert_eq!(out, Value::Null, "createSecret succeeded: {out}");
     let pending = s
         .clients

@@ -439,3 +439,17 @@ pub fn key_paths(value: &serde_json::Value) -> std::collections::BTreeSet<String
     walk(value, "", &mut out);
     out
 }
+
+/// A sample event from `events/`, its names (bucket, webhook secret) pointed at this stack.
+pub fn sample_event(name: &str, s: &TestStack) -> serde_json::Value {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let text = std::fs::read_to_string(root.join("events").join(name)).unwrap();
+    let text = text
+        .replace("ocrbridge-documents-123456789012-us-east-1", &s.config.documents_bucket)
+        .replace("096fKKXTRTtl3on89fVO.nfljtsv6qko", "")
+        .replace(
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:ocrbridge/webhook-signing-secret-AbCdEf",
+            &s.config.webhook_secret,
+        );
+    serde_json::from_str(&text).unwrap()
+}
