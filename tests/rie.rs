@@ -95,16 +95,8 @@ async fn every_function_binary_handles_its_sample_event_under_the_emulator() {
     let rotate = start("rotate", &env);
     let out = invoke(&rotate, &event("rotation-createSecret.json", &s)).await;
     assert_eq!(out, Value::Null, "createSecret succeeded: {out}");
-    let pending = s
-        .clients
-        .secrets
-        .get_secret_value()
-        .secret_id(&s.config.webhook_secret)
-        .version_stage("AWSPENDING")
-        .send()
-        .await
-        .unwrap();
-    assert!(pending.secret_string().unwrap().starts_with("whsec_"));
+    let pending = s.secret(&s.config.webhook_secret, "AWSPENDING").await;
+    assert!(pending.starts_with("whsec_"));
 
     // The emulator reports each cold start.
     for e in [&intake, &submit, &parse, &webhook, &reconcile, &rotate] {

@@ -343,16 +343,7 @@ async fn every_function_under_sam_local_invoke_does_its_step_on_the_local_stack(
         &sample_event("rotation-createSecret.json", &s),
     );
     assert_eq!(out, Value::Null, "createSecret succeeded: {out}");
-    let pending = s
-        .clients
-        .secrets
-        .get_secret_value()
-        .secret_id(&s.config.webhook_secret)
-        .version_stage("AWSPENDING")
-        .send()
-        .await
-        .unwrap();
-    let pending = pending.secret_string().unwrap();
+    let pending = s.secret(&s.config.webhook_secret, "AWSPENDING").await;
     assert!(pending.starts_with("whsec_") && pending != webhook_secret);
 
     for (function, took) in sam.timings.lock().unwrap().iter() {
