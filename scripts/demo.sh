@@ -5,6 +5,7 @@
 # writes results to .local/demo-out (or $OUT), and stops everything it started.
 #   scripts/demo.sh [DOCS_DIR]            DEV=1 scripts/demo.sh   # keep the stack running
 #   BINARIES=1 scripts/demo.sh            # run the real function binaries under the Lambda RIE
+#   SAM=1 scripts/demo.sh                 # ... in Docker behind `sam local start-lambda`
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -25,8 +26,9 @@ mkdir -p "$out"
 cargo build --quiet -p ocrbridge-local --bin ocrbridge-local
 args=(demo --docs "$docs" --out "$out")
 if [ "${DEV:-0}" = 1 ]; then args+=(--keep); fi
-if [ "${BINARIES:-0}" = 1 ]; then
+if [ "${BINARIES:-0}" = 1 ] || [ "${SAM:-0}" = 1 ]; then
   cargo build --quiet --workspace --bins
   args+=(--binaries "$root/target/debug")
 fi
+if [ "${SAM:-0}" = 1 ]; then args+=(--sam); fi
 target/debug/ocrbridge-local "${args[@]}"

@@ -36,10 +36,15 @@ for i, line in enumerate(template):
 missing = [b for b in functions.values() if not os.path.exists(os.path.join(binaries, b))]
 if missing:
     sys.exit(f"sam-layout: {', '.join(missing)} not built in {binaries}: run cargo build --workspace --bins")
-shutil.rmtree(out, ignore_errors=True)
+# Replaced in place, each file atomically (copy, then rename over): a SAM already running from
+# this layout (another test, a start-lambda) keeps the files it has open.
 for logical, binary in functions.items():
-    os.makedirs(os.path.join(out, logical))
-    shutil.copy2(os.path.join(binaries, binary), os.path.join(out, logical, "bootstrap"))
-with open(os.path.join(out, "template.yaml"), "w") as f:
+    os.makedirs(os.path.join(out, logical), exist_ok=True)
+    target = os.path.join(out, logical, "bootstrap")
+    shutil.copy2(os.path.join(binaries, binary), f"{target}.{os.getpid()}")
+    os.replace(f"{target}.{os.getpid()}", target)
+template_out = os.path.join(out, "template.yaml")
+with open(f"{template_out}.{os.getpid()}", "w") as f:
     f.write("\n".join(lines) + "\n")
+os.replace(f"{template_out}.{os.getpid()}", template_out)
 print(f"sam-layout: {len(functions)} functions from {binaries} in {out}")

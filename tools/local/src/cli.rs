@@ -73,6 +73,10 @@ pub enum LocalCommand {
         /// Run the real function binaries from this directory under the Lambda RIE.
         #[arg(long)]
         binaries: Option<PathBuf>,
+        /// With --binaries: run them in Docker behind `sam local start-lambda` instead of one
+        /// bare emulator each (the event sources invoke SAM's Lambda endpoint).
+        #[arg(long, requires = "binaries")]
+        sam: bool,
         /// The vendor: the functions talk to the simulator's twin of it.
         #[arg(long, env = "VENDOR", default_value = "sim")]
         vendor: VendorKind,
@@ -153,6 +157,7 @@ pub async fn run(options: &LocalOptions, command: LocalCommand) -> Result<(), St
             timeout,
             keep,
             binaries,
+            sam,
             vendor,
         } => {
             demo(
@@ -164,6 +169,7 @@ pub async fn run(options: &LocalOptions, command: LocalCommand) -> Result<(), St
                     timeout,
                     keep,
                     binaries,
+                    sam,
                     vendor,
                 },
             )
@@ -178,6 +184,7 @@ struct DemoArgs {
     timeout: u64,
     keep: bool,
     binaries: Option<PathBuf>,
+    sam: bool,
     vendor: VendorKind,
 }
 
@@ -203,6 +210,7 @@ async fn demo(options: &LocalOptions, clients: AwsClients, args: DemoArgs) -> Re
     std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
     let pipeline_options = PipelineOptions {
         binaries: args.binaries.clone(),
+        sam_lambda: args.sam,
         concurrency: if args.binaries.is_some() { 1 } else { 2 },
         vendor: args.vendor,
         ..PipelineOptions::default()

@@ -7,6 +7,7 @@ pub mod moto;
 pub mod pipeline;
 pub mod provision;
 pub mod rie;
+pub mod sam_lambda;
 pub mod template;
 
 use std::path::{Path, PathBuf};

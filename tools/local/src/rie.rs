@@ -34,17 +34,27 @@ pub fn emulator(root: &Path) -> Result<PathBuf, String> {
         })
 }
 
-fn free_port() -> Result<u16, String> {
+fn http_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+pub(crate) fn free_port() -> Result<u16, String> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .map_err(|e| e.to_string())
 }
 
-/// One function binary running under the emulator.
+/// One function binary running under the emulator — its own (`start`), or in a container
+/// behind `sam local start-lambda` (`through_sam`).
 pub struct Emulated {
-    child: Child,
-    port: u16,
+    /// The emulator process, when it is ours.
+    child: Option<Child>,
+    /// Where an invocation is POSTed (Lambda's Invoke API path).
+    url: String,
     pub name: String,
     pub log: PathBuf,
     http: reqwest::Client,
@@ -55,8 +65,10 @@ pub struct Emulated {
 
 impl Drop for Emulated {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -95,14 +107,27 @@ impl Emulated {
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", emulator.display()))?;
         Ok(Emulated {
-            child,
-            port,
+            child: Some(child),
+            url: format!("http://127.0.0.1:{port}/2015-03-31/functions/function/invocations"),
             name,
             log,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(120))
-                .build()
-                .map_err(|e| e.to_string())?,
+            http: http_client()?,
+            turn: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// The function `logical_id` of the template behind `sam local start-lambda` at
+    /// `endpoint` (SAM runs it in a container; `log` is SAM's).
+    pub fn through_sam(endpoint: &str, logical_id: &str, log: &Path) -> Result<Self, String> {
+        Ok(Emulated {
+            child: None,
+            url: format!(
+                "{}/2015-03-31/functions/{logical_id}/invocations",
+                endpoint.trim_end_matches('/')
+            ),
+            name: logical_id.to_owned(),
+            log: log.to_owned(),
+            http: http_client()?,
             turn: tokio::sync::Mutex::new(()),
         })
     }
@@ -110,14 +135,11 @@ impl Emulated {
     /// Invokes the function with `event` and returns its response (an error object for a
     /// failed invocation, as Lambda returns it).
     pub async fn invoke(&self, event: &Value) -> Result<Value, String> {
-        let url = format!(
-            "http://127.0.0.1:{}/2015-03-31/functions/function/invocations",
-            self.port
-        );
+        let url = &self.url;
         let _turn = self.turn.lock().await;
         let started = Instant::now();
         loop {
-            match self.http.post(&url).json(event).send().await {
+            match self.http.post(url).json(event).send().await {
                 Ok(response) => return response.json().await.map_err(|e| e.to_string()),
                 Err(e) if e.is_connect() && started.elapsed() < Duration::from_secs(10) => {
                     tokio::time::sleep(Duration::from_millis(100)).await
@@ -125,6 +147,20 @@ impl Emulated {
                 Err(e) => return Err(format!("invoking {} failed: {e}", self.name)),
             }
         }
+    }
+
+    /// Whether the function ran at least once: the emulator reported its init, or SAM logged
+    /// a successful invocation of it.
+    pub fn was_invoked(&self) -> bool {
+        if self.child.is_some() {
+            return !self.init_durations().is_empty();
+        }
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .contains(&format!(
+                "functions/{}/invocations HTTP/1.1\" 200",
+                self.name
+            ))
     }
 
     /// Init durations the emulator reported (`INIT REPORT(durationMs: …)`: from starting the

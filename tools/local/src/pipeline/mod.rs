@@ -89,6 +89,9 @@ pub struct PipelineOptions {
     /// Run the real function binaries from this directory (e.g. `target/debug`) under the
     /// Runtime Interface Emulator instead of calling the handlers in-process.
     pub binaries: Option<std::path::PathBuf>,
+    /// With `binaries`: run them through `sam local start-lambda` (Docker) instead of one bare
+    /// emulator each; the event sources invoke SAM's Lambda endpoint.
+    pub sam_lambda: bool,
     /// Seconds a Submitted job may wait for its webhook before reconcile polls.
     pub submitted_stale: Duration,
     /// `VENDOR=mindee`: jobs report to a webhook endpoint registered with the twin (else they
@@ -121,6 +124,7 @@ impl Default for PipelineOptions {
             mindee_webhooks: true,
             submitted_stale: Duration::from_secs(10),
             binaries: None,
+            sam_lambda: false,
         }
     }
 }
@@ -170,6 +174,8 @@ pub struct Pipeline {
     pub event_sources: EventSourceCounters,
     /// The binaries under the emulator, in binaries mode.
     pub binaries: Option<Binaries>,
+    /// `sam local start-lambda`, when the binaries run through it.
+    pub sam: Option<crate::sam_lambda::SamLambda>,
 }
 
 async fn secret(clients: &AwsClients, id: &str) -> Result<String, String> {
@@ -267,8 +273,19 @@ impl Pipeline {
             Some(_) => Some(crate::rie::emulator(&root)?),
             None => None,
         };
-        let webhook_binary = match (&options.binaries, &emulator) {
-            (Some(dir), Some(rie)) => Some(Arc::new(Emulated::start(
+        // SAM's port is chosen now: the simulator needs the webhook's URL before SAM can start
+        // (SAM needs the simulator's).
+        let sam_port = match (&options.binaries, options.sam_lambda) {
+            (Some(_), true) => Some(crate::rie::free_port()?),
+            _ => None,
+        };
+        let webhook_binary = match (&options.binaries, &emulator, sam_port) {
+            (Some(_), _, Some(port)) => Some(Arc::new(Emulated::through_sam(
+                &format!("http://127.0.0.1:{port}"),
+                "WebhookFunction",
+                &log_dir.join(format!("sam-start-lambda-{port}.log")),
+            )?)),
+            (Some(dir), Some(rie), None) => Some(Arc::new(Emulated::start(
                 rie,
                 &dir.join("webhook"),
                 &with_app_id(
@@ -338,8 +355,21 @@ impl Pipeline {
             AnyVendor::build(&settings, &adapter_clients, &config.vendor_api_key_secret)
                 .map_err(|e| e.to_string())
         };
-        let binaries = match (&options.binaries, &emulator, webhook_binary) {
-            (Some(dir), Some(rie), Some(webhook)) => {
+        let (binaries, sam) = match (&options.binaries, &emulator, webhook_binary, sam_port) {
+            (Some(dir), _, Some(webhook), Some(port)) => {
+                let sam = crate::sam_lambda::SamLambda::start(&root, dir, &env, port, &log_dir)?;
+                let through =
+                    |logical_id: &str| Emulated::through_sam(&sam.endpoint, logical_id, &sam.log);
+                let binaries = Binaries {
+                    intake: through("IntakeFunction")?,
+                    submit: through("SubmitFunction")?,
+                    parse: through("ParseFunction")?,
+                    reconcile: through("ReconcileFunction")?,
+                    webhook,
+                };
+                (Some(binaries), Some(sam))
+            }
+            (Some(dir), Some(rie), Some(webhook), None) => {
                 let start = |name: &str| {
                     Emulated::start(
                         rie,
@@ -348,15 +378,16 @@ impl Pipeline {
                         &log_dir,
                     )
                 };
-                Some(Binaries {
+                let binaries = Binaries {
                     intake: start("intake")?,
                     submit: start("submit")?,
                     parse: start("parse")?,
                     reconcile: start("reconcile")?,
                     webhook,
-                })
+                };
+                (Some(binaries), None)
             }
-            _ => None,
+            _ => (None, None),
         };
         let backoff = Backoff {
             base: Duration::from_millis(500),
@@ -460,6 +491,7 @@ impl Pipeline {
             chaos,
             event_sources: Default::default(),
             binaries,
+            sam,
             options,
         };
         Ok(pipeline)
