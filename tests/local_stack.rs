@@ -170,7 +170,7 @@ async fn tables_have_their_keys_index_and_ttl() {
         .global_secondary_indexes()
         .iter()
         .find(|i| i.index_name() == Some(ocrbridge::ledger::item::BY_STATE_INDEX))
-        .expect("the by-state index exists");
+        .expect("the by-state-shard index exists");
     let keys: Vec<(&str, &KeyType)> = index
         .key_schema()
         .iter()
@@ -178,7 +178,10 @@ async fn tables_have_their_keys_index_and_ttl() {
         .collect();
     assert_eq!(
         keys,
-        vec![("state", &KeyType::Hash), ("state_since", &KeyType::Range)]
+        vec![
+            ("state_shard", &KeyType::Hash),
+            ("state_since", &KeyType::Range)
+        ]
     );
 
     let ttl = s

@@ -25,7 +25,7 @@
 //! Every edge above is listed in [`JobState::can_transition_to`]; the ledger refuses anything else
 //! with a typed error before it talks to DynamoDB, and DynamoDB refuses a stale edge (someone else
 //! moved the job first) through the condition expression. The serialized names of the states are
-//! defined once, by serde, and used verbatim in DynamoDB and in the `by-state` index.
+//! defined once, by serde, and used verbatim in DynamoDB and in the `by-state-shard` index.
 
 use std::fmt;
 use std::str::FromStr;
@@ -430,7 +430,7 @@ pub struct Job {
     pub content_sha256: String,
     pub source: SourceObject,
     pub created_at: UnixMillis,
-    /// When the job entered its current state; the sort key of the `by-state` index.
+    /// When the job entered its current state; the sort key of the `by-state-shard` index.
     pub state_since: UnixMillis,
     pub lease: Option<LeaseRecord>,
     pub attempt: Option<Attempt>,

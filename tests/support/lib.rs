@@ -178,7 +178,7 @@ impl TestStack {
     }
 }
 
-/// Every job in the ledger, paging through the `by-state` index state by state (`page` items a
+/// Every job in the ledger, paging through the `by-state-shard` index state by state (`page` items a
 /// request, so a run with more jobs than a page exercises the continuation).
 pub async fn all_jobs(ledger: &Ledger, page: i32) -> Vec<ocrbridge::job::Job> {
     let mut out = Vec::new();
@@ -188,7 +188,7 @@ pub async fn all_jobs(ledger: &Ledger, page: i32) -> Vec<ocrbridge::job::Job> {
             let (jobs, next) = ledger
                 .jobs_in_state_before(state, ocrbridge::time::UnixMillis(u64::MAX), page, start)
                 .await
-                .expect("the by-state index answers");
+                .expect("the by-state-shard index answers");
             out.extend(jobs);
             match next {
                 Some(key) => start = Some(key),

@@ -1,6 +1,6 @@
 //! `reconcile`: no job left behind.
 //!
-//! On a schedule, through the `by-state` index (no scans), oldest first:
+//! On a schedule, through the `by-state-shard` index (no scans), oldest first:
 //!
 //! | state | stuck when | action |
 //! |---|---|---|

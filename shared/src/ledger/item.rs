@@ -5,8 +5,9 @@
 //! | attribute        | type | meaning                                                        |
 //! |------------------|------|----------------------------------------------------------------|
 //! | `job_id`         | S    | partition key, `doc-<40 hex>` derived from the document key     |
-//! | `state`          | S    | [`JobState`] name; partition key of the `by-state` index        |
-//! | `state_since`    | N    | unix ms when the state was entered; sort key of `by-state`      |
+//! | `state`          | S    | [`JobState`] name                                               |
+//! | `state_shard`    | S    | `<State>#<k>`: partition key of the `by-state-shard` index      |
+//! | `state_since`    | N    | unix ms when the state was entered; sort key of that index      |
 //! | `version`        | N    | +1 on every write; every guarded write names the version it read|
 //! | `profile`        | S    | workflow profile                                                |
 //! | `content_sha256` | S    | hex SHA-256 of the document bytes                               |
@@ -51,6 +52,8 @@ pub mod attr {
     pub const JOB_ID: &str = "job_id";
     pub const STATE: &str = "state";
     pub const STATE_SINCE: &str = "state_since";
+    /// `<State>#<k>`: the state and the job's shard, the `by-state-shard` index's partition key.
+    pub const STATE_SHARD: &str = "state_shard";
     pub const VERSION: &str = "version";
     pub const PROFILE: &str = "profile";
     pub const CONTENT_SHA256: &str = "content_sha256";
@@ -92,8 +95,9 @@ pub mod attr {
     pub const TOKEN: &str = "token";
 }
 
-/// The global secondary index on (`state`, `state_since`) that reconcile queries; no table scans.
-pub const BY_STATE_INDEX: &str = "by-state";
+/// The global secondary index on (`state_shard`, `state_since`) that reconcile and the CLI
+/// query (see `by_state`); no table scans.
+pub const BY_STATE_INDEX: &str = "by-state-shard";
 
 pub fn s(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
@@ -124,7 +128,7 @@ fn opt_s(item: &Item, name: &str) -> Result<Option<String>, MalformedItem> {
     }
 }
 
-fn get_n(item: &Item, name: &str) -> Result<u64, MalformedItem> {
+pub(super) fn get_n(item: &Item, name: &str) -> Result<u64, MalformedItem> {
     opt_n(item, name)?.ok_or_else(|| MalformedItem(format!("attribute {name} is missing")))
 }
 

@@ -236,6 +236,10 @@ impl Ledger {
             if seen.state == step.entered_from() {
                 expr.set(attr::STATE, s(step.held_in().as_str()))
                     .set(attr::STATE_SINCE, n(now.0))
+                    .set(
+                        attr::STATE_SHARD,
+                        s(super::state_shard(&seen.id, step.held_in())),
+                    )
                     .append(
                         attr::HISTORY,
                         super::history_entry(step.held_in(), None, now),
@@ -344,7 +348,7 @@ impl Ledger {
     ) -> Result<Job, FenceError> {
         check_transition(&lease.job_id, lease.step.held_in(), to, &change)?;
         let mut expr = Expr::new();
-        apply_state_change(&mut expr, to, &change, now);
+        apply_state_change(&mut expr, &lease.job_id, to, &change, now);
         fence(&mut expr, lease);
         self.fenced_update(lease, &expr).await
     }

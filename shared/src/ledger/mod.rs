@@ -21,6 +21,7 @@
 //!   DynamoDB TTL deletes late (up to days) and moto never deletes at all.
 
 mod bucket;
+mod by_state;
 mod dedupe;
 pub mod item;
 mod lease;
@@ -34,12 +35,13 @@ use aws_sdk_dynamodb::Client;
 use tracing::instrument;
 
 pub use bucket::{BucketSpec, Take};
+pub use by_state::{state_shard, StateCursor, STATE_SHARDS};
 pub use dedupe::{Claim, ClaimToken};
 pub use lease::{AttemptOutcome, FenceError, Lease, LeaseError, LeaseStep, RetryDebt};
 
 use crate::job::{Job, JobId, JobState, NewJob, Reason};
 use crate::time::UnixMillis;
-use item::{attr, job_from_item, n, s, Item, MalformedItem};
+use item::{attr, job_from_item, n, s, Item, MalformedItem, BY_STATE_INDEX as STATE_INDEX};
 use update::Expr;
 
 /// The two tables the ledger writes, by physical name.
@@ -223,6 +225,10 @@ impl Ledger {
         let mut item: Item = HashMap::from([
             (attr::JOB_ID.to_owned(), s(id.as_str())),
             (attr::STATE.to_owned(), s(JobState::Received.as_str())),
+            (
+                attr::STATE_SHARD.to_owned(),
+                s(state_shard(&id, JobState::Received)),
+            ),
             (attr::STATE_SINCE.to_owned(), n(now.0)),
             (attr::VERSION.to_owned(), n(1)),
             (attr::PROFILE.to_owned(), s(new.profile.as_str())),
@@ -300,7 +306,7 @@ impl Ledger {
             });
         }
         let mut expr = Expr::new();
-        apply_state_change(&mut expr, to, &change, now);
+        apply_state_change(&mut expr, &job.id, to, &change, now);
         expr.require_eq(attr::VERSION, n(job.version))
             .require_in(
                 attr::STATE,
@@ -359,7 +365,7 @@ impl Ledger {
             });
         };
         let mut expr = Expr::new();
-        apply_state_change(&mut expr, JobState::Queued, &Change::none(), now);
+        apply_state_change(&mut expr, &job.id, JobState::Queued, &Change::none(), now);
         expr.remove(attr::REASON_CODE)
             .remove(attr::REASON_MESSAGE)
             .remove(attr::VENDOR_FAILURES)
@@ -413,64 +419,55 @@ impl Ledger {
         Ok(())
     }
 
-    /// Jobs in `state` that entered it before `before`, oldest first, through the `by-state`
-    /// index (never a scan). Returns a page and the key to continue from.
+    /// Jobs in `state` that entered it before `before`, oldest first, through the
+    /// `by-state-shard` index (never a scan; every shard merged). Returns a page and the
+    /// cursor to continue from.
     #[instrument(skip_all, fields(state = %state))]
     pub async fn jobs_in_state_before(
         &self,
         state: JobState,
         before: UnixMillis,
         limit: i32,
-        start: Option<Item>,
-    ) -> Result<(Vec<Job>, Option<Item>), LedgerError> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.tables.jobs)
-            .index_name(item::BY_STATE_INDEX)
-            .key_condition_expression("#s = :s AND #t < :t")
-            .expression_attribute_names("#s", attr::STATE)
-            .expression_attribute_names("#t", attr::STATE_SINCE)
-            .expression_attribute_values(":s", s(state.as_str()))
-            .expression_attribute_values(":t", n(before.0))
-            .limit(limit)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(|e| LedgerError::dynamo("Query", &e))?;
-        let jobs = out
-            .items()
+        start: Option<StateCursor>,
+    ) -> Result<(Vec<Job>, Option<StateCursor>), LedgerError> {
+        let (items, next) = self
+            .walk_state(state, Some(before.0), limit, start, false)
+            .await?;
+        let jobs = items
             .iter()
             .map(job_from_item)
             .collect::<Result<Vec<_>, _>>()?;
-        Ok((jobs, out.last_evaluated_key().cloned()))
+        Ok((jobs, next))
     }
 
-    /// How many jobs are in `state` (the `by-state` index, counted page by page).
+    /// How many jobs are in `state` (every shard of the index, counted page by page).
     #[instrument(skip_all, fields(state = %state))]
     pub async fn count_in_state(&self, state: JobState) -> Result<u64, LedgerError> {
         let mut total = 0u64;
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.tables.jobs)
-                .index_name(item::BY_STATE_INDEX)
-                .key_condition_expression("#s = :s")
-                .expression_attribute_names("#s", attr::STATE)
-                .expression_attribute_values(":s", s(state.as_str()))
-                .select(aws_sdk_dynamodb::types::Select::Count)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| LedgerError::dynamo("Query", &e))?;
-            total += out.count().max(0) as u64;
-            match out.last_evaluated_key() {
-                Some(key) => start = Some(key.clone()),
-                None => return Ok(total),
+        for shard in 0..STATE_SHARDS {
+            let mut start = None;
+            loop {
+                let out = self
+                    .client
+                    .query()
+                    .table_name(&self.tables.jobs)
+                    .index_name(STATE_INDEX)
+                    .key_condition_expression("#s = :s")
+                    .expression_attribute_names("#s", attr::STATE_SHARD)
+                    .expression_attribute_values(":s", s(format!("{}#{shard}", state.as_str())))
+                    .select(aws_sdk_dynamodb::types::Select::Count)
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .map_err(|e| LedgerError::dynamo("Query", &e))?;
+                total += out.count().max(0) as u64;
+                match out.last_evaluated_key() {
+                    Some(key) => start = Some(key.clone()),
+                    None => break,
+                }
             }
         }
+        Ok(total)
     }
 
     /// The jobs that entered `state` most recently, newest first, up to `limit`.
@@ -480,20 +477,8 @@ impl Ledger {
         state: JobState,
         limit: i32,
     ) -> Result<Vec<Job>, LedgerError> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.tables.jobs)
-            .index_name(item::BY_STATE_INDEX)
-            .key_condition_expression("#s = :s")
-            .expression_attribute_names("#s", attr::STATE)
-            .expression_attribute_values(":s", s(state.as_str()))
-            .scan_index_forward(false)
-            .limit(limit)
-            .send()
-            .await
-            .map_err(|e| LedgerError::dynamo("Query", &e))?;
-        out.items().iter().map(|i| Ok(job_from_item(i)?)).collect()
+        let (items, _) = self.walk_state(state, None, limit, None, true).await?;
+        items.iter().map(|i| Ok(job_from_item(i)?)).collect()
     }
 
     /// Records another S3 object with this job's content (a suppressed duplicate). A set add:
@@ -618,9 +603,10 @@ pub(crate) fn history_entry(
     .encode())
 }
 
-fn apply_state_change(expr: &mut Expr, to: JobState, change: &Change, now: UnixMillis) {
+fn apply_state_change(expr: &mut Expr, id: &JobId, to: JobState, change: &Change, now: UnixMillis) {
     expr.set(attr::STATE, s(to.as_str()))
         .set(attr::STATE_SINCE, n(now.0))
+        .set(attr::STATE_SHARD, s(state_shard(id, to)))
         .append(
             attr::HISTORY,
             history_entry(to, change.reason.as_ref(), now),

@@ -3,7 +3,7 @@
 //! work still in flight on their own lines, never folded into the average.
 //!
 //! Sums the `cost` every job carries (`ocrbridge::cost::JobCost`: the estimate at submission,
-//! the actual at parse), over every job by state (the `by-state` index, page by page).
+//! the actual at parse), over every job by state (the `by-state-shard` index, page by page).
 
 use ocrbridge::cost::{self, Spend, LIST_PRICES_AS_OF};
 use ocrbridge::job::JobState;
