@@ -62,7 +62,11 @@ async fn world_with(idempotency: Idempotency, ambiguity: AmbiguityPolicy) -> Wor
         config: SubmitConfig {
             max_age: Duration::from_secs(3600),
             presign_expiry: Duration::from_secs(300),
-            prices: Default::default(),
+            // A round price, so that the estimates below are easy to check.
+            prices: ocrbridge::cost::Prices::from_lookup(&|k| {
+                (k == "VENDOR_PRICES").then(|| "sim:*=0.01/page".to_owned())
+            })
+            .unwrap(),
             backoff: Backoff {
                 base: Duration::from_millis(200),
                 cap: Duration::from_secs(1),
@@ -218,6 +222,15 @@ async fn queued_jobs_are_submitted_once_each() {
         assert_eq!(job.state, JobState::Submitted);
         assert!(job.vendor_job_id.as_deref().unwrap().starts_with("doc_"));
         assert_eq!(job.lease, None);
+        let cost = job
+            .cost
+            .expect("the estimate is stored with the submission");
+        assert_eq!(
+            (cost.vendor.as_str(), cost.pages_estimated),
+            ("sim", 2),
+            "{cost:?}"
+        );
+        assert_eq!(cost.estimate, ocrbridge::cost::Decimal::new(2, 2));
     }
     let stats = sim_stats(&w.sim).await;
     assert_eq!(stats["billed_documents"], 3);
