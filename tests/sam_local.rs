@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use base64::Engine;
 use ocrbridge::job::JobState;
+use ocrbridge_local::sam_lambda;
 use ocrbridge_tests::{all_jobs, sample_event, shared_dir, sim_stats, sqs_event, stack, TestStack};
 use serde_json::{json, Value};
 use vendor_sim::engine::EngineKind;
@@ -28,35 +29,9 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn script(name: &str) -> Command {
-    let mut command = Command::new(root().join("scripts").join(name));
-    command.current_dir(root());
-    command
-}
-
-/// What a script printed, or the test's failure with what it said.
-fn run(mut command: Command, what: &str) -> String {
-    let out = command
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-/// Stops the bridge to the local stack when the test ends, however it ends.
-struct Bridge(Child);
-
-impl Drop for Bridge {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// What a script printed, or the test's failure (the script's own message is on stderr).
+fn script(name: &str) -> String {
+    sam_lambda::script(&root(), name).unwrap_or_else(|e| panic!("{e}"))
 }
 
 struct Sam {
@@ -150,25 +125,15 @@ async fn capture_deliveries() -> (String, Deliveries) {
     (url, kept)
 }
 
-fn port_of(url: &str) -> u16 {
-    url.rsplit(':')
-        .next()
-        .and_then(|p| p.trim_end_matches('/').parse().ok())
-        .unwrap_or_else(|| panic!("no port in {url}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_function_under_sam_local_invoke_does_its_step_on_the_local_stack() {
-    let image_args = run(script("lambda-image.sh"), "scripts/lambda-image.sh");
-    let gateway = run(script("docker-gateway.sh"), "scripts/docker-gateway.sh");
-    run(
-        {
-            let mut c = Command::new("python3");
-            c.current_dir(root()).arg("scripts/sam-layout.py");
-            c
-        },
-        "scripts/sam-layout.py (lays out the debug binaries for SAM)",
-    );
+    let image_args = script("lambda-image.sh");
+    let gateway = script("docker-gateway.sh");
+    let binaries = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root().join("target"))
+        .join("debug");
+    sam_lambda::lay_out(&root(), &binaries).unwrap_or_else(|e| panic!("{e}"));
 
     let s = stack().await;
     let webhook_secret = format!(
@@ -196,43 +161,14 @@ async fn every_function_under_sam_local_invoke_does_its_step_on_the_local_stack(
         .await;
 
     // The container sees the host through the gateway: moto and the simulator are forwarded.
-    let moto_port = port_of(&s.endpoint);
-    let sim_port = sim.addr.port();
-    let mut bridge = Bridge(
-        Command::new("python3")
-            .current_dir(root())
-            .arg("scripts/docker-bridge.py")
-            .arg(&gateway)
-            .arg(moto_port.to_string())
-            .arg(sim_port.to_string())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("scripts/docker-bridge.py starts"),
-    );
-    {
-        use std::io::BufRead;
-        let mut line = String::new();
-        let mut stdout = std::io::BufReader::new(bridge.0.stdout.as_mut().unwrap());
-        let _ = stdout.read_line(&mut line);
-        assert!(line.starts_with("docker-bridge:"), "the bridge: {line:?}");
-    }
-
     let mut environment: BTreeMap<String, String> = s.stack.function_environment().unwrap();
-    let container_endpoint = format!("http://{gateway}:{moto_port}");
-    environment.insert("OCRBRIDGE_LOCAL_ENDPOINT".into(), container_endpoint);
-    environment.insert(
-        "VENDOR_BASE_URL".into(),
-        format!("http://{gateway}:{sim_port}"),
-    );
+    environment.insert("AWS_ENDPOINT_URL".into(), s.endpoint.clone());
+    environment.insert("VENDOR_BASE_URL".into(), sim.base_url());
+    let (env_vars_json, ports) = sam_lambda::container_env_vars(&environment, &gateway);
+    let bridge = sam_lambda::DockerBridge::start(&root(), &gateway, &ports)
+        .unwrap_or_else(|e| panic!("{e}"));
     let env_vars =
         std::env::temp_dir().join(format!("ocrbridge-sam-env-{}.json", std::process::id()));
-    // The local stack does not emulate AWS::SecretsManager::RotationSchedule (moto's
-    // RotateSecret wants a Lambda function registered in moto), so no secret has rotation
-    // enabled: the rotate function is told not to require it, as scripts/sam-invoke.sh does.
-    let env_vars_json = json!({
-        "Parameters": environment,
-        "RotateFunction": { "REQUIRE_ROTATION_ENABLED": "false" },
-    });
     std::fs::write(&env_vars, env_vars_json.to_string()).unwrap();
     let sam = Sam {
         image_args: image_args.split_whitespace().map(str::to_owned).collect(),

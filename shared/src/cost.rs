@@ -197,6 +197,21 @@ impl JobCost {
         self
     }
 
+    /// The estimate for submitting `job` to `vendor`: the vendor's model for the job's profile,
+    /// the pages intake counted (an image, or an uninspected document, is one page).
+    pub fn estimate_for(
+        prices: &Prices,
+        vendor: &impl crate::vendor::Vendor,
+        job: &crate::job::Job,
+    ) -> Self {
+        Self::estimate(
+            prices,
+            vendor.name(),
+            &vendor.model(&job.profile),
+            job.inspection.pages.unwrap_or(1),
+        )
+    }
+
     /// The actual, from the pages the vendor returned, at the price of the estimate.
     pub fn with_billed_pages(mut self, pages: u32) -> Self {
         self.pages_billed = Some(pages);

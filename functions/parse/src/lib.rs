@@ -784,14 +784,9 @@ impl<V: Vendor> Parse<V> {
     /// The job's cost as submit estimated it, or (a vendor job adopted without one) as the
     /// price table estimates it now.
     fn cost_of(&self, job: &Job) -> JobCost {
-        job.cost.clone().unwrap_or_else(|| {
-            JobCost::estimate(
-                &self.config.prices,
-                self.vendor.name(),
-                &self.vendor.model(&job.profile),
-                job.inspection.pages.unwrap_or(1),
-            )
-        })
+        job.cost
+            .clone()
+            .unwrap_or_else(|| JobCost::estimate_for(&self.config.prices, &self.vendor, job))
     }
 
     fn count_nulls(&self, job: &Job, fields: &Fields) {

@@ -243,13 +243,7 @@ impl<V: Vendor> Submit<V> {
     /// What this job's submission costs by the price table: the vendor's model for its profile,
     /// the pages intake counted (an image is one page).
     fn cost_estimate(&self, job: &Job) -> JobCost {
-        JobCost::estimate(
-            &self.config.prices,
-            self.vendor.name(),
-            &self.vendor.model(&job.profile),
-            job.inspection.pages.unwrap_or(1),
-        )
-        .after(job.cost.as_ref())
+        JobCost::estimate_for(&self.config.prices, &self.vendor, job).after(job.cost.as_ref())
     }
 
     async fn complete(&self, lease: &Lease, vendor_job_id: String, notify: bool) -> Disposition {

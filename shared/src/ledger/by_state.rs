@@ -23,7 +23,7 @@ pub fn state_shard(id: &JobId, state: JobState) -> String {
     shard_key(state, shard_of(id))
 }
 
-fn shard_key(state: JobState, shard: u32) -> String {
+pub(super) fn shard_key(state: JobState, shard: u32) -> String {
     format!("{}#{shard}", state.as_str())
 }
 

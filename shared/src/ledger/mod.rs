@@ -454,7 +454,7 @@ impl Ledger {
                     .index_name(STATE_INDEX)
                     .key_condition_expression("#s = :s")
                     .expression_attribute_names("#s", attr::STATE_SHARD)
-                    .expression_attribute_values(":s", s(format!("{}#{shard}", state.as_str())))
+                    .expression_attribute_values(":s", s(by_state::shard_key(state, shard)))
                     .select(aws_sdk_dynamodb::types::Select::Count)
                     .set_exclusive_start_key(start)
                     .send()

@@ -9,7 +9,7 @@
 //! that lets containers reach moto and the simulator on the host's loopback
 //! (`scripts/docker-bridge.py` on Docker's gateway).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -21,7 +21,8 @@ const STARTUP: Duration = Duration::from_secs(120);
 /// A running `sam local start-lambda` and its bridge; both stop when this is dropped.
 pub struct SamLambda {
     sam: Child,
-    bridge: Child,
+    /// Dropped after SAM stops (field order).
+    _bridge: DockerBridge,
     /// SAM's Invoke API, e.g. `http://127.0.0.1:3001`.
     pub endpoint: String,
     pub log: PathBuf,
@@ -43,12 +44,11 @@ impl Drop for SamLambda {
         }
         let _ = self.sam.kill();
         let _ = self.sam.wait();
-        let _ = self.bridge.kill();
-        let _ = self.bridge.wait();
     }
 }
 
-fn script(root: &Path, name: &str) -> Result<String, String> {
+/// What `scripts/NAME` printed, or why it failed (its own message goes to stderr).
+pub fn script(root: &Path, name: &str) -> Result<String, String> {
     let out = Command::new(root.join("scripts").join(name))
         .current_dir(root)
         .stderr(Stdio::inherit())
@@ -66,6 +66,89 @@ fn port_of(url: &str) -> Option<u16> {
     authority.rsplit(':').next()?.parse().ok()
 }
 
+/// Lays the function binaries in `binaries` out as `sam build` does (`scripts/sam-layout.py`).
+pub fn lay_out(root: &Path, binaries: &Path) -> Result<(), String> {
+    let layout = Command::new("python3")
+        .current_dir(root)
+        .arg("scripts/sam-layout.py")
+        .arg(binaries)
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|e| format!("scripts/sam-layout.py: {e}"))?;
+    if !layout.success() {
+        return Err("scripts/sam-layout.py failed".into());
+    }
+    Ok(())
+}
+
+/// SAM's `--env-vars` document for the functions' environment `env` in a container: loopback
+/// URLs become the Docker `gateway`'s, `OCRBRIDGE_LOCAL_ENDPOINT` carries `AWS_ENDPOINT_URL`
+/// (what the AWS clients honour in a container, `AwsClients::from_env`), and the loopback
+/// ports those URLs named, which must be bridged.
+pub fn container_env_vars(
+    env: &BTreeMap<String, String>,
+    gateway: &str,
+) -> (serde_json::Value, BTreeSet<u16>) {
+    let mut ports = BTreeSet::new();
+    let mut variables = serde_json::Map::new();
+    for (k, v) in env {
+        let value = if v.contains("://127.0.0.1:") {
+            if let Some(p) = port_of(v) {
+                ports.insert(p);
+            }
+            v.replace("://127.0.0.1:", &format!("://{gateway}:"))
+        } else {
+            v.clone()
+        };
+        variables.insert(k.clone(), value.into());
+    }
+    if let Some(endpoint) = variables.get("AWS_ENDPOINT_URL").cloned() {
+        variables.insert(ocrbridge::aws::LOCAL_ENDPOINT_VARIABLE.to_owned(), endpoint);
+    }
+    let document = serde_json::json!({
+        "Parameters": variables,
+        // The local stack does not emulate AWS::SecretsManager::RotationSchedule, so no secret
+        // has rotation enabled: the rotate function is told not to require it.
+        "RotateFunction": { "REQUIRE_ROTATION_ENABLED": "false" },
+    });
+    (document, ports)
+}
+
+/// `scripts/docker-bridge.py`: containers reach these loopback `ports` on the Docker
+/// `gateway`. Listening once `start` returns; stopped when dropped.
+pub struct DockerBridge(Child);
+
+impl DockerBridge {
+    pub fn start(root: &Path, gateway: &str, ports: &BTreeSet<u16>) -> Result<Self, String> {
+        use std::io::BufRead;
+        let mut child = Command::new("python3")
+            .current_dir(root)
+            .arg("scripts/docker-bridge.py")
+            .arg(gateway)
+            .args(ports.iter().map(u16::to_string))
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("scripts/docker-bridge.py: {e}"))?;
+        // It says so once it listens (or exits with the reason on stderr).
+        let mut line = String::new();
+        if let Some(stdout) = child.stdout.as_mut() {
+            let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+        }
+        let bridge = DockerBridge(child);
+        if !line.starts_with("docker-bridge:") {
+            return Err(format!("scripts/docker-bridge.py did not start: {line:?}"));
+        }
+        Ok(bridge)
+    }
+}
+
+impl Drop for DockerBridge {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 impl SamLambda {
     /// Starts SAM on `port` with the functions' environment `env` (as the emulator would get
     /// it); the loopback services it names (moto, the simulator) are bridged to the containers.
@@ -78,55 +161,11 @@ impl SamLambda {
     ) -> Result<Self, String> {
         let image_args = script(root, "lambda-image.sh")?;
         let gateway = script(root, "docker-gateway.sh")?;
-        let layout = Command::new("python3")
-            .current_dir(root)
-            .arg("scripts/sam-layout.py")
-            .arg(binaries)
-            .stdout(Stdio::null())
-            .status()
-            .map_err(|e| format!("scripts/sam-layout.py: {e}"))?;
-        if !layout.success() {
-            return Err("scripts/sam-layout.py failed".into());
-        }
-
-        // Loopback URLs become the gateway's; the ports they name are bridged.
-        let mut ports = std::collections::BTreeSet::new();
-        let mut variables = serde_json::Map::new();
-        for (k, v) in env {
-            let value = if v.contains("://127.0.0.1:") {
-                if let Some(p) = port_of(v) {
-                    ports.insert(p);
-                }
-                v.replace("://127.0.0.1:", &format!("://{gateway}:"))
-            } else {
-                v.clone()
-            };
-            variables.insert(k.clone(), value.into());
-        }
-        if let Some(endpoint) = variables.get("AWS_ENDPOINT_URL").cloned() {
-            // What the functions' AWS clients honour in a container (AwsClients::from_env).
-            variables.insert(ocrbridge::aws::LOCAL_ENDPOINT_VARIABLE.to_owned(), endpoint);
-        }
+        lay_out(root, binaries)?;
+        let (document, ports) = container_env_vars(env, &gateway);
         let env_vars = log_dir.join(format!("sam-start-lambda-{port}.env.json"));
-        let document = serde_json::json!({
-            "Parameters": variables,
-            // The local stack does not emulate AWS::SecretsManager::RotationSchedule.
-            "RotateFunction": { "REQUIRE_ROTATION_ENABLED": "false" },
-        });
         std::fs::write(&env_vars, document.to_string()).map_err(|e| e.to_string())?;
-
-        let bridge_log = log_dir.join(format!("docker-bridge-{port}.log"));
-        let bridge = Command::new("python3")
-            .current_dir(root)
-            .arg("scripts/docker-bridge.py")
-            .arg(&gateway)
-            .args(ports.iter().map(u16::to_string))
-            .stdout(Stdio::from(
-                std::fs::File::create(&bridge_log).map_err(|e| e.to_string())?,
-            ))
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("scripts/docker-bridge.py: {e}"))?;
+        let bridge = DockerBridge::start(root, &gateway, &ports)?;
 
         let log = log_dir.join(format!("sam-start-lambda-{port}.log"));
         let file = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
@@ -151,7 +190,7 @@ impl SamLambda {
             .map_err(|e| format!("cannot start sam local start-lambda: {e}"))?;
         let mut running = SamLambda {
             sam,
-            bridge,
+            _bridge: bridge,
             endpoint: format!("http://127.0.0.1:{port}"),
             log,
         };
@@ -171,7 +210,6 @@ impl SamLambda {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        running.endpoint = format!("http://127.0.0.1:{port}");
         Ok(running)
     }
 }
