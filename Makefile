@@ -1,5 +1,5 @@
 # ocrbridge developer commands. Every target installs what it needs (scripts/setup.sh).
-.PHONY: setup test demo dev invoke chaos mutants fuzz package bench moto-start moto-stop lint vendor-sim
+.PHONY: setup test demo dev invoke chaos mutants fuzz package bench bench-quality moto-start moto-stop lint vendor-sim
 
 ## test: set up, start moto, run fmt/clippy/cfn-lint and every test, stop moto
 test:
@@ -49,6 +49,12 @@ bench:
 	cargo bench -p ocrbridge --bench verify
 	scripts/bench-pipeline.sh
 	scripts/bench-init.sh
+
+## bench-quality: the quality benchmark pack (bench/packs/default, 52 documents) through the
+## pipeline on the local stack, scored against the pinned baseline; PIN=1 pins this run,
+## MODEL_UPDATE=total:0.5 makes the simulator silently worse, VENDOR=… picks the vendor twin
+bench-quality:
+	scripts/bench-quality.sh
 
 setup:
 	scripts/setup.sh

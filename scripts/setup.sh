@@ -3,7 +3,8 @@
 #   - .venv (moto server, cfn-lint), .venv-sam (aws-sam-cli: sam validate, the Lambda Runtime
 #     Interface Emulator) and .venv-checkov (checkov), each pinned in tools/python/
 #   - Debian packages for the vendor simulator's OCR engine (tesseract-ocr, tesseract-ocr-eng,
-#     poppler-utils) and for generating test documents (qpdf): installed with apt when root,
+#     poppler-utils), for generating test documents (qpdf) and for opening the quality report in
+#     a real headless browser (chromium): installed with apt when root,
 #     otherwise checked, with the command to run if missing.
 # Fails with a clear message when something cannot be installed.
 set -euo pipefail
@@ -47,6 +48,7 @@ declare -A packages=(
   [pdftoppm]=poppler-utils
   [pdftotext]=poppler-utils
   [qpdf]=qpdf
+  [chromium]=chromium
 )
 missing=()
 for tool in "${!packages[@]}"; do

@@ -121,6 +121,7 @@ async fn submitted(w: &World, bytes: Vec<u8>, profile: &str, key: &str) -> Job {
     let profile = Profile::new(profile).unwrap();
     let content = ContentHash::of(&bytes);
     let new = NewJob {
+        benchmark_run: None,
         key: DocumentKey::new(&content, &profile),
         profile,
         content,
@@ -460,6 +461,7 @@ async fn reconcile_requeues_stuck_jobs_and_expires_old_ones() {
     let profile = Profile::new("receipt").unwrap();
     let content = ContentHash::of(&bytes);
     let new = NewJob {
+        benchmark_run: None,
         key: DocumentKey::new(&content, &profile),
         profile,
         content,
@@ -551,6 +553,7 @@ async fn reconcile_pages_past_jobs_someone_holds() {
         let profile = Profile::new("receipt").unwrap();
         let content = ContentHash::of(&bytes);
         let new = NewJob {
+            benchmark_run: None,
             key: DocumentKey::new(&content, &profile),
             profile,
             content,
@@ -777,6 +780,7 @@ async fn queued(w: &World, key: &str) -> Job {
     let profile = Profile::new("receipt").unwrap();
     let content = ContentHash::of(&bytes);
     let new = NewJob {
+        benchmark_run: None,
         key: DocumentKey::new(&content, &profile),
         profile,
         content,

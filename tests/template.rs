@@ -210,6 +210,7 @@ fn every_function_builds_its_own_binary_and_sqs_sources_report_partial_failures(
     assert_eq!(
         binaries,
         [
+            "benchmark",
             "intake",
             "parse",
             "reconcile",

@@ -63,7 +63,13 @@ pub struct ObjectHead {
     pub tag_count: u32,
     /// When the object (this version) was written, to the second.
     pub last_modified: Option<crate::time::UnixMillis>,
+    /// `x-amz-meta-ocrbridge-benchmark-run`: the object is a quality benchmark's document, not
+    /// business traffic (see `quality`).
+    pub benchmark_run: Option<String>,
 }
+
+/// The user metadata key (`x-amz-meta-…`) that marks a benchmark run's upload.
+pub const BENCHMARK_RUN_METADATA: &str = "ocrbridge-benchmark-run";
 
 /// An object being read: its metadata, and its body chunk by chunk.
 pub struct Opened {
@@ -144,6 +150,10 @@ impl Blob {
                 .and_then(|t| t.to_millis().ok())
                 .and_then(|ms| u64::try_from(ms).ok())
                 .map(crate::time::UnixMillis),
+            benchmark_run: out
+                .metadata()
+                .and_then(|m| m.get(BENCHMARK_RUN_METADATA))
+                .cloned(),
         };
         Ok(Some(Opened {
             head,

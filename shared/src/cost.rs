@@ -255,15 +255,18 @@ pub enum Spend {
     Duplicate,
     /// Billed by earlier attempts of a job an operator retried.
     Retried,
+    /// A quality benchmark run's document (see `quality`): paid for, kept out of the averages.
+    Benchmark,
 }
 
 impl Spend {
-    pub const ALL: [Spend; 5] = [
+    pub const ALL: [Spend; 6] = [
         Spend::Billed,
         Spend::FailedBilled,
         Spend::InFlight,
         Spend::Duplicate,
         Spend::Retried,
+        Spend::Benchmark,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -273,6 +276,7 @@ impl Spend {
             Spend::InFlight => "in_flight",
             Spend::Duplicate => "duplicate",
             Spend::Retried => "retried",
+            Spend::Benchmark => "benchmark",
         }
     }
 }
@@ -331,6 +335,9 @@ pub fn report<'a>(
             line.unpriced += 1;
         }
         match (cost.actual, cost.billed_pages_estimated) {
+            // A quality benchmark's documents are paid for, and shown apart: never in the
+            // per-document average of business traffic.
+            (Some(actual), _) if job.benchmark_run.is_some() => line.add(Spend::Benchmark, actual),
             (Some(actual), false) => {
                 line.documents += 1;
                 line.pages += u64::from(cost.pages_billed.unwrap_or(0));

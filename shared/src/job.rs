@@ -254,6 +254,19 @@ impl DocumentKey {
         DocumentKey(hasher.finalize().into())
     }
 
+    /// A benchmark run's document is a job of its own in every run: the run is part of its key,
+    /// so re-running a pack calls the vendor again instead of finding last week's job.
+    pub fn for_benchmark(content: &ContentHash, profile: &Profile, run: &BenchmarkRun) -> Self {
+        let mut hasher = Sha256::new();
+        hasher.update(Self::DOMAIN);
+        hasher.update(profile.as_str().as_bytes());
+        hasher.update(b"\n");
+        hasher.update(content.0);
+        hasher.update(b"\nbenchmark-run:");
+        hasher.update(run.as_str().as_bytes());
+        DocumentKey(hasher.finalize().into())
+    }
+
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }
@@ -264,6 +277,53 @@ impl DocumentKey {
         // 160 bits is ample against collisions and keeps the id usable as a vendor idempotency token
         // (Textract's ClientRequestToken allows 1–64 characters of [a-zA-Z0-9-_]).
         JobId(format!("doc-{}", &self.to_hex()[..40]))
+    }
+}
+
+/// A quality benchmark run's id (1–64 of `[A-Za-z0-9_-]`): its documents are benchmark traffic,
+/// kept out of business metrics and costed apart.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct BenchmarkRun(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("benchmark run id {0:?} is not 1-64 characters of letters, digits, '-' and '_'")]
+pub struct InvalidBenchmarkRun(String);
+
+impl BenchmarkRun {
+    pub fn parse(text: &str) -> Result<Self, InvalidBenchmarkRun> {
+        let ok = (1..=64).contains(&text.len())
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if ok {
+            Ok(BenchmarkRun(text.to_owned()))
+        } else {
+            Err(InvalidBenchmarkRun(text.to_owned()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for BenchmarkRun {
+    type Error = InvalidBenchmarkRun;
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        BenchmarkRun::parse(&text)
+    }
+}
+
+impl From<BenchmarkRun> for String {
+    fn from(run: BenchmarkRun) -> String {
+        run.0
+    }
+}
+
+impl std::fmt::Display for BenchmarkRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -464,6 +524,8 @@ pub struct Job {
     pub review: Option<String>,
     /// What the job cost at the vendor: the estimate at submission, the actual after parse.
     pub cost: Option<crate::cost::JobCost>,
+    /// Set when the document is a quality benchmark run's, not business traffic.
+    pub benchmark_run: Option<BenchmarkRun>,
 }
 
 /// One entry of a job's history: the state it entered, when, and with which reason.
@@ -518,6 +580,8 @@ pub struct NewJob {
     pub content: ContentHash,
     pub source: SourceObject,
     pub inspection: Inspection,
+    /// The quality benchmark run the upload belongs to, if it does.
+    pub benchmark_run: Option<BenchmarkRun>,
 }
 
 #[cfg(test)]

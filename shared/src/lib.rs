@@ -21,6 +21,7 @@ pub mod job;
 pub mod keyring;
 pub mod ledger;
 pub mod metrics;
+pub mod quality;
 pub mod queue;
 pub mod recovery;
 pub mod retry;

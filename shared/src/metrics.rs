@@ -115,6 +115,19 @@ pub const JOBS_COMPLETED: Metric = metric("JobsCompleted", Unit::Count, &["Profi
 pub const FIELD_NULL: Metric = metric("FieldNull", Unit::Count, &["Profile", "Field"]);
 pub const SCHEMA_DRIFT: Metric = metric("SchemaDrift", Unit::Count, &["Vendor", "Field", "Kind"]);
 
+/// The quality benchmark (`quality`): per vendor, profile and field. Profiles and fields come
+/// from the normalized schema, so the cardinality is bounded by it, not by the documents.
+pub const FIELD_ACCURACY: Metric =
+    metric("FieldAccuracy", Unit::None, &["Vendor", "Profile", "Field"]);
+pub const HIGH_CONFIDENCE_WRONG: Metric = metric(
+    "HighConfidenceWrong",
+    Unit::Count,
+    &["Vendor", "Profile", "Field"],
+);
+/// 1 when a field's accuracy fell against the pinned baseline (paired test), else 0.
+pub const QUALITY_REGRESSION: Metric =
+    metric("QualityRegression", Unit::Count, &["Profile", "Field"]);
+
 /// Reconcile.
 pub const STUCK_JOBS: Metric = metric("StuckJobs", Unit::Count, &["State"]);
 pub const RECOVERED_JOBS: Metric = metric("RecoveredJobs", Unit::Count, &["State"]);
@@ -166,7 +179,13 @@ pub const ALL: &[Metric] = &[
     STUCK_JOBS,
     RECOVERED_JOBS,
     EXPIRED_JOBS,
+    FIELD_ACCURACY,
+    HIGH_CONFIDENCE_WRONG,
+    QUALITY_REGRESSION,
 ];
+
+/// Benchmark traffic's metrics live in this sub-namespace (see [`Metrics::for_traffic`]).
+pub const BENCHMARK_NAMESPACE_SUFFIX: &str = "Benchmark";
 
 /// Where EMF lines go: stdout in Lambda, memory in tests.
 #[derive(Debug, Clone)]
@@ -190,6 +209,19 @@ impl Metrics {
             namespace: std::env::var("METRICS_NAMESPACE").unwrap_or_else(|_| "ocrbridge".into()),
             function,
             sink: Sink::Stdout,
+        }
+    }
+
+    /// The emitter for one job's metrics: benchmark runs' go to `<namespace>/Benchmark`, so the
+    /// dashboards and alarms over business traffic never count them, and the quality benchmark
+    /// can still read its own latency and cost.
+    pub fn for_traffic(&self, benchmark_run: Option<&crate::job::BenchmarkRun>) -> Metrics {
+        match benchmark_run {
+            None => self.clone(),
+            Some(_) => Metrics {
+                namespace: format!("{}/{BENCHMARK_NAMESPACE_SUFFIX}", self.namespace),
+                ..self.clone()
+            },
         }
     }
 
@@ -272,6 +304,14 @@ impl Metrics {
                 name.to_owned()
             } else {
                 format!("{name}[{}]", dims.join(","))
+            };
+            let benchmark = def["Namespace"]
+                .as_str()
+                .is_some_and(|ns| ns.ends_with(&format!("/{BENCHMARK_NAMESPACE_SUFFIX}")));
+            let key = if benchmark {
+                format!("{BENCHMARK_NAMESPACE_SUFFIX}/{key}")
+            } else {
+                key
             };
             *out.entry(key).or_default() += record[name].as_f64().unwrap_or(0.0);
         }

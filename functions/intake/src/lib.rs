@@ -27,10 +27,12 @@ use std::time::Instant;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use ocrbridge::batch::{self, Failure, Source};
-use ocrbridge::blob::{Blob, BlobError, ObjectHead, ObjectRef};
+use ocrbridge::blob::{Blob, BlobError, ObjectHead, ObjectRef, BENCHMARK_RUN_METADATA};
 use ocrbridge::config::StackConfig;
 use ocrbridge::inspect::{Declared, RejectCode, Rejection};
-use ocrbridge::job::{DocumentKey, Job, JobId, JobState, NewJob, Profile, Reason, SourceObject};
+use ocrbridge::job::{
+    BenchmarkRun, DocumentKey, Job, JobId, JobState, NewJob, Profile, Reason, SourceObject,
+};
 use ocrbridge::ledger::{Change, Created, Ledger, LedgerError, TransitionError};
 use ocrbridge::metrics::{self, Metrics};
 use ocrbridge::queue::{Queue, QueueError, SubmitRequest};
@@ -206,11 +208,23 @@ impl Intake {
                 Profile::new(UNASSIGNED_PROFILE).expect("static profile name")
             }
         };
+        let benchmark_run = match head.benchmark_run.as_deref().map(BenchmarkRun::parse) {
+            None => None,
+            Some(Ok(run)) => Some(run),
+            Some(Err(e)) => {
+                validated.verdict = validated.verdict.and(Err(Rejection::new(
+                    RejectCode::InvalidBenchmarkRun,
+                    format!("{e} (x-amz-meta-{BENCHMARK_RUN_METADATA}); upload without it, or with the run's id"),
+                )));
+                None
+            }
+        };
+        let metrics = self.metrics.for_traffic(benchmark_run.as_ref());
         let mime = validated
             .inspection
             .file_type
             .map_or("unknown", |t| t.mime());
-        self.metrics.emit(
+        metrics.emit(
             metrics::VALIDATION_TIME,
             started.elapsed().as_secs_f64() * 1e3,
             &[mime],
@@ -218,7 +232,11 @@ impl Intake {
         );
 
         let new = NewJob {
-            key: DocumentKey::new(&validated.content, &profile),
+            key: match &benchmark_run {
+                Some(run) => DocumentKey::for_benchmark(&validated.content, &profile, run),
+                None => DocumentKey::new(&validated.content, &profile),
+            },
+            benchmark_run,
             profile,
             content: validated.content,
             source: SourceObject {
@@ -295,6 +313,8 @@ impl Intake {
         job: Job,
         verdict: &Result<(), Rejection>,
     ) -> Result<(Outcome, Job), IntakeError> {
+        // Benchmark runs are measured apart: business metrics never see them.
+        let metrics = self.metrics.for_traffic(job.benchmark_run.as_ref());
         let mime = job
             .inspection
             .file_type
@@ -318,7 +338,7 @@ impl Intake {
                     Err(e) => return Err(transition_error(e, &job)),
                 };
                 info!(code = rejection.code.as_str(), reason = %rejection.message, "rejected");
-                self.metrics.count(
+                metrics.count(
                     metrics::DOCUMENTS_REJECTED,
                     &[rejection.code.as_str(), &mime],
                     &[("job_id", job.id.as_str())],
@@ -346,12 +366,12 @@ impl Intake {
                     Err(e) => return Err(transition_error(e, &job)),
                 };
                 let profile = job.profile.as_str();
-                self.metrics.count(
+                metrics.count(
                     metrics::DOCUMENTS_ACCEPTED,
                     &[profile, &mime],
                     &[("job_id", job.id.as_str())],
                 );
-                self.metrics.emit(
+                metrics.emit(
                     metrics::DOCUMENT_BYTES,
                     job.inspection.size_bytes as f64,
                     &[&mime],
@@ -362,7 +382,7 @@ impl Intake {
                         .emit(metrics::DOCUMENT_PAGES, f64::from(pages), &[profile], &[]);
                 }
                 if let Some(text) = job.inspection.text_layer {
-                    self.metrics.count(
+                    metrics.count(
                         metrics::PDF_BY_LAYER,
                         &[if text { "text" } else { "image_only" }],
                         &[],

@@ -643,6 +643,8 @@ impl<V: Vendor> Parse<V> {
                 .give_back(&lease, attempt, "store_failed", e.to_string())
                 .await;
         }
+        // A benchmark run's metrics stay out of the business dashboards.
+        let metrics = self.metrics.for_traffic(job.benchmark_run.as_ref());
         let summary = summary(&normalized.document.fields, &reasons);
         // What the vendor processed is what its answer holds.
         let billed = self
@@ -657,7 +659,7 @@ impl<V: Vendor> Parse<V> {
             )
         } else {
             for r in &reasons {
-                self.metrics.count(
+                metrics.count(
                     metrics::NEEDS_REVIEW,
                     &[r.rule],
                     &[("job_id", job.id.as_str()), ("field", r.field)],
@@ -686,13 +688,13 @@ impl<V: Vendor> Parse<V> {
                     self.spent(&job, Spend::Billed, actual);
                 }
                 let profile = job.profile.as_str();
-                self.metrics.emit(
+                metrics.emit(
                     metrics::END_TO_END_LATENCY,
                     done.state_since.since(job.created_at).as_secs_f64() * 1e3,
                     &[profile, page_bucket(job.inspection.pages)],
                     &[("job_id", job.id.as_str())],
                 );
-                self.metrics.count(
+                metrics.count(
                     metrics::JOBS_COMPLETED,
                     &[profile, done.state.as_str()],
                     &[("job_id", job.id.as_str())],
@@ -773,7 +775,12 @@ impl<V: Vendor> Parse<V> {
 
     /// Money paid to the vendor, for the dashboard (`VendorCost`); the jobs hold the record.
     fn spent(&self, job: &Job, spend: Spend, amount: ocrbridge::cost::Decimal) {
-        self.metrics.emit(
+        let spend = if job.benchmark_run.is_some() {
+            Spend::Benchmark
+        } else {
+            spend
+        };
+        self.metrics.for_traffic(job.benchmark_run.as_ref()).emit(
             metrics::VENDOR_COST,
             f64::try_from(amount).unwrap_or_default(),
             &[self.vendor.name(), spend.as_str()],
@@ -795,7 +802,7 @@ impl<V: Vendor> Parse<V> {
         if let Some(object) = value.as_object() {
             for (name, v) in object {
                 if name != "profile" && v.is_null() {
-                    self.metrics.count(
+                    self.metrics.for_traffic(job.benchmark_run.as_ref()).count(
                         metrics::FIELD_NULL,
                         &[profile, name],
                         &[("job_id", job.id.as_str())],

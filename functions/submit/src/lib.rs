@@ -263,13 +263,14 @@ impl<V: Vendor> Submit<V> {
             Ok(_) => {
                 let vendor = self.vendor.name();
                 let profile = job.profile.as_str();
-                self.metrics.count(
+                let metrics = self.metrics.for_traffic(job.benchmark_run.as_ref());
+                metrics.count(
                     metrics::SUBMISSIONS,
                     &[vendor, profile],
                     &[("job_id", job.id.as_str())],
                 );
                 let estimate = self.cost_estimate(job).estimate;
-                self.metrics.emit(
+                metrics.emit(
                     metrics::ESTIMATED_COST,
                     f64::try_from(estimate).unwrap_or_default(),
                     &[vendor, profile],

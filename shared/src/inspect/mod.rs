@@ -201,6 +201,8 @@ pub enum RejectCode {
     PdfTooManyPages,
     /// The key is under no configured prefix and there is no default profile.
     NoProfile,
+    /// The upload claims to be benchmark traffic with a run id that is not one.
+    InvalidBenchmarkRun,
 }
 
 impl RejectCode {
@@ -217,6 +219,7 @@ impl RejectCode {
             RejectCode::PdfXfaForm => "pdf_xfa_form",
             RejectCode::PdfTooManyPages => "pdf_too_many_pages",
             RejectCode::NoProfile => "no_profile",
+            RejectCode::InvalidBenchmarkRun => "invalid_benchmark_run",
         }
     }
 }

@@ -42,7 +42,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::inspect::FileType;
 use crate::job::{
-    Attempt, Inspection, Job, JobId, JobState, LeaseRecord, Profile, Reason, SourceObject,
+    Attempt, BenchmarkRun, Inspection, Job, JobId, JobState, LeaseRecord, Profile, Reason,
+    SourceObject,
 };
 use crate::time::UnixMillis;
 
@@ -88,6 +89,7 @@ pub mod attr {
     pub const REVIEW: &str = "review";
     /// What the job cost at the vendor (JSON `cost::JobCost`): estimate, then actual.
     pub const COST: &str = "cost";
+    pub const BENCHMARK_RUN: &str = "benchmark_run";
 
     pub const DEDUPE_KEY: &str = "dedupe_key";
     pub const EXPIRES_AT: &str = "expires_at";
@@ -252,6 +254,9 @@ pub fn job_from_item(item: &Item) -> Result<Job, MalformedItem> {
         risky_resubmits: small(item, attr::RISKY_RESUBMITS)?,
         resubmit_approved: opt_bool(item, attr::RESUBMIT_APPROVED)?.unwrap_or(false),
         review: opt_s(item, attr::REVIEW)?,
+        benchmark_run: opt_s(item, attr::BENCHMARK_RUN)?
+            .map(|r| BenchmarkRun::parse(&r).map_err(|e| MalformedItem(e.to_string())))
+            .transpose()?,
         cost: match opt_s(item, attr::COST)? {
             None => None,
             Some(json) => Some(serde_json::from_str(&json).map_err(|e| {

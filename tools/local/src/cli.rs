@@ -81,6 +81,26 @@ pub enum LocalCommand {
         #[arg(long, env = "VENDOR", default_value = "sim")]
         vendor: VendorKind,
     },
+    /// Runs a quality benchmark pack through the pipeline on a fresh local stack, scores it
+    /// against the pinned baseline (kept in --out between runs), writes the run and its HTML
+    /// report, and prints the per-field table. Exits 1 when a field regressed.
+    BenchQuality {
+        #[arg(long, default_value_os_t = template_path().with_file_name("bench").join("packs").join("default"))]
+        pack: PathBuf,
+        #[arg(long, default_value_os_t = template_path().with_file_name(".local").join("bench-quality"))]
+        out: PathBuf,
+        #[arg(long, env = "VENDOR", default_value = "sim")]
+        vendor: VendorKind,
+        /// Make this run the baseline the next runs are compared with.
+        #[arg(long)]
+        pin: bool,
+        /// The simulator's silent model update, e.g. `total:0.5` (see vendor-sim's faults).
+        #[arg(long)]
+        model_update: Option<String>,
+        /// Seconds to wait for the documents to settle.
+        #[arg(long, default_value_t = 900)]
+        timeout: u64,
+    },
 }
 
 fn secret_pair(text: &str) -> Result<(String, String), String> {
@@ -150,6 +170,28 @@ pub async fn run(options: &LocalOptions, command: LocalCommand) -> Result<(), St
                 write(&path, &text)?;
             }
             Ok(())
+        }
+        LocalCommand::BenchQuality {
+            pack,
+            out,
+            vendor,
+            pin,
+            model_update,
+            timeout,
+        } => {
+            bench_quality(
+                options,
+                clients,
+                BenchArgs {
+                    pack,
+                    out,
+                    vendor,
+                    pin,
+                    model_update,
+                    timeout,
+                },
+            )
+            .await
         }
         LocalCommand::Demo {
             docs,
@@ -247,4 +289,132 @@ async fn demo(options: &LocalOptions, clients: AwsClients, args: DemoArgs) -> Re
         pipeline.run_until(&never).await;
     }
     Ok(())
+}
+
+struct BenchArgs {
+    pack: PathBuf,
+    out: PathBuf,
+    vendor: VendorKind,
+    pin: bool,
+    model_update: Option<String>,
+    timeout: u64,
+}
+
+async fn bench_quality(
+    options: &LocalOptions,
+    clients: AwsClients,
+    args: BenchArgs,
+) -> Result<(), String> {
+    use crate::pipeline::{Pipeline, PipelineOptions};
+    use crate::quality;
+    let pack = ocrbridge::quality::Pack::load(&args.pack).map_err(|e| e.to_string())?;
+    let model_update = args
+        .model_update
+        .as_deref()
+        .map(vendor_sim::model_update::ModelUpdate::parse)
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let template = Template::load(&options.template).map_err(|e| e.to_string())?;
+    let now = ocrbridge::time::UnixMillis::now().0;
+    let stack_name = format!("bq-{}", now / 1000);
+    let stack = provision(
+        &clients,
+        &template,
+        &ProvisionOptions {
+            stack_name: stack_name.clone(),
+            parameters: vendor_parameters(args.vendor),
+            ..Default::default()
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let faults = vendor_sim::faults::FaultConfig {
+        model_update: model_update.clone(),
+        ..Default::default()
+    };
+    let pipeline = Pipeline::start_at(
+        clients,
+        &stack,
+        PipelineOptions {
+            vendor: args.vendor,
+            faults,
+            ..PipelineOptions::default()
+        },
+        &options.endpoint,
+    )
+    .await?;
+    std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    let runner = quality::runner(&pipeline, &stack, args.vendor.as_str())?;
+    let baseline_file = quality::baseline_file(&args.out, &pack.name, args.vendor.as_str());
+    let baseline = if args.pin {
+        None
+    } else {
+        quality::pin_from_file(&runner, &baseline_file).await?
+    };
+    eprintln!(
+        "pack {} ({} documents) on stack {stack_name}, vendor {}{}; baseline {}",
+        pack.name,
+        pack.documents.len(),
+        args.vendor,
+        model_update.as_ref().map_or(String::new(), |m| format!(
+            " with a silent model update ({}{:?} on {:.0}% of documents)",
+            m.profile
+                .as_deref()
+                .map_or(String::new(), |p| format!("{p} ")),
+            m.field,
+            m.share * 100.0
+        )),
+        baseline.as_deref().unwrap_or("none")
+    );
+    let prefix = quality::upload_pack(&pipeline, &pack, &args.pack).await?;
+    let run =
+        ocrbridge::job::BenchmarkRun::parse(&format!("bq-{now}")).map_err(|e| e.to_string())?;
+    let (record, report_key) = quality::run_once(
+        &pipeline,
+        &runner,
+        &pack.name,
+        &prefix,
+        &run,
+        Duration::from_secs(args.timeout),
+    )
+    .await?;
+    let dir = args.out.join(&record.run_id);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let json = serde_json::to_vec_pretty(&record).map_err(|e| e.to_string())?;
+    write(&dir.join("run.json"), &String::from_utf8_lossy(&json))?;
+    let report = dir.join("report.html");
+    write(&report, &ocrbridge::quality::report::html(&record))?;
+    if args.pin {
+        write(&baseline_file, &String::from_utf8_lossy(&json))?;
+    }
+    println!("{}", ocrbridge::quality::report::table(&record));
+    for (metric, value) in runner.metrics.recorded() {
+        if metric.starts_with("QualityRegression") && value > 0.0 {
+            println!("metric {metric} = {value}");
+        }
+    }
+    println!(
+        "report: {} (stored as s3://{}/{report_key}){}",
+        report.display(),
+        pipeline.config.results_bucket,
+        if args.pin {
+            format!("; pinned as the baseline ({})", baseline_file.display())
+        } else {
+            String::new()
+        }
+    );
+    let regressions: Vec<String> = record
+        .comparison
+        .iter()
+        .flat_map(|c| c.regressions())
+        .map(|r| format!("{}.{}", r.profile, r.field))
+        .collect();
+    if regressions.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "quality regression against the baseline: {}",
+            regressions.join(", ")
+        ))
+    }
 }

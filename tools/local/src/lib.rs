@@ -6,6 +6,7 @@ pub mod demo;
 pub mod moto;
 pub mod pipeline;
 pub mod provision;
+pub mod quality;
 pub mod rie;
 pub mod sam_lambda;
 pub mod template;

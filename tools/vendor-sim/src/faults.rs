@@ -90,6 +90,9 @@ pub struct FaultConfig {
     pub slow_delay_ms: u64,
     pub webhook_delay_ms: u64,
     pub replay_age_ms: u64,
+    /// A silent model update on a share of documents (not a rate: every affected document, every
+    /// time).
+    pub model_update: Option<crate::model_update::ModelUpdate>,
 }
 
 impl Default for FaultConfig {
@@ -104,6 +107,7 @@ impl Default for FaultConfig {
             webhook_delay_ms: 3_000,
             // Twice the Standard Webhooks tolerance of 5 minutes.
             replay_age_ms: 10 * 60 * 1_000,
+            model_update: None,
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod engine;
 pub mod faults;
 pub mod fields;
 pub mod mindee;
+pub mod model_update;
 mod server;
 pub mod state;
 pub mod textract;
@@ -383,11 +384,23 @@ impl Sim {
                     }),
                 ),
                 Ok(pages) => {
-                    let fields = fields::extract(&profile, &pages);
-                    let page_fields = pages
+                    let mut fields = fields::extract(&profile, &pages);
+                    let mut page_fields: Vec<_> = pages
                         .iter()
                         .map(|p| fields::extract(&profile, std::slice::from_ref(p)))
                         .collect();
+                    // A silent model update: same status, same shape, one field read worse.
+                    if let Some(update) = inner.dice.config.model_update.clone() {
+                        if update.affects(&profile, &document, inner.dice.config.seed) {
+                            let mut changed = update.apply(&mut fields);
+                            for page in &mut page_fields {
+                                changed |= update.apply(page);
+                            }
+                            if changed {
+                                inner.stats.model_updated += 1;
+                            }
+                        }
+                    }
                     let drifted = inner.strikes(Fault::Drift);
                     let native = inner
                         .jobs

@@ -4,7 +4,7 @@
 //! vendor-sim [--listen 127.0.0.1:8090] [--api-key KEY]... [--webhook-url URL]
 //!            [--webhook-secret whsec_...]... [--webhook-retries-ms 0,1000,5000]
 //!            [--engine tesseract|fast] [--ocr-concurrency N] [--processing-delay-ms N]
-//!            [--faults throttle=0.1,drop=0.02,...] [--seed N] [--rate-limit RPS]
+//!            [--faults throttle=0.1,drop=0.02,...] [--seed N] [--model-update total:0.5] [--rate-limit RPS]
 //!            [--idempotency native|expiring:SECS|none] [--aws-endpoint URL]
 //!
 //! One server speaks four APIs: its own (`/v1`), Textract's (`POST /`, AWS JSON 1.1; needs
@@ -59,6 +59,12 @@ fn parse() -> Result<SimConfig, String> {
             }
             "--seed" => {
                 config.faults.seed = value()?.parse().map_err(|e| format!("--seed: {e}"))?
+            }
+            "--model-update" => {
+                config.faults.model_update = Some(
+                    vendor_sim::model_update::ModelUpdate::parse(&value()?)
+                        .map_err(|e| e.to_string())?,
+                )
             }
             "--idempotency" => config.idempotency = vendor_sim::Idempotency::parse(&value()?)?,
             "--aws-endpoint" => config.aws_endpoint = Some(value()?),

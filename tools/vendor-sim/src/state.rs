@@ -199,6 +199,8 @@ pub struct Stats {
     pub drift_by_kind: BTreeMap<String, u64>,
     /// Pages by how their text was obtained.
     pub pages_by_path: BTreeMap<String, u64>,
+    /// Results the model-update fault changed (silently: each was still a success).
+    pub model_updated: u64,
 }
 
 #[derive(Debug)]

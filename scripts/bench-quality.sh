@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The quality benchmark on the local stack: the pack (bench/packs/default, or PACK=dir) through
+# the real pipeline with VENDOR=sim|textract|azure|mindee, scored against the pinned baseline
+# kept in .local/bench-quality. Prints the per-field table and the report's path.
+#   scripts/bench-quality.sh                 # compare with the baseline, if one is pinned
+#   PIN=1 scripts/bench-quality.sh           # ... and make this run the baseline
+#   MODEL_UPDATE=total:0.5 scripts/bench-quality.sh   # the simulator silently reads totals worse
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+scripts/setup.sh
+export OCRBRIDGE_MOTO_URL="http://127.0.0.1:${OCRBRIDGE_MOTO_PORT:-5055}"
+started_moto=0
+if ! scripts/moto.sh status >/dev/null 2>&1; then
+  scripts/moto.sh start
+  started_moto=1
+fi
+cleanup() { if [ "$started_moto" = 1 ]; then scripts/moto.sh stop; fi; }
+trap cleanup EXIT
+
+cargo build --quiet -p ocrbridge-local --bin ocrbridge-local
+args=(bench-quality --pack "${PACK:-bench/packs/default}" --out "${OUT:-$root/.local/bench-quality}")
+if [ "${PIN:-0}" = 1 ]; then args+=(--pin); fi
+if [ -n "${MODEL_UPDATE:-}" ]; then args+=(--model-update "$MODEL_UPDATE"); fi
+target/debug/ocrbridge-local "${args[@]}"

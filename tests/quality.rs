@@ -1,0 +1,257 @@
+//! The quality benchmark through the real pipeline on the local stack: a run pinned as the
+//! baseline, a silent model update in the simulator (200s, same shape, one field read worse on a
+//! share of documents), and the paired comparison that must flag exactly that field and profile,
+//! name exactly the documents that flipped, and raise `QualityRegression` — while five runs of
+//! the unchanged vendor raise nothing. The report is opened in a real headless browser.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ocrbridge::job::BenchmarkRun;
+use ocrbridge::quality::pack::Pack;
+use ocrbridge::quality::{report, RunRecord};
+use ocrbridge_local::pipeline::{Pipeline, PipelineOptions};
+use ocrbridge_local::quality::{run_once, runner, upload_pack};
+use ocrbridge_tests::{set_faults, sim_stats, stack};
+use serde_json::json;
+use vendor_sim::model_update::ModelUpdate;
+
+/// The CI pack: the default pack's twelve invoices (text PDFs: fast, and read right by the
+/// simulator, so a flip is visible) and four scanned receipts (OCR, and wrong in places).
+fn small_pack() -> PathBuf {
+    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/packs/default");
+    let to = std::env::temp_dir()
+        .join(format!("quality-pack-{}", std::process::id()))
+        .join("ci");
+    for (dir, keep) in [
+        ("invoices", None),
+        ("receipts", Some(["000", "004", "008", "030"])),
+    ] {
+        std::fs::create_dir_all(to.join(dir)).unwrap();
+        for entry in std::fs::read_dir(from.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let stem = name.split('.').next().unwrap();
+            if keep.is_none_or(|k| k.contains(&stem)) {
+                std::fs::copy(&path, to.join(dir).join(&name)).unwrap();
+            }
+        }
+    }
+    to
+}
+
+fn regressions(record: &RunRecord) -> Vec<String> {
+    record
+        .comparison
+        .iter()
+        .flat_map(|c| c.regressions())
+        .map(|r| format!("{}.{}", r.profile, r.field))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_model_update_is_flagged_on_its_field_alone_and_an_unchanged_vendor_never_is() {
+    let s = stack().await;
+    let p = Pipeline::start(s.clients.clone(), &s.stack, PipelineOptions::default())
+        .await
+        .unwrap();
+    let dir = small_pack();
+    let pack = Pack::load(&dir).unwrap();
+    let prefix = upload_pack(&p, &pack, &dir).await.unwrap();
+    let runner = runner(&p, &s.stack, "sim").unwrap();
+    let timeout = Duration::from_secs(300);
+    let run = |n: &str| BenchmarkRun::parse(&format!("bq-test-{n}")).unwrap();
+
+    let (baseline, _) = run_once(&p, &runner, &pack.name, &prefix, &run("base"), timeout)
+        .await
+        .unwrap();
+    assert_eq!(baseline.documents.len(), 16);
+    assert!(
+        baseline
+            .documents
+            .iter()
+            .all(|d| d.state == "Completed" || d.state == "NeedsReview"),
+        "{:?}",
+        baseline.documents
+    );
+    assert!(baseline.comparison.is_none());
+    let invoice_total = &baseline.scores["invoice"].fields["total"];
+    assert_eq!(
+        invoice_total.accuracy(),
+        1.0,
+        "the simulator reads text invoices right"
+    );
+    runner.store.pin_baseline(&baseline.run_id).await.unwrap();
+
+    // Five runs of the unchanged vendor: new jobs and new vendor calls each time, no regression.
+    for i in 0..5 {
+        let (same, _) = run_once(
+            &p,
+            &runner,
+            &pack.name,
+            &prefix,
+            &run(&format!("same-{i}")),
+            timeout,
+        )
+        .await
+        .unwrap();
+        let comparison = same
+            .comparison
+            .as_ref()
+            .expect("compared with the pinned baseline");
+        assert_eq!(comparison.baseline_run, baseline.run_id);
+        assert_eq!(regressions(&same), Vec::<String>::new(), "run {i}");
+    }
+    assert_eq!(
+        sim_stats(&p.sim).await["accepted_submissions"],
+        16 * 6,
+        "every run called the vendor for every document"
+    );
+    let recorded = runner.metrics.recorded();
+    assert_eq!(recorded.get("QualityRegression[invoice,total]"), Some(&0.0));
+    // Benchmark traffic stays out of the business metrics: it lands in <namespace>/Benchmark.
+    for (metrics, name) in [
+        (p.intake.metrics.recorded(), "DocumentsAccepted"),
+        (p.parse.metrics.recorded(), "JobsCompleted"),
+        (p.submit.metrics.recorded(), "Submissions"),
+    ] {
+        assert!(
+            metrics
+                .keys()
+                .any(|k| k.starts_with(&format!("Benchmark/{name}["))),
+            "{metrics:?}"
+        );
+        assert!(
+            !metrics.keys().any(|k| k.starts_with(&format!("{name}["))),
+            "{metrics:?}"
+        );
+    }
+
+    // The vendor silently ships a model that misplaces the decimal of invoice totals.
+    let update = ModelUpdate::parse("invoice.total:0.8").unwrap();
+    set_faults(&p.sim, json!({ "model_update": update })).await;
+    let (after, report_key) = run_once(&p, &runner, &pack.name, &prefix, &run("after"), timeout)
+        .await
+        .unwrap();
+    assert_eq!(
+        regressions(&after),
+        vec!["invoice.total".to_owned()],
+        "{}",
+        report::table(&after)
+    );
+    let flagged = after
+        .comparison
+        .as_ref()
+        .unwrap()
+        .regressions()
+        .next()
+        .unwrap();
+    let flipped: BTreeSet<&str> = flagged
+        .right_to_wrong
+        .iter()
+        .map(|f| f.key.as_str())
+        .collect();
+    let expected: BTreeSet<&str> = pack
+        .documents
+        .iter()
+        .filter(|(d, path)| {
+            d.key.starts_with("invoices/")
+                && update.affects("invoice", &std::fs::read(path).unwrap(), 0)
+        })
+        .map(|(d, _)| d.key.as_str())
+        .collect();
+    assert_eq!(
+        flipped, expected,
+        "exactly the documents the update touched"
+    );
+    assert!(
+        flipped.len() >= 5,
+        "enough flips to be significant: {flipped:?}"
+    );
+    assert!(flagged
+        .right_to_wrong
+        .iter()
+        .all(|f| f.raw.as_deref().is_some_and(|r| r.contains("/raw/doc-"))));
+    assert_eq!(
+        sim_stats(&p.sim).await["model_updated"],
+        flipped.len() as u64,
+        "silently: every one a success"
+    );
+    let recorded = runner.metrics.recorded();
+    assert_eq!(recorded.get("QualityRegression[invoice,total]"), Some(&1.0));
+    assert!(recorded
+        .get("HighConfidenceWrong[sim,invoice,total]")
+        .is_some_and(|n| *n >= 5.0));
+
+    // Stored: the record and the report in the results bucket, the summary row, the baseline.
+    let stored = runner.store.get_run(&after.run_id).await.unwrap();
+    assert_eq!(regressions(&stored), vec!["invoice.total".to_owned()]);
+    assert!(report_key.ends_with("/report.html"));
+    assert_eq!(
+        runner
+            .store
+            .baseline(&pack.name, "sim")
+            .await
+            .unwrap()
+            .unwrap()
+            .run_id,
+        baseline.run_id
+    );
+
+    // The report in a real browser: it renders, its sections are there, the flips are listed.
+    let html = report::html(&after);
+    let out = std::env::temp_dir().join(format!("quality-report-{}", std::process::id()));
+    std::fs::create_dir_all(&out).unwrap();
+    let page = out.join("report.html");
+    std::fs::write(&page, &html).unwrap();
+    let chromium = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|c| {
+            std::process::Command::new(c)
+                .arg("--version")
+                .output()
+                .is_ok()
+        })
+        .expect("chromium is installed by scripts/setup.sh (apt-get install chromium)");
+    let browser = |args: &[&str]| {
+        let output = std::process::Command::new(chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--window-size=1200,2400",
+            ])
+            .args(args)
+            .arg(format!("file://{}", page.display()))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output.stdout
+    };
+    let dom = String::from_utf8(browser(&["--dump-dom"])).unwrap();
+    for section in report::SECTIONS {
+        assert!(
+            dom.contains(&format!("id=\"{section}\"")),
+            "section {section} rendered"
+        );
+    }
+    assert!(dom.contains("REGRESSION: invoice.total"));
+    for key in &flipped {
+        assert!(dom.contains(key), "{key} is listed as flipped");
+    }
+    let screenshot = out.join("report.png");
+    browser(&[&format!("--screenshot={}", screenshot.display())]);
+    let png = std::fs::read(&screenshot).expect("chromium wrote the screenshot");
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    assert!(
+        png.len() > 20_000,
+        "a page with plots, not a blank one: {} bytes",
+        png.len()
+    );
+    eprintln!("report screenshot: {}", screenshot.display());
+}

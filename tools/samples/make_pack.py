@@ -1,0 +1,90 @@
+"""Builds the default quality benchmark pack, bench/packs/default/ (python3 tools/samples/make_pack.py [SROIE_DIR]).
+
+- receipts/: the 40 SROIE receipts (scanned Malaysian receipts, ICDAR 2019; MIT licence, see
+  receipts/LICENSE) from SROIE_DIR (default ../shared/corpus/sroie-dev), each with its truth:
+  merchant, date and total from the key file, and the text lines from the line file.
+- invoices/: twelve invoices generated here as text PDFs, with every field known by construction
+  (vendor name, invoice number, issue and due date, subtotal, tax, total, currency).
+
+The pack is committed; the project never needs SROIE_DIR to run its benchmark.
+"""
+import csv
+import json
+import os
+import shutil
+import sys
+
+from pdf import text_pdf
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PACK = os.path.join(HERE, "..", "..", "bench", "packs", "default")
+SROIE = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "..", "..", "shared", "corpus", "sroie-dev")
+
+
+def truth(path, fields, lines):
+    with open(path, "w") as f:
+        json.dump({"fields": fields, "lines": lines}, f, indent=1, ensure_ascii=False)
+        f.write("\n")
+
+
+def receipts():
+    out = os.path.join(PACK, "receipts")
+    os.makedirs(out, exist_ok=True)
+    shutil.copy(os.path.join(SROIE, "LICENSE"), os.path.join(out, "LICENSE"))
+    for name in sorted(os.listdir(SROIE)):
+        if not name.endswith(".jpg"):
+            continue
+        stem = name[:-4]
+        shutil.copy(os.path.join(SROIE, name), os.path.join(out, name))
+        with open(os.path.join(SROIE, stem + ".key.json")) as f:
+            key = json.load(f)
+        with open(os.path.join(SROIE, stem + ".lines.csv"), newline="") as f:
+            lines = [row[8] if len(row) == 9 else ",".join(row[8:]) for row in csv.reader(f) if len(row) >= 9]
+        fields = {"merchant": key["company"], "date": key["date"], "total": key["total"]}
+        truth(os.path.join(out, stem + ".truth.json"), fields, lines)
+
+
+VENDORS = [
+    ("NORTHWIND TRADING LTD", "USD", "$"), ("BLUE HARBOUR LOGISTICS INC", "USD", "$"),
+    ("KESTREL ENGINEERING GMBH", "EUR", "EUR "), ("LIMA PRINT COMPANY", "GBP", "GBP "),
+    ("ORCHARD SUPPLY SDN BHD", "MYR", "RM "), ("TASMAN DATA LLC", "AUD", "AUD "),
+]
+ITEMS = [("Consulting services", 1000), ("Support plan", 200), ("Cloud hosting", 340.5), ("Training day", 850),
+         ("Hardware rental", 125.25), ("Licence renewal", 499), ("Site survey", 610), ("Freight", 88.4)]
+
+
+def money(x):
+    return "{:,.2f}".format(x)
+
+
+def invoices():
+    out = os.path.join(PACK, "invoices")
+    os.makedirs(out, exist_ok=True)
+    for i in range(12):
+        vendor, currency, symbol = VENDORS[i % len(VENDORS)]
+        number = "INV-2026-%04d" % (101 + i * 7)
+        month, day = 1 + i % 12, 3 + (i * 5) % 25
+        issue = "2026-%02d-%02d" % (month, day)
+        due = "2026-%02d-%02d" % (month, min(day + 2, 28)) if i % 2 else "2027-%02d-%02d" % (month, day)
+        items = [ITEMS[(i + k) % len(ITEMS)] for k in range(1 + i % 3)]
+        subtotal = round(sum(a for _, a in items), 2)
+        rate = [0.1, 0.06, 0.2, 0.0825][i % 4]
+        tax = round(subtotal * rate, 2)
+        total = round(subtotal + tax, 2)
+        printed_issue = issue if i % 3 else "%02d/%02d/2026" % (day, month)
+        lines = [vendor, "Invoice No: " + number, "Invoice Date: " + printed_issue, "Due Date: " + due]
+        lines += ["%-28s %12s" % (d, money(a)) for d, a in items]
+        lines += ["Subtotal %s%s" % (symbol, money(subtotal)), "Tax (%g%%) %s%s" % (rate * 100, symbol, money(tax)),
+                  "Total Due %s%s" % (symbol, money(total)), "Currency: " + currency]
+        name = "inv-%03d" % (i + 1)
+        with open(os.path.join(out, name + ".pdf"), "wb") as f:
+            f.write(text_pdf(lines))
+        fields = {"vendor_name": vendor, "invoice_number": number, "issue_date": issue, "due_date": due,
+                  "subtotal": "%.2f" % subtotal, "tax": "%.2f" % tax, "total": "%.2f" % total, "currency": currency}
+        truth(os.path.join(out, name + ".truth.json"), fields, lines)
+
+
+if __name__ == "__main__":
+    receipts()
+    invoices()
+    print("wrote", os.path.normpath(PACK))
