@@ -51,6 +51,22 @@ pub struct Started {
     pub documents: BTreeMap<String, String>,
 }
 
+/// A run's row in the benchmark table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRow {
+    pub run_id: String,
+    /// `running`, `scored`, or `baseline` (the pin row of a pack and vendor).
+    pub state: String,
+    pub pack: Option<String>,
+    pub vendor: Option<String>,
+    pub documents: Option<u64>,
+    pub scored_at_ms: Option<u64>,
+    /// `profile.field` of every regression, comma-separated.
+    pub regressions: Option<String>,
+    pub baseline_run: Option<String>,
+    pub report: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct RunStore {
     pub s3: aws_sdk_s3::Client,
@@ -125,6 +141,51 @@ impl RunStore {
                 self.dynamo_error("PutItem", aws_sdk_dynamodb::error::DisplayErrorContext(e))
             })?;
         Ok(())
+    }
+
+    /// Every row of the table (runs and baseline pins), newest run first.
+    pub async fn rows(&self) -> Result<Vec<RunRow>, StoreError> {
+        let text = |item: &HashMap<String, AttributeValue>, name: &str| match item.get(name) {
+            Some(AttributeValue::S(v)) if !v.is_empty() => Some(v.clone()),
+            _ => None,
+        };
+        let number = |item: &HashMap<String, AttributeValue>, name: &str| match item.get(name) {
+            Some(AttributeValue::N(v)) => v.parse().ok(),
+            _ => None,
+        };
+        let mut rows = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let page = self
+                .dynamodb
+                .scan()
+                .table_name(&self.table)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| {
+                    self.dynamo_error("Scan", aws_sdk_dynamodb::error::DisplayErrorContext(e))
+                })?;
+            for item in page.items() {
+                rows.push(RunRow {
+                    run_id: text(item, "run_id").unwrap_or_default(),
+                    state: text(item, "state").unwrap_or_default(),
+                    pack: text(item, "pack"),
+                    vendor: text(item, "vendor"),
+                    documents: number(item, "documents"),
+                    scored_at_ms: number(item, "scored_at_ms"),
+                    regressions: text(item, "regressions"),
+                    baseline_run: text(item, "baseline_run"),
+                    report: text(item, "report"),
+                });
+            }
+            match page.last_evaluated_key() {
+                Some(key) if !key.is_empty() => start = Some(key.clone()),
+                _ => break,
+            }
+        }
+        rows.sort_by(|a, b| b.run_id.cmp(&a.run_id));
+        Ok(rows)
     }
 
     /// Runs still waiting to be scored.

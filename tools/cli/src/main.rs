@@ -69,6 +69,11 @@ enum Command {
     /// What the vendor was paid, by vendor, model and profile: per document and per page, with
     /// failed-but-billed work, duplicates, retries and in-flight estimates on their own.
     Cost,
+    /// The quality benchmark's runs: list, show one against its baseline, pin a baseline.
+    Quality {
+        #[command(subcommand)]
+        command: QualityCommand,
+    },
     /// A few recently finished documents per workflow, with their fields and confidence.
     SpotCheck {
         #[arg(long, default_value_t = 3)]
@@ -175,6 +180,20 @@ fn field_pair(text: &str) -> Result<(String, String), String> {
 }
 
 #[derive(Debug, Subcommand)]
+enum QualityCommand {
+    /// Every benchmark run, newest first, with its regressions and report.
+    Runs,
+    /// A run's per-field table against its baseline, and the documents that flipped.
+    Show { run: String },
+    /// Make a scored run the baseline of its pack and vendor (dry run without --apply).
+    Pin {
+        run: String,
+        #[arg(long)]
+        apply: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum DlqCommand {
     /// Messages in a DLQ (intake, submit, results), grouped by reason.
     List { queue: String },
@@ -221,6 +240,13 @@ async fn on_stack(t: &TargetArgs, command: Command) -> Result<(), CliError> {
     match command {
         Command::Status => commands::status::run(&target, json).await,
         Command::Cost => commands::cost::run(&target, json).await,
+        Command::Quality { command } => match command {
+            QualityCommand::Runs => commands::quality::runs(&target, json).await,
+            QualityCommand::Show { run } => commands::quality::show(&target, &run, json).await,
+            QualityCommand::Pin { run, apply } => {
+                commands::quality::pin(&target, &run, apply, json).await
+            }
+        },
         Command::Jobs { command } => match command {
             JobsCommand::List { filter } => jobs::list(&target, &filter.filter(), json).await,
             JobsCommand::Show { job } => jobs::show(&target, &job, json).await,

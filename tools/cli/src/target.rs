@@ -203,6 +203,10 @@ pub fn environment(
     }
     env.entry("MAX_RECEIVE_COUNT".into())
         .or_insert_with(|| "7".into());
+    // Only the benchmark function has it; a stack deployed before it existed has none.
+    if let Some(table) = physical.get("BenchmarkRunsTable") {
+        env.insert("BENCHMARK_RUNS_TABLE".into(), table.clone());
+    }
     Ok(env)
 }
 

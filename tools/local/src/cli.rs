@@ -123,6 +123,10 @@ pub fn env_lines(endpoint: &str, stack: &LocalStack) -> Result<String, String> {
     for (name, value) in stack.function_environment().map_err(|e| e.to_string())? {
         lines.push(format!("export {name}={value}"));
     }
+    // The benchmark function's own variable, for `ocrbridge --local quality`.
+    if let Some(table) = stack.physical("BenchmarkRunsTable") {
+        lines.push(format!("export BENCHMARK_RUNS_TABLE={}", table.ref_value));
+    }
     Ok(lines.join("\n") + "\n")
 }
 

@@ -3,6 +3,7 @@
 pub mod cost;
 pub mod dlq;
 pub mod jobs;
+pub mod quality;
 pub mod review;
 pub mod secrets;
 pub mod spot_check;
