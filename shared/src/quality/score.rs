@@ -257,7 +257,7 @@ pub fn aggregate(documents: &[DocumentScore]) -> Scores {
             documents: docs.len() as u64,
             without_result: docs
                 .iter()
-                .filter(|d| d.cer.is_none() && d.fields.values().all(|f| f.extracted.is_none()))
+                .filter(|d| d.state != "Completed" && d.state != "NeedsReview")
                 .count() as u64,
             mean_cer: mean(docs.iter().filter_map(|d| d.cer)),
             mean_wer: mean(docs.iter().filter_map(|d| d.wer)),
