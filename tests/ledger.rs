@@ -17,6 +17,7 @@ fn new_job(content: &[u8], key: &str) -> NewJob {
     let profile = Profile::new("receipt").unwrap();
     let content = ContentHash::of(content);
     NewJob {
+        channel: None,
         benchmark_run: None,
         key: DocumentKey::new(&content, &profile),
         profile,

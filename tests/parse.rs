@@ -121,6 +121,7 @@ async fn submitted(w: &World, bytes: Vec<u8>, profile: &str, key: &str) -> Job {
     let profile = Profile::new(profile).unwrap();
     let content = ContentHash::of(&bytes);
     let new = NewJob {
+        channel: None,
         benchmark_run: None,
         key: DocumentKey::new(&content, &profile),
         profile,
@@ -461,6 +462,7 @@ async fn reconcile_requeues_stuck_jobs_and_expires_old_ones() {
     let profile = Profile::new("receipt").unwrap();
     let content = ContentHash::of(&bytes);
     let new = NewJob {
+        channel: None,
         benchmark_run: None,
         key: DocumentKey::new(&content, &profile),
         profile,
@@ -553,6 +555,7 @@ async fn reconcile_pages_past_jobs_someone_holds() {
         let profile = Profile::new("receipt").unwrap();
         let content = ContentHash::of(&bytes);
         let new = NewJob {
+            channel: None,
             benchmark_run: None,
             key: DocumentKey::new(&content, &profile),
             profile,
@@ -780,6 +783,7 @@ async fn queued(w: &World, key: &str) -> Job {
     let profile = Profile::new("receipt").unwrap();
     let content = ContentHash::of(&bytes);
     let new = NewJob {
+        channel: None,
         benchmark_run: None,
         key: DocumentKey::new(&content, &profile),
         profile,

@@ -101,6 +101,7 @@ async fn queued_job(w: &World, profile: &str) -> Job {
     let profile = Profile::new(profile).unwrap();
     let content = ContentHash::of(&bytes);
     let new = NewJob {
+        channel: None,
         benchmark_run: None,
         key: DocumentKey::new(&content, &profile),
         profile,

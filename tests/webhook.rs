@@ -71,6 +71,7 @@ async fn job(w: &World) -> Job {
     let profile = Profile::new("receipt").unwrap();
     let content = ContentHash::of(&bytes);
     let new = NewJob {
+        channel: None,
         benchmark_run: None,
         key: DocumentKey::new(&content, &profile),
         profile,

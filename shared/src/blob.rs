@@ -66,6 +66,8 @@ pub struct ObjectHead {
     /// `x-amz-meta-ocrbridge-benchmark-run`: the object is a quality benchmark's document, not
     /// business traffic (see `quality`).
     pub benchmark_run: Option<String>,
+    /// `x-amz-meta-ocrbridge-source`: the uploader's channel (see `segments`).
+    pub source: Option<String>,
 }
 
 /// The user metadata key (`x-amz-meta-…`) that marks a benchmark run's upload.
@@ -153,6 +155,10 @@ impl Blob {
             benchmark_run: out
                 .metadata()
                 .and_then(|m| m.get(BENCHMARK_RUN_METADATA))
+                .cloned(),
+            source: out
+                .metadata()
+                .and_then(|m| m.get(crate::segments::SOURCE_METADATA))
                 .cloned(),
         };
         Ok(Some(Opened {

@@ -526,6 +526,8 @@ pub struct Job {
     pub cost: Option<crate::cost::JobCost>,
     /// Set when the document is a quality benchmark run's, not business traffic.
     pub benchmark_run: Option<BenchmarkRun>,
+    /// The upload's source channel, bounded (`segments::Sources`); `None` on jobs from before.
+    pub channel: Option<String>,
 }
 
 /// One entry of a job's history: the state it entered, when, and with which reason.
@@ -582,6 +584,8 @@ pub struct NewJob {
     pub inspection: Inspection,
     /// The quality benchmark run the upload belongs to, if it does.
     pub benchmark_run: Option<BenchmarkRun>,
+    /// The upload's source channel, already mapped onto the allowlist.
+    pub channel: Option<String>,
 }
 
 #[cfg(test)]

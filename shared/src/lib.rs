@@ -26,6 +26,7 @@ pub mod queue;
 pub mod recovery;
 pub mod retry;
 pub mod rules;
+pub mod segments;
 pub mod signature;
 pub mod telemetry;
 pub mod time;

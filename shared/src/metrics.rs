@@ -115,6 +115,28 @@ pub const JOBS_COMPLETED: Metric = metric("JobsCompleted", Unit::Count, &["Profi
 pub const FIELD_NULL: Metric = metric("FieldNull", Unit::Count, &["Profile", "Field"]);
 pub const SCHEMA_DRIFT: Metric = metric("SchemaDrift", Unit::Count, &["Vendor", "Field", "Kind"]);
 
+/// Segments (see `segments`: every value comes from a bounded set — sources from an allowlist
+/// of at most 20, page buckets, kinds and paths fixed).
+pub const DOCUMENTS_BY_SOURCE: Metric = metric(
+    "DocumentsBySource",
+    Unit::Count,
+    &["Source", "MimeType", "Outcome"],
+);
+pub const DOCUMENTS_COMPLETED: Metric = metric(
+    "DocumentsCompleted",
+    Unit::Count,
+    &["Source", "Kind", "Path"],
+);
+pub const COST_PER_DOCUMENT: Metric = metric("CostPerDocument", Unit::None, &["Vendor", "Pages"]);
+pub const VENDOR_TIMEOUTS: Metric = metric("VendorTimeouts", Unit::Count, &["Vendor", "Pages"]);
+/// Each typed field's confidence in each result, per vendor, profile and field: its
+/// distribution (p10, p50) drifts before accuracy does.
+pub const FIELD_CONFIDENCE: Metric = metric(
+    "FieldConfidence",
+    Unit::None,
+    &["Vendor", "Profile", "Field"],
+);
+
 /// The quality benchmark (`quality`): per vendor, profile and field. Profiles and fields come
 /// from the normalized schema, so the cardinality is bounded by it, not by the documents.
 pub const FIELD_ACCURACY: Metric =
@@ -179,6 +201,11 @@ pub const ALL: &[Metric] = &[
     STUCK_JOBS,
     RECOVERED_JOBS,
     EXPIRED_JOBS,
+    DOCUMENTS_BY_SOURCE,
+    DOCUMENTS_COMPLETED,
+    COST_PER_DOCUMENT,
+    VENDOR_TIMEOUTS,
+    FIELD_CONFIDENCE,
     FIELD_ACCURACY,
     HIGH_CONFIDENCE_WRONG,
     QUALITY_REGRESSION,

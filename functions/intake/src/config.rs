@@ -24,6 +24,8 @@ pub struct IntakeConfig {
     /// `MAX_IMAGE_BYTES`, `MAX_PDF_BYTES`, `MAX_PDF_PAGES`, `MAX_IMAGE_PIXELS`,
     /// `MIN_IMAGE_SIDE`, `ACCEPTED_TYPES` (comma-separated: pdf,png,jpeg,tiff,webp,gif,bmp,heic).
     pub limits: Limits,
+    /// `METRIC_SOURCES`: the source channels metrics name; any other is `other`.
+    pub sources: ocrbridge::segments::Sources,
 }
 
 impl Default for IntakeConfig {
@@ -37,6 +39,7 @@ impl Default for IntakeConfig {
             default_profile: Some(profile("generic")),
             reserved_prefixes: vec!["raw/".into(), "results/".into()],
             limits: Limits::default(),
+            sources: ocrbridge::segments::Sources::default(),
         }
     }
 }
@@ -122,6 +125,8 @@ impl IntakeConfig {
                 })
                 .collect::<Result<_, _>>()?;
         }
+        config.sources = ocrbridge::segments::Sources::from_lookup(&lookup)
+            .map_err(|e| err("METRIC_SOURCES", e.to_string()))?;
         Ok(config)
     }
 

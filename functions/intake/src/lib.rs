@@ -236,6 +236,11 @@ impl Intake {
                 Some(run) => DocumentKey::for_benchmark(&validated.content, &profile, run),
                 None => DocumentKey::new(&validated.content, &profile),
             },
+            channel: Some(self.config.sources.source_of(
+                &object.key,
+                head.source.as_deref(),
+                benchmark_run.is_some(),
+            )),
             benchmark_run,
             profile,
             content: validated.content,
@@ -339,6 +344,11 @@ impl Intake {
                 };
                 info!(code = rejection.code.as_str(), reason = %rejection.message, "rejected");
                 metrics.count(
+                    metrics::DOCUMENTS_BY_SOURCE,
+                    &[job.channel.as_deref().unwrap_or("other"), &mime, "rejected"],
+                    &[("job_id", job.id.as_str())],
+                );
+                metrics.count(
                     metrics::DOCUMENTS_REJECTED,
                     &[rejection.code.as_str(), &mime],
                     &[("job_id", job.id.as_str())],
@@ -388,6 +398,11 @@ impl Intake {
                         &[],
                     );
                 }
+                metrics.count(
+                    metrics::DOCUMENTS_BY_SOURCE,
+                    &[job.channel.as_deref().unwrap_or("other"), &mime, "accepted"],
+                    &[("job_id", job.id.as_str())],
+                );
                 info!("accepted and queued for submission");
                 Ok((Outcome::Accepted(job.id), settled))
             }

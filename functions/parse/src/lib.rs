@@ -40,6 +40,7 @@ use ocrbridge::metrics::{self, Metrics};
 use ocrbridge::queue::ResultNotice;
 use ocrbridge::retry::{Backoff, Budgets};
 use ocrbridge::rules::{self, RuleConfig};
+use ocrbridge::segments;
 use ocrbridge::time::{lease_until_from_deadline, UnixMillis, DEFAULT_LEASE_SAFETY_MARGIN};
 use ocrbridge::vendor::poll::PollSchedule;
 use ocrbridge::vendor::{Completion, Vendor, VendorError};
@@ -103,15 +104,6 @@ const UNKNOWN_STATUS_PATIENCE: u32 = 3;
 const MAX_READ_ADMISSION_WAIT: Duration = Duration::from_secs(2);
 
 /// Page-count buckets for the latency metric.
-fn page_bucket(pages: Option<u32>) -> &'static str {
-    match pages.unwrap_or(1) {
-        0..=1 => "1",
-        2..=5 => "2-5",
-        6..=20 => "6-20",
-        _ => "21+",
-    }
-}
-
 fn gzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     encoder.write_all(bytes)?;
@@ -620,7 +612,7 @@ impl<V: Vendor> Parse<V> {
             &self.config.rules,
             Utc::now().date_naive(),
         );
-        self.count_nulls(&job, &normalized.document.fields);
+        self.field_signals(&job, &normalized.document.fields);
 
         // Under the attempt, like the raw archive: a worker that lost its lease while storing can
         // never overwrite the result its successor recorded; the job names the one that counts.
@@ -686,12 +678,30 @@ impl<V: Vendor> Parse<V> {
             Ok(done) => {
                 if let Some(actual) = done.cost.as_ref().and_then(|c| c.actual) {
                     self.spent(&job, Spend::Billed, actual);
+                    metrics.emit(
+                        metrics::COST_PER_DOCUMENT,
+                        f64::try_from(actual).unwrap_or_default(),
+                        &[
+                            self.vendor.name(),
+                            segments::page_bucket(job.inspection.pages),
+                        ],
+                        &[("job_id", job.id.as_str())],
+                    );
                 }
+                metrics.count(
+                    metrics::DOCUMENTS_COMPLETED,
+                    &[
+                        job.channel.as_deref().unwrap_or("other"),
+                        segments::kind(&job.inspection),
+                        segments::path(&done, done.state),
+                    ],
+                    &[("job_id", job.id.as_str())],
+                );
                 let profile = job.profile.as_str();
                 metrics.emit(
                     metrics::END_TO_END_LATENCY,
                     done.state_since.since(job.created_at).as_secs_f64() * 1e3,
-                    &[profile, page_bucket(job.inspection.pages)],
+                    &[profile, segments::page_bucket(job.inspection.pages)],
                     &[("job_id", job.id.as_str())],
                 );
                 metrics.count(
@@ -796,18 +806,33 @@ impl<V: Vendor> Parse<V> {
             .unwrap_or_else(|| JobCost::estimate_for(&self.config.prices, &self.vendor, job))
     }
 
-    fn count_nulls(&self, job: &Job, fields: &Fields) {
+    /// The quality signals of one result: each null field (`FieldNull`) and each field's
+    /// confidence (`FieldConfidence`), so a dashboard shows their distribution drift.
+    fn field_signals(&self, job: &Job, fields: &Fields) {
         let value = serde_json::to_value(fields).unwrap_or_default();
         let profile = job.profile.as_str();
-        if let Some(object) = value.as_object() {
-            for (name, v) in object {
-                if name != "profile" && v.is_null() {
-                    self.metrics.for_traffic(job.benchmark_run.as_ref()).count(
-                        metrics::FIELD_NULL,
-                        &[profile, name],
-                        &[("job_id", job.id.as_str())],
-                    );
-                }
+        let metrics = self.metrics.for_traffic(job.benchmark_run.as_ref());
+        let Some(object) = value.as_object() else {
+            return;
+        };
+        for (name, v) in object {
+            if name == "profile" || name == "line_items" {
+                continue;
+            }
+            if v.is_null() {
+                metrics.count(
+                    metrics::FIELD_NULL,
+                    &[profile, name],
+                    &[("job_id", job.id.as_str())],
+                );
+            } else if let Some(confidence) = v.get("confidence").and_then(serde_json::Value::as_f64)
+            {
+                metrics.emit(
+                    metrics::FIELD_CONFIDENCE,
+                    confidence,
+                    &[self.vendor.name(), profile, name],
+                    &[("job_id", job.id.as_str())],
+                );
             }
         }
     }

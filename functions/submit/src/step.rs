@@ -417,6 +417,17 @@ impl<V: Vendor> Submit<V> {
                     &[vendor, error.cause()],
                     &[("job_id", job.id.as_str())],
                 );
+                if error.cause() == "timeout" {
+                    // Timeouts by page bucket: large documents time out first.
+                    self.metrics.count(
+                        metrics::VENDOR_TIMEOUTS,
+                        &[
+                            vendor,
+                            ocrbridge::segments::page_bucket(job.inspection.pages),
+                        ],
+                        &[("job_id", job.id.as_str())],
+                    );
+                }
                 warn!(error = %error, "the vendor may have the document; resolving before anything else");
                 // Resolve now if the vendor can answer by key; otherwise the next holder does.
                 let capabilities = self.vendor.capabilities();

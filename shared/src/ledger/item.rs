@@ -90,6 +90,7 @@ pub mod attr {
     /// What the job cost at the vendor (JSON `cost::JobCost`): estimate, then actual.
     pub const COST: &str = "cost";
     pub const BENCHMARK_RUN: &str = "benchmark_run";
+    pub const CHANNEL: &str = "channel";
 
     pub const DEDUPE_KEY: &str = "dedupe_key";
     pub const EXPIRES_AT: &str = "expires_at";
@@ -254,6 +255,7 @@ pub fn job_from_item(item: &Item) -> Result<Job, MalformedItem> {
         risky_resubmits: small(item, attr::RISKY_RESUBMITS)?,
         resubmit_approved: opt_bool(item, attr::RESUBMIT_APPROVED)?.unwrap_or(false),
         review: opt_s(item, attr::REVIEW)?,
+        channel: opt_s(item, attr::CHANNEL)?,
         benchmark_run: opt_s(item, attr::BENCHMARK_RUN)?
             .map(|r| BenchmarkRun::parse(&r).map_err(|e| MalformedItem(e.to_string())))
             .transpose()?,

@@ -244,6 +244,9 @@ impl Ledger {
         if let Some(version) = &new.source.version_id {
             item.insert(attr::SRC_VERSION.to_owned(), s(version));
         }
+        if let Some(channel) = &new.channel {
+            item.insert(attr::CHANNEL.to_owned(), s(channel));
+        }
         if let Some(run) = &new.benchmark_run {
             item.insert(attr::BENCHMARK_RUN.to_owned(), s(run.as_str()));
         }

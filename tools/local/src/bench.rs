@@ -101,6 +101,7 @@ pub async fn queue_jobs(
         let profile = Profile::new("receipt").map_err(|e| e.to_string())?;
         let content = ContentHash::of(&bytes);
         let new = NewJob {
+            channel: None,
             benchmark_run: None,
             key: DocumentKey::new(&content, &profile),
             profile,
