@@ -1,7 +1,8 @@
 //! Every function through `sam local invoke` (SAM's own command, in Docker), against the local
 //! stack: moto for AWS, the vendor simulator for the vendor. One document goes the whole way —
 //! intake, submit, the simulator's own signed webhook, parse — and each step's effect is checked
-//! on the stack, not only the exit code; then reconcile and rotate do their step.
+//! on the stack, not only the exit code; then reconcile, rotate and the quality benchmark do
+//! their step.
 //!
 //! Needs Docker. Without a registry (CI) the invoke image is the local stand-in that
 //! `scripts/lambda-image.sh` builds; with one, SAM's own image. The container reaches moto and
@@ -164,6 +165,13 @@ async fn every_function_under_sam_local_invoke_does_its_step_on_the_local_stack(
     let mut environment: BTreeMap<String, String> = s.stack.function_environment().unwrap();
     environment.insert("AWS_ENDPOINT_URL".into(), s.endpoint.clone());
     environment.insert("VENDOR_BASE_URL".into(), sim.base_url());
+    let benchmark_table = s
+        .stack
+        .physical("BenchmarkRunsTable")
+        .unwrap()
+        .ref_value
+        .clone();
+    environment.insert("BENCHMARK_RUNS_TABLE".into(), benchmark_table.clone());
     let (env_vars_json, ports) = sam_lambda::container_env_vars(&environment, &gateway);
     let bridge = sam_lambda::DockerBridge::start(&root(), &gateway, &ports)
         .unwrap_or_else(|e| panic!("{e}"));
@@ -281,6 +289,45 @@ async fn every_function_under_sam_local_invoke_does_its_step_on_the_local_stack(
     assert_eq!(out, Value::Null, "createSecret succeeded: {out}");
     let pending = s.secret(&s.config.webhook_secret, "AWSPENDING").await;
     assert!(pending.starts_with("whsec_") && pending != webhook_secret);
+
+    // benchmark: the scheduled start uploads the pack as benchmark traffic and records the run;
+    // the scoring schedule finds it still waiting (nothing consumes intake here).
+    let pack = root().join("bench/packs/default/invoices");
+    for name in ["inv-001.pdf", "inv-001.truth.json"] {
+        s.clients
+            .s3
+            .put_object()
+            .bucket(&s.config.results_bucket)
+            .key(format!("benchmark-packs/default/invoices/{name}"))
+            .body(std::fs::read(pack.join(name)).unwrap().into())
+            .send()
+            .await
+            .unwrap();
+    }
+    let out = sam.invoke(
+        "BenchmarkFunction",
+        &sample_event("benchmark-start.json", &s),
+    );
+    assert_eq!(out["documents"], 1, "{out}");
+    let run = out["started"].as_str().unwrap().to_owned();
+    let uploaded = s
+        .clients
+        .s3
+        .head_object()
+        .bucket(&s.config.documents_bucket)
+        .key(format!("invoices/benchmark/{run}/inv-001.pdf"))
+        .send()
+        .await
+        .expect("the pack's document, uploaded as benchmark traffic");
+    assert_eq!(
+        uploaded.metadata().unwrap().get("ocrbridge-benchmark-run"),
+        Some(&run)
+    );
+    let out = sam.invoke(
+        "BenchmarkFunction",
+        &sample_event("benchmark-score.json", &s),
+    );
+    assert_eq!(out["waiting"], json!([run]), "{out}");
 
     for (function, took) in sam.timings.lock().unwrap().iter() {
         println!("sam local invoke {function}: {:.1} s", took.as_secs_f64());
