@@ -74,14 +74,14 @@ async fn every_document_is_counted_in_its_bounded_segments() {
     }
     assert!(
         parse
-            .get("CostPerDocument[sim,1]")
+            .get("CostPerDocument[sim,receipt,1]")
             .is_some_and(|c| *c > 0.0),
         "{parse:?}"
     );
     assert!(
         parse
             .keys()
-            .any(|k| k.starts_with("FieldConfidence[sim,receipt,total]")),
+            .any(|k| k.starts_with("FieldConfidence[sim,receipt,receipt,total]")),
         "{parse:?}"
     );
 }

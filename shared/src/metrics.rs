@@ -127,14 +127,16 @@ pub const DOCUMENTS_COMPLETED: Metric = metric(
     Unit::Count,
     &["Source", "Kind", "Path"],
 );
-pub const COST_PER_DOCUMENT: Metric = metric("CostPerDocument", Unit::None, &["Vendor", "Pages"]);
+/// `Model` is the configured model for the profile (`VENDOR_MODELS`): a handful per vendor.
+pub const COST_PER_DOCUMENT: Metric =
+    metric("CostPerDocument", Unit::None, &["Vendor", "Model", "Pages"]);
 pub const VENDOR_TIMEOUTS: Metric = metric("VendorTimeouts", Unit::Count, &["Vendor", "Pages"]);
 /// Each typed field's confidence in each result, per vendor, profile and field: its
 /// distribution (p10, p50) drifts before accuracy does.
 pub const FIELD_CONFIDENCE: Metric = metric(
     "FieldConfidence",
     Unit::None,
-    &["Vendor", "Profile", "Field"],
+    &["Vendor", "Model", "Profile", "Field"],
 );
 
 /// The quality benchmark (`quality`): per vendor, profile and field. Profiles and fields come

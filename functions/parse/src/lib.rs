@@ -683,6 +683,7 @@ impl<V: Vendor> Parse<V> {
                         f64::try_from(actual).unwrap_or_default(),
                         &[
                             self.vendor.name(),
+                            &self.vendor.model(&job.profile),
                             segments::page_bucket(job.inspection.pages),
                         ],
                         &[("job_id", job.id.as_str())],
@@ -812,6 +813,7 @@ impl<V: Vendor> Parse<V> {
         let value = serde_json::to_value(fields).unwrap_or_default();
         let profile = job.profile.as_str();
         let metrics = self.metrics.for_traffic(job.benchmark_run.as_ref());
+        let model = self.vendor.model(&job.profile);
         let Some(object) = value.as_object() else {
             return;
         };
@@ -830,7 +832,7 @@ impl<V: Vendor> Parse<V> {
                 metrics.emit(
                     metrics::FIELD_CONFIDENCE,
                     confidence,
-                    &[self.vendor.name(), profile, name],
+                    &[self.vendor.name(), &model, profile, name],
                     &[("job_id", job.id.as_str())],
                 );
             }
