@@ -46,6 +46,7 @@ bench:
 	scripts/bench-submit.sh
 	scripts/bench-poll.sh
 	scripts/bench-webhook.sh
+	EMULATOR=1 scripts/bench-webhook.sh
 	cargo bench -p ocrbridge --bench verify
 	scripts/bench-pipeline.sh
 	scripts/bench-init.sh

@@ -44,3 +44,20 @@ pub async fn wait_healthy(endpoint: &str, timeout: Duration) -> Result<(), NotRu
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// moto's request recorder (`reset-recording`, `start-recording`, `stop-recording`,
+/// `download-recording`): every AWS request the stack receives, one JSON line each.
+pub async fn recorder(endpoint: &str, path: &str) -> Result<String, String> {
+    let http = reqwest::Client::new();
+    let url = format!("{endpoint}/moto-api/recorder/{path}");
+    let response = if path == "download-recording" {
+        http.get(&url).send().await
+    } else {
+        http.post(&url).send().await
+    }
+    .map_err(|e| format!("{url}: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!("{url}: {}", response.status()));
+    }
+    response.text().await.map_err(|e| e.to_string())
+}

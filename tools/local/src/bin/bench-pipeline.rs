@@ -125,21 +125,6 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-async fn moto_api(endpoint: &str, path: &str) -> Result<String, String> {
-    let http = reqwest::Client::new();
-    let url = format!("{endpoint}/moto-api/recorder/{path}");
-    let response = if path == "download-recording" {
-        http.get(&url).send().await
-    } else {
-        http.post(&url).send().await
-    }
-    .map_err(|e| format!("{url}: {e}"))?;
-    if !response.status().is_success() {
-        return Err(format!("{url}: {}", response.status()));
-    }
-    response.text().await.map_err(|e| e.to_string())
-}
-
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let flags = Flags::from_env();
@@ -188,8 +173,8 @@ async fn main() -> Result<(), String> {
     let bucket = p.config.documents_bucket.clone();
     let ledger = Ledger::new(observer.dynamodb.clone(), p.config.ledger_tables());
 
-    moto_api(&endpoint, "reset-recording").await?;
-    moto_api(&endpoint, "start-recording").await?;
+    ocrbridge_local::moto::recorder(&endpoint, "reset-recording").await?;
+    ocrbridge_local::moto::recorder(&endpoint, "start-recording").await?;
     let started = Instant::now();
     // The event sources poll continuously and independently, as Lambda's do, while documents
     // arrive one every `interval` (a steady load, not a burst that only measures queueing
@@ -254,9 +239,9 @@ async fn main() -> Result<(), String> {
     };
     let ((), observed) = tokio::join!(pump, observe);
     let (uploaded, settled) = observed?;
-    moto_api(&endpoint, "stop-recording").await?;
+    ocrbridge_local::moto::recorder(&endpoint, "stop-recording").await?;
     let wall = started.elapsed();
-    let recording = moto_api(&endpoint, "download-recording").await?;
+    let recording = ocrbridge_local::moto::recorder(&endpoint, "download-recording").await?;
 
     // Requests by caller, service and operation; the observer's are not the pipeline's.
     let mut calls: BTreeMap<Call, u64> = BTreeMap::new();

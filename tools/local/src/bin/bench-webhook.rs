@@ -1,9 +1,12 @@
-//! The public endpoint under hostile load: the webhook function's handler (the code the binary
-//! runs, called in-process so the figures are the handler's, not the emulator's queueing) gets
-//! a shuffled mix of genuine, forged, replayed, stale, oversized and malformed deliveries.
+//! The public endpoint under hostile load: the webhook function gets a shuffled mix of genuine,
+//! forged, replayed, stale, oversized and malformed deliveries — by default its handler called
+//! in-process (the handler's own figures), with `--emulator DIR` the real `webhook` binary from
+//! DIR under the Lambda Runtime Interface Emulator, each delivery a Function URL event over HTTP
+//! (what Lambda runs; Secrets Manager reads counted by moto's request recorder).
 //!
 //! ```text
-//! bench-webhook [--requests N]     (moto must be running; scripts/bench-webhook.sh starts it)
+//! bench-webhook [--requests N] [--emulator target/release]
+//!     (moto must be running; scripts/bench-webhook.sh starts it)
 //! ```
 //! Reports: forgeries accepted (must be 0), duplicate notices (must be 0), Secrets Manager reads
 //! (bounded by the miss-refresh interval, not by the forged count), and p50/p95 latency per
@@ -86,6 +89,28 @@ async fn main() -> Result<(), String> {
         .send()
         .await
         .map_err(|e| e.to_string())?;
+    let emulated = match flags.get("--emulator") {
+        None => None,
+        Some(dir) => {
+            let root = ocrbridge_local::template_path().with_file_name("");
+            let rie = ocrbridge_local::rie::emulator(&root)?;
+            let options = ocrbridge_local::pipeline::PipelineOptions::default();
+            let env = ocrbridge_local::pipeline::binary_environment(
+                &stack,
+                &endpoint,
+                "http://127.0.0.1:9",
+                &options,
+            )?;
+            let log_dir = root.join(".local");
+            std::fs::create_dir_all(&log_dir).map_err(|e| e.to_string())?;
+            Some(ocrbridge_local::rie::Emulated::start(
+                &rie,
+                &std::path::Path::new(&dir).join("webhook"),
+                &env,
+                &log_dir,
+            )?)
+        }
+    };
     let webhook = Webhook {
         keyring: Keyring::new(
             clients.secrets.clone(),
@@ -148,18 +173,42 @@ async fn main() -> Result<(), String> {
     plan.shuffle(&mut rand::rng());
     let mut latency: BTreeMap<Class, Vec<Duration>> = BTreeMap::new();
     let mut statuses: BTreeMap<Class, BTreeMap<i64, usize>> = BTreeMap::new();
+    if let Some(emulated) = &emulated {
+        // The first invocation starts the binary (its init); not a delivery's latency.
+        let _ = emulated.invoke(&json!({})).await;
+        moto::recorder(&endpoint, "reset-recording").await?;
+        moto::recorder(&endpoint, "start-recording").await?;
+    }
     let started = Instant::now();
     for (class, ev) in &plan {
         let t = Instant::now();
-        let response = webhook.handle_event(ev).await;
+        let status = match &emulated {
+            None => webhook.handle_event(ev).await.status_code,
+            Some(binary) => {
+                let event = serde_json::to_value(ev).map_err(|e| e.to_string())?;
+                let answer = binary.invoke(&event).await?;
+                answer["statusCode"].as_i64().unwrap_or(-1)
+            }
+        };
         latency.entry(*class).or_default().push(t.elapsed());
         *statuses
             .entry(*class)
             .or_default()
-            .entry(response.status_code)
+            .entry(status)
             .or_default() += 1;
     }
     let total = started.elapsed();
+    let secret_reads = match &emulated {
+        None => webhook.keyring.fetches(),
+        Some(_) => {
+            moto::recorder(&endpoint, "stop-recording").await?;
+            let recording = moto::recorder(&endpoint, "download-recording").await?;
+            recording
+                .lines()
+                .filter(|l| l.contains("secretsmanager.GetSecretValue"))
+                .count() as u64
+        }
+    };
     // What reached the results queue.
     let mut notices: Vec<ResultNotice> = Vec::new();
     loop {
@@ -199,7 +248,8 @@ async fn main() -> Result<(), String> {
         "genuine_deliveries": genuine.len(),
         "forgeries_accepted": forged_accepted,
         "duplicate_notices": duplicates,
-        "secrets_manager_reads": webhook.keyring.fetches(),
+        "mode": if emulated.is_some() { "binary under the Lambda RIE" } else { "handler in-process" },
+        "secrets_manager_reads": secret_reads,
         "status_by_class": statuses.iter().map(|(c, s)| (format!("{c:?}"), json!(s))).collect::<BTreeMap<_, _>>(),
         "latency_ms": latency.iter_mut().map(|(c, l)| {
             l.sort();
