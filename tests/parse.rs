@@ -94,6 +94,7 @@ async fn world_with(idempotency: Idempotency, engine: EngineKind) -> World {
                 backoff,
                 poll: Default::default(),
                 prices: Default::default(),
+                max_archive_bytes: parse::DEFAULT_MAX_ARCHIVE_BYTES,
             },
         },
         reconcile: Reconcile {
@@ -630,6 +631,40 @@ async fn a_result_too_large_fails_its_job_with_the_reason() {
     assert!(failed.retryable_reason().is_some() && failed.vendor_job_id.is_some());
     assert!(w.s.drain(&w.s.config.results_dlq_url).await.is_empty());
 
+    // What was paid for is kept: streamed, gzipped, into the archive the message names.
+    assert!(why.message.contains("archived in full"), "{why:?}");
+    let key = why
+        .message
+        .split(&format!("s3://{}/", w.s.config.results_bucket))
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the archive's key")
+        .to_owned();
+    let archived =
+        w.s.clients
+            .s3
+            .get_object()
+            .bucket(&w.s.config.results_bucket)
+            .key(&key)
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(archived.content_encoding(), Some("gzip"));
+    let gz = archived.body.collect().await.unwrap().into_bytes();
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut raw).unwrap();
+    let whole = ocrbridge::vendor::Vendor::fetch_result(
+        &w.parse.vendor.clone().with_max_result_bytes(50 << 20),
+        failed.vendor_job_id.as_deref().unwrap(),
+    )
+    .await
+    .unwrap();
+    assert!(whole.len() > 2_048);
+    assert_eq!(
+        raw, whole,
+        "the archive is the vendor's result, byte for byte"
+    );
+
     // The vendor ran it and billed it: the cost says so, on its own line, never in the average.
     let line = cost_line(&failed);
     assert_eq!(line.documents, 0, "not a billed success: {line:?}");
@@ -970,4 +1005,82 @@ async fn a_late_completion_resolves_a_held_job_and_a_second_vendor_job_is_an_orp
         1,
         "the simulator agrees there was one"
     );
+}
+
+/// The streamed archive: a body larger than one part goes up in parts, comes back whole; one
+/// past its limit stores nothing.
+#[tokio::test]
+async fn a_streamed_archive_is_the_whole_body_and_nothing_past_its_limit() {
+    struct Body(Vec<bytes::Bytes>);
+    impl ocrbridge::blob::Chunks for Body {
+        async fn next_chunk(&mut self) -> Result<Option<bytes::Bytes>, String> {
+            Ok((!self.0.is_empty()).then(|| self.0.remove(0)))
+        }
+    }
+    let w = world().await;
+    // Incompressible, so the gzip is as large as the body: three parts of 8 MiB and a tail.
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let content: Vec<u8> = (0..26 * 1024 * 1024)
+        .map(|_| {
+            // xorshift: incompressible enough, and the same every run.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let chunks = || {
+        Body(
+            content
+                .chunks(1 << 20)
+                .map(bytes::Bytes::copy_from_slice)
+                .collect(),
+        )
+    };
+    let object = |key: &str| ocrbridge::blob::ObjectRef {
+        bucket: w.s.config.results_bucket.clone(),
+        key: key.into(),
+        version_id: None,
+    };
+    let stored = w
+        .parse
+        .blob
+        .put_gzip_stream(&object("raw/big.json.gz"), &mut chunks(), 64 << 20)
+        .await
+        .unwrap();
+    assert_eq!(stored, content.len() as u64);
+    let gz =
+        w.s.clients
+            .s3
+            .get_object()
+            .bucket(&w.s.config.results_bucket)
+            .key("raw/big.json.gz")
+            .send()
+            .await
+            .unwrap()
+            .body
+            .collect()
+            .await
+            .unwrap()
+            .into_bytes();
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut raw).unwrap();
+    assert!(raw == content, "the body comes back whole");
+
+    let refused = w
+        .parse
+        .blob
+        .put_gzip_stream(&object("raw/too-big.json.gz"), &mut chunks(), 10 << 20)
+        .await;
+    assert!(refused.unwrap_err().to_string().contains("larger than"));
+    let listed =
+        w.s.clients
+            .s3
+            .list_objects_v2()
+            .bucket(&w.s.config.results_bucket)
+            .prefix("raw/too-big")
+            .send()
+            .await
+            .unwrap();
+    assert_eq!(listed.key_count(), Some(0), "nothing stored past the limit");
 }

@@ -24,7 +24,32 @@ pub enum BlobError {
         key: String,
         detail: String,
     },
+    /// A streamed body could not be read to its end, or grew past its limit; nothing was stored.
+    #[error("streaming into s3://{bucket}/{key} stopped: {detail}")]
+    Source {
+        bucket: String,
+        key: String,
+        detail: String,
+    },
 }
+
+/// A body read chunk by chunk (`None` at its end).
+pub trait Chunks {
+    fn next_chunk(
+        &mut self,
+    ) -> impl std::future::Future<Output = Result<Option<bytes::Bytes>, String>> + Send;
+}
+
+impl Chunks for reqwest::Response {
+    async fn next_chunk(&mut self) -> Result<Option<bytes::Bytes>, String> {
+        // Without the URL: a vendor's may carry a token.
+        self.chunk().await.map_err(|e| e.without_url().to_string())
+    }
+}
+
+/// Parts of a streamed upload: S3 wants at least 5 MiB for all but the last; this much is all a
+/// streamed upload holds in memory.
+pub const STREAM_PART_BYTES: usize = 8 * 1024 * 1024;
 
 impl BlobError {
     fn s3<E: std::error::Error + 'static, R: std::fmt::Debug>(
@@ -286,6 +311,116 @@ impl Blob {
             .await
             .map_err(|e| BlobError::s3("PutObject", object, e))?;
         Ok(())
+    }
+
+    /// Gzips a body as it arrives into `object` with a multipart upload, holding at most one part
+    /// in memory: for results too large to read whole. `next` yields the body's chunks; more than
+    /// `limit` raw bytes, or a chunk that fails, aborts the upload and stores nothing. Returns the
+    /// raw bytes stored.
+    pub async fn put_gzip_stream(
+        &self,
+        object: &ObjectRef,
+        body: &mut impl Chunks,
+        limit: u64,
+    ) -> Result<u64, BlobError> {
+        use std::io::Write;
+        let source = |detail: String| BlobError::Source {
+            bucket: object.bucket.clone(),
+            key: object.key.clone(),
+            detail,
+        };
+        let upload = self
+            .s3
+            .create_multipart_upload()
+            .bucket(&object.bucket)
+            .key(&object.key)
+            .content_type("application/json")
+            .content_encoding("gzip")
+            .send()
+            .await
+            .map_err(|e| BlobError::s3("CreateMultipartUpload", object, e))?;
+        let upload_id = upload.upload_id().unwrap_or_default().to_owned();
+        let mut parts = Vec::new();
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        let mut raw: u64 = 0;
+        let outcome: Result<(), BlobError> = async {
+            loop {
+                let chunk = body.next_chunk().await.map_err(&source)?;
+                let finished = chunk.is_none();
+                if let Some(chunk) = chunk {
+                    raw += chunk.len() as u64;
+                    if raw > limit {
+                        return Err(source(format!("the body is larger than {limit} bytes")));
+                    }
+                    encoder
+                        .write_all(&chunk)
+                        .map_err(|e| source(e.to_string()))?;
+                }
+                let full = encoder.get_ref().len() >= STREAM_PART_BYTES;
+                if full || finished {
+                    let body = if finished {
+                        std::mem::replace(
+                            &mut encoder,
+                            flate2::write::GzEncoder::new(
+                                Vec::new(),
+                                flate2::Compression::default(),
+                            ),
+                        )
+                        .finish()
+                        .map_err(|e| source(e.to_string()))?
+                    } else {
+                        std::mem::take(encoder.get_mut())
+                    };
+                    let number = parts.len() as i32 + 1;
+                    let part = self
+                        .s3
+                        .upload_part()
+                        .bucket(&object.bucket)
+                        .key(&object.key)
+                        .upload_id(&upload_id)
+                        .part_number(number)
+                        .body(ByteStream::from(body))
+                        .send()
+                        .await
+                        .map_err(|e| BlobError::s3("UploadPart", object, e))?;
+                    parts.push(
+                        aws_sdk_s3::types::CompletedPart::builder()
+                            .part_number(number)
+                            .set_e_tag(part.e_tag().map(str::to_owned))
+                            .build(),
+                    );
+                }
+                if finished {
+                    return Ok(());
+                }
+            }
+        }
+        .await;
+        if let Err(e) = outcome {
+            let _ = self
+                .s3
+                .abort_multipart_upload()
+                .bucket(&object.bucket)
+                .key(&object.key)
+                .upload_id(&upload_id)
+                .send()
+                .await;
+            return Err(e);
+        }
+        self.s3
+            .complete_multipart_upload()
+            .bucket(&object.bucket)
+            .key(&object.key)
+            .upload_id(&upload_id)
+            .multipart_upload(
+                aws_sdk_s3::types::CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| BlobError::s3("CompleteMultipartUpload", object, e))?;
+        Ok(raw)
     }
 
     /// A presigned GET URL valid for `expires_in`.

@@ -56,7 +56,13 @@ pub struct ParseConfig {
     pub poll: PollSchedule,
     /// `VENDOR_PRICES` over the list prices: for jobs submitted without an estimate (adopted).
     pub prices: Prices,
+    /// `VENDOR_MAX_ARCHIVE_BYTES`: a result too large to parse is still streamed into the
+    /// archive up to this size (one part in memory at a time), so what was paid for is kept.
+    pub max_archive_bytes: u64,
 }
+
+/// The default `VENDOR_MAX_ARCHIVE_BYTES`: 1 GiB streams within parse's timeout.
+pub const DEFAULT_MAX_ARCHIVE_BYTES: u64 = 1024 * 1024 * 1024;
 
 impl ParseConfig {
     /// Every setting parsed, or the first bad one named with its value.
@@ -79,6 +85,13 @@ impl ParseConfig {
             },
             poll: PollSchedule::from_lookup(&lookup)?,
             prices: Prices::from_lookup(&lookup)?,
+            max_archive_bytes: ocrbridge::config::setting(
+                &lookup,
+                "VENDOR_MAX_ARCHIVE_BYTES",
+                DEFAULT_MAX_ARCHIVE_BYTES,
+                "a size in bytes, at least 1",
+                |n| *n >= 1,
+            )?,
         })
     }
 }
@@ -542,10 +555,24 @@ impl<V: Vendor> Parse<V> {
                     .await;
             }
             Err(e @ VendorError::TooLarge { .. }) => {
-                // Never read into memory: the job stops with its reason (retryable once the
-                // limit is raised; the vendor job is kept).
+                // Never read into memory: streamed into the archive (what was paid for is kept,
+                // for offline processing), and the job stops with its reason (retryable once
+                // the limit is raised; the vendor job is kept).
+                let archive = ObjectRef {
+                    bucket: self.stack.results_bucket.clone(),
+                    key: format!("raw/{}/{attempt_id}.json.gz", job.id),
+                    version_id: None,
+                };
+                let archived = self.archive_stream(&vendor_job_id, &archive).await;
+                let message = match archived {
+                    Ok(bytes) => format!(
+                        "{e}; archived in full ({bytes} bytes) at s3://{}/{} for offline processing",
+                        archive.bucket, archive.key
+                    ),
+                    Err(why) => format!("{e}; not archived: {why}"),
+                };
                 return self
-                    .fail_with(&lease, &job, reason::RESULT_TOO_LARGE, e.to_string())
+                    .fail_with(&lease, &job, reason::RESULT_TOO_LARGE, message)
                     .await;
             }
             Err(e @ (VendorError::Throttled { .. } | VendorError::Busy { .. })) => {
@@ -782,6 +809,32 @@ impl<V: Vendor> Parse<V> {
             Err(FenceError::Lost { .. }) => Disposition::Done,
             Err(e) => self.later(1, "dynamodb_error", e.to_string()),
         }
+    }
+
+    /// Streams a result too large to parse into `archive`, gzipped, one part in memory at a time.
+    async fn archive_stream(
+        &self,
+        vendor_job_id: &str,
+        archive: &ObjectRef,
+    ) -> Result<u64, String> {
+        let Some(mut response) = self
+            .vendor
+            .result_body(vendor_job_id)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
+            return Err(format!(
+                "{} results are not one body to stream",
+                self.vendor.name()
+            ));
+        };
+        if !response.status().is_success() {
+            return Err(format!("the vendor answered {}", response.status()));
+        }
+        self.blob
+            .put_gzip_stream(archive, &mut response, self.config.max_archive_bytes)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// Money paid to the vendor, for the dashboard (`VendorCost`); the jobs hold the record.

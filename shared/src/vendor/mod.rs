@@ -294,6 +294,16 @@ pub trait Vendor: Send + Sync {
         vendor_job_id: &str,
     ) -> impl Future<Output = Result<Vec<u8>, VendorError>> + Send;
 
+    /// The raw result as the vendor sends it, unread: for streaming a result too large to parse
+    /// (`VENDOR_MAX_RESULT_BYTES`) into the archive, so what was paid for is kept. `None` when
+    /// the result is not one HTTP body (Textract's are paged API calls, each bounded).
+    fn result_body(
+        &self,
+        _vendor_job_id: &str,
+    ) -> impl Future<Output = Result<Option<reqwest::Response>, VendorError>> + Send {
+        async { Ok(None) }
+    }
+
     /// Forces the next call to re-read credentials (after a 401/403: rotation may have happened).
     fn refresh_credentials(&self) -> impl Future<Output = ()> + Send;
 

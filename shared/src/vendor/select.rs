@@ -489,6 +489,13 @@ impl Vendor for AnyVendor {
         dispatch!(self, v => v.fetch_result(vendor_job_id).await)
     }
 
+    async fn result_body(
+        &self,
+        vendor_job_id: &str,
+    ) -> Result<Option<reqwest::Response>, VendorError> {
+        dispatch!(self, v => v.result_body(vendor_job_id).await)
+    }
+
     async fn refresh_credentials(&self) {
         dispatch!(self, v => v.refresh_credentials().await)
     }

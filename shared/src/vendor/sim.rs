@@ -211,6 +211,19 @@ impl Vendor for SimVendor {
         Ok(body(response, self.max_result_bytes).await?.to_vec())
     }
 
+    async fn result_body(
+        &self,
+        vendor_job_id: &str,
+    ) -> Result<Option<reqwest::Response>, VendorError> {
+        let response = self
+            .send(self.http.get(format!(
+                "{}/v1/documents/{vendor_job_id}/result",
+                self.base_url
+            )))
+            .await?;
+        Ok(Some(response))
+    }
+
     fn normalize(
         &self,
         raw: &[u8],

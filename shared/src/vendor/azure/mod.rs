@@ -221,6 +221,15 @@ impl Vendor for AzureVendor {
         }
     }
 
+    async fn result_body(
+        &self,
+        vendor_job_id: &str,
+    ) -> Result<Option<reqwest::Response>, VendorError> {
+        // The operation is the result: the same GET, unread.
+        let url = vendor_url(&self.endpoint, vendor_job_id, "operation URL")?;
+        Ok(Some(self.send(self.http.get(url)).await?))
+    }
+
     async fn refresh_credentials(&self) {
         if let Err(e) = self.key.current(true).await {
             tracing::warn!(error = %e, "could not refresh the Azure key");

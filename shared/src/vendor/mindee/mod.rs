@@ -240,6 +240,19 @@ impl Vendor for MindeeVendor {
         Ok(body(response, self.max_result_bytes).await?.to_vec())
     }
 
+    async fn result_body(
+        &self,
+        vendor_job_id: &str,
+    ) -> Result<Option<reqwest::Response>, VendorError> {
+        let (_, result_url) = self.job(vendor_job_id).await?;
+        let Some(url) = result_url else {
+            return Ok(None);
+        };
+        let url = vendor_url(&self.base_url, &url, "result URL")?;
+        let response = self.send(self.http.get(url)).await?;
+        Ok((!response.status().is_redirection()).then_some(response))
+    }
+
     async fn refresh_credentials(&self) {
         if let Err(e) = self.key.current(true).await {
             tracing::warn!(error = %e, "could not refresh the Mindee key");

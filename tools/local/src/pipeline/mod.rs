@@ -459,6 +459,7 @@ impl Pipeline {
                     backoff,
                     poll,
                     prices,
+                    max_archive_bytes: parse::DEFAULT_MAX_ARCHIVE_BYTES,
                 },
             },
             reconcile: Reconcile {
