@@ -25,7 +25,7 @@ invoke:
 chaos:
 	CHAOS_DOCS=$${CHAOS_DOCS:-1000} scripts/chaos.sh
 
-## fuzz: every cargo-fuzz target for 10 minutes (make test runs each for 20 s)
+## fuzz: every cargo-fuzz target for 10 minutes (make test runs each for 45 s)
 fuzz:
 	FUZZ_SECONDS=$${FUZZ_SECONDS:-600} scripts/fuzz.sh
 

@@ -38,5 +38,5 @@ cargo test --workspace --locked 2>&1 | tee .local/test.log
 # One closing line for the whole run: cargo prints a result line per test binary (the last one is
 # usually the doc-tests' "0 passed").
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' .local/test.log
-echo "== fuzz (each target ${FUZZ_SECONDS:-20} s; make fuzz runs them 10 minutes each)"
-FUZZ_SECONDS=${FUZZ_SECONDS:-20} scripts/fuzz.sh
+echo "== fuzz (each target ${FUZZ_SECONDS:-45} s; make fuzz runs them 10 minutes each)"
+FUZZ_SECONDS=${FUZZ_SECONDS:-45} scripts/fuzz.sh
