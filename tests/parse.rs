@@ -643,16 +643,14 @@ async fn a_result_too_large_fails_its_job_with_the_reason() {
     let archived =
         w.s.clients
             .s3
-            .get_object()
+            .head_object()
             .bucket(&w.s.config.results_bucket)
             .key(&key)
             .send()
             .await
             .unwrap();
     assert_eq!(archived.content_encoding(), Some("gzip"));
-    let gz = archived.body.collect().await.unwrap().into_bytes();
-    let mut raw = Vec::new();
-    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut raw).unwrap();
+    let raw = ocrbridge_tests::results_object(&w.s, &key).await;
     let whole = ocrbridge::vendor::Vendor::fetch_result(
         &w.parse.vendor.clone().with_max_result_bytes(50 << 20),
         failed.vendor_job_id.as_deref().unwrap(),
@@ -1049,22 +1047,7 @@ async fn a_streamed_archive_is_the_whole_body_and_nothing_past_its_limit() {
         .await
         .unwrap();
     assert_eq!(stored, content.len() as u64);
-    let gz =
-        w.s.clients
-            .s3
-            .get_object()
-            .bucket(&w.s.config.results_bucket)
-            .key("raw/big.json.gz")
-            .send()
-            .await
-            .unwrap()
-            .body
-            .collect()
-            .await
-            .unwrap()
-            .into_bytes();
-    let mut raw = Vec::new();
-    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut raw).unwrap();
+    let raw = ocrbridge_tests::results_object(&w.s, "raw/big.json.gz").await;
     assert!(raw == content, "the body comes back whole");
 
     let refused = w

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use ocrbridge::job::BenchmarkRun;
 use ocrbridge::quality::pack::Pack;
-use ocrbridge::quality::{report, RunRecord};
+use ocrbridge::quality::report;
 use ocrbridge_local::pipeline::{Pipeline, PipelineOptions};
 use ocrbridge_local::quality::{run_once, runner, upload_pack};
 use ocrbridge_tests::{set_faults, sim_stats, stack};
@@ -39,15 +39,6 @@ fn small_pack() -> PathBuf {
         }
     }
     to
-}
-
-fn regressions(record: &RunRecord) -> Vec<String> {
-    record
-        .comparison
-        .iter()
-        .flat_map(|c| c.regressions())
-        .map(|r| format!("{}.{}", r.profile, r.field))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,7 +92,7 @@ async fn a_silent_model_update_is_flagged_on_its_field_alone_and_an_unchanged_ve
             .as_ref()
             .expect("compared with the pinned baseline");
         assert_eq!(comparison.baseline_run, baseline.run_id);
-        assert_eq!(regressions(&same), Vec::<String>::new(), "run {i}");
+        assert_eq!(same.regressions(), Vec::<String>::new(), "run {i}");
     }
     assert_eq!(
         sim_stats(&p.sim).await["accepted_submissions"],
@@ -135,7 +126,7 @@ async fn a_silent_model_update_is_flagged_on_its_field_alone_and_an_unchanged_ve
         .await
         .unwrap();
     assert_eq!(
-        regressions(&after),
+        after.regressions(),
         vec!["invoice.total".to_owned()],
         "{}",
         report::table(&after)
@@ -186,7 +177,7 @@ async fn a_silent_model_update_is_flagged_on_its_field_alone_and_an_unchanged_ve
 
     // Stored: the record and the report in the results bucket, the summary row, the baseline.
     let stored = runner.store.get_run(&after.run_id).await.unwrap();
-    assert_eq!(regressions(&stored), vec!["invoice.total".to_owned()]);
+    assert_eq!(stored.regressions(), vec!["invoice.total".to_owned()]);
     assert!(report_key.ends_with("/report.html"));
     assert_eq!(
         runner

@@ -109,7 +109,7 @@ impl Benchmark {
                         Some((record, report)) => scored.push(json!({
                             "run": record.run_id,
                             "report": report,
-                            "regressions": record.comparison.iter().flat_map(|c| c.regressions()).map(|r| format!("{}.{}", r.profile, r.field)).collect::<Vec<_>>(),
+                            "regressions": record.regressions(),
                         })),
                         None => waiting.push(started.run_id),
                     }

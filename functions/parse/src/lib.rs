@@ -537,6 +537,12 @@ impl<V: Vendor> Parse<V> {
         if let Err(wait) = self.admit_read().await {
             return self.defer_released(&lease, wait).await;
         }
+        // Where the raw payload is archived, whether it is parsed or too large to be.
+        let archive = ObjectRef {
+            bucket: self.stack.results_bucket.clone(),
+            key: format!("raw/{}/{attempt_id}.json.gz", job.id),
+            version_id: None,
+        };
         let raw = match self.vendor.fetch_result(&vendor_job_id).await {
             Ok(raw) => raw,
             Err(VendorError::Rejected {
@@ -558,11 +564,6 @@ impl<V: Vendor> Parse<V> {
                 // Never read into memory: streamed into the archive (what was paid for is kept,
                 // for offline processing), and the job stops with its reason (retryable once
                 // the limit is raised; the vendor job is kept).
-                let archive = ObjectRef {
-                    bucket: self.stack.results_bucket.clone(),
-                    key: format!("raw/{}/{attempt_id}.json.gz", job.id),
-                    version_id: None,
-                };
                 let archived = self.archive_stream(&vendor_job_id, &archive).await;
                 let message = match archived {
                     Ok(bytes) => format!(
@@ -589,11 +590,6 @@ impl<V: Vendor> Parse<V> {
             }
         };
         // Archive before parsing: the raw payload is what we paid for.
-        let archive = ObjectRef {
-            bucket: self.stack.results_bucket.clone(),
-            key: format!("raw/{}/{attempt_id}.json.gz", job.id),
-            version_id: None,
-        };
         let stored = match gzip(&raw) {
             Ok(compressed) => self
                 .blob

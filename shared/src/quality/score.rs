@@ -115,6 +115,17 @@ pub struct RunRecord {
     pub comparison: Option<super::Comparison>,
 }
 
+impl RunRecord {
+    /// `profile.field` of every field that regressed against the baseline.
+    pub fn regressions(&self) -> Vec<String> {
+        self.comparison
+            .iter()
+            .flat_map(|c| c.regressions())
+            .map(|r| format!("{}.{}", r.profile, r.field))
+            .collect()
+    }
+}
+
 fn ratio(n: u64, d: u64) -> f64 {
     if d == 0 {
         0.0

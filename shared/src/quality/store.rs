@@ -75,6 +75,8 @@ pub struct RunStore {
     pub table: String,
 }
 
+type Item = HashMap<String, AttributeValue>;
+
 fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
@@ -145,45 +147,30 @@ impl RunStore {
 
     /// Every row of the table (runs and baseline pins), newest run first.
     pub async fn rows(&self) -> Result<Vec<RunRow>, StoreError> {
-        let text = |item: &HashMap<String, AttributeValue>, name: &str| match item.get(name) {
+        let text = |item: &Item, name: &str| match item.get(name) {
             Some(AttributeValue::S(v)) if !v.is_empty() => Some(v.clone()),
             _ => None,
         };
-        let number = |item: &HashMap<String, AttributeValue>, name: &str| match item.get(name) {
+        let number = |item: &Item, name: &str| match item.get(name) {
             Some(AttributeValue::N(v)) => v.parse().ok(),
             _ => None,
         };
-        let mut rows = Vec::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let page = self
-                .dynamodb
-                .scan()
-                .table_name(&self.table)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| {
-                    self.dynamo_error("Scan", aws_sdk_dynamodb::error::DisplayErrorContext(e))
-                })?;
-            for item in page.items() {
-                rows.push(RunRow {
-                    run_id: text(item, "run_id").unwrap_or_default(),
-                    state: text(item, "state").unwrap_or_default(),
-                    pack: text(item, "pack"),
-                    vendor: text(item, "vendor"),
-                    documents: number(item, "documents"),
-                    scored_at_ms: number(item, "scored_at_ms"),
-                    regressions: text(item, "regressions"),
-                    baseline_run: text(item, "baseline_run"),
-                    report: text(item, "report"),
-                });
-            }
-            match page.last_evaluated_key() {
-                Some(key) if !key.is_empty() => start = Some(key.clone()),
-                _ => break,
-            }
-        }
+        let mut rows: Vec<RunRow> = self
+            .scan(None)
+            .await?
+            .iter()
+            .map(|item| RunRow {
+                run_id: text(item, "run_id").unwrap_or_default(),
+                state: text(item, "state").unwrap_or_default(),
+                pack: text(item, "pack"),
+                vendor: text(item, "vendor"),
+                documents: number(item, "documents"),
+                scored_at_ms: number(item, "scored_at_ms"),
+                regressions: text(item, "regressions"),
+                baseline_run: text(item, "baseline_run"),
+                report: text(item, "report"),
+            })
+            .collect();
         rows.sort_by(|a, b| b.run_id.cmp(&a.run_id));
         Ok(rows)
     }
@@ -191,34 +178,42 @@ impl RunStore {
     /// Runs still waiting to be scored.
     pub async fn running(&self) -> Result<Vec<Started>, StoreError> {
         let mut out = Vec::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        for item in self.scan(Some("running")).await? {
+            if let Some(AttributeValue::S(json)) = item.get("started") {
+                let started: Started = serde_json::from_str(json)
+                    .map_err(|e| StoreError::Malformed(self.table.clone(), e.to_string()))?;
+                out.push(started);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every item of the table, page by page; only those in `state` when one is given.
+    async fn scan(&self, state: Option<&str>) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
         loop {
-            let page = self
+            let mut request = self
                 .dynamodb
                 .scan()
                 .table_name(&self.table)
-                .filter_expression("#s = :running")
-                .expression_attribute_names("#s", "state")
-                .expression_attribute_values(":running", s("running"))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| {
-                    self.dynamo_error("Scan", aws_sdk_dynamodb::error::DisplayErrorContext(e))
-                })?;
-            for item in page.items() {
-                if let Some(AttributeValue::S(json)) = item.get("started") {
-                    let started: Started = serde_json::from_str(json)
-                        .map_err(|e| StoreError::Malformed(self.table.clone(), e.to_string()))?;
-                    out.push(started);
-                }
+                .set_exclusive_start_key(start.take());
+            if let Some(state) = state {
+                request = request
+                    .filter_expression("#s = :state")
+                    .expression_attribute_names("#s", "state")
+                    .expression_attribute_values(":state", s(state));
             }
+            let page = request.send().await.map_err(|e| {
+                self.dynamo_error("Scan", aws_sdk_dynamodb::error::DisplayErrorContext(e))
+            })?;
+            items.extend(page.items().iter().cloned());
             match page.last_evaluated_key() {
                 Some(key) if !key.is_empty() => start = Some(key.clone()),
                 _ => break,
             }
         }
-        Ok(out)
+        Ok(items)
     }
 
     /// Stores a scored run: its record and report in S3, its summary row in the table.
@@ -249,12 +244,7 @@ impl RunStore {
                     .map(move |(f, x)| (format!("{p}.{f}"), x.accuracy()))
             })
             .collect();
-        let regressions: Vec<String> = run
-            .comparison
-            .iter()
-            .flat_map(|c| c.regressions())
-            .map(|r| format!("{}.{}", r.profile, r.field))
-            .collect();
+        let regressions = run.regressions();
         self.dynamodb
             .put_item()
             .table_name(&self.table)

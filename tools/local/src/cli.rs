@@ -407,12 +407,7 @@ async fn bench_quality(
             String::new()
         }
     );
-    let regressions: Vec<String> = record
-        .comparison
-        .iter()
-        .flat_map(|c| c.regressions())
-        .map(|r| format!("{}.{}", r.profile, r.field))
-        .collect();
+    let regressions = record.regressions();
     if regressions.is_empty() {
         Ok(())
     } else {
