@@ -10,14 +10,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 scripts/setup.sh
-export OCRBRIDGE_MOTO_URL="http://127.0.0.1:${OCRBRIDGE_MOTO_PORT:-5055}"
-started_moto=0
-if ! scripts/moto.sh status >/dev/null 2>&1; then
-  scripts/moto.sh start
-  started_moto=1
-fi
-cleanup() { if [ "$started_moto" = 1 ]; then scripts/moto.sh stop; fi; }
-trap cleanup EXIT
+. scripts/lib.sh
+use_shared_moto
 
 cargo build --quiet -p ocrbridge-local --bin ocrbridge-local
 args=(bench-quality --pack "${PACK:-bench/packs/default}" --out "${OUT:-$root/.local/bench-quality}")
