@@ -224,6 +224,27 @@ pub async fn run(options: &LocalOptions, command: LocalCommand) -> Result<(), St
     }
 }
 
+/// A new stack from the template, named `stack_name`, for `vendor`.
+async fn fresh_stack(
+    options: &LocalOptions,
+    clients: &AwsClients,
+    stack_name: &str,
+    vendor: VendorKind,
+) -> Result<LocalStack, String> {
+    let template = Template::load(&options.template).map_err(|e| e.to_string())?;
+    provision(
+        clients,
+        &template,
+        &ProvisionOptions {
+            stack_name: stack_name.to_owned(),
+            parameters: vendor_parameters(vendor),
+            ..Default::default()
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())
+}
+
 struct DemoArgs {
     docs: PathBuf,
     out: PathBuf,
@@ -236,19 +257,8 @@ struct DemoArgs {
 
 async fn demo(options: &LocalOptions, clients: AwsClients, args: DemoArgs) -> Result<(), String> {
     use crate::pipeline::{Pipeline, PipelineOptions};
-    let template = Template::load(&options.template).map_err(|e| e.to_string())?;
     let stack_name = format!("demo-{}", ocrbridge::time::UnixMillis::now().0 / 1000);
-    let stack = provision(
-        &clients,
-        &template,
-        &ProvisionOptions {
-            stack_name: stack_name.clone(),
-            parameters: vendor_parameters(args.vendor),
-            ..Default::default()
-        },
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    let stack = fresh_stack(options, &clients, &stack_name, args.vendor).await?;
     let docs = crate::demo::documents(&args.docs);
     if docs.is_empty() {
         return Err(format!("no documents under {}", args.docs.display()));
@@ -318,20 +328,9 @@ async fn bench_quality(
         .map(vendor_sim::model_update::ModelUpdate::parse)
         .transpose()
         .map_err(|e| e.to_string())?;
-    let template = Template::load(&options.template).map_err(|e| e.to_string())?;
     let now = ocrbridge::time::UnixMillis::now().0;
     let stack_name = format!("bq-{}", now / 1000);
-    let stack = provision(
-        &clients,
-        &template,
-        &ProvisionOptions {
-            stack_name: stack_name.clone(),
-            parameters: vendor_parameters(args.vendor),
-            ..Default::default()
-        },
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    let stack = fresh_stack(options, &clients, &stack_name, args.vendor).await?;
     let faults = vendor_sim::faults::FaultConfig {
         model_update: model_update.clone(),
         ..Default::default()
