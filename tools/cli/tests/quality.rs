@@ -1,43 +1,17 @@
 //! `ocrbridge quality` against the local stack: runs listed, a run shown with the documents that
 //! flipped, a baseline pinned only with --apply, an unknown run refused.
 
-use std::path::PathBuf;
-use std::process::Output;
+mod support;
+
 use std::time::Duration;
 
 use ocrbridge::job::BenchmarkRun;
 use ocrbridge::quality::pack::Pack;
 use ocrbridge_local::pipeline::{Pipeline, PipelineOptions};
 use ocrbridge_local::quality::{run_once, runner, upload_pack};
-use ocrbridge_tests::{set_faults, stack, TestStack};
+use ocrbridge_tests::{set_faults, stack};
 use serde_json::{json, Value};
-
-fn env_file(s: &TestStack) -> PathBuf {
-    let text = ocrbridge_local::cli::env_lines(&s.endpoint, &s.stack).unwrap();
-    let path = std::env::temp_dir().join(format!("{}.env", s.stack.stack_name()));
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-async fn ocrbridge(env: &PathBuf, args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_ocrbridge"))
-        .arg("--env-file")
-        .arg(env)
-        .args(args)
-        .output()
-        .await
-        .unwrap()
-}
-
-fn json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
-}
+use support::{env_file, json, ocrbridge};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_are_listed_shown_and_pinned_by_the_operator() {

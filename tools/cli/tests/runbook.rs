@@ -4,7 +4,8 @@
 //! bring them to a final state without a second charge; `review approve|correct` completes jobs
 //! in review; what must be refused is refused, with its exit code.
 
-use std::path::PathBuf;
+mod support;
+
 use std::process::Output;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -14,35 +15,11 @@ use ocrbridge::queue::Queue;
 use ocrbridge_local::pipeline::{Pipeline, PipelineOptions};
 use ocrbridge_tests::{job_id_for, sim_stats, stack, text_pdf, TestStack};
 use serde_json::Value;
+use support::{env_file, json, ocrbridge};
 use vendor_sim::engine::EngineKind;
-
-/// The stack's environment file, as `ocrbridge local provision --env-out` writes it.
-fn env_file(s: &TestStack) -> PathBuf {
-    let text = ocrbridge_local::cli::env_lines(&s.endpoint, &s.stack).unwrap();
-    let path = std::env::temp_dir().join(format!("{}.env", s.stack.stack_name()));
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-/// Runs `ocrbridge --env-file ENV ARGS…`.
-async fn ocrbridge(env: &PathBuf, args: &[&str]) -> Output {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_ocrbridge"));
-    command.arg("--env-file").arg(env).args(args);
-    command.output().await.unwrap()
-}
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn json(out: &Output) -> Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {}{}",
-            stdout(out),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
 }
 
 fn receipt(shop: &str, total: &str) -> Vec<u8> {
