@@ -319,6 +319,75 @@ async fn base64_encoded_function_url_events_are_decoded_before_verifying() {
     );
 }
 
+/// The fuzzer's find (`fuzz/regressions/function_url_event/empty-method.json`): an event with an
+/// empty method. No method, or one that is not an HTTP token, is a malformed request (400); a
+/// real method other than POST is refused with 405 and `Allow: POST`. None reaches the signature
+/// check or the queue.
+#[tokio::test]
+async fn an_event_without_a_method_is_malformed_and_other_methods_are_refused() {
+    let w = world().await;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let found: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            root.join("fuzz/regressions/function_url_event/empty-method.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(found["requestContext"]["http"]["method"], "");
+    let with_method = |method: Option<&str>| {
+        let mut event = found.clone();
+        match method {
+            Some(m) => event["requestContext"]["http"]["method"] = Value::String(m.into()),
+            None => {
+                event["requestContext"]["http"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("method");
+            }
+        }
+        serde_json::from_value(event).unwrap()
+    };
+    let answer = |event| {
+        let wh = w.webhook.clone();
+        async move {
+            let response = wh.handle_event(&event).await;
+            let allow = response
+                .headers
+                .get("allow")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (response.status_code, allow)
+        }
+    };
+    assert_eq!(
+        answer(serde_json::from_value(found.clone()).unwrap()).await,
+        (400, None)
+    );
+    assert_eq!(answer(with_method(None)).await, (400, None), "missing");
+    assert_eq!(answer(with_method(Some("PO ST"))).await, (400, None));
+    assert_eq!(
+        answer(with_method(Some("GET"))).await,
+        (405, Some("POST".into()))
+    );
+    assert_eq!(
+        answer(with_method(Some("PROPFIND"))).await,
+        (405, Some("POST".into()))
+    );
+    let recorded = w.webhook.metrics.recorded();
+    assert_eq!(
+        recorded["WebhooksRejected[malformed_method]"], 3.0,
+        "{recorded:?}"
+    );
+    assert_eq!(recorded["WebhooksRejected[method]"], 2.0, "{recorded:?}");
+    assert!(
+        !recorded
+            .keys()
+            .any(|k| k.starts_with("WebhooksRejected[signature")),
+        "nothing was verified: {recorded:?}"
+    );
+    assert!(notices(&w).await.is_empty());
+}
+
 /// A webhook receiver over real HTTP that calls the handler, as the Function URL would.
 async fn serve(webhook: Arc<Webhook>) -> String {
     async fn receive(

@@ -1,22 +1,43 @@
 //! Function URL / HTTP API events as Lambda delivers them, decoded as the webhook function
-//! decodes them: any JSON is a delivery or a 400's reason, never a panic. (`lambda_http`'s own
-//! conversion panicked on an `isBase64Encoded` body that is not base64 — this target found it,
-//! and the function now decodes events itself; tests/webhook.rs keeps the case.)
+//! decodes them: any JSON is a delivery or a named reason for a 400, never a panic.
+//!
+//! Finds so far, each kept in `fuzz/regressions/function_url_event/` and in tests/webhook.rs:
+//! - `lambda_http`'s own conversion panicked on an `isBase64Encoded` body that is not base64;
+//!   the function now decodes events itself (a 400, `malformed_body`);
+//! - an event whose `requestContext.http.method` is `""` came out as a delivery with no method;
+//!   it is a 400 now (`malformed_method`), like a missing method or one that is not a token.
 #![no_main]
 
 use aws_lambda_events::event::lambda_function_urls::LambdaFunctionUrlRequest;
 use libfuzzer_sys::fuzz_target;
+use webhook::Malformed;
+
+/// RFC 9110 `token`, written out again here so the target does not trust the code it checks.
+fn is_token(method: &str) -> bool {
+    !method.is_empty()
+        && method
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(event) = serde_json::from_slice::<LambdaFunctionUrlRequest>(data) {
+        let method = event.request_context.http.method.clone();
         match webhook::delivery_of(&event) {
-            Ok((method, body)) => {
-                assert!(!method.is_empty());
+            Ok((delivered, body)) => {
+                assert!(is_token(&delivered), "{delivered:?} is not a method");
+                assert_eq!(Some(delivered), method);
                 if !event.is_base64_encoded {
                     assert_eq!(body, event.body.unwrap_or_default().into_bytes());
                 }
             }
-            Err(reason) => assert_eq!(reason, "malformed_body"),
+            Err(Malformed::Method) => {
+                assert!(!method.as_deref().is_some_and(is_token), "{method:?}")
+            }
+            Err(Malformed::Body) => {
+                assert!(method.as_deref().is_some_and(is_token));
+                assert!(event.is_base64_encoded);
+            }
         }
     }
 });

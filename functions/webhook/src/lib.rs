@@ -94,21 +94,46 @@ pub enum ConfigError {
     Setting(#[from] SettingError),
 }
 
-/// A delivery's method and exact body bytes from its event (`isBase64Encoded` bodies decoded);
-/// `Err` names why the event is malformed, for the rejection metric.
-pub fn delivery_of(event: &LambdaFunctionUrlRequest) -> Result<(String, Vec<u8>), &'static str> {
-    let method = event
-        .request_context
-        .http
-        .method
-        .clone()
-        .unwrap_or_else(|| "POST".to_owned());
+/// Why a Function URL event is not a request this function can read: answered 400 and counted
+/// in `WebhooksRejected` under [`Malformed::as_str`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Malformed {
+    /// `requestContext.http.method` is missing, empty, or not an HTTP method token (RFC 9110
+    /// §9.1: one or more `tchar`). Lambda always fills it in for a real request, so such an event
+    /// was made by hand or mangled on the way; it is not a method we refuse (405), it is no method.
+    Method,
+    /// `isBase64Encoded` is set and the body is not base64.
+    Body,
+}
+
+impl Malformed {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Malformed::Method => "malformed_method",
+            Malformed::Body => "malformed_body",
+        }
+    }
+}
+
+/// RFC 9110 §5.6.2 `tchar`: what an HTTP method token may be made of.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// A delivery's method and exact body bytes from its event (`isBase64Encoded` bodies decoded).
+/// The method is a well-formed token, but not necessarily `POST`: [`Webhook::handle`] answers
+/// any other method 405.
+pub fn delivery_of(event: &LambdaFunctionUrlRequest) -> Result<(String, Vec<u8>), Malformed> {
+    let method = match event.request_context.http.method.as_deref() {
+        Some(m) if !m.is_empty() && m.bytes().all(is_tchar) => m.to_owned(),
+        _ => return Err(Malformed::Method),
+    };
     let body = match (&event.body, event.is_base64_encoded) {
         (None, _) => Vec::new(),
         (Some(text), false) => text.as_bytes().to_vec(),
         (Some(text), true) => base64::engine::general_purpose::STANDARD
             .decode(text)
-            .map_err(|_| "malformed_body")?,
+            .map_err(|_| Malformed::Body)?,
     };
     Ok((method, body))
 }
@@ -172,7 +197,9 @@ pub struct Webhook {
 impl Webhook {
     /// The Lambda entry point: a Function URL (or HTTP API v2) event in, its response out. The
     /// body is decoded here, not by a framework: an `isBase64Encoded` body that is not base64 is
-    /// a 400 like any malformed request (`lambda_http` panics on it, which fuzzing found).
+    /// a 400 like any malformed request (`lambda_http` panics on it, which fuzzing found), and
+    /// so is an event without a method (fuzzing found that one too); a method other than `POST`
+    /// is a 405 that names `POST` in `Allow`.
     pub async fn handle_event(
         &self,
         event: &LambdaFunctionUrlRequest,
@@ -182,8 +209,9 @@ impl Webhook {
                 let now = (UnixMillis::now().0 / 1000) as i64;
                 self.handle(&method, &event.headers, &body, now).await
             }
-            Err(rejection) => {
-                self.rejected(rejection);
+            Err(malformed) => {
+                self.rejected(malformed.as_str());
+                warn!(reason = malformed.as_str(), "not a request this function can read");
                 BAD_REQUEST
             }
         };
@@ -194,6 +222,10 @@ impl Webhook {
         );
         // Non-exhaustive: built from its default.
         let mut response = LambdaFunctionUrlResponse::default();
+        if reply.status == METHOD.status {
+            // RFC 9110 §15.5.6: a 405 says which methods the resource does take.
+            headers.insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
+        }
         response.status_code = i64::from(reply.status);
         response.headers = headers;
         response.body = Some(reply.body.to_owned());
