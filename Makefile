@@ -25,9 +25,10 @@ invoke:
 chaos:
 	CHAOS_DOCS=$${CHAOS_DOCS:-1000} scripts/chaos.sh
 
-## fuzz: every cargo-fuzz target for 10 minutes (make test runs each for 45 s)
+## fuzz: every cargo-fuzz target explores for FUZZ_SECONDS (default 600) each; a crash is kept in
+## fuzz/regressions/<target>/ to commit with its test. make test only replays the committed inputs.
 fuzz:
-	FUZZ_SECONDS=$${FUZZ_SECONDS:-600} scripts/fuzz.sh
+	FUZZ_SECONDS=$${FUZZ_SECONDS:-600} scripts/fuzz.sh explore
 
 ## mutants: remove each exactly-once guard on purpose (scripts/mutants/*.patch) and require the
 ## test named for it to fail; needs a clean tree

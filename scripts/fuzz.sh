@@ -1,47 +1,98 @@
 #!/usr/bin/env bash
-# The cargo-fuzz targets in fuzz/ (libFuzzer), each for FUZZ_SECONDS (default 30; `make fuzz`
-# runs 600). Seeds: fuzz/corpus/<target> (committed), plus the vendors' real payloads and the
-# awkward inputs from ../shared/fixtures when present; the working corpus and any crash go to
-# .local/fuzz/. The toolchain is stable: RUSTC_BOOTSTRAP=1 lets cargo-fuzz pass its -Z flags.
-# A crash fails the run and is kept as .local/fuzz/<target>/crash-*: make it a regression test.
-#   scripts/fuzz.sh [TARGET…]
+# The cargo-fuzz targets in fuzz/ (libFuzzer), in one of two modes:
+#
+#   scripts/fuzz.sh replay  [TARGET…]   what `make test` runs: every target over its committed
+#                                        inputs once, and nothing else. Deterministic: the same
+#                                        commit gives the same answer.
+#   scripts/fuzz.sh explore [TARGET…]   what `make fuzz` runs: each target explores with random
+#                                        inputs for FUZZ_SECONDS (default 600) from those inputs.
+#
+# The inputs of a target: fuzz/corpus/<target> (seeds), fuzz/regressions/<target> (every crash a
+# fuzzer ever found, each with a test that feeds it through the real code), and the vendors' real
+# payloads and awkward inputs from ../shared/fixtures when present (OCRBRIDGE_SHARED_DIR).
+# A crash found by `explore` is copied into fuzz/regressions/<target>/ for you to commit, with a
+# test beside it; `replay` then keeps it fixed.
+# The toolchain is stable: RUSTC_BOOTSTRAP=1 lets cargo-fuzz pass its -Z flags.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+
+mode=${1:-}
+case $mode in
+  replay|explore) shift ;;
+  *) echo "usage: scripts/fuzz.sh replay|explore [TARGET…]" >&2; exit 2 ;;
+esac
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
   echo "fuzz: installing cargo-fuzz (crates.io)"
   cargo install cargo-fuzz --locked --version 0.13.2 >/dev/null 2>&1 || {
     echo "fuzz: cannot install cargo-fuzz; check that crates.io is reachable" >&2; exit 1; }
 fi
 export RUSTC_BOOTSTRAP=1
-seconds=${FUZZ_SECONDS:-30}
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
   targets=(webhook_verify function_url_event s3_event pdf_scan image_headers normalizers)
 fi
 shared=${OCRBRIDGE_SHARED_DIR:-$root/../shared}
-(cd fuzz && cargo fuzz build -s none)
-for t in "${targets[@]}"; do
-  work=.local/fuzz/$t
-  mkdir -p "$work/corpus"
-  cp -n fuzz/corpus/"$t"/* "$work/corpus/" 2>/dev/null || true
+# Replaying a few dozen inputs needs no optimizer, and a debug build compiles in half the time;
+# exploring runs millions of inputs, so it builds release.
+profile=()
+[ "$mode" = replay ] && profile=(--dev)
+(cd fuzz && cargo fuzz build "${profile[@]}" -s none)
+
+# Copies every committed input of target $1 into directory $2.
+gather() {
+  local t=$1 into=$2
+  mkdir -p "$into"
+  cp -n fuzz/corpus/"$t"/* "$into/" 2>/dev/null || true
+  cp -n fuzz/regressions/"$t"/* "$into/" 2>/dev/null || true
   if [ -d "$shared/fixtures" ]; then
     case $t in
       normalizers) cp -n "$shared"/fixtures/textract/*.json "$shared"/fixtures/azure-di/*.result.json \
-                     "$shared"/fixtures/mindee-v2/*/*.json "$work/corpus/" 2>/dev/null || true ;;
-      pdf_scan) cp -n "$shared"/fixtures/inputs/*.pdf "$work/corpus/" 2>/dev/null || true ;;
+                     "$shared"/fixtures/mindee-v2/*/*.json "$into/" 2>/dev/null || true ;;
+      pdf_scan) cp -n "$shared"/fixtures/inputs/*.pdf "$into/" 2>/dev/null || true ;;
       image_headers) for f in "$shared"/fixtures/inputs/receipt.*; do
-                       head -c 65536 "$f" > "$work/corpus/$(basename "$f").head"; done ;;
+                       head -c 65536 "$f" > "$into/$(basename "$f").head"; done ;;
     esac
   fi
+}
+
+for t in "${targets[@]}"; do
+  work=.local/fuzz/$t
+  if [ "$mode" = replay ]; then
+    # A fresh directory every time: libFuzzer may add to the first corpus directory it is given.
+    inputs=$work/replay
+    rm -rf "$inputs"
+    gather "$t" "$inputs"
+    count=$(ls "$inputs" | wc -l)
+    log=$work/replay.log
+    # -runs=0: run every input once, mutate nothing.
+    if (cd fuzz && cargo fuzz run "$t" "${profile[@]}" -s none "../$inputs" -- -runs=0 \
+          -artifact_prefix="../$work/replay-") >"$log" 2>&1; then
+      echo "fuzz replay $t: $count inputs, no crash"
+    else
+      echo "fuzz replay $t: FAILED on a committed input — see $log" >&2
+      grep -m5 -E 'panicked|SUMMARY|ERROR|Test unit written' "$log" >&2 || true
+      exit 1
+    fi
+    continue
+  fi
+  seconds=${FUZZ_SECONDS:-600}
+  mkdir -p "$work/corpus"
+  gather "$t" "$work/corpus"
   log=$work/run.log
   if (cd fuzz && cargo fuzz run "$t" -s none "../$work/corpus" -- \
         -max_total_time="$seconds" -artifact_prefix="../$work/" -print_final_stats=1) >"$log" 2>&1; then
     runs=$(grep -m1 -oE 'Done [0-9]+ runs' "$log" || echo "Done ? runs")
-    echo "fuzz $t: ${runs#Done } in ${seconds}s, corpus $(ls "$work/corpus" | wc -l), no crash"
+    echo "fuzz explore $t: ${runs#Done } in ${seconds}s, corpus $(ls "$work/corpus" | wc -l), no crash"
   else
-    echo "fuzz $t: FAILED — see $log and $work/crash-*" >&2
+    echo "fuzz explore $t: FOUND A CRASH — see $log" >&2
     grep -m5 -E 'panicked|SUMMARY|ERROR' "$log" >&2 || true
+    mkdir -p "fuzz/regressions/$t"
+    for crash in "$work"/crash-* "$work"/oom-* "$work"/timeout-*; do
+      [ -f "$crash" ] || continue
+      cp "$crash" "fuzz/regressions/$t/"
+      echo "fuzz: kept $(basename "$crash") in fuzz/regressions/$t/: fix the code (or the target), add a test that feeds it through the real code, and commit both; make test replays it from now on" >&2
+    done
     exit 1
   fi
 done
