@@ -16,22 +16,32 @@
 //!
 //! `CHAOS_DOCS` sets the document count (default 200, the CI size, and half of it for a twin);
 //! `make chaos` runs 1,000, `CHAOS_VENDOR=textract make chaos` (or azure, mindee) one twin's.
+//!
+//! **Same seed, same run.** Every fault decision — the simulator's and the functions' — is keyed
+//! by `CHAOS_SEED` (default [`GATE_SEED`], printed) and by what it is about (the document, the
+//! message, the write), not drawn in arrival order, and the documents themselves derive from the
+//! seed: the same seed strikes the same documents however the workers interleave. Each fault the
+//! run must see is also *forced* on a document of its own, so the check that it fired does not
+//! rest on luck. What remains free is the interleaving itself; every invariant below must hold
+//! for every one of them. `make chaos` explores with a new seed each time (printed, to replay).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use ocrbridge::job::{reason, Job, JobId, JobState};
+use ocrbridge::job::{reason, ContentHash, DocumentKey, Job, JobId, JobState, Profile};
 use ocrbridge::queue::REASON_CODE_ATTRIBUTE;
 use ocrbridge::vendor::ambiguity::{AmbiguityPolicy, Fallback};
 use ocrbridge::vendor::select::VendorKind;
-use ocrbridge_local::pipeline::{ChaosCounters, ChaosOptions, Pipeline, PipelineOptions};
+use ocrbridge_local::pipeline::{
+    ChaosCounters, ChaosFault, ChaosOptions, Pipeline, PipelineOptions,
+};
 use ocrbridge_tests::{
-    all_jobs, forward_reachable, sim_external_refs, sim_stats, stack_with, unique_name, TestStack,
+    all_jobs, forward_reachable, sim_external_refs, sim_stats, stack_with, TestStack,
 };
 use serde_json::Value;
 use vendor_sim::engine::EngineKind;
-use vendor_sim::faults::{Fault, FaultConfig};
+use vendor_sim::faults::{Fault, FaultConfig, Forced};
 use vendor_sim::Idempotency;
 
 /// A small valid PNG header with unique trailing bytes: intake accepts it (dimensions from the
@@ -43,6 +53,84 @@ fn png(i: usize, salt: &str) -> Vec<u8> {
     b.extend_from_slice(&[8, 2, 0, 0, 0, 0, 0, 0, 0]);
     b.extend_from_slice(format!("{salt}-{i}").as_bytes());
     b
+}
+
+/// The seed `make test` runs with: a gate gives the same answer for the same commit.
+const GATE_SEED: u64 = 20261202;
+
+/// `CHAOS_SEED`, or the gate's.
+fn seed() -> u64 {
+    std::env::var("CHAOS_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(GATE_SEED)
+}
+
+/// The uploads of a run: `(key, bytes)`. Unique documents, some duplicates of them (every 20th
+/// is the previous one's bytes), and junk intake must reject (every 25th, all the same bytes).
+fn uploads(docs: usize, seed: u64) -> Vec<(String, Vec<u8>)> {
+    let salt = format!("chaos-{seed}");
+    (0..docs)
+        .map(|i| {
+            let bytes = if i % 25 == 7 {
+                b"not a document at all".to_vec()
+            } else if i % 20 == 3 {
+                png(i - 1, &salt)
+            } else {
+                png(i, &salt)
+            };
+            (format!("receipts/chaos/{i:04}.png"), bytes)
+        })
+        .collect()
+}
+
+/// Where each fault the run must see is forced: a document of its own for each (one that is
+/// neither junk nor a duplicate, nor the original of one), by the subject the vendor and the
+/// functions know it by.
+struct Forcing {
+    sim: std::collections::BTreeMap<Fault, std::collections::BTreeSet<Forced>>,
+    chaos: BTreeSet<(ChaosFault, String)>,
+}
+
+fn forcing(vendor: VendorKind, uploads: &[(String, Vec<u8>)]) -> Forcing {
+    let receipt = Profile::new("receipt").unwrap();
+    let mut plain = uploads
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % 25 != 7 && i % 20 != 3 && (i + 1) % 20 != 3);
+    let mut next = || {
+        let (_, (key, bytes)) = plain
+            .next()
+            .expect("enough plain documents to force faults on");
+        let job = DocumentKey::new(&ContentHash::of(bytes), &receipt).job_id();
+        // What the vendor knows the document by: our job id (the simulator's external_ref,
+        // Textract's JobTag, Mindee's alias); Azure keeps nothing, so its twin keys by content.
+        let subject = match vendor {
+            VendorKind::Azure => format!("sha256:{}", ContentHash::of(bytes).to_hex()),
+            _ => job.to_string(),
+        };
+        (key.clone(), job.to_string(), subject)
+    };
+    let mut sim: std::collections::BTreeMap<Fault, std::collections::BTreeSet<Forced>> =
+        Default::default();
+    for fault in fault_rates(vendor).into_keys() {
+        let at: Vec<Forced> = match fault {
+            // At the door, before a request is read: by the request's number.
+            Fault::Throttle => vec![Forced::Request(4), Forced::Request(9)],
+            Fault::ServerError => vec![Forced::Request(6), Forced::Request(12)],
+            // Lost answers lead to the ambiguous path and its resolutions: three documents.
+            Fault::Drop => (0..2).map(|_| Forced::Subject(next().2)).collect(),
+            _ => vec![Forced::Subject(next().2)],
+        };
+        sim.insert(fault, at.into_iter().collect());
+    }
+    let mut chaos = BTreeSet::new();
+    chaos.insert((ChaosFault::Crash, format!("intake:{}", next().0)));
+    chaos.insert((ChaosFault::Kill, format!("submit:{}", next().1)));
+    chaos.insert((ChaosFault::KillInCall, next().1));
+    chaos.insert((ChaosFault::Freeze, next().1));
+    chaos.insert((ChaosFault::Freeze, next().1));
+    Forcing { sim, chaos }
 }
 
 /// `CHAOS_DOCS`, or 200 against the simulator and 100 against a twin (CI's sizes).
@@ -146,32 +234,26 @@ fn vendor_side_id(recorded: &str) -> &str {
     recorded.rsplit_once(':').map_or(recorded, |(_, id)| id)
 }
 
-/// The simulator's faults that apply to `vendor`'s protocol, and their rates.
+/// The simulator's faults that apply to `vendor`'s protocol, and their rates. (That each one
+/// fired is not left to the rates: each is also forced on a document of its own, [`forcing`].)
 fn fault_rates(vendor: VendorKind) -> BTreeMap<Fault, f64> {
     let traits = traits(vendor);
-    // The run asserts that every fault fired. A fault struck once per new vendor job (drop,
-    // truncated answer, drift, failed job) at 4% over ~90 jobs (a twin's CI run) never fires in
-    // about 2% of runs; the floor gives each about eight expected strikes at any size.
-    let floor = (8.0 / docs(vendor) as f64).min(0.2);
     let mut rates = BTreeMap::from([
         (Fault::Throttle, 0.06),
         (Fault::ServerError, 0.06),
+        // Per submission; kept low against the simulator, whose answers then time out.
         (
             Fault::Slow,
-            // Per submission; kept low against the simulator, whose answers then time out.
-            f64::max(
-                if vendor == VendorKind::Sim {
-                    0.02
-                } else {
-                    0.04
-                },
-                floor * 5.0 / 8.0,
-            ),
+            if vendor == VendorKind::Sim {
+                0.02
+            } else {
+                0.04
+            },
         ),
-        (Fault::Drop, f64::max(0.04, floor)),
-        (Fault::TruncatedResponse, f64::max(0.04, floor)),
-        (Fault::Drift, f64::max(0.05, floor)),
-        (Fault::FailedJob, f64::max(0.05, floor)),
+        (Fault::Drop, 0.04),
+        (Fault::TruncatedResponse, 0.04),
+        (Fault::Drift, 0.05),
+        (Fault::FailedJob, 0.05),
     ]);
     if traits.pushes {
         rates.extend([
@@ -191,13 +273,14 @@ fn fault_rates(vendor: VendorKind) -> BTreeMap<Fault, f64> {
     rates
 }
 
-fn options(vendor: VendorKind, fallback: Fallback) -> PipelineOptions {
+fn options(vendor: VendorKind, fallback: Fallback, seed: u64, forcing: Forcing) -> PipelineOptions {
     PipelineOptions {
         vendor,
         engine: EngineKind::Fast,
         faults: FaultConfig {
-            seed: 20261201,
+            seed,
             rates: fault_rates(vendor),
+            force: forcing.sim,
             rate_limit_rps: Some(100.0),
             // Longer than a lease: the client gives up first, and the simulator never creates
             // the job (an ambiguous submission that did not arrive).
@@ -219,8 +302,12 @@ fn options(vendor: VendorKind, fallback: Fallback) -> PipelineOptions {
             fallback,
         },
         chaos: ChaosOptions {
-            crash_rate: 0.04,
-            kill_rate: 0.06,
+            seed,
+            force: forcing.chaos,
+            // Per message (a batch crashes if any of its messages draws it): with batches of
+            // about four, a batch crashes about 4% of the time and is killed about 6%.
+            crash_rate: 0.01,
+            kill_rate: 0.015,
             kill_within: Duration::from_millis(1500),
             kill_in_call_rate: 0.05,
             freeze_rate: 0.06,
@@ -242,27 +329,25 @@ fn options(vendor: VendorKind, fallback: Fallback) -> PipelineOptions {
 
 async fn run(vendor: VendorKind, fallback: Fallback) {
     let docs = docs(vendor);
-    let s = stack_with(&[("VendorName", vendor.as_str())]).await;
-    let p = Pipeline::start(s.clients.clone(), &s.stack, options(vendor, fallback))
-        .await
-        .unwrap();
+    let seed = seed();
     let run = format!("{vendor}/{}", fallback.as_str());
+    eprintln!("chaos[{run}]: CHAOS_SEED={seed} (set it to replay this run)");
+    let uploads = uploads(docs, seed);
+    let forced = forcing(vendor, &uploads);
+    let s = stack_with(&[("VendorName", vendor.as_str())]).await;
+    let p = Pipeline::start(
+        s.clients.clone(),
+        &s.stack,
+        options(vendor, fallback, seed, forced),
+    )
+    .await
+    .unwrap();
     let traits = traits(vendor);
     // Whether a resubmission with the same key is safe at this vendor.
     let native = traits.idempotent;
 
-    // Uploads: unique documents, some duplicates of them, and some junk intake must reject.
-    let salt = unique_name("chaos");
     let mut unique_accepted: BTreeSet<Vec<u8>> = BTreeSet::new();
-    for i in 0..docs {
-        let key = format!("receipts/chaos/{i:04}.png");
-        let bytes = if i % 25 == 7 {
-            b"not a document at all".to_vec()
-        } else if i % 20 == 3 {
-            png(i - 1, &salt) // the same content as another upload: a duplicate (or its first copy)
-        } else {
-            png(i, &salt)
-        };
+    for (key, bytes) in uploads {
         if bytes.starts_with(b"\x89PNG") {
             unique_accepted.insert(bytes.clone());
         }

@@ -944,6 +944,7 @@ async fn a_frozen_worker_is_fenced_out_and_its_vendor_job_kept_as_an_orphan() {
             freeze: Duration::from_secs(6),
             ..Default::default()
         },
+        Default::default(),
         counters.clone(),
     );
     let frozen = Submit {

@@ -97,16 +97,17 @@ pub(crate) enum RequestFault {
 
 /// Rolls the request-level faults: the rate limit, throttling, server errors.
 pub(crate) fn request_fault(inner: &mut crate::state::Inner) -> Option<RequestFault> {
+    let request = inner.dice.next_request();
     if let Err(retry_after_secs) = inner.dice.take_token(Instant::now()) {
         inner.count_fault(Fault::RateLimited);
         return Some(RequestFault::Throttled { retry_after_secs });
     }
-    if inner.strikes(Fault::Throttle) {
+    if inner.strikes(Fault::Throttle, request) {
         return Some(RequestFault::Throttled {
             retry_after_secs: inner.dice.config.retry_after_secs,
         });
     }
-    if inner.strikes(Fault::ServerError) {
+    if inner.strikes(Fault::ServerError, request) {
         let status = *inner.dice.pick(&[
             StatusCode::INTERNAL_SERVER_ERROR,
             StatusCode::BAD_GATEWAY,
@@ -117,13 +118,15 @@ pub(crate) fn request_fault(inner: &mut crate::state::Inner) -> Option<RequestFa
     None
 }
 
-/// A twin's submission has arrived (counted in `submit_requests`): whether the slow fault
-/// strikes it, and how long it holds it.
-pub(crate) fn submission_received(sim: &Sim) -> Option<Duration> {
+/// A submission has arrived (counted in `submit_requests`) for `subject` (the reference it
+/// names, or the document's `sha256:`): whether the slow fault strikes it, and how long it holds
+/// it. The caller sleeps that long before creating anything, so a client that gives up meanwhile
+/// drops the request and nothing is created.
+pub(crate) fn submission_received(sim: &Sim, subject: &str) -> Option<Duration> {
     sim.with_state(|inner| {
         inner.stats.submit_requests += 1;
         inner
-            .strikes(Fault::Slow)
+            .strikes_for(Fault::Slow, subject)
             .then(|| Duration::from_millis(inner.dice.config.slow_delay_ms))
     })
 }
@@ -297,19 +300,7 @@ async fn submit(State(sim): State<Arc<Sim>>, request: Request) -> Response {
     if let Some(r) = gate(&sim, &headers) {
         return r;
     }
-    let (slow, slow_delay, honours_keys) = {
-        let mut inner = sim.lock();
-        inner.stats.submit_requests += 1;
-        (
-            inner.strikes(Fault::Slow),
-            inner.dice.config.slow_delay_ms,
-            inner.idempotency != Idempotency::None,
-        )
-    };
-    if slow {
-        // If the client gives up meanwhile, the connection drops this future: nothing is created.
-        tokio::time::sleep(Duration::from_millis(slow_delay)).await;
-    }
+    let honours_keys = sim.with_state(|inner| inner.idempotency != Idempotency::None);
     // A vendor without idempotency does not even look at the header.
     let idempotency_key = headers
         .get("idempotency-key")
@@ -321,6 +312,14 @@ async fn submit(State(sim): State<Arc<Sim>>, request: Request) -> Response {
         Ok(s) => s,
         Err(r) => return r,
     };
+    let subject = submission
+        .external_ref
+        .clone()
+        .or_else(|| idempotency_key.clone())
+        .unwrap_or_default();
+    if let Some(delay) = submission_received(&sim, &subject) {
+        tokio::time::sleep(delay).await;
+    }
     if !PROFILES.contains(&submission.profile.as_str()) {
         return error(
             StatusCode::UNPROCESSABLE_ENTITY,

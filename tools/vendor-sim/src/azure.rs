@@ -153,9 +153,6 @@ async fn analyze(
             "Invalid request body.",
         );
     };
-    if let Some(delay) = submission_received(&sim) {
-        tokio::time::sleep(delay).await;
-    }
     let limit = 50 * 1024 * 1024;
     let document = if let Some(url) = request["urlSource"].as_str() {
         match download(&sim, url, limit).await {
@@ -193,6 +190,13 @@ async fn analyze(
             "Give urlSource or base64Source.",
         );
     };
+    // Azure keeps nothing of ours: no reference, no idempotency. The twin's books still need to
+    // know which document each operation was for (its duplicate-charge ground truth, never shown
+    // to a client): the document's SHA-256.
+    let subject = format!("sha256:{}", hex::encode(Sha256::digest(&document)));
+    if let Some(delay) = submission_received(&sim, &subject) {
+        tokio::time::sleep(delay).await;
+    }
     let accept = Accept {
         protocol: Protocol::Azure(AzureJob {
             model: model.to_owned(),
@@ -203,10 +207,7 @@ async fn analyze(
             _ => "generic",
         }
         .into(),
-        // Azure keeps nothing of ours: no reference, no idempotency. The twin's books still
-        // need to know which document each operation was for (its duplicate-charge ground
-        // truth, never shown to a client): the document's SHA-256.
-        external_ref: Some(format!("sha256:{}", hex::encode(Sha256::digest(&document)))),
+        external_ref: Some(subject),
         key: None,
         document,
         received,

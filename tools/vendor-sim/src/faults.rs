@@ -1,15 +1,26 @@
 //! Fault injection: what can go wrong, how often, and a seeded dice so runs repeat.
 //!
-//! Every decision is drawn from one seeded RNG, so the same seed and the same request order give
-//! the same faults. Rates are probabilities in `0.0..=1.0`. Faults are set at start-up
-//! (`--faults throttle=0.1,drop=0.02 --seed 7`) or at run time (`PUT /admin/faults`).
+//! Two kinds of decision, both from the seed:
+//! - **per document** (accept-then-drop, a failed job, drift, every webhook fault, a slow
+//!   submission…): keyed by the job's subject — the reference it was submitted with (our job
+//!   id), or for Azure, which keeps none, the document's SHA-256 — and by how many times that
+//!   fault was rolled for it. The same seed strikes the same documents whatever order requests
+//!   arrive in, so a concurrent run repeats;
+//! - **per request** (random throttling and 5xx at the door, before the request is read): one
+//!   seeded stream, so the same seed and the same request order give the same faults.
+//!
+//! `force` makes a fault strike where a test needs it to, whatever its rate: the first time it
+//! is rolled for a subject, or on the n-th request served. Rates are probabilities in
+//! `0.0..=1.0`. Faults are set at start-up (`--faults throttle=0.1,drop=0.02 --seed 7`) or at run
+//! time (`PUT /admin/faults`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 /// Every fault the simulator can inject. The serialized names are used in `--faults`, in
 /// `PUT /admin/faults` and in `GET /admin/stats`.
@@ -93,6 +104,18 @@ pub struct FaultConfig {
     /// A silent model update on a share of documents (not a rate: every affected document, every
     /// time).
     pub model_update: Option<crate::model_update::ModelUpdate>,
+    /// Where faults strike whatever their rates (see the module docs).
+    pub force: BTreeMap<Fault, BTreeSet<Forced>>,
+}
+
+/// Where a forced fault strikes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Forced {
+    /// The first roll of the fault for this subject (a job's reference, or `sha256:<hex>`).
+    Subject(String),
+    /// The n-th `/v1`-style request the simulator serves (1-based), for the request faults.
+    Request(u64),
 }
 
 impl Default for FaultConfig {
@@ -108,6 +131,7 @@ impl Default for FaultConfig {
             // Twice the Standard Webhooks tolerance of 5 minutes.
             replay_age_ms: 10 * 60 * 1_000,
             model_update: None,
+            force: BTreeMap::new(),
         }
     }
 }
@@ -151,6 +175,25 @@ pub struct FaultDice {
     pub config: FaultConfig,
     rng: StdRng,
     bucket: Option<TokenBucket>,
+    /// Requests served so far (for [`Forced::Request`]).
+    requests: u64,
+    /// How many times each fault was rolled for each subject.
+    rolled: HashMap<(Fault, String), u64>,
+}
+
+/// A uniform draw in `0.0..1.0` that depends only on its inputs.
+fn keyed_unit(seed: u64, what: &str, subject: &str, nth: u64) -> f64 {
+    let digest = Sha256::new()
+        .chain_update(seed.to_be_bytes())
+        .chain_update(what.as_bytes())
+        .chain_update([0])
+        .chain_update(subject.as_bytes())
+        .chain_update(nth.to_be_bytes())
+        .finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    // 53 bits: every value exactly representable, so the draw is uniform.
+    (u64::from_be_bytes(first) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 impl FaultDice {
@@ -162,17 +205,71 @@ impl FaultDice {
             rng: StdRng::seed_from_u64(config.seed),
             bucket,
             config,
+            requests: 0,
+            rolled: HashMap::new(),
         }
     }
 
-    /// Whether `fault` strikes now.
-    pub fn roll(&mut self, fault: Fault) -> bool {
-        let rate = self.config.rates.get(&fault).copied().unwrap_or(0.0);
-        rate > 0.0 && self.rng.random::<f64>() < rate
+    fn rate(&self, fault: Fault) -> f64 {
+        self.config.rates.get(&fault).copied().unwrap_or(0.0)
     }
 
+    /// Whether `fault` is forced at `at`. A forced subject also covers the events of that
+    /// subject (`<subject>:<status>`, `<subject>:<endpoint>`: a job's webhooks).
+    fn forced(&self, fault: Fault, at: &Forced) -> bool {
+        let Some(forced) = self.config.force.get(&fault) else {
+            return false;
+        };
+        match at {
+            Forced::Request(_) => forced.contains(at),
+            Forced::Subject(subject) => forced.iter().any(|f| match f {
+                Forced::Subject(s) => {
+                    subject == s
+                        || subject
+                            .strip_prefix(s.as_str())
+                            .is_some_and(|rest| rest.starts_with(':'))
+                }
+                Forced::Request(_) => false,
+            }),
+        }
+    }
+
+    /// Counts a request served; its number is what [`Forced::Request`] names.
+    pub fn next_request(&mut self) -> u64 {
+        self.requests += 1;
+        self.requests
+    }
+
+    /// Whether a request fault strikes request number `request`: forced there, or drawn from
+    /// the seeded stream.
+    pub fn roll(&mut self, fault: Fault, request: u64) -> bool {
+        let rate = self.rate(fault);
+        let drawn = rate > 0.0 && self.rng.random::<f64>() < rate;
+        drawn || self.forced(fault, &Forced::Request(request))
+    }
+
+    /// Whether `fault` strikes `subject` now: its first roll there if forced, else a draw keyed
+    /// by the seed, the fault, the subject and how many times it was rolled for it.
+    pub fn roll_for(&mut self, fault: Fault, subject: &str) -> bool {
+        let count = self.rolled.entry((fault, subject.to_owned())).or_default();
+        let nth = *count;
+        *count += 1;
+        if nth == 0 && self.forced(fault, &Forced::Subject(subject.to_owned())) {
+            return true;
+        }
+        let rate = self.rate(fault);
+        rate > 0.0 && keyed_unit(self.config.seed, &fault.name(), subject, nth) < rate
+    }
+
+    /// One of `items`, from the seeded stream.
     pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.rng.random_range(0..items.len())]
+    }
+
+    /// One of `items` for `subject`, the same every run with the same seed.
+    pub fn pick_for<'a, T>(&self, items: &'a [T], what: &str, subject: &str) -> &'a T {
+        let unit = keyed_unit(self.config.seed, what, subject, 0);
+        &items[((unit * items.len() as f64) as usize).min(items.len() - 1)]
     }
 
     /// Takes a token; on refusal, the seconds until one is available (for `Retry-After`).
@@ -251,13 +348,84 @@ mod tests {
             ..Default::default()
         };
         let rolls = |mut dice: FaultDice| -> Vec<bool> {
-            (0..64).map(|_| dice.roll(Fault::Throttle)).collect()
+            (0..64)
+                .map(|_| {
+                    let n = dice.next_request();
+                    dice.roll(Fault::Throttle, n)
+                })
+                .collect()
         };
         let a = rolls(FaultDice::new(config.clone()));
         assert_eq!(a, rolls(FaultDice::new(config.clone())));
         assert!(a.iter().any(|x| *x) && a.iter().any(|x| !*x));
         let other = FaultConfig { seed: 43, ..config };
         assert_ne!(a, rolls(FaultDice::new(other)));
+    }
+
+    #[test]
+    fn keyed_rolls_depend_on_the_subject_not_the_order() {
+        let config = FaultConfig {
+            seed: 7,
+            rates: BTreeMap::from([(Fault::Drop, 0.3)]),
+            ..Default::default()
+        };
+        let subjects: Vec<String> = (0..200).map(|i| format!("doc-{i}")).collect();
+        let mut forward = FaultDice::new(config.clone());
+        let a: Vec<bool> = subjects
+            .iter()
+            .map(|s| forward.roll_for(Fault::Drop, s))
+            .collect();
+        let mut backward = FaultDice::new(config.clone());
+        let mut b: Vec<bool> = subjects
+            .iter()
+            .rev()
+            .map(|s| backward.roll_for(Fault::Drop, s))
+            .collect();
+        b.reverse();
+        assert_eq!(a, b, "the same subjects strike in any order");
+        let hits = a.iter().filter(|x| **x).count();
+        assert!((35..=85).contains(&hits), "about 30% of 200: {hits}");
+        // A second roll for the same subject is a new draw, not a repeat of the first.
+        let mut dice = FaultDice::new(config.clone());
+        let again: Vec<bool> = subjects
+            .iter()
+            .map(|s| {
+                dice.roll_for(Fault::Drop, s);
+                dice.roll_for(Fault::Drop, s)
+            })
+            .collect();
+        assert_ne!(a, again);
+    }
+
+    #[test]
+    fn forced_faults_strike_once_where_they_are_forced() {
+        let config = FaultConfig {
+            seed: 1,
+            force: BTreeMap::from([
+                (
+                    Fault::Drop,
+                    BTreeSet::from([Forced::Subject("doc-a".into())]),
+                ),
+                (Fault::ServerError, BTreeSet::from([Forced::Request(3)])),
+            ]),
+            ..Default::default()
+        };
+        let mut dice = FaultDice::new(config);
+        assert!(dice.roll_for(Fault::Drop, "doc-a"));
+        assert!(!dice.roll_for(Fault::Drop, "doc-a"), "the first roll only");
+        assert!(!dice.roll_for(Fault::Drop, "doc-b"));
+        assert!(!dice.roll_for(Fault::Drop, "doc-ab"));
+        assert!(
+            dice.roll_for(Fault::Drop, "doc-a:succeeded"),
+            "the subject's events too"
+        );
+        let struck: Vec<bool> = (0..5)
+            .map(|_| {
+                let n = dice.next_request();
+                dice.roll(Fault::ServerError, n)
+            })
+            .collect();
+        assert_eq!(struck, [false, false, true, false, false]);
     }
 
     #[test]

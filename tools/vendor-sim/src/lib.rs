@@ -295,9 +295,10 @@ impl Sim {
                 processing_ms: None,
             };
             inner.insert_new_job(job.clone(), accept.key.as_ref().map(|k| k.memory));
-            let cut = if inner.strikes(Fault::Drop) {
+            let subject = job.subject().to_owned();
+            let cut = if inner.strikes_for(Fault::Drop, &subject) {
                 Some(Cut::Drop)
-            } else if inner.strikes(Fault::TruncatedResponse) {
+            } else if inner.strikes_for(Fault::TruncatedResponse, &subject) {
                 Some(Cut::Truncate)
             } else {
                 None
@@ -361,8 +362,12 @@ impl Sim {
                 .get(&id)
                 .map(|j| j.profile.clone())
                 .unwrap_or_default();
+            let subject = inner
+                .jobs
+                .get(&id)
+                .map_or_else(|| id.clone(), |j| j.subject().to_owned());
             match outcome {
-                _ if inner.strikes(Fault::FailedJob) => (
+                _ if inner.strikes_for(Fault::FailedJob, &subject) => (
                     Status::Failed,
                     None,
                     Some(JobError {
@@ -401,7 +406,7 @@ impl Sim {
                             }
                         }
                     }
-                    let drifted = inner.strikes(Fault::Drift);
+                    let drifted = inner.strikes_for(Fault::Drift, &subject);
                     let native = inner
                         .jobs
                         .get(&id)
@@ -437,7 +442,7 @@ impl Sim {
                         job.pages = pages.len() as u32;
                     }
                     if drifted && native {
-                        let kind = *inner.dice.pick(&DRIFTS);
+                        let kind = *inner.dice.pick_for(&DRIFTS, "drift_kind", &subject);
                         apply_drift(&mut result, kind);
                         *inner.stats.drift_by_kind.entry(kind.into()).or_default() += 1;
                     } else if drifted {
@@ -514,17 +519,19 @@ impl Sim {
                 delay: Duration::ZERO,
                 backdate_secs: 0,
             };
+            // Each status change of a job rolls its own webhook faults.
+            let event = format!("{}:{}", job.subject(), status.as_str());
             if inner.webhook.url.is_none() {
                 inner.stats.webhooks_without_endpoint += 1;
-            } else if inner.strikes(Fault::LostWebhook) {
+            } else if inner.strikes_for(Fault::LostWebhook, &event) {
                 // Never sent: the receiver must find out by polling.
-            } else if status == Status::Processing && inner.strikes(Fault::OutOfOrder) {
+            } else if status == Status::Processing && inner.strikes_for(Fault::OutOfOrder, &event) {
                 hold = Some(Outgoing {
                     kind: DeliveryKind::OutOfOrder,
                     ..genuine
                 });
             } else {
-                deliveries.extend(inject_webhook_faults(&mut inner, genuine));
+                deliveries.extend(inject_webhook_faults(&mut inner, genuine, &event));
             }
         }
         if let Some(held) = held_back {
@@ -599,11 +606,12 @@ impl Sim {
     }
 }
 
-/// The deliveries for one genuine event, after the webhook faults had their say.
-fn inject_webhook_faults(inner: &mut Inner, genuine: Outgoing) -> Vec<Outgoing> {
+/// The deliveries for one genuine event (`event`: the job's subject and status), after the
+/// webhook faults had their say.
+fn inject_webhook_faults(inner: &mut Inner, genuine: Outgoing, event: &str) -> Vec<Outgoing> {
     let mut out = Vec::new();
     let config = inner.dice.config.clone();
-    if inner.strikes(Fault::BadSignature) {
+    if inner.strikes_for(Fault::BadSignature, event) {
         // The forgery arrives first, under the genuine id: a receiver that dedupes before it
         // verifies would then drop the real delivery.
         out.push(Outgoing {
@@ -612,21 +620,21 @@ fn inject_webhook_faults(inner: &mut Inner, genuine: Outgoing) -> Vec<Outgoing> 
         });
     }
     let mut main = genuine.clone();
-    if inner.strikes(Fault::DelayedWebhook) {
+    if inner.strikes_for(Fault::DelayedWebhook, event) {
         main.kind = DeliveryKind::Delayed;
         main.delay = Duration::from_millis(config.webhook_delay_ms);
     } else if !out.is_empty() {
         main.delay = Duration::from_millis(100);
     }
     out.push(main.clone());
-    if inner.strikes(Fault::DuplicateWebhook) {
+    if inner.strikes_for(Fault::DuplicateWebhook, event) {
         out.push(Outgoing {
             kind: DeliveryKind::Duplicate,
             delay: main.delay + Duration::from_millis(100),
             ..genuine.clone()
         });
     }
-    if inner.strikes(Fault::Replay) {
+    if inner.strikes_for(Fault::Replay, event) {
         out.push(Outgoing {
             kind: DeliveryKind::Replay,
             delay: main.delay + Duration::from_millis(150),

@@ -236,7 +236,7 @@ async fn enqueue(State(sim): State<Arc<Sim>>, request: Request) -> Response {
     let Some(model_id) = model_id.filter(|m| !m.is_empty()) else {
         return invalid("#/model_id", "model_id is required".into());
     };
-    if let Some(delay) = submission_received(&sim) {
+    if let Some(delay) = submission_received(&sim, alias.as_deref().unwrap_or_default()) {
         tokio::time::sleep(delay).await;
     }
     let document = match (file, url) {
@@ -567,21 +567,23 @@ pub fn notify(sim: &Arc<Sim>, job: SimJob) {
             sim.with_state(|inner| inner.stats.webhooks_without_endpoint += 1);
             continue;
         };
+        // Each endpoint's delivery of each job rolls its own faults.
+        let event = format!("{}:{id}", job.subject());
         let plan = sim.with_state(|inner| Plan {
-            lost: inner.strikes(Fault::LostWebhook),
-            forged_first: inner.strikes(Fault::BadSignature),
-            copies: if inner.strikes(Fault::DuplicateWebhook) {
+            lost: inner.strikes_for(Fault::LostWebhook, &event),
+            forged_first: inner.strikes_for(Fault::BadSignature, &event),
+            copies: if inner.strikes_for(Fault::DuplicateWebhook, &event) {
                 2
             } else {
                 1
             },
-            delay: if inner.strikes(Fault::DelayedWebhook) {
+            delay: if inner.strikes_for(Fault::DelayedWebhook, &event) {
                 Duration::from_millis(inner.dice.config.webhook_delay_ms)
             } else {
                 Duration::ZERO
             },
             replay_after: inner
-                .strikes(Fault::Replay)
+                .strikes_for(Fault::Replay, &event)
                 .then(|| Duration::from_millis(inner.dice.config.webhook_delay_ms.max(500) * 2)),
             retries: inner.webhook.retry_schedule.clone(),
         });

@@ -19,6 +19,15 @@ pub enum Status {
 }
 
 impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Processing => "processing",
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+        }
+    }
+
     pub fn is_final(self) -> bool {
         matches!(self, Status::Succeeded | Status::Failed)
     }
@@ -72,6 +81,12 @@ pub struct SimJob {
 }
 
 impl SimJob {
+    /// What per-document faults are keyed by (`faults`): the reference the job was submitted
+    /// with, or its own id when it came without one.
+    pub fn subject(&self) -> &str {
+        self.external_ref.as_deref().unwrap_or(&self.id)
+    }
+
     /// The public view of a job, as `GET /v1/documents/{id}` returns it.
     pub fn view(&self) -> Value {
         serde_json::json!({
@@ -255,9 +270,18 @@ impl Inner {
         self.jobs.insert(job.id.clone(), job);
     }
 
-    /// Rolls `fault` and counts it if it strikes.
-    pub fn strikes(&mut self, fault: Fault) -> bool {
-        let hit = self.dice.roll(fault);
+    /// Rolls a request fault for request number `request` and counts it if it strikes.
+    pub fn strikes(&mut self, fault: Fault, request: u64) -> bool {
+        let hit = self.dice.roll(fault, request);
+        if hit {
+            self.count_fault(fault);
+        }
+        hit
+    }
+
+    /// Rolls a per-document fault for `subject` (see `faults`) and counts it if it strikes.
+    pub fn strikes_for(&mut self, fault: Fault, subject: &str) -> bool {
+        let hit = self.dice.roll_for(fault, subject);
         if hit {
             self.count_fault(fault);
         }

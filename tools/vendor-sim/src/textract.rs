@@ -194,8 +194,11 @@ fn valid_job_tag(tag: &str) -> bool {
 }
 
 async fn start(sim: &Arc<Sim>, api: Api, request: &Value, received: Instant) -> Response {
-    // If the client gives up meanwhile, the connection drops this future: nothing is created.
-    if let Some(delay) = submission_received(sim) {
+    let subject = request["JobTag"]
+        .as_str()
+        .or(request["ClientRequestToken"].as_str())
+        .unwrap_or_default();
+    if let Some(delay) = submission_received(sim, subject) {
         tokio::time::sleep(delay).await;
     }
     let s3 = &request["DocumentLocation"]["S3Object"];
@@ -617,14 +620,15 @@ pub fn notify(sim: &Arc<Sim>, job: SimJob) {
     let Some(topic) = textract.topic_arn.clone() else {
         return;
     };
+    let subject = job.subject().to_owned();
     let (lost, copies, delay) = sim.with_state(|inner| {
-        let lost = inner.strikes(Fault::LostWebhook);
-        let copies = if inner.strikes(Fault::DuplicateWebhook) {
+        let lost = inner.strikes_for(Fault::LostWebhook, &subject);
+        let copies = if inner.strikes_for(Fault::DuplicateWebhook, &subject) {
             2
         } else {
             1
         };
-        let delay = if inner.strikes(Fault::DelayedWebhook) {
+        let delay = if inner.strikes_for(Fault::DelayedWebhook, &subject) {
             Duration::from_millis(inner.dice.config.webhook_delay_ms)
         } else {
             Duration::ZERO

@@ -122,12 +122,10 @@ async fn slow_responses_outlast_the_client_timeout() {
         .timeout(Duration::from_millis(300))
         .build()
         .unwrap();
-    let started = Instant::now();
     let err = upload_with(&impatient, &sim, b"x".to_vec(), "receipt", Some("slow-1"))
         .await
         .expect_err("the client times out");
     assert!(err.is_timeout(), "{err:?}");
-    assert!(started.elapsed() < Duration::from_millis(1000));
     // The request is only handled after the delay; the client that gave up created nothing.
     tokio::time::sleep(Duration::from_millis(1800)).await;
     put_faults(&sim, json!({})).await;

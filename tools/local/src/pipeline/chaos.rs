@@ -18,9 +18,16 @@
 //!
 //! A stronger adversary than Lambda on one point: a stalled worker goes on even after its
 //! invocation's deadline, where Lambda would have killed it. The fence does not rely on that.
+//!
+//! Every decision is keyed, not drawn from a stream ([`ChaosDice`]): by the seed, the fault, what
+//! it is about (the job a message or a write is for, or an upload's key) and how many times that
+//! was rolled before. The same seed strikes the same documents however the workers interleave,
+//! and `force` makes a fault strike a given subject the first time, so a run that must see a
+//! fault sees it.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_smithy_runtime_api::client::http::{
@@ -31,15 +38,45 @@ use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use ocrbridge::vendor::{normalize, Capabilities, Submission, Vendor, VendorError, VendorJob};
-use rand::Rng;
+use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
+
+/// The faults the chaos run injects into the functions (the simulator has its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ChaosFault {
+    /// A handled batch is not acknowledged.
+    Crash,
+    /// An invocation is stopped at a random instant.
+    Kill,
+    /// An invocation is stopped while its vendor submission is in flight.
+    KillInCall,
+    /// A write of the vendor's answer stalls past the writer's lease.
+    Freeze,
+}
+
+impl ChaosFault {
+    fn name(self) -> &'static str {
+        match self {
+            ChaosFault::Crash => "crash",
+            ChaosFault::Kill => "kill",
+            ChaosFault::KillInCall => "kill_in_call",
+            ChaosFault::Freeze => "freeze",
+        }
+    }
+}
 
 /// Rates and durations; all off by default.
 #[derive(Debug, Clone, Default)]
 pub struct ChaosOptions {
-    /// Probability that a handled batch is not acknowledged.
+    /// What every decision is keyed from (see the module docs).
+    pub seed: u64,
+    /// Faults that strike these subjects the first time they are rolled there, whatever the
+    /// rates: a job id (`doc-…`) for submit, parse and the writes, or an upload's key for intake.
+    pub force: BTreeSet<(ChaosFault, String)>,
+    /// Probability, per message, that a handled batch holding it is not acknowledged.
     pub crash_rate: f64,
-    /// Probability that an invocation is killed at a random instant within `kill_within`.
+    /// Probability, per message, that an invocation holding it is killed at an instant within
+    /// `kill_within`.
     pub kill_rate: f64,
     pub kill_within: Duration,
     /// Probability that a vendor submission's invocation is killed while it is in flight.
@@ -95,9 +132,75 @@ tokio::task_local! {
     pub(crate) static INVOCATION: Arc<Invocation>;
 }
 
-/// Whether a random draw at `rate` hits.
-pub(crate) fn strikes(rate: f64) -> bool {
-    rate > 0.0 && rand::rng().random::<f64>() < rate
+/// The chaos run's dice: every decision keyed by what it is about (see the module docs). Shared
+/// by the event sources, the vendor wrapper and the stalling connection.
+#[derive(Debug, Default)]
+pub struct ChaosDice {
+    seed: u64,
+    force: BTreeSet<(ChaosFault, String)>,
+    rolled: Mutex<HashMap<(ChaosFault, String), u64>>,
+}
+
+/// A uniform draw in `0.0..1.0` that depends only on its inputs.
+fn keyed_unit(seed: u64, what: &str, subject: &str, nth: u64) -> f64 {
+    let digest = Sha256::new()
+        .chain_update(seed.to_be_bytes())
+        .chain_update(what.as_bytes())
+        .chain_update([0])
+        .chain_update(subject.as_bytes())
+        .chain_update(nth.to_be_bytes())
+        .finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    (u64::from_be_bytes(first) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+impl ChaosDice {
+    pub fn new(options: &ChaosOptions) -> Self {
+        ChaosDice {
+            seed: options.seed,
+            force: options.force.clone(),
+            rolled: Mutex::default(),
+        }
+    }
+
+    /// Whether `fault` at `rate` strikes `subject` now; `Some` is the draw's own fraction in
+    /// `0.0..1.0` (where within a window a kill lands), `None` a miss.
+    pub(crate) fn strikes(&self, fault: ChaosFault, rate: f64, subject: &str) -> Option<f64> {
+        let nth = {
+            let mut rolled = self.rolled.lock().unwrap_or_else(|p| p.into_inner());
+            let count = rolled.entry((fault, subject.to_owned())).or_default();
+            *count += 1;
+            *count - 1
+        };
+        if nth == 0 && self.force.contains(&(fault, subject.to_owned())) {
+            // Forced strikes land where they cannot miss: a kill at once (before the handler
+            // can finish), a kill in a call as its answer arrives (the vendor has the request).
+            return Some(if fault == ChaosFault::Kill { 0.0 } else { 1.0 });
+        }
+        let when = keyed_unit(self.seed, &format!("{}/when", fault.name()), subject, nth);
+        (rate > 0.0 && keyed_unit(self.seed, fault.name(), subject, nth) < rate).then_some(when)
+    }
+}
+
+/// What a message is about, for the dice: the job it names (`doc-` and 40 hex characters, in
+/// a submit message, a result notice or a Textract completion's `JobTag`), else an S3 upload's
+/// key, else the whole body.
+pub(crate) fn subject_of(body: &str) -> String {
+    if let Some(at) = body.find("doc-") {
+        let id = &body[at..];
+        if id.len() >= 44 && id.as_bytes()[4..44].iter().all(u8::is_ascii_hexdigit) {
+            return id[..44].to_owned();
+        }
+    }
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/Records/0/s3/object/key")
+                .and_then(|k| k.as_str())
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| body.to_owned())
 }
 
 /// A vendor adapter that counts submissions and marks the invocation while one is in flight
@@ -105,6 +208,7 @@ pub(crate) fn strikes(rate: f64) -> bool {
 pub struct Chaotic<V> {
     inner: V,
     kill_in_call_rate: f64,
+    dice: Arc<ChaosDice>,
     counters: Arc<ChaosCounters>,
     /// Submissions in flight, by job.
     in_flight: Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>>,
@@ -127,10 +231,16 @@ impl Drop for InFlight {
 }
 
 impl<V> Chaotic<V> {
-    pub fn new(inner: V, options: &ChaosOptions, counters: Arc<ChaosCounters>) -> Self {
+    pub fn new(
+        inner: V,
+        options: &ChaosOptions,
+        dice: Arc<ChaosDice>,
+        counters: Arc<ChaosCounters>,
+    ) -> Self {
         Chaotic {
             inner,
             kill_in_call_rate: options.kill_in_call_rate,
+            dice,
             counters,
             in_flight: Default::default(),
         }
@@ -171,11 +281,15 @@ impl<V: Vendor> Vendor for Chaotic<V> {
         };
         if let Some(i) = &invocation {
             i.in_vendor_call.store(true, Ordering::SeqCst);
-            if strikes(self.kill_in_call_rate) {
-                // Killed at a random instant of the call, or as its answer arrives if the call is
+            if let Some(when) = self.dice.strikes(
+                ChaosFault::KillInCall,
+                self.kill_in_call_rate,
+                submission.external_ref,
+            ) {
+                // Killed at an instant of the call, or as its answer arrives if the call is
                 // quicker than that: either way the vendor may hold a job the worker never
                 // recorded. The invocation never returns from here.
-                let cut = Duration::from_millis(rand::rng().random_range(0..200));
+                let cut = Duration::from_millis((when * 200.0) as u64);
                 tokio::select! {
                     _ = self.inner.submit(submission) => {}
                     _ = tokio::time::sleep(cut) => {}
@@ -228,17 +342,19 @@ pub struct StallingHttpClient {
     stall: Duration,
     /// Fail the write outright (a broken connection) instead of delaying it.
     fail: bool,
+    dice: Arc<ChaosDice>,
     counters: Arc<ChaosCounters>,
 }
 
 impl StallingHttpClient {
     /// Over a plain-HTTP client (the local stack's moto).
-    pub fn new(options: &ChaosOptions, counters: Arc<ChaosCounters>) -> Self {
+    pub fn new(options: &ChaosOptions, dice: Arc<ChaosDice>, counters: Arc<ChaosCounters>) -> Self {
         StallingHttpClient {
             inner: aws_smithy_http_client::Builder::new().build_http(),
             rate: options.freeze_rate,
             stall: options.freeze,
             fail: false,
+            dice,
             counters,
         }
     }
@@ -251,6 +367,7 @@ impl StallingHttpClient {
             rate: 1.0,
             stall: Duration::ZERO,
             fail: true,
+            dice: Arc::default(),
             counters,
         }
     }
@@ -283,6 +400,7 @@ impl HttpClient for StallingHttpClient {
             rate: self.rate,
             stall: self.stall,
             fail: self.fail,
+            dice: Arc::clone(&self.dice),
             counters: Arc::clone(&self.counters),
         })
     }
@@ -294,20 +412,31 @@ struct StallingConnector {
     rate: f64,
     stall: Duration,
     fail: bool,
+    dice: Arc<ChaosDice>,
     counters: Arc<ChaosCounters>,
 }
 
-/// `UpdateItem` moving a job to `Submitted` under a lease: the record of the vendor's answer.
-fn records_a_vendor_answer(request: &HttpRequest) -> bool {
+/// `UpdateItem` moving a job to `Submitted` under a lease (the record of the vendor's answer):
+/// the job it is for.
+fn records_a_vendor_answer(request: &HttpRequest) -> Option<String> {
     let target = request.headers().get("x-amz-target").unwrap_or_default();
     let body = request.body().bytes().unwrap_or_default();
     let has = |needle: &[u8]| body.windows(needle.len()).any(|w| w == needle);
-    target == "DynamoDB_20120810.UpdateItem" && has(b"\"Submitted\"") && has(b"lease_owner")
+    (target == "DynamoDB_20120810.UpdateItem" && has(b"\"Submitted\"") && has(b"lease_owner"))
+        .then(|| subject_of(&String::from_utf8_lossy(body)))
 }
 
 impl HttpConnector for StallingConnector {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        let stall = (records_a_vendor_answer(&request) && strikes(self.rate)).then_some(self.stall);
+        let stall = records_a_vendor_answer(&request)
+            .filter(|job| {
+                self.fail
+                    || self
+                        .dice
+                        .strikes(ChaosFault::Freeze, self.rate, job)
+                        .is_some()
+            })
+            .map(|_| self.stall);
         let invocation = INVOCATION.try_with(Arc::clone).ok();
         let inner = self.inner.clone();
         let counters = Arc::clone(&self.counters);

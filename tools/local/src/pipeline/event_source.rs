@@ -13,14 +13,12 @@
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessageAttribute};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
 use ocrbridge::time::UnixMillis;
-use rand::Rng;
 
-use super::chaos::{strikes, ChaosCounters, Invocation, INVOCATION};
+use super::chaos::{subject_of, ChaosCounters, ChaosFault, Invocation, INVOCATION};
 use super::Pipeline;
 
 /// The SQS event source mappings of the template: which queue feeds which function.
@@ -153,8 +151,41 @@ impl Pipeline {
         }
     }
 
-    async fn acknowledge(&self, queue_url: &str, messages: &[Message], failed: &[String]) {
-        if strikes(self.options.chaos.crash_rate) {
+    /// Rolls `fault` for every message of a batch (each by its own subject, so the same
+    /// documents are struck however batches form); `Some` is the first strike's fraction.
+    fn batch_strikes(
+        &self,
+        fault: ChaosFault,
+        rate: f64,
+        name: &str,
+        messages: &[Message],
+    ) -> Option<f64> {
+        let strikes: Vec<Option<f64>> = messages
+            .iter()
+            .map(|m| {
+                let subject = format!("{name}:{}", subject_of(m.body().unwrap_or_default()));
+                self.chaos_dice.strikes(fault, rate, &subject)
+            })
+            .collect();
+        strikes.into_iter().flatten().next()
+    }
+
+    async fn acknowledge(
+        &self,
+        queue_url: &str,
+        name: &str,
+        messages: &[Message],
+        failed: &[String],
+    ) {
+        if self
+            .batch_strikes(
+                ChaosFault::Crash,
+                self.options.chaos.crash_rate,
+                name,
+                messages,
+            )
+            .is_some()
+        {
             // Killed after the side effects, before the acknowledgement: nothing is deleted, and
             // every message of the batch comes back.
             ChaosCounters::add(&self.chaos.crashes);
@@ -219,12 +250,12 @@ impl Pipeline {
                 )
             }
             None => {
-                self.invoke_in_process(source, queue_url, &batch, event)
+                self.invoke_in_process(source, queue_url, name, &batch, event)
                     .await
             }
         };
         match invoked {
-            Invoked::Returned(failed) => self.acknowledge(queue_url, &batch, &failed).await,
+            Invoked::Returned(failed) => self.acknowledge(queue_url, name, &batch, &failed).await,
             Invoked::Lost => self.give_back(queue_url, &batch).await,
             Invoked::GivenUp => {}
         }
@@ -238,6 +269,7 @@ impl Pipeline {
         &self,
         source: EventSource,
         queue_url: &str,
+        name: &str,
         batch: &[Message],
         event: SqsEvent,
     ) -> Invoked {
@@ -245,10 +277,9 @@ impl Pipeline {
         let deadline = UnixMillis::now().plus(timeout);
         let invocation = Arc::new(Invocation::default());
         let chaos = &self.options.chaos;
-        let kill_at = strikes(chaos.kill_rate).then(|| {
-            let within = chaos.kill_within.as_millis().max(1) as u64;
-            Duration::from_millis(rand::rng().random_range(0..within))
-        });
+        let kill_at = self
+            .batch_strikes(ChaosFault::Kill, chaos.kill_rate, name, batch)
+            .map(|when| chaos.kill_within.mul_f64(when));
         let handler = INVOCATION.scope(Arc::clone(&invocation), async {
             let response = match source {
                 EventSource::Intake => self.intake.handle_sqs(event).await,

@@ -45,7 +45,7 @@ use vendor_sim::{Idempotency, RunningSim, SimConfig, TwinSettings};
 use webhook::{Webhook, WebhookConfig};
 
 pub use binaries::{binary_environment, Binaries};
-pub use chaos::{ChaosCounters, ChaosOptions, Chaotic, StallingHttpClient};
+pub use chaos::{ChaosCounters, ChaosDice, ChaosFault, ChaosOptions, Chaotic, StallingHttpClient};
 pub use event_source::EventSourceCounters;
 
 use crate::provision::LocalStack;
@@ -170,6 +170,8 @@ pub struct Pipeline {
     last_reconcile: std::sync::Mutex<Instant>,
     /// What the chaos faults did.
     pub chaos: Arc<ChaosCounters>,
+    /// Where they strike (keyed by the seed and what each decision is about).
+    chaos_dice: Arc<ChaosDice>,
     /// The requests the emulated event sources made, as Lambda's pollers would.
     pub event_sources: EventSourceCounters,
     /// The binaries under the emulator, in binaries mode.
@@ -394,6 +396,7 @@ impl Pipeline {
             cap: Duration::from_secs(5),
         };
         let chaos = Arc::new(ChaosCounters::default());
+        let chaos_dice = Arc::new(ChaosDice::new(&options.chaos));
         // Submit and parse share the vendor's admission bucket, as in the deployed stack.
         let budgets = Budgets::for_vendor(options.vendor.as_str(), |k| match k {
             "VENDOR_RATE_LIMIT_RPS" => Some(options.vendor_rps.to_string()),
@@ -419,12 +422,27 @@ impl Pipeline {
                 config: IntakeConfig::default(),
             },
             submit: Submit {
-                vendor: Chaotic::new(vendor()?, &options.chaos, Arc::clone(&chaos)),
+                vendor: Chaotic::new(
+                    vendor()?,
+                    &options.chaos,
+                    Arc::clone(&chaos_dice),
+                    Arc::clone(&chaos),
+                ),
                 // Its writes go through a connection that can stall (the freeze fault).
-                ledger: if options.chaos.freeze_rate > 0.0 {
+                ledger: if options.chaos.freeze_rate > 0.0
+                    || options
+                        .chaos
+                        .force
+                        .iter()
+                        .any(|(fault, _)| *fault == ChaosFault::Freeze)
+                {
                     Ledger::new(
-                        StallingHttpClient::new(&options.chaos, Arc::clone(&chaos))
-                            .dynamodb(&clients.dynamodb),
+                        StallingHttpClient::new(
+                            &options.chaos,
+                            Arc::clone(&chaos_dice),
+                            Arc::clone(&chaos),
+                        )
+                        .dynamodb(&clients.dynamodb),
                         config.ledger_tables(),
                     )
                 } else {
@@ -490,6 +508,7 @@ impl Pipeline {
             clients,
             last_reconcile: std::sync::Mutex::new(Instant::now()),
             chaos,
+            chaos_dice,
             event_sources: Default::default(),
             binaries,
             sam,
