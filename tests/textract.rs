@@ -191,9 +191,20 @@ async fn the_concurrent_job_limit_is_waited_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_whose_answer_was_lost_is_resolved_by_its_token() {
     let s = textract_stack().await;
-    let p = Pipeline::start(s.clients.clone(), &s.stack, options(EngineKind::Fast))
-        .await
-        .unwrap();
+    // The twin finishes the dropped job only well after the token goes out again (a retry
+    // within a second or two): the resolution this test is about comes first. Were the
+    // completion first, it would adopt the job instead — a legitimate path, taken by the chaos
+    // run, and one that made this test fail once in a while when the twin was fast.
+    let p = Pipeline::start(
+        s.clients.clone(),
+        &s.stack,
+        PipelineOptions {
+            processing_delay: Duration::from_secs(6),
+            ..options(EngineKind::Fast)
+        },
+    )
+    .await
+    .unwrap();
     set_faults(&p.sim, json!({"seed": 1, "rates": {"drop": 1.0}})).await;
     let bytes = invoice_pdf();
     s.put("invoices/dropped.pdf", bytes.clone(), None).await;
