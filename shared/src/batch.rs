@@ -20,8 +20,9 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use std::future::Future;
 use std::time::Duration;
 
+use crate::failpoints;
 use crate::metrics::{Metrics, POISON_MESSAGES};
-use crate::queue::Queue;
+use crate::queue::{Queue, QueueError};
 
 /// Why a record was not handled.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,16 +158,31 @@ async fn retry_after(
     reason: String,
 ) -> Failure {
     if let Some(handle) = &message.receipt_handle {
-        let result = queue
-            .client()
-            .change_message_visibility()
-            .queue_url(queue_url)
-            .receipt_handle(handle)
-            .visibility_timeout(crate::retry::visibility_seconds(delay))
-            .send()
-            .await;
+        let subject = subject_of(message);
+        let result = failpoints::around(
+            "batch.before_backoff",
+            "batch.after_backoff",
+            &subject,
+            async {
+                queue
+                    .client()
+                    .change_message_visibility()
+                    .queue_url(queue_url)
+                    .receipt_handle(handle)
+                    .visibility_timeout(crate::retry::visibility_seconds(delay))
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| QueueError {
+                        operation: "ChangeMessageVisibility",
+                        queue_url: queue_url.to_owned(),
+                        detail: aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
+                    })
+            },
+        )
+        .await;
         if let Err(e) = result {
-            tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(e), "could not set the backoff");
+            tracing::warn!(error = %e, "could not set the backoff");
         }
     }
     Failure::retry(code, reason)
@@ -215,12 +231,30 @@ async fn defer(
             .map_err(|e| Failure::retry("defer_failed", e.to_string()))?;
         request = request.message_attributes(VENDOR_JOB_ATTRIBUTE, value);
     }
-    request.send().await.map(|_| ()).map_err(|e| {
-        Failure::retry(
-            "defer_failed",
-            aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
-        )
-    })
+    failpoints::around(
+        "batch.before_defer",
+        "batch.after_defer",
+        &subject_of(message),
+        async {
+            request.send().await.map(|_| ()).map_err(|e| QueueError {
+                operation: "SendMessage",
+                queue_url: queue_url.to_owned(),
+                detail: aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
+            })
+        },
+    )
+    .await
+    .map_err(|e| Failure::retry("defer_failed", e.to_string()))
+}
+
+/// What a message is about, for a failpoint: the job it names (a submit message or a result
+/// notice), else the whole body (an S3 notification names its upload).
+fn subject_of(message: &SqsMessage) -> String {
+    let body = message.body.as_deref().unwrap_or_default();
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["job_id"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| body.to_owned())
 }
 
 /// Runs `handle` on every record and builds the partial batch response.
@@ -239,6 +273,7 @@ where
     for message in event.records {
         let id = message.message_id.clone().unwrap_or_default();
         let body = message.body.clone().unwrap_or_default();
+        let subject = subject_of(&message);
         let receives = receive_count(&message);
         let last_chance = receives >= source.last_chance();
         if receives > source.last_chance() {
@@ -253,10 +288,14 @@ where
                 &[source.name],
                 &[("reason_code", "crash_loop")],
             );
-            if let Err(e) = queue
-                .dead_letter(&source.dlq_url, &body, "crash_loop", &reason, &id)
-                .await
-            {
+            let parked = failpoints::around(
+                "batch.before_dead_letter",
+                "batch.after_dead_letter",
+                &subject,
+                queue.dead_letter(&source.dlq_url, &body, "crash_loop", &reason, &id),
+            )
+            .await;
+            if let Err(e) = parked {
                 tracing::error!(message_id = %id, error = %e, "dead-lettering failed; the message will be retried");
                 failures.push(id);
             }
@@ -277,10 +316,14 @@ where
         if let Some((code, reason)) = dead {
             tracing::error!(message_id = %id, code, reason, "dead-lettering");
             metrics.count(POISON_MESSAGES, &[source.name], &[("reason_code", &code)]);
-            if let Err(e) = queue
-                .dead_letter(&source.dlq_url, &body, &code, &reason, &id)
-                .await
-            {
+            let parked = failpoints::around(
+                "batch.before_dead_letter",
+                "batch.after_dead_letter",
+                &subject,
+                queue.dead_letter(&source.dlq_url, &body, &code, &reason, &id),
+            )
+            .await;
+            if let Err(e) = parked {
                 // Could not park it: let SQS redeliver it rather than lose it.
                 tracing::error!(message_id = %id, error = %e, "dead-lettering failed; the message will be retried");
                 failures.push(id);

@@ -33,6 +33,17 @@ pub enum BlobError {
     },
 }
 
+impl From<crate::failpoints::Injected> for BlobError {
+    fn from(injected: crate::failpoints::Injected) -> Self {
+        BlobError::S3 {
+            operation: "failpoint",
+            bucket: String::new(),
+            key: String::new(),
+            detail: injected.to_string(),
+        }
+    }
+}
+
 /// A body read chunk by chunk (`None` at its end).
 pub trait Chunks {
     fn next_chunk(

@@ -16,6 +16,7 @@ pub mod completion;
 pub mod config;
 pub mod cost;
 pub mod document;
+pub mod failpoints;
 pub mod inspect;
 pub mod job;
 pub mod keyring;

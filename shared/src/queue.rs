@@ -70,6 +70,16 @@ pub struct QueueError {
     pub detail: String,
 }
 
+impl From<crate::failpoints::Injected> for QueueError {
+    fn from(injected: crate::failpoints::Injected) -> Self {
+        QueueError {
+            operation: "failpoint",
+            queue_url: String::new(),
+            detail: injected.to_string(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Queue {
     sqs: aws_sdk_sqs::Client,

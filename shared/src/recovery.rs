@@ -31,6 +31,12 @@ pub enum RetryError {
     },
 }
 
+impl From<crate::failpoints::Injected> for RetryError {
+    fn from(injected: crate::failpoints::Injected) -> Self {
+        RetryError::Ledger(injected.into())
+    }
+}
+
 /// `Failed`/`Held` → `Queued` for a retryable reason, counted by what asked for it (`redrive`,
 /// `reupload`, `operator`). The caller makes sure a submit message follows.
 pub async fn requeue(

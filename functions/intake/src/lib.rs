@@ -29,6 +29,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use ocrbridge::batch::{self, Failure, Source};
 use ocrbridge::blob::{Blob, BlobError, ObjectHead, ObjectRef, BENCHMARK_RUN_METADATA};
 use ocrbridge::config::StackConfig;
+use ocrbridge::failpoints;
 use ocrbridge::inspect::{Declared, RejectCode, Rejection};
 use ocrbridge::job::{
     BenchmarkRun, DocumentKey, Job, JobId, JobState, NewJob, Profile, Reason, SourceObject,
@@ -257,7 +258,14 @@ impl Intake {
             info!(mismatch = %mismatch, "declared type differs from the content");
         }
 
-        let (outcome, job) = match self.ledger.create_job(&new, UnixMillis::now()).await? {
+        let created = failpoints::around(
+            "intake.before_create_job",
+            "intake.after_create_job",
+            job_id.as_str(),
+            self.ledger.create_job(&new, UnixMillis::now()),
+        )
+        .await?;
+        let (outcome, job) = match created {
             Created::New(job) => self.settle(job, &validated.verdict).await?,
             Created::Existing(job) if job.state == JobState::Received => {
                 // An earlier delivery stopped between creating and settling, or another upload
@@ -265,16 +273,21 @@ impl Intake {
                 self.settle(job, &validated.verdict).await?
             }
             Created::Existing(job) if uploaded_after_it_stopped(&job, &head) => {
-                match recovery::retry(
-                    &self.ledger,
-                    &self.queue,
-                    &self.metrics,
-                    &self.stack.submit_queue_url,
-                    &job,
-                    "reupload",
+                let retried = failpoints::around(
+                    "intake.before_retry",
+                    "intake.after_retry",
+                    job.id.as_str(),
+                    recovery::retry(
+                        &self.ledger,
+                        &self.queue,
+                        &self.metrics,
+                        &self.stack.submit_queue_url,
+                        &job,
+                        "reupload",
+                    ),
                 )
-                .await
-                {
+                .await;
+                match retried {
                     Ok(requeued) => (Outcome::Retried(job.id.clone()), requeued),
                     Err(recovery::RetryError::Moved { current }) => {
                         (Outcome::Redelivered(job.id.clone()), *current)
@@ -295,9 +308,14 @@ impl Intake {
                 (Outcome::Redelivered(job.id.clone()), job)
             }
             Created::Existing(job) => {
-                self.ledger
-                    .link_source(&job.id, &format!("s3://{}/{}", object.bucket, object.key))
-                    .await?;
+                failpoints::around(
+                    "intake.before_link_source",
+                    "intake.after_link_source",
+                    job.id.as_str(),
+                    self.ledger
+                        .link_source(&job.id, &format!("s3://{}/{}", object.bucket, object.key)),
+                )
+                .await?;
                 self.metrics.count(
                     metrics::DUPLICATES_SUPPRESSED,
                     &[job.profile.as_str()],
@@ -328,16 +346,19 @@ impl Intake {
         match verdict {
             Err(rejection) => {
                 let reason = Reason::new(rejection.code.as_str(), &rejection.message);
-                let settled = match self
-                    .ledger
-                    .transition(
+                let rejected = failpoints::around(
+                    "intake.before_reject",
+                    "intake.after_reject",
+                    job.id.as_str(),
+                    self.ledger.transition(
                         &job,
                         JobState::Rejected,
                         Change::none().with_reason(reason),
                         UnixMillis::now(),
-                    )
-                    .await
-                {
+                    ),
+                )
+                .await;
+                let settled = match rejected {
                     Ok(settled) => settled,
                     Err(TransitionError::Stale { current, .. }) => *current,
                     Err(e) => return Err(transition_error(e, &job)),
@@ -358,19 +379,31 @@ impl Intake {
             Ok(()) => {
                 // Send first, then record: a crash in between leaves a Received job that the
                 // redelivery settles again, never a Queued job without a message.
-                self.queue
-                    .send_json(
+                failpoints::around(
+                    "intake.before_enqueue_submit",
+                    "intake.after_enqueue_submit",
+                    job.id.as_str(),
+                    self.queue.send_json(
                         &self.stack.submit_queue_url,
                         &SubmitRequest {
                             job_id: job.id.clone(),
                         },
-                    )
-                    .await?;
-                let settled = match self
-                    .ledger
-                    .transition(&job, JobState::Queued, Change::none(), UnixMillis::now())
-                    .await
-                {
+                    ),
+                )
+                .await?;
+                let queued = failpoints::around(
+                    "intake.before_mark_queued",
+                    "intake.after_mark_queued",
+                    job.id.as_str(),
+                    self.ledger.transition(
+                        &job,
+                        JobState::Queued,
+                        Change::none(),
+                        UnixMillis::now(),
+                    ),
+                )
+                .await;
+                let settled = match queued {
                     Ok(settled) => settled,
                     Err(TransitionError::Stale { current, .. }) => *current,
                     Err(e) => return Err(transition_error(e, &job)),
@@ -443,7 +476,13 @@ impl Intake {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        self.blob.put_tags(object, &tags).await?;
+        failpoints::around(
+            "intake.before_tag",
+            "intake.after_tag",
+            job.id.as_str(),
+            self.blob.put_tags(object, &tags),
+        )
+        .await?;
         Ok(())
     }
 }

@@ -30,6 +30,7 @@ use ocrbridge::completion::{self, Settled};
 use ocrbridge::config::{duration_setting, SettingError, StackConfig};
 use ocrbridge::cost::{JobCost, Prices, Spend};
 use ocrbridge::document::Fields;
+use ocrbridge::failpoints;
 use ocrbridge::job::{reason, Job, JobState, Reason};
 use ocrbridge::ledger::Take;
 use ocrbridge::ledger::{
@@ -288,16 +289,19 @@ impl<V: Vendor> Parse<V> {
 
     /// Moves the job to `Submitted` with the vendor job the completion named.
     async fn adopt(&self, job: &Job, vendor_job_id: &str) -> Result<Job, Disposition> {
-        match self
-            .ledger
-            .transition(
+        let adopted = failpoints::around(
+            "parse.before_adopt",
+            "parse.after_adopt",
+            job.id.as_str(),
+            self.ledger.transition(
                 job,
                 JobState::Submitted,
                 Change::none().with_vendor_job_id(vendor_job_id),
                 UnixMillis::now(),
-            )
-            .await
-        {
+            ),
+        )
+        .await;
+        match adopted {
             Ok(adopted) => {
                 self.metrics.count(
                     metrics::RECONCILES,
@@ -330,7 +334,14 @@ impl<V: Vendor> Parse<V> {
                 ("vendor_job_id", vendor_job_id),
             ],
         );
-        match self.ledger.record_orphan(&job.id, vendor_job_id).await {
+        let recorded = failpoints::around(
+            "parse.before_record_orphan",
+            "parse.after_record_orphan",
+            job.id.as_str(),
+            self.ledger.record_orphan(&job.id, vendor_job_id),
+        )
+        .await;
+        match recorded {
             Ok(()) => self.spent(job, Spend::Duplicate, self.cost_of(job).one_more()),
             Err(e) => warn!(error = %e, "could not record the second vendor job"),
         }
@@ -338,15 +349,19 @@ impl<V: Vendor> Parse<V> {
 
     /// Waits for the vendor's admission token when reads spend its rate limit; `Err` is how
     /// long to defer instead.
-    async fn admit_read(&self) -> Result<(), Duration> {
+    async fn admit_read(&self, job: &Job) -> Result<(), Duration> {
         if !self.vendor.capabilities().reads_spend_rate_limit {
             return Ok(());
         }
-        match self
-            .ledger
-            .take_within(&self.budgets.admission, MAX_READ_ADMISSION_WAIT)
-            .await
-        {
+        let taken = failpoints::around(
+            "parse.before_admit",
+            "parse.after_admit",
+            job.id.as_str(),
+            self.ledger
+                .take_within(&self.budgets.admission, MAX_READ_ADMISSION_WAIT),
+        )
+        .await;
+        match taken {
             Ok(Take::Granted) => Ok(()),
             Ok(Take::Denied { wait }) => {
                 self.metrics
@@ -369,10 +384,17 @@ impl<V: Vendor> Parse<V> {
                 reason: "a Submitted job has no vendor job id".into(),
             });
         };
-        if let Err(wait) = self.admit_read().await {
+        if let Err(wait) = self.admit_read(job).await {
             return Err(Disposition::Defer(wait));
         }
-        let vendor_job = match self.vendor.status(&vendor_job_id).await {
+        let status = failpoints::around(
+            "parse.before_status",
+            "parse.after_status",
+            job.id.as_str(),
+            self.vendor.status(&vendor_job_id),
+        )
+        .await;
+        let vendor_job = match status {
             Ok(v) => v,
             Err(VendorError::Rejected {
                 status: status @ (404 | 410),
@@ -399,17 +421,22 @@ impl<V: Vendor> Parse<V> {
             }
             Err(e) => return Err(self.later(attempt, "vendor_status_failed", e.to_string())),
         };
-        match completion::apply_status(
-            &self.ledger,
-            &self.metrics,
-            self.vendor.name(),
-            "parse",
-            job,
-            &vendor_job.status,
-            UnixMillis::now(),
+        let applied = failpoints::around(
+            "parse.before_mark_ready",
+            "parse.after_mark_ready",
+            job.id.as_str(),
+            completion::apply_status(
+                &self.ledger,
+                &self.metrics,
+                self.vendor.name(),
+                "parse",
+                job,
+                &vendor_job.status,
+                UnixMillis::now(),
+            ),
         )
-        .await
-        {
+        .await;
+        match applied {
             Ok(Settled::Ready(job) | Settled::Moved(job)) => Ok(job),
             Ok(Settled::Failed) => Err(Disposition::Done),
             Ok(Settled::Working) if self.vendor.capabilities().completion == Completion::Poll => {
@@ -448,16 +475,19 @@ impl<V: Vendor> Parse<V> {
             &[("job_id", job.id.as_str())],
         );
         warn!(code, %detail, "failing the job");
-        match self
-            .ledger
-            .transition(
+        let failed = failpoints::around(
+            "parse.before_fail_submitted",
+            "parse.after_fail_submitted",
+            job.id.as_str(),
+            self.ledger.transition(
                 job,
                 JobState::Failed,
                 Change::none().with_reason(Reason::new(code, detail)),
                 UnixMillis::now(),
-            )
-            .await
-        {
+            ),
+        )
+        .await;
+        match failed {
             Ok(_) | Err(TransitionError::Stale { .. } | TransitionError::Leased { .. }) => {
                 Disposition::Done
             }
@@ -467,11 +497,7 @@ impl<V: Vendor> Parse<V> {
 
     /// Gives the parse lease back and re-sends the notice after `wait` (no receive spent).
     async fn defer_released(&self, lease: &Lease, wait: Duration) -> Disposition {
-        if let Err(e) = self
-            .ledger
-            .release_lease(lease, AttemptOutcome::NotReached, RetryDebt::Unchanged)
-            .await
-        {
+        if let Err(e) = self.release(lease).await {
             warn!(error = %e, "could not release the parse lease; it will expire");
         }
         Disposition::Defer(wait)
@@ -485,14 +511,22 @@ impl<V: Vendor> Parse<V> {
         code: &'static str,
         reason: String,
     ) -> Disposition {
-        if let Err(e) = self
-            .ledger
-            .release_lease(lease, AttemptOutcome::NotReached, RetryDebt::Unchanged)
-            .await
-        {
+        if let Err(e) = self.release(lease).await {
             warn!(error = %e, "could not release the parse lease; it will expire");
         }
         self.later(attempt, code, reason)
+    }
+
+    /// Gives the parse lease back: nothing was recorded, the next delivery starts again.
+    async fn release(&self, lease: &Lease) -> Result<Job, FenceError> {
+        failpoints::around(
+            "parse.before_release",
+            "parse.after_release",
+            lease.job_id.as_str(),
+            self.ledger
+                .release_lease(lease, AttemptOutcome::NotReached, RetryDebt::Unchanged),
+        )
+        .await
     }
 
     async fn parse(&self, job: Job, attempt: u32, deadline: UnixMillis) -> Disposition {
@@ -501,18 +535,21 @@ impl<V: Vendor> Parse<V> {
         let owner = format!("parse-{}", uuid::Uuid::new_v4().simple());
         // The attempt names the raw archive; it is recorded with the lease, in one write.
         let attempt_id = uuid::Uuid::new_v4().simple().to_string();
-        let lease = match self
-            .ledger
-            .acquire_lease_and_record_attempt(
+        let acquired = failpoints::around(
+            "parse.before_lease",
+            "parse.after_lease",
+            job.id.as_str(),
+            self.ledger.acquire_lease_and_record_attempt(
                 &job,
                 LeaseStep::Parse,
                 &owner,
                 until,
                 &attempt_id,
                 now,
-            )
-            .await
-        {
+            ),
+        )
+        .await;
+        let lease = match acquired {
             Ok(lease) => lease,
             Err(LeaseError::AlreadyPast { .. }) => return Disposition::Done,
             Err(LeaseError::Held { until, .. }) => {
@@ -534,7 +571,7 @@ impl<V: Vendor> Parse<V> {
                 )
                 .await;
         };
-        if let Err(wait) = self.admit_read().await {
+        if let Err(wait) = self.admit_read(&job).await {
             return self.defer_released(&lease, wait).await;
         }
         // Where the raw payload is archived, whether it is parsed or too large to be.
@@ -543,7 +580,14 @@ impl<V: Vendor> Parse<V> {
             key: format!("raw/{}/{attempt_id}.json.gz", job.id),
             version_id: None,
         };
-        let raw = match self.vendor.fetch_result(&vendor_job_id).await {
+        let fetched = failpoints::around(
+            "parse.before_fetch",
+            "parse.after_fetch",
+            job.id.as_str(),
+            self.vendor.fetch_result(&vendor_job_id),
+        )
+        .await;
+        let raw = match fetched {
             Ok(raw) => raw,
             Err(VendorError::Rejected {
                 status: status @ (404 | 410),
@@ -591,11 +635,15 @@ impl<V: Vendor> Parse<V> {
         };
         // Archive before parsing: the raw payload is what we paid for.
         let stored = match gzip(&raw) {
-            Ok(compressed) => self
-                .blob
-                .put(&archive, compressed, "application/json", Some("gzip"))
-                .await
-                .map_err(|e| e.to_string()),
+            Ok(compressed) => failpoints::around(
+                "parse.before_archive",
+                "parse.after_archive",
+                job.id.as_str(),
+                self.blob
+                    .put(&archive, compressed, "application/json", Some("gzip")),
+            )
+            .await
+            .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         if let Err(e) = stored {
@@ -653,7 +701,14 @@ impl<V: Vendor> Parse<V> {
             key: result_key.clone(),
             version_id: None,
         };
-        if let Err(e) = self.blob.put(&target, body, "application/json", None).await {
+        let stored = failpoints::around(
+            "parse.before_store_result",
+            "parse.after_store_result",
+            job.id.as_str(),
+            self.blob.put(&target, body, "application/json", None),
+        )
+        .await;
+        if let Err(e) = stored {
             return self
                 .give_back(&lease, attempt, "store_failed", e.to_string())
                 .await;
@@ -693,11 +748,15 @@ impl<V: Vendor> Parse<V> {
                     .with_cost(billed),
             )
         };
-        match self
-            .ledger
-            .complete_lease(&lease, to, change, UnixMillis::now())
-            .await
-        {
+        let completed = failpoints::around(
+            "parse.before_complete",
+            "parse.after_complete",
+            job.id.as_str(),
+            self.ledger
+                .complete_lease(&lease, to, change, UnixMillis::now()),
+        )
+        .await;
+        match completed {
             Ok(done) => {
                 if let Some(actual) = done.cost.as_ref().and_then(|c| c.actual) {
                     self.spent(&job, Spend::Billed, actual);
@@ -791,11 +850,15 @@ impl<V: Vendor> Parse<V> {
         if let Some(cost) = &billed {
             change = change.with_cost(cost.clone());
         }
-        match self
-            .ledger
-            .complete_lease(lease, JobState::Failed, change, UnixMillis::now())
-            .await
-        {
+        let failed = failpoints::around(
+            "parse.before_fail",
+            "parse.after_fail",
+            job.id.as_str(),
+            self.ledger
+                .complete_lease(lease, JobState::Failed, change, UnixMillis::now()),
+        )
+        .await;
+        match failed {
             Ok(_) => {
                 if let Some(actual) = billed.and_then(|c| c.actual) {
                     self.spent(job, Spend::FailedBilled, actual);
@@ -827,10 +890,15 @@ impl<V: Vendor> Parse<V> {
         if !response.status().is_success() {
             return Err(format!("the vendor answered {}", response.status()));
         }
-        self.blob
-            .put_gzip_stream(archive, &mut response, self.config.max_archive_bytes)
-            .await
-            .map_err(|e| e.to_string())
+        failpoints::around(
+            "parse.before_archive_stream",
+            "parse.after_archive_stream",
+            archive.key.split('/').nth(1).unwrap_or_default(),
+            self.blob
+                .put_gzip_stream(archive, &mut response, self.config.max_archive_bytes),
+        )
+        .await
+        .map_err(|e| e.to_string())
     }
 
     /// Money paid to the vendor, for the dashboard (`VendorCost`); the jobs hold the record.

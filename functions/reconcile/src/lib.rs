@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use ocrbridge::completion::{self, Settled};
 use ocrbridge::config::{duration_setting, setting, SettingError, StackConfig};
+use ocrbridge::failpoints;
 use ocrbridge::job::{reason, Job, JobState, Reason};
 use ocrbridge::ledger::{Change, Ledger, TransitionError};
 use ocrbridge::metrics::{self, Metrics};
@@ -221,16 +222,19 @@ impl<V: Vendor> Reconcile<V> {
                 &["reconcile", reason::MAX_AGE_EXCEEDED],
                 &[("job_id", job.id.as_str())],
             );
-            return match self
-                .ledger
-                .transition(
+            let expired = failpoints::around(
+                "reconcile.before_expire",
+                "reconcile.after_expire",
+                job.id.as_str(),
+                self.ledger.transition(
                     job,
                     JobState::Failed,
                     Change::none().with_reason(reason),
                     now,
-                )
-                .await
-            {
+                ),
+            )
+            .await;
+            return match expired {
                 Ok(_) => Ok(Action::Expired),
                 // Moved meanwhile, or a worker holds it: it is not stuck.
                 Err(TransitionError::Stale { .. } | TransitionError::Leased { .. }) => {
@@ -259,49 +263,65 @@ impl<V: Vendor> Reconcile<V> {
                     "s3": {"bucket": {"name": job.source.bucket},
                            "object": {"key": job.source.key, "versionId": job.source.version_id}}
                 }]});
-                self.queue
-                    .send_json(&self.stack.intake_queue_url, &event)
-                    .await
-                    .map_err(send_err)?;
+                failpoints::around(
+                    "reconcile.before_resend",
+                    "reconcile.after_resend",
+                    job.id.as_str(),
+                    self.queue.send_json(&self.stack.intake_queue_url, &event),
+                )
+                .await
+                .map_err(send_err)?;
                 Ok(Action::Recovered)
             }
             JobState::Queued | JobState::Submitting => {
-                self.queue
-                    .send_json(
+                failpoints::around(
+                    "reconcile.before_resend",
+                    "reconcile.after_resend",
+                    job.id.as_str(),
+                    self.queue.send_json(
                         &self.stack.submit_queue_url,
                         &SubmitRequest {
                             job_id: job.id.clone(),
                         },
-                    )
-                    .await
-                    .map_err(send_err)?;
+                    ),
+                )
+                .await
+                .map_err(send_err)?;
                 Ok(Action::Recovered)
             }
             JobState::Submitted => {
                 let Some(vendor_job_id) = &job.vendor_job_id else {
                     return Err("a Submitted job has no vendor job id".into());
                 };
-                let status = self
-                    .vendor
-                    .status(vendor_job_id)
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .status;
-                // Record what we found: a success leaves the stale-Submitted query, so the next
-                // run does not poll and notify again while this notice is on its way; if it is
-                // lost, the job is a stuck `ResultReady` after `STUCK_SECS`.
-                match completion::apply_status(
-                    &self.ledger,
-                    &self.metrics,
-                    self.vendor.name(),
-                    "reconcile",
-                    job,
-                    &status,
-                    now,
+                let status = failpoints::around(
+                    "reconcile.before_status",
+                    "reconcile.after_status",
+                    job.id.as_str(),
+                    self.vendor.status(vendor_job_id),
                 )
                 .await
                 .map_err(|e| e.to_string())?
-                {
+                .status;
+                // Record what we found: a success leaves the stale-Submitted query, so the next
+                // run does not poll and notify again while this notice is on its way; if it is
+                // lost, the job is a stuck `ResultReady` after `STUCK_SECS`.
+                let applied = failpoints::around(
+                    "reconcile.before_mark_ready",
+                    "reconcile.after_mark_ready",
+                    job.id.as_str(),
+                    completion::apply_status(
+                        &self.ledger,
+                        &self.metrics,
+                        self.vendor.name(),
+                        "reconcile",
+                        job,
+                        &status,
+                        now,
+                    ),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+                match applied {
                     Settled::Ready(_) => {
                         self.notice(job, vendor_job_id, "succeeded").await?;
                         Ok(Action::Recovered)
@@ -329,11 +349,15 @@ impl<V: Vendor> Reconcile<V> {
             vendor_timestamp: None,
             event_id: None,
         };
-        self.queue
-            .send_json(&self.stack.results_queue_url, &notice)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        failpoints::around(
+            "reconcile.before_notice",
+            "reconcile.after_notice",
+            job.id.as_str(),
+            self.queue.send_json(&self.stack.results_queue_url, &notice),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
     }
 }
 

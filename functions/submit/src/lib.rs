@@ -39,6 +39,7 @@ use ocrbridge::batch::{self, Disposition, Source};
 use ocrbridge::blob::Blob;
 use ocrbridge::config::StackConfig;
 use ocrbridge::cost::JobCost;
+use ocrbridge::failpoints;
 use ocrbridge::job::{reason, Job, JobState, Reason};
 use ocrbridge::ledger::{AttemptOutcome, Change, FenceError, Lease, Ledger, RetryDebt};
 use ocrbridge::metrics::{self, Metrics};
@@ -137,7 +138,14 @@ impl<V: Vendor> Submit<V> {
         let Some(reason) = job.retryable_reason().cloned() else {
             return Ok(None);
         };
-        match recovery::requeue(&self.ledger, &self.metrics, job, "redrive").await {
+        let revived = failpoints::around(
+            "submit.before_revive",
+            "submit.after_revive",
+            job.id.as_str(),
+            recovery::requeue(&self.ledger, &self.metrics, job, "redrive"),
+        )
+        .await;
+        match revived {
             Ok(revived) => {
                 info!(reason = %reason.code, "redriven: retrying the job");
                 Ok(Some(revived))
@@ -233,7 +241,14 @@ impl<V: Vendor> Submit<V> {
     /// Releases the lease (or lets it expire if that fails: the next holder then resolves the
     /// attempt, which costs a question, never a charge).
     async fn release(&self, lease: &Lease, outcome: AttemptOutcome, debt: RetryDebt) {
-        if let Err(e) = self.ledger.release_lease(lease, outcome, debt).await {
+        let released = failpoints::around(
+            "submit.before_release",
+            "submit.after_release",
+            lease.job_id.as_str(),
+            self.ledger.release_lease(lease, outcome, debt),
+        )
+        .await;
+        if let Err(e) = released {
             warn!(error = %e, "could not release the lease; it will expire");
         }
     }
@@ -248,18 +263,21 @@ impl<V: Vendor> Submit<V> {
 
     async fn complete(&self, lease: &Lease, vendor_job_id: String, notify: bool) -> Disposition {
         let job = &lease.job;
-        match self
-            .ledger
-            .complete_lease(
+        let recorded = failpoints::around(
+            "submit.before_record_submitted",
+            "submit.after_record_submitted",
+            job.id.as_str(),
+            self.ledger.complete_lease(
                 lease,
                 JobState::Submitted,
                 Change::none()
                     .with_vendor_job_id(&vendor_job_id)
                     .with_cost(self.cost_estimate(job)),
                 UnixMillis::now(),
-            )
-            .await
-        {
+            ),
+        )
+        .await;
+        match recorded {
             Ok(_) => {
                 let vendor = self.vendor.name();
                 let profile = job.profile.as_str();
@@ -304,11 +322,18 @@ impl<V: Vendor> Submit<V> {
                 // it. The next delivery carries it and adopts it first — once our lease is free
                 // (released now if the ledger lets us, or expired).
                 error!(%vendor_job_id, error = %e, "could not record the vendor's answer; carrying it on the submit message");
-                let delay = match self
-                    .ledger
-                    .release_lease(lease, AttemptOutcome::MayHaveReached, RetryDebt::Unchanged)
-                    .await
-                {
+                let released = failpoints::around(
+                    "submit.before_release",
+                    "submit.after_release",
+                    job.id.as_str(),
+                    self.ledger.release_lease(
+                        lease,
+                        AttemptOutcome::MayHaveReached,
+                        RetryDebt::Unchanged,
+                    ),
+                )
+                .await;
+                let delay = match released {
                     Ok(_) => Duration::from_secs(1),
                     Err(_) => Self::lease_wait(lease.until, UnixMillis::now()),
                 };
@@ -363,23 +388,33 @@ impl<V: Vendor> Submit<V> {
                 ("vendor_job_id", vendor_job_id),
             ],
         );
-        if let Err(e) = self.ledger.record_orphan(&job.id, vendor_job_id).await {
+        let recorded = failpoints::around(
+            "submit.before_record_orphan",
+            "submit.after_record_orphan",
+            job.id.as_str(),
+            self.ledger.record_orphan(&job.id, vendor_job_id),
+        )
+        .await;
+        if let Err(e) = recorded {
             error!(%vendor_job_id, error = %e, "could not record the orphan vendor job");
         }
     }
 
     /// A held job whose submission's outcome was unknown, and the answer to it: adopt it.
     async fn adopt_for_held(&self, job: &Job, vendor_job_id: &str) -> Disposition {
-        match self
-            .ledger
-            .transition(
+        let adopted = failpoints::around(
+            "submit.before_adopt_held",
+            "submit.after_adopt_held",
+            job.id.as_str(),
+            self.ledger.transition(
                 job,
                 JobState::Submitted,
                 Change::none().with_vendor_job_id(vendor_job_id),
                 UnixMillis::now(),
-            )
-            .await
-        {
+            ),
+        )
+        .await;
+        match adopted {
             Ok(_) => {
                 self.count_reconcile(job, "adopted_from_message");
                 info!(%vendor_job_id, "the held job's lost answer arrived; adopted it");
@@ -406,11 +441,15 @@ impl<V: Vendor> Submit<V> {
             vendor_timestamp: None,
             event_id: None,
         };
-        if let Err(e) = self
-            .queue
-            .send_json_after(&self.stack.results_queue_url, &notice, delay)
-            .await
-        {
+        let sent = failpoints::around(
+            "submit.before_notify_parse",
+            "submit.after_notify_parse",
+            job.id.as_str(),
+            self.queue
+                .send_json_after(&self.stack.results_queue_url, &notice, delay),
+        )
+        .await;
+        if let Err(e) = sent {
             // Reconcile polls Submitted jobs that hear nothing.
             warn!(error = %e, "could not notify parse; reconcile will poll the vendor");
         }
@@ -441,16 +480,19 @@ impl<V: Vendor> Submit<V> {
             &[("job_id", lease.job_id.as_str())],
         );
         warn!(code = %reason.code, reason = %reason.message, "holding the job for an operator");
-        match self
-            .ledger
-            .complete_lease(
+        let held = failpoints::around(
+            "submit.before_hold",
+            "submit.after_hold",
+            lease.job_id.as_str(),
+            self.ledger.complete_lease(
                 lease,
                 JobState::Held,
                 change.with_reason(reason),
                 UnixMillis::now(),
-            )
-            .await
-        {
+            ),
+        )
+        .await;
+        match held {
             Ok(_) | Err(FenceError::Lost { .. }) => Ok(()),
             Err(e) => Err(self.retry_later(1, "dynamodb_error", e.to_string())),
         }
@@ -464,16 +506,19 @@ impl<V: Vendor> Submit<V> {
             &[("job_id", lease.job_id.as_str())],
         );
         warn!(code = %reason.code, reason = %reason.message, "failing the job");
-        match self
-            .ledger
-            .complete_lease(
+        let failed = failpoints::around(
+            "submit.before_fail",
+            "submit.after_fail",
+            lease.job_id.as_str(),
+            self.ledger.complete_lease(
                 lease,
                 JobState::Failed,
                 change.with_reason(reason),
                 UnixMillis::now(),
-            )
-            .await
-        {
+            ),
+        )
+        .await;
+        match failed {
             Ok(_) | Err(FenceError::Lost { .. }) => Ok(()),
             Err(e) => Err(self.retry_later(1, "dynamodb_error", e.to_string())),
         }

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use ocrbridge::batch::Disposition;
 use ocrbridge::blob::ObjectRef;
+use ocrbridge::failpoints;
 use ocrbridge::job::{reason, Attempt, Job, Reason};
 use ocrbridge::ledger::Change;
 use ocrbridge::ledger::{
@@ -50,18 +51,21 @@ impl<V: Vendor> Submit<V> {
         let until = lease_until_from_deadline(deadline, DEFAULT_LEASE_SAFETY_MARGIN);
         let owner = format!("submit-{}", uuid::Uuid::new_v4().simple());
         let attempt_id = uuid::Uuid::new_v4().to_string();
-        match self
-            .ledger
-            .acquire_lease_and_record_attempt(
+        let acquired = failpoints::around(
+            "submit.before_lease",
+            "submit.after_lease",
+            job.id.as_str(),
+            self.ledger.acquire_lease_and_record_attempt(
                 job,
                 LeaseStep::Submit,
                 &owner,
                 until,
                 &attempt_id,
                 now,
-            )
-            .await
-        {
+            ),
+        )
+        .await;
+        match acquired {
             Ok(lease) => Ok(lease),
             Err(LeaseError::AlreadyPast { current, .. }) => {
                 self.metrics
@@ -158,11 +162,19 @@ impl<V: Vendor> Submit<V> {
     /// "Did you get my submission?" — adopt the vendor's job if it did.
     async fn look_up(&self, lease: Lease) -> Result<(Lease, Send), Disposition> {
         let key = lease.job_id.as_str();
-        let mut answer = self.vendor.find_by_idempotency_key(key).await;
+        let look = || {
+            failpoints::around(
+                "submit.before_lookup",
+                "submit.after_lookup",
+                key,
+                self.vendor.find_by_idempotency_key(key),
+            )
+        };
+        let mut answer = look().await;
         if matches!(answer, Err(VendorError::Auth { .. })) {
             // As for a submission: rotation may just have replaced the key.
             self.vendor.refresh_credentials().await;
-            answer = self.vendor.find_by_idempotency_key(key).await;
+            answer = look().await;
         }
         match answer {
             Ok(Some(vendor_job)) => {
@@ -196,14 +208,22 @@ impl<V: Vendor> Submit<V> {
         }
         let attempt_id = uuid::Uuid::new_v4().to_string();
         let now = UnixMillis::now();
-        let recorded = match send {
-            Send::Safe => self.ledger.record_attempt(&lease, &attempt_id, now).await,
-            Send::Risky => {
-                self.ledger
-                    .record_risky_resubmit(&lease, &attempt_id, now)
-                    .await
-            }
-        };
+        let recorded = failpoints::around(
+            "submit.before_record_attempt",
+            "submit.after_record_attempt",
+            lease.job_id.as_str(),
+            async {
+                match send {
+                    Send::Safe => self.ledger.record_attempt(&lease, &attempt_id, now).await,
+                    Send::Risky => {
+                        self.ledger
+                            .record_risky_resubmit(&lease, &attempt_id, now)
+                            .await
+                    }
+                }
+            },
+        )
+        .await;
         match recorded {
             Ok(lease) => {
                 if send == Send::Risky {
@@ -233,11 +253,15 @@ impl<V: Vendor> Submit<V> {
         if owed == 0 {
             return Next::Continue(lease);
         }
-        match self
-            .ledger
-            .take_tokens(&self.budgets.retry, f64::from(owed), UnixMillis::now())
-            .await
-        {
+        let taken = failpoints::around(
+            "submit.before_pay_retry",
+            "submit.after_pay_retry",
+            lease.job_id.as_str(),
+            self.ledger
+                .take_tokens(&self.budgets.retry, f64::from(owed), UnixMillis::now()),
+        )
+        .await;
+        match taken {
             Ok(Take::Granted) => Next::Continue(lease),
             Ok(Take::Denied { wait }) => {
                 self.metrics.count(
@@ -280,11 +304,15 @@ impl<V: Vendor> Submit<V> {
     /// any debt was paid in step 6a).
     pub(crate) async fn admit(&self, lease: &Lease) -> Result<(), Disposition> {
         loop {
-            match self
-                .ledger
-                .take_tokens(&self.budgets.admission, 1.0, UnixMillis::now())
-                .await
-            {
+            let taken = failpoints::around(
+                "submit.before_admit",
+                "submit.after_admit",
+                lease.job_id.as_str(),
+                self.ledger
+                    .take_tokens(&self.budgets.admission, 1.0, UnixMillis::now()),
+            )
+            .await;
+            match taken {
                 Ok(Take::Granted) => return Ok(()),
                 Ok(Take::Denied { wait }) => {
                     let time_left = lease.until.since(UnixMillis::now());
@@ -375,12 +403,21 @@ impl<V: Vendor> Submit<V> {
             time_limit: time_left,
         };
         // The adapter bounds its own call; this bounds any adapter that does not.
-        match tokio::time::timeout(time_left, self.vendor.submit(&submission)).await {
-            Ok(result) => result,
-            Err(_) => Err(VendorError::NoAnswer(format!(
-                "no answer before the lease ended ({time_left:?})"
-            ))),
-        }
+        let call = async {
+            match tokio::time::timeout(time_left, self.vendor.submit(&submission)).await {
+                Ok(result) => result,
+                Err(_) => Err(VendorError::NoAnswer(format!(
+                    "no answer before the lease ended ({time_left:?})"
+                ))),
+            }
+        };
+        failpoints::around(
+            "submit.before_vendor_call",
+            "submit.after_vendor_call",
+            job.id.as_str(),
+            call,
+        )
+        .await
     }
 
     async fn on_error(&self, lease: &Lease, error: VendorError) -> Disposition {
@@ -396,10 +433,14 @@ impl<V: Vendor> Submit<V> {
                 );
                 if let Some(wait) = error.retry_after() {
                     // The vendor's Retry-After holds back every worker, not only this one.
-                    let _ = self
-                        .ledger
-                        .pause_bucket(&self.budgets.admission, UnixMillis::now().plus(wait))
-                        .await;
+                    let _ = failpoints::around(
+                        "submit.before_pause",
+                        "submit.after_pause",
+                        job.id.as_str(),
+                        self.ledger
+                            .pause_bucket(&self.budgets.admission, UnixMillis::now().plus(wait)),
+                    )
+                    .await;
                 }
                 self.release(
                     lease,
@@ -438,9 +479,14 @@ impl<V: Vendor> Submit<V> {
                 if capabilities.lookup_by_key
                     && capabilities.remembers_key(sent_at, UnixMillis::now())
                 {
-                    if let Ok(Some(vendor_job)) =
-                        self.vendor.find_by_idempotency_key(job.id.as_str()).await
-                    {
+                    let found = failpoints::around(
+                        "submit.before_lookup",
+                        "submit.after_lookup",
+                        job.id.as_str(),
+                        self.vendor.find_by_idempotency_key(job.id.as_str()),
+                    )
+                    .await;
+                    if let Ok(Some(vendor_job)) = found {
                         self.count_reconcile(job, "adopted");
                         return self.complete(lease, vendor_job.id, false).await;
                     }
@@ -482,13 +528,16 @@ impl<V: Vendor> Submit<V> {
             &[self.vendor.name(), &status.to_string()],
             &[("job_id", lease.job_id.as_str())],
         );
-        let _ = self
-            .ledger
-            .pause_bucket(
+        let _ = failpoints::around(
+            "submit.before_pause",
+            "submit.after_pause",
+            lease.job_id.as_str(),
+            self.ledger.pause_bucket(
                 &self.budgets.admission,
                 UnixMillis::now().plus(self.config.auth_pause),
-            )
-            .await;
+            ),
+        )
+        .await;
         let reason = Reason::new(reason::VENDOR_AUTH_FAILED, error.to_string());
         // Refused at the door: nothing reached the vendor, so nothing is left to resolve.
         match self

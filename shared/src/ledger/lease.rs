@@ -153,6 +153,18 @@ pub enum FenceError {
     Ledger(#[from] LedgerError),
 }
 
+impl From<crate::failpoints::Injected> for LeaseError {
+    fn from(injected: crate::failpoints::Injected) -> Self {
+        LeaseError::Ledger(injected.into())
+    }
+}
+
+impl From<crate::failpoints::Injected> for FenceError {
+    fn from(injected: crate::failpoints::Injected) -> Self {
+        FenceError::Ledger(injected.into())
+    }
+}
+
 /// How often acquire re-reads (from the condition failure, not a new read) before giving up.
 const ACQUIRE_TRIES: usize = 3;
 

@@ -75,6 +75,21 @@ pub enum LedgerError {
     Malformed(#[from] MalformedItem),
 }
 
+impl From<crate::failpoints::Injected> for LedgerError {
+    fn from(injected: crate::failpoints::Injected) -> Self {
+        LedgerError::Dynamo {
+            operation: "failpoint",
+            detail: injected.to_string(),
+        }
+    }
+}
+
+impl From<crate::failpoints::Injected> for TransitionError {
+    fn from(injected: crate::failpoints::Injected) -> Self {
+        TransitionError::Ledger(injected.into())
+    }
+}
+
 impl LedgerError {
     fn dynamo<E, R>(operation: &'static str, err: &SdkError<E, R>) -> Self
     where

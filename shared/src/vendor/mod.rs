@@ -209,6 +209,17 @@ pub enum VendorError {
     TooLarge { limit: usize, size: Option<u64> },
 }
 
+impl From<crate::failpoints::Injected> for VendorError {
+    /// Before the call: it never left. After it: the vendor has it and the answer is lost.
+    fn from(injected: crate::failpoints::Injected) -> Self {
+        if injected.after {
+            VendorError::NoAnswer(injected.to_string())
+        } else {
+            VendorError::Unreachable(injected.to_string())
+        }
+    }
+}
+
 impl VendorError {
     pub fn class(&self) -> ErrorClass {
         match self {

@@ -26,7 +26,7 @@
 //! fault sees it.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,7 +39,6 @@ use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use ocrbridge::vendor::{normalize, Capabilities, Submission, Vendor, VendorError, VendorJob};
 use sha2::{Digest, Sha256};
-use tokio::sync::Notify;
 
 /// The faults the chaos run injects into the functions (the simulator has its own).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -116,21 +115,8 @@ impl ChaosCounters {
     }
 }
 
-/// One invocation, as the chaos wrapper sees it from inside the handler.
-#[derive(Debug, Default)]
-pub(crate) struct Invocation {
-    /// A vendor submission is in flight right now.
-    pub in_vendor_call: AtomicBool,
-    /// Signalled when the worker's write stalls: the event source gives the invocation up.
-    pub frozen: Notify,
-    /// Signalled to kill the invocation now.
-    pub kill: Notify,
-}
-
-tokio::task_local! {
-    /// The invocation the current handler future belongs to.
-    pub(crate) static INVOCATION: Arc<Invocation>;
-}
+/// One invocation, as the chaos wrapper and the failpoints see it from inside the handler.
+pub(crate) use ocrbridge::failpoints::{Invocation, INVOCATION};
 
 /// The chaos run's dice: every decision keyed by what it is about (see the module docs). Shared
 /// by the event sources, the vendor wrapper and the stalling connection.

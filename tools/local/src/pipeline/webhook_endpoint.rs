@@ -43,8 +43,19 @@ async fn receive(
     match target {
         WebhookTarget::InProcess(webhook) => {
             let now = (UnixMillis::now().0 / 1000) as i64;
-            let reply = webhook.handle("POST", &headers, &body, now).await;
-            StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            // The function's 10 s timeout; an invocation that dies answers 502, as the Function
+            // URL does.
+            match super::as_invocation(
+                std::time::Duration::from_secs(10),
+                webhook.handle("POST", &headers, &body, now),
+            )
+            .await
+            {
+                Some(reply) => {
+                    StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+                }
+                None => StatusCode::BAD_GATEWAY,
+            }
         }
         WebhookTarget::Binary(function) => {
             let event = function_url_event(&headers, &body);
