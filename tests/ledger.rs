@@ -453,44 +453,105 @@ async fn leases_respect_where_the_job_is() {
     assert_eq!(done.state, JobState::Completed);
 }
 
+/// How long a webhook invocation may take to finish what its claim guards (its timeout).
+const IN_PROGRESS: Duration = Duration::from_secs(10);
+
 #[tokio::test]
 async fn dedupe_claims_are_once_until_they_expire() {
     let s = stack().await;
     let id = unique_name("evt");
     let ttl = Duration::from_secs(600);
+    let claim = |scope: &'static str, id: String, now| {
+        let ledger = s.ledger.clone();
+        async move {
+            ledger
+                .claim_once(scope, &id, ttl, IN_PROGRESS, now)
+                .await
+                .unwrap()
+        }
+    };
 
-    let first = s.ledger.claim_once("webhook", &id, ttl, T0).await.unwrap();
-    assert!(matches!(first, Claim::First(_)));
+    let Claim::First(token) = claim("webhook", id.clone(), T0).await else {
+        panic!("first claim")
+    };
+    // While the holder works, a second delivery is told to come back, not that it was handled.
     assert_eq!(
-        s.ledger
-            .claim_once("webhook", &id, ttl, at(1_000))
-            .await
-            .unwrap(),
+        claim("webhook", id.clone(), at(1_000)).await,
+        Claim::InProgress { until: at(10_000) }
+    );
+    assert!(s
+        .ledger
+        .complete_claim("webhook", &id, &token)
+        .await
+        .unwrap());
+    assert_eq!(
+        claim("webhook", id.clone(), at(1_000)).await,
         Claim::Duplicate { claimed_at: T0 }
     );
     // The same id in another scope is independent.
     assert!(matches!(
-        s.ledger
-            .claim_once("other", &id, ttl, at(1_000))
-            .await
-            .unwrap(),
+        claim("other", id.clone(), at(1_000)).await,
         Claim::First(_)
     ));
     // Just before expiry it is still a duplicate; at expiry it counts as absent, although moto
     // (like DynamoDB, for a while) still holds the item.
     assert!(matches!(
-        s.ledger
-            .claim_once("webhook", &id, ttl, at(599_000))
-            .await
-            .unwrap(),
+        claim("webhook", id.clone(), at(599_000)).await,
         Claim::Duplicate { .. }
     ));
     assert!(matches!(
+        claim("webhook", id, at(600_000)).await,
+        Claim::First(_)
+    ));
+}
+
+/// A holder that dies between its claim and the work (a crash, a timeout) does not turn the
+/// sender's retries into duplicates for ever: once its time is up, the next delivery takes the
+/// claim over, and the dead holder's late completion is refused.
+#[tokio::test]
+async fn a_claim_whose_holder_died_is_taken_over_when_its_time_is_up() {
+    let s = stack().await;
+    let id = unique_name("evt");
+    let ttl = Duration::from_secs(600);
+    let Claim::First(dead) = s
+        .ledger
+        .claim_once("webhook", &id, ttl, IN_PROGRESS, T0)
+        .await
+        .unwrap()
+    else {
+        panic!("first claim")
+    };
+    assert!(matches!(
         s.ledger
-            .claim_once("webhook", &id, ttl, at(600_000))
+            .claim_once("webhook", &id, ttl, IN_PROGRESS, at(9_999))
             .await
             .unwrap(),
-        Claim::First(_)
+        Claim::InProgress { .. }
+    ));
+    let Claim::First(next) = s
+        .ledger
+        .claim_once("webhook", &id, ttl, IN_PROGRESS, at(10_000))
+        .await
+        .unwrap()
+    else {
+        panic!("taken over at the holder's deadline")
+    };
+    assert!(!s
+        .ledger
+        .complete_claim("webhook", &id, &dead)
+        .await
+        .unwrap());
+    assert!(s
+        .ledger
+        .complete_claim("webhook", &id, &next)
+        .await
+        .unwrap());
+    assert!(matches!(
+        s.ledger
+            .claim_once("webhook", &id, ttl, IN_PROGRESS, at(20_000))
+            .await
+            .unwrap(),
+        Claim::Duplicate { .. }
     ));
 }
 
@@ -499,10 +560,19 @@ async fn a_claim_can_be_released_only_by_its_holder() {
     let s = stack().await;
     let id = unique_name("evt");
     let ttl = Duration::from_secs(600);
-    let Claim::First(token) = s.ledger.claim_once("webhook", &id, ttl, T0).await.unwrap() else {
+    let claim = |id: String, now| {
+        let ledger = s.ledger.clone();
+        async move {
+            ledger
+                .claim_once("webhook", &id, ttl, IN_PROGRESS, now)
+                .await
+                .unwrap()
+        }
+    };
+    let Claim::First(token) = claim(id.clone(), T0).await else {
         panic!("first claim")
     };
-    let Claim::First(other) = s.ledger.claim_once("webhook", "x", ttl, T0).await.unwrap() else {
+    let Claim::First(other) = claim("x".into(), T0).await else {
         panic!("first claim")
     };
     assert!(!s
@@ -511,11 +581,8 @@ async fn a_claim_can_be_released_only_by_its_holder() {
         .await
         .unwrap());
     assert!(matches!(
-        s.ledger
-            .claim_once("webhook", &id, ttl, at(1))
-            .await
-            .unwrap(),
-        Claim::Duplicate { .. }
+        claim(id.clone(), at(1)).await,
+        Claim::InProgress { .. }
     ));
     assert!(s
         .ledger
@@ -527,13 +594,7 @@ async fn a_claim_can_be_released_only_by_its_holder() {
         .release_claim("webhook", &id, &token)
         .await
         .unwrap());
-    assert!(matches!(
-        s.ledger
-            .claim_once("webhook", &id, ttl, at(2))
-            .await
-            .unwrap(),
-        Claim::First(_)
-    ));
+    assert!(matches!(claim(id, at(2)).await, Claim::First(_)));
 }
 
 /// Two containers share one bucket: each starts from what it last saw, so each take is checked

@@ -388,6 +388,59 @@ async fn an_event_without_a_method_is_malformed_and_other_methods_are_refused() 
     assert!(notices(&w).await.is_empty());
 }
 
+/// The completion that was claimed and never queued: an invocation that died between its
+/// dedupe claim and its enqueue (here: the claim's answer lost, the same point). The vendor's
+/// retry must not be taken for a duplicate — for Mindee that notice is the only evidence that
+/// adopts a lost submit answer. While the claim may still be its holder's, a retry is asked to
+/// come back (503); once the holder's time is up, the next delivery takes the claim over and the
+/// notice is queued. (Before the claim had an in-progress phase, the retry was answered 200
+/// "duplicate" and nothing was ever queued.)
+#[tokio::test]
+async fn a_completion_whose_invocation_died_after_its_claim_is_not_lost() {
+    let mut w = world().await;
+    Arc::get_mut(&mut w.webhook).unwrap().config.claim_lease = Duration::from_secs(2);
+    let secret = w.s.secret(&w.s.config.webhook_secret, "AWSCURRENT").await;
+    let job = job(&w).await;
+    let body = payload(&job, "succeeded");
+    let delivery = || {
+        let wh = w.webhook.clone();
+        let headers = signed(&secret, "msg_died", now(), &body);
+        let body = body.clone();
+        async move {
+            wh.handle("POST", headers.as_slice(), &body, now())
+                .await
+                .status
+        }
+    };
+    ocrbridge::failpoints::arm(
+        "webhook.after_claim_before_enqueue",
+        &[(ocrbridge::failpoints::Action::Error, job.id.to_string())],
+    )
+    .unwrap();
+    assert_eq!(
+        delivery().await,
+        503,
+        "the claim was written, nothing queued"
+    );
+    assert_eq!(
+        delivery().await,
+        503,
+        "the vendor's retry while the claim may still be its holder's: come back, not 'duplicate'"
+    );
+    assert!(notices(&w).await.is_empty());
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    assert_eq!(
+        delivery().await,
+        200,
+        "taken over once the holder's time is up"
+    );
+    let queued = notices(&w).await;
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert_eq!(queued[0].job_id, job.id);
+    assert_eq!(delivery().await, 200, "and now a duplicate");
+    assert!(notices(&w).await.is_empty(), "queued once");
+}
+
 /// A webhook receiver over real HTTP that calls the handler, as the Function URL would.
 async fn serve(webhook: Arc<Webhook>) -> String {
     async fn receive(

@@ -13,8 +13,12 @@
 //!    beats the submit function's own write is still attributed — by its form only: parse reads
 //!    the job and dead-letters a notice for one that does not exist;
 //! 4. deduplicated on its event id with a claim whose TTL outlives the timestamp tolerance
-//!    (a replay outside the window fails the timestamp check; inside it, the claim);
-//! 5. put on the results queue as a [`ResultNotice`], and answered 200.
+//!    (a replay outside the window fails the timestamp check; inside it, the claim). The claim
+//!    is *in progress* until the notice is on the queue: a delivery that meets one in progress
+//!    is answered 503 (the vendor retries), and once the holder's time is up
+//!    (`WEBHOOK_CLAIM_LEASE_SECS`, the function's timeout) the next delivery takes it over — so
+//!    an invocation that dies between its claim and its enqueue loses nothing;
+//! 5. put on the results queue as a [`ResultNotice`], the claim marked done, and answered 200.
 //!
 //! Ordering is not this function's business: parse checks the vendor's status and the job's
 //! state machine, so a `processing` after `succeeded` changes nothing. Answers give nothing away:
@@ -27,6 +31,7 @@ use aws_lambda_events::event::lambda_function_urls::{
 };
 use base64::Engine;
 use ocrbridge::config::{setting, SettingError, StackConfig};
+use ocrbridge::failpoints;
 use ocrbridge::job::JobId;
 use ocrbridge::keyring::Keyring;
 use ocrbridge::ledger::{Claim, Ledger};
@@ -45,11 +50,17 @@ pub struct WebhookConfig {
     /// clock difference, both directions, for a scheme with timestamps). `None`: the vendor sends
     /// no webhooks, and every request is refused.
     pub format: Option<WebhookFormat>,
-    /// `WEBHOOK_MAX_BODY_BYTES` (default 262,144).
+    /// `WEBHOOK_MAX_BODY_BYTES` (default: the vendor's, `WebhookFormat::default_max_body_bytes`:
+    /// 256 KiB for a notice, 6 MiB for Mindee's whole inference).
     pub max_body_bytes: usize,
     /// `WEBHOOK_PROGRESS_STATUSES` (comma-separated, default `queued,processing`): statuses that
     /// are acknowledged after verification and go no further.
     pub progress_statuses: Vec<String>,
+    /// `WEBHOOK_CLAIM_LEASE_SECS` (default 10, the function's timeout in the template): how long
+    /// a delivery's dedupe claim stays in progress before another delivery may take it over.
+    /// At least the function's timeout, or a slow holder and its successor both enqueue (a
+    /// duplicate notice, which parse ignores — but a wasted one).
+    pub claim_lease: Duration,
 }
 
 impl WebhookConfig {
@@ -66,12 +77,13 @@ impl WebhookConfig {
             Some(v) if !v.trim().is_empty() => v.parse::<VendorKind>()?,
             _ => VendorKind::Sim,
         };
+        let format = WebhookFormat::for_vendor(vendor, tolerance_secs);
         Ok(WebhookConfig {
-            format: WebhookFormat::for_vendor(vendor, tolerance_secs),
+            format,
             max_body_bytes: setting(
                 &lookup,
                 "WEBHOOK_MAX_BODY_BYTES",
-                256 * 1024,
+                format.map_or(256 * 1024, WebhookFormat::default_max_body_bytes),
                 "a size in bytes from 1 to 6291456 (Lambda's payload limit)",
                 |b: &usize| (1..=6 * 1024 * 1024).contains(b),
             )?,
@@ -81,6 +93,12 @@ impl WebhookConfig {
                 .map(|s| s.trim().to_owned())
                 .filter(|s| !s.is_empty())
                 .collect(),
+            claim_lease: ocrbridge::config::duration_setting(
+                &lookup,
+                "WEBHOOK_CLAIM_LEASE_SECS",
+                Duration::from_secs(10),
+                Duration::from_secs(1),
+            )?,
         })
     }
 }
@@ -211,7 +229,10 @@ impl Webhook {
             }
             Err(malformed) => {
                 self.rejected(malformed.as_str());
-                warn!(reason = malformed.as_str(), "not a request this function can read");
+                warn!(
+                    reason = malformed.as_str(),
+                    "not a request this function can read"
+                );
                 BAD_REQUEST
             }
         };
@@ -308,38 +329,62 @@ impl Webhook {
             // Signed by the vendor but not ours: acknowledge so it stops, count it, and keep the
             // evidence in the results DLQ.
             self.rejected("unknown_job");
-            let _ = self
-                .queue
-                .dead_letter(
+            let parked = failpoints::around(
+                "webhook.before_dead_letter",
+                "webhook.after_dead_letter",
+                vendor_job_id,
+                self.queue.dead_letter(
                     &self.stack.results_dlq_url,
                     &String::from_utf8_lossy(body),
                     "unknown_job",
                     "a verified webhook names no job of ours",
                     &event_id,
-                )
-                .await;
+                ),
+            )
+            .await;
+            if let Err(e) = parked {
+                // Not kept: let the vendor try again rather than lose the evidence.
+                warn!(error = %e, "could not keep the stranger's webhook in the DLQ");
+                return UNAVAILABLE;
+            }
             return OK;
         };
 
-        let claim = match self
-            .ledger
-            .claim_once("webhook", &event_id, format.dedupe_ttl(), UnixMillis::now())
-            .await
-        {
-            Ok(claim) => claim,
+        let claim = failpoints::around(
+            "webhook.before_claim",
+            "webhook.after_claim_before_enqueue",
+            job_id.as_str(),
+            self.ledger.claim_once(
+                "webhook",
+                &event_id,
+                format.dedupe_ttl(),
+                self.config.claim_lease,
+                UnixMillis::now(),
+            ),
+        )
+        .await;
+        let token = match claim {
+            Ok(Claim::First(token)) => token,
+            Ok(Claim::InProgress { until }) => {
+                // Another invocation is putting this delivery's notice on the queue, or died
+                // doing so: not a duplicate yet. The vendor's retry finds it done, or takes it
+                // over once `until` has passed.
+                info!(%job_id, %event_id, until = until.0, "the same delivery is in progress; asking for a retry");
+                return UNAVAILABLE;
+            }
+            Ok(Claim::Duplicate { .. }) => {
+                self.metrics.count(
+                    metrics::WEBHOOK_DUPLICATES,
+                    &[],
+                    &[("job_id", job_id.as_str())],
+                );
+                info!(%job_id, %event_id, "duplicate delivery");
+                return DUPLICATE;
+            }
             Err(e) => {
                 warn!(error = %e, "dedupe unavailable");
                 return UNAVAILABLE;
             }
-        };
-        let Claim::First(token) = claim else {
-            self.metrics.count(
-                metrics::WEBHOOK_DUPLICATES,
-                &[],
-                &[("job_id", job_id.as_str())],
-            );
-            info!(%job_id, %event_id, "duplicate delivery");
-            return DUPLICATE;
         };
         let notice = ResultNotice {
             job_id: job_id.clone(),
@@ -348,18 +393,45 @@ impl Webhook {
             vendor_timestamp: verified.timestamp,
             event_id: Some(event_id.clone()),
         };
-        if let Err(e) = self
-            .queue
-            .send_json(&self.stack.results_queue_url, &notice)
-            .await
-        {
+        let sent = async {
+            self.queue
+                .send_json(&self.stack.results_queue_url, &notice)
+                .await?;
+            failpoints::check("webhook.after_enqueue", job_id.as_str()).await?;
+            Ok::<_, ocrbridge::queue::QueueError>(())
+        };
+        if let Err(e) = sent.await {
             // Not enqueued: give the claim back so the vendor's retry is not taken for a duplicate.
             warn!(error = %e, "results queue unavailable");
-            let _ = self
-                .ledger
-                .release_claim("webhook", &event_id, &token)
-                .await;
+            let released = failpoints::around(
+                "webhook.before_release_claim",
+                "webhook.after_release_claim",
+                job_id.as_str(),
+                self.ledger.release_claim("webhook", &event_id, &token),
+            )
+            .await;
+            if let Err(e) = released {
+                // It stays in progress until its time is up; the retry after that takes it over.
+                warn!(error = %e, "could not give the claim back; it lapses");
+            }
             return UNAVAILABLE;
+        }
+        let done = async {
+            let ours = self
+                .ledger
+                .complete_claim("webhook", &event_id, &token)
+                .await?;
+            failpoints::check("webhook.after_complete_claim", job_id.as_str()).await?;
+            Ok::<_, ocrbridge::ledger::LedgerError>(ours)
+        };
+        match done.await {
+            Ok(true) => {}
+            // Our time ran out and another delivery took the claim over: it enqueues too, and
+            // parse ignores the second notice.
+            Ok(false) => info!(%event_id, "the claim was taken over meanwhile"),
+            // The notice is on the queue; a retry after the claim lapses enqueues it again,
+            // which parse ignores. Answer 200: the vendor has delivered.
+            Err(e) => warn!(error = %e, "could not mark the claim done; it lapses"),
         }
         self.metrics.count(
             metrics::WEBHOOKS_VERIFIED,

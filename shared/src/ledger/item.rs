@@ -34,7 +34,9 @@
 //! | `dedupe_key` | S    | partition key, `<scope>#<id>`                                         |
 //! | `expires_at` | N    | unix **seconds**; the table's TTL attribute, also checked by the code |
 //! | `claimed_at` | N    | unix ms                                                              |
-//! | `token`      | S    | random per claim; fences `release_claim`                             |
+//! | `token`      | S    | random per claim; fences `complete_claim` and `release_claim`        |
+//! | `claim_status` | S  | `in_progress` (the holder is doing the work) or `done`; absent = done |
+//! | `in_progress_until` | N | unix ms: past it, an unfinished claim may be taken over          |
 
 use std::collections::HashMap;
 
@@ -96,6 +98,8 @@ pub mod attr {
     pub const EXPIRES_AT: &str = "expires_at";
     pub const CLAIMED_AT: &str = "claimed_at";
     pub const TOKEN: &str = "token";
+    pub const CLAIM_STATUS: &str = "claim_status";
+    pub const IN_PROGRESS_UNTIL: &str = "in_progress_until";
 }
 
 /// The global secondary index on (`state_shard`, `state_since`) that reconcile and the CLI

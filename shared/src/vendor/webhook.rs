@@ -107,6 +107,17 @@ impl WebhookFormat {
 
     /// How long a dedupe claim must last: past the window in which a replay could pass the
     /// timestamp check; a day for a scheme with no timestamp, where the claim is the only guard.
+    /// The largest body accepted by default (`WEBHOOK_MAX_BODY_BYTES` overrides it): a small
+    /// notice from the simulator, but the **whole inference** from Mindee, which grows with
+    /// the document — so up to Lambda's own 6 MB request limit (a body past that is refused by
+    /// Lambda before the function runs, and reconcile polls the job instead).
+    pub fn default_max_body_bytes(self) -> usize {
+        match self {
+            WebhookFormat::Sim { .. } => 256 * 1024,
+            WebhookFormat::Mindee => 6 * 1024 * 1024,
+        }
+    }
+
     pub fn dedupe_ttl(self) -> std::time::Duration {
         let window = match self {
             WebhookFormat::Sim { tolerance_secs } => tolerance_secs.max(0) as u64,
