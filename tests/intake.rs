@@ -736,3 +736,108 @@ async fn a_reupload_after_a_retryable_stop_retries_the_job_and_nothing_else_does
         "only the duplicate link was added, which moves nothing"
     );
 }
+
+/// A burst of uploads beyond what intake may run at once: with the event source capped at the
+/// function's reserved concurrency (`ScalingConfig.MaximumConcurrency`), the pollers wait and
+/// every upload becomes its job. Without the cap — the template before it — Lambda throttles the
+/// batches it has no slot for back onto the queue, their receive counts rise with no handler
+/// having run, and the crash-loop guard parks real uploads in the DLQ. (`MaxReceiveCount=3`, the
+/// template's minimum, makes one throttle enough to show it.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_beyond_the_functions_concurrency_is_never_parked() {
+    use ocrbridge_local::pipeline::{EventSource, Pipeline, PipelineOptions};
+    use ocrbridge_local::template::Template;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    const UPLOADS: usize = 120;
+    // Boxed: the whole pipeline's future is too deep for the test thread's stack in a debug build.
+    let burst = |template: Template| {
+        Box::pin(async move {
+            let s = ocrbridge_tests::stack_from(template, &[("MaxReceiveCount", "3")]).await;
+            let p = Pipeline::start(
+                s.clients.clone(),
+                &s.stack,
+                PipelineOptions {
+                    engine: vendor_sim::engine::EngineKind::Fast,
+                    // More pollers than intake's ten reserved slots, each taking a batch of ten.
+                    concurrency: 12,
+                    crash_redelivery: Duration::from_secs(1),
+                    ..PipelineOptions::default()
+                },
+            )
+            .await
+            .unwrap();
+            let salt = unique_name("burst");
+            for i in 0..UPLOADS {
+                let mut png = png_header(640, 480);
+                png.extend_from_slice(format!("{salt}-{i}").as_bytes());
+                s.put(
+                    &format!("receipts/burst/{i:03}.png"),
+                    png,
+                    Some("image/png"),
+                )
+                .await;
+            }
+            let stop = AtomicBool::new(false);
+            let started = Instant::now();
+            // Intake alone: the burst is its, and the other stages would only slow the machine.
+            let ((), jobs) =
+                tokio::join!(p.run_sources_until(&[EventSource::Intake], &stop), async {
+                    let queue = Queue::new(s.clients.sqs.clone());
+                    let mut jobs = 0;
+                    while started.elapsed() < Duration::from_secs(60) {
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                        // Done when every upload is a job, or the queue holds nothing more (visible,
+                        // in flight or delayed): what is not a job by then was parked. (The queue
+                        // first: a job counted after it is empty is counted for good.)
+                        let waiting = queue.depth(&s.config.intake_queue_url).await.unwrap_or(1);
+                        jobs = ocrbridge_tests::all_jobs(&s.ledger, 100).await.len();
+                        if jobs == UPLOADS || waiting == 0 {
+                            break;
+                        }
+                    }
+                    stop.store(true, Ordering::Relaxed);
+                    jobs
+                });
+            let throttled = ocrbridge_local::pipeline::EventSourceCounters::get(
+                &p.event_sources.throttled_batches,
+            );
+            // Each parked upload by its reason; SQS's own redrive gives none.
+            let parked: Vec<String> = s
+                .drain(&s.config.intake_dlq_url)
+                .await
+                .iter()
+                .map(|m| {
+                    m.message_attributes()
+                        .and_then(|a| a.get(REASON_CODE_ATTRIBUTE))
+                        .and_then(|a| a.string_value())
+                        .unwrap_or("(moved by SQS, no reason)")
+                        .to_owned()
+                })
+                .collect();
+            eprintln!(
+            "burst: {jobs} jobs, {throttled} batches throttled, {} invocations timed out, parked {parked:?}",
+            ocrbridge_local::pipeline::ChaosCounters::get(&p.chaos.timeouts)
+        );
+            (throttled, parked, jobs)
+        })
+    };
+
+    let deployed = std::fs::read_to_string(ocrbridge_local::template_path()).unwrap();
+    let (throttled, parked, jobs) = burst(Template::parse(&deployed).unwrap()).await;
+    assert_eq!(throttled, 0, "the pollers never outran the function");
+    // Every upload is a job. (A message SQS — here moto — delivers twice at once is dead-lettered
+    // on its second receive at this MaxReceiveCount; its job exists, so nothing is lost.)
+    assert_eq!(jobs, UPLOADS, "every upload is a job; parked: {parked:?}");
+
+    let cap = "            ScalingConfig:\n              MaximumConcurrency: 10\n";
+    assert_eq!(deployed.matches(cap).count(), 1, "intake's cap, once");
+    let uncapped = deployed.replace(cap, "");
+    let (throttled, parked, jobs) = burst(Template::parse(&uncapped).unwrap()).await;
+    assert!(throttled > 0, "a burst past ten slots is throttled");
+    assert!(
+        !parked.is_empty() && jobs + parked.len() == UPLOADS,
+        "and the throttled uploads are parked in the DLQ, no job made: {jobs} jobs, parked {parked:?}"
+    );
+}

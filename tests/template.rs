@@ -133,6 +133,57 @@ fn functions(template: &Template) -> Vec<ResourceDef> {
         .collect()
 }
 
+/// A burst on a queue must never be throttled back onto it: every SQS event source caps its
+/// invocations (`ScalingConfig.MaximumConcurrency`), and the caps of a function's sources add up
+/// to no more than its reserved concurrency. Without that, Lambda throttles batches, their
+/// receive counts rise with no handler having run, and the crash-loop guard parks them
+/// (`tests/intake.rs` shows it with the cap removed).
+#[test]
+fn no_sqs_source_can_invoke_more_than_its_function_may_run() {
+    let text = std::fs::read_to_string(template_path()).unwrap();
+    let raw: Value = serde_yaml::from_str(&text).unwrap();
+    let mut caps: std::collections::BTreeMap<String, u64> = Default::default();
+    let function_of = |v: &Value| match v {
+        Value::Tagged(t) => t.value.as_str().unwrap().to_owned(),
+        other => panic!("{other:?}"),
+    };
+    for (id, resource) in raw["Resources"].as_mapping().unwrap() {
+        let id = id.as_str().unwrap();
+        let sources: Vec<(String, &Value)> = match resource["Type"].as_str() {
+            Some("AWS::Serverless::Function") => resource["Properties"]["Events"]
+                .as_mapping()
+                .into_iter()
+                .flatten()
+                .filter(|(_, e)| e["Type"] == "SQS")
+                .map(|(_, e)| (id.to_owned(), &e["Properties"]))
+                .collect(),
+            Some("AWS::Lambda::EventSourceMapping") => vec![(
+                function_of(&resource["Properties"]["FunctionName"]),
+                &resource["Properties"],
+            )],
+            _ => vec![],
+        };
+        for (function, props) in sources {
+            let cap = props["ScalingConfig"]["MaximumConcurrency"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("{id}: an SQS source without MaximumConcurrency"));
+            assert!(cap >= 2, "{id}: Lambda's minimum MaximumConcurrency is 2");
+            *caps.entry(function).or_default() += cap;
+        }
+    }
+    assert_eq!(caps.len(), 3, "intake, submit and parse: {caps:?}");
+    for (function, cap) in caps {
+        let reserved = raw["Resources"][function.as_str()]["Properties"]
+            ["ReservedConcurrentExecutions"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{function} has no reserved concurrency"));
+        assert!(
+            cap <= reserved,
+            "{function}: its sources may invoke {cap} at once, but it may run {reserved}"
+        );
+    }
+}
+
 #[test]
 fn every_function_builds_its_own_binary_and_sqs_sources_report_partial_failures() {
     let text = std::fs::read_to_string(template_path()).unwrap();

@@ -31,12 +31,21 @@ pub async fn stack() -> TestStack {
 
 /// [`stack`] with template parameters set (e.g. `VendorName=textract`).
 pub async fn stack_with(parameters: &[(&str, &str)]) -> TestStack {
+    stack_from(
+        Template::load(&template_path()).expect("template.yaml loads"),
+        parameters,
+    )
+    .await
+}
+
+/// A stack of another template than `template.yaml` (e.g. one with a setting taken out, to show
+/// what it is there for).
+pub async fn stack_from(template: Template, parameters: &[(&str, &str)]) -> TestStack {
     let endpoint = moto::endpoint_from_env();
     if let Err(e) = moto::wait_healthy(&endpoint, Duration::from_secs(5)).await {
         panic!("{e}");
     }
     let clients = AwsClients::from_sdk_config(&local_sdk_config(&endpoint));
-    let template = Template::load(&template_path()).expect("template.yaml loads");
     let options = ProvisionOptions {
         stack_name: unique_name("t"),
         parameters: parameters

@@ -112,6 +112,39 @@ impl LocalStack {
             .as_u64()
     }
 
+    /// A function's `ReservedConcurrentExecutions`: the most invocations it can have at once.
+    pub fn reserved_concurrency(&self, function: &str) -> Option<u64> {
+        self.template
+            .resources()
+            .into_iter()
+            .find(|r| r.logical_id == function)?
+            .properties
+            .get("ReservedConcurrentExecutions")?
+            .as_u64()
+    }
+
+    /// The `ScalingConfig.MaximumConcurrency` of an SQS event source: of a function's SQS event,
+    /// or of an `AWS::Lambda::EventSourceMapping` resource by its logical id. `None`: the
+    /// mapping's pollers invoke as much as the queue holds, and what the function's reserved
+    /// concurrency cannot take is throttled.
+    pub fn event_max_concurrency(&self, logical_id: &str) -> Option<u64> {
+        let def = self
+            .template
+            .resources()
+            .into_iter()
+            .find(|r| r.logical_id == logical_id)?;
+        let scaling = match def.properties.get("Events") {
+            Some(events) => events
+                .as_mapping()?
+                .values()
+                .find(|e| e.get("Type").and_then(Value::as_str) == Some("SQS"))?
+                .get("Properties")?
+                .get("ScalingConfig")?,
+            None => def.properties.get("ScalingConfig")?,
+        };
+        scaling.get("MaximumConcurrency")?.as_u64()
+    }
+
     pub fn stack_config(&self) -> Result<StackConfig, ProvisionError> {
         let env = self.function_environment()?;
         StackConfig::from_lookup(|k| env.get(k).cloned()).map_err(|e| ProvisionError::Definition {

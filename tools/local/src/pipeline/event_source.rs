@@ -7,23 +7,31 @@
 //!   whatever the handler set, or the queue's timeout); the others are deleted, in one
 //!   `DeleteMessageBatch`;
 //! - the redrive policy moves a message to its DLQ after `maxReceiveCount` receives (moto does
-//!   this, as SQS does).
+//!   this, as SQS does);
+//! - **concurrency** as the template sets it: a function runs at most its
+//!   `ReservedConcurrentExecutions` at once, and an event source with
+//!   `ScalingConfig.MaximumConcurrency` never invokes more than that. A mapping without it
+//!   invokes for every batch it receives, and Lambda throttles what the function has no slot
+//!   for: the batch goes back to the queue, its receive count raised although no handler ran —
+//!   which a burst turns into messages that look like a crash loop.
 //!
 //! The chaos faults of [`super::chaos`] act here: crashed, killed and frozen invocations.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessageAttribute};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
 use ocrbridge::time::UnixMillis;
+use tokio::sync::Semaphore;
 
 use super::chaos::{subject_of, ChaosCounters, ChaosFault, Invocation, INVOCATION};
 use super::Pipeline;
 
 /// The SQS event source mappings of the template: which queue feeds which function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum EventSource {
+pub enum EventSource {
     Intake,
     Submit,
     /// The results queue, feeding parse.
@@ -33,12 +41,58 @@ pub(crate) enum EventSource {
 }
 
 impl EventSource {
-    pub(crate) const ALL: [EventSource; 4] = [
+    pub const ALL: [EventSource; 4] = [
         EventSource::Intake,
         EventSource::Submit,
         EventSource::Results,
         EventSource::TextractCompletions,
     ];
+}
+
+/// Lambda's concurrency for the event sources, from the template: each function's reserved
+/// slots, and each mapping's own maximum.
+#[derive(Debug, Default)]
+pub(crate) struct Concurrency {
+    /// By function logical id: the invocations it may run at once.
+    functions: BTreeMap<&'static str, Arc<Semaphore>>,
+    /// By event source: the invocations its pollers may have in flight.
+    sources: BTreeMap<&'static str, Arc<Semaphore>>,
+}
+
+impl EventSource {
+    fn function(self) -> &'static str {
+        match self {
+            EventSource::Intake => "IntakeFunction",
+            EventSource::Submit => "SubmitFunction",
+            EventSource::Results | EventSource::TextractCompletions => "ParseFunction",
+        }
+    }
+
+    /// Where its `ScalingConfig` is: the function's SQS event, or the mapping resource.
+    fn mapping(self) -> &'static str {
+        match self {
+            EventSource::TextractCompletions => "TextractCompletionsSource",
+            other => other.function(),
+        }
+    }
+}
+
+impl Concurrency {
+    pub(crate) fn of(stack: &crate::provision::LocalStack) -> Self {
+        let permits = |n: u64| Arc::new(Semaphore::new(usize::try_from(n).unwrap_or(usize::MAX)));
+        let mut out = Concurrency::default();
+        for source in EventSource::ALL {
+            if let Some(n) = stack.reserved_concurrency(source.function()) {
+                out.functions
+                    .entry(source.function())
+                    .or_insert_with(|| permits(n));
+            }
+            if let Some(n) = stack.event_max_concurrency(source.mapping()) {
+                out.sources.insert(source.mapping(), permits(n));
+            }
+        }
+        out
+    }
 }
 
 /// What the emulated event source mappings asked of SQS. Lambda's pollers make the same calls and
@@ -49,6 +103,8 @@ pub struct EventSourceCounters {
     pub receives_with_messages: AtomicU64,
     pub empty_receives: AtomicU64,
     pub delete_batches: AtomicU64,
+    /// Batches received and not invoked: the function had no slot left (see [`Concurrency`]).
+    pub throttled_batches: AtomicU64,
 }
 
 impl EventSourceCounters {
@@ -231,10 +287,28 @@ impl Pipeline {
                 None => return 0,
             },
         };
+        // A mapping with a maximum concurrency polls only while it has an invocation to spare.
+        let _in_flight = match self.concurrency.sources.get(source.mapping()) {
+            Some(limit) => Arc::clone(limit).acquire_owned().await.ok(),
+            None => None,
+        };
         let batch = self.receive(queue_url, self.batch_sizes[name]).await;
         if batch.is_empty() {
             return 0;
         }
+        let _slot = match self.concurrency.functions.get(source.function()) {
+            Some(slots) => match Arc::clone(slots).try_acquire_owned() {
+                Ok(slot) => Some(slot),
+                Err(_) => {
+                    // Throttled: no handler runs, and the batch comes back after its visibility
+                    // timeout with its receive count raised.
+                    ChaosCounters::add(&self.event_sources.throttled_batches);
+                    self.give_back(queue_url, &batch).await;
+                    return batch.len();
+                }
+            },
+            None => None,
+        };
         let event = Self::event(&batch, name);
         let invoked = match &self.binaries {
             Some(b) => {

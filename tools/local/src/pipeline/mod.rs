@@ -46,12 +46,11 @@ use webhook::{Webhook, WebhookConfig};
 
 pub use binaries::{binary_environment, Binaries};
 pub use chaos::{ChaosCounters, ChaosDice, ChaosFault, ChaosOptions, Chaotic, StallingHttpClient};
-pub use event_source::EventSourceCounters;
+pub use event_source::{EventSource, EventSourceCounters};
 
 use crate::provision::LocalStack;
 use crate::rie::Emulated;
 use binaries::with_app_id;
-use event_source::EventSource;
 use webhook_endpoint::WebhookTarget;
 
 /// How to run the local pipeline.
@@ -174,6 +173,8 @@ pub struct Pipeline {
     chaos_dice: Arc<ChaosDice>,
     /// The requests the emulated event sources made, as Lambda's pollers would.
     pub event_sources: EventSourceCounters,
+    /// Lambda's concurrency, as the template sets it (see [`event_source`]).
+    concurrency: event_source::Concurrency,
     /// The binaries under the emulator, in binaries mode.
     pub binaries: Option<Binaries>,
     /// `sam local start-lambda`, when the binaries run through it.
@@ -502,6 +503,7 @@ impl Pipeline {
             textract_completions_url: stack
                 .physical("TextractCompletionsQueue")
                 .map(|q| q.ref_value.clone()),
+            concurrency: event_source::Concurrency::of(stack),
             webhook,
             sim,
             config,
@@ -540,6 +542,17 @@ impl Pipeline {
     /// `concurrency` pollers, each receiving, invoking and acknowledging on its own, so a slow
     /// batch on one queue holds up nothing else; the schedule fires reconcile on time.
     pub async fn run_until(&self, stop: &AtomicBool) {
+        let schedule = async {
+            while !stop.load(Ordering::Relaxed) {
+                tokio::time::sleep(IDLE_POLL).await;
+                self.reconcile_if_due().await;
+            }
+        };
+        tokio::join!(self.run_sources_until(&EventSource::ALL, stop), schedule);
+    }
+
+    /// Runs only `sources`' pollers (no schedule) until `stop` is set: one stage on its own.
+    pub async fn run_sources_until(&self, sources: &[EventSource], stop: &AtomicBool) {
         let poller = |source: EventSource| async move {
             while !stop.load(Ordering::Relaxed) {
                 if self.poll(source).await == 0 {
@@ -547,17 +560,12 @@ impl Pipeline {
                 }
             }
         };
-        let pollers = EventSource::ALL
-            .into_iter()
+        let pollers = sources
+            .iter()
+            .copied()
             .flat_map(|source| (0..self.options.concurrency.max(1)).map(move |_| source))
             .map(poller);
-        let schedule = async {
-            while !stop.load(Ordering::Relaxed) {
-                tokio::time::sleep(IDLE_POLL).await;
-                self.reconcile_if_due().await;
-            }
-        };
-        tokio::join!(futures::future::join_all(pollers), schedule);
+        futures::future::join_all(pollers).await;
     }
 
     /// Fires the reconcile schedule if `reconcile_every` has passed since it last did.
@@ -585,9 +593,32 @@ impl Pipeline {
                     .await;
             }
             None => {
-                self.reconcile.run(UnixMillis::now()).await;
+                // A crash injected into reconcile stops this run, as Lambda would; the next
+                // schedule starts afresh.
+                as_invocation(
+                    self.options.invocation_timeout.max(Duration::from_secs(10)),
+                    self.reconcile.run(UnixMillis::now()),
+                )
+                .await;
             }
         }
+    }
+}
+
+/// Runs `work` as one invocation outside the SQS event sources (the schedule, the Function
+/// URL): inside an [`chaos::INVOCATION`] scope, stopped — `None` — when something kills it (an
+/// injected crash) or at `timeout`, as Lambda stops a function. A stalled worker just resumes:
+/// there is no batch to give back.
+pub(crate) async fn as_invocation<T>(
+    timeout: Duration,
+    work: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    let invocation = Arc::new(chaos::Invocation::default());
+    let work = chaos::INVOCATION.scope(Arc::clone(&invocation), work);
+    tokio::select! {
+        out = work => Some(out),
+        _ = invocation.kill.notified() => None,
+        _ = tokio::time::sleep(timeout) => None,
     }
 }
 
