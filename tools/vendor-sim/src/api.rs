@@ -15,7 +15,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::faults::{Fault, FaultConfig, FaultDice};
-use crate::server::{DropConnection, TruncateBody};
+use crate::server::{DropConnection, HoldResponse, TruncateBody};
 use crate::state::{Idempotency, Protocol, SimJob, Status};
 use crate::{webhooks, Accept, Accepted, Cut, KeyRule, Sim};
 
@@ -122,13 +122,47 @@ pub(crate) fn request_fault(inner: &mut crate::state::Inner) -> Option<RequestFa
 /// names, or the document's `sha256:`): whether the slow fault strikes it, and how long it holds
 /// it. The caller sleeps that long before creating anything, so a client that gives up meanwhile
 /// drops the request and nothing is created.
-pub(crate) fn submission_received(sim: &Sim, subject: &str) -> Option<Duration> {
+pub(crate) fn submission_received(sim: &Sim, subject: &str) -> Received {
     sim.with_state(|inner| {
         inner.stats.submit_requests += 1;
-        inner
+        if inner.strikes_for(Fault::AuthRefused, subject) {
+            inner.stats.unauthorized += 1;
+            return Received::Unauthorized;
+        }
+        match inner
             .strikes_for(Fault::Slow, subject)
             .then(|| Duration::from_millis(inner.dice.config.slow_delay_ms))
+        {
+            Some(pause) => Received::Slow(pause),
+            None => Received::Go,
+        }
     })
+}
+
+/// What the per-submission faults decided ([`submission_received`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Received {
+    /// Handle it now.
+    Go,
+    /// Handle it after this pause; a client that gives up meanwhile drops it, and nothing is
+    /// created.
+    Slow(Duration),
+    /// Refuse the credentials (each twin in its vendor's shape): nothing is created.
+    Unauthorized,
+}
+
+impl Received {
+    /// Sleeps through a slow fault; `false` when the request is to be refused as unauthorized.
+    pub(crate) async fn proceed(self) -> bool {
+        match self {
+            Received::Go => true,
+            Received::Slow(pause) => {
+                tokio::time::sleep(pause).await;
+                true
+            }
+            Received::Unauthorized => false,
+        }
+    }
 }
 
 fn throttled(retry_after_secs: u64) -> Response {
@@ -317,8 +351,12 @@ async fn submit(State(sim): State<Arc<Sim>>, request: Request) -> Response {
         .clone()
         .or_else(|| idempotency_key.clone())
         .unwrap_or_default();
-    if let Some(delay) = submission_received(&sim, &subject) {
-        tokio::time::sleep(delay).await;
+    if !submission_received(&sim, &subject).proceed().await {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the API key was refused",
+        );
     }
     if !PROFILES.contains(&submission.profile.as_str()) {
         return error(
@@ -403,6 +441,20 @@ pub(crate) fn cut_answer(response: &mut Response, cut: Option<Cut>) {
         Some(Cut::Truncate) => {
             response.extensions_mut().insert(TruncateBody);
         }
+        Some(Cut::GatewayError(status)) => {
+            // What a load balancer in front of the vendor sends: its own page, not the vendor's
+            // error shape (no JSON, no error type).
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+            *response = (
+                status,
+                [(header::CONTENT_TYPE, "text/html")],
+                format!("<html><body><h1>{status}</h1></body></html>"),
+            )
+                .into_response();
+        }
+        Some(Cut::Hang(pause)) => {
+            response.extensions_mut().insert(HoldResponse(pause));
+        }
         None => {}
     }
 }
@@ -462,8 +514,8 @@ async fn status(
         return r;
     }
     match sim.lock().jobs.get(&id) {
-        Some(job) => Json(job.view()).into_response(),
-        None => error(StatusCode::NOT_FOUND, "not_found", "no such document"),
+        Some(job) if !job.is_gone(sim.twins.result_ttl) => Json(job.view()).into_response(),
+        _ => error(StatusCode::NOT_FOUND, "not_found", "no such document"),
     }
 }
 
@@ -476,7 +528,11 @@ async fn result(
         return r;
     }
     let inner = sim.lock();
-    let Some(job) = inner.jobs.get(&id) else {
+    let Some(job) = inner
+        .jobs
+        .get(&id)
+        .filter(|j| !j.is_gone(sim.twins.result_ttl))
+    else {
         return error(StatusCode::NOT_FOUND, "not_found", "no such document");
     };
     match (job.status, &job.result) {

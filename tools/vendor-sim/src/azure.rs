@@ -194,8 +194,12 @@ async fn analyze(
     // know which document each operation was for (its duplicate-charge ground truth, never shown
     // to a client): the document's SHA-256.
     let subject = format!("sha256:{}", hex::encode(Sha256::digest(&document)));
-    if let Some(delay) = submission_received(&sim, &subject) {
-        tokio::time::sleep(delay).await;
+    if !submission_received(&sim, &subject).proceed().await {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "401",
+            "Access denied due to invalid subscription key or wrong API endpoint.",
+        );
     }
     let accept = Accept {
         protocol: Protocol::Azure(AzureJob {
@@ -261,7 +265,7 @@ async fn operation(
     let updated = chrono::DateTime::from_timestamp(job.updated_at, 0)
         .unwrap_or_default()
         .to_rfc3339();
-    if job.status.is_final() && job.received.elapsed() > sim.twins.result_ttl {
+    if job.is_gone(sim.twins.result_ttl) {
         return error(
             StatusCode::NOT_FOUND,
             "NotFound",
@@ -280,10 +284,16 @@ async fn operation(
         Status::Succeeded if drifted => {
             json!({ "status": "succeededWithWarnings", "createdDateTime": created, "lastUpdatedDateTime": updated })
         }
-        Status::Succeeded => json!({
-            "status": "succeeded", "createdDateTime": created, "lastUpdatedDateTime": updated,
-            "analyzeResult": analyze_result(&job, &model),
-        }),
+        Status::Succeeded => {
+            let mut result = analyze_result(&job, &model);
+            if job.oversized {
+                crate::pad(&mut result, sim.oversized_result_bytes());
+            }
+            json!({
+                "status": "succeeded", "createdDateTime": created, "lastUpdatedDateTime": updated,
+                "analyzeResult": result,
+            })
+        }
         Status::Failed => json!({
             "status": "failed", "createdDateTime": created, "lastUpdatedDateTime": updated,
             "error": {

@@ -58,10 +58,26 @@ pub enum Fault {
     Drift,
     /// The job fails (`status: failed` with an error) instead of succeeding.
     FailedJob,
+    /// Accept-then-5xx: the job is created, billed and processed, and the gateway in front of
+    /// the vendor answers `502` or `504` — an error the client may take for "not accepted".
+    #[serde(rename = "accept_then_5xx")]
+    AcceptThen5xx,
+    /// Accept-then-hang: the job is created, billed and processed, and the answer is held for
+    /// `slow_delay_ms`, past the client's timeout.
+    AcceptThenHang,
+    /// The submission is refused as unauthenticated (`401`, Textract's `AccessDeniedException`)
+    /// before anything is created: a revoked or rotated key.
+    AuthRefused,
+    /// The finished job's result is gone when it is asked for: each vendor's "not found"
+    /// (`404`; Textract's `InvalidJobIdException`), as after its results expire.
+    ResultExpired,
+    /// The result is padded to `oversized_result_bytes`: more than a reader may take in one
+    /// piece (and, for Mindee, a webhook body that large).
+    OversizedResult,
 }
 
 impl Fault {
-    pub const RATED: [Fault; 13] = [
+    pub const RATED: [Fault; 18] = [
         Fault::Throttle,
         Fault::ServerError,
         Fault::Slow,
@@ -75,6 +91,11 @@ impl Fault {
         Fault::Replay,
         Fault::Drift,
         Fault::FailedJob,
+        Fault::AcceptThen5xx,
+        Fault::AcceptThenHang,
+        Fault::AuthRefused,
+        Fault::ResultExpired,
+        Fault::OversizedResult,
     ];
 
     pub fn name(self) -> String {
@@ -101,6 +122,8 @@ pub struct FaultConfig {
     pub slow_delay_ms: u64,
     pub webhook_delay_ms: u64,
     pub replay_age_ms: u64,
+    /// The size a result is padded to by `oversized_result`.
+    pub oversized_result_bytes: usize,
     /// A silent model update on a share of documents (not a rate: every affected document, every
     /// time).
     pub model_update: Option<crate::model_update::ModelUpdate>,
@@ -130,6 +153,7 @@ impl Default for FaultConfig {
             webhook_delay_ms: 3_000,
             // Twice the Standard Webhooks tolerance of 5 minutes.
             replay_age_ms: 10 * 60 * 1_000,
+            oversized_result_bytes: 2 * 1024 * 1024,
             model_update: None,
             force: BTreeMap::new(),
         }
@@ -140,7 +164,7 @@ impl Default for FaultConfig {
 pub enum FaultSpecError {
     #[error("fault spec {0:?} is not NAME=RATE")]
     Shape(String),
-    #[error("unknown fault {0:?}; known: throttle, server_error, slow, drop, truncated_response, duplicate_webhook, out_of_order, delayed_webhook, lost_webhook, bad_signature, replay, drift, failed_job")]
+    #[error("unknown fault {0:?}; known: throttle, server_error, slow, drop, truncated_response, duplicate_webhook, out_of_order, delayed_webhook, lost_webhook, bad_signature, replay, drift, failed_job, accept_then_5xx, accept_then_hang, auth_refused, result_expired, oversized_result")]
     Unknown(String),
     #[error("rate {0:?} is not a probability between 0 and 1")]
     Rate(String),

@@ -211,6 +211,10 @@ pub enum Cut {
     Drop,
     /// The status and headers, then half the body.
     Truncate,
+    /// A gateway's `502` or `504` instead of the vendor's answer.
+    GatewayError(u16),
+    /// The answer, held this long (past the client's timeout).
+    Hang(Duration),
 }
 
 impl Sim {
@@ -293,6 +297,9 @@ impl Sim {
                 error: None,
                 received: accept.received,
                 processing_ms: None,
+                expired: false,
+                oversized: false,
+                completion_acked: false,
             };
             inner.insert_new_job(job.clone(), accept.key.as_ref().map(|k| k.memory));
             let subject = job.subject().to_owned();
@@ -300,6 +307,16 @@ impl Sim {
                 Some(Cut::Drop)
             } else if inner.strikes_for(Fault::TruncatedResponse, &subject) {
                 Some(Cut::Truncate)
+            } else if inner.strikes_for(Fault::AcceptThen5xx, &subject) {
+                Some(Cut::GatewayError(*inner.dice.pick_for(
+                    &[502, 504],
+                    "gateway_status",
+                    &subject,
+                )))
+            } else if inner.strikes_for(Fault::AcceptThenHang, &subject) {
+                Some(Cut::Hang(Duration::from_millis(
+                    inner.dice.config.slow_delay_ms,
+                )))
             } else {
                 None
             };
@@ -307,6 +324,11 @@ impl Sim {
         };
         self.spawn_processing(job.id.clone(), accept.document);
         Accepted::New { job, cut }
+    }
+
+    /// What `oversized_result` pads a result to.
+    pub fn oversized_result_bytes(&self) -> usize {
+        self.lock().dice.config.oversized_result_bytes
     }
 
     /// The Textract twin's AWS clients, when `aws_endpoint` was given.
@@ -333,6 +355,19 @@ impl Sim {
 
     pub fn stats(&self) -> Stats {
         self.lock().stats.clone()
+    }
+
+    /// The vendor's books for one subject (a reference, or Azure's `sha256:…`): every job it
+    /// made for it, billed, in the order they were made — what a test holds the ledger to.
+    pub fn books(&self, subject: &str) -> Vec<SimJob> {
+        let inner = self.lock();
+        inner
+            .by_external_ref
+            .get(subject)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| inner.jobs.get(id).cloned())
+            .collect()
     }
 
     /// One job as the simulator holds it (for benchmarks: its `processing_ms`).
@@ -458,10 +493,25 @@ impl Sim {
         };
         {
             let mut inner = self.lock();
+            let subject = inner
+                .jobs
+                .get(&id)
+                .map_or_else(|| id.clone(), |j| j.subject().to_owned());
+            let succeeded = status == Status::Succeeded;
+            let expired = succeeded && inner.strikes_for(Fault::ResultExpired, &subject);
+            let oversized = succeeded && inner.strikes_for(Fault::OversizedResult, &subject);
+            let padding = inner.dice.config.oversized_result_bytes;
             if let Some(job) = inner.jobs.get_mut(&id) {
-                job.result = result;
+                job.result = result.map(|mut r| {
+                    if oversized {
+                        pad(&mut r, padding);
+                    }
+                    r
+                });
                 job.error = error;
                 job.processing_ms = Some(job.received.elapsed().as_millis() as u64);
+                job.expired = expired;
+                job.oversized = oversized;
             }
         }
         self.change_status(&id, status, held_back);
@@ -518,6 +568,7 @@ impl Sim {
                 kind: DeliveryKind::Genuine,
                 delay: Duration::ZERO,
                 backdate_secs: 0,
+                completes: status.is_final().then(|| id.to_owned()),
             };
             // Each status change of a job rolls its own webhook faults.
             let event = format!("{}:{}", job.subject(), status.as_str());
@@ -595,6 +646,15 @@ impl Sim {
             let mut inner = self.lock();
             if ok {
                 inner.stats.webhook_deliveries_ok += 1;
+                if delivery.kind.retries() {
+                    if let Some(job) = delivery
+                        .completes
+                        .as_ref()
+                        .and_then(|id| inner.jobs.get_mut(id))
+                    {
+                        job.completion_acked = true;
+                    }
+                }
                 return;
             }
             inner.stats.webhook_attempts_failed += 1;
@@ -643,6 +703,14 @@ fn inject_webhook_faults(inner: &mut Inner, genuine: Outgoing, event: &str) -> V
         });
     }
     out
+}
+
+/// Pads a result (an object) to about `bytes` with a field no reader looks at: a result too
+/// large to take in one piece, whatever else it holds.
+pub(crate) fn pad(result: &mut Value, bytes: usize) {
+    if let Some(object) = result.as_object_mut() {
+        object.insert("padding".into(), Value::String("x".repeat(bytes)));
+    }
 }
 
 const DRIFTS: [&str; 3] = ["renamed_field", "missing_field", "new_enum_value"];

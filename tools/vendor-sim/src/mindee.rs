@@ -236,8 +236,16 @@ async fn enqueue(State(sim): State<Arc<Sim>>, request: Request) -> Response {
     let Some(model_id) = model_id.filter(|m| !m.is_empty()) else {
         return invalid("#/model_id", "model_id is required".into());
     };
-    if let Some(delay) = submission_received(&sim, alias.as_deref().unwrap_or_default()) {
-        tokio::time::sleep(delay).await;
+    if !submission_received(&sim, alias.as_deref().unwrap_or_default())
+        .proceed()
+        .await
+    {
+        return problem(
+            StatusCode::UNAUTHORIZED,
+            "401-001",
+            "Unauthorized",
+            "Invalid API key.",
+        );
     }
     let document = match (file, url) {
         (Some(bytes), _) => bytes,
@@ -330,7 +338,10 @@ async fn job(State(sim): State<Arc<Sim>>, Path(id): Path<String>, headers: Heade
         inner.stats.status_requests += 1;
         inner.jobs.get(&id).cloned()
     });
-    let Some(job) = job.filter(|j| matches!(j.protocol, Protocol::Mindee(_))) else {
+    let Some(job) = job
+        .filter(|j| matches!(j.protocol, Protocol::Mindee(_)))
+        .filter(|j| !j.is_gone(sim.twins.result_ttl))
+    else {
         return problem(
             StatusCode::NOT_FOUND,
             "404-001",
@@ -369,7 +380,7 @@ async fn result(
     });
     match job {
         Some(job) if job.status == Status::Succeeded => {
-            if job.received.elapsed() > sim.twins.result_ttl {
+            if job.is_gone(sim.twins.result_ttl) {
                 return problem(
                     StatusCode::NOT_FOUND,
                     "404-002",
@@ -377,7 +388,7 @@ async fn result(
                     "The result has expired.",
                 );
             }
-            (StatusCode::OK, Json(inference(&job))).into_response()
+            (StatusCode::OK, Json(inference(&job, &sim))).into_response()
         }
         _ => problem(
             StatusCode::NOT_FOUND,
@@ -427,7 +438,9 @@ fn date(text: &str) -> Value {
 }
 
 /// The financial-document result for a job.
-fn inference(job: &SimJob) -> Value {
+/// The inference of a processed job, as Mindee returns it and posts it to webhooks; padded
+/// when the `oversized_result` fault struck it.
+fn inference(job: &SimJob, sim: &Sim) -> Value {
     let (Protocol::Mindee(m), Some(output)) = (&job.protocol, &job.output) else {
         return Value::Null;
     };
@@ -501,16 +514,18 @@ fn inference(job: &SimJob) -> Value {
         .iter()
         .map(|p| json!({ "content": p.lines.iter().map(|l| l.text.as_str()).collect::<Vec<_>>().join("\n") }))
         .collect();
-    json!({
-        "inference": {
-            "id": job.id,
-            "job": { "id": job.id },
-            "model": { "id": m.model_id },
-            "file": { "name": m.filename, "alias": m.alias, "page_count": output.pages.len(), "mime_type": "application/octet-stream" },
-            "result": { "fields": fields, "raw_text": { "pages": raw_text } },
-            "active_options": { "raw_text": true, "polygon": true, "confidence": true, "rag": false },
-        }
-    })
+    let mut inference = json!({
+        "id": job.id,
+        "job": { "id": job.id },
+        "model": { "id": m.model_id },
+        "file": { "name": m.filename, "alias": m.alias, "page_count": output.pages.len(), "mime_type": "application/octet-stream" },
+        "result": { "fields": fields, "raw_text": { "pages": raw_text } },
+        "active_options": { "raw_text": true, "polygon": true, "confidence": true, "rag": false },
+    });
+    if job.oversized {
+        crate::pad(&mut inference, sim.oversized_result_bytes());
+    }
+    json!({ "inference": inference })
 }
 
 /// Webhook endpoints, by id: where to post, and the signing secret.
@@ -557,7 +572,7 @@ pub fn notify(sim: &Arc<Sim>, job: SimJob) {
         return;
     };
     let body = if job.status == Status::Succeeded {
-        inference(&job)
+        inference(&job, sim)
     } else {
         json!({ "job": job_view(&job, "") })
     };
@@ -570,6 +585,7 @@ pub fn notify(sim: &Arc<Sim>, job: SimJob) {
         // Each endpoint's delivery of each job rolls its own faults.
         let event = format!("{}:{id}", job.subject());
         let plan = sim.with_state(|inner| Plan {
+            job: job.id.clone(),
             lost: inner.strikes_for(Fault::LostWebhook, &event),
             forged_first: inner.strikes_for(Fault::BadSignature, &event),
             copies: if inner.strikes_for(Fault::DuplicateWebhook, &event) {
@@ -597,6 +613,8 @@ pub fn notify(sim: &Arc<Sim>, job: SimJob) {
 }
 
 struct Plan {
+    /// The job whose final status the delivery carries.
+    job: String,
     lost: bool,
     forged_first: bool,
     copies: u32,
@@ -653,6 +671,9 @@ async fn deliver(sim: Arc<Sim>, endpoint: Endpoint, body: Bytes, plan: Plan) {
         sim.with_state(|inner| {
             if delivered {
                 inner.stats.webhook_deliveries_ok += 1;
+                if let Some(job) = inner.jobs.get_mut(&plan.job) {
+                    job.completion_acked = true;
+                }
             } else {
                 inner.stats.webhooks_exhausted += 1;
             }

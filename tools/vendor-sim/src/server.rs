@@ -19,6 +19,11 @@ pub struct DropConnection;
 #[derive(Debug, Clone, Copy)]
 pub struct TruncateBody;
 
+/// Response extension: hold the (already decided) response this long before sending it. The
+/// work is done; only the answer is late, past a client's timeout.
+#[derive(Debug, Clone, Copy)]
+pub struct HoldResponse(pub std::time::Duration);
+
 /// The body of a truncated response: the first half of `body`, then an error, which makes hyper
 /// abort the connection mid-body.
 async fn truncate(response: axum::response::Response) -> axum::response::Response {
@@ -78,6 +83,9 @@ pub async fn serve(listener: TcpListener, router: Router, mut shutdown: oneshot:
                         Ok(response) => response,
                         Err(never) => match never {},
                     };
+                    if let Some(HoldResponse(pause)) = response.extensions().get().copied() {
+                        tokio::time::sleep(pause).await;
+                    }
                     if response.extensions().get::<DropConnection>().is_some() {
                         Err(Dropped)
                     } else if response.extensions().get::<TruncateBody>().is_some() {

@@ -78,9 +78,22 @@ pub struct SimJob {
     /// The vendor's own time for the job, from the submission's arrival (document fetch, queue
     /// wait, OCR) to its final status. What a pipeline-overhead figure subtracts.
     pub processing_ms: Option<u64>,
+    /// The `result_expired` fault struck: the vendor has forgotten the finished job.
+    pub expired: bool,
+    /// The `oversized_result` fault struck: the result is padded to `oversized_result_bytes`.
+    pub oversized: bool,
+    /// A delivery of the job's final status (webhook) was answered 2xx by the receiver: the
+    /// vendor considers the completion delivered and will not send it again.
+    pub completion_acked: bool,
 }
 
 impl SimJob {
+    /// Whether the vendor no longer has the finished job (the `result_expired` fault, or its
+    /// results kept only `ttl`).
+    pub fn is_gone(&self, ttl: std::time::Duration) -> bool {
+        self.status.is_final() && (self.expired || self.received.elapsed() > ttl)
+    }
+
     /// What per-document faults are keyed by (`faults`): the reference the job was submitted
     /// with, or its own id when it came without one.
     pub fn subject(&self) -> &str {

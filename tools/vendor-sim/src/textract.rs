@@ -148,12 +148,29 @@ async fn handle(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) ->
             "ThrottlingException",
             "Amazon Textract is temporarily unable to process the request. Try your call again.",
         ),
-        Some(RequestFault::ServerError { .. }) => {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalServerError",
-                "Amazon Textract experienced a service issue. Try your call again.",
-            )
+        // Textract's own 5xx errors, each with its `__type`, and a gateway's with none (an
+        // HTML page): each must be taken for "try again", never for a rejected document.
+        Some(RequestFault::ServerError { status }) => {
+            return match status.as_u16() {
+                500 => error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    sim.with_state(|inner| {
+                        *inner.dice.pick(&["InternalServerError", "InternalFailure"])
+                    }),
+                    "Amazon Textract experienced a service issue. Try your call again.",
+                ),
+                503 => error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceUnavailable",
+                    "The service is unavailable. Try your call again.",
+                ),
+                other => (
+                    StatusCode::from_u16(other).unwrap_or(StatusCode::BAD_GATEWAY),
+                    [(axum::http::header::CONTENT_TYPE, "text/html")],
+                    "<html><body><h1>502 Bad Gateway</h1></body></html>",
+                )
+                    .into_response(),
+            };
         }
         None => {}
     }
@@ -198,8 +215,12 @@ async fn start(sim: &Arc<Sim>, api: Api, request: &Value, received: Instant) -> 
         .as_str()
         .or(request["ClientRequestToken"].as_str())
         .unwrap_or_default();
-    if let Some(delay) = submission_received(sim, subject) {
-        tokio::time::sleep(delay).await;
+    if !submission_received(sim, subject).proceed().await {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "AccessDeniedException",
+            "You aren't authorized to perform the action.",
+        );
     }
     let s3 = &request["DocumentLocation"]["S3Object"];
     let (Some(bucket), Some(key)) = (s3["Bucket"].as_str(), s3["Name"].as_str()) else {
@@ -371,8 +392,14 @@ fn get(sim: &Sim, api: Api, request: &Value) -> Response {
         inner.stats.status_requests += 1;
         inner.jobs.get(job_id).cloned()
     });
+    // An unknown job and one Textract no longer keeps look the same: a 400, not a 404.
     let job = match job {
-        Some(job) if matches!(&job.protocol, Protocol::Textract(t) if t.api == api) => job,
+        Some(job)
+            if matches!(&job.protocol, Protocol::Textract(t) if t.api == api)
+                && !job.is_gone(sim.twins.result_ttl) =>
+        {
+            job
+        }
         _ => {
             return error(
                 StatusCode::BAD_REQUEST,

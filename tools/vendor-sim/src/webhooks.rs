@@ -96,6 +96,9 @@ pub struct Outgoing {
     pub delay: Duration,
     /// Sign as of this many seconds ago (replays); 0 = now.
     pub backdate_secs: i64,
+    /// The job whose final status this delivers, if it does: its acknowledgement is recorded
+    /// (`SimJob::completion_acked`).
+    pub completes: Option<String>,
 }
 
 /// The default retry schedule after a failed attempt (first attempt immediate).

@@ -353,3 +353,125 @@ async fn the_same_seed_injects_the_same_faults() {
     assert_eq!(a, run().await);
     assert!(a.contains(&429) && a.contains(&202), "{a:?}");
 }
+
+/// Accept-then-5xx: the gateway's 502/504 (its own page, not the vendor's error shape) comes
+/// after the job was made and billed — an error a client must not take for "not accepted".
+#[tokio::test]
+async fn accept_then_5xx_makes_the_job_and_answers_a_gateway_error() {
+    let sim = sim(|_| {}).await;
+    put_faults(&sim, always("accept_then_5xx")).await;
+    let response = upload_as(&sim, b"doc".to_vec(), "job-g", None).await;
+    assert!(
+        [502, 504].contains(&response.status().as_u16()),
+        "{}",
+        response.status()
+    );
+    assert_eq!(response.headers()["content-type"], "text/html");
+    let s = stats(&sim).await;
+    assert_eq!(s["faults_injected"]["accept_then_5xx"], 1);
+    assert_eq!(s["billed_documents"], 1, "made and billed: {s}");
+    let (_, refs) = get_json(&sim, "/admin/external-refs").await;
+    assert_eq!(refs["job-g"].as_array().unwrap().len(), 1);
+}
+
+/// Accept-then-hang: the job is made, and the answer comes only after the client gave up.
+#[tokio::test]
+async fn accept_then_hang_makes_the_job_and_answers_after_the_client_gave_up() {
+    let sim = sim(|_| {}).await;
+    put_faults(
+        &sim,
+        json!({ "seed": 1, "rates": { "accept_then_hang": 1.0 }, "slow_delay_ms": 1500 }),
+    )
+    .await;
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let err = upload_with(&impatient, &sim, b"x".to_vec(), "receipt", Some("hang-1"))
+        .await
+        .expect_err("the client times out");
+    assert!(err.is_timeout(), "{err:?}");
+    let (_, found) = get_json(&sim, "/v1/documents?idempotency_key=hang-1").await;
+    assert_eq!(found["data"].as_array().map(Vec::len), Some(1), "{found}");
+    assert_eq!(stats(&sim).await["billed_documents"], 1);
+}
+
+/// A refused key creates nothing and bills nothing.
+#[tokio::test]
+async fn auth_refused_answers_401_and_creates_nothing() {
+    let sim = sim(|_| {}).await;
+    put_faults(&sim, always("auth_refused")).await;
+    let response = upload_as(&sim, b"doc".to_vec(), "job-a", None).await;
+    assert_eq!(response.status(), 401);
+    let s = stats(&sim).await;
+    assert_eq!(s["faults_injected"]["auth_refused"], 1);
+    assert_eq!(s["billed_documents"], 0);
+}
+
+/// A result the vendor no longer keeps: the job's status and result are "not found", though the
+/// job finished (and was billed).
+#[tokio::test]
+async fn result_expired_forgets_the_finished_job() {
+    let sim = sim(|_| {}).await;
+    put_faults(&sim, always("result_expired")).await;
+    let id = submitted_id(&sim, None).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, _) = get_json(&sim, &format!("/v1/documents/{id}")).await;
+        if status == 404 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never forgotten");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, _) = get_json(&sim, &format!("/v1/documents/{id}/result")).await;
+    assert_eq!(status, 404);
+    assert_eq!(stats(&sim).await["faults_injected"]["result_expired"], 1);
+}
+
+/// An oversized result is padded to the configured size, whatever it holds.
+#[tokio::test]
+async fn oversized_results_are_padded_to_their_size() {
+    let sim = sim(|_| {}).await;
+    put_faults(
+        &sim,
+        json!({ "seed": 1, "rates": { "oversized_result": 1.0 }, "oversized_result_bytes": 300000 }),
+    )
+    .await;
+    let id = submitted_id(&sim, None).await;
+    wait_final(&sim, &id).await;
+    let response = client()
+        .get(format!("{}/v1/documents/{id}/result", sim.base_url()))
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .unwrap();
+    let body = response.bytes().await.unwrap();
+    assert!(body.len() > 300_000, "{}", body.len());
+}
+
+/// Forced faults strike their subject the first time, whatever the rates.
+#[tokio::test]
+async fn forced_faults_strike_their_subject() {
+    let sim = sim(|_| {}).await;
+    put_faults(
+        &sim,
+        json!({ "seed": 1, "force": { "auth_refused": [{ "subject": "job-f" }] } }),
+    )
+    .await;
+    assert_eq!(
+        upload_as(&sim, b"a".to_vec(), "job-other", None)
+            .await
+            .status(),
+        202
+    );
+    assert_eq!(
+        upload_as(&sim, b"b".to_vec(), "job-f", None).await.status(),
+        401
+    );
+    assert_eq!(
+        upload_as(&sim, b"b".to_vec(), "job-f", None).await.status(),
+        202,
+        "once"
+    );
+}
