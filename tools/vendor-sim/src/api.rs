@@ -129,6 +129,12 @@ pub(crate) fn submission_received(sim: &Sim, subject: &str) -> Received {
             inner.stats.unauthorized += 1;
             return Received::Unauthorized;
         }
+        if inner.forced_for(Fault::Throttle, subject) {
+            return Received::Throttled(inner.dice.config.retry_after_secs);
+        }
+        if inner.strikes_for(Fault::DocumentRejected, subject) {
+            return Received::Rejected;
+        }
         match inner
             .strikes_for(Fault::Slow, subject)
             .then(|| Duration::from_millis(inner.dice.config.slow_delay_ms))
@@ -149,20 +155,34 @@ pub(crate) enum Received {
     Slow(Duration),
     /// Refuse the credentials (each twin in its vendor's shape): nothing is created.
     Unauthorized,
+    /// Throttle it (`429` and `Retry-After` seconds): a throttle forced on this document.
+    Throttled(u64),
+    /// Reject the document (each twin's "bad document"): nothing is created.
+    Rejected,
 }
 
 impl Received {
-    /// Sleeps through a slow fault; `false` when the request is to be refused as unauthorized.
-    pub(crate) async fn proceed(self) -> bool {
+    /// Sleeps through a slow fault; `Err` is the refusal to answer instead of handling it.
+    pub(crate) async fn proceed(self) -> Result<(), Refusal> {
         match self {
-            Received::Go => true,
+            Received::Go => Ok(()),
             Received::Slow(pause) => {
                 tokio::time::sleep(pause).await;
-                true
+                Ok(())
             }
-            Received::Unauthorized => false,
+            Received::Unauthorized => Err(Refusal::Unauthorized),
+            Received::Throttled(secs) => Err(Refusal::Throttled(secs)),
+            Received::Rejected => Err(Refusal::Rejected),
         }
     }
+}
+
+/// How a submission is refused; each twin answers it in its vendor's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    Unauthorized,
+    Throttled(u64),
+    Rejected,
 }
 
 fn throttled(retry_after_secs: u64) -> Response {
@@ -351,12 +371,23 @@ async fn submit(State(sim): State<Arc<Sim>>, request: Request) -> Response {
         .clone()
         .or_else(|| idempotency_key.clone())
         .unwrap_or_default();
-    if !submission_received(&sim, &subject).proceed().await {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "the API key was refused",
-        );
+    match submission_received(&sim, &subject).proceed().await {
+        Ok(()) => {}
+        Err(Refusal::Unauthorized) => {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the API key was refused",
+            )
+        }
+        Err(Refusal::Throttled(secs)) => return throttled(secs),
+        Err(Refusal::Rejected) => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unreadable_document",
+                "the document cannot be read",
+            )
+        }
     }
     if !PROFILES.contains(&submission.profile.as_str()) {
         return error(

@@ -35,7 +35,7 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::api::{
-    cut_answer, download, request_fault, submission_received, FetchError, RequestFault,
+    cut_answer, download, request_fault, submission_received, FetchError, Refusal, RequestFault,
 };
 use crate::state::{Protocol, SimJob, Status};
 use crate::{Accept, Accepted, Sim};
@@ -194,12 +194,33 @@ async fn analyze(
     // know which document each operation was for (its duplicate-charge ground truth, never shown
     // to a client): the document's SHA-256.
     let subject = format!("sha256:{}", hex::encode(Sha256::digest(&document)));
-    if !submission_received(&sim, &subject).proceed().await {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "401",
-            "Access denied due to invalid subscription key or wrong API endpoint.",
-        );
+    match submission_received(&sim, &subject).proceed().await {
+        Ok(()) => {}
+        Err(Refusal::Unauthorized) => {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "401",
+                "Access denied due to invalid subscription key or wrong API endpoint.",
+            )
+        }
+        Err(Refusal::Throttled(secs)) => {
+            let mut response = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "429",
+                "Rate limit is exceeded. Try again later.",
+            );
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                response.headers_mut().insert("retry-after", v);
+            }
+            return response;
+        }
+        Err(Refusal::Rejected) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "InvalidContent",
+                "The file is corrupted or format is unsupported.",
+            )
+        }
     }
     let accept = Accept {
         protocol: Protocol::Azure(AzureJob {

@@ -74,10 +74,15 @@ pub enum Fault {
     /// The result is padded to `oversized_result_bytes`: more than a reader may take in one
     /// piece (and, for Mindee, a webhook body that large).
     OversizedResult,
+    /// The submission is refused as a bad document (each vendor's `400`/`422`; Textract's
+    /// `BadDocumentException`): a permanent rejection, nothing created.
+    DocumentRejected,
+    /// The job is accepted and never finishes: it stays `processing` for ever.
+    NeverFinishes,
 }
 
 impl Fault {
-    pub const RATED: [Fault; 18] = [
+    pub const RATED: [Fault; 20] = [
         Fault::Throttle,
         Fault::ServerError,
         Fault::Slow,
@@ -96,6 +101,8 @@ impl Fault {
         Fault::AuthRefused,
         Fault::ResultExpired,
         Fault::OversizedResult,
+        Fault::DocumentRejected,
+        Fault::NeverFinishes,
     ];
 
     pub fn name(self) -> String {
@@ -164,7 +171,7 @@ impl Default for FaultConfig {
 pub enum FaultSpecError {
     #[error("fault spec {0:?} is not NAME=RATE")]
     Shape(String),
-    #[error("unknown fault {0:?}; known: throttle, server_error, slow, drop, truncated_response, duplicate_webhook, out_of_order, delayed_webhook, lost_webhook, bad_signature, replay, drift, failed_job, accept_then_5xx, accept_then_hang, auth_refused, result_expired, oversized_result")]
+    #[error("unknown fault {0:?}; known: throttle, server_error, slow, drop, truncated_response, duplicate_webhook, out_of_order, delayed_webhook, lost_webhook, bad_signature, replay, drift, failed_job, accept_then_5xx, accept_then_hang, auth_refused, result_expired, oversized_result, document_rejected, never_finishes")]
     Unknown(String),
     #[error("rate {0:?} is not a probability between 0 and 1")]
     Rate(String),
@@ -270,6 +277,16 @@ impl FaultDice {
         let rate = self.rate(fault);
         let drawn = rate > 0.0 && self.rng.random::<f64>() < rate;
         drawn || self.forced(fault, &Forced::Request(request))
+    }
+
+    /// Whether `fault` is forced on `subject` and not rolled there yet: for a fault that must
+    /// strike a given document where it otherwise rolls per request (a throttle on one
+    /// document's submission). Marks it rolled.
+    pub fn forced_for(&mut self, fault: Fault, subject: &str) -> bool {
+        let count = self.rolled.entry((fault, subject.to_owned())).or_default();
+        let first = *count == 0;
+        *count += 1;
+        first && self.forced(fault, &Forced::Subject(subject.to_owned()))
     }
 
     /// Whether `fault` strikes `subject` now: its first roll there if forced, else a draw keyed

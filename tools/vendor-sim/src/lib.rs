@@ -385,6 +385,16 @@ impl Sim {
     async fn process(self: Arc<Self>, id: String, document: Bytes) {
         tokio::time::sleep(self.processing_delay).await;
         let held_back = self.change_status(&id, Status::Processing, None);
+        let stuck = self.with_state(|inner| {
+            let subject = inner
+                .jobs
+                .get(&id)
+                .map_or_else(|| id.clone(), |j| j.subject().to_owned());
+            inner.strikes_for(Fault::NeverFinishes, &subject)
+        });
+        if stuck {
+            return; // `processing` for ever
+        }
         let outcome = {
             // The semaphore is never closed.
             let _slot = self.ocr_slots.acquire().await;

@@ -43,7 +43,7 @@ use serde_json::{json, Map, Value};
 use sha2::Sha256;
 
 use crate::api::{
-    cut_answer, download, request_fault, submission_received, FetchError, RequestFault,
+    cut_answer, download, request_fault, submission_received, FetchError, Refusal, RequestFault,
 };
 use crate::faults::Fault;
 use crate::state::{Protocol, SimJob, Status};
@@ -236,16 +236,21 @@ async fn enqueue(State(sim): State<Arc<Sim>>, request: Request) -> Response {
     let Some(model_id) = model_id.filter(|m| !m.is_empty()) else {
         return invalid("#/model_id", "model_id is required".into());
     };
-    if !submission_received(&sim, alias.as_deref().unwrap_or_default())
+    match submission_received(&sim, alias.as_deref().unwrap_or_default())
         .proceed()
         .await
     {
-        return problem(
-            StatusCode::UNAUTHORIZED,
-            "401-001",
-            "Unauthorized",
-            "Invalid API key.",
-        );
+        Ok(()) => {}
+        Err(Refusal::Unauthorized) => {
+            return problem(
+                StatusCode::UNAUTHORIZED,
+                "401-001",
+                "Unauthorized",
+                "Invalid API key.",
+            )
+        }
+        Err(Refusal::Throttled(secs)) => return throttled(secs),
+        Err(Refusal::Rejected) => return invalid("#/file", "The file could not be read.".into()),
     }
     let document = match (file, url) {
         (Some(bytes), _) => bytes,

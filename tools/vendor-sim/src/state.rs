@@ -292,6 +292,15 @@ impl Inner {
         hit
     }
 
+    /// Whether `fault` is forced on `subject` (see `FaultDice::forced_for`); counted if so.
+    pub fn forced_for(&mut self, fault: Fault, subject: &str) -> bool {
+        let hit = self.dice.forced_for(fault, subject);
+        if hit {
+            self.count_fault(fault);
+        }
+        hit
+    }
+
     /// Rolls a per-document fault for `subject` (see `faults`) and counts it if it strikes.
     pub fn strikes_for(&mut self, fault: Fault, subject: &str) -> bool {
         let hit = self.dice.roll_for(fault, subject);

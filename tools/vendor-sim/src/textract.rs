@@ -39,7 +39,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::api::{cut_answer, request_fault, submission_received, RequestFault};
+use crate::api::{cut_answer, request_fault, submission_received, Refusal, RequestFault};
 use crate::engine::Page;
 use crate::faults::Fault;
 use crate::fields::Field;
@@ -215,12 +215,27 @@ async fn start(sim: &Arc<Sim>, api: Api, request: &Value, received: Instant) -> 
         .as_str()
         .or(request["ClientRequestToken"].as_str())
         .unwrap_or_default();
-    if !submission_received(sim, subject).proceed().await {
-        return error(
+    match submission_received(sim, subject).proceed().await {
+        Ok(()) => {}
+        Err(Refusal::Unauthorized) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "AccessDeniedException",
+                "You aren't authorized to perform the action.",
+            )
+        }
+        Err(Refusal::Throttled(_)) => return error(
             StatusCode::BAD_REQUEST,
-            "AccessDeniedException",
-            "You aren't authorized to perform the action.",
-        );
+            "ThrottlingException",
+            "Amazon Textract is temporarily unable to process the request. Try your call again.",
+        ),
+        Err(Refusal::Rejected) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "BadDocumentException",
+                "Amazon Textract isn't able to read the document.",
+            )
+        }
     }
     let s3 = &request["DocumentLocation"]["S3Object"];
     let (Some(bucket), Some(key)) = (s3["Bucket"].as_str(), s3["Name"].as_str()) else {
