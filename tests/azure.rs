@@ -296,6 +296,52 @@ async fn an_expired_result_fails_the_job_result_unavailable() {
     );
 }
 
+/// A result larger than parse reads (`VENDOR_MAX_RESULT_BYTES`): the operation's status is
+/// still read (from its first bytes), the result is streamed whole into the archive, and the
+/// job stops with `result_too_large` saying where it is. Before, the status check read the
+/// whole operation under the same bound and failed with it on every poll until the maximum
+/// age, and Azure, which keeps results for a day, deleted what was paid for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_result_is_archived_not_polled_until_it_expires() {
+    let s = azure_stack().await;
+    let p = Pipeline::start(
+        s.clients.clone(),
+        &s.stack,
+        PipelineOptions {
+            environment: vec![("VENDOR_MAX_RESULT_BYTES".into(), "200000".into())],
+            ..options(TwinSettings::default(), Duration::ZERO)
+        },
+    )
+    .await
+    .unwrap();
+    set_faults(
+        &p.sim,
+        json!({"seed": 1, "rates": {"oversized_result": 1.0}, "oversized_result_bytes": 400000}),
+    )
+    .await;
+    let bytes = invoice_pdf();
+    s.put("invoices/huge.pdf", bytes.clone(), None).await;
+    let id = job_id_for(&bytes, "invoice");
+    let jobs = run_until_settled(&p, &s.ledger, &[id], Duration::from_secs(60)).await;
+    assert_eq!(jobs[0].state, JobState::Failed, "{:?}", jobs[0]);
+    let reason = jobs[0].reason.clone().unwrap();
+    assert_eq!(reason.code, reason::RESULT_TOO_LARGE);
+    assert!(
+        reason.message.contains("archived in full"),
+        "{}",
+        reason.message
+    );
+    let key = reason
+        .message
+        .split(&format!("s3://{}/", s.config.results_bucket))
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("where the archive is");
+    let archived = results_object(&s, key).await;
+    assert!(archived.len() > 400_000, "{}", archived.len());
+    assert_eq!(sim_stats(&p.sim).await["billed_documents"], 1);
+}
+
 /// The adapter on its own: an operation the twin never made is a 404 (a missing result), and an
 /// operation URL on another origin is refused before anything — the key included — is sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

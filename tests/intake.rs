@@ -527,7 +527,7 @@ async fn a_transient_failure_is_retried_then_dead_lettered_on_the_last_receive()
     broken.stack.submit_queue_url = format!("{}/123456789012/no-such-queue", s.endpoint);
     s.put("receipts/r.png", fixture("receipt.png"), None).await;
     let mut messages = notifications(&s).await;
-    let arn = "arn:aws:sqs:us-east-1:123456789012:intake";
+    let arn = &ocrbridge_tests::queue_arn(&s.config.intake_queue_url);
     let response = broken.handle_sqs(sqs_event(&messages, arn)).await;
     assert_eq!(
         response.batch_item_failures.len(),
@@ -735,6 +735,74 @@ async fn a_reupload_after_a_retryable_stop_retries_the_job_and_nothing_else_does
         after.version, rejected.version,
         "only the duplicate link was added, which moves nothing"
     );
+}
+
+/// A job held because its last submission may have reached the vendor is not retried by the
+/// user uploading the document again: resubmitting may be a second charge, which only an
+/// operator decides (`ocrbridge jobs retry --accept-duplicate-risk`). Before, the re-upload
+/// requeued it with the resubmission approved.
+#[tokio::test]
+async fn a_reupload_never_approves_a_possible_second_charge() {
+    let s = stack().await;
+    let intake = intake(&s);
+    let png = png_header(640, 481);
+    s.put("receipts/h.png", png.clone(), Some("image/png"))
+        .await;
+    let Outcome::Accepted(id) = intake
+        .process_object(&record(&s, "receipts/h.png"))
+        .await
+        .unwrap()
+    else {
+        panic!("accepted")
+    };
+    submitted(&s).await;
+    // Submitting, its answer lost, nothing to ask: held for an operator.
+    let queued = s.ledger.get_job(&id).await.unwrap().unwrap();
+    let now = ocrbridge::time::UnixMillis::now();
+    let lease = s
+        .ledger
+        .acquire_lease_and_record_attempt(
+            &queued,
+            ocrbridge::ledger::LeaseStep::Submit,
+            "w",
+            now.plus(std::time::Duration::from_secs(30)),
+            "attempt-1",
+            now,
+        )
+        .await
+        .unwrap();
+    let held = s
+        .ledger
+        .complete_lease(
+            &lease,
+            JobState::Held,
+            ocrbridge::ledger::Change::none().with_reason(ocrbridge::job::Reason::new(
+                "submission_outcome_unknown",
+                "the answer was lost",
+            )),
+            ocrbridge::time::UnixMillis::now(),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    s.put("receipts/h-again.png", png, Some("image/png")).await;
+    let again = intake
+        .process_object(&record(&s, "receipts/h-again.png"))
+        .await
+        .unwrap();
+    assert_eq!(again, Outcome::Duplicate(id.clone()));
+    assert!(submitted(&s).await.is_empty(), "nothing sent to submit");
+    let after = s.ledger.get_job(&id).await.unwrap().unwrap();
+    assert_eq!(after.state, JobState::Held);
+    assert!(!after.resubmit_approved);
+    assert_eq!(
+        after.attempt, held.attempt,
+        "the unresolved attempt is kept"
+    );
+    assert!(!intake
+        .metrics
+        .recorded()
+        .contains_key("JobsRetried[submission_outcome_unknown,reupload]"));
 }
 
 /// A burst of uploads beyond what intake may run at once: with the event source capped at the

@@ -542,6 +542,32 @@ async fn reconcile_requeues_stuck_jobs_and_expires_old_ones() {
     assert_eq!(state(&w, &old.id).await.state, JobState::Failed);
 }
 
+/// A sweep ends in time: with less than its margin left before the invocation's deadline, it
+/// starts no more work and says so; the next run takes the stuck job. (Reconcile had no time
+/// budget inside its 120 s.)
+#[tokio::test]
+async fn a_reconcile_sweep_ends_before_its_invocations_deadline() {
+    let w = world().await;
+    let job = queued(&w, "receipts/late-sweep.png").await;
+    let now = UnixMillis::now();
+    let short = w
+        .reconcile
+        .run_before(now, Some(now.plus(Duration::from_secs(5))))
+        .await;
+    assert!(short.out_of_time, "{short:?}");
+    assert_eq!(short.recovered, 0);
+    assert!(w.s.drain(&w.s.config.submit_queue_url).await.is_empty());
+    let now = UnixMillis::now();
+    let enough = w
+        .reconcile
+        .run_before(now, Some(now.plus(Duration::from_secs(120))))
+        .await;
+    assert!(!enough.out_of_time, "{enough:?}");
+    assert_eq!(enough.recovered, 1);
+    let sent = w.s.drain(&w.s.config.submit_queue_url).await;
+    assert!(sent[0].body().unwrap().contains(job.id.as_str()));
+}
+
 /// Jobs someone holds at the head of the index do not use up a run: reconcile pages past them
 /// to the stuck job behind (it used to read one page, and starve).
 #[tokio::test]
@@ -1003,6 +1029,102 @@ async fn a_late_completion_resolves_a_held_job_and_a_second_vendor_job_is_an_orp
         1,
         "the simulator agrees there was one"
     );
+}
+
+/// A job that failed without a vendor job (its answer lost, then its maximum age) whose
+/// document the vendor did process: the verified completion adopts the vendor job and the
+/// document is parsed. Before, the completion met a `Failed` job and was dropped — neither
+/// adopted nor recorded — and the result that was paid for was lost.
+#[tokio::test]
+async fn a_completion_for_a_job_that_failed_without_a_vendor_job_adopts_it() {
+    let w = world_with(Idempotency::None, EngineKind::Fast).await;
+    let job = queued(&w, "receipts/failed-late.png").await;
+    let vendor_job = lost_answer(&w, &job).await;
+    let submitting = state(&w, &job.id).await;
+    w.s.ledger
+        .transition(
+            &submitting,
+            JobState::Failed,
+            Change::none().with_reason(ocrbridge::job::Reason::new(
+                "max_age_exceeded",
+                "not submitted in time",
+            )),
+            UnixMillis::now(),
+        )
+        .await
+        .unwrap();
+    vendor_finished(&w, &vendor_job).await;
+    w.parse
+        .handle_notice(
+            &completion(&job, &vendor_job),
+            1,
+            0,
+            UnixMillis::now().plus(Duration::from_secs(30)),
+        )
+        .await;
+    let done = state(&w, &job.id).await;
+    assert!(
+        matches!(done.state, JobState::Completed | JobState::NeedsReview),
+        "{done:?}"
+    );
+    assert_eq!(done.vendor_job_id.as_deref(), Some(vendor_job.as_str()));
+    assert_eq!(
+        ocrbridge_tests::sim_stats(&w.sim).await["billed_documents"],
+        1
+    );
+}
+
+/// A vendor job an operator's retry discarded (the vendor had lost its result: the retry buys
+/// the document again) is not taken back by a late completion naming it: that would follow a
+/// result that no longer exists. It stays an orphan; the job waits for its new submission.
+#[tokio::test]
+async fn a_late_completion_does_not_take_back_a_discarded_vendor_job() {
+    let w = world_with(Idempotency::None, EngineKind::Fast).await;
+    let job = queued(&w, "receipts/discarded.png").await;
+    let vendor_job = lost_answer(&w, &job).await;
+    vendor_finished(&w, &vendor_job).await;
+    let submitting = state(&w, &job.id).await;
+    let adopted =
+        w.s.ledger
+            .transition(
+                &submitting,
+                JobState::Submitted,
+                Change::none().with_vendor_job_id(&vendor_job),
+                UnixMillis::now(),
+            )
+            .await
+            .unwrap();
+    let gone =
+        w.s.ledger
+            .transition(
+                &adopted,
+                JobState::Failed,
+                Change::none().with_reason(ocrbridge::job::Reason::new(
+                    "result_unavailable",
+                    "the vendor answered 404",
+                )),
+                UnixMillis::now(),
+            )
+            .await
+            .unwrap();
+    let retried =
+        w.s.ledger
+            .requeue(&gone, false, UnixMillis::now())
+            .await
+            .unwrap();
+    assert_eq!(retried.vendor_job_id, None);
+    assert_eq!(retried.orphan_vendor_jobs, vec![vendor_job.clone()]);
+    w.parse
+        .handle_notice(
+            &completion(&job, &vendor_job),
+            1,
+            0,
+            UnixMillis::now().plus(Duration::from_secs(30)),
+        )
+        .await;
+    let after = state(&w, &job.id).await;
+    assert_eq!(after.state, JobState::Queued, "{after:?}");
+    assert_eq!(after.vendor_job_id, None, "not taken back");
 }
 
 /// The streamed archive: a body larger than one part goes up in parts, comes back whole; one

@@ -204,7 +204,7 @@ async fn every_function_under_sam_local_invoke_does_its_step_on_the_local_stack(
         "SubmitFunction",
         &serde_json::to_value(sqs_event(
             &submits,
-            "arn:aws:sqs:us-east-1:123456789012:submit",
+            &ocrbridge_tests::queue_arn(&s.config.submit_queue_url),
         ))
         .unwrap(),
     );
@@ -256,7 +256,7 @@ async fn every_function_under_sam_local_invoke_does_its_step_on_the_local_stack(
         "ParseFunction",
         &serde_json::to_value(sqs_event(
             &notices[..1],
-            "arn:aws:sqs:us-east-1:123456789012:results",
+            &ocrbridge_tests::queue_arn(&s.config.results_queue_url),
         ))
         .unwrap(),
     );

@@ -17,7 +17,7 @@ use ocrbridge::time::UnixMillis;
 use ocrbridge::vendor::ambiguity::{AmbiguityPolicy, Fallback};
 use ocrbridge::vendor::sim::{HttpTimeouts, SimVendor};
 use ocrbridge::vendor::{Submission, Vendor};
-use ocrbridge_tests::{set_faults, sim_stats, sqs_event, stack, unique_name, TestStack};
+use ocrbridge_tests::{queue_arn, set_faults, sim_stats, sqs_event, stack, unique_name, TestStack};
 use serde_json::json;
 use submit::{Submit, SubmitConfig};
 use vendor_sim::engine::EngineKind;
@@ -173,7 +173,7 @@ async fn pump(w: &World, ids: &[JobId], timeout: Duration) -> usize {
             continue;
         }
         invocations += 1;
-        let mut event = sqs_event(&messages, "arn:aws:sqs:us-east-1:123456789012:submit");
+        let mut event = sqs_event(&messages, &queue_arn(&w.s.config.submit_queue_url));
         // Carry message attributes (deferral bookkeeping) like the event source mapping does.
         for (record, message) in event.records.iter_mut().zip(&messages) {
             for (name, value) in message.message_attributes().cloned().unwrap_or_default() {
@@ -371,7 +371,7 @@ async fn concurrent_deliveries_of_one_message_make_one_submission() {
     }
     let messages = w.s.drain(&w.s.config.submit_queue_url).await;
     assert_eq!(messages.len(), 4);
-    let event = sqs_event(&messages, "arn:aws:sqs:us-east-1:123456789012:submit");
+    let event = sqs_event(&messages, &queue_arn(&w.s.config.submit_queue_url));
     let deadline = UnixMillis::now().plus(Duration::from_secs(30));
     // Each delivery comes back, as SQS would bring it back — sooner than it asked (at most
     // 300 ms), which is harsher: some come back while the first worker is still in its call.
@@ -574,13 +574,38 @@ async fn a_job_past_its_maximum_age_fails_with_the_reason() {
     pump(&w, std::slice::from_ref(&job.id), Duration::from_secs(10)).await;
     let failed = state(&w, &job.id).await;
     assert_eq!(failed.state, JobState::Failed);
-    assert_eq!(failed.reason.unwrap().code, "max_age_exceeded");
+    assert_eq!(failed.reason.as_ref().unwrap().code, "max_age_exceeded");
     let dead = w.s.drain(&w.s.config.submit_dlq_url).await;
     assert_eq!(
         dead[0].message_attributes().unwrap()[REASON_CODE_ATTRIBUTE].string_value(),
         Some("max_age_exceeded")
     );
     assert_eq!(sim_stats(&w.sim).await["billed_documents"], 0);
+    // The lease's attempt was never sent: none is left for a retry to take for a lost answer.
+    assert_eq!(failed.attempt, None);
+    w.submit.config.max_age = Duration::from_secs(3600);
+    ocrbridge::recovery::retry(
+        &w.s.ledger,
+        &w.submit.queue,
+        &w.submit.metrics,
+        &w.s.config.submit_queue_url,
+        &failed,
+        ocrbridge::recovery::Trigger::Operator {
+            accept_duplicate_risk: false,
+        },
+    )
+    .await
+    .unwrap();
+    pump(&w, std::slice::from_ref(&job.id), Duration::from_secs(10)).await;
+    assert_eq!(state(&w, &job.id).await.state, JobState::Submitted);
+    let recorded = w.submit.metrics.recorded();
+    assert!(
+        !recorded
+            .keys()
+            .any(|k| k.starts_with("AmbiguousSubmissions")),
+        "nothing was ambiguous: {recorded:?}"
+    );
+    assert_eq!(sim_stats(&w.sim).await["billed_documents"], 1);
 }
 
 /// A 2xx whose body breaks off means the vendor took the document: the job must end up with
@@ -654,7 +679,7 @@ async fn a_job_under_a_live_lease_is_never_failed_for_its_age() {
     w.submit.config.max_age = Duration::ZERO;
     enqueue(&w, &job.id).await;
     let messages = w.s.drain(&w.s.config.submit_queue_url).await;
-    let event = sqs_event(&messages, "arn:aws:sqs:us-east-1:123456789012:submit");
+    let event = sqs_event(&messages, &queue_arn(&w.s.config.submit_queue_url));
     let disposition = w
         .submit
         .handle_message(
@@ -763,7 +788,7 @@ async fn the_vendor_call_ends_when_the_lease_does() {
     let job = queued_job(&w, "receipt").await;
     enqueue(&w, &job.id).await;
     let messages = w.s.drain(&w.s.config.submit_queue_url).await;
-    let event = sqs_event(&messages, "arn:aws:sqs:us-east-1:123456789012:submit");
+    let event = sqs_event(&messages, &queue_arn(&w.s.config.submit_queue_url));
     // A deadline 5 s away: the lease ends 2 s before it.
     let deadline = UnixMillis::now().plus(Duration::from_secs(5));
     let disposition = w.submit.handle_message(&event.records[0], deadline).await;
@@ -865,14 +890,61 @@ async fn without_idempotency_a_lost_answer_is_held_and_an_operators_retry_is_cou
         (Some(1), Some(0))
     );
 
-    // The operator decides to resubmit.
+    // A redrive of the job's DLQ letter (as a bulk `ocrbridge dlq redrive` would) is no
+    // decision about a second charge: the job stays held and nothing is sent.
+    let letter = w.s.drain(&w.s.config.submit_queue_url).await;
+    assert!(letter.is_empty(), "{letter:?}");
+    w.s.clients
+        .sqs
+        .send_message()
+        .queue_url(&w.s.config.submit_queue_url)
+        .message_body(serde_json::json!({ "job_id": job.id }).to_string())
+        .message_attributes(
+            ocrbridge::queue::REASON_CODE_ATTRIBUTE,
+            aws_sdk_sqs::types::MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value("lease_held")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    pump(&w, std::slice::from_ref(&job.id), Duration::from_secs(3)).await;
+    let still = state(&w, &job.id).await;
+    assert_eq!(still.state, JobState::Held, "a redrive does not approve it");
+    assert!(!still.resubmit_approved);
+    assert_eq!(sim_stats(&w.sim).await["billed_documents"], 1);
+    // Neither does an operator who has not accepted the risk.
+    let refused = ocrbridge::recovery::retry(
+        &w.s.ledger,
+        &w.submit.queue,
+        &w.submit.metrics,
+        &w.s.config.submit_queue_url,
+        &still,
+        ocrbridge::recovery::Trigger::Operator {
+            accept_duplicate_risk: false,
+        },
+    )
+    .await;
+    assert!(
+        matches!(
+            refused,
+            Err(ocrbridge::recovery::RetryError::NeedsApproval(_))
+        ),
+        "{refused:?}"
+    );
+
+    // The operator decides to resubmit, accepting the risk.
     let retried = ocrbridge::recovery::retry(
         &w.s.ledger,
         &w.submit.queue,
         &w.submit.metrics,
         &w.s.config.submit_queue_url,
-        &held,
-        "operator",
+        &still,
+        ocrbridge::recovery::Trigger::Operator {
+            accept_duplicate_risk: true,
+        },
     )
     .await
     .unwrap();
@@ -967,7 +1039,7 @@ async fn a_frozen_worker_is_fenced_out_and_its_vendor_job_kept_as_an_orphan() {
     enqueue(&w, &job.id).await;
     enqueue(&w, &job.id).await;
     let messages = w.s.drain(&w.s.config.submit_queue_url).await;
-    let event = sqs_event(&messages, "arn:aws:sqs:us-east-1:123456789012:submit");
+    let event = sqs_event(&messages, &queue_arn(&w.s.config.submit_queue_url));
     // A's lease ends 2 s before its deadline, i.e. 3 s from now; it wakes 6 s from now.
     let a = frozen.handle_message(
         &event.records[0],
@@ -1039,7 +1111,7 @@ async fn a_vendor_answer_the_ledger_could_not_record_is_carried_to_the_next_deli
     let messages = w.s.drain(&w.s.config.submit_queue_url).await;
     let response = unrecorded
         .handle_sqs(
-            sqs_event(&messages, "arn:aws:sqs:us-east-1:123456789012:submit"),
+            sqs_event(&messages, &queue_arn(&w.s.config.submit_queue_url)),
             UnixMillis::now().plus(Duration::from_secs(30)),
         )
         .await;
@@ -1091,7 +1163,9 @@ async fn a_retried_job_the_vendor_already_has_is_adopted_not_resubmitted() {
         &w.submit.metrics,
         &w.s.config.submit_queue_url,
         &failed,
-        "operator",
+        ocrbridge::recovery::Trigger::Operator {
+            accept_duplicate_risk: false,
+        },
     )
     .await
     .unwrap();
@@ -1126,7 +1200,9 @@ async fn a_retried_job_the_vendor_already_has_is_adopted_not_resubmitted() {
         &w.submit.metrics,
         &w.s.config.submit_queue_url,
         &rejected,
-        "operator",
+        ocrbridge::recovery::Trigger::Operator {
+            accept_duplicate_risk: false,
+        },
     )
     .await;
     assert!(
@@ -1141,11 +1217,79 @@ async fn a_retried_job_the_vendor_already_has_is_adopted_not_resubmitted() {
 
 /// One delivery of the job's message, whose submission the vendor accepts and answers with a
 /// dropped connection; the message is put back for the next delivery, as SQS would.
+/// A gateway's 502 or 504 that comes after the vendor made the job (accept-then-5xx): at a
+/// vendor without idempotency it is a lost answer, resolved like one — under `hold`, the job
+/// waits for an operator and nothing is sent twice. Where a resend is safe (the vendor
+/// deduplicates by our key) it is retried. Before, every 5xx was "not reached": the resend was an
+/// uncounted second charge.
+#[tokio::test]
+async fn a_5xx_after_the_vendor_made_the_job_is_never_resent_blindly() {
+    let w = world_with(
+        Idempotency::None,
+        AmbiguityPolicy {
+            grace: Duration::from_secs(1),
+            fallback: Fallback::Hold,
+        },
+    )
+    .await;
+    let job = queued_job(&w, "receipt").await;
+    set_faults(
+        &w.sim,
+        json!({"seed": 1, "rates": {"accept_then_5xx": 1.0}}),
+    )
+    .await;
+    enqueue(&w, &job.id).await;
+    pump(&w, std::slice::from_ref(&job.id), Duration::from_secs(2)).await;
+    set_faults(&w.sim, json!({})).await;
+    wait_for(&w, &job.id, JobState::Held, Duration::from_secs(20)).await;
+    let held = state(&w, &job.id).await;
+    assert_eq!(
+        held.reason.as_ref().map(|r| r.code.as_str()),
+        Some("submission_outcome_unknown")
+    );
+    let stats = sim_stats(&w.sim).await;
+    assert_eq!(stats["faults_injected"]["accept_then_5xx"], 1);
+    assert_eq!(
+        (
+            stats["billed_documents"].as_u64(),
+            stats["duplicate_jobs"].as_u64()
+        ),
+        (Some(1), Some(0)),
+        "made once, never resent: {stats}"
+    );
+    let recorded = w.submit.metrics.recorded();
+    assert_eq!(recorded["SubmitRetries[sim,5xx]"], 1.0, "{recorded:?}");
+
+    // Where the vendor deduplicates by our key, the same 5xx is a plain retry: the resend
+    // brings the job it already made back, and nothing is held.
+    let w = world_with(Idempotency::Native, AmbiguityPolicy::default()).await;
+    let job = queued_job(&w, "receipt").await;
+    set_faults(
+        &w.sim,
+        json!({"seed": 1, "rates": {"accept_then_5xx": 1.0}}),
+    )
+    .await;
+    enqueue(&w, &job.id).await;
+    pump(&w, std::slice::from_ref(&job.id), Duration::from_secs(2)).await;
+    set_faults(&w.sim, json!({})).await;
+    pump(&w, std::slice::from_ref(&job.id), Duration::from_secs(15)).await;
+    assert_eq!(state(&w, &job.id).await.state, JobState::Submitted);
+    let stats = sim_stats(&w.sim).await;
+    assert_eq!(
+        (
+            stats["billed_documents"].as_u64(),
+            stats["duplicate_jobs"].as_u64()
+        ),
+        (Some(1), Some(0)),
+        "{stats}"
+    );
+}
+
 async fn submit_once_with_a_lost_answer(w: &World, job: &Job) {
     set_faults(&w.sim, json!({"seed": 1, "rates": {"drop": 1.0}})).await;
     enqueue(w, &job.id).await;
     let messages = w.s.drain(&w.s.config.submit_queue_url).await;
-    let event = sqs_event(&messages, "arn:aws:sqs:us-east-1:123456789012:submit");
+    let event = sqs_event(&messages, &queue_arn(&w.s.config.submit_queue_url));
     let disposition = w
         .submit
         .handle_message(
@@ -1192,7 +1336,7 @@ async fn wait_for(w: &World, id: &JobId, target: JobState, timeout: Duration) {
             let response = w
                 .submit
                 .handle_sqs(
-                    sqs_event(&messages, "arn:aws:sqs:us-east-1:123456789012:submit"),
+                    sqs_event(&messages, &queue_arn(&w.s.config.submit_queue_url)),
                     UnixMillis::now().plus(Duration::from_secs(30)),
                 )
                 .await;

@@ -531,3 +531,196 @@ async fn the_twins_payloads_have_textracts_shape() {
         assert!(twin.contains(needed), "{needed}");
     }
 }
+
+/// Textract's transient errors are retried, never taken for a rejected document: its own typed
+/// 5xx (`InternalServerError`, `InternalFailure`, `ServiceUnavailable`) and a gateway's 502 with
+/// no type at all. Before, every type the adapter did not list — and every untyped 5xx — failed
+/// the document for good as `vendor_rejected`. And an expired job id, which Textract answers
+/// with a 400 `InvalidJobIdException`, is a job the vendor no longer has (`Gone`), which parse
+/// turns into `result_unavailable` instead of polling it until the maximum age.
+#[tokio::test]
+async fn textracts_transient_errors_are_retried_and_an_expired_job_is_gone() {
+    let d = direct(TwinSettings::default()).await;
+    let object = d.object("invoices/transient.pdf", invoice_pdf()).await;
+    let mut seen = std::collections::BTreeSet::new();
+    for request in 1..=12 {
+        set_faults(
+            &d.sim,
+            json!({"seed": request, "force": {"server_error": [{"request": 1}]}}),
+        )
+        .await;
+        let err = d
+            .submit(&object, "invoice", &format!("doc-transient-{request}"))
+            .await
+            .expect_err("a 5xx");
+        assert!(
+            matches!(err, VendorError::Unavailable { status, .. } if status >= 500),
+            "{err}"
+        );
+        assert_eq!(err.class(), ErrorClass::Retryable, "{err}");
+        seen.insert(err.to_string());
+    }
+    assert!(
+        seen.len() >= 2,
+        "more than one kind of 5xx was tried: {seen:?}"
+    );
+    // A job Textract no longer keeps.
+    set_faults(&d.sim, json!({"seed": 1, "rates": {"result_expired": 1.0}})).await;
+    let job = d.submit(&object, "invoice", "doc-expiring").await.unwrap();
+    let mut gone = None;
+    for _ in 0..200 {
+        match d.vendor.status(&job).await {
+            Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(e) => {
+                gone = Some(e);
+                break;
+            }
+        }
+    }
+    let gone = gone.expect("the job is forgotten once it finished");
+    assert!(matches!(gone, VendorError::Gone(_)), "{gone}");
+    assert!(gone.is_gone());
+    assert!(matches!(
+        d.vendor.fetch_result(&job).await,
+        Err(VendorError::Gone(_))
+    ));
+}
+
+/// A Textract completion that parse must hold back (another worker is parsing the job) is held
+/// back on **its own** queue: parse reads two queues, and a visibility change goes to the one
+/// the message came from. Before, parse changed the visibility on the results queue with a
+/// receipt handle from the completions queue: the call failed, and the completion came back
+/// only after the queue's six-minute visibility timeout instead of the backoff.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_back_completion_is_retried_on_its_own_queue() {
+    use ocrbridge::job::{ContentHash, DocumentKey, NewJob, Profile, SourceObject};
+    use ocrbridge::ledger::{Change, LeaseStep};
+    use ocrbridge::time::UnixMillis;
+    let s = textract_stack().await;
+    let p = Pipeline::start(s.clients.clone(), &s.stack, options(EngineKind::Fast))
+        .await
+        .unwrap();
+    let completions = p.textract_completions_url.clone().unwrap();
+    // A job another parse worker holds right now.
+    let profile = Profile::new("invoice").unwrap();
+    let content = ContentHash::of(b"held back");
+    let created = s
+        .ledger
+        .create_job(
+            &NewJob {
+                channel: None,
+                benchmark_run: None,
+                key: DocumentKey::new(&content, &profile),
+                profile,
+                content,
+                source: SourceObject {
+                    bucket: s.config.documents_bucket.clone(),
+                    key: "invoices/held-back.pdf".into(),
+                    version_id: None,
+                },
+                inspection: Default::default(),
+            },
+            UnixMillis::now(),
+        )
+        .await
+        .unwrap()
+        .job()
+        .clone();
+    let now = UnixMillis::now();
+    let queued = s
+        .ledger
+        .transition(&created, JobState::Queued, Change::none(), now)
+        .await
+        .unwrap();
+    let lease = s
+        .ledger
+        .acquire_lease(
+            &queued,
+            LeaseStep::Submit,
+            "w",
+            now.plus(Duration::from_secs(30)),
+            now,
+        )
+        .await
+        .unwrap();
+    let submitted = s
+        .ledger
+        .complete_lease(
+            &lease,
+            JobState::Submitted,
+            Change::none().with_vendor_job_id("expense:held-back"),
+            now,
+        )
+        .await
+        .unwrap();
+    let ready = s
+        .ledger
+        .transition(&submitted, JobState::ResultReady, Change::none(), now)
+        .await
+        .unwrap();
+    s.ledger
+        .acquire_lease(
+            &ready,
+            LeaseStep::Parse,
+            "other",
+            now.plus(Duration::from_secs(3)),
+            now,
+        )
+        .await
+        .unwrap();
+    // Its completion, as SNS puts it on the completions queue.
+    let topic = s.stack.function_environment().unwrap()["TEXTRACT_SNS_TOPIC_ARN"].clone();
+    let message = json!({
+        "JobId": "held-back", "Status": "SUCCEEDED", "API": "StartExpenseAnalysis",
+        "JobTag": created.id.as_str(), "Timestamp": 1,
+        "DocumentLocation": {"S3ObjectName": "invoices/held-back.pdf", "S3Bucket": s.config.documents_bucket},
+    });
+    let envelope = json!({"Type": "Notification", "MessageId": "m-held", "TopicArn": topic,
+        "Message": message.to_string(), "Timestamp": "2026-01-01T00:00:00.000Z"});
+    let sqs = &s.clients.sqs;
+    sqs.send_message()
+        .queue_url(&completions)
+        .message_body(envelope.to_string())
+        .send()
+        .await
+        .unwrap();
+    let received = sqs
+        .receive_message()
+        .queue_url(&completions)
+        .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap();
+    let (account, name) = {
+        let mut parts = completions.rsplit('/');
+        let name = parts.next().unwrap().to_owned();
+        (parts.next().unwrap().to_owned(), name)
+    };
+    let event = ocrbridge_tests::sqs_event(
+        received.messages(),
+        &format!("arn:aws:sqs:us-east-1:{account}:{name}"),
+    );
+    let response = p
+        .parse
+        .handle_sqs(event, UnixMillis::now().plus(Duration::from_secs(30)))
+        .await;
+    assert_eq!(response.batch_item_failures.len(), 1, "held back, to retry");
+    // Back on the completions queue after the backoff (the lease's remaining time), not after
+    // the queue's six minutes.
+    let mut back = false;
+    for _ in 0..10 {
+        let again = sqs
+            .receive_message()
+            .queue_url(&completions)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        if !again.messages().is_empty() {
+            back = true;
+            break;
+        }
+    }
+    assert!(back, "the completion came back on its own queue");
+}

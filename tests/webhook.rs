@@ -441,6 +441,60 @@ async fn a_completion_whose_invocation_died_after_its_claim_is_not_lost() {
     assert!(notices(&w).await.is_empty(), "queued once");
 }
 
+/// Secrets Manager down: the signing secrets last read still verify deliveries for a bounded
+/// while (`keyring::STALE_GRACE` past their age), so a short outage does not turn every genuine
+/// webhook into a 503; forgeries still fail. (Before, the first delivery after the cache aged
+/// was a 503.)
+#[tokio::test]
+async fn the_last_known_secrets_verify_while_secrets_manager_is_down() {
+    let mut w = world().await;
+    Arc::get_mut(&mut w.webhook).unwrap().keyring = Keyring::new(
+        w.s.clients.secrets.clone(),
+        &w.s.config.webhook_secret,
+        &[Stage::Current, Stage::Pending, Stage::Previous],
+        Duration::from_millis(1),
+    );
+    let secret = w.s.secret(&w.s.config.webhook_secret, "AWSCURRENT").await;
+    let job = job(&w).await;
+    let body = payload(&job, "succeeded");
+    let deliver = |id: &'static str, key: String| {
+        let wh = w.webhook.clone();
+        let body = body.clone();
+        async move {
+            wh.handle(
+                "POST",
+                signed(&key, id, now(), &body).as_slice(),
+                &body,
+                now(),
+            )
+            .await
+            .status
+        }
+    };
+    assert_eq!(deliver("msg_up", secret.clone()).await, 200);
+    // Secrets Manager can no longer give the secret.
+    w.s.clients
+        .secrets
+        .delete_secret()
+        .secret_id(&w.s.config.webhook_secret)
+        .force_delete_without_recovery(true)
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(
+        deliver("msg_down", secret).await,
+        200,
+        "the cached secret verifies"
+    );
+    assert_eq!(
+        deliver("msg_forged", whsec()).await,
+        401,
+        "a forgery still fails"
+    );
+    assert_eq!(notices(&w).await.len(), 2);
+}
+
 /// A webhook receiver over real HTTP that calls the handler, as the Function URL would.
 async fn serve(webhook: Arc<Webhook>) -> String {
     async fn receive(

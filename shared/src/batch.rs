@@ -58,6 +58,10 @@ pub const CRASH_ALLOWANCE: u32 = 2;
 pub struct Source {
     /// A short name for metrics: `intake`, `submit`, `results`.
     pub name: &'static str,
+    /// The function's queue. A message from another queue that feeds the same function (parse
+    /// also reads Textract's completions) is told apart by its `eventSourceARN`
+    /// ([`Self::queue_of`]).
+    pub queue_url: String,
     pub dlq_url: String,
     /// The redrive policy's `maxReceiveCount`; the handler gives up [`CRASH_ALLOWANCE`]
     /// deliveries earlier.
@@ -65,6 +69,35 @@ pub struct Source {
 }
 
 impl Source {
+    /// The URL of the queue `message` came from: the function's own queue, or — for another
+    /// queue feeding the same function — that queue, found from the message's
+    /// `eventSourceARN` (`arn:aws:sqs:<region>:<account>:<name>`) on the same endpoint. A
+    /// visibility change or a deferral must go to the queue that holds the message.
+    pub fn queue_of(&self, message: &SqsMessage) -> String {
+        let from_arn = message.event_source_arn.as_deref().and_then(|arn| {
+            let parts: Vec<&str> = arn.split(':').collect();
+            match parts.as_slice() {
+                ["arn", _, "sqs", _, account, name] if !account.is_empty() && !name.is_empty() => {
+                    Some((*account, *name))
+                }
+                _ => None,
+            }
+        });
+        let Some((account, name)) = from_arn else {
+            return self.queue_url.clone();
+        };
+        if self.queue_url.ends_with(&format!("/{account}/{name}")) {
+            return self.queue_url.clone();
+        }
+        let mut segments: Vec<&str> = self.queue_url.trim_end_matches('/').split('/').collect();
+        if segments.len() < 5 {
+            return self.queue_url.clone();
+        }
+        let len = segments.len();
+        segments[len - 2] = account;
+        segments[len - 1] = name;
+        segments.join("/")
+    }
     /// The receive on which a still-failing message is dead-lettered with its reason.
     pub fn last_chance(&self) -> u32 {
         self.max_receive_count
@@ -257,7 +290,17 @@ fn subject_of(message: &SqsMessage) -> String {
         .unwrap_or_else(|| body.to_owned())
 }
 
-/// Runs `handle` on every record and builds the partial batch response.
+/// Runs `handle` on every record (with the URL of the queue it came from) and builds the
+/// partial batch response.
+///
+/// **A batch with a redelivered message in it** is handled with care: a message delivered again
+/// means an earlier invocation did not finish — perhaps because of that very message, perhaps
+/// because of a neighbour (a crash or a timeout sends the whole batch back). So the first
+/// deliveries go first, the redelivered ones last, and every message handled is deleted at once
+/// instead of when the invocation returns: if a later message kills the invocation again, the
+/// ones already done are not sent back with it, and an innocent message does not pile up
+/// receives until the crash-loop guard parks it. (One `DeleteMessage` per message, only in such
+/// batches.)
 pub async fn process<F, Fut>(
     event: SqsEvent,
     source: &Source,
@@ -266,15 +309,23 @@ pub async fn process<F, Fut>(
     mut handle: F,
 ) -> SqsBatchResponse
 where
-    F: FnMut(SqsMessage) -> Fut,
+    F: FnMut(SqsMessage, String) -> Fut,
     Fut: Future<Output = Result<(), Failure>>,
 {
     let mut failures = Vec::new();
-    for message in event.records {
+    let (first, again): (Vec<SqsMessage>, Vec<SqsMessage>) = event
+        .records
+        .into_iter()
+        .partition(|m| receive_count(m) <= 1);
+    let careful = !again.is_empty();
+    for message in first.into_iter().chain(again) {
         let id = message.message_id.clone().unwrap_or_default();
         let body = message.body.clone().unwrap_or_default();
         let subject = subject_of(&message);
         let receives = receive_count(&message);
+        let queue_url = source.queue_of(&message);
+        let handled = careful.then(|| message.receipt_handle.clone()).flatten();
+        let failed_before = failures.len();
         let last_chance = receives >= source.last_chance();
         if receives > source.last_chance() {
             // Its last chance was delivered to a function that never answered.
@@ -301,7 +352,7 @@ where
             }
             continue;
         }
-        let dead = match handle(message).await {
+        let dead = match handle(message, queue_url.clone()).await {
             Ok(()) => None,
             Err(Failure::Poison { code, reason }) => Some((code, reason)),
             Err(Failure::Retry { code, reason }) if last_chance => {
@@ -326,7 +377,21 @@ where
             if let Err(e) = parked {
                 // Could not park it: let SQS redeliver it rather than lose it.
                 tracing::error!(message_id = %id, error = %e, "dead-lettering failed; the message will be retried");
-                failures.push(id);
+                failures.push(id.clone());
+            }
+        }
+        if let Some(handle) = handled.filter(|_| failures.len() == failed_before) {
+            // Done with it: delete it now, so a crash on a later message does not send it back.
+            // If this fails, Lambda deletes it when the invocation returns, as usual.
+            let deleted = queue
+                .client()
+                .delete_message()
+                .queue_url(&queue_url)
+                .receipt_handle(handle)
+                .send()
+                .await;
+            if let Err(e) = deleted {
+                tracing::warn!(message_id = %id, error = %aws_sdk_sqs::error::DisplayErrorContext(e), "could not delete a handled message early");
             }
         }
     }
@@ -340,4 +405,52 @@ where
         })
         .collect();
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn from(arn: Option<&str>) -> SqsMessage {
+        let mut m = SqsMessage::default();
+        m.event_source_arn = arn.map(str::to_owned);
+        m
+    }
+
+    /// Parse reads two queues; a backoff or a deferral of a Textract completion belongs on the
+    /// completions queue, not on the results queue the function is named for.
+    #[test]
+    fn a_message_goes_back_to_the_queue_it_came_from() {
+        let source = Source {
+            name: "results",
+            queue_url: "https://sqs.eu-west-1.amazonaws.com/123456789012/stack-results".into(),
+            dlq_url: String::new(),
+            max_receive_count: 7,
+        };
+        assert_eq!(
+            source.queue_of(&from(Some(
+                "arn:aws:sqs:eu-west-1:123456789012:stack-textract-completions"
+            ))),
+            "https://sqs.eu-west-1.amazonaws.com/123456789012/stack-textract-completions"
+        );
+        assert_eq!(
+            source.queue_of(&from(Some(
+                "arn:aws:sqs:eu-west-1:123456789012:stack-results"
+            ))),
+            source.queue_url
+        );
+        // A hand-built event names no queue: the function's own.
+        assert_eq!(source.queue_of(&from(None)), source.queue_url);
+        assert_eq!(source.queue_of(&from(Some("arn:submit"))), source.queue_url);
+        let local = Source {
+            queue_url: "http://127.0.0.1:5055/123456789012/t-results".into(),
+            ..source
+        };
+        assert_eq!(
+            local.queue_of(&from(Some(
+                "arn:aws:sqs:us-east-1:123456789012:t-completions"
+            ))),
+            "http://127.0.0.1:5055/123456789012/t-completions"
+        );
+    }
 }

@@ -11,7 +11,10 @@
 //! ```
 //!
 //! A verified completion that names a job whose submission's answer was lost adopts its vendor
-//! job from `Queued`, `Submitting` (nobody holding it) or `Held` straight to `Submitted`.
+//! job from `Queued`, `Submitting` (nobody holding it), `Held` or `Failed` straight to
+//! `Submitted` — a job that stopped without a vendor job, whose document the vendor did process
+//! and bill after all: its result is the document's, not a loss. Adoption never replaces a
+//! vendor job the job has (the ledger's condition), nor takes back one the job discarded.
 //!
 //! `Held` is a job parked for an operator: the pipeline will not move it on its own, except to
 //! adopt the vendor job a late completion reveals (`Held → Submitted`). A job is held when the
@@ -82,7 +85,8 @@ impl JobState {
     ];
 
     /// The one transition table. A job only moves forward, with two exceptions that only an
-    /// operator's retry takes (`Failed → Queued` for a retryable reason, `Held → Queued`);
+    /// operator's retry takes (`Failed → Queued` for a retryable reason, `Held → Queued`), and
+    /// the adoption of a vendor job a verified completion reveals ([`Self::is_adoption`]);
     /// `Failed` is reachable from every live state so that a maximum-age sweep or a permanent
     /// error can always end a job.
     pub fn can_transition_to(self, to: JobState) -> bool {
@@ -97,8 +101,18 @@ impl JobState {
                 | (Parsing, Completed | NeedsReview | Failed)
                 | (NeedsReview, Completed | Failed)
                 | (Held, Queued | Submitted | Failed)
-                | (Failed, Queued)
+                | (Failed, Queued | Submitted)
         )
+    }
+
+    /// The edges a verified completion takes to adopt the vendor job it names (see the module
+    /// docs): into `Submitted` from a state that has no vendor job yet.
+    pub fn is_adoption(self, to: JobState) -> bool {
+        to == JobState::Submitted
+            && matches!(
+                self,
+                JobState::Queued | JobState::Submitting | JobState::Held | JobState::Failed
+            )
     }
 
     /// The edges only an operator's retry takes, back to `Queued`.
@@ -421,8 +435,9 @@ impl Reason {
 pub mod reason {
     /// The vendor refused our credentials even after a refresh. `Held`: fix the key, then retry.
     pub const VENDOR_AUTH_FAILED: &str = "vendor_auth_failed";
-    /// A submission's answer was lost and the vendor cannot say whether it arrived. `Held`: an
-    /// operator's retry resubmits, knowingly risking a second charge (counted).
+    /// A submission's answer was lost and the vendor cannot say whether it arrived. `Held`: only
+    /// an operator's retry with `--accept-duplicate-risk` resubmits, knowingly risking a second
+    /// charge (counted); a re-upload or a redrive leaves it held.
     pub const SUBMISSION_OUTCOME_UNKNOWN: &str = "submission_outcome_unknown";
     /// Not submitted (or not finished) within the maximum age, usually through a vendor outage.
     pub const MAX_AGE_EXCEEDED: &str = "max_age_exceeded";
@@ -462,6 +477,12 @@ pub mod reason {
 
     pub fn is_retryable(code: &str) -> bool {
         RETRYABLE.contains(&code)
+    }
+
+    /// Retryable only with an operator's explicit approval of a possible second charge
+    /// (`ocrbridge jobs retry --accept-duplicate-risk`): never by a re-upload or a redrive.
+    pub fn needs_approval(code: &str) -> bool {
+        code == SUBMISSION_OUTCOME_UNKNOWN
     }
 }
 
@@ -618,6 +639,7 @@ mod tests {
         (Held, Submitted),
         (Held, Failed),
         (Failed, Queued),
+        (Failed, Submitted),
     ];
 
     #[test]
@@ -639,16 +661,18 @@ mod tests {
     }
 
     #[test]
-    fn terminal_states_have_no_way_out_but_an_operators_retry() {
+    fn terminal_states_have_no_way_out_but_an_operators_retry_or_an_adoption() {
         for from in JobState::ALL.into_iter().filter(|s| s.is_terminal()) {
             for to in JobState::ALL {
                 assert_eq!(
                     from.can_transition_to(to),
-                    from.is_retry(to),
+                    from.is_retry(to) || from.is_adoption(to),
                     "{from} -> {to}"
                 );
             }
         }
+        assert!(!Completed.can_transition_to(Submitted));
+        assert!(!Rejected.can_transition_to(Submitted));
         assert!(Failed.is_retry(Queued) && Held.is_retry(Queued));
         assert!(!Received.is_retry(Queued));
     }
@@ -782,7 +806,7 @@ mod tests {
                     .filter(|to| state.can_transition_to(*to))
                     .collect();
                 let Some(&to) = next.get(choice % next.len().max(1)) else { break };
-                if state.is_retry(to) {
+                if state.is_retry(to) || state.is_adoption(to) {
                     left_since_retry.clear();
                 } else {
                     proptest::prop_assert!(!left_since_retry.contains(&to), "{state} -> {to} after leaving it: {left_since_retry:?}");

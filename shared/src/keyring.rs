@@ -109,6 +109,11 @@ impl fmt::Debug for Keyring {
 /// without a forced refresh.
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(60);
 
+/// How long past their age the values last read are still used while Secrets Manager cannot be
+/// read. Shorter than any rotation schedule's window (a rotation keeps the previous value as
+/// `AWSPREVIOUS`, which verifiers accept), so a stale value is one a sender still uses.
+pub const STALE_GRACE: Duration = Duration::from_secs(15 * 60);
+
 impl Keyring {
     /// A keyring over `stages` of `secret_id` (an ARN or name).
     pub fn new(
@@ -139,6 +144,11 @@ impl Keyring {
 
     /// The values of every configured stage that exists, in stage order. `refresh` bypasses
     /// the cache.
+    ///
+    /// When Secrets Manager cannot be read, the values last read are still used for up to
+    /// [`STALE_GRACE`] past their age (said in the log): a short outage of Secrets Manager must
+    /// not turn every webhook into a 503 and every vendor call into a failure as soon as the
+    /// cache ages. Past that, the error: a value that old may have been rotated away.
     pub async fn values(&self, refresh: bool) -> Result<Vec<(Stage, Secret)>, KeyringError> {
         let mut cache = self.cache.lock().await;
         let fresh = cache
@@ -146,13 +156,33 @@ impl Keyring {
             .is_some_and(|c| c.fetched_at.elapsed() < self.max_age);
         if refresh || !fresh {
             let mut values = Vec::with_capacity(self.stages.len());
+            let mut failed = None;
             for stage in &self.stages {
-                values.push((*stage, self.fetch(*stage).await?));
+                match self.fetch(*stage).await {
+                    Ok(value) => values.push((*stage, value)),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
             }
-            *cache = Some(Cached {
-                values,
-                fetched_at: Instant::now(),
-            });
+            match failed {
+                None => {
+                    *cache = Some(Cached {
+                        values,
+                        fetched_at: Instant::now(),
+                    });
+                }
+                Some(e) => {
+                    let usable = cache
+                        .as_ref()
+                        .is_some_and(|c| c.fetched_at.elapsed() < self.max_age + STALE_GRACE);
+                    if !usable {
+                        return Err(e);
+                    }
+                    tracing::warn!(secret_id = %self.secret_id, error = %e, "Secrets Manager unavailable; using the values last read");
+                }
+            }
         }
         Ok(cache
             .as_ref()

@@ -12,11 +12,47 @@ use crate::metrics::{self, Metrics};
 use crate::queue::{Queue, QueueError, SubmitRequest};
 use crate::time::UnixMillis;
 
+/// What asks for a retry: the same operation behind each, but only an operator can approve a
+/// possible second charge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// The same document uploaded again after its job stopped.
+    Reupload,
+    /// A message an operator redrove from the DLQ (in bulk, without looking at each job).
+    Redrive,
+    /// `ocrbridge jobs retry`; `accept_duplicate_risk` is its `--accept-duplicate-risk`.
+    Operator { accept_duplicate_risk: bool },
+}
+
+impl Trigger {
+    /// For the `JobsRetried` metric and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Reupload => "reupload",
+            Trigger::Redrive => "redrive",
+            Trigger::Operator { .. } => "operator",
+        }
+    }
+
+    fn accepts_duplicate_risk(self) -> bool {
+        matches!(
+            self,
+            Trigger::Operator {
+                accept_duplicate_risk: true
+            }
+        )
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RetryError {
     /// The job is not `Failed`/`Held`, or its reason is final. Nothing was written.
     #[error("job {} is {}{}: only Failed or Held jobs with a retryable reason ({}) can be retried", .0.id, .0.state, .0.reason.as_ref().map(|r| format!(" ({})", r.code)).unwrap_or_default(), crate::job::reason::RETRYABLE.join(", "))]
     NotRetryable(Box<Job>),
+    /// Held because its last submission may have reached the vendor: only an operator who
+    /// accepts the duplicate risk retries it. Nothing was written.
+    #[error("job {} may already be at the vendor (submission_outcome_unknown): only `ocrbridge jobs retry --accept-duplicate-risk` resubmits it", .0.id)]
+    NeedsApproval(Box<Job>),
     /// Someone else moved the job since it was read (perhaps the same retry, twice): decide
     /// again from `current`.
     #[error("job {} moved to {} meanwhile", current.id, current.state)]
@@ -43,24 +79,31 @@ pub async fn requeue(
     ledger: &Ledger,
     metrics: &Metrics,
     job: &Job,
-    trigger: &str,
+    trigger: Trigger,
 ) -> Result<Job, RetryError> {
     let code = job
         .reason
         .as_ref()
         .map(|r| r.code.clone())
         .unwrap_or_default();
-    match ledger.requeue(job, UnixMillis::now()).await {
+    match ledger
+        .requeue(job, trigger.accepts_duplicate_risk(), UnixMillis::now())
+        .await
+    {
         Ok(requeued) => {
             metrics.count(
                 metrics::JOBS_RETRIED,
-                &[&code, trigger],
+                &[&code, trigger.as_str()],
                 &[("job_id", job.id.as_str())],
             );
-            tracing::info!(job_id = %job.id, reason = %code, trigger, "job sent back to Queued");
+            tracing::info!(job_id = %job.id, reason = %code, trigger = trigger.as_str(), "job sent back to Queued");
             Ok(requeued)
         }
         Err(RequeueError::NotRetryable { job }) => Err(RetryError::NotRetryable(job)),
+        Err(RequeueError::NeedsApproval { job }) => {
+            tracing::info!(job_id = %job.id, trigger = trigger.as_str(), "held for an operator's decision: a resubmission may be a second charge");
+            Err(RetryError::NeedsApproval(job))
+        }
         Err(RequeueError::Transition(
             TransitionError::Stale { current, .. } | TransitionError::Leased { current },
         )) => Err(RetryError::Moved { current }),
@@ -79,7 +122,7 @@ pub async fn retry(
     metrics: &Metrics,
     submit_queue_url: &str,
     job: &Job,
-    trigger: &str,
+    trigger: Trigger,
 ) -> Result<Job, RetryError> {
     let requeued = requeue(ledger, metrics, job, trigger).await?;
     debug_assert_eq!(requeued.state, JobState::Queued);

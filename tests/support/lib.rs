@@ -263,6 +263,15 @@ pub async fn set_faults(sim: &RunningSim, faults: serde_json::Value) {
 }
 
 /// An SQS Lambda event built from real received messages, as the event source mapping would.
+/// The ARN of the queue at `queue_url` (`…/<account>/<name>`), as Lambda names the queue a
+/// message came from in its event.
+pub fn queue_arn(queue_url: &str) -> String {
+    let mut parts = queue_url.trim_end_matches('/').rsplit('/');
+    let name = parts.next().unwrap_or_default();
+    let account = parts.next().unwrap_or_default();
+    format!("arn:aws:sqs:us-east-1:{account}:{name}")
+}
+
 pub fn sqs_event(
     messages: &[aws_sdk_sqs::types::Message],
     queue_arn: &str,

@@ -12,7 +12,9 @@
 //! The same document uploaded again **after** its job stopped for a retryable reason (`Failed`
 //! after an outage, `Held` for a bad API key…) is a request to try again: the job goes back to
 //! `Queued` ([`ocrbridge::recovery`]). An upload older than the stop (a late or repeated
-//! notification) changes nothing.
+//! notification) changes nothing, and neither does one of a job held because its last
+//! submission may have reached the vendor: resubmitting it may be a second charge, which only
+//! an operator approves (`ocrbridge jobs retry --accept-duplicate-risk`).
 //!
 //! Every step is idempotent, so a crash between any two of them is repaired by the redelivery:
 //! the job exists but is still `Received` (step 4 runs again; a second submit message is
@@ -129,6 +131,7 @@ impl Intake {
     pub async fn handle_sqs(&self, event: SqsEvent) -> SqsBatchResponse {
         let source = Source {
             name: "intake",
+            queue_url: self.stack.intake_queue_url.clone(),
             dlq_url: self.stack.intake_dlq_url.clone(),
             max_receive_count: self.stack.max_receive_count,
         };
@@ -137,7 +140,7 @@ impl Intake {
             &source,
             &self.queue,
             &self.metrics,
-            |message| async move {
+            |message, _| async move {
                 let body: Value = serde_json::from_str(message.body.as_deref().unwrap_or_default())
                     .map_err(|e| {
                         Failure::poison(
@@ -283,7 +286,7 @@ impl Intake {
                         &self.metrics,
                         &self.stack.submit_queue_url,
                         &job,
-                        "reupload",
+                        recovery::Trigger::Reupload,
                     ),
                 )
                 .await;
@@ -292,9 +295,12 @@ impl Intake {
                     Err(recovery::RetryError::Moved { current }) => {
                         (Outcome::Redelivered(job.id.clone()), *current)
                     }
-                    Err(recovery::RetryError::NotRetryable(job)) => {
-                        (Outcome::Duplicate(job.id.clone()), *job)
-                    }
+                    // Final, or waiting for an operator's decision about a possible second
+                    // charge, which an upload does not make: the same bytes again, nothing more.
+                    Err(
+                        recovery::RetryError::NotRetryable(job)
+                        | recovery::RetryError::NeedsApproval(job),
+                    ) => (Outcome::Duplicate(job.id.clone()), *job),
                     Err(recovery::RetryError::Ledger(e)) => return Err(e.into()),
                     Err(recovery::RetryError::NotSent { source, .. }) => return Err(source.into()),
                 }

@@ -128,6 +128,7 @@ impl<V: Vendor> Parse<V> {
     pub async fn handle_sqs(&self, event: SqsEvent, deadline: UnixMillis) -> SqsBatchResponse {
         let source = Source {
             name: "results",
+            queue_url: self.stack.results_queue_url.clone(),
             dlq_url: self.stack.results_dlq_url.clone(),
             max_receive_count: self.stack.max_receive_count,
         };
@@ -136,15 +137,9 @@ impl<V: Vendor> Parse<V> {
             &source,
             &self.queue,
             &self.metrics,
-            |message| async move {
+            |message, queue_url| async move {
                 let disposition = self.handle_message(&message, deadline).await;
-                batch::apply(
-                    &self.queue,
-                    &self.stack.results_queue_url,
-                    &message,
-                    disposition,
-                )
-                .await
+                batch::apply(&self.queue, &queue_url, &message, disposition).await
             },
         )
         .await
@@ -209,7 +204,12 @@ impl<V: Vendor> Parse<V> {
             }
             Err(e) => return self.later(attempt, "dynamodb_error", e.to_string()),
         };
-        if self.awaits_adoption(&job) && self.names_a_vendor_job(notice) {
+        if self.awaits_adoption(&job)
+            && self.names_a_vendor_job(notice)
+            // One the job discarded (an operator's retry of a result the vendor had lost) is
+            // not taken back: its result is gone, and the retry buys the document again.
+            && !job.orphan_vendor_jobs.contains(&notice.vendor_job_id)
+        {
             match self.adopt(&job, &notice.vendor_job_id).await {
                 Ok(adopted) => job = adopted,
                 Err(disposition) => return disposition,
@@ -270,7 +270,10 @@ impl<V: Vendor> Parse<V> {
 
     /// A job without a vendor job, with nobody working on it: a verified completion that names
     /// it is proof the vendor has the document (a submission whose answer was lost, perhaps long
-    /// ago), so its vendor job is the job's.
+    /// ago), so its vendor job is the job's. That holds for a job that stopped without one too
+    /// (held for whatever reason, or failed — its maximum age, a rejection read wrongly): the
+    /// vendor processed and billed the document after all, and dropping its result would lose
+    /// what was paid for.
     fn awaits_adoption(&self, job: &Job) -> bool {
         let unleased = job
             .lease
@@ -279,10 +282,7 @@ impl<V: Vendor> Parse<V> {
         job.vendor_job_id.is_none()
             && match job.state {
                 JobState::Queued | JobState::Submitting => unleased,
-                JobState::Held => job
-                    .reason
-                    .as_ref()
-                    .is_some_and(|r| r.code == reason::SUBMISSION_OUTCOME_UNKNOWN),
+                JobState::Held | JobState::Failed => true,
                 _ => false,
             }
     }
@@ -396,17 +396,14 @@ impl<V: Vendor> Parse<V> {
         .await;
         let vendor_job = match status {
             Ok(v) => v,
-            Err(VendorError::Rejected {
-                status: status @ (404 | 410),
-                ..
-            }) => {
+            Err(e) if e.is_gone() => {
                 // The vendor no longer has the job (its results expire): nothing to wait for;
                 // a retry buys the document again, knowingly.
                 return Err(self
                     .fail_submitted(
                         job,
                         reason::RESULT_UNAVAILABLE,
-                        format!("the vendor answered {status} for {vendor_job_id}"),
+                        format!("{e} ({vendor_job_id})"),
                     )
                     .await);
             }
@@ -589,10 +586,7 @@ impl<V: Vendor> Parse<V> {
         .await;
         let raw = match fetched {
             Ok(raw) => raw,
-            Err(VendorError::Rejected {
-                status: status @ (404 | 410),
-                ..
-            }) => {
+            Err(e) if e.is_gone() => {
                 // The vendor said it succeeded and no longer has the result (expired or lost).
                 // Retryable: a retry buys the document again, knowingly.
                 return self
@@ -600,7 +594,7 @@ impl<V: Vendor> Parse<V> {
                         &lease,
                         &job,
                         reason::RESULT_UNAVAILABLE,
-                        format!("the vendor answered {status} for the result of {vendor_job_id}"),
+                        format!("{e} (the result of {vendor_job_id})"),
                     )
                     .await;
             }

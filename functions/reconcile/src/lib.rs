@@ -77,7 +77,15 @@ pub struct Summary {
     pub queued: u32,
     pub expired: u32,
     pub errors: u32,
+    /// The run stopped before its work was done, to end before its invocation's deadline; the
+    /// next scheduled run goes on where it left off (oldest first).
+    pub out_of_time: bool,
 }
+
+/// What is kept in hand before the invocation's deadline: enough for the slowest single action
+/// (a vendor status call, bounded by `VENDOR_TIMEOUT_MS`, 10 s by default) and its writes. A
+/// run is not started on a job with less left.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(15);
 
 pub struct Reconcile<V> {
     pub vendor: V,
@@ -101,8 +109,17 @@ const LIVE: [JobState; 6] = [
 ];
 
 impl<V: Vendor> Reconcile<V> {
+    /// One sweep with no deadline (a test, a local run).
     pub async fn run(&self, now: UnixMillis) -> Summary {
+        self.run_before(now, None).await
+    }
+
+    /// One sweep that ends by `deadline` (the invocation's, less [`DEADLINE_MARGIN`]): a
+    /// function killed at its timeout mid-sweep leaves work half done for no reason, and its
+    /// sweep would look like a failure.
+    pub async fn run_before(&self, now: UnixMillis, deadline: Option<UnixMillis>) -> Summary {
         let mut summary = Summary::default();
+        let out_of_time = || deadline.is_some_and(|d| UnixMillis::now().plus(DEADLINE_MARGIN) >= d);
         let mut backlog = Backlog::default();
         for state in LIVE {
             let threshold = if state == JobState::Submitted {
@@ -131,6 +148,10 @@ impl<V: Vendor> Reconcile<V> {
                 };
                 for job in jobs {
                     if acted >= self.config.batch {
+                        break;
+                    }
+                    if out_of_time() {
+                        summary.out_of_time = true;
                         break;
                     }
                     if job.lease.as_ref().is_some_and(|l| l.is_live(now)) {
@@ -171,9 +192,15 @@ impl<V: Vendor> Reconcile<V> {
                     }
                 }
                 match next {
-                    Some(key) if acted < self.config.batch => start = Some(key),
+                    Some(key) if acted < self.config.batch && !summary.out_of_time => {
+                        start = Some(key)
+                    }
                     _ => break,
                 }
+            }
+            if summary.out_of_time {
+                warn!("the sweep stopped to end before the invocation's deadline; the next run goes on");
+                break;
             }
         }
         info!(?summary, "reconcile run");

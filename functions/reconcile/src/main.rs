@@ -33,9 +33,12 @@ async fn main() -> Result<(), Error> {
     };
     let reconcile = &reconcile;
     // The schedule's event carries nothing we need; any payload runs one sweep.
-    lambda_runtime::run(service_fn(move |_event: LambdaEvent<Value>| async move {
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let deadline = ocrbridge::time::deadline_of(&event.context);
         Ok::<_, Error>(serde_json::to_value(
-            reconcile.run(UnixMillis::now()).await,
+            reconcile
+                .run_before(UnixMillis::now(), Some(deadline))
+                .await,
         )?)
     }))
     .await

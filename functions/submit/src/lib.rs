@@ -4,7 +4,9 @@
 //! Per message (`{job_id}` on the submit queue):
 //! 1. load the job; acknowledge if it is past `Submitting` (or `Held`: an operator decides). A
 //!    message an operator redrove from the DLQ (it still carries its reason attributes) revives
-//!    a job that failed or was held for a retryable reason;
+//!    a job that failed or was held for a retryable reason — except one held because its last
+//!    submission may have arrived, which only `ocrbridge jobs retry --accept-duplicate-risk`
+//!    resubmits;
 //! 2. take the submit lease, bounded by this invocation's deadline, recording the attempt in the
 //!    same write ([`step`]);
 //! 3. if the job already has a vendor job (an operator's retry of a job the vendor has), adopt
@@ -68,6 +70,7 @@ impl<V: Vendor> Submit<V> {
     pub async fn handle_sqs(&self, event: SqsEvent, deadline: UnixMillis) -> SqsBatchResponse {
         let source = Source {
             name: "submit",
+            queue_url: self.stack.submit_queue_url.clone(),
             dlq_url: self.stack.submit_dlq_url.clone(),
             max_receive_count: self.stack.max_receive_count,
         };
@@ -76,15 +79,9 @@ impl<V: Vendor> Submit<V> {
             &source,
             &self.queue,
             &self.metrics,
-            |message| async move {
+            |message, queue_url| async move {
                 let disposition = self.handle_message(&message, deadline).await;
-                batch::apply(
-                    &self.queue,
-                    &self.stack.submit_queue_url,
-                    &message,
-                    disposition,
-                )
-                .await
+                batch::apply(&self.queue, &queue_url, &message, disposition).await
             },
         )
         .await
@@ -142,7 +139,7 @@ impl<V: Vendor> Submit<V> {
             "submit.before_revive",
             "submit.after_revive",
             job.id.as_str(),
-            recovery::requeue(&self.ledger, &self.metrics, job, "redrive"),
+            recovery::requeue(&self.ledger, &self.metrics, job, recovery::Trigger::Redrive),
         )
         .await;
         match revived {
@@ -152,6 +149,9 @@ impl<V: Vendor> Submit<V> {
             }
             // Someone else moved it meanwhile; decide from the job as it is now.
             Err(recovery::RetryError::Moved { current }) => Ok(Some(*current)),
+            // Held because its last submission may have arrived: a bulk redrive does not decide
+            // a possible second charge; the job stays held for an operator.
+            Err(recovery::RetryError::NeedsApproval(_)) => Ok(None),
             Err(e) => Err(self.retry_later(1, "dynamodb_error", e.to_string())),
         }
     }
@@ -538,7 +538,15 @@ impl<V: Vendor> Submit<V> {
             ),
         );
         let message = reason.message.clone();
-        Some(match self.fail(lease, Change::none(), reason).await {
+        // The attempt the lease recorded was never sent: clear it, or an operator's retry would
+        // take it for one that may have reached the vendor. One inherited from an earlier
+        // holder stays: that one may have.
+        let change = if lease.inherited_attempt.is_none() {
+            Change::none().attempt_not_reached()
+        } else {
+            Change::none()
+        };
+        Some(match self.fail(lease, change, reason).await {
             // Kept in the DLQ: an operator's redrive retries the job.
             Ok(()) => Disposition::DeadLetter {
                 code: reason::MAX_AGE_EXCEEDED,

@@ -424,7 +424,7 @@ impl<V: Vendor> Submit<V> {
         let job = &lease.job;
         let vendor = self.vendor.name();
         let failures = job.vendor_failures + 1;
-        match error.class() {
+        match error.submission_class(self.vendor.capabilities().idempotency) {
             ErrorClass::Retryable => {
                 self.metrics.count(
                     metrics::SUBMIT_RETRIES,

@@ -216,6 +216,10 @@ pub enum RequeueError {
     /// Only `Failed` and `Held` jobs with a retryable reason go back; this one does not qualify.
     #[error("job {} is {}{}: only Failed or Held jobs with a retryable reason ({}) can be retried", job.id, job.state, job.reason.as_ref().map(|r| format!(" ({})", r.code)).unwrap_or_default(), crate::job::reason::RETRYABLE.join(", "))]
     NotRetryable { job: Box<Job> },
+    /// The job is held because its last submission may have reached the vendor: retrying it
+    /// resubmits, a possible second charge, which only an operator's explicit approval takes.
+    #[error("job {} is held because its last submission may have reached the vendor: resubmitting it may be a second charge, so only `ocrbridge jobs retry --accept-duplicate-risk` retries it", job.id)]
+    NeedsApproval { job: Box<Job> },
     #[error(transparent)]
     Transition(#[from] TransitionError),
 }
@@ -337,6 +341,10 @@ impl Ledger {
                     .collect(),
             )
             .require_absent_or_at_most(attr::LEASE_UNTIL, n(now.0));
+        if job.state.is_adoption(to) {
+            // An adoption never replaces the vendor job a job has.
+            expr.require_absent(attr::VENDOR_JOB_ID);
+        }
         self.unleased_update(job, to, &expr, now).await
     }
 
@@ -371,27 +379,40 @@ impl Ledger {
     /// An operator's retry: a `Failed` or `Held` job with a retryable reason goes back to
     /// `Queued`, with a fresh submission window. It keeps its vendor job (submit adopts it
     /// instead of submitting again) and its recorded attempt (submit resolves it before sending
-    /// anything), so a retry never pays twice unawares. Retrying a job held because its
-    /// submission's outcome is unknown approves the resubmission that may be a second charge;
-    /// retrying a result the vendor no longer has drops the vendor job (kept as an orphan: it
-    /// was billed) so that submit buys the document again.
+    /// anything), so a retry never pays twice unawares. A job held because its submission's
+    /// outcome is unknown is retried only with `accept_duplicate_risk` — an operator's
+    /// explicit approval of the resubmission that may be a second charge; a re-upload or a
+    /// redrive never approves it, and the condition holds them to that. Retrying a result the
+    /// vendor no longer has drops the vendor job (kept as an orphan: it was billed) so that
+    /// submit buys the document again.
     ///
     /// The caller then sends the submit message; if that send is lost, reconcile finds the
     /// `Queued` job and sends it.
     #[instrument(skip_all, fields(job_id = %job.id, from = %job.state))]
-    pub async fn requeue(&self, job: &Job, now: UnixMillis) -> Result<Job, RequeueError> {
+    pub async fn requeue(
+        &self,
+        job: &Job,
+        accept_duplicate_risk: bool,
+        now: UnixMillis,
+    ) -> Result<Job, RequeueError> {
         let Some(reason) = job.retryable_reason() else {
             return Err(RequeueError::NotRetryable {
                 job: Box::new(job.clone()),
             });
         };
+        let needs_approval = crate::job::reason::needs_approval(&reason.code);
+        if needs_approval && !accept_duplicate_risk {
+            return Err(RequeueError::NeedsApproval {
+                job: Box::new(job.clone()),
+            });
+        }
         let mut expr = Expr::new();
         apply_state_change(&mut expr, &job.id, JobState::Queued, &Change::none(), now);
         expr.remove(attr::REASON_CODE)
             .remove(attr::REASON_MESSAGE)
             .remove(attr::VENDOR_FAILURES)
             .remove(attr::RETRY_OWED);
-        if reason.code == crate::job::reason::SUBMISSION_OUTCOME_UNKNOWN {
+        if needs_approval {
             expr.set(attr::RESUBMIT_APPROVED, AttributeValue::Bool(true));
         }
         if reason.code == crate::job::reason::RESULT_UNAVAILABLE {
@@ -411,6 +432,9 @@ impl Ledger {
                 attr::REASON_CODE,
                 crate::job::reason::RETRYABLE
                     .iter()
+                    // Unapproved, a reason that needs approval does not qualify, whatever was
+                    // read: the write itself refuses it.
+                    .filter(|c| accept_duplicate_risk || !crate::job::reason::needs_approval(c))
                     .map(|c| s(*c))
                     .collect(),
             )

@@ -109,6 +109,14 @@ impl Expr {
         self
     }
 
+    /// `attribute_not_exists(#attribute)`
+    pub fn require_absent(&mut self, attribute: &str) -> &mut Self {
+        let name = self.name(attribute);
+        self.conditions
+            .push(format!("attribute_not_exists({name})"));
+        self
+    }
+
     /// `(attribute_not_exists(#attribute) OR #attribute <= :bound)`: absent, or at or before `bound`.
     pub fn require_absent_or_at_most(
         &mut self,

@@ -144,6 +144,75 @@ pub async fn body(mut response: Response, limit: usize) -> Result<bytes::Bytes, 
     }
 }
 
+/// The first `limit` bytes of a 2xx answer's body, and whether that is all of it. The rest
+/// is never read: for learning one thing from an answer that may be very large.
+pub async fn prefix(
+    mut response: Response,
+    limit: usize,
+) -> Result<(bytes::Bytes, bool), VendorError> {
+    let status = response.status().as_u16();
+    let mut out = bytes::BytesMut::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                out.extend_from_slice(&chunk);
+                if out.len() > limit {
+                    out.truncate(limit);
+                    return Ok((out.freeze(), false));
+                }
+            }
+            Ok(None) => return Ok((out.freeze(), true)),
+            Err(e) => {
+                return Err(VendorError::Unreadable {
+                    status,
+                    detail: format!("the body broke off: {}", e.without_url()),
+                })
+            }
+        }
+    }
+}
+
+/// The string value of `key` at the top level of a JSON object that may be cut off (`text` is
+/// a prefix of it): found by walking the text's nesting and strings, not by parsing it whole.
+pub fn top_level_string(text: &[u8], key: &str) -> Option<String> {
+    let wanted = format!("\"{key}\"");
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < text.len() {
+        match text[i] {
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b'"' => {
+                let start = i;
+                i += 1;
+                while i < text.len() && text[i] != b'"' {
+                    if text[i] == b'\\' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+                let end = (i + 1).min(text.len());
+                if depth == 1 && text[start..end] == *wanted.as_bytes() {
+                    // A key: `:` and then its value, if that is a string.
+                    let rest = &text[end..];
+                    let rest = rest.iter().skip_while(|b| b.is_ascii_whitespace());
+                    let mut rest = rest.copied().skip_while(|b| *b == b':');
+                    let value: Vec<u8> = rest
+                        .by_ref()
+                        .skip_while(|b| b.is_ascii_whitespace())
+                        .collect();
+                    let value = value.strip_prefix(b"\"")?;
+                    let close = value.iter().position(|b| *b == b'"')?;
+                    return String::from_utf8(value[..close].to_vec()).ok();
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
 /// A 2xx answer's JSON (see [`body`]), at most [`MAX_ANSWER_BYTES`].
 pub async fn json(response: Response) -> Result<Value, VendorError> {
     let status = response.status().as_u16();
@@ -181,6 +250,25 @@ pub fn vendor_url(base: &str, url: &str, what: &str) -> Result<String, VendorErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_top_level_string_is_found_in_a_cut_off_object() {
+        let operation = br#"{"status": "succeeded", "analyzeResult": {"status": "nested", "content": "a \"quoted\" {brace"#;
+        assert_eq!(
+            top_level_string(operation, "status").as_deref(),
+            Some("succeeded")
+        );
+        // Not fooled by the same key deeper in, nor by a string that looks like one.
+        let later = br#"{"analyzeResult": {"status": "nested", "x": "\"status\": \"no\""}, "status":"running"}"#;
+        assert_eq!(
+            top_level_string(later, "status").as_deref(),
+            Some("running")
+        );
+        assert_eq!(
+            top_level_string(br#"{"analyzeResult": {"status": "x""#, "status"),
+            None
+        );
+    }
 
     #[tokio::test]
     async fn bodies_are_read_up_to_their_limit_and_no_further() {

@@ -207,6 +207,11 @@ pub enum VendorError {
     /// The answer is larger than ocrbridge reads (`VENDOR_MAX_RESULT_BYTES` for a result).
     #[error("the vendor's answer is larger than {limit} bytes{}; raise VENDOR_MAX_RESULT_BYTES if the memory allows", size.map(|s| format!(" ({s} bytes)")).unwrap_or_default())]
     TooLarge { limit: usize, size: Option<u64> },
+    /// The vendor no longer has the job or its result — expired, or never kept: each vendor
+    /// says it its own way (`404`/`410`, Textract's `InvalidJobIdException`, a `400`).
+    /// Nothing to wait for; a retry buys the document again, knowingly.
+    #[error("the vendor no longer has the job: {0}")]
+    Gone(String),
 }
 
 impl From<crate::failpoints::Injected> for VendorError {
@@ -231,8 +236,34 @@ impl VendorError {
             VendorError::Auth { .. }
             | VendorError::Rejected { .. }
             | VendorError::Protocol(_)
-            | VendorError::TooLarge { .. } => ErrorClass::Permanent,
+            | VendorError::TooLarge { .. }
+            | VendorError::Gone(_) => ErrorClass::Permanent,
         }
+    }
+
+    /// How an error **on a submission** is treated, at a vendor with `idempotency`. A `5xx`
+    /// (or a `408`) may come from a gateway in front of the vendor *after* the vendor made the
+    /// job (a `502` or `504` while the backend finished): at a vendor that deduplicates by our
+    /// key, sending again is safe (the same job comes back), so it is retried; at one that does
+    /// not, sending again may be a second charge, so it is ambiguous — resolved like a lost
+    /// answer, never resent blindly. Everything else is classed as [`Self::class`] says.
+    pub fn submission_class(&self, idempotency: Idempotency) -> ErrorClass {
+        match (self, idempotency) {
+            (VendorError::Unavailable { .. }, Idempotency::None) => ErrorClass::Ambiguous,
+            _ => self.class(),
+        }
+    }
+
+    /// Whether the vendor said it no longer has the job or its result.
+    pub fn is_gone(&self) -> bool {
+        matches!(
+            self,
+            VendorError::Gone(_)
+                | VendorError::Rejected {
+                    status: 404 | 410,
+                    ..
+                }
+        )
     }
 
     /// What retrying this error costs from the retry budget: a timeout weighs double, as in the
@@ -267,6 +298,7 @@ impl VendorError {
             VendorError::Rejected { .. } => "rejected",
             VendorError::Protocol(_) => "protocol",
             VendorError::TooLarge { .. } => "too_large",
+            VendorError::Gone(_) => "gone",
         }
     }
 }
@@ -415,5 +447,44 @@ mod tests {
             assert_eq!(err.class(), class, "{err}");
             assert_eq!(err.cause(), cause);
         }
+    }
+
+    /// A 5xx on a submission is a retry where a resend is safe, and a question where it may be
+    /// a second charge (the gateway answered after the vendor made the job).
+    #[test]
+    fn a_5xx_on_a_submission_is_ambiguous_without_idempotency() {
+        let gateway = VendorError::Unavailable {
+            status: 504,
+            retry_after: None,
+        };
+        assert_eq!(
+            gateway.submission_class(Idempotency::None),
+            ErrorClass::Ambiguous
+        );
+        assert_eq!(
+            gateway.submission_class(Idempotency::Native {
+                remembers_for: None
+            }),
+            ErrorClass::Retryable
+        );
+        assert_eq!(gateway.class(), ErrorClass::Retryable, "a read is retried");
+        let refused = VendorError::Unreachable("connection refused".into());
+        assert_eq!(
+            refused.submission_class(Idempotency::None),
+            ErrorClass::Retryable,
+            "never sent"
+        );
+        assert_eq!(
+            VendorError::Throttled { retry_after: None }.submission_class(Idempotency::None),
+            ErrorClass::Retryable,
+            "a throttle is a refusal"
+        );
+        assert!(VendorError::Gone("expired".into()).is_gone());
+        assert!(VendorError::Rejected {
+            status: 404,
+            code: "NotFound".into(),
+            message: String::new()
+        }
+        .is_gone());
     }
 }

@@ -110,6 +110,11 @@ enum JobsCommand {
         filter: FilterArgs,
         #[arg(long)]
         apply: bool,
+        /// Also resubmit jobs held because their last submission may have reached the vendor
+        /// (submission_outcome_unknown): each may be a second charge, counted as
+        /// DuplicateSubmissionRisk. Without it they are left held.
+        #[arg(long)]
+        accept_duplicate_risk: bool,
     },
 }
 
@@ -254,6 +259,7 @@ async fn on_stack(t: &TargetArgs, command: Command) -> Result<(), CliError> {
                 jobs: ids,
                 filter,
                 apply,
+                accept_duplicate_risk,
             } => {
                 let selection = if ids.is_empty() {
                     if filter.reason.is_none() && filter.since.is_none() {
@@ -265,7 +271,7 @@ async fn on_stack(t: &TargetArgs, command: Command) -> Result<(), CliError> {
                 } else {
                     jobs::Selection::Ids(ids)
                 };
-                jobs::retry(&target, selection, apply, json).await
+                jobs::retry(&target, selection, apply, accept_duplicate_risk, json).await
             }
         },
         Command::Review { command } => match command {
@@ -307,7 +313,7 @@ async fn on_stack(t: &TargetArgs, command: Command) -> Result<(), CliError> {
                     found.reason.as_ref().map(|r| format!(" ({})", r.code)).unwrap_or_default()
                 )));
             }
-            jobs::retry(&target, jobs::Selection::Ids(vec![job]), apply, json).await
+            jobs::retry(&target, jobs::Selection::Ids(vec![job]), apply, false, json).await
         }
         Command::SpotCheck { per_profile } => {
             commands::spot_check::run(&target, per_profile, json).await

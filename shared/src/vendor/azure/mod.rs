@@ -78,6 +78,9 @@ fn status_of(operation: &Value) -> VendorStatus {
     }
 }
 
+/// How much of an operation a status check reads (see `status`).
+const STATUS_PREFIX_BYTES: usize = 64 * 1024;
+
 impl AzureVendor {
     pub fn new(
         http: reqwest::Client,
@@ -197,11 +200,34 @@ impl Vendor for AzureVendor {
         ))
     }
 
+    /// The operation's status, read from at most [`STATUS_PREFIX_BYTES`] of it. A succeeded
+    /// operation carries its whole `analyzeResult`, which can be far larger than a result parse
+    /// takes (`VENDOR_MAX_RESULT_BYTES`); reading it all just to learn "succeeded" made such a
+    /// result fail every poll until the maximum age — never fetched, never archived, and gone
+    /// from Azure a day later. The status is the operation's top-level `status` (Azure writes it
+    /// first); one cut off before it is found is a body only a succeeded operation grows to.
     async fn status(&self, vendor_job_id: &str) -> Result<VendorJob, VendorError> {
-        let (operation, _, retry_after) = self.operation(vendor_job_id).await?;
+        let url = vendor_url(&self.endpoint, vendor_job_id, "operation URL")?;
+        let response = self.send(self.http.get(url)).await?;
+        let retry_after = super::http::retry_after(&response);
+        let code = response.status().as_u16();
+        let (head, whole) = super::http::prefix(response, STATUS_PREFIX_BYTES).await?;
+        let status = if whole {
+            let operation: Value =
+                serde_json::from_slice(&head).map_err(|e| VendorError::Unreadable {
+                    status: code,
+                    detail: format!("not JSON: {e}"),
+                })?;
+            status_of(&operation)
+        } else {
+            match super::http::top_level_string(&head, "status") {
+                Some(status) => status_of(&json!({ "status": status })),
+                None => VendorStatus::Succeeded,
+            }
+        };
         Ok(VendorJob {
             id: vendor_job_id.to_owned(),
-            status: status_of(&operation),
+            status,
             retry_after,
         })
     }

@@ -191,16 +191,30 @@ where
                 "LimitExceededException" => VendorError::Busy {
                     retry_after: Duration::from_secs(30),
                 },
-                "InternalServerError" => VendorError::Unavailable {
-                    status: 500,
+                // Textract's own and AWS's generic server-side errors: try again later.
+                "InternalServerError"
+                | "InternalFailure"
+                | "ServiceUnavailable"
+                | "ServiceUnavailableException"
+                | "ServiceException" => VendorError::Unavailable {
+                    status: if status >= 500 { status } else { 500 },
                     retry_after: None,
                 },
+                // An unknown or expired job id (Textract keeps results 7 days): a 400, not a
+                // 404 — the job is gone, and waiting will not bring it back.
+                "InvalidJobIdException" => VendorError::Gone(format!("{code}: {message}")),
                 "AccessDeniedException" => VendorError::Auth { status: 403 },
                 "BadDocumentException" => rejected(status, &code, "Textract cannot read the document (it may be corrupt or password-protected)"),
                 "DocumentTooLargeException" => rejected(status, &code, "the document is too large for Textract (500 MB and 3,000 pages for PDF and TIFF, 10 MB for images)"),
                 "UnsupportedDocumentException" => rejected(status, &code, "Textract does not read this format (PNG, JPEG, PDF and TIFF only)"),
                 "InvalidS3ObjectException" => rejected(status, &code, "Textract cannot read the S3 object (missing, another region, or no access)"),
                 "IdempotentParameterMismatchException" => rejected(status, &code, "the same ClientRequestToken went out with different parameters: a bug in ocrbridge, not a reason to retry"),
+                // Any other error of the server's side — a new type, or a gateway's page with
+                // no type at all — is the service failing, never the document being wrong.
+                _ if status >= 500 => VendorError::Unavailable {
+                    status,
+                    retry_after: None,
+                },
                 _ => VendorError::Rejected {
                     status,
                     code,

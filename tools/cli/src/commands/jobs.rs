@@ -248,12 +248,15 @@ pub enum Selection {
 }
 
 /// Sends retryable `Failed`/`Held` jobs back to `Queued` with their submit message. A dry run
-/// (without `apply`) shows what would move. Jobs named by id that cannot be retried make the
-/// command fail (exit 4) after the others are done.
+/// (without `apply`) shows what would move. A job held because its last submission may have
+/// reached the vendor moves only with `accept_duplicate_risk` (its resubmission may be a second
+/// charge); without it, it is refused and says so. Jobs that cannot be retried make the command
+/// fail (exit 4) after the others are done.
 pub async fn retry(
     target: &Target,
     selection: Selection,
     apply: bool,
+    accept_duplicate_risk: bool,
     json_mode: bool,
 ) -> Result<(), CliError> {
     let jobs = match selection {
@@ -269,8 +272,13 @@ pub async fn retry(
             find(target, &filter).await?
         }
     };
-    let (retryable, refused): (Vec<&Job>, Vec<&Job>) =
-        jobs.iter().partition(|j| j.retryable_reason().is_some());
+    let needs_approval = |j: &Job| {
+        j.retryable_reason()
+            .is_some_and(|r| ocrbridge::job::reason::needs_approval(&r.code))
+    };
+    let (retryable, refused): (Vec<&Job>, Vec<&Job>) = jobs.iter().partition(|j| {
+        j.retryable_reason().is_some() && (accept_duplicate_risk || !needs_approval(j))
+    });
     let mut moved = Vec::new();
     let mut errors = Vec::new();
     if apply {
@@ -288,14 +296,18 @@ pub async fn retry(
                 &metrics,
                 &target.config.submit_queue_url,
                 job,
-                "operator",
+                recovery::Trigger::Operator {
+                    accept_duplicate_risk,
+                },
             )
             .await
             {
                 Ok(j) => moved.push(j.id.to_string()),
-                Err(e @ (RetryError::Moved { .. } | RetryError::NotRetryable(_))) => {
-                    errors.push(e.to_string())
-                }
+                Err(
+                    e @ (RetryError::Moved { .. }
+                    | RetryError::NotRetryable(_)
+                    | RetryError::NeedsApproval(_)),
+                ) => errors.push(e.to_string()),
                 Err(e) => return Err(CliError::aws(e)),
             }
             bar.inc(1);
@@ -312,12 +324,13 @@ pub async fn retry(
     emit(json_mode, &json, || {
         let mut t = Table::new(&["job", "state", "reason", "action"]);
         for j in &retryable {
-            let action = if !apply {
-                "would go back to Queued"
-            } else if moved.contains(&j.id.to_string()) {
-                "back to Queued"
-            } else {
-                "moved meanwhile: not retried"
+            let action = match (apply, needs_approval(j)) {
+                (false, true) => {
+                    "would be resubmitted: it may already be at the vendor (a second charge)"
+                }
+                (false, false) => "would go back to Queued",
+                (true, _) if moved.contains(&j.id.to_string()) => "back to Queued",
+                (true, _) => "moved meanwhile: not retried",
             };
             t.row(vec![
                 j.id.to_string(),
@@ -331,7 +344,11 @@ pub async fn retry(
                 j.id.to_string(),
                 j.state.to_string(),
                 j.reason.as_ref().map_or(String::new(), |r| r.code.clone()),
-                "refused: not a retryable reason".into(),
+                if needs_approval(j) {
+                    "refused: it may already be at the vendor; add --accept-duplicate-risk to resubmit it (a possible second charge)".into()
+                } else {
+                    "refused: not a retryable reason".into()
+                },
             ]);
         }
         let mut text = if t.is_empty() {
@@ -345,9 +362,15 @@ pub async fn retry(
         text
     });
     if !refused.is_empty() {
+        let unapproved = refused.iter().filter(|j| needs_approval(j)).count();
         return Err(CliError::Refused(format!(
-            "{} job(s) cannot be retried: their reason is final or they are not Failed/Held (retryable reasons: {})",
+            "{} job(s) cannot be retried: {}their reason is final or they are not Failed/Held (retryable reasons: {})",
             refused.len(),
+            if unapproved > 0 {
+                format!("{unapproved} may already be at the vendor and need --accept-duplicate-risk; the others: ")
+            } else {
+                String::new()
+            },
             ocrbridge::job::reason::RETRYABLE.join(", ")
         )));
     }
