@@ -276,12 +276,35 @@ pub fn fired() -> std::collections::BTreeMap<String, u64> {
     Default::default()
 }
 
+/// Every `(failpoint, subject)` that fired.
+pub fn fired_subjects() -> std::collections::BTreeSet<(String, String)> {
+    #[cfg(feature = "failpoints")]
+    {
+        armed::fired_subjects()
+    }
+    #[cfg(not(feature = "failpoints"))]
+    Default::default()
+}
+
 /// Arms `name` with `entries` (`(action, subject)`), replacing what it had. With the feature
 /// off, an error: nothing would fire.
 pub fn arm(name: &'static str, entries: &[(Action, String)]) -> Result<(), String> {
     #[cfg(feature = "failpoints")]
     {
         armed::arm(name, entries)
+    }
+    #[cfg(not(feature = "failpoints"))]
+    {
+        let _ = (name, entries);
+        Err("built without the `failpoints` feature: nothing can be armed".into())
+    }
+}
+
+/// Adds `entries` to what `name` is armed with.
+pub fn arm_more(name: &'static str, entries: &[(Action, String)]) -> Result<(), String> {
+    #[cfg(feature = "failpoints")]
+    {
+        armed::arm_more(name, entries)
     }
     #[cfg(not(feature = "failpoints"))]
     {
@@ -319,6 +342,27 @@ mod armed {
         fail::cfg(name, &format!("return({argument})"))
     }
 
+    pub(super) fn arm_more(name: &'static str, entries: &[(Action, String)]) -> Result<(), String> {
+        let mut all: Vec<(Action, String)> = fail::list()
+            .into_iter()
+            .filter(|(n, _)| n == name)
+            .flat_map(|(_, actions)| {
+                actions
+                    .strip_prefix("return(")
+                    .and_then(|a| a.strip_suffix(')'))
+                    .unwrap_or_default()
+                    .split(';')
+                    .filter_map(|entry| {
+                        let (action, subject) = entry.split_once('@')?;
+                        Some((Action::parse(action)?, subject.to_owned()))
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        all.extend_from_slice(entries);
+        arm(name, &all)
+    }
+
     pub(super) fn disarm_all() {
         for name in ALL {
             fail::remove(name);
@@ -348,6 +392,16 @@ mod armed {
             .entry(name.to_owned())
             .or_default() += 1;
         Some(action)
+    }
+
+    pub(super) fn fired_subjects() -> std::collections::BTreeSet<(String, String)> {
+        FIRED
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .flatten()
+            .cloned()
+            .collect()
     }
 
     pub(super) fn fired() -> BTreeMap<String, u64> {

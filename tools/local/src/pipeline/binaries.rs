@@ -63,7 +63,9 @@ pub fn binary_environment(
         ("RETRY_BUDGET_REFILL_PER_SEC", "5".into()),
         ("BACKOFF_BASE_MS", "500".into()),
         ("BACKOFF_CAP_SECS", "5".into()),
-        ("STUCK_SECS", "20".into()),
+        ("STUCK_SECS", options.stuck.as_secs().to_string()),
+        ("MAX_SUBMIT_AGE_SECS", options.max_age.as_secs().to_string()),
+        ("MAX_JOB_AGE_SECS", options.max_age.as_secs().to_string()),
         (
             "SUBMITTED_STALE_SECS",
             options.submitted_stale.as_secs().to_string(),
@@ -72,6 +74,9 @@ pub fn binary_environment(
         ("RUST_LOG", "info".into()),
     ] {
         env.insert(k.to_owned(), v);
+    }
+    for (k, v) in &options.environment {
+        env.insert(k.clone(), v.clone());
     }
     if let Some(burst) = options.vendor_burst {
         env.insert("VENDOR_RATE_BURST".into(), burst.to_string());

@@ -51,6 +51,9 @@ pub enum ChaosFault {
     KillInCall,
     /// A write of the vendor's answer stalls past the writer's lease.
     Freeze,
+    /// A message is lost: deleted unhandled, as an operator's purge or a bug would (only where
+    /// forced; SQS itself does not lose messages).
+    Lose,
 }
 
 impl ChaosFault {
@@ -60,6 +63,7 @@ impl ChaosFault {
             ChaosFault::Kill => "kill",
             ChaosFault::KillInCall => "kill_in_call",
             ChaosFault::Freeze => "freeze",
+            ChaosFault::Lose => "lose",
         }
     }
 }

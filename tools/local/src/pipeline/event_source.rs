@@ -148,7 +148,13 @@ impl Pipeline {
         messages
     }
 
-    fn event(messages: &[Message], source: &str) -> SqsEvent {
+    /// The SQS event Lambda builds from `messages`, each naming its queue by ARN (from the queue
+    /// URL: `…/<account>/<name>`), as a function reading two queues needs.
+    fn event(messages: &[Message], queue_url: &str) -> SqsEvent {
+        let mut parts = queue_url.trim_end_matches('/').rsplit('/');
+        let name = parts.next().unwrap_or_default();
+        let account = parts.next().unwrap_or_default();
+        let arn = format!("arn:aws:sqs:us-east-1:{account}:{name}");
         let mut event = SqsEvent::default();
         for m in messages {
             let mut record = aws_lambda_events::event::sqs::SqsMessage::default();
@@ -156,7 +162,7 @@ impl Pipeline {
             record.receipt_handle = m.receipt_handle().map(str::to_owned);
             record.body = m.body().map(str::to_owned);
             record.event_source = Some("aws:sqs".into());
-            record.event_source_arn = Some(source.into());
+            record.event_source_arn = Some(arn.clone());
             for (k, v) in m.attributes().into_iter().flatten() {
                 record.attributes.insert(k.as_str().to_owned(), v.clone());
             }
@@ -292,9 +298,31 @@ impl Pipeline {
             Some(limit) => Arc::clone(limit).acquire_owned().await.ok(),
             None => None,
         };
-        let batch = self.receive(queue_url, self.batch_sizes[name]).await;
-        if batch.is_empty() {
+        let received = self.receive(queue_url, self.batch_sizes[name]).await;
+        if received.is_empty() {
             return 0;
+        }
+        let count = received.len();
+        let (lost, batch): (Vec<Message>, Vec<Message>) = received.into_iter().partition(|m| {
+            let subject = format!("{name}:{}", subject_of(m.body().unwrap_or_default()));
+            self.chaos_dice
+                .strikes(ChaosFault::Lose, 0.0, &subject)
+                .is_some()
+        });
+        for m in &lost {
+            if let Some(handle) = m.receipt_handle() {
+                let _ = self
+                    .clients
+                    .sqs
+                    .delete_message()
+                    .queue_url(queue_url)
+                    .receipt_handle(handle)
+                    .send()
+                    .await;
+            }
+        }
+        if batch.is_empty() {
+            return count;
         }
         let _slot = match self.concurrency.functions.get(source.function()) {
             Some(slots) => match Arc::clone(slots).try_acquire_owned() {
@@ -309,7 +337,7 @@ impl Pipeline {
             },
             None => None,
         };
-        let event = Self::event(&batch, name);
+        let event = Self::event(&batch, queue_url);
         let invoked = match &self.binaries {
             Some(b) => {
                 let function = match source {

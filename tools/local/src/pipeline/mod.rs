@@ -96,6 +96,13 @@ pub struct PipelineOptions {
     /// `VENDOR=mindee`: jobs report to a webhook endpoint registered with the twin (else they
     /// are polled).
     pub mindee_webhooks: bool,
+    /// Reconcile's `STUCK_SECS`: how long a job may sit in a state before it is nudged.
+    pub stuck: Duration,
+    /// `MAX_SUBMIT_AGE_SECS` and `MAX_JOB_AGE_SECS`: how long a job may take before it fails.
+    pub max_age: Duration,
+    /// Settings over the template's, for the functions and the adapters (e.g.
+    /// `VENDOR_MAX_RESULT_BYTES`).
+    pub environment: Vec<(String, String)>,
 }
 
 /// The Mindee webhook endpoint id the local stack registers with the twin.
@@ -124,6 +131,9 @@ impl Default for PipelineOptions {
             submitted_stale: Duration::from_secs(10),
             binaries: None,
             sam_lambda: false,
+            stuck: Duration::from_secs(20),
+            max_age: Duration::from_secs(3600),
+            environment: Vec::new(),
         }
     }
 }
@@ -454,7 +464,7 @@ impl Pipeline {
                 metrics: Metrics::memory("submit"),
                 stack: config.clone(),
                 config: SubmitConfig {
-                    max_age: Duration::from_secs(3600),
+                    max_age: options.max_age,
                     presign_expiry: Duration::from_secs(900),
                     prices: prices.clone(),
                     backoff,
@@ -488,9 +498,9 @@ impl Pipeline {
                 metrics: Metrics::memory("reconcile"),
                 stack: config.clone(),
                 config: ReconcileConfig {
-                    stuck: Duration::from_secs(20),
+                    stuck: options.stuck,
                     submitted_stale: options.submitted_stale,
-                    max_age: Duration::from_secs(3600),
+                    max_age: options.max_age,
                     batch: 100,
                 },
             },
