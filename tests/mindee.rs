@@ -365,6 +365,45 @@ async fn a_lost_enqueue_answer_is_adopted_from_the_webhook() {
     );
 }
 
+/// Mindee's webhook body is the whole inference: a large document's is far over the 256 KiB a
+/// notice needs. With the enqueue answer lost, that webhook is the only evidence that adopts
+/// the job; it must be accepted (up to Lambda's 6 MB), not refused 413 on every retry until the
+/// job is held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_inference_webhook_is_accepted_and_adopts_the_job() {
+    let s = mindee_stack().await;
+    let p = Pipeline::start(s.clients.clone(), &s.stack, options(true))
+        .await
+        .unwrap();
+    let bytes = invoice_pdf("INV-LARGE");
+    let id = job_id_for(&bytes, "invoice");
+    set_faults(
+        &p.sim,
+        json!({"seed": 1, "oversized_result_bytes": 1_048_576, "force": {
+            "drop": [{"subject": id.as_str()}],
+            "oversized_result": [{"subject": id.as_str()}],
+        }}),
+    )
+    .await;
+    s.put("invoices/large.pdf", bytes, None).await;
+    let jobs = run_until_settled(&p, &s.ledger, &[id], Duration::from_secs(60)).await;
+    assert!(jobs[0].result_key.is_some(), "{:?}", jobs[0]);
+    let webhook = p.webhook.metrics.recorded();
+    assert_eq!(
+        count(&webhook, "WebhooksRejected[too_large]"),
+        0.0,
+        "{webhook:?}"
+    );
+    assert_eq!(
+        count(
+            &p.parse.metrics.recorded(),
+            "Reconciles[mindee,adopted_by_completion]"
+        ),
+        1.0
+    );
+    assert_eq!(sim_stats(&p.sim).await["billed_documents"], 1);
+}
+
 /// The twin invents nothing: every field of its results appears in Mindee's own payloads
 /// (`../shared/fixtures/mindee-v2`), at the same place — but for `raw_text.pages[].content`,
 /// which those payloads do not enable and Mindee's API reference documents.

@@ -184,6 +184,29 @@ fn no_sqs_source_can_invoke_more_than_its_function_may_run() {
     }
 }
 
+/// A streamed archive (a result too large to parse) is a multipart upload: parse may abort one
+/// it gives up on, and the results bucket aborts any left behind by a dead invocation, whose
+/// parts would otherwise be billed as storage and listed nowhere.
+#[test]
+fn incomplete_multipart_uploads_of_the_archive_do_not_linger() {
+    let text = std::fs::read_to_string(template_path()).unwrap();
+    let raw: Value = serde_yaml::from_str(&text).unwrap();
+    let rules = &raw["Resources"]["ResultsBucket"]["Properties"]["LifecycleConfiguration"]["Rules"];
+    assert!(
+        rules.as_sequence().into_iter().flatten().any(|r| {
+            r["Status"] == "Enabled"
+                && r["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"]
+                    .as_u64()
+                    .is_some_and(|d| d <= 7)
+        }),
+        "{rules:?}"
+    );
+    let policies =
+        serde_yaml::to_string(&raw["Resources"]["ParseFunction"]["Properties"]["Policies"])
+            .unwrap();
+    assert!(policies.contains("s3:AbortMultipartUpload"), "{policies}");
+}
+
 #[test]
 fn every_function_builds_its_own_binary_and_sqs_sources_report_partial_failures() {
     let text = std::fs::read_to_string(template_path()).unwrap();
