@@ -376,6 +376,7 @@ impl Pipeline {
         event: SqsEvent,
     ) -> Invoked {
         let timeout = self.options.invocation_timeout;
+        let started = tokio::time::Instant::now();
         let deadline = UnixMillis::now().plus(timeout);
         let invocation = Arc::new(Invocation::default());
         let chaos = &self.options.chaos;
@@ -421,9 +422,19 @@ impl Pipeline {
                 // Given up for lost: the batch comes back for another worker now, while this one
                 // sleeps through its lease and then tries to write.
                 self.give_back(queue_url, batch).await;
-                let _ = handler.await;
+                // It goes on past its timeout (a write delayed in the network lands late), until
+                // it finishes or is killed: a frozen worker that then crashes must not hold
+                // this poller for good. FROZEN_LIMIT timeouts bound the wait.
+                tokio::select! {
+                    _ = &mut handler => {}
+                    _ = invocation.kill.notified() => {}
+                    _ = tokio::time::sleep_until(started + timeout * FROZEN_LIMIT) => {}
+                }
                 Invoked::GivenUp
             }
         }
     }
 }
+
+/// How many invocation timeouts a frozen worker may run on after its batch was given up.
+const FROZEN_LIMIT: u32 = 4;

@@ -564,9 +564,13 @@ impl Pipeline {
     /// Runs only `sources`' pollers (no schedule) until `stop` is set: one stage on its own.
     pub async fn run_sources_until(&self, sources: &[EventSource], stop: &AtomicBool) {
         let poller = |source: EventSource| async move {
+            let mut idle = IDLE_POLL;
             while !stop.load(Ordering::Relaxed) {
                 if self.poll(source).await == 0 {
-                    tokio::time::sleep(IDLE_POLL).await;
+                    tokio::time::sleep(idle).await;
+                    idle = (idle * 2).min(IDLE_POLL_MAX);
+                } else {
+                    idle = IDLE_POLL;
                 }
             }
         };
@@ -635,3 +639,8 @@ pub(crate) async fn as_invocation<T>(
 /// How long an idle poller waits before asking again (Lambda long-polls; this is close enough
 /// without holding a moto thread per poller).
 const IDLE_POLL: Duration = Duration::from_millis(50);
+
+/// The longest an idle poller waits: its wait doubles while its queue stays empty, so a quiet
+/// pipeline does not keep moto (one Python process, shared by every test) busy answering
+/// empty receives, and a message waits at most this long for a poller.
+const IDLE_POLL_MAX: Duration = Duration::from_millis(400);
