@@ -142,7 +142,8 @@ pub struct FaultConfig {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Forced {
-    /// The first roll of the fault for this subject (a job's reference, or `sha256:<hex>`).
+    /// The first roll of the fault for this subject (a job's reference, or `sha256:<hex>`);
+    /// for `auth_refused`, the first two (the submission and its retry after a key refresh).
     Subject(String),
     /// The n-th `/v1`-style request the simulator serves (1-based), for the request faults.
     Request(u64),
@@ -295,7 +296,10 @@ impl FaultDice {
         let count = self.rolled.entry((fault, subject.to_owned())).or_default();
         let nth = *count;
         *count += 1;
-        if nth == 0 && self.forced(fault, &Forced::Subject(subject.to_owned())) {
+        // A refused key stays refused when the client reads it again: its one refresh and
+        // retry is refused too.
+        let forced_rolls = if fault == Fault::AuthRefused { 2 } else { 1 };
+        if nth < forced_rolls && self.forced(fault, &Forced::Subject(subject.to_owned())) {
             return true;
         }
         let rate = self.rate(fault);
