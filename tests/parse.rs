@@ -499,9 +499,17 @@ async fn reconcile_requeues_stuck_jobs_and_expires_old_ones() {
         )
         .await
         .unwrap();
-    let summary = w.reconcile.run(UnixMillis::now()).await;
+    // (Stuck after 1 s here: a backlog excuses it for BACKLOG_PATIENCE of those.)
+    w.reconcile.config.stuck = Duration::from_secs(1);
+    let later = |secs| UnixMillis::now().plus(Duration::from_secs(secs));
+    let summary = w.reconcile.run(later(2)).await;
     assert_eq!((summary.queued, summary.recovered), (1, 0), "{summary:?}");
-    assert_eq!(w.s.drain(&w.s.config.submit_queue_url).await.len(), 1);
+    // A queue that keeps holding messages does not hide a lost one for good: past its patience
+    // (3 stuck periods) the job is re-sent anyway (it used to wait behind any backlog forever).
+    let summary = w.reconcile.run(later(5)).await;
+    assert_eq!((summary.queued, summary.recovered), (0, 1), "{summary:?}");
+    assert_eq!(w.s.drain(&w.s.config.submit_queue_url).await.len(), 2);
+    w.reconcile.config.stuck = Duration::ZERO;
     // The queue is empty now: the message is lost as far as reconcile can tell, so it re-sends.
     let summary = w.reconcile.run(UnixMillis::now()).await;
     assert_eq!(summary.recovered, 1);

@@ -15,7 +15,8 @@
 //! A re-send happens only when the job's queue cannot be holding its message: each stuck job is
 //! matched against the messages its queue holds (`GetQueueAttributes`, once per queue per run),
 //! and only the jobs beyond that count are re-sent. Under a backlog, old jobs are simply waiting
-//! their turn, and re-sending would multiply the backlog.
+//! their turn, and re-sending would multiply the backlog. The excuse lasts [`BACKLOG_PATIENCE`]
+//! stuck periods: a queue that always holds someone's messages cannot hide a lost one for good.
 //!
 //! `Held` jobs wait for an operator and are left alone. Every action is a message to an
 //! idempotent consumer or a guarded transition, so reconcile can run beside the webhook, parse,
@@ -98,6 +99,10 @@ pub struct Reconcile<V> {
 
 /// Pages of `batch` jobs read per state per run, at most.
 const MAX_PAGES: usize = 10;
+
+/// How many stuck periods a job may wait behind a backlog on its queue before it is re-sent
+/// anyway.
+pub const BACKLOG_PATIENCE: u32 = 3;
 
 const LIVE: [JobState; 6] = [
     JobState::Received,
@@ -277,7 +282,11 @@ impl<V: Vendor> Reconcile<V> {
             JobState::ResultReady | JobState::Parsing => Some(&self.stack.results_queue_url),
             _ => None,
         };
-        if let Some(url) = resend_to {
+        // A backlog excuses a stuck job for BACKLOG_PATIENCE stuck periods, no longer: a queue
+        // that always holds someone's messages (deferred ones, a busy pipeline) must not hide
+        // a lost one for good. A second message to an idempotent consumer costs one receive.
+        let patient = now.since(job.state_since) <= self.config.stuck * BACKLOG_PATIENCE;
+        if let Some(url) = resend_to.filter(|_| patient) {
             if self.has_waiting_message(url, backlog).await {
                 return Ok(Action::Queued);
             }
