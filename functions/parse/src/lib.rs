@@ -221,7 +221,11 @@ impl<V: Vendor> Parse<V> {
                 .as_deref()
                 .is_some_and(|v| v != notice.vendor_job_id)
         {
-            self.second_vendor_job(&job, &notice.vendor_job_id).await;
+            if let Err(e) = self.second_vendor_job(&job, &notice.vendor_job_id).await {
+                // The notice is the only evidence of the second charge: keep it until the
+                // charge is on the job.
+                return self.later(attempt, "orphan_unrecorded", e);
+            }
         }
         if job.state == JobState::Submitted {
             match self.check_vendor(&job, attempt, polls).await {
@@ -321,9 +325,10 @@ impl<V: Vendor> Parse<V> {
 
     /// A verified completion for a vendor job that is not the job's own: the vendor processed
     /// (and billed) the document twice. Recorded and counted; the job keeps following its own.
-    async fn second_vendor_job(&self, job: &Job, vendor_job_id: &str) {
+    /// `Err` (why) when it could not be recorded.
+    async fn second_vendor_job(&self, job: &Job, vendor_job_id: &str) -> Result<(), String> {
         if job.orphan_vendor_jobs.iter().any(|o| o == vendor_job_id) {
-            return; // already known (a redelivery of the same completion)
+            return Ok(()); // already known (a redelivery of the same completion)
         }
         warn!(%vendor_job_id, own = ?job.vendor_job_id, "a completion for a second vendor job of this document");
         self.metrics.count(
@@ -342,8 +347,16 @@ impl<V: Vendor> Parse<V> {
         )
         .await;
         match recorded {
-            Ok(()) => self.spent(job, Spend::Duplicate, self.cost_of(job).one_more()),
-            Err(e) => warn!(error = %e, "could not record the second vendor job"),
+            Ok(()) => {
+                self.spent(job, Spend::Duplicate, self.cost_of(job).one_more());
+                Ok(())
+            }
+            Err(e) => {
+                warn!(error = %e, "could not record the second vendor job; the notice will come back");
+                Err(format!(
+                    "could not record the second vendor job {vendor_job_id}: {e}"
+                ))
+            }
         }
     }
 
@@ -710,10 +723,14 @@ impl<V: Vendor> Parse<V> {
         // A benchmark run's metrics stay out of the business dashboards.
         let metrics = self.metrics.for_traffic(job.benchmark_run.as_ref());
         let summary = summary(&normalized.document.fields, &reasons);
-        // What the vendor processed is what its answer holds.
-        let billed = self
-            .cost_of(&job)
-            .with_billed_pages(u32::try_from(normalized.document.pages.len()).unwrap_or(u32::MAX));
+        // What the vendor processed is what its answer holds; an answer that holds no page
+        // (it cannot say) is billed at the estimate, marked so, never at zero.
+        let billed = match u32::try_from(normalized.document.pages.len()) {
+            Ok(0) => self.cost_of(&job).with_billed_estimate(),
+            pages => self
+                .cost_of(&job)
+                .with_billed_pages(pages.unwrap_or(u32::MAX)),
+        };
         let (to, change) = if reasons.is_empty() {
             (
                 JobState::Completed,
