@@ -12,15 +12,23 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 
 use crate::document::{
-    BBox, Document, Field, Fields, InvoiceFields, LineItem, Page, PageSource, ReceiptFields,
-    VendorInfo, SCHEMA_VERSION,
+    BBox, Block, Document, Field, Fields, InvoiceFields, Line, LineItem, Page, PageSource,
+    ReceiptFields, VendorInfo, Word, SCHEMA_VERSION,
 };
 use crate::job::Profile;
 use crate::vendor::normalize::{parse_date, Drift, DriftKind, NormalizeError, Normalized};
 
-/// The financial-document model's fields, as of its 2026 payloads; others are drift.
+/// The standard fields of the models ocrbridge reads; any other field is drift. Kept from the
+/// vendor's published schemas, one list per model, so normal traffic never raises the alarm:
+/// - financial document: the fields of Mindee's own v2 sample payloads
+///   (`tests/fixtures/vendors/mindee-v2/`, from mindee-api-python's test data);
+/// - invoice: Mindee's Invoice schema, <https://docs.mindee.com/use-cases/extraction-models/invoice>
+///   and the SDKs' `InvoiceV4Document` (<https://mindee.github.io/mindee-api-dotnet/Product/Invoice/InvoiceV4Document>),
+///   whose fields the v2 Invoice model keeps; v2 names a registration in the singular too.
 const KNOWN_FIELDS: &[&str] = &[
+    // financial document (and the fields the others share)
     "date",
+    "time",
     "taxes",
     "locale",
     "due_date",
@@ -30,6 +38,7 @@ const KNOWN_FIELDS: &[&str] = &[
     "total_amount",
     "customer_name",
     "document_type",
+    "document_number",
     "supplier_name",
     "tips_gratuity",
     "invoice_number",
@@ -48,8 +57,12 @@ const KNOWN_FIELDS: &[&str] = &[
     "shipping_address",
     "reference_numbers",
     "supplier_payment_details",
-    "document_number",
-    "time",
+    // invoice
+    "customer_id",
+    "payment_date",
+    "po_number",
+    "customer_company_registration",
+    "supplier_company_registrations",
 ];
 
 /// Mindee's confidence grades as numbers (the midpoints of what each grade means).
@@ -206,7 +219,64 @@ pub fn normalize(
         }),
         _ => Fields::Generic,
     };
-    let page_count = inference["file"]["page_count"].as_u64().unwrap_or(1).max(1) as u32;
+    // `raw_text.pages[].content` (when the job asked for it) is the text of each page. It has
+    // no geometry, so its lines span their page; and its pages count, whatever `file` says.
+    let raw_pages: Vec<&str> = inference["result"]["raw_text"]["pages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| p["content"].as_str().unwrap_or_default())
+        .collect();
+    let stated = inference["file"]["page_count"].as_u64().unwrap_or(1).max(1);
+    let page_count = stated.max(raw_pages.len() as u64).min(u64::from(u32::MAX)) as u32;
+    let mut reading_order = Vec::new();
+    let mut lines_of = |number: u32| -> Vec<Block> {
+        let Some(content) = raw_pages.get(number as usize - 1) else {
+            return vec![];
+        };
+        let lines: Vec<Line> = content
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(|text| {
+                let id = format!("l{}", reading_order.len() + 1);
+                reading_order.push(id.clone());
+                Line {
+                    id,
+                    text: text.to_owned(),
+                    bbox: WHOLE_PAGE,
+                    confidence: None,
+                    words: text
+                        .split_whitespace()
+                        .map(|w| Word {
+                            text: w.to_owned(),
+                            bbox: WHOLE_PAGE,
+                            confidence: None,
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        if lines.is_empty() {
+            return vec![];
+        }
+        vec![Block {
+            id: format!("p{number}-b1"),
+            bbox: WHOLE_PAGE,
+            lines,
+        }]
+    };
+    let pages: Vec<Page> = (1..=page_count)
+        .map(|number| Page {
+            number,
+            width: None,
+            height: None,
+            unit: "normalized".into(),
+            rotation: 0,
+            source: PageSource::Unknown,
+            blocks: lines_of(number),
+        })
+        .collect();
     Ok(Normalized {
         document: Document {
             schema_version: SCHEMA_VERSION.into(),
@@ -216,19 +286,9 @@ pub fn normalize(
                 job_id: vendor_job_id.to_owned(),
                 model: inference["model"]["id"].as_str().map(str::to_owned),
             },
-            // Mindee returns fields, not a page layout: the pages are there, without blocks.
-            pages: (1..=page_count)
-                .map(|number| Page {
-                    number,
-                    width: None,
-                    height: None,
-                    unit: "normalized".into(),
-                    rotation: 0,
-                    source: PageSource::Unknown,
-                    blocks: vec![],
-                })
-                .collect(),
-            reading_order: vec![],
+            // Mindee returns fields, and the pages' text without a layout.
+            pages,
+            reading_order,
             tables: vec![],
             key_values: vec![],
             fields: typed_fields,
@@ -236,6 +296,14 @@ pub fn normalize(
         drift: drift.into_iter().collect(),
     })
 }
+
+/// Where a line is when the vendor gives text without geometry: somewhere on its page.
+const WHOLE_PAGE: BBox = BBox {
+    left: 0.0,
+    top: 0.0,
+    width: 1.0,
+    height: 1.0,
+};
 
 fn line_items(list: &Value) -> Vec<LineItem> {
     list["items"]

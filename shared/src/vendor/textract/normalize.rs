@@ -127,14 +127,17 @@ pub fn normalize(
             .iter()
             .flat_map(|d| d["Blocks"].as_array().cloned().unwrap_or_default())
             .collect();
-        let mut document = blocks_document(&blocks, &mut drift);
+        let mut document = blocks_document(&blocks, stated_pages(&payload), &mut drift);
         document.fields = expense_fields(expense, profile, &mut drift);
         (document, payload["AnalyzeExpenseModelVersion"].as_str())
     } else if let Some(blocks) = payload["Blocks"].as_array() {
         let model = payload["AnalyzeDocumentModelVersion"]
             .as_str()
             .or(payload["DetectDocumentTextModelVersion"].as_str());
-        (blocks_document(blocks, &mut drift), model)
+        (
+            blocks_document(blocks, stated_pages(&payload), &mut drift),
+            model,
+        )
     } else {
         return Err(NormalizeError::Unusable(
             "neither Blocks nor ExpenseDocuments in the Textract payload".into(),
@@ -152,8 +155,17 @@ pub fn normalize(
     })
 }
 
-/// Pages, lines, words, tables and key-value pairs from Textract blocks.
-fn blocks_document(blocks: &[Value], drift: &mut BTreeSet<Drift>) -> Document {
+/// The page count Textract states (`DocumentMetadata.Pages`): an expense result may carry no
+/// blocks at all, and its pages (what the vendor bills) must not be counted as none.
+fn stated_pages(payload: &Value) -> u32 {
+    payload["DocumentMetadata"]["Pages"]
+        .as_u64()
+        .map_or(0, |n| n.min(u64::from(u32::MAX)) as u32)
+}
+
+/// Pages, lines, words, tables and key-value pairs from Textract blocks; at least
+/// `stated_pages` pages.
+fn blocks_document(blocks: &[Value], stated_pages: u32, drift: &mut BTreeSet<Drift>) -> Document {
     let by_id: HashMap<&str, &Value> = blocks
         .iter()
         .filter_map(|b| Some((b["Id"].as_str()?, b)))
@@ -177,11 +189,17 @@ fn blocks_document(blocks: &[Value], drift: &mut BTreeSet<Drift>) -> Document {
             .filter_map(|id| by_id.get(id.as_str()?).copied())
             .collect()
     };
+    // A cell's or a value's text: its words, and a checkbox's state as Textract names it
+    // (SELECTED / NOT_SELECTED), which is the whole value of a checkbox field.
     let text_of = |b: &Value| -> String {
         children(b, "CHILD")
             .iter()
-            .filter(|c| c["BlockType"] == "WORD")
-            .map(|c| c["Text"].as_str().unwrap_or_default())
+            .filter_map(|c| match c["BlockType"].as_str() {
+                Some("WORD") => c["Text"].as_str(),
+                Some("SELECTION_ELEMENT") => c["SelectionStatus"].as_str(),
+                _ => None,
+            })
+            .filter(|t| !t.is_empty())
             .collect::<Vec<_>>()
             .join(" ")
     };
@@ -192,7 +210,8 @@ fn blocks_document(blocks: &[Value], drift: &mut BTreeSet<Drift>) -> Document {
         .map(page_of)
         .max()
         .unwrap_or(0)
-        .max(blocks.iter().map(page_of).max().unwrap_or(0));
+        .max(blocks.iter().map(page_of).max().unwrap_or(0))
+        .max(stated_pages);
     let mut pages: Vec<Page> = (1..=page_count)
         .map(|n| Page {
             number: n,
@@ -253,9 +272,17 @@ fn blocks_document(blocks: &[Value], drift: &mut BTreeSet<Drift>) -> Document {
         .iter()
         .filter(|b| b["BlockType"] == "TABLE")
         .map(|table| {
+            // A merged cell spans the cells it lists: it takes their slots once, in their place.
+            let merged = children(table, "MERGED_CELL");
+            let covered: BTreeSet<&str> = merged
+                .iter()
+                .flat_map(|m| children(m, "CHILD"))
+                .filter_map(|c| c["Id"].as_str())
+                .collect();
             let cells: Vec<Cell> = children(table, "CHILD")
                 .into_iter()
-                .chain(children(table, "MERGED_CELL"))
+                .filter(|c| !c["Id"].as_str().is_some_and(|id| covered.contains(id)))
+                .chain(merged.iter().copied())
                 .map(|c| Cell {
                     row: (c["RowIndex"].as_u64().unwrap_or(1).max(1) - 1) as u32,
                     column: (c["ColumnIndex"].as_u64().unwrap_or(1).max(1) - 1) as u32,
@@ -265,6 +292,7 @@ fn blocks_document(blocks: &[Value], drift: &mut BTreeSet<Drift>) -> Document {
                         children(c, "CHILD")
                             .iter()
                             .map(|cell| text_of(cell))
+                            .filter(|t| !t.is_empty())
                             .collect::<Vec<_>>()
                             .join(" ")
                     } else {
@@ -282,7 +310,11 @@ fn blocks_document(blocks: &[Value], drift: &mut BTreeSet<Drift>) -> Document {
                     .map(|c| c.column + c.column_span)
                     .max()
                     .unwrap_or(0),
-                cells,
+                cells: {
+                    let mut cells = cells;
+                    cells.sort_by_key(|c| (c.row, c.column));
+                    cells
+                },
             }
         })
         .collect();
@@ -316,6 +348,9 @@ fn blocks_document(blocks: &[Value], drift: &mut BTreeSet<Drift>) -> Document {
     }
 }
 
+/// A `NAME` summary field in the VENDOR group: the vendor's name when `VENDOR_NAME` is absent.
+const VENDOR_GROUP_NAME: &str = "NAME (vendor)";
+
 /// One summary field of an expense document: its text, confidence, page and box.
 struct Summary {
     text: String,
@@ -345,7 +380,24 @@ fn expense_fields(documents: &[Value], profile: &Profile, drift: &mut BTreeSet<D
         let Some(text) = value["Text"].as_str().filter(|t| !t.trim().is_empty()) else {
             continue;
         };
-        summary.entry(kind.to_owned()).or_insert_with(|| Summary {
+        // A `NAME` (an address, a phone…) belongs to the party its group names: VENDOR,
+        // RECEIVER_BILL_TO, RECEIVER_SHIP_TO… Only the vendor's may stand for the vendor.
+        let key = if kind == "NAME" {
+            let vendor = field["GroupProperties"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|g| g["Types"].as_array().into_iter().flatten())
+                .any(|t| t == "VENDOR");
+            if vendor {
+                VENDOR_GROUP_NAME.to_owned()
+            } else {
+                format!("{kind} (another party)")
+            }
+        } else {
+            kind.to_owned()
+        };
+        summary.entry(key).or_insert_with(|| Summary {
             text: text.to_owned(),
             confidence: confidence(&value["Confidence"]),
             page: field["PageNumber"].as_u64().map(|p| p as u32),
@@ -396,7 +448,7 @@ fn expense_fields(documents: &[Value], profile: &Profile, drift: &mut BTreeSet<D
     let total = money("TOTAL").or_else(|| money("AMOUNT_DUE"));
     match profile.as_str() {
         "receipt" => Fields::Receipt(ReceiptFields {
-            merchant: text("VENDOR_NAME").or_else(|| text("NAME")),
+            merchant: text("VENDOR_NAME").or_else(|| text(VENDOR_GROUP_NAME)),
             date: date("INVOICE_RECEIPT_DATE"),
             subtotal: money("SUBTOTAL"),
             tax: money("TAX"),
@@ -404,7 +456,7 @@ fn expense_fields(documents: &[Value], profile: &Profile, drift: &mut BTreeSet<D
             currency,
         }),
         "invoice" => Fields::Invoice(InvoiceFields {
-            vendor_name: text("VENDOR_NAME").or_else(|| text("NAME")),
+            vendor_name: text("VENDOR_NAME").or_else(|| text(VENDOR_GROUP_NAME)),
             invoice_number: text("INVOICE_RECEIPT_ID"),
             issue_date: date("INVOICE_RECEIPT_DATE"),
             due_date: date("DUE_DATE"),
