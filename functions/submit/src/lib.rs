@@ -176,8 +176,12 @@ impl<V: Vendor> Submit<V> {
             // The job found its vendor job another way meanwhile; if it is not this answer, this
             // one was billed too.
             if answer != followed && !job.orphan_vendor_jobs.contains(answer) {
-                self.record_orphan(&job, answer, followed, "late_answer")
-                    .await;
+                if let Err(kept) = self
+                    .record_orphan(&job, answer, followed, "late_answer")
+                    .await
+                {
+                    return kept;
+                }
             }
         }
         if let Some(answer) = &answered {
@@ -363,9 +367,13 @@ impl<V: Vendor> Submit<V> {
             }
             Some(other) => {
                 let other = other.to_owned();
-                self.record_orphan(job, vendor_job_id, &other, "late_answer")
-                    .await;
-                Disposition::Done
+                match self
+                    .record_orphan(job, vendor_job_id, &other, "late_answer")
+                    .await
+                {
+                    Ok(()) => Disposition::Done,
+                    Err(kept) => kept,
+                }
             }
             None => {
                 warn!(%vendor_job_id, "lost the lease before recording the vendor's answer; handing it on");
@@ -377,8 +385,16 @@ impl<V: Vendor> Submit<V> {
         }
     }
 
-    /// A billed vendor job for this document that is not the one the job follows.
-    async fn record_orphan(&self, job: &Job, vendor_job_id: &str, followed: &str, cause: &str) {
+    /// A billed vendor job for this document that is not the one the job follows. `Err` is
+    /// what to do with the message when it could not be recorded: keep it, carrying the vendor
+    /// job, until the charge is on the job (acknowledging it would lose the charge).
+    async fn record_orphan(
+        &self,
+        job: &Job,
+        vendor_job_id: &str,
+        followed: &str,
+        cause: &str,
+    ) -> Result<(), Disposition> {
         error!(%vendor_job_id, %followed, cause, "a second vendor job for this document; recording it as an orphan");
         self.metrics.count(
             metrics::ORPHAN_VENDOR_JOBS,
@@ -395,9 +411,13 @@ impl<V: Vendor> Submit<V> {
             self.ledger.record_orphan(&job.id, vendor_job_id),
         )
         .await;
-        if let Err(e) = recorded {
-            error!(%vendor_job_id, error = %e, "could not record the orphan vendor job");
-        }
+        recorded.map_err(|e| {
+            error!(%vendor_job_id, error = %e, "could not record the orphan vendor job; the message keeps it");
+            Disposition::DeferWith {
+                delay: Duration::from_secs(1),
+                vendor_job_id: vendor_job_id.to_owned(),
+            }
+        })
     }
 
     /// A held job whose submission's outcome was unknown, and the answer to it: adopt it.
