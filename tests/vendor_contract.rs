@@ -11,12 +11,10 @@
 //! standard fields raise no drift; and that the result fits the schema under every profile.
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use ocrbridge::document::Document;
 use ocrbridge::job::Profile;
 use ocrbridge::vendor::normalize::{NormalizeError, Normalized};
-use rust_decimal::Decimal;
 use serde_json::Value;
 
 const PROFILES: [&str; 3] = ["receipt", "invoice", "generic"];
@@ -51,22 +49,10 @@ fn normalize(vendor: &str, raw: &[u8], profile: &str) -> Result<Normalized, Norm
     normalize(raw, "doc-contract", "vendor-job-contract", &profile)
 }
 
-/// Two values the same: amounts as decimals (`"14.5"` is `"14.50"` here; the form money is
-/// written in is the schema's to settle), the rest as they are.
+/// Two values the same: a count against its number; the rest — amounts too, which have one
+/// canonical form (`"14.50"` in USD, `"1320"` in JPY) — exactly.
 fn same(got: &Value, want: &Value) -> bool {
-    match (got, want) {
-        (Value::String(g), Value::String(w)) => {
-            g == w
-                || matches!(
-                    (Decimal::from_str(g), Decimal::from_str(w)),
-                    (Ok(a), Ok(b)) if a == b
-                )
-        }
-        (Value::Number(g), Value::String(w)) => {
-            matches!((Decimal::from_str(&g.to_string()), Decimal::from_str(w)), (Ok(a), Ok(b)) if a == b)
-        }
-        _ => got == want,
-    }
+    got == want
 }
 
 fn check(out: &mut Vec<String>, what: &str, got: Value, want: &Value) {
@@ -379,4 +365,114 @@ fn standard_mindee_invoice_fields_raise_no_drift() {
     let raw = serde_json::to_vec(&payload).unwrap();
     let normalized = normalize("mindee-v2", &raw, "invoice").unwrap();
     assert_eq!(normalized.drift.len(), 1, "{:?}", normalized.drift);
+}
+
+/// A numeric date's order comes from evidence: an impossible reading, then the document's
+/// country or currency; with none, it stays ambiguous — the day-first reading at a lowered
+/// confidence, and a reason for review with the vendor's text — instead of a silent guess.
+/// (The real Costco receipt, given the dates the issue saw: Textract's `12/07/2019` on a USD
+/// document was read as 12 July, and `01/13/17` gave no date.)
+#[test]
+fn dates_are_read_in_the_order_the_document_gives() {
+    let with = |date: &str, currency: Option<&str>| {
+        let mut payload = recording("textract/test_trp2_expense_sample2.json");
+        let fields = payload["ExpenseDocuments"][0]["SummaryFields"]
+            .as_array_mut()
+            .unwrap();
+        fields.push(serde_json::json!({
+            "Type": {"Text": "INVOICE_RECEIPT_DATE", "Confidence": 99.0},
+            "ValueDetection": {"Text": date, "Confidence": 98.0},
+            "PageNumber": 1
+        }));
+        if let Some(code) = currency {
+            for f in fields.iter_mut().filter(|f| f["Type"]["Text"] == "TOTAL") {
+                f["Currency"] = serde_json::json!({"Code": code});
+            }
+        }
+        normalize(
+            "textract",
+            &serde_json::to_vec(&payload).unwrap(),
+            "receipt",
+        )
+        .unwrap()
+    };
+    // A USD total: the United States' order.
+    let us = with("12/07/2019", Some("USD"));
+    assert_eq!(field(&us, "date"), "2019-12-07");
+    assert!(us.ambiguous_dates.is_empty());
+    // A euro total: day first.
+    assert_eq!(
+        field(&with("12/07/2019", Some("EUR")), "date"),
+        "2019-07-12"
+    );
+    // Only one reading is possible, whatever the evidence: month 13 does not exist.
+    let only = with("01/13/17", None);
+    assert_eq!(field(&only, "date"), "2017-01-13");
+    assert!(only.ambiguous_dates.is_empty());
+    // Nothing to go on: kept, flagged, and its confidence lowered below the review threshold.
+    let unsure = with("12/07/2019", None);
+    assert_eq!(field(&unsure, "date"), "2019-07-12");
+    let json = serde_json::to_value(&unsure.document.fields).unwrap();
+    assert!(
+        json["date"]["confidence"].as_f64().unwrap() <= 0.5,
+        "{json}"
+    );
+    assert_eq!(unsure.ambiguous_dates.len(), 1);
+    assert_eq!(unsure.ambiguous_dates[0].raw, "12/07/2019");
+    let reasons = ocrbridge::rules::ambiguous_dates(&unsure.ambiguous_dates);
+    assert_eq!(reasons[0].rule, "ambiguous_date");
+    assert!(
+        reasons[0].detail.contains("\"12/07/2019\""),
+        "{}",
+        reasons[0].detail
+    );
+    // The same day either way is no ambiguity.
+    assert!(with("07/07/2019", None).ambiguous_dates.is_empty());
+}
+
+/// Money is one canonical decimal string in its currency's minor units (ISO 4217), whatever
+/// the vendor wrote: Azure's `valueNumber` 14.5 is "14.50", Mindee's 195.0 in EUR "195.00",
+/// and the same total in yen "1320", in dinars "12.500".
+#[test]
+fn money_is_one_canonical_string_whatever_the_vendor() {
+    let azure = normalize(
+        "azure-di",
+        &std::fs::read(corpus().join("azure-di/receipt-url-2022-08-31.result.json")).unwrap(),
+        "receipt",
+    )
+    .unwrap();
+    assert_eq!(field(&azure, "total"), "14.50");
+    assert_eq!(field(&azure, "subtotal"), "11.70");
+    let mindee = |currency: &str, total: f64| {
+        let mut payload = recording("mindee-v2/financial_document/complete.json");
+        payload["inference"]["result"]["fields"]["locale"]["fields"]["currency"]["value"] =
+            currency.into();
+        payload["inference"]["result"]["fields"]["total_amount"]["value"] = total.into();
+        normalize(
+            "mindee-v2",
+            &serde_json::to_vec(&payload).unwrap(),
+            "invoice",
+        )
+        .unwrap()
+    };
+    let eur = mindee("EUR", 204.75);
+    assert_eq!(field(&eur, "subtotal"), "195.00");
+    assert_eq!(field(&mindee("JPY", 1320.0), "total"), "1320");
+    assert_eq!(field(&mindee("KWD", 12.5), "total"), "12.500");
+    assert_eq!(field(&mindee("USD", 1320.0), "total"), "1320.00");
+    // Digits past the minor units are the vendor's, not rounded away.
+    assert_eq!(field(&mindee("USD", 14.505), "total"), "14.505");
+    let json = serde_json::to_value(&eur.document.fields).unwrap();
+    assert!(json["line_items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|i| i["amount"]
+            .as_str()
+            .unwrap()
+            .split_once('.')
+            .unwrap()
+            .1
+            .len()
+            == 2));
 }

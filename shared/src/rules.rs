@@ -7,6 +7,7 @@ use chrono::{Datelike, NaiveDate};
 use rust_decimal::Decimal;
 
 use crate::document::{Field, Fields};
+use crate::vendor::normalize::AmbiguousDate;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RuleConfig {
@@ -83,6 +84,24 @@ impl ReviewReason {
             detail: detail.into(),
         }
     }
+}
+
+/// A review reason for each date the document could not settle (`ambiguous_date`): the
+/// vendor's text and both readings, so the reviewer picks one instead of trusting a guess.
+pub fn ambiguous_dates(dates: &[AmbiguousDate]) -> Vec<ReviewReason> {
+    dates
+        .iter()
+        .map(|d| {
+            ReviewReason::new(
+                "ambiguous_date",
+                d.field,
+                format!(
+                    "{} {:?} reads {} day-first or {} month-first, and nothing in the document (country, currency) says which; the day-first reading is kept",
+                    d.field, d.raw, d.day_first, d.month_first
+                ),
+            )
+        })
+        .collect()
 }
 
 /// ISO 4217 active currency codes.

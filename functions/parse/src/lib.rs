@@ -685,11 +685,12 @@ impl<V: Vendor> Parse<V> {
                     .await
             }
         };
-        let reasons = rules::check(
+        let mut reasons = rules::check(
             &normalized.document.fields,
             &self.config.rules,
             Utc::now().date_naive(),
         );
+        reasons.extend(rules::ambiguous_dates(&normalized.ambiguous_dates));
         self.field_signals(&job, &normalized.document.fields);
 
         // Under the attempt, like the raw archive: a worker that lost its lease while storing can

@@ -43,7 +43,176 @@ pub struct Drift {
 pub struct Normalized {
     pub document: Document,
     pub drift: Vec<Drift>,
+    /// Dates nothing in the document could settle (`03/04/2021`: March or April?): each one is
+    /// a reason for review (`ambiguous_date`), never a silent guess.
+    pub ambiguous_dates: Vec<AmbiguousDate>,
 }
+
+/// A date read two ways, with nothing in the document to choose between them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AmbiguousDate {
+    /// The typed field (`date`, `issue_date`, `due_date`).
+    pub field: &'static str,
+    /// What the vendor read, as it wrote it.
+    pub raw: String,
+    /// The day-first reading (the field's value, at a lowered confidence) and the month-first.
+    pub day_first: NaiveDate,
+    pub month_first: NaiveDate,
+}
+
+/// Which comes first in a numeric date, `dd/mm` or `mm/dd`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DateOrder {
+    DayFirst,
+    MonthFirst,
+}
+
+/// Countries that write the month first (CLDR's short date patterns: the United States and
+/// its territories, and the states in free association with it, the Philippines).
+const MONTH_FIRST_COUNTRIES: &[&str] = &[
+    "US",
+    "USA",
+    "UNITED STATES",
+    "PR",
+    "GU",
+    "VI",
+    "AS",
+    "MP",
+    "UM",
+    "FM",
+    "MH",
+    "PW",
+    "PH",
+];
+
+/// The order the document's own evidence gives: its country, else its currency (USD is the
+/// United States' unless a country says otherwise; the currencies of countries that write the
+/// day first, day first). `None`: no evidence (CAD, no currency…).
+pub fn date_order_from(country: Option<&str>, currency: Option<&str>) -> Option<DateOrder> {
+    if let Some(country) = country.map(|c| c.trim().to_ascii_uppercase()) {
+        if !country.is_empty() {
+            return Some(if MONTH_FIRST_COUNTRIES.contains(&country.as_str()) {
+                DateOrder::MonthFirst
+            } else {
+                DateOrder::DayFirst
+            });
+        }
+    }
+    match currency.map(|c| c.trim().to_ascii_uppercase()).as_deref() {
+        Some("USD") => Some(DateOrder::MonthFirst),
+        // Currencies whose countries all write the day first.
+        Some(
+            "EUR" | "GBP" | "INR" | "AUD" | "NZD" | "MYR" | "SGD" | "BRL" | "MXN" | "ZAR" | "IDR"
+            | "VND" | "THB" | "RUB" | "TRY" | "PLN" | "CZK" | "CHF" | "SEK" | "NOK" | "DKK" | "ARS"
+            | "CLP" | "COP" | "PEN" | "EGP" | "NGN" | "KES" | "PKR" | "BDT",
+        ) => Some(DateOrder::DayFirst),
+        _ => None,
+    }
+}
+
+/// A date read from a vendor's text, and whether it was read by a guess.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DateReading {
+    pub date: NaiveDate,
+    /// Both orders give a date, they differ, and there was no evidence: `date` is day-first.
+    pub ambiguous: Option<NaiveDate>,
+}
+
+/// Reads `text` as a date. A numeric date is read both ways: a reading that is impossible
+/// (month 13) settles it, then `order` (the document's evidence); with neither, the
+/// day-first reading is returned and marked ambiguous with the other beside it.
+pub fn read_date(text: &str, order: Option<DateOrder>) -> Option<DateReading> {
+    let text = without_weekday(text.trim());
+    const UNAMBIGUOUS: &[&str] = &[
+        "%Y-%m-%d",
+        "%Y/%m/%d",
+        "%d %b %Y",
+        "%d-%b-%Y",
+        "%d %B %Y",
+        "%d %b, %Y",
+        "%B %d, %Y",
+        "%b %d, %Y",
+        "%B %d %Y",
+        "%b %d %Y",
+    ];
+    if let Some(date) = UNAMBIGUOUS
+        .iter()
+        .filter_map(|f| NaiveDate::parse_from_str(text, f).ok())
+        .find(|d| d.year() >= 1000)
+    {
+        return Some(DateReading {
+            date,
+            ambiguous: None,
+        });
+    }
+    // `%Y` also reads "19" as the year 19; such a match is left for the `%y` formats.
+    let read = |formats: &[&str]| {
+        formats
+            .iter()
+            .filter_map(|f| NaiveDate::parse_from_str(text, f).ok())
+            .find(|d| d.year() >= 1000)
+    };
+    let day_first = read(&[
+        "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y", "%d/%m/%y", "%d-%m-%y", "%d.%m.%y",
+    ]);
+    let month_first = read(&[
+        "%m/%d/%Y", "%m-%d-%Y", "%m.%d.%Y", "%m/%d/%y", "%m-%d-%y", "%m.%d.%y",
+    ]);
+    let date = |date| DateReading {
+        date,
+        ambiguous: None,
+    };
+    match (day_first, month_first) {
+        (Some(d), Some(m)) if d == m => Some(date(d)),
+        (Some(d), Some(m)) => match order {
+            Some(DateOrder::DayFirst) => Some(date(d)),
+            Some(DateOrder::MonthFirst) => Some(date(m)),
+            None => Some(DateReading {
+                date: d,
+                ambiguous: Some(m),
+            }),
+        },
+        (Some(only), None) | (None, Some(only)) => Some(date(only)),
+        (None, None) => None,
+    }
+}
+
+/// A typed date field from a vendor's text, read with the document's evidence; an ambiguous
+/// one is noted in `ambiguous` and its confidence lowered to [`AMBIGUOUS_DATE_CONFIDENCE`].
+pub fn date_field(
+    name: &'static str,
+    text: &str,
+    order: Option<DateOrder>,
+    confidence: Option<f64>,
+    page: Option<u32>,
+    bbox: Option<BBox>,
+    ambiguous: &mut Vec<AmbiguousDate>,
+) -> Option<Field<NaiveDate>> {
+    let reading = read_date(text, order)?;
+    let confidence = match reading.ambiguous {
+        Some(month_first) => {
+            ambiguous.push(AmbiguousDate {
+                field: name,
+                raw: text.trim().to_owned(),
+                day_first: reading.date,
+                month_first,
+            });
+            Some(confidence.map_or(AMBIGUOUS_DATE_CONFIDENCE, |c| {
+                c.min(AMBIGUOUS_DATE_CONFIDENCE)
+            }))
+        }
+        None => confidence,
+    };
+    Some(Field {
+        value: reading.date,
+        confidence,
+        page,
+        bbox,
+    })
+}
+
+/// The confidence an ambiguous date keeps at most: below the default review threshold.
+pub const AMBIGUOUS_DATE_CONFIDENCE: f64 = 0.5;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NormalizeError {
@@ -96,29 +265,10 @@ impl Shape {
     }
 }
 
-/// Dates as receipts print them. Day-first wins for ambiguous numeric dates (the corpus and most
-/// of the world write 25/12/2018); ISO dates are unambiguous.
+/// Dates as receipts print them, with no evidence about their order: an unambiguous reading,
+/// else the day-first one (see [`read_date`], which says when that was a guess).
 pub fn parse_date(text: &str) -> Option<NaiveDate> {
-    let text = without_weekday(text.trim());
-    const FORMATS: &[&str] = &[
-        "%Y-%m-%d",
-        "%d/%m/%Y",
-        "%d-%m-%Y",
-        "%d.%m.%Y",
-        "%d/%m/%y",
-        "%d-%m-%y",
-        "%d.%m.%y",
-        "%d %b %Y",
-        "%d-%b-%Y",
-        "%d %B %Y",
-        "%d %b, %Y",
-        "%m/%d/%Y",
-    ];
-    // `%Y` also reads "19" as the year 19; such a match is left for the `%y` formats.
-    FORMATS
-        .iter()
-        .filter_map(|f| NaiveDate::parse_from_str(text, f).ok())
-        .find(|d| d.year() >= 1000)
+    read_date(text, None).map(|r| r.date)
 }
 
 /// `Thursday, 26 March 2020` → `26 March 2020`: a weekday in front says nothing the date does
@@ -145,6 +295,59 @@ fn without_weekday(text: &str) -> &str {
         }
     }
     text
+}
+
+/// ISO 4217's minor units of a currency: how many decimals its amounts are written with (JPY
+/// 0, KWD 3, most 2). An unknown or absent currency gets 2, the common case.
+pub fn minor_units(currency: Option<&str>) -> u32 {
+    match currency.map(str::trim) {
+        Some(
+            "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX"
+            | "VND" | "VUV" | "XAF" | "XOF" | "XPF",
+        ) => 0,
+        Some("BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND") => 3,
+        _ => 2,
+    }
+}
+
+/// An amount in its currency's canonical form: exactly its minor units of decimals (`1320`,
+/// `1320.0` and `1320.00` are all `1320.00` in USD), so the same invoice through any vendor
+/// stores the same string. Digits past the minor units that are not zero are kept: a value is
+/// never rounded away.
+pub fn canonical_amount(value: Decimal, currency: Option<&str>) -> Decimal {
+    let units = minor_units(currency);
+    let mut out = value.normalize();
+    if out.scale() < units {
+        out.rescale(units);
+    }
+    out
+}
+
+/// Every amount of `fields` in its currency's canonical form (see [`canonical_amount`]); each
+/// normalizer ends with it, whatever the vendor wrote.
+pub fn canonical_money(fields: &mut Fields) {
+    let (currency, amounts, items): (Option<String>, Vec<&mut Option<Field<Decimal>>>, _) =
+        match fields {
+            Fields::Receipt(r) => (
+                r.currency.as_ref().map(|c| c.value.clone()),
+                vec![&mut r.subtotal, &mut r.tax, &mut r.total],
+                None,
+            ),
+            Fields::Invoice(i) => (
+                i.currency.as_ref().map(|c| c.value.clone()),
+                vec![&mut i.subtotal, &mut i.tax, &mut i.total],
+                Some(&mut i.line_items),
+            ),
+            Fields::Generic => return,
+        };
+    let currency = currency.as_deref();
+    for amount in amounts.into_iter().flatten() {
+        amount.value = canonical_amount(amount.value, currency);
+    }
+    for item in items.into_iter().flatten() {
+        item.amount = canonical_amount(item.amount, currency);
+        item.unit_price = item.unit_price.map(|p| canonical_amount(p, currency));
+    }
 }
 
 /// Amounts as printed: `1,234.50`, `$8.20`, `RM 30.90`.
@@ -373,10 +576,26 @@ pub fn normalize_sim(
         Some(s.trim().to_ascii_uppercase())
             .filter(|s| s.len() == 3 && s.chars().all(|c| c.is_ascii_uppercase()))
     };
+    // The document's own evidence of its date order: its currency (the simulator reads no
+    // country).
+    let order = date_order_from(None, field("currency").as_ref().map(|f| f.text.as_str()));
+    let mut ambiguous_dates = Vec::new();
+    let mut date = |name: &'static str, key: &str| {
+        let raw = field(key)?;
+        date_field(
+            name,
+            &raw.text,
+            order,
+            raw.confidence,
+            raw.page,
+            raw.bbox,
+            &mut ambiguous_dates,
+        )
+    };
     let fields = match profile.as_str() {
         "receipt" => Fields::Receipt(ReceiptFields {
             merchant: typed(field("company"), text),
-            date: typed(field("date"), parse_date),
+            date: date("date", "date"),
             subtotal: typed(field("subtotal"), parse_amount),
             tax: typed(field("tax"), parse_amount),
             total: typed(field("total"), parse_amount),
@@ -385,8 +604,8 @@ pub fn normalize_sim(
         "invoice" => Fields::Invoice(InvoiceFields {
             vendor_name: typed(field("vendor_name"), text),
             invoice_number: typed(field("invoice_id"), text),
-            issue_date: typed(field("invoice_date"), parse_date),
-            due_date: typed(field("due_date"), parse_date),
+            issue_date: date("issue_date", "invoice_date"),
+            due_date: date("due_date", "due_date"),
             subtotal: typed(field("subtotal"), parse_amount),
             tax: typed(field("tax"), parse_amount),
             total: typed(field("total"), parse_amount),
@@ -395,6 +614,8 @@ pub fn normalize_sim(
         }),
         _ => Fields::Generic,
     };
+    let mut fields = fields;
+    canonical_money(&mut fields);
     Ok(Normalized {
         document: Document {
             schema_version: SCHEMA_VERSION.into(),
@@ -414,6 +635,7 @@ pub fn normalize_sim(
             fields,
         },
         drift: shape.drift.into_iter().collect(),
+        ambiguous_dates,
     })
 }
 

@@ -17,7 +17,8 @@ use crate::document::{
 };
 use crate::job::Profile;
 use crate::vendor::normalize::{
-    enclosing, parse_amount, parse_date, Drift, DriftKind, NormalizeError, Normalized,
+    canonical_money, enclosing, parse_amount, parse_date, Drift, DriftKind, NormalizeError,
+    Normalized,
 };
 
 /// Field types this normalizer reads or knowingly skips; anything else is drift.
@@ -256,6 +257,8 @@ pub fn normalize(
         }),
         _ => Fields::Generic,
     };
+    let mut fields = fields;
+    canonical_money(&mut fields);
     Ok(Normalized {
         document: Document {
             schema_version: SCHEMA_VERSION.into(),
@@ -272,6 +275,8 @@ pub fn normalize(
             fields,
         },
         drift: drift.into_iter().collect(),
+        // The vendor's dates are ISO (`valueDate`, `value`): it settled their order.
+        ambiguous_dates: vec![],
     })
 }
 

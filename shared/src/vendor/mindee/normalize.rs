@@ -16,7 +16,9 @@ use crate::document::{
     ReceiptFields, VendorInfo, Word, SCHEMA_VERSION,
 };
 use crate::job::Profile;
-use crate::vendor::normalize::{parse_date, Drift, DriftKind, NormalizeError, Normalized};
+use crate::vendor::normalize::{
+    canonical_money, parse_date, Drift, DriftKind, NormalizeError, Normalized,
+};
 
 /// The standard fields of the models ocrbridge reads; any other field is drift. Kept from the
 /// vendor's published schemas, one list per model, so normal traffic never raises the alarm:
@@ -197,7 +199,7 @@ pub fn normalize(
             page: None,
             bbox: None,
         });
-    let typed_fields = match profile.as_str() {
+    let mut typed_fields = match profile.as_str() {
         "receipt" => Fields::Receipt(ReceiptFields {
             merchant: text("supplier_name"),
             date: date("date"),
@@ -277,6 +279,7 @@ pub fn normalize(
             blocks: lines_of(number),
         })
         .collect();
+    canonical_money(&mut typed_fields);
     Ok(Normalized {
         document: Document {
             schema_version: SCHEMA_VERSION.into(),
@@ -294,6 +297,8 @@ pub fn normalize(
             fields: typed_fields,
         },
         drift: drift.into_iter().collect(),
+        // The vendor's dates are ISO (`valueDate`, `value`): it settled their order.
+        ambiguous_dates: vec![],
     })
 }
 

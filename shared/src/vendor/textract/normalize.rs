@@ -13,7 +13,8 @@ use crate::document::{
 };
 use crate::job::Profile;
 use crate::vendor::normalize::{
-    enclosing, parse_amount, parse_date, Drift, DriftKind, NormalizeError, Normalized,
+    canonical_money, date_field, date_order_from, enclosing, parse_amount, AmbiguousDate, Drift,
+    DriftKind, NormalizeError, Normalized,
 };
 
 /// Block types this normalizer reads or knowingly skips; anything else is drift.
@@ -121,6 +122,7 @@ pub fn normalize(
     let payload: Value =
         serde_json::from_slice(raw).map_err(|e| NormalizeError::NotJson(e.to_string()))?;
     let mut drift = BTreeSet::new();
+    let mut ambiguous_dates = Vec::new();
     let (mut document, model) = if let Some(expense) = payload["ExpenseDocuments"].as_array() {
         // The expense documents' own blocks, when present, carry the pages' text.
         let blocks: Vec<Value> = expense
@@ -128,7 +130,9 @@ pub fn normalize(
             .flat_map(|d| d["Blocks"].as_array().cloned().unwrap_or_default())
             .collect();
         let mut document = blocks_document(&blocks, stated_pages(&payload), &mut drift);
-        document.fields = expense_fields(expense, profile, &mut drift);
+        let (fields, ambiguous) = expense_fields(expense, profile, &mut drift);
+        document.fields = fields;
+        ambiguous_dates = ambiguous;
         (document, payload["AnalyzeExpenseModelVersion"].as_str())
     } else if let Some(blocks) = payload["Blocks"].as_array() {
         let model = payload["AnalyzeDocumentModelVersion"]
@@ -149,9 +153,11 @@ pub fn normalize(
         job_id: vendor_job_id.to_owned(),
         model: model.map(str::to_owned),
     };
+    canonical_money(&mut document.fields);
     Ok(Normalized {
         document,
         drift: drift.into_iter().collect(),
+        ambiguous_dates,
     })
 }
 
@@ -362,7 +368,11 @@ struct Summary {
 
 /// The first expense document that has each summary type wins (Textract returns one document per
 /// receipt or invoice it finds, often one per page).
-fn expense_fields(documents: &[Value], profile: &Profile, drift: &mut BTreeSet<Drift>) -> Fields {
+fn expense_fields(
+    documents: &[Value],
+    profile: &Profile,
+    drift: &mut BTreeSet<Drift>,
+) -> (Fields, Vec<AmbiguousDate>) {
     let mut summary: HashMap<String, Summary> = HashMap::new();
     for field in documents
         .iter()
@@ -424,14 +434,24 @@ fn expense_fields(documents: &[Value], profile: &Profile, drift: &mut BTreeSet<D
             })
         })
     };
-    let date = |kind: &str| {
+    // The order of a numeric date comes from the document: its country, else its currency.
+    let country = get("COUNTRY").map(|s| s.text.as_str());
+    let stated_currency = ["TOTAL", "AMOUNT_DUE", "SUBTOTAL"]
+        .iter()
+        .find_map(|k| get(k)?.currency.as_deref());
+    let order = date_order_from(country, stated_currency);
+    let mut ambiguous = Vec::new();
+    let mut date = |name: &'static str, kind: &str| {
         get(kind).and_then(|s| {
-            Some(Field {
-                value: parse_date(&s.text)?,
-                confidence: s.confidence,
-                page: s.page,
-                bbox: s.bbox,
-            })
+            date_field(
+                name,
+                &s.text,
+                order,
+                s.confidence,
+                s.page,
+                s.bbox,
+                &mut ambiguous,
+            )
         })
     };
     let currency = ["TOTAL", "AMOUNT_DUE", "SUBTOTAL"]
@@ -446,10 +466,10 @@ fn expense_fields(documents: &[Value], profile: &Profile, drift: &mut BTreeSet<D
             })
         });
     let total = money("TOTAL").or_else(|| money("AMOUNT_DUE"));
-    match profile.as_str() {
+    let fields = match profile.as_str() {
         "receipt" => Fields::Receipt(ReceiptFields {
             merchant: text("VENDOR_NAME").or_else(|| text(VENDOR_GROUP_NAME)),
-            date: date("INVOICE_RECEIPT_DATE"),
+            date: date("date", "INVOICE_RECEIPT_DATE"),
             subtotal: money("SUBTOTAL"),
             tax: money("TAX"),
             total,
@@ -458,8 +478,8 @@ fn expense_fields(documents: &[Value], profile: &Profile, drift: &mut BTreeSet<D
         "invoice" => Fields::Invoice(InvoiceFields {
             vendor_name: text("VENDOR_NAME").or_else(|| text(VENDOR_GROUP_NAME)),
             invoice_number: text("INVOICE_RECEIPT_ID"),
-            issue_date: date("INVOICE_RECEIPT_DATE"),
-            due_date: date("DUE_DATE"),
+            issue_date: date("issue_date", "INVOICE_RECEIPT_DATE"),
+            due_date: date("due_date", "DUE_DATE"),
             subtotal: money("SUBTOTAL"),
             tax: money("TAX"),
             total,
@@ -467,7 +487,8 @@ fn expense_fields(documents: &[Value], profile: &Profile, drift: &mut BTreeSet<D
             line_items: line_items(documents),
         }),
         _ => Fields::Generic,
-    }
+    };
+    (fields, ambiguous)
 }
 
 fn line_items(documents: &[Value]) -> Vec<LineItem> {
