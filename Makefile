@@ -1,5 +1,5 @@
 # ocrbridge developer commands. Every target installs what it needs (scripts/setup.sh).
-.PHONY: setup test demo dev invoke chaos mutants fuzz package bench bench-quality moto-start moto-stop lint vendor-sim
+.PHONY: setup test demo dev invoke chaos crashpoints mutants fuzz package bench bench-quality moto-start moto-stop lint vendor-sim
 
 ## test: set up, start moto, run fmt/clippy/cfn-lint and every test, stop moto
 test:
@@ -20,10 +20,16 @@ invoke:
 
 ## demo takes VENDOR=sim|textract|azure|mindee: the functions talk to the simulator's twin of it
 
-## chaos: the big chaos run (1,000 documents, every fault on); `make test` runs 200 (100 per twin)
+## chaos: the big chaos run (1,000 documents, every fault on); `make test` runs 140 (70 per twin)
 ## CHAOS_VENDOR=sim|textract|azure|mindee|all picks the vendor (default sim, both fallbacks)
 chaos:
 	CHAOS_DOCS=$${CHAOS_DOCS:-1000} scripts/chaos.sh
+
+## crashpoints: every failpoint (before and after each AWS write and vendor call) under crash,
+## error and stall, on every twin without idempotency and both policies; `make test` runs the gate
+## (each failpoint and action once). Prints failpoints x actions x configurations, violations.
+crashpoints:
+	scripts/crashpoints.sh
 
 ## fuzz: every cargo-fuzz target explores for FUZZ_SECONDS (default 600) each; a crash is kept in
 ## fuzz/regressions/<target>/ to commit with its test. make test only replays the committed inputs.

@@ -342,7 +342,11 @@ mod armed {
         fail::cfg(name, &format!("return({argument})"))
     }
 
+    /// Serialises `arm_more`'s read-modify-write of a point's configuration.
+    static ARMING: Mutex<()> = Mutex::new(());
+
     pub(super) fn arm_more(name: &'static str, entries: &[(Action, String)]) -> Result<(), String> {
+        let _arming = ARMING.lock().unwrap_or_else(|p| p.into_inner());
         let mut all: Vec<(Action, String)> = fail::list()
             .into_iter()
             .filter(|(n, _)| n == name)

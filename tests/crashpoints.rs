@@ -1,0 +1,976 @@
+//! Every crash point, not only the faults we chose.
+//!
+//! The chaos run breaks the pipeline where we thought it might break. This one breaks it
+//! everywhere it can: at every failpoint (`ocrbridge::failpoints::ALL` — just before and just
+//! after each AWS write and each vendor call), with each action that makes sense there:
+//!
+//! - **crash**: the invocation dies; its messages come back after their visibility;
+//! - **error**: the effect fails — before it, it never happened; after it, it did and its
+//!   answer is lost;
+//! - **stall**: the worker pauses past its lease (its batch is given up and taken over), then
+//!   goes on and tries to write.
+//!
+//! Each case is a small scenario of its own: one document (and what its route needs to reach
+//! the point: a duplicate upload, a refused key and the operator's re-upload, a lost answer, a
+//! lost webhook…), run to quiescence in a pipeline against a twin **without idempotency** — the
+//! simulator with none, Azure, Mindee — under the `hold` or the `resubmit` policy. Scenarios of
+//! one configuration run side by side in one pipeline; each failpoint is aimed at its own
+//! document only. Then, for every document:
+//!
+//! 1. it is settled — Completed, NeedsReview, Rejected, or Held/Failed with a reason an
+//!    operator can act on — and nothing is stuck in a live state;
+//! 2. the vendor's books hold at most 1 + the risky resubmits ocrbridge counted for it (none
+//!    under `hold`);
+//! 3. no state it ever entered came back after a later one (its history), except through an
+//!    operator's retry;
+//! 4. every vendor job that finished and whose completion the vendor delivered is the job's,
+//!    or recorded on it as an orphan (billed, counted): no notice lost;
+//! 5. and the failpoint it was aimed at fired: a case that never reaches its point proves
+//!    nothing; it is listed, and fails the full run (`make crashpoints`).
+//!
+//! `make test` runs every (failpoint, action) once, each on one configuration (spread over them)
+//! (`CRASHPOINTS=gate`); `make crashpoints` runs the whole matrix, every configuration
+//! (`CRASHPOINTS=full`). Both print the table.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use ocrbridge::failpoints::{self, Action};
+use ocrbridge::job::{reason, ContentHash, DocumentKey, Job, JobId, JobState, Profile};
+use ocrbridge::queue::REASON_CODE_ATTRIBUTE;
+use ocrbridge::vendor::ambiguity::{AmbiguityPolicy, Fallback};
+use ocrbridge::vendor::select::VendorKind;
+use ocrbridge_local::pipeline::{ChaosFault, ChaosOptions, Pipeline, PipelineOptions};
+use ocrbridge_tests::{all_jobs, forward_reachable, stack_with, TestStack};
+use vendor_sim::engine::EngineKind;
+use vendor_sim::faults::{Fault, FaultConfig, Forced};
+use vendor_sim::Idempotency;
+
+/// A twin and a policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Config {
+    vendor: VendorKind,
+    fallback: Fallback,
+    /// The simulator with native idempotency: only for the points no twin without it can
+    /// reach (a lookup by key).
+    native: bool,
+}
+
+impl Config {
+    const fn of(vendor: VendorKind, fallback: Fallback) -> Self {
+        Config {
+            vendor,
+            fallback,
+            native: false,
+        }
+    }
+
+    fn name(self) -> String {
+        let twin = if self.native {
+            "sim(native)".to_owned()
+        } else if self.vendor == VendorKind::Sim {
+            "sim(none)".to_owned()
+        } else {
+            self.vendor.to_string()
+        };
+        format!("{twin}/{}", self.fallback.as_str())
+    }
+
+    fn pushes(self) -> bool {
+        self.vendor != VendorKind::Azure
+    }
+}
+
+/// The twins without idempotency, under both policies.
+const CONFIGS: [Config; 6] = [
+    Config::of(VendorKind::Sim, Fallback::Hold),
+    Config::of(VendorKind::Sim, Fallback::Resubmit),
+    Config::of(VendorKind::Azure, Fallback::Hold),
+    Config::of(VendorKind::Azure, Fallback::Resubmit),
+    Config::of(VendorKind::Mindee, Fallback::Hold),
+    Config::of(VendorKind::Mindee, Fallback::Resubmit),
+];
+
+const SIM_NATIVE: Config = Config {
+    vendor: VendorKind::Sim,
+    fallback: Fallback::Hold,
+    native: true,
+};
+
+/// How long an invocation may run.
+const INVOCATION: Duration = Duration::from_secs(6);
+/// How long a stalled worker sleeps: past its lease (4 s: the invocation less the 2 s margin).
+const STALL: Duration = Duration::from_secs(5);
+/// How long a worker stalls after the vendor took the document, so that its successor
+/// resubmits first: past its lease (4 s), the redelivery, and the grace.
+const LONG_STALL: Duration = Duration::from_secs(12);
+/// The ambiguity grace: how long a lost answer waits for a completion that names the job.
+const GRACE: Duration = Duration::from_secs(3);
+
+fn actions() -> [Action; 3] {
+    [Action::Crash, Action::Error, Action::Stall(STALL)]
+}
+
+fn action_name(action: Action) -> &'static str {
+    match action {
+        Action::Crash => "crash",
+        Action::Error => "error",
+        Action::Stall(_) => "stall",
+    }
+}
+
+/// What a scenario does to its document, besides the failpoint, so that the point is on its
+/// way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// Nothing: the happy path passes the point.
+    Happy,
+    /// The upload is not a document: intake rejects it.
+    Junk,
+    /// The same bytes are uploaded again under another key.
+    Duplicate,
+    /// The vendor refuses the key once: the job is held (`vendor_auth_failed`).
+    AuthRefused,
+    /// … and the operator uploads the document again.
+    AuthThenReupload,
+    /// … and the operator redrives its DLQ letter.
+    AuthThenRedrive,
+    /// The vendor throttles its submission once.
+    Throttled,
+    /// The vendor rejects the document.
+    Rejected,
+    /// The answer to its submission is dropped; the vendor made the job.
+    LostAnswer,
+    /// Its submission hangs and the vendor makes nothing.
+    NothingMade,
+    /// The answer is dropped and the completion comes after the grace: a second submission
+    /// (under `resubmit`), then the first one's completion.
+    LateCompletion,
+    /// The submit worker stalls past its lease after the vendor took the document.
+    StallAfterCall,
+    /// The vendor's answer is not recorded and its hand-over stalls: the job is held before
+    /// the answer comes back.
+    AnswerAfterHold,
+    /// Its completion is never pushed: reconcile polls.
+    LostWebhook,
+    /// The vendor forgets the finished job.
+    Expired,
+    /// The result is too large to read.
+    Oversized,
+    /// The vendor never finishes: reconcile expires the job.
+    NeverFinishes,
+    /// Its submit message is lost: reconcile sends it again.
+    LostSubmitMessage,
+    /// A verified webhook names a vendor job that is not ours.
+    Stranger,
+    /// Its first result fetch fails: parse gives the lease back.
+    FetchFails,
+    /// The webhook's enqueue fails: it gives the claim back.
+    EnqueueFails,
+}
+
+impl Route {
+    /// Whether an operator acts on the job (a retry edge in its history is theirs).
+    fn operator(self) -> bool {
+        matches!(self, Route::AuthThenReupload | Route::AuthThenRedrive)
+    }
+}
+
+/// How `point` is reached under `config`, if it can be.
+fn route(point: &str, config: Config) -> Option<Route> {
+    let (stage, name) = point.split_once('.')?;
+    let effect = name
+        .trim_start_matches("before_")
+        .trim_start_matches("after_")
+        .trim_end_matches("_before_enqueue");
+    let vendor = config.vendor;
+    let all = |r: Route| (!config.native).then_some(r);
+    let pushing = |r: Route| (!config.native && config.pushes()).then_some(r);
+    let only = |v: VendorKind, r: Route| (!config.native && vendor == v).then_some(r);
+    let resubmit = config.fallback == Fallback::Resubmit;
+    match (stage, effect) {
+        ("submit", "lookup") => config.native.then_some(Route::LostAnswer),
+        (_, _) if config.native => None,
+        ("intake", "reject") => all(Route::Junk),
+        ("intake", "link_source") => all(Route::Duplicate),
+        ("intake", "retry") => all(Route::AuthThenReupload),
+        ("intake", _) => all(Route::Happy),
+        ("submit", "revive") => all(Route::AuthThenRedrive),
+        ("submit", "pay_retry" | "release" | "pause") => all(Route::Throttled),
+        ("submit", "record_attempt") => resubmit.then_some(Route::NothingMade),
+        ("submit", "notify_parse") => only(VendorKind::Azure, Route::Happy),
+        ("submit", "hold") => all(Route::AuthRefused),
+        ("submit", "fail") => all(Route::Rejected),
+        ("submit", "record_orphan") => {
+            (vendor == VendorKind::Azure && resubmit).then_some(Route::StallAfterCall)
+        }
+        ("submit", "adopt_held") => {
+            (vendor == VendorKind::Azure && !resubmit).then_some(Route::AnswerAfterHold)
+        }
+        ("submit", _) => all(Route::Happy),
+        ("webhook", "release_claim") => pushing(Route::EnqueueFails),
+        ("webhook", "dead_letter") => pushing(Route::Stranger),
+        ("webhook", _) => pushing(Route::Happy),
+        ("parse", "adopt") => pushing(Route::LostAnswer),
+        ("parse", "record_orphan") => {
+            (config.pushes() && resubmit).then_some(Route::LateCompletion)
+        }
+        ("parse", "fail_submitted") => all(Route::Expired),
+        ("parse", "admit") => only(VendorKind::Azure, Route::Happy),
+        ("parse", "archive_stream" | "fail") => all(Route::Oversized),
+        ("parse", "release") => all(Route::FetchFails),
+        ("parse", _) => all(Route::Happy),
+        ("reconcile", "expire") => all(Route::NeverFinishes),
+        ("reconcile", "resend") => all(Route::LostSubmitMessage),
+        ("reconcile", _) => pushing(Route::LostWebhook),
+        ("batch", "dead_letter") => all(Route::AuthRefused),
+        ("batch", "defer") => match vendor {
+            VendorKind::Azure => all(Route::Happy),
+            _ => all(Route::LostAnswer),
+        },
+        ("batch", "backoff") => all(Route::Throttled),
+        _ => None,
+    }
+}
+
+/// One case: a failpoint, an action, where it runs, and its document.
+#[derive(Debug, Clone)]
+struct Case {
+    point: &'static str,
+    action: Action,
+    config: Config,
+    route: Route,
+    /// The S3 key of its upload.
+    key: String,
+    bytes: Vec<u8>,
+    job: JobId,
+    /// What the vendor knows the document by: our job id, or for Azure its content's hash.
+    vendor_subject: String,
+    /// What the failpoint is aimed at (the job, or for a stranger's webhook the vendor job).
+    aim: Arc<std::sync::Mutex<String>>,
+}
+
+/// A small PNG header with unique bytes: intake accepts it, the fast engine does not read it.
+fn png(tag: &str) -> Vec<u8> {
+    let mut b = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+    b.extend_from_slice(&640u32.to_be_bytes());
+    b.extend_from_slice(&480u32.to_be_bytes());
+    b.extend_from_slice(&[8, 2, 0, 0, 0, 0, 0, 0, 0]);
+    b.extend_from_slice(tag.as_bytes());
+    b
+}
+
+/// A fixed, well-mixed number for a case (FNV-1a of its point and action): the gate's choice
+/// of configuration is the same on every run.
+fn spread(point: &str, action: &str) -> usize {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in point.bytes().chain([b' ']).chain(action.bytes()) {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash >> 17) as usize
+}
+
+fn cases(full: bool) -> Vec<Case> {
+    let receipt = Profile::new("receipt").unwrap();
+    let salt = ocrbridge_tests::unique_name("cp");
+    let mut out = Vec::new();
+    for point in failpoints::ALL {
+        for action in actions() {
+            let reachable: Vec<(Config, Route)> = CONFIGS
+                .iter()
+                .chain([&SIM_NATIVE])
+                .filter_map(|c| route(point, *c).map(|r| (*c, r)))
+                .collect();
+            assert!(!reachable.is_empty(), "{point}: no route reaches it");
+            let chosen: Vec<(Config, Route)> = if full {
+                reachable
+            } else {
+                // The gate: one configuration per case, spread so that every twin and policy
+                // takes its share of each stage and each action (a plain turn would give one
+                // configuration every `before_` crash, and its intake batches a pile of them).
+                vec![reachable[spread(point, action_name(action)) % reachable.len()]]
+            };
+            for (config, route) in chosen {
+                let n = out.len();
+                let bytes = if route == Route::Junk {
+                    format!("not a document {salt}-{n}").into_bytes()
+                } else {
+                    png(&format!("{salt}-{n}"))
+                };
+                let content = ContentHash::of(&bytes);
+                let job = DocumentKey::new(&content, &receipt).job_id();
+                let vendor_subject = match config.vendor {
+                    VendorKind::Azure => format!("sha256:{}", content.to_hex()),
+                    _ => job.to_string(),
+                };
+                out.push(Case {
+                    point,
+                    action,
+                    config,
+                    route,
+                    key: format!("receipts/cp/{n:04}.png"),
+                    bytes,
+                    aim: Arc::new(std::sync::Mutex::new(job.to_string())),
+                    job,
+                    vendor_subject,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// What a run of one configuration is told to do to its documents.
+struct Plan {
+    sim: BTreeMap<Fault, BTreeSet<Forced>>,
+    chaos: BTreeSet<(ChaosFault, String)>,
+    /// Failpoints to arm: by name, (action, subject).
+    arms: BTreeMap<&'static str, Vec<(Action, String)>>,
+}
+
+fn plan(cases: &[Case]) -> Plan {
+    let mut plan = Plan {
+        sim: BTreeMap::new(),
+        chaos: BTreeSet::new(),
+        arms: BTreeMap::new(),
+    };
+    for case in cases {
+        let mut force = |fault: Fault| {
+            plan.sim
+                .entry(fault)
+                .or_default()
+                .insert(Forced::Subject(case.vendor_subject.clone()));
+        };
+        match case.route {
+            Route::AuthRefused | Route::AuthThenReupload | Route::AuthThenRedrive => {
+                force(Fault::AuthRefused)
+            }
+            Route::Throttled => force(Fault::Throttle),
+            Route::Rejected => force(Fault::DocumentRejected),
+            Route::LostAnswer => force(Fault::Drop),
+            Route::NothingMade => force(Fault::Slow),
+            Route::LateCompletion => {
+                force(Fault::Drop);
+                force(Fault::DelayedWebhook);
+            }
+            Route::LostWebhook => force(Fault::LostWebhook),
+            Route::Expired => force(Fault::ResultExpired),
+            Route::Oversized => force(Fault::OversizedResult),
+            Route::NeverFinishes => force(Fault::NeverFinishes),
+            Route::Stranger => {
+                // The stranger's completion comes late, so its failpoint is armed (once its
+                // vendor job is known) before it arrives.
+                plan.sim
+                    .entry(Fault::DelayedWebhook)
+                    .or_default()
+                    .insert(Forced::Subject(format!("someone-else-{}", case.job)));
+            }
+            Route::LostSubmitMessage => {
+                plan.chaos
+                    .insert((ChaosFault::Lose, format!("submit:{}", case.job)));
+            }
+            _ => {}
+        }
+        let mut arm = |point: &'static str, action: Action| {
+            plan.arms
+                .entry(point)
+                .or_default()
+                .push((action, case.job.to_string()));
+        };
+        match case.route {
+            // Long enough for the worker that takes over to wait out the grace and resubmit
+            // before this one writes.
+            Route::StallAfterCall => arm("submit.after_vendor_call", Action::Stall(LONG_STALL)),
+            Route::AnswerAfterHold => {
+                arm("submit.before_record_submitted", Action::Error);
+                arm("batch.before_defer", Action::Stall(STALL));
+            }
+            Route::FetchFails => arm("parse.before_fetch", Action::Error),
+            Route::EnqueueFails => arm("webhook.after_enqueue", Action::Error),
+            _ => {}
+        }
+        // The case's own point is armed once its aim is known (a stranger's vendor job is
+        // known only when it is made).
+        if case.route != Route::Stranger {
+            plan.arms
+                .entry(case.point)
+                .or_default()
+                .push((case.action, case.job.to_string()));
+        }
+    }
+    plan
+}
+
+fn options(config: Config, plan: &Plan) -> PipelineOptions {
+    PipelineOptions {
+        vendor: config.vendor,
+        engine: EngineKind::Fast,
+        faults: FaultConfig {
+            seed: 20261202,
+            force: plan.sim.clone(),
+            // Longer than a lease: the client gives up first.
+            slow_delay_ms: 6_000,
+            // Past the grace: a completion that comes after the fallback decided.
+            webhook_delay_ms: (GRACE + Duration::from_secs(4)).as_millis() as u64,
+            oversized_result_bytes: 300_000,
+            ..FaultConfig::default()
+        },
+        idempotency: if config.native {
+            Idempotency::Native
+        } else {
+            Idempotency::None
+        },
+        twins: vendor_sim::TwinSettings {
+            mindee_posts_per_minute: 100_000.0,
+            mindee_gets_per_minute: 100_000.0,
+            ..Default::default()
+        },
+        ambiguity: AmbiguityPolicy {
+            grace: GRACE,
+            fallback: config.fallback,
+        },
+        chaos: ChaosOptions {
+            seed: 20261202,
+            force: plan.chaos.clone(),
+            ..Default::default()
+        },
+        crash_redelivery: Duration::from_millis(500),
+        invocation_timeout: INVOCATION,
+        reconcile_every: Duration::from_secs(1),
+        submitted_stale: Duration::from_secs(4),
+        stuck: Duration::from_secs(3),
+        // Long enough for a document to wait its turn behind every other case's stalls.
+        max_age: Duration::from_secs(90),
+        concurrency: 3,
+        vendor_rps: 200.0,
+        // A result over this is streamed to the archive, not read (`oversized_result` is 300 KB).
+        environment: vec![("VENDOR_MAX_RESULT_BYTES".into(), "200000".into())],
+        ..PipelineOptions::default()
+    }
+}
+
+/// The outcome of one case.
+#[derive(Debug)]
+struct Outcome {
+    fired: bool,
+    /// Where the job ended and how it got there, for a case that did not reach its point.
+    story: String,
+    violations: Vec<String>,
+}
+
+/// How long one configuration may take before its pipeline is called hung.
+const HUNG: Duration = Duration::from_secs(240);
+
+/// Runs every case of `config` side by side in one pipeline (its failpoints already armed)
+/// and checks each; whether each reached its point is the caller's to say.
+async fn run_config(config: Config, cases: &[Case], plan: &Plan) -> Vec<Outcome> {
+    let s = stack_with(&[("VendorName", config.vendor.as_str())]).await;
+    let p = Pipeline::start(s.clients.clone(), &s.stack, options(config, plan))
+        .await
+        .unwrap();
+    let api_key = s
+        .secret(&s.config.vendor_api_key_secret, "AWSCURRENT")
+        .await;
+    let started = Instant::now();
+    for case in cases {
+        s.put(&case.key, case.bytes.clone(), Some("image/png"))
+            .await;
+        if case.route == Route::Duplicate {
+            s.put(
+                &case.key.replace(".png", "-again.png"),
+                case.bytes.clone(),
+                Some("image/png"),
+            )
+            .await;
+        }
+    }
+    let stop = AtomicBool::new(false);
+    let run = async {
+        tokio::join!(p.run_until(&stop), async {
+            let mut acted: BTreeSet<usize> = BTreeSet::new();
+            let mut settled_since: Option<Instant> = None;
+            loop {
+                tokio::time::sleep(Duration::from_millis(700)).await;
+                let jobs: BTreeMap<JobId, Job> = all_jobs(&s.ledger, 100)
+                    .await
+                    .into_iter()
+                    .map(|j| (j.id.clone(), j))
+                    .collect();
+                for (i, case) in cases.iter().enumerate() {
+                    if acted.contains(&i) {
+                        continue;
+                    }
+                    if operate(&s, &p, case, jobs.get(&case.job), &api_key).await {
+                        acted.insert(i);
+                    }
+                }
+                let done = cases.iter().enumerate().all(|(i, c)| {
+                    let operated = !needs_operator(c.route) || acted.contains(&i);
+                    operated && jobs.get(&c.job).is_some_and(|j| j.state.is_settled())
+                });
+                match (done, settled_since) {
+                    // Settled for longer than a stall, a redelivery and a reconcile sweep.
+                    (true, Some(since)) if since.elapsed() > STALL + Duration::from_secs(5) => {
+                        break;
+                    }
+                    (true, None) => settled_since = Some(Instant::now()),
+                    (true, Some(_)) => {}
+                    (false, _) => settled_since = None,
+                }
+                if started.elapsed() > Duration::from_secs(180) {
+                    break;
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+        })
+    };
+    // A pipeline that does not stop is a finding of its own, not a CI hang.
+    let hung = tokio::time::timeout(HUNG, run).await.is_err();
+    let jobs = jobs_now(&s).await;
+    let mut outcomes = Vec::new();
+    for case in cases {
+        outcomes.push(Outcome {
+            fired: false,
+            story: match jobs.get(&case.job) {
+                Some(j) => format!(
+                    "{}: {} ({})",
+                    j.id,
+                    j.history
+                        .iter()
+                        .map(|h| h.state.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" > "),
+                    j.reason
+                        .as_ref()
+                        .map_or("no reason".into(), |r| format!("{}: {}", r.code, r.message))
+                ),
+                None => format!("{}: no job", case.job),
+            },
+            violations: check(config, case, jobs.get(&case.job), &p)
+                .into_iter()
+                .chain(hung.then(|| format!("the pipeline did not stop within {HUNG:?}")))
+                .collect(),
+        });
+    }
+    // Every letter in a DLQ says why it is there.
+    for (queue, dlq) in [
+        ("intake", &s.config.intake_dlq_url),
+        ("submit", &s.config.submit_dlq_url),
+        ("results", &s.config.results_dlq_url),
+    ] {
+        for m in s.drain(dlq).await {
+            let has_reason = m
+                .message_attributes()
+                .and_then(|a| a.get(REASON_CODE_ATTRIBUTE))
+                .is_some();
+            if !has_reason {
+                let body = m.body().unwrap_or_default();
+                for (case, outcome) in cases.iter().zip(outcomes.iter_mut()) {
+                    if body.contains(case.job.as_str()) {
+                        outcome
+                            .violations
+                            .push(format!("a {queue} DLQ letter without a reason: {body}"));
+                    }
+                }
+            }
+        }
+    }
+    outcomes
+}
+
+async fn jobs_now(s: &TestStack) -> BTreeMap<JobId, Job> {
+    all_jobs(&s.ledger, 100)
+        .await
+        .into_iter()
+        .map(|j| (j.id.clone(), j))
+        .collect()
+}
+
+fn needs_operator(route: Route) -> bool {
+    matches!(
+        route,
+        Route::AuthThenReupload | Route::AuthThenRedrive | Route::Stranger
+    )
+}
+
+/// What the route's operator (or outsider) does once the job is where they act; `true` when
+/// it is done.
+async fn operate(
+    s: &TestStack,
+    p: &Pipeline,
+    case: &Case,
+    job: Option<&Job>,
+    api_key: &str,
+) -> bool {
+    let held_on_auth = |j: &Job| {
+        j.state == JobState::Held
+            && j.reason.as_ref().map(|r| r.code.as_str()) == Some(reason::VENDOR_AUTH_FAILED)
+    };
+    match case.route {
+        Route::AuthThenReupload => {
+            let Some(job) = job.filter(|j| held_on_auth(j)) else {
+                return false;
+            };
+            // A later second than the stop: S3 keeps whole seconds.
+            while ocrbridge::time::UnixMillis::now().0 / 1000 <= job.state_since.0 / 1000 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            s.put(
+                &case.key.replace(".png", "-reupload.png"),
+                case.bytes.clone(),
+                Some("image/png"),
+            )
+            .await;
+            true
+        }
+        Route::AuthThenRedrive => {
+            if !job.is_some_and(held_on_auth) {
+                return false;
+            }
+            redrive(s, &case.job).await
+        }
+        Route::Stranger => {
+            let vendor_job = stranger(p, case, api_key).await;
+            *case.aim.lock().unwrap() = vendor_job.clone();
+            failpoints::arm_more(case.point, &[(case.action, vendor_job)]).unwrap();
+            true
+        }
+        _ => true,
+    }
+}
+
+/// Moves `job`'s letter from the submit DLQ back to the submit queue, as an operator's redrive
+/// does (with its attributes); other letters are left as they were.
+async fn redrive(s: &TestStack, job: &JobId) -> bool {
+    let sqs = &s.clients.sqs;
+    let got = sqs
+        .receive_message()
+        .queue_url(&s.config.submit_dlq_url)
+        .max_number_of_messages(10)
+        .message_attribute_names("All")
+        .send()
+        .await
+        .unwrap();
+    let mut moved = false;
+    for m in got.messages() {
+        let handle = m.receipt_handle().unwrap_or_default();
+        if !m.body().unwrap_or_default().contains(job.as_str()) {
+            let _ = sqs
+                .change_message_visibility()
+                .queue_url(&s.config.submit_dlq_url)
+                .receipt_handle(handle)
+                .visibility_timeout(0)
+                .send()
+                .await;
+            continue;
+        }
+        sqs.send_message()
+            .queue_url(&s.config.submit_queue_url)
+            .message_body(m.body().unwrap_or_default())
+            .set_message_attributes(m.message_attributes().cloned())
+            .send()
+            .await
+            .unwrap();
+        sqs.delete_message()
+            .queue_url(&s.config.submit_dlq_url)
+            .receipt_handle(handle)
+            .send()
+            .await
+            .unwrap();
+        moved = true;
+    }
+    moved
+}
+
+/// Makes a vendor job that is not ours (another client's, with its own reference), whose
+/// verified webhook comes to our endpoint; returns its vendor job id.
+async fn stranger(p: &Pipeline, case: &Case, api_key: &str) -> String {
+    let base = p.sim.base_url();
+    let client = reqwest::Client::new();
+    let file = || reqwest::multipart::Part::bytes(png("stranger")).file_name("doc.png");
+    let answer: serde_json::Value = match case.config.vendor {
+        VendorKind::Mindee => client
+            .post(format!("{base}/v2/inferences/enqueue"))
+            .header("authorization", api_key)
+            .multipart(
+                reqwest::multipart::Form::new()
+                    .text("model_id", ocrbridge_local::pipeline::LOCAL_MINDEE_MODEL)
+                    .text("alias", format!("someone-else-{}", case.job))
+                    .text(
+                        "webhook_ids",
+                        ocrbridge_local::pipeline::LOCAL_MINDEE_WEBHOOK_ID,
+                    )
+                    .part("file", file()),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap(),
+        _ => client
+            .post(format!("{base}/v1/documents"))
+            .bearer_auth(api_key)
+            .multipart(
+                reqwest::multipart::Form::new()
+                    .text("profile", "receipt")
+                    .text("external_ref", format!("someone-else-{}", case.job))
+                    .part("file", file()),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap(),
+    };
+    answer["id"]
+        .as_str()
+        .or(answer["job"]["id"].as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// The vendor's own id in what ocrbridge records as a vendor job (Azure's Operation-Location
+/// ends in it).
+fn vendor_side_id(recorded: &str) -> &str {
+    match recorded.split_once("/analyzeResults/") {
+        Some((_, rest)) => rest.split('?').next().unwrap_or(rest),
+        None => recorded,
+    }
+}
+
+/// The invariants of one case (see the module docs); each breach said in a line.
+fn check(config: Config, case: &Case, job: Option<&Job>, p: &Pipeline) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some(job) = job else {
+        return vec!["the document has no job: lost".into()];
+    };
+    // 1. Settled, with a reason an operator can act on.
+    if !job.state.is_settled() {
+        out.push(format!("stuck in {}", job.state));
+    }
+    let code = job.reason.as_ref().map(|r| r.code.as_str());
+    match job.state {
+        JobState::Held
+            if !matches!(
+                code,
+                Some(reason::SUBMISSION_OUTCOME_UNKNOWN | reason::VENDOR_AUTH_FAILED)
+            ) =>
+        {
+            out.push(format!("held without an operator's reason: {code:?}"))
+        }
+        JobState::Failed | JobState::Rejected | JobState::NeedsReview
+            if job.reason.as_ref().is_none_or(|r| r.message.is_empty()) =>
+        {
+            out.push(format!("{} without a reason", job.state))
+        }
+        _ => {}
+    }
+    // 2. Paid at most once, unless a counted risk was taken.
+    let books = p.sim.sim.books(&case.vendor_subject);
+    let extra = books.len().saturating_sub(1);
+    if extra > job.risky_resubmits as usize {
+        out.push(format!(
+            "the vendor made {} jobs, ocrbridge counted {} risky resubmits",
+            books.len(),
+            job.risky_resubmits
+        ));
+    }
+    if config.fallback == Fallback::Hold && job.risky_resubmits > 0 {
+        out.push(format!(
+            "{} risky resubmits under hold",
+            job.risky_resubmits
+        ));
+    }
+    // 3. Never backwards (an operator's retry is the one way back).
+    for pair in job.history.windows(2) {
+        let (from, to) = (pair[0].state, pair[1].state);
+        let retry = case.route.operator() && from.is_retry(to);
+        if !forward_reachable(from, to) && !retry {
+            out.push(format!("moved back: {from} -> {to}"));
+        }
+    }
+    // 4. Every finished vendor job whose completion was delivered is the job's, or an orphan.
+    let known: BTreeSet<&str> = job
+        .vendor_job_id
+        .iter()
+        .chain(&job.orphan_vendor_jobs)
+        .map(|v| vendor_side_id(v))
+        .collect();
+    for vendor_job in &books {
+        if vendor_job.completion_acked && !known.contains(vendor_job.id.as_str()) {
+            out.push(format!(
+                "the vendor delivered the completion of {} and ocrbridge does not know it (state {}, following {:?})",
+                vendor_job.id, job.state, job.vendor_job_id
+            ));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_failpoint_under_every_action_leaves_no_document_lost_stranded_or_paid_twice() {
+    let full = std::env::var("CRASHPOINTS").as_deref() == Ok("full");
+    // CRASHPOINTS_ONLY=submit.before_vendor_call (a prefix) narrows a run down, to look at one.
+    let only = std::env::var("CRASHPOINTS_ONLY").unwrap_or_default();
+    // CRASHPOINTS_CONFIG=azure/hold runs one configuration's cases only.
+    let only_config = std::env::var("CRASHPOINTS_CONFIG").unwrap_or_default();
+    if std::env::var_os("RUST_LOG").is_some() {
+        ocrbridge::telemetry::init();
+    }
+    let all: Vec<Case> = cases(full)
+        .into_iter()
+        .filter(|c| c.point.starts_with(only.as_str()))
+        .filter(|c| only_config.is_empty() || c.config.name() == only_config)
+        .collect();
+    let mut by_config: BTreeMap<String, (Config, Vec<Case>)> = BTreeMap::new();
+    for case in &all {
+        by_config
+            .entry(case.config.name())
+            .or_insert_with(|| (case.config, Vec::new()))
+            .1
+            .push(case.clone());
+    }
+    let started = Instant::now();
+    // Every configuration at once, each in its own stack and pipeline: a failpoint is aimed at
+    // one document, so the arms of all of them live side by side.
+    let plans: Vec<(Config, Vec<Case>, Plan)> = by_config
+        .into_values()
+        .map(|(config, cases)| {
+            let plan = plan(&cases);
+            (config, cases, plan)
+        })
+        .collect();
+    let mut arms: BTreeMap<&'static str, Vec<(Action, String)>> = BTreeMap::new();
+    for (_, _, plan) in &plans {
+        for (point, entries) in &plan.arms {
+            arms.entry(point)
+                .or_default()
+                .extend(entries.iter().cloned());
+        }
+    }
+    for (point, entries) in &arms {
+        failpoints::arm(point, entries).unwrap();
+    }
+    let runs = plans.iter().map(|(config, cases, plan)| async move {
+        let began = Instant::now();
+        let outcomes = Box::pin(run_config(*config, cases, plan)).await;
+        eprintln!(
+            "crashpoints[{}]: {} cases in {:.0} s",
+            config.name(),
+            cases.len(),
+            began.elapsed().as_secs_f64()
+        );
+        outcomes
+    });
+    // Two at a time: moto is one Python process for all of them, and a step that waits on
+    // it past its invocation's lease is a timeout, not a crash point.
+    let parallel = std::env::var("CRASHPOINTS_PARALLEL")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2usize);
+    // `buffered` keeps the configurations' order in its answers.
+    let outcomes: Vec<Vec<Outcome>> = futures::stream::iter(runs)
+        .buffered(parallel.max(1))
+        .collect()
+        .await;
+    let fired = failpoints::fired_subjects();
+    failpoints::disarm_all();
+    let mut results: Vec<(Case, Outcome)> = Vec::new();
+    for ((_, cases, _), outcomes) in plans.into_iter().zip(outcomes) {
+        for (case, mut outcome) in cases.into_iter().zip(outcomes) {
+            let aim = case.aim.lock().unwrap().clone();
+            outcome.fired = fired.contains(&(case.point.to_owned(), aim));
+            results.push((case, outcome));
+        }
+    }
+    // The table: failpoint × action, with the configurations it ran on.
+    #[derive(Default)]
+    struct Row {
+        runs: usize,
+        reached: usize,
+        violations: usize,
+        configs: BTreeSet<String>,
+    }
+    let mut table: BTreeMap<(&str, &str), Row> = BTreeMap::new();
+    for (case, outcome) in &results {
+        let row = table
+            .entry((case.point, action_name(case.action)))
+            .or_default();
+        row.runs += 1;
+        row.reached += usize::from(outcome.fired);
+        row.violations += outcome.violations.len();
+        row.configs.insert(case.config.name());
+    }
+    eprintln!(
+        "{:<44} {:<6} {:>4} {:>7} {:>10}  configurations",
+        "failpoint", "action", "runs", "reached", "violations"
+    );
+    for ((point, action), row) in &table {
+        eprintln!(
+            "{point:<44} {action:<6} {:>4} {:>7} {:>10}  {}",
+            row.runs,
+            row.reached,
+            row.violations,
+            row.configs.iter().cloned().collect::<Vec<_>>().join(" ")
+        );
+    }
+    let runs = results.len();
+    let unreached: Vec<String> = results
+        .iter()
+        .filter(|(_, o)| !o.fired)
+        .map(|(c, o)| {
+            format!(
+                "{} {} on {} ({:?}) {}",
+                c.point,
+                action_name(c.action),
+                c.config.name(),
+                c.route,
+                o.story
+            )
+        })
+        .collect();
+    let violations: Vec<String> = results
+        .iter()
+        .flat_map(|(c, o)| {
+            o.violations.iter().map(move |v| {
+                format!(
+                    "{} {} on {} ({:?}, {}): {v}",
+                    c.point,
+                    action_name(c.action),
+                    c.config.name(),
+                    c.route,
+                    c.job
+                )
+            })
+        })
+        .collect();
+    eprintln!(
+        "crashpoints: {} failpoints, {runs} runs in {:.0} s, {} not reached, {} violations",
+        failpoints::ALL.len(),
+        started.elapsed().as_secs_f64(),
+        unreached.len(),
+        violations.len()
+    );
+    // A case that did not reach its point proves nothing: listed, and in the full matrix a
+    // failure. The gate fails on violations only — whether a race (a stall against a lease, a
+    // document against its maximum age) comes out the same way on a loaded 2-core CI machine
+    // is not something a gate may hang on, and the gate still reaches most points (the table).
+    if !unreached.is_empty() {
+        eprintln!("never reached:\n{}", unreached.join("\n"));
+    }
+    assert!(
+        violations.is_empty(),
+        "violations:\n{}",
+        violations.join("\n")
+    );
+    assert!(
+        !full || unreached.is_empty(),
+        "{} cases never reached their point (listed above)",
+        unreached.len()
+    );
+}
