@@ -477,11 +477,9 @@ fn typed_document(model: &str, output: &crate::state::Output) -> Option<Value> {
 
 /// Day-first numeric dates and ISO dates as `YYYY-MM-DD`, as Azure's `valueDate` gives them.
 fn iso_date(text: &str) -> Option<String> {
-    let text = text.trim();
-    let date = [
-        "%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y", "%d/%m/%y", "%d-%m-%y",
-    ]
-    .iter()
-    .find_map(|f| chrono::NaiveDate::parse_from_str(text, f).ok())?;
-    Some(date.format("%Y-%m-%d").to_string())
+    Some(
+        crate::fields::typed_date(text)?
+            .format("%Y-%m-%d")
+            .to_string(),
+    )
 }

@@ -253,6 +253,20 @@ fn currency(lines: &[(u32, &Line)]) -> Option<Field> {
     })
 }
 
+/// A date as the engine read it, as a vendor that returns typed dates (Azure's `valueDate`,
+/// Mindee's `value`) would type it: ISO, or day-first numeric. `%Y` also matches a two-digit
+/// year ("12-01-19" as the year 12), so a four-digit format must give a year of four digits;
+/// "12-01-19" is 12 January 2019, never 0012-01-19.
+pub fn typed_date(text: &str) -> Option<chrono::NaiveDate> {
+    let text = text.trim();
+    [
+        "%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y", "%d/%m/%y", "%d-%m-%y", "%d.%m.%y",
+    ]
+    .iter()
+    .filter_map(|f| chrono::NaiveDate::parse_from_str(text, f).ok())
+    .find(|d| chrono::Datelike::year(d) >= 1000)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,5 +341,15 @@ mod tests {
         assert_eq!(f["total"].value, "1100.00");
         assert_eq!(f["currency"].value, "USD");
         assert!(extract("generic", &pages).is_empty());
+    }
+
+    #[test]
+    fn typed_dates_never_take_a_two_digit_year_for_a_four_digit_one() {
+        let day = |y, m, d| chrono::NaiveDate::from_ymd_opt(y, m, d);
+        assert_eq!(typed_date("12-01-19"), day(2019, 1, 12));
+        assert_eq!(typed_date("12/01/2019"), day(2019, 1, 12));
+        assert_eq!(typed_date("2019-01-12"), day(2019, 1, 12));
+        assert_eq!(typed_date("25.12.18"), day(2018, 12, 25));
+        assert_eq!(typed_date("not a date"), None);
     }
 }

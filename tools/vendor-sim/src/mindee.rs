@@ -433,13 +433,7 @@ fn number(text: &str) -> Value {
 }
 
 fn date(text: &str) -> Value {
-    let text = text.trim();
-    [
-        "%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y", "%d/%m/%y", "%d-%m-%y",
-    ]
-    .iter()
-    .find_map(|f| chrono::NaiveDate::parse_from_str(text, f).ok())
-    .map_or(Value::Null, |d| json!(d.format("%Y-%m-%d").to_string()))
+    crate::fields::typed_date(text).map_or(Value::Null, |d| json!(d.format("%Y-%m-%d").to_string()))
 }
 
 /// The financial-document result for a job.
