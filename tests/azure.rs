@@ -396,8 +396,8 @@ async fn the_twins_operations_have_azures_shape() {
         "layout-url-2023-02-28-preview.result.json",
     ] {
         let text = std::fs::read_to_string(
-            ocrbridge_tests::shared_dir()
-                .join("fixtures/azure-di")
+            ocrbridge_tests::vendor_recordings()
+                .join("azure-di")
                 .join(name),
         )
         .unwrap();

@@ -9,19 +9,16 @@ use std::str::FromStr;
 
 use ocrbridge::document::{Fields, ReceiptFields, SCHEMA_VERSION};
 use ocrbridge::vendor::normalize::Normalized;
-use ocrbridge_tests::shared_dir;
+use ocrbridge_tests::vendor_recordings;
 use rust_decimal::Decimal;
 use serde_json::Value;
 
 fn load(path: &str) -> Value {
-    serde_json::from_str(
-        &std::fs::read_to_string(shared_dir().join("fixtures").join(path)).unwrap(),
-    )
-    .unwrap()
+    serde_json::from_str(&std::fs::read_to_string(vendor_recordings().join(path)).unwrap()).unwrap()
 }
 
 fn textract(path: &str, profile: &str) -> Normalized {
-    let raw = std::fs::read(shared_dir().join("fixtures").join(path)).unwrap();
+    let raw = std::fs::read(vendor_recordings().join(path)).unwrap();
     ocrbridge::vendor::textract::normalize::normalize(
         &raw,
         "doc-fixture",
@@ -144,7 +141,7 @@ fn normalized(
     path: &str,
     profile: &str,
 ) -> Normalized {
-    let raw = std::fs::read(shared_dir().join("fixtures").join(path)).unwrap();
+    let raw = std::fs::read(vendor_recordings().join(path)).unwrap();
     let normalized = normalize(
         &raw,
         "doc-fixture",

@@ -417,8 +417,8 @@ async fn the_twins_results_have_mindees_shape() {
         "blank.json",
     ] {
         let text = std::fs::read_to_string(
-            ocrbridge_tests::shared_dir()
-                .join("fixtures/mindee-v2/financial_document")
+            ocrbridge_tests::vendor_recordings()
+                .join("mindee-v2/financial_document")
                 .join(name),
         )
         .unwrap();

@@ -489,8 +489,12 @@ async fn the_twins_payloads_have_textracts_shape() {
         "analyzeExpenseResponse-multipage.json",
         "test_trp2_expense_sample2.json",
     ] {
-        let text =
-            std::fs::read_to_string(shared_dir().join("fixtures/textract").join(name)).unwrap();
+        let text = std::fs::read_to_string(
+            ocrbridge_tests::vendor_recordings()
+                .join("textract")
+                .join(name),
+        )
+        .unwrap();
         real.extend(key_paths(&serde_json::from_str(&text).unwrap()));
     }
     // In Textract's API model (the SDK's Get* outputs), though not in these captured responses.

@@ -78,6 +78,12 @@ pub fn unique_name(prefix: &str) -> String {
     )
 }
 
+/// The vendors' real recordings kept in the repository (`tests/fixtures/vendors/<vendor>/`,
+/// each folder's README giving every file's source and licence).
+pub fn vendor_recordings() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/vendors")
+}
+
 /// `../shared` beside the repository (or `OCRBRIDGE_SHARED_DIR`): corpus and fixtures.
 pub fn shared_dir() -> std::path::PathBuf {
     let dir = std::env::var("OCRBRIDGE_SHARED_DIR")
