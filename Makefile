@@ -20,7 +20,7 @@ invoke:
 
 ## demo takes VENDOR=sim|textract|azure|mindee: the functions talk to the simulator's twin of it
 
-## chaos: the big chaos run (1,000 documents, every fault on); `make test` runs 140 (70 per twin)
+## chaos: the big chaos run (1,000 documents, every fault on); `make test` runs 140 (100 per twin)
 ## CHAOS_VENDOR=sim|textract|azure|mindee|all picks the vendor (default sim, both fallbacks)
 chaos:
 	CHAOS_DOCS=$${CHAOS_DOCS:-1000} scripts/chaos.sh

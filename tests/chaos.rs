@@ -14,7 +14,8 @@
 //! `hold` nothing is ever paid twice); Mindee (no idempotency, signed webhooks that name the
 //! job: under `resubmit` every second charge is counted).
 //!
-//! `CHAOS_DOCS` sets the document count (default 140, the CI size, and half of it for a twin);
+//! `CHAOS_DOCS` sets the document count (default 140 against the simulator, 100 against a
+//! twin: the CI sizes);
 //! `make chaos` runs 1,000, `CHAOS_VENDOR=textract make chaos` (or azure, mindee) one twin's.
 //!
 //! **Same seed, same run.** Every fault decision — the simulator's and the functions' — is keyed
@@ -133,12 +134,12 @@ fn forcing(vendor: VendorKind, uploads: &[(String, Vec<u8>)]) -> Forcing {
     Forcing { sim, chaos }
 }
 
-/// `CHAOS_DOCS`, or 140 against the simulator and 70 against a twin (CI's sizes).
+/// `CHAOS_DOCS`, or 140 against the simulator and 100 against a twin (CI's sizes).
 fn docs(vendor: VendorKind) -> usize {
     std::env::var("CHAOS_DOCS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(if vendor == VendorKind::Sim { 140 } else { 70 })
+        .unwrap_or(if vendor == VendorKind::Sim { 140 } else { 100 })
 }
 
 /// The two runs share the machine's two cores with moto; one at a time keeps each within its
