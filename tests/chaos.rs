@@ -493,11 +493,18 @@ async fn run(vendor: VendorKind, fallback: Fallback) {
             assert_eq!(duplicates, 0, "hold never pays twice: {stats}");
             assert_eq!(risky, 0, "hold never takes the risk");
         }
-        Fallback::Resubmit => assert_eq!(
-            count_metric(&submit, "DuplicateSubmissionRisk["),
-            f64::from(risky),
-            "the metric and the jobs agree"
-        ),
+        Fallback::Resubmit => {
+            // The jobs are the record; the metric follows each recorded risk, except where an
+            // invocation died after DynamoDB committed the risk and before its answer came
+            // back (a kill mid-write): then the job counts it and no metric was emitted. So
+            // the metric never says more than the jobs, and says less by at most the kills.
+            let metric = count_metric(&submit, "DuplicateSubmissionRisk[");
+            let kills = ChaosCounters::get(&p.chaos.kills) as f64;
+            assert!(
+                metric <= f64::from(risky) && f64::from(risky) - metric <= kills,
+                "the metric ({metric}) and the jobs ({risky}) disagree by more than the {kills} kills"
+            );
+        }
     }
     // 4. No job ever moved backwards, in any of the samples taken while it ran.
     for (id, states) in &observed {
