@@ -494,11 +494,7 @@ async fn run_config(config: Config, cases: &[Case], plan: &Plan) -> Vec<Outcome>
             let mut settled_since: Option<Instant> = None;
             loop {
                 tokio::time::sleep(Duration::from_millis(700)).await;
-                let jobs: BTreeMap<JobId, Job> = all_jobs(&s.ledger, 100)
-                    .await
-                    .into_iter()
-                    .map(|j| (j.id.clone(), j))
-                    .collect();
+                let jobs = jobs_now(&s).await;
                 for (i, case) in cases.iter().enumerate() {
                     if acted.contains(&i) {
                         continue;
@@ -691,7 +687,7 @@ async fn stranger(p: &Pipeline, case: &Case, api_key: &str) -> String {
     let base = p.sim.base_url();
     let client = reqwest::Client::new();
     let file = || reqwest::multipart::Part::bytes(png("stranger")).file_name("doc.png");
-    let answer: serde_json::Value = match case.config.vendor {
+    let request = match case.config.vendor {
         VendorKind::Mindee => client
             .post(format!("{base}/v2/inferences/enqueue"))
             .header("authorization", api_key)
@@ -704,13 +700,7 @@ async fn stranger(p: &Pipeline, case: &Case, api_key: &str) -> String {
                         ocrbridge_local::pipeline::LOCAL_MINDEE_WEBHOOK_ID,
                     )
                     .part("file", file()),
-            )
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap(),
+            ),
         _ => client
             .post(format!("{base}/v1/documents"))
             .bearer_auth(api_key)
@@ -719,14 +709,9 @@ async fn stranger(p: &Pipeline, case: &Case, api_key: &str) -> String {
                     .text("profile", "receipt")
                     .text("external_ref", format!("someone-else-{}", case.job))
                     .part("file", file()),
-            )
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap(),
+            ),
     };
+    let answer: serde_json::Value = request.send().await.unwrap().json().await.unwrap();
     answer["id"]
         .as_str()
         .or(answer["job"]["id"].as_str())
