@@ -909,3 +909,59 @@ async fn a_burst_beyond_the_functions_concurrency_is_never_parked() {
         "and the throttled uploads are parked in the DLQ, no job made: {jobs} jobs, parked {parked:?}"
     );
 }
+
+/// A message beyond its last chance is parked before any handler runs. In its turn it would wait
+/// behind a neighbour that takes the whole invocation — a slow vendor, a stall — and a timeout
+/// every time would carry it past the redrive's `maxReceiveCount`, where SQS moves it without a
+/// reason. Here the neighbour never finishes: the invocation is stopped, as Lambda stops one at
+/// its timeout, and the crash loop is in the DLQ with its reason all the same.
+#[tokio::test]
+async fn a_crash_loop_is_parked_before_a_neighbour_can_take_the_invocation() {
+    let s = stack().await;
+    let intake = intake(&s);
+    s.put("receipts/a.png", fixture("receipt.png"), None).await;
+    s.put("receipts/b.png", fixture("receipt.png"), None).await;
+    let messages = notifications(&s).await;
+    assert_eq!(messages.len(), 2);
+    let arn = ocrbridge_tests::queue_arn(&s.config.intake_queue_url);
+    let mut event = sqs_event(&messages, &arn);
+    // The first is on its first delivery (so it goes first); the second is a crash loop.
+    let source = ocrbridge::batch::Source {
+        name: "intake",
+        queue_url: s.config.intake_queue_url.clone(),
+        dlq_url: s.config.intake_dlq_url.clone(),
+        max_receive_count: s.config.max_receive_count,
+    };
+    event.records[0]
+        .attributes
+        .insert("ApproximateReceiveCount".into(), "1".into());
+    event.records[1].attributes.insert(
+        "ApproximateReceiveCount".into(),
+        (source.last_chance() + 1).to_string(),
+    );
+    let looping = event.records[1].message_id.clone().unwrap();
+    let stopped = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        ocrbridge::batch::process(
+            event,
+            &source,
+            None,
+            &intake.queue,
+            &intake.metrics,
+            |_, _| std::future::pending::<Result<(), ocrbridge::batch::Failure>>(),
+        ),
+    )
+    .await;
+    assert!(stopped.is_err(), "the neighbour never finishes");
+    let dead = s.drain(&s.config.intake_dlq_url).await;
+    assert_eq!(dead.len(), 1, "only the crash loop is parked");
+    let attributes = dead[0].message_attributes().unwrap();
+    assert_eq!(
+        attributes[REASON_CODE_ATTRIBUTE].string_value(),
+        Some("crash_loop")
+    );
+    assert_eq!(
+        attributes[ocrbridge::queue::SOURCE_MESSAGE_ATTRIBUTE].string_value(),
+        Some(looping.as_str())
+    );
+}

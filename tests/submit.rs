@@ -1363,3 +1363,73 @@ async fn wait_for(w: &World, id: &JobId, target: JobState, timeout: Duration) {
     }
     panic!("{id} did not reach {target}: {:?}", state(w, id).await);
 }
+
+/// An invocation with less than `MIN_TIME_PER_MESSAGE` left starts nothing: the message is sent
+/// again as it was and acknowledged, so the copy arrives with no receive spent (a retry would
+/// spend one, and a slow batch ahead of it would walk a good message to its DLQ). Its first
+/// sending time goes with it, so its maximum age still counts from the upload.
+#[tokio::test]
+async fn out_of_time_a_message_is_handed_back_without_spending_a_receive() {
+    let w = world().await;
+    let job = queued_job(&w, "receipt").await;
+    enqueue(&w, &job.id).await;
+    let messages = w.s.drain(&w.s.config.submit_queue_url).await;
+    assert_eq!(messages.len(), 1);
+    let sent = messages[0].attributes().unwrap()
+        [&aws_sdk_sqs::types::MessageSystemAttributeName::SentTimestamp]
+        .clone();
+    let arn = queue_arn(&w.s.config.submit_queue_url);
+
+    let response = w
+        .submit
+        .handle_sqs(
+            sqs_event(&messages, &arn),
+            UnixMillis::now().plus(Duration::from_secs(1)),
+        )
+        .await;
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "acknowledged, not retried: {:?}",
+        response.batch_item_failures
+    );
+    let untouched = state(&w, &job.id).await;
+    assert_eq!(untouched.state, JobState::Queued);
+    assert!(untouched.attempt.is_none() && untouched.lease.is_none());
+    assert_eq!(sim_stats(&w.sim).await["billed_documents"], 0);
+    assert_eq!(
+        w.submit.metrics.recorded()["OutOfTimeRequeues[submit]"],
+        1.0
+    );
+
+    let copies = w.s.drain(&w.s.config.submit_queue_url).await;
+    assert_eq!(copies.len(), 1, "handed back once");
+    let copy = &copies[0];
+    assert_eq!(copy.body(), messages[0].body());
+    let system = copy.attributes().unwrap();
+    assert_eq!(
+        system[&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount],
+        "1",
+        "the copy starts with no receive spent"
+    );
+    let attributes = copy.message_attributes().unwrap();
+    assert_eq!(
+        attributes[ocrbridge::batch::FIRST_SENT_ATTRIBUTE].string_value(),
+        Some(sent.as_str()),
+        "its age counts from the original"
+    );
+    assert!(
+        !attributes.contains_key(ocrbridge::batch::DEFERRALS_ATTRIBUTE),
+        "not counted as a deferral"
+    );
+
+    // With time, the copy is submitted.
+    let response = w
+        .submit
+        .handle_sqs(
+            sqs_event(&copies, &arn),
+            UnixMillis::now().plus(Duration::from_secs(30)),
+        )
+        .await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(state(&w, &job.id).await.state, JobState::Submitted);
+}

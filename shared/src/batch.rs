@@ -21,8 +21,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use crate::failpoints;
-use crate::metrics::{Metrics, POISON_MESSAGES};
+use crate::metrics::{Metrics, OUT_OF_TIME_REQUEUES, POISON_MESSAGES};
 use crate::queue::{Queue, QueueError};
+use crate::time::UnixMillis;
 
 /// Why a record was not handled.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -290,8 +291,24 @@ fn subject_of(message: &SqsMessage) -> String {
         .unwrap_or_else(|| body.to_owned())
 }
 
+/// A message is started only with this much of its invocation left. A handler with less could
+/// not take a lease (a lease ends [`crate::time::DEFAULT_LEASE_SAFETY_MARGIN`] before the
+/// deadline) and would only spend one of the message's receives on saying so.
+pub const MIN_TIME_PER_MESSAGE: Duration = Duration::from_secs(3);
+
 /// Runs `handle` on every record (with the URL of the queue it came from) and builds the
-/// partial batch response.
+/// partial batch response. `deadline` is the invocation's, when the function has one.
+///
+/// **Crash loops are parked before anything else runs**: a message delivered beyond its last
+/// chance ([`CRASH_ALLOWANCE`]) goes to the DLQ with reason `crash_loop` first thing. Were it
+/// parked in its turn, a neighbour that takes the whole invocation (a slow vendor, a timeout)
+/// would keep it from its turn until the queue's redrive moved it — without a reason.
+///
+/// **Out of time, a message is handed back untouched**: once less than
+/// [`MIN_TIME_PER_MESSAGE`] of the invocation is left, each message not yet started is sent
+/// again as it was (its attributes kept, when it was first sent recorded) and acknowledged. A
+/// retry would spend a receive it never used, and a slow batch ahead of it would walk a good
+/// message to its last chance.
 ///
 /// **A batch with a redelivered message in it** is handled with care: a message delivered again
 /// means an earlier invocation did not finish — perhaps because of that very message, perhaps
@@ -304,6 +321,7 @@ fn subject_of(message: &SqsMessage) -> String {
 pub async fn process<F, Fut>(
     event: SqsEvent,
     source: &Source,
+    deadline: Option<UnixMillis>,
     queue: &Queue,
     metrics: &Metrics,
     mut handle: F,
@@ -318,81 +336,98 @@ where
         .into_iter()
         .partition(|m| receive_count(m) <= 1);
     let careful = !again.is_empty();
-    for message in first.into_iter().chain(again) {
+    let (looping, ordered): (Vec<SqsMessage>, Vec<SqsMessage>) = first
+        .into_iter()
+        .chain(again)
+        .partition(|m| receive_count(m) > source.last_chance());
+    for message in looping {
+        let id = message.message_id.clone().unwrap_or_default();
+        let receives = receive_count(&message);
+        // Its last chance was delivered to a function that never answered.
+        let reason = format!(
+            "delivered {receives} times; the function handling it did not finish the last {}, so it was parked instead of tried again",
+            receives - source.last_chance()
+        );
+        tracing::error!(message_id = %id, reason, "dead-lettering a crash loop");
+        metrics.count(
+            POISON_MESSAGES,
+            &[source.name],
+            &[("reason_code", "crash_loop")],
+        );
+        let parked = failpoints::around(
+            "batch.before_dead_letter",
+            "batch.after_dead_letter",
+            &subject_of(&message),
+            queue.dead_letter(
+                &source.dlq_url,
+                message.body.as_deref().unwrap_or_default(),
+                "crash_loop",
+                &reason,
+                &id,
+            ),
+        )
+        .await;
+        match parked {
+            Ok(_) if careful => delete_now(queue, &source.queue_of(&message), &message).await,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(message_id = %id, error = %e, "dead-lettering failed; the message will be retried");
+                failures.push(id);
+            }
+        }
+    }
+    for message in ordered {
         let id = message.message_id.clone().unwrap_or_default();
         let body = message.body.clone().unwrap_or_default();
         let subject = subject_of(&message);
         let receives = receive_count(&message);
         let queue_url = source.queue_of(&message);
-        let handled = careful.then(|| message.receipt_handle.clone()).flatten();
         let failed_before = failures.len();
-        let last_chance = receives >= source.last_chance();
-        if receives > source.last_chance() {
-            // Its last chance was delivered to a function that never answered.
-            let reason = format!(
-                "delivered {receives} times; the function handling it did not finish the last {}, so it was parked instead of tried again",
-                receives - source.last_chance()
-            );
-            tracing::error!(message_id = %id, reason, "dead-lettering a crash loop");
-            metrics.count(
-                POISON_MESSAGES,
-                &[source.name],
-                &[("reason_code", "crash_loop")],
-            );
-            let parked = failpoints::around(
-                "batch.before_dead_letter",
-                "batch.after_dead_letter",
-                &subject,
-                queue.dead_letter(&source.dlq_url, &body, "crash_loop", &reason, &id),
-            )
-            .await;
-            if let Err(e) = parked {
-                tracing::error!(message_id = %id, error = %e, "dead-lettering failed; the message will be retried");
-                failures.push(id);
+        if deadline.is_some_and(|d| d.since(UnixMillis::now()) < MIN_TIME_PER_MESSAGE) {
+            match requeue_untouched(queue, &queue_url, &message).await {
+                Ok(()) => {
+                    tracing::warn!(message_id = %id, "out of time: handed back untouched");
+                    metrics.count(OUT_OF_TIME_REQUEUES, &[source.name], &[]);
+                }
+                Err(e) => {
+                    tracing::warn!(message_id = %id, error = %e, "out of time and could not hand it back; it will be retried");
+                    failures.push(id);
+                }
             }
-            continue;
-        }
-        let dead = match handle(message, queue_url.clone()).await {
-            Ok(()) => None,
-            Err(Failure::Poison { code, reason }) => Some((code, reason)),
-            Err(Failure::Retry { code, reason }) if last_chance => {
-                Some((code, format!("gave up after {receives} receives: {reason}")))
-            }
-            Err(Failure::Retry { code, reason }) => {
-                tracing::warn!(message_id = %id, code, reason, "will retry");
-                failures.push(id.clone());
-                None
-            }
-        };
-        if let Some((code, reason)) = dead {
-            tracing::error!(message_id = %id, code, reason, "dead-lettering");
-            metrics.count(POISON_MESSAGES, &[source.name], &[("reason_code", &code)]);
-            let parked = failpoints::around(
-                "batch.before_dead_letter",
-                "batch.after_dead_letter",
-                &subject,
-                queue.dead_letter(&source.dlq_url, &body, &code, &reason, &id),
-            )
-            .await;
-            if let Err(e) = parked {
-                // Could not park it: let SQS redeliver it rather than lose it.
-                tracing::error!(message_id = %id, error = %e, "dead-lettering failed; the message will be retried");
-                failures.push(id.clone());
-            }
-        }
-        if let Some(handle) = handled.filter(|_| failures.len() == failed_before) {
-            // Done with it: delete it now, so a crash on a later message does not send it back.
-            // If this fails, Lambda deletes it when the invocation returns, as usual.
-            let deleted = queue
-                .client()
-                .delete_message()
-                .queue_url(&queue_url)
-                .receipt_handle(handle)
-                .send()
+        } else {
+            let last_chance = receives >= source.last_chance();
+            let dead = match handle(message.clone(), queue_url.clone()).await {
+                Ok(()) => None,
+                Err(Failure::Poison { code, reason }) => Some((code, reason)),
+                Err(Failure::Retry { code, reason }) if last_chance => {
+                    Some((code, format!("gave up after {receives} receives: {reason}")))
+                }
+                Err(Failure::Retry { code, reason }) => {
+                    tracing::warn!(message_id = %id, code, reason, "will retry");
+                    failures.push(id.clone());
+                    None
+                }
+            };
+            if let Some((code, reason)) = dead {
+                tracing::error!(message_id = %id, code, reason, "dead-lettering");
+                metrics.count(POISON_MESSAGES, &[source.name], &[("reason_code", &code)]);
+                let parked = failpoints::around(
+                    "batch.before_dead_letter",
+                    "batch.after_dead_letter",
+                    &subject,
+                    queue.dead_letter(&source.dlq_url, &body, &code, &reason, &id),
+                )
                 .await;
-            if let Err(e) = deleted {
-                tracing::warn!(message_id = %id, error = %aws_sdk_sqs::error::DisplayErrorContext(e), "could not delete a handled message early");
+                if let Err(e) = parked {
+                    // Could not park it: let SQS redeliver it rather than lose it.
+                    tracing::error!(message_id = %id, error = %e, "dead-lettering failed; the message will be retried");
+                    failures.push(id.clone());
+                }
             }
+        }
+        if careful && failures.len() == failed_before {
+            // Done with it: delete it now, so a crash on a later message does not send it back.
+            delete_now(queue, &queue_url, &message).await;
         }
     }
     let mut response = SqsBatchResponse::default();
@@ -405,6 +440,76 @@ where
         })
         .collect();
     response
+}
+
+/// Deletes a message this invocation is done with. If this fails, Lambda deletes it when the
+/// invocation returns, as usual.
+async fn delete_now(queue: &Queue, queue_url: &str, message: &SqsMessage) {
+    let Some(handle) = &message.receipt_handle else {
+        return;
+    };
+    let deleted = queue
+        .client()
+        .delete_message()
+        .queue_url(queue_url)
+        .receipt_handle(handle)
+        .send()
+        .await;
+    if let Err(e) = deleted {
+        tracing::warn!(message_id = ?message.message_id, error = %aws_sdk_sqs::error::DisplayErrorContext(e), "could not delete a handled message early");
+    }
+}
+
+/// Sends `message` again as it arrived — body and message attributes — so that the copy starts
+/// with no receive spent; when it was first sent is kept ([`FIRST_SENT_ATTRIBUTE`]), so an age
+/// limit still counts from the original. Not a deferral: [`DEFERRALS_ATTRIBUTE`] is not raised.
+async fn requeue_untouched(
+    queue: &Queue,
+    queue_url: &str,
+    message: &SqsMessage,
+) -> Result<(), QueueError> {
+    let error = |detail: String| QueueError {
+        operation: "SendMessage",
+        queue_url: queue_url.to_owned(),
+        detail,
+    };
+    let mut request = queue
+        .client()
+        .send_message()
+        .queue_url(queue_url)
+        .message_body(message.body.clone().unwrap_or_default());
+    let mut attributes: Vec<(String, String, String)> = message
+        .message_attributes
+        .iter()
+        .filter_map(|(name, a)| {
+            Some((
+                name.clone(),
+                a.data_type.clone().unwrap_or_else(|| "String".into()),
+                a.string_value.clone()?,
+            ))
+        })
+        .collect();
+    if !message
+        .message_attributes
+        .contains_key(FIRST_SENT_ATTRIBUTE)
+    {
+        if let Some(sent) = message.attributes.get("SentTimestamp") {
+            attributes.push((FIRST_SENT_ATTRIBUTE.into(), "Number".into(), sent.clone()));
+        }
+    }
+    for (name, data_type, value) in attributes {
+        let value = aws_sdk_sqs::types::MessageAttributeValue::builder()
+            .data_type(data_type)
+            .string_value(value)
+            .build()
+            .map_err(|e| error(e.to_string()))?;
+        request = request.message_attributes(name, value);
+    }
+    request
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| error(aws_sdk_sqs::error::DisplayErrorContext(e).to_string()))
 }
 
 #[cfg(test)]

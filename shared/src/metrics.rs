@@ -59,6 +59,8 @@ pub const DOCUMENT_PAGES: Metric = metric("DocumentPages", Unit::Count, &["Profi
 pub const PDF_BY_LAYER: Metric = metric("PdfDocuments", Unit::Count, &["Layer"]);
 pub const VALIDATION_TIME: Metric = metric("ValidationTime", Unit::Milliseconds, &["MimeType"]);
 pub const POISON_MESSAGES: Metric = metric("PoisonMessages", Unit::Count, &["Queue"]);
+/// Messages an invocation ran out of time for and handed back without spending a receive.
+pub const OUT_OF_TIME_REQUEUES: Metric = metric("OutOfTimeRequeues", Unit::Count, &["Queue"]);
 
 /// Submit.
 pub const SUBMISSIONS: Metric = metric("Submissions", Unit::Count, &["Vendor", "Profile"]);
@@ -171,6 +173,7 @@ pub const ALL: &[Metric] = &[
     PDF_BY_LAYER,
     VALIDATION_TIME,
     POISON_MESSAGES,
+    OUT_OF_TIME_REQUEUES,
     SUBMISSIONS,
     SUBMIT_RETRIES,
     RECONCILES,

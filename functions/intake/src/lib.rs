@@ -138,6 +138,7 @@ impl Intake {
         batch::process(
             event,
             &source,
+            None,
             &self.queue,
             &self.metrics,
             |message, _| async move {

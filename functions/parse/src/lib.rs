@@ -135,6 +135,7 @@ impl<V: Vendor> Parse<V> {
         batch::process(
             event,
             &source,
+            Some(deadline),
             &self.queue,
             &self.metrics,
             |message, queue_url| async move {

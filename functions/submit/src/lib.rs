@@ -77,6 +77,7 @@ impl<V: Vendor> Submit<V> {
         batch::process(
             event,
             &source,
+            Some(deadline),
             &self.queue,
             &self.metrics,
             |message, queue_url| async move {
