@@ -38,7 +38,9 @@ mkdir -p .local
 # PROPTEST_RNG_SEED to explore others), and the chaos runs use their fixed CHAOS_SEED.
 export PROPTEST_RNG_SEED=${PROPTEST_RNG_SEED:-20261202}
 echo "   PROPTEST_RNG_SEED=$PROPTEST_RNG_SEED"
-cargo test --workspace --locked 2>&1 | tee .local/test.log
+# No backtraces: a failing test's own message (the crash points' violations, say) is then the
+# last thing it prints, where a CI log's tail keeps it.
+RUST_BACKTRACE=0 cargo test --workspace --locked 2>&1 | tee .local/test.log
 # One closing line for the whole run: cargo prints a result line per test binary (the last one is
 # usually the doc-tests' "0 passed").
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' .local/test.log
