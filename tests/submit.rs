@@ -1433,3 +1433,49 @@ async fn out_of_time_a_message_is_handed_back_without_spending_a_receive() {
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(state(&w, &job.id).await.state, JobState::Submitted);
 }
+
+/// A worker paused on its way to the vendor — after its lease, before its call — past the end of
+/// its lease does not make the call when it wakes: by then the next holder may be making its
+/// own, and without the vendor's idempotency that is a second charge. The time left is measured
+/// when the call starts.
+#[tokio::test]
+async fn a_worker_paused_past_its_lease_does_not_call_the_vendor_when_it_wakes() {
+    let w = world_with(Idempotency::None, AmbiguityPolicy::default()).await;
+    let job = queued_job(&w, "receipt").await;
+    enqueue(&w, &job.id).await;
+    let messages = w.s.drain(&w.s.config.submit_queue_url).await;
+    let arn = queue_arn(&w.s.config.submit_queue_url);
+    // A 5 s invocation leaves a 3 s lease (the 2 s margin); the pause is 4 s.
+    ocrbridge::failpoints::arm_more(
+        "submit.before_vendor_call",
+        &[(
+            ocrbridge::failpoints::Action::Stall(Duration::from_secs(4)),
+            job.id.to_string(),
+        )],
+    )
+    .unwrap();
+    w.submit
+        .handle_sqs(
+            sqs_event(&messages, &arn),
+            UnixMillis::now().plus(Duration::from_secs(5)),
+        )
+        .await;
+    assert_eq!(
+        sim_stats(&w.sim).await["billed_documents"],
+        0,
+        "no call on a lease that ended while the worker was paused"
+    );
+    let after = state(&w, &job.id).await;
+    assert!(after.vendor_job_id.is_none(), "{after:?}");
+    assert!(!after.state.is_settled(), "nothing failed: {after:?}");
+
+    // The next delivery, with time, submits it once.
+    w.submit
+        .handle_sqs(
+            sqs_event(&messages, &arn),
+            UnixMillis::now().plus(Duration::from_secs(30)),
+        )
+        .await;
+    assert_eq!(state(&w, &job.id).await.state, JobState::Submitted);
+    assert_eq!(sim_stats(&w.sim).await["billed_documents"], 1);
+}

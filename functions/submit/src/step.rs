@@ -381,29 +381,32 @@ impl<V: Vendor> Submit<V> {
     }
 
     /// One submission, abandoned when the lease ends: a call still running after that could
-    /// overlap the next holder's. `Unreachable` when no time is left to start one.
+    /// overlap the next holder's. `Unreachable` when no time is left to start one — measured when
+    /// the call starts, not before: a worker paused on its way to the call (a slow write, a
+    /// stall) must not start one on a lease that ended meanwhile, while the next holder makes
+    /// its own.
     async fn send(&self, lease: &Lease, job: &Job, url: &str) -> Result<String, VendorError> {
-        let time_left = lease.until.since(UnixMillis::now());
-        if time_left < MIN_CALL_TIME {
-            return Err(VendorError::Unreachable(format!(
-                "only {time_left:?} of the lease left; not starting a call that could outlive it"
-            )));
-        }
         let object = ObjectRef {
             bucket: job.source.bucket.clone(),
             key: job.source.key.clone(),
             version_id: job.source.version_id.clone(),
         };
-        let submission = Submission {
-            idempotency_key: job.id.as_str(),
-            object: &object,
-            document_url: url,
-            profile: &job.profile,
-            external_ref: job.id.as_str(),
-            time_limit: time_left,
-        };
-        // The adapter bounds its own call; this bounds any adapter that does not.
         let call = async {
+            let time_left = lease.until.since(UnixMillis::now());
+            if time_left < MIN_CALL_TIME {
+                return Err(VendorError::Unreachable(format!(
+                    "only {time_left:?} of the lease left; not starting a call that could outlive it"
+                )));
+            }
+            let submission = Submission {
+                idempotency_key: job.id.as_str(),
+                object: &object,
+                document_url: url,
+                profile: &job.profile,
+                external_ref: job.id.as_str(),
+                time_limit: time_left,
+            };
+            // The adapter bounds its own call; this bounds any adapter that does not.
             match tokio::time::timeout(time_left, self.vendor.submit(&submission)).await {
                 Ok(result) => result,
                 Err(_) => Err(VendorError::NoAnswer(format!(
