@@ -20,7 +20,9 @@
 //! 1. it is settled — Completed, NeedsReview, Rejected, or Held/Failed with a reason an
 //!    operator can act on — and nothing is stuck in a live state;
 //! 2. the vendor's books hold at most 1 + the risky resubmits ocrbridge counted for it (none
-//!    under `hold`);
+//!    under `hold`); and where nothing was ambiguous — a worker paused inside its lease while
+//!    its message went to another (the **pause** at `submit.after_admit`) — exactly one vendor
+//!    job, no risk counted, no hold;
 //! 3. no state it ever entered came back after a later one (its history), except through an
 //!    operator's retry;
 //! 4. every vendor job that finished and whose completion the vendor delivered is the job's,
@@ -107,6 +109,11 @@ const STALL: Duration = Duration::from_secs(5);
 /// How long a worker stalls after the vendor took the document, so that its successor
 /// resubmits first: past its lease (4 s), the redelivery, and the grace.
 const LONG_STALL: Duration = Duration::from_secs(12);
+/// How long a worker pauses inside its lease (4 s) on its way to the vendor while its batch is
+/// given to another worker: it wakes with time for the call (more than the 1 s a call needs).
+const PAUSE: Duration = Duration::from_secs(2);
+/// Where the pause is: after the submit worker's last ledger write before the vendor call.
+const PAUSE_POINT: &str = "submit.after_admit";
 /// The ambiguity grace: how long a lost answer waits for a completion that names the job.
 const GRACE: Duration = Duration::from_secs(3);
 
@@ -118,6 +125,7 @@ fn action_name(action: Action) -> &'static str {
     match action {
         Action::Crash => "crash",
         Action::Error => "error",
+        Action::Stall(d) if d == PAUSE => "pause",
         Action::Stall(_) => "stall",
     }
 }
@@ -151,6 +159,12 @@ enum Route {
     LateCompletion,
     /// The submit worker stalls past its lease after the vendor took the document.
     StallAfterCall,
+    /// The submit worker pauses inside its lease on its way to the vendor ([`PAUSE_POINT`]),
+    /// while its batch is delivered to another worker (SQS delivers at least once). Nothing is
+    /// ambiguous: the lease keeps the other worker waiting, so one vendor job, no risk counted,
+    /// no hold. (Without the lease, the other worker inherits a live attempt and holds the job
+    /// or pays for the document again.)
+    Overlap,
     /// The vendor's answer is not recorded and its hand-over stalls: the job is held before
     /// the answer comes back.
     AnswerAfterHold,
@@ -278,14 +292,25 @@ fn cases(full: bool) -> Vec<Case> {
     let salt = ocrbridge_tests::unique_name("cp");
     let mut out = Vec::new();
     for point in failpoints::ALL {
-        for action in actions() {
+        let pause = (*point == PAUSE_POINT).then_some(Action::Stall(PAUSE));
+        for action in actions().into_iter().chain(pause) {
             let reachable: Vec<(Config, Route)> = CONFIGS
                 .iter()
                 .chain([&SIM_NATIVE])
-                .filter_map(|c| route(point, *c).map(|r| (*c, r)))
+                .filter_map(|c| match action {
+                    // On the twin that pushes nothing: there, only the lease tells the second
+                    // worker that the first is alive (a pushed completion would name the job
+                    // and heal the overlap).
+                    Action::Stall(d) if d == PAUSE => {
+                        (!c.native && !c.pushes()).then_some((*c, Route::Overlap))
+                    }
+                    _ => route(point, *c).map(|r| (*c, r)),
+                })
                 .collect();
             assert!(!reachable.is_empty(), "{point}: no route reaches it");
-            let chosen: Vec<(Config, Route)> = if full {
+            // The pause runs under both policies even in the gate: under `hold` the overlap
+            // shows as a needless hold, under `resubmit` as a second charge.
+            let chosen: Vec<(Config, Route)> = if full || action_name(action) == "pause" {
                 reachable
             } else {
                 // The gate: one configuration per case, spread so that every twin and policy
@@ -769,6 +794,23 @@ fn check(config: Config, case: &Case, job: Option<&Job>, p: &Pipeline) -> Vec<St
         out.push(format!(
             "{} risky resubmits under hold",
             job.risky_resubmits
+        ));
+    }
+    // 2b. Nothing ambiguous happened to an overlapping delivery: one vendor job, no risk, no hold.
+    if case.route == Route::Overlap
+        && (books.len() != 1
+            || job.risky_resubmits > 0
+            || job.history.iter().any(|h| h.state == JobState::Held))
+    {
+        out.push(format!(
+            "a worker paused inside its lease was taken for lost: {} vendor jobs, {} risky resubmits, history {}",
+            books.len(),
+            job.risky_resubmits,
+            job.history
+                .iter()
+                .map(|h| h.state.to_string())
+                .collect::<Vec<_>>()
+                .join(" > ")
         ));
     }
     // 3. Never backwards (an operator's retry is the one way back).
