@@ -21,7 +21,7 @@
 //!    operator can act on — and nothing is stuck in a live state;
 //! 2. the vendor's books hold at most 1 + the risky resubmits ocrbridge counted for it (none
 //!    under `hold`); and where nothing was ambiguous — a worker paused inside its lease while
-//!    its message went to another (the **pause** at `submit.after_admit`) — exactly one vendor
+//!    its message went to another (the **pause** at `submit.after_admit`) — at most one vendor
 //!    job, no risk counted, no hold;
 //! 3. no state it ever entered came back after a later one (its history), except through an
 //!    operator's retry;
@@ -161,8 +161,8 @@ enum Route {
     StallAfterCall,
     /// The submit worker pauses inside its lease on its way to the vendor ([`PAUSE_POINT`]),
     /// while its batch is delivered to another worker (SQS delivers at least once). Nothing is
-    /// ambiguous: the lease keeps the other worker waiting, so one vendor job, no risk counted,
-    /// no hold. (Without the lease, the other worker inherits a live attempt and holds the job
+    /// ambiguous: the lease keeps the other worker waiting, so at most one vendor job, no risk
+    /// counted, no hold. (Without the lease, the other worker inherits a live attempt and holds the job
     /// or pays for the document again.)
     Overlap,
     /// The vendor's answer is not recorded and its hand-over stalls: the job is held before
@@ -796,9 +796,10 @@ fn check(config: Config, case: &Case, job: Option<&Job>, p: &Pipeline) -> Vec<St
             job.risky_resubmits
         ));
     }
-    // 2b. Nothing ambiguous happened to an overlapping delivery: one vendor job, no risk, no hold.
+    // 2b. Nothing ambiguous happened to an overlapping delivery: at most one vendor job (none
+    // when the document waited past its maximum age), no risk, no hold.
     if case.route == Route::Overlap
-        && (books.len() != 1
+        && (books.len() > 1
             || job.risky_resubmits > 0
             || job.history.iter().any(|h| h.state == JobState::Held))
     {
