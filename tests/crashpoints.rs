@@ -59,6 +59,9 @@ struct Config {
     /// The simulator with native idempotency: only for the points no twin without it can
     /// reach (a lookup by key).
     native: bool,
+    /// A pipeline of its own: for a case whose verdict must not depend on how busy the
+    /// other cases keep the functions (the pause).
+    alone: bool,
 }
 
 impl Config {
@@ -67,6 +70,7 @@ impl Config {
             vendor,
             fallback,
             native: false,
+            alone: false,
         }
     }
 
@@ -78,7 +82,8 @@ impl Config {
         } else {
             self.vendor.to_string()
         };
-        format!("{twin}/{}", self.fallback.as_str())
+        let alone = if self.alone { " alone" } else { "" };
+        format!("{twin}/{}{alone}", self.fallback.as_str())
     }
 
     fn pushes(self) -> bool {
@@ -100,6 +105,7 @@ const SIM_NATIVE: Config = Config {
     vendor: VendorKind::Sim,
     fallback: Fallback::Hold,
     native: true,
+    alone: false,
 };
 
 /// How long an invocation may run.
@@ -301,9 +307,8 @@ fn cases(full: bool) -> Vec<Case> {
                     // On the twin that pushes nothing: there, only the lease tells the second
                     // worker that the first is alive (a pushed completion would name the job
                     // and heal the overlap).
-                    Action::Stall(d) if d == PAUSE => {
-                        (!c.native && !c.pushes()).then_some((*c, Route::Overlap))
-                    }
+                    Action::Stall(d) if d == PAUSE => (!c.native && !c.pushes())
+                        .then_some((Config { alone: true, ..*c }, Route::Overlap)),
                     _ => route(point, *c).map(|r| (*c, r)),
                 })
                 .collect();
