@@ -148,6 +148,13 @@ pub const DEFERRALS_ATTRIBUTE: &str = "ocrbridge-deferrals";
 /// [`Disposition::DeferWith`]).
 pub const VENDOR_JOB_ATTRIBUTE: &str = "ocrbridge-vendor-job-id";
 
+/// When the work in `message` was first queued: what an earlier copy carried, else when this
+/// message was sent.
+fn first_sent(message: &SqsMessage) -> Option<String> {
+    attribute(message, FIRST_SENT_ATTRIBUTE)
+        .or_else(|| message.attributes.get("SentTimestamp").cloned())
+}
+
 /// A message attribute's string value.
 pub fn attribute(message: &SqsMessage, name: &str) -> Option<String> {
     message
@@ -230,9 +237,8 @@ async fn defer(
     delay: Duration,
     vendor_job_id: Option<&str>,
 ) -> Result<(), Failure> {
-    let first_sent = attribute(message, FIRST_SENT_ATTRIBUTE)
-        .or_else(|| message.attributes.get("SentTimestamp").cloned())
-        .unwrap_or_else(|| crate::time::UnixMillis::now().0.to_string());
+    let first_sent =
+        first_sent(message).unwrap_or_else(|| crate::time::UnixMillis::now().0.to_string());
     let deferrals = attribute(message, DEFERRALS_ATTRIBUTE)
         .and_then(|d| d.parse::<u32>().ok())
         .unwrap_or(0)
@@ -348,38 +354,14 @@ where
             "delivered {receives} times; the function handling it did not finish the last {}, so it was parked instead of tried again",
             receives - source.last_chance()
         );
-        tracing::error!(message_id = %id, reason, "dead-lettering a crash loop");
-        metrics.count(
-            POISON_MESSAGES,
-            &[source.name],
-            &[("reason_code", "crash_loop")],
-        );
-        let parked = failpoints::around(
-            "batch.before_dead_letter",
-            "batch.after_dead_letter",
-            &subject_of(&message),
-            queue.dead_letter(
-                &source.dlq_url,
-                message.body.as_deref().unwrap_or_default(),
-                "crash_loop",
-                &reason,
-                &id,
-            ),
-        )
-        .await;
-        match parked {
-            Ok(_) if careful => delete_now(queue, &source.queue_of(&message), &message).await,
-            Ok(_) => {}
-            Err(e) => {
-                tracing::error!(message_id = %id, error = %e, "dead-lettering failed; the message will be retried");
-                failures.push(id);
-            }
+        if !park(queue, source, metrics, &message, "crash_loop", &reason).await {
+            failures.push(id);
+        } else if careful {
+            delete_now(queue, &source.queue_of(&message), &message).await;
         }
     }
     for message in ordered {
         let id = message.message_id.clone().unwrap_or_default();
-        let body = message.body.clone().unwrap_or_default();
-        let subject = subject_of(&message);
         let receives = receive_count(&message);
         let queue_url = source.queue_of(&message);
         let failed_before = failures.len();
@@ -409,18 +391,7 @@ where
                 }
             };
             if let Some((code, reason)) = dead {
-                tracing::error!(message_id = %id, code, reason, "dead-lettering");
-                metrics.count(POISON_MESSAGES, &[source.name], &[("reason_code", &code)]);
-                let parked = failpoints::around(
-                    "batch.before_dead_letter",
-                    "batch.after_dead_letter",
-                    &subject,
-                    queue.dead_letter(&source.dlq_url, &body, &code, &reason, &id),
-                )
-                .await;
-                if let Err(e) = parked {
-                    // Could not park it: let SQS redeliver it rather than lose it.
-                    tracing::error!(message_id = %id, error = %e, "dead-lettering failed; the message will be retried");
+                if !park(queue, source, metrics, &message, &code, &reason).await {
                     failures.push(id.clone());
                 }
             }
@@ -440,6 +411,38 @@ where
         })
         .collect();
     response
+}
+
+/// Sends `message` to the source's DLQ with its reason, counted; `false` when that failed, and
+/// the message must then be reported as failed, so that SQS redelivers it rather than lose it.
+async fn park(
+    queue: &Queue,
+    source: &Source,
+    metrics: &Metrics,
+    message: &SqsMessage,
+    code: &str,
+    reason: &str,
+) -> bool {
+    let id = message.message_id.as_deref().unwrap_or_default();
+    tracing::error!(message_id = %id, code, reason, "dead-lettering");
+    metrics.count(POISON_MESSAGES, &[source.name], &[("reason_code", code)]);
+    let parked = failpoints::around(
+        "batch.before_dead_letter",
+        "batch.after_dead_letter",
+        &subject_of(message),
+        queue.dead_letter(
+            &source.dlq_url,
+            message.body.as_deref().unwrap_or_default(),
+            code,
+            reason,
+            id,
+        ),
+    )
+    .await;
+    if let Err(e) = &parked {
+        tracing::error!(message_id = %id, error = %e, "dead-lettering failed; the message will be retried");
+    }
+    parked.is_ok()
 }
 
 /// Deletes a message this invocation is done with. If this fails, Lambda deletes it when the
@@ -481,6 +484,7 @@ async fn requeue_untouched(
     let mut attributes: Vec<(String, String, String)> = message
         .message_attributes
         .iter()
+        .filter(|(name, _)| name.as_str() != FIRST_SENT_ATTRIBUTE)
         .filter_map(|(name, a)| {
             Some((
                 name.clone(),
@@ -489,13 +493,8 @@ async fn requeue_untouched(
             ))
         })
         .collect();
-    if !message
-        .message_attributes
-        .contains_key(FIRST_SENT_ATTRIBUTE)
-    {
-        if let Some(sent) = message.attributes.get("SentTimestamp") {
-            attributes.push((FIRST_SENT_ATTRIBUTE.into(), "Number".into(), sent.clone()));
-        }
+    if let Some(sent) = first_sent(message) {
+        attributes.push((FIRST_SENT_ATTRIBUTE.into(), "Number".into(), sent));
     }
     for (name, data_type, value) in attributes {
         let value = aws_sdk_sqs::types::MessageAttributeValue::builder()
