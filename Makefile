@@ -32,7 +32,7 @@ crashpoints:
 	scripts/crashpoints.sh
 
 ## fuzz: every cargo-fuzz target explores for FUZZ_SECONDS (default 600) each; a crash is kept in
-## fuzz/regressions/<target>/ to commit with its test. make test only replays the committed inputs.
+## fuzz/regressions/<target>/ to commit with its test. make test replays the committed inputs (tests/fuzz_replay.rs).
 fuzz:
 	FUZZ_SECONDS=$${FUZZ_SECONDS:-600} scripts/fuzz.sh explore
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The cargo-fuzz targets in fuzz/ (libFuzzer), in one of two modes:
 #
-#   scripts/fuzz.sh replay  [TARGET…]   what `make test` runs: every target over its committed
-#                                        inputs once, and nothing else. Deterministic: the same
-#                                        commit gives the same answer.
+#   scripts/fuzz.sh replay  [TARGET…]   every target over its committed inputs once, under
+#                                        libFuzzer. `make test` replays the same inputs through the
+#                                        same checks without a libFuzzer build (tests/fuzz_replay.rs).
 #   scripts/fuzz.sh explore [TARGET…]   what `make fuzz` runs: each target explores with random
 #                                        inputs for FUZZ_SECONDS (default 600) from those inputs.
 #
@@ -11,7 +11,8 @@
 # fuzzer ever found, each with a test that feeds it through the real code), and the vendors' real
 # payloads and awkward inputs from ../shared/fixtures when present (OCRBRIDGE_SHARED_DIR).
 # A crash found by `explore` is copied into fuzz/regressions/<target>/ for you to commit, with a
-# test beside it; `replay` then keeps it fixed.
+# test beside it; `make test` then keeps it fixed. What each target checks is in
+# fuzz/checks/<target>.rs, which tests/fuzz_replay.rs includes too.
 # The toolchain is stable: RUSTC_BOOTSTRAP=1 lets cargo-fuzz pass its -Z flags.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)

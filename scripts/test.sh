@@ -44,5 +44,3 @@ RUST_BACKTRACE=0 cargo test --workspace --locked 2>&1 | tee .local/test.log
 # One closing line for the whole run: cargo prints a result line per test binary (the last one is
 # usually the doc-tests' "0 passed").
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' .local/test.log
-echo "== fuzz replay (every committed input of every target, once; make fuzz explores)"
-scripts/fuzz.sh replay

@@ -1,24 +1,7 @@
-//! Every vendor normalizer on any payload and profile: an error or a document, never a panic;
-//! and a document that comes out validates against Document v1's JSON Schema or says why not.
+//! The cargo-fuzz target for `fuzz/checks/normalizers.rs`: see that file for what it checks.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use ocrbridge::job::Profile;
-use ocrbridge::vendor::{azure, mindee, normalize, textract};
+#[path = "../checks/normalizers.rs"]
+mod check;
 
-fuzz_target!(|data: &[u8]| {
-    for profile in ["receipt", "invoice", "generic"] {
-        let profile = Profile::new(profile).expect("a profile");
-        for normalized in [
-            normalize::normalize_sim(data, "doc-f", "v", &profile),
-            textract::normalize::normalize(data, "doc-f", "v", &profile),
-            azure::normalize::normalize(data, "doc-f", "v", &profile),
-            mindee::normalize::normalize(data, "doc-f", "v", &profile),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let _ = normalized.document.to_validated_json();
-        }
-    }
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| check::check(data));

@@ -1,14 +1,7 @@
-//! The streaming PDF scanner on any bytes, fed in chunks of any size: nothing panics, and the
-//! answer does not depend on how the bytes were chunked.
+//! The cargo-fuzz target for `fuzz/checks/pdf_scan.rs`: see that file for what it checks.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
+#[path = "../checks/pdf_scan.rs"]
+mod check;
 
-fuzz_target!(|data: &[u8]| {
-    let Some((&chunk, bytes)) = data.split_first() else {
-        return;
-    };
-    let chunked = ocrbridge::inspect::pdf::scan(bytes, usize::from(chunk).max(1));
-    let whole = ocrbridge::inspect::pdf::scan(bytes, bytes.len().max(1));
-    assert_eq!(chunked, whole, "chunk size {chunk} changed the answer");
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| check::check(data));
