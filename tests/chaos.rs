@@ -142,26 +142,41 @@ fn docs(vendor: VendorKind) -> usize {
         .unwrap_or(if vendor == VendorKind::Sim { 140 } else { 100 })
 }
 
-/// The two runs share the machine's two cores with moto; one at a time keeps each within its
-/// time budget.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// How many runs go at once (`CHAOS_PARALLEL`, default 2). A run spends most of its time waiting
+/// (leases, visibility timeouts, grace periods, frozen workers): one alone keeps a quarter of the
+/// two cores busy, moto included. Two share moto, each in its own stack, well within their
+/// budgets; more would make moto, one Python process, the bottleneck.
+async fn turn() -> tokio::sync::SemaphorePermit<'static> {
+    static TURNS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    let turns = TURNS.get_or_init(|| {
+        let parallel = std::env::var("CHAOS_PARALLEL")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(2usize);
+        tokio::sync::Semaphore::new(parallel.max(1))
+    });
+    turns
+        .acquire()
+        .await
+        .expect("the semaphore is never closed")
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_without_vendor_idempotency_under_hold_never_pays_twice() {
-    let _turn = ONE_AT_A_TIME.lock().await;
+    let _turn = turn().await;
     run(VendorKind::Sim, Fallback::Hold).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_without_vendor_idempotency_under_resubmit_counts_every_possible_second_charge() {
-    let _turn = ONE_AT_A_TIME.lock().await;
+    let _turn = turn().await;
     run(VendorKind::Sim, Fallback::Resubmit).await;
 }
 
 /// Under `resubmit`, the fallback that would pay twice anywhere else: the token makes it safe.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_against_the_textract_twin_never_makes_a_second_job() {
-    let _turn = ONE_AT_A_TIME.lock().await;
+    let _turn = turn().await;
     run(VendorKind::Textract, Fallback::Resubmit).await;
 }
 
@@ -169,7 +184,7 @@ async fn chaos_against_the_textract_twin_never_makes_a_second_job() {
 /// has nothing to wait for: under `hold` it is parked at once, and nothing is ever paid twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_against_the_azure_twin_never_pays_twice_under_hold() {
-    let _turn = ONE_AT_A_TIME.lock().await;
+    let _turn = turn().await;
     run(VendorKind::Azure, Fallback::Hold).await;
 }
 
@@ -177,7 +192,7 @@ async fn chaos_against_the_azure_twin_never_pays_twice_under_hold() {
 /// under `resubmit` every possible second charge is counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_against_the_mindee_twin_counts_every_possible_second_charge() {
-    let _turn = ONE_AT_A_TIME.lock().await;
+    let _turn = turn().await;
     run(VendorKind::Mindee, Fallback::Resubmit).await;
 }
 
