@@ -26,7 +26,10 @@
 //! 3. no state it ever entered came back after a later one (its history), except through an
 //!    operator's retry;
 //! 4. every vendor job that finished and whose completion the vendor delivered is the job's,
-//!    or recorded on it as an orphan (billed, counted): no notice lost;
+//!    or recorded on it as an orphan (billed, counted): no notice lost; and every vendor job
+//!    whose submission answer reached a worker is too, unless the case killed or failed that
+//!    worker with the answer in hand (a stale writer that overwrote its successor's vendor job
+//!    would drop an answer ocrbridge had);
 //! 5. and the failpoint it was aimed at fired: a case that never reaches its point proves
 //!    nothing; it is listed, and fails the full run (`make crashpoints`).
 //!
@@ -842,7 +845,39 @@ fn check(config: Config, case: &Case, job: Option<&Job>, p: &Pipeline) -> Vec<St
             ));
         }
     }
+    // 4b. Every vendor job whose submission answer reached a worker is the job's, or an orphan
+    // with its cost — unless the case killed or failed that worker while it held the answer. A
+    // lost answer may be paid for as a counted risk; an answer in hand may not be dropped (a
+    // stale worker's write over its successor's would drop the successor's).
+    if !case.fails_a_worker_holding_an_answer() {
+        for vendor_job in books.iter().filter(|v| v.answer_sent) {
+            if !known.contains(vendor_job.id.as_str()) {
+                out.push(format!(
+                    "the vendor's answer naming {} reached ocrbridge, which does not know it (state {}, following {:?}, orphans {:?})",
+                    vendor_job.id, job.state, job.vendor_job_id, job.orphan_vendor_jobs
+                ));
+            }
+        }
+    }
     out
+}
+
+/// Failpoints between a vendor's answer in a submit worker's hands and that answer in the
+/// ledger (as the job's vendor job, or as an orphan): a crash or an error there loses the
+/// answer inside ocrbridge, as a dropped response would outside it.
+const ANSWER_IN_HAND: &[&str] = &[
+    "submit.after_vendor_call",
+    "submit.before_record_submitted",
+    "submit.before_record_orphan",
+    "submit.before_adopt_held",
+];
+
+impl Case {
+    /// Whether the case kills or fails a worker that holds a vendor's answer (invariant 4b).
+    fn fails_a_worker_holding_an_answer(&self) -> bool {
+        let fails = matches!(self.action, Action::Crash | Action::Error);
+        (fails && ANSWER_IN_HAND.contains(&self.point)) || self.route == Route::AnswerAfterHold
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -300,8 +300,8 @@ impl Sim {
                 expired: false,
                 oversized: false,
                 completion_acked: false,
+                answer_sent: false,
             };
-            inner.insert_new_job(job.clone(), accept.key.as_ref().map(|k| k.memory));
             let subject = job.subject().to_owned();
             let cut = if inner.strikes_for(Fault::Drop, &subject) {
                 Some(Cut::Drop)
@@ -320,6 +320,11 @@ impl Sim {
             } else {
                 None
             };
+            let job = SimJob {
+                answer_sent: cut.is_none(),
+                ..job
+            };
+            inner.insert_new_job(job.clone(), accept.key.as_ref().map(|k| k.memory));
             (job, cut)
         };
         self.spawn_processing(job.id.clone(), accept.document);

@@ -85,6 +85,9 @@ pub struct SimJob {
     /// A delivery of the job's final status (webhook) was answered 2xx by the receiver: the
     /// vendor considers the completion delivered and will not send it again.
     pub completion_acked: bool,
+    /// The answer to the submission that made the job went out whole: no fault cut it
+    /// ([`crate::Cut`]). The client holds the job's id, so losing it is the client's doing.
+    pub answer_sent: bool,
 }
 
 impl SimJob {
