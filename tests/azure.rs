@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use ocrbridge::job::{reason, JobState};
-use ocrbridge::vendor::select::VendorKind;
-use ocrbridge::vendor::{Vendor, VendorError};
+use ocrbridge::vendors::select::VendorKind;
+use ocrbridge::vendors::{Vendor, VendorError};
 use ocrbridge_local::pipeline::{Pipeline, PipelineOptions};
 use ocrbridge_tests::{
     job_id_for, key_paths, results_object, run_until_settled, set_faults, sim_stats, stack_with,

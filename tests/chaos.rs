@@ -32,8 +32,8 @@ use std::time::{Duration, Instant};
 
 use ocrbridge::job::{reason, ContentHash, DocumentKey, Job, JobId, JobState, Profile};
 use ocrbridge::queue::REASON_CODE_ATTRIBUTE;
-use ocrbridge::vendor::ambiguity::{AmbiguityPolicy, Fallback};
-use ocrbridge::vendor::select::VendorKind;
+use ocrbridge::vendors::ambiguity::{AmbiguityPolicy, Fallback};
+use ocrbridge::vendors::select::VendorKind;
 use ocrbridge_local::pipeline::{
     ChaosCounters, ChaosFault, ChaosOptions, Pipeline, PipelineOptions,
 };

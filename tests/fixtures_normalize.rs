@@ -8,7 +8,7 @@
 use std::str::FromStr;
 
 use ocrbridge::document::{Fields, ReceiptFields, SCHEMA_VERSION};
-use ocrbridge::vendor::normalize::Normalized;
+use ocrbridge::vendors::normalize::Normalized;
 use ocrbridge_tests::vendor_recordings;
 use rust_decimal::Decimal;
 use serde_json::Value;
@@ -19,7 +19,7 @@ fn load(path: &str) -> Value {
 
 fn textract(path: &str, profile: &str) -> Normalized {
     let raw = std::fs::read(vendor_recordings().join(path)).unwrap();
-    ocrbridge::vendor::textract::normalize::normalize(
+    ocrbridge::vendors::textract::normalize::normalize(
         &raw,
         "doc-fixture",
         "text:fixture",
@@ -137,7 +137,7 @@ fn normalized(
         &str,
         &str,
         &ocrbridge::job::Profile,
-    ) -> Result<Normalized, ocrbridge::vendor::normalize::NormalizeError>,
+    ) -> Result<Normalized, ocrbridge::vendors::normalize::NormalizeError>,
     path: &str,
     profile: &str,
 ) -> Normalized {
@@ -160,7 +160,7 @@ fn normalized(
 /// fields, not crashes.
 #[test]
 fn mindee_financial_documents_fit_the_receipt_and_invoice_fields() {
-    use ocrbridge::vendor::mindee::normalize::normalize;
+    use ocrbridge::vendors::mindee::normalize::normalize;
     for name in [
         "mindee-v2/financial_document/complete.json",
         "mindee-v2/financial_document/complete_with_coordinates.json",
@@ -210,7 +210,7 @@ fn mindee_financial_documents_fit_the_receipt_and_invoice_fields() {
 /// A field Mindee adds, and a value that turns null, are drift and a missing field.
 #[test]
 fn mindee_drift_and_new_nulls_are_reported_not_fatal() {
-    use ocrbridge::vendor::mindee::normalize::normalize;
+    use ocrbridge::vendors::mindee::normalize::normalize;
     let mut payload = load("mindee-v2/financial_document/complete.json");
     let fields = &mut payload["inference"]["result"]["fields"];
     fields["purchase_category_v2"] = serde_json::json!({"value": "food"});
@@ -241,8 +241,8 @@ fn mindee_drift_and_new_nulls_are_reported_not_fatal() {
 /// Mindee's own job payloads: processing, processed, failed with its validation errors.
 #[test]
 fn mindee_job_statuses() {
-    use ocrbridge::vendor::mindee::job_status;
-    use ocrbridge::vendor::VendorStatus;
+    use ocrbridge::vendors::mindee::job_status;
+    use ocrbridge::vendors::VendorStatus;
     let job = |name: &str| load(&format!("mindee-v2/job/{name}"))["job"].clone();
     assert_eq!(
         job_status(&job("ok_processing.json")),
@@ -269,7 +269,7 @@ fn mindee_job_statuses() {
 /// pairs and line items) and layout, from the operation object as the adapter archives it.
 #[test]
 fn azure_results_fit_the_schema() {
-    use ocrbridge::vendor::azure::normalize::normalize;
+    use ocrbridge::vendors::azure::normalize::normalize;
     let receipt = normalized(
         normalize,
         "azure-di/receipt-url-2022-08-31.result.json",

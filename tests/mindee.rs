@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ocrbridge::job::{reason, JobState};
 use ocrbridge::queue::REASON_CODE_ATTRIBUTE;
-use ocrbridge::vendor::select::VendorKind;
+use ocrbridge::vendors::select::VendorKind;
 use ocrbridge_local::pipeline::{Pipeline, PipelineOptions};
 use ocrbridge_tests::{
     job_id_for, key_paths, results_object, run_until_settled, set_faults, sim_stats, stack_with,
@@ -439,7 +439,7 @@ async fn the_twins_results_have_mindees_shape() {
         Duration::from_secs(60),
     )
     .await;
-    let raw = ocrbridge::vendor::Vendor::fetch_result(
+    let raw = ocrbridge::vendors::Vendor::fetch_result(
         &p.parse.vendor,
         jobs[0].vendor_job_id.as_deref().unwrap(),
     )

@@ -13,7 +13,7 @@ use ocrbridge::queue::{Queue, ResultNotice, SubmitRequest};
 use ocrbridge::retry::{Backoff, Budgets};
 use ocrbridge::rules::RuleConfig;
 use ocrbridge::time::UnixMillis;
-use ocrbridge::vendor::sim::{HttpTimeouts, SimVendor};
+use ocrbridge::vendors::sim::{HttpTimeouts, SimVendor};
 use ocrbridge_tests::{
     set_faults, shared_dir, sqs_event, stack, text_pdf, text_pdf_pages, unique_name, TestStack,
 };
@@ -48,8 +48,8 @@ async fn world_with(idempotency: Idempotency, engine: EngineKind) -> World {
         })
         .await;
     let adapter = match idempotency {
-        Idempotency::None => ocrbridge::vendor::Idempotency::None,
-        _ => ocrbridge::vendor::Idempotency::Native {
+        Idempotency::None => ocrbridge::vendors::Idempotency::None,
+        _ => ocrbridge::vendors::Idempotency::Native {
             remembers_for: None,
         },
     };
@@ -175,7 +175,7 @@ async fn vendor_done(w: &World, job: &Job) {
     let id = job.vendor_job_id.clone().unwrap();
     let key = w.submit.vendor.clone();
     for _ in 0..200 {
-        use ocrbridge::vendor::Vendor;
+        use ocrbridge::vendors::Vendor;
         if key.status(&id).await.unwrap().status.is_final() {
             return;
         }
@@ -685,7 +685,7 @@ async fn a_result_too_large_fails_its_job_with_the_reason() {
             .unwrap();
     assert_eq!(archived.content_encoding(), Some("gzip"));
     let raw = ocrbridge_tests::results_object(&w.s, &key).await;
-    let whole = ocrbridge::vendor::Vendor::fetch_result(
+    let whole = ocrbridge::vendors::Vendor::fetch_result(
         &w.parse.vendor.clone().with_max_result_bytes(50 << 20),
         failed.vendor_job_id.as_deref().unwrap(),
     )
@@ -887,7 +887,7 @@ fn completion(job: &Job, vendor_job_id: &str) -> ResultNotice {
 }
 
 async fn vendor_finished(w: &World, vendor_job_id: &str) {
-    use ocrbridge::vendor::Vendor;
+    use ocrbridge::vendors::Vendor;
     for _ in 0..200 {
         if w.parse
             .vendor

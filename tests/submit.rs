@@ -14,9 +14,9 @@ use ocrbridge::metrics::Metrics;
 use ocrbridge::queue::{Queue, SubmitRequest, REASON_CODE_ATTRIBUTE};
 use ocrbridge::retry::{Backoff, Budgets};
 use ocrbridge::time::UnixMillis;
-use ocrbridge::vendor::ambiguity::{AmbiguityPolicy, Fallback};
-use ocrbridge::vendor::sim::{HttpTimeouts, SimVendor};
-use ocrbridge::vendor::{Submission, Vendor};
+use ocrbridge::vendors::ambiguity::{AmbiguityPolicy, Fallback};
+use ocrbridge::vendors::sim::{HttpTimeouts, SimVendor};
+use ocrbridge::vendors::{Submission, Vendor};
 use ocrbridge_tests::{queue_arn, set_faults, sim_stats, sqs_event, stack, unique_name, TestStack};
 use serde_json::json;
 use submit::{Submit, SubmitConfig};
@@ -81,15 +81,15 @@ async fn world_with(idempotency: Idempotency, ambiguity: AmbiguityPolicy) -> Wor
     World { s, sim, submit }
 }
 
-fn adapter_idempotency(mode: Idempotency) -> ocrbridge::vendor::Idempotency {
+fn adapter_idempotency(mode: Idempotency) -> ocrbridge::vendors::Idempotency {
     match mode {
-        Idempotency::Native => ocrbridge::vendor::Idempotency::Native {
+        Idempotency::Native => ocrbridge::vendors::Idempotency::Native {
             remembers_for: None,
         },
-        Idempotency::Expiring { ttl_ms } => ocrbridge::vendor::Idempotency::Native {
+        Idempotency::Expiring { ttl_ms } => ocrbridge::vendors::Idempotency::Native {
             remembers_for: Some(Duration::from_millis(ttl_ms)),
         },
-        Idempotency::None => ocrbridge::vendor::Idempotency::None,
+        Idempotency::None => ocrbridge::vendors::Idempotency::None,
     }
 }
 
@@ -1023,7 +1023,7 @@ async fn a_frozen_worker_is_fenced_out_and_its_vendor_job_kept_as_an_orphan() {
         vendor: w
             .s
             .sim_vendor(&w.sim, HttpTimeouts::default())
-            .with_idempotency(ocrbridge::vendor::Idempotency::None),
+            .with_idempotency(ocrbridge::vendors::Idempotency::None),
         ledger: ocrbridge::ledger::Ledger::new(
             stalling.dynamodb(&w.s.clients.dynamodb),
             w.s.config.ledger_tables(),
@@ -1093,7 +1093,7 @@ async fn a_vendor_answer_the_ledger_could_not_record_is_carried_to_the_next_deli
         vendor: w
             .s
             .sim_vendor(&w.sim, HttpTimeouts::default())
-            .with_idempotency(ocrbridge::vendor::Idempotency::None),
+            .with_idempotency(ocrbridge::vendors::Idempotency::None),
         ledger: ocrbridge::ledger::Ledger::new(
             ocrbridge_local::pipeline::StallingHttpClient::failing(Default::default())
                 .dynamodb(&w.s.clients.dynamodb),

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use ocrbridge::blob::ObjectRef;
 use ocrbridge::job::JobState;
-use ocrbridge::vendor::select::{ModelMap, VendorKind};
-use ocrbridge::vendor::textract::{Channel, TextractVendor};
-use ocrbridge::vendor::{ErrorClass, Submission, Vendor, VendorError, VendorStatus};
+use ocrbridge::vendors::select::{ModelMap, VendorKind};
+use ocrbridge::vendors::textract::{Channel, TextractVendor};
+use ocrbridge::vendors::{ErrorClass, Submission, Vendor, VendorError, VendorStatus};
 use ocrbridge_local::pipeline::{Pipeline, PipelineOptions};
 use ocrbridge_tests::{
     job_id_for, key_paths, results_object, run_until_settled, set_faults, shared_dir, sim_stats,

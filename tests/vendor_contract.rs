@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use ocrbridge::document::Document;
 use ocrbridge::job::Profile;
-use ocrbridge::vendor::normalize::{NormalizeError, Normalized};
+use ocrbridge::vendors::normalize::{NormalizeError, Normalized};
 use serde_json::Value;
 
 const PROFILES: [&str; 3] = ["receipt", "invoice", "generic"];
@@ -41,9 +41,9 @@ fn expected_files(dir: &Path) -> Vec<PathBuf> {
 fn normalize(vendor: &str, raw: &[u8], profile: &str) -> Result<Normalized, NormalizeError> {
     let profile = Profile::new(profile).unwrap();
     let normalize = match vendor {
-        "textract" => ocrbridge::vendor::textract::normalize::normalize,
-        "azure-di" => ocrbridge::vendor::azure::normalize::normalize,
-        "mindee-v2" => ocrbridge::vendor::mindee::normalize::normalize,
+        "textract" => ocrbridge::vendors::textract::normalize::normalize,
+        "azure-di" => ocrbridge::vendors::azure::normalize::normalize,
+        "mindee-v2" => ocrbridge::vendors::mindee::normalize::normalize,
         other => panic!("no normalizer for {other}"),
     };
     normalize(raw, "doc-contract", "vendor-job-contract", &profile)

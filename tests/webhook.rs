@@ -14,7 +14,7 @@ use ocrbridge::metrics::Metrics;
 use ocrbridge::queue::{Queue, ResultNotice, REASON_CODE_ATTRIBUTE};
 use ocrbridge::signature::sign_standard;
 use ocrbridge::time::UnixMillis;
-use ocrbridge::vendor::sim::{http_client, HttpTimeouts, SimVendor};
+use ocrbridge::vendors::sim::{http_client, HttpTimeouts, SimVendor};
 use ocrbridge_tests::{stack, unique_name, TestStack};
 use rotate::{Rotate, RotationEvent, Step};
 use serde_json::{json, Value};

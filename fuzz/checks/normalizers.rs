@@ -5,7 +5,7 @@
 //! `tests/fuzz_replay.rs` on every committed input (`make test`).
 
 use ocrbridge::job::Profile;
-use ocrbridge::vendor::{azure, mindee, normalize, textract};
+use ocrbridge::vendors::{azure, mindee, normalize, textract};
 
 pub fn check(data: &[u8]) {
     for profile in ["receipt", "invoice", "generic"] {

@@ -6,7 +6,7 @@
 
 use ocrbridge::keyring::Secret;
 use ocrbridge::signature::Scheme;
-use ocrbridge::vendor::webhook::WebhookFormat;
+use ocrbridge::vendors::webhook::WebhookFormat;
 
 pub fn check(data: &[u8]) {
     // Header lines up to a blank line, then the body.

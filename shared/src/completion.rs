@@ -7,7 +7,7 @@ use crate::job::{reason, Job, JobState, Reason};
 use crate::ledger::{Change, Ledger, TransitionError};
 use crate::metrics::{self, Metrics};
 use crate::time::UnixMillis;
-use crate::vendor::VendorStatus;
+use crate::vendors::VendorStatus;
 
 /// Where a `Submitted` job stands after the vendor's status was applied.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -201,7 +201,7 @@ impl JobCost {
     /// the pages intake counted (an image, or an uninspected document, is one page).
     pub fn estimate_for(
         prices: &Prices,
-        vendor: &impl crate::vendor::Vendor,
+        vendor: &impl crate::vendors::Vendor,
         job: &crate::job::Job,
     ) -> Self {
         Self::estimate(

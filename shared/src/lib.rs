@@ -31,4 +31,4 @@ pub mod segments;
 pub mod signature;
 pub mod telemetry;
 pub mod time;
-pub mod vendor;
+pub mod vendors;

@@ -5,7 +5,7 @@
 //!   vendor's `Retry-After`, applied with `ChangeMessageVisibility` so the retry happens in a
 //!   later invocation instead of a sleeping one.
 //! - **Retry budget** (per vendor, shared through DynamoDB): retries spend tokens — 1 for a
-//!   throttle or a 5xx, 2 for a timeout ([`crate::vendor::VendorError::retry_cost`]), as the AWS
+//!   throttle or a 5xx, 2 for a timeout ([`crate::vendors::VendorError::retry_cost`]), as the AWS
 //!   SDK's standard mode weighs them — and the bucket refills slowly. Only a retry after a
 //!   failed vendor call spends: the failure is recorded on the job as a debt
 //!   ([`crate::ledger::RetryDebt`]) that the next attempt pays, so being held back by our own

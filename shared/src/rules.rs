@@ -7,7 +7,7 @@ use chrono::{Datelike, NaiveDate};
 use rust_decimal::Decimal;
 
 use crate::document::{Field, Fields};
-use crate::vendor::normalize::AmbiguousDate;
+use crate::vendors::normalize::AmbiguousDate;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RuleConfig {

@@ -9,7 +9,7 @@ use ocrbridge::aws::{local_sdk_config, AwsClients};
 use ocrbridge::config::StackConfig;
 use ocrbridge::keyring::{Keyring, Stage};
 use ocrbridge::ledger::Ledger;
-use ocrbridge::vendor::sim::{http_client, HttpTimeouts, SimVendor};
+use ocrbridge::vendors::sim::{http_client, HttpTimeouts, SimVendor};
 use ocrbridge_local::provision::{provision, LocalStack, ProvisionOptions};
 use ocrbridge_local::template::Template;
 use ocrbridge_local::{moto, template_path};

@@ -43,8 +43,8 @@ use ocrbridge::retry::{Backoff, Budgets};
 use ocrbridge::rules::{self, RuleConfig};
 use ocrbridge::segments;
 use ocrbridge::time::{lease_until_from_deadline, UnixMillis, DEFAULT_LEASE_SAFETY_MARGIN};
-use ocrbridge::vendor::poll::PollSchedule;
-use ocrbridge::vendor::{Completion, Vendor, VendorError};
+use ocrbridge::vendors::poll::PollSchedule;
+use ocrbridge::vendors::{Completion, Vendor, VendorError};
 use serde_json::json;
 use tracing::{info, info_span, warn, Instrument};
 
@@ -100,7 +100,7 @@ impl ParseConfig {
 pub struct Parse<V> {
     pub vendor: V,
     /// The vendor's admission bucket, shared with submit: reads take from it when they count
-    /// against the vendor's rate limit ([`ocrbridge::vendor::Capabilities`]).
+    /// against the vendor's rate limit ([`ocrbridge::vendors::Capabilities`]).
     pub budgets: Budgets,
     pub ledger: Ledger,
     pub blob: Blob,

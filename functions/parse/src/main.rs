@@ -12,8 +12,8 @@ use ocrbridge::metrics::Metrics;
 use ocrbridge::queue::Queue;
 use ocrbridge::retry::Budgets;
 use ocrbridge::time::deadline_of;
-use ocrbridge::vendor::select::{AnyVendor, VendorSettings};
-use ocrbridge::vendor::Vendor;
+use ocrbridge::vendors::select::{AnyVendor, VendorSettings};
+use ocrbridge::vendors::Vendor;
 use parse::{Parse, ParseConfig};
 
 #[tokio::main]

@@ -32,7 +32,7 @@ use ocrbridge::ledger::{Change, Ledger, TransitionError};
 use ocrbridge::metrics::{self, Metrics};
 use ocrbridge::queue::{Queue, ResultNotice, SubmitRequest};
 use ocrbridge::time::UnixMillis;
-use ocrbridge::vendor::Vendor;
+use ocrbridge::vendors::Vendor;
 use serde_json::json;
 use tracing::{info, warn};
 

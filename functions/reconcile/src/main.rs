@@ -10,7 +10,7 @@ use ocrbridge::ledger::Ledger;
 use ocrbridge::metrics::Metrics;
 use ocrbridge::queue::Queue;
 use ocrbridge::time::UnixMillis;
-use ocrbridge::vendor::select::{AnyVendor, VendorSettings};
+use ocrbridge::vendors::select::{AnyVendor, VendorSettings};
 use reconcile::{Reconcile, ReconcileConfig};
 use serde_json::Value;
 

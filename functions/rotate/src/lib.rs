@@ -28,7 +28,7 @@ use ocrbridge::config::StackConfig;
 use ocrbridge::keyring::Secret;
 use ocrbridge::metrics::{self, Metrics};
 use ocrbridge::signature::{self, Scheme};
-use ocrbridge::vendor::{SecretRegistry, VendorError};
+use ocrbridge::vendors::{SecretRegistry, VendorError};
 use rand::{Rng, RngCore};
 use serde_json::Value;
 use tracing::info;

@@ -7,7 +7,7 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 use ocrbridge::aws::AwsClients;
 use ocrbridge::config::StackConfig;
 use ocrbridge::metrics::Metrics;
-use ocrbridge::vendor::select::{AnyVendor, VendorSettings};
+use ocrbridge::vendors::select::{AnyVendor, VendorSettings};
 use rotate::{Rotate, RotationEvent};
 use serde_json::Value;
 

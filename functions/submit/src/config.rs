@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use ocrbridge::cost::Prices;
 use ocrbridge::retry::Backoff;
-use ocrbridge::vendor::ambiguity::{AmbiguityPolicy, Fallback};
-use ocrbridge::vendor::poll::PollSchedule;
+use ocrbridge::vendors::ambiguity::{AmbiguityPolicy, Fallback};
+use ocrbridge::vendors::poll::PollSchedule;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct SubmitConfig {
@@ -24,7 +24,7 @@ pub struct SubmitConfig {
     pub max_admission_wait: Duration,
     /// `AMBIGUOUS_SUBMISSION` (`hold` or `resubmit`, default `hold`) and `AMBIGUOUS_GRACE_SECS`
     /// (default 900): what to do about a submission whose answer was lost when the vendor cannot
-    /// say whether it arrived (see `ocrbridge::vendor::ambiguity`).
+    /// say whether it arrived (see `ocrbridge::vendors::ambiguity`).
     pub ambiguity: AmbiguityPolicy,
     /// `AUTH_PAUSE_SECS` (default 60): after the vendor refuses our credentials twice, every
     /// submission waits this long, so documents in flight wait for the fix instead of failing.

@@ -12,7 +12,7 @@
 //! 3. if the job already has a vendor job (an operator's retry of a job the vendor has), adopt
 //!    it: nothing is sent;
 //! 4. if an earlier holder recorded an attempt and vanished, **resolve it first**
-//!    ([`ocrbridge::vendor::ambiguity`]): look it up, resend the same key, wait for the
+//!    ([`ocrbridge::vendors::ambiguity`]): look it up, resend the same key, wait for the
 //!    completion that names the job, or — per the configured fallback — resubmit counted as a
 //!    possible second charge, or hold the job for an operator;
 //! 5. fail the job if its submission window (`MAX_SUBMIT_AGE_SECS` since it was queued) is over
@@ -22,7 +22,7 @@
 //! 7. call the vendor with the deterministic key (the job id), a short-lived presigned URL, and
 //!    a time limit of what is left of the lease;
 //! 8. on success, the owner-fenced move to `Submitted` with the vendor's job id — for a vendor
-//!    that pushes nothing, followed by the first poll notice ([`ocrbridge::vendor::poll`]). An
+//!    that pushes nothing, followed by the first poll notice ([`ocrbridge::vendors::poll`]). An
 //!    answer that arrives after the lease was lost is recorded as an orphan, never dropped.
 //!
 //! Errors are classified ([`ErrorClass`]): retryable ones back off with full jitter through the
@@ -49,8 +49,8 @@ use ocrbridge::queue::{Queue, SubmitRequest, REASON_CODE_ATTRIBUTE};
 use ocrbridge::recovery;
 use ocrbridge::retry::Budgets;
 use ocrbridge::time::UnixMillis;
-use ocrbridge::vendor::poll::POLL_STATUS;
-use ocrbridge::vendor::{Completion, Vendor};
+use ocrbridge::vendors::poll::POLL_STATUS;
+use ocrbridge::vendors::{Completion, Vendor};
 use tracing::{error, info, info_span, warn, Instrument};
 
 pub use config::SubmitConfig;

@@ -12,8 +12,8 @@ use ocrbridge::ledger::{
 };
 use ocrbridge::metrics;
 use ocrbridge::time::{lease_until_from_deadline, UnixMillis, DEFAULT_LEASE_SAFETY_MARGIN};
-use ocrbridge::vendor::ambiguity::Resolution;
-use ocrbridge::vendor::{ErrorClass, Submission, Vendor, VendorError};
+use ocrbridge::vendors::ambiguity::Resolution;
+use ocrbridge::vendors::{ErrorClass, Submission, Vendor, VendorError};
 use tracing::{info, warn};
 
 use crate::Submit;
@@ -95,7 +95,7 @@ impl<V: Vendor> Submit<V> {
     }
 
     /// Step 4: an earlier holder recorded an attempt and never finished: it may have reached the
-    /// vendor. Resolve that before anything is sent (see `ocrbridge::vendor::ambiguity`).
+    /// vendor. Resolve that before anything is sent (see `ocrbridge::vendors::ambiguity`).
     pub(crate) async fn resolve_inherited(
         &self,
         lease: Lease,

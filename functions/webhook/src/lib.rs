@@ -39,8 +39,8 @@ use ocrbridge::metrics::{self, Metrics};
 use ocrbridge::queue::{Queue, ResultNotice};
 use ocrbridge::signature::{Headers, Rejection, Scheme, DEFAULT_TOLERANCE_SECS};
 use ocrbridge::time::UnixMillis;
-use ocrbridge::vendor::select::{VendorConfigError, VendorKind};
-use ocrbridge::vendor::webhook::WebhookFormat;
+use ocrbridge::vendors::select::{VendorConfigError, VendorKind};
+use ocrbridge::vendors::webhook::WebhookFormat;
 use serde_json::Value;
 use tracing::{info, warn};
 

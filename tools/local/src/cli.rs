@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use ocrbridge::aws::{local_sdk_config, AwsClients};
-use ocrbridge::vendor::select::VendorKind;
+use ocrbridge::vendors::select::VendorKind;
 
 use crate::provision::{provision, LocalStack, ProvisionOptions};
 use crate::template::Template;

@@ -20,7 +20,7 @@
 use std::time::{Duration, Instant};
 
 use ocrbridge::aws::{local_sdk_config, AwsClients};
-use ocrbridge::vendor::select::VendorKind;
+use ocrbridge::vendors::select::VendorKind;
 use ocrbridge_local::bench::{fresh_stack_with, queue_jobs, Flags};
 use ocrbridge_local::moto;
 use ocrbridge_local::pipeline::{Pipeline, PipelineOptions};

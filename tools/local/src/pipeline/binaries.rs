@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use ocrbridge::vendor::select::VendorKind;
+use ocrbridge::vendors::select::VendorKind;
 
 use super::PipelineOptions;
 use crate::provision::LocalStack;

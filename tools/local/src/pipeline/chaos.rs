@@ -37,7 +37,7 @@ use aws_smithy_runtime_api::client::http::{
 use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::client::result::ConnectorError;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use ocrbridge::vendor::{normalize, Capabilities, Submission, Vendor, VendorError, VendorJob};
+use ocrbridge::vendors::{normalize, Capabilities, Submission, Vendor, VendorError, VendorJob};
 use sha2::{Digest, Sha256};
 
 /// The faults the chaos run injects into the functions (the simulator has its own).

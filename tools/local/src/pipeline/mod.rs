@@ -33,9 +33,9 @@ use ocrbridge::queue::Queue;
 use ocrbridge::retry::{Backoff, Budgets};
 use ocrbridge::rules::RuleConfig;
 use ocrbridge::time::UnixMillis;
-use ocrbridge::vendor::ambiguity::AmbiguityPolicy;
-use ocrbridge::vendor::poll::PollSchedule;
-use ocrbridge::vendor::select::{AnyVendor, VendorKind, VendorSettings};
+use ocrbridge::vendors::ambiguity::AmbiguityPolicy;
+use ocrbridge::vendors::poll::PollSchedule;
+use ocrbridge::vendors::select::{AnyVendor, VendorKind, VendorSettings};
 use parse::{Parse, ParseConfig};
 use reconcile::{Reconcile, ReconcileConfig};
 use submit::{Submit, SubmitConfig};
@@ -149,8 +149,8 @@ impl PipelineOptions {
     }
 
     /// What the adapter is told the simulator does with a repeated key.
-    pub fn adapter_idempotency(&self) -> ocrbridge::vendor::Idempotency {
-        use ocrbridge::vendor::Idempotency as Adapter;
+    pub fn adapter_idempotency(&self) -> ocrbridge::vendors::Idempotency {
+        use ocrbridge::vendors::Idempotency as Adapter;
         match self.idempotency {
             Idempotency::Native => Adapter::Native {
                 remembers_for: None,

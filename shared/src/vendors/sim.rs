@@ -305,7 +305,7 @@ mod tests {
     use std::time::Duration;
 
     use crate::keyring::{Keyring, Secret, Stage};
-    use crate::vendor::SecretRegistry;
+    use crate::vendors::SecretRegistry;
 
     /// What a failing call says — and rotation logs — never holds the key or the URL it went
     /// to: a key whose revocation failed is still valid.

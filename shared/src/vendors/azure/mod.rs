@@ -6,7 +6,7 @@
 //!   on the job in the same fenced write that moves it to `Submitted`. A `202` without it is an
 //!   unreadable answer — Azure took the document — never a failure.
 //! - **No idempotency and no lookup**: a lost `Operation-Location` is a lost result, and the only
-//!   recovery is a second, billed analyze ([`crate::vendor::ambiguity`] decides, counted).
+//!   recovery is a second, billed analyze ([`crate::vendors::ambiguity`] decides, counted).
 //! - **Completion by polling** the operation: `notStarted|running|succeeded|failed|canceled|
 //!   skipped`; anything else is drift, never success. `Retry-After` on a running operation says
 //!   when to ask again; polls count against the same rate limit as submissions.

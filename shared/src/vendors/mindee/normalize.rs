@@ -16,7 +16,7 @@ use crate::document::{
     ReceiptFields, VendorInfo, Word, SCHEMA_VERSION,
 };
 use crate::job::Profile;
-use crate::vendor::normalize::{
+use crate::vendors::normalize::{
     canonical_money, parse_date, Drift, DriftKind, NormalizeError, Normalized,
 };
 
@@ -117,7 +117,7 @@ fn decimal(v: &Value) -> Option<Decimal> {
             n.as_f64()
                 .and_then(|f| Decimal::from_str(&f.to_string()).ok())
         }),
-        Value::String(s) => crate::vendor::normalize::parse_amount(s),
+        Value::String(s) => crate::vendors::normalize::parse_amount(s),
         _ => None,
     }
 }

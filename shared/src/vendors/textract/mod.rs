@@ -135,7 +135,7 @@ impl TextractVendor {
             client: aws_sdk_textract::Client::from_conf(config),
             models,
             channel,
-            max_result_bytes: crate::vendor::http::DEFAULT_MAX_RESULT_BYTES,
+            max_result_bytes: crate::vendors::http::DEFAULT_MAX_RESULT_BYTES,
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::document::{
     PageSource, ReceiptFields, Table, VendorInfo, Word, SCHEMA_VERSION,
 };
 use crate::job::Profile;
-use crate::vendor::normalize::{
+use crate::vendors::normalize::{
     canonical_money, enclosing, parse_amount, parse_date, Drift, DriftKind, NormalizeError,
     Normalized,
 };

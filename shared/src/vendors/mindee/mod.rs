@@ -7,7 +7,7 @@
 //! - **No idempotency and no search**: `alias` is not unique and cannot be looked up. What it
 //!   does give is a reference in the completion: the webhook's inference names the alias, so a
 //!   submission whose answer was lost is adopted when its webhook arrives
-//!   ([`crate::vendor::ambiguity`]: await the completion) instead of being paid twice.
+//!   ([`crate::vendors::ambiguity`]: await the completion) instead of being paid twice.
 //! - **Completion**: webhooks when `MINDEE_WEBHOOK_IDS` is set (verified by the webhook function:
 //!   hex HMAC-SHA256 of the body, no timestamp, deduplicated by inference id), else polling.
 //! - **Status**: `GET /v2/jobs/{id}`: the job while `Processing` or `Failed`; once `Processed`, a

@@ -12,7 +12,7 @@ use crate::document::{
     PageSource, ReceiptFields, Table, VendorInfo, Word, SCHEMA_VERSION,
 };
 use crate::job::Profile;
-use crate::vendor::normalize::{
+use crate::vendors::normalize::{
     canonical_money, date_field, date_order_from, enclosing, parse_amount, AmbiguousDate, Drift,
     DriftKind, NormalizeError, Normalized,
 };

@@ -122,7 +122,7 @@ impl AmbiguityPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vendor::{Completion, Idempotency, WebhookScheme};
+    use crate::vendors::{Completion, Idempotency, WebhookScheme};
 
     const DAY: Duration = Duration::from_secs(86_400);
 
