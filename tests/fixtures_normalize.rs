@@ -336,3 +336,101 @@ fn azure_results_fit_the_schema() {
     assert_eq!(layout.document.tables.len(), 1);
     assert!(layout.document.fields == Fields::Generic);
 }
+
+/// A result that holds several documents keeps each one's fields apart: Textract's expense
+/// documents that agree on who and what they are (the recording is one invoice split by page:
+/// its date on page 1, its total on page 2) are read as one; the same recording with the second
+/// page made another invoice (its own number and total) is two documents — the fields are the
+/// first's alone, never its number with the other's total, and the job goes to review.
+#[test]
+fn several_documents_in_one_result_are_never_paired_or_dropped_silently() {
+    use ocrbridge::vendors::normalize::MultipleDocuments;
+    let invoice_of = |n: &Normalized| match &n.document.fields {
+        Fields::Invoice(i) => i.clone(),
+        other => panic!("an invoice, not {other:?}"),
+    };
+    let path = "textract/analyzeExpenseResponse-multipage.json";
+    let one = textract(path, "invoice");
+    assert_eq!(one.multiple_documents, None, "pages of one invoice");
+    let merged = invoice_of(&one);
+    assert_eq!(
+        merged.invoice_number.map(|f| f.value).as_deref(),
+        Some("00000135")
+    );
+    assert_eq!(
+        merged.total.map(|f| f.value.to_string()).as_deref(),
+        Some("5715.00")
+    );
+
+    // The second expense document becomes another invoice.
+    let mut two = load(path);
+    for field in two["ExpenseDocuments"][1]["SummaryFields"]
+        .as_array_mut()
+        .unwrap()
+    {
+        match field["Type"]["Text"].as_str() {
+            Some("INVOICE_RECEIPT_ID") => field["ValueDetection"]["Text"] = "00000136".into(),
+            Some("TOTAL") => field["ValueDetection"]["Text"] = "$99.00".into(),
+            _ => {}
+        }
+    }
+    let normalized = ocrbridge::vendors::textract::normalize::normalize(
+        &serde_json::to_vec(&two).unwrap(),
+        "doc-fixture",
+        "text:fixture",
+        &ocrbridge::job::Profile::new("invoice").unwrap(),
+    )
+    .unwrap();
+    let first = invoice_of(&normalized);
+    assert_eq!(
+        first.invoice_number.map(|f| f.value).as_deref(),
+        Some("00000135")
+    );
+    assert_eq!(
+        first.total, None,
+        "the first invoice states no total: none is borrowed"
+    );
+    assert_eq!(first.due_date, None, "nor the other's due date");
+    let found = normalized
+        .multiple_documents
+        .clone()
+        .expect("two documents found");
+    assert_eq!(found.found, 2);
+    assert!(found.evidence.contains("00000136"), "{}", found.evidence);
+    let reason = ocrbridge::rules::multiple_documents(normalized.multiple_documents.as_ref())
+        .expect("a review reason");
+    assert_eq!(reason.rule, "multiple_documents");
+    // The text of every page is kept.
+    assert_eq!(normalized.document.pages.len(), 2);
+
+    // Azure: a second receipt in documents[] (another merchant) is found, and not read into the
+    // first's fields.
+    use ocrbridge::vendors::azure::normalize::normalize as azure;
+    let path = "azure-di/receipt-url-2022-08-31.result.json";
+    let mut receipts = load(path);
+    let mut other = receipts["analyzeResult"]["documents"][0].clone();
+    other["fields"]["MerchantName"]["valueString"] = "Fabrikam".into();
+    other["fields"]["MerchantName"]["content"] = "Fabrikam".into();
+    receipts["analyzeResult"]["documents"]
+        .as_array_mut()
+        .unwrap()
+        .push(other);
+    let profile = ocrbridge::job::Profile::new("receipt").unwrap();
+    let single = azure(
+        &std::fs::read(vendor_recordings().join(path)).unwrap(),
+        "d",
+        "v",
+        &profile,
+    )
+    .unwrap();
+    assert_eq!(single.multiple_documents, None);
+    let normalized = azure(&serde_json::to_vec(&receipts).unwrap(), "d", "v", &profile).unwrap();
+    let Fields::Receipt(ReceiptFields { merchant, .. }) = &normalized.document.fields else {
+        panic!("a receipt")
+    };
+    assert_eq!(merchant.as_ref().map(|f| f.value.as_str()), Some("Contoso"));
+    assert!(matches!(
+        normalized.multiple_documents,
+        Some(MultipleDocuments { found: 2, .. })
+    ));
+}

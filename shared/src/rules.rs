@@ -7,7 +7,7 @@ use chrono::{Datelike, NaiveDate};
 use rust_decimal::Decimal;
 
 use crate::document::{Field, Fields};
-use crate::vendors::normalize::AmbiguousDate;
+use crate::vendors::normalize::{AmbiguousDate, MultipleDocuments};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RuleConfig {
@@ -102,6 +102,22 @@ pub fn ambiguous_dates(dates: &[AmbiguousDate]) -> Vec<ReviewReason> {
             )
         })
         .collect()
+}
+
+/// The review reason for a result that holds several documents (`multiple_documents`): the
+/// fields are the first one's, and a person decides what the others are (split the file, or
+/// process them apart). Nothing is dropped without a word.
+pub fn multiple_documents(found: Option<&MultipleDocuments>) -> Option<ReviewReason> {
+    found.map(|m| {
+        ReviewReason::new(
+            "multiple_documents",
+            "fields",
+            format!(
+                "the vendor found {} documents in this file: {}",
+                m.found, m.evidence
+            ),
+        )
+    })
 }
 
 /// ISO 4217 active currency codes.

@@ -692,6 +692,9 @@ impl<V: Vendor> Parse<V> {
             Utc::now().date_naive(),
         );
         reasons.extend(rules::ambiguous_dates(&normalized.ambiguous_dates));
+        reasons.extend(rules::multiple_documents(
+            normalized.multiple_documents.as_ref(),
+        ));
         self.field_signals(&job, &normalized.document.fields);
 
         // Under the attempt, like the raw archive: a worker that lost its lease while storing can

@@ -46,6 +46,19 @@ pub struct Normalized {
     /// Dates nothing in the document could settle (`03/04/2021`: March or April?): each one is
     /// a reason for review (`ambiguous_date`), never a silent guess.
     pub ambiguous_dates: Vec<AmbiguousDate>,
+    /// The result holds more than one document (several receipts on one scan, invoices in one
+    /// PDF): the fields are the first one's alone, never paired across documents, and the job
+    /// goes to review (`multiple_documents`) so that none is dropped without a word.
+    pub multiple_documents: Option<MultipleDocuments>,
+}
+
+/// What the vendor found beside the document whose fields were read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MultipleDocuments {
+    /// How many documents the vendor's result holds.
+    pub found: usize,
+    /// What shows they are distinct, in the vendor's terms (for the reviewer).
+    pub evidence: String,
 }
 
 /// A date read two ways, with nothing in the document to choose between them.
@@ -636,6 +649,8 @@ pub fn normalize_sim(
         },
         drift: shape.drift.into_iter().collect(),
         ambiguous_dates,
+        // The simulator reads one document per submission.
+        multiple_documents: None,
     })
 }
 

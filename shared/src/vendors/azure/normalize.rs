@@ -17,8 +17,8 @@ use crate::document::{
 };
 use crate::job::Profile;
 use crate::vendors::normalize::{
-    canonical_money, enclosing, parse_amount, parse_date, Drift, DriftKind, NormalizeError,
-    Normalized,
+    canonical_money, enclosing, parse_amount, parse_date, Drift, DriftKind, MultipleDocuments,
+    NormalizeError, Normalized,
 };
 
 /// Field types this normalizer reads or knowingly skips; anything else is drift.
@@ -217,6 +217,22 @@ pub fn normalize(
             confidence: kv["confidence"].as_f64(),
         })
         .collect();
+    // Azure finds each receipt or invoice in the file as a document of its own (with its own
+    // bounding regions): the fields are the first's, and the others are a reason for review.
+    let found = result["documents"].as_array().map_or(0, Vec::len);
+    let multiple_documents = (found > 1).then(|| MultipleDocuments {
+        found,
+        evidence: format!(
+            "documents[] holds {found} ({}); the fields are documents[0]'s",
+            result["documents"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|d| d["docType"].as_str().unwrap_or("?"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    });
     let document_fields = &result["documents"][0]["fields"];
     if let Some(fields) = document_fields.as_object() {
         for (name, field) in fields {
@@ -277,6 +293,7 @@ pub fn normalize(
         drift: drift.into_iter().collect(),
         // The vendor's dates are ISO (`valueDate`, `value`): it settled their order.
         ambiguous_dates: vec![],
+        multiple_documents,
     })
 }
 

@@ -299,6 +299,8 @@ pub fn normalize(
         drift: drift.into_iter().collect(),
         // The vendor's dates are ISO (`valueDate`, `value`): it settled their order.
         ambiguous_dates: vec![],
+        // A Mindee v2 inference is one document.
+        multiple_documents: None,
     })
 }
 

@@ -14,7 +14,7 @@ use crate::document::{
 use crate::job::Profile;
 use crate::vendors::normalize::{
     canonical_money, date_field, date_order_from, enclosing, parse_amount, AmbiguousDate, Drift,
-    DriftKind, NormalizeError, Normalized,
+    DriftKind, MultipleDocuments, NormalizeError, Normalized,
 };
 
 /// Block types this normalizer reads or knowingly skips; anything else is drift.
@@ -123,6 +123,7 @@ pub fn normalize(
         serde_json::from_slice(raw).map_err(|e| NormalizeError::NotJson(e.to_string()))?;
     let mut drift = BTreeSet::new();
     let mut ambiguous_dates = Vec::new();
+    let mut multiple_documents = None;
     let (mut document, model) = if let Some(expense) = payload["ExpenseDocuments"].as_array() {
         // The expense documents' own blocks, when present, carry the pages' text.
         let blocks: Vec<Value> = expense
@@ -130,7 +131,9 @@ pub fn normalize(
             .flat_map(|d| d["Blocks"].as_array().cloned().unwrap_or_default())
             .collect();
         let mut document = blocks_document(&blocks, stated_pages(&payload), &mut drift);
-        let (fields, ambiguous) = expense_fields(expense, profile, &mut drift);
+        let (one, others) = one_document(expense);
+        multiple_documents = others;
+        let (fields, ambiguous) = expense_fields(one, profile, &mut drift);
         document.fields = fields;
         ambiguous_dates = ambiguous;
         (document, payload["AnalyzeExpenseModelVersion"].as_str())
@@ -158,7 +161,62 @@ pub fn normalize(
         document,
         drift: drift.into_iter().collect(),
         ambiguous_dates,
+        multiple_documents,
     })
+}
+
+/// The summary fields that say which document an expense document is: two that disagree on one
+/// of them are two documents.
+const IDENTITY_FIELDS: [&str; 4] = [
+    "INVOICE_RECEIPT_ID",
+    "VENDOR_NAME",
+    "INVOICE_RECEIPT_DATE",
+    "TOTAL",
+];
+
+/// The expense documents whose summary fields may be read as one document, and what else the
+/// result holds. Textract splits a multi-page invoice into an expense document per page (the
+/// recording `analyzeExpenseResponse-multipage.json` is one invoice: its date on page 1, its
+/// total on page 2), so documents that agree on every identity field they both carry are one.
+/// Where any two disagree, the result holds several: the first is read alone, never paired with
+/// another's total or date.
+fn one_document(expense: &[Value]) -> (&[Value], Option<MultipleDocuments>) {
+    let identity = |d: &Value, kind: &str| -> Option<String> {
+        d["SummaryFields"]
+            .as_array()?
+            .iter()
+            .find(|f| f["Type"]["Text"] == kind)?
+            .get("ValueDetection")?["Text"]
+            .as_str()
+            .map(|t| t.split_whitespace().collect::<Vec<_>>().join(" "))
+            .filter(|t| !t.is_empty())
+    };
+    let disagreement = IDENTITY_FIELDS.iter().find_map(|kind| {
+        let values: BTreeSet<String> = expense.iter().filter_map(|d| identity(d, kind)).collect();
+        (values.len() > 1).then(|| {
+            format!(
+                "{kind} reads {}",
+                values
+                    .iter()
+                    .map(|v| format!("{v:?}"))
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            )
+        })
+    });
+    match disagreement {
+        Some(evidence) if expense.len() > 1 => (
+            &expense[..1],
+            Some(MultipleDocuments {
+                found: expense.len(),
+                evidence: format!(
+                    "ExpenseDocuments holds {} that disagree ({evidence}); the fields are the first's",
+                    expense.len()
+                ),
+            }),
+        ),
+        _ => (expense, None),
+    }
 }
 
 /// The page count Textract states (`DocumentMetadata.Pages`): an expense result may carry no
