@@ -406,10 +406,14 @@ async fn a_large_inference_webhook_is_accepted_and_adopts_the_job() {
 
 /// The twin invents nothing: every field of its results appears in Mindee's own payloads
 /// (`../shared/fixtures/mindee-v2`), at the same place — but for `raw_text.pages[].content`,
-/// which those payloads do not enable and Mindee's API reference documents.
+/// which those payloads do not enable and Mindee's API reference documents. And it leaves
+/// nothing out: every path all those payloads carry, the twin's result carries.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_twins_results_have_mindees_shape() {
     let mut real = std::collections::BTreeSet::new();
+    // What every recording carries: the twin must send it too (Mindee returns each field of the
+    // model's data schema, null when the document has none).
+    let mut always: Option<std::collections::BTreeSet<String>> = None;
     for name in [
         "complete.json",
         "complete_with_coordinates.json",
@@ -422,8 +426,14 @@ async fn the_twins_results_have_mindees_shape() {
                 .join(name),
         )
         .unwrap();
-        real.extend(key_paths(&serde_json::from_str(&text).unwrap()));
+        let paths = key_paths(&serde_json::from_str(&text).unwrap());
+        always = Some(match always {
+            None => paths.clone(),
+            Some(seen) => seen.intersection(&paths).cloned().collect(),
+        });
+        real.extend(paths);
     }
+    let always = always.unwrap_or_default();
     real.insert("inference.result.raw_text.pages".into());
     real.insert("inference.result.raw_text.pages[].content".into());
     let s = mindee_stack().await;
@@ -450,6 +460,11 @@ async fn the_twins_results_have_mindees_shape() {
     assert!(
         invented.is_empty(),
         "fields Mindee never sends: {invented:?}"
+    );
+    let missing: Vec<&String> = always.difference(&twin).collect();
+    assert!(
+        missing.is_empty(),
+        "fields every Mindee result carries, missing from the twin's: {missing:?}"
     );
     for needed in [
         "inference.result.fields.total_amount.value",

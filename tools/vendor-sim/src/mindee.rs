@@ -460,13 +460,50 @@ fn inference(job: &SimJob, sim: &Sim) -> Value {
         ),
     );
     // An address is an object of fields, as Mindee sends it; the twin fills only `complete`.
+    let none = || field(None, text, None);
     put(
         "supplier_address",
         json!({ "locations": [], "confidence": null, "fields": {
             "complete": field(f("address"), text, page_of("address")),
-            "city": field(None, text, None), "country": field(None, text, None),
-            "postal_code": field(None, text, None),
+            "city": none(), "country": none(), "postal_code": none(), "state": none(),
+            "po_box": none(), "street_name": none(), "street_number": none(),
+            "address_complement": none(),
         }}),
+    );
+    // Mindee returns every field of the model's data schema, null when the document has none
+    // (every recording in tests/fixtures/vendors/mindee-v2/financial_document carries these):
+    // what the engine does not read is null here too, never missing.
+    put(
+        "customer_address",
+        json!({ "locations": [], "confidence": null, "fields": {
+            "value": none(), "city": none(), "country": none(), "postal_code": none(),
+            "state": none(), "po_box": none(), "street_name": none(), "street_number": none(),
+            "address_complement": none(),
+        }}),
+    );
+    for name in [
+        "customer_name",
+        "supplier_phone_number",
+        "purchase_category",
+        "purchase_subcategory",
+        "tips_gratuity",
+    ] {
+        put(name, none());
+    }
+    for list in [
+        "taxes",
+        "customer_company_registrations",
+        "supplier_company_registration",
+    ] {
+        put(list, json!({ "items": [], "confidence": null }));
+    }
+    let document_type = match job.profile.as_str() {
+        "invoice" | "receipt" => job.profile.as_str(),
+        _ => "other_financial",
+    };
+    put(
+        "document_type",
+        json!({ "locations": [], "confidence": null, "value": document_type }),
     );
     put(
         "invoice_number",
@@ -519,7 +556,7 @@ fn inference(job: &SimJob, sim: &Sim) -> Value {
         "model": { "id": m.model_id },
         "file": { "name": m.filename, "alias": m.alias, "page_count": output.pages.len(), "mime_type": "application/octet-stream" },
         "result": { "fields": fields, "raw_text": { "pages": raw_text } },
-        "active_options": { "raw_text": true, "polygon": true, "confidence": true, "rag": false },
+        "active_options": { "raw_text": true, "polygon": true, "confidence": true, "rag": false, "text_context": false, "data_schema": { "replace": false } },
     });
     if job.oversized {
         crate::pad(&mut inference, sim.oversized_result_bytes());
