@@ -386,10 +386,13 @@ async fn the_key_never_leaves_the_endpoints_origin() {
 /// results (`../shared/fixtures/azure-di`), at the same place. A typed field is compared by its
 /// shape (`documents[].fields.*.valueCurrency.amount`), not its name: the recordings predate
 /// API 2024-11-30, where the receipt's totals became `currency` fields like the invoice's, and
-/// their invoice has no `SubTotal` to record.
+/// their invoice has no `SubTotal` to record. And the other way: every path all three recordings
+/// carry (the layout model's included), the twin's operations carry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_twins_operations_have_azures_shape() {
     let mut real = std::collections::BTreeSet::new();
+    // What every recording carries, whatever its model: the twin must send it too.
+    let mut always: Option<std::collections::BTreeSet<String>> = None;
     for name in [
         "receipt-url-2022-08-31.result.json",
         "invoice-url-2023-02-28-preview.result.json",
@@ -401,10 +404,14 @@ async fn the_twins_operations_have_azures_shape() {
                 .join(name),
         )
         .unwrap();
-        real.extend(typed_shapes(key_paths(
-            &serde_json::from_str(&text).unwrap(),
-        )));
+        let paths = typed_shapes(key_paths(&serde_json::from_str(&text).unwrap()));
+        always = Some(match always {
+            None => paths.clone(),
+            Some(seen) => seen.intersection(&paths).cloned().collect(),
+        });
+        real.extend(paths);
     }
+    let always = always.unwrap_or_default();
     let s = azure_stack().await;
     let p = Pipeline::start(
         s.clients.clone(),
@@ -444,6 +451,11 @@ async fn the_twins_operations_have_azures_shape() {
     assert!(
         invented.is_empty(),
         "fields Azure never sends: {invented:?}"
+    );
+    let missing: Vec<&String> = always.difference(&twin).collect();
+    assert!(
+        missing.is_empty(),
+        "fields every Azure result carries, missing from the twin's: {missing:?}"
     );
     for needed in [
         "analyzeResult.pages[].words[].polygon",

@@ -392,7 +392,8 @@ fn analyze_result(job: &SimJob, model: &str) -> Value {
             }
         }
         pages.push(json!({
-            "pageNumber": page.number, "angle": 0.0,
+            // `kind`: Azure's page kind; every page of an image or a PDF is a `document`.
+            "pageNumber": page.number, "kind": "document", "angle": 0.0,
             "width": page.width, "height": page.height, "unit": "pixel",
             "words": words, "lines": lines,
             "spans": [{ "offset": page_start, "length": content.text.chars().count() - page_start }],
@@ -405,6 +406,8 @@ fn analyze_result(job: &SimJob, model: &str) -> Value {
         "content": content.text,
         "pages": pages,
         "tables": [],
+        // Handwriting and fonts: the engine tells none, and Azure sends the list empty then.
+        "styles": [],
     });
     if model != "prebuilt-read" {
         result["keyValuePairs"] = Value::Array(key_values);
