@@ -584,6 +584,24 @@ fn expense_type(field: &str) -> Option<&'static str> {
     })
 }
 
+/// The label printed before a field's value on its line (`Total` in `Total: 9.50`), which
+/// Textract sends as the summary field's `LabelDetection` when the document has one: the text
+/// before a colon, else the words before the first one with a digit. (The engine reads a field
+/// from one line: its box is that line's.)
+fn label_of(page: &crate::engine::Page, field: &Field) -> Option<String> {
+    let line = page.lines.iter().find(|l| l.bbox == field.bbox)?;
+    let label = match line.text.split_once(':') {
+        Some((label, _)) => label.trim().to_owned(),
+        None => line
+            .text
+            .split_whitespace()
+            .take_while(|w| !w.chars().any(|c| c.is_ascii_digit()))
+            .collect::<Vec<_>>()
+            .join(" "),
+    };
+    (!label.is_empty() && label != field.value).then_some(label)
+}
+
 /// An ISO 4217 code for the currency the document shows.
 pub(crate) fn currency_code(symbol: &str) -> String {
     match symbol.trim() {
@@ -620,6 +638,12 @@ fn expense_documents(job: &SimJob, output: &Output) -> Vec<Value> {
                         },
                         "PageNumber": page.number,
                     });
+                    if let Some(label) = label_of(page, f) {
+                        field["LabelDetection"] = json!({
+                            "Text": label, "Confidence": f.confidence,
+                            "Geometry": geometry(&f.bbox, page),
+                        });
+                    }
                     if let (true, Some(code)) = (
                         matches!(kind, "TOTAL" | "SUBTOTAL" | "TAX"),
                         currency.as_ref(),
