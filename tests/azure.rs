@@ -405,10 +405,7 @@ async fn the_twins_operations_have_azures_shape() {
         )
         .unwrap();
         let paths = typed_shapes(key_paths(&serde_json::from_str(&text).unwrap()));
-        always = Some(match always {
-            None => paths.clone(),
-            Some(seen) => seen.intersection(&paths).cloned().collect(),
-        });
+        always = ocrbridge_tests::carried_by_all(always, &paths);
         real.extend(paths);
     }
     let always = always.unwrap_or_default();

@@ -427,10 +427,7 @@ async fn the_twins_results_have_mindees_shape() {
         )
         .unwrap();
         let paths = key_paths(&serde_json::from_str(&text).unwrap());
-        always = Some(match always {
-            None => paths.clone(),
-            Some(seen) => seen.intersection(&paths).cloned().collect(),
-        });
+        always = ocrbridge_tests::carried_by_all(always, &paths);
         real.extend(paths);
     }
     let always = always.unwrap_or_default();

@@ -498,10 +498,7 @@ async fn the_twins_payloads_have_textracts_shape() {
         )
         .unwrap();
         let paths = key_paths(&serde_json::from_str(&text).unwrap());
-        always[api] = Some(match always[api].take() {
-            None => paths.clone(),
-            Some(seen) => seen.intersection(&paths).cloned().collect(),
-        });
+        always[api] = ocrbridge_tests::carried_by_all(always[api].take(), &paths);
         real.extend(paths);
     }
     // In Textract's API model (the SDK's Get* outputs), though not in these captured responses.

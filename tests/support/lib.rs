@@ -435,6 +435,18 @@ pub async fn results_object(s: &TestStack, key: &str) -> Vec<u8> {
     }
 }
 
+/// What every payload of an API carries, folded in one payload's key paths at a time (`None`
+/// before the first): the paths a twin of that API must send too.
+pub fn carried_by_all(
+    so_far: Option<std::collections::BTreeSet<String>>,
+    paths: &std::collections::BTreeSet<String>,
+) -> Option<std::collections::BTreeSet<String>> {
+    Some(match so_far {
+        None => paths.clone(),
+        Some(seen) => seen.intersection(paths).cloned().collect(),
+    })
+}
+
 /// Every key path in `value` (`Blocks[].Geometry.BoundingBox.Width`), arrays collapsed: a
 /// payload's shape, to check a twin's answers against a vendor's real ones.
 pub fn key_paths(value: &serde_json::Value) -> std::collections::BTreeSet<String> {
