@@ -219,15 +219,16 @@ pub fn normalize(
         .collect();
     // Azure finds each receipt or invoice in the file as a document of its own (with its own
     // bounding regions): the fields are the first's, and the others are a reason for review.
-    let found = result["documents"].as_array().map_or(0, Vec::len);
-    let multiple_documents = (found > 1).then(|| MultipleDocuments {
-        found,
+    let documents = result["documents"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
+    let multiple_documents = (documents.len() > 1).then(|| MultipleDocuments {
+        found: documents.len(),
         evidence: format!(
-            "documents[] holds {found} ({}); the fields are documents[0]'s",
-            result["documents"]
-                .as_array()
-                .into_iter()
-                .flatten()
+            "documents[] holds {} ({}); the fields are documents[0]'s",
+            documents.len(),
+            documents
+                .iter()
                 .map(|d| d["docType"].as_str().unwrap_or("?"))
                 .collect::<Vec<_>>()
                 .join(", ")
