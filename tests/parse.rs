@@ -620,10 +620,13 @@ async fn reconcile_pages_past_jobs_someone_holds() {
     // All five are Submitting, in order: the four oldest right now (live leases), the newest
     // left behind by a worker that died (its lease ends at once).
     for (i, job) in jobs.iter().enumerate() {
+        // One clock reading for both: read twice, a loaded machine could put `now` past a
+        // lease of 1 ms, which the ledger rightly refuses (this test failed so, once).
+        let now = UnixMillis::now();
         let until = if i < 4 {
-            UnixMillis::now().plus(Duration::from_secs(600))
+            now.plus(Duration::from_secs(600))
         } else {
-            UnixMillis::now().plus(Duration::from_millis(1))
+            now.plus(Duration::from_millis(1))
         };
         w.s.ledger
             .acquire_lease(
@@ -631,7 +634,7 @@ async fn reconcile_pages_past_jobs_someone_holds() {
                 ocrbridge::ledger::LeaseStep::Submit,
                 "worker",
                 until,
-                UnixMillis::now(),
+                now,
             )
             .await
             .unwrap();
