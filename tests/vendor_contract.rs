@@ -256,6 +256,11 @@ fn field(normalized: &Normalized, name: &str) -> Value {
     serde_json::to_value(&normalized.document.fields).unwrap()[name]["value"].clone()
 }
 
+/// A field as the vendor wrote it, kept beside its canonical value.
+fn raw(normalized: &Normalized, name: &str) -> Value {
+    serde_json::to_value(&normalized.document.fields).unwrap()[name]["raw"].clone()
+}
+
 /// Textract's expense `NAME` belongs to the party its group names. From the real multipage
 /// invoice, whose RECEIVER group holds two names: without `VENDOR_NAME`, the vendor is the
 /// VENDOR group's name; without that too, no vendor — never the customer's name.
@@ -432,7 +437,8 @@ fn dates_are_read_in_the_order_the_document_gives() {
 
 /// Money is one canonical decimal string in its currency's minor units (ISO 4217), whatever
 /// the vendor wrote: Azure's `valueNumber` 14.5 is "14.50", Mindee's 195.0 in EUR "195.00",
-/// and the same total in yen "1320", in dinars "12.500".
+/// and the same total in yen "1320", in dinars "12.500". What the vendor wrote is kept beside
+/// it, as `raw`, whatever the vendor.
 #[test]
 fn money_is_one_canonical_string_whatever_the_vendor() {
     let azure = normalize(
@@ -443,6 +449,21 @@ fn money_is_one_canonical_string_whatever_the_vendor() {
     .unwrap();
     assert_eq!(field(&azure, "total"), "14.50");
     assert_eq!(field(&azure, "subtotal"), "11.70");
+    // Beside each, what the receipt printed: a decimal comma, a space after the sign.
+    assert_eq!(raw(&azure, "total"), "$14,50");
+    assert_eq!(raw(&azure, "subtotal"), "$ 11.70");
+    assert_eq!(field(&azure, "date"), "2019-06-10");
+    assert_eq!(raw(&azure, "date"), "6/10/2019");
+    let textract = normalize(
+        "textract",
+        &std::fs::read(corpus().join("textract/analyzeExpenseResponse-multipage.json")).unwrap(),
+        "invoice",
+    )
+    .unwrap();
+    assert_eq!(field(&textract, "total"), "5715.00");
+    assert_eq!(raw(&textract, "total"), "$5,715.00");
+    assert_eq!(field(&textract, "issue_date"), "2020-03-12");
+    assert_eq!(raw(&textract, "issue_date"), "12 March 2020");
     let mindee = |currency: &str, total: f64| {
         let mut payload = recording("mindee-v2/financial_document/complete.json");
         payload["inference"]["result"]["fields"]["locale"]["fields"]["currency"]["value"] =
@@ -458,6 +479,8 @@ fn money_is_one_canonical_string_whatever_the_vendor() {
     let eur = mindee("EUR", 204.75);
     assert_eq!(field(&eur, "subtotal"), "195.00");
     assert_eq!(field(&mindee("JPY", 1320.0), "total"), "1320");
+    // Mindee types its values and prints none: its JSON number is what it wrote.
+    assert_eq!(raw(&mindee("JPY", 1320.0), "total"), "1320.0");
     assert_eq!(field(&mindee("KWD", 12.5), "total"), "12.500");
     assert_eq!(field(&mindee("USD", 1320.0), "total"), "1320.00");
     // Digits past the minor units are the vendor's, not rounded away.

@@ -136,7 +136,14 @@ pub struct KeyValue {
 /// A typed field with where it came from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Field<T> {
+    /// The canonical value: one form whatever the vendor (money in its currency's minor units,
+    /// ISO dates, upper-case codes), so that two vendors' readings compare equal.
     pub value: T,
+    /// The value as the vendor wrote it (`"$1,320.00"`, `"12/07/2019"`, or its typed JSON
+    /// value when it printed no text, `1320.0`): what the canonical one was read from, for a
+    /// reviewer and for anyone who disagrees with the reading.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub confidence: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -181,6 +188,9 @@ pub struct InvoiceFields {
 }
 
 /// Typed fields by profile.
+// One per document, built once and moved a few times: boxing the invoice to even the variants
+// out would buy nothing measurable and cost every match a deref.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "profile", rename_all = "snake_case")]
 pub enum Fields {
@@ -323,12 +333,14 @@ mod tests {
             fields: Fields::Receipt(ReceiptFields {
                 total: Some(Field {
                     value: Decimal::from_str("9.00").unwrap(),
+                    raw: Some("9.00".into()),
                     confidence: Some(0.91),
                     page: Some(1),
                     bbox: Some(bbox),
                 }),
                 date: Some(Field {
                     value: NaiveDate::from_ymd_opt(2018, 12, 25).unwrap(),
+                    raw: None,
                     confidence: None,
                     page: None,
                     bbox: None,

@@ -346,6 +346,7 @@ mod tests {
     fn f<T>(value: T, confidence: f64) -> Option<Field<T>> {
         Some(Field {
             value,
+            raw: None,
             confidence: Some(confidence),
             page: Some(1),
             bbox: None,

@@ -218,6 +218,7 @@ pub fn date_field(
     };
     Some(Field {
         value: reading.date,
+        raw: Some(text.trim().to_owned()),
         confidence,
         page,
         bbox,
@@ -579,6 +580,7 @@ pub fn normalize_sim(
         let raw = raw?;
         Some(Field {
             value: parse(&raw.text)?,
+            raw: Some(raw.text.trim().to_owned()),
             confidence: raw.confidence,
             page: raw.page,
             bbox: raw.bbox,

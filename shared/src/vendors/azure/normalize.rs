@@ -313,6 +313,18 @@ fn amount(field: &Value) -> Option<Decimal> {
         .or_else(|| field["content"].as_str().and_then(parse_amount))
 }
 
+/// A field as the document printed it (`content`); a field without content (Azure omits it
+/// for some inferred values) keeps its typed value's JSON.
+fn written(field: &Value) -> Option<String> {
+    if let Some(content) = field["content"].as_str() {
+        return Some(content.to_owned());
+    }
+    ["valueString", "valueDate", "valueNumber", "valueCurrency"]
+        .iter()
+        .find_map(|k| field.get(*k).filter(|v| !v.is_null()))
+        .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+}
+
 /// The typed fields of `documents[0]`, read into ours with where each came from.
 struct Typed<'a, R: Fn(&Value) -> (Option<u32>, Option<BBox>)> {
     fields: &'a Value,
@@ -326,6 +338,7 @@ impl<R: Fn(&Value) -> (Option<u32>, Option<BBox>)> Typed<'_, R> {
         let (page, bbox) = (self.region)(f);
         Some(Field {
             value,
+            raw: written(f),
             confidence: f["confidence"].as_f64().map(|c| c.clamp(0.0, 1.0)),
             page,
             bbox,
@@ -364,7 +377,12 @@ impl<R: Fn(&Value) -> (Option<u32>, Option<BBox>)> Typed<'_, R> {
                     .filter(|c| c.len() == 3)
                     .map(str::to_owned)
             })
-            .map(|f| Field { bbox: None, ..f })
+            // The code is Azure's inference, not a printed value: nothing to point at.
+            .map(|f| Field {
+                raw: Some(f.value.clone()),
+                bbox: None,
+                ..f
+            })
         })
     }
 }

@@ -122,6 +122,12 @@ fn decimal(v: &Value) -> Option<Decimal> {
     }
 }
 
+/// A value as Mindee sent it: its text, or its JSON (`1320.0`) — Mindee v2 types every value
+/// and prints none, so the typed value is the vendor's own writing.
+fn written(v: &Value) -> String {
+    v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+}
+
 /// A field's value, confidence and location.
 type Typed = (Value, Option<f64>, (Option<u32>, Option<BBox>));
 
@@ -159,6 +165,7 @@ pub fn normalize(
         typed(name, &present).and_then(|(v, confidence, (page, bbox))| {
             Some(Field {
                 value: v.as_str().filter(|s| !s.trim().is_empty())?.to_owned(),
+                raw: Some(written(&v)),
                 confidence,
                 page,
                 bbox,
@@ -169,6 +176,7 @@ pub fn normalize(
         typed(name, &present).and_then(|(v, confidence, (page, bbox))| {
             Some(Field {
                 value: decimal(&v)?,
+                raw: Some(written(&v)),
                 confidence,
                 page,
                 bbox,
@@ -181,6 +189,7 @@ pub fn normalize(
                 value: chrono::NaiveDate::parse_from_str(v.as_str()?, "%Y-%m-%d")
                     .ok()
                     .or_else(|| v.as_str().and_then(parse_date))?,
+                raw: Some(written(&v)),
                 confidence,
                 page,
                 bbox,
@@ -195,6 +204,7 @@ pub fn normalize(
         .filter(|c| c.len() == 3)
         .map(|c| Field {
             value: c.to_owned(),
+            raw: Some(c.to_owned()),
             confidence: confidence(&currency_field["confidence"]),
             page: None,
             bbox: None,

@@ -477,6 +477,7 @@ fn expense_fields(
     let text = |kind: &str| {
         get(kind).map(|s| Field {
             value: s.text.clone(),
+            raw: Some(s.text.clone()),
             confidence: s.confidence,
             page: s.page,
             bbox: s.bbox,
@@ -486,6 +487,7 @@ fn expense_fields(
         get(kind).and_then(|s| {
             Some(Field {
                 value: parse_amount(&s.text)?,
+                raw: Some(s.text.clone()),
                 confidence: s.confidence,
                 page: s.page,
                 bbox: s.bbox,
@@ -518,6 +520,7 @@ fn expense_fields(
         .and_then(|s| {
             Some(Field {
                 value: s.currency.clone()?,
+                raw: s.currency.clone(),
                 confidence: s.confidence,
                 page: s.page,
                 bbox: None,
