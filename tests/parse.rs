@@ -95,6 +95,7 @@ async fn world_with(idempotency: Idempotency, engine: EngineKind) -> World {
                 poll: Default::default(),
                 prices: Default::default(),
                 max_archive_bytes: parse::DEFAULT_MAX_ARCHIVE_BYTES,
+                date_orders: Default::default(),
             },
         },
         reconcile: Reconcile {

@@ -43,6 +43,7 @@ use ocrbridge::retry::{Backoff, Budgets};
 use ocrbridge::rules::{self, RuleConfig};
 use ocrbridge::segments;
 use ocrbridge::time::{lease_until_from_deadline, UnixMillis, DEFAULT_LEASE_SAFETY_MARGIN};
+use ocrbridge::vendors::date_order::DateOrderBySource;
 use ocrbridge::vendors::poll::PollSchedule;
 use ocrbridge::vendors::{Completion, Vendor, VendorError};
 use serde_json::json;
@@ -60,6 +61,9 @@ pub struct ParseConfig {
     /// `VENDOR_MAX_ARCHIVE_BYTES`: a result too large to parse is still streamed into the
     /// archive up to this size (one part in memory at a time), so what was paid for is kept.
     pub max_archive_bytes: u64,
+    /// `DATE_ORDER_BY_SOURCE`: how a source writes its dates, for those its documents leave
+    /// ambiguous; a source without one sends them to review.
+    pub date_orders: DateOrderBySource,
 }
 
 /// The default `VENDOR_MAX_ARCHIVE_BYTES`: 1 GiB streams within parse's timeout.
@@ -93,6 +97,7 @@ impl ParseConfig {
                 "a size in bytes, at least 1",
                 |n| *n >= 1,
             )?,
+            date_orders: DateOrderBySource::from_lookup(&lookup)?,
         })
     }
 }
@@ -658,7 +663,7 @@ impl<V: Vendor> Parse<V> {
             return self.give_back(&lease, attempt, "archive_failed", e).await;
         }
 
-        let normalized =
+        let mut normalized =
             match self
                 .vendor
                 .normalize(&raw, job.id.as_str(), &vendor_job_id, &job.profile)
@@ -677,6 +682,16 @@ impl<V: Vendor> Parse<V> {
                 &[("job_id", job.id.as_str())],
             );
             warn!(field = %drift.field, kind = drift.kind.as_str(), "vendor payload drift");
+        }
+        if let Some(order) = self.config.date_orders.for_source(job.channel.as_deref()) {
+            for date in normalized.settle_dates(order) {
+                info!(
+                    field = date.field,
+                    raw = %date.raw,
+                    order = ?order,
+                    "ambiguous date read in its source's configured order"
+                );
+            }
         }
         let document_json = match normalized.document.to_validated_json() {
             Ok(v) => v,

@@ -11,6 +11,7 @@
 
 pub mod ambiguity;
 pub mod azure;
+pub mod date_order;
 pub mod http;
 pub mod mindee;
 pub mod normalize;

@@ -62,7 +62,7 @@ pub struct MultipleDocuments {
 }
 
 /// A date read two ways, with nothing in the document to choose between them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AmbiguousDate {
     /// The typed field (`date`, `issue_date`, `due_date`).
     pub field: &'static str,
@@ -71,6 +71,9 @@ pub struct AmbiguousDate {
     /// The day-first reading (the field's value, at a lowered confidence) and the month-first.
     pub day_first: NaiveDate,
     pub month_first: NaiveDate,
+    /// The vendor's confidence before it was lowered for the ambiguity: what the field gets
+    /// back if a source's configured order settles it (`DATE_ORDER_BY_SOURCE`).
+    pub vendor_confidence: Option<f64>,
 }
 
 /// Which comes first in a numeric date, `dd/mm` or `mm/dd`.
@@ -209,6 +212,7 @@ pub fn date_field(
                 raw: text.trim().to_owned(),
                 day_first: reading.date,
                 month_first,
+                vendor_confidence: confidence,
             });
             Some(confidence.map_or(AMBIGUOUS_DATE_CONFIDENCE, |c| {
                 c.min(AMBIGUOUS_DATE_CONFIDENCE)

@@ -16,6 +16,7 @@ pub mod chaos;
 mod event_source;
 mod webhook_endpoint;
 
+use ocrbridge::vendors::date_order::DateOrderBySource;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -489,6 +490,8 @@ impl Pipeline {
                     poll,
                     prices,
                     max_archive_bytes: parse::DEFAULT_MAX_ARCHIVE_BYTES,
+                    date_orders: DateOrderBySource::from_lookup(|k| env.get(k).cloned())
+                        .map_err(|e| e.to_string())?,
                 },
             },
             reconcile: Reconcile {
