@@ -464,7 +464,7 @@ fn typed_document(model: &str, output: &crate::state::Output) -> Option<Value> {
                 let amount = f.value.replace(',', "").parse::<f64>().ok();
                 field["valueCurrency"] = json!({ "amount": amount, "currencyCode": currency });
             }
-            "date" => match iso_date(&f.value) {
+            "date" => match iso_date(&f.value, currency.as_deref()) {
                 Some(d) => field["valueDate"] = json!(d),
                 None => field["type"] = json!("string"),
             },
@@ -478,10 +478,10 @@ fn typed_document(model: &str, output: &crate::state::Output) -> Option<Value> {
     Some(json!({ "docType": doc_type, "fields": fields, "confidence": 0.9 }))
 }
 
-/// Day-first numeric dates and ISO dates as `YYYY-MM-DD`, as Azure's `valueDate` gives them.
-fn iso_date(text: &str) -> Option<String> {
+/// A date as `YYYY-MM-DD`, as Azure's `valueDate` gives it, in the document's locale.
+fn iso_date(text: &str, currency: Option<&str>) -> Option<String> {
     Some(
-        crate::fields::typed_date(text)?
+        crate::fields::typed_date(text, currency)?
             .format("%Y-%m-%d")
             .to_string(),
     )

@@ -254,17 +254,32 @@ fn currency(lines: &[(u32, &Line)]) -> Option<Field> {
 }
 
 /// A date as the engine read it, as a vendor that returns typed dates (Azure's `valueDate`,
-/// Mindee's `value`) would type it: ISO, or day-first numeric. `%Y` also matches a two-digit
-/// year ("12-01-19" as the year 12), so a four-digit format must give a year of four digits;
-/// "12-01-19" is 12 January 2019, never 0012-01-19.
-pub fn typed_date(text: &str) -> Option<chrono::NaiveDate> {
+/// Mindee's `value`) would type it: ISO, or numeric in the order the document's locale writes
+/// — month first where its currency is the dollar (`currency`: the engine's reading of it),
+/// else day first, as a vendor's model infers a locale from the page. `%Y` also matches a
+/// two-digit year ("12-01-19" as the year 12), so a four-digit format must give a year of
+/// four digits; "12-01-19" is 12 January 2019, never 0012-01-19.
+pub fn typed_date(text: &str, currency: Option<&str>) -> Option<chrono::NaiveDate> {
     let text = text.trim();
-    [
+    let day_first: &[&str] = &[
         "%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y", "%d/%m/%y", "%d-%m-%y", "%d.%m.%y",
-    ]
-    .iter()
-    .filter_map(|f| chrono::NaiveDate::parse_from_str(text, f).ok())
-    .find(|d| chrono::Datelike::year(d) >= 1000)
+    ];
+    let month_first: &[&str] = &[
+        "%Y-%m-%d", "%m/%d/%Y", "%m-%d-%Y", "%m.%d.%Y", "%m/%d/%y", "%m-%d-%y", "%m.%d.%y",
+    ];
+    let read = |formats: &[&str]| {
+        formats
+            .iter()
+            .filter_map(|f| chrono::NaiveDate::parse_from_str(text, f).ok())
+            .find(|d| chrono::Datelike::year(d) >= 1000)
+    };
+    // The locale's order first; the other where the locale's reading is impossible (13/01).
+    let (first, then) = if currency == Some("USD") {
+        (month_first, day_first)
+    } else {
+        (day_first, month_first)
+    };
+    read(first).or_else(|| read(then))
 }
 
 #[cfg(test)]
@@ -346,10 +361,15 @@ mod tests {
     #[test]
     fn typed_dates_never_take_a_two_digit_year_for_a_four_digit_one() {
         let day = |y, m, d| chrono::NaiveDate::from_ymd_opt(y, m, d);
-        assert_eq!(typed_date("12-01-19"), day(2019, 1, 12));
-        assert_eq!(typed_date("12/01/2019"), day(2019, 1, 12));
-        assert_eq!(typed_date("2019-01-12"), day(2019, 1, 12));
-        assert_eq!(typed_date("25.12.18"), day(2018, 12, 25));
-        assert_eq!(typed_date("not a date"), None);
+        assert_eq!(typed_date("12-01-19", None), day(2019, 1, 12));
+        assert_eq!(typed_date("12/01/2019", Some("EUR")), day(2019, 1, 12));
+        assert_eq!(typed_date("2019-01-12", Some("USD")), day(2019, 1, 12));
+        assert_eq!(typed_date("25.12.18", None), day(2018, 12, 25));
+        assert_eq!(typed_date("not a date", None), None);
+        // A dollar document writes the month first, as its vendor's locale would read it;
+        // a reading impossible that way is read the other.
+        assert_eq!(typed_date("03/04/2026", Some("USD")), day(2026, 3, 4));
+        assert_eq!(typed_date("13/04/2026", Some("USD")), day(2026, 4, 13));
+        assert_eq!(typed_date("03/04/2026", Some("EUR")), day(2026, 4, 3));
     }
 }

@@ -432,8 +432,10 @@ fn number(text: &str) -> Value {
         .map_or(Value::Null, |n| json!(n))
 }
 
-fn date(text: &str) -> Value {
-    crate::fields::typed_date(text).map_or(Value::Null, |d| json!(d.format("%Y-%m-%d").to_string()))
+/// A date typed in the document's locale, as Mindee's model returns it.
+fn date(text: &str, currency: Option<&str>) -> Value {
+    crate::fields::typed_date(text, currency)
+        .map_or(Value::Null, |d| json!(d.format("%Y-%m-%d").to_string()))
 }
 
 /// The financial-document result for a job.
@@ -447,6 +449,8 @@ fn inference(job: &SimJob, sim: &Sim) -> Value {
     let page_of =
         |name: &str| f(name).and_then(|f| output.pages.iter().find(|p| p.number == f.page));
     let text = |v: &str| json!(v);
+    let currency = f("currency").map(|c| crate::textract::currency_code(&c.value));
+    let date = |v: &str| date(v, currency.as_deref());
     let mut fields = Map::new();
     let mut put = |name: &str, value: Value| {
         fields.insert(name.to_owned(), value);
