@@ -4,6 +4,7 @@
 //! name exactly the documents that flipped, and raise `QualityRegression` — while five runs of
 //! the unchanged vendor raise nothing. The report is opened in a real headless browser.
 
+use ocrbridge::time::UnixMillis;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -53,6 +54,9 @@ async fn a_silent_model_update_is_flagged_on_its_field_alone_and_an_unchanged_ve
     let runner = runner(&p, &s.stack, "sim").unwrap();
     let timeout = Duration::from_secs(300);
     let run = |n: &str| BenchmarkRun::parse(&format!("bq-test-{n}")).unwrap();
+    // No run scored yet: no age to report, which the benchmark-missing alarm reads as breaching.
+    assert_eq!(runner.report_age(UnixMillis::now()).await.unwrap(), None);
+    assert_eq!(runner.metrics.recorded().get("BenchmarkAgeHours"), None);
 
     let (baseline, _) = run_once(&p, &runner, &pack.name, &prefix, &run("base"), timeout)
         .await
@@ -74,6 +78,13 @@ async fn a_silent_model_update_is_flagged_on_its_field_alone_and_an_unchanged_ve
         "the simulator reads text invoices right"
     );
     runner.store.pin_baseline(&baseline.run_id).await.unwrap();
+    let a_week_on = UnixMillis(UnixMillis::now().0 + 7 * 24 * 3_600_000);
+    let age = runner
+        .report_age(a_week_on)
+        .await
+        .unwrap()
+        .expect("a scored run");
+    assert!((168.0..169.0).contains(&age), "{age}");
 
     // Five runs of the unchanged vendor: new jobs and new vendor calls each time, no regression.
     for i in 0..5 {

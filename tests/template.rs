@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use ocrbridge::metrics::ALL;
-use ocrbridge_local::template::{ResourceDef, Template};
+use ocrbridge_local::template::{Physical, ResourceDef, Scope, Template};
 use ocrbridge_local::template_path;
 use regex::Regex;
 use serde_yaml::Value;
@@ -20,11 +20,16 @@ fn untagged(v: &Value) -> &Value {
     }
 }
 
+/// Our metrics' namespace as the template writes it: the prefix, then the environment.
+const OUR_NAMESPACE: &str = "${MetricsNamespace}/${EnvironmentName}";
+
 /// (metric name, dimension names) for every metric of ours the template refers to.
 fn referenced_metrics(template: &Template) -> Vec<(String, BTreeSet<String>)> {
     let mut out = Vec::new();
-    let search =
-        Regex::new(r#"\{\$\{MetricsNamespace\},([^}]*)\} MetricName=\\?"(\w+)\\?""#).unwrap();
+    let search = Regex::new(
+        r#"\{\$\{MetricsNamespace\}/\$\{EnvironmentName\},([^}]*)\} MetricName=\\?"(\w+)\\?""#,
+    )
+    .unwrap();
     for resource in template.resources() {
         match resource.kind.as_str() {
             "AWS::CloudWatch::Dashboard" => {
@@ -42,7 +47,7 @@ fn referenced_metrics(template: &Template) -> Vec<(String, BTreeSet<String>)> {
                 for widget in json["widgets"].as_array().unwrap() {
                     for metric in widget["properties"]["metrics"].as_array().unwrap() {
                         let parts = metric.as_array().unwrap();
-                        if parts[0] == "${MetricsNamespace}" {
+                        if parts[0] == OUR_NAMESPACE {
                             let dims = parts[2..]
                                 .iter()
                                 .take_while(|p| p.is_string())
@@ -69,7 +74,7 @@ fn referenced_metrics(template: &Template) -> Vec<(String, BTreeSet<String>)> {
                 }
                 for m in metrics {
                     let namespace = m.get("Namespace").map(untagged).and_then(Value::as_str);
-                    if namespace != Some("MetricsNamespace") {
+                    if namespace != Some(OUR_NAMESPACE) {
                         continue; // AWS/SQS and friends
                     }
                     let dims = m["Dimensions"]
@@ -295,4 +300,243 @@ fn every_function_builds_its_own_binary_and_sqs_sources_report_partial_failures(
         .map(String::from)
         .into()
     );
+}
+
+/// The stack's scope for `parameters` over the defaults, with a stand-in for every resource
+/// (intrinsics resolve to `ref:<LogicalId>`), and the conditions evaluated.
+fn scope(template: &Template, parameters: &[(&str, &str)]) -> Scope {
+    let mut values = template.parameter_defaults();
+    for (k, v) in parameters {
+        values.insert((*k).to_owned(), (*v).to_owned());
+    }
+    let mut scope = Scope {
+        stack_name: "ocrbridge-test".into(),
+        region: "us-east-1".into(),
+        account_id: "123456789012".into(),
+        parameters: values,
+        resources: template
+            .resources()
+            .into_iter()
+            .map(|r| {
+                let physical = Physical {
+                    ref_value: format!("ref:{}", r.logical_id),
+                    attributes: ["Arn", "QueueName", "TopicArn", "FunctionUrl"]
+                        .into_iter()
+                        .map(|a| (a.to_owned(), format!("{a}:{}", r.logical_id)))
+                        .collect(),
+                };
+                (r.logical_id, physical)
+            })
+            .collect(),
+        conditions: Default::default(),
+    };
+    scope.evaluate_conditions(template).unwrap();
+    scope
+}
+
+fn alarms(template: &Template) -> Vec<ResourceDef> {
+    template
+        .resources()
+        .into_iter()
+        .filter(|r| r.kind == "AWS::CloudWatch::Alarm")
+        .collect()
+}
+
+/// Alarms that go nowhere let operators down: every alarm, in every stack, sends ALARM and OK
+/// to the topic given, else to the encrypted one the stack creates — which CloudWatch may
+/// publish to and use the key of. And every name carries the environment.
+#[test]
+fn every_alarm_reaches_the_alarm_topic_in_every_stack() {
+    let template = template();
+    let given = "arn:aws:sns:us-east-1:123456789012:oncall";
+    for (parameters, topic) in [
+        (vec![], "ref:AlarmTopic"),
+        (vec![("AlarmTopicArn", given)], given),
+    ] {
+        let scope = scope(&template, &parameters);
+        assert_eq!(
+            scope.holds(Some("CreatesAlarmTopic")),
+            topic == "ref:AlarmTopic"
+        );
+        for alarm in alarms(&template) {
+            let props = scope
+                .resolve(&Value::Mapping(alarm.properties.clone()))
+                .unwrap();
+            for actions in ["AlarmActions", "OKActions"] {
+                let got: Vec<&str> = props[actions]
+                    .as_sequence()
+                    .unwrap_or_else(|| panic!("{}: no {actions}", alarm.logical_id))
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect();
+                assert_eq!(got, [topic], "{} {actions}", alarm.logical_id);
+            }
+            let name = props["AlarmName"].as_str().unwrap_or_default();
+            assert!(
+                name.starts_with("ocrbridge-dev-"),
+                "{}: {name:?}",
+                alarm.logical_id
+            );
+        }
+    }
+    let resources = template.resources();
+    let topic = resources
+        .iter()
+        .find(|r| r.logical_id == "AlarmTopic")
+        .unwrap();
+    assert_eq!(topic.condition.as_deref(), Some("CreatesAlarmTopic"));
+    // Not the AWS-managed aws/sns key: CloudWatch cannot use it, and alarms would be dropped.
+    assert_eq!(
+        untagged(&topic.properties["KmsMasterKeyId"]).as_str(),
+        Some("AlarmTopicKey")
+    );
+    let policy = resources
+        .iter()
+        .find(|r| r.logical_id == "AlarmTopicPolicy")
+        .unwrap();
+    let text = serde_yaml::to_string(&policy.properties).unwrap();
+    assert!(
+        text.contains("cloudwatch.amazonaws.com") && text.contains("sns:Publish"),
+        "{text}"
+    );
+    let key = resources
+        .iter()
+        .find(|r| r.logical_id == "AlarmTopicKey")
+        .unwrap();
+    assert!(serde_yaml::to_string(&key.properties)
+        .unwrap()
+        .contains("cloudwatch.amazonaws.com"));
+}
+
+/// What deploy day needs watched has an alarm: failed jobs, each function's errors and
+/// throttles, dead letters left waiting, webhook 5xx, a benchmark that stopped (missing data
+/// breaching), rotation failures.
+#[test]
+fn the_failures_operators_must_hear_of_each_have_an_alarm() {
+    let template = template();
+    let ids: BTreeSet<String> = alarms(&template)
+        .into_iter()
+        .map(|a| a.logical_id)
+        .collect();
+    let mut wanted: Vec<String> = [
+        "JobsFailedAlarm",
+        "WebhookServerErrorsAlarm",
+        "BenchmarkMissingAlarm",
+        "RotationFailuresAlarm",
+        "IntakeDLQAgeAlarm",
+        "SubmitDLQAgeAlarm",
+        "ResultsDLQAgeAlarm",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    for f in functions(&template) {
+        wanted.push(format!("{}ErrorsAlarm", f.logical_id));
+    }
+    for w in &wanted {
+        assert!(ids.contains(w), "no {w}");
+    }
+    let benchmark = alarms(&template)
+        .into_iter()
+        .find(|a| a.logical_id == "BenchmarkMissingAlarm")
+        .unwrap();
+    assert_eq!(
+        benchmark.properties["TreatMissingData"].as_str(),
+        Some("breaching")
+    );
+}
+
+/// Rotation is scheduled only where it can succeed: the simulator takes keys and webhook
+/// secrets by API; Textract has no key, Azure's and Mindee's are issued in their consoles.
+#[test]
+fn rotation_is_scheduled_only_for_a_vendor_that_can_rotate() {
+    let template = template();
+    let schedules: Vec<ResourceDef> = template
+        .resources()
+        .into_iter()
+        .filter(|r| r.kind == "AWS::SecretsManager::RotationSchedule")
+        .collect();
+    assert_eq!(schedules.len(), 2);
+    for (vendor, scheduled) in [
+        ("sim", true),
+        ("textract", false),
+        ("azure", false),
+        ("mindee", false),
+    ] {
+        let scope = scope(&template, &[("VendorName", vendor)]);
+        for s in &schedules {
+            assert_eq!(
+                scope.holds(s.condition.as_deref()),
+                scheduled,
+                "{vendor}: {}",
+                s.logical_id
+            );
+        }
+    }
+}
+
+/// Two environments in one account never share metrics, alarms or secrets: the environment is
+/// in the functions' namespace, every alarm's name and every secret's name.
+#[test]
+fn environments_do_not_share_metrics_alarms_or_secrets() {
+    let template = template();
+    let names = |environment: &str| {
+        let scope = scope(&template, &[("EnvironmentName", environment)]);
+        let mut out = BTreeSet::new();
+        for r in template.resources() {
+            let props = scope
+                .resolve(&Value::Mapping(r.properties.clone()))
+                .unwrap();
+            for key in ["AlarmName", "Name", "Namespace"] {
+                if let Some(v) = props.get(key).and_then(Value::as_str) {
+                    if r.kind.starts_with("AWS::CloudWatch::Alarm")
+                        || r.kind == "AWS::SecretsManager::Secret"
+                    {
+                        out.insert(format!("{key}={v}"));
+                    }
+                }
+            }
+        }
+        let globals = template.global_function_environment();
+        let namespace = scope.resolve_string(&globals["METRICS_NAMESPACE"]).unwrap();
+        out.insert(format!("METRICS_NAMESPACE={namespace}"));
+        out
+    };
+    let (dev, prod) = (names("dev"), names("prod"));
+    assert!(dev.contains("METRICS_NAMESPACE=ocrbridge/dev"), "{dev:?}");
+    let shared: Vec<&String> = dev
+        .intersection(&prod)
+        .filter(|n| !n.starts_with("Namespace=AWS/"))
+        .collect();
+    assert!(shared.is_empty(), "shared between dev and prod: {shared:?}");
+    assert!(dev.iter().filter(|n| n.starts_with("AlarmName=")).count() >= 25);
+}
+
+/// Every `RUNBOOK.md#anchor` an alarm links to is a heading of RUNBOOK.md (GitHub's anchors:
+/// lower case, spaces as hyphens). `#possible-second-charges` pointed nowhere until this test.
+#[test]
+fn every_runbook_link_in_the_template_lands_on_a_section() {
+    let text = std::fs::read_to_string(template_path()).unwrap();
+    let runbook = std::fs::read_to_string(template_path().with_file_name("RUNBOOK.md")).unwrap();
+    let anchors: BTreeSet<String> = runbook
+        .lines()
+        .filter_map(|l| l.strip_prefix("## "))
+        .map(|h| {
+            h.to_lowercase()
+                .chars()
+                .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-')
+                .collect::<String>()
+                .replace(' ', "-")
+        })
+        .collect();
+    let links = Regex::new(r"RUNBOOK\.md#([a-z0-9-]+)").unwrap();
+    let mut linked = 0;
+    for c in links.captures_iter(&text) {
+        linked += 1;
+        assert!(
+            anchors.contains(&c[1]),
+            "RUNBOOK.md has no section #{}",
+            &c[1]
+        );
+    }
+    assert!(linked >= 25, "{linked}");
 }

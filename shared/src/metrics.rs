@@ -153,6 +153,8 @@ pub const HIGH_CONFIDENCE_WRONG: Metric = metric(
 /// 1 when a field's accuracy fell against the pinned baseline (paired test), else 0.
 pub const QUALITY_REGRESSION: Metric =
     metric("QualityRegression", Unit::Count, &["Profile", "Field"]);
+/// Hours since the newest benchmark run was scored: `BenchmarkMissingAlarm` watches it.
+pub const BENCHMARK_AGE: Metric = metric("BenchmarkAgeHours", Unit::None, &[]);
 
 /// Reconcile.
 pub const STUCK_JOBS: Metric = metric("StuckJobs", Unit::Count, &["State"]);
@@ -214,6 +216,7 @@ pub const ALL: &[Metric] = &[
     FIELD_ACCURACY,
     HIGH_CONFIDENCE_WRONG,
     QUALITY_REGRESSION,
+    BENCHMARK_AGE,
 ];
 
 /// Benchmark traffic's metrics live in this sub-namespace (see [`Metrics::for_traffic`]).

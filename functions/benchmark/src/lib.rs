@@ -6,7 +6,8 @@
 //!   the run as running;
 //! - `{"action": "score"}` (every 15 minutes): scores each running run whose documents have all
 //!   settled (or that has waited `BENCHMARK_MAX_WAIT_SECS`), compares it with the pinned
-//!   baseline, stores the record and the HTML report, and emits `QualityRegression`.
+//!   baseline, stores the record and the HTML report, and emits `QualityRegression`; then it
+//!   reports the newest scored run's age (`BenchmarkAgeHours`) for the benchmark-missing alarm.
 
 use std::time::Duration;
 
@@ -114,7 +115,10 @@ impl Benchmark {
                         None => waiting.push(started.run_id),
                     }
                 }
-                Ok(json!({ "scored": scored, "waiting": waiting }))
+                let age_hours = self.runner.report_age(UnixMillis::now()).await?;
+                Ok(
+                    json!({ "scored": scored, "waiting": waiting, "newest_scored_hours_ago": age_hours }),
+                )
             }
         }
     }

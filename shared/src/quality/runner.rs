@@ -283,6 +283,26 @@ impl Runner {
         Ok((record, settled))
     }
 
+    /// Reports how long ago the newest run was scored (`BenchmarkAgeHours`), and returns it.
+    /// With no scored run at all nothing is reported: the alarm treats the missing data as
+    /// breaching, so a pack never synced is as loud as a benchmark that stopped.
+    pub async fn report_age(&self, now: UnixMillis) -> Result<Option<f64>, RunError> {
+        let newest = self
+            .store
+            .rows()
+            .await?
+            .into_iter()
+            .filter(|r| r.state == "scored")
+            .filter_map(|r| r.scored_at_ms)
+            .max();
+        let Some(at) = newest else {
+            return Ok(None);
+        };
+        let hours = now.0.saturating_sub(at) as f64 / 3_600_000.0;
+        self.metrics.emit(metrics::BENCHMARK_AGE, hours, &[], &[]);
+        Ok(Some(hours))
+    }
+
     /// Scores a started run if every document has settled, or if `max_wait` has passed (the
     /// unsettled ones score as missing). Compares with the pinned baseline, stores the run and
     /// its report, and emits the quality metrics. `None`: still waiting.

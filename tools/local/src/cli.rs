@@ -271,7 +271,8 @@ async fn demo(options: &LocalOptions, clients: AwsClients, args: DemoArgs) -> Re
         vendor: args.vendor,
         ..PipelineOptions::default()
     };
-    let pipeline = Pipeline::start_at(clients, &stack, pipeline_options, &options.endpoint).await?;
+    let pipeline =
+        Pipeline::start_at(clients.clone(), &stack, pipeline_options, &options.endpoint).await?;
     eprintln!(
         "stack {stack_name} on {}; vendor {} (simulator at {}); {} documents",
         options.endpoint,
@@ -298,6 +299,13 @@ async fn demo(options: &LocalOptions, clients: AwsClients, args: DemoArgs) -> Re
             pipeline.config.documents_bucket,
             env_file.display()
         );
+        // CloudWatch's delivery of alarm actions, which moto lacks: `ocrbridge --local alarms
+        // test` drills a route end to end on the kept stack.
+        tokio::spawn(crate::alarms::deliver_actions(
+            clients.clone(),
+            Duration::from_millis(500),
+            std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        ));
         // Until Ctrl-C ends the process.
         let never = std::sync::atomic::AtomicBool::new(false);
         pipeline.run_until(&never).await;

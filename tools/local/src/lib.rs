@@ -1,5 +1,6 @@
 //! The local stack: moto server, and the AWS resources of `template.yaml` provisioned into it.
 
+pub mod alarms;
 pub mod bench;
 pub mod cli;
 pub mod demo;

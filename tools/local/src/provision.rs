@@ -29,13 +29,14 @@ use crate::template::{scalar_to_string, Physical, ResourceDef, Scope, Template, 
 /// moto's default account.
 pub const LOCAL_ACCOUNT_ID: &str = "123456789012";
 
-const EMULATED: [&str; 6] = [
+const EMULATED: [&str; 7] = [
     "AWS::S3::Bucket",
     "AWS::SQS::Queue",
     "AWS::DynamoDB::Table",
     "AWS::SecretsManager::Secret",
     "AWS::SNS::Topic",
     "AWS::SNS::Subscription",
+    "AWS::CloudWatch::Alarm",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -178,18 +179,29 @@ pub async fn provision(
         .filter(|r| scope.holds(r.condition.as_deref()))
         .partition(|r| EMULATED.contains(&r.kind.as_str()));
 
-    // IAM roles are not emulated, but other resources and the functions' environment name them:
-    // each gets the ARN it would have, so a Textract role can be handed to the Textract twin.
-    for role in skipped.iter().filter(|r| r.kind == "AWS::IAM::Role") {
-        let name = format!("{}-{}", options.stack_name, role.logical_id);
+    // Roles, functions, keys… are not emulated, but other resources and the functions'
+    // environment name them: each gets the name and ARN it would have, so a Textract role can
+    // be handed to the Textract twin and an alarm can name a function or a key.
+    for other in &skipped {
+        let name = format!("{}-{}", options.stack_name, other.logical_id);
+        let service = other
+            .kind
+            .split("::")
+            .nth(1)
+            .unwrap_or("unknown")
+            .to_ascii_lowercase();
+        let arn = match service.as_str() {
+            "iam" => format!("arn:aws:iam::{LOCAL_ACCOUNT_ID}:role/{name}"),
+            "serverless" | "lambda" => {
+                format!("arn:aws:lambda:{LOCAL_REGION}:{LOCAL_ACCOUNT_ID}:function:{name}")
+            }
+            _ => format!("arn:aws:{service}:{LOCAL_REGION}:{LOCAL_ACCOUNT_ID}:{name}"),
+        };
         scope.resources.insert(
-            role.logical_id.clone(),
+            other.logical_id.clone(),
             Physical {
-                ref_value: name.clone(),
-                attributes: BTreeMap::from([(
-                    "Arn".to_owned(),
-                    format!("arn:aws:iam::{LOCAL_ACCOUNT_ID}:role/{name}"),
-                )]),
+                ref_value: name,
+                attributes: BTreeMap::from([("Arn".to_owned(), arn)]),
             },
         );
     }
@@ -252,6 +264,16 @@ async fn create(
         "AWS::SNS::Subscription" => subscribe(clients, &def).await.map_err(fail),
         "AWS::DynamoDB::Table" => create_table(clients, &def).await.map_err(fail),
         "AWS::S3::Bucket" => create_bucket(clients, &def).await.map_err(fail),
+        "AWS::CloudWatch::Alarm" => crate::alarms::put_alarm(clients, props)
+            .await
+            .map(|name| Physical {
+                attributes: BTreeMap::from([(
+                    "Arn".to_owned(),
+                    format!("arn:aws:cloudwatch:{LOCAL_REGION}:{LOCAL_ACCOUNT_ID}:alarm:{name}"),
+                )]),
+                ref_value: name,
+            })
+            .map_err(fail),
         "AWS::SecretsManager::Secret" => {
             let value = match options.secret_values.get(&resource.logical_id) {
                 Some(v) => v.clone(),
@@ -626,6 +648,21 @@ async fn create_secret(
         .create_secret()
         .name(&name)
         .set_description(def.string("Description"))
+        .set_tags(Some(
+            def.get("Tags")
+                .and_then(Value::as_sequence)
+                .into_iter()
+                .flatten()
+                .filter_map(|t| {
+                    Some(
+                        aws_sdk_secretsmanager::types::Tag::builder()
+                            .key(scalar_to_string(t.get("Key")?)?)
+                            .value(scalar_to_string(t.get("Value")?)?)
+                            .build(),
+                    )
+                })
+                .collect(),
+        ))
         .secret_string(value)
         .send()
         .await
