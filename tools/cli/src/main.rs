@@ -79,6 +79,11 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         per_profile: usize,
     },
+    /// Prove that alarms reach a person: fire one through its route and put it back.
+    Alarms {
+        #[command(subcommand)]
+        command: AlarmsCommand,
+    },
     /// Rotate a secret and follow the rotation.
     Secrets {
         #[command(subcommand)]
@@ -224,6 +229,24 @@ enum ReplayCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum AlarmsCommand {
+    /// The daily "confirm alerts reach the right channel": sets an alarm to ALARM, waits for
+    /// CloudWatch's notification on a temporary queue subscribed to its topic, puts it back
+    /// (waiting for that too), and removes the queue. Without NAME: every alarm checked, one
+    /// fired per distinct route.
+    Test {
+        /// An alarm, by its full name or the part after `ocrbridge-<env>-` (e.g. JobsFailed).
+        name: Option<String>,
+        /// Fire every alarm, not one per route (the on-call person gets one drill each).
+        #[arg(long)]
+        all: bool,
+        /// How long to wait for each notification.
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        timeout: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum SecretsCommand {
     /// Start a rotation (vendor-api-key or webhook-secret) and wait for it.
     Rotate { secret: String },
@@ -317,6 +340,18 @@ async fn on_stack(t: &TargetArgs, command: Command) -> Result<(), CliError> {
         }
         Command::SpotCheck { per_profile } => {
             commands::spot_check::run(&target, per_profile, json).await
+        }
+        Command::Alarms {
+            command: AlarmsCommand::Test { name, all, timeout },
+        } => {
+            commands::alarms::test(
+                &target,
+                name.as_deref(),
+                all,
+                std::time::Duration::from_millis(timeout),
+                json,
+            )
+            .await
         }
         Command::Secrets {
             command: SecretsCommand::Rotate { secret },

@@ -1,5 +1,6 @@
 //! One module per command group.
 
+pub mod alarms;
 pub mod cost;
 pub mod dlq;
 pub mod jobs;
