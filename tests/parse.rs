@@ -15,7 +15,8 @@ use ocrbridge::rules::RuleConfig;
 use ocrbridge::time::UnixMillis;
 use ocrbridge::vendors::sim::{HttpTimeouts, SimVendor};
 use ocrbridge_tests::{
-    set_faults, shared_dir, sqs_event, stack, text_pdf, text_pdf_pages, unique_name, TestStack,
+    set_faults, shared_dir, sim_stats, sqs_event, stack, text_pdf, text_pdf_pages, unique_name,
+    TestStack,
 };
 use parse::{Parse, ParseConfig};
 use reconcile::{Reconcile, ReconcileConfig};
@@ -789,7 +790,7 @@ async fn the_cost_report_matches_the_simulators_billing() {
 }
 
 async fn sim_stats_billed(w: &World) -> u64 {
-    ocrbridge_tests::sim_stats(&w.sim).await["billed_documents"]
+    sim_stats(&w.sim).await["billed_documents"]
         .as_u64()
         .unwrap_or(0)
 }
@@ -1080,10 +1081,7 @@ async fn a_completion_for_a_job_that_failed_without_a_vendor_job_adopts_it() {
         "{done:?}"
     );
     assert_eq!(done.vendor_job_id.as_deref(), Some(vendor_job.as_str()));
-    assert_eq!(
-        ocrbridge_tests::sim_stats(&w.sim).await["billed_documents"],
-        1
-    );
+    assert_eq!(sim_stats(&w.sim).await["billed_documents"], 1);
 }
 
 /// A vendor job an operator's retry discarded (the vendor had lost its result: the retry buys
@@ -1200,4 +1198,151 @@ async fn a_streamed_archive_is_the_whole_body_and_nothing_past_its_limit() {
             .await
             .unwrap();
     assert_eq!(listed.key_count(), Some(0), "nothing stored past the limit");
+}
+
+/// A key the vendor refuses once the job is in its hands (a rotation gone wrong): each refusal
+/// is counted with where it happened, after one refresh; the notice is parked in the results
+/// DLQ with `vendor_auth_failed`; the job is never `Held` and never submitted again. With the
+/// key fixed, the RUNBOOK's redrive reads the same vendor job: one result, paid once.
+#[tokio::test]
+async fn a_refused_key_after_submission_parks_the_notice_and_a_redrive_reads_the_same_vendor_job() {
+    let w = world_with(Idempotency::Native, EngineKind::Fast).await;
+    let receipt = std::fs::read(shared_dir().join("corpus/sroie-dev/000.jpg")).unwrap();
+    let job = submitted(&w, receipt, "receipt", "receipts/refused.jpg").await;
+    let vendor_job_id = job.vendor_job_id.clone().unwrap();
+    vendor_finished(&w, &vendor_job_id).await;
+    let good =
+        w.s.secret(&w.s.config.vendor_api_key_secret, "AWSCURRENT")
+            .await;
+    let put_key = |value: String| {
+        let secrets = w.s.clients.secrets.clone();
+        let id = w.s.config.vendor_api_key_secret.clone();
+        async move {
+            secrets
+                .put_secret_value()
+                .secret_id(id)
+                .secret_string(value)
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    put_key("sk_revoked_0000000000000000".into()).await;
+    // Parse's container reads the secret afresh (a cold start after the bad rotation).
+    {
+        use ocrbridge::vendors::Vendor;
+        w.parse.vendor.refresh_credentials().await;
+    }
+    let forbidden_before = sim_stats(&w.sim).await["forbidden"].as_u64().unwrap();
+
+    // Reconcile's status check is refused: counted, and nothing moves.
+    w.reconcile.run(UnixMillis::now()).await;
+    assert_eq!(
+        w.reconcile.metrics.recorded()["VendorAuthFailures[sim,reconcile,403]"],
+        1.0
+    );
+    assert_eq!(state(&w, &job.id).await.state, JobState::Submitted);
+
+    // The completion arrives; parse asks the vendor about the job and is refused twice (before
+    // and after a refresh).
+    w.parse
+        .queue
+        .send_json(
+            &w.s.config.results_queue_url,
+            &completion(&job, &vendor_job_id),
+        )
+        .await
+        .unwrap();
+    pump_results(&w).await;
+    assert_eq!(
+        w.parse.metrics.recorded()["VendorAuthFailures[sim,poll,403]"],
+        1.0
+    );
+    assert_eq!(
+        sim_stats(&w.sim).await["forbidden"].as_u64().unwrap() - forbidden_before,
+        3,
+        "reconcile's call, then parse's and its retry after the refresh"
+    );
+    let parked = w.s.drain(&w.s.config.results_dlq_url).await;
+    assert_eq!(parked.len(), 1);
+    let code = parked[0]
+        .message_attributes()
+        .and_then(|a| a.get(ocrbridge::queue::REASON_CODE_ATTRIBUTE))
+        .and_then(|v| v.string_value())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(code, "vendor_auth_failed");
+    let waiting = state(&w, &job.id).await;
+    assert!(
+        matches!(waiting.state, JobState::Submitted | JobState::ResultReady),
+        "the vendor still has it; never Held, whose retry would submit again: {waiting:?}"
+    );
+    assert_eq!(
+        waiting.vendor_job_id.as_deref(),
+        Some(vendor_job_id.as_str())
+    );
+
+    // The operator fixes the key and redrives: the same vendor job is read, once.
+    put_key(good).await;
+    for m in &parked {
+        w.parse
+            .queue
+            .send_json(
+                &w.s.config.results_queue_url,
+                &serde_json::from_str::<Value>(m.body().unwrap()).unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    pump_results(&w).await;
+    let done = state(&w, &job.id).await;
+    assert!(
+        matches!(done.state, JobState::Completed | JobState::NeedsReview),
+        "{done:?}"
+    );
+    assert_eq!(done.vendor_job_id.as_deref(), Some(vendor_job_id.as_str()));
+    assert_eq!(results_stored(&w, &job.id).await, 1);
+    assert_eq!(sim_stats_billed(&w).await, 1, "paid once");
+}
+
+/// The same at the result fetch: a job the vendor has finished (reconcile saw it, `ResultReady`)
+/// whose result is then refused is counted at `fetch`, its notice parked, its lease given back,
+/// and nothing stored or paid again.
+#[tokio::test]
+async fn a_refused_key_at_the_result_fetch_is_counted_there_and_parks_the_notice() {
+    let w = world_with(Idempotency::Native, EngineKind::Fast).await;
+    let receipt = std::fs::read(shared_dir().join("corpus/sroie-dev/000.jpg")).unwrap();
+    let job = submitted(&w, receipt, "receipt", "receipts/refused-fetch.jpg").await;
+    vendor_finished(&w, job.vendor_job_id.as_deref().unwrap()).await;
+    let summary = w.reconcile.run(UnixMillis::now()).await;
+    assert_eq!(summary.recovered, 1, "{summary:?}");
+    assert_eq!(state(&w, &job.id).await.state, JobState::ResultReady);
+
+    w.s.clients
+        .secrets
+        .put_secret_value()
+        .secret_id(&w.s.config.vendor_api_key_secret)
+        .secret_string("sk_revoked_0000000000000000")
+        .send()
+        .await
+        .unwrap();
+    {
+        use ocrbridge::vendors::Vendor;
+        w.parse.vendor.refresh_credentials().await;
+    }
+    pump_results(&w).await;
+    assert_eq!(
+        w.parse.metrics.recorded()["VendorAuthFailures[sim,fetch,403]"],
+        1.0
+    );
+    assert_eq!(w.s.drain(&w.s.config.results_dlq_url).await.len(), 1);
+    let waiting = state(&w, &job.id).await;
+    // Where a failed fetch leaves it: no result, no lease, so the redrive's parse takes it.
+    assert!(
+        matches!(waiting.state, JobState::ResultReady | JobState::Parsing),
+        "{waiting:?}"
+    );
+    assert!(waiting.lease.is_none(), "the parse lease is given back");
+    assert_eq!(results_stored(&w, &job.id).await, 0);
+    assert_eq!(sim_stats_billed(&w).await, 1);
 }

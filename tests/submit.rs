@@ -461,7 +461,7 @@ async fn a_bad_credential_holds_the_job_pauses_the_rest_and_a_redrive_resumes_it
         "the key never appears in reasons"
     );
     assert_eq!(
-        w.submit.metrics.recorded()["VendorAuthFailures[sim,403]"],
+        w.submit.metrics.recorded()["VendorAuthFailures[sim,submit,403]"],
         1.0
     );
     assert_eq!(

@@ -68,7 +68,13 @@ pub const SUBMIT_RETRIES: Metric = metric("SubmitRetries", Unit::Count, &["Vendo
 pub const RECONCILES: Metric = metric("Reconciles", Unit::Count, &["Vendor", "Outcome"]);
 pub const BUDGET_EXHAUSTED: Metric = metric("RetryBudgetExhausted", Unit::Count, &["Vendor"]);
 pub const ADMISSION_DELAYED: Metric = metric("AdmissionDelayed", Unit::Count, &["Vendor"]);
-pub const AUTH_FAILURES: Metric = metric("VendorAuthFailures", Unit::Count, &["Vendor", "Status"]);
+/// A 401/403 from the vendor after one credential refresh, by where it happened: `submit`,
+/// `poll` (a status check), `fetch` (the result), `reconcile` (its status check).
+pub const AUTH_FAILURES: Metric = metric(
+    "VendorAuthFailures",
+    Unit::Count,
+    &["Vendor", "Stage", "Status"],
+);
 pub const SUBMIT_LATENCY: Metric = metric("SubmitLatency", Unit::Milliseconds, &["Vendor"]);
 pub const ESTIMATED_COST: Metric = metric("EstimatedCost", Unit::None, &["Vendor", "Profile"]);
 /// Money the vendor was paid (USD), by label (`cost::Spend`: billed, failed_billed,

@@ -406,15 +406,25 @@ impl<V: Vendor> Parse<V> {
         if let Err(wait) = self.admit_read(job).await {
             return Err(Disposition::Defer(wait));
         }
-        let status = failpoints::around(
+        let mut status = failpoints::around(
             "parse.before_status",
             "parse.after_status",
             job.id.as_str(),
             self.vendor.status(&vendor_job_id),
         )
         .await;
+        if let Err(VendorError::Auth { status: code }) = &status {
+            // Rotation may just have replaced the key: one refresh, one more try.
+            warn!(
+                status = code,
+                "vendor refused the credentials checking a job; refreshing the key once"
+            );
+            self.vendor.refresh_credentials().await;
+            status = self.vendor.status(&vendor_job_id).await;
+        }
         let vendor_job = match status {
             Ok(v) => v,
+            Err(e @ VendorError::Auth { .. }) => return Err(self.refused(job, "poll", &e)),
             Err(e) if e.is_gone() => {
                 // The vendor no longer has the job (its results expire): nothing to wait for;
                 // a retry buys the document again, knowingly.
@@ -519,6 +529,27 @@ impl<V: Vendor> Parse<V> {
         Disposition::Defer(wait)
     }
 
+    /// The vendor refused our credentials, even after a refresh: counted as submit counts it
+    /// (`VendorAuthFailures[Vendor, Stage, Status]`) and the notice parked in the DLQ with
+    /// `vendor_auth_failed`. The job stays `Submitted` — never `Held`, whose retry would submit
+    /// again a document the vendor already has: once the key is fixed, a redrive (or
+    /// reconcile) asks about the same vendor job, and nothing is paid twice.
+    fn refused(&self, job: &Job, stage: &'static str, error: &VendorError) -> Disposition {
+        let status = match error {
+            VendorError::Auth { status } => status.to_string(),
+            _ => "?".into(),
+        };
+        self.metrics.count(
+            metrics::AUTH_FAILURES,
+            &[self.vendor.name(), stage, &status],
+            &[("job_id", job.id.as_str())],
+        );
+        Disposition::DeadLetter {
+            code: reason::VENDOR_AUTH_FAILED,
+            reason: format!("{error} at {stage}; fix the vendor key, then redrive"),
+        }
+    }
+
     /// Gives the parse lease back and retries the notice later.
     async fn give_back(
         &self,
@@ -596,15 +627,29 @@ impl<V: Vendor> Parse<V> {
             key: format!("raw/{}/{attempt_id}.json.gz", job.id),
             version_id: None,
         };
-        let fetched = failpoints::around(
+        let mut fetched = failpoints::around(
             "parse.before_fetch",
             "parse.after_fetch",
             job.id.as_str(),
             self.vendor.fetch_result(&vendor_job_id),
         )
         .await;
+        if let Err(VendorError::Auth { status }) = &fetched {
+            warn!(
+                status,
+                "vendor refused the credentials fetching a result; refreshing the key once"
+            );
+            self.vendor.refresh_credentials().await;
+            fetched = self.vendor.fetch_result(&vendor_job_id).await;
+        }
         let raw = match fetched {
             Ok(raw) => raw,
+            Err(e @ VendorError::Auth { .. }) => {
+                if let Err(fence) = self.release(&lease).await {
+                    warn!(error = %fence, "could not release the parse lease; it will expire");
+                }
+                return self.refused(&job, "fetch", &e);
+            }
             Err(e) if e.is_gone() => {
                 // The vendor said it succeeded and no longer has the result (expired or lost).
                 // Retryable: a retry buys the document again, knowingly.

@@ -32,7 +32,7 @@ use ocrbridge::ledger::{Change, Ledger, TransitionError};
 use ocrbridge::metrics::{self, Metrics};
 use ocrbridge::queue::{Queue, ResultNotice, SubmitRequest};
 use ocrbridge::time::UnixMillis;
-use ocrbridge::vendors::Vendor;
+use ocrbridge::vendors::{Vendor, VendorError};
 use serde_json::json;
 use tracing::{info, warn};
 
@@ -329,15 +329,29 @@ impl<V: Vendor> Reconcile<V> {
                 let Some(vendor_job_id) = &job.vendor_job_id else {
                     return Err("a Submitted job has no vendor job id".into());
                 };
-                let status = failpoints::around(
+                let status = match failpoints::around(
                     "reconcile.before_status",
                     "reconcile.after_status",
                     job.id.as_str(),
                     self.vendor.status(vendor_job_id),
                 )
                 .await
-                .map_err(|e| e.to_string())?
-                .status;
+                {
+                    Ok(v) => v.status,
+                    Err(e) => {
+                        if let VendorError::Auth { status } = &e {
+                            // Named as submit names it; the next run reads the key afresh, in
+                            // case a rotation replaced it.
+                            self.metrics.count(
+                                metrics::AUTH_FAILURES,
+                                &[self.vendor.name(), "reconcile", &status.to_string()],
+                                &[("job_id", job.id.as_str())],
+                            );
+                            self.vendor.refresh_credentials().await;
+                        }
+                        return Err(e.to_string());
+                    }
+                };
                 // Record what we found: a success leaves the stale-Submitted query, so the next
                 // run does not poll and notify again while this notice is on its way; if it is
                 // lost, the job is a stuck `ResultReady` after `STUCK_SECS`.

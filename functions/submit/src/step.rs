@@ -528,7 +528,7 @@ impl<V: Vendor> Submit<V> {
     async fn park_on_auth(&self, lease: &Lease, status: u16, error: &VendorError) -> Disposition {
         self.metrics.count(
             metrics::AUTH_FAILURES,
-            &[self.vendor.name(), &status.to_string()],
+            &[self.vendor.name(), "submit", &status.to_string()],
             &[("job_id", lease.job_id.as_str())],
         );
         let _ = failpoints::around(
