@@ -1346,3 +1346,63 @@ async fn a_refused_key_at_the_result_fetch_is_counted_there_and_parks_the_notice
     assert_eq!(results_stored(&w, &job.id).await, 0);
     assert_eq!(sim_stats_billed(&w).await, 1);
 }
+
+/// A vendor that changes its model under the same API is noticed: the first version recorded
+/// is the baseline, a new one beside it is `VendorModelVersionChanged` once (not per document,
+/// not again in another container), and each result keeps the version it was read with.
+#[tokio::test]
+async fn a_new_vendor_model_version_is_noticed_once() {
+    let w = world_with(Idempotency::Native, EngineKind::Fast).await;
+    let parse_one = |name: &'static str| {
+        let w = &w;
+        async move {
+            let bytes = text_pdf(&["CORNER CAFE", name, "Total: 4.50"]);
+            let job = submitted(w, bytes, "receipt", &format!("receipts/{name}.pdf")).await;
+            let vendor_job_id = job.vendor_job_id.clone().unwrap();
+            vendor_finished(w, &vendor_job_id).await;
+            w.parse
+                .queue
+                .send_json(
+                    &w.s.config.results_queue_url,
+                    &completion(&job, &vendor_job_id),
+                )
+                .await
+                .unwrap();
+            pump_results(w).await;
+            let done = state(w, &job.id).await;
+            let document = get_json(w, done.result_key.as_deref().expect("a result")).await;
+            document["vendor"]["model_version"].clone()
+        }
+    };
+    let changes = || {
+        w.parse
+            .metrics
+            .recorded()
+            .get("VendorModelVersionChanged[sim,receipt]")
+            .copied()
+    };
+    assert_eq!(parse_one("one").await, "sim-1");
+    assert_eq!(
+        changes(),
+        None,
+        "the first version is the baseline, not a change"
+    );
+
+    set_faults(&w.sim, json!({"model_version": "sim-2"})).await;
+    assert_eq!(parse_one("two").await, "sim-2");
+    assert_eq!(changes(), Some(1.0));
+    assert_eq!(parse_one("three").await, "sim-2");
+    assert_eq!(changes(), Some(1.0), "once, not per document");
+
+    // Another container (its own cache) asks the table, which knows sim-2 already.
+    let other = w.s.ledger.clone();
+    let fresh =
+        ocrbridge::ledger::Ledger::new(w.s.clients.dynamodb.clone(), other.tables().clone());
+    assert_eq!(
+        fresh
+            .record_model_version("sim", "receipt", "sim-2", UnixMillis::now())
+            .await
+            .unwrap(),
+        ocrbridge::ledger::model_versions::VersionSighting::Known
+    );
+}

@@ -205,6 +205,10 @@ pub struct VendorInfo {
     pub job_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// The version of `model` the vendor reports (Textract's `*ModelVersion`, Azure's
+    /// `apiVersion`, the simulator's `model_version`): watched for silent model changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_version: Option<String>,
 }
 
 /// One document's normalized result.
@@ -284,7 +288,8 @@ mod tests {
             vendor: VendorInfo {
                 name: "sim".into(),
                 job_id: "doc_x".into(),
-                model: Some("sim-1".into()),
+                model: Some("receipt".into()),
+                model_version: Some("sim-1".into()),
             },
             pages: vec![Page {
                 number: 1,

@@ -121,6 +121,13 @@ pub const PARSE_FAILURES: Metric = metric("ParseFailures", Unit::Count, &["Reaso
 pub const NEEDS_REVIEW: Metric = metric("NeedsReview", Unit::Count, &["Rule"]);
 pub const JOBS_COMPLETED: Metric = metric("JobsCompleted", Unit::Count, &["Profile", "Outcome"]);
 pub const FIELD_NULL: Metric = metric("FieldNull", Unit::Count, &["Profile", "Field"]);
+/// A result reported a model version never seen before for its vendor and model, beside ones
+/// that were: the vendor changed the model (`ledger::model_versions`).
+pub const MODEL_VERSION_CHANGED: Metric = metric(
+    "VendorModelVersionChanged",
+    Unit::Count,
+    &["Vendor", "Model"],
+);
 pub const SCHEMA_DRIFT: Metric = metric("SchemaDrift", Unit::Count, &["Vendor", "Field", "Kind"]);
 
 /// Segments (see `segments`: every value comes from a bounded set — sources from an allowlist
@@ -211,6 +218,7 @@ pub const ALL: &[Metric] = &[
     JOBS_COMPLETED,
     FIELD_NULL,
     SCHEMA_DRIFT,
+    MODEL_VERSION_CHANGED,
     STUCK_JOBS,
     RECOVERED_JOBS,
     EXPIRED_JOBS,

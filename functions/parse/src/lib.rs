@@ -32,6 +32,7 @@ use ocrbridge::cost::{JobCost, Prices, Spend};
 use ocrbridge::document::Fields;
 use ocrbridge::failpoints;
 use ocrbridge::job::{reason, Job, JobState, Reason};
+use ocrbridge::ledger::model_versions::VersionSighting;
 use ocrbridge::ledger::Take;
 use ocrbridge::ledger::{
     AttemptOutcome, Change, FenceError, Lease, LeaseError, LeaseStep, Ledger, RetryDebt,
@@ -550,6 +551,37 @@ impl<V: Vendor> Parse<V> {
         }
     }
 
+    /// Records the model version the vendor reported; a version never seen before for its
+    /// model, beside ones that were, is a model change: `VendorModelVersionChanged` and a
+    /// warning. Never fails the job — the result is what was paid for.
+    async fn watch_model_version(&self, job: &Job, vendor: &ocrbridge::document::VendorInfo) {
+        let (Some(model), Some(version)) = (&vendor.model, &vendor.model_version) else {
+            return;
+        };
+        match self
+            .ledger
+            .record_model_version(&vendor.name, model, version, UnixMillis::now())
+            .await
+        {
+            Ok(VersionSighting::New { before }) => {
+                self.metrics.count(
+                    metrics::MODEL_VERSION_CHANGED,
+                    &[&vendor.name, model],
+                    &[("job_id", job.id.as_str()), ("version", version)],
+                );
+                warn!(
+                    vendor = %vendor.name,
+                    %model,
+                    %version,
+                    ?before,
+                    "the vendor reports a model version not seen before: compare this week's quality run (ocrbridge quality runs)"
+                );
+            }
+            Ok(VersionSighting::First | VersionSighting::Known) => {}
+            Err(e) => warn!(error = %e, "could not record the vendor's model version"),
+        }
+    }
+
     /// Gives the parse lease back and retries the notice later.
     async fn give_back(
         &self,
@@ -738,6 +770,8 @@ impl<V: Vendor> Parse<V> {
                 );
             }
         }
+        self.watch_model_version(&job, &normalized.document.vendor)
+            .await;
         let document_json = match normalized.document.to_validated_json() {
             Ok(v) => v,
             Err(violation) => {

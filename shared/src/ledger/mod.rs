@@ -25,6 +25,7 @@ mod by_state;
 mod dedupe;
 pub mod item;
 mod lease;
+pub mod model_versions;
 mod update;
 
 use std::collections::HashMap;
@@ -58,6 +59,8 @@ pub struct Ledger {
     tables: LedgerTables,
     /// The token buckets as this container last wrote or saw them (see [`bucket`]).
     buckets_seen: bucket::Seen,
+    /// The vendor model versions this container has recorded (see [`model_versions`]).
+    model_versions_seen: model_versions::Seen,
 }
 
 /// A DynamoDB call that failed for a reason other than a condition check.
@@ -230,6 +233,7 @@ impl Ledger {
             client,
             tables,
             buckets_seen: Default::default(),
+            model_versions_seen: Default::default(),
         }
     }
 

@@ -259,8 +259,15 @@ impl Runner {
                 }
                 None => None,
             };
-            if let Some(model) = result.as_ref().and_then(|d| d.vendor.model.clone()) {
-                models.insert(profile_of_key(pack_key), model);
+            // Runs are read by model version: a vendor's silent update shows as a new one.
+            if let Some(vendor) = result.as_ref().map(|d| &d.vendor) {
+                if let Some(model) = &vendor.model {
+                    let named = match &vendor.model_version {
+                        Some(version) => format!("{model} {version}"),
+                        None => model.clone(),
+                    };
+                    models.insert(profile_of_key(pack_key), named);
+                }
             }
             documents.push(score_document(
                 pack_document,

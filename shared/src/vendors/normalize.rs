@@ -642,7 +642,9 @@ pub fn normalize_sim(
             vendor: VendorInfo {
                 name: "sim".into(),
                 job_id: vendor_job_id.to_owned(),
-                model: top
+                // The simulator has a model per profile, as Azure has prebuilt ones.
+                model: Some(profile.as_str().to_owned()),
+                model_version: top
                     .get("model_version")
                     .and_then(Value::as_str)
                     .map(str::to_owned),

@@ -134,6 +134,9 @@ pub struct FaultConfig {
     /// A silent model update on a share of documents (not a rate: every affected document, every
     /// time).
     pub model_update: Option<crate::model_update::ModelUpdate>,
+    /// The model version results report (`sim-1`): set another to announce a model change,
+    /// as Textract's `*ModelVersion` or Azure's `apiVersion` would change.
+    pub model_version: String,
     /// Where faults strike whatever their rates (see the module docs).
     pub force: BTreeMap<Fault, BTreeSet<Forced>>,
 }
@@ -163,6 +166,7 @@ impl Default for FaultConfig {
             replay_age_ms: 10 * 60 * 1_000,
             oversized_result_bytes: 2 * 1024 * 1024,
             model_update: None,
+            model_version: "sim-1".into(),
             force: BTreeMap::new(),
         }
     }

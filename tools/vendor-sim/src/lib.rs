@@ -474,7 +474,7 @@ impl Sim {
                         "status": Status::Succeeded,
                         "profile": profile,
                         "engine": self.engine,
-                        "model_version": "sim-1",
+                        "model_version": inner.dice.config.model_version,
                         "pages": pages,
                         "fields": fields,
                         "billing": { "pages": pages.len() },

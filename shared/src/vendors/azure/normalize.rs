@@ -284,6 +284,8 @@ pub fn normalize(
                 name: "azure".into(),
                 job_id: vendor_job_id.to_owned(),
                 model: result["modelId"].as_str().map(str::to_owned),
+                // A prebuilt model is versioned by the API version that served it.
+                model_version: result["apiVersion"].as_str().map(str::to_owned),
             },
             pages,
             reading_order,

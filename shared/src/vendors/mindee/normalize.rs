@@ -298,6 +298,8 @@ pub fn normalize(
                 name: "mindee".into(),
                 job_id: vendor_job_id.to_owned(),
                 model: inference["model"]["id"].as_str().map(str::to_owned),
+                // Mindee v2 reports no model version: a retrained model keeps its id.
+                model_version: None,
             },
             // Mindee returns fields, and the pages' text without a layout.
             pages,

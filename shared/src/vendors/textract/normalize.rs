@@ -136,11 +136,24 @@ pub fn normalize(
         let (fields, ambiguous) = expense_fields(one, profile, &mut drift);
         document.fields = fields;
         ambiguous_dates = ambiguous;
-        (document, payload["AnalyzeExpenseModelVersion"].as_str())
+        (
+            document,
+            (
+                "AnalyzeExpense",
+                payload["AnalyzeExpenseModelVersion"].as_str(),
+            ),
+        )
     } else if let Some(blocks) = payload["Blocks"].as_array() {
-        let model = payload["AnalyzeDocumentModelVersion"]
-            .as_str()
-            .or(payload["DetectDocumentTextModelVersion"].as_str());
+        let model = match (
+            payload["AnalyzeDocumentModelVersion"].as_str(),
+            payload["DetectDocumentTextModelVersion"].as_str(),
+            payload["AnalyzeIDModelVersion"].as_str(),
+        ) {
+            (Some(v), _, _) => ("AnalyzeDocument", Some(v)),
+            (None, Some(v), _) => ("DetectDocumentText", Some(v)),
+            (None, None, Some(v)) => ("AnalyzeID", Some(v)),
+            (None, None, None) => ("AnalyzeDocument", None),
+        };
         (
             blocks_document(blocks, stated_pages(&payload), &mut drift),
             model,
@@ -154,7 +167,9 @@ pub fn normalize(
     document.vendor = VendorInfo {
         name: "textract".into(),
         job_id: vendor_job_id.to_owned(),
-        model: model.map(str::to_owned),
+        // The API is the model; its `*ModelVersion` is the version.
+        model: Some(model.0.to_owned()),
+        model_version: model.1.map(str::to_owned),
     };
     canonical_money(&mut document.fields);
     Ok(Normalized {
@@ -403,6 +418,7 @@ fn blocks_document(blocks: &[Value], stated_pages: u32, drift: &mut BTreeSet<Dri
             name: "textract".into(),
             job_id: String::new(),
             model: None,
+            model_version: None,
         },
         pages,
         reading_order,
