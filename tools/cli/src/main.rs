@@ -250,6 +250,13 @@ enum AlarmsCommand {
 enum SecretsCommand {
     /// Start a rotation (vendor-api-key or webhook-secret) and wait for it.
     Rotate { secret: String },
+    /// Put AWSPREVIOUS back as AWSCURRENT (vendor-api-key or webhook-secret): for a new key
+    /// the vendor refuses. A dry run until --apply.
+    Rollback {
+        secret: String,
+        #[arg(long)]
+        apply: bool,
+    },
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
@@ -356,6 +363,9 @@ async fn on_stack(t: &TargetArgs, command: Command) -> Result<(), CliError> {
         Command::Secrets {
             command: SecretsCommand::Rotate { secret },
         } => commands::secrets::rotate(&target, &secret, json).await,
+        Command::Secrets {
+            command: SecretsCommand::Rollback { secret, apply },
+        } => commands::secrets::rollback(&target, &secret, apply, json).await,
         Command::Local { .. } => Err(CliError::Usage("`ocrbridge local` takes no stack".into())),
     }
 }

@@ -262,3 +262,58 @@ async fn every_runbook_action_does_what_it_says() {
     };
     tokio::join!(p.run_until(&stop), script);
 }
+
+/// RUNBOOK.md#rotation-failures: a new key the vendor refuses goes back to the previous one —
+/// a dry run first, then `--apply`; the values are never printed; a second rollback undoes the
+/// first; a secret with nothing to go back to is refused (exit 4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_new_key_is_rolled_back_to_the_previous_one() {
+    let s = stack().await;
+    let env = env_file(&s);
+    let secret = s.config.vendor_api_key_secret.clone();
+    let good = s.secret(&secret, "AWSCURRENT").await;
+    let wrong = "sk_pasted_the_wrong_key_000000";
+    s.clients
+        .secrets
+        .put_secret_value()
+        .secret_id(&secret)
+        .secret_string(wrong)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(s.secret(&secret, "AWSCURRENT").await, wrong);
+
+    let dry = ocrbridge(&env, &["secrets", "rollback", "vendor-api-key"]).await;
+    let said = stdout(&dry);
+    assert!(dry.status.success(), "{said}");
+    assert!(said.contains("--apply to do it"), "{said}");
+    assert_eq!(
+        s.secret(&secret, "AWSCURRENT").await,
+        wrong,
+        "a dry run changes nothing"
+    );
+
+    let applied = ocrbridge(&env, &["secrets", "rollback", "vendor-api-key", "--apply"]).await;
+    let said = stdout(&applied);
+    assert!(applied.status.success(), "{said}");
+    assert_eq!(s.secret(&secret, "AWSCURRENT").await, good);
+    assert_eq!(s.secret(&secret, "AWSPREVIOUS").await, wrong);
+    let printed = format!("{said}{}", String::from_utf8_lossy(&applied.stderr));
+    assert!(
+        !printed.contains(&good) && !printed.contains(wrong),
+        "{printed}"
+    );
+
+    // Undo: the refused key is current again.
+    let undo = ocrbridge(
+        &env,
+        &["--json", "secrets", "rollback", "vendor-api-key", "--apply"],
+    )
+    .await;
+    assert_eq!(json(&undo)["applied"], true);
+    assert_eq!(s.secret(&secret, "AWSCURRENT").await, wrong);
+
+    // The webhook secret was never rotated: nothing to go back to.
+    let refused = ocrbridge(&env, &["secrets", "rollback", "webhook-secret", "--apply"]).await;
+    assert_eq!(refused.status.code(), Some(4), "{}", stdout(&refused));
+}
