@@ -423,6 +423,8 @@ fn the_failures_operators_must_hear_of_each_have_an_alarm() {
         "WebhookServerErrorsAlarm",
         "BenchmarkMissingAlarm",
         "RotationFailuresAlarm",
+        "VendorKeyAgeAlarm",
+        "VendorModelVersionChangedAlarm",
         "IntakeDLQAgeAlarm",
         "SubmitDLQAgeAlarm",
         "ResultsDLQAgeAlarm",

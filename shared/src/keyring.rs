@@ -280,3 +280,44 @@ mod tests {
         assert!(!in_struct.contains("very_secret"));
     }
 }
+
+/// How long the vendor key in use has been current: the creation of the version labelled
+/// `AWSCURRENT`. Reported as `VendorKeyAgeDays` for keys issued in a vendor's console, which no
+/// schedule rotates (RUNBOOK.md#rotation-failures): the alarm at `KeyMaxAgeDays` is the reminder.
+#[derive(Debug, Clone)]
+pub struct KeyAge {
+    client: aws_sdk_secretsmanager::Client,
+    secret_id: String,
+}
+
+impl KeyAge {
+    pub fn new(client: aws_sdk_secretsmanager::Client, secret_id: impl Into<String>) -> Self {
+        KeyAge {
+            client,
+            secret_id: secret_id.into(),
+        }
+    }
+
+    /// Days since the current version was created, at `now_ms` (Unix milliseconds).
+    pub async fn days(&self, now_ms: u64) -> Result<f64, String> {
+        let versions = self
+            .client
+            .list_secret_version_ids()
+            .secret_id(&self.secret_id)
+            .send()
+            .await
+            .map_err(|e| DisplayErrorContext(e).to_string())?;
+        let created = versions
+            .versions()
+            .iter()
+            .find(|v| {
+                v.version_stages()
+                    .iter()
+                    .any(|s| s == Stage::Current.label())
+            })
+            .and_then(|v| v.created_date())
+            .ok_or("the secret has no AWSCURRENT version with a creation date")?;
+        let created_ms = created.to_millis().map_err(|e| e.to_string())?;
+        Ok(now_ms.saturating_sub(created_ms.max(0) as u64) as f64 / 86_400_000.0)
+    }
+}

@@ -128,6 +128,8 @@ pub const MODEL_VERSION_CHANGED: Metric = metric(
     Unit::Count,
     &["Vendor", "Model"],
 );
+/// Days the vendor key in use has been current (reconcile, every sweep; not for Textract).
+pub const VENDOR_KEY_AGE: Metric = metric("VendorKeyAgeDays", Unit::None, &["Vendor"]);
 pub const SCHEMA_DRIFT: Metric = metric("SchemaDrift", Unit::Count, &["Vendor", "Field", "Kind"]);
 
 /// Segments (see `segments`: every value comes from a bounded set — sources from an allowlist
@@ -219,6 +221,7 @@ pub const ALL: &[Metric] = &[
     FIELD_NULL,
     SCHEMA_DRIFT,
     MODEL_VERSION_CHANGED,
+    VENDOR_KEY_AGE,
     STUCK_JOBS,
     RECOVERED_JOBS,
     EXPIRED_JOBS,
