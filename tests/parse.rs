@@ -895,6 +895,24 @@ async fn queued(w: &World, key: &str) -> Job {
 }
 
 /// What the webhook function enqueues for a verified completion.
+async fn put_api_key(w: &World, value: &str) {
+    w.s.put_secret(&w.s.config.vendor_api_key_secret, value)
+        .await;
+}
+
+/// The vendor's completion of `job`, as the webhook queues it, handled by parse.
+async fn deliver_completion(w: &World, job: &Job, vendor_job_id: &str) {
+    w.parse
+        .queue
+        .send_json(
+            &w.s.config.results_queue_url,
+            &completion(job, vendor_job_id),
+        )
+        .await
+        .unwrap();
+    pump_results(w).await;
+}
+
 fn completion(job: &Job, vendor_job_id: &str) -> ResultNotice {
     ResultNotice {
         job_id: job.id.clone(),
@@ -1228,20 +1246,7 @@ async fn a_refused_key_after_submission_parks_the_notice_and_a_redrive_reads_the
     let good =
         w.s.secret(&w.s.config.vendor_api_key_secret, "AWSCURRENT")
             .await;
-    let put_key = |value: String| {
-        let secrets = w.s.clients.secrets.clone();
-        let id = w.s.config.vendor_api_key_secret.clone();
-        async move {
-            secrets
-                .put_secret_value()
-                .secret_id(id)
-                .secret_string(value)
-                .send()
-                .await
-                .unwrap();
-        }
-    };
-    put_key("sk_revoked_0000000000000000".into()).await;
+    put_api_key(&w, "sk_revoked_0000000000000000").await;
     // Parse's container reads the secret afresh (a cold start after the bad rotation).
     {
         use ocrbridge::vendors::Vendor;
@@ -1259,15 +1264,7 @@ async fn a_refused_key_after_submission_parks_the_notice_and_a_redrive_reads_the
 
     // The completion arrives; parse asks the vendor about the job and is refused twice (before
     // and after a refresh).
-    w.parse
-        .queue
-        .send_json(
-            &w.s.config.results_queue_url,
-            &completion(&job, &vendor_job_id),
-        )
-        .await
-        .unwrap();
-    pump_results(&w).await;
+    deliver_completion(&w, &job, &vendor_job_id).await;
     assert_eq!(
         w.parse.metrics.recorded()["VendorAuthFailures[sim,poll,403]"],
         1.0
@@ -1297,7 +1294,7 @@ async fn a_refused_key_after_submission_parks_the_notice_and_a_redrive_reads_the
     );
 
     // The operator fixes the key and redrives: the same vendor job is read, once.
-    put_key(good).await;
+    put_api_key(&w, &good).await;
     for m in &parked {
         w.parse
             .queue
@@ -1332,14 +1329,7 @@ async fn a_refused_key_at_the_result_fetch_is_counted_there_and_parks_the_notice
     assert_eq!(summary.recovered, 1, "{summary:?}");
     assert_eq!(state(&w, &job.id).await.state, JobState::ResultReady);
 
-    w.s.clients
-        .secrets
-        .put_secret_value()
-        .secret_id(&w.s.config.vendor_api_key_secret)
-        .secret_string("sk_revoked_0000000000000000")
-        .send()
-        .await
-        .unwrap();
+    put_api_key(&w, "sk_revoked_0000000000000000").await;
     {
         use ocrbridge::vendors::Vendor;
         w.parse.vendor.refresh_credentials().await;
@@ -1374,15 +1364,7 @@ async fn a_new_vendor_model_version_is_noticed_once() {
             let job = submitted(w, bytes, "receipt", &format!("receipts/{name}.pdf")).await;
             let vendor_job_id = job.vendor_job_id.clone().unwrap();
             vendor_finished(w, &vendor_job_id).await;
-            w.parse
-                .queue
-                .send_json(
-                    &w.s.config.results_queue_url,
-                    &completion(&job, &vendor_job_id),
-                )
-                .await
-                .unwrap();
-            pump_results(w).await;
+            deliver_completion(w, &job, &vendor_job_id).await;
             let done = state(w, &job.id).await;
             let document = get_json(w, done.result_key.as_deref().expect("a result")).await;
             document["vendor"]["model_version"].clone()

@@ -428,14 +428,8 @@ async fn a_permanent_error_fails_the_job_without_retries() {
 }
 
 async fn put_api_key(w: &World, value: &str) {
-    w.s.clients
-        .secrets
-        .put_secret_value()
-        .secret_id(&w.s.config.vendor_api_key_secret)
-        .secret_string(value)
-        .send()
-        .await
-        .unwrap();
+    w.s.put_secret(&w.s.config.vendor_api_key_secret, value)
+        .await;
 }
 
 /// A key the vendor refuses even after a refresh is wrong for every document: the job is held

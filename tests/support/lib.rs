@@ -113,6 +113,19 @@ impl TestStack {
             .to_owned()
     }
 
+    /// Puts a new `AWSCURRENT` value (the old one becomes `AWSPREVIOUS`), as an operator pasting
+    /// a key, or a rotation, would.
+    pub async fn put_secret(&self, id: &str, value: &str) {
+        self.clients
+            .secrets
+            .put_secret_value()
+            .secret_id(id)
+            .secret_string(value)
+            .send()
+            .await
+            .expect("PutSecretValue");
+    }
+
     /// The vendor simulator on a free port, accepting the stack's current API key; `config`
     /// sets the rest (its `listen` and `api_keys` are replaced).
     pub async fn start_sim(&self, config: SimConfig) -> RunningSim {

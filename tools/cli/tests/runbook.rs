@@ -273,14 +273,7 @@ async fn a_refused_new_key_is_rolled_back_to_the_previous_one() {
     let secret = s.config.vendor_api_key_secret.clone();
     let good = s.secret(&secret, "AWSCURRENT").await;
     let wrong = "sk_pasted_the_wrong_key_000000";
-    s.clients
-        .secrets
-        .put_secret_value()
-        .secret_id(&secret)
-        .secret_string(wrong)
-        .send()
-        .await
-        .unwrap();
+    s.put_secret(&secret, wrong).await;
     assert_eq!(s.secret(&secret, "AWSCURRENT").await, wrong);
 
     let dry = ocrbridge(&env, &["secrets", "rollback", "vendor-api-key"]).await;
