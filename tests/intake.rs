@@ -1001,3 +1001,52 @@ async fn a_crash_loop_is_parked_before_a_neighbour_can_take_the_invocation() {
         Some(looping.as_str())
     );
 }
+
+/// One trace per document: intake starts it (S3's notification carries none), the job keeps
+/// it, and it rides every queue after (SQS's `AWSTraceHeader`) as far as the vendor call
+/// (`X-Amzn-Trace-Id`, which the simulator records per submission).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_documents_trace_starts_at_intake_and_reaches_the_vendor_call() {
+    use ocrbridge_local::pipeline::{Pipeline, PipelineOptions};
+    let s = stack().await;
+    let p = Pipeline::start(s.clients.clone(), &s.stack, PipelineOptions::default())
+        .await
+        .unwrap();
+    let documents: Vec<Vec<u8>> = ["CORNER CAFE", "HARBOR DINER"]
+        .iter()
+        .map(|shop| ocrbridge_tests::text_pdf(&[shop, "Total: 4.50"]))
+        .collect();
+    let mut ids = Vec::new();
+    for (i, bytes) in documents.iter().enumerate() {
+        s.put(&format!("receipts/trace-{i}.pdf"), bytes.clone(), None)
+            .await;
+        ids.push(ocrbridge_tests::job_id_for(bytes, "receipt"));
+    }
+    let jobs =
+        ocrbridge_tests::run_until_settled(&p, &s.ledger, &ids, std::time::Duration::from_secs(60))
+            .await;
+    let traces: Value = reqwest::get(format!("{}/admin/traces", p.sim.base_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut roots = std::collections::BTreeSet::new();
+    for job in &jobs {
+        let header = job
+            .trace_header
+            .as_deref()
+            .expect("the job keeps its trace");
+        let root = ocrbridge::trace_context::root(header).expect("an X-Ray trace id");
+        roots.insert(root.to_owned());
+        let vendor_job = job.vendor_job_id.as_deref().expect("submitted");
+        let sent = traces[vendor_job].as_str().unwrap_or_default();
+        assert_eq!(
+            ocrbridge::trace_context::root(sent),
+            Some(root),
+            "the vendor call of {} carries the document's trace: {traces}",
+            job.id
+        );
+    }
+    assert_eq!(roots.len(), jobs.len(), "one trace per document");
+}

@@ -378,7 +378,17 @@ where
             }
         } else {
             let last_chance = receives >= source.last_chance();
-            let dead = match handle(message.clone(), queue_url.clone()).await {
+            // Everything the record's handling sends joins its trace (crate::trace_context).
+            let trace = message
+                .attributes
+                .get(crate::trace_context::SQS_ATTRIBUTE)
+                .cloned();
+            let handled = crate::trace_context::within(
+                trace.clone(),
+                handle(message.clone(), queue_url.clone()),
+            )
+            .await;
+            let dead = match handled {
                 Ok(()) => None,
                 Err(Failure::Poison { code, reason }) => Some((code, reason)),
                 Err(Failure::Retry { code, reason }) if last_chance => {
@@ -391,7 +401,12 @@ where
                 }
             };
             if let Some((code, reason)) = dead {
-                if !park(queue, source, metrics, &message, &code, &reason).await {
+                let parked = crate::trace_context::within(
+                    trace,
+                    park(queue, source, metrics, &message, &code, &reason),
+                )
+                .await;
+                if !parked {
                     failures.push(id.clone());
                 }
             }

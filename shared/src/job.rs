@@ -549,6 +549,8 @@ pub struct Job {
     pub benchmark_run: Option<BenchmarkRun>,
     /// The upload's source channel, bounded (`segments::Sources`); `None` on jobs from before.
     pub channel: Option<String>,
+    /// The document's X-Ray trace (`trace_context`): every message about the job carries it.
+    pub trace_header: Option<String>,
 }
 
 /// One entry of a job's history: the state it entered, when, and with which reason.

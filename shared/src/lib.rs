@@ -31,4 +31,5 @@ pub mod segments;
 pub mod signature;
 pub mod telemetry;
 pub mod time;
+pub mod trace_context;
 pub mod vendors;

@@ -317,6 +317,22 @@ impl Queue {
         if !delay.is_zero() {
             request = request.delay_seconds(delay.as_secs().clamp(1, 900) as i32);
         }
+        // The document's trace goes on with the message (crate::trace_context).
+        if let Some(header) = crate::trace_context::current() {
+            let value = aws_sdk_sqs::types::MessageSystemAttributeValue::builder()
+                .data_type("String")
+                .string_value(header)
+                .build()
+                .map_err(|e| QueueError {
+                    operation: "SendMessage",
+                    queue_url: queue_url.to_owned(),
+                    detail: e.to_string(),
+                })?;
+            request = request.message_system_attributes(
+                aws_sdk_sqs::types::MessageSystemAttributeNameForSends::AwsTraceHeader,
+                value,
+            );
+        }
         for (name, value) in attributes {
             // Attribute values must be non-empty; an empty reason says nothing anyway.
             let value = if value.is_empty() { "-" } else { value };

@@ -168,11 +168,16 @@ impl Intake {
         let mut outcomes = Vec::new();
         for record in &records {
             let span = info_span!("object", bucket = %record.bucket, key = %record.key, job_id = field::Empty);
-            let outcome = self
-                .process_object(record)
-                .instrument(span)
-                .await
-                .map_err(|e| e.failure())?;
+            // A document's trace starts here: S3's notification carries none, so the record's
+            // own (a redelivery's) or the invocation's, else a new one (trace_context).
+            let trace = ocrbridge::trace_context::current()
+                .unwrap_or_else(ocrbridge::trace_context::invocation_or_new);
+            let outcome = ocrbridge::trace_context::within(
+                Some(trace),
+                self.process_object(record).instrument(span),
+            )
+            .await
+            .map_err(|e| e.failure())?;
             outcomes.push(outcome);
         }
         Ok(outcomes)

@@ -201,7 +201,7 @@ impl<V: Vendor> Parse<V> {
         polls: u32,
         deadline: UnixMillis,
     ) -> Disposition {
-        let mut job = match self.ledger.get_job(&notice.job_id).await {
+        let job = match self.ledger.get_job(&notice.job_id).await {
             Ok(Some(job)) => job,
             Ok(None) => {
                 return Disposition::DeadLetter {
@@ -211,6 +211,23 @@ impl<V: Vendor> Parse<V> {
             }
             Err(e) => return self.later(attempt, "dynamodb_error", e.to_string()),
         };
+        // A webhook's notice arrives outside the document's trace: the job's joins it again.
+        let trace = ocrbridge::trace_context::current().or_else(|| job.trace_header.clone());
+        ocrbridge::trace_context::within(
+            trace,
+            self.handle_notice_for(job, notice, attempt, polls, deadline),
+        )
+        .await
+    }
+
+    async fn handle_notice_for(
+        &self,
+        mut job: Job,
+        notice: &ResultNotice,
+        attempt: u32,
+        polls: u32,
+        deadline: UnixMillis,
+    ) -> Disposition {
         if self.awaits_adoption(&job)
             && self.names_a_vendor_job(notice)
             // One the job discarded (an operator's retry of a result the vendor had lost) is

@@ -171,7 +171,13 @@ impl<V: Vendor> Reconcile<V> {
                         &[state.as_str()],
                         &[("job_id", job.id.as_str())],
                     );
-                    match self.act(&job, now, &mut backlog).await {
+                    // What reconcile sends about a job joins the job's trace.
+                    let acted_on = ocrbridge::trace_context::within(
+                        job.trace_header.clone(),
+                        self.act(&job, now, &mut backlog),
+                    )
+                    .await;
+                    match acted_on {
                         Ok(Action::Recovered) => {
                             acted += 1;
                             summary.recovered += 1;

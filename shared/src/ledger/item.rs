@@ -93,6 +93,8 @@ pub mod attr {
     pub const COST: &str = "cost";
     pub const BENCHMARK_RUN: &str = "benchmark_run";
     pub const CHANNEL: &str = "channel";
+    /// The document's X-Ray trace header (`crate::trace_context`).
+    pub const TRACE_HEADER: &str = "trace_header";
 
     pub const DEDUPE_KEY: &str = "dedupe_key";
     pub const EXPIRES_AT: &str = "expires_at";
@@ -260,6 +262,7 @@ pub fn job_from_item(item: &Item) -> Result<Job, MalformedItem> {
         resubmit_approved: opt_bool(item, attr::RESUBMIT_APPROVED)?.unwrap_or(false),
         review: opt_s(item, attr::REVIEW)?,
         channel: opt_s(item, attr::CHANNEL)?,
+        trace_header: opt_s(item, attr::TRACE_HEADER)?,
         benchmark_run: opt_s(item, attr::BENCHMARK_RUN)?
             .map(|r| BenchmarkRun::parse(&r).map_err(|e| MalformedItem(e.to_string())))
             .transpose()?,

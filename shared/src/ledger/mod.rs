@@ -270,6 +270,10 @@ impl Ledger {
         if let Some(channel) = &new.channel {
             item.insert(attr::CHANNEL.to_owned(), s(channel));
         }
+        // The trace the job is created in is the document's (crate::trace_context).
+        if let Some(trace) = crate::trace_context::current() {
+            item.insert(attr::TRACE_HEADER.to_owned(), s(trace));
+        }
         if let Some(run) = &new.benchmark_run {
             item.insert(attr::BENCHMARK_RUN.to_owned(), s(run.as_str()));
         }

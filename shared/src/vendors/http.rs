@@ -31,6 +31,15 @@ impl Default for HttpTimeouts {
 /// One HTTP client per container: connections are reused across invocations. Redirects are not
 /// followed: an adapter follows one itself, after checking where it goes (a key must not travel
 /// to another host).
+/// The request with the document's trace (`X-Amzn-Trace-Id`), when there is one: the vendor
+/// call belongs to the document's trace (crate::trace_context).
+pub fn traced(request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    match crate::trace_context::current() {
+        Some(header) => request.header(crate::trace_context::HTTP_HEADER, header),
+        None => request,
+    }
+}
+
 pub fn http_client(timeouts: HttpTimeouts) -> Result<reqwest::Client, VendorError> {
     reqwest::Client::builder()
         .connect_timeout(timeouts.connect)

@@ -69,7 +69,7 @@ impl SimVendor {
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Response, VendorError> {
-        let response = request
+        let response = super::http::traced(request)
             .header("authorization", self.bearer().await?)
             .send()
             .await

@@ -35,6 +35,7 @@ pub fn router(sim: Arc<Sim>) -> Router {
             get(get_idempotency).put(put_idempotency),
         )
         .route("/admin/external-refs", get(external_refs))
+        .route("/admin/traces", get(traces))
         .route("/admin/faults", get(get_faults).put(put_faults))
         .route("/admin/webhook", get(get_webhook).put(put_webhook))
         .route("/admin/api-keys", post(add_api_key))
@@ -450,6 +451,9 @@ async fn submit(State(sim): State<Arc<Sim>>, request: Request) -> Response {
     });
     match outcome {
         Accepted::New { job, cut } => {
+            if let Some(trace) = headers.get("x-amzn-trace-id").and_then(|v| v.to_str().ok()) {
+                sim.with_state(|inner| inner.traces.insert(job.id.clone(), trace.to_owned()));
+            }
             let mut response = accepted(&job, false);
             cut_answer(&mut response, cut);
             response
@@ -603,6 +607,10 @@ async fn put_idempotency(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
 
 /// Ground truth a client cannot see: every external reference and the jobs made for it, oldest
 /// first. More than one job for a reference is a duplicate charge.
+async fn traces(State(sim): State<Arc<Sim>>) -> Response {
+    Json(&sim.lock().traces).into_response()
+}
+
 async fn external_refs(State(sim): State<Arc<Sim>>) -> Response {
     Json(&sim.lock().by_external_ref).into_response()
 }

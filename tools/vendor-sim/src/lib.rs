@@ -245,6 +245,7 @@ impl Sim {
                 stats: Stats::default(),
                 mindee_minute: Default::default(),
                 mindee_webhooks: Default::default(),
+                traces: Default::default(),
             }),
             engine: config.engine,
             processing_delay: config.processing_delay,

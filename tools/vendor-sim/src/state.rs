@@ -250,6 +250,9 @@ pub struct Inner {
     pub mindee_minute: crate::mindee::MinuteWindow,
     /// Mindee's webhook endpoints, by webhook id.
     pub mindee_webhooks: BTreeMap<String, crate::mindee::Endpoint>,
+    /// Job id → the `X-Amzn-Trace-Id` its submission carried (`/admin/traces`): what a vendor
+    /// that traces would join.
+    pub traces: BTreeMap<String, String>,
 }
 
 impl Inner {

@@ -112,7 +112,7 @@ impl AzureVendor {
             .current(false)
             .await
             .map_err(|e| VendorError::Unreachable(format!("API key unavailable: {e}")))?;
-        let response = request
+        let response = crate::vendors::http::traced(request)
             .header("ocp-apim-subscription-key", key.expose())
             .send()
             .await

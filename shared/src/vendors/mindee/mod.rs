@@ -104,7 +104,7 @@ impl MindeeVendor {
             .current(false)
             .await
             .map_err(|e| VendorError::Unreachable(format!("API key unavailable: {e}")))?;
-        let response = request
+        let response = crate::vendors::http::traced(request)
             .header("authorization", key.expose())
             .send()
             .await

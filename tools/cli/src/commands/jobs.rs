@@ -66,6 +66,7 @@ fn summary_json(j: &Job) -> Value {
         "since_ms": j.state_since.0, "reason": j.reason.as_ref().map(|r| json!({"code": r.code, "message": r.message})),
         "vendor_job_id": j.vendor_job_id, "source": format!("s3://{}/{}", j.source.bucket, j.source.key),
         "orphan_vendor_jobs": j.orphan_vendor_jobs, "risky_resubmits": j.risky_resubmits,
+        "trace_id": j.trace_header.as_deref().and_then(ocrbridge::trace_context::root),
     })
 }
 
@@ -171,6 +172,14 @@ pub async fn show(target: &Target, id: &str, json_mode: bool) -> Result<(), CliE
             target.vendor(),
             job.vendor_job_id.as_deref().unwrap_or("-")
         ));
+        if let Some(trace) = job
+            .trace_header
+            .as_deref()
+            .and_then(ocrbridge::trace_context::root)
+        {
+            // The X-Ray console finds the document's whole path by this id.
+            out.push(format!("trace     {trace}"));
+        }
         if !job.orphan_vendor_jobs.is_empty() || job.risky_resubmits > 0 {
             out.push(format!(
                 "charges   {} more vendor job(s) for this document: {:?}; {} risky resubmission(s)",
