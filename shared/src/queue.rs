@@ -317,17 +317,18 @@ impl Queue {
         if !delay.is_zero() {
             request = request.delay_seconds(delay.as_secs().clamp(1, 900) as i32);
         }
+        let unbuildable = |e: aws_sdk_sqs::error::BuildError| QueueError {
+            operation: "SendMessage",
+            queue_url: queue_url.to_owned(),
+            detail: e.to_string(),
+        };
         // The document's trace goes on with the message (crate::trace_context).
         if let Some(header) = crate::trace_context::current() {
             let value = aws_sdk_sqs::types::MessageSystemAttributeValue::builder()
                 .data_type("String")
                 .string_value(header)
                 .build()
-                .map_err(|e| QueueError {
-                    operation: "SendMessage",
-                    queue_url: queue_url.to_owned(),
-                    detail: e.to_string(),
-                })?;
+                .map_err(unbuildable)?;
             request = request.message_system_attributes(
                 aws_sdk_sqs::types::MessageSystemAttributeNameForSends::AwsTraceHeader,
                 value,
@@ -340,11 +341,7 @@ impl Queue {
                 .data_type("String")
                 .string_value(value.chars().take(1024).collect::<String>())
                 .build()
-                .map_err(|e| QueueError {
-                    operation: "SendMessage",
-                    queue_url: queue_url.to_owned(),
-                    detail: e.to_string(),
-                })?;
+                .map_err(unbuildable)?;
             request = request.message_attributes(*name, attribute);
         }
         let out = request.send().await.map_err(|e| QueueError {
