@@ -46,7 +46,7 @@ use ocrbridge::segments;
 use ocrbridge::time::{lease_until_from_deadline, UnixMillis, DEFAULT_LEASE_SAFETY_MARGIN};
 use ocrbridge::vendors::date_order::DateOrderBySource;
 use ocrbridge::vendors::poll::PollSchedule;
-use ocrbridge::vendors::{Completion, Vendor, VendorError};
+use ocrbridge::vendors::{again_after_refresh, Completion, Vendor, VendorError};
 use serde_json::json;
 use tracing::{info, info_span, warn, Instrument};
 
@@ -424,25 +424,22 @@ impl<V: Vendor> Parse<V> {
         if let Err(wait) = self.admit_read(job).await {
             return Err(Disposition::Defer(wait));
         }
-        let mut status = failpoints::around(
+        let status = failpoints::around(
             "parse.before_status",
             "parse.after_status",
             job.id.as_str(),
             self.vendor.status(&vendor_job_id),
         )
         .await;
-        if let Err(VendorError::Auth { status: code }) = &status {
-            // Rotation may just have replaced the key: one refresh, one more try.
-            warn!(
-                status = code,
-                "vendor refused the credentials checking a job; refreshing the key once"
-            );
-            self.vendor.refresh_credentials().await;
-            status = self.vendor.status(&vendor_job_id).await;
-        }
+        let status = again_after_refresh(&self.vendor, "poll", status, || {
+            self.vendor.status(&vendor_job_id)
+        })
+        .await;
         let vendor_job = match status {
             Ok(v) => v,
-            Err(e @ VendorError::Auth { .. }) => return Err(self.refused(job, "poll", &e)),
+            Err(e @ VendorError::Auth { status }) => {
+                return Err(self.refused(job, "poll", status, &e))
+            }
             Err(e) if e.is_gone() => {
                 // The vendor no longer has the job (its results expire): nothing to wait for;
                 // a retry buys the document again, knowingly.
@@ -552,14 +549,16 @@ impl<V: Vendor> Parse<V> {
     /// `vendor_auth_failed`. The job stays `Submitted` — never `Held`, whose retry would submit
     /// again a document the vendor already has: once the key is fixed, a redrive (or
     /// reconcile) asks about the same vendor job, and nothing is paid twice.
-    fn refused(&self, job: &Job, stage: &'static str, error: &VendorError) -> Disposition {
-        let status = match error {
-            VendorError::Auth { status } => status.to_string(),
-            _ => "?".into(),
-        };
+    fn refused(
+        &self,
+        job: &Job,
+        stage: &'static str,
+        status: u16,
+        error: &VendorError,
+    ) -> Disposition {
         self.metrics.count(
             metrics::AUTH_FAILURES,
-            &[self.vendor.name(), stage, &status],
+            &[self.vendor.name(), stage, &status.to_string()],
             &[("job_id", job.id.as_str())],
         );
         Disposition::DeadLetter {
@@ -676,28 +675,24 @@ impl<V: Vendor> Parse<V> {
             key: format!("raw/{}/{attempt_id}.json.gz", job.id),
             version_id: None,
         };
-        let mut fetched = failpoints::around(
+        let fetched = failpoints::around(
             "parse.before_fetch",
             "parse.after_fetch",
             job.id.as_str(),
             self.vendor.fetch_result(&vendor_job_id),
         )
         .await;
-        if let Err(VendorError::Auth { status }) = &fetched {
-            warn!(
-                status,
-                "vendor refused the credentials fetching a result; refreshing the key once"
-            );
-            self.vendor.refresh_credentials().await;
-            fetched = self.vendor.fetch_result(&vendor_job_id).await;
-        }
+        let fetched = again_after_refresh(&self.vendor, "fetch", fetched, || {
+            self.vendor.fetch_result(&vendor_job_id)
+        })
+        .await;
         let raw = match fetched {
             Ok(raw) => raw,
-            Err(e @ VendorError::Auth { .. }) => {
+            Err(e @ VendorError::Auth { status }) => {
                 if let Err(fence) = self.release(&lease).await {
                     warn!(error = %fence, "could not release the parse lease; it will expire");
                 }
-                return self.refused(&job, "fetch", &e);
+                return self.refused(&job, "fetch", status, &e);
             }
             Err(e) if e.is_gone() => {
                 // The vendor said it succeeded and no longer has the result (expired or lost).

@@ -13,7 +13,7 @@ use ocrbridge::ledger::{
 use ocrbridge::metrics;
 use ocrbridge::time::{lease_until_from_deadline, UnixMillis, DEFAULT_LEASE_SAFETY_MARGIN};
 use ocrbridge::vendors::ambiguity::Resolution;
-use ocrbridge::vendors::{ErrorClass, Submission, Vendor, VendorError};
+use ocrbridge::vendors::{again_after_refresh, ErrorClass, Submission, Vendor, VendorError};
 use tracing::{info, warn};
 
 use crate::Submit;
@@ -358,16 +358,11 @@ impl<V: Vendor> Submit<V> {
             }
         };
         let started = Instant::now();
-        let mut result = self.send(lease, job, &url).await;
-        if let Err(VendorError::Auth { status }) = &result {
-            // Rotation may just have replaced the key: one refresh, one more try.
-            warn!(
-                status,
-                "vendor refused the credentials; refreshing the API key once"
-            );
-            self.vendor.refresh_credentials().await;
-            result = self.send(lease, job, &url).await;
-        }
+        let first = self.send(lease, job, &url).await;
+        let result = again_after_refresh(&self.vendor, "submit", first, || {
+            self.send(lease, job, &url)
+        })
+        .await;
         self.metrics.emit(
             metrics::SUBMIT_LATENCY,
             started.elapsed().as_secs_f64() * 1e3,

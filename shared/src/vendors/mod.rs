@@ -367,6 +367,33 @@ pub trait Vendor: Send + Sync {
     ) -> Result<normalize::Normalized, normalize::NormalizeError>;
 }
 
+/// `first`, or — when the vendor refused the credentials (401/403) — `again` after one forced
+/// refresh of them: a rotation may just have replaced the key. One refresh and one more try,
+/// never more, wherever the vendor is called (`what` names the call for the log).
+pub async fn again_after_refresh<V, T, Fut>(
+    vendor: &V,
+    what: &str,
+    first: Result<T, VendorError>,
+    again: impl FnOnce() -> Fut,
+) -> Result<T, VendorError>
+where
+    V: Vendor,
+    Fut: Future<Output = Result<T, VendorError>>,
+{
+    match first {
+        Err(VendorError::Auth { status }) => {
+            tracing::warn!(
+                status,
+                call = what,
+                "vendor refused the credentials; refreshing the key once"
+            );
+            vendor.refresh_credentials().await;
+            again().await
+        }
+        other => other,
+    }
+}
+
 /// The vendor side of secret rotation: what `functions/rotate` asks of a vendor.
 pub trait SecretRegistry: Send + Sync {
     /// Makes the vendor sign webhooks with exactly these secrets (old and new during rotation).
