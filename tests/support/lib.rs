@@ -38,9 +38,23 @@ pub async fn stack_with(parameters: &[(&str, &str)]) -> TestStack {
     .await
 }
 
+/// [`stack_with`], and the template's CloudWatch alarms created too (for the alarm drills).
+pub async fn stack_with_alarms(parameters: &[(&str, &str)]) -> TestStack {
+    provisioned(
+        Template::load(&template_path()).expect("template.yaml loads"),
+        parameters,
+        true,
+    )
+    .await
+}
+
 /// A stack of another template than `template.yaml` (e.g. one with a setting taken out, to show
 /// what it is there for).
 pub async fn stack_from(template: Template, parameters: &[(&str, &str)]) -> TestStack {
+    provisioned(template, parameters, false).await
+}
+
+async fn provisioned(template: Template, parameters: &[(&str, &str)], alarms: bool) -> TestStack {
     let endpoint = moto::endpoint_from_env();
     if let Err(e) = moto::wait_healthy(&endpoint, Duration::from_secs(5)).await {
         panic!("{e}");
@@ -52,6 +66,7 @@ pub async fn stack_from(template: Template, parameters: &[(&str, &str)]) -> Test
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect(),
+        alarms,
         ..Default::default()
     };
     let stack = provision(&clients, &template, &options)

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ocrbridge_tests::stack_with;
+use ocrbridge_tests::stack_with_alarms;
 use support::{env_file, json, ocrbridge};
 
 fn text(out: &std::process::Output) -> String {
@@ -22,7 +22,7 @@ fn text(out: &std::process::Output) -> String {
 async fn an_alarm_reaches_its_subscriber_and_a_broken_route_fails_the_drill() {
     // An environment of its own: alarms are named for it, and other tests' stacks share moto.
     let environment = format!("alarms{}", std::process::id() % 100_000);
-    let s = stack_with(&[
+    let s = stack_with_alarms(&[
         ("EnvironmentName", environment.as_str()),
         ("AlarmEmail", "oncall@example.com"),
     ])
@@ -139,8 +139,8 @@ async fn an_alarm_reaches_its_subscriber_and_a_broken_route_fails_the_drill() {
 async fn two_environments_in_one_account_keep_their_own_alarms_and_metrics() {
     let tag = std::process::id() % 100_000;
     let (dev, prod) = (format!("dev{tag}"), format!("prod{tag}"));
-    let a = stack_with(&[("EnvironmentName", dev.as_str())]).await;
-    let b = stack_with(&[("EnvironmentName", prod.as_str())]).await;
+    let a = stack_with_alarms(&[("EnvironmentName", dev.as_str())]).await;
+    let b = stack_with_alarms(&[("EnvironmentName", prod.as_str())]).await;
     let cloudwatch = aws_sdk_cloudwatch::Client::new(&a.clients.sdk_config);
     let of = |environment: String| {
         let cloudwatch = cloudwatch.clone();

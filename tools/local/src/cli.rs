@@ -161,6 +161,7 @@ pub async fn run(options: &LocalOptions, command: LocalCommand) -> Result<(), St
                     stack_name: stack,
                     secret_values: secrets.into_iter().collect(),
                     parameters: vendor_parameters(vendor),
+                    alarms: true,
                 },
             )
             .await
@@ -238,6 +239,7 @@ async fn fresh_stack(
         &ProvisionOptions {
             stack_name: stack_name.to_owned(),
             parameters: vendor_parameters(vendor),
+            alarms: true,
             ..Default::default()
         },
     )

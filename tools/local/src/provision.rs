@@ -64,6 +64,10 @@ pub struct ProvisionOptions {
     pub parameters: BTreeMap<String, String>,
     /// Secret values by logical id, instead of generating them from `GenerateSecretString`.
     pub secret_values: BTreeMap<String, String>,
+    /// Creates the template's CloudWatch alarms too: the kept stack and the alarm drills need
+    /// them; a pipeline test does not, and 31 `PutMetricAlarm` calls per stack add up across
+    /// the hundreds of stacks the crash-point gate and chaos runs make.
+    pub alarms: bool,
 }
 
 /// The provisioned stack: what each logical id became.
@@ -177,7 +181,10 @@ pub async fn provision(
         .resources()
         .into_iter()
         .filter(|r| scope.holds(r.condition.as_deref()))
-        .partition(|r| EMULATED.contains(&r.kind.as_str()));
+        .partition(|r| {
+            EMULATED.contains(&r.kind.as_str())
+                && (options.alarms || r.kind != "AWS::CloudWatch::Alarm")
+        });
 
     // Roles, functions, keys… are not emulated, but other resources and the functions'
     // environment name them: each gets the name and ARN it would have, so a Textract role can
