@@ -48,6 +48,7 @@ fn invoice_pdf(number: &str) -> Vec<u8> {
         "ACME Supplies Ltd",
         &format!("Invoice No: {number}"),
         "Invoice Date: 12/03/2026",
+        "Paper A4 2 x 50.00 100.00",
         "Subtotal: 100.00",
         "Tax: 8.00",
         "Total: 108.00",
@@ -465,6 +466,7 @@ async fn the_twins_results_have_mindees_shape() {
     );
     for needed in [
         "inference.result.fields.total_amount.value",
+        "inference.result.fields.line_items.items[].fields.unit_price.value",
         "inference.result.fields.supplier_name.locations[].polygon",
         "inference.result.fields.locale.fields.currency.value",
         "inference.file.alias",

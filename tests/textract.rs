@@ -519,7 +519,13 @@ async fn the_twins_payloads_have_textracts_shape() {
         let object = d
             .object(
                 key,
-                text_pdf(&["Shop: Corner Store", "Date: 01/02/2026", "Total: 9.50"]),
+                text_pdf(&[
+                    "Shop: Corner Store",
+                    "Date: 01/02/2026",
+                    "Coffee 2 x 3.00 6.00",
+                    "Cake 3.50",
+                    "Total: 9.50",
+                ]),
             )
             .await;
         let job = d.submit(&object, profile, token).await.unwrap();
@@ -536,14 +542,12 @@ async fn the_twins_payloads_have_textracts_shape() {
         "fields Textract never sends: {invented:?}"
     );
     // The other way: what every recording of an API carries, the twin's answer of that API
-    // carries — but for the line items' own paths: the engine reads no line items, and a
-    // document without any has none (both recordings have some). The model versions differ by
-    // API (the text recordings are AnalyzeDocument's; the twin answers DetectDocumentText too).
+    // carries, line items included. The model versions differ by API (the text recordings are
+    // AnalyzeDocument's; the twin answers DetectDocumentText too).
     for (api, always) in always.into_iter().enumerate() {
         let missing: Vec<String> = always
             .unwrap_or_default()
             .into_iter()
-            .filter(|p| !p.starts_with("ExpenseDocuments[].LineItemGroups[]."))
             .filter(|p| !p.ends_with("ModelVersion"))
             .filter(|p| !twin_by_api[api].contains(p))
             .collect();
@@ -557,6 +561,7 @@ async fn the_twins_payloads_have_textracts_shape() {
         "Blocks[].Geometry.BoundingBox.Width",
         "Blocks[].Relationships[].Ids",
         "ExpenseDocuments[].SummaryFields[].ValueDetection.Text",
+        "ExpenseDocuments[].LineItemGroups[].LineItems[].LineItemExpenseFields[].ValueDetection.Text",
         "DocumentMetadata.Pages",
     ] {
         assert!(twin.contains(needed), "{needed}");

@@ -8,8 +8,8 @@ use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 
 use crate::document::{
-    BBox, Block, Document, Field, Fields, InvoiceFields, Line, Page, PageSource, ReceiptFields,
-    VendorInfo, Word, SCHEMA_VERSION,
+    BBox, Block, Document, Field, Fields, InvoiceFields, Line, LineItem, Page, PageSource,
+    ReceiptFields, VendorInfo, Word, SCHEMA_VERSION,
 };
 use crate::job::Profile;
 
@@ -365,6 +365,8 @@ pub fn canonical_money(fields: &mut Fields) {
     for item in items.into_iter().flatten() {
         item.amount = canonical_amount(item.amount, currency);
         item.unit_price = item.unit_price.map(|p| canonical_amount(p, currency));
+        // A count has one form too: `2`, whether the vendor typed 2, 2.0 or "2".
+        item.quantity = item.quantity.map(|q| q.normalize());
     }
 }
 
@@ -379,6 +381,34 @@ pub fn parse_amount(text: &str) -> Option<Decimal> {
 
 fn as_number(value: &Value) -> Option<f64> {
     value.as_f64()
+}
+
+/// The simulator's item rows (`line_items[]`: amounts as printed); a row without a readable
+/// amount is not an item.
+fn sim_line_items(list: Option<&Value>) -> Vec<LineItem> {
+    let printed =
+        |row: &Value, key: &str| row.get(key).and_then(Value::as_str).and_then(parse_amount);
+    list.and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|row| {
+            Some(LineItem {
+                description: row
+                    .get("description")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned(),
+                quantity: printed(row, "quantity"),
+                unit_price: printed(row, "unit_price"),
+                amount: printed(row, "amount")?,
+                confidence: row
+                    .get("confidence")
+                    .and_then(Value::as_f64)
+                    .map(|c| (c / 100.0).clamp(0.0, 1.0)),
+            })
+        })
+        .collect()
 }
 
 /// Normalizes a `tools/vendor-sim` result (its README documents the shape).
@@ -403,6 +433,7 @@ pub fn normalize_sim(
                 "model_version",
                 "pages",
                 "fields",
+                "line_items",
                 "billing",
                 "completed_at",
             ],
@@ -629,7 +660,7 @@ pub fn normalize_sim(
             tax: typed(field("tax"), parse_amount),
             total: typed(field("total"), parse_amount),
             currency: typed(field("currency"), currency),
-            line_items: vec![],
+            line_items: sim_line_items(top.get("line_items")),
         }),
         _ => Fields::Generic,
     };

@@ -475,7 +475,72 @@ fn typed_document(model: &str, output: &crate::state::Output) -> Option<Value> {
         }
         fields.insert((*theirs).to_owned(), field);
     }
+    if !output.line_items.is_empty() {
+        fields.insert("Items".into(), items(model, output, currency.as_deref()));
+    }
     Some(json!({ "docType": doc_type, "fields": fields, "confidence": 0.9 }))
+}
+
+/// The `Items` array of the prebuilt models: the invoice model types prices as currency
+/// (`UnitPrice`, `Amount`), the receipt model as numbers (`Price`, `TotalPrice`), as their
+/// recordings show.
+fn items(model: &str, output: &crate::state::Output, currency: Option<&str>) -> Value {
+    let invoice = model == "prebuilt-invoice";
+    let regions = |item: &crate::fields::ItemReading| json!([{ "pageNumber": item.page, "polygon": polygon(&item.bbox) }]);
+    let money = |text: &str, item: &crate::fields::ItemReading| {
+        let amount = crate::fields::plain_amount(text);
+        let mut field = json!({
+            "content": text, "confidence": f64::from(item.confidence) / 100.0,
+            "boundingRegions": regions(item),
+        });
+        if invoice {
+            field["type"] = json!("currency");
+            field["valueCurrency"] = json!({ "amount": amount, "currencyCode": currency });
+        } else {
+            field["type"] = json!("number");
+            field["valueNumber"] = json!(amount);
+        }
+        field
+    };
+    let (unit_name, amount_name) = if invoice {
+        ("UnitPrice", "Amount")
+    } else {
+        ("Price", "TotalPrice")
+    };
+    let rows: Vec<Value> = output
+        .line_items
+        .iter()
+        .map(|item| {
+            let confidence = f64::from(item.confidence) / 100.0;
+            let mut row = Map::new();
+            row.insert(
+                "Description".into(),
+                json!({
+                    "type": "string", "valueString": item.description, "content": item.description,
+                    "confidence": confidence, "boundingRegions": regions(item),
+                }),
+            );
+            if let Some(quantity) = &item.quantity {
+                row.insert(
+                    "Quantity".into(),
+                    json!({
+                        "type": "number", "valueNumber": crate::fields::plain_amount(quantity),
+                        "content": quantity, "confidence": confidence,
+                        "boundingRegions": regions(item),
+                    }),
+                );
+            }
+            if let Some(unit) = &item.unit_price {
+                row.insert(unit_name.into(), money(unit, item));
+            }
+            row.insert(amount_name.into(), money(&item.amount, item));
+            json!({
+                "type": "object", "valueObject": row, "confidence": confidence,
+                "boundingRegions": regions(item),
+            })
+        })
+        .collect();
+    json!({ "type": "array", "valueArray": rows })
 }
 
 /// A date as `YYYY-MM-DD`, as Azure's `valueDate` gives it, in the document's locale.

@@ -57,6 +57,147 @@ static CURRENCY: LazyLock<Regex> = LazyLock::new(|| {
         .expect("static regex")
 });
 
+/// One row of a document's item table as the engine read it, its amounts as printed:
+/// `Widget 2 x 5.00 10.00` is quantity 2, unit price 5.00 and amount 10.00; `Support plan
+/// 200.00` is an amount alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemReading {
+    pub description: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quantity: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit_price: Option<String>,
+    pub amount: String,
+    /// The whole row as printed.
+    pub text: String,
+    /// 0–100, the confidence of the line it came from.
+    pub confidence: f32,
+    pub page: u32,
+    pub bbox: BBox,
+}
+
+/// A printed amount with exactly two decimals, its currency symbol allowed before it.
+const PRINTED_AMOUNT: &str = r"[$€£]?\s?(?:\d{1,3}(?:,\d{3})+|\d+)\.\d{2}";
+
+static ITEM: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(&format!(
+        r"^(?P<description>.*?\p{{L}}.*?)\s+(?:(?P<quantity>\d+(?:\.\d+)?)\s*[x@×]?\s+(?P<unit>{PRINTED_AMOUNT})\s+)?(?P<amount>{PRINTED_AMOUNT})$"
+    ))
+    .expect("static regex")
+});
+/// Lines that print a sum, a payment or a header, never an item, whatever amount they end in.
+static NOT_ITEM: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)total|\b(tax|vat|gst|due|balance|paid|cash|change|tip|rounding|discount|deposit|invoice|date)\b",
+    )
+    .expect("static regex")
+});
+
+/// The item rows of `profile`'s documents: on each page, the rows above its first subtotal or
+/// total row (the summary closes the item table) that end in an amount after some words.
+/// Generic documents have none.
+pub fn line_items(profile: &str, pages: &[Page]) -> Vec<ItemReading> {
+    if !matches!(profile, "receipt" | "invoice" | "financial") {
+        return vec![];
+    }
+    let mut items = Vec::new();
+    for page in pages {
+        for row in rows(page) {
+            let text = row.text.trim();
+            if TOTAL.is_match(text) || SUBTOTAL.is_match(text) {
+                break;
+            }
+            if NOT_ITEM.is_match(text) {
+                continue;
+            }
+            let Some(found) = ITEM.captures(text) else {
+                continue;
+            };
+            let printed = |name: &str| {
+                found
+                    .name(name)
+                    .map(|m| m.as_str().chars().filter(|c| !c.is_whitespace()).collect())
+            };
+            let Some(amount) = printed("amount") else {
+                continue;
+            };
+            items.push(ItemReading {
+                description: found["description"].trim().to_owned(),
+                quantity: printed("quantity"),
+                unit_price: printed("unit"),
+                amount,
+                text: text.to_owned(),
+                confidence: row.confidence,
+                page: page.number,
+                bbox: row.bbox,
+            });
+        }
+    }
+    items
+}
+
+/// A printed row: the lines that share a baseline, left to right.
+struct Row {
+    text: String,
+    bbox: BBox,
+    confidence: f32,
+    /// The left edge of each part, to keep them in order.
+    parts: Vec<(u32, String)>,
+}
+
+/// The page's lines as printed rows, top to bottom. A text layer (and an OCR engine) gives a
+/// description and its amount far to its right as two lines, often in two column flows; a
+/// reader sees one row. Lines whose vertical middles lie within half the shorter one's height
+/// are one row.
+fn rows(page: &Page) -> Vec<Row> {
+    let middle = |b: &BBox| b.top * 2 + b.height;
+    let mut rows: Vec<Row> = Vec::new();
+    for line in &page.lines {
+        let same = rows.iter_mut().find(|r| {
+            middle(&r.bbox).abs_diff(middle(&line.bbox)) < r.bbox.height.min(line.bbox.height)
+        });
+        match same {
+            Some(row) => {
+                row.parts.push((line.bbox.left, line.text.clone()));
+                row.parts.sort_by_key(|(left, _)| *left);
+                row.text = row
+                    .parts
+                    .iter()
+                    .map(|(_, t)| t.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                let (a, b) = (row.bbox, line.bbox);
+                let left = a.left.min(b.left);
+                let top = a.top.min(b.top);
+                row.bbox = BBox {
+                    left,
+                    top,
+                    width: (a.left + a.width).max(b.left + b.width) - left,
+                    height: (a.top + a.height).max(b.top + b.height) - top,
+                };
+                row.confidence = row.confidence.min(line.confidence);
+            }
+            None => rows.push(Row {
+                text: line.text.clone(),
+                bbox: line.bbox,
+                confidence: line.confidence,
+                parts: vec![(line.bbox.left, line.text.clone())],
+            }),
+        }
+    }
+    rows.sort_by_key(|r| r.bbox.top);
+    rows
+}
+
+/// A printed amount as a number (`$1,000.00` is 1000.0), as vendors that type amounts give it.
+pub fn plain_amount(text: &str) -> Option<f64> {
+    text.chars()
+        .filter(|c| c.is_ascii_digit() || *c == '.' || *c == '-')
+        .collect::<String>()
+        .parse()
+        .ok()
+}
+
 /// Extracts the fields for `profile`. Unknown profiles get no fields.
 ///
 /// `financial` is both: the receipt and the invoice fields, for models that read either
@@ -287,23 +428,33 @@ mod tests {
     use super::*;
     use crate::engine::PagePath;
 
+    /// One line per text, each on a row of its own.
     fn page(texts: &[&str]) -> Vec<Page> {
-        let bbox = BBox {
-            left: 0,
-            top: 0,
-            width: 10,
-            height: 10,
-        };
+        let placed: Vec<(&str, u32, u32)> = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (*t, 0, i as u32 * 20))
+            .collect();
+        page_at(&placed)
+    }
+
+    /// Lines at (left, top), each 10 high.
+    fn page_at(lines: &[(&str, u32, u32)]) -> Vec<Page> {
         vec![Page {
             number: 1,
-            width: 100,
-            height: 100,
+            width: 1000,
+            height: 1000,
             path: PagePath::Image,
-            lines: texts
+            lines: lines
                 .iter()
-                .map(|t| Line {
+                .map(|(t, left, top)| Line {
                     text: (*t).to_owned(),
-                    bbox,
+                    bbox: BBox {
+                        left: *left,
+                        top: *top,
+                        width: 100,
+                        height: 10,
+                    },
                     confidence: 80.0,
                     words: vec![],
                 })
@@ -356,6 +507,71 @@ mod tests {
         assert_eq!(f["total"].value, "1100.00");
         assert_eq!(f["currency"].value, "USD");
         assert!(extract("generic", &pages).is_empty());
+    }
+
+    #[test]
+    fn item_rows_above_the_summary_are_line_items() {
+        let pages = page(&[
+            "NORTHWIND TRADING LTD",
+            "Invoice No: INV-2026-0042",
+            "Invoice Date: 2026-11-02",
+            "Consulting services 1,000.00",
+            "Widget 2 x $5.00 $10.00",
+            "Eggs x10 7.90",
+            "Tel: 03-1234 5678",
+            "Subtotal $1,017.90",
+            "Tax (10%) $101.79",
+            "Total Due $1,119.69",
+            "Cash 1,200.00",
+        ]);
+        let items = line_items("invoice", &pages);
+        let rows: Vec<_> = items
+            .iter()
+            .map(|i| {
+                (
+                    i.description.as_str(),
+                    i.quantity.as_deref(),
+                    i.unit_price.as_deref(),
+                    i.amount.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("Consulting services", None, None, "1,000.00"),
+                ("Widget", Some("2"), Some("$5.00"), "$10.00"),
+                ("Eggs x10", None, None, "7.90"),
+            ]
+        );
+        assert!(line_items("generic", &pages).is_empty());
+    }
+
+    #[test]
+    fn an_amount_far_right_of_its_description_is_one_row() {
+        // A text layer gives padded rows as two column flows: the descriptions, then the
+        // amounts, each a line of its own at the row's height.
+        let pages = page_at(&[
+            ("KESTREL ENGINEERING GMBH", 0, 0),
+            ("Cloud hosting", 0, 100),
+            ("Training day", 0, 120),
+            ("340.50", 400, 101),
+            ("850.00", 400, 121),
+            ("Subtotal EUR 1,190.50", 0, 140),
+        ]);
+        let items = line_items("invoice", &pages);
+        let rows: Vec<_> = items
+            .iter()
+            .map(|i| (i.description.as_str(), i.amount.as_str(), i.text.as_str()))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("Cloud hosting", "340.50", "Cloud hosting 340.50"),
+                ("Training day", "850.00", "Training day 850.00"),
+            ]
+        );
+        assert_eq!(items[0].bbox.width, 500, "the row spans both lines");
     }
 
     #[test]

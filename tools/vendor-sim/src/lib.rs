@@ -457,6 +457,7 @@ impl Sim {
                             }
                         }
                     }
+                    let line_items = fields::line_items(&profile, &pages);
                     let drifted = inner.strikes_for(Fault::Drift, &subject);
                     let native = inner
                         .jobs
@@ -467,6 +468,7 @@ impl Sim {
                             pages: pages.clone(),
                             fields: fields.clone(),
                             page_fields,
+                            line_items: line_items.clone(),
                             drifted: drifted && !native,
                         });
                     }
@@ -478,6 +480,7 @@ impl Sim {
                         "model_version": inner.dice.config.model_version,
                         "pages": pages,
                         "fields": fields,
+                        "line_items": line_items,
                         "billing": { "pages": pages.len() },
                         "completed_at": chrono::Utc::now().to_rfc3339(),
                     });

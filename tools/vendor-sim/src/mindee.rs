@@ -438,6 +438,47 @@ fn date(text: &str, currency: Option<&str>) -> Value {
         .map_or(Value::Null, |d| json!(d.format("%Y-%m-%d").to_string()))
 }
 
+/// The item rows as Mindee's `line_items` list: every field of an item's schema on each, null
+/// where the row prints none (as its recordings carry them).
+fn line_items(output: &crate::state::Output) -> Value {
+    let money = |v: &str| crate::fields::plain_amount(v).map_or(Value::Null, |n| json!(n));
+    let text = |v: &str| json!(v);
+    let items: Vec<Value> = output
+        .line_items
+        .iter()
+        .map(|item| {
+            let page = output.pages.iter().find(|p| p.number == item.page);
+            let part = |value: Option<&String>| {
+                value.map(|v| crate::fields::Field {
+                    value: v.clone(),
+                    confidence: item.confidence,
+                    page: item.page,
+                    bbox: item.bbox,
+                })
+            };
+            let description = part(Some(&item.description));
+            let quantity = part(item.quantity.as_ref());
+            let unit_price = part(item.unit_price.as_ref());
+            let total_price = part(Some(&item.amount));
+            json!({
+                "fields": {
+                    "description": field(description.as_ref(), text, page),
+                    "quantity": field(quantity.as_ref(), money, page),
+                    "unit_price": field(unit_price.as_ref(), money, page),
+                    "total_price": field(total_price.as_ref(), money, page),
+                    "product_code": field(None, text, None),
+                    "unit_measure": field(None, text, None),
+                    "tax_rate": field(None, text, None),
+                    "tax_amount": field(None, text, None),
+                },
+                "locations": [],
+                "confidence": null,
+            })
+        })
+        .collect();
+    json!({ "items": items, "confidence": null })
+}
+
 /// The financial-document result for a job.
 /// The inference of a processed job, as Mindee returns it and posts it to webhooks; padded
 /// when the `oversized_result` fault struck it.
@@ -529,7 +570,7 @@ fn inference(job: &SimJob, sim: &Sim) -> Value {
         field(f("subtotal"), number, page_of("subtotal")),
     );
     put("total_tax", field(f("tax"), number, page_of("tax")));
-    put("line_items", json!({ "items": [] }));
+    put("line_items", line_items(output));
     put(
         "locale",
         json!({ "locations": [], "confidence": null, "fields": {

@@ -175,6 +175,8 @@ pub struct Output {
     pub fields: BTreeMap<String, crate::fields::Field>,
     /// Fields page by page (Textract's expense documents are per page here).
     pub page_fields: Vec<BTreeMap<String, crate::fields::Field>>,
+    /// The item rows, each with its page.
+    pub line_items: Vec<crate::fields::ItemReading>,
     /// A drift fault struck this job: each protocol changes its shape its own way.
     pub drifted: bool,
 }

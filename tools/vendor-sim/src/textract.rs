@@ -660,7 +660,7 @@ fn expense_documents(job: &SimJob, output: &Output) -> Vec<Value> {
             let mut document = json!({
                 "ExpenseIndex": i + 1,
                 "SummaryFields": summary,
-                "LineItemGroups": [],
+                "LineItemGroups": line_item_groups(page, &output.line_items),
                 "Blocks": page_blocks,
             });
             if let (true, Some(summary)) =
@@ -675,6 +675,44 @@ fn expense_documents(job: &SimJob, output: &Output) -> Vec<Value> {
             document
         })
         .collect()
+}
+
+/// The page's item rows as one line-item group, each row's fields (`ITEM`, `QUANTITY`,
+/// `UNIT_PRICE`, `PRICE`) and the whole row (`EXPENSE_ROW`), as AnalyzeExpense sends them.
+/// A page without items has no group.
+fn line_item_groups(page: &crate::engine::Page, items: &[crate::fields::ItemReading]) -> Value {
+    let rows: Vec<Value> = items
+        .iter()
+        .filter(|item| item.page == page.number)
+        .map(|item| {
+            let parts = [
+                ("ITEM", Some(&item.description)),
+                ("QUANTITY", item.quantity.as_ref()),
+                ("UNIT_PRICE", item.unit_price.as_ref()),
+                ("PRICE", Some(&item.amount)),
+                ("EXPENSE_ROW", Some(&item.text)),
+            ];
+            let fields: Vec<Value> = parts
+                .into_iter()
+                .filter_map(|(kind, text)| Some((kind, text?)))
+                .map(|(kind, text)| {
+                    json!({
+                        "Type": { "Text": kind, "Confidence": 99.0 },
+                        "ValueDetection": {
+                            "Text": text, "Confidence": item.confidence,
+                            "Geometry": geometry(&item.bbox, page),
+                        },
+                        "PageNumber": page.number,
+                    })
+                })
+                .collect();
+            json!({ "LineItemExpenseFields": fields })
+        })
+        .collect();
+    if rows.is_empty() {
+        return json!([]);
+    }
+    json!([{ "LineItemGroupIndex": 1, "LineItems": rows }])
 }
 
 /// Publishes Textract's completion message to the job's SNS topic, if it has one, through the
