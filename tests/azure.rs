@@ -493,3 +493,167 @@ fn typed_shapes(paths: std::collections::BTreeSet<String>) -> std::collections::
         .map(|path| any_name(&any_name(&path, "documents[].fields."), "valueObject."))
         .collect()
 }
+
+/// Azure's two keys take turns. A rotation with no standby key cannot start and says what to
+/// do; one whose standby Azure refuses stops at `testSecret` and leaves the current key alone.
+/// With KEY2 put under `STANDBY` by its owner, rotation proves it with Azure's resource-info
+/// call, makes it current, drops the `STANDBY` stage and asks for KEY1 to be regenerated; once
+/// the owner has regenerated KEY1 (Azure refuses it), documents still complete on KEY2. The
+/// scheduled key check then proves KEY2 and notices that no standby is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_azure_key_rotates_between_its_two_keys() {
+    use ocrbridge::metrics::Metrics;
+    use rotate::{Rotate, RotateError, RotationEvent, Step};
+
+    let s = azure_stack().await;
+    let p = Pipeline::start(
+        s.clients.clone(),
+        &s.stack,
+        options(TwinSettings::default(), Duration::ZERO),
+    )
+    .await
+    .unwrap();
+    let rotate = Rotate {
+        secrets: s.clients.secrets.clone(),
+        registry: p.parse.vendor.clone(),
+        metrics: Metrics::memory("rotate"),
+        stack: s.config.clone(),
+        // moto cannot enable rotation without running a rotation Lambda.
+        require_rotation_enabled: false,
+    };
+    let secret = s.config.vendor_api_key_secret.clone();
+    let step = |token: &str, step: Step| RotationEvent {
+        secret_id: secret.clone(),
+        token: token.to_owned(),
+        step,
+    };
+    let put_standby = |value: String| {
+        let secrets = s.clients.secrets.clone();
+        let secret = secret.clone();
+        async move {
+            secrets
+                .put_secret_value()
+                .secret_id(secret)
+                .secret_string(value)
+                .version_stages("STANDBY")
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    let admin = |path: &str, key: &str| {
+        let url = format!("{}/admin/api-keys{path}", p.sim.base_url());
+        let body = json!({ "key": key });
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let key1 = s.secret(&secret, "AWSCURRENT").await;
+    // Secrets Manager's tokens are 32–64 characters.
+    let [t_none, t_bad, t_key2, t_again] =
+        std::array::from_fn::<String, 4, _>(|_| uuid::Uuid::new_v4().to_string());
+
+    // No standby: nothing to rotate to.
+    let err = rotate
+        .handle(&step(&t_none, Step::Create))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RotateError::NoStandbyKey { .. }), "{err}");
+    assert!(
+        err.to_string().contains("--version-stages STANDBY"),
+        "{err}"
+    );
+
+    // A standby Azure refuses: testSecret fails, the current key stays.
+    put_standby("azure-key-that-azure-never-issued".into()).await;
+    for st in [Step::Create, Step::Set] {
+        rotate.handle(&step(&t_bad, st)).await.unwrap();
+    }
+    let err = rotate.handle(&step(&t_bad, Step::Test)).await.unwrap_err();
+    assert!(
+        matches!(err, RotateError::Vendor(VendorError::Auth { status: 401 })),
+        "{err}"
+    );
+    assert_eq!(s.secret(&secret, "AWSCURRENT").await, key1);
+
+    // KEY2, which the owner regenerated and put as the standby.
+    let key2 = "azure-key2-0123456789abcdef0123456789".to_owned();
+    assert_eq!(admin("", &key2).await, 201);
+    put_standby(key2.clone()).await;
+    for st in [Step::Create, Step::Set, Step::Test, Step::Finish] {
+        rotate
+            .handle(&step(&t_key2, st))
+            .await
+            .unwrap_or_else(|e| panic!("{st:?}: {e}"));
+        // Each step is idempotent: the service may call it again.
+        rotate
+            .handle(&step(&t_key2, st))
+            .await
+            .unwrap_or_else(|e| panic!("{st:?} again: {e}"));
+    }
+    assert_eq!(s.secret(&secret, "AWSCURRENT").await, key2);
+    assert_eq!(s.secret(&secret, "AWSPREVIOUS").await, key1);
+    let described = s
+        .clients
+        .secrets
+        .describe_secret()
+        .secret_id(&secret)
+        .send()
+        .await
+        .unwrap();
+    let standing_by = described
+        .version_ids_to_stages()
+        .into_iter()
+        .flatten()
+        .filter(|(_, stages)| stages.iter().any(|st| st == "STANDBY"))
+        .count();
+    assert_eq!(
+        standing_by, 0,
+        "the standby is current: it stands by no more"
+    );
+    let recorded = rotate.metrics.recorded();
+    assert_eq!(recorded["VendorKeyRegenerationNeeded[azure]"], 1.0);
+
+    // The owner regenerates KEY1: Azure refuses it from now on, and documents complete on
+    // KEY2 (the adapter's cached KEY1 is refused once, then the keyring is refreshed).
+    assert_eq!(admin("/revoke", &key1).await, 204);
+    let bytes = invoice_pdf();
+    s.put("invoices/after-rotation.pdf", bytes.clone(), None)
+        .await;
+    let jobs = run_until_settled(
+        &p,
+        &s.ledger,
+        &[job_id_for(&bytes, "invoice")],
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(
+        matches!(jobs[0].state, JobState::Completed | JobState::NeedsReview)
+            && jobs[0].result_key.is_some(),
+        "read on KEY2: {:?}",
+        jobs[0]
+    );
+
+    // The scheduled check proves KEY2 and finds no standby for the next rotation.
+    let check = rotate
+        .check_key(ocrbridge::time::UnixMillis::now().0)
+        .await
+        .unwrap();
+    assert_eq!(check.standby, Some(false));
+    let recorded = rotate.metrics.recorded();
+    assert_eq!(recorded["VendorKeyChecks[azure,current,ok]"], 1.0);
+    assert!(check.age_days.is_some_and(|d| d < 0.1), "{check:?}");
+    // A rotation now cannot start: the standby stage is empty.
+    let err = rotate
+        .handle(&step(&t_again, Step::Create))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RotateError::NoStandbyKey { .. }), "{err}");
+}

@@ -1007,11 +1007,29 @@ async fn a_crash_loop_is_parked_before_a_neighbour_can_take_the_invocation() {
 /// (`X-Amzn-Trace-Id`, which the simulator records per submission).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_documents_trace_starts_at_intake_and_reaches_the_vendor_call() {
+    trace_reaches_the_vendor(ocrbridge::vendors::select::VendorKind::Sim).await;
+}
+
+/// … and through the AWS SDK too: Textract's `Start*` call carries the document's trace, not
+/// the batch invocation's (the SDK's own header), so the Textract segment joins it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_documents_trace_reaches_textract_through_the_sdk() {
+    trace_reaches_the_vendor(ocrbridge::vendors::select::VendorKind::Textract).await;
+}
+
+async fn trace_reaches_the_vendor(vendor: ocrbridge::vendors::select::VendorKind) {
     use ocrbridge_local::pipeline::{Pipeline, PipelineOptions};
-    let s = stack().await;
-    let p = Pipeline::start(s.clients.clone(), &s.stack, PipelineOptions::default())
-        .await
-        .unwrap();
+    let s = ocrbridge_tests::stack_with(&[("VendorName", vendor.as_str())]).await;
+    let p = Pipeline::start(
+        s.clients.clone(),
+        &s.stack,
+        PipelineOptions {
+            vendor,
+            ..PipelineOptions::default()
+        },
+    )
+    .await
+    .unwrap();
     let documents: Vec<Vec<u8>> = ["CORNER CAFE", "HARBOR DINER"]
         .iter()
         .map(|shop| ocrbridge_tests::text_pdf(&[shop, "Total: 4.50"]))
@@ -1040,11 +1058,13 @@ async fn a_documents_trace_starts_at_intake_and_reaches_the_vendor_call() {
         let root = ocrbridge::trace_context::root(header).expect("an X-Ray trace id");
         roots.insert(root.to_owned());
         let vendor_job = job.vendor_job_id.as_deref().expect("submitted");
+        // Textract's job ids are kept with their API (`expense:<JobId>`).
+        let vendor_job = vendor_job.rsplit(':').next().unwrap_or(vendor_job);
         let sent = traces[vendor_job].as_str().unwrap_or_default();
         assert_eq!(
             ocrbridge::trace_context::root(sent),
             Some(root),
-            "the vendor call of {} carries the document's trace: {traces}",
+            "the {vendor} call of {} carries the document's trace: {traces}",
             job.id
         );
     }

@@ -474,3 +474,92 @@ async fn the_twins_results_have_mindees_shape() {
         assert!(twin.contains(needed), "{needed}");
     }
 }
+
+/// Mindee's keys come from its console: ocrbridge does not rotate them, and a rotation step
+/// asked of it says so. The scheduled key check proves the key with Mindee's cheapest
+/// authenticated call (`GET /v2/search/models`: nothing enqueued, nothing billed) and reports
+/// how long it has been current; a key Mindee refuses fails the check and is counted where the
+/// "sudden 401/403" alarm looks (`VendorAuthFailures[mindee,key_check,401]`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mindee_keys_are_checked_not_rotated() {
+    use ocrbridge::metrics::Metrics;
+    use ocrbridge::time::UnixMillis;
+    use rotate::{Rotate, RotateError, RotationEvent, Step};
+
+    let s = mindee_stack().await;
+    let p = Pipeline::start(s.clients.clone(), &s.stack, options(true))
+        .await
+        .unwrap();
+    let rotate = Rotate {
+        secrets: s.clients.secrets.clone(),
+        registry: p.parse.vendor.clone(),
+        metrics: Metrics::memory("rotate"),
+        stack: s.config.clone(),
+        require_rotation_enabled: false,
+    };
+    let err = rotate
+        .handle(&RotationEvent {
+            secret_id: s.config.vendor_api_key_secret.clone(),
+            token: uuid::Uuid::new_v4().to_string(),
+            step: Step::Create,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RotateError::NotRotatable {
+                vendor: "mindee",
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    let before = sim_stats(&p.sim).await["requests"].as_u64().unwrap();
+    let check = rotate.check_key(UnixMillis::now().0).await.unwrap();
+    assert!(check.age_days.is_some_and(|d| d < 0.1), "{check:?}");
+    assert_eq!(check.standby, None, "one key: no standby");
+    assert_eq!(
+        sim_stats(&p.sim).await["requests"].as_u64().unwrap(),
+        before + 1,
+        "one authenticated call"
+    );
+    assert_eq!(sim_stats(&p.sim).await["billed_documents"], 0);
+    let in_100_days = UnixMillis::now().0 + 100 * 86_400_000;
+    let later = rotate.check_key(in_100_days).await.unwrap();
+    assert!(
+        later.age_days.is_some_and(|d| (99.9..100.1).contains(&d)),
+        "{later:?}"
+    );
+    let recorded = rotate.metrics.recorded();
+    assert_eq!(recorded["VendorKeyChecks[mindee,current,ok]"], 2.0);
+    assert!(recorded["VendorKeyAgeDays[mindee]"] > 99.0, "{recorded:?}");
+
+    // The key is revoked in Mindee's console.
+    let key = s
+        .secret(&s.config.vendor_api_key_secret, "AWSCURRENT")
+        .await;
+    let revoked = reqwest::Client::new()
+        .post(format!("{}/admin/api-keys/revoke", p.sim.base_url()))
+        .json(&json!({ "key": key }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status().as_u16(), 204);
+    let err = rotate.check_key(UnixMillis::now().0).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RotateError::KeyRefused {
+                which: "current",
+                status: 401
+            }
+        ),
+        "{err}"
+    );
+    assert!(!err.to_string().contains(&key), "the key never in an error");
+    let recorded = rotate.metrics.recorded();
+    assert_eq!(recorded["VendorAuthFailures[mindee,key_check,401]"], 1.0);
+    assert_eq!(recorded["VendorKeyChecks[mindee,current,refused]"], 1.0);
+}

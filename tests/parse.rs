@@ -112,10 +112,6 @@ async fn world_with(idempotency: Idempotency, engine: EngineKind) -> World {
                 max_age: Duration::from_secs(3600),
                 batch: 100,
             },
-            key_age: Some(ocrbridge::keyring::KeyAge::new(
-                s.clients.secrets.clone(),
-                &s.config.vendor_api_key_secret,
-            )),
         },
         s,
         sim,
@@ -285,16 +281,6 @@ async fn a_job_whose_webhook_is_lost_completes_through_reconcile() {
         w.reconcile.metrics.recorded()["RecoveredJobs[Submitted]"],
         1.0
     );
-    // Each sweep reports how long the vendor key has been current: just created here.
-    let age = w.reconcile.metrics.recorded()["VendorKeyAgeDays[sim]"];
-    assert!((0.0..0.1).contains(&age), "{age}");
-    let key_age = ocrbridge::keyring::KeyAge::new(
-        w.s.clients.secrets.clone(),
-        &w.s.config.vendor_api_key_secret,
-    );
-    let in_100_days = UnixMillis::now().0 + 100 * 86_400_000;
-    let days = key_age.days(in_100_days).await.unwrap();
-    assert!((99.9..100.1).contains(&days), "{days}");
 }
 
 #[tokio::test]

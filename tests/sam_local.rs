@@ -290,6 +290,10 @@ async fn every_function_under_sam_local_invoke_does_its_step_on_the_local_stack(
     let pending = s.secret(&s.config.webhook_secret, "AWSPENDING").await;
     assert!(pending.starts_with("whsec_") && pending != webhook_secret);
 
+    // rotate: the hourly key check proves the vendor key with one authenticated call.
+    let out = sam.invoke("RotateFunction", &sample_event("rotate-key-check.json", &s));
+    assert_eq!(out, Value::Null, "the key check passed: {out}");
+
     // benchmark: the scheduled start uploads the pack as benchmark traffic and records the run;
     // the scoring schedule finds it still waiting (nothing consumes intake here).
     let pack = root().join("bench/packs/default/invoices");

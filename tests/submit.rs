@@ -1366,7 +1366,8 @@ async fn wait_for(w: &World, id: &JobId, target: JobState, timeout: Duration) {
 async fn out_of_time_a_message_is_handed_back_without_spending_a_receive() {
     let w = world().await;
     let job = queued_job(&w, "receipt").await;
-    enqueue(&w, &job.id).await;
+    let trace = ocrbridge::trace_context::new_root();
+    ocrbridge::trace_context::within(Some(trace.clone()), enqueue(&w, &job.id)).await;
     let messages = w.s.drain(&w.s.config.submit_queue_url).await;
     assert_eq!(messages.len(), 1);
     let sent = messages[0].attributes().unwrap()
@@ -1404,6 +1405,11 @@ async fn out_of_time_a_message_is_handed_back_without_spending_a_receive() {
         system[&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount],
         "1",
         "the copy starts with no receive spent"
+    );
+    assert_eq!(
+        system.get(&aws_sdk_sqs::types::MessageSystemAttributeName::AwsTraceHeader),
+        Some(&trace),
+        "and in its document's trace"
     );
     let attributes = copy.message_attributes().unwrap();
     assert_eq!(

@@ -424,6 +424,7 @@ fn the_failures_operators_must_hear_of_each_have_an_alarm() {
         "BenchmarkMissingAlarm",
         "RotationFailuresAlarm",
         "VendorKeyAgeAlarm",
+        "VendorKeyRegenerationNeededAlarm",
         "VendorModelVersionChangedAlarm",
         "IntakeDLQAgeAlarm",
         "SubmitDLQAgeAlarm",
@@ -448,32 +449,53 @@ fn the_failures_operators_must_hear_of_each_have_an_alarm() {
 }
 
 /// Rotation is scheduled only where it can succeed: the simulator takes keys and webhook
-/// secrets by API; Textract has no key, Azure's and Mindee's are issued in their consoles.
+/// secrets by API; Azure's key rotates between its two keys, but it sends no webhooks; Textract
+/// has no key, and Mindee's keys and secrets come from its console. Every vendor's key is
+/// checked hourly (a no-op for Textract).
 #[test]
 fn rotation_is_scheduled_only_for_a_vendor_that_can_rotate() {
     let template = template();
-    let schedules: Vec<ResourceDef> = template
-        .resources()
-        .into_iter()
-        .filter(|r| r.kind == "AWS::SecretsManager::RotationSchedule")
-        .collect();
-    assert_eq!(schedules.len(), 2);
-    for (vendor, scheduled) in [
-        ("sim", true),
-        ("textract", false),
-        ("azure", false),
-        ("mindee", false),
+    let schedule = |id: &str| {
+        template
+            .resources()
+            .into_iter()
+            .find(|r| r.logical_id == id && r.kind == "AWS::SecretsManager::RotationSchedule")
+            .unwrap_or_else(|| panic!("no {id}"))
+    };
+    let (key, webhook) = (
+        schedule("VendorApiKeyRotation"),
+        schedule("WebhookSecretRotation"),
+    );
+    for (vendor, key_rotates, webhook_rotates) in [
+        ("sim", true, true),
+        ("textract", false, false),
+        ("azure", true, false),
+        ("mindee", false, false),
     ] {
         let scope = scope(&template, &[("VendorName", vendor)]);
-        for s in &schedules {
-            assert_eq!(
-                scope.holds(s.condition.as_deref()),
-                scheduled,
-                "{vendor}: {}",
-                s.logical_id
-            );
-        }
+        assert_eq!(
+            scope.holds(key.condition.as_deref()),
+            key_rotates,
+            "{vendor}: the API key"
+        );
+        assert_eq!(
+            scope.holds(webhook.condition.as_deref()),
+            webhook_rotates,
+            "{vendor}: the webhook secret"
+        );
     }
+    let rotate = template
+        .resources()
+        .into_iter()
+        .find(|r| r.logical_id == "RotateFunction")
+        .unwrap();
+    let check = &rotate.properties["Events"]["KeyCheck"]["Properties"];
+    assert_eq!(check["ScheduleExpression"].as_str(), Some("rate(1 hour)"));
+    let input: serde_json::Value = serde_json::from_str(check["Input"].as_str().unwrap()).unwrap();
+    assert!(matches!(
+        rotate::Invocation::from_json(&input),
+        Ok(rotate::Invocation::KeyCheck)
+    ));
 }
 
 /// Two environments in one account never share metrics, alarms or secrets: the environment is
@@ -521,7 +543,7 @@ fn every_runbook_link_in_the_template_lands_on_a_section() {
     let runbook = std::fs::read_to_string(template_path().with_file_name("RUNBOOK.md")).unwrap();
     let anchors: BTreeSet<String> = runbook
         .lines()
-        .filter_map(|l| l.strip_prefix("## "))
+        .filter_map(|l| l.strip_prefix("## ").or_else(|| l.strip_prefix("### ")))
         .map(|h| {
             h.to_lowercase()
                 .chars()

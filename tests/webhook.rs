@@ -495,6 +495,81 @@ async fn the_last_known_secrets_verify_while_secrets_manager_is_down() {
     assert_eq!(notices(&w).await.len(), 2);
 }
 
+/// Secrets Manager refuses to give the signing secret (IAM or the key's policy says no:
+/// `AccessDeniedException`, which AWS's JSON protocol sends as a 400). The delivery is answered
+/// 503 like any outage — the vendor retries — but it is counted with the other refused
+/// credentials (`VendorAuthFailures[sim,webhook_secret,403]`): it will not pass by itself, every
+/// delivery fails until the grant is fixed. An endpoint that is merely down is not counted.
+#[tokio::test]
+async fn a_refused_signing_secret_read_is_counted_as_an_auth_failure() {
+    async fn denied() -> (StatusCode, HeaderMap, &'static str) {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-amzn-errortype", "AccessDeniedException".parse().unwrap());
+        headers.insert(
+            "content-type",
+            "application/x-amz-json-1.1".parse().unwrap(),
+        );
+        (
+            StatusCode::BAD_REQUEST,
+            headers,
+            r#"{"__type":"AccessDeniedException","message":"User: arn:aws:sts::123456789012:assumed-role/ocrbridge-webhook is not authorized to perform: secretsmanager:GetSecretValue"}"#,
+        )
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let denying = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(listener, axum::Router::new().fallback(denied))
+            .await
+            .ok();
+    });
+    let mut w = world().await;
+    let keyring_at = |endpoint: &str| {
+        let client = aws_sdk_secretsmanager::Client::from_conf(
+            w.s.clients
+                .secrets
+                .config()
+                .to_builder()
+                .endpoint_url(endpoint)
+                .build(),
+        );
+        Keyring::new(
+            client,
+            &w.s.config.webhook_secret,
+            &[Stage::Current, Stage::Pending, Stage::Previous],
+            Duration::from_secs(60),
+        )
+    };
+    let (refusing, down) = (keyring_at(&denying), keyring_at("http://127.0.0.1:9"));
+    let job = job(&w).await;
+    let body = payload(&job, "succeeded");
+    let secret = w.s.secret(&w.s.config.webhook_secret, "AWSCURRENT").await;
+    let headers = signed(&secret, "msg_refused", now(), &body);
+
+    Arc::get_mut(&mut w.webhook).unwrap().keyring = refusing;
+    let reply = w
+        .webhook
+        .handle("POST", headers.as_slice(), &body, now())
+        .await;
+    assert_eq!(reply.status, 503, "the vendor retries");
+    let refused = |w: &World| {
+        w.webhook
+            .metrics
+            .recorded()
+            .get("VendorAuthFailures[sim,webhook_secret,403]")
+            .copied()
+    };
+    assert_eq!(refused(&w), Some(1.0));
+
+    Arc::get_mut(&mut w.webhook).unwrap().keyring = down;
+    let reply = w
+        .webhook
+        .handle("POST", headers.as_slice(), &body, now())
+        .await;
+    assert_eq!(reply.status, 503);
+    assert_eq!(refused(&w), Some(1.0), "an outage is not a refusal");
+    assert!(notices(&w).await.is_empty());
+}
+
 /// A webhook receiver over real HTTP that calls the handler, as the Function URL would.
 async fn serve(webhook: Arc<Webhook>) -> String {
     async fn receive(

@@ -491,11 +491,20 @@ async fn requeue_untouched(
         queue_url: queue_url.to_owned(),
         detail,
     };
-    let mut request = queue
-        .client()
-        .send_message()
-        .queue_url(queue_url)
-        .message_body(message.body.clone().unwrap_or_default());
+    // The copy stays in its document's trace.
+    let trace = message
+        .attributes
+        .get(crate::trace_context::SQS_ATTRIBUTE)
+        .cloned();
+    let mut request = crate::queue::with_trace(
+        queue
+            .client()
+            .send_message()
+            .queue_url(queue_url)
+            .message_body(message.body.clone().unwrap_or_default()),
+        trace,
+    )
+    .map_err(|e| error(e.to_string()))?;
     let mut attributes: Vec<(String, String, String)> = message
         .message_attributes
         .iter()

@@ -68,6 +68,10 @@ pub enum KeyringError {
         secret_id: String,
         stage: &'static str,
         detail: String,
+        /// The HTTP status of Secrets Manager's answer, when one came.
+        status: Option<u16>,
+        /// Its error code (`AccessDeniedException`…), when it gave one.
+        code: Option<String>,
     },
     /// The secret has no string value.
     #[error("secret {secret_id} ({stage}) has no SecretString")]
@@ -75,6 +79,31 @@ pub enum KeyringError {
         secret_id: String,
         stage: &'static str,
     },
+}
+
+impl KeyringError {
+    /// A read Secrets Manager refused, as 403 (no permission: IAM or the key's policy) or 401
+    /// (credentials it does not accept). Not a passing outage: every read fails until someone
+    /// fixes the grant. AWS's JSON protocol sends these as a 400 with the code saying which.
+    pub fn refused_status(&self) -> Option<u16> {
+        let KeyringError::Fetch { status, code, .. } = self else {
+            return None;
+        };
+        match (code.as_deref(), status) {
+            (Some("AccessDeniedException"), _) | (_, Some(403)) => Some(403),
+            (
+                Some(
+                    "UnrecognizedClientException"
+                    | "InvalidSignatureException"
+                    | "ExpiredTokenException"
+                    | "InvalidClientTokenId",
+                ),
+                _,
+            )
+            | (_, Some(401)) => Some(401),
+            _ => None,
+        }
+    }
 }
 
 struct Cached {
@@ -260,6 +289,11 @@ impl Keyring {
             Err(err) => Err(KeyringError::Fetch {
                 secret_id: self.secret_id.clone(),
                 stage: stage.label(),
+                status: err.raw_response().map(|r| r.status().as_u16()),
+                code: err
+                    .as_service_error()
+                    .and_then(|e| e.code())
+                    .map(str::to_owned),
                 detail: DisplayErrorContext(err).to_string(),
             }),
         }

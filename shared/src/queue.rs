@@ -62,6 +62,28 @@ impl DeadLetter {
     }
 }
 
+/// `request` carrying `header` as the message's `AWSTraceHeader` (the X-Ray trace it belongs
+/// to), when there is one.
+pub(crate) fn with_trace(
+    request: aws_sdk_sqs::operation::send_message::builders::SendMessageFluentBuilder,
+    header: Option<String>,
+) -> Result<
+    aws_sdk_sqs::operation::send_message::builders::SendMessageFluentBuilder,
+    aws_sdk_sqs::error::BuildError,
+> {
+    let Some(header) = header else {
+        return Ok(request);
+    };
+    let value = aws_sdk_sqs::types::MessageSystemAttributeValue::builder()
+        .data_type("String")
+        .string_value(header)
+        .build()?;
+    Ok(request.message_system_attributes(
+        aws_sdk_sqs::types::MessageSystemAttributeNameForSends::AwsTraceHeader,
+        value,
+    ))
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("SQS {operation} to {queue_url} failed: {detail}")]
 pub struct QueueError {
@@ -323,17 +345,7 @@ impl Queue {
             detail: e.to_string(),
         };
         // The document's trace goes on with the message (crate::trace_context).
-        if let Some(header) = crate::trace_context::current() {
-            let value = aws_sdk_sqs::types::MessageSystemAttributeValue::builder()
-                .data_type("String")
-                .string_value(header)
-                .build()
-                .map_err(unbuildable)?;
-            request = request.message_system_attributes(
-                aws_sdk_sqs::types::MessageSystemAttributeNameForSends::AwsTraceHeader,
-                value,
-            );
-        }
+        request = with_trace(request, crate::trace_context::current()).map_err(unbuildable)?;
         for (name, value) in attributes {
             // Attribute values must be non-empty; an empty reason says nothing anyway.
             let value = if value.is_empty() { "-" } else { value };

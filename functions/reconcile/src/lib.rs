@@ -28,7 +28,6 @@ use ocrbridge::completion::{self, Settled};
 use ocrbridge::config::{duration_setting, setting, SettingError, StackConfig};
 use ocrbridge::failpoints;
 use ocrbridge::job::{reason, Job, JobState, Reason};
-use ocrbridge::keyring::KeyAge;
 use ocrbridge::ledger::{Change, Ledger, TransitionError};
 use ocrbridge::metrics::{self, Metrics};
 use ocrbridge::queue::{Queue, ResultNotice, SubmitRequest};
@@ -96,8 +95,6 @@ pub struct Reconcile<V> {
     pub metrics: Metrics,
     pub stack: StackConfig,
     pub config: ReconcileConfig,
-    /// Reports the vendor key's age each sweep (`None`: not reported).
-    pub key_age: Option<KeyAge>,
 }
 
 /// Pages of `batch` jobs read per state per run, at most.
@@ -217,26 +214,8 @@ impl<V: Vendor> Reconcile<V> {
                 break;
             }
         }
-        self.report_key_age(now).await;
         info!(?summary, "reconcile run");
         summary
-    }
-
-    /// `VendorKeyAgeDays` for a vendor with an API key (Textract has none: the role).
-    async fn report_key_age(&self, now: UnixMillis) {
-        let Some(key_age) = &self.key_age else {
-            return;
-        };
-        if self.vendor.name() == "textract" {
-            return;
-        }
-        match key_age.days(now.0).await {
-            Ok(days) => {
-                self.metrics
-                    .emit(metrics::VENDOR_KEY_AGE, days, &[self.vendor.name()], &[])
-            }
-            Err(e) => warn!(error = %e, "cannot read the vendor key's age"),
-        }
     }
 
     /// Whether `queue_url` still holds a message that may be this stuck job's: each stuck job

@@ -6,7 +6,6 @@
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use ocrbridge::aws::AwsClients;
 use ocrbridge::config::StackConfig;
-use ocrbridge::keyring::KeyAge;
 use ocrbridge::ledger::Ledger;
 use ocrbridge::metrics::Metrics;
 use ocrbridge::queue::Queue;
@@ -30,10 +29,6 @@ async fn main() -> Result<(), Error> {
         queue: Queue::new(clients.sqs.clone()),
         metrics: Metrics::stdout("reconcile"),
         config: ReconcileConfig::from_lookup(|k| std::env::var(k).ok())?,
-        key_age: Some(KeyAge::new(
-            clients.secrets.clone(),
-            &stack.vendor_api_key_secret,
-        )),
         stack,
     };
     let reconcile = &reconcile;

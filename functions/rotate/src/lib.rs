@@ -15,6 +15,20 @@
 //! Receivers verify with current, pending and previous, so they accept the new secret before
 //! the vendor signs with it, and the old one until the next rotation pushes it out.
 //!
+//! **Per vendor** ([`KeyScheme`]): the simulator takes keys and signing secrets by API, so both
+//! rotate as above. Azure issues two keys (KEY1, KEY2), both valid: `createSecret` takes the
+//! standby key its owner regenerated and put under the `STANDBY` stage, `setSecret` has
+//! nothing to tell Azure, `testSecret` proves it with Azure's cheapest authenticated call, and
+//! `finishSecret` makes it current and asks the owner (`VendorKeyRegenerationNeeded`, alarmed)
+//! to regenerate the key it replaced and put the new one back as `STANDBY`. Mindee's keys come
+//! from its console and Textract has none: they are not rotated (the template schedules no
+//! rotation for them), and a step asked of them fails saying so.
+//!
+//! **The key check** (`{"check": "vendor_api_key"}`, scheduled hourly for every vendor with a
+//! key) proves the current key — and a two-key vendor's standby — with that cheap call, and
+//! reports the current key's age (`VendorKeyAgeDays`, alarmed at `KeyMaxAgeDays`). A refused key
+//! is a `VendorAuthFailures[…, key_check, …]` and a failed invocation.
+//!
 //! moto cannot run rotation Lambdas and has no way to create the value-less `AWSPENDING` version
 //! that `RotateSecret` creates before calling `createSecret`. So `createSecret` also accepts a
 //! token with no version yet and creates it; every later step requires it. Tests drive the
@@ -25,10 +39,11 @@ use std::collections::HashMap;
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata};
 use base64::Engine;
 use ocrbridge::config::StackConfig;
+use ocrbridge::keyring::KeyAge;
 use ocrbridge::keyring::Secret;
 use ocrbridge::metrics::{self, Metrics};
 use ocrbridge::signature::{self, Scheme};
-use ocrbridge::vendors::{SecretRegistry, VendorError};
+use ocrbridge::vendors::{KeyScheme, SecretRegistry, Vendor, VendorError, STANDBY_STAGE};
 use rand::{Rng, RngCore};
 use serde_json::Value;
 use tracing::info;
@@ -91,6 +106,36 @@ impl RotationEvent {
     }
 }
 
+/// What the rotate function is asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invocation {
+    /// A Secrets Manager rotation step.
+    Rotation(RotationEvent),
+    /// The scheduled proof of the vendor key (`{"check": "vendor_api_key"}`).
+    KeyCheck,
+}
+
+impl Invocation {
+    pub fn from_json(event: &Value) -> Result<Self, RotateError> {
+        match event.get("check").and_then(Value::as_str) {
+            Some("vendor_api_key") => Ok(Invocation::KeyCheck),
+            Some(other) => Err(RotateError::BadEvent(format!(
+                "unknown check {other:?} (the one check is \"vendor_api_key\")"
+            ))),
+            None => RotationEvent::from_json(event).map(Invocation::Rotation),
+        }
+    }
+}
+
+/// What the key check found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyCheck {
+    /// Days the current key has been current.
+    pub age_days: Option<f64>,
+    /// Whether a two-key vendor's standby key was there, and proved.
+    pub standby: Option<bool>,
+}
+
 /// Which of ocrbridge's secrets is rotating.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SecretKind {
@@ -128,6 +173,17 @@ pub enum RotateError {
     Vendor(#[from] VendorError),
     #[error("the pending webhook secret does not verify with the production verifier")]
     TestFailed,
+    #[error("secret {secret} has no {STANDBY_STAGE} key to rotate to: regenerate the key that is not current in the vendor's console and put it with `aws secretsmanager put-secret-value --secret-id {secret} --version-stages {STANDBY_STAGE} --secret-string …` (RUNBOOK.md#azure-two-keys)")]
+    NoStandbyKey { secret: String },
+    #[error("the {STANDBY_STAGE} key of {secret} is the current key: regenerate the other key and put that one as {STANDBY_STAGE} (RUNBOOK.md#azure-two-keys)")]
+    StandbyIsCurrent { secret: String },
+    #[error("{vendor}'s API key is not rotated by ocrbridge ({scheme:?}): its owner rotates it in the vendor's console and the scheduled key check reports its age (RUNBOOK.md#rotation-failures)")]
+    NotRotatable {
+        vendor: &'static str,
+        scheme: KeyScheme,
+    },
+    #[error("the vendor refused the {which} API key ({status}): put a working key in Secrets Manager (RUNBOOK.md#vendor-auth-failures)")]
+    KeyRefused { which: &'static str, status: u16 },
 }
 
 fn sm<E: std::error::Error + 'static, R: std::fmt::Debug>(
@@ -163,7 +219,7 @@ impl Described {
     }
 }
 
-impl<R: SecretRegistry> Rotate<R> {
+impl<R: SecretRegistry + Vendor> Rotate<R> {
     pub async fn handle(&self, event: &RotationEvent) -> Result<(), RotateError> {
         let result = self.run(event).await;
         let kind = self
@@ -311,13 +367,22 @@ impl<R: SecretRegistry> Rotate<R> {
                     base64::engine::general_purpose::STANDARD.encode(key)
                 )
             }
-            SecretKind::VendorApiKey => {
-                let mut rng = rand::rng();
-                let tail: String = (0..40)
-                    .map(|_| rng.sample(rand::distr::Alphanumeric) as char)
-                    .collect();
-                format!("sk_ocrb_{tail}")
-            }
+            SecretKind::VendorApiKey => match self.registry.key_scheme() {
+                KeyScheme::Registered => {
+                    let mut rng = rand::rng();
+                    let tail: String = (0..40)
+                        .map(|_| rng.sample(rand::distr::Alphanumeric) as char)
+                        .collect();
+                    format!("sk_ocrb_{tail}")
+                }
+                KeyScheme::TwoKeys => self.standby(described).await?.expose().to_owned(),
+                scheme @ (KeyScheme::Console | KeyScheme::Role) => {
+                    return Err(RotateError::NotRotatable {
+                        vendor: self.registry.name(),
+                        scheme,
+                    })
+                }
+            },
         };
         self.secrets
             .put_secret_value()
@@ -348,9 +413,38 @@ impl<R: SecretRegistry> Rotate<R> {
                 secrets.push(pending);
                 self.registry.set_webhook_secrets(&secrets).await?;
             }
-            SecretKind::VendorApiKey => self.registry.register_api_key(&pending).await?,
+            SecretKind::VendorApiKey => match self.registry.key_scheme() {
+                KeyScheme::Registered => self.registry.register_api_key(&pending).await?,
+                // Both keys are the vendor's own: there is nothing to tell it.
+                KeyScheme::TwoKeys => info!("the vendor issued the standby key; nothing to set"),
+                scheme @ (KeyScheme::Console | KeyScheme::Role) => {
+                    return Err(RotateError::NotRotatable {
+                        vendor: self.registry.name(),
+                        scheme,
+                    })
+                }
+            },
         }
         Ok(())
+    }
+
+    /// A two-key vendor's standby key: the value under [`STANDBY_STAGE`], which must not be the
+    /// current key (rotating to it would change nothing, and the owner would regenerate the
+    /// key in use).
+    async fn standby(&self, described: &Described) -> Result<Secret, RotateError> {
+        let standby = self
+            .value(&described.arn, None, STANDBY_STAGE)
+            .await?
+            .ok_or_else(|| RotateError::NoStandbyKey {
+                secret: described.arn.clone(),
+            })?;
+        let current = self.value(&described.arn, None, "AWSCURRENT").await?;
+        if current.is_some_and(|c| c.expose() == standby.expose()) {
+            return Err(RotateError::StandbyIsCurrent {
+                secret: described.arn.clone(),
+            });
+        }
+        Ok(standby)
     }
 
     async fn test(
@@ -419,6 +513,29 @@ impl<R: SecretRegistry> Rotate<R> {
                 let new = self.pending_or_current(described, token).await?;
                 self.registry.set_webhook_secrets(&[new]).await?;
             }
+            SecretKind::VendorApiKey if self.registry.key_scheme() == KeyScheme::TwoKeys => {
+                // The standby is current now: it stands by no more. The key it replaced is
+                // AWSPREVIOUS and still valid at the vendor until its owner regenerates it.
+                if let Some(standby) = described.version_with(STANDBY_STAGE) {
+                    self.secrets
+                        .update_secret_version_stage()
+                        .secret_id(&described.arn)
+                        .version_stage(STANDBY_STAGE)
+                        .remove_from_version_id(standby)
+                        .send()
+                        .await
+                        .map_err(sm("UpdateSecretVersionStage"))?;
+                }
+                self.metrics.count(
+                    metrics::VENDOR_KEY_REGENERATION_NEEDED,
+                    &[self.registry.name()],
+                    &[],
+                );
+                tracing::warn!(
+                    vendor = self.registry.name(),
+                    "the standby key is current: regenerate the key it replaced (now AWSPREVIOUS) in the vendor's console and put the new one as STANDBY (RUNBOOK.md#azure-two-keys)"
+                );
+            }
             SecretKind::VendorApiKey => {
                 if let Some(old) = falling_out {
                     self.registry.revoke_api_key(&old).await?;
@@ -427,6 +544,88 @@ impl<R: SecretRegistry> Rotate<R> {
         }
         info!(kind = kind.as_str(), "rotation finished");
         Ok(())
+    }
+
+    /// The scheduled key check: proves the current key (and a two-key vendor's standby) with
+    /// the vendor's cheapest authenticated call, and reports the current key's age at `now_ms`.
+    pub async fn check_key(&self, now_ms: u64) -> Result<KeyCheck, RotateError> {
+        let vendor = self.registry.name();
+        if self.registry.key_scheme() == KeyScheme::Role {
+            info!(vendor, "no API key to check: the role signs the calls");
+            return Ok(KeyCheck {
+                age_days: None,
+                standby: None,
+            });
+        }
+        let secret = self.stack.vendor_api_key_secret.clone();
+        let age_days = match KeyAge::new(self.secrets.clone(), &secret)
+            .days(now_ms)
+            .await
+        {
+            Ok(days) => {
+                self.metrics
+                    .emit(metrics::VENDOR_KEY_AGE, days, &[vendor], &[]);
+                Some(days)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the vendor key's age");
+                None
+            }
+        };
+        let current = self
+            .value(&secret, None, "AWSCURRENT")
+            .await?
+            .ok_or_else(|| RotateError::SecretsManager {
+                operation: "GetSecretValue",
+                detail: format!("{secret} has no AWSCURRENT value"),
+            })?;
+        self.prove(&current, "current").await?;
+        let standby = match self.registry.key_scheme() {
+            KeyScheme::TwoKeys => match self.value(&secret, None, STANDBY_STAGE).await? {
+                Some(standby) => Some(self.prove(&standby, "standby").await.is_ok()),
+                None => {
+                    tracing::warn!(
+                        vendor,
+                        "no STANDBY key: the next rotation will fail until its owner puts one (RUNBOOK.md#azure-two-keys)"
+                    );
+                    Some(false)
+                }
+            },
+            _ => None,
+        };
+        Ok(KeyCheck { age_days, standby })
+    }
+
+    /// One authenticated call with `key`, counted by outcome.
+    async fn prove(&self, key: &Secret, which: &'static str) -> Result<(), RotateError> {
+        let vendor = self.registry.name();
+        let result = self.registry.check_api_key(key).await;
+        let outcome = match &result {
+            Ok(()) => "ok",
+            Err(VendorError::Auth { .. }) => "refused",
+            Err(_) => "unreachable",
+        };
+        self.metrics
+            .count(metrics::VENDOR_KEY_CHECKS, &[vendor, which, outcome], &[]);
+        match result {
+            Ok(()) => Ok(()),
+            Err(VendorError::Auth { status }) => {
+                let status_text = status.to_string();
+                self.metrics.count(
+                    metrics::AUTH_FAILURES,
+                    &[vendor, "key_check", &status_text],
+                    &[],
+                );
+                tracing::error!(
+                    vendor,
+                    key = which,
+                    status,
+                    "the vendor refused its API key"
+                );
+                Err(RotateError::KeyRefused { which, status })
+            }
+            Err(e) => Err(RotateError::Vendor(e)),
+        }
     }
 
     async fn pending_or_current(

@@ -8,7 +8,7 @@ use ocrbridge::aws::AwsClients;
 use ocrbridge::config::StackConfig;
 use ocrbridge::metrics::Metrics;
 use ocrbridge::vendors::select::{AnyVendor, VendorSettings};
-use rotate::{Rotate, RotationEvent};
+use rotate::{Invocation, Rotate};
 use serde_json::Value;
 
 #[tokio::main]
@@ -30,8 +30,14 @@ async fn main() -> Result<(), Error> {
     };
     let rotate = &rotate;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let rotation = RotationEvent::from_json(&event.payload)?;
-        rotate.handle(&rotation).await?;
+        match Invocation::from_json(&event.payload)? {
+            Invocation::Rotation(rotation) => rotate.handle(&rotation).await?,
+            Invocation::KeyCheck => {
+                rotate
+                    .check_key(ocrbridge::time::UnixMillis::now().0)
+                    .await?;
+            }
+        }
         Ok::<_, Error>(Value::Null)
     }))
     .await

@@ -33,7 +33,7 @@ use base64::Engine;
 use ocrbridge::config::{setting, SettingError, StackConfig};
 use ocrbridge::failpoints;
 use ocrbridge::job::JobId;
-use ocrbridge::keyring::Keyring;
+use ocrbridge::keyring::{Keyring, KeyringError};
 use ocrbridge::ledger::{Claim, Ledger};
 use ocrbridge::metrics::{self, Metrics};
 use ocrbridge::queue::{Queue, ResultNotice};
@@ -46,6 +46,8 @@ use tracing::{info, warn};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct WebhookConfig {
+    /// `VENDOR` (default `sim`): whose webhooks these are, for the metrics.
+    pub vendor: VendorKind,
     /// The vendor's webhooks (`VENDOR`; `WEBHOOK_TOLERANCE_SECS`, default 300, is the accepted
     /// clock difference, both directions, for a scheme with timestamps). `None`: the vendor sends
     /// no webhooks, and every request is refused.
@@ -79,6 +81,7 @@ impl WebhookConfig {
         };
         let format = WebhookFormat::for_vendor(vendor, tolerance_secs);
         Ok(WebhookConfig {
+            vendor,
             format,
             max_body_bytes: setting(
                 &lookup,
@@ -463,7 +466,7 @@ impl Webhook {
             .keyring
             .values(false)
             .await
-            .map_err(keyring_unavailable)?
+            .map_err(|e| self.keyring_unavailable(&e))?
             .into_iter()
             .map(|(_, v)| v)
             .collect();
@@ -476,7 +479,7 @@ impl Webhook {
                     .keyring
                     .values_after_miss(MISS_REFRESH_INTERVAL)
                     .await
-                    .map_err(keyring_unavailable)?
+                    .map_err(|e| self.keyring_unavailable(&e))?
                     .into_iter()
                     .map(|(_, v)| v)
                     .collect();
@@ -485,11 +488,21 @@ impl Webhook {
             other => other.map_err(Some),
         }
     }
-}
 
-/// The signing secrets cannot be read (Secrets Manager down, no permission, wrong ARN): said in
-/// the log, since the vendor only sees a 503 and retries.
-fn keyring_unavailable(error: impl std::fmt::Display) -> Option<Rejection> {
-    warn!(%error, "the signing secrets are unavailable; answering 503");
-    None
+    /// The signing secrets cannot be read (Secrets Manager down, no permission, wrong ARN):
+    /// said in the log, since the vendor only sees a 503 and retries. A read refused with
+    /// 401/403 is counted with the other refused credentials
+    /// (`VendorAuthFailures[…, webhook_secret, …]`): every delivery fails until it is fixed.
+    fn keyring_unavailable(&self, error: &KeyringError) -> Option<Rejection> {
+        if let Some(status) = error.refused_status() {
+            let status = status.to_string();
+            self.metrics.count(
+                metrics::AUTH_FAILURES,
+                &[self.config.vendor.as_str(), "webhook_secret", &status],
+                &[],
+            );
+        }
+        warn!(%error, "the signing secrets are unavailable; answering 503");
+        None
+    }
 }

@@ -394,8 +394,32 @@ where
     }
 }
 
+/// How a vendor's API keys are kept fresh: it decides what `functions/rotate` does with the
+/// key's secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyScheme {
+    /// ocrbridge mints a key and registers it with the vendor (the simulator): the full
+    /// four-step rotation, and the key that falls out is revoked.
+    Registered,
+    /// The vendor issues two keys, both valid until one is regenerated (Azure's KEY1 and KEY2).
+    /// Rotation makes the standby key current — the one its owner regenerated and put in the
+    /// secret under [`STANDBY_STAGE`] — after an authenticated call proves it, and asks the
+    /// owner to regenerate the key it replaced.
+    TwoKeys,
+    /// Keys are issued in the vendor's console and nothing else (Mindee): no rotation; a
+    /// scheduled check proves the current key and reports its age.
+    Console,
+    /// No key: the function's role signs the calls (Textract).
+    Role,
+}
+
+/// The secret stage that holds a two-key vendor's standby key ([`KeyScheme::TwoKeys`]).
+pub const STANDBY_STAGE: &str = "STANDBY";
+
 /// The vendor side of secret rotation: what `functions/rotate` asks of a vendor.
 pub trait SecretRegistry: Send + Sync {
+    /// How this vendor's keys are rotated, if they are.
+    fn key_scheme(&self) -> KeyScheme;
     /// Makes the vendor sign webhooks with exactly these secrets (old and new during rotation).
     fn set_webhook_secrets(
         &self,
@@ -411,7 +435,8 @@ pub trait SecretRegistry: Send + Sync {
         &self,
         key: &crate::keyring::Secret,
     ) -> impl Future<Output = Result<(), VendorError>> + Send;
-    /// Proves `key` works: one authenticated read.
+    /// Proves `key` works: one authenticated read, the cheapest the vendor has (nothing
+    /// analyzed, nothing billed). A refused key is [`VendorError::Auth`].
     fn check_api_key(
         &self,
         key: &crate::keyring::Secret,

@@ -400,9 +400,20 @@ impl AnyVendor {
 }
 
 /// The vendor side of secret rotation. Only the simulator lets a program register keys and
-/// signing secrets; real vendors issue their keys in their own consoles, so their secrets are
-/// rotated by hand (the template schedules rotation for the simulator only).
+/// signing secrets. Azure issues two keys, so its key rotates between them (the template
+/// schedules it); Mindee's keys and webhook secrets come from its console, and Textract has
+/// none (the role): a scheduled check proves their keys instead. Every vendor with a key
+/// answers the cheap authenticated call that proves one.
 impl super::SecretRegistry for AnyVendor {
+    fn key_scheme(&self) -> super::KeyScheme {
+        match self {
+            AnyVendor::Sim(_) => super::KeyScheme::Registered,
+            AnyVendor::Azure(_) => super::KeyScheme::TwoKeys,
+            AnyVendor::Mindee(_) => super::KeyScheme::Console,
+            AnyVendor::Textract(_) => super::KeyScheme::Role,
+        }
+    }
+
     async fn set_webhook_secrets(
         &self,
         secrets: &[crate::keyring::Secret],
@@ -430,20 +441,28 @@ impl super::SecretRegistry for AnyVendor {
     async fn check_api_key(&self, key: &crate::keyring::Secret) -> Result<(), VendorError> {
         match self {
             AnyVendor::Sim(v) => v.check_api_key(key).await,
-            _ => Err(self.no_registry()),
+            AnyVendor::Azure(v) => v.check_key(key).await,
+            AnyVendor::Mindee(v) => v.check_key(key).await,
+            AnyVendor::Textract(_) => Err(self.no_registry()),
         }
     }
 }
 
 impl AnyVendor {
     fn no_registry(&self) -> VendorError {
-        VendorError::Rejected {
-            status: 0,
-            code: "no_key_registry".into(),
-            message: format!(
+        let message = match self {
+            AnyVendor::Textract(_) => {
+                "textract has no API key: the function's role signs its calls".to_owned()
+            }
+            _ => format!(
                 "{} issues its keys and signing secrets in its own console; rotate them there and put the new value in Secrets Manager (RUNBOOK.md, rotation)",
                 self.name()
             ),
+        };
+        VendorError::Rejected {
+            status: 0,
+            code: "no_key_registry".into(),
+            message,
         }
     }
 }

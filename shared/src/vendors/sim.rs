@@ -243,6 +243,10 @@ impl Vendor for SimVendor {
 
 /// The simulator's admin API stands in for the vendor's key and webhook settings.
 impl SecretRegistry for SimVendor {
+    fn key_scheme(&self) -> super::KeyScheme {
+        super::KeyScheme::Registered
+    }
+
     async fn set_webhook_secrets(&self, secrets: &[Secret]) -> Result<(), VendorError> {
         let values: Vec<&str> = secrets.iter().map(Secret::expose).collect();
         let response = self

@@ -14,6 +14,11 @@
 //! - **no idempotency**: every analyze is a new, billed operation; **polls count against the
 //!   rate limit** like submissions (users see 429s below the documented TPS for that reason);
 //!   `429` carries `Retry-After`;
+//! - `GET /documentintelligence/info` → the resource's details (`customDocumentModels`): the
+//!   cheapest authenticated call, nothing analyzed or billed, how a key is verified. An Azure
+//!   resource has two keys (KEY1, KEY2), both valid until the owner regenerates one: the twin
+//!   accepts every key registered with it (`/admin/api-keys`), and the owner's regeneration is a
+//!   revoke and a register there;
 //! - faults: throttling, 5xx, drop and truncate after accept, slow, failed analyses, and drift
 //!   (a status value the adapter does not know).
 //!
@@ -61,6 +66,22 @@ pub fn routes() -> Router<Arc<Sim>> {
             "/documentintelligence/documentModels/{model}/analyzeResults/{id}",
             get(operation),
         )
+        .route("/documentintelligence/info", get(info))
+}
+
+/// `GET /documentintelligence/info`: the resource's details, behind the key like every call.
+async fn info(
+    State(sim): State<Arc<Sim>>,
+    Query(query): Query<ApiVersion>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refused) = gate(&sim, &headers) {
+        return refused;
+    }
+    if let Some(wrong) = check_version(&query) {
+        return wrong;
+    }
+    axum::Json(json!({ "customDocumentModels": { "count": 0, "limit": 20000 } })).into_response()
 }
 
 /// Azure's error shape: `{"error": {"code", "message"}}`.

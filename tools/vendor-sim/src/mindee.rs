@@ -17,6 +17,8 @@
 //!   and LF removed: the compact JSON as sent) keyed with the endpoint's secret. **No timestamp**;
 //! - **no idempotency** and no search: `alias` is not unique; every enqueue is a new job and a
 //!   new charge;
+//! - `GET /v2/search/models` → the organization's models, paged: the cheapest authenticated
+//!   call, how a key is verified (`401` for a bad one, as every call);
 //! - 200 `POST`s and 1,200 `GET`s per minute (`mindee_*_per_minute`): `429`;
 //! - faults: throttling, 5xx, drop and truncate after accept, slow, failed jobs, drift (a new
 //!   field and nulls), and on webhooks lost, duplicated, delayed, forged (a wrong signature) and
@@ -65,7 +67,37 @@ pub fn routes() -> Router<Arc<Sim>> {
         .route("/v2/inferences/enqueue", post(enqueue))
         .route("/v2/jobs/{id}", get(job))
         .route("/v2/results/{token}", get(result))
+        .route("/v2/search/models", get(search_models))
         .route("/admin/mindee-webhooks", put(put_webhooks))
+}
+
+/// `GET /v2/search/models`: the models the key's organization can use (here, every model a
+/// document was sent to), paged as Mindee pages them. The cheapest authenticated call: how a
+/// key is verified.
+async fn search_models(State(sim): State<Arc<Sim>>, headers: HeaderMap) -> Response {
+    if let Some(refused) = gate(&sim, &headers, false) {
+        return refused;
+    }
+    let models: std::collections::BTreeSet<String> = sim.with_state(|inner| {
+        inner
+            .jobs
+            .values()
+            .filter_map(|j| match &j.protocol {
+                Protocol::Mindee(m) => Some(m.model_id.clone()),
+                _ => None,
+            })
+            .collect()
+    });
+    let total = models.len();
+    let models: Vec<Value> = models
+        .into_iter()
+        .map(|id| json!({ "id": id, "name": "financial_document", "model_type": "extraction" }))
+        .collect();
+    Json(json!({
+        "models": models,
+        "pagination": { "per_page": 50, "page": 1, "total_items": total, "total_pages": usize::from(total > 0) },
+    }))
+    .into_response()
 }
 
 /// RFC 9457 problem details, Mindee's error shape.
@@ -667,6 +699,7 @@ pub fn notify(sim: &Arc<Sim>, job: SimJob) {
         let event = format!("{}:{id}", job.subject());
         let plan = sim.with_state(|inner| Plan {
             job: job.id.clone(),
+            subject: job.subject().to_owned(),
             lost: inner.strikes_for(Fault::LostWebhook, &event),
             forged_first: inner.strikes_for(Fault::BadSignature, &event),
             copies: if inner.strikes_for(Fault::DuplicateWebhook, &event) {
@@ -696,6 +729,8 @@ pub fn notify(sim: &Arc<Sim>, job: SimJob) {
 struct Plan {
     /// The job whose final status the delivery carries.
     job: String,
+    /// Its subject (see [`Sim::release_delayed`]).
+    subject: String,
     lost: bool,
     forged_first: bool,
     copies: u32,
@@ -729,7 +764,7 @@ async fn deliver(sim: Arc<Sim>, endpoint: Endpoint, body: Bytes, plan: Plan) {
         count(DeliveryKind::Forged);
         post(signature("not-the-secret", &body)).await;
     }
-    tokio::time::sleep(plan.delay).await;
+    sim.hold_delivery(&plan.subject, plan.delay).await;
     for copy in 0..plan.copies {
         count(if copy == 0 {
             if plan.delay.is_zero() {

@@ -131,6 +131,10 @@ async fn handle(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) ->
             "missing X-Amz-Target",
         );
     };
+    let trace = headers
+        .get("x-amzn-trace-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let fault = sim.with_state(|inner| {
         inner.stats.requests += 1;
         request_fault(inner)
@@ -182,9 +186,15 @@ async fn handle(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) ->
         );
     };
     match operation.as_str() {
-        "StartDocumentTextDetection" => start(&sim, Api::Text, &request, received).await,
-        "StartDocumentAnalysis" => start(&sim, Api::Analysis, &request, received).await,
-        "StartExpenseAnalysis" => start(&sim, Api::Expense, &request, received).await,
+        "StartDocumentTextDetection" => {
+            start(&sim, Api::Text, &request, received, trace.as_deref()).await
+        }
+        "StartDocumentAnalysis" => {
+            start(&sim, Api::Analysis, &request, received, trace.as_deref()).await
+        }
+        "StartExpenseAnalysis" => {
+            start(&sim, Api::Expense, &request, received, trace.as_deref()).await
+        }
         "GetDocumentTextDetection" => get(&sim, Api::Text, &request),
         "GetDocumentAnalysis" => get(&sim, Api::Analysis, &request),
         "GetExpenseAnalysis" => get(&sim, Api::Expense, &request),
@@ -210,7 +220,15 @@ fn valid_job_tag(tag: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"_.-:".contains(&b))
 }
 
-async fn start(sim: &Arc<Sim>, api: Api, request: &Value, received: Instant) -> Response {
+/// Starts a job; `trace`, the request's `X-Amzn-Trace-Id`, is kept by job id
+/// (`/admin/traces`), as X-Ray would see the call.
+async fn start(
+    sim: &Arc<Sim>,
+    api: Api,
+    request: &Value,
+    received: Instant,
+    trace: Option<&str>,
+) -> Response {
     let subject = request["JobTag"]
         .as_str()
         .or(request["ClientRequestToken"].as_str())
@@ -338,6 +356,9 @@ async fn start(sim: &Arc<Sim>, api: Api, request: &Value, received: Instant) -> 
     };
     match sim.accept(accept) {
         Accepted::New { job, cut } => {
+            if let Some(trace) = trace {
+                sim.with_state(|inner| inner.traces.insert(job.id.clone(), trace.to_owned()));
+            }
             let mut response = ok(json!({ "JobId": job.id }));
             cut_answer(&mut response, cut);
             response
@@ -756,7 +777,7 @@ pub fn notify(sim: &Arc<Sim>, job: SimJob) {
     };
     let sim = Arc::clone(sim);
     tokio::spawn(async move {
-        tokio::time::sleep(delay).await;
+        sim.hold_delivery(&subject, delay).await;
         for _ in 0..copies {
             let sent = aws
                 .sns

@@ -89,6 +89,8 @@ impl DeliveryKind {
 /// One delivery to make.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
+    /// The subject of the job it is about (see [`crate::Sim::release_delayed`]).
+    pub subject: String,
     pub msg_id: String,
     pub body: Bytes,
     pub kind: DeliveryKind,

@@ -120,6 +120,22 @@ impl AzureVendor {
         check(response, describe).await
     }
 
+    /// Proves `key` works: the resource's details (`GET /documentintelligence/info`), the
+    /// cheapest authenticated call — nothing analyzed, nothing billed. A refused key is
+    /// [`VendorError::Auth`].
+    pub async fn check_key(&self, key: &crate::keyring::Secret) -> Result<(), VendorError> {
+        let request = self.http.get(format!(
+            "{}/documentintelligence/info?api-version={API_VERSION}",
+            self.endpoint
+        ));
+        let response = crate::vendors::http::traced(request)
+            .header("ocp-apim-subscription-key", key.expose())
+            .send()
+            .await
+            .map_err(transport_error)?;
+        check(response, describe).await.map(|_| ())
+    }
+
     /// GETs the operation (the vendor job id), with its `Retry-After`.
     async fn operation(
         &self,

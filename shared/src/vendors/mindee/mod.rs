@@ -115,6 +115,18 @@ impl MindeeVendor {
         check(response, describe).await
     }
 
+    /// Proves `key` works: `GET /v2/search/models`, the cheapest authenticated call (nothing
+    /// enqueued, nothing billed). A refused key is [`VendorError::Auth`].
+    pub async fn check_key(&self, key: &crate::keyring::Secret) -> Result<(), VendorError> {
+        let request = self.http.get(format!("{}/v2/search/models", self.base_url));
+        let response = crate::vendors::http::traced(request)
+            .header("authorization", key.expose())
+            .send()
+            .await
+            .map_err(transport_error)?;
+        check(response, describe).await.map(|_| ())
+    }
+
     /// `GET /v2/jobs/{id}`: the job, and where its result is once it is processed.
     async fn job(&self, id: &str) -> Result<(Value, Option<String>), VendorError> {
         if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {

@@ -26,7 +26,9 @@ pub mod normalize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use aws_sdk_textract::config::interceptors::AfterDeserializationInterceptorContextRef;
+use aws_sdk_textract::config::interceptors::{
+    AfterDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextMut,
+};
 use aws_sdk_textract::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_textract::error::{BoxError, ProvideErrorMetadata, SdkError};
 use aws_sdk_textract::types::{
@@ -130,6 +132,7 @@ impl TextractVendor {
             .config()
             .to_builder()
             .retry_config(aws_sdk_textract::config::retry::RetryConfig::disabled())
+            .interceptor(TraceHeader)
             .build();
         TextractVendor {
             client: aws_sdk_textract::Client::from_conf(config),
@@ -137,6 +140,34 @@ impl TextractVendor {
             channel,
             max_result_bytes: crate::vendors::http::DEFAULT_MAX_RESULT_BYTES,
         }
+    }
+}
+
+/// Carries the document's trace (the task-local [`crate::trace_context`]) on every Textract
+/// call as `X-Amzn-Trace-Id`, so a job's calls to Textract join its X-Ray trace. The SDK's own
+/// header comes from the invocation's `_X_AMZN_TRACE_ID`, which names the invocation — a batch
+/// of many documents — and it only sets one where none is.
+#[derive(Debug, Clone, Copy)]
+struct TraceHeader;
+
+impl Intercept for TraceHeader {
+    fn name(&self) -> &'static str {
+        "TraceHeader"
+    }
+
+    fn modify_before_signing(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(header) = crate::trace_context::current() {
+            context
+                .request_mut()
+                .headers_mut()
+                .insert(crate::trace_context::HTTP_HEADER, header);
+        }
+        Ok(())
     }
 }
 

@@ -506,10 +506,6 @@ impl Pipeline {
                     max_age: options.max_age,
                     batch: 100,
                 },
-                key_age: Some(ocrbridge::keyring::KeyAge::new(
-                    clients.secrets.clone(),
-                    &config.vendor_api_key_secret,
-                )),
             },
             batch_sizes: BTreeMap::from([
                 ("intake", batch_size(stack, "IntakeFunction", 10)),
