@@ -502,8 +502,7 @@ fn typed_shapes(paths: std::collections::BTreeSet<String>) -> std::collections::
 /// scheduled key check then proves KEY2 and notices that no standby is left.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_azure_key_rotates_between_its_two_keys() {
-    use ocrbridge::metrics::Metrics;
-    use rotate::{Rotate, RotateError, RotationEvent, Step};
+    use rotate::{RotateError, RotationEvent, Step};
 
     let s = azure_stack().await;
     let p = Pipeline::start(
@@ -513,14 +512,7 @@ async fn the_azure_key_rotates_between_its_two_keys() {
     )
     .await
     .unwrap();
-    let rotate = Rotate {
-        secrets: s.clients.secrets.clone(),
-        registry: p.parse.vendor.clone(),
-        metrics: Metrics::memory("rotate"),
-        stack: s.config.clone(),
-        // moto cannot enable rotation without running a rotation Lambda.
-        require_rotation_enabled: false,
-    };
+    let rotate = s.rotate(p.parse.vendor.clone());
     let secret = s.config.vendor_api_key_secret.clone();
     let step = |token: &str, step: Step| RotationEvent {
         secret_id: secret.clone(),

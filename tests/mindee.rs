@@ -482,21 +482,14 @@ async fn the_twins_results_have_mindees_shape() {
 /// "sudden 401/403" alarm looks (`VendorAuthFailures[mindee,key_check,401]`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mindee_keys_are_checked_not_rotated() {
-    use ocrbridge::metrics::Metrics;
     use ocrbridge::time::UnixMillis;
-    use rotate::{Rotate, RotateError, RotationEvent, Step};
+    use rotate::{RotateError, RotationEvent, Step};
 
     let s = mindee_stack().await;
     let p = Pipeline::start(s.clients.clone(), &s.stack, options(true))
         .await
         .unwrap();
-    let rotate = Rotate {
-        secrets: s.clients.secrets.clone(),
-        registry: p.parse.vendor.clone(),
-        metrics: Metrics::memory("rotate"),
-        stack: s.config.clone(),
-        require_rotation_enabled: false,
-    };
+    let rotate = s.rotate(p.parse.vendor.clone());
     let err = rotate
         .handle(&RotationEvent {
             secret_id: s.config.vendor_api_key_secret.clone(),

@@ -707,18 +707,11 @@ fn rotate_handler(w: &World, sim: &RunningSim) -> Rotate<SimVendor> {
         &[Stage::Current],
         Duration::from_secs(60),
     );
-    Rotate {
-        secrets: w.s.clients.secrets.clone(),
-        registry: SimVendor::new(
-            http_client(HttpTimeouts::default()).unwrap(),
-            sim.base_url(),
-            api_key,
-        ),
-        metrics: Metrics::memory("rotate"),
-        stack: w.s.config.clone(),
-        // moto cannot enable rotation without running a rotation Lambda.
-        require_rotation_enabled: false,
-    }
+    w.s.rotate(SimVendor::new(
+        http_client(HttpTimeouts::default()).unwrap(),
+        sim.base_url(),
+        api_key,
+    ))
 }
 
 async fn rotate_all(rotate: &Rotate<SimVendor>, secret_id: &str, pause: Duration) -> String {

@@ -141,6 +141,19 @@ impl TestStack {
             .expect("PutSecretValue");
     }
 
+    /// The rotate function's handler on this stack, with `registry` as the vendor, its metrics
+    /// in memory.
+    pub fn rotate<R>(&self, registry: R) -> rotate::Rotate<R> {
+        rotate::Rotate {
+            secrets: self.clients.secrets.clone(),
+            registry,
+            metrics: ocrbridge::metrics::Metrics::memory("rotate"),
+            stack: self.config.clone(),
+            // moto cannot enable rotation without running a rotation Lambda.
+            require_rotation_enabled: false,
+        }
+    }
+
     /// The vendor simulator on a free port, accepting the stack's current API key; `config`
     /// sets the rest (its `listen` and `api_keys` are replaced).
     pub async fn start_sim(&self, config: SimConfig) -> RunningSim {

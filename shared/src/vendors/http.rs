@@ -40,6 +40,22 @@ pub fn traced(request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
     }
 }
 
+/// One authenticated `GET` that only proves a key (`header: key`), its answer checked as every
+/// call's is: how a key is verified with a vendor's cheapest call.
+pub async fn prove_key(
+    request: reqwest::RequestBuilder,
+    header: &str,
+    key: &crate::keyring::Secret,
+    describe: fn(&Value) -> (String, String),
+) -> Result<(), VendorError> {
+    let response = traced(request)
+        .header(header, key.expose())
+        .send()
+        .await
+        .map_err(transport_error)?;
+    check(response, describe).await.map(|_| ())
+}
+
 pub fn http_client(timeouts: HttpTimeouts) -> Result<reqwest::Client, VendorError> {
     reqwest::Client::builder()
         .connect_timeout(timeouts.connect)

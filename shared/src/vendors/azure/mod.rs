@@ -128,12 +128,7 @@ impl AzureVendor {
             "{}/documentintelligence/info?api-version={API_VERSION}",
             self.endpoint
         ));
-        let response = crate::vendors::http::traced(request)
-            .header("ocp-apim-subscription-key", key.expose())
-            .send()
-            .await
-            .map_err(transport_error)?;
-        check(response, describe).await.map(|_| ())
+        super::http::prove_key(request, "ocp-apim-subscription-key", key, describe).await
     }
 
     /// GETs the operation (the vendor job id), with its `Retry-After`.

@@ -119,12 +119,7 @@ impl MindeeVendor {
     /// enqueued, nothing billed). A refused key is [`VendorError::Auth`].
     pub async fn check_key(&self, key: &crate::keyring::Secret) -> Result<(), VendorError> {
         let request = self.http.get(format!("{}/v2/search/models", self.base_url));
-        let response = crate::vendors::http::traced(request)
-            .header("authorization", key.expose())
-            .send()
-            .await
-            .map_err(transport_error)?;
-        check(response, describe).await.map(|_| ())
+        super::http::prove_key(request, "authorization", key, describe).await
     }
 
     /// `GET /v2/jobs/{id}`: the job, and where its result is once it is processed.
