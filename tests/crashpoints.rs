@@ -65,6 +65,11 @@ struct Config {
     /// A pipeline of its own: for a case whose verdict must not depend on how busy the
     /// other cases keep the functions (the pause).
     alone: bool,
+    /// A pipeline of its own, with room for every worker its cases stall: for the routes that
+    /// hold an event back until what it must come after has happened ([`release_when_due`]).
+    /// Stalled among fifty other cases, with their workers holding the few pollers (a frozen
+    /// invocation keeps its slot, as in Lambda), the successor they wait for could not run.
+    timed: bool,
 }
 
 impl Config {
@@ -74,6 +79,7 @@ impl Config {
             fallback,
             native: false,
             alone: false,
+            timed: false,
         }
     }
 
@@ -86,7 +92,8 @@ impl Config {
             self.vendor.to_string()
         };
         let alone = if self.alone { " alone" } else { "" };
-        format!("{twin}/{}{alone}", self.fallback.as_str())
+        let timed = if self.timed { " timed" } else { "" };
+        format!("{twin}/{}{alone}{timed}", self.fallback.as_str())
     }
 
     fn pushes(self) -> bool {
@@ -109,6 +116,7 @@ const SIM_NATIVE: Config = Config {
     fallback: Fallback::Hold,
     native: true,
     alone: false,
+    timed: false,
 };
 
 /// How long an invocation may run.
@@ -116,8 +124,19 @@ const INVOCATION: Duration = Duration::from_secs(6);
 /// How long a stalled worker sleeps: past its lease (4 s: the invocation less the 2 s margin).
 const STALL: Duration = Duration::from_secs(5);
 /// How long a worker stalls after the vendor took the document, so that its successor
-/// resubmits first: past its lease (4 s), the redelivery, and the grace.
+/// resubmits first: past its lease (4 s), the redelivery, and the grace. Still a race: see
+/// [`Route::StallAfterCall`].
 const LONG_STALL: Duration = Duration::from_secs(12);
+/// How long, at most, a worker stays stalled until what its route waits for has happened (the
+/// job was held): the harness releases it then
+/// (`failpoints::release`), so the order of events is the route's on a loaded machine too. A
+/// fixed pause raced the successor, and lost under load. Less than the local runner lets a
+/// frozen invocation run on (four invocation timeouts, 24 s): past that it is dropped, as a
+/// crash would drop it, and its answer with it.
+const UNTIL_RELEASED: Duration = Duration::from_secs(20);
+/// How long, at most, a late completion is held back until the second submission it must come
+/// after was made (`Sim::release_delayed`); a stranger's, until its failpoint is armed.
+const LATE: Duration = Duration::from_secs(60);
 /// How long a worker pauses inside its lease (4 s) on its way to the vendor while its batch is
 /// given to another worker: it wakes with time for the call (more than the 1 s a call needs).
 const PAUSE: Duration = Duration::from_secs(2);
@@ -166,7 +185,10 @@ enum Route {
     /// The answer is dropped and the completion comes after the grace: a second submission
     /// (under `resubmit`), then the first one's completion.
     LateCompletion,
-    /// The submit worker stalls past its lease after the vendor took the document.
+    /// The submit worker stalls past its lease after the vendor took the document. The one
+    /// route still raced by a fixed pause: released once its successor had recorded a vendor
+    /// job (as the others are), the successor never took the expired lease over while the
+    /// stalled workers held the event source's pollers, in a lane of its own too. Open in #25.
     StallAfterCall,
     /// The submit worker pauses inside its lease on its way to the vendor ([`PAUSE_POINT`]),
     /// while its batch is delivered to another worker (SQS delivers at least once). Nothing is
@@ -327,6 +349,8 @@ fn cases(full: bool) -> Vec<Case> {
                 vec![reachable[spread(point, action_name(action)) % reachable.len()]]
             };
             for (config, route) in chosen {
+                let timed = matches!(route, Route::AnswerAfterHold | Route::LateCompletion);
+                let config = Config { timed, ..config };
                 let n = out.len();
                 let bytes = if route == Route::Junk {
                     format!("not a document {salt}-{n}").into_bytes()
@@ -415,11 +439,12 @@ fn plan(cases: &[Case]) -> Plan {
         };
         match case.route {
             // Long enough for the worker that takes over to wait out the grace and resubmit
-            // before this one writes.
+            // before this one writes — usually: a fixed pause, not a release (see the route).
             Route::StallAfterCall => arm("submit.after_vendor_call", Action::Stall(LONG_STALL)),
+            // Until the job is held.
             Route::AnswerAfterHold => {
                 arm("submit.before_record_submitted", Action::Error);
-                arm("batch.before_defer", Action::Stall(STALL));
+                arm("batch.before_defer", Action::Stall(UNTIL_RELEASED));
             }
             Route::FetchFails => arm("parse.before_fetch", Action::Error),
             Route::EnqueueFails => arm("webhook.after_enqueue", Action::Error),
@@ -446,8 +471,9 @@ fn options(config: Config, plan: &Plan) -> PipelineOptions {
             force: plan.sim.clone(),
             // Longer than a lease: the client gives up first.
             slow_delay_ms: 6_000,
-            // Past the grace: a completion that comes after the fallback decided.
-            webhook_delay_ms: (GRACE + Duration::from_secs(4)).as_millis() as u64,
+            // Held back until released (see `release_when_due`): a completion that comes
+            // after the fallback decided.
+            webhook_delay_ms: LATE.as_millis() as u64,
             oversized_result_bytes: 300_000,
             ..FaultConfig::default()
         },
@@ -477,7 +503,9 @@ fn options(config: Config, plan: &Plan) -> PipelineOptions {
         stuck: Duration::from_secs(3),
         // Long enough for a document to wait its turn behind every other case's stalls.
         max_age: Duration::from_secs(90),
-        concurrency: 3,
+        // Timed cases stall their workers until released: room for all of them and their
+        // successors.
+        concurrency: if config.timed { 8 } else { 3 },
         vendor_rps: 200.0,
         // A result over this is streamed to the archive, not read (`oversized_result` is 300 KB).
         environment: vec![("VENDOR_MAX_RESULT_BYTES".into(), "200000".into())],
@@ -524,11 +552,15 @@ async fn run_config(config: Config, cases: &[Case], plan: &Plan) -> Vec<Outcome>
     let run = async {
         tokio::join!(p.run_until(&stop), async {
             let mut acted: BTreeSet<usize> = BTreeSet::new();
+            let mut released: BTreeSet<usize> = BTreeSet::new();
             let mut settled_since: Option<Instant> = None;
             loop {
                 tokio::time::sleep(Duration::from_millis(700)).await;
                 let jobs = jobs_now(&s).await;
                 for (i, case) in cases.iter().enumerate() {
+                    if !released.contains(&i) && release_when_due(&p, case, jobs.get(&case.job)) {
+                        released.insert(i);
+                    }
                     if acted.contains(&i) {
                         continue;
                     }
@@ -538,7 +570,12 @@ async fn run_config(config: Config, cases: &[Case], plan: &Plan) -> Vec<Outcome>
                 }
                 let done = cases.iter().enumerate().all(|(i, c)| {
                     let operated = !needs_operator(c.route) || acted.contains(&i);
-                    operated && jobs.get(&c.job).is_some_and(|j| j.state.is_settled())
+                    // An operator's retry sends the job back: it is not done while still
+                    // parked where the operator found it (its message may wait out the
+                    // submission pause after a refused key).
+                    let retried =
+                        !c.route.operator() || jobs.get(&c.job).is_some_and(|j| !held_on_auth(j));
+                    operated && retried && jobs.get(&c.job).is_some_and(|j| j.state.is_settled())
                 });
                 match (done, settled_since) {
                     // Settled for longer than a stall, a redelivery and a reconcile sweep.
@@ -634,10 +671,6 @@ async fn operate(
     job: Option<&Job>,
     api_key: &str,
 ) -> bool {
-    let held_on_auth = |j: &Job| {
-        j.state == JobState::Held
-            && j.reason.as_ref().map(|r| r.code.as_str()) == Some(reason::VENDOR_AUTH_FAILED)
-    };
     match case.route {
         Route::AuthThenReupload => {
             let Some(job) = job.filter(|j| held_on_auth(j)) else {
@@ -665,10 +698,47 @@ async fn operate(
             let vendor_job = stranger(p, case, api_key).await;
             *case.aim.lock().unwrap() = vendor_job.clone();
             failpoints::arm_more(case.point, &[(case.action, vendor_job)]).unwrap();
+            // Armed: its completion may come now.
+            p.sim
+                .sim
+                .release_delayed(&format!("someone-else-{}", case.job));
             true
         }
         _ => true,
     }
+}
+
+/// Held on a refused key, where an operator finds it.
+fn held_on_auth(j: &Job) -> bool {
+    j.state == JobState::Held
+        && j.reason.as_ref().map(|r| r.code.as_str()) == Some(reason::VENDOR_AUTH_FAILED)
+}
+
+/// Lets a route's held-back event go once what it must come after has happened; `true` when
+/// released (or when there is nothing to release). What waits, and for what:
+/// - a worker whose hand-over stalled with an unrecorded answer (`AnswerAfterHold`), until the
+///   job was held;
+/// - a late completion (`LateCompletion`), until the second submission was made.
+///
+/// A job that settled first releases everything: nothing it waits for can happen any more.
+fn release_when_due(p: &Pipeline, case: &Case, job: Option<&Job>) -> bool {
+    let settled = job.is_some_and(|j| j.state.is_settled());
+    match case.route {
+        Route::AnswerAfterHold => {
+            if !(settled || job.is_some_and(|j| j.state == JobState::Held)) {
+                return false;
+            }
+            failpoints::release("batch.before_defer", case.job.as_str());
+        }
+        Route::LateCompletion => {
+            if !(settled || p.sim.sim.books(&case.vendor_subject).len() >= 2) {
+                return false;
+            }
+            p.sim.sim.release_delayed(&case.vendor_subject);
+        }
+        _ => {}
+    }
+    true
 }
 
 /// Moves `job`'s letter from the submit DLQ back to the submit queue, as an operator's redrive

@@ -32,6 +32,7 @@
 //!   stalled one resumes afterwards and must be fenced out.
 
 use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -206,7 +207,7 @@ pub const ALL: &[&str] = &[
 pub async fn check(name: &'static str, subject: &str) -> Result<(), Injected> {
     match armed(name, subject) {
         None => Ok(()),
-        Some(action) => act(name, action).await,
+        Some(action) => act(name, subject, action).await,
     }
 }
 
@@ -220,11 +221,11 @@ pub async fn around<T, E: From<Injected>>(
     effect: impl std::future::Future<Output = Result<T, E>>,
 ) -> Result<T, E> {
     if let Some(action) = armed(before, subject) {
-        act(before, action).await?;
+        act(before, subject, action).await?;
     }
     let out = effect.await?;
     if let Some(action) = armed(after, subject) {
-        act(after, action).await?;
+        act(after, subject, action).await?;
     }
     Ok(out)
 }
@@ -243,15 +244,21 @@ fn armed(name: &'static str, subject: &str) -> Option<Action> {
     }
 }
 
-/// Carries out an armed action at `name`.
-async fn act(name: &'static str, action: Action) -> Result<(), Injected> {
+/// Carries out an armed action at `name` for `subject`.
+async fn act(name: &'static str, subject: &str, action: Action) -> Result<(), Injected> {
     let after = name.contains(".after_");
     match action {
         Action::Error => Err(Injected { name, after }),
         Action::Stall(pause) => {
             tracing::warn!(failpoint = name, ?pause, "failpoint: stalling");
             let _ = INVOCATION.try_with(|i| i.frozen.notify_one());
-            tokio::time::sleep(pause).await;
+            let mut released = stall_gate(name, subject).subscribe();
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                _ = released.wait_for(|r| *r) => {
+                    tracing::warn!(failpoint = name, "failpoint: stall released");
+                }
+            }
             Ok(())
         }
         Action::Crash => {
@@ -264,6 +271,28 @@ async fn act(name: &'static str, action: Action) -> Result<(), Injected> {
             Ok(())
         }
     }
+}
+
+/// Stalls a test may end early ([`release`]), by `(point, subject)`.
+type StallGates =
+    std::collections::BTreeMap<(String, String), Arc<tokio::sync::watch::Sender<bool>>>;
+static STALL_GATES: std::sync::Mutex<StallGates> = std::sync::Mutex::new(StallGates::new());
+
+fn stall_gate(name: &str, subject: &str) -> Arc<tokio::sync::watch::Sender<bool>> {
+    let mut gates = STALL_GATES.lock().unwrap_or_else(|p| p.into_inner());
+    Arc::clone(
+        gates
+            .entry((name.to_owned(), subject.to_owned()))
+            .or_insert_with(|| Arc::new(tokio::sync::watch::channel(false).0)),
+    )
+}
+
+/// Ends the stall at `name` for `subject` now — or, if it has not begun, as soon as it begins.
+/// A stall is a worker paused until something else has happened (its successor took over and
+/// wrote): a test releases it when that something has happened, instead of betting a fixed
+/// pause against how slowly a loaded machine gets there. The pause stays the upper bound.
+pub fn release(name: &'static str, subject: &str) {
+    stall_gate(name, subject).send_replace(true);
 }
 
 /// How many times each failpoint fired, by name.
@@ -317,6 +346,10 @@ pub fn arm_more(name: &'static str, entries: &[(Action, String)]) -> Result<(), 
 pub fn disarm_all() {
     #[cfg(feature = "failpoints")]
     armed::disarm_all();
+    STALL_GATES
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clear();
 }
 
 #[cfg(feature = "failpoints")]
