@@ -682,18 +682,80 @@ async fn a_job_under_a_live_lease_is_never_failed_for_its_age() {
         )
         .await;
     assert!(
-        matches!(
-            disposition,
-            Disposition::RetryAfter {
-                code: "lease_held",
-                ..
-            }
-        ),
-        "{disposition:?}"
+        matches!(disposition, Disposition::Defer(_)),
+        "waits the lease out: {disposition:?}"
     );
     let current = state(&w, &job.id).await;
     assert_eq!(current.state, JobState::Submitting);
     assert_eq!(current.lease.map(|l| l.owner), Some(lease.owner));
+}
+
+/// A worker that holds the lease for several lease lengths (stalled, then fenced out when it
+/// wakes) must not walk its job's message to the DLQ: each delivery that meets the live lease
+/// is handed back without spending a receive, and once the lease has run out the job is
+/// taken over and submitted. (As a retry, each delivery spent one: five looks at a live lease
+/// parked the message as `lease_held`, and nothing was left to take the job over.)
+#[tokio::test]
+async fn a_message_that_meets_a_live_lease_waits_it_out_without_spending_receives() {
+    let w = world().await;
+    let job = queued_job(&w, "receipt").await;
+    let now = UnixMillis::now();
+    w.s.ledger
+        .acquire_lease(
+            &job,
+            LeaseStep::Submit,
+            "a-stalled-worker",
+            now.plus(Duration::from_secs(4)),
+            now,
+        )
+        .await
+        .unwrap();
+    enqueue(&w, &job.id).await;
+    let arn = queue_arn(&w.s.config.submit_queue_url);
+    // Every delivery while the lease is live (up to the queue's receive limit and more).
+    let mut looks = 0;
+    for look in 0..=2 * w.s.config.max_receive_count {
+        let messages = w.s.drain(&w.s.config.submit_queue_url).await;
+        if messages.is_empty() {
+            // The copy is delayed: wait for it.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            continue;
+        }
+        let receives = &messages[0].attributes().unwrap()
+            [&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount];
+        assert_eq!(receives, "1", "look {look}: no receive spent before");
+        let response = w
+            .submit
+            .handle_sqs(
+                sqs_event(&messages, &arn),
+                UnixMillis::now().plus(Duration::from_secs(30)),
+            )
+            .await;
+        assert!(
+            response.batch_item_failures.is_empty(),
+            "handed back, not retried: {:?}",
+            response.batch_item_failures
+        );
+        looks += 1;
+        if UnixMillis::now().0 > now.plus(Duration::from_secs(4)).0 {
+            break;
+        }
+    }
+    assert!(looks >= 2, "{looks} deliveries met the lease");
+    assert!(
+        w.s.drain(&w.s.config.submit_dlq_url).await.is_empty(),
+        "nothing parked"
+    );
+    // The lease runs out; the next delivery takes the job over and submits it.
+    pump(&w, std::slice::from_ref(&job.id), Duration::from_secs(15)).await;
+    let submitted = state(&w, &job.id).await;
+    assert!(
+        matches!(
+            submitted.state,
+            JobState::Submitted | JobState::ResultReady | JobState::Completed
+        ),
+        "{submitted:?}"
+    );
 }
 
 async fn lease_job(w: &World, id: &JobId) -> Job {

@@ -72,11 +72,14 @@ impl<V: Vendor> Submit<V> {
                     .count(metrics::SUBMIT_SKIPPED, &[current.state.as_str()], &[]);
                 Err(Disposition::Done)
             }
-            Err(LeaseError::Held { until, .. }) => Err(Disposition::RetryAfter {
-                delay: Self::lease_wait(until, now),
-                code: "lease_held",
-                reason: "another worker holds the submit lease".into(),
-            }),
+            // Another worker is on it: wait its lease out without spending a receive. As a
+            // retry, each look spent one, and a worker stalled for a few lease lengths walked
+            // its job's only message to the DLQ (`lease_held`, gave up after 5 receives), so
+            // nothing was left to take the job over when the lease ran out. A lease always
+            // ends, so the wait is bounded.
+            Err(LeaseError::Held { until, .. }) => {
+                Err(Disposition::Defer(Self::lease_wait(until, now)))
+            }
             Err(LeaseError::NotYet { current, .. }) => Err(Disposition::RetryAfter {
                 delay: Duration::from_secs(5),
                 code: "not_queued_yet",
