@@ -88,7 +88,7 @@ static ITEM: LazyLock<Regex> = LazyLock::new(|| {
 /// Lines that print a sum, a payment or a header, never an item, whatever amount they end in.
 static NOT_ITEM: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)total|\b(tax|vat|gst|due|balance|paid|cash|change|tip|rounding|discount|deposit|invoice|date)\b",
+        r"(?i)\b(tax|vat|gst|due|balance|paid|cash|change|tip|rounding|discount|deposit|invoice|date)\b",
     )
     .expect("static regex")
 });
@@ -104,7 +104,8 @@ pub fn line_items(profile: &str, pages: &[Page]) -> Vec<ItemReading> {
     for page in pages {
         for row in rows(page) {
             let text = row.text.trim();
-            if TOTAL.is_match(text) || SUBTOTAL.is_match(text) {
+            // `total` also matches every subtotal line.
+            if TOTAL.is_match(text) {
                 break;
             }
             if NOT_ITEM.is_match(text) {

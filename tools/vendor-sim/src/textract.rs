@@ -651,14 +651,7 @@ fn expense_documents(job: &SimJob, output: &Output) -> Vec<Value> {
                 .filter_map(|(name, f)| Some((expense_type(name)?, f)))
                 .filter(|(kind, _)| seen.insert(*kind, ()).is_none())
                 .map(|(kind, f): (&str, &Field)| {
-                    let mut field = json!({
-                        "Type": { "Text": kind, "Confidence": 99.0 },
-                        "ValueDetection": {
-                            "Text": f.value, "Confidence": f.confidence,
-                            "Geometry": geometry(&f.bbox, page),
-                        },
-                        "PageNumber": page.number,
-                    });
+                    let mut field = expense_field(kind, &f.value, f.confidence, &f.bbox, page);
                     if let Some(label) = label_of(page, f) {
                         field["LabelDetection"] = json!({
                             "Text": label, "Confidence": f.confidence,
@@ -698,6 +691,23 @@ fn expense_documents(job: &SimJob, output: &Output) -> Vec<Value> {
         .collect()
 }
 
+/// One expense field (a summary field or a line item's): its type, and the value as read.
+fn expense_field(
+    kind: &str,
+    text: &str,
+    confidence: f32,
+    bbox: &crate::engine::BBox,
+    page: &crate::engine::Page,
+) -> Value {
+    json!({
+        "Type": { "Text": kind, "Confidence": 99.0 },
+        "ValueDetection": {
+            "Text": text, "Confidence": confidence, "Geometry": geometry(bbox, page),
+        },
+        "PageNumber": page.number,
+    })
+}
+
 /// The page's item rows as one line-item group, each row's fields (`ITEM`, `QUANTITY`,
 /// `UNIT_PRICE`, `PRICE`) and the whole row (`EXPENSE_ROW`), as AnalyzeExpense sends them.
 /// A page without items has no group.
@@ -716,16 +726,7 @@ fn line_item_groups(page: &crate::engine::Page, items: &[crate::fields::ItemRead
             let fields: Vec<Value> = parts
                 .into_iter()
                 .filter_map(|(kind, text)| Some((kind, text?)))
-                .map(|(kind, text)| {
-                    json!({
-                        "Type": { "Text": kind, "Confidence": 99.0 },
-                        "ValueDetection": {
-                            "Text": text, "Confidence": item.confidence,
-                            "Geometry": geometry(&item.bbox, page),
-                        },
-                        "PageNumber": page.number,
-                    })
-                })
+                .map(|(kind, text)| expense_field(kind, text, item.confidence, &item.bbox, page))
                 .collect();
             json!({ "LineItemExpenseFields": fields })
         })
