@@ -123,10 +123,6 @@ const SIM_NATIVE: Config = Config {
 const INVOCATION: Duration = Duration::from_secs(6);
 /// How long a stalled worker sleeps: past its lease (4 s: the invocation less the 2 s margin).
 const STALL: Duration = Duration::from_secs(5);
-/// How long a worker stalls after the vendor took the document, so that its successor
-/// resubmits first: past its lease (4 s), the redelivery, and the grace. Still a race: see
-/// [`Route::StallAfterCall`].
-const LONG_STALL: Duration = Duration::from_secs(12);
 /// How long, at most, a worker stays stalled until what its route waits for has happened (the
 /// job was held): the harness releases it then
 /// (`failpoints::release`), so the order of events is the route's on a loaded machine too. A
@@ -185,10 +181,11 @@ enum Route {
     /// The answer is dropped and the completion comes after the grace: a second submission
     /// (under `resubmit`), then the first one's completion.
     LateCompletion,
-    /// The submit worker stalls past its lease after the vendor took the document. The one
-    /// route still raced by a fixed pause: released once its successor had recorded a vendor
-    /// job (as the others are), the successor never took the expired lease over while the
-    /// stalled workers held the event source's pollers, in a lane of its own too. Open in #25.
+    /// The submit worker stalls past its lease after the vendor took the document; it is let go
+    /// once its successor resubmitted and recorded the second vendor job, and then finds it.
+    /// (It was raced by a fixed pause until the local event source stopped counting a frozen
+    /// invocation against the mapping's concurrency: its two submit slots held by stalled
+    /// workers, the successor was never invoked.)
     StallAfterCall,
     /// The submit worker pauses inside its lease on its way to the vendor ([`PAUSE_POINT`]),
     /// while its batch is delivered to another worker (SQS delivers at least once). Nothing is
@@ -349,7 +346,10 @@ fn cases(full: bool) -> Vec<Case> {
                 vec![reachable[spread(point, action_name(action)) % reachable.len()]]
             };
             for (config, route) in chosen {
-                let timed = matches!(route, Route::AnswerAfterHold | Route::LateCompletion);
+                let timed = matches!(
+                    route,
+                    Route::AnswerAfterHold | Route::LateCompletion | Route::StallAfterCall
+                );
                 let config = Config { timed, ..config };
                 let n = out.len();
                 let bytes = if route == Route::Junk {
@@ -438,9 +438,8 @@ fn plan(cases: &[Case]) -> Plan {
                 .push((action, case.job.to_string()));
         };
         match case.route {
-            // Long enough for the worker that takes over to wait out the grace and resubmit
-            // before this one writes — usually: a fixed pause, not a release (see the route).
-            Route::StallAfterCall => arm("submit.after_vendor_call", Action::Stall(LONG_STALL)),
+            // Until the worker that took over resubmitted and recorded its vendor job.
+            Route::StallAfterCall => arm("submit.after_vendor_call", Action::Stall(UNTIL_RELEASED)),
             // Until the job is held.
             Route::AnswerAfterHold => {
                 arm("submit.before_record_submitted", Action::Error);
@@ -735,6 +734,13 @@ fn release_when_due(p: &Pipeline, case: &Case, job: Option<&Job>) -> bool {
                 return false;
             }
             p.sim.sim.release_delayed(&case.vendor_subject);
+        }
+        Route::StallAfterCall => {
+            // The stalled worker recorded nothing: a vendor job on the job is its successor's.
+            if !(settled || job.is_some_and(|j| j.vendor_job_id.is_some())) {
+                return false;
+            }
+            failpoints::release("submit.after_vendor_call", case.job.as_str());
         }
         _ => {}
     }

@@ -294,7 +294,7 @@ impl Pipeline {
             },
         };
         // A mapping with a maximum concurrency polls only while it has an invocation to spare.
-        let _in_flight = match self.concurrency.sources.get(source.mapping()) {
+        let in_flight = match self.concurrency.sources.get(source.mapping()) {
             Some(limit) => Arc::clone(limit).acquire_owned().await.ok(),
             None => None,
         };
@@ -324,7 +324,7 @@ impl Pipeline {
         if batch.is_empty() {
             return count;
         }
-        let _slot = match self.concurrency.functions.get(source.function()) {
+        let slot = match self.concurrency.functions.get(source.function()) {
             Some(slots) => match Arc::clone(slots).try_acquire_owned() {
                 Ok(slot) => Some(slot),
                 Err(_) => {
@@ -352,7 +352,7 @@ impl Pipeline {
                 )
             }
             None => {
-                self.invoke_in_process(source, queue_url, name, &batch, event)
+                self.invoke_in_process(source, queue_url, name, &batch, event, (in_flight, slot))
                     .await
             }
         };
@@ -374,6 +374,7 @@ impl Pipeline {
         name: &str,
         batch: &[Message],
         event: SqsEvent,
+        concurrency: Held,
     ) -> Invoked {
         let timeout = self.options.invocation_timeout;
         let started = tokio::time::Instant::now();
@@ -422,6 +423,11 @@ impl Pipeline {
                 // Given up for lost: the batch comes back for another worker now, while this one
                 // sleeps through its lease and then tries to write.
                 self.give_back(queue_url, batch).await;
+                // Lambda stopped counting it at its timeout: what runs on is a write already on
+                // its way, not an invocation, and it must not keep the successor it models from
+                // being invoked (holding the mapping's two submit slots, it did: #25's
+                // `StallAfterCall` route was never reached).
+                drop(concurrency);
                 // It goes on past its timeout (a write delayed in the network lands late), until
                 // it finishes or is killed: a frozen worker that then crashes must not hold
                 // this poller for good. FROZEN_LIMIT timeouts bound the wait.
@@ -435,6 +441,13 @@ impl Pipeline {
         }
     }
 }
+
+/// The concurrency an invocation holds while it runs: its event source mapping's
+/// (`MaximumConcurrency`) and its function's (reserved concurrency).
+type Held = (
+    Option<tokio::sync::OwnedSemaphorePermit>,
+    Option<tokio::sync::OwnedSemaphorePermit>,
+);
 
 /// How many invocation timeouts a frozen worker may run on after its batch was given up.
 const FROZEN_LIMIT: u32 = 4;
