@@ -32,4 +32,5 @@ pub mod signature;
 pub mod telemetry;
 pub mod time;
 pub mod trace_context;
+pub mod url_fetch;
 pub mod vendors;
