@@ -1070,3 +1070,169 @@ async fn trace_reaches_the_vendor(vendor: ocrbridge::vendors::select::VendorKind
     }
     assert_eq!(roots.len(), jobs.len(), "one trace per document");
 }
+
+/// A document asked for by URL (#30): fetched from a document server into the bucket under its
+/// profile's prefix, and taken from there by the normal pipeline to a result. The same bytes by
+/// another URL make no second job. A URL that leads inside is refused, counted and recorded,
+/// and its query (a presigned URL's signature is a secret) is in no answer or record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_by_url_is_taken_once_and_a_url_leading_inside_is_refused_on_record() {
+    use aws_lambda_events::event::lambda_function_urls::LambdaFunctionUrlRequest;
+    use fetch::{Answer, Fetch, FetchConfig, FetchRequest, REFUSALS_PREFIX};
+    use ocrbridge::url_fetch::{FetchPolicy, Fetcher, SystemResolver};
+    use ocrbridge_local::pipeline::{Pipeline, PipelineOptions};
+
+    let s = stack().await;
+    let p = Pipeline::start(s.clients.clone(), &s.stack, PipelineOptions::default())
+        .await
+        .unwrap();
+    let receipt = ocrbridge_tests::text_pdf(&["CORNER CAFE", "Total: 4.50"]);
+    // A document server with the same bytes at two paths.
+    let served = receipt.clone();
+    let app = axum::Router::new().route(
+        "/{name}",
+        axum::routing::get(move || {
+            let body = served.clone();
+            async move { ([("content-type", "application/pdf")], body) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let fetch = Fetch {
+        // As an operator allows a document server inside the VPC.
+        fetcher: Fetcher::new(
+            FetchPolicy {
+                allow_http: true,
+                allowed_networks: vec!["127.0.0.1/32".parse().unwrap()],
+                ..FetchPolicy::default()
+            },
+            SystemResolver,
+        ),
+        blob: Blob::new(s.clients.s3.clone()),
+        stack: s.config.clone(),
+        config: FetchConfig::from_lookup(|_| None).unwrap(),
+        metrics: Metrics::memory("fetch"),
+    };
+    let request = |url: String| FetchRequest {
+        url,
+        profile: "receipt".into(),
+        source: Some("api".into()),
+    };
+    let mut keys = Vec::new();
+    for path in ["a.pdf", "b.pdf?X-Amz-Signature=s3cr3t"] {
+        match fetch
+            .handle(&request(format!("http://127.0.0.1:{port}/{path}")))
+            .await
+        {
+            Answer::Accepted { key, bytes, .. } => {
+                assert_eq!(bytes, receipt.len());
+                keys.push(key);
+            }
+            other => panic!("{path}: {other:?}"),
+        }
+    }
+    assert!(keys[0].starts_with("receipts/api/url-"), "{keys:?}");
+    assert_eq!(keys[0], keys[1], "named by content");
+    let id = ocrbridge_tests::job_id_for(&receipt, "receipt");
+    let jobs = ocrbridge_tests::run_until_settled(
+        &p,
+        &s.ledger,
+        std::slice::from_ref(&id),
+        std::time::Duration::from_secs(60),
+    )
+    .await;
+    assert!(
+        matches!(jobs[0].state, JobState::Completed | JobState::NeedsReview),
+        "{:?}",
+        jobs[0]
+    );
+    assert_eq!(jobs[0].source.key, keys[0]);
+    assert!(jobs[0].result_key.is_some());
+    let every = ocrbridge_tests::all_jobs(&s.ledger, 100).await;
+    let same: Vec<_> = every
+        .iter()
+        .filter(|j| j.content_sha256 == jobs[0].content_sha256)
+        .collect();
+    assert_eq!(same.len(), 1, "one job for the content: {same:?}");
+
+    // The instance metadata service, with a secret in the query.
+    let metadata = "http://169.254.169.254/latest/meta-data/?X-Amz-Signature=s3cr3t";
+    let refused = fetch.handle(&request(metadata.into())).await;
+    assert_eq!(refused.status(), 422, "{refused:?}");
+    assert_eq!(refused.body()["error"], "address_not_public");
+    assert!(!refused.body().to_string().contains("s3cr3t"));
+    let listed = s
+        .clients
+        .s3
+        .list_objects_v2()
+        .bucket(&s.config.results_bucket)
+        .prefix(REFUSALS_PREFIX)
+        .send()
+        .await
+        .unwrap();
+    let records: Vec<String> = listed
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_owned))
+        .collect();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let record = s
+        .clients
+        .s3
+        .get_object()
+        .bucket(&s.config.results_bucket)
+        .key(&records[0])
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    let record: Value = serde_json::from_slice(&record).unwrap();
+    assert_eq!(record["code"], "address_not_public", "{record}");
+    assert_eq!(record["url"], "http://169.254.169.254/latest/meta-data/");
+    assert!(!record.to_string().contains("s3cr3t"), "{record}");
+    let counted = fetch.metrics.recorded();
+    assert_eq!(
+        counted.get("UrlFetches[fetched,other]"),
+        Some(&2.0),
+        "{counted:?}"
+    );
+    assert_eq!(
+        counted.get("UrlFetches[address_not_public,other]"),
+        Some(&1.0),
+        "{counted:?}"
+    );
+
+    // What is not a request: another method, a body that is not one, an unknown profile.
+    let event = |method: &str, body: &str| {
+        let mut e = LambdaFunctionUrlRequest::default();
+        e.request_context.http.method = Some(method.into());
+        e.body = Some(body.into());
+        e
+    };
+    let get = fetch.handle_event(&event("GET", "")).await;
+    assert_eq!(get.status_code, 405);
+    let junk = fetch.handle_event(&event("POST", "{\"uri\": 1}")).await;
+    assert_eq!(junk.status_code, 400, "{:?}", junk.body);
+    let unknown = fetch
+        .handle_event(&event(
+            "POST",
+            &format!(r#"{{"url":"http://127.0.0.1:{port}/a.pdf","profile":"passport"}}"#),
+        ))
+        .await;
+    assert_eq!(unknown.status_code, 400);
+    assert!(
+        unknown
+            .body
+            .as_deref()
+            .unwrap_or_default()
+            .contains("passport"),
+        "{:?}",
+        unknown.body
+    );
+}

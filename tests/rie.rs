@@ -87,6 +87,13 @@ async fn every_function_binary_handles_its_sample_event_under_the_emulator() {
     let out = invoke(&webhook, &event("function-url-webhook.json", &s)).await;
     assert_eq!(out["statusCode"], 401, "{out}");
 
+    // The sample fetch asks for the instance metadata service: refused, as HTTP, and recorded.
+    let fetch = start("fetch", &env);
+    let out = invoke(&fetch, &event("function-url-fetch.json", &s)).await;
+    assert_eq!(out["statusCode"], 422, "{out}");
+    let body: Value = serde_json::from_str(out["body"].as_str().unwrap_or_default()).unwrap();
+    assert_eq!(body["error"], "address_not_public", "{body}");
+
     let reconcile = start("reconcile", &env);
     let out = invoke(&reconcile, &event("schedule.json", &s)).await;
     assert_eq!(out["errors"], 0, "{out}");
@@ -99,7 +106,9 @@ async fn every_function_binary_handles_its_sample_event_under_the_emulator() {
     assert!(pending.starts_with("whsec_"));
 
     // The emulator reports each cold start.
-    for e in [&intake, &submit, &parse, &webhook, &reconcile, &rotate] {
+    for e in [
+        &intake, &submit, &parse, &webhook, &fetch, &reconcile, &rotate,
+    ] {
         let log = std::fs::read_to_string(&e.log).unwrap_or_default();
         assert!(log.contains("INIT REPORT(durationMs:"), "{log}");
     }

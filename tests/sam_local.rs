@@ -276,6 +276,31 @@ async fn every_function_under_sam_local_invoke_does_its_step_on_the_local_stack(
         .unwrap();
     assert!(stored.key_count().unwrap_or(0) > 0, "a stored result");
 
+    // fetch: a URL to the instance metadata service is refused with its reason, and recorded
+    // where the template lets it write (results/refused/url/).
+    let out = sam.invoke(
+        "FetchFunction",
+        &sample_event("function-url-fetch.json", &s),
+    );
+    assert_eq!(out["statusCode"], 422, "{out}");
+    assert!(
+        out["body"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("address_not_public"),
+        "{out}"
+    );
+    let recorded = s
+        .clients
+        .s3
+        .list_objects_v2()
+        .bucket(&s.config.results_bucket)
+        .prefix(fetch::REFUSALS_PREFIX)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(recorded.key_count(), Some(1), "the refusal's record");
+
     // reconcile: a sweep over the stack, no errors.
     let out = sam.invoke("ReconcileFunction", &sample_event("schedule.json", &s));
     assert_eq!(out["errors"], 0, "{out}");

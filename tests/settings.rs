@@ -38,6 +38,8 @@ async fn every_function_refuses_a_bad_setting_at_init() {
         ("submit", "VENDOR_RATE_LIMIT_RPS", "0"),
         ("submit", "AMBIGUOUS_SUBMISSION", "sometimes"),
         ("intake", "MAX_PDF_BYTES", "big"),
+        ("fetch", "FETCH_MAX_BYTES", "big"),
+        ("fetch", "FETCH_ALLOWED_NETWORKS", "10.0.0.0/99"),
     ] {
         let binary = binaries().join(function);
         assert!(

@@ -290,6 +290,7 @@ fn every_function_builds_its_own_binary_and_sqs_sources_report_partial_failures(
         binaries,
         [
             "benchmark",
+            "fetch",
             "intake",
             "parse",
             "reconcile",

@@ -311,12 +311,32 @@ impl Blob {
         content_type: &str,
         content_encoding: Option<&str>,
     ) -> Result<(), BlobError> {
+        self.put_with_metadata(object, body, content_type, content_encoding, &[])
+            .await
+    }
+
+    /// [`Self::put`] with user metadata (`x-amz-meta-<name>`), as an uploader sets it.
+    pub async fn put_with_metadata(
+        &self,
+        object: &ObjectRef,
+        body: Vec<u8>,
+        content_type: &str,
+        content_encoding: Option<&str>,
+        metadata: &[(&str, &str)],
+    ) -> Result<(), BlobError> {
+        let metadata = (!metadata.is_empty()).then(|| {
+            metadata
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        });
         self.s3
             .put_object()
             .bucket(&object.bucket)
             .key(&object.key)
             .content_type(content_type)
             .set_content_encoding(content_encoding.map(str::to_owned))
+            .set_metadata(metadata)
             .body(ByteStream::from(body))
             .send()
             .await

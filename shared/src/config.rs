@@ -202,3 +202,58 @@ mod setting_tests {
         );
     }
 }
+
+/// `PROFILE_PREFIXES`: which profile an upload's key prefix selects, e.g.
+/// `receipts/=receipt,invoices/=invoice` (the default). Intake reads a key's profile from it;
+/// the URL endpoint writes a fetched document under its profile's prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfilePrefixes(pub Vec<(String, crate::job::Profile)>);
+
+impl Default for ProfilePrefixes {
+    fn default() -> Self {
+        let profile = |p: &str| crate::job::Profile::new(p).expect("static profile name");
+        ProfilePrefixes(vec![
+            ("receipts/".into(), profile("receipt")),
+            ("invoices/".into(), profile("invoice")),
+        ])
+    }
+}
+
+impl ProfilePrefixes {
+    /// Parses `PREFIX=PROFILE,…`; the error says which pair is wrong.
+    pub fn parse(spec: &str) -> Result<Self, String> {
+        spec.split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|pair| {
+                let (prefix, profile) = pair
+                    .split_once('=')
+                    .ok_or_else(|| format!("{pair:?} is not PREFIX=PROFILE"))?;
+                Ok((
+                    prefix.to_owned(),
+                    crate::job::Profile::new(profile).map_err(|e| e.to_string())?,
+                ))
+            })
+            .collect::<Result<_, String>>()
+            .map(ProfilePrefixes)
+    }
+
+    /// The profile of `key`: the longest matching prefix's.
+    pub fn profile_for(&self, key: &str) -> Option<&crate::job::Profile> {
+        self.0
+            .iter()
+            .filter(|(prefix, _)| key.starts_with(prefix.as_str()))
+            .max_by_key(|(prefix, _)| prefix.len())
+            .map(|(_, profile)| profile)
+    }
+
+    /// The prefix a document of `profile` is written under: the shortest one that selects it.
+    pub fn prefix_for(&self, profile: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .filter(|(_, p)| p.as_str() == profile)
+            .map(|(prefix, _)| prefix.as_str())
+            .filter(|prefix| self.profile_for(prefix).map(|p| p.as_str()) == Some(profile))
+            .min_by_key(|prefix| prefix.len())
+    }
+}

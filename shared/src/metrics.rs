@@ -53,6 +53,9 @@ pub const DOCUMENTS_REJECTED: Metric =
     metric("DocumentsRejected", Unit::Count, &["Reason", "MimeType"]);
 pub const DUPLICATES_SUPPRESSED: Metric = metric("DuplicatesSuppressed", Unit::Count, &["Profile"]);
 pub const INTAKE_REDELIVERIES: Metric = metric("IntakeRedeliveries", Unit::Count, &[]);
+/// A document asked for by URL: `Outcome` is `fetched` or the refusal's code
+/// (`url_fetch::Refusal::code`).
+pub const URL_FETCHES: Metric = metric("UrlFetches", Unit::Count, &["Outcome", "Source"]);
 pub const INTAKE_IGNORED: Metric = metric("IntakeIgnored", Unit::Count, &["Why"]);
 pub const DOCUMENT_BYTES: Metric = metric("DocumentBytes", Unit::Bytes, &["MimeType"]);
 pub const DOCUMENT_PAGES: Metric = metric("DocumentPages", Unit::Count, &["Profile"]);
@@ -198,6 +201,7 @@ pub const ALL: &[Metric] = &[
     DUPLICATES_SUPPRESSED,
     INTAKE_REDELIVERIES,
     INTAKE_IGNORED,
+    URL_FETCHES,
     DOCUMENT_BYTES,
     DOCUMENT_PAGES,
     PDF_BY_LAYER,

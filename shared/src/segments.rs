@@ -72,7 +72,8 @@ pub enum SourcesError {
     TooMany(usize),
 }
 
-fn valid(name: &str) -> bool {
+/// Whether `name` can be a source: 1–32 of `a-z 0-9 - _`.
+pub fn valid(name: &str) -> bool {
     (1..=32).contains(&name.len())
         && name
             .bytes()

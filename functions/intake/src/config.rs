@@ -14,7 +14,7 @@ pub struct ConfigError {
 pub struct IntakeConfig {
     /// `PROFILE_PREFIXES`: `receipts/=receipt,invoices/=invoice` (the default). The longest
     /// matching prefix wins.
-    pub prefixes: Vec<(String, Profile)>,
+    pub prefixes: ocrbridge::config::ProfilePrefixes,
     /// `DEFAULT_PROFILE`: the profile for keys under no prefix (default `generic`); empty means
     /// such uploads are rejected with `no_profile`.
     pub default_profile: Option<Profile>,
@@ -32,10 +32,7 @@ impl Default for IntakeConfig {
     fn default() -> Self {
         let profile = |p: &str| Profile::new(p).expect("static profile name");
         IntakeConfig {
-            prefixes: vec![
-                ("receipts/".into(), profile("receipt")),
-                ("invoices/".into(), profile("invoice")),
-            ],
+            prefixes: ocrbridge::config::ProfilePrefixes::default(),
             default_profile: Some(profile("generic")),
             reserved_prefixes: vec!["raw/".into(), "results/".into()],
             limits: Limits::default(),
@@ -53,24 +50,8 @@ impl IntakeConfig {
         let mut config = IntakeConfig::default();
         let err = |variable, detail: String| ConfigError { variable, detail };
         if let Some(spec) = lookup("PROFILE_PREFIXES") {
-            config.prefixes = spec
-                .split(',')
-                .map(str::trim)
-                .filter(|p| !p.is_empty())
-                .map(|pair| {
-                    let (prefix, profile) = pair.split_once('=').ok_or_else(|| {
-                        err(
-                            "PROFILE_PREFIXES",
-                            format!("{pair:?} is not PREFIX=PROFILE"),
-                        )
-                    })?;
-                    Ok((
-                        prefix.to_owned(),
-                        Profile::new(profile)
-                            .map_err(|e| err("PROFILE_PREFIXES", e.to_string()))?,
-                    ))
-                })
-                .collect::<Result<_, ConfigError>>()?;
+            config.prefixes = ocrbridge::config::ProfilePrefixes::parse(&spec)
+                .map_err(|e| err("PROFILE_PREFIXES", e))?;
         }
         if let Some(p) = lookup("DEFAULT_PROFILE") {
             config.default_profile = if p.trim().is_empty() {
@@ -133,10 +114,8 @@ impl IntakeConfig {
     /// The profile for `key`: the longest matching prefix, else the default.
     pub fn profile_for(&self, key: &str) -> Option<Profile> {
         self.prefixes
-            .iter()
-            .filter(|(prefix, _)| key.starts_with(prefix.as_str()))
-            .max_by_key(|(prefix, _)| prefix.len())
-            .map(|(_, profile)| profile.clone())
+            .profile_for(key)
+            .cloned()
             .or_else(|| self.default_profile.clone())
     }
 
