@@ -321,16 +321,105 @@ impl CostLine {
 pub fn report<'a>(
     jobs: impl IntoIterator<Item = &'a crate::job::Job>,
 ) -> BTreeMap<(String, String, String), CostLine> {
-    let mut lines: BTreeMap<(String, String, String), CostLine> = BTreeMap::new();
-    for job in jobs {
-        let Some(cost) = &job.cost else { continue };
-        let line = lines
-            .entry((
+    report_keyed(jobs, |job, cost| {
+        (
+            cost.vendor.clone(),
+            cost.model.clone(),
+            job.profile.as_str().to_owned(),
+        )
+    })
+}
+
+/// What a cost report's lines are by (`ocrbridge cost --by`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CostBy {
+    /// Vendor, model and profile: the default.
+    Line,
+    /// The upload's source channel (`segments`).
+    Source,
+    Profile,
+    /// Vendor and model.
+    Model,
+    /// The UTC day the document arrived: cost per document by day, to see cost rising faster
+    /// than volume.
+    Day,
+}
+
+impl CostBy {
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "line" => CostBy::Line,
+            "source" => CostBy::Source,
+            "profile" => CostBy::Profile,
+            "model" => CostBy::Model,
+            "day" => CostBy::Day,
+            _ => return None,
+        })
+    }
+
+    /// The key's columns.
+    pub fn columns(self) -> &'static [&'static str] {
+        match self {
+            CostBy::Line => &["vendor", "model", "profile"],
+            CostBy::Source => &["source"],
+            CostBy::Profile => &["profile"],
+            CostBy::Model => &["vendor", "model"],
+            CostBy::Day => &["day"],
+        }
+    }
+
+    fn key(self, job: &crate::job::Job, cost: &JobCost) -> Vec<String> {
+        match self {
+            CostBy::Line => vec![
                 cost.vendor.clone(),
                 cost.model.clone(),
                 job.profile.as_str().to_owned(),
-            ))
-            .or_default();
+            ],
+            CostBy::Source => vec![job.channel.clone().unwrap_or_else(|| "direct".into())],
+            CostBy::Profile => vec![job.profile.as_str().to_owned()],
+            CostBy::Model => vec![cost.vendor.clone(), cost.model.clone()],
+            CostBy::Day => vec![chrono::DateTime::from_timestamp_millis(
+                i64::try_from(job.created_at.0).unwrap_or(i64::MAX),
+            )
+            .map_or_else(|| "?".into(), |t| t.format("%Y-%m-%d").to_string())],
+        }
+    }
+}
+
+/// The jobs that arrived in `[since, until)` (unix milliseconds; `None`: unbounded).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Window {
+    pub since: Option<crate::time::UnixMillis>,
+    pub until: Option<crate::time::UnixMillis>,
+}
+
+impl Window {
+    pub fn contains(&self, job: &crate::job::Job) -> bool {
+        self.since.is_none_or(|s| job.created_at >= s)
+            && self.until.is_none_or(|u| job.created_at < u)
+    }
+}
+
+/// Cost by `by`, over the jobs that arrived in `window`.
+pub fn report_by<'a>(
+    jobs: impl IntoIterator<Item = &'a crate::job::Job>,
+    window: Window,
+    by: CostBy,
+) -> BTreeMap<Vec<String>, CostLine> {
+    report_keyed(
+        jobs.into_iter().filter(|j| window.contains(j)),
+        |job, cost| by.key(job, cost),
+    )
+}
+
+fn report_keyed<'a, K: Ord>(
+    jobs: impl IntoIterator<Item = &'a crate::job::Job>,
+    key: impl Fn(&crate::job::Job, &JobCost) -> K,
+) -> BTreeMap<K, CostLine> {
+    let mut lines: BTreeMap<K, CostLine> = BTreeMap::new();
+    for job in jobs {
+        let Some(cost) = &job.cost else { continue };
+        let line = lines.entry(key(job, cost)).or_default();
         if cost.price.is_none() {
             line.unpriced += 1;
         }

@@ -68,7 +68,19 @@ enum Command {
     },
     /// What the vendor was paid, by vendor, model and profile: per document and per page, with
     /// failed-but-billed work, duplicates, retries and in-flight estimates on their own.
-    Cost,
+    Cost {
+        /// Only documents that arrived at or after this: a date (2026-11-23), an RFC 3339
+        /// time, or a duration back from now (7d).
+        #[arg(long, value_parser = commands::cost::parse_instant)]
+        since: Option<ocrbridge::time::UnixMillis>,
+        /// Only documents that arrived before this (the same forms).
+        #[arg(long, value_parser = commands::cost::parse_instant)]
+        until: Option<ocrbridge::time::UnixMillis>,
+        /// Lines by line (vendor, model, profile: the default), source, profile, model or day
+        /// (cost per document by day: is cost rising faster than volume?).
+        #[arg(long, default_value = "line", value_parser = commands::cost::parse_by)]
+        by: ocrbridge::cost::CostBy,
+    },
     /// The quality benchmark's runs: list, show one against its baseline, pin a baseline.
     Quality {
         #[command(subcommand)]
@@ -274,7 +286,10 @@ async fn on_stack(t: &TargetArgs, command: Command) -> Result<(), CliError> {
     let json = t.json;
     match command {
         Command::Status => commands::status::run(&target, json).await,
-        Command::Cost => commands::cost::run(&target, json).await,
+        Command::Cost { since, until, by } => {
+            let window = ocrbridge::cost::Window { since, until };
+            commands::cost::run(&target, window, by, json).await
+        }
         Command::Quality { command } => match command {
             QualityCommand::Runs => commands::quality::runs(&target, json).await,
             QualityCommand::Show { run } => commands::quality::show(&target, &run, json).await,
