@@ -22,6 +22,7 @@ pub mod job;
 pub mod keyring;
 pub mod ledger;
 pub mod metrics;
+pub mod mrz;
 pub mod quality;
 pub mod queue;
 pub mod recovery;
