@@ -306,8 +306,23 @@ impl FaultDice {
         if nth < forced_rolls && self.forced(fault, &Forced::Subject(subject.to_owned())) {
             return true;
         }
+        if self.kept_for_another(fault, subject) {
+            return false;
+        }
         let rate = self.rate(fault);
         rate > 0.0 && keyed_unit(self.config.seed, &fault.name(), subject, nth) < rate
+    }
+
+    /// Whether `subject` is forced for a fault other than `fault`: it is kept for that one, and
+    /// no random draw of another may strike it first. A random drop of its submission answer,
+    /// under `hold`, parked a document before its forced `truncated_response` had its turn, and
+    /// the chaos run's coverage check failed for a fault that never got its chance.
+    fn kept_for_another(&self, fault: Fault, subject: &str) -> bool {
+        let at = Forced::Subject(subject.to_owned());
+        self.config
+            .force
+            .keys()
+            .any(|&other| other != fault && self.forced(other, &at))
     }
 
     /// One of `items`, from the seeded stream.
@@ -475,6 +490,30 @@ mod tests {
             })
             .collect();
         assert_eq!(struck, [false, false, true, false, false]);
+    }
+
+    #[test]
+    fn a_document_forced_for_one_fault_is_struck_by_no_random_other() {
+        let config = FaultConfig {
+            seed: 1,
+            rates: BTreeMap::from([(Fault::Drop, 1.0), (Fault::FailedJob, 1.0)]),
+            force: BTreeMap::from([(
+                Fault::TruncatedResponse,
+                BTreeSet::from([Forced::Subject("doc-a".into())]),
+            )]),
+            ..Default::default()
+        };
+        let mut dice = FaultDice::new(config);
+        assert!(
+            !dice.roll_for(Fault::Drop, "doc-a"),
+            "kept for its forced fault"
+        );
+        assert!(!dice.roll_for(Fault::FailedJob, "doc-a:succeeded"));
+        assert!(dice.roll_for(Fault::TruncatedResponse, "doc-a"));
+        assert!(
+            dice.roll_for(Fault::Drop, "doc-b"),
+            "others are drawn as before"
+        );
     }
 
     #[test]
