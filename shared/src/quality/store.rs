@@ -81,7 +81,8 @@ fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
 
-fn baseline_key(pack: &str, vendor: &str) -> String {
+/// The row that pins the baseline of a pack and vendor.
+pub fn baseline_key(pack: &str, vendor: &str) -> String {
     format!("baseline#{pack}#{vendor}")
 }
 

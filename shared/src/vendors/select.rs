@@ -31,6 +31,17 @@ pub enum VendorKind {
 }
 
 impl VendorKind {
+    /// How this vendor's API key is kept and rotated (see `SecretRegistry::key_scheme`, which
+    /// an adapter answers with this).
+    pub fn key_scheme(self) -> super::KeyScheme {
+        match self {
+            VendorKind::Sim => super::KeyScheme::Registered,
+            VendorKind::Azure => super::KeyScheme::TwoKeys,
+            VendorKind::Mindee => super::KeyScheme::Console,
+            VendorKind::Textract => super::KeyScheme::Role,
+        }
+    }
+
     pub const ALL: [VendorKind; 4] = [
         VendorKind::Sim,
         VendorKind::Textract,
@@ -406,12 +417,13 @@ impl AnyVendor {
 /// answers the cheap authenticated call that proves one.
 impl super::SecretRegistry for AnyVendor {
     fn key_scheme(&self) -> super::KeyScheme {
-        match self {
-            AnyVendor::Sim(_) => super::KeyScheme::Registered,
-            AnyVendor::Azure(_) => super::KeyScheme::TwoKeys,
-            AnyVendor::Mindee(_) => super::KeyScheme::Console,
-            AnyVendor::Textract(_) => super::KeyScheme::Role,
-        }
+        let kind = match self {
+            AnyVendor::Sim(_) => VendorKind::Sim,
+            AnyVendor::Azure(_) => VendorKind::Azure,
+            AnyVendor::Mindee(_) => VendorKind::Mindee,
+            AnyVendor::Textract(_) => VendorKind::Textract,
+        };
+        kind.key_scheme()
     }
 
     async fn set_webhook_secrets(

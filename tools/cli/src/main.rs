@@ -66,6 +66,9 @@ enum Command {
         #[command(subcommand)]
         command: ReplayCommand,
     },
+    /// The monthly checkpoint: secrets, alarm routes, queues and DLQs, the benchmark — one line
+    /// per check, exit 4 when any fails.
+    Audit,
     /// What the vendor was paid, by vendor, model and profile: per document and per page, with
     /// failed-but-billed work, duplicates, retries and in-flight estimates on their own.
     Cost {
@@ -286,6 +289,7 @@ async fn on_stack(t: &TargetArgs, command: Command) -> Result<(), CliError> {
     let json = t.json;
     match command {
         Command::Status => commands::status::run(&target, json).await,
+        Command::Audit => commands::audit::run(&target, json).await,
         Command::Cost { since, until, by } => {
             let window = ocrbridge::cost::Window { since, until };
             commands::cost::run(&target, window, by, json).await

@@ -36,7 +36,7 @@ fn aws(e: impl std::fmt::Display) -> CliError {
 }
 
 /// Every alarm of the target's environment (`ocrbridge-<env>-`).
-async fn alarms_of(target: &Target) -> Result<Vec<MetricAlarm>, CliError> {
+pub(crate) async fn alarms_of(target: &Target) -> Result<Vec<MetricAlarm>, CliError> {
     let env = target
         .env
         .get("OCRBRIDGE_ENV")
@@ -61,12 +61,12 @@ fn cloudwatch(target: &Target) -> aws_sdk_cloudwatch::Client {
     aws_sdk_cloudwatch::Client::new(&target.clients.sdk_config)
 }
 
-fn sns(target: &Target) -> aws_sdk_sns::Client {
+pub(crate) fn sns(target: &Target) -> aws_sdk_sns::Client {
     aws_sdk_sns::Client::new(&target.clients.sdk_config)
 }
 
 /// The SNS topics an alarm's ALARM and OK actions name.
-fn topics(alarm: &MetricAlarm) -> BTreeSet<String> {
+pub(crate) fn topics(alarm: &MetricAlarm) -> BTreeSet<String> {
     alarm
         .alarm_actions()
         .iter()
@@ -77,7 +77,7 @@ fn topics(alarm: &MetricAlarm) -> BTreeSet<String> {
 }
 
 /// What is wrong with an alarm's routing on paper, if anything.
-fn static_fault(alarm: &MetricAlarm) -> Option<String> {
+pub(crate) fn static_fault(alarm: &MetricAlarm) -> Option<String> {
     if alarm.actions_enabled() == Some(false) {
         return Some(
             "its actions are disabled: `aws cloudwatch enable-alarm-actions` (or redeploy)".into(),

@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::output::{emit, Table};
 use crate::{CliError, Target};
 
-fn store(target: &Target) -> Result<RunStore, CliError> {
+pub(crate) fn store(target: &Target) -> Result<RunStore, CliError> {
     let table = target.env.get("BENCHMARK_RUNS_TABLE").cloned().ok_or_else(|| {
         CliError::Usage(format!(
             "stack {} names no benchmark runs table (BenchmarkRunsTable); deploy the template with the benchmark function",

@@ -1,0 +1,490 @@
+//! `ocrbridge audit`: the monthly checkpoint as one command — one line per check, and exit
+//! status 4 when any fails (`--json` for the same as data).
+//!
+//! What it checks, each from the stack's own resources:
+//! - **secrets**: no stray `AWSPENDING` (a rotation stuck half way); the webhook secret rotates,
+//!   and its last rotation is within two of its rotation periods; the vendor key rotates where
+//!   the vendor lets it (`vendors::KeyScheme`), else the hourly key check is what watches it;
+//! - **alarms**: every alarm of the environment has its actions enabled and an SNS topic for
+//!   ALARM and OK; every such topic has a confirmed subscription;
+//! - **queues**: each source queue redrives to its own DLQ after `MaxReceiveCount` receives;
+//! - **DLQs**: empty, or how many letters and how old the oldest;
+//! - **benchmark**: a scored run within 8 days, and a pinned baseline for its pack and vendor.
+//!
+//! Not checked here, and said so in the output (`skip`): the live webhook (signed and forged
+//! deliveries to the deployed URL), the Lambda side of visibility and concurrency (the template
+//! test holds those for a deployed template), and model versions.
+
+use std::time::Duration;
+
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use ocrbridge::time::UnixMillis;
+use ocrbridge::vendors::select::VendorKind;
+use ocrbridge::vendors::KeyScheme;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::commands::alarms;
+use crate::output::{age, emit};
+use crate::{CliError, Target};
+
+/// How a check ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pass,
+    Fail,
+    /// Not checked, with the reason.
+    Skip,
+}
+
+/// One line of the audit.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub check: String,
+    pub status: Status,
+    /// What was found, or what is wrong and what to do.
+    pub detail: String,
+}
+
+impl Check {
+    fn new(check: impl Into<String>, status: Status, detail: impl Into<String>) -> Self {
+        Check {
+            check: check.into(),
+            status,
+            detail: detail.into(),
+        }
+    }
+
+    fn of(check: impl Into<String>, result: Result<String, String>) -> Self {
+        match result {
+            Ok(detail) => Check::new(check, Status::Pass, detail),
+            Err(detail) => Check::new(check, Status::Fail, detail),
+        }
+    }
+}
+
+/// A scored benchmark run older than this fails the audit: the benchmark runs weekly.
+const BENCHMARK_MAX_AGE: Duration = Duration::from_secs(8 * 86_400);
+const DAY_MS: u64 = 86_400_000;
+
+pub async fn run(target: &Target, json_mode: bool) -> Result<(), CliError> {
+    let mut checks = Vec::new();
+    checks.extend(secrets(target).await);
+    checks.extend(alarm_routes(target).await);
+    checks.extend(queues(target).await);
+    checks.push(benchmark(target).await);
+    checks.push(Check::new(
+        "webhook.live",
+        Status::Skip,
+        "send a signed and a forged delivery to the WebhookUrl output: not done by this command yet",
+    ));
+    let failed = checks.iter().filter(|c| c.status == Status::Fail).count();
+    emit(
+        json_mode,
+        &json!({ "stack": target.name, "failed": failed, "checks": checks }),
+        || {
+            let width = checks.iter().map(|c| c.check.len()).max().unwrap_or(0);
+            let lines: Vec<String> = checks
+                .iter()
+                .map(|c| {
+                    let mark = match c.status {
+                        Status::Pass => "ok  ",
+                        Status::Fail => "FAIL",
+                        Status::Skip => "skip",
+                    };
+                    format!("{mark} {:width$}  {}", c.check, c.detail)
+                })
+                .collect();
+            format!(
+                "stack {}: audit, {} checks, {failed} failed\n\n{}",
+                target.name,
+                checks.len(),
+                lines.join("\n")
+            )
+        },
+    );
+    if failed > 0 {
+        return Err(CliError::Refused(format!("{failed} audit checks failed")));
+    }
+    Ok(())
+}
+
+/// What the audit expects of a secret, by vendor (the template's `RotatesApiKey` and
+/// `RotatesWebhookSecret` conditions say the same).
+enum Expect {
+    /// Rotated by the template's schedule.
+    Rotates,
+    /// Kept by hand (the vendor's console): its age is shown, and stray stages still fail.
+    ByHand,
+    /// Not used with this vendor.
+    Unused(&'static str),
+}
+
+async fn secrets(target: &Target) -> Vec<Check> {
+    let vendor = target
+        .env
+        .get("VENDOR")
+        .and_then(|v| v.parse::<VendorKind>().ok());
+    let api_key = match vendor.map(VendorKind::key_scheme) {
+        Some(KeyScheme::Role) => Expect::Unused("Textract authenticates with the functions' role"),
+        Some(KeyScheme::Registered | KeyScheme::TwoKeys) => Expect::Rotates,
+        Some(KeyScheme::Console) | None => Expect::ByHand,
+    };
+    let webhook = match vendor {
+        Some(VendorKind::Sim) => Expect::Rotates,
+        Some(VendorKind::Textract) => Expect::Unused("Textract's completions come through SNS"),
+        Some(VendorKind::Azure) => Expect::Unused("Azure sends no webhooks"),
+        Some(VendorKind::Mindee) | None => Expect::ByHand,
+    };
+    let mut out = Vec::new();
+    for (name, id, expect) in [
+        (
+            "secret.vendor_api_key",
+            &target.config.vendor_api_key_secret,
+            api_key,
+        ),
+        (
+            "secret.webhook_secret",
+            &target.config.webhook_secret,
+            webhook,
+        ),
+    ] {
+        out.push(match expect {
+            Expect::Unused(why) => Check::new(name, Status::Skip, why),
+            Expect::Rotates => Check::of(name, secret(target, id, true).await),
+            Expect::ByHand => Check::of(name, secret(target, id, false).await),
+        });
+    }
+    out
+}
+
+/// `rotates`: whether the secret must have rotation on.
+async fn secret(target: &Target, id: &str, rotates: bool) -> Result<String, String> {
+    let described = target
+        .clients
+        .secrets
+        .describe_secret()
+        .secret_id(id)
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "DescribeSecret failed: {}",
+                aws_sdk_secretsmanager::error::DisplayErrorContext(e)
+            )
+        })?;
+    let stages = described
+        .version_ids_to_stages()
+        .cloned()
+        .unwrap_or_default();
+    if let Some((version, _)) = stages
+        .iter()
+        .find(|(_, s)| s.iter().any(|s| s == "AWSPENDING") && !s.iter().any(|s| s == "AWSCURRENT"))
+    {
+        return Err(format!(
+            "AWSPENDING on version {version}: a rotation is in progress or stuck half way (RUNBOOK.md#rotation-failures)"
+        ));
+    }
+    let now = UnixMillis::now().0;
+    let ms = |t: Option<&aws_sdk_secretsmanager::primitives::DateTime>| {
+        t.and_then(|t| u64::try_from(t.to_millis().ok()?).ok())
+    };
+    let changed = ms(described.last_rotated_date())
+        .or(ms(described.created_date()))
+        .unwrap_or(now);
+    let since = format!(
+        "last rotated or created {} ago",
+        age(now.saturating_sub(changed))
+    );
+    match (rotates, described.rotation_enabled().unwrap_or(false)) {
+        (true, false) => Err(format!(
+            "rotation is off ({since}); deploy the template's rotation schedule, or `aws secretsmanager rotate-secret`"
+        )),
+        (_, true) => {
+            let period = described
+                .rotation_rules()
+                .and_then(|r| r.automatically_after_days())
+                .map_or(30, |d| d.max(1) as u64);
+            if now.saturating_sub(changed) > 2 * period * DAY_MS {
+                Err(format!(
+                    "rotation is on (every {period} days) but the {since}: the rotations fail (RotationFailures metric, RUNBOOK.md#rotation-failures)"
+                ))
+            } else {
+                Ok(format!("rotation every {period} days, {since}"))
+            }
+        }
+        (false, false) => Ok(format!(
+            "kept by hand (the vendor's console): {since}"
+        )),
+    }
+}
+
+async fn alarm_routes(target: &Target) -> Vec<Check> {
+    let alarms = match alarms::alarms_of(target).await {
+        Ok(alarms) => alarms,
+        Err(e) => return vec![Check::new("alarms", Status::Fail, e.to_string())],
+    };
+    if alarms.is_empty() {
+        return vec![Check::new(
+            "alarms",
+            Status::Fail,
+            "no alarms for this environment: deploy the template's alarms",
+        )];
+    }
+    let faults: Vec<String> = alarms
+        .iter()
+        .filter_map(|a| {
+            alarms::static_fault(a).map(|f| format!("{}: {f}", a.alarm_name().unwrap_or("?")))
+        })
+        .collect();
+    let routed = if faults.is_empty() {
+        Check::new(
+            "alarms",
+            Status::Pass,
+            format!(
+                "{} alarms, each with enabled ALARM and OK actions to SNS",
+                alarms.len()
+            ),
+        )
+    } else {
+        Check::new("alarms", Status::Fail, faults.join("; "))
+    };
+    let topics: std::collections::BTreeSet<String> =
+        alarms.iter().flat_map(alarms::topics).collect();
+    let mut unheard = Vec::new();
+    for topic in &topics {
+        let subscriptions = alarms::sns(target)
+            .list_subscriptions_by_topic()
+            .topic_arn(topic)
+            .send()
+            .await;
+        let confirmed = match subscriptions {
+            Ok(out) => out.subscriptions().iter().any(|s| {
+                s.subscription_arn()
+                    .is_some_and(|a| a.starts_with("arn:") && a != "PendingConfirmation")
+            }),
+            Err(e) => {
+                unheard.push(format!(
+                    "{topic}: {}",
+                    aws_sdk_sns::error::DisplayErrorContext(e)
+                ));
+                continue;
+            }
+        };
+        if !confirmed {
+            unheard.push(format!("{topic} has no confirmed subscription"));
+        }
+    }
+    let heard = if unheard.is_empty() {
+        Check::new(
+            "alarms.subscribed",
+            Status::Pass,
+            format!(
+                "{} topics, each with a confirmed subscription",
+                topics.len()
+            ),
+        )
+    } else {
+        Check::new(
+            "alarms.subscribed",
+            Status::Fail,
+            format!(
+                "{}: set AlarmEmail or AlarmHttpsEndpoint and confirm it; `ocrbridge alarms test` proves delivery",
+                unheard.join("; ")
+            ),
+        )
+    };
+    vec![routed, heard]
+}
+
+async fn queues(target: &Target) -> Vec<Check> {
+    let max_receives = target
+        .env
+        .get("MAX_RECEIVE_COUNT")
+        .and_then(|n| n.parse::<u64>().ok());
+    let mut redrives = Vec::new();
+    let mut letters = Vec::new();
+    for name in ["intake", "submit", "results"] {
+        let Ok((queue, dlq)) = crate::commands::queue_pair(target, name) else {
+            continue;
+        };
+        redrives.push(Check::of(
+            format!("queue.{name}.redrive"),
+            redrive(target, queue, dlq, max_receives).await,
+        ));
+        letters.push(Check::of(
+            format!("dlq.{name}"),
+            dead_letters(target, name, dlq).await,
+        ));
+    }
+    redrives.extend(letters);
+    redrives
+}
+
+async fn attributes(
+    target: &Target,
+    url: &str,
+    names: &[QueueAttributeName],
+) -> Result<std::collections::HashMap<QueueAttributeName, String>, String> {
+    target
+        .clients
+        .sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .set_attribute_names(Some(names.to_vec()))
+        .send()
+        .await
+        .map(|o| o.attributes.unwrap_or_default())
+        .map_err(|e| {
+            format!(
+                "GetQueueAttributes on {url}: {}",
+                aws_sdk_sqs::error::DisplayErrorContext(e)
+            )
+        })
+}
+
+async fn redrive(
+    target: &Target,
+    queue: &str,
+    dlq: &str,
+    max_receives: Option<u64>,
+) -> Result<String, String> {
+    let dlq_arn = attributes(target, dlq, &[QueueAttributeName::QueueArn])
+        .await?
+        .remove(&QueueAttributeName::QueueArn)
+        .unwrap_or_default();
+    let policy = attributes(target, queue, &[QueueAttributeName::RedrivePolicy])
+        .await?
+        .remove(&QueueAttributeName::RedrivePolicy)
+        .ok_or("no redrive policy: a poison message would be retried for ever")?;
+    let policy: serde_json::Value =
+        serde_json::from_str(&policy).map_err(|e| format!("redrive policy unreadable: {e}"))?;
+    let target_arn = policy["deadLetterTargetArn"].as_str().unwrap_or_default();
+    if target_arn != dlq_arn {
+        return Err(format!(
+            "redrives to {target_arn}, not to its DLQ {dlq_arn}"
+        ));
+    }
+    let receives = policy["maxReceiveCount"]
+        .as_u64()
+        .or_else(|| policy["maxReceiveCount"].as_str()?.parse().ok())
+        .ok_or("the redrive policy has no maxReceiveCount")?;
+    match max_receives {
+        Some(want) if want != receives => Err(format!(
+            "redrives after {receives} receives, MaxReceiveCount is {want}: the batch handler's crash-loop guard counts on it"
+        )),
+        _ => Ok(format!("to its DLQ after {receives} receives")),
+    }
+}
+
+async fn dead_letters(target: &Target, name: &str, dlq: &str) -> Result<String, String> {
+    let counts = attributes(
+        target,
+        dlq,
+        &[
+            QueueAttributeName::ApproximateNumberOfMessages,
+            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+        ],
+    )
+    .await?;
+    let n: u64 = counts.values().filter_map(|v| v.parse::<u64>().ok()).sum();
+    if n == 0 {
+        return Ok("empty".into());
+    }
+    // The oldest letter's age: a look that leaves them where they are.
+    let peeked = target
+        .clients
+        .sqs
+        .receive_message()
+        .queue_url(dlq)
+        .max_number_of_messages(10)
+        .visibility_timeout(0)
+        .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
+        .send()
+        .await
+        .map(|o| o.messages.unwrap_or_default())
+        .unwrap_or_default();
+    let oldest = peeked
+        .iter()
+        .filter_map(|m| {
+            m.attributes()?
+                .get(&MessageSystemAttributeName::SentTimestamp)?
+                .parse::<u64>()
+                .ok()
+        })
+        .min();
+    let oldest = oldest.map_or(String::new(), |t| {
+        format!(
+            ", the oldest {} old",
+            age(UnixMillis::now().0.saturating_sub(t))
+        )
+    });
+    Err(format!(
+        "{n} letters{oldest}: `ocrbridge dlq list {name}`, then redrive what can succeed now"
+    ))
+}
+
+async fn benchmark(target: &Target) -> Check {
+    let Ok(store) = crate::commands::quality::store(target) else {
+        return Check::new(
+            "benchmark",
+            Status::Skip,
+            "the stack names no benchmark runs table",
+        );
+    };
+    let rows = match store.rows().await {
+        Ok(rows) => rows,
+        Err(e) => return Check::new("benchmark", Status::Fail, e.to_string()),
+    };
+    let now = UnixMillis::now().0;
+    let latest = rows
+        .iter()
+        .filter(|r| r.state != "baseline")
+        .filter_map(|r| Some((r.scored_at_ms?, r)))
+        .max_by_key(|(at, _)| *at);
+    let Some((at, run)) = latest else {
+        return Check::new(
+            "benchmark",
+            Status::Fail,
+            "no scored benchmark run: `make bench-quality`, or wait for the scheduled one",
+        );
+    };
+    let ago = now.saturating_sub(at);
+    if ago > BENCHMARK_MAX_AGE.as_millis() as u64 {
+        return Check::new(
+            "benchmark",
+            Status::Fail,
+            format!(
+                "the last scored run ({}) is {} old: is the schedule (QualityBenchmarkSchedule) running?",
+                run.run_id,
+                age(ago)
+            ),
+        );
+    }
+    let (pack, vendor) = (
+        run.pack.clone().unwrap_or_default(),
+        run.vendor.clone().unwrap_or_default(),
+    );
+    match store.baseline(&pack, &vendor).await {
+        Ok(Some(baseline)) => Check::new(
+            "benchmark",
+            Status::Pass,
+            format!(
+                "{} scored {} ago against baseline {} ({pack}, {vendor})",
+                run.run_id,
+                age(ago),
+                baseline.run_id
+            ),
+        ),
+        Ok(None) => Check::new(
+            "benchmark",
+            Status::Fail,
+            format!(
+                "no baseline pinned for pack {pack} and vendor {vendor}: `ocrbridge quality pin {} --apply`",
+                run.run_id
+            ),
+        ),
+        Err(e) => Check::new("benchmark", Status::Fail, e.to_string()),
+    }
+}

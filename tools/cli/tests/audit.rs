@@ -1,0 +1,352 @@
+//! `ocrbridge audit` against the local stack: every check passes on a stack set up as it should
+//! be, and each one, broken once on purpose, fails alone with its reason, and the command exits 4.
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use ocrbridge::quality::score::RunRecord;
+use ocrbridge::quality::store::RunStore;
+use ocrbridge::time::UnixMillis;
+use ocrbridge_tests::{stack_with_alarms, TestStack};
+use serde_json::Value;
+use support::{env_file, json, ocrbridge};
+
+/// The audit's checks by name: (status, detail); and its exit code.
+async fn audit(env: &std::path::PathBuf) -> (BTreeMap<String, (String, String)>, Option<i32>) {
+    let out = ocrbridge(env, &["audit", "--json"]).await;
+    let json: Value = json(&out);
+    let checks = json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["check"].as_str().unwrap().to_owned(),
+                (
+                    c["status"].as_str().unwrap().to_owned(),
+                    c["detail"].as_str().unwrap().to_owned(),
+                ),
+            )
+        })
+        .collect();
+    (checks, out.status.code())
+}
+
+/// The checks that did not pass.
+fn failing(checks: &BTreeMap<String, (String, String)>) -> Vec<&str> {
+    checks
+        .iter()
+        .filter(|(_, (status, _))| status == "fail")
+        .map(|(name, _)| name.as_str())
+        .collect()
+}
+
+/// The stack's alarms, by their environment's prefix.
+async fn alarms(s: &TestStack, environment: &str) -> Vec<aws_sdk_cloudwatch::types::MetricAlarm> {
+    let cw = aws_sdk_cloudwatch::Client::new(&s.clients.sdk_config);
+    cw.describe_alarms()
+        .alarm_name_prefix(format!("ocrbridge-{environment}-"))
+        .send()
+        .await
+        .unwrap()
+        .metric_alarms()
+        .to_vec()
+}
+
+/// Turns rotation on as the template's schedule does. moto tries to invoke the rotation
+/// function, which the local stack does not deploy, and leaves its AWSPENDING behind: taken off.
+async fn rotation_on(s: &TestStack, secret: &str) {
+    let sm = &s.clients.secrets;
+    let _ = sm
+        .rotate_secret()
+        .secret_id(secret)
+        .rotation_lambda_arn("arn:aws:lambda:us-east-1:123456789012:function:rotate")
+        .rotation_rules(
+            aws_sdk_secretsmanager::types::RotationRulesType::builder()
+                .automatically_after_days(30)
+                .build(),
+        )
+        .rotate_immediately(false)
+        .send()
+        .await;
+    clear_pending(s, secret).await;
+}
+
+async fn clear_pending(s: &TestStack, secret: &str) {
+    let sm = &s.clients.secrets;
+    let described = sm.describe_secret().secret_id(secret).send().await.unwrap();
+    for (version, stages) in described
+        .version_ids_to_stages()
+        .cloned()
+        .unwrap_or_default()
+    {
+        if stages.iter().any(|s| s == "AWSPENDING") {
+            sm.update_secret_version_stage()
+                .secret_id(secret)
+                .version_stage("AWSPENDING")
+                .remove_from_version_id(version)
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_audit_check_passes_when_kept_and_fails_alone_when_broken() {
+    // An environment of its own: alarms are named for it, and other tests' stacks share moto.
+    let environment = format!("audit{}", std::process::id() % 100_000);
+    let s = stack_with_alarms(&[("EnvironmentName", environment.as_str())]).await;
+    let env = env_file(&s);
+
+    // As a deployed stack should be: keys rotating, the alarm topic subscribed, a benchmark
+    // run scored against a pinned baseline.
+    for secret in [&s.config.vendor_api_key_secret, &s.config.webhook_secret] {
+        rotation_on(&s, secret).await;
+    }
+    let topic = alarms(&s, &environment).await[0].alarm_actions()[0].clone();
+    let inbox = s
+        .clients
+        .sqs
+        .create_queue()
+        .queue_name(format!("{}-alarm-inbox", s.stack.stack_name()))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let inbox_arn = s
+        .clients
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&inbox)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&QueueAttributeName::QueueArn]
+        .clone();
+    let sns = aws_sdk_sns::Client::new(&s.clients.sdk_config);
+    let subscription = sns
+        .subscribe()
+        .topic_arn(&topic)
+        .protocol("sqs")
+        .endpoint(inbox_arn)
+        .send()
+        .await
+        .unwrap()
+        .subscription_arn
+        .unwrap();
+    let store = RunStore {
+        s3: s.clients.s3.clone(),
+        dynamodb: s.clients.dynamodb.clone(),
+        results_bucket: s.config.results_bucket.clone(),
+        table: s
+            .stack
+            .physical("BenchmarkRunsTable")
+            .unwrap()
+            .ref_value
+            .clone(),
+    };
+    let now = UnixMillis::now().0;
+    let run = RunRecord {
+        run_id: "bq-audit-1".into(),
+        pack: "default".into(),
+        vendor: "sim".into(),
+        models: BTreeMap::new(),
+        started_at_ms: now - 600_000,
+        scored_at_ms: now,
+        documents: Vec::new(),
+        scores: BTreeMap::new(),
+        comparison: None,
+    };
+    store
+        .put_scored(&run, "<html></html>".into())
+        .await
+        .unwrap();
+    store.pin_baseline("bq-audit-1").await.unwrap();
+
+    let (checks, code) = audit(&env).await;
+    assert_eq!(failing(&checks), Vec::<&str>::new(), "{checks:#?}");
+    assert_eq!(code, Some(0));
+    assert_eq!(checks["webhook.live"].0, "skip");
+    for name in [
+        "secret.vendor_api_key",
+        "secret.webhook_secret",
+        "alarms",
+        "alarms.subscribed",
+        "queue.intake.redrive",
+        "queue.submit.redrive",
+        "queue.results.redrive",
+        "dlq.intake",
+        "dlq.submit",
+        "dlq.results",
+        "benchmark",
+    ] {
+        assert_eq!(checks[name].0, "pass", "{name}: {checks:#?}");
+    }
+
+    // Each broken once: it fails alone, with what to do; then it is put back.
+    let broken = |name: &'static str| name;
+    let expect_alone = |checks: &BTreeMap<String, (String, String)>, name: &str, says: &str| {
+        assert_eq!(failing(checks), vec![name], "{checks:#?}");
+        assert!(checks[name].1.contains(says), "{name}: {}", checks[name].1);
+    };
+
+    // A rotation stuck half way.
+    let sm = &s.clients.secrets;
+    sm.put_secret_value()
+        .secret_id(&s.config.webhook_secret)
+        .secret_string("whsec_pending")
+        .version_stages("AWSPENDING")
+        .send()
+        .await
+        .unwrap();
+    let (checks, code) = audit(&env).await;
+    expect_alone(&checks, broken("secret.webhook_secret"), "AWSPENDING");
+    assert_eq!(code, Some(4));
+    clear_pending(&s, &s.config.webhook_secret).await;
+
+    // Rotation turned off.
+    sm.cancel_rotate_secret()
+        .secret_id(&s.config.vendor_api_key_secret)
+        .send()
+        .await
+        .unwrap();
+    let (checks, _) = audit(&env).await;
+    expect_alone(&checks, "secret.vendor_api_key", "rotation is off");
+    rotation_on(&s, &s.config.vendor_api_key_secret).await;
+
+    // An alarm that cannot notify anyone.
+    let cw = aws_sdk_cloudwatch::Client::new(&s.clients.sdk_config);
+    let alarm = alarms(&s, &environment).await[0]
+        .alarm_name()
+        .unwrap()
+        .to_owned();
+    cw.disable_alarm_actions()
+        .alarm_names(&alarm)
+        .send()
+        .await
+        .unwrap();
+    let (checks, _) = audit(&env).await;
+    expect_alone(&checks, "alarms", "disabled");
+    cw.enable_alarm_actions()
+        .alarm_names(&alarm)
+        .send()
+        .await
+        .unwrap();
+
+    // Nobody subscribed.
+    sns.unsubscribe()
+        .subscription_arn(&subscription)
+        .send()
+        .await
+        .unwrap();
+    let (checks, _) = audit(&env).await;
+    expect_alone(&checks, "alarms.subscribed", "no confirmed subscription");
+
+    // A queue redriving after the wrong number of receives.
+    let submit_dlq_arn = s
+        .clients
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&s.config.submit_dlq_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&QueueAttributeName::QueueArn]
+        .clone();
+    let policy =
+        |n: u32| format!(r#"{{"deadLetterTargetArn":"{submit_dlq_arn}","maxReceiveCount":"{n}"}}"#);
+    let set_policy = |p: String| {
+        s.clients
+            .sqs
+            .set_queue_attributes()
+            .queue_url(&s.config.submit_queue_url)
+            .attributes(QueueAttributeName::RedrivePolicy, p)
+            .send()
+    };
+    let kept = s
+        .clients
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&s.config.submit_queue_url)
+        .attribute_names(QueueAttributeName::RedrivePolicy)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&QueueAttributeName::RedrivePolicy]
+        .clone();
+    set_policy(policy(50)).await.unwrap();
+    // The subscription is still gone: two failures now, this one among them.
+    let (checks, _) = audit(&env).await;
+    assert_eq!(
+        failing(&checks),
+        vec!["alarms.subscribed", "queue.submit.redrive"],
+        "{checks:#?}"
+    );
+    assert!(checks["queue.submit.redrive"]
+        .1
+        .contains("after 50 receives"));
+    set_policy(kept).await.unwrap();
+    sns.subscribe()
+        .topic_arn(&topic)
+        .protocol("sqs")
+        .endpoint(
+            s.clients
+                .sqs
+                .get_queue_attributes()
+                .queue_url(&inbox)
+                .attribute_names(QueueAttributeName::QueueArn)
+                .send()
+                .await
+                .unwrap()
+                .attributes
+                .unwrap()[&QueueAttributeName::QueueArn]
+                .clone(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    // A letter in a DLQ.
+    s.clients
+        .sqs
+        .send_message()
+        .queue_url(&s.config.results_dlq_url)
+        .message_body("{}")
+        .send()
+        .await
+        .unwrap();
+    let (checks, _) = audit(&env).await;
+    expect_alone(&checks, "dlq.results", "1 letters, the oldest");
+    s.drain(&s.config.results_dlq_url).await;
+
+    // No baseline pinned for the last run's pack and vendor.
+    s.clients
+        .dynamodb
+        .delete_item()
+        .table_name(&store.table)
+        .key(
+            "run_id",
+            aws_sdk_dynamodb::types::AttributeValue::S(ocrbridge::quality::store::baseline_key(
+                "default", "sim",
+            )),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (checks, _) = audit(&env).await;
+    expect_alone(&checks, "benchmark", "no baseline pinned");
+    store.pin_baseline("bq-audit-1").await.unwrap();
+
+    let (checks, code) = audit(&env).await;
+    assert_eq!(failing(&checks), Vec::<&str>::new(), "{checks:#?}");
+    assert_eq!(code, Some(0));
+}
