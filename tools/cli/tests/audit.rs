@@ -55,6 +55,20 @@ async fn alarms(s: &TestStack, environment: &str) -> Vec<aws_sdk_cloudwatch::typ
         .to_vec()
 }
 
+async fn queue_arn(s: &TestStack, url: &str) -> String {
+    s.clients
+        .sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&QueueAttributeName::QueueArn]
+        .clone()
+}
+
 /// Turns rotation on as the template's schedule does. moto tries to invoke the rotation
 /// function, which the local stack does not deploy, and leaves its AWSPENDING behind: taken off.
 async fn rotation_on(s: &TestStack, secret: &str) {
@@ -117,18 +131,7 @@ async fn every_audit_check_passes_when_kept_and_fails_alone_when_broken() {
         .unwrap()
         .queue_url
         .unwrap();
-    let inbox_arn = s
-        .clients
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&inbox)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&QueueAttributeName::QueueArn]
-        .clone();
+    let inbox_arn = queue_arn(&s, &inbox).await;
     let sns = aws_sdk_sns::Client::new(&s.clients.sdk_config);
     let subscription = sns
         .subscribe()
@@ -249,18 +252,7 @@ async fn every_audit_check_passes_when_kept_and_fails_alone_when_broken() {
     expect_alone(&checks, "alarms.subscribed", "no confirmed subscription");
 
     // A queue redriving after the wrong number of receives.
-    let submit_dlq_arn = s
-        .clients
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&s.config.submit_dlq_url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&QueueAttributeName::QueueArn]
-        .clone();
+    let submit_dlq_arn = queue_arn(&s, &s.config.submit_dlq_url).await;
     let policy =
         |n: u32| format!(r#"{{"deadLetterTargetArn":"{submit_dlq_arn}","maxReceiveCount":"{n}"}}"#);
     let set_policy = |p: String| {
@@ -298,19 +290,7 @@ async fn every_audit_check_passes_when_kept_and_fails_alone_when_broken() {
     sns.subscribe()
         .topic_arn(&topic)
         .protocol("sqs")
-        .endpoint(
-            s.clients
-                .sqs
-                .get_queue_attributes()
-                .queue_url(&inbox)
-                .attribute_names(QueueAttributeName::QueueArn)
-                .send()
-                .await
-                .unwrap()
-                .attributes
-                .unwrap()[&QueueAttributeName::QueueArn]
-                .clone(),
-        )
+        .endpoint(queue_arn(&s, &inbox).await)
         .send()
         .await
         .unwrap();
