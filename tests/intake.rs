@@ -1178,20 +1178,7 @@ async fn a_document_by_url_is_taken_once_and_a_url_leading_inside_is_refused_on_
         .filter_map(|o| o.key().map(str::to_owned))
         .collect();
     assert_eq!(records.len(), 1, "{records:?}");
-    let record = s
-        .clients
-        .s3
-        .get_object()
-        .bucket(&s.config.results_bucket)
-        .key(&records[0])
-        .send()
-        .await
-        .unwrap()
-        .body
-        .collect()
-        .await
-        .unwrap()
-        .into_bytes();
+    let record = ocrbridge_tests::results_object(&s, &records[0]).await;
     let record: Value = serde_json::from_slice(&record).unwrap();
     assert_eq!(record["code"], "address_not_public", "{record}");
     assert_eq!(record["url"], "http://169.254.169.254/latest/meta-data/");
