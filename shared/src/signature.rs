@@ -188,6 +188,19 @@ impl Scheme {
     }
 }
 
+/// Signs like Mindee: the hex HMAC-SHA256 of the body without CR and LF, with the secret's
+/// text as the key. For `ocrbridge audit`'s live check and tests; production never signs.
+pub fn sign_hex_body(secret: &Secret, body: &[u8]) -> Option<String> {
+    let mut mac = HmacSha256::new_from_slice(secret.expose().as_bytes()).ok()?;
+    let canonical: Vec<u8> = body
+        .iter()
+        .copied()
+        .filter(|b| *b != b'\r' && *b != b'\n')
+        .collect();
+    mac.update(&canonical);
+    Some(hex::encode(mac.finalize().into_bytes()))
+}
+
 /// Signs like a Standard Webhooks sender. Used by rotation's `testSecret` to prove the pending
 /// secret verifies, and by tests; production never signs.
 pub fn sign_standard(secret: &Secret, id: &str, timestamp: i64, body: &[u8]) -> Option<String> {
@@ -322,6 +335,7 @@ mod tests {
         let mut mac = HmacSha256::new_from_slice(b"mindee-webhook-secret").unwrap();
         mac.update(body);
         let sig = hex::encode(mac.finalize().into_bytes());
+        assert_eq!(sign_hex_body(&key, body).as_deref(), Some(sig.as_str()));
         let h = vec![("X-Signature".to_owned(), sig.clone())];
         let verified = scheme
             .verify(h.as_slice(), body, std::slice::from_ref(&key), NOW)

@@ -66,9 +66,14 @@ enum Command {
         #[command(subcommand)]
         command: ReplayCommand,
     },
-    /// The monthly checkpoint: secrets, alarm routes, queues and DLQs, the benchmark — one line
-    /// per check, exit 4 when any fails.
-    Audit,
+    /// The monthly checkpoint: the live webhook, secrets, alarm routes, queues and DLQs, the
+    /// benchmark — one line per check, exit 4 when any fails.
+    Audit {
+        /// The webhook function's URL (the stack's `WebhookUrl` output): a signed test delivery
+        /// must be accepted there and a forged one refused with 401.
+        #[arg(long, env = "OCRBRIDGE_WEBHOOK_URL")]
+        webhook_url: Option<String>,
+    },
     /// What the vendor was paid, by vendor, model and profile: per document and per page, with
     /// failed-but-billed work, duplicates, retries and in-flight estimates on their own.
     Cost {
@@ -289,7 +294,9 @@ async fn on_stack(t: &TargetArgs, command: Command) -> Result<(), CliError> {
     let json = t.json;
     match command {
         Command::Status => commands::status::run(&target, json).await,
-        Command::Audit => commands::audit::run(&target, json).await,
+        Command::Audit { webhook_url } => {
+            commands::audit::run(&target, webhook_url.as_deref(), json).await
+        }
         Command::Cost { since, until, by } => {
             let window = ocrbridge::cost::Window { since, until };
             commands::cost::run(&target, window, by, json).await

@@ -9,13 +9,17 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use ocrbridge::quality::score::RunRecord;
 use ocrbridge::quality::store::RunStore;
 use ocrbridge::time::UnixMillis;
+use ocrbridge_local::pipeline::{Pipeline, PipelineOptions};
 use ocrbridge_tests::{stack_with_alarms, TestStack};
 use serde_json::Value;
 use support::{env_file, json, ocrbridge};
 
 /// The audit's checks by name: (status, detail); and its exit code.
-async fn audit(env: &std::path::PathBuf) -> (BTreeMap<String, (String, String)>, Option<i32>) {
-    let out = ocrbridge(env, &["audit", "--json"]).await;
+async fn audit(
+    env: &std::path::PathBuf,
+    webhook_url: &str,
+) -> (BTreeMap<String, (String, String)>, Option<i32>) {
+    let out = ocrbridge(env, &["audit", "--json", "--webhook-url", webhook_url]).await;
     let json: Value = json(&out);
     let checks = json["checks"]
         .as_array()
@@ -114,6 +118,10 @@ async fn every_audit_check_passes_when_kept_and_fails_alone_when_broken() {
     let environment = format!("audit{}", std::process::id() % 100_000);
     let s = stack_with_alarms(&[("EnvironmentName", environment.as_str())]).await;
     let env = env_file(&s);
+    // The webhook function answering HTTP, as a deployed stack's WebhookUrl does.
+    let p = Pipeline::start(s.clients.clone(), &s.stack, PipelineOptions::default())
+        .await
+        .unwrap();
 
     // As a deployed stack should be: keys rotating, the alarm topic subscribed, a benchmark
     // run scored against a pinned baseline.
@@ -172,11 +180,11 @@ async fn every_audit_check_passes_when_kept_and_fails_alone_when_broken() {
         .unwrap();
     store.pin_baseline("bq-audit-1").await.unwrap();
 
-    let (checks, code) = audit(&env).await;
+    let (checks, code) = audit(&env, &p.webhook_url).await;
     assert_eq!(failing(&checks), Vec::<&str>::new(), "{checks:#?}");
     assert_eq!(code, Some(0));
-    assert_eq!(checks["webhook.live"].0, "skip");
     for name in [
+        "webhook.live",
         "secret.vendor_api_key",
         "secret.webhook_secret",
         "alarms",
@@ -193,6 +201,18 @@ async fn every_audit_check_passes_when_kept_and_fails_alone_when_broken() {
     }
 
     // Each broken once: it fails alone, with what to do; then it is put back.
+
+    // A webhook that takes anything: a forged delivery is accepted.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gullible = format!("http://{}/", listener.local_addr().unwrap());
+    let app = axum::Router::new().fallback(|| async { "ok" });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (checks, code) = audit(&env, &gullible).await;
+    assert_eq!(failing(&checks), vec!["webhook.live"], "{checks:#?}");
+    assert!(checks["webhook.live"]
+        .1
+        .contains("a forged delivery was answered 200"));
+    assert_eq!(code, Some(4));
     let broken = |name: &'static str| name;
     let expect_alone = |checks: &BTreeMap<String, (String, String)>, name: &str, says: &str| {
         assert_eq!(failing(checks), vec![name], "{checks:#?}");
@@ -208,7 +228,7 @@ async fn every_audit_check_passes_when_kept_and_fails_alone_when_broken() {
         .send()
         .await
         .unwrap();
-    let (checks, code) = audit(&env).await;
+    let (checks, code) = audit(&env, &p.webhook_url).await;
     expect_alone(&checks, broken("secret.webhook_secret"), "AWSPENDING");
     assert_eq!(code, Some(4));
     clear_pending(&s, &s.config.webhook_secret).await;
@@ -219,7 +239,7 @@ async fn every_audit_check_passes_when_kept_and_fails_alone_when_broken() {
         .send()
         .await
         .unwrap();
-    let (checks, _) = audit(&env).await;
+    let (checks, _) = audit(&env, &p.webhook_url).await;
     expect_alone(&checks, "secret.vendor_api_key", "rotation is off");
     rotation_on(&s, &s.config.vendor_api_key_secret).await;
 
@@ -234,7 +254,7 @@ async fn every_audit_check_passes_when_kept_and_fails_alone_when_broken() {
         .send()
         .await
         .unwrap();
-    let (checks, _) = audit(&env).await;
+    let (checks, _) = audit(&env, &p.webhook_url).await;
     expect_alone(&checks, "alarms", "disabled");
     cw.enable_alarm_actions()
         .alarm_names(&alarm)
@@ -248,7 +268,7 @@ async fn every_audit_check_passes_when_kept_and_fails_alone_when_broken() {
         .send()
         .await
         .unwrap();
-    let (checks, _) = audit(&env).await;
+    let (checks, _) = audit(&env, &p.webhook_url).await;
     expect_alone(&checks, "alarms.subscribed", "no confirmed subscription");
 
     // A queue redriving after the wrong number of receives.
@@ -277,7 +297,7 @@ async fn every_audit_check_passes_when_kept_and_fails_alone_when_broken() {
         .clone();
     set_policy(policy(50)).await.unwrap();
     // The subscription is still gone: two failures now, this one among them.
-    let (checks, _) = audit(&env).await;
+    let (checks, _) = audit(&env, &p.webhook_url).await;
     assert_eq!(
         failing(&checks),
         vec!["alarms.subscribed", "queue.submit.redrive"],
@@ -304,7 +324,7 @@ async fn every_audit_check_passes_when_kept_and_fails_alone_when_broken() {
         .send()
         .await
         .unwrap();
-    let (checks, _) = audit(&env).await;
+    let (checks, _) = audit(&env, &p.webhook_url).await;
     expect_alone(&checks, "dlq.results", "1 letters, the oldest");
     s.drain(&s.config.results_dlq_url).await;
 
@@ -322,11 +342,11 @@ async fn every_audit_check_passes_when_kept_and_fails_alone_when_broken() {
         .send()
         .await
         .unwrap();
-    let (checks, _) = audit(&env).await;
+    let (checks, _) = audit(&env, &p.webhook_url).await;
     expect_alone(&checks, "benchmark", "no baseline pinned");
     store.pin_baseline("bq-audit-1").await.unwrap();
 
-    let (checks, code) = audit(&env).await;
+    let (checks, code) = audit(&env, &p.webhook_url).await;
     assert_eq!(failing(&checks), Vec::<&str>::new(), "{checks:#?}");
     assert_eq!(code, Some(0));
 }

@@ -11,9 +11,13 @@
 //! - **DLQs**: empty, or how many letters and how old the oldest;
 //! - **benchmark**: a scored run within 8 days, and a pinned baseline for its pack and vendor.
 //!
-//! Not checked here, and said so in the output (`skip`): the live webhook (signed and forged
-//! deliveries to the deployed URL), the Lambda side of visibility and concurrency (the template
-//! test holds those for a deployed template), and model versions.
+//! - **the live webhook** (`--webhook-url`, the stack's `WebhookUrl` output): a test delivery
+//!   signed with the current secret is accepted, and the same delivery with a forged signature
+//!   is refused with 401. The test delivery reports progress (`processing`) for a job nobody
+//!   has, which the webhook acknowledges after verification and acts on in no way.
+//!
+//! Not checked here: the Lambda side of visibility and concurrency (the template test holds
+//! those for a deployed template), and model versions.
 
 use std::time::Duration;
 
@@ -68,17 +72,17 @@ impl Check {
 const BENCHMARK_MAX_AGE: Duration = Duration::from_secs(8 * 86_400);
 const DAY_MS: u64 = 86_400_000;
 
-pub async fn run(target: &Target, json_mode: bool) -> Result<(), CliError> {
+pub async fn run(
+    target: &Target,
+    webhook_url: Option<&str>,
+    json_mode: bool,
+) -> Result<(), CliError> {
     let mut checks = Vec::new();
+    checks.push(webhook_live(target, webhook_url).await);
     checks.extend(secrets(target).await);
     checks.extend(alarm_routes(target).await);
     checks.extend(queues(target).await);
     checks.push(benchmark(target).await);
-    checks.push(Check::new(
-        "webhook.live",
-        Status::Skip,
-        "send a signed and a forged delivery to the WebhookUrl output: not done by this command yet",
-    ));
     let failed = checks.iter().filter(|c| c.status == Status::Fail).count();
     emit(
         json_mode,
@@ -119,6 +123,123 @@ enum Expect {
     ByHand,
     /// Not used with this vendor.
     Unused(&'static str),
+}
+
+async fn webhook_live(target: &Target, url: Option<&str>) -> Check {
+    const NAME: &str = "webhook.live";
+    let vendor = target
+        .env
+        .get("VENDOR")
+        .and_then(|v| v.parse::<VendorKind>().ok());
+    if matches!(vendor, Some(VendorKind::Textract | VendorKind::Azure)) {
+        return Check::new(NAME, Status::Skip, "this vendor sends no webhooks");
+    }
+    let Some(url) = url else {
+        return Check::new(
+            NAME,
+            Status::Skip,
+            "give --webhook-url (the stack's WebhookUrl output) to send a signed and a forged delivery",
+        );
+    };
+    Check::of(NAME, probe_webhook(target, vendor, url).await)
+}
+
+/// Sends the signed test delivery and its forgery; `Ok` says what the webhook answered.
+async fn probe_webhook(
+    target: &Target,
+    vendor: Option<VendorKind>,
+    url: &str,
+) -> Result<String, String> {
+    use ocrbridge::keyring::Secret;
+    use ocrbridge::signature::{sign_hex_body, sign_standard};
+    let current = target
+        .clients
+        .secrets
+        .get_secret_value()
+        .secret_id(&target.config.webhook_secret)
+        .version_stage("AWSCURRENT")
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "reading the webhook secret: {}",
+                aws_sdk_secretsmanager::error::DisplayErrorContext(e)
+            )
+        })?
+        .secret_string()
+        .map(|s| Secret::new(s.to_owned()))
+        .ok_or("the webhook secret has no value")?;
+    // A key nobody has, in the same form: what a forger can do at best.
+    let forged = Secret::new(format!(
+        "whsec_{}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            uuid::Uuid::new_v4().as_bytes().repeat(2)
+        )
+    ));
+    let probe = format!("audit-probe-{}", uuid::Uuid::new_v4().simple());
+    let now = (UnixMillis::now().0 / 1000) as i64;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let send = |secret: Secret, event: &str| {
+        let (body, headers): (String, Vec<(&str, String)>) = match vendor {
+            Some(VendorKind::Mindee) => {
+                let body =
+                    serde_json::json!({"job": {"id": probe, "status": "Processing"}}).to_string();
+                let signature = sign_hex_body(&secret, body.as_bytes()).unwrap_or_default();
+                (body, vec![("x-signature", signature)])
+            }
+            _ => {
+                let body = serde_json::json!({
+                    "type": "document.status_changed",
+                    "data": {"id": probe, "status": "processing"},
+                })
+                .to_string();
+                let id = format!("msg_{probe}_{event}");
+                let signature =
+                    sign_standard(&secret, &id, now, body.as_bytes()).unwrap_or_default();
+                (
+                    body,
+                    vec![
+                        ("webhook-id", id),
+                        ("webhook-timestamp", now.to_string()),
+                        ("webhook-signature", signature),
+                    ],
+                )
+            }
+        };
+        let mut request = client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        async move {
+            request
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .map_err(|e| format!("POST {url}: {e}"))
+        }
+    };
+    let signed = send(current, "signed").await?;
+    if !(200..300).contains(&signed) {
+        return Err(format!(
+            "a delivery signed with the current secret was answered {signed}: deliveries are being lost (RUNBOOK.md#webhook-signature-failures)"
+        ));
+    }
+    let refused = send(forged, "forged").await?;
+    if refused != 401 {
+        return Err(format!(
+            "a forged delivery was answered {refused}, not 401: the webhook does not verify signatures (RUNBOOK.md#webhook-signature-failures)"
+        ));
+    }
+    Ok(format!(
+        "a signed delivery answered {signed}, a forged one 401"
+    ))
 }
 
 async fn secrets(target: &Target) -> Vec<Check> {

@@ -171,6 +171,8 @@ pub struct Pipeline {
     pub intake: Intake,
     pub submit: Submit<Chaotic<AnyVendor>>,
     pub webhook: Arc<Webhook>,
+    /// Where the webhook function answers HTTP, as the stack's `WebhookUrl` output would.
+    pub webhook_url: String,
     pub parse: Parse<AnyVendor>,
     pub reconcile: Reconcile<AnyVendor>,
     /// The queue Textract's completions arrive on (`VENDOR=textract`).
@@ -317,6 +319,7 @@ impl Pipeline {
         .await?;
 
         let sim_webhook_url = webhook_url.clone();
+        let sim_webhook_url_kept = webhook_url.clone();
         let sim = vendor_sim::start(SimConfig {
             listen: "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?,
             api_keys: vec![api_key],
@@ -518,6 +521,7 @@ impl Pipeline {
                 .map(|q| q.ref_value.clone()),
             concurrency: event_source::Concurrency::of(stack),
             webhook,
+            webhook_url: sim_webhook_url_kept,
             sim,
             config,
             clients,
