@@ -350,3 +350,30 @@ async fn every_audit_check_passes_when_kept_and_fails_alone_when_broken() {
     assert_eq!(failing(&checks), Vec::<&str>::new(), "{checks:#?}");
     assert_eq!(code, Some(0));
 }
+
+/// Mindee signs the body alone (hex HMAC, no timestamp): the live check signs as Mindee does,
+/// and the Mindee-configured webhook accepts the signed delivery and refuses the forged one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_webhook_check_signs_as_mindee_does() {
+    use ocrbridge::vendors::select::VendorKind;
+    let s = ocrbridge_tests::stack_with(&[("VendorName", "mindee")]).await;
+    let env = env_file(&s);
+    let p = Pipeline::start(
+        s.clients.clone(),
+        &s.stack,
+        PipelineOptions {
+            vendor: VendorKind::Mindee,
+            ..PipelineOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let (checks, _) = audit(&env, &p.webhook_url).await;
+    assert_eq!(checks["webhook.live"].0, "pass", "{checks:#?}");
+    assert!(checks["webhook.live"].1.contains("forged one 401"));
+    // Mindee's signing secret comes from its console: kept by hand, not failed for rotation.
+    assert_eq!(
+        checks["secret.webhook_secret"].0, "pass",
+        "kept by hand: {checks:#?}"
+    );
+}
