@@ -166,15 +166,8 @@ impl Scheme {
             Scheme::HexHmacBody { header } => {
                 let given = headers.get(header).ok_or(Rejection::Missing)?;
                 let given = hex::decode(given.trim()).map_err(|_| Rejection::Malformed)?;
-                let canonical: Vec<u8> = body
-                    .iter()
-                    .copied()
-                    .filter(|b| *b != b'\r' && *b != b'\n')
-                    .collect();
                 for key in keys {
-                    let mut mac = HmacSha256::new_from_slice(key.expose().as_bytes())
-                        .map_err(|_| Rejection::Signature)?;
-                    mac.update(&canonical);
+                    let mac = hex_body_mac(key, body).ok_or(Rejection::Signature)?;
                     if mac.verify_slice(&given).is_ok() {
                         return Ok(Verified {
                             event_id: format!("sha256:{}", hex::encode(Sha256::digest(body))),
@@ -191,14 +184,19 @@ impl Scheme {
 /// Signs like Mindee: the hex HMAC-SHA256 of the body without CR and LF, with the secret's
 /// text as the key. For `ocrbridge audit`'s live check and tests; production never signs.
 pub fn sign_hex_body(secret: &Secret, body: &[u8]) -> Option<String> {
+    Some(hex::encode(
+        hex_body_mac(secret, body)?.finalize().into_bytes(),
+    ))
+}
+
+/// Mindee's MAC: HMAC-SHA256 keyed with the secret's text over the body without CR and LF (its
+/// SDKs strip them, so a body re-wrapped on the way still verifies).
+fn hex_body_mac(secret: &Secret, body: &[u8]) -> Option<HmacSha256> {
     let mut mac = HmacSha256::new_from_slice(secret.expose().as_bytes()).ok()?;
-    let canonical: Vec<u8> = body
-        .iter()
-        .copied()
-        .filter(|b| *b != b'\r' && *b != b'\n')
-        .collect();
-    mac.update(&canonical);
-    Some(hex::encode(mac.finalize().into_bytes()))
+    for line in body.split(|b| *b == b'\r' || *b == b'\n') {
+        mac.update(line);
+    }
+    Some(mac)
 }
 
 /// Signs like a Standard Webhooks sender. Used by rotation's `testSecret` to prove the pending
