@@ -318,8 +318,6 @@ impl Pipeline {
         })
         .await?;
 
-        let sim_webhook_url = webhook_url.clone();
-        let sim_webhook_url_kept = webhook_url.clone();
         let sim = vendor_sim::start(SimConfig {
             listen: "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?,
             api_keys: vec![api_key],
@@ -345,7 +343,7 @@ impl Pipeline {
         if options.vendor == VendorKind::Mindee && options.mindee_webhooks {
             // What an operator does in Mindee's console: an endpoint at our webhook URL, signed
             // with the stack's signing secret.
-            register_mindee_webhook(&sim.base_url(), &sim_webhook_url, &whsec).await?;
+            register_mindee_webhook(&sim.base_url(), &webhook_url, &whsec).await?;
         }
         let env = binary_environment(stack, endpoint, &sim.base_url(), &options)?;
         if env.get("VENDOR").map(String::as_str) != Some(options.vendor.as_str()) {
@@ -521,7 +519,7 @@ impl Pipeline {
                 .map(|q| q.ref_value.clone()),
             concurrency: event_source::Concurrency::of(stack),
             webhook,
-            webhook_url: sim_webhook_url_kept,
+            webhook_url,
             sim,
             config,
             clients,
