@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use aws_sdk_sqs::error::DisplayErrorContext;
-use aws_sdk_sqs::types::MessageAttributeValue;
+use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName};
 use serde::{Deserialize, Serialize};
 
 use crate::job::JobId;
@@ -43,6 +43,8 @@ pub struct DeadLetter {
     /// redrive policy moves messages without them).
     pub reason_code: Option<String>,
     pub reason: Option<String>,
+    /// When SQS first received it (`SentTimestamp`): how long it has waited.
+    pub sent_at: Option<crate::time::UnixMillis>,
 }
 
 impl DeadLetter {
@@ -58,6 +60,11 @@ impl DeadLetter {
             body: message.body().unwrap_or_default().to_owned(),
             reason_code: attribute(REASON_CODE_ATTRIBUTE),
             reason: attribute(REASON_ATTRIBUTE),
+            sent_at: message
+                .attributes()
+                .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
+                .and_then(|t| t.parse().ok())
+                .map(crate::time::UnixMillis),
         }
     }
 }
@@ -214,6 +221,7 @@ impl Queue {
                 .queue_url(queue_url)
                 .max_number_of_messages(10)
                 .message_attribute_names("All")
+                .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
                 .visibility_timeout(30)
                 .send()
                 .await

@@ -21,7 +21,7 @@
 
 use std::time::Duration;
 
-use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::QueueAttributeName;
 use ocrbridge::time::UnixMillis;
 use ocrbridge::vendors::select::VendorKind;
 use ocrbridge::vendors::KeyScheme;
@@ -77,9 +77,10 @@ pub async fn run(
     webhook_url: Option<&str>,
     json_mode: bool,
 ) -> Result<(), CliError> {
+    let vendor = target.vendor().parse::<VendorKind>().ok();
     let mut checks = Vec::new();
-    checks.push(webhook_live(target, webhook_url).await);
-    checks.extend(secrets(target).await);
+    checks.push(webhook_live(target, vendor, webhook_url).await);
+    checks.extend(secrets(target, vendor).await);
     checks.extend(alarm_routes(target).await);
     checks.extend(queues(target).await);
     checks.push(benchmark(target).await);
@@ -125,12 +126,8 @@ enum Expect {
     Unused(&'static str),
 }
 
-async fn webhook_live(target: &Target, url: Option<&str>) -> Check {
+async fn webhook_live(target: &Target, vendor: Option<VendorKind>, url: Option<&str>) -> Check {
     const NAME: &str = "webhook.live";
-    let vendor = target
-        .env
-        .get("VENDOR")
-        .and_then(|v| v.parse::<VendorKind>().ok());
     if matches!(vendor, Some(VendorKind::Textract | VendorKind::Azure)) {
         return Check::new(NAME, Status::Skip, "this vendor sends no webhooks");
     }
@@ -242,11 +239,7 @@ async fn probe_webhook(
     ))
 }
 
-async fn secrets(target: &Target) -> Vec<Check> {
-    let vendor = target
-        .env
-        .get("VENDOR")
-        .and_then(|v| v.parse::<VendorKind>().ok());
+async fn secrets(target: &Target, vendor: Option<VendorKind>) -> Vec<Check> {
     let api_key = match vendor.map(VendorKind::key_scheme) {
         Some(KeyScheme::Role) => Expect::Unused("Textract authenticates with the functions' role"),
         Some(KeyScheme::Registered | KeyScheme::TwoKeys) => Expect::Rotates,
@@ -373,9 +366,10 @@ async fn alarm_routes(target: &Target) -> Vec<Check> {
     };
     let topics: std::collections::BTreeSet<String> =
         alarms.iter().flat_map(alarms::topics).collect();
+    let sns = alarms::sns(target);
     let mut unheard = Vec::new();
     for topic in &topics {
-        let subscriptions = alarms::sns(target)
+        let subscriptions = sns
             .list_subscriptions_by_topic()
             .topic_arn(topic)
             .send()
@@ -500,45 +494,23 @@ async fn redrive(
 }
 
 async fn dead_letters(target: &Target, name: &str, dlq: &str) -> Result<String, String> {
-    let counts = attributes(
-        target,
-        dlq,
-        &[
-            QueueAttributeName::ApproximateNumberOfMessages,
-            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
-        ],
-    )
-    .await?;
-    let n: u64 = counts.values().filter_map(|v| v.parse::<u64>().ok()).sum();
+    let queue = target.queue();
+    let n = queue.depth(dlq).await.map_err(|e| e.to_string())?;
     if n == 0 {
         return Ok("empty".into());
     }
-    // The oldest letter's age: a look that leaves them where they are.
-    let peeked = target
-        .clients
-        .sqs
-        .receive_message()
-        .queue_url(dlq)
-        .max_number_of_messages(10)
-        .visibility_timeout(0)
-        .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
-        .send()
+    // The oldest of the letters a look finds (it leaves them where they are).
+    let oldest = queue
+        .peek(dlq, 10)
         .await
-        .map(|o| o.messages.unwrap_or_default())
-        .unwrap_or_default();
-    let oldest = peeked
+        .map_err(|e| e.to_string())?
         .iter()
-        .filter_map(|m| {
-            m.attributes()?
-                .get(&MessageSystemAttributeName::SentTimestamp)?
-                .parse::<u64>()
-                .ok()
-        })
+        .filter_map(|l| l.sent_at)
         .min();
     let oldest = oldest.map_or(String::new(), |t| {
         format!(
             ", the oldest {} old",
-            age(UnixMillis::now().0.saturating_sub(t))
+            age(UnixMillis::now().0.saturating_sub(t.0))
         )
     });
     Err(format!(
