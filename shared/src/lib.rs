@@ -17,6 +17,7 @@ pub mod config;
 pub mod cost;
 pub mod document;
 pub mod failpoints;
+pub mod function_url;
 pub mod inspect;
 pub mod job;
 pub mod keyring;

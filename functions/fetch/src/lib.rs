@@ -22,9 +22,9 @@
 use aws_lambda_events::event::lambda_function_urls::{
     LambdaFunctionUrlRequest, LambdaFunctionUrlResponse,
 };
-use base64::Engine;
 use ocrbridge::blob::{Blob, ObjectRef};
 use ocrbridge::config::{ProfilePrefixes, StackConfig};
+use ocrbridge::function_url;
 use ocrbridge::job::ContentHash;
 use ocrbridge::metrics::{self, Metrics};
 use ocrbridge::segments::{self, Sources};
@@ -143,20 +143,7 @@ impl<R: Resolve> Fetch<R> {
             Ok(None) => Answer::Method,
             Err(why) => Answer::BadRequest(why),
         };
-        let mut headers = http::HeaderMap::new();
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/json"),
-        );
-        if answer == Answer::Method {
-            headers.insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
-        }
-        // Non-exhaustive: built from its default.
-        let mut response = LambdaFunctionUrlResponse::default();
-        response.status_code = i64::from(answer.status());
-        response.headers = headers;
-        response.body = Some(answer.body().to_string());
-        response
+        function_url::json_response(answer.status(), answer.body().to_string())
     }
 
     /// Fetches the request's document into the bucket, or says why not.
@@ -298,13 +285,10 @@ pub fn request_of(event: &LambdaFunctionUrlRequest) -> Result<Option<FetchReques
     if event.request_context.http.method.as_deref() != Some("POST") {
         return Ok(None);
     }
-    let body = match (&event.body, event.is_base64_encoded) {
-        (None, _) => return Err("an empty body: send {\"url\", \"profile\", \"source\"}".into()),
-        (Some(text), false) => text.as_bytes().to_vec(),
-        (Some(text), true) => base64::engine::general_purpose::STANDARD
-            .decode(text)
-            .map_err(|_| "the body is not valid base64".to_owned())?,
-    };
+    let body = function_url::body(event).map_err(|e| e.to_string())?;
+    if body.is_empty() {
+        return Err("an empty body: send {\"url\", \"profile\", \"source\"}".into());
+    }
     serde_json::from_slice(&body).map(Some).map_err(|e| {
         format!("not a fetch request ({e}): send {{\"url\", \"profile\", \"source\"}}")
     })

@@ -29,9 +29,9 @@ use std::time::Duration;
 use aws_lambda_events::event::lambda_function_urls::{
     LambdaFunctionUrlRequest, LambdaFunctionUrlResponse,
 };
-use base64::Engine;
 use ocrbridge::config::{setting, SettingError, StackConfig};
 use ocrbridge::failpoints;
+use ocrbridge::function_url;
 use ocrbridge::job::JobId;
 use ocrbridge::keyring::{Keyring, KeyringError};
 use ocrbridge::ledger::{Claim, Ledger};
@@ -149,13 +149,7 @@ pub fn delivery_of(event: &LambdaFunctionUrlRequest) -> Result<(String, Vec<u8>)
         Some(m) if !m.is_empty() && m.bytes().all(is_tchar) => m.to_owned(),
         _ => return Err(Malformed::Method),
     };
-    let body = match (&event.body, event.is_base64_encoded) {
-        (None, _) => Vec::new(),
-        (Some(text), false) => text.as_bytes().to_vec(),
-        (Some(text), true) => base64::engine::general_purpose::STANDARD
-            .decode(text)
-            .map_err(|_| Malformed::Body)?,
-    };
+    let body = function_url::body(event).map_err(|_| Malformed::Body)?;
     Ok((method, body))
 }
 
@@ -239,21 +233,7 @@ impl Webhook {
                 BAD_REQUEST
             }
         };
-        let mut headers = http::HeaderMap::new();
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/json"),
-        );
-        // Non-exhaustive: built from its default.
-        let mut response = LambdaFunctionUrlResponse::default();
-        if reply.status == METHOD.status {
-            // RFC 9110 §15.5.6: a 405 says which methods the resource does take.
-            headers.insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
-        }
-        response.status_code = i64::from(reply.status);
-        response.headers = headers;
-        response.body = Some(reply.body.to_owned());
-        response
+        function_url::json_response(reply.status, reply.body.to_owned())
     }
 
     fn rejected(&self, reason: &str) {
