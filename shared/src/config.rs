@@ -238,6 +238,12 @@ impl ProfilePrefixes {
             .map(ProfilePrefixes)
     }
 
+    /// `PROFILE_PREFIXES` from the environment (`lookup`), the default when unset; the error
+    /// is [`Self::parse`]'s.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        lookup("PROFILE_PREFIXES").map_or_else(|| Ok(Self::default()), |spec| Self::parse(&spec))
+    }
+
     /// The profile of `key`: the longest matching prefix's.
     pub fn profile_for(&self, key: &str) -> Option<&crate::job::Profile> {
         self.0

@@ -48,11 +48,8 @@ pub struct FetchConfig {
 impl FetchConfig {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         Ok(FetchConfig {
-            prefixes: match lookup("PROFILE_PREFIXES") {
-                Some(spec) => ProfilePrefixes::parse(&spec)
-                    .map_err(|e| format!("invalid PROFILE_PREFIXES: {e}"))?,
-                None => ProfilePrefixes::default(),
-            },
+            prefixes: ProfilePrefixes::from_lookup(&lookup)
+                .map_err(|e| format!("invalid PROFILE_PREFIXES: {e}"))?,
             sources: Sources::from_lookup(&lookup)
                 .map_err(|e| format!("invalid METRIC_SOURCES: {e}"))?,
         })

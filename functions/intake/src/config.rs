@@ -49,10 +49,8 @@ impl IntakeConfig {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let mut config = IntakeConfig::default();
         let err = |variable, detail: String| ConfigError { variable, detail };
-        if let Some(spec) = lookup("PROFILE_PREFIXES") {
-            config.prefixes = ocrbridge::config::ProfilePrefixes::parse(&spec)
-                .map_err(|e| err("PROFILE_PREFIXES", e))?;
-        }
+        config.prefixes = ocrbridge::config::ProfilePrefixes::from_lookup(&lookup)
+            .map_err(|e| err("PROFILE_PREFIXES", e))?;
         if let Some(p) = lookup("DEFAULT_PROFILE") {
             config.default_profile = if p.trim().is_empty() {
                 None
