@@ -10,7 +10,7 @@
 
 use std::fmt;
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 
 /// The three ICAO 9303 layouts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,29 +118,27 @@ impl MrzDate {
 
     /// A birth date: the latest century that does not put it after `today`.
     pub fn as_birth_date(self, today: NaiveDate) -> Option<NaiveDate> {
-        let this_century = today.format("%Y").to_string().parse::<i32>().ok()? / 100 * 100;
-        let date = |century: i32| {
-            NaiveDate::from_ymd_opt(century + i32::from(self.yy), self.mm.into(), self.dd.into())
-        };
-        match date(this_century) {
+        let century = today.year() / 100 * 100;
+        match self.in_century(century) {
             Some(d) if d <= today => Some(d),
-            _ => date(this_century - 100),
+            _ => self.in_century(century - 100),
         }
     }
 
     /// An expiry date: documents are valid for at most about 10 years ahead, and one that expired
     /// long ago still reads as past: the century that puts it within 50 years of `today`.
     pub fn as_expiry_date(self, today: NaiveDate) -> Option<NaiveDate> {
-        let this_century = today.format("%Y").to_string().parse::<i32>().ok()? / 100 * 100;
-        let date = |century: i32| {
-            NaiveDate::from_ymd_opt(century + i32::from(self.yy), self.mm.into(), self.dd.into())
-        };
-        let d = date(this_century)?;
+        let century = today.year() / 100 * 100;
+        let d = self.in_century(century)?;
         if (d - today).num_days() > 50 * 365 {
-            date(this_century - 100)
+            self.in_century(century - 100)
         } else {
             Some(d)
         }
+    }
+
+    fn in_century(self, century: i32) -> Option<NaiveDate> {
+        NaiveDate::from_ymd_opt(century + i32::from(self.yy), self.mm.into(), self.dd.into())
     }
 }
 
