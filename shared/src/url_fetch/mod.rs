@@ -394,7 +394,11 @@ impl<R: Resolve> Fetcher<R> {
         Ok((name, first))
     }
 
-    async fn body(&self, response: reqwest::Response, redirects: u8) -> Result<Fetched, Refusal> {
+    async fn body(
+        &self,
+        mut response: reqwest::Response,
+        redirects: u8,
+    ) -> Result<Fetched, Refusal> {
         let limit = self.policy.max_bytes;
         if response.content_length().is_some_and(|n| n > limit) {
             return Err(Refusal::TooLarge { limit });
@@ -405,7 +409,6 @@ impl<R: Resolve> Fetcher<R> {
             .and_then(|c| c.to_str().ok())
             .map(str::to_owned);
         let mut bytes = Vec::new();
-        let mut response = response;
         while let Some(chunk) = response
             .chunk()
             .await
