@@ -918,8 +918,9 @@ async fn a_burst_beyond_the_functions_concurrency_is_never_parked() {
     let deployed = std::fs::read_to_string(ocrbridge_local::template_path()).unwrap();
     let (throttled, parked, jobs) = burst(Template::parse(&deployed).unwrap()).await;
     assert_eq!(throttled, 0, "the pollers never outran the function");
-    // Every upload is a job. (A message SQS — here moto — delivers twice at once is dead-lettered
-    // on its second receive at this MaxReceiveCount; its job exists, so nothing is lost.)
+    // Every upload is a job. (The local pollers receive one at a time per queue: moto's receive
+    // could otherwise hand one message to two of them, each seeing it received twice, and the
+    // crash-loop guard would park it — both copies, no job made.)
     assert_eq!(
         jobs.len(),
         UPLOADS,

@@ -57,6 +57,13 @@ pub(crate) struct Concurrency {
     functions: BTreeMap<&'static str, Arc<Semaphore>>,
     /// By event source: the invocations its pollers may have in flight.
     sources: BTreeMap<&'static str, Arc<Semaphore>>,
+    /// By event source (in [`EventSource::ALL`]'s order): one `ReceiveMessage` at a time.
+    /// moto's receive takes no lock: two at once can both take the same visible message, and
+    /// both raise its receive count before either reads it, so each invocation sees a message
+    /// received twice that no function ever failed, and the crash-loop guard parks it (at
+    /// `MaxReceiveCount=3`, on the first delivery). SQS hands a message to one receiver per
+    /// visibility window; its rare duplicates are the chaos run's to inject, not the emulator's.
+    receiving: [tokio::sync::Mutex<()>; EventSource::ALL.len()],
 }
 
 impl EventSource {
@@ -125,7 +132,8 @@ enum Invoked {
 }
 
 impl Pipeline {
-    async fn receive(&self, queue_url: &str, max: i32) -> Vec<Message> {
+    async fn receive(&self, source: EventSource, queue_url: &str, max: i32) -> Vec<Message> {
+        let _one_at_a_time = self.concurrency.receiving[source as usize].lock().await;
         let messages = self
             .clients
             .sqs
@@ -298,7 +306,9 @@ impl Pipeline {
             Some(limit) => Arc::clone(limit).acquire_owned().await.ok(),
             None => None,
         };
-        let received = self.receive(queue_url, self.batch_sizes[name]).await;
+        let received = self
+            .receive(source, queue_url, self.batch_sizes[name])
+            .await;
         if received.is_empty() {
             return 0;
         }
