@@ -2,7 +2,7 @@
 # Proof that can fail: each patch in scripts/mutants/ removes one guard (the lease, the fence, the
 # resolution of a lost answer…) and names the test meant to catch it (`# expect-fail: TEST_FILE:NAME`).
 # For each, this applies the patch, runs each test it names, and requires every one to FAIL; then
-# reverts. `lib:TEST` names a unit test of the shared crate. The chaos run, when named, runs with CHAOS_DOCS=${MUTANT_CHAOS_DOCS:-100}.
+# reverts. `lib:TEST` names a unit test of the shared crate, `cli-lib:TEST` one of the CLI crate, `cli/FILE:TEST` a CLI integration test. The chaos run, when named, runs with CHAOS_DOCS=${MUTANT_CHAOS_DOCS:-100}.
 #   scripts/mutants.sh [NAME…]      (default: every patch)
 # Exit status 1 if any mutant survived (its test passed with the guard gone). Not part of
 # `make test` (each mutant rebuilds the test binary); `make mutants` runs it.
@@ -30,9 +30,15 @@ for name in "${names[@]}"; do
   while read -r target; do
     file=${target%%:*}
     test=${target#*:}
-    log=".local/mutant-$name-$file.log"
+    log=".local/mutant-$name-${file//\//-}.log"
     # `lib:` names a unit test of the shared crate (`lib:url_fetch::tests::NAME`).
-    if [ "$file" = lib ]; then where=(-p ocrbridge --lib); else where=(-p ocrbridge-tests --test "$file"); fi
+    # `cli-lib:` a unit test of the CLI crate, `cli/FILE:` one of its integration tests.
+    case "$file" in
+      lib) where=(-p ocrbridge --lib) ;;
+      cli-lib) where=(-p ocrbridge-cli --lib) ;;
+      cli/*) where=(-p ocrbridge-cli --test "${file#cli/}") ;;
+      *) where=(-p ocrbridge-tests --test "$file") ;;
+    esac
     if CHAOS_DOCS=${MUTANT_CHAOS_DOCS:-100} cargo test --quiet "${where[@]}" -- --exact "$test" >"$log" 2>&1; then
       echo "   SURVIVED: $file::$test passed with the guard removed ($log)"
       survived+=("$name:$file")

@@ -305,6 +305,25 @@ impl Metrics {
         }
     }
 
+    /// The same emitter, writing to `namespace` (the stack's `METRICS_NAMESPACE`).
+    pub fn in_namespace(self, namespace: impl Into<String>) -> Self {
+        Metrics {
+            namespace: namespace.into(),
+            ..self
+        }
+    }
+
+    /// The EMF records kept so far, removed from the emitter (an emitter that prints keeps
+    /// none): the local stack hands them to CloudWatch as Lambda's log extraction would.
+    pub fn take_records(&self) -> Vec<Value> {
+        match &self.sink {
+            Sink::Stdout => Vec::new(),
+            Sink::Memory(records) => {
+                std::mem::take(&mut *records.lock().unwrap_or_else(|p| p.into_inner()))
+            }
+        }
+    }
+
     /// Emits one data point. `dimensions` are values for `metric.dimensions`, in order; extra
     /// `properties` (a job id) ride along for Logs Insights without becoming dimensions.
     pub fn emit(

@@ -243,7 +243,8 @@ pub fn score_document(
     }
 }
 
-fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
+/// The nearest-rank `p` percentile (0 < p ≤ 1) of ascending values; `None` when there are none.
+pub fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
     if sorted.is_empty() {
         return None;
     }

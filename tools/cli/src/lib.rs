@@ -7,6 +7,7 @@ pub mod commands;
 pub mod error;
 pub mod output;
 pub mod target;
+pub mod weekly;
 
 pub use error::CliError;
 pub use target::Target;

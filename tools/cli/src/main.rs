@@ -74,6 +74,20 @@ enum Command {
         #[arg(long, env = "OCRBRIDGE_WEBHOOK_URL")]
         webhook_url: Option<String>,
     },
+    /// The weekly checkpoint: this week against the last — volume, cost per document and page,
+    /// retries, duplicate suppression, failure reasons, latency percentiles, quality.
+    Report {
+        /// The report covers a week (the only period so far).
+        #[arg(long, required = true)]
+        week: bool,
+        /// The week's last day (2026-11-29; it ends at the next UTC midnight) or an RFC 3339
+        /// time; the week ends now without it.
+        #[arg(long, value_parser = commands::report::parse_ending)]
+        ending: Option<ocrbridge::time::UnixMillis>,
+        /// Also write one self-contained HTML page with charts here.
+        #[arg(long)]
+        html: Option<std::path::PathBuf>,
+    },
     /// What the vendor was paid, by vendor, model and profile: per document and per page, with
     /// failed-but-billed work, duplicates, retries and in-flight estimates on their own.
     Cost {
@@ -297,6 +311,11 @@ async fn on_stack(t: &TargetArgs, command: Command) -> Result<(), CliError> {
         Command::Audit { webhook_url } => {
             commands::audit::run(&target, webhook_url.as_deref(), json).await
         }
+        Command::Report {
+            week: _,
+            ending,
+            html,
+        } => commands::report::week(&target, ending, html.as_deref(), json).await,
         Command::Cost { since, until, by } => {
             let window = ocrbridge::cost::Window { since, until };
             commands::cost::run(&target, window, by, json).await

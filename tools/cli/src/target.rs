@@ -203,6 +203,15 @@ pub fn environment(
     }
     env.entry("MAX_RECEIVE_COUNT".into())
         .or_insert_with(|| "7".into());
+    // The functions' `METRICS_NAMESPACE`: `${MetricsNamespace}/${EnvironmentName}`, as the
+    // template writes it (its parameter defaults when the stack kept them).
+    let environment = parameters
+        .get("EnvironmentName")
+        .map_or("dev", String::as_str);
+    let base = parameters
+        .get("MetricsNamespace")
+        .map_or("ocrbridge", String::as_str);
+    env.insert("METRICS_NAMESPACE".into(), format!("{base}/{environment}"));
     // Only the benchmark function has it; a stack deployed before it existed has none.
     if let Some(table) = physical.get("BenchmarkRunsTable") {
         env.insert("BENCHMARK_RUNS_TABLE".into(), table.clone());
@@ -244,6 +253,16 @@ mod tests {
         assert_eq!(env["VENDOR"], "azure");
         let config = StackConfig::from_lookup(|k| env.get(k).cloned()).unwrap();
         assert_eq!(config.max_receive_count, 9);
+        assert_eq!(
+            env["METRICS_NAMESPACE"], "ocrbridge/dev",
+            "the template's defaults"
+        );
+        let named = BTreeMap::from([
+            ("MetricsNamespace".to_owned(), "acme".to_owned()),
+            ("EnvironmentName".to_owned(), "prod".to_owned()),
+        ]);
+        let env = environment(&physical, &named).unwrap();
+        assert_eq!(env["METRICS_NAMESPACE"], "acme/prod");
         let mut partial = physical.clone();
         partial.remove("JobsTable");
         assert_eq!(environment(&partial, &parameters), Err("JobsTable"));

@@ -4,6 +4,7 @@ pub mod alarms;
 pub mod bench;
 pub mod cli;
 pub mod demo;
+pub mod emf;
 pub mod moto;
 pub mod pipeline;
 pub mod provision;

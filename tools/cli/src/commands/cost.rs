@@ -8,7 +8,7 @@
 //! (`--by day`: cost per document by day).
 
 use ocrbridge::cost::{self, CostBy, Spend, Window, LIST_PRICES_AS_OF};
-use ocrbridge::job::JobState;
+use ocrbridge::job::{Job, JobState};
 use ocrbridge::time::UnixMillis;
 use serde_json::json;
 
@@ -43,12 +43,8 @@ pub fn parse_by(text: &str) -> Result<CostBy, String> {
         .ok_or_else(|| format!("{text:?}: --by takes line, source, profile, model or day"))
 }
 
-pub async fn run(
-    target: &Target,
-    window: Window,
-    by: CostBy,
-    json_mode: bool,
-) -> Result<(), CliError> {
+/// Every job of the stack, in every state (the `by-state-shard` index, page by page).
+pub(crate) async fn every_job(target: &Target) -> Result<Vec<Job>, CliError> {
     let ledger = target.ledger();
     let mut jobs = Vec::new();
     for state in JobState::ALL {
@@ -64,6 +60,16 @@ pub async fn run(
             }
         }
     }
+    Ok(jobs)
+}
+
+pub async fn run(
+    target: &Target,
+    window: Window,
+    by: CostBy,
+    json_mode: bool,
+) -> Result<(), CliError> {
+    let jobs = every_job(target).await?;
     let lines = cost::report_by(&jobs, window, by);
     let columns = by.columns();
     let when = |t: Option<UnixMillis>| {

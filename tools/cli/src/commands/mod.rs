@@ -6,6 +6,7 @@ pub mod cost;
 pub mod dlq;
 pub mod jobs;
 pub mod quality;
+pub mod report;
 pub mod review;
 pub mod secrets;
 pub mod spot_check;

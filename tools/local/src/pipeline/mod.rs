@@ -265,6 +265,14 @@ impl Pipeline {
             .map_err(|e| aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string())?;
         let api_key = secret(&clients, &config.vendor_api_key_secret).await?;
         let ledger = Ledger::new(clients.dynamodb.clone(), config.ledger_tables());
+        // Each function's EMF records, kept under the namespace the template gives them, for
+        // [`Pipeline::publish_metrics`] to hand to CloudWatch.
+        let namespace = stack
+            .function_environment()
+            .ok()
+            .and_then(|env| env.get("METRICS_NAMESPACE").cloned())
+            .unwrap_or_else(|| "ocrbridge".into());
+        let emitter = |function| Metrics::memory(function).in_namespace(namespace.clone());
         let keyring = |id: &str, stages: &[Stage]| {
             Keyring::new(clients.secrets.clone(), id, stages, Duration::from_secs(60))
         };
@@ -275,7 +283,7 @@ impl Pipeline {
             ),
             ledger: ledger.clone(),
             queue: Queue::new(clients.sqs.clone()),
-            metrics: Metrics::memory("webhook"),
+            metrics: emitter("webhook"),
             stack: config.clone(),
             config: WebhookConfig::from_lookup(|k| {
                 (k == "VENDOR").then(|| options.vendor.as_str().to_owned())
@@ -430,7 +438,7 @@ impl Pipeline {
                 blob: Blob::new(clients.s3.clone()),
                 queue: Queue::new(clients.sqs.clone()),
                 ledger: ledger.clone(),
-                metrics: Metrics::memory("intake"),
+                metrics: emitter("intake"),
                 stack: config.clone(),
                 config: IntakeConfig::default(),
             },
@@ -463,7 +471,7 @@ impl Pipeline {
                 },
                 blob: Blob::new(clients.s3.clone()),
                 queue: Queue::new(clients.sqs.clone()),
-                metrics: Metrics::memory("submit"),
+                metrics: emitter("submit"),
                 stack: config.clone(),
                 config: SubmitConfig {
                     max_age: options.max_age,
@@ -483,7 +491,7 @@ impl Pipeline {
                 ledger: ledger.clone(),
                 blob: Blob::new(clients.s3.clone()),
                 queue: Queue::new(clients.sqs.clone()),
-                metrics: Metrics::memory("parse"),
+                metrics: emitter("parse"),
                 stack: config.clone(),
                 config: ParseConfig {
                     rules: RuleConfig::default(),
@@ -499,7 +507,7 @@ impl Pipeline {
                 vendor: vendor()?,
                 ledger,
                 queue: Queue::new(clients.sqs.clone()),
-                metrics: Metrics::memory("reconcile"),
+                metrics: emitter("reconcile"),
                 stack: config.clone(),
                 config: ReconcileConfig {
                     stuck: options.stuck,
@@ -564,6 +572,24 @@ impl Pipeline {
             }
         };
         tokio::join!(self.run_sources_until(&EventSource::ALL, stop), schedule);
+    }
+
+    /// Hands every metric the functions emitted since the last call to CloudWatch, as its log
+    /// extraction does with a deployed function's EMF lines (see [`crate::emf`]), each `back`
+    /// earlier than it happened. Returns how many data points were put.
+    pub async fn publish_metrics(&self, back: Duration) -> Result<usize, String> {
+        let records: Vec<serde_json::Value> = [
+            &self.intake.metrics,
+            &self.submit.metrics,
+            &self.parse.metrics,
+            &self.reconcile.metrics,
+            &self.webhook.metrics,
+        ]
+        .into_iter()
+        .flat_map(|m| m.take_records())
+        .collect();
+        let cloudwatch = aws_sdk_cloudwatch::Client::new(&self.clients.sdk_config);
+        crate::emf::publish(&cloudwatch, &records, back).await
     }
 
     /// Runs only `sources`' pollers (no schedule) until `stop` is set: one stage on its own.
