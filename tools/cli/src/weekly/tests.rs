@@ -278,3 +278,24 @@ fn benchmark_documents_are_not_the_weeks_traffic() {
     assert_eq!(after.volume, before.volume);
     assert_eq!(after.latency, before.latency);
 }
+
+#[test]
+fn a_reviewed_jobs_latency_ends_at_its_result_not_at_the_approval() {
+    let (this, _) = Week::ending(NOW);
+    let reviewed = job(
+        10,
+        1,
+        1,
+        &[
+            (JobState::Queued, 10),
+            (JobState::Submitted, 20),
+            (JobState::NeedsReview, 3_000),
+            (JobState::Completed, 7_200_000),
+        ],
+    );
+    let t = week_figures(&[reviewed], this, &Counted::default(), &[]);
+    assert_eq!(
+        t.latency[0].p99_ms, 3_000,
+        "a person's review is not the pipeline's latency"
+    );
+}
