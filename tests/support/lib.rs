@@ -67,6 +67,9 @@ async fn provisioned(template: Template, parameters: &[(&str, &str)], alarms: bo
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect(),
         alarms,
+        // The functions' Lambda configuration goes with the alarms: both are what an operator
+        // audits, and neither is needed to run the pipeline.
+        functions: alarms,
         ..Default::default()
     };
     let stack = provision(&clients, &template, &options)

@@ -212,6 +212,12 @@ pub fn environment(
         .get("MetricsNamespace")
         .map_or("ocrbridge", String::as_str);
     env.insert("METRICS_NAMESPACE".into(), format!("{base}/{environment}"));
+    // The functions `ocrbridge audit` reads the Lambda side of.
+    for (variable, logical) in ocrbridge_local::functions::NAMED {
+        if let Some(name) = physical.get(logical) {
+            env.insert(variable.to_owned(), name.clone());
+        }
+    }
     // Only the benchmark function has it; a stack deployed before it existed has none.
     if let Some(table) = physical.get("BenchmarkRunsTable") {
         env.insert("BENCHMARK_RUNS_TABLE".into(), table.clone());

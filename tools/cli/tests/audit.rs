@@ -195,6 +195,9 @@ async fn every_audit_check_passes_when_kept_and_fails_alone_when_broken() {
         "dlq.intake",
         "dlq.submit",
         "dlq.results",
+        "function.intake",
+        "function.submit",
+        "function.parse",
         "benchmark",
     ] {
         assert_eq!(checks[name].0, "pass", "{name}: {checks:#?}");
@@ -311,6 +314,89 @@ async fn every_audit_check_passes_when_kept_and_fails_alone_when_broken() {
         .topic_arn(&topic)
         .protocol("sqs")
         .endpoint(queue_arn(&s, &inbox).await)
+        .send()
+        .await
+        .unwrap();
+
+    // The Lambda side, edited after the deploy: a queue that hands a batch out again while the
+    // function may still run; a mapping with no cap; a cap above the reserved concurrency.
+    let lambda = aws_sdk_lambda::Client::new(&s.clients.sdk_config);
+    s.clients
+        .sqs
+        .set_queue_attributes()
+        .queue_url(&s.config.intake_queue_url)
+        .attributes(QueueAttributeName::VisibilityTimeout, "90")
+        .send()
+        .await
+        .unwrap();
+    let (checks, _) = audit(&env, &p.webhook_url).await;
+    expect_alone(
+        &checks,
+        "function.intake",
+        "under 6 × the function's 60 s timeout",
+    );
+    s.clients
+        .sqs
+        .set_queue_attributes()
+        .queue_url(&s.config.intake_queue_url)
+        .attributes(QueueAttributeName::VisibilityTimeout, "360")
+        .send()
+        .await
+        .unwrap();
+    let submit = &s.stack.physical("SubmitFunction").unwrap().ref_value;
+    let mapping = lambda
+        .list_event_source_mappings()
+        .function_name(submit)
+        .send()
+        .await
+        .unwrap()
+        .event_source_mappings()[0]
+        .uuid()
+        .unwrap()
+        .to_owned();
+    let cap = |max: i32| {
+        lambda
+            .update_event_source_mapping()
+            .uuid(&mapping)
+            .scaling_config(
+                aws_sdk_lambda::types::ScalingConfig::builder()
+                    .maximum_concurrency(max)
+                    .build(),
+            )
+            .send()
+    };
+    cap(50).await.unwrap();
+    let (checks, _) = audit(&env, &p.webhook_url).await;
+    expect_alone(
+        &checks,
+        "function.submit",
+        "maximum concurrency 50 is above the function's reserved concurrency 5",
+    );
+    cap(2).await.unwrap();
+    let parse = &s.stack.physical("ParseFunction").unwrap().ref_value;
+    lambda
+        .delete_function_concurrency()
+        .function_name(parse)
+        .send()
+        .await
+        .unwrap();
+    lambda
+        .put_function_concurrency()
+        .function_name(parse)
+        .reserved_concurrent_executions(4)
+        .send()
+        .await
+        .unwrap();
+    let (checks, _) = audit(&env, &p.webhook_url).await;
+    expect_alone(
+        &checks,
+        "function.parse",
+        "above the function's reserved concurrency 4",
+    );
+    lambda
+        .put_function_concurrency()
+        .function_name(parse)
+        .reserved_concurrent_executions(10)
         .send()
         .await
         .unwrap();

@@ -123,6 +123,11 @@ pub fn env_lines(endpoint: &str, stack: &LocalStack) -> Result<String, String> {
     for (name, value) in stack.function_environment().map_err(|e| e.to_string())? {
         lines.push(format!("export {name}={value}"));
     }
+    for (variable, logical_id) in crate::functions::NAMED {
+        if let Some(function) = stack.physical(logical_id) {
+            lines.push(format!("export {variable}={}", function.ref_value));
+        }
+    }
     // The benchmark function's own variable, for `ocrbridge --local quality`.
     if let Some(table) = stack.physical("BenchmarkRunsTable") {
         lines.push(format!("export BENCHMARK_RUNS_TABLE={}", table.ref_value));
@@ -162,6 +167,7 @@ pub async fn run(options: &LocalOptions, command: LocalCommand) -> Result<(), St
                     secret_values: secrets.into_iter().collect(),
                     parameters: vendor_parameters(vendor),
                     alarms: true,
+                    functions: true,
                 },
             )
             .await
@@ -240,6 +246,7 @@ async fn fresh_stack(
             stack_name: stack_name.to_owned(),
             parameters: vendor_parameters(vendor),
             alarms: true,
+            functions: true,
             ..Default::default()
         },
     )

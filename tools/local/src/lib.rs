@@ -5,6 +5,7 @@ pub mod bench;
 pub mod cli;
 pub mod demo;
 pub mod emf;
+pub mod functions;
 pub mod moto;
 pub mod pipeline;
 pub mod provision;

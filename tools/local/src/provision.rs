@@ -68,6 +68,9 @@ pub struct ProvisionOptions {
     /// them; a pipeline test does not, and 31 `PutMetricAlarm` calls per stack add up across
     /// the hundreds of stacks the crash-point gate and chaos runs make.
     pub alarms: bool,
+    /// Creates the functions' configuration in moto's Lambda too (see [`crate::functions`]):
+    /// what `ocrbridge audit` reads; the pipeline runs the handlers itself.
+    pub functions: bool,
 }
 
 /// The provisioned stack: what each logical id became.
@@ -148,6 +151,38 @@ impl LocalStack {
             None => def.properties.get("ScalingConfig")?,
         };
         scaling.get("MaximumConcurrency")?.as_u64()
+    }
+
+    /// `Globals.Function.Timeout`: a function's timeout when it sets none.
+    pub fn global_function_timeout(&self) -> Option<i32> {
+        self.template
+            .global_function()
+            .get("Timeout")
+            .and_then(scalar_to_string)
+            .and_then(|t| t.parse().ok())
+    }
+
+    /// The resources of `kind` in this stack (under a true condition), by logical id, with
+    /// their properties resolved against it.
+    pub fn resolved_of_kind(&self, kind: &str) -> Result<Vec<(String, Mapping)>, String> {
+        let exists: Vec<&str> = self
+            .skipped
+            .iter()
+            .filter(|(_, k)| k == kind)
+            .map(|(id, _)| id.as_str())
+            .collect();
+        self.template
+            .resources()
+            .into_iter()
+            .filter(|r| exists.contains(&r.logical_id.as_str()))
+            .map(
+                |r| match self.scope.resolve(&Value::Mapping(r.properties.clone())) {
+                    Ok(Value::Mapping(props)) => Ok((r.logical_id, props)),
+                    Ok(_) => Err(format!("{}: properties are not a mapping", r.logical_id)),
+                    Err(e) => Err(format!("{}: {e}", r.logical_id)),
+                },
+            )
+            .collect()
     }
 
     pub fn stack_config(&self) -> Result<StackConfig, ProvisionError> {
@@ -240,14 +275,24 @@ pub async fn provision(
         }
         pending = deferred;
     }
-    Ok(LocalStack {
+    let stack = LocalStack {
         scope,
         template: template.clone(),
         skipped: skipped
             .into_iter()
             .map(|r| (r.logical_id, r.kind))
             .collect(),
-    })
+    };
+    if options.functions {
+        crate::functions::create(clients, &stack)
+            .await
+            .map_err(|detail| ProvisionError::Aws {
+                logical_id: "functions".into(),
+                kind: "AWS::Serverless::Function".into(),
+                detail,
+            })?;
+    }
+    Ok(stack)
 }
 
 async fn create(

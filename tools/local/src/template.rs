@@ -114,12 +114,20 @@ impl Template {
             .unwrap_or_default()
     }
 
-    /// `Globals.Function.Environment.Variables`, unresolved.
-    pub fn global_function_environment(&self) -> Mapping {
+    /// `Globals.Function`, unresolved.
+    pub fn global_function(&self) -> Mapping {
         self.root
             .get("Globals")
             .and_then(|g| g.get("Function"))
-            .and_then(|f| f.get("Environment"))
+            .and_then(Value::as_mapping)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// `Globals.Function.Environment.Variables`, unresolved.
+    pub fn global_function_environment(&self) -> Mapping {
+        self.global_function()
+            .get("Environment")
             .and_then(|e| e.get("Variables"))
             .and_then(Value::as_mapping)
             .cloned()

@@ -8,6 +8,9 @@
 //! - **alarms**: every alarm of the environment has its actions enabled and an SNS topic for
 //!   ALARM and OK; every such topic has a confirmed subscription;
 //! - **queues**: each source queue redrives to its own DLQ after `MaxReceiveCount` receives;
+//! - **functions** (`audit_lambda`): each SQS-fed function's queue keeps a batch invisible for
+//!   six times its timeout, and its event source mapping has a maximum concurrency within its
+//!   reserved concurrency — read live from Lambda;
 //! - **DLQs**: empty, or how many letters and how old the oldest;
 //! - **benchmark**: a scored run within 8 days, and a pinned baseline for its pack and vendor.
 //!
@@ -16,8 +19,7 @@
 //!   is refused with 401. The test delivery reports progress (`processing`) for a job nobody
 //!   has, which the webhook acknowledges after verification and acts on in no way.
 //!
-//! Not checked here: the Lambda side of visibility and concurrency (the template test holds
-//! those for a deployed template), and model versions.
+//! Not checked here: model versions (see the note on #28).
 
 use std::time::Duration;
 
@@ -28,7 +30,7 @@ use ocrbridge::vendors::KeyScheme;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::commands::alarms;
+use crate::commands::{alarms, audit_lambda};
 use crate::output::{age, emit};
 use crate::{CliError, Target};
 
@@ -83,6 +85,7 @@ pub async fn run(
     checks.extend(secrets(target, vendor).await);
     checks.extend(alarm_routes(target).await);
     checks.extend(queues(target).await);
+    checks.extend(functions(target).await);
     checks.push(benchmark(target).await);
     let failed = checks.iter().filter(|c| c.status == Status::Fail).count();
     emit(
@@ -435,6 +438,29 @@ async fn queues(target: &Target) -> Vec<Check> {
     }
     redrives.extend(letters);
     redrives
+}
+
+/// The Lambda side of each SQS-fed function (`audit_lambda`).
+async fn functions(target: &Target) -> Vec<Check> {
+    let lambda = aws_sdk_lambda::Client::new(&target.clients.sdk_config);
+    let mut checks = Vec::new();
+    for (name, function, queue) in audit_lambda::FED_BY_QUEUES {
+        let check = format!("function.{name}");
+        checks.push(match (target.env.get(function), target.env.get(queue)) {
+            (Some(function), Some(queue)) => Check::of(
+                check,
+                audit_lambda::read(target, &lambda, function, queue)
+                    .await
+                    .and_then(|side| audit_lambda::judge(&side)),
+            ),
+            _ => Check::new(
+                check,
+                Status::Skip,
+                format!("the stack's environment names no {function}: write it again with `ocrbridge local provision --env-out`"),
+            ),
+        });
+    }
+    checks
 }
 
 async fn attributes(

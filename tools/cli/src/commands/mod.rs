@@ -2,6 +2,7 @@
 
 pub mod alarms;
 pub mod audit;
+pub mod audit_lambda;
 pub mod cost;
 pub mod dlq;
 pub mod jobs;
