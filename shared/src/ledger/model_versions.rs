@@ -33,6 +33,17 @@ pub enum VersionSighting {
 pub(super) struct Seen(Arc<Mutex<HashSet<String>>>);
 
 const VERSIONS: &str = "versions";
+/// The version most recently recorded for the first time by some container: the one answering
+/// now, once a model update has reached every container.
+const LATEST: &str = "latest";
+
+/// The versions a vendor's model has answered as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelVersions {
+    pub versions: BTreeSet<String>,
+    pub latest: Option<String>,
+    pub last_seen_at: Option<UnixMillis>,
+}
 
 impl Ledger {
     /// Records that `vendor`'s `model` answered as `version`.
@@ -60,10 +71,12 @@ impl Ledger {
             .update_item()
             .table_name(&self.tables.dedupe)
             .key(attr::DEDUPE_KEY, s(&key))
-            .update_expression("ADD #v :v SET #at = :now")
+            .update_expression("ADD #v :v SET #at = :now, #latest = :version")
             .expression_attribute_names("#v", VERSIONS)
             .expression_attribute_names("#at", "last_seen_at")
+            .expression_attribute_names("#latest", LATEST)
             .expression_attribute_values(":v", AttributeValue::Ss(vec![version.to_owned()]))
+            .expression_attribute_values(":version", s(version))
             .expression_attribute_values(":now", n(now.0))
             // The whole item as it was: an `ADD` that changes nothing is not "updated" to every
             // implementation (moto returns no UPDATED_OLD for it).
@@ -87,5 +100,38 @@ impl Ledger {
         } else {
             VersionSighting::New { before }
         })
+    }
+
+    /// The versions recorded for `vendor`'s `model`, if it ever answered with one.
+    pub async fn model_versions(
+        &self,
+        vendor: &str,
+        model: &str,
+    ) -> Result<Option<ModelVersions>, LedgerError> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.tables.dedupe)
+            .key(
+                attr::DEDUPE_KEY,
+                s(format!("model-versions#{vendor}#{model}")),
+            )
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| LedgerError::dynamo("GetItem", &e))?
+            .item;
+        Ok(item.map(|item| ModelVersions {
+            versions: match item.get(VERSIONS) {
+                Some(AttributeValue::Ss(v)) => v.iter().cloned().collect(),
+                _ => BTreeSet::new(),
+            },
+            latest: item.get(LATEST).and_then(|v| v.as_s().ok()).cloned(),
+            last_seen_at: item
+                .get("last_seen_at")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse().ok())
+                .map(UnixMillis),
+        }))
     }
 }

@@ -167,7 +167,7 @@ async fn every_audit_check_passes_when_kept_and_fails_alone_when_broken() {
         run_id: "bq-audit-1".into(),
         pack: "default".into(),
         vendor: "sim".into(),
-        models: BTreeMap::new(),
+        models: BTreeMap::from([("receipt".to_owned(), "sim-receipt sim-1".to_owned())]),
         started_at_ms: now - 600_000,
         scored_at_ms: now,
         documents: Vec::new(),
@@ -179,6 +179,12 @@ async fn every_audit_check_passes_when_kept_and_fails_alone_when_broken() {
         .await
         .unwrap();
     store.pin_baseline("bq-audit-1").await.unwrap();
+
+    // The vendor answers as the version the baseline was scored on.
+    s.ledger
+        .record_model_version("sim", "sim-receipt", "sim-1", UnixMillis::now())
+        .await
+        .unwrap();
 
     let (checks, code) = audit(&env, &p.webhook_url).await;
     assert_eq!(failing(&checks), Vec::<&str>::new(), "{checks:#?}");
@@ -199,6 +205,7 @@ async fn every_audit_check_passes_when_kept_and_fails_alone_when_broken() {
         "function.submit",
         "function.parse",
         "benchmark",
+        "vendor.models",
     ] {
         assert_eq!(checks[name].0, "pass", "{name}: {checks:#?}");
     }
@@ -401,6 +408,24 @@ async fn every_audit_check_passes_when_kept_and_fails_alone_when_broken() {
         .await
         .unwrap();
 
+    // The vendor updated its model: the baseline no longer measures what runs.
+    let ledger =
+        || ocrbridge::ledger::Ledger::new(s.clients.dynamodb.clone(), s.config.ledger_tables());
+    ledger()
+        .record_model_version("sim", "sim-receipt", "sim-2", UnixMillis::now())
+        .await
+        .unwrap();
+    let (checks, _) = audit(&env, &p.webhook_url).await;
+    expect_alone(
+        &checks,
+        "vendor.models",
+        "sim sim-receipt answers as sim-2; baseline bq-audit-1 (default) was scored on sim-1",
+    );
+    ledger()
+        .record_model_version("sim", "sim-receipt", "sim-1", UnixMillis::now())
+        .await
+        .unwrap();
+
     // A letter in a DLQ.
     s.clients
         .sqs
@@ -431,6 +456,12 @@ async fn every_audit_check_passes_when_kept_and_fails_alone_when_broken() {
     let (checks, _) = audit(&env, &p.webhook_url).await;
     expect_alone(&checks, "benchmark", "no baseline pinned");
     store.pin_baseline("bq-audit-1").await.unwrap();
+
+    // The vendor answers as the version the baseline was scored on.
+    s.ledger
+        .record_model_version("sim", "sim-receipt", "sim-1", UnixMillis::now())
+        .await
+        .unwrap();
 
     let (checks, code) = audit(&env, &p.webhook_url).await;
     assert_eq!(failing(&checks), Vec::<&str>::new(), "{checks:#?}");

@@ -12,14 +12,15 @@
 //!   six times its timeout, and its event source mapping has a maximum concurrency within its
 //!   reserved concurrency — read live from Lambda;
 //! - **DLQs**: empty, or how many letters and how old the oldest;
-//! - **benchmark**: a scored run within 8 days, and a pinned baseline for its pack and vendor.
-//!
+//! - **benchmark**: a scored run within 8 days, and a pinned baseline for its pack and vendor;
 //! - **the live webhook** (`--webhook-url`, the stack's `WebhookUrl` output): a test delivery
 //!   signed with the current secret is accepted, and the same delivery with a forged signature
 //!   is refused with 401. The test delivery reports progress (`processing`) for a job nobody
 //!   has, which the webhook acknowledges after verification and acts on in no way.
 //!
-//! Not checked here: model versions (see the note on #28).
+//! - **model versions** (`vendor.models`): each model a pinned baseline was scored on still
+//!   answers as the version it was scored on (the ledger's `model-versions` record, which parse
+//!   keeps); a newer one means this month's extractions run on a model nobody has measured.
 
 use std::time::Duration;
 
@@ -87,6 +88,7 @@ pub async fn run(
     checks.extend(queues(target).await);
     checks.extend(functions(target).await);
     checks.push(benchmark(target).await);
+    checks.extend(model_versions(target).await);
     let failed = checks.iter().filter(|c| c.status == Status::Fail).count();
     emit(
         json_mode,
@@ -606,4 +608,67 @@ async fn benchmark(target: &Target) -> Check {
         ),
         Err(e) => Check::new("benchmark", Status::Fail, e.to_string()),
     }
+}
+
+/// Each pinned baseline's models, by the version they were scored on, against the version the
+/// vendor answers as now (`Ledger::model_versions`).
+async fn model_versions(target: &Target) -> Vec<Check> {
+    let Ok(store) = crate::commands::quality::store(target) else {
+        return Vec::new();
+    };
+    let rows = match store.rows().await {
+        Ok(rows) => rows,
+        Err(e) => return vec![Check::new("vendor.models", Status::Fail, e.to_string())],
+    };
+    // Every pack and vendor a run was scored for; each may have a baseline pinned.
+    let pins: std::collections::BTreeSet<(String, String)> = rows
+        .iter()
+        .filter_map(|r| Some((r.pack.clone()?, r.vendor.clone()?)))
+        .collect();
+    let ledger = target.ledger();
+    let mut found = Vec::new();
+    let mut faults = Vec::new();
+    for (pack, vendor) in pins {
+        let baseline = match store.baseline(&pack, &vendor).await {
+            Ok(Some(baseline)) => baseline,
+            Ok(None) => continue,
+            Err(e) => return vec![Check::new("vendor.models", Status::Fail, e.to_string())],
+        };
+        for named in baseline.models.values() {
+            // `model version`, as the benchmark names them; a model with no version has
+            // nothing to compare.
+            let Some((model, pinned)) = named.rsplit_once(' ') else {
+                continue;
+            };
+            match ledger.model_versions(&vendor, model).await {
+                Ok(Some(seen)) => match seen.latest.as_deref() {
+                    Some(latest) if latest != pinned => faults.push(format!(
+                        "{vendor} {model} answers as {latest}; baseline {} ({pack}) was scored on {pinned}: run the benchmark on it and pin the run (`ocrbridge quality pin RUN --apply`)",
+                        baseline.run_id
+                    )),
+                    _ => found.push(format!("{vendor} {model} {pinned}")),
+                },
+                Ok(None) => found.push(format!("{vendor} {model} {pinned} (no traffic yet)")),
+                Err(e) => faults.push(e.to_string()),
+            }
+        }
+    }
+    let check = if !faults.is_empty() {
+        Check::new("vendor.models", Status::Fail, faults.join("; "))
+    } else if found.is_empty() {
+        Check::new(
+            "vendor.models",
+            Status::Skip,
+            "no pinned baseline names a model version",
+        )
+    } else {
+        found.sort();
+        found.dedup();
+        Check::new(
+            "vendor.models",
+            Status::Pass,
+            format!("as scored: {}", found.join(", ")),
+        )
+    };
+    vec![check]
 }
