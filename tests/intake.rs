@@ -1223,4 +1223,43 @@ async fn a_document_by_url_is_taken_once_and_a_url_leading_inside_is_refused_on_
         "{:?}",
         unknown.body
     );
+
+    // Our own storage failing is no refusal of the URL: 503 to try again, nothing recorded
+    // against the URL. A request naming no source is `direct`, as an upload to a prefix is.
+    let broken = Fetch {
+        stack: ocrbridge::config::StackConfig {
+            documents_bucket: format!("{}-gone", s.config.documents_bucket),
+            ..s.config.clone()
+        },
+        ..fetch
+    };
+    let unsourced = FetchRequest {
+        url: format!("http://127.0.0.1:{port}/a.pdf"),
+        profile: "receipt".into(),
+        source: None,
+    };
+    let failed = broken.handle(&unsourced).await;
+    assert_eq!(failed.status(), 503, "{failed:?}");
+    assert_eq!(failed.body()["error"], "store_failed");
+    assert_eq!(failed.body()["retryable"], true);
+    let counted = broken.metrics.recorded();
+    assert_eq!(
+        counted.get("UrlFetches[store_failed,direct]"),
+        Some(&1.0),
+        "{counted:?}"
+    );
+    let listed = s
+        .clients
+        .s3
+        .list_objects_v2()
+        .bucket(&s.config.results_bucket)
+        .prefix(REFUSALS_PREFIX)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.contents().len(),
+        1,
+        "still only the metadata refusal"
+    );
 }

@@ -82,6 +82,9 @@ pub enum Answer {
     BadRequest(String),
     /// Not a POST.
     Method,
+    /// Fetched, but our own storage failed: nothing the URL did, so not a refusal (and not
+    /// recorded as one); the caller tries again.
+    StoreFailed,
 }
 
 impl Answer {
@@ -92,6 +95,7 @@ impl Answer {
             Answer::Refused(_) => 422,
             Answer::BadRequest(_) => 400,
             Answer::Method => 405,
+            Answer::StoreFailed => 503,
         }
     }
 
@@ -116,6 +120,11 @@ impl Answer {
             }),
             Answer::BadRequest(why) => json!({ "error": "bad_request", "reason": why }),
             Answer::Method => json!({ "error": "method_not_allowed", "reason": "POST only" }),
+            Answer::StoreFailed => json!({
+                "error": "store_failed",
+                "reason": "the document was fetched but could not be stored; try again",
+                "retryable": true,
+            }),
         }
     }
 }
@@ -172,10 +181,11 @@ impl<R: Resolve> Fetch<R> {
                 ));
             }
         }
-        let channel =
-            self.config
-                .sources
-                .source_of("", request.source.as_deref().or(Some("direct")), false);
+        // No source given: `direct`, as an upload straight into a profile's prefix.
+        let channel = self
+            .config
+            .sources
+            .source_of("", request.source.as_deref(), false);
         match self.fetcher.fetch(&request.url).await {
             Ok(fetched) => {
                 let content = ContentHash::of(&fetched.bytes);
@@ -216,9 +226,7 @@ impl<R: Resolve> Fetch<R> {
                     error!(error = %e, "the fetched document could not be stored");
                     self.metrics
                         .count(metrics::URL_FETCHES, &["store_failed", &channel], &[]);
-                    return Answer::Refused(Refusal::Connect(
-                        "the document was fetched but could not be stored; try again".into(),
-                    ));
+                    return Answer::StoreFailed;
                 }
                 info!(key = %object.key, bytes, redirects = fetched.redirects, "fetched; intake takes it from here");
                 self.metrics
