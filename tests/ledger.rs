@@ -703,3 +703,132 @@ async fn paging_through_a_state_merges_its_shards_exactly() {
         newest
     );
 }
+
+mod breaker {
+    //! The vendor breaker (`ocrbridge::breaker`) with many containers on one table: each holds
+    //! its own `Ledger` (its own client and caches), as separate Lambda containers do.
+
+    use super::*;
+    use ocrbridge::breaker::{Admission, Breaker, BreakerPolicy, BreakerState, Outcome};
+
+    fn containers(s: &ocrbridge_tests::TestStack, vendor: &str, n: usize) -> Vec<Breaker> {
+        (0..n)
+            .map(|_| Breaker {
+                ledger: Ledger::new(s.clients.dynamodb.clone(), s.config.ledger_tables()),
+                vendor: vendor.to_owned(),
+                policy: BreakerPolicy {
+                    min_calls: 10,
+                    cool_down: Duration::from_millis(1_500),
+                    ..BreakerPolicy::default()
+                },
+            })
+            .collect()
+    }
+
+    /// Every container reports its outcomes at once; returns how many transitions each won.
+    async fn report(breakers: &[Breaker], outcomes: &[Outcome]) -> Vec<BreakerState> {
+        let now = UnixMillis::now();
+        let calls = outcomes.iter().enumerate().map(|(i, outcome)| {
+            let b = &breakers[i % breakers.len()];
+            async move { b.record(*outcome, false, now).await.unwrap() }
+        });
+        join_all(calls).await.into_iter().flatten().collect()
+    }
+
+    #[tokio::test]
+    async fn failures_past_the_rate_open_it_once_for_every_container() {
+        let s = stack().await;
+        let vendor = unique_name("v");
+        let breakers = containers(&s, &vendor, 6);
+        // Three failures in five calls: too few calls to judge.
+        let mut outcomes = vec![Outcome::Success; 2];
+        outcomes.extend([Outcome::ServerError; 3]);
+        assert_eq!(report(&breakers, &outcomes).await, vec![]);
+        assert_eq!(
+            breakers[0].admit(UnixMillis::now()).await.unwrap(),
+            Admission::Allowed
+        );
+        // Nine more failures, reported at once by six containers: 12 of 14 failed.
+        let moved = report(&breakers, &[Outcome::Timeout; 9]).await;
+        assert_eq!(moved.len(), 1, "one container opened it: {moved:?}");
+        assert!(
+            matches!(&moved[0], BreakerState::Open { reason, .. } if reason.starts_with("error rate"))
+        );
+        for b in &breakers {
+            assert!(
+                matches!(
+                    b.admit(UnixMillis::now()).await.unwrap(),
+                    Admission::Refused { .. }
+                ),
+                "every container sees it open"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn after_the_cool_down_one_probe_goes_through_and_its_answer_decides() {
+        let s = stack().await;
+        let vendor = unique_name("v");
+        let breakers = containers(&s, &vendor, 6);
+        // A revoked key: one auth failure opens it.
+        let moved = report(&breakers, &[Outcome::AuthFailure]).await;
+        assert!(
+            matches!(&moved[..], [BreakerState::Open { reason, .. }] if reason == "auth_failure")
+        );
+
+        for probe_fails in [true, false] {
+            tokio::time::sleep(Duration::from_millis(1_600)).await;
+            let now = UnixMillis::now();
+            let admitted = join_all(breakers.iter().map(|b| b.admit(now))).await;
+            let probes: Vec<usize> = admitted
+                .iter()
+                .enumerate()
+                .filter(|(_, a)| matches!(a, Ok(Admission::Probe)))
+                .map(|(i, _)| i)
+                .collect();
+            assert_eq!(probes.len(), 1, "exactly one probe: {admitted:?}");
+            let prober = &breakers[probes[0]];
+            let outcome = if probe_fails {
+                Outcome::ServerError
+            } else {
+                Outcome::Success
+            };
+            let moved = prober
+                .record(outcome, true, UnixMillis::now())
+                .await
+                .unwrap();
+            if probe_fails {
+                assert!(
+                    matches!(moved, Some(BreakerState::Open { ref reason, .. }) if reason.contains("probe failed")),
+                    "{moved:?}"
+                );
+                assert!(matches!(
+                    breakers[0].admit(UnixMillis::now()).await.unwrap(),
+                    Admission::Refused { .. }
+                ));
+            } else {
+                assert_eq!(moved, Some(BreakerState::Closed));
+                for b in &breakers {
+                    assert_eq!(
+                        b.admit(UnixMillis::now()).await.unwrap(),
+                        Admission::Allowed
+                    );
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn an_operator_opens_and_closes_it_by_hand() {
+        let s = stack().await;
+        let vendor = unique_name("v");
+        let b = &containers(&s, &vendor, 1)[0];
+        let now = UnixMillis::now();
+        b.force(Some(Duration::from_secs(600)), now).await.unwrap();
+        assert!(
+            matches!(b.admit(now).await.unwrap(), Admission::Refused { until } if until.0 >= now.0 + 599_000)
+        );
+        b.force(None, now).await.unwrap();
+        assert_eq!(b.admit(now).await.unwrap(), Admission::Allowed);
+    }
+}

@@ -12,6 +12,7 @@
 pub mod aws;
 pub mod batch;
 pub mod blob;
+pub mod breaker;
 pub mod completion;
 pub mod config;
 pub mod cost;

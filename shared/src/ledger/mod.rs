@@ -20,6 +20,7 @@
 //! - **Dedupe** claims are conditional puts where an entry past its expiry counts as absent, because
 //!   DynamoDB TTL deletes late (up to days) and moto never deletes at all.
 
+mod breaker;
 mod bucket;
 mod by_state;
 mod dedupe;
