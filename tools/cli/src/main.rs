@@ -56,6 +56,12 @@ enum Command {
         #[command(subcommand)]
         command: ReviewCommand,
     },
+    /// Each vendor's breaker: its state, recent error rate and share of calls; fail over by
+    /// hand with `open NAME` and back with `close NAME`.
+    Vendors {
+        #[command(subcommand)]
+        command: Option<VendorsCommand>,
+    },
     /// Dead-lettered messages, by reason; redrive what can succeed now.
     Dlq {
         #[command(subcommand)]
@@ -253,6 +259,27 @@ enum DlqCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum VendorsCommand {
+    /// The breakers of these vendors (the stack's own without names).
+    List { names: Vec<String> },
+    /// Keep new submissions away from a vendor for a while (a dry run without --apply).
+    Open {
+        name: String,
+        /// How long (30m, 2h); the breaker then half-opens and probes.
+        #[arg(long = "for", default_value = "30m", value_parser = parse_duration)]
+        hold: u64,
+        #[arg(long)]
+        apply: bool,
+    },
+    /// Let submissions back to a vendor now (a dry run without --apply).
+    Close {
+        name: String,
+        #[arg(long)]
+        apply: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum ReplayCommand {
     /// Fetch and parse the job's result again (it keeps its vendor job: nothing is bought).
     Result {
@@ -363,6 +390,19 @@ async fn on_stack(t: &TargetArgs, command: Command) -> Result<(), CliError> {
             } => {
                 commands::review::decide(&target, &job, &by, note.as_deref(), &corrections, json)
                     .await
+            }
+        },
+        Command::Vendors { command } => match command {
+            None => commands::vendors::list(&target, &[], json).await,
+            Some(VendorsCommand::List { names }) => {
+                commands::vendors::list(&target, &names, json).await
+            }
+            Some(VendorsCommand::Open { name, hold, apply }) => {
+                let hold = std::time::Duration::from_millis(hold);
+                commands::vendors::force(&target, &name, Some(hold), apply, json).await
+            }
+            Some(VendorsCommand::Close { name, apply }) => {
+                commands::vendors::force(&target, &name, None, apply, json).await
             }
         },
         Command::Dlq { command } => match command {

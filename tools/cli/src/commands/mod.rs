@@ -12,6 +12,7 @@ pub mod review;
 pub mod secrets;
 pub mod spot_check;
 pub mod status;
+pub mod vendors;
 
 use ocrbridge::job::{Job, JobId};
 
