@@ -56,8 +56,8 @@ enum Command {
         #[command(subcommand)]
         command: ReviewCommand,
     },
-    /// Each vendor's breaker: its state, recent error rate and share of calls; fail over by
-    /// hand with `open NAME` and back with `close NAME`.
+    /// Each vendor's breaker: its state, recent error rate and share of calls; open or close
+    /// one by hand (`open NAME`, `close NAME`).
     Vendors {
         #[command(subcommand)]
         command: Option<VendorsCommand>,
@@ -262,7 +262,7 @@ enum DlqCommand {
 enum VendorsCommand {
     /// The breakers of these vendors (the stack's own without names).
     List { names: Vec<String> },
-    /// Keep new submissions away from a vendor for a while (a dry run without --apply).
+    /// Open a vendor's breaker for a while (a dry run without --apply).
     Open {
         name: String,
         /// How long (30m, 2h); the breaker then half-opens and probes.
@@ -271,7 +271,7 @@ enum VendorsCommand {
         #[arg(long)]
         apply: bool,
     },
-    /// Let submissions back to a vendor now (a dry run without --apply).
+    /// Close a vendor's breaker now (a dry run without --apply).
     Close {
         name: String,
         #[arg(long)]

@@ -1,6 +1,7 @@
 //! `ocrbridge vendors`: each vendor's breaker (`ocrbridge::breaker`) — its state, its recent
-//! error rate and its share of the calls — and failing over by hand: `open NAME` keeps new
-//! submissions away from a vendor, `close NAME` lets them back (dry runs until `--apply`).
+//! error rate and its share of the calls — and opening or closing one by hand (`open NAME`,
+//! `close NAME`; dry runs until `--apply`). Submit does not consult the breakers yet: that
+//! comes with routes by profile (issue #29).
 
 use std::time::Duration;
 
