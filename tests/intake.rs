@@ -1158,26 +1158,28 @@ async fn a_document_by_url_is_taken_once_and_a_url_leading_inside_is_refused_on_
         .collect();
     assert_eq!(same.len(), 1, "one job for the content: {same:?}");
 
+    // The refusals recorded in the results bucket.
+    let refusal_records = || async {
+        s.clients
+            .s3
+            .list_objects_v2()
+            .bucket(&s.config.results_bucket)
+            .prefix(REFUSALS_PREFIX)
+            .send()
+            .await
+            .unwrap()
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_owned))
+            .collect::<Vec<String>>()
+    };
     // The instance metadata service, with a secret in the query.
     let metadata = "http://169.254.169.254/latest/meta-data/?X-Amz-Signature=s3cr3t";
     let refused = fetch.handle(&request(metadata.into())).await;
     assert_eq!(refused.status(), 422, "{refused:?}");
     assert_eq!(refused.body()["error"], "address_not_public");
     assert!(!refused.body().to_string().contains("s3cr3t"));
-    let listed = s
-        .clients
-        .s3
-        .list_objects_v2()
-        .bucket(&s.config.results_bucket)
-        .prefix(REFUSALS_PREFIX)
-        .send()
-        .await
-        .unwrap();
-    let records: Vec<String> = listed
-        .contents()
-        .iter()
-        .filter_map(|o| o.key().map(str::to_owned))
-        .collect();
+    let records = refusal_records().await;
     assert_eq!(records.len(), 1, "{records:?}");
     let record = ocrbridge_tests::results_object(&s, &records[0]).await;
     let record: Value = serde_json::from_slice(&record).unwrap();
@@ -1248,18 +1250,9 @@ async fn a_document_by_url_is_taken_once_and_a_url_leading_inside_is_refused_on_
         Some(&1.0),
         "{counted:?}"
     );
-    let listed = s
-        .clients
-        .s3
-        .list_objects_v2()
-        .bucket(&s.config.results_bucket)
-        .prefix(REFUSALS_PREFIX)
-        .send()
-        .await
-        .unwrap();
     assert_eq!(
-        listed.contents().len(),
-        1,
+        refusal_records().await,
+        records,
         "still only the metadata refusal"
     );
 }

@@ -326,30 +326,25 @@ async fn every_audit_check_passes_when_kept_and_fails_alone_when_broken() {
         .unwrap();
 
     // The Lambda side, edited after the deploy: a queue that hands a batch out again while the
-    // function may still run; a mapping with no cap; a cap above the reserved concurrency.
+    // function may still run; a mapping's cap above the function's reserved concurrency, and
+    // the reserved concurrency lowered under the cap.
     let lambda = aws_sdk_lambda::Client::new(&s.clients.sdk_config);
-    s.clients
-        .sqs
-        .set_queue_attributes()
-        .queue_url(&s.config.intake_queue_url)
-        .attributes(QueueAttributeName::VisibilityTimeout, "90")
-        .send()
-        .await
-        .unwrap();
+    let intake_visibility = |seconds: &'static str| {
+        s.clients
+            .sqs
+            .set_queue_attributes()
+            .queue_url(&s.config.intake_queue_url)
+            .attributes(QueueAttributeName::VisibilityTimeout, seconds)
+            .send()
+    };
+    intake_visibility("90").await.unwrap();
     let (checks, _) = audit(&env, &p.webhook_url).await;
     expect_alone(
         &checks,
         "function.intake",
         "under 6 × the function's 60 s timeout",
     );
-    s.clients
-        .sqs
-        .set_queue_attributes()
-        .queue_url(&s.config.intake_queue_url)
-        .attributes(QueueAttributeName::VisibilityTimeout, "360")
-        .send()
-        .await
-        .unwrap();
+    intake_visibility("360").await.unwrap();
     let submit = &s.stack.physical("SubmitFunction").unwrap().ref_value;
     let mapping = lambda
         .list_event_source_mappings()

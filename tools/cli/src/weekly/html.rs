@@ -7,7 +7,7 @@
 use std::fmt::Write;
 
 use super::markdown::{self, VOLUME};
-use super::{Report, WeekFigures};
+use super::{CostRow, LatencyRow, Report, WeekFigures};
 
 /// Escapes text for HTML content and attribute values.
 fn esc(text: &str) -> String {
@@ -110,53 +110,33 @@ fn volume_rows(last: &WeekFigures, this: &WeekFigures) -> Vec<Row> {
 }
 
 fn cost_rows(last: &WeekFigures, this: &WeekFigures) -> Vec<Row> {
-    let per_doc = |w: &WeekFigures, key: &Vec<String>| {
-        w.cost_by_line
-            .iter()
-            .find(|r| &r.key == key)
-            .and_then(|r| r.per_document.as_deref()?.parse::<f64>().ok())
+    let per_document = |r: Option<&CostRow>| {
+        r.and_then(|r| r.per_document.as_deref()?.parse::<f64>().ok())
             .unwrap_or(0.0)
     };
-    let keys: std::collections::BTreeSet<&Vec<String>> = last
-        .cost_by_line
-        .iter()
-        .chain(&this.cost_by_line)
-        .map(|r| &r.key)
-        .collect();
-    keys.into_iter()
-        .map(|key| Row {
+    super::paired(&last.cost_by_line, &this.cost_by_line, |r| r.key.clone())
+        .into_iter()
+        .map(|(key, l, t)| Row {
             label: key.join(" · "),
-            last: per_doc(last, key),
-            this: per_doc(this, key),
+            last: per_document(l),
+            this: per_document(t),
         })
         .collect()
 }
 
 fn latency_rows(last: &WeekFigures, this: &WeekFigures) -> Vec<Row> {
-    let keys: std::collections::BTreeSet<(&String, &String)> = last
-        .latency
-        .iter()
-        .chain(&this.latency)
-        .map(|r| (&r.profile, &r.pages))
-        .collect();
     let mut rows = Vec::new();
-    for (profile, pages) in keys {
-        let find = |w: &WeekFigures| {
-            w.latency
-                .iter()
-                .find(|r| (&r.profile, &r.pages) == (profile, pages))
-                .cloned()
-        };
-        let (l, t) = (find(last), find(this));
+    for ((profile, pages), l, t) in super::paired(&last.latency, &this.latency, super::latency_key)
+    {
         for (name, f) in [
-            ("p50", (|r| r.p50_ms) as fn(&super::LatencyRow) -> u64),
+            ("p50", (|r| r.p50_ms) as fn(&LatencyRow) -> u64),
             ("p95", |r| r.p95_ms),
             ("p99", |r| r.p99_ms),
         ] {
             rows.push(Row {
                 label: format!("{profile}, {pages} page(s), {name}"),
-                last: l.as_ref().map_or(0.0, |r| f(r) as f64),
-                this: t.as_ref().map_or(0.0, |r| f(r) as f64),
+                last: l.map_or(0.0, |r| f(r) as f64),
+                this: t.map_or(0.0, |r| f(r) as f64),
             });
         }
     }

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
-use super::{CostRow, Report, Volume, WeekFigures};
+use super::{CostRow, LatencyRow, Report, Volume};
 use ocrbridge::time::UnixMillis;
 
 pub(crate) fn day(t: UnixMillis) -> String {
@@ -69,35 +69,23 @@ pub(crate) const VOLUME: [(&str, VolumeFigure); 11] = [
 ];
 
 fn cost_table(out: &mut String, what: &str, last: &[CostRow], this: &[CostRow]) {
-    let keys: BTreeSet<&Vec<String>> = last.iter().chain(this).map(|r| &r.key).collect();
-    let find = |rows: &[CostRow], key: &Vec<String>| rows.iter().find(|r| &r.key == key).cloned();
-    let dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
-    let rows: Vec<Vec<String>> = keys
+    let dash = |v: Option<&String>| v.cloned().unwrap_or_else(|| "-".into());
+    let rows: Vec<Vec<String>> = super::paired(last, this, |r| r.key.clone())
         .into_iter()
-        .map(|key| {
-            let (l, t) = (find(last, key), find(this, key));
+        .map(|(key, l, t)| {
+            let pair = |f: fn(&CostRow) -> Option<&String>| {
+                format!("{} → {}", dash(l.and_then(f)), dash(t.and_then(f)))
+            };
             vec![
                 key.join(" · "),
                 format!(
                     "{} → {}",
-                    l.as_ref().map_or(0, |r| r.documents),
-                    t.as_ref().map_or(0, |r| r.documents)
+                    l.map_or(0, |r| r.documents),
+                    t.map_or(0, |r| r.documents)
                 ),
-                format!(
-                    "{} → {}",
-                    dash(l.as_ref().and_then(|r| r.per_document.clone())),
-                    dash(t.as_ref().and_then(|r| r.per_document.clone()))
-                ),
-                format!(
-                    "{} → {}",
-                    dash(l.as_ref().and_then(|r| r.per_page.clone())),
-                    dash(t.as_ref().and_then(|r| r.per_page.clone()))
-                ),
-                format!(
-                    "{} → {}",
-                    dash(l.map(|r| r.total)),
-                    dash(t.map(|r| r.total))
-                ),
+                pair(|r| r.per_document.as_ref()),
+                pair(|r| r.per_page.as_ref()),
+                pair(|r| Some(&r.total)),
             ]
         })
         .collect();
@@ -246,31 +234,16 @@ pub fn render(report: &Report) -> String {
     );
 
     out.push_str("## Latency, arrival to result (ms)\n\n");
-    let keys: BTreeSet<(&String, &String)> = last
-        .latency
-        .iter()
-        .chain(&this.latency)
-        .map(|r| (&r.profile, &r.pages))
-        .collect();
-    let rows: Vec<Vec<String>> = keys
+    let rows: Vec<Vec<String>> = super::paired(&last.latency, &this.latency, super::latency_key)
         .into_iter()
-        .map(|(profile, pages)| {
-            let find = |w: &WeekFigures| {
-                w.latency
-                    .iter()
-                    .find(|r| (&r.profile, &r.pages) == (profile, pages))
-                    .cloned()
-            };
-            let (l, t) = (find(last), find(this));
-            let pair = |f: fn(&super::LatencyRow) -> u64| {
-                let show = |r: &Option<super::LatencyRow>| {
-                    r.as_ref().map_or("-".to_owned(), |r| f(r).to_string())
-                };
-                format!("{} → {}", show(&l), show(&t))
+        .map(|((profile, pages), l, t)| {
+            let pair = |f: fn(&LatencyRow) -> u64| {
+                let show = |r: Option<&LatencyRow>| r.map_or("-".to_owned(), |r| f(r).to_string());
+                format!("{} → {}", show(l), show(t))
             };
             vec![
-                profile.clone(),
-                pages.clone(),
+                profile,
+                pages,
                 pair(|r| r.documents),
                 pair(|r| r.p50_ms),
                 pair(|r| r.p95_ms),

@@ -184,6 +184,28 @@ pub struct Report {
     pub last_week: WeekFigures,
 }
 
+/// Last week's and this week's rows side by side, by `key`, in key order; a row one week
+/// lacks is `None`.
+pub fn paired<'a, R, K: Ord + Clone>(
+    last: &'a [R],
+    this: &'a [R],
+    key: impl Fn(&R) -> K,
+) -> Vec<(K, Option<&'a R>, Option<&'a R>)> {
+    let keys: std::collections::BTreeSet<K> = last.iter().chain(this).map(&key).collect();
+    let find = |rows: &'a [R], k: &K| rows.iter().find(|r| &key(r) == k);
+    keys.into_iter()
+        .map(|k| {
+            let (l, t) = (find(last, &k), find(this, &k));
+            (k, l, t)
+        })
+        .collect()
+}
+
+/// A latency row's key: profile and page bucket.
+pub fn latency_key(r: &LatencyRow) -> (String, String) {
+    (r.profile.clone(), r.pages.clone())
+}
+
 fn pages(job: &Job) -> u64 {
     u64::from(job.inspection.pages.unwrap_or(1))
 }
