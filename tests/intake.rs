@@ -106,6 +106,11 @@ async fn an_upload_becomes_a_queued_job_and_one_submit_message() {
     assert_eq!(job.inspection.file_type, Some(FileType::Jpeg));
     assert_eq!(job.inspection.pages, Some(1));
     assert_eq!(job.inspection.size_bytes, receipt.len() as u64);
+    assert_eq!(
+        job.inspection.dpi,
+        Some(150),
+        "its JFIF header says 150 dpi"
+    );
     assert_eq!(submitted(&s).await, vec![id.to_string()]);
     let t = tags(&s, key).await;
     assert_eq!(tag(&t, TAG_JOB_ID), Some(id.as_str()));
@@ -340,6 +345,52 @@ fn png_header(width: u32, height: u32) -> Vec<u8> {
     b.extend_from_slice(&height.to_be_bytes());
     b.extend_from_slice(&[8, 2, 0, 0, 0, 0, 0, 0, 0]);
     b
+}
+
+/// A PNG header declaring `dpi` in a `pHYs` chunk.
+fn png_at_dpi(width: u32, height: u32, dpi: u32) -> Vec<u8> {
+    let per_metre = (f64::from(dpi) / 0.0254).round() as u32;
+    let mut b = png_header(width, height);
+    b.extend_from_slice(&9u32.to_be_bytes());
+    b.extend_from_slice(b"pHYs");
+    b.extend_from_slice(&per_metre.to_be_bytes());
+    b.extend_from_slice(&per_metre.to_be_bytes());
+    b.extend_from_slice(&[1, 0, 0, 0, 0]);
+    b
+}
+
+/// A scan at 72 dpi is taken, and flagged: the job keeps the resolution, and the issue is
+/// counted by source and type. At 300 dpi nothing is flagged.
+#[tokio::test]
+async fn a_low_resolution_scan_is_accepted_and_flagged() {
+    let s = stack().await;
+    let intake = intake(&s);
+    s.put("receipts/scan/fax.png", png_at_dpi(600, 800, 72), None)
+        .await;
+    s.put("receipts/scan/good.png", png_at_dpi(2400, 3300, 300), None)
+        .await;
+    for key in ["receipts/scan/fax.png", "receipts/scan/good.png"] {
+        let outcome = intake.process_object(&record(&s, key)).await.unwrap();
+        let Outcome::Accepted(id) = outcome else {
+            panic!("{key}: {outcome:?}");
+        };
+        let expected = if key.ends_with("fax.png") { 72 } else { 300 };
+        let stored = s.ledger.get_job(&id).await.unwrap().unwrap();
+        assert_eq!(stored.inspection.dpi, Some(expected), "kept on the job");
+    }
+    let counted: Vec<(String, f64)> = intake
+        .metrics
+        .recorded()
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("InputQuality"))
+        .collect();
+    assert_eq!(
+        counted,
+        [(
+            "InputQuality[low_resolution,other,image/png]".to_owned(),
+            1.0
+        )]
+    );
 }
 
 #[tokio::test]

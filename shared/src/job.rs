@@ -498,6 +498,8 @@ pub struct Inspection {
     pub text_layer: Option<bool>,
     /// How the extension or Content-Type disagreed with the content, if they did.
     pub type_mismatch: Option<String>,
+    /// Images: the resolution the file declares (`inspect::image::declared_dpi`).
+    pub dpi: Option<u32>,
 }
 
 /// A job row as read from the ledger.

@@ -56,6 +56,12 @@ pub const INTAKE_REDELIVERIES: Metric = metric("IntakeRedeliveries", Unit::Count
 /// A document asked for by URL: `Outcome` is `fetched` or the refusal's code
 /// (`url_fetch::Refusal::code`).
 pub const URL_FETCHES: Metric = metric("UrlFetches", Unit::Count, &["Outcome", "Source"]);
+/// A quality issue in an accepted document (`inspect::input_issues`): `low_resolution`.
+pub const INPUT_QUALITY: Metric = metric(
+    "InputQuality",
+    Unit::Count,
+    &["Issue", "Source", "MimeType"],
+);
 pub const INTAKE_IGNORED: Metric = metric("IntakeIgnored", Unit::Count, &["Why"]);
 pub const DOCUMENT_BYTES: Metric = metric("DocumentBytes", Unit::Bytes, &["MimeType"]);
 pub const DOCUMENT_PAGES: Metric = metric("DocumentPages", Unit::Count, &["Profile"]);
@@ -196,6 +202,7 @@ pub const JOBS_FAILED: Metric = metric("JobsFailed", Unit::Count, &["Stage", "Re
 
 /// Every metric, for the template consistency test.
 pub const ALL: &[Metric] = &[
+    INPUT_QUALITY,
     DOCUMENTS_ACCEPTED,
     DOCUMENTS_REJECTED,
     DUPLICATES_SUPPRESSED,

@@ -189,7 +189,7 @@ mod tests {
             size_bytes: 1,
             pages: Some(1),
             text_layer: text,
-            type_mismatch: None,
+            ..Inspection::default()
         };
         assert_eq!(kind(&pdf(Some(true))), "pdf_text");
         assert_eq!(kind(&pdf(Some(false))), "pdf_scanned");

@@ -448,6 +448,14 @@ impl Intake {
                     &[job.channel.as_deref().unwrap_or("other"), &mime, "accepted"],
                     &[("job_id", job.id.as_str())],
                 );
+                for issue in ocrbridge::inspect::input_issues(&job.inspection) {
+                    metrics.count(
+                        metrics::INPUT_QUALITY,
+                        &[issue, job.channel.as_deref().unwrap_or("other"), &mime],
+                        &[("job_id", job.id.as_str())],
+                    );
+                    warn!(issue, dpi = ?job.inspection.dpi, "accepted with an input quality issue");
+                }
                 info!("accepted and queued for submission");
                 Ok((Outcome::Accepted(job.id), settled))
             }

@@ -90,6 +90,7 @@ pub async fn validate(
     drop(opened);
     let source = RangedObject { blob, object };
     let dimensions = image::dimensions(file_type, &first, &source).await?;
+    inspection.dpi = image::declared_dpi(file_type, &first);
     let verdict = limits.check_image(dimensions).map(|_| ());
     if verdict.is_ok() {
         inspection.pages = Some(1);

@@ -195,9 +195,103 @@ async fn tiff<S: ByteSource + ?Sized>(
     })
 }
 
+/// The resolution an image declares for itself, in dots per inch (the lower of its two axes):
+/// PNG's `pHYs` chunk (pixels per metre) and JPEG's JFIF header (per inch or per centimetre),
+/// read from the first bytes. `None` when the file declares none, or only an aspect ratio —
+/// a scan almost always declares it; a phone photo often does not.
+pub fn declared_dpi(file_type: FileType, head: &[u8]) -> Option<u32> {
+    let lower = |x: f64, y: f64| {
+        let dpi = x.min(y).round();
+        (dpi >= 1.0 && dpi < f64::from(u32::MAX)).then_some(dpi as u32)
+    };
+    match file_type {
+        FileType::Png => {
+            // Chunks after the 8-byte signature: length, type, data, CRC.
+            let mut at = 8;
+            while let (Some(len), Some(kind)) = (be32(head, at), head.get(at + 4..at + 8)) {
+                match kind {
+                    b"pHYs" => {
+                        let (x, y) = (be32(head, at + 8)?, be32(head, at + 12)?);
+                        // Unit 1: the metre; 0: an aspect ratio only.
+                        return (*head.get(at + 16)? == 1)
+                            .then(|| lower(f64::from(x) * 0.0254, f64::from(y) * 0.0254))
+                            .flatten();
+                    }
+                    b"IDAT" | b"IEND" => return None,
+                    _ => at = at.checked_add(12)?.checked_add(len as usize)?,
+                }
+            }
+            None
+        }
+        FileType::Jpeg if head.get(6..11) == Some(b"JFIF\0") => {
+            let (x, y) = (f64::from(be16(head, 14)?), f64::from(be16(head, 16)?));
+            match head.get(13)? {
+                1 => lower(x, y),
+                2 => lower(x * 2.54, y * 2.54),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn png_with_phys(x_ppm: u32, y_ppm: u32, unit: u8) -> Vec<u8> {
+        let mut b = png(1000, 1400);
+        b.extend_from_slice(&[8, 2, 0, 0, 0, 0, 0, 0, 0]); // IHDR's rest and CRC
+        b.extend_from_slice(&[0, 0, 0, 9]);
+        b.extend_from_slice(b"pHYs");
+        b.extend_from_slice(&x_ppm.to_be_bytes());
+        b.extend_from_slice(&y_ppm.to_be_bytes());
+        b.push(unit);
+        b.extend_from_slice(&[0; 4]);
+        b
+    }
+
+    fn jfif(units: u8, x: u16, y: u16) -> Vec<u8> {
+        let mut b = vec![0xFF, 0xD8, 0xFF, 0xE0, 0, 16];
+        b.extend_from_slice(b"JFIF\0");
+        b.extend_from_slice(&[1, 2, units]);
+        b.extend_from_slice(&x.to_be_bytes());
+        b.extend_from_slice(&y.to_be_bytes());
+        b.extend_from_slice(&[0, 0]);
+        b
+    }
+
+    #[test]
+    fn a_scan_declares_its_resolution() {
+        // 300 dpi is 11811 pixels per metre.
+        assert_eq!(
+            declared_dpi(FileType::Png, &png_with_phys(11811, 11811, 1)),
+            Some(300)
+        );
+        assert_eq!(
+            declared_dpi(FileType::Png, &png_with_phys(11811, 2835, 1)),
+            Some(72),
+            "the lower axis"
+        );
+        assert_eq!(
+            declared_dpi(FileType::Png, &png_with_phys(1, 1, 0)),
+            None,
+            "an aspect ratio only"
+        );
+        assert_eq!(declared_dpi(FileType::Png, &png(100, 100)), None, "no pHYs");
+        assert_eq!(declared_dpi(FileType::Jpeg, &jfif(1, 200, 200)), Some(200));
+        assert_eq!(
+            declared_dpi(FileType::Jpeg, &jfif(2, 118, 118)),
+            Some(300),
+            "per centimetre"
+        );
+        assert_eq!(declared_dpi(FileType::Jpeg, &jfif(0, 1, 1)), None);
+        assert_eq!(
+            declared_dpi(FileType::Jpeg, &jfif(1, 200, 200)[..12]),
+            None,
+            "truncated"
+        );
+    }
 
     fn block<F: Future>(f: F) -> F::Output {
         tokio::runtime::Builder::new_current_thread()

@@ -96,6 +96,20 @@ impl fmt::Display for FileType {
 /// How many bytes of the head [`detect`] wants.
 pub const HEAD_BYTES: usize = 64 * 1024;
 
+/// Below this declared resolution an image is flagged `low_resolution`: small print blurs into
+/// its neighbours, and the vendors ask for 150 dpi at least (Textract's guidance; 300 is better).
+pub const LOW_DPI: u32 = 150;
+
+/// What intake noticed about a document's quality that does not stop it: each is counted as
+/// `InputQuality[Issue, Source, MimeType]`, and the job keeps what it was measured from.
+pub fn input_issues(inspection: &crate::job::Inspection) -> Vec<&'static str> {
+    let mut issues = Vec::new();
+    if inspection.dpi.is_some_and(|dpi| dpi < LOW_DPI) {
+        issues.push("low_resolution");
+    }
+    issues
+}
+
 /// The real type of an object from the first bytes of its content.
 pub fn detect(head: &[u8]) -> Option<FileType> {
     let starts = |magic: &[u8]| head.starts_with(magic);

@@ -17,7 +17,7 @@
 //! | `attempt_id`, `attempted_at` | S, N | last side effect recorded *before* it was made     |
 //! | `vendor_job_id`  | S    | the vendor's id once known                                      |
 //! | `reason_code`, `reason_message` | S | why the job was rejected, failed or needs review  |
-//! | `file_type`, `size_bytes`, `page_count`, `text_layer`, `type_mismatch` | S, N, N, BOOL, S | intake's inspection |
+//! | `file_type`, `size_bytes`, `page_count`, `text_layer`, `type_mismatch`, `dpi` | S, N, N, BOOL, S, N | intake's inspection |
 //! | `also_uploaded_as` | SS  | other S3 objects with the same content (suppressed duplicates)  |
 //! | `result_key`, `result_summary` | S, S | the stored normalized result and its key fields     |
 //! | `queued_at`      | N    | unix ms the job last entered `Queued` (its submission window)   |
@@ -76,6 +76,7 @@ pub mod attr {
     pub const PAGE_COUNT: &str = "page_count";
     pub const TEXT_LAYER: &str = "text_layer";
     pub const TYPE_MISMATCH: &str = "type_mismatch";
+    pub const DPI: &str = "dpi";
     pub const ALSO_UPLOADED_AS: &str = "also_uploaded_as";
     pub const RESULT_KEY: &str = "result_key";
     pub const RESULT_SUMMARY: &str = "result_summary";
@@ -175,6 +176,9 @@ pub fn inspection_to_item(inspection: &Inspection, item: &mut Item) {
     if let Some(m) = &inspection.type_mismatch {
         item.insert(attr::TYPE_MISMATCH.into(), s(m));
     }
+    if let Some(dpi) = inspection.dpi {
+        item.insert(attr::DPI.into(), n(u64::from(dpi)));
+    }
 }
 
 pub fn job_from_item(item: &Item) -> Result<Job, MalformedItem> {
@@ -252,6 +256,7 @@ pub fn job_from_item(item: &Item) -> Result<Job, MalformedItem> {
             pages: opt_n(item, attr::PAGE_COUNT)?.map(|p| u32::try_from(p).unwrap_or(u32::MAX)),
             text_layer: opt_bool(item, attr::TEXT_LAYER)?,
             type_mismatch: opt_s(item, attr::TYPE_MISMATCH)?,
+            dpi: opt_n(item, attr::DPI)?.map(|d| u32::try_from(d).unwrap_or(u32::MAX)),
         },
         result_key: opt_s(item, attr::RESULT_KEY)?,
         result_summary: opt_s(item, attr::RESULT_SUMMARY)?,
