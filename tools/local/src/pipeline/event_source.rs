@@ -459,5 +459,10 @@ type Held = (
     Option<tokio::sync::OwnedSemaphorePermit>,
 );
 
-/// How many invocation timeouts a frozen worker may run on after its batch was given up.
-const FROZEN_LIMIT: u32 = 4;
+/// How many invocation timeouts a frozen worker may run on after its batch was given up. More
+/// than the crash-point gate's longest frozen path, or the bound drops the worker before the
+/// write it models lands: with 6 s invocations, stalled until released (at most 20 s) and then
+/// for a lease (5 s), it needs 25 s and more under load; four timeouts (24 s) dropped it
+/// before it recorded its orphan (`submit.before_record_orphan`, azure/resubmit timed) when the
+/// machine was busy, and two (12 s) always do.
+const FROZEN_LIMIT: u32 = 6;
