@@ -497,6 +497,10 @@ fn options(config: Config, plan: &Plan) -> PipelineOptions {
         },
         crash_redelivery: Duration::from_millis(500),
         invocation_timeout: INVOCATION,
+        // StallAfterCall's worker: stalled until released (≤ UNTIL_RELEASED), then for a lease
+        // (STALL), then it records its orphan — 36 s of room, not 24 (`FROZEN_LIMIT=2`, 12 s,
+        // loses the orphan every time).
+        frozen_limit: 6,
         reconcile_every: Duration::from_secs(1),
         submitted_stale: Duration::from_secs(4),
         stuck: Duration::from_secs(3),

@@ -440,11 +440,11 @@ impl Pipeline {
                 drop(concurrency);
                 // It goes on past its timeout (a write delayed in the network lands late), until
                 // it finishes or is killed: a frozen worker that then crashes must not hold
-                // this poller for good. FROZEN_LIMIT timeouts bound the wait.
+                // this poller for good. `frozen_limit` timeouts bound the wait.
                 tokio::select! {
                     _ = &mut handler => {}
                     _ = invocation.kill.notified() => {}
-                    _ = tokio::time::sleep_until(started + timeout * FROZEN_LIMIT) => {}
+                    _ = tokio::time::sleep_until(started + timeout * self.options.frozen_limit) => {}
                 }
                 Invoked::GivenUp
             }
@@ -458,11 +458,3 @@ type Held = (
     Option<tokio::sync::OwnedSemaphorePermit>,
     Option<tokio::sync::OwnedSemaphorePermit>,
 );
-
-/// How many invocation timeouts a frozen worker may run on after its batch was given up. More
-/// than the crash-point gate's longest frozen path, or the bound drops the worker before the
-/// write it models lands: with 6 s invocations, stalled until released (at most 20 s) and then
-/// for a lease (5 s), it needs 25 s and more under load; four timeouts (24 s) dropped it
-/// before it recorded its orphan (`submit.before_record_orphan`, azure/resubmit timed) when the
-/// machine was busy, and two (12 s) always do.
-const FROZEN_LIMIT: u32 = 6;

@@ -79,6 +79,13 @@ pub struct PipelineOptions {
     /// Each in-process invocation's deadline, as the function's `Timeout`; the submit and parse
     /// leases end `DEFAULT_LEASE_SAFETY_MARGIN` before it.
     pub invocation_timeout: Duration,
+    /// How many invocation timeouts a frozen worker may run on after its batch was given up
+    /// (then its future is dropped, as a worker that never lands its write). The crash-point
+    /// gate raises it: its longest frozen path — stalled until released (up to 20 s), then for
+    /// a lease (5 s) — needs more than four of its 6-s timeouts when the machine is busy. The
+    /// chaos runs keep four: a longer bound holds their pollers longer (a run with six did not
+    /// settle within its budget).
+    pub frozen_limit: u32,
     pub reconcile_every: Duration,
     /// Concurrent invocations per function.
     pub concurrency: usize,
@@ -124,6 +131,7 @@ impl Default for PipelineOptions {
             chaos: ChaosOptions::default(),
             crash_redelivery: Duration::from_secs(2),
             invocation_timeout: Duration::from_secs(30),
+            frozen_limit: 4,
             reconcile_every: Duration::from_secs(5),
             concurrency: 2,
             vendor_rps: 50.0,
