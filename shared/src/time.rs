@@ -37,6 +37,11 @@ impl UnixMillis {
         self.0 / 1_000
     }
 
+    /// RFC 3339 in UTC, as reports and JSON show an instant; `None` past chrono's range.
+    pub fn to_rfc3339(self) -> Option<String> {
+        chrono::DateTime::from_timestamp_millis(i64::try_from(self.0).ok()?).map(|t| t.to_rfc3339())
+    }
+
     /// Time from `earlier` to `self`, zero if `earlier` is later.
     pub fn since(self, earlier: UnixMillis) -> Duration {
         Duration::from_millis(self.0.saturating_sub(earlier.0))

@@ -72,10 +72,7 @@ pub async fn run(
     let jobs = every_job(target).await?;
     let lines = cost::report_by(&jobs, window, by);
     let columns = by.columns();
-    let when = |t: Option<UnixMillis>| {
-        t.and_then(|t| chrono::DateTime::from_timestamp_millis(i64::try_from(t.0).ok()?))
-            .map(|t| t.to_rfc3339())
-    };
+    let when = |t: Option<UnixMillis>| t.and_then(UnixMillis::to_rfc3339);
     let money =
         |d: Option<cost::Decimal>| d.map_or("-".to_owned(), |d| format!("{:.4}", d.round_dp(4)));
     let json = json!({

@@ -23,9 +23,7 @@ fn breaker(target: &Target, vendor: &str) -> Result<Breaker, CliError> {
 }
 
 fn until(t: UnixMillis) -> String {
-    chrono::DateTime::from_timestamp_millis(i64::try_from(t.0).unwrap_or(i64::MAX))
-        .map(|t| t.to_rfc3339())
-        .unwrap_or_default()
+    t.to_rfc3339().unwrap_or_default()
 }
 
 fn describe(state: &BreakerState) -> String {

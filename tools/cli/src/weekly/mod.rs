@@ -43,10 +43,7 @@ pub struct Week {
 
 /// An instant in JSON: RFC 3339, UTC.
 fn rfc3339<S: serde::Serializer>(t: &UnixMillis, s: S) -> Result<S::Ok, S::Error> {
-    let text = chrono::DateTime::from_timestamp_millis(i64::try_from(t.0).unwrap_or(i64::MAX))
-        .map(|t| t.to_rfc3339())
-        .unwrap_or_default();
-    s.serialize_str(&text)
+    s.serialize_str(&t.to_rfc3339().unwrap_or_default())
 }
 
 impl Week {
@@ -245,8 +242,8 @@ fn volume(jobs: &[&Job]) -> Volume {
     v
 }
 
-fn cost_rows(jobs: &[&Job], week: Week, by: CostBy) -> Vec<CostRow> {
-    cost::report_by(jobs.iter().copied(), week.window(), by)
+fn cost_rows(lines: BTreeMap<Vec<String>, cost::CostLine>) -> Vec<CostRow> {
+    lines
         .into_iter()
         .map(|(key, line)| CostRow {
             key,
@@ -259,8 +256,12 @@ fn cost_rows(jobs: &[&Job], week: Week, by: CostBy) -> Vec<CostRow> {
         .collect()
 }
 
-fn duplicates(jobs: &[&Job], week: Week, counted: &Counted) -> Duplicates {
-    let lines = cost::report_by(jobs.iter().copied(), week.window(), CostBy::Line);
+/// `lines`: the week's cost by line, where the duplicate vendor jobs and their cost are.
+fn duplicates(
+    jobs: &[&Job],
+    lines: &BTreeMap<Vec<String>, cost::CostLine>,
+    counted: &Counted,
+) -> Duplicates {
     let duplicate_cost = lines
         .values()
         .filter_map(|l| l.spend.get(Spend::Duplicate.as_str()))
@@ -373,13 +374,15 @@ pub fn week_figures(jobs: &[Job], week: Week, counted: &Counted, runs: &[RunRow]
         .iter()
         .filter(|j| j.benchmark_run.is_none() && week.contains(j.created_at))
         .collect();
+    let by = |by| cost::report_by(arrived.iter().copied(), week.window(), by);
+    let lines = by(CostBy::Line);
     WeekFigures {
         week,
         volume: volume(&arrived),
-        cost_by_line: cost_rows(&arrived, week, CostBy::Line),
-        cost_by_source: cost_rows(&arrived, week, CostBy::Source),
+        duplicates: duplicates(&arrived, &lines, counted),
+        cost_by_line: cost_rows(lines),
+        cost_by_source: cost_rows(by(CostBy::Source)),
         retries_by_cause: counted.retries_by_cause.clone(),
-        duplicates: duplicates(&arrived, week, counted),
         failures: failures(&arrived),
         latency: latency(&arrived),
         quality: quality(runs, week),
