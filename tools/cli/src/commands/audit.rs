@@ -465,7 +465,8 @@ async fn functions(target: &Target) -> Vec<Check> {
     checks
 }
 
-async fn attributes(
+/// A queue's attributes, or what went wrong reading them (the queue checks and `audit_lambda`).
+pub(crate) async fn attributes(
     target: &Target,
     url: &str,
     names: &[QueueAttributeName],

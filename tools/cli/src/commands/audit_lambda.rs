@@ -101,23 +101,15 @@ pub async fn read(
         .map_err(|e| format!("GetFunctionConcurrency {function}: {}", lambda_error(e)))?
         .reserved_concurrent_executions
         .map(i64::from);
-    let queue = target
-        .clients
-        .sqs
-        .get_queue_attributes()
-        .queue_url(queue_url)
-        .attribute_names(QueueAttributeName::VisibilityTimeout)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .map_err(|e| {
-            format!(
-                "GetQueueAttributes {queue_url}: {}",
-                aws_sdk_sqs::error::DisplayErrorContext(e)
-            )
-        })?
-        .attributes
-        .unwrap_or_default();
+    let queue = super::audit::attributes(
+        target,
+        queue_url,
+        &[
+            QueueAttributeName::VisibilityTimeout,
+            QueueAttributeName::QueueArn,
+        ],
+    )
+    .await?;
     let queue_arn = queue
         .get(&QueueAttributeName::QueueArn)
         .cloned()
