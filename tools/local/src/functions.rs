@@ -6,7 +6,7 @@
 //! (`CreateFunction`, `PutFunctionConcurrency`, `CreateEventSourceMapping`) without running
 //! anything, so `ocrbridge audit` reads them through the real Lambda API locally as in AWS. The
 //! code is an empty zip that nothing invokes. moto's Lambda refuses a role that does not exist
-//! in its IAM, so one role is created for the stack's functions.
+//! in its IAM, so one role is created for the stack's functions, through CloudFormation.
 
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{FunctionCode, FunctionResponseType, Runtime, ScalingConfig};
@@ -29,7 +29,46 @@ const EMPTY_ZIP: [u8; 22] = [
     0x50, 0x4b, 0x05, 0x06, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
 ];
 
-const ASSUME_ROLE: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+/// The functions' role, as SAM would generate it: a CloudFormation stack of one `AWS::IAM::Role`
+/// (the SDK's IAM client alone took a minute of every build for this one call).
+const ROLE_TEMPLATE: &str = r#"{
+  "Resources": {
+    "Role": {
+      "Type": "AWS::IAM::Role",
+      "Properties": {
+        "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+      }
+    }
+  },
+  "Outputs": {"RoleArn": {"Value": {"Fn::GetAtt": ["Role", "Arn"]}}}
+}"#;
+
+/// Creates the functions' role in moto and answers its ARN.
+async fn create_role(clients: &AwsClients, stack_name: &str) -> Result<String, String> {
+    let cfn = aws_sdk_cloudformation::Client::new(&clients.sdk_config);
+    cfn.create_stack()
+        .stack_name(stack_name)
+        .template_body(ROLE_TEMPLATE)
+        .capabilities(aws_sdk_cloudformation::types::Capability::CapabilityIam)
+        .send()
+        .await
+        .map_err(aws_error)?;
+    // moto creates a stack's resources within CreateStack: its outputs are there at once.
+    let described = cfn
+        .describe_stacks()
+        .stack_name(stack_name)
+        .send()
+        .await
+        .map_err(aws_error)?;
+    described
+        .stacks()
+        .iter()
+        .flat_map(|s| s.outputs())
+        .find(|o| o.output_key() == Some("RoleArn"))
+        .and_then(|o| o.output_value())
+        .map(str::to_owned)
+        .ok_or_else(|| format!("the role stack {stack_name} answered no RoleArn output"))
+}
 
 fn number(props: &Mapping, key: &str) -> Option<i32> {
     props
@@ -71,7 +110,8 @@ fn mapping_of(function: &str, props: &Mapping) -> Option<QueueMapping> {
     })
 }
 
-fn lambda_error(e: impl std::error::Error + 'static) -> String {
+/// An SDK error with its whole chain of causes (every SDK crate re-exports the same type).
+fn aws_error(e: impl std::error::Error + 'static) -> String {
     aws_sdk_lambda::error::DisplayErrorContext(e).to_string()
 }
 
@@ -79,17 +119,7 @@ fn lambda_error(e: impl std::error::Error + 'static) -> String {
 /// mappings in moto, as CloudFormation would from the template.
 pub async fn create(clients: &AwsClients, stack: &LocalStack) -> Result<(), String> {
     let lambda = aws_sdk_lambda::Client::new(&clients.sdk_config);
-    let iam = aws_sdk_iam::Client::new(&clients.sdk_config);
-    let role = iam
-        .create_role()
-        .role_name(format!("{}-functions", stack.stack_name()))
-        .assume_role_policy_document(ASSUME_ROLE)
-        .send()
-        .await
-        .map_err(|e| aws_sdk_iam::error::DisplayErrorContext(e).to_string())?
-        .role
-        .map(|r| r.arn)
-        .ok_or("CreateRole answered no role")?;
+    let role = create_role(clients, &format!("{}-functions", stack.stack_name())).await?;
     let global_timeout = stack.global_function_timeout();
     let mut mappings = Vec::new();
     for (logical_id, props) in stack.resolved_of_kind("AWS::Serverless::Function")? {
@@ -113,7 +143,7 @@ pub async fn create(clients: &AwsClients, stack: &LocalStack) -> Result<(), Stri
             .set_memory_size(number(&props, "MemorySize"))
             .send()
             .await
-            .map_err(|e| format!("CreateFunction {logical_id}: {}", lambda_error(e)))?;
+            .map_err(|e| format!("CreateFunction {logical_id}: {}", aws_error(e)))?;
         if let Some(reserved) = number(&props, "ReservedConcurrentExecutions") {
             lambda
                 .put_function_concurrency()
@@ -121,7 +151,7 @@ pub async fn create(clients: &AwsClients, stack: &LocalStack) -> Result<(), Stri
                 .reserved_concurrent_executions(reserved)
                 .send()
                 .await
-                .map_err(|e| format!("PutFunctionConcurrency {logical_id}: {}", lambda_error(e)))?;
+                .map_err(|e| format!("PutFunctionConcurrency {logical_id}: {}", aws_error(e)))?;
         }
         for event in props
             .get("Events")
@@ -163,7 +193,7 @@ pub async fn create(clients: &AwsClients, stack: &LocalStack) -> Result<(), Stri
                 "CreateEventSourceMapping {} → {}: {}",
                 m.queue_arn,
                 m.function,
-                lambda_error(e)
+                aws_error(e)
             )
         })?;
     }
