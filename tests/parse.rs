@@ -79,6 +79,7 @@ async fn world_with(idempotency: Idempotency, engine: EngineKind) -> World {
                 ambiguity: Default::default(),
                 auth_pause: Duration::from_secs(5),
                 poll: Default::default(),
+                breaker: None,
             },
             budgets: Budgets::for_vendor("sim", |_| Some("1000".into())).unwrap(),
         },

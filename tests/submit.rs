@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use ocrbridge::batch::Disposition;
 use ocrbridge::blob::Blob;
+use ocrbridge::breaker::BreakerPolicy;
 use ocrbridge::job::{
     ContentHash, DocumentKey, Job, JobId, JobState, NewJob, Profile, SourceObject,
 };
@@ -75,6 +76,7 @@ async fn world_with(idempotency: Idempotency, ambiguity: AmbiguityPolicy) -> Wor
             ambiguity,
             auth_pause: Duration::from_secs(5),
             poll: Default::default(),
+            breaker: None,
         },
         budgets: Budgets::for_vendor("sim", |_| Some("1000".into())).unwrap(),
     };
@@ -250,6 +252,82 @@ async fn queued_jobs_are_submitted_once_each() {
     let leftover = w.s.drain(&w.s.config.submit_queue_url).await;
     assert!(leftover.is_empty() || leftover.len() == 1);
     assert_eq!(sim_stats(&w.sim).await["billed_documents"], 3);
+}
+
+/// Issue #29: a vendor outage opens the breaker every container shares. While it is open no
+/// submission reaches the vendor — each is deferred, spending no receive and no attempt — and
+/// when the vendor is back one probe closes it and every document is submitted once.
+#[tokio::test]
+async fn an_outage_opens_the_breaker_and_a_probe_closes_it_when_the_vendor_is_back() {
+    let mut w = world().await;
+    let policy = BreakerPolicy {
+        error_rate: 0.5,
+        min_calls: 3,
+        window_minutes: 1,
+        cool_down: Duration::from_secs(4),
+        probe_lease: Duration::from_secs(4),
+    };
+    w.submit.config.breaker = Some(policy);
+    // The vendor is down: every submission answers 5xx before anything is made.
+    set_faults(&w.sim, json!({"seed": 3, "rates": {"server_error": 1.0}})).await;
+    let mut ids = Vec::new();
+    for _ in 0..8 {
+        let job = queued_job(&w, "receipt").await;
+        enqueue(&w, &job.id).await;
+        ids.push(job.id);
+    }
+    pump(&w, &ids, Duration::from_secs(10)).await;
+    let during = sim_stats(&w.sim).await["submit_requests"].as_u64().unwrap();
+    let recorded = w.submit.metrics.recorded();
+    eprintln!("breaker: {during} submissions reached the vendor while it was down");
+    // The calls that opened it (min_calls, and those already under way in the same batch), then
+    // one probe per cool-down. Without the breaker each of the eight is retried every second or
+    // so (backoff 0.2-1 s): dozens of calls.
+    assert!(
+        during <= 12,
+        "{during} submissions reached a vendor that was down: {recorded:?}"
+    );
+    assert!(
+        recorded.get("BreakerRefused[sim]").copied().unwrap_or(0.0) > 0.0,
+        "{recorded:?}"
+    );
+    assert!(
+        recorded
+            .get("BreakerTransitions[sim,open]")
+            .copied()
+            .unwrap_or(0.0)
+            >= 1.0,
+        "{recorded:?}"
+    );
+    for id in &ids {
+        // Waiting for its turn: not failed, not held, nothing left to resolve.
+        let job = state(&w, id).await;
+        assert!(
+            matches!(job.state, JobState::Queued | JobState::Submitting) && job.attempt.is_none(),
+            "{id} waits: {job:?}"
+        );
+    }
+    // The vendor is back: the next probe closes the breaker, and the rest follow.
+    set_faults(&w.sim, json!({"seed": 3, "rates": {}})).await;
+    pump(&w, &ids, Duration::from_secs(60)).await;
+    for id in &ids {
+        assert_eq!(state(&w, id).await.state, JobState::Submitted, "{id}");
+    }
+    let stats = sim_stats(&w.sim).await;
+    assert_eq!(stats["billed_documents"], 8, "{stats}");
+    let recorded = w.submit.metrics.recorded();
+    assert!(
+        recorded
+            .get("BreakerTransitions[sim,closed]")
+            .copied()
+            .unwrap_or(0.0)
+            >= 1.0,
+        "{recorded:?}"
+    );
+    assert!(
+        w.s.drain(&w.s.config.submit_dlq_url).await.is_empty(),
+        "nothing dead-lettered"
+    );
 }
 
 #[tokio::test]

@@ -77,6 +77,13 @@ pub const SUBMIT_RETRIES: Metric = metric("SubmitRetries", Unit::Count, &["Vendo
 pub const RECONCILES: Metric = metric("Reconciles", Unit::Count, &["Vendor", "Outcome"]);
 pub const BUDGET_EXHAUSTED: Metric = metric("RetryBudgetExhausted", Unit::Count, &["Vendor"]);
 pub const ADMISSION_DELAYED: Metric = metric("AdmissionDelayed", Unit::Count, &["Vendor"]);
+/// A submission deferred because the vendor's breaker is open (or another container holds its
+/// half-open probe): nothing was sent, and no attempt or receive was spent.
+pub const BREAKER_REFUSED: Metric = metric("BreakerRefused", Unit::Count, &["Vendor"]);
+/// The breaker moved, by the container that moved it (`open`, `closed`): one data point per
+/// transition, whichever container's call tipped it.
+pub const BREAKER_TRANSITIONS: Metric =
+    metric("BreakerTransitions", Unit::Count, &["Vendor", "State"]);
 /// A 401/403 from the vendor after one credential refresh, by where it happened: `submit`,
 /// `poll` (a status check), `fetch` (the result), `reconcile` (its status check), `key_check`
 /// (rotate's scheduled proof of the key).
@@ -220,6 +227,8 @@ pub const ALL: &[Metric] = &[
     RECONCILES,
     BUDGET_EXHAUSTED,
     ADMISSION_DELAYED,
+    BREAKER_REFUSED,
+    BREAKER_TRANSITIONS,
     AUTH_FAILURES,
     SUBMIT_LATENCY,
     ESTIMATED_COST,

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use ocrbridge::breaker::BreakerPolicy;
 use ocrbridge::cost::Prices;
 use ocrbridge::retry::Backoff;
 use ocrbridge::vendors::ambiguity::{AmbiguityPolicy, Fallback};
@@ -31,6 +32,10 @@ pub struct SubmitConfig {
     pub auth_pause: Duration,
     /// `POLL_FIRST_SECS`, `POLL_CAP_SECS`: when to first ask a vendor that pushes nothing.
     pub poll: PollSchedule,
+    /// The vendor's circuit breaker (`BREAKER`: `on`, the default, or `off`; its thresholds
+    /// from `BREAKER_*`, see [`BreakerPolicy`]). While it is open, submissions wait (deferred,
+    /// spending nothing) instead of each failing against a vendor that is down.
+    pub breaker: Option<BreakerPolicy>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +88,20 @@ impl SubmitConfig {
             auth_pause: Duration::from_secs(number("AUTH_PAUSE_SECS", 60.0)? as u64),
             poll: PollSchedule::from_lookup(&lookup)
                 .map_err(|e| ConfigError(e.name, format!("{:?} is not {}", e.value, e.expected)))?,
+            breaker: match lookup("BREAKER").as_deref().map(str::trim) {
+                None | Some("" | "on") => {
+                    Some(BreakerPolicy::from_lookup(&lookup).map_err(|e| {
+                        ConfigError(e.name, format!("{:?} is not {}", e.value, e.expected))
+                    })?)
+                }
+                Some("off") => None,
+                Some(other) => {
+                    return Err(ConfigError(
+                        "BREAKER",
+                        format!("{other:?} is not one of: on, off"),
+                    ))
+                }
+            },
         })
     }
 }
@@ -105,6 +124,25 @@ mod tests {
         );
         assert_eq!(c.max_age, Duration::from_secs(86_400));
         assert_eq!(c.ambiguity, AmbiguityPolicy::default());
+        assert_eq!(
+            c.breaker,
+            Some(BreakerPolicy::default()),
+            "on unless turned off"
+        );
+        let off = HashMap::from([("BREAKER", "off".to_owned())]);
+        assert_eq!(
+            SubmitConfig::from_lookup(|k| off.get(k).cloned())
+                .unwrap()
+                .breaker,
+            None
+        );
+        let neither = HashMap::from([("BREAKER", "maybe".to_owned())]);
+        assert_eq!(
+            SubmitConfig::from_lookup(|k| neither.get(k).cloned())
+                .unwrap_err()
+                .0,
+            "BREAKER"
+        );
         let resubmit = HashMap::from([
             ("VENDOR_BASE_URL", "http://v".to_owned()),
             ("AMBIGUOUS_SUBMISSION", "resubmit".to_owned()),

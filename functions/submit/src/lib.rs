@@ -17,7 +17,9 @@
 //!    possible second charge, or hold the job for an operator;
 //! 5. fail the job if its submission window (`MAX_SUBMIT_AGE_SECS` since it was queued) is over
 //!    — under the lease, after step 4, so nothing that reached the vendor is forgotten;
-//! 6. pay the retry budget what the last failed call owes (deferrals owe nothing), and take an
+//! 6. ask the vendor's circuit breaker ([`ocrbridge::breaker`], shared by every container):
+//!    while it is open the message is deferred until it half-opens, nothing sent; then pay the
+//!    retry budget what the last failed call owes (deferrals owe nothing), and take an
 //!    admission token;
 //! 7. call the vendor with the deterministic key (the job id), a short-lived presigned URL, and
 //!    a time limit of what is left of the lease;
@@ -229,6 +231,10 @@ impl<V: Vendor> Submit<V> {
         if let Some(disposition) = self.past_max_age(&lease).await {
             return disposition;
         }
+        let probe = match self.pass_breaker(&lease).await {
+            Ok(probe) => probe,
+            Err(disposition) => return disposition,
+        };
         let lease = match self.pay_retry_debt(lease).await {
             step::Next::Continue(lease) => lease,
             step::Next::Stop(disposition) => return disposition,
@@ -240,7 +246,7 @@ impl<V: Vendor> Submit<V> {
             Ok(lease) => lease,
             Err(disposition) => return disposition,
         };
-        self.call_vendor(&lease).await
+        self.call_vendor(&lease, probe).await
     }
 
     /// Releases the lease (or lets it expire if that fails: the next holder then resolves the

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use ocrbridge::batch::Disposition;
 use ocrbridge::blob::ObjectRef;
+use ocrbridge::breaker::{Admission, Breaker, Outcome};
 use ocrbridge::failpoints;
 use ocrbridge::job::{reason, Attempt, Job, Reason};
 use ocrbridge::ledger::Change;
@@ -302,6 +303,82 @@ impl<V: Vendor> Submit<V> {
         }
     }
 
+    /// Step 6: the vendor's breaker. Open, or half-open with another container's probe out:
+    /// nothing is sent; the lease is released as unsent and the message comes back when the
+    /// breaker would let a probe through (a deferral: no receive, no retry debt, no attempt).
+    /// `Ok(true)`: this call is the half-open breaker's one probe. A breaker that cannot be read
+    /// lets the call through: it guards the vendor, never the documents.
+    pub(crate) async fn pass_breaker(&self, lease: &Lease) -> Result<bool, Disposition> {
+        let Some(breaker) = self.breaker() else {
+            return Ok(false);
+        };
+        let now = UnixMillis::now();
+        match breaker.admit(now).await {
+            Ok(Admission::Allowed) => Ok(false),
+            Ok(Admission::Probe) => {
+                info!("the vendor's breaker is half-open: this submission is its probe");
+                Ok(true)
+            }
+            Ok(Admission::Refused { until }) => {
+                self.metrics.count(
+                    metrics::BREAKER_REFUSED,
+                    &[self.vendor.name()],
+                    &[("job_id", lease.job_id.as_str())],
+                );
+                let wait = until
+                    .since(now)
+                    .clamp(Duration::from_secs(1), self.config.backoff.cap);
+                info!(?wait, "the vendor's breaker is open; deferring");
+                self.release(lease, Self::unsent(lease), RetryDebt::Unchanged)
+                    .await;
+                Err(Disposition::Defer(wait))
+            }
+            Err(e) => {
+                warn!(error = %e, "the vendor's breaker could not be read; calling anyway");
+                Ok(false)
+            }
+        }
+    }
+
+    /// Counts a finished call into the vendor's breaker, and says so when it moved it.
+    pub(crate) async fn count_for_breaker(
+        &self,
+        result: &Result<String, VendorError>,
+        probe: bool,
+        job: &Job,
+    ) {
+        let Some(breaker) = self.breaker() else {
+            return;
+        };
+        let Some(outcome) = breaker_outcome(result) else {
+            return;
+        };
+        match breaker.record(outcome, probe, UnixMillis::now()).await {
+            Ok(Some(moved)) => {
+                warn!(
+                    state = moved.name(),
+                    outcome = outcome.as_str(),
+                    "the vendor's breaker moved"
+                );
+                self.metrics.count(
+                    metrics::BREAKER_TRANSITIONS,
+                    &[self.vendor.name(), moved.name()],
+                    &[("job_id", job.id.as_str())],
+                );
+            }
+            Ok(None) => {}
+            Err(e) => warn!(error = %e, "the call's outcome could not be counted in the breaker"),
+        }
+    }
+
+    fn breaker(&self) -> Option<Breaker> {
+        self.config.breaker.clone().map(|policy| Breaker {
+            ledger: self.ledger.clone(),
+            vendor: self.vendor.name().to_owned(),
+            policy,
+        })
+    }
+
     /// Step 6b: waits for an admission token if it comes soon; otherwise defers the message. A
     /// deferral is our own doing, not a vendor failure: it owes the retry budget nothing (and
     /// any debt was paid in step 6a).
@@ -340,8 +417,9 @@ impl<V: Vendor> Submit<V> {
         }
     }
 
-    /// Step 7: the call itself, bounded by the lease.
-    pub(crate) async fn call_vendor(&self, lease: &Lease) -> Disposition {
+    /// Step 7: the call itself, bounded by the lease. `probe`: the breaker admitted it as its
+    /// half-open probe, whose outcome closes or reopens it.
+    pub(crate) async fn call_vendor(&self, lease: &Lease, probe: bool) -> Disposition {
         let job = &lease.job;
         let object = ObjectRef {
             bucket: job.source.bucket.clone(),
@@ -372,6 +450,7 @@ impl<V: Vendor> Submit<V> {
             &[self.vendor.name()],
             &[("job_id", job.id.as_str())],
         );
+        self.count_for_breaker(&result, probe, job).await;
         match result {
             Ok(vendor_job_id) => self.complete(lease, vendor_job_id, false).await,
             Err(e) => self.on_error(lease, e).await,
@@ -569,5 +648,28 @@ impl<V: Vendor> Submit<V> {
             },
             reason: error.to_string(),
         }
+    }
+}
+
+/// How a submission's final result (after any credential refresh) counts for the vendor's
+/// health. `None`: it says nothing about the vendor — a rejected document, its answer unread,
+/// our own concurrency cap (`Busy`) — and is not counted at all.
+fn breaker_outcome(result: &Result<String, VendorError>) -> Option<Outcome> {
+    match result {
+        Ok(_) | Err(VendorError::Unreadable { .. }) => Some(Outcome::Success),
+        Err(VendorError::Unavailable { .. }) => Some(Outcome::ServerError),
+        Err(VendorError::Throttled { .. }) => Some(Outcome::Throttled),
+        // Refused connections and timeouts alike: the vendor did not answer. (A worker that gave
+        // up before starting, its lease too short, lands here too: rare, and the rate needs
+        // `min_calls` of them.)
+        Err(VendorError::NoAnswer(_) | VendorError::Unreachable(_)) => Some(Outcome::Timeout),
+        Err(VendorError::Auth { .. }) => Some(Outcome::AuthFailure),
+        Err(
+            VendorError::Busy { .. }
+            | VendorError::Rejected { .. }
+            | VendorError::Protocol(_)
+            | VendorError::TooLarge { .. }
+            | VendorError::Gone(_),
+        ) => None,
     }
 }

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use intake::{Intake, IntakeConfig};
 use ocrbridge::aws::AwsClients;
 use ocrbridge::blob::Blob;
+use ocrbridge::breaker::BreakerPolicy;
 use ocrbridge::config::StackConfig;
 use ocrbridge::cost::Prices;
 use ocrbridge::keyring::{Keyring, Stage};
@@ -111,6 +112,18 @@ pub struct PipelineOptions {
     /// Settings over the template's, for the functions and the adapters (e.g.
     /// `VENDOR_MAX_RESULT_BYTES`).
     pub environment: Vec<(String, String)>,
+    /// Submit's vendor breaker (`BREAKER`, on in a deployed stack). On by default here too,
+    /// with a cool-down of 5 s for the minute a stack waits (as `auth_pause` is shortened).
+    pub breaker: Option<BreakerPolicy>,
+}
+
+/// The breaker the local pipeline runs with: the deployed defaults, its waits shortened.
+pub fn local_breaker() -> BreakerPolicy {
+    BreakerPolicy {
+        cool_down: Duration::from_secs(5),
+        probe_lease: Duration::from_secs(5),
+        ..BreakerPolicy::default()
+    }
 }
 
 /// The Mindee webhook endpoint id the local stack registers with the twin.
@@ -132,6 +145,7 @@ impl Default for PipelineOptions {
             crash_redelivery: Duration::from_secs(2),
             invocation_timeout: Duration::from_secs(30),
             frozen_limit: 4,
+            breaker: Some(local_breaker()),
             reconcile_every: Duration::from_secs(5),
             concurrency: 2,
             vendor_rps: 50.0,
@@ -490,6 +504,7 @@ impl Pipeline {
                     ambiguity: options.ambiguity,
                     auth_pause: Duration::from_secs(5),
                     poll,
+                    breaker: options.breaker.clone(),
                 },
                 budgets: budgets.clone(),
             },
