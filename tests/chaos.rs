@@ -369,6 +369,13 @@ async fn run(vendor: VendorKind, fallback: Fallback) {
     let native = traits.idempotent;
 
     let mut unique_accepted: BTreeSet<Vec<u8>> = BTreeSet::new();
+    // Every upload's job, junk included: what a run that settles has.
+    let expected_ids: BTreeSet<JobId> = uploads
+        .iter()
+        .map(|(_, bytes)| {
+            DocumentKey::new(&ContentHash::of(bytes), &Profile::new("receipt").unwrap()).job_id()
+        })
+        .collect();
     for (key, bytes) in uploads {
         if bytes.starts_with(b"\x89PNG") {
             unique_accepted.insert(bytes.clone());
@@ -377,11 +384,16 @@ async fn run(vendor: VendorKind, fallback: Fallback) {
     }
     // All junk has the same content: one rejected job.
     let expected_jobs = unique_accepted.len() + 1;
+    assert_eq!(
+        expected_ids.len(),
+        expected_jobs,
+        "a job per unique upload, junk included"
+    );
 
     let started = Instant::now();
     let stop = AtomicBool::new(false);
     let (_, observed) = tokio::join!(p.run_until(&stop), async {
-        let observed = settle(&s, &p, expected_jobs, docs, started).await;
+        let observed = settle(&s, &p, &expected_ids, docs, started).await;
         stop.store(true, Ordering::Relaxed);
         observed
     });
@@ -682,10 +694,11 @@ const QUIET: Duration = Duration::from_secs(12);
 async fn settle(
     s: &TestStack,
     p: &Pipeline,
-    expected_jobs: usize,
+    expected: &BTreeSet<JobId>,
     docs: usize,
     started: Instant,
 ) -> BTreeMap<JobId, Vec<JobState>> {
+    let expected_jobs = expected.len();
     let budget = Duration::from_secs(120 + docs as u64 * 3);
     let mut observed: BTreeMap<JobId, Vec<JobState>> = BTreeMap::new();
     // Listing every state through the index is a table scan in moto: look less often as the
@@ -715,8 +728,34 @@ async fn settle(
         let quiet_left = settled_since.is_some() && started.elapsed() < budget + QUIET * 2;
         if started.elapsed() > budget && !quiet_left {
             let stats: Value = sim_stats(&p.sim).await;
+            // A document with no job yet says more than the jobs do (the stop CI at 76ae65d
+            // had every job settled and one upload without one): where its message is.
+            let present: BTreeSet<&JobId> = jobs.iter().map(|j| &j.id).collect();
+            let missing: Vec<&JobId> = expected.iter().filter(|id| !present.contains(id)).collect();
+            let mut dead_letters = Vec::new();
+            for (name, url) in [
+                ("intake", &s.config.intake_dlq_url),
+                ("submit", &s.config.submit_dlq_url),
+                ("results", &s.config.results_dlq_url),
+            ] {
+                let depth = s
+                    .clients
+                    .sqs
+                    .get_queue_attributes()
+                    .queue_url(url)
+                    .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+                    .send()
+                    .await
+                    .ok()
+                    .and_then(|a| {
+                        a.attributes()?
+                            .get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+                            .cloned()
+                    });
+                dead_letters.push((name, depth));
+            }
             panic!(
-                "not settled after {budget:?}: {:?}\nunsettled: {:?}\nsubmit: {:?}\nsimulator: {stats}",
+                "not settled after {budget:?}: {:?}\nno job yet for {missing:?}; dead letters {dead_letters:?}\nunsettled: {:?}\nsubmit: {:?}\nsimulator: {stats}",
                 count(jobs.iter().map(|j| j.state)),
                 jobs.iter()
                     .filter(|j| !j.state.is_settled())
