@@ -126,6 +126,35 @@ async fn an_upload_becomes_a_queued_job_and_one_submit_message() {
     assert!(submitted(&s).await.is_empty());
 }
 
+/// `TAG_SOURCE_OBJECTS=off` (issue #33): one S3 request fewer per document, and the same job.
+#[tokio::test]
+async fn with_tagging_off_an_upload_gets_its_job_and_no_tags() {
+    let s = stack().await;
+    let mut intake = intake(&s);
+    intake.config =
+        IntakeConfig::from_lookup(|k| (k == "TAG_SOURCE_OBJECTS").then(|| "off".to_owned()))
+            .unwrap();
+    let receipt = std::fs::read(shared_dir().join("corpus/sroie-dev/000.jpg")).unwrap();
+    let key = "receipts/untagged.jpg";
+    s.put(key, receipt.clone(), Some("image/jpeg")).await;
+    let outcome = intake.process_object(&record(&s, key)).await.unwrap();
+    let id = DocumentKey::new(
+        &ContentHash::of(&receipt),
+        &Profile::new("receipt").unwrap(),
+    )
+    .job_id();
+    assert_eq!(outcome, Outcome::Accepted(id.clone()));
+    let job = s
+        .ledger
+        .get_job(&id)
+        .await
+        .unwrap()
+        .expect("the job exists");
+    assert_eq!(job.state, JobState::Queued);
+    assert_eq!(submitted(&s).await, vec![id.to_string()]);
+    assert_eq!(tags(&s, key).await, Vec::new(), "nothing tagged the object");
+}
+
 #[tokio::test]
 async fn the_same_content_uploaded_twice_makes_one_job() {
     let s = stack().await;

@@ -26,6 +26,12 @@ pub struct IntakeConfig {
     pub limits: Limits,
     /// `METRIC_SOURCES`: the source channels metrics name; any other is `other`.
     pub sources: ocrbridge::segments::Sources,
+    /// `TAG_SOURCE_OBJECTS` (`on`, the default, or `off`): tag each upload with its job id,
+    /// status and rejection reason (`ocrbridge-job-id`, `ocrbridge-status`, `ocrbridge-reason`),
+    /// so whoever finds the object in S3 sees what became of it. Off saves a PutObjectTagging
+    /// per document (and a GetObjectTagging where the uploader set tags of their own); the
+    /// ledger keeps the same facts either way.
+    pub tag_objects: bool,
 }
 
 impl Default for IntakeConfig {
@@ -37,6 +43,7 @@ impl Default for IntakeConfig {
             reserved_prefixes: vec!["raw/".into(), "results/".into()],
             limits: Limits::default(),
             sources: ocrbridge::segments::Sources::default(),
+            tag_objects: true,
         }
     }
 }
@@ -106,6 +113,16 @@ impl IntakeConfig {
         }
         config.sources = ocrbridge::segments::Sources::from_lookup(&lookup)
             .map_err(|e| err("METRIC_SOURCES", e.to_string()))?;
+        config.tag_objects = match lookup("TAG_SOURCE_OBJECTS").as_deref().map(str::trim) {
+            None | Some("" | "on") => true,
+            Some("off") => false,
+            Some(other) => {
+                return Err(err(
+                    "TAG_SOURCE_OBJECTS",
+                    format!("{other:?} is not one of: on, off"),
+                ))
+            }
+        };
         Ok(config)
     }
 

@@ -7,7 +7,7 @@
 //!    the same profile lands on the existing job and is counted as a suppressed duplicate;
 //! 4. for a new (or still `Received`) job: reject it with its reason, or send `{job_id}` to the
 //!    submit queue and *then* move it to `Queued`;
-//! 5. tag the S3 object with the job id, status and reason.
+//! 5. tag the S3 object with the job id, status and reason (unless `TAG_SOURCE_OBJECTS=off`).
 //!
 //! The same document uploaded again **after** its job stopped for a retryable reason (`Failed`
 //! after an outage, `Held` for a bad API key…) is a request to try again: the job goes back to
@@ -338,7 +338,9 @@ impl Intake {
             }
         };
         debug_assert_eq!(job.id, job_id);
-        self.tag(&object, &head, &job).await?;
+        if self.config.tag_objects {
+            self.tag(&object, &head, &job).await?;
+        }
         Ok(outcome)
     }
 
