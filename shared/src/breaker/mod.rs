@@ -70,7 +70,8 @@ pub struct BreakerPolicy {
     pub window_minutes: u64,
     /// How long it stays open before a probe (`BREAKER_COOL_DOWN_SECONDS`).
     pub cool_down: Duration,
-    /// How long a claimed probe holds the half-open breaker before another caller may probe.
+    /// How long a claimed probe holds the half-open breaker before another caller may probe
+    /// (`BREAKER_PROBE_LEASE_SECONDS`).
     pub probe_lease: Duration,
 }
 
@@ -117,7 +118,12 @@ impl BreakerPolicy {
                 d.cool_down,
                 Duration::from_secs(1),
             )?,
-            probe_lease: d.probe_lease,
+            probe_lease: duration_setting(
+                lookup,
+                "BREAKER_PROBE_LEASE_SECONDS",
+                d.probe_lease,
+                Duration::from_secs(1),
+            )?,
         })
     }
 

@@ -52,6 +52,7 @@ fn settings_are_read_and_checked() {
         ("BREAKER_MIN_CALLS", "20"),
         ("BREAKER_WINDOW_MINUTES", "5"),
         ("BREAKER_COOL_DOWN_SECONDS", "90"),
+        ("BREAKER_PROBE_LEASE_SECONDS", "15"),
     ]))
     .unwrap();
     assert_eq!(
@@ -59,9 +60,16 @@ fn settings_are_read_and_checked() {
             policy.error_rate,
             policy.min_calls,
             policy.window_minutes,
-            policy.cool_down
+            policy.cool_down,
+            policy.probe_lease
         ),
-        (0.25, 20, 5, Duration::from_secs(90))
+        (
+            0.25,
+            20,
+            5,
+            Duration::from_secs(90),
+            Duration::from_secs(15)
+        )
     );
     let wrong = BreakerPolicy::from_lookup(&env(&[("BREAKER_ERROR_RATE", "1.5")])).unwrap_err();
     assert_eq!(wrong.name, "BREAKER_ERROR_RATE");

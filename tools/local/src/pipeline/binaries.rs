@@ -75,6 +75,30 @@ pub fn binary_environment(
     ] {
         env.insert(k.to_owned(), v);
     }
+    // The breaker the in-process pipeline runs with, for the binaries too.
+    match &options.breaker {
+        None => {
+            env.insert("BREAKER".into(), "off".into());
+        }
+        Some(policy) => {
+            for (k, v) in [
+                ("BREAKER", "on".to_owned()),
+                ("BREAKER_ERROR_RATE", policy.error_rate.to_string()),
+                ("BREAKER_MIN_CALLS", policy.min_calls.to_string()),
+                ("BREAKER_WINDOW_MINUTES", policy.window_minutes.to_string()),
+                (
+                    "BREAKER_COOL_DOWN_SECONDS",
+                    policy.cool_down.as_secs().to_string(),
+                ),
+                (
+                    "BREAKER_PROBE_LEASE_SECONDS",
+                    policy.probe_lease.as_secs().to_string(),
+                ),
+            ] {
+                env.insert(k.to_owned(), v);
+            }
+        }
+    }
     for (k, v) in &options.environment {
         env.insert(k.clone(), v.clone());
     }
