@@ -179,6 +179,20 @@ pub fn duration_setting(
         .map(|n| unit.saturating_mul(n.min(u32::MAX as u64) as u32))
 }
 
+/// `on` or `off`: a feature a stack can turn off (`BREAKER`, `TAG_SOURCE_OBJECTS`); absent or
+/// empty → `default`.
+pub fn switch_setting(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: bool,
+) -> Result<bool, SettingError> {
+    let default = if default { "on" } else { "off" };
+    let value: String = setting(lookup, name, default.to_owned(), "on or off", |v| {
+        v == "on" || v == "off"
+    })?;
+    Ok(value == "on")
+}
+
 #[cfg(test)]
 mod setting_tests {
     use super::*;
@@ -195,6 +209,14 @@ mod setting_tests {
         assert_eq!(setting(&lookup, "Y", 7u32, "", |_| true), Ok(7));
         let negative = |k: &str| (k == "Z").then(|| "-2".to_owned());
         assert!(setting(&negative, "Z", 1.0f64, "a positive number", |v| *v > 0.0).is_err());
+        let off = |k: &str| (k == "F").then(|| " off ".to_owned());
+        assert_eq!(switch_setting(&off, "F", true), Ok(false));
+        assert_eq!(switch_setting(&off, "G", true), Ok(true));
+        let maybe = |k: &str| (k == "F").then(|| "maybe".to_owned());
+        assert_eq!(
+            switch_setting(&maybe, "F", true).unwrap_err().to_string(),
+            "invalid setting F=\"maybe\": expected on or off"
+        );
         let secs = |k: &str| (k == "S").then(|| "30".to_owned());
         assert_eq!(
             duration_setting(&secs, "S", Duration::ZERO, Duration::from_secs(1)),

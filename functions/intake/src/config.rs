@@ -113,16 +113,8 @@ impl IntakeConfig {
         }
         config.sources = ocrbridge::segments::Sources::from_lookup(&lookup)
             .map_err(|e| err("METRIC_SOURCES", e.to_string()))?;
-        config.tag_objects = match lookup("TAG_SOURCE_OBJECTS").as_deref().map(str::trim) {
-            None | Some("" | "on") => true,
-            Some("off") => false,
-            Some(other) => {
-                return Err(err(
-                    "TAG_SOURCE_OBJECTS",
-                    format!("{other:?} is not one of: on, off"),
-                ))
-            }
-        };
+        config.tag_objects = ocrbridge::config::switch_setting(&lookup, "TAG_SOURCE_OBJECTS", true)
+            .map_err(|e| err(e.name, format!("{:?} is not {}", e.value, e.expected)))?;
         Ok(config)
     }
 

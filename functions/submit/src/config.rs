@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use ocrbridge::breaker::BreakerPolicy;
+use ocrbridge::config::{switch_setting, SettingError};
 use ocrbridge::cost::Prices;
 use ocrbridge::retry::Backoff;
 use ocrbridge::vendors::ambiguity::{AmbiguityPolicy, Fallback};
@@ -42,6 +43,10 @@ pub struct SubmitConfig {
 #[error("invalid {0}: {1}")]
 pub struct ConfigError(pub &'static str, pub String);
 
+fn setting_error(e: SettingError) -> ConfigError {
+    ConfigError(e.name, format!("{:?} is not {}", e.value, e.expected))
+}
+
 impl SubmitConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|k| std::env::var(k).ok())
@@ -64,8 +69,7 @@ impl SubmitConfig {
         Ok(SubmitConfig {
             max_age: Duration::from_secs(number("MAX_SUBMIT_AGE_SECS", 86_400.0)? as u64),
             presign_expiry: Duration::from_secs(number("PRESIGN_EXPIRY_SECS", 900.0)? as u64),
-            prices: Prices::from_lookup(&lookup)
-                .map_err(|e| ConfigError(e.name, format!("{:?} is not {}", e.value, e.expected)))?,
+            prices: Prices::from_lookup(&lookup).map_err(setting_error)?,
             backoff: Backoff {
                 base: Duration::from_millis(number("BACKOFF_BASE_MS", 2_000.0)? as u64),
                 cap: Duration::from_secs(number("BACKOFF_CAP_SECS", 900.0)? as u64),
@@ -86,21 +90,11 @@ impl SubmitConfig {
                 },
             },
             auth_pause: Duration::from_secs(number("AUTH_PAUSE_SECS", 60.0)? as u64),
-            poll: PollSchedule::from_lookup(&lookup)
-                .map_err(|e| ConfigError(e.name, format!("{:?} is not {}", e.value, e.expected)))?,
-            breaker: match lookup("BREAKER").as_deref().map(str::trim) {
-                None | Some("" | "on") => {
-                    Some(BreakerPolicy::from_lookup(&lookup).map_err(|e| {
-                        ConfigError(e.name, format!("{:?} is not {}", e.value, e.expected))
-                    })?)
-                }
-                Some("off") => None,
-                Some(other) => {
-                    return Err(ConfigError(
-                        "BREAKER",
-                        format!("{other:?} is not one of: on, off"),
-                    ))
-                }
+            poll: PollSchedule::from_lookup(&lookup).map_err(setting_error)?,
+            breaker: if switch_setting(&lookup, "BREAKER", true).map_err(setting_error)? {
+                Some(BreakerPolicy::from_lookup(&lookup).map_err(setting_error)?)
+            } else {
+                None
             },
         })
     }
