@@ -142,6 +142,17 @@ async fn enqueue(w: &World, id: &JobId) {
         .unwrap();
 }
 
+/// `n` queued receipt jobs, each with its message on the submit queue.
+async fn queued_receipts(w: &World, n: usize) -> Vec<JobId> {
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        let job = queued_job(w, "receipt").await;
+        enqueue(w, &job.id).await;
+        ids.push(job.id);
+    }
+    ids
+}
+
 /// Emulates the SQS event source: receive, invoke, delete what succeeded; until every job in
 /// `ids` is past `Submitting` or `timeout` passes. Returns the number of invocations.
 async fn pump(w: &World, ids: &[JobId], timeout: Duration) -> usize {
@@ -214,12 +225,7 @@ async fn state(w: &World, id: &JobId) -> Job {
 #[tokio::test]
 async fn queued_jobs_are_submitted_once_each() {
     let w = world().await;
-    let mut ids = Vec::new();
-    for _ in 0..3 {
-        let job = queued_job(&w, "receipt").await;
-        enqueue(&w, &job.id).await;
-        ids.push(job.id);
-    }
+    let ids = queued_receipts(&w, 3).await;
     pump(&w, &ids, Duration::from_secs(30)).await;
     for id in &ids {
         let job = state(&w, id).await;
@@ -270,12 +276,7 @@ async fn an_outage_opens_the_breaker_and_a_probe_closes_it_when_the_vendor_is_ba
     w.submit.config.breaker = Some(policy);
     // The vendor is down: every submission answers 5xx before anything is made.
     set_faults(&w.sim, json!({"seed": 3, "rates": {"server_error": 1.0}})).await;
-    let mut ids = Vec::new();
-    for _ in 0..8 {
-        let job = queued_job(&w, "receipt").await;
-        enqueue(&w, &job.id).await;
-        ids.push(job.id);
-    }
+    let ids = queued_receipts(&w, 8).await;
     pump(&w, &ids, Duration::from_secs(10)).await;
     // Every one the vendor saw was answered 5xx (the fault fires at the door, before the
     // simulator counts a submission).
@@ -339,12 +340,7 @@ async fn an_outage_opens_the_breaker_and_a_probe_closes_it_when_the_vendor_is_ba
 async fn under_throttling_and_server_errors_every_job_is_billed_exactly_once() {
     let w = world().await;
     set_faults(&w.sim, json!({"seed": 11, "rates": {"throttle": 0.35, "server_error": 0.35}, "retry_after_secs": 1})).await;
-    let mut ids = Vec::new();
-    for _ in 0..8 {
-        let job = queued_job(&w, "receipt").await;
-        enqueue(&w, &job.id).await;
-        ids.push(job.id);
-    }
+    let ids = queued_receipts(&w, 8).await;
     pump(&w, &ids, Duration::from_secs(90)).await;
     for id in &ids {
         assert_eq!(state(&w, id).await.state, JobState::Submitted, "{id}");
@@ -609,12 +605,7 @@ async fn during_an_outage_the_retry_budget_stops_attempts_and_they_resume_after(
     w.submit.budgets.retry.capacity = 3.0;
     w.submit.budgets.retry.refill_per_sec = 0.001;
     set_faults(&w.sim, json!({"seed": 5, "rates": {"server_error": 1.0}})).await;
-    let mut ids = Vec::new();
-    for _ in 0..6 {
-        let job = queued_job(&w, "receipt").await;
-        enqueue(&w, &job.id).await;
-        ids.push(job.id);
-    }
+    let ids = queued_receipts(&w, 6).await;
     pump(&w, &ids, Duration::from_secs(12)).await;
     let during = sim_stats(&w.sim).await["requests"].as_u64().unwrap();
     // 6 first attempts + at most 3 budgeted retries reached the vendor; the rest were held back.
@@ -965,12 +956,7 @@ async fn admission_deferrals_do_not_spend_the_retry_budget() {
     w.submit.config.max_admission_wait = Duration::ZERO;
     w.submit.budgets.retry.capacity = 1.0;
     w.submit.budgets.retry.refill_per_sec = 0.0001;
-    let mut ids = Vec::new();
-    for _ in 0..4 {
-        let job = queued_job(&w, "receipt").await;
-        enqueue(&w, &job.id).await;
-        ids.push(job.id);
-    }
+    let ids = queued_receipts(&w, 4).await;
     pump(&w, &ids, Duration::from_secs(40)).await;
     for id in &ids {
         assert_eq!(state(&w, id).await.state, JobState::Submitted, "{id}");
