@@ -4,7 +4,8 @@
 #     Interface Emulator) and .venv-checkov (checkov), each pinned in tools/python/
 #   - Debian packages for the vendor simulator's OCR engine (tesseract-ocr, tesseract-ocr-eng,
 #     poppler-utils), for generating test documents (qpdf) and for opening the quality report in
-#     a real headless browser (chromium): installed with apt when root,
+#     a real headless browser (chromium), and for driving the review console in it over
+#     WebDriver (chromium-driver's chromedriver): installed with apt when root,
 #     otherwise checked, with the command to run if missing.
 # Fails with a clear message when something cannot be installed.
 set -euo pipefail
@@ -49,6 +50,7 @@ declare -A packages=(
   [pdftotext]=poppler-utils
   [qpdf]=qpdf
   [chromium]=chromium
+  [chromedriver]=chromium-driver
 )
 missing=()
 for tool in "${!packages[@]}"; do
