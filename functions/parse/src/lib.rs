@@ -1100,5 +1100,13 @@ fn summary(fields: &Fields, reasons: &[rules::ReviewReason]) -> String {
         "review".into(),
         json!(reasons.iter().map(|r| r.rule).collect::<Vec<_>>()),
     );
+    // Which field each rule flagged: the review console highlights them.
+    out.insert(
+        "flags".into(),
+        json!(reasons
+            .iter()
+            .map(|r| json!({"rule": r.rule, "field": r.field}))
+            .collect::<Vec<_>>()),
+    );
     serde_json::Value::Object(out).to_string()
 }
