@@ -16,6 +16,7 @@ pub enum Unit {
     Count,
     Milliseconds,
     Bytes,
+    Seconds,
     None,
 }
 
@@ -25,6 +26,7 @@ impl Unit {
             Unit::Count => "Count",
             Unit::Milliseconds => "Milliseconds",
             Unit::Bytes => "Bytes",
+            Unit::Seconds => "Seconds",
             Unit::None => "None",
         }
     }
@@ -207,6 +209,15 @@ pub const EXPIRED_JOBS: Metric = metric("ExpiredJobs", Unit::Count, &["State"]);
 
 pub const JOBS_FAILED: Metric = metric("JobsFailed", Unit::Count, &["Stage", "Reason"]);
 
+/// Review (`ocrbridge review serve`, emitted through `PutMetricData` by the operator's console,
+/// not by a function). A reviewer's time on one document, under the rule that weighed most
+/// among those that sent it to review — once per document, so the sum over rules is the time.
+pub const REVIEW_SECONDS: Metric = metric("ReviewSeconds", Unit::Seconds, &["Profile", "Rule"]);
+/// Each field a reviewer corrected: production's own field-accuracy signal, beside the
+/// benchmark's `FieldAccuracy`.
+pub const REVIEW_CORRECTIONS: Metric =
+    metric("ReviewCorrections", Unit::Count, &["Profile", "Field"]);
+
 /// Every metric, for the template consistency test.
 pub const ALL: &[Metric] = &[
     INPUT_QUALITY,
@@ -269,6 +280,8 @@ pub const ALL: &[Metric] = &[
     HIGH_CONFIDENCE_WRONG,
     QUALITY_REGRESSION,
     BENCHMARK_AGE,
+    REVIEW_SECONDS,
+    REVIEW_CORRECTIONS,
 ];
 
 /// Benchmark traffic's metrics live in this sub-namespace (see [`Metrics::for_traffic`]).

@@ -4,6 +4,7 @@
 //! Exit codes: 0 done, 1 an AWS call failed, 2 usage, 3 not found, 4 refused, 5 no credentials.
 
 pub mod commands;
+pub mod console;
 pub mod error;
 pub mod output;
 pub mod target;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use ocrbridge::job::JobState;
+use ocrbridge_cli::commands::review::Decision;
 use ocrbridge_cli::commands::{self, jobs};
 use ocrbridge_cli::output::parse_duration;
 use ocrbridge_cli::{CliError, Target};
@@ -108,6 +109,10 @@ enum Command {
         /// (cost per document by day: is cost rising faster than volume?).
         #[arg(long, default_value = "line", value_parser = commands::cost::parse_by)]
         by: ocrbridge::cost::CostBy,
+        /// Prices the reviewers' time (USD an hour); without it, the stack's
+        /// ReviewerHourlyRate parameter.
+        #[arg(long, env = "OCRBRIDGE_REVIEWER_HOURLY_RATE", value_parser = commands::cost::parse_rate)]
+        reviewer_hourly_rate: Option<ocrbridge::cost::Decimal>,
     },
     /// The quality benchmark's runs: list, show one against its baseline, pin a baseline.
     Quality {
@@ -219,6 +224,26 @@ enum ReviewCommand {
         by: String,
         #[arg(long)]
         note: Option<String>,
+    },
+    /// The document cannot be used: fail the job with the reviewer's reason.
+    Reject {
+        job: String,
+        #[arg(long, required = true)]
+        reason: String,
+        #[arg(long, env = "USER", default_value = "operator")]
+        by: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// The review console: a local web page (127.0.0.1 only) with the queue riskiest first,
+    /// each document beside its fields, approve/correct/reject from the keyboard. Prints its
+    /// URL with a session token; runs until Ctrl-C.
+    Serve {
+        /// 0 picks a free port.
+        #[arg(long, default_value_t = 8640)]
+        port: u16,
+        #[arg(long, env = "USER", default_value = "operator")]
+        by: String,
     },
 }
 
@@ -343,9 +368,14 @@ async fn on_stack(t: &TargetArgs, command: Command) -> Result<(), CliError> {
             ending,
             html,
         } => commands::report::week(&target, ending, html.as_deref(), json).await,
-        Command::Cost { since, until, by } => {
+        Command::Cost {
+            since,
+            until,
+            by,
+            reviewer_hourly_rate,
+        } => {
             let window = ocrbridge::cost::Window { since, until };
-            commands::cost::run(&target, window, by, json).await
+            commands::cost::run(&target, window, by, reviewer_hourly_rate, json).await
         }
         Command::Quality { command } => match command {
             QualityCommand::Runs => commands::quality::runs(&target, json).await,
@@ -380,7 +410,8 @@ async fn on_stack(t: &TargetArgs, command: Command) -> Result<(), CliError> {
             ReviewCommand::List { limit } => commands::review::list(&target, limit, json).await,
             ReviewCommand::Show { job } => commands::review::show(&target, &job, json).await,
             ReviewCommand::Approve { job, by, note } => {
-                commands::review::decide(&target, &job, &by, note.as_deref(), &[], json).await
+                let decision = Decision::Approve;
+                commands::review::decide(&target, &job, decision, &by, note.as_deref(), json).await
             }
             ReviewCommand::Correct {
                 job,
@@ -388,8 +419,20 @@ async fn on_stack(t: &TargetArgs, command: Command) -> Result<(), CliError> {
                 by,
                 note,
             } => {
-                commands::review::decide(&target, &job, &by, note.as_deref(), &corrections, json)
-                    .await
+                let decision = Decision::Correct(corrections);
+                commands::review::decide(&target, &job, decision, &by, note.as_deref(), json).await
+            }
+            ReviewCommand::Reject {
+                job,
+                reason,
+                by,
+                note,
+            } => {
+                let decision = Decision::Reject { reason };
+                commands::review::decide(&target, &job, decision, &by, note.as_deref(), json).await
+            }
+            ReviewCommand::Serve { port, by } => {
+                ocrbridge_cli::console::serve(target, port, by).await
             }
         },
         Command::Vendors { command } => match command {

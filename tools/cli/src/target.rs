@@ -31,11 +31,12 @@ const RESOURCES: [(&str, &str); 12] = [
     ("VENDOR_API_KEY_SECRET_ARN", "VendorApiKeySecret"),
     ("WEBHOOK_SECRET_ARN", "WebhookSigningSecret"),
 ];
-const PARAMETERS: [(&str, &str); 4] = [
+const PARAMETERS: [(&str, &str); 5] = [
     ("MAX_RECEIVE_COUNT", "MaxReceiveCount"),
     ("VENDOR", "VendorName"),
     ("VENDOR_PRICES", "VendorPrices"),
     ("OCRBRIDGE_ENV", "EnvironmentName"),
+    ("REVIEWER_HOURLY_RATE", "ReviewerHourlyRate"),
 ];
 
 /// The stack the commands act on.

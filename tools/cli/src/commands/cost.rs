@@ -63,14 +63,82 @@ pub(crate) async fn every_job(target: &Target) -> Result<Vec<Job>, CliError> {
     Ok(jobs)
 }
 
+/// What review cost: the reviewers' time the console recorded on the decisions of the jobs that
+/// arrived in the window, priced at the reviewer's hourly rate.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ReviewSpend {
+    /// Jobs a person decided.
+    pub decided: u64,
+    /// Of those, the ones with a recorded time (decided in the console, not the terminal).
+    pub timed: u64,
+    pub seconds: f64,
+    /// `None` without a rate.
+    pub usd: Option<cost::Decimal>,
+}
+
+pub fn review_spend<'a>(
+    jobs: impl IntoIterator<Item = &'a Job>,
+    window: Window,
+    hourly_rate: Option<cost::Decimal>,
+) -> ReviewSpend {
+    let mut spend = ReviewSpend {
+        decided: 0,
+        timed: 0,
+        seconds: 0.0,
+        usd: None,
+    };
+    for job in jobs.into_iter().filter(|j| window.contains(j)) {
+        let Some(review) = job
+            .review
+            .as_deref()
+            .and_then(|r| serde_json::from_str::<serde_json::Value>(r).ok())
+        else {
+            continue;
+        };
+        spend.decided += 1;
+        if let Some(seconds) = review.get("seconds").and_then(serde_json::Value::as_f64) {
+            spend.timed += 1;
+            spend.seconds += seconds;
+        }
+    }
+    spend.usd = hourly_rate.map(|rate| {
+        let hours = cost::Decimal::try_from(spend.seconds / 3600.0).unwrap_or_default();
+        (rate * hours).round_dp(4)
+    });
+    spend
+}
+
+/// The reviewer's hourly rate: `--reviewer-hourly-rate`, else the stack's `ReviewerHourlyRate`
+/// (0 there means not set).
+pub fn parse_rate(text: &str) -> Result<cost::Decimal, String> {
+    text.trim()
+        .parse::<cost::Decimal>()
+        .ok()
+        .filter(|d| !d.is_sign_negative())
+        .ok_or_else(|| format!("{text:?} is not an hourly rate in USD (30, 42.50)"))
+}
+
+pub fn hourly_rate(target: &Target, given: Option<cost::Decimal>) -> Option<cost::Decimal> {
+    given.or_else(|| {
+        target
+            .env
+            .get("REVIEWER_HOURLY_RATE")
+            .and_then(|r| parse_rate(r).ok())
+            .filter(|r| !r.is_zero())
+    })
+}
+
 pub async fn run(
     target: &Target,
     window: Window,
     by: CostBy,
+    reviewer_rate: Option<cost::Decimal>,
     json_mode: bool,
 ) -> Result<(), CliError> {
     let jobs = every_job(target).await?;
     let lines = cost::report_by(&jobs, window, by);
+    let rate = hourly_rate(target, reviewer_rate);
+    let review = review_spend(&jobs, window, rate);
     let columns = by.columns();
     let when = |t: Option<UnixMillis>| t.and_then(UnixMillis::to_rfc3339);
     let money =
@@ -96,6 +164,12 @@ pub async fn run(
             }
             line
         }).collect::<Vec<_>>(),
+        "review": {
+            "decided": review.decided, "timed": review.timed,
+            "hours": (review.seconds / 36.0).round() / 100.0,
+            "hourly_rate_usd": rate.map(|r| r.to_string()),
+            "total_usd": review.usd.map(|d| d.to_string()),
+        },
     });
     emit(json_mode, &json, || {
         let mut header = columns.to_vec();
@@ -120,8 +194,18 @@ pub async fn run(
             table.row(row);
         }
         let unpriced: u64 = lines.values().map(|l| l.unpriced).sum();
+        let priced = match (review.usd, rate) {
+            (Some(usd), Some(rate)) => format!("{} $ at {rate} $/h", money(Some(usd))),
+            _ => "not priced: set ReviewerHourlyRate or --reviewer-hourly-rate".into(),
+        };
+        let review_line = format!(
+            "\n\nreview: {} jobs decided by a person, {} timed in the console, {:.2} h, {priced}",
+            review.decided,
+            review.timed,
+            review.seconds / 3600.0,
+        );
         format!(
-            "stack {}: vendor cost (USD; list prices as of {LIST_PRICES_AS_OF} unless VENDOR_PRICES says otherwise){}\n\n{}{}",
+            "stack {}: vendor cost (USD; list prices as of {LIST_PRICES_AS_OF} unless VENDOR_PRICES says otherwise){}\n\n{}{}{}",
             target.name,
             match (when(window.since), when(window.until)) {
                 (None, None) => String::new(),
@@ -132,6 +216,7 @@ pub async fn run(
                 ),
             },
             table.render(),
+            review_line,
             if unpriced > 0 {
                 format!("\n\n{unpriced} jobs have no price for their vendor and model: set VENDOR_PRICES")
             } else {
@@ -140,4 +225,70 @@ pub async fn run(
         )
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ocrbridge::job::{Inspection, JobId, Profile, SourceObject};
+
+    fn job(n: u32, created: u64, review: Option<&str>) -> Job {
+        Job {
+            id: JobId::parse(&format!("doc-{n:040x}")).unwrap(),
+            state: JobState::Completed,
+            version: 3,
+            profile: Profile::new("receipt").unwrap(),
+            content_sha256: String::new(),
+            source: SourceObject {
+                bucket: "b".into(),
+                key: format!("in/{n}.pdf"),
+                version_id: None,
+            },
+            created_at: UnixMillis(created),
+            state_since: UnixMillis(created),
+            lease: None,
+            attempt: None,
+            vendor_job_id: None,
+            reason: None,
+            inspection: Inspection::default(),
+            result_key: None,
+            result_summary: None,
+            queued_at: None,
+            vendor_failures: 0,
+            retry_owed: 0,
+            risky_resubmits: 0,
+            resubmit_approved: false,
+            orphan_vendor_jobs: vec![],
+            history: vec![],
+            review: review.map(str::to_owned),
+            cost: None,
+            benchmark_run: None,
+            channel: None,
+            trace_header: None,
+        }
+    }
+
+    #[test]
+    fn review_time_in_the_window_is_priced_at_the_hourly_rate() {
+        let jobs = [
+            job(1, 100, Some(r#"{"decision":"corrected","seconds":1800}"#)),
+            job(2, 100, Some(r#"{"decision":"approved","seconds":900}"#)),
+            // Decided in the terminal: counted, not timed.
+            job(3, 100, Some(r#"{"decision":"approved"}"#)),
+            job(4, 100, None),
+            // Arrived after the window.
+            job(5, 900, Some(r#"{"decision":"approved","seconds":3600}"#)),
+        ];
+        let window = Window {
+            since: None,
+            until: Some(UnixMillis(500)),
+        };
+        let rate = parse_rate("40").unwrap();
+        let spend = review_spend(&jobs, window, Some(rate));
+        assert_eq!((spend.decided, spend.timed), (3, 2));
+        assert_eq!(spend.seconds, 2700.0);
+        assert_eq!(spend.usd.unwrap(), cost::Decimal::from(30));
+        assert_eq!(review_spend(&jobs, window, None).usd, None);
+        assert!(parse_rate("-3").is_err());
+    }
 }

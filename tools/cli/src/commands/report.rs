@@ -45,6 +45,7 @@ pub async fn week(
     html: Option<&Path>,
     json_mode: bool,
 ) -> Result<(), CliError> {
+    let rate = crate::commands::cost::hourly_rate(target, None);
     let (this, last) = Week::ending(ending.unwrap_or_else(UnixMillis::now));
     let jobs = crate::commands::cost::every_job(target).await?;
     let cw = aws_sdk_cloudwatch::Client::new(&target.clients.sdk_config);
@@ -54,7 +55,7 @@ pub async fn week(
         Ok(store) => store.rows().await.map_err(CliError::aws)?,
         Err(_) => Vec::new(),
     };
-    let figures = |week: Week, counted| weekly::week_figures(&jobs, week, &counted, &runs);
+    let figures = |week: Week, counted| weekly::week_figures(&jobs, week, &counted, &runs, rate);
     let report = Report {
         stack: target.name.clone(),
         list_prices_as_of: LIST_PRICES_AS_OF,

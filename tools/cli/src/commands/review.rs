@@ -3,7 +3,7 @@
 //! and for a correction each field's corrected value **beside** the vendor's, which stays in the
 //! result as the vendor sent it (the quality report counts corrections per field).
 
-use ocrbridge::job::{Job, JobState};
+use ocrbridge::job::{Job, JobState, Reason};
 use ocrbridge::ledger::{Change, TransitionError};
 use ocrbridge::time::UnixMillis;
 use serde_json::{json, Map, Value};
@@ -19,6 +19,7 @@ fn fields(job: &Job) -> String {
         .and_then(|v| v.as_object().cloned())
         .map(|o| {
             o.iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "review" | "flags"))
                 .filter_map(|(k, v)| {
                     let value = v.get("value").unwrap_or(v);
                     (!value.is_null()).then(|| {
@@ -70,29 +71,40 @@ pub async fn list(target: &Target, limit: usize, json_mode: bool) -> Result<(), 
     Ok(())
 }
 
+/// An object's bytes (the upload, a stored result).
+pub async fn object_bytes(target: &Target, bucket: &str, key: &str) -> Result<Vec<u8>, CliError> {
+    let out = target
+        .clients
+        .s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| CliError::aws(aws_sdk_s3::error::DisplayErrorContext(e)))?;
+    Ok(out
+        .body
+        .collect()
+        .await
+        .map_err(|e| CliError::aws(e.to_string()))?
+        .into_bytes()
+        .to_vec())
+}
+
+/// The job's stored normalized result, or `null` before it has one.
+pub async fn result_json(target: &Target, job: &Job) -> Result<Value, CliError> {
+    match &job.result_key {
+        Some(key) => {
+            let bytes = object_bytes(target, &target.config.results_bucket, key).await?;
+            Ok(serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null))
+        }
+        None => Ok(Value::Null),
+    }
+}
+
 pub async fn show(target: &Target, id: &str, json_mode: bool) -> Result<(), CliError> {
     let job = super::job(target, id).await?;
-    let result = match &job.result_key {
-        Some(key) => {
-            let out = target
-                .clients
-                .s3
-                .get_object()
-                .bucket(&target.config.results_bucket)
-                .key(key)
-                .send()
-                .await
-                .map_err(|e| CliError::aws(aws_sdk_s3::error::DisplayErrorContext(e)))?;
-            let bytes = out
-                .body
-                .collect()
-                .await
-                .map_err(|e| CliError::aws(e.to_string()))?
-                .into_bytes();
-            serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null)
-        }
-        None => Value::Null,
-    };
+    let result = result_json(target, &job).await?;
     let json = json!({"job_id": job.id.as_str(), "state": job.state.as_str(),
         "why": job.reason.as_ref().map(|r| &r.message), "fields": result["fields"], "review": job.review});
     emit(json_mode, &json, || {
@@ -122,19 +134,59 @@ pub async fn show(target: &Target, id: &str, json_mode: bool) -> Result<(), CliE
     Ok(())
 }
 
-/// Approves (no `corrections`) or corrects a job in review, completing it.
-pub async fn decide(
+/// What a reviewer decided about a job in review.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// The vendor's fields are right: the job completes as it is.
+    Approve,
+    /// Some fields were wrong: `(field, corrected value)`; the job completes with them.
+    Correct(Vec<(String, String)>),
+    /// The document cannot be used (not a receipt, unreadable, a duplicate the hash missed): the
+    /// job fails with the reviewer's reason, `rejected_in_review`.
+    Reject { reason: String },
+}
+
+impl Decision {
+    /// `Correct` with no field changed is an approval.
+    pub fn from_corrections(corrections: Vec<(String, String)>) -> Self {
+        if corrections.is_empty() {
+            Decision::Approve
+        } else {
+            Decision::Correct(corrections)
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Decision::Approve => "approved",
+            Decision::Correct(_) => "corrected",
+            Decision::Reject { .. } => "rejected",
+        }
+    }
+}
+
+/// Who decided and how long it took: recorded on the job with the decision.
+#[derive(Debug, Clone)]
+pub struct Reviewer<'a> {
+    pub name: &'a str,
+    pub note: Option<&'a str>,
+    /// Time spent on the document (the console measures it; the terminal cannot).
+    pub seconds: Option<f64>,
+}
+
+/// Records `decision` on `job` (which must be in review) in one guarded write: `Completed` for
+/// an approval or a correction, `Failed` (`rejected_in_review`) for a rejection. Corrected values
+/// sit beside the vendor's, which stay in the result as the vendor sent them. Returns the job
+/// as written and the review record.
+pub async fn record(
     target: &Target,
-    id: &str,
-    reviewer: &str,
-    note: Option<&str>,
-    corrections: &[(String, String)],
-    json_mode: bool,
-) -> Result<(), CliError> {
-    let job = super::job(target, id).await?;
+    job: &Job,
+    decision: &Decision,
+    reviewer: &Reviewer<'_>,
+) -> Result<(Job, Value), CliError> {
     if job.state != JobState::NeedsReview {
         return Err(CliError::Refused(format!(
-            "job {} is {}, not NeedsReview: only a job in review can be approved or corrected",
+            "job {} is {}, not NeedsReview: only a job in review can be approved, corrected or rejected",
             job.id, job.state
         )));
     }
@@ -144,28 +196,47 @@ pub async fn decide(
         .and_then(|s| serde_json::from_str(s).ok())
         .unwrap_or(Value::Null);
     let mut fixed = Map::new();
-    for (field, value) in corrections {
-        let vendor = summary
-            .get(field)
-            .map(|f| f.get("value").cloned().unwrap_or_else(|| f.clone()))
-            .unwrap_or(Value::Null);
-        fixed.insert(field.clone(), json!({"vendor": vendor, "corrected": value}));
+    if let Decision::Correct(corrections) = decision {
+        for (field, value) in corrections {
+            let vendor = summary
+                .get(field)
+                .map(|f| f.get("value").cloned().unwrap_or_else(|| f.clone()))
+                .unwrap_or(Value::Null);
+            fixed.insert(field.clone(), json!({"vendor": vendor, "corrected": value}));
+        }
     }
-    let review = json!({
-        "decision": if corrections.is_empty() { "approved" } else { "corrected" },
-        "by": reviewer,
+    let mut review = json!({
+        "decision": decision.name(),
+        "by": reviewer.name,
         "at_ms": UnixMillis::now().0,
-        "note": note,
+        "note": reviewer.note,
         "corrections": fixed,
     });
-    let completed = target
+    if let Some(seconds) = reviewer.seconds {
+        review["seconds"] = json!((seconds * 10.0).round() / 10.0);
+    }
+    let (to, mut change) = match decision {
+        Decision::Reject { reason } => {
+            if reason.trim().is_empty() {
+                return Err(CliError::Usage(
+                    "a rejection needs a reason: say why the document cannot be used".into(),
+                ));
+            }
+            review["reason"] = json!(reason);
+            (
+                JobState::Failed,
+                Change::none().with_reason(Reason::new(
+                    "rejected_in_review",
+                    format!("rejected by {}: {reason}", reviewer.name),
+                )),
+            )
+        }
+        _ => (JobState::Completed, Change::none()),
+    };
+    change = change.with_review(review.to_string());
+    let written = target
         .ledger()
-        .transition(
-            &job,
-            JobState::Completed,
-            Change::none().with_review(review.to_string()),
-            UnixMillis::now(),
-        )
+        .transition(job, to, change, UnixMillis::now())
         .await
         .map_err(|e| match e {
             TransitionError::Stale { current, .. } | TransitionError::Leased { current } => {
@@ -176,13 +247,40 @@ pub async fn decide(
             }
             other => CliError::aws(other),
         })?;
+    Ok((written, review))
+}
+
+/// `review approve|correct|reject`: records the decision on a job in review.
+pub async fn decide(
+    target: &Target,
+    id: &str,
+    decision: Decision,
+    reviewer: &str,
+    note: Option<&str>,
+    json_mode: bool,
+) -> Result<(), CliError> {
+    let job = super::job(target, id).await?;
+    let who = Reviewer {
+        name: reviewer,
+        note,
+        seconds: None,
+    };
+    let (completed, review) = record(target, &job, &decision, &who).await?;
+    let item = crate::console::queue::Item::new(job, UnixMillis::now().0);
+    if let Err(e) = crate::console::publish(target, &item, &review).await {
+        eprintln!(
+            "the decision on {} was recorded, but its review metrics were not: {e}",
+            completed.id
+        );
+    }
     emit(
         json_mode,
         &json!({"job_id": completed.id.as_str(), "state": completed.state.as_str(), "review": review}),
         || {
             format!(
-                "job {} is Completed ({})",
+                "job {} is {} ({})",
                 completed.id,
+                completed.state,
                 review["decision"].as_str().unwrap_or("")
             )
         },

@@ -199,6 +199,29 @@ pub fn render(report: &Report) -> String {
     .collect::<Vec<_>>();
     table(&mut out, &["", "last week", "this week", "change"], &rows);
 
+    out.push_str("## Review\n\nDocuments a person decided, the time the review console recorded on them, and what it cost at the stack's ReviewerHourlyRate.\n\n");
+    let (lr, tr) = (&last.review, &this.review);
+    let usd = |r: &crate::commands::cost::ReviewSpend| {
+        r.usd
+            .map_or("not priced".to_owned(), |d| format!("{:.2}", d.round_dp(2)))
+    };
+    let rows = vec![
+        vec![
+            "documents decided".to_owned(),
+            number(lr.decided as f64),
+            number(tr.decided as f64),
+            change(lr.decided as f64, tr.decided as f64),
+        ],
+        vec![
+            "review hours (console)".to_owned(),
+            format!("{:.2}", lr.seconds / 3600.0),
+            format!("{:.2}", tr.seconds / 3600.0),
+            change(lr.seconds, tr.seconds),
+        ],
+        vec!["review (USD)".to_owned(), usd(lr), usd(tr), String::new()],
+    ];
+    table(&mut out, &["", "last week", "this week", "change"], &rows);
+
     out.push_str("## Top failure reasons\n\nFailed, rejected and held documents of this week, by document type and source; last week's count of the same line beside it.\n\n");
     let rows: Vec<Vec<String>> = this
         .failures

@@ -171,6 +171,8 @@ pub struct WeekFigures {
     pub failures: Vec<FailureRow>,
     pub latency: Vec<LatencyRow>,
     pub quality: Option<Quality>,
+    /// The reviewers' time on the week's documents, priced at `ReviewerHourlyRate`.
+    pub review: crate::commands::cost::ReviewSpend,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -369,7 +371,13 @@ fn quality(runs: &[RunRow], week: Week) -> Option<Quality> {
 
 /// One week's figures. Benchmark documents are left out: they are scored, not business traffic
 /// (their cost shows in `ocrbridge cost`).
-pub fn week_figures(jobs: &[Job], week: Week, counted: &Counted, runs: &[RunRow]) -> WeekFigures {
+pub fn week_figures(
+    jobs: &[Job],
+    week: Week,
+    counted: &Counted,
+    runs: &[RunRow],
+    reviewer_rate: Option<cost::Decimal>,
+) -> WeekFigures {
     let arrived: Vec<&Job> = jobs
         .iter()
         .filter(|j| j.benchmark_run.is_none() && week.contains(j.created_at))
@@ -386,6 +394,11 @@ pub fn week_figures(jobs: &[Job], week: Week, counted: &Counted, runs: &[RunRow]
         failures: failures(&arrived),
         latency: latency(&arrived),
         quality: quality(runs, week),
+        review: crate::commands::cost::review_spend(
+            arrived.iter().copied(),
+            week.window(),
+            reviewer_rate,
+        ),
     }
 }
 

@@ -123,8 +123,8 @@ fn weeks_are_the_seven_days_before_the_end_and_the_seven_before_those() {
 fn volume_counts_documents_and_pages_by_outcome_per_week() {
     let (this, last) = Week::ending(NOW);
     let all = jobs();
-    let t = week_figures(&all, this, &Counted::default(), &[]);
-    let l = week_figures(&all, last, &Counted::default(), &[]);
+    let t = week_figures(&all, this, &Counted::default(), &[], None);
+    let l = week_figures(&all, last, &Counted::default(), &[], None);
     assert_eq!(
         (
             t.volume.arrived,
@@ -157,7 +157,7 @@ fn volume_counts_documents_and_pages_by_outcome_per_week() {
 fn latency_percentiles_are_by_profile_and_page_bucket() {
     let (this, last) = Week::ending(NOW);
     let all = jobs();
-    let t = week_figures(&all, this, &Counted::default(), &[]);
+    let t = week_figures(&all, this, &Counted::default(), &[], None);
     let one_page = t.latency.iter().find(|r| r.pages == "1").unwrap();
     assert_eq!(one_page.documents, 2);
     assert_eq!(
@@ -166,7 +166,7 @@ fn latency_percentiles_are_by_profile_and_page_bucket() {
     );
     let three = t.latency.iter().find(|r| r.pages == "2-5").unwrap();
     assert_eq!((three.documents, three.p50_ms), (1, 9_000));
-    let l = week_figures(&all, last, &Counted::default(), &[]);
+    let l = week_figures(&all, last, &Counted::default(), &[], None);
     assert_eq!(l.latency.len(), 1);
     assert_eq!(l.latency[0].p50_ms, 4_000);
 }
@@ -175,7 +175,7 @@ fn latency_percentiles_are_by_profile_and_page_bucket() {
 fn failures_name_reason_document_type_and_source() {
     let (this, last) = Week::ending(NOW);
     let all = jobs();
-    let t = week_figures(&all, this, &Counted::default(), &[]);
+    let t = week_figures(&all, this, &Counted::default(), &[], None);
     assert_eq!(
         t.failures,
         [FailureRow {
@@ -185,7 +185,7 @@ fn failures_name_reason_document_type_and_source() {
             count: 1
         }]
     );
-    let l = week_figures(&all, last, &Counted::default(), &[]);
+    let l = week_figures(&all, last, &Counted::default(), &[], None);
     assert_eq!(l.failures.len(), 1);
 }
 
@@ -197,7 +197,7 @@ fn cost_lines_and_duplicates_are_the_weeks_own() {
         reuploads_deduplicated: 2.0,
         ..Counted::default()
     };
-    let t = week_figures(&all, this, &counted, &[]);
+    let t = week_figures(&all, this, &counted, &[], None);
     let line = &t.cost_by_line[0];
     assert_eq!(line.key, ["simulator", "ocr", "receipt"]);
     assert_eq!((line.documents, line.pages), (3, 5));
@@ -226,12 +226,12 @@ fn quality_is_the_weeks_last_scored_run() {
         row("r2", 3, Some("receipt.total, receipt.date")),
         row("r3", 5, None),
     ];
-    let t = week_figures(&[], this, &Counted::default(), &runs)
+    let t = week_figures(&[], this, &Counted::default(), &runs, None)
         .quality
         .unwrap();
     assert_eq!(t.run, "r2");
     assert_eq!(t.regressions, ["receipt.total", "receipt.date"]);
-    let l = week_figures(&[], last, &Counted::default(), &runs)
+    let l = week_figures(&[], last, &Counted::default(), &runs, None)
         .quality
         .unwrap();
     assert_eq!(l.run, "r1");
@@ -244,8 +244,8 @@ fn the_page_draws_a_bar_per_week_and_row_and_escapes_labels() {
     let report = Report {
         stack: "<dev>".into(),
         list_prices_as_of: "2026-01-01",
-        this_week: week_figures(&all, this, &Counted::default(), &[]),
-        last_week: week_figures(&all, last, &Counted::default(), &[]),
+        this_week: week_figures(&all, this, &Counted::default(), &[], None),
+        last_week: week_figures(&all, last, &Counted::default(), &[], None),
     };
     let page = html::render(&report);
     assert!(page.contains("&lt;dev&gt;") && !page.contains("<dev>"));
@@ -270,11 +270,11 @@ fn the_page_draws_a_bar_per_week_and_row_and_escapes_labels() {
 fn benchmark_documents_are_not_the_weeks_traffic() {
     let (this, _) = Week::ending(NOW);
     let mut all = jobs();
-    let before = week_figures(&all, this, &Counted::default(), &[]);
+    let before = week_figures(&all, this, &Counted::default(), &[], None);
     let mut scored = job(9, 1, 1, &done(50));
     scored.benchmark_run = Some(ocrbridge::job::BenchmarkRun::parse("run-1").unwrap());
     all.push(scored);
-    let after = week_figures(&all, this, &Counted::default(), &[]);
+    let after = week_figures(&all, this, &Counted::default(), &[], None);
     assert_eq!(after.volume, before.volume);
     assert_eq!(after.latency, before.latency);
 }
@@ -293,7 +293,7 @@ fn a_reviewed_jobs_latency_ends_at_its_result_not_at_the_approval() {
             (JobState::Completed, 7_200_000),
         ],
     );
-    let t = week_figures(&[reviewed], this, &Counted::default(), &[]);
+    let t = week_figures(&[reviewed], this, &Counted::default(), &[], None);
     assert_eq!(
         t.latency[0].p99_ms, 3_000,
         "a person's review is not the pipeline's latency"

@@ -1,3 +1,6 @@
+// Each test binary uses some of these helpers.
+#![allow(dead_code)]
+
 //! What every CLI test does: write the stack's environment file and run the `ocrbridge` binary
 //! against it, as an operator would.
 
