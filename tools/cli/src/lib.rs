@@ -8,6 +8,8 @@ pub mod console;
 pub mod error;
 pub mod output;
 pub mod target;
+#[cfg(test)]
+mod testing;
 pub mod weekly;
 
 pub use error::CliError;

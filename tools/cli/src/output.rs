@@ -105,6 +105,22 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
     Ok(n * unit_ms)
 }
 
+/// Escapes text for HTML content and attribute values (the weekly report, the review console).
+pub fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,8 +3,9 @@
 //! pipeline running. A reviewer opens the queue (riskiest first), opens the receipt whose total
 //! disagrees with its lines, sees the total flagged, corrects it from the keyboard and approves;
 //! the job is Completed with the correction, the reviewer and the time, and `ReviewSeconds` and
-//! `ReviewCorrections` reached CloudWatch. Without the token the console answers 401, and a form
-//! posted from another site 403.
+//! `ReviewCorrections` reached CloudWatch, and `ocrbridge cost` prices the time. Without the token
+//! the console answers 401, and a form posted from another site 403. Then the queue narrowed to one
+//! rule, and the other document rejected from the keyboard with a reason.
 
 mod support;
 
@@ -116,6 +117,19 @@ async fn console(env: &std::path::Path) -> (tokio::process::Child, String) {
     (child, url)
 }
 
+/// Waits until the browser shows the job's page.
+async fn until_at(browser: &Client, id: &JobId, what: &str) {
+    let started = Instant::now();
+    loop {
+        let url = browser.current_url().await.unwrap();
+        if url.path().ends_with(id.as_str()) {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{what}: {url}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn press(browser: &Client, keys: &str) {
     browser
         .find(Locator::Css("body"))
@@ -213,20 +227,7 @@ async fn a_reviewer_corrects_a_flagged_total_in_the_browser_and_the_job_complete
 
         // Enter opens the selected (first) document.
         press(&browser, &char::from(Key::Enter).to_string()).await;
-        let started = Instant::now();
-        while !browser
-            .current_url()
-            .await
-            .unwrap()
-            .path()
-            .ends_with(wrong_id.as_str())
-        {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "Enter opened nothing"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        until_at(&browser, &wrong_id, "Enter opened nothing").await;
         // The total is flagged, by the rule that caught it, and the page is shown.
         let total_row = browser
             .find(Locator::Css("tr[data-field=total]"))
@@ -305,21 +306,12 @@ async fn a_reviewer_corrects_a_flagged_total_in_the_browser_and_the_job_complete
         assert!(seconds > 0.0, "{review}");
         assert!(review["at_ms"].as_u64().unwrap() >= done.created_at.0);
         // The browser went on to the next document in the queue.
-        let started = Instant::now();
-        while !browser
-            .current_url()
-            .await
-            .unwrap()
-            .path()
-            .ends_with(future_id.as_str())
-        {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "after the decision the next document opens: {}",
-                browser.current_url().await.unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        until_at(
+            &browser,
+            &future_id,
+            "after the decision the next document opens",
+        )
+        .await;
 
         // The review metrics reached CloudWatch, in the stack's namespace.
         let namespace = s.stack.function_environment().unwrap()["METRICS_NAMESPACE"].clone();
@@ -403,6 +395,64 @@ async fn a_reviewer_corrects_a_flagged_total_in_the_browser_and_the_job_complete
             JobState::NeedsReview,
             "the forged approval changed nothing"
         );
+        // The queue narrowed to one rule, and a rejection from the keyboard: `r`, the reason,
+        // Enter. The job fails with the reviewer's reason; nothing is left to review.
+        browser
+            .goto(&format!("{origin}/?rule=date_in_future"))
+            .await
+            .unwrap();
+        let rows = browser
+            .find_all(Locator::Css("#queue tbody tr"))
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(
+            rows[0].attr("data-job").await.unwrap().as_deref(),
+            Some(future_id.as_str())
+        );
+        browser
+            .goto(&format!("{origin}/?rule=total_mismatch"))
+            .await
+            .unwrap();
+        assert!(browser
+            .find_all(Locator::Css("#queue tbody tr"))
+            .await
+            .unwrap()
+            .is_empty());
+        browser
+            .goto(&format!("{origin}/jobs/{future_id}"))
+            .await
+            .unwrap();
+        press(&browser, "r").await;
+        browser
+            .active_element()
+            .await
+            .unwrap()
+            .send_keys(&format!(
+                "dated 2031: not a real receipt{}",
+                char::from(Key::Enter)
+            ))
+            .await
+            .unwrap();
+        let rejected = until_state(&s, &future_id, JobState::Failed).await;
+        let reason = rejected.reason.unwrap();
+        assert_eq!(reason.code, "rejected_in_review");
+        assert!(
+            reason.message.contains("ana") && reason.message.contains("not a real receipt"),
+            "{}",
+            reason.message
+        );
+        let review: Value = serde_json::from_str(rejected.review.as_deref().unwrap()).unwrap();
+        assert_eq!(review["decision"], "rejected", "{review}");
+        let started = Instant::now();
+        while browser.find(Locator::Id("empty")).await.is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the queue is empty after the last decision"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
         browser.close().await.unwrap();
         stop.store(true, Ordering::Relaxed);
     };

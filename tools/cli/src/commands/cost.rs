@@ -230,42 +230,12 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ocrbridge::job::{Inspection, JobId, Profile, SourceObject};
-
     fn job(n: u32, created: u64, review: Option<&str>) -> Job {
-        Job {
-            id: JobId::parse(&format!("doc-{n:040x}")).unwrap(),
-            state: JobState::Completed,
-            version: 3,
-            profile: Profile::new("receipt").unwrap(),
-            content_sha256: String::new(),
-            source: SourceObject {
-                bucket: "b".into(),
-                key: format!("in/{n}.pdf"),
-                version_id: None,
-            },
-            created_at: UnixMillis(created),
-            state_since: UnixMillis(created),
-            lease: None,
-            attempt: None,
-            vendor_job_id: None,
-            reason: None,
-            inspection: Inspection::default(),
-            result_key: None,
-            result_summary: None,
-            queued_at: None,
-            vendor_failures: 0,
-            retry_owed: 0,
-            risky_resubmits: 0,
-            resubmit_approved: false,
-            orphan_vendor_jobs: vec![],
-            history: vec![],
-            review: review.map(str::to_owned),
-            cost: None,
-            benchmark_run: None,
-            channel: None,
-            trace_header: None,
-        }
+        let mut job = crate::testing::job(n);
+        job.state = JobState::Completed;
+        job.created_at = UnixMillis(created);
+        job.review = review.map(str::to_owned);
+        job
     }
 
     #[test]

@@ -8,21 +8,7 @@ use serde_json::Value;
 use super::queue::{Filter, Item};
 use crate::output::age;
 
-/// Escapes text for HTML content and attribute values.
-pub fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use crate::output::esc;
 
 /// Percent-encodes a query value.
 fn query_value(text: &str) -> String {

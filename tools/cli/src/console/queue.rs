@@ -179,43 +179,11 @@ pub fn order(jobs: Vec<Job>, filter: &Filter, now_ms: u64) -> Vec<Item> {
 mod tests {
     use super::*;
 
-    use ocrbridge::job::{Inspection, JobId, JobState, Profile, SourceObject};
-    use ocrbridge::time::UnixMillis;
-
     fn job(n: u32, profile: &str, summary: Option<Value>) -> Job {
-        Job {
-            id: JobId::parse(&format!("doc-{n:040x}")).unwrap(),
-            state: JobState::NeedsReview,
-            version: 3,
-            profile: Profile::new(profile).unwrap(),
-            content_sha256: String::new(),
-            source: SourceObject {
-                bucket: "b".into(),
-                key: format!("in/{n}.png"),
-                version_id: None,
-            },
-            created_at: UnixMillis(1_000),
-            state_since: UnixMillis(1_000),
-            lease: None,
-            attempt: None,
-            vendor_job_id: None,
-            reason: None,
-            inspection: Inspection::default(),
-            result_key: None,
-            result_summary: summary.map(|s| s.to_string()),
-            queued_at: None,
-            vendor_failures: 0,
-            retry_owed: 0,
-            risky_resubmits: 0,
-            resubmit_approved: false,
-            orphan_vendor_jobs: vec![],
-            history: vec![],
-            review: None,
-            cost: None,
-            benchmark_run: None,
-            channel: None,
-            trace_header: None,
-        }
+        let mut job = crate::testing::job(n);
+        job.profile = ocrbridge::job::Profile::new(profile).unwrap();
+        job.result_summary = summary.map(|s| s.to_string());
+        job
     }
 
     #[test]

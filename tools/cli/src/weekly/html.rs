@@ -9,21 +9,7 @@ use std::fmt::Write;
 use super::markdown::{self, VOLUME};
 use super::{CostRow, LatencyRow, Report, WeekFigures};
 
-/// Escapes text for HTML content and attribute values.
-fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use crate::output::esc;
 
 /// One chart row: a label, last week's value, this week's.
 pub struct Row {
