@@ -49,6 +49,43 @@ async fn until_state(s: &TestStack, id: &JobId, state: JobState) -> Job {
     }
 }
 
+/// A PDF's first page as a 150-dpi PNG (`pdftoppm`, from poppler-utils, as setup installs).
+fn png(pdf: &[u8]) -> Vec<u8> {
+    let dir = std::env::temp_dir().join(format!("review-console-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("in.pdf"), pdf).unwrap();
+    let status = std::process::Command::new("pdftoppm")
+        .args(["-png", "-r", "150", "-singlefile"])
+        .arg(dir.join("in.pdf"))
+        .arg(dir.join("page"))
+        .status()
+        .expect("pdftoppm is installed (scripts/setup.sh installs poppler-utils)");
+    assert!(status.success());
+    let png = std::fs::read(dir.join("page.png")).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    png
+}
+
+/// The width of the page image the browser loaded, once it has (0: it could not).
+async fn page_width(browser: &Client) -> i64 {
+    let started = Instant::now();
+    loop {
+        let width = browser
+            .execute(
+                "const i=document.getElementById('page-1');return i&&i.complete?i.naturalWidth:-1;",
+                vec![],
+            )
+            .await
+            .unwrap()
+            .as_i64()
+            .unwrap_or(0);
+        if width >= 0 || started.elapsed() > Duration::from_secs(10) {
+            return width;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -157,8 +194,10 @@ async fn a_reviewer_corrects_a_flagged_total_in_the_browser_and_the_job_complete
     let script = async {
         // A receipt dated years ahead (its money adds up), then one whose total disagrees with its
         // lines: the second is riskier although it has waited less.
-        let future = receipt("FUTURE SHOP", "14/11/2031", "16.54");
-        s.put("receipts/future.pdf", future.clone(), None).await;
+        // The first is a scan (a PNG, shown through a presigned URL), the second a PDF (its
+        // page rendered by the console).
+        let future = png(&receipt("FUTURE SHOP", "14/11/2031", "16.54"));
+        s.put("receipts/future.png", future.clone(), None).await;
         let future_id = job_id_for(&future, "receipt");
         until_state(&s, &future_id, JobState::NeedsReview).await;
         let wrong = receipt("WRONG SHOP", "14/11/2026", "19.90");
@@ -244,17 +283,8 @@ async fn a_reviewer_corrects_a_flagged_total_in_the_browser_and_the_job_complete
         );
         let input = browser.find(Locator::Css("#f-total")).await.unwrap();
         assert_eq!(input.prop("value").await.unwrap().as_deref(), Some("19.90"));
-        let page_width = browser
-            .execute(
-                "const i=document.getElementById('page-1');return i.complete?i.naturalWidth:-1;",
-                vec![],
-            )
-            .await
-            .unwrap();
-        assert!(
-            page_width.as_i64().unwrap_or(0) > 100,
-            "the page image: {page_width}"
-        );
+        let width = page_width(&browser).await;
+        assert!(width > 100, "the PDF's page, rendered: {width}");
         if let Ok(png) = browser.screenshot().await {
             let _ = std::fs::write(
                 std::env::temp_dir().join("ocrbridge-review-console.png"),
@@ -312,6 +342,20 @@ async fn a_reviewer_corrects_a_flagged_total_in_the_browser_and_the_job_complete
             "after the decision the next document opens",
         )
         .await;
+        let src = browser
+            .find(Locator::Id("page-1"))
+            .await
+            .unwrap()
+            .attr("src")
+            .await
+            .unwrap()
+            .unwrap_or_default();
+        assert!(
+            src.contains("X-Amz-Signature") && src.contains("receipts/future.png"),
+            "the scan comes through a presigned URL: {src}"
+        );
+        let width = page_width(&browser).await;
+        assert!(width > 100, "the scan, loaded from S3: {width}");
 
         // The review metrics reached CloudWatch, in the stack's namespace.
         let namespace = s.stack.function_environment().unwrap()["METRICS_NAMESPACE"].clone();
