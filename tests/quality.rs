@@ -77,6 +77,18 @@ async fn a_silent_model_update_is_flagged_on_its_field_alone_and_an_unchanged_ve
         1.0,
         "the simulator reads text invoices right"
     );
+    // The invoices' 24 line items (1 to 3 each), paired with what the simulator read.
+    let items = baseline.scores["invoice"]
+        .items
+        .as_ref()
+        .expect("the invoices' truth has line items");
+    assert_eq!(items.expected, 24, "{items:?}");
+    assert_eq!(
+        (items.recall(), items.precision()),
+        (Some(1.0), Some(1.0)),
+        "text invoices' items are all found, and nothing else: {items:?}"
+    );
+    assert_eq!(items.column_accuracy("amount"), Some(1.0), "{items:?}");
     runner.store.pin_baseline(&baseline.run_id).await.unwrap();
     let a_week_on = UnixMillis(UnixMillis::now().0 + 7 * 24 * 3_600_000);
     let age = runner

@@ -4,7 +4,8 @@
   receipts/LICENSE) from SROIE_DIR (default ../shared/corpus/sroie-dev), each with its truth:
   merchant, date and total from the key file, and the text lines from the line file.
 - invoices/: twelve invoices generated here as text PDFs, with every field known by construction
-  (vendor name, invoice number, issue and due date, subtotal, tax, total, currency).
+  (vendor name, invoice number, issue and due date, subtotal, tax, total, currency) and their
+  line items (description, amount).
 
 The pack is committed; the project never needs SROIE_DIR to run its benchmark.
 """
@@ -21,9 +22,12 @@ PACK = os.path.join(HERE, "..", "..", "bench", "packs", "default")
 SROIE = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "..", "..", "shared", "corpus", "sroie-dev")
 
 
-def truth(path, fields, lines):
+def truth(path, fields, lines, line_items=None):
+    body = {"fields": fields, "lines": lines}
+    if line_items:
+        body["line_items"] = line_items
     with open(path, "w") as f:
-        json.dump({"fields": fields, "lines": lines}, f, indent=1, ensure_ascii=False)
+        json.dump(body, f, indent=1, ensure_ascii=False)
         f.write("\n")
 
 
@@ -81,7 +85,8 @@ def invoices():
             f.write(text_pdf(lines))
         fields = {"vendor_name": vendor, "invoice_number": number, "issue_date": issue, "due_date": due,
                   "subtotal": "%.2f" % subtotal, "tax": "%.2f" % tax, "total": "%.2f" % total, "currency": currency}
-        truth(os.path.join(out, name + ".truth.json"), fields, lines)
+        line_items = [{"description": d, "amount": "%.2f" % a} for d, a in items]
+        truth(os.path.join(out, name + ".truth.json"), fields, lines, line_items)
 
 
 if __name__ == "__main__":

@@ -183,6 +183,7 @@ mod tests {
                 latency_ms: None,
                 cost: None,
                 raw: None,
+                items: None,
             })
             .collect()
     }

@@ -20,7 +20,7 @@ pub enum Kind {
 /// The kind of a normalized-schema field.
 pub fn kind_of(field: &str) -> Kind {
     match field {
-        "total" | "subtotal" | "tax" => Kind::Money,
+        "total" | "subtotal" | "tax" | "amount" | "unit_price" | "quantity" => Kind::Money,
         "date" | "issue_date" | "due_date" => Kind::Date,
         "currency" => Kind::Code,
         _ => Kind::Text,

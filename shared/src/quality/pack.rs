@@ -27,6 +27,21 @@ pub struct Truth {
     /// The document's text lines in reading order, where known (for CER and WER).
     #[serde(default)]
     pub lines: Vec<String>,
+    /// Its line items, where known (`items`: matched by optimal assignment, then per column).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub line_items: Vec<TruthItem>,
+}
+
+/// One expected line item: numbers as printed or plain (`1,000.00`, `1000`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TruthItem {
+    pub description: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantity: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit_price: Option<String>,
+    pub amount: String,
 }
 
 /// One document of a pack: its key relative to the pack (`receipts/000.jpg`) and its truth.

@@ -84,8 +84,40 @@ pub fn table(run: &RunRecord) -> String {
                 .cost_per_document
                 .map_or("-".into(), |c| format!("{c:.4}")),
         );
+        if let Some(items) = &stats.items {
+            let _ = writeln!(
+                out,
+                "{:<9} {:<15} {:>5} {}",
+                profile,
+                "(line items)",
+                "",
+                items_line(items)
+            );
+        }
     }
     out
+}
+
+/// Line items over a run: recall, precision and each column's accuracy over the matched pairs.
+pub fn items_line(items: &super::items::ItemCounts) -> String {
+    let columns: Vec<String> = super::items::COLUMNS
+        .iter()
+        .filter_map(|c| items.column_accuracy(c).map(|a| format!("{c} {}", pct(a))))
+        .collect();
+    format!(
+        "recall {} ({}/{}) · precision {} ({}/{}) · {}",
+        items.recall().map_or("-".into(), pct),
+        items.matched,
+        items.expected,
+        items.precision().map_or("-".into(), pct),
+        items.matched,
+        items.extracted,
+        if columns.is_empty() {
+            "no pair matched".to_owned()
+        } else {
+            columns.join(" · ")
+        }
+    )
 }
 
 /// Horizontal bars: each profile/field's accuracy, with the baseline's as a thin bar under it.
@@ -293,6 +325,25 @@ pub fn html(run: &RunRecord) -> String {
         r#"<section id="cer"><h2>Character error rate per document</h2>{}</section>"#,
         cer_plot(run)
     );
+    let items: Vec<String> = run
+        .scores
+        .iter()
+        .filter_map(|(profile, stats)| {
+            let items = stats.items.as_ref()?;
+            Some(format!(
+                "<li>{}: {}</li>",
+                escape(profile),
+                escape(&items_line(items))
+            ))
+        })
+        .collect();
+    if !items.is_empty() {
+        let _ = write!(
+            page,
+            r#"<section id="items"><h2>Line items (paired by optimal assignment)</h2><ul>{}</ul></section>"#,
+            items.concat()
+        );
+    }
     page.push_str(r#"<section id="flipped"><h2>Flipped documents</h2>"#);
     let flips: Vec<_> = run
         .comparison

@@ -46,6 +46,9 @@ pub struct DocumentScore {
     pub cost: Option<String>,
     /// Where its raw vendor payloads are archived (`s3://…/raw/<job>/`).
     pub raw: Option<String>,
+    /// Its line items against the truth's, where the truth has them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<super::items::ItemCounts>,
 }
 
 /// Accuracy of a field in one confidence bucket.
@@ -93,6 +96,9 @@ pub struct ProfileStats {
     pub latency_p95_ms: Option<u64>,
     /// Mean billed cost per document that has one.
     pub cost_per_document: Option<f64>,
+    /// Line items over the documents whose truth has them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<super::items::ItemCounts>,
 }
 
 /// Per profile, over a run.
@@ -240,6 +246,13 @@ pub fn score_document(
             .and_then(|c| c.actual)
             .map(|d| d.to_string()),
         raw: job.map(|j| format!("s3://{results_bucket}/raw/{}/", j.id)),
+        items: (!pack_document.truth.line_items.is_empty()).then(|| {
+            let extracted = match result.map(|d| &d.fields) {
+                Some(crate::document::Fields::Invoice(i)) => i.line_items.as_slice(),
+                _ => &[],
+            };
+            super::items::score(&pack_document.truth.line_items, extracted)
+        }),
     }
 }
 
@@ -284,6 +297,9 @@ pub fn aggregate(documents: &[DocumentScore]) -> Scores {
         stats.latency_p50_ms = percentile(&latencies, 0.5);
         stats.latency_p95_ms = percentile(&latencies, 0.95);
         for d in &docs {
+            if let Some(items) = &d.items {
+                stats.items.get_or_insert_with(Default::default).add(items);
+            }
             for rule in &d.rules {
                 *stats.rules.entry(rule.clone()).or_default() += 1;
             }
@@ -353,6 +369,7 @@ mod tests {
             latency_ms: Some(100),
             cost: Some("0.01".into()),
             raw: None,
+            items: None,
         }
     }
 
