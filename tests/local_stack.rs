@@ -235,3 +235,42 @@ async fn secrets_exist_and_are_read_by_stage() {
         .iter()
         .any(|(id, kind)| id == "SubmitFunction" && kind == "AWS::Serverless::Function"));
 }
+
+/// The functions' Lambda configuration (what `ocrbridge audit` reads, created by `make demo`,
+/// `make dev`, the quality benchmark and the alarm drills) must not take part in the pipeline:
+/// moto's SQS acts on an enabled event source mapping at every `SendMessage`, receiving a batch
+/// from the queue and invoking a function that has no code. Each upload's notification then
+/// received the earlier ones again, and past `maxReceiveCount` they were dead-lettered with no
+/// reason: `make bench-quality` lost 9 of its 12 invoices that way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stack_with_its_functions_in_lambda_loses_no_upload_to_them() {
+    let s = ocrbridge_tests::stack_with_alarms(&[]).await;
+    let p = ocrbridge_local::pipeline::Pipeline::start(
+        s.clients.clone(),
+        &s.stack,
+        ocrbridge_local::pipeline::PipelineOptions::default(),
+    )
+    .await
+    .unwrap();
+    let mut ids = Vec::new();
+    for n in 0..12 {
+        let bytes = ocrbridge_tests::text_pdf(&[&format!("DOCUMENT {n}"), "Total: 1.00"]);
+        ids.push(ocrbridge_tests::job_id_for(&bytes, "receipt"));
+        s.put(&format!("receipts/{n}.pdf"), bytes, None).await;
+    }
+    let jobs = ocrbridge_tests::run_until_settled(
+        &p,
+        &s.ledger,
+        &ids,
+        std::time::Duration::from_secs(120),
+    )
+    .await;
+    let dead = s.drain(&s.config.intake_dlq_url).await;
+    assert!(
+        dead.is_empty(),
+        "{} uploads dead-lettered by the event source mapping: {:?}",
+        dead.len(),
+        dead.iter().map(|m| m.body()).collect::<Vec<_>>()
+    );
+    assert_eq!(jobs.len(), 12, "every upload has its job");
+}

@@ -3,9 +3,10 @@
 //! The local pipeline runs the handlers in process (or through the RIE). What an operator audits
 //! is the Lambda side of a deployed stack: each function's timeout and reserved concurrency, and
 //! each SQS event source mapping's batch size and maximum concurrency. moto keeps those
-//! (`CreateFunction`, `PutFunctionConcurrency`, `CreateEventSourceMapping`) without running
-//! anything, so `ocrbridge audit` reads them through the real Lambda API locally as in AWS. The
-//! code is an empty zip that nothing invokes. moto's Lambda refuses a role that does not exist
+//! (`CreateFunction`, `PutFunctionConcurrency`, `CreateEventSourceMapping`), so `ocrbridge audit`
+//! reads them through the real Lambda API locally as in AWS. The code is an empty zip that
+//! nothing may invoke: the mappings are created disabled, because moto's SQS would otherwise
+//! run an enabled one at every message sent (see [`create`]). moto's Lambda refuses a role that does not exist
 //! in its IAM, so one role is created for the stack's functions, through CloudFormation.
 
 use aws_sdk_lambda::primitives::Blob;
@@ -175,10 +176,16 @@ pub async fn create(clients: &AwsClients, stack: &LocalStack) -> Result<(), Stri
         }
     }
     for m in mappings {
+        // Created disabled: moto's SQS acts on an enabled mapping at every SendMessage, receiving
+        // a batch and invoking the function (an empty zip), so each upload's notification took
+        // the earlier ones from the local pipeline again, and past maxReceiveCount they were
+        // dead-lettered with no reason. The local pipeline is what consumes the queues here;
+        // the mapping is kept for what `ocrbridge audit` reads (batch size, concurrency).
         let mut request = lambda
             .create_event_source_mapping()
             .function_name(&m.function)
             .event_source_arn(&m.queue_arn)
+            .enabled(false)
             .set_batch_size(m.batch_size);
         if let Some(max) = m.maximum_concurrency {
             request =
