@@ -71,14 +71,21 @@ pub async fn list(target: &Target, limit: usize, json_mode: bool) -> Result<(), 
     Ok(())
 }
 
-/// An object's bytes (the upload, a stored result).
-pub async fn object_bytes(target: &Target, bucket: &str, key: &str) -> Result<Vec<u8>, CliError> {
+/// An object's bytes (the upload, a stored result); `version`: that version of it, not the
+/// newest (an upload overwritten after its job was made is still the job's document).
+pub async fn object_bytes(
+    target: &Target,
+    bucket: &str,
+    key: &str,
+    version: Option<&str>,
+) -> Result<Vec<u8>, CliError> {
     let out = target
         .clients
         .s3
         .get_object()
         .bucket(bucket)
         .key(key)
+        .set_version_id(version.map(str::to_owned))
         .send()
         .await
         .map_err(|e| CliError::aws(aws_sdk_s3::error::DisplayErrorContext(e)))?;
@@ -95,7 +102,7 @@ pub async fn object_bytes(target: &Target, bucket: &str, key: &str) -> Result<Ve
 pub async fn result_json(target: &Target, job: &Job) -> Result<Value, CliError> {
     match &job.result_key {
         Some(key) => {
-            let bytes = object_bytes(target, &target.config.results_bucket, key).await?;
+            let bytes = object_bytes(target, &target.config.results_bucket, key, None).await?;
             Ok(serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null))
         }
         None => Ok(Value::Null),

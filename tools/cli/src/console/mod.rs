@@ -344,7 +344,9 @@ async fn render_page(app: &App, id: &str, n: u32) -> Result<Vec<u8>, CliError> {
     if job.inspection.file_type != Some(FileType::Pdf) || n == 0 || n > MAX_PAGES {
         return Err(CliError::Usage(format!("job {id} has no PDF page {n}")));
     }
-    let bytes = review::object_bytes(&app.target, &job.source.bucket, &job.source.key).await?;
+    let source = &job.source;
+    let version = source.version_id.as_deref();
+    let bytes = review::object_bytes(&app.target, &source.bucket, &source.key, version).await?;
     let dir = std::env::temp_dir().join(format!("ocrbridge-review-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).map_err(|e| CliError::Usage(e.to_string()))?;
     let pdf = dir.join("document.pdf");
