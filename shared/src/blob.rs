@@ -85,6 +85,17 @@ pub struct ObjectRef {
     pub version_id: Option<String>,
 }
 
+/// A job's document: the version of the upload its job was made from.
+impl From<&crate::job::SourceObject> for ObjectRef {
+    fn from(source: &crate::job::SourceObject) -> Self {
+        ObjectRef {
+            bucket: source.bucket.clone(),
+            key: source.key.clone(),
+            version_id: source.version_id.clone(),
+        }
+    }
+}
+
 /// What S3 says about an object (from the `GetObject` that opens it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectHead {

@@ -421,11 +421,7 @@ impl<V: Vendor> Submit<V> {
     /// half-open probe, whose outcome closes or reopens it.
     pub(crate) async fn call_vendor(&self, lease: &Lease, probe: bool) -> Disposition {
         let job = &lease.job;
-        let object = ObjectRef {
-            bucket: job.source.bucket.clone(),
-            key: job.source.key.clone(),
-            version_id: job.source.version_id.clone(),
-        };
+        let object = ObjectRef::from(&job.source);
         let url = match self
             .blob
             .presign_get(&object, self.config.presign_expiry)
@@ -463,11 +459,7 @@ impl<V: Vendor> Submit<V> {
     /// stall) must not start one on a lease that ended meanwhile, while the next holder makes
     /// its own.
     async fn send(&self, lease: &Lease, job: &Job, url: &str) -> Result<String, VendorError> {
-        let object = ObjectRef {
-            bucket: job.source.bucket.clone(),
-            key: job.source.key.clone(),
-            version_id: job.source.version_id.clone(),
-        };
+        let object = ObjectRef::from(&job.source);
         let call = async {
             let time_left = lease.until.since(UnixMillis::now());
             if time_left < MIN_CALL_TIME {

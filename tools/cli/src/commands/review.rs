@@ -3,6 +3,7 @@
 //! and for a correction each field's corrected value **beside** the vendor's, which stays in the
 //! result as the vendor sent it (the quality report counts corrections per field).
 
+use ocrbridge::blob::ObjectRef;
 use ocrbridge::job::{Job, JobState, Reason};
 use ocrbridge::ledger::{Change, TransitionError};
 use ocrbridge::time::UnixMillis;
@@ -11,12 +12,19 @@ use serde_json::{json, Map, Value};
 use crate::output::{age, emit, Table};
 use crate::{CliError, Target};
 
-/// The fields of a job's result summary as `name=value` text.
-fn fields(job: &Job) -> String {
+/// The job's result summary: the parse step's short JSON of its key fields, with the review
+/// rules that fired (`review`) and the field each flagged (`flags`); `null` before parse.
+pub fn summary(job: &Job) -> Value {
     job.result_summary
         .as_deref()
-        .and_then(|s| serde_json::from_str::<Value>(s).ok())
-        .and_then(|v| v.as_object().cloned())
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or(Value::Null)
+}
+
+/// The fields of a job's result summary as `name=value` text.
+fn fields(job: &Job) -> String {
+    summary(job)
+        .as_object()
         .map(|o| {
             o.iter()
                 .filter(|(k, _)| !matches!(k.as_str(), "review" | "flags"))
@@ -71,21 +79,16 @@ pub async fn list(target: &Target, limit: usize, json_mode: bool) -> Result<(), 
     Ok(())
 }
 
-/// An object's bytes (the upload, a stored result); `version`: that version of it, not the
-/// newest (an upload overwritten after its job was made is still the job's document).
-pub async fn object_bytes(
-    target: &Target,
-    bucket: &str,
-    key: &str,
-    version: Option<&str>,
-) -> Result<Vec<u8>, CliError> {
+/// An object's bytes: a stored result, or the upload a job was made from (its own version,
+/// not whatever was written over the key since).
+pub async fn object_bytes(target: &Target, object: &ObjectRef) -> Result<Vec<u8>, CliError> {
     let out = target
         .clients
         .s3
         .get_object()
-        .bucket(bucket)
-        .key(key)
-        .set_version_id(version.map(str::to_owned))
+        .bucket(&object.bucket)
+        .key(&object.key)
+        .set_version_id(object.version_id.clone())
         .send()
         .await
         .map_err(|e| CliError::aws(aws_sdk_s3::error::DisplayErrorContext(e)))?;
@@ -102,7 +105,12 @@ pub async fn object_bytes(
 pub async fn result_json(target: &Target, job: &Job) -> Result<Value, CliError> {
     match &job.result_key {
         Some(key) => {
-            let bytes = object_bytes(target, &target.config.results_bucket, key, None).await?;
+            let result = ObjectRef {
+                bucket: target.config.results_bucket.clone(),
+                key: key.clone(),
+                version_id: None,
+            };
+            let bytes = object_bytes(target, &result).await?;
             Ok(serde_json::from_slice::<Value>(&bytes).unwrap_or(Value::Null))
         }
         None => Ok(Value::Null),
@@ -197,11 +205,7 @@ pub async fn record(
             job.id, job.state
         )));
     }
-    let summary: Value = job
-        .result_summary
-        .as_deref()
-        .and_then(|s| serde_json::from_str(s).ok())
-        .unwrap_or(Value::Null);
+    let summary = summary(job);
     let mut fixed = Map::new();
     if let Decision::Correct(corrections) = decision {
         for (field, value) in corrections {

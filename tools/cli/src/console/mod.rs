@@ -198,7 +198,7 @@ async fn queue_page(State(app): State<Shared>, RawQuery(query): RawQuery) -> Res
 /// the rules that flagged it, and a row for a flagged field the vendor did not find.
 async fn field_views(app: &App, item: &Item) -> Result<Vec<FieldView>, CliError> {
     let result = review::result_json(&app.target, &item.job).await?;
-    let summary = queue::summary(&item.job);
+    let summary = review::summary(&item.job);
     let source = result
         .get("fields")
         .filter(|f| f.is_object())
@@ -250,7 +250,7 @@ async fn page_source(app: &App, job: &Job) -> Result<PageImage, CliError> {
     Ok(match job.inspection.file_type {
         Some(FileType::Png | FileType::Jpeg | FileType::Gif | FileType::Webp | FileType::Bmp) => {
             let url = Blob::new(app.target.clients.s3.clone())
-                .presign_get(&object(job), IMAGE_URL_LIFETIME)
+                .presign_get(&ObjectRef::from(&job.source), IMAGE_URL_LIFETIME)
                 .await
                 .map_err(CliError::aws)?;
             PageImage::Url(url)
@@ -265,14 +265,6 @@ async fn page_source(app: &App, job: &Job) -> Result<PageImage, CliError> {
         )),
         None => PageImage::None("the document's type is not known".into()),
     })
-}
-
-fn object(job: &Job) -> ObjectRef {
-    ObjectRef {
-        bucket: job.source.bucket.clone(),
-        key: job.source.key.clone(),
-        version_id: job.source.version_id.clone(),
-    }
 }
 
 fn which(program: &str) -> bool {
@@ -344,9 +336,7 @@ async fn render_page(app: &App, id: &str, n: u32) -> Result<Vec<u8>, CliError> {
     if job.inspection.file_type != Some(FileType::Pdf) || n == 0 || n > MAX_PAGES {
         return Err(CliError::Usage(format!("job {id} has no PDF page {n}")));
     }
-    let source = &job.source;
-    let version = source.version_id.as_deref();
-    let bytes = review::object_bytes(&app.target, &source.bucket, &source.key, version).await?;
+    let bytes = review::object_bytes(&app.target, &ObjectRef::from(&job.source)).await?;
     let dir = std::env::temp_dir().join(format!("ocrbridge-review-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).map_err(|e| CliError::Usage(e.to_string()))?;
     let pdf = dir.join("document.pdf");
@@ -401,8 +391,10 @@ async fn apply(
     form: &[(String, String)],
     filter: &Filter,
 ) -> Result<String, CliError> {
-    let job = crate::commands::job(&app.target, id).await?;
-    let item = Item::new(job.clone(), UnixMillis::now().0);
+    let item = Item::new(
+        crate::commands::job(&app.target, id).await?,
+        UnixMillis::now().0,
+    );
     let action = form
         .iter()
         .find(|(k, _)| k == "action")
@@ -443,7 +435,7 @@ async fn apply(
         note: None,
         seconds,
     };
-    let (written, record) = review::record(&app.target, &job, &decision, &reviewer).await?;
+    let (written, record) = review::record(&app.target, &item.job, &decision, &reviewer).await?;
     app.opened
         .lock()
         .unwrap_or_else(|p| p.into_inner())

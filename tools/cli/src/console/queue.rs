@@ -50,7 +50,7 @@ pub struct Item {
 
 impl Item {
     pub fn new(job: Job, now_ms: u64) -> Self {
-        let summary = summary(&job);
+        let summary = crate::commands::review::summary(&job);
         let flags = flags(&job, &summary);
         let lowest_critical_confidence = CRITICAL_FIELDS
             .iter()
@@ -82,14 +82,6 @@ impl Item {
         rules.dedup();
         rules
     }
-}
-
-/// The job's result summary (the parse step's short JSON of key fields).
-pub fn summary(job: &Job) -> Value {
-    job.result_summary
-        .as_deref()
-        .and_then(|s| serde_json::from_str(s).ok())
-        .unwrap_or(Value::Null)
 }
 
 /// The rules that fired on the job and the field each flagged: the summary's `flags`, or, for a
