@@ -77,9 +77,14 @@ impl Item {
             .map_or("none", |f| f.rule.as_str())
     }
 
+    /// Each rule that fired, once, in the order they fired (a rule can flag several fields).
     pub fn rules(&self) -> Vec<&str> {
-        let mut rules: Vec<&str> = self.flags.iter().map(|f| f.rule.as_str()).collect();
-        rules.dedup();
+        let mut rules: Vec<&str> = Vec::new();
+        for flag in &self.flags {
+            if !rules.contains(&flag.rule.as_str()) {
+                rules.push(&flag.rule);
+            }
+        }
         rules
     }
 }
@@ -200,6 +205,14 @@ mod tests {
         let all = order(jobs.clone(), &Filter::default(), 1_000);
         assert_eq!(ids(&all), ["0002", "0003", "0001"]);
         assert_eq!(all[0].primary_rule(), "total_mismatch");
+        // A rule that flagged two fields, apart, is listed once.
+        let twice = serde_json::json!({"flags": [
+            {"rule": "low_confidence", "field": "merchant"},
+            {"rule": "total_mismatch", "field": "total"},
+            {"rule": "low_confidence", "field": "date"},
+        ]});
+        let item = Item::new(job(4, "receipt", Some(twice)), 1_000);
+        assert_eq!(item.rules(), ["low_confidence", "total_mismatch"]);
         let only = Filter {
             rule: Some("low_confidence".into()),
             ..Filter::default()
