@@ -434,3 +434,112 @@ fn several_documents_in_one_result_are_never_paired_or_dropped_silently() {
         Some(MultipleDocuments { found: 2, .. })
     ));
 }
+
+/// The vendors' own handwriting signals, on their real payloads: Textract marks each word
+/// `TextType: PRINTED | HANDWRITING`, Azure lists handwritten spans of the content in
+/// `styles[]`. Counted per word, a form filled in by hand is `some`, not `none` or `unknown`.
+#[test]
+fn handwriting_is_read_from_the_vendors_own_marks() {
+    use ocrbridge::language::Handwriting;
+    let marked = |doc: &ocrbridge::document::Document| {
+        let words: Vec<_> = doc
+            .pages
+            .iter()
+            .flat_map(|p| &p.blocks)
+            .flat_map(|b| &b.lines)
+            .flat_map(|l| &l.words)
+            .collect();
+        (
+            words.iter().filter(|w| w.handwritten == Some(true)).count(),
+            words.iter().filter(|w| w.handwritten.is_some()).count(),
+        )
+    };
+    // The recording's README: 21 of its 71 words are handwriting.
+    let form = textract(
+        "textract/analyze_document_employment_app_js_v3.json",
+        "generic",
+    )
+    .document;
+    assert_eq!(marked(&form), (21, 71));
+    assert_eq!(Handwriting::of(&form), Handwriting::Some);
+    let forms = textract("textract/multi-page-forms-samples-2-page.json", "generic").document;
+    assert_eq!(marked(&forms), (41, 195));
+    form.to_validated_json().unwrap();
+
+    use ocrbridge::vendors::azure::normalize::normalize;
+    // Two amounts written by hand on a printed receipt ("$ 1.63", "$14,50").
+    let receipt = normalized(
+        normalize,
+        "azure-di/receipt-url-2022-08-31.result.json",
+        "receipt",
+    )
+    .document;
+    let handwritten: Vec<&str> = receipt
+        .pages
+        .iter()
+        .flat_map(|p| &p.blocks)
+        .flat_map(|b| &b.lines)
+        .flat_map(|l| &l.words)
+        .filter(|w| w.handwritten == Some(true))
+        .map(|w| w.text.as_str())
+        .collect();
+    assert_eq!(handwritten, ["$", "1.63", "$14,50"]);
+    assert_eq!(Handwriting::of(&receipt), Handwriting::Some);
+    let hr = normalized(
+        normalize,
+        "azure-di/layout-hr0081-form-keyvalues-2024-11-30.result.json",
+        "generic",
+    )
+    .document;
+    assert_eq!(marked(&hr), (106, 499));
+    // A result with `styles: []` is all print; Mindee says nothing either way.
+    let invoice = normalized(
+        normalize,
+        "azure-di/invoice-url-2023-02-28-preview.result.json",
+        "invoice",
+    )
+    .document;
+    assert_eq!(Handwriting::of(&invoice), Handwriting::None);
+}
+
+/// Azure's `languages` add-on (`{locale, spans, confidence}`, locale ISO 639-1 or BCP 47): the
+/// locale covering most of the content is the document's, as the vendor's reading.
+#[test]
+fn azures_language_reading_is_the_documents() {
+    use ocrbridge::document::LanguageSource;
+    let mut payload = load("azure-di/receipt-url-2022-08-31.result.json");
+    let result = payload
+        .get_mut("analyzeResult")
+        .expect("an operation with its analyzeResult");
+    result["languages"] = serde_json::json!([
+        {"locale": "fr-FR", "confidence": 0.6, "spans": [{"offset": 0, "length": 12}]},
+        {"locale": "de", "confidence": 0.9, "spans": [{"offset": 12, "length": 100}]},
+        {"locale": "de", "confidence": 0.7, "spans": [{"offset": 112, "length": 100}]},
+    ]);
+    let raw = serde_json::to_vec(&payload).unwrap();
+    let normalized = ocrbridge::vendors::azure::normalize::normalize(
+        &raw,
+        "doc-fixture",
+        "vendor-job",
+        &ocrbridge::job::Profile::new("receipt").unwrap(),
+    )
+    .unwrap();
+    let language = normalized.document.language.clone().expect("the vendor's");
+    assert_eq!(language.code, "de");
+    assert_eq!(language.source, LanguageSource::Vendor);
+    assert!((language.confidence.unwrap() - 0.8).abs() < 1e-9);
+    let json = normalized.document.to_validated_json().unwrap();
+    assert_eq!(json["language"]["source"], "vendor");
+    // Without the add-on, nothing is claimed: parse detects it from the text.
+    let plain = normalized_plain_receipt();
+    assert_eq!(plain.language, None);
+}
+
+fn normalized_plain_receipt() -> ocrbridge::document::Document {
+    normalized(
+        ocrbridge::vendors::azure::normalize::normalize,
+        "azure-di/receipt-url-2022-08-31.result.json",
+        "receipt",
+    )
+    .document
+}

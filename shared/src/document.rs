@@ -59,6 +59,10 @@ pub struct Word {
     pub bbox: BBox,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub confidence: Option<f64>,
+    /// Whether the vendor read it as handwriting (Textract's `TextType`, Azure's `styles`);
+    /// absent when the vendor does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handwritten: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -211,6 +215,29 @@ pub struct VendorInfo {
     pub model_version: Option<String>,
 }
 
+/// Where a document's language came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LanguageSource {
+    /// The vendor said (Azure's `languages`).
+    Vendor,
+    /// Detected from the result's text (`language::detect`).
+    Detected,
+}
+
+/// The language most of the document's text is in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Language {
+    /// ISO 639-1 where the language has a code there (`de`), else ISO 639-3.
+    pub code: String,
+    /// The writing system (`Latin`, `Cyrillic`), where known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
+    pub source: LanguageSource,
+}
+
 /// One document's normalized result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Document {
@@ -222,6 +249,9 @@ pub struct Document {
     pub tables: Vec<Table>,
     pub key_values: Vec<KeyValue>,
     pub fields: Fields,
+    /// The language of its text (`language::identify`); absent when too little text says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<Language>,
 }
 
 static SCHEMA: LazyLock<Result<jsonschema::Validator, String>> = LazyLock::new(|| {
@@ -310,6 +340,7 @@ mod tests {
                             text: "Total".into(),
                             bbox,
                             confidence: Some(0.9),
+                            handwritten: Some(false),
                         }],
                     }],
                 }],
@@ -351,6 +382,12 @@ mod tests {
                     bbox: None,
                 }),
                 ..Default::default()
+            }),
+            language: Some(Language {
+                code: "en".into(),
+                script: Some("Latin".into()),
+                confidence: Some(1.0),
+                source: LanguageSource::Detected,
             }),
         }
     }

@@ -22,6 +22,7 @@ pub mod function_url;
 pub mod inspect;
 pub mod job;
 pub mod keyring;
+pub mod language;
 pub mod ledger;
 pub mod metrics;
 pub mod mrz;

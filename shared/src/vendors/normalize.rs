@@ -537,6 +537,8 @@ pub fn normalize_sim(
                             .get("confidence")
                             .and_then(as_number)
                             .map(|c| (c / 100.0).clamp(0.0, 1.0)),
+                        // The simulator's Tesseract does not tell print from handwriting.
+                        handwritten: None,
                     });
                 }
             }
@@ -685,6 +687,7 @@ pub fn normalize_sim(
             tables: vec![],
             key_values: vec![],
             fields,
+            language: None,
         },
         drift: shape.drift.into_iter().collect(),
         ambiguous_dates,

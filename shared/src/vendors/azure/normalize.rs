@@ -5,15 +5,15 @@
 //! `valueArray` of `valueObject`s). Tested on Microsoft's recorded exchanges in
 //! `../shared/fixtures/azure-di/` (tests/fixtures_normalize.rs).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 
 use rust_decimal::Decimal;
 use serde_json::Value;
 
 use crate::document::{
-    BBox, Block, Cell, Document, Field, Fields, InvoiceFields, KeyValue, Line, LineItem, Page,
-    PageSource, ReceiptFields, Table, VendorInfo, Word, SCHEMA_VERSION,
+    BBox, Block, Cell, Document, Field, Fields, InvoiceFields, KeyValue, Language, LanguageSource,
+    Line, LineItem, Page, PageSource, ReceiptFields, Table, VendorInfo, Word, SCHEMA_VERSION,
 };
 use crate::job::Profile;
 use crate::vendors::normalize::{
@@ -64,6 +64,58 @@ fn polygon_box(polygon: &Value, size: Size) -> Option<BBox> {
     BBox::from_pixels(l, t, r - l, b - t, size.width, size.height)
 }
 
+/// `[start, end)` offsets of the content Azure read as handwriting (`styles[].isHandwritten`).
+/// `None` when the payload has no `styles` at all (a model or API version that does not report
+/// them): then no word is marked either way. Present and empty: every word is print.
+fn handwritten_spans(result: &Value) -> Option<Vec<(usize, usize)>> {
+    let styles = result.get("styles")?.as_array()?;
+    Some(
+        styles
+            .iter()
+            .filter(|style| style["isHandwritten"] == true)
+            .flat_map(|style| style["spans"].as_array().into_iter().flatten())
+            .filter_map(|span| {
+                let offset = span["offset"].as_u64()? as usize;
+                Some((offset, offset + span["length"].as_u64()? as usize))
+            })
+            .collect(),
+    )
+}
+
+/// The locale that covers most of the content (`languages[]`, returned with the `languages`
+/// add-on feature), with its span-weighted confidence.
+fn language(result: &Value) -> Option<Language> {
+    let mut by_locale: BTreeMap<String, (u64, f64)> = BTreeMap::new();
+    for entry in result["languages"].as_array().into_iter().flatten() {
+        let Some(code) = entry["locale"]
+            .as_str()
+            .and_then(crate::language::from_locale)
+        else {
+            continue;
+        };
+        let length: u64 = entry["spans"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["length"].as_u64())
+            .sum();
+        let confidence = entry["confidence"].as_f64().unwrap_or(0.0).clamp(0.0, 1.0);
+        let (total, weighted) = by_locale.entry(code).or_default();
+        *total += length;
+        *weighted += confidence * length as f64;
+    }
+    let (code, (length, weighted)) = by_locale
+        .into_iter()
+        .filter(|(_, (length, _))| *length > 0)
+        .max_by_key(|(_, (length, _))| *length)?;
+    Some(Language {
+        code,
+        script: None,
+        confidence: Some(weighted / length as f64),
+        source: LanguageSource::Vendor,
+    })
+}
+
 /// `payload`: the operation (`{status, analyzeResult}`) or the bare `analyzeResult`.
 pub fn normalize(
     raw: &[u8],
@@ -79,6 +131,7 @@ pub fn normalize(
             "no analyzeResult.pages in the Azure payload".into(),
         ));
     };
+    let handwriting = handwritten_spans(result);
     let mut drift = BTreeSet::new();
     let mut sizes: Vec<Size> = Vec::new();
     let mut pages = Vec::new();
@@ -105,12 +158,16 @@ pub fn normalize(
             .into_iter()
             .flatten()
             .filter_map(|w| {
+                let offset = w["span"]["offset"].as_u64()? as usize;
                 Some((
-                    w["span"]["offset"].as_u64()? as usize,
+                    offset,
                     Word {
                         text: w["content"].as_str().unwrap_or_default().to_owned(),
                         bbox: polygon_box(&w["polygon"], size)?,
                         confidence: w["confidence"].as_f64().map(|c| c.clamp(0.0, 1.0)),
+                        handwritten: handwriting
+                            .as_ref()
+                            .map(|spans| spans.iter().any(|(a, b)| offset >= *a && offset < *b)),
                     },
                 ))
             })
@@ -292,6 +349,7 @@ pub fn normalize(
             tables,
             key_values,
             fields,
+            language: language(result),
         },
         drift: drift.into_iter().collect(),
         // The vendor's dates are ISO (`valueDate`, `value`): it settled their order.

@@ -264,6 +264,7 @@ pub fn normalize(
                             text: w.to_owned(),
                             bbox: WHOLE_PAGE,
                             confidence: None,
+                            handwritten: None,
                         })
                         .collect(),
                 }
@@ -307,6 +308,7 @@ pub fn normalize(
             tables: vec![],
             key_values: vec![],
             fields: typed_fields,
+            language: None,
         },
         drift: drift.into_iter().collect(),
         // The vendor's dates are ISO (`valueDate`, `value`): it settled their order.

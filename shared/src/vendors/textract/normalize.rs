@@ -317,6 +317,11 @@ fn blocks_document(blocks: &[Value], stated_pages: u32, drift: &mut BTreeSet<Dri
                 text: w["Text"].as_str().unwrap_or_default().into(),
                 bbox: bbox(&w["Geometry"]),
                 confidence: confidence(&w["Confidence"]),
+                handwritten: match w["TextType"].as_str() {
+                    Some("HANDWRITING") => Some(true),
+                    Some("PRINTED") => Some(false),
+                    _ => None,
+                },
             })
             .collect();
         let Some(page) = pages.get_mut((page_of(line) - 1) as usize) else {
@@ -425,6 +430,8 @@ fn blocks_document(blocks: &[Value], stated_pages: u32, drift: &mut BTreeSet<Dri
         tables,
         key_values,
         fields: Fields::Generic,
+        // Textract reports no language; `language::identify` detects it from the text.
+        language: None,
     }
 }
 
