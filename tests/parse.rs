@@ -380,6 +380,56 @@ async fn a_receipt_whose_total_disagrees_with_its_lines_needs_review() {
     );
 }
 
+/// The language of a result's text is recorded on the job and in the stored result, and the
+/// completion, latency and field-confidence metrics are cut by it (and by handwriting, which the
+/// simulator does not report: `unknown`).
+#[tokio::test]
+async fn a_german_invoice_is_recorded_and_counted_as_german() {
+    let w = world().await;
+    let pdf = text_pdf(&[
+        "Müller Beratung GmbH",
+        "Rechnung Nr. RE-2026-0412",
+        "Rechnungsdatum: 14.03.2026",
+        "Beratung und Schulung für die Mitarbeiter im Frühjahr",
+        "Zwischensumme 100,00 EUR",
+        "Umsatzsteuer 19,00 EUR",
+        "Gesamtbetrag 119,00 EUR",
+        "Zahlbar innerhalb von vierzehn Tagen ohne Abzug",
+    ]);
+    let job = submitted(&w, pdf, "invoice", "invoices/rechnung.pdf").await;
+    vendor_done(&w, &job).await;
+    w.reconcile.run(UnixMillis::now()).await;
+    pump_results(&w).await;
+    let done = state(&w, &job.id).await;
+    let text = done.text.clone().expect("parse records the result's text");
+    assert_eq!(text.language.as_deref(), Some("de"));
+    assert_eq!(text.script.as_deref(), Some("Latin"));
+    assert_eq!(text.handwriting, ocrbridge::language::Handwriting::Unknown);
+    let result = get_json(&w, done.result_key.as_deref().unwrap()).await;
+    assert_eq!(result["language"]["code"], "de");
+    assert_eq!(result["language"]["source"], "detected");
+    let by_text = w.parse.metrics.recorded_segmented();
+    let outcome = done.state.as_str();
+    assert_eq!(
+        by_text[&format!("JobsCompleted[invoice,{outcome},de,unknown]")],
+        1.0,
+        "{by_text:?}"
+    );
+    assert!(
+        by_text
+            .keys()
+            .any(|k| k.starts_with("EndToEndLatency[invoice,1,de,unknown]")),
+        "{by_text:?}"
+    );
+    assert!(
+        by_text
+            .keys()
+            .any(|k| k.starts_with("FieldConfidence[sim,invoice,invoice,")
+                && k.ends_with(",de,unknown]")),
+        "{by_text:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_vendor_failed_job_is_failed_not_parsed() {
     let w = world().await;

@@ -109,9 +109,14 @@ fn every_metric_in_the_template_is_emitted_with_those_dimensions() {
             .map(str::to_owned)
             .collect();
         let rollup: BTreeSet<String> = ["Function".to_owned()].into();
+        let segmented: BTreeSet<String> = full
+            .iter()
+            .cloned()
+            .chain(def.segments.iter().map(|s| (*s).to_owned()))
+            .collect();
         assert!(
-            *dims == full || *dims == rollup,
-            "{name}: template dimensions {dims:?}, emitted {full:?} and {rollup:?}"
+            *dims == full || *dims == rollup || (!def.segments.is_empty() && *dims == segmented),
+            "{name}: template dimensions {dims:?}, emitted {full:?}, {segmented:?} and {rollup:?}"
         );
     }
 }

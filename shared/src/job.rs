@@ -553,6 +553,8 @@ pub struct Job {
     pub channel: Option<String>,
     /// The document's X-Ray trace (`trace_context`): every message about the job carries it.
     pub trace_header: Option<String>,
+    /// The language, script and handwriting of the result's text, once parsed (`language`).
+    pub text: Option<crate::language::TextSegments>,
 }
 
 /// One entry of a job's history: the state it entered, when, and with which reason.

@@ -38,6 +38,9 @@ pub struct Metric {
     pub name: &'static str,
     pub unit: Unit,
     pub dimensions: &'static [&'static str],
+    /// Segment dimensions emitted in a second dimension set beside `dimensions` (the metric's
+    /// own set stays as it was, so the alarms and panels that name it keep their data).
+    pub segments: &'static [&'static str],
 }
 
 const fn metric(name: &'static str, unit: Unit, dimensions: &'static [&'static str]) -> Metric {
@@ -45,6 +48,20 @@ const fn metric(name: &'static str, unit: Unit, dimensions: &'static [&'static s
         name,
         unit,
         dimensions,
+        segments: &[],
+    }
+}
+
+/// The text segments (`language::TextSegments::dimensions`), in this order.
+pub const TEXT_SEGMENTS: &[&str] = &["Language", "Handwriting"];
+
+impl Metric {
+    /// The same metric, also emitted by the language and handwriting of the result's text.
+    const fn by_text(self) -> Metric {
+        Metric {
+            segments: TEXT_SEGMENTS,
+            ..self
+        }
     }
 }
 
@@ -135,10 +152,11 @@ pub const ROTATION_FAILURES: Metric = metric("RotationFailures", Unit::Count, &[
 
 /// Parse.
 pub const END_TO_END_LATENCY: Metric =
-    metric("EndToEndLatency", Unit::Milliseconds, &["Profile", "Pages"]);
+    metric("EndToEndLatency", Unit::Milliseconds, &["Profile", "Pages"]).by_text();
 pub const PARSE_FAILURES: Metric = metric("ParseFailures", Unit::Count, &["Reason"]);
-pub const NEEDS_REVIEW: Metric = metric("NeedsReview", Unit::Count, &["Rule"]);
-pub const JOBS_COMPLETED: Metric = metric("JobsCompleted", Unit::Count, &["Profile", "Outcome"]);
+pub const NEEDS_REVIEW: Metric = metric("NeedsReview", Unit::Count, &["Rule"]).by_text();
+pub const JOBS_COMPLETED: Metric =
+    metric("JobsCompleted", Unit::Count, &["Profile", "Outcome"]).by_text();
 pub const FIELD_NULL: Metric = metric("FieldNull", Unit::Count, &["Profile", "Field"]);
 /// A result reported a model version never seen before for its vendor and model, beside ones
 /// that were: the vendor changed the model (`ledger::model_versions`).
@@ -174,7 +192,8 @@ pub const DOCUMENTS_COMPLETED: Metric = metric(
     "DocumentsCompleted",
     Unit::Count,
     &["Source", "Kind", "Path"],
-);
+)
+.by_text();
 /// `Model` is the configured model for the profile (`VENDOR_MODELS`): a handful per vendor.
 pub const COST_PER_DOCUMENT: Metric =
     metric("CostPerDocument", Unit::None, &["Vendor", "Model", "Pages"]);
@@ -185,7 +204,8 @@ pub const FIELD_CONFIDENCE: Metric = metric(
     "FieldConfidence",
     Unit::None,
     &["Vendor", "Model", "Profile", "Field"],
-);
+)
+.by_text();
 
 /// The quality benchmark (`quality`): per vendor, profile and field. Profiles and fields come
 /// from the normalized schema, so the cardinality is bounded by it, not by the documents.
@@ -362,6 +382,19 @@ impl Metrics {
         dimensions: &[&str],
         properties: &[(&str, &str)],
     ) {
+        self.emit_segmented(metric, value, dimensions, &[], properties);
+    }
+
+    /// Emits one data point under the metric's own dimensions and, where `segments` gives values
+    /// for `metric.segments` (in order), also under those dimensions plus the segments.
+    pub fn emit_segmented(
+        &self,
+        metric: Metric,
+        value: f64,
+        dimensions: &[&str],
+        segments: &[&str],
+        properties: &[(&str, &str)],
+    ) {
         let mut record = Map::new();
         let mut names = vec!["Function"];
         record.insert("Function".into(), json!(self.function));
@@ -369,6 +402,16 @@ impl Metrics {
             names.push(name);
             record.insert((*name).into(), json!(value));
         }
+        let mut sets = vec![names.clone()];
+        if !metric.segments.is_empty() && segments.len() == metric.segments.len() {
+            let mut segmented = names;
+            for (name, value) in metric.segments.iter().zip(segments) {
+                segmented.push(name);
+                record.insert((*name).into(), json!(value));
+            }
+            sets.push(segmented);
+        }
+        sets.push(vec!["Function"]);
         for (name, value) in properties {
             record.insert((*name).into(), json!(value));
         }
@@ -379,9 +422,10 @@ impl Metrics {
                 "Timestamp": UnixMillis::now().0,
                 "CloudWatchMetrics": [{
                     "Namespace": self.namespace,
-                    // The full set, and a Function-only rollup that alarms can name exactly
-                    // (an alarm cannot aggregate over a dimension like Field or Reason).
-                    "Dimensions": [names, ["Function"]],
+                    // The full set (and, for a segmented metric, the full set with its
+                    // segments), and a Function-only rollup that alarms can name exactly (an
+                    // alarm cannot aggregate over a dimension like Field or Reason).
+                    "Dimensions": sets,
                     "Metrics": [{ "Name": metric.name, "Unit": metric.unit.as_str() }],
                 }],
             }),
@@ -398,6 +442,43 @@ impl Metrics {
 
     pub fn count(&self, metric: Metric, dimensions: &[&str], properties: &[(&str, &str)]) {
         self.emit(metric, 1.0, dimensions, properties);
+    }
+
+    pub fn count_segmented(
+        &self,
+        metric: Metric,
+        dimensions: &[&str],
+        segments: &[&str],
+        properties: &[(&str, &str)],
+    ) {
+        self.emit_segmented(metric, 1.0, dimensions, segments, properties);
+    }
+
+    /// Sum of values per metric name and the values of its segmented dimension set (its own
+    /// dimensions, then the segments), for tests: only records emitted with segments.
+    pub fn recorded_segmented(&self) -> BTreeMap<String, f64> {
+        let Sink::Memory(records) = &self.sink else {
+            return BTreeMap::new();
+        };
+        let mut out = BTreeMap::new();
+        for record in records.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let def = &record["_aws"]["CloudWatchMetrics"][0];
+            let Some(sets) = def["Dimensions"].as_array().filter(|s| s.len() == 3) else {
+                continue;
+            };
+            let name = def["Metrics"][0]["Name"].as_str().unwrap_or_default();
+            let dims: Vec<&str> = sets[1]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|d| d.as_str())
+                .filter(|d| *d != "Function")
+                .map(|d| record[d].as_str().unwrap_or_default())
+                .collect();
+            *out.entry(format!("{name}[{}]", dims.join(",")))
+                .or_default() += record[name].as_f64().unwrap_or(0.0);
+        }
+        out
     }
 
     /// Sum of values per metric name and dimension values, for tests.
@@ -473,6 +554,36 @@ mod tests {
         assert_eq!(
             m.recorded()["DocumentsRejected[pdf_encrypted,application/pdf]"],
             2.0
+        );
+    }
+
+    #[test]
+    fn a_segmented_metric_keeps_its_own_dimension_set_and_adds_one() {
+        let m = Metrics::memory("parse");
+        m.count_segmented(
+            JOBS_COMPLETED,
+            &["invoice", "Completed"],
+            &["de", "none"],
+            &[],
+        );
+        m.count(JOBS_COMPLETED, &["invoice", "Completed"], &[]);
+        let Sink::Memory(records) = &m.sink else {
+            unreachable!()
+        };
+        let first = records.lock().unwrap()[0].clone();
+        assert_eq!(
+            first["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([
+                ["Function", "Profile", "Outcome"],
+                ["Function", "Profile", "Outcome", "Language", "Handwriting"],
+                ["Function"]
+            ])
+        );
+        assert_eq!(first["Language"], "de");
+        assert_eq!(m.recorded()["JobsCompleted[invoice,Completed]"], 2.0);
+        assert_eq!(
+            m.recorded_segmented(),
+            [("JobsCompleted[invoice,Completed,de,none]".to_owned(), 1.0)].into()
         );
     }
 

@@ -32,6 +32,7 @@ use ocrbridge::cost::{JobCost, Prices, Spend};
 use ocrbridge::document::Fields;
 use ocrbridge::failpoints;
 use ocrbridge::job::{reason, Job, JobState, Reason};
+use ocrbridge::language::{self, TextSegments};
 use ocrbridge::ledger::model_versions::VersionSighting;
 use ocrbridge::ledger::Take;
 use ocrbridge::ledger::{
@@ -784,6 +785,10 @@ impl<V: Vendor> Parse<V> {
         }
         self.watch_model_version(&job, &normalized.document.vendor)
             .await;
+        // Language, script and handwriting: segments every quality signal below is cut by.
+        language::identify(&mut normalized.document);
+        let text = TextSegments::of(&normalized.document);
+        let text_segments = text.dimensions();
         let document_json = match normalized.document.to_validated_json() {
             Ok(v) => v,
             Err(violation) => {
@@ -801,7 +806,7 @@ impl<V: Vendor> Parse<V> {
         reasons.extend(rules::multiple_documents(
             normalized.multiple_documents.as_ref(),
         ));
-        self.field_signals(&job, &normalized.document.fields);
+        self.field_signals(&job, &normalized.document.fields, &text_segments);
 
         // Under the attempt, like the raw archive: a worker that lost its lease while storing can
         // never overwrite the result its successor recorded; the job names the one that counts.
@@ -847,13 +852,15 @@ impl<V: Vendor> Parse<V> {
                 JobState::Completed,
                 Change::none()
                     .with_result(&result_key, summary)
-                    .with_cost(billed),
+                    .with_cost(billed)
+                    .with_text(text),
             )
         } else {
             for r in &reasons {
-                metrics.count(
+                metrics.count_segmented(
                     metrics::NEEDS_REVIEW,
                     &[r.rule],
+                    &text_segments,
                     &[("job_id", job.id.as_str()), ("field", r.field)],
                 );
             }
@@ -867,7 +874,8 @@ impl<V: Vendor> Parse<V> {
                 Change::none()
                     .with_result(&result_key, summary)
                     .with_reason(Reason::new("needs_review", message))
-                    .with_cost(billed),
+                    .with_cost(billed)
+                    .with_text(text),
             )
         };
         let completed = failpoints::around(
@@ -893,28 +901,32 @@ impl<V: Vendor> Parse<V> {
                         &[("job_id", job.id.as_str())],
                     );
                 }
-                metrics.count(
+                metrics.count_segmented(
                     metrics::DOCUMENTS_COMPLETED,
                     &[
                         job.channel.as_deref().unwrap_or("other"),
                         segments::kind(&job.inspection),
                         segments::path(&done, done.state),
                     ],
+                    &text_segments,
                     &[("job_id", job.id.as_str())],
                 );
                 let profile = job.profile.as_str();
-                metrics.emit(
+                metrics.emit_segmented(
                     metrics::END_TO_END_LATENCY,
                     done.state_since.since(job.created_at).as_secs_f64() * 1e3,
                     &[profile, segments::page_bucket(job.inspection.pages)],
+                    &text_segments,
                     &[("job_id", job.id.as_str())],
                 );
-                metrics.count(
+                metrics.count_segmented(
                     metrics::JOBS_COMPLETED,
                     &[profile, done.state.as_str()],
+                    &text_segments,
                     &[("job_id", job.id.as_str())],
                 );
-                info!(state = %done.state, result = %result_key, "parsed");
+                let [language, handwriting] = text_segments;
+                info!(state = %done.state, result = %result_key, language, handwriting, "parsed");
                 Disposition::Done
             }
             Err(FenceError::Lost { .. }) => {
@@ -1048,7 +1060,7 @@ impl<V: Vendor> Parse<V> {
 
     /// The quality signals of one result: each null field (`FieldNull`) and each field's
     /// confidence (`FieldConfidence`), so a dashboard shows their distribution drift.
-    fn field_signals(&self, job: &Job, fields: &Fields) {
+    fn field_signals(&self, job: &Job, fields: &Fields, text_segments: &[&str; 2]) {
         let value = serde_json::to_value(fields).unwrap_or_default();
         let profile = job.profile.as_str();
         let metrics = self.metrics.for_traffic(job.benchmark_run.as_ref());
@@ -1068,10 +1080,11 @@ impl<V: Vendor> Parse<V> {
                 );
             } else if let Some(confidence) = v.get("confidence").and_then(serde_json::Value::as_f64)
             {
-                metrics.emit(
+                metrics.emit_segmented(
                     metrics::FIELD_CONFIDENCE,
                     confidence,
                     &[self.vendor.name(), &model, profile, name],
+                    text_segments,
                     &[("job_id", job.id.as_str())],
                 );
             }

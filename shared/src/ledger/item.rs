@@ -20,6 +20,7 @@
 //! | `file_type`, `size_bytes`, `page_count`, `text_layer`, `type_mismatch`, `dpi` | S, N, N, BOOL, S, N | intake's inspection |
 //! | `also_uploaded_as` | SS  | other S3 objects with the same content (suppressed duplicates)  |
 //! | `result_key`, `result_summary` | S, S | the stored normalized result and its key fields     |
+//! | `language`, `script`, `handwriting` | S, S, S | the result's text (`language::TextSegments`) |
 //! | `queued_at`      | N    | unix ms the job last entered `Queued` (its submission window)   |
 //! | `vendor_failures`| N    | vendor calls that failed in a row; absent = 0                   |
 //! | `retry_owed`     | N    | retry-budget tokens the next attempt must spend; absent = 0     |
@@ -47,6 +48,7 @@ use crate::job::{
     Attempt, BenchmarkRun, Inspection, Job, JobId, JobState, LeaseRecord, Profile, Reason,
     SourceObject,
 };
+use crate::language::{Handwriting, TextSegments};
 use crate::time::UnixMillis;
 
 pub type Item = HashMap<String, AttributeValue>;
@@ -96,6 +98,10 @@ pub mod attr {
     pub const CHANNEL: &str = "channel";
     /// The document's X-Ray trace header (`crate::trace_context`).
     pub const TRACE_HEADER: &str = "trace_header";
+    /// The result's text (`language::TextSegments`): written by parse with the result.
+    pub const LANGUAGE: &str = "language";
+    pub const SCRIPT: &str = "script";
+    pub const HANDWRITING: &str = "handwriting";
 
     pub const DEDUPE_KEY: &str = "dedupe_key";
     pub const EXPIRES_AT: &str = "expires_at";
@@ -268,6 +274,16 @@ pub fn job_from_item(item: &Item) -> Result<Job, MalformedItem> {
         review: opt_s(item, attr::REVIEW)?,
         channel: opt_s(item, attr::CHANNEL)?,
         trace_header: opt_s(item, attr::TRACE_HEADER)?,
+        text: match opt_s(item, attr::HANDWRITING)? {
+            None => None,
+            Some(h) => Some(TextSegments {
+                language: opt_s(item, attr::LANGUAGE)?,
+                script: opt_s(item, attr::SCRIPT)?,
+                handwriting: Handwriting::parse(&h).ok_or_else(|| {
+                    MalformedItem(format!("attribute {} is {h:?}", attr::HANDWRITING))
+                })?,
+            }),
+        },
         benchmark_run: opt_s(item, attr::BENCHMARK_RUN)?
             .map(|r| BenchmarkRun::parse(&r).map_err(|e| MalformedItem(e.to_string())))
             .transpose()?,

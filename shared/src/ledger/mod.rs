@@ -142,6 +142,8 @@ pub struct Change {
     /// The job's cost at the vendor (`cost::JobCost`): the estimate when submitted, the actual
     /// when parsed.
     pub cost: Option<crate::cost::JobCost>,
+    /// The result's language, script and handwriting, written with the result.
+    pub text: Option<crate::language::TextSegments>,
 }
 
 impl Change {
@@ -177,6 +179,11 @@ impl Change {
 
     pub fn with_cost(mut self, cost: crate::cost::JobCost) -> Self {
         self.cost = Some(cost);
+        self
+    }
+
+    pub fn with_text(mut self, text: crate::language::TextSegments) -> Self {
+        self.text = Some(text);
         self
     }
 }
@@ -703,5 +710,17 @@ fn apply_state_change(expr: &mut Expr, id: &JobId, to: JobState, change: &Change
     }
     if let Some(cost) = &change.cost {
         expr.set(attr::COST, s(cost.to_json()));
+    }
+    if let Some(text) = &change.text {
+        expr.set(attr::HANDWRITING, s(text.handwriting.as_str()));
+        // A result read again (a replay) replaces the first reading whole.
+        match &text.language {
+            Some(language) => expr.set(attr::LANGUAGE, s(language)),
+            None => expr.remove(attr::LANGUAGE),
+        };
+        match &text.script {
+            Some(script) => expr.set(attr::SCRIPT, s(script)),
+            None => expr.remove(attr::SCRIPT),
+        };
     }
 }

@@ -38,5 +38,6 @@ pub fn job(n: u32) -> Job {
         benchmark_run: None,
         channel: None,
         trace_header: None,
+        text: None,
     }
 }

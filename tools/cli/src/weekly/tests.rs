@@ -73,6 +73,7 @@ fn job(n: u32, days_ago: u64, pages: u32, path: &[(JobState, u64)]) -> Job {
         benchmark_run: None,
         channel: Some(if n % 2 == 0 { "email" } else { "scanner" }.into()),
         trace_header: None,
+        text: None,
     }
 }
 
