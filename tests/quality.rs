@@ -34,12 +34,101 @@ fn small_pack() -> PathBuf {
             let path = entry.unwrap().path();
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
             let stem = name.split('.').next().unwrap();
-            if keep.is_none_or(|k| k.contains(&stem)) {
+            // invoices/intl/ (German, French, Spanish) is the language test's.
+            if path.is_file() && keep.is_none_or(|k| k.contains(&stem)) {
                 std::fs::copy(&path, to.join(dir).join(&name)).unwrap();
             }
         }
     }
     to
+}
+
+/// The default pack's German, French and Spanish invoices, beside three English ones.
+fn language_pack() -> PathBuf {
+    let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/packs/default/invoices");
+    let to = std::env::temp_dir()
+        .join(format!("quality-languages-{}", std::process::id()))
+        .join("languages");
+    std::fs::create_dir_all(to.join("invoices/intl")).unwrap();
+    for entry in std::fs::read_dir(from.join("intl")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(
+            &path,
+            to.join("invoices/intl").join(path.file_name().unwrap()),
+        )
+        .unwrap();
+    }
+    for name in ["inv-001", "inv-004", "inv-012"] {
+        for ext in ["pdf", "truth.json"] {
+            let file = format!("{name}.{ext}");
+            std::fs::copy(from.join(&file), to.join("invoices").join(&file)).unwrap();
+        }
+    }
+    to
+}
+
+/// The benchmark reads quality per language: each of the pack's languages is its own group
+/// with its own field accuracy, and the language the pipeline detected on each job is the one
+/// the document is written in (English invoices this short are too few words to say: no
+/// language is claimed, never a wrong one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pack_is_scored_per_language_and_each_language_is_detected() {
+    let s = stack().await;
+    let p = Pipeline::start(s.clients.clone(), &s.stack, PipelineOptions::default())
+        .await
+        .unwrap();
+    let dir = language_pack();
+    let pack = Pack::load(&dir).unwrap();
+    let prefix = upload_pack(&p, &pack, &dir).await.unwrap();
+    let runner = runner(&p, &s.stack, "sim").unwrap();
+    let run = BenchmarkRun::parse("bq-test-languages").unwrap();
+    let (record, _) = run_once(
+        &p,
+        &runner,
+        &pack.name,
+        &prefix,
+        &run,
+        Duration::from_secs(300),
+    )
+    .await
+    .unwrap();
+    assert_eq!(record.documents.len(), 12);
+    let groups: Vec<(&str, u64)> = record
+        .by_language
+        .iter()
+        .map(|(language, scores)| (language.as_str(), scores["invoice"].documents))
+        .collect();
+    assert_eq!(groups, [("de", 3), ("en", 3), ("es", 3), ("fr", 3)]);
+    for d in &record.documents {
+        match d.language.as_deref() {
+            Some("en") => assert_ne!(
+                d.detected_language.as_deref().map(|l| l != "en"),
+                Some(true),
+                "{}: a wrong language is worse than none",
+                d.key
+            ),
+            language => assert_eq!(d.detected_language.as_deref(), language, "{}", d.key),
+        }
+    }
+    // The English ones are read as the CI pack's are; each group has its own accuracy.
+    assert_eq!(
+        record.by_language["en"]["invoice"].fields["total"].accuracy(),
+        1.0
+    );
+    for language in ["de", "fr", "es"] {
+        assert_eq!(
+            record.by_language[language]["invoice"].fields["total"].documents,
+            3
+        );
+    }
+    let table = report::table(&record);
+    assert!(table.contains("per language"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("de ") && l.contains("detected 3/3")),
+        "{table}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

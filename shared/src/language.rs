@@ -154,19 +154,28 @@ pub fn from_locale(locale: &str) -> Option<String> {
     (2..=3).contains(&primary.len()).then_some(primary)
 }
 
-/// The words of `lines` made of letters only, space-separated.
+/// At least this many words in mixed or lower case, and words in capitals are left out.
+const MIXED_CASE_WORDS: usize = 5;
+
+/// The words of `lines` made of letters only, lower-cased and space-separated. Words in
+/// capitals (`USD`, `INV`, `GMBH`, a shouted company name) are codes and names more often than
+/// language, and on a short invoice they tip the guess (`BLUE HARBOUR LOGISTICS INC` read an
+/// English invoice as Spanish): they are left out where enough other words remain. A document
+/// printed all in capitals (many receipts) keeps them all.
 fn letters_only<'a>(lines: impl Iterator<Item = &'a str>) -> String {
-    let mut out = String::new();
-    for word in lines.flat_map(str::split_whitespace) {
-        let word = word.trim_matches(|c: char| !c.is_alphabetic());
-        if word.chars().count() >= 2 && word.chars().all(char::is_alphabetic) {
-            if !out.is_empty() {
-                out.push(' ');
-            }
-            out.push_str(word);
-        }
-    }
-    out
+    let words: Vec<&str> = lines
+        .flat_map(str::split_whitespace)
+        .map(|w| w.trim_matches(|c: char| !c.is_alphabetic()))
+        .filter(|w| w.chars().count() >= 2 && w.chars().all(char::is_alphabetic))
+        .collect();
+    let mixed = |w: &str| w.chars().any(char::is_lowercase);
+    let keep_capitals = words.iter().filter(|w| mixed(w)).count() < MIXED_CASE_WORDS;
+    words
+        .into_iter()
+        .filter(|w| keep_capitals || mixed(w))
+        .map(str::to_lowercase)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// ISO 639-3 (whatlang's codes) to ISO 639-1 where the language has one.
@@ -259,6 +268,30 @@ mod tests {
         assert_eq!(
             detect(&text(&["12.50 3.00 15.50", "2024-03-14 #4411"])),
             None
+        );
+        // The pack's shortest English invoice: too few words to say, so no language (with its
+        // names and codes in capitals counted, whatlang was sure it was Spanish).
+        let short = [
+            "BLUE HARBOUR LOGISTICS INC",
+            "Invoice No: INV-2026-0108",
+            "Invoice Date: 2026-02-08",
+            "Due Date: 2026-02-10",
+            "Support plan                       200.00",
+            "Cloud hosting                      340.50",
+            "Subtotal $540.50",
+            "Tax (6%) $32.43",
+            "Total Due $572.93",
+            "Currency: USD",
+        ];
+        assert_eq!(detect(&text(&short)), None);
+        // A receipt printed all in capitals keeps its words.
+        assert_eq!(
+            detect(&text(&[
+                "THANK YOU FOR SHOPPING WITH US PLEASE COME AGAIN",
+                "GOODS SOLD ARE NOT RETURNABLE OR EXCHANGEABLE",
+            ]))
+            .map(|l| l.code),
+            Some("en".to_owned())
         );
     }
 

@@ -183,6 +183,8 @@ mod tests {
                 latency_ms: None,
                 cost: None,
                 raw: None,
+                language: None,
+                detected_language: None,
                 items: None,
             })
             .collect()

@@ -30,6 +30,10 @@ pub struct Truth {
     /// Its line items, where known (`items`: matched by optimal assignment, then per column).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub line_items: Vec<TruthItem>,
+    /// The language the document is written in (ISO 639-1), where known: quality is read per
+    /// language, and the language the pipeline detected is checked against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
 }
 
 /// One expected line item: numbers as printed or plain (`1,000.00`, `1000`).

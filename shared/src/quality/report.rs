@@ -95,6 +95,48 @@ pub fn table(run: &RunRecord) -> String {
             );
         }
     }
+    out.push_str(&languages(run));
+    out
+}
+
+/// Per language of the pack's documents (more than one): each profile's field accuracy, and how
+/// often the language the pipeline detected was the truth's.
+pub fn languages(run: &RunRecord) -> String {
+    if run.by_language.len() < 2 {
+        return String::new();
+    }
+    let mut out =
+        String::from("\nper language (the truth's; detected: the job's reading agreed)\n");
+    for (language, scores) in &run.by_language {
+        for (profile, stats) in scores {
+            let fields: Vec<String> = stats
+                .fields
+                .iter()
+                .map(|(field, f)| format!("{field} {}", pct(f.accuracy())))
+                .collect();
+            let of_language: Vec<_> = run
+                .documents
+                .iter()
+                .filter(|d| {
+                    &d.profile == profile && d.language.as_deref().unwrap_or("unknown") == language
+                })
+                .collect();
+            let detected = of_language
+                .iter()
+                .filter(|d| d.detected_language.is_some() && d.detected_language == d.language)
+                .count();
+            let _ = writeln!(
+                out,
+                "{:<9} {:<9} {:>5} detected {}/{} · {}",
+                language,
+                profile,
+                stats.documents,
+                detected,
+                of_language.len(),
+                fields.join(" · ")
+            );
+        }
+    }
     out
 }
 

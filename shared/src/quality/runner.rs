@@ -10,7 +10,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use super::compare::{compare, RegressionPolicy};
 use super::pack::{is_truth_key, parse_truth, truth_key, PackDocument};
 use super::report;
-use super::score::{aggregate, profile_of_key, score_document, RunRecord};
+use super::score::{aggregate, aggregate_by_language, profile_of_key, score_document, RunRecord};
 use super::store::{RunStore, Started, StoreError};
 use crate::blob::BENCHMARK_RUN_METADATA;
 use crate::document::Document;
@@ -284,6 +284,7 @@ impl Runner {
             started_at_ms: started.started_at_ms,
             scored_at_ms: UnixMillis::now().0,
             scores: aggregate(&documents),
+            by_language: aggregate_by_language(&documents),
             documents,
             comparison: None,
         };

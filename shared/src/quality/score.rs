@@ -49,6 +49,12 @@ pub struct DocumentScore {
     /// Its line items against the truth's, where the truth has them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub items: Option<super::items::ItemCounts>,
+    /// The language the truth says it is in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    /// The language the pipeline recorded on its job (`language::TextSegments`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detected_language: Option<String>,
 }
 
 /// Accuracy of a field in one confidence bucket.
@@ -119,6 +125,10 @@ pub struct RunRecord {
     /// The comparison with the baseline, when there was one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comparison: Option<super::Comparison>,
+    /// The same scores per language of the pack's documents (the truth's `language`; `unknown`
+    /// where it gives none), so a model that reads English well and German badly shows it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_language: BTreeMap<String, Scores>,
 }
 
 impl RunRecord {
@@ -253,6 +263,10 @@ pub fn score_document(
             };
             super::items::score(&pack_document.truth.line_items, extracted)
         }),
+        language: pack_document.truth.language.clone(),
+        detected_language: job
+            .and_then(|j| j.text.as_ref())
+            .and_then(|t| t.language.clone()),
     }
 }
 
@@ -268,6 +282,19 @@ pub fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
 fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
     let (sum, n) = values.fold((0.0, 0u64), |(s, n), v| (s + v, n + 1));
     (n > 0).then(|| sum / n as f64)
+}
+
+/// [`aggregate`] per language of the documents (as the truth gives it; `unknown` without).
+pub fn aggregate_by_language(documents: &[DocumentScore]) -> BTreeMap<String, Scores> {
+    let mut by_language: BTreeMap<String, Vec<DocumentScore>> = BTreeMap::new();
+    for d in documents {
+        let language = d.language.clone().unwrap_or_else(|| "unknown".into());
+        by_language.entry(language).or_default().push(d.clone());
+    }
+    by_language
+        .into_iter()
+        .map(|(language, docs)| (language, aggregate(&docs)))
+        .collect()
 }
 
 /// Aggregates documents per profile and field.
@@ -370,6 +397,8 @@ mod tests {
             cost: Some("0.01".into()),
             raw: None,
             items: None,
+            language: None,
+            detected_language: None,
         }
     }
 
@@ -401,6 +430,33 @@ mod tests {
         assert_eq!((mid.from, mid.values, mid.correct), (0.5, 1, 0));
         assert_eq!(scores["receipt"].rules["total_mismatch"], 4);
         assert_eq!(scores["receipt"].latency_p95_ms, Some(100));
+    }
+
+    #[test]
+    fn scores_are_read_per_language() {
+        let mut de = doc(
+            "invoices/de.pdf",
+            &[("total", "119.00", Some("119.00"), Some(0.9), true)],
+        );
+        de.language = Some("de".into());
+        let mut fr = doc(
+            "invoices/fr.pdf",
+            &[("total", "119.00", Some("19.00"), Some(0.9), false)],
+        );
+        fr.language = Some("fr".into());
+        let plain = doc(
+            "receipts/a.jpg",
+            &[("total", "9.00", Some("9.00"), None, true)],
+        );
+        let by = aggregate_by_language(&[de, fr, plain]);
+        assert_eq!(
+            by.keys().collect::<Vec<_>>(),
+            ["de", "fr", "unknown"],
+            "one group per language, and one for documents without"
+        );
+        assert_eq!(by["de"]["receipt"].fields["total"].accuracy(), 1.0);
+        assert_eq!(by["fr"]["receipt"].fields["total"].accuracy(), 0.0);
+        assert_eq!(by["unknown"]["receipt"].documents, 1);
     }
 
     #[test]

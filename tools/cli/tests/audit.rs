@@ -172,6 +172,7 @@ async fn every_audit_check_passes_when_kept_and_fails_alone_when_broken() {
         scored_at_ms: now,
         documents: Vec::new(),
         scores: BTreeMap::new(),
+        by_language: BTreeMap::new(),
         comparison: None,
     };
     store

@@ -28,7 +28,10 @@ async fn runs_are_listed_shown_and_pinned_by_the_operator() {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/packs/default/invoices");
     for entry in std::fs::read_dir(&from).unwrap() {
         let path = entry.unwrap().path();
-        std::fs::copy(&path, dir.join("invoices").join(path.file_name().unwrap())).unwrap();
+        // invoices/intl/: the other languages, not read right by the simulator.
+        if path.is_file() {
+            std::fs::copy(&path, dir.join("invoices").join(path.file_name().unwrap())).unwrap();
+        }
     }
     let pack = Pack::load(&dir).unwrap();
     let prefix = upload_pack(&p, &pack, &dir).await.unwrap();
