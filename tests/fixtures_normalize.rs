@@ -543,3 +543,141 @@ fn normalized_plain_receipt() -> ocrbridge::document::Document {
     )
     .document
 }
+
+/// Identity documents from Textract's `AnalyzeID` and Azure's `prebuilt-idDocument`, as the
+/// vendors answered them, fit the `id` fields, and the id rules read them.
+#[test]
+fn identity_documents_fit_the_id_fields() {
+    use chrono::NaiveDate;
+    use ocrbridge::document::IdFields;
+    use ocrbridge::rules::{check, RuleConfig};
+    let today = NaiveDate::from_ymd_opt(2026, 12, 4).unwrap();
+    let id = |doc: &ocrbridge::document::Document| -> IdFields {
+        match &doc.fields {
+            Fields::Id(id) => id.clone(),
+            other => panic!("not id fields: {other:?}"),
+        }
+    };
+    let value =
+        |f: &Option<ocrbridge::document::Field<String>>| f.as_ref().map(|f| f.value.clone());
+    let date =
+        |f: &Option<ocrbridge::document::Field<NaiveDate>>| f.as_ref().map(|f| f.value.to_string());
+    let rules = |doc: &ocrbridge::document::Document| -> Vec<&'static str> {
+        check(&doc.fields, &RuleConfig::default(), today)
+            .into_iter()
+            .map(|r| r.rule)
+            .collect()
+    };
+
+    // The console's synthetic passport: day-first month-name dates with NormalizedValue, no Blocks.
+    let passport = textract("textract/analyze_id_passport.json", "id").document;
+    passport.to_validated_json().unwrap();
+    assert_eq!(passport.vendor.model.as_deref(), Some("AnalyzeID"));
+    let p = id(&passport);
+    assert_eq!(value(&p.document_type).as_deref(), Some("passport"));
+    assert_eq!(
+        p.document_type.as_ref().unwrap().raw.as_deref(),
+        Some("PASSPORT")
+    );
+    assert_eq!(value(&p.document_number).as_deref(), Some("0002028373"));
+    assert_eq!(value(&p.surname).as_deref(), Some("JUAN"));
+    assert_eq!(
+        value(&p.given_names).as_deref(),
+        Some("LI"),
+        "an empty MIDDLE_NAME adds nothing"
+    );
+    assert_eq!(date(&p.date_of_birth).as_deref(), Some("1982-05-01"));
+    assert_eq!(date(&p.expiry_date).as_deref(), Some("2029-05-09"));
+    assert_eq!(
+        p.expiry_date.as_ref().unwrap().raw.as_deref(),
+        Some("09 MAY 2029")
+    );
+    assert!(p.mrz.is_none(), "no MRZ_CODE and no text to find one in");
+    assert_eq!(rules(&passport), Vec::<&str>::new());
+
+    // A US licence with its own Blocks: the page's text comes with it; MM/DD/YYYY dates.
+    let licence = textract("textract/analyze_id_drivers_license_blocks.json", "id").document;
+    licence.to_validated_json().unwrap();
+    let l = id(&licence);
+    assert_eq!(value(&l.document_type).as_deref(), Some("driver_license"));
+    assert_eq!(date(&l.date_of_birth).as_deref(), Some("2001-03-18"));
+    assert_eq!(date(&l.expiry_date).as_deref(), Some("2028-01-20"));
+    assert!(licence.lines().count() > 10, "the licence's own lines");
+    assert!(
+        l.mrz.is_none(),
+        "MRZ_CODE is empty and a US licence has none"
+    );
+
+    // Two pages of the same licence are one document, not two.
+    let two = textract("textract/analyze_id_two_documents.json", "id");
+    assert_eq!(two.multiple_documents, None);
+    assert_eq!(two.document.pages.len(), 2);
+
+    // Azure's licence expired in 2020: the rule says so.
+    let azure = normalized(
+        ocrbridge::vendors::azure::normalize::normalize,
+        "azure-di/iddocument-license-url-2022-08-31.result.json",
+        "id",
+    )
+    .document;
+    let a = id(&azure);
+    assert_eq!(value(&a.document_type).as_deref(), Some("driver_license"));
+    assert_eq!(value(&a.document_number).as_deref(), Some("WDLABCD456DG"));
+    assert_eq!(
+        a.document_number.as_ref().unwrap().raw.as_deref(),
+        Some("LIC#WDLABCD456DG"),
+        "the value Azure read beside what it printed"
+    );
+    assert_eq!(value(&a.surname).as_deref(), Some("TALBOT"));
+    assert_eq!(value(&a.given_names).as_deref(), Some("LIAM R."));
+    assert_eq!(value(&a.sex).as_deref(), Some("M"));
+    assert_eq!(value(&a.issuing_country).as_deref(), Some("USA"));
+    assert_eq!(date(&a.date_of_birth).as_deref(), Some("1958-01-06"));
+    assert_eq!(date(&a.expiry_date).as_deref(), Some("2020-08-12"));
+    assert_eq!(rules(&azure), ["document_expired"]);
+}
+
+/// An MRZ the vendor reads (Textract's `MRZ_CODE`, here the ICAO 9303 specimen put into the
+/// recorded passport) is compared with the printed fields: this passport's number and dates are
+/// not the specimen's, and the rule names each.
+#[test]
+fn an_mrz_that_disagrees_with_the_page_is_flagged_field_by_field() {
+    let mut payload = load("textract/analyze_id_passport.json");
+    payload["IdentityDocuments"][0]["IdentityDocumentFields"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "Type": {"Text": "MRZ_CODE"},
+            "ValueDetection": {
+                "Text": "P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<\nL898902C36UTO7408122F1204159ZE184226B<<<<<10",
+                "Confidence": 97.0
+            }
+        }));
+    let normalized = ocrbridge::vendors::textract::normalize::normalize(
+        &serde_json::to_vec(&payload).unwrap(),
+        "doc-fixture",
+        "id:fixture",
+        &ocrbridge::job::Profile::new("id").unwrap(),
+    )
+    .unwrap();
+    normalized.document.to_validated_json().unwrap();
+    let today = chrono::NaiveDate::from_ymd_opt(2026, 12, 4).unwrap();
+    let flagged: Vec<(&str, &str)> = ocrbridge::rules::check(
+        &normalized.document.fields,
+        &ocrbridge::rules::RuleConfig::default(),
+        today,
+    )
+    .into_iter()
+    .map(|r| (r.rule, r.field))
+    .collect();
+    assert_eq!(
+        flagged,
+        [
+            ("mrz_mismatch", "document_number"),
+            ("mrz_mismatch", "surname"),
+            ("mrz_mismatch", "given_names"),
+            ("mrz_mismatch", "date_of_birth"),
+            ("mrz_mismatch", "expiry_date"),
+        ]
+    );
+}

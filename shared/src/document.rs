@@ -191,6 +191,27 @@ pub struct InvoiceFields {
     pub line_items: Vec<LineItem>,
 }
 
+/// An identity document: passport, identity card, driving licence, residence permit.
+///
+/// Names are as printed (the MRZ's transliteration is compared, never stored over them);
+/// countries are the ISO 3166-1 alpha-3 codes the MRZ uses (`D` for Germany, as ICAO writes it)
+/// where the vendor gives a code; `sex` is `M`, `F` or `X`; `mrz` is the machine-readable zone's
+/// lines joined by `\n`, as read, check digits and all.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct IdFields {
+    /// `passport`, `id_card`, `driver_license`, `residence_permit` or `other`.
+    pub document_type: Option<Field<String>>,
+    pub document_number: Option<Field<String>>,
+    pub surname: Option<Field<String>>,
+    pub given_names: Option<Field<String>>,
+    pub nationality: Option<Field<String>>,
+    pub issuing_country: Option<Field<String>>,
+    pub date_of_birth: Option<Field<NaiveDate>>,
+    pub expiry_date: Option<Field<NaiveDate>>,
+    pub sex: Option<Field<String>>,
+    pub mrz: Option<Field<String>>,
+}
+
 /// Typed fields by profile.
 // One per document, built once and moved a few times: boxing the invoice to even the variants
 // out would buy nothing measurable and cost every match a deref.
@@ -200,6 +221,7 @@ pub struct InvoiceFields {
 pub enum Fields {
     Receipt(ReceiptFields),
     Invoice(InvoiceFields),
+    Id(IdFields),
     Generic,
 }
 

@@ -6,7 +6,8 @@
 use chrono::{Datelike, NaiveDate};
 use rust_decimal::Decimal;
 
-use crate::document::{Field, Fields};
+use crate::document::{Field, Fields, IdFields};
+use crate::mrz;
 use crate::vendors::normalize::{AmbiguousDate, MultipleDocuments};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -141,6 +142,12 @@ fn required(fields: &Fields) -> Vec<(&'static str, bool)> {
             ("total", i.total.is_some()),
             ("currency", i.currency.is_some()),
         ],
+        Fields::Id(d) => vec![
+            ("document_number", d.document_number.is_some()),
+            ("surname", d.surname.is_some()),
+            ("date_of_birth", d.date_of_birth.is_some()),
+            ("expiry_date", d.expiry_date.is_some()),
+        ],
         Fields::Generic => vec![],
     }
 }
@@ -175,8 +182,126 @@ fn confidences(fields: &Fields) -> Vec<(&'static str, Option<f64>)> {
         .into_iter()
         .flatten()
         .collect(),
+        Fields::Id(d) => [
+            c("document_type", &d.document_type),
+            c("document_number", &d.document_number),
+            c("surname", &d.surname),
+            c("given_names", &d.given_names),
+            c("nationality", &d.nationality),
+            c("issuing_country", &d.issuing_country),
+            c("date_of_birth", &d.date_of_birth),
+            c("expiry_date", &d.expiry_date),
+            c("sex", &d.sex),
+            c("mrz", &d.mrz),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
         Fields::Generic => vec![],
     }
+}
+
+/// An identity document's own checks: expired (`document_expired`), a birth date after today
+/// (`date_in_future`), and its MRZ — unreadable (`mrz_unreadable`), a check digit that does not
+/// hold (`mrz_check_digit`, ICAO 9303), or a field the MRZ writes otherwise than the printed page
+/// (`mrz_mismatch`; names compared after the MRZ's transliteration, so `Müller` and `MUELLER`
+/// agree). A birth date before `MIN_YEAR` is no reason here: people are older than documents.
+fn identity(id: &IdFields, today: NaiveDate) -> Vec<ReviewReason> {
+    let mut reasons = Vec::new();
+    if let Some(expiry) = id.expiry_date.as_ref().map(|f| f.value) {
+        if expiry < today {
+            reasons.push(ReviewReason::new(
+                "document_expired",
+                "expiry_date",
+                format!("the document's expiry date is before today ({today})"),
+            ));
+        }
+    }
+    if let Some(birth) = id.date_of_birth.as_ref().map(|f| f.value) {
+        if birth > today {
+            reasons.push(ReviewReason::new(
+                "date_in_future",
+                "date_of_birth",
+                format!("date_of_birth {birth} is after today ({today})"),
+            ));
+        }
+    }
+    let Some(text) = id.mrz.as_ref().map(|f| f.value.as_str()) else {
+        return reasons;
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let mrz = match mrz::parse(&lines) {
+        Ok(mrz) => mrz,
+        Err(e) => {
+            reasons.push(ReviewReason::new("mrz_unreadable", "mrz", e.to_string()));
+            return reasons;
+        }
+    };
+    for failure in &mrz.check_failures {
+        reasons.push(ReviewReason::new(
+            "mrz_check_digit",
+            "mrz",
+            format!(
+                "the MRZ's {} check digit is {:?}; its data gives {:?}",
+                failure.field, failure.found, failure.expected
+            ),
+        ));
+    }
+    // Personal data stays out of the reason (it is logged and shown in lists): the reviewer
+    // sees both values on the document itself.
+    let mut mismatch = |field: &'static str| {
+        reasons.push(ReviewReason::new(
+            "mrz_mismatch",
+            field,
+            format!("{field}: the printed value and the MRZ's differ"),
+        ));
+    };
+    let code = |s: &str| -> String {
+        s.chars()
+            .filter(char::is_ascii_alphanumeric)
+            .flat_map(|c| c.to_uppercase())
+            .collect()
+    };
+    if let Some(number) = &id.document_number {
+        if code(&number.value) != code(&mrz.document_number) {
+            mismatch("document_number");
+        }
+    }
+    if let Some(surname) = &id.surname {
+        if !mrz::names_agree(&surname.value, &mrz::transliterate(&mrz.surname)) {
+            mismatch("surname");
+        }
+    }
+    if let Some(given) = &id.given_names {
+        if !mrz::names_agree(&given.value, &mrz.given_names) {
+            mismatch("given_names");
+        }
+    }
+    for (field, printed, in_mrz) in [
+        (
+            "date_of_birth",
+            &id.date_of_birth,
+            mrz.birth_date.as_birth_date(today),
+        ),
+        (
+            "expiry_date",
+            &id.expiry_date,
+            mrz.expiry_date.as_expiry_date(today),
+        ),
+    ] {
+        if let (Some(printed), Some(in_mrz)) = (printed, in_mrz) {
+            if printed.value != in_mrz {
+                mismatch(field);
+            }
+        }
+    }
+    if let Some(nationality) = &id.nationality {
+        // A vendor that gives a country name rather than its code is not compared.
+        if nationality.value.len() <= 3 && code(&nationality.value) != code(&mrz.nationality) {
+            mismatch("nationality");
+        }
+    }
+    reasons
 }
 
 /// `expected` vs `actual` off by a factor of 100 (a lost or extra decimal point: 12345 for 123.45).
@@ -266,6 +391,10 @@ pub fn check(fields: &Fields, config: &RuleConfig, today: NaiveDate) -> Vec<Revi
             ],
             Some(&i.line_items),
         ),
+        Fields::Id(id) => {
+            reasons.extend(identity(id, today));
+            (None, None, None, None, vec![], None)
+        }
         Fields::Generic => (None, None, None, None, vec![], None),
     };
     if let (Some(subtotal), Some(total)) = (subtotal, total) {
@@ -451,5 +580,73 @@ mod tests {
         r.date = f(NaiveDate::from_ymd_opt(1987, 1, 1).unwrap(), 0.9);
         assert!(rules(&Fields::Receipt(r)).contains(&"date_implausible"));
         assert!(is_iso_4217("EUR") && !is_iso_4217("EURO") && !is_iso_4217("RMB"));
+    }
+
+    /// The ICAO 9303-4 specimen passport (Appendix B to Part 4, TD3): ERIKSSON, ANNA MARIA,
+    /// L898902C3, Utopia, born 12 August 1974, expiring 15 April 2012.
+    fn specimen(surname: &str, mrz_line1: &str, mrz_line2: &str) -> Fields {
+        let date = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        Fields::Id(IdFields {
+            document_type: f("passport".into(), 0.99),
+            document_number: f("L898902C3".into(), 0.99),
+            surname: f(surname.into(), 0.99),
+            given_names: f("Anna María".into(), 0.99),
+            nationality: f("UTO".into(), 0.99),
+            issuing_country: f("UTO".into(), 0.99),
+            date_of_birth: f(date(1974, 8, 12), 0.99),
+            expiry_date: f(date(2012, 4, 15), 0.99),
+            sex: f("F".into(), 0.99),
+            mrz: f(format!("{mrz_line1}\n{mrz_line2}"), 0.99),
+        })
+    }
+    const LINE1: &str = "P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<";
+    const LINE2: &str = "L898902C36UTO7408122F1204159ZE184226B<<<<<10";
+
+    #[test]
+    fn an_identity_document_is_checked_against_its_own_mrz() {
+        let before_expiry = NaiveDate::from_ymd_opt(2010, 1, 1).unwrap();
+        let check = |fields: &Fields, today| {
+            check(fields, &RuleConfig::default(), today)
+                .into_iter()
+                .map(|r| (r.rule, r.field))
+                .collect::<Vec<_>>()
+        };
+        // The specimen as printed and as encoded agree; the accent is the MRZ's transliteration.
+        assert_eq!(
+            check(&specimen("Eriksson", LINE1, LINE2), before_expiry),
+            []
+        );
+        assert_eq!(
+            check(&specimen("Eriksson", LINE1, LINE2), today()),
+            [("document_expired", "expiry_date")]
+        );
+        // A surname printed otherwise, and a check digit that does not hold.
+        assert_eq!(
+            check(&specimen("Eriksen", LINE1, LINE2), before_expiry),
+            [("mrz_mismatch", "surname")]
+        );
+        let broken = LINE2.replacen("C36", "C37", 1);
+        assert_eq!(
+            check(&specimen("Eriksson", LINE1, &broken), before_expiry),
+            [("mrz_check_digit", "mrz"), ("mrz_check_digit", "mrz")],
+            "the document number's digit and the composite over it"
+        );
+        // Müller is MUELLER in an MRZ (Doc 9303-3, 6.A).
+        let line1 = "P<UTOMUELLER<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<<";
+        assert_eq!(line1.len(), 44);
+        assert_eq!(check(&specimen("Müller", line1, LINE2), before_expiry), []);
+        assert_eq!(
+            check(&specimen("Eriksson", "P<UTOERIKSSON", LINE2), before_expiry),
+            [("mrz_unreadable", "mrz")]
+        );
+        // What the MRZ says never reaches the reason: no names or numbers in logs.
+        let reasons = check_reasons(&specimen("Eriksen", LINE1, LINE2), before_expiry);
+        assert!(reasons
+            .iter()
+            .all(|r| !r.detail.contains("ERIKS") && !r.detail.contains("Eriksen")));
+    }
+
+    fn check_reasons(fields: &Fields, today: NaiveDate) -> Vec<ReviewReason> {
+        check(fields, &RuleConfig::default(), today)
     }
 }

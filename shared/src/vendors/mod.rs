@@ -13,6 +13,7 @@ pub mod ambiguity;
 pub mod azure;
 pub mod date_order;
 pub mod http;
+pub mod identity;
 pub mod mindee;
 pub mod normalize;
 pub mod poll;

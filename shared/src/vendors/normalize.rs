@@ -356,7 +356,7 @@ pub fn canonical_money(fields: &mut Fields) {
                 vec![&mut i.subtotal, &mut i.tax, &mut i.total],
                 Some(&mut i.line_items),
             ),
-            Fields::Generic => return,
+            Fields::Id(_) | Fields::Generic => return,
         };
     let currency = currency.as_deref();
     for amount in amounts.into_iter().flatten() {

@@ -12,10 +12,12 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 
 use crate::document::{
-    BBox, Block, Cell, Document, Field, Fields, InvoiceFields, KeyValue, Language, LanguageSource,
-    Line, LineItem, Page, PageSource, ReceiptFields, Table, VendorInfo, Word, SCHEMA_VERSION,
+    BBox, Block, Cell, Document, Field, Fields, IdFields, InvoiceFields, KeyValue, Language,
+    LanguageSource, Line, LineItem, Page, PageSource, ReceiptFields, Table, VendorInfo, Word,
+    SCHEMA_VERSION,
 };
 use crate::job::Profile;
+use crate::vendors::identity;
 use crate::vendors::normalize::{
     canonical_money, enclosing, parse_amount, parse_date, Drift, DriftKind, MultipleDocuments,
     NormalizeError, Normalized,
@@ -307,7 +309,17 @@ pub fn normalize(
         fields: document_fields,
         region: &region,
     };
+    let doc_type = result["documents"][0]["docType"]
+        .as_str()
+        .unwrap_or_default();
     let fields = match profile.as_str() {
+        // prebuilt-idDocument (`idDocument.passport`, `.driverLicense`, …), whatever the profile
+        // was called.
+        _ if doc_type.starts_with("idDocument") => Fields::Id(identity_fields(
+            &typed,
+            doc_type,
+            result["documents"][0]["confidence"].as_f64(),
+        )),
         "receipt" => Fields::Receipt(ReceiptFields {
             merchant: typed.text("MerchantName"),
             date: typed.date("TransactionDate"),
@@ -333,24 +345,29 @@ pub fn normalize(
     };
     let mut fields = fields;
     canonical_money(&mut fields);
-    Ok(Normalized {
-        document: Document {
-            schema_version: SCHEMA_VERSION.into(),
-            job_id: job_id.to_owned(),
-            vendor: VendorInfo {
-                name: "azure".into(),
-                job_id: vendor_job_id.to_owned(),
-                model: result["modelId"].as_str().map(str::to_owned),
-                // A prebuilt model is versioned by the API version that served it.
-                model_version: result["apiVersion"].as_str().map(str::to_owned),
-            },
-            pages,
-            reading_order,
-            tables,
-            key_values,
-            fields,
-            language: language(result),
+    let mut document = Document {
+        schema_version: SCHEMA_VERSION.into(),
+        job_id: job_id.to_owned(),
+        vendor: VendorInfo {
+            name: "azure".into(),
+            job_id: vendor_job_id.to_owned(),
+            model: result["modelId"].as_str().map(str::to_owned),
+            // A prebuilt model is versioned by the API version that served it.
+            model_version: result["apiVersion"].as_str().map(str::to_owned),
         },
+        pages,
+        reading_order,
+        tables,
+        key_values,
+        fields,
+        language: language(result),
+    };
+    let mrz_on_page = identity::mrz_from_lines(&document);
+    if let Fields::Id(id) = &mut document.fields {
+        id.mrz = id.mrz.take().or(mrz_on_page);
+    }
+    Ok(Normalized {
+        document,
         drift: drift.into_iter().collect(),
         // The vendor's dates are ISO (`valueDate`, `value`): it settled their order.
         ambiguous_dates: vec![],
@@ -386,6 +403,57 @@ fn written(field: &Value) -> Option<String> {
 }
 
 /// The typed fields of `documents[0]`, read into ours with where each came from.
+/// prebuilt-idDocument's fields (`FirstName`, `LastName`, `DocumentNumber`, `DateOfBirth`,
+/// `DateOfExpiration`, `Sex`, `Nationality`, `CountryRegion`, `MachineReadableZone`). The MRZ is
+/// a string field in v4 and an object of its parsed fields in 2022-08-31; only its text is kept
+/// (the object's `content`), and the MRZ among the page's lines is the fallback, in the caller.
+fn identity_fields<R: Fn(&Value) -> (Option<u32>, Option<BBox>)>(
+    typed: &Typed<'_, R>,
+    doc_type: &str,
+    // How sure Azure is of the document's type (`documents[].confidence`).
+    type_confidence: Option<f64>,
+) -> IdFields {
+    let country = |name: &str| {
+        typed.field(name, |f| {
+            f["valueCountryRegion"]
+                .as_str()
+                .or(f["valueString"].as_str())
+                .filter(|c| !c.trim().is_empty())
+                .map(|c| c.trim().to_ascii_uppercase())
+        })
+    };
+    IdFields {
+        document_type: Some(Field {
+            value: identity::document_type(doc_type).to_owned(),
+            raw: Some(doc_type.to_owned()),
+            confidence: type_confidence.map(|c| c.clamp(0.0, 1.0)),
+            page: None,
+            bbox: None,
+        }),
+        document_number: typed.text("DocumentNumber"),
+        surname: typed.text("LastName"),
+        given_names: typed.text("FirstName"),
+        nationality: country("Nationality"),
+        issuing_country: country("CountryRegion"),
+        date_of_birth: typed.date("DateOfBirth"),
+        expiry_date: typed.date("DateOfExpiration"),
+        sex: typed.field("Sex", |f| {
+            f["valueString"]
+                .as_str()
+                .or(f["content"].as_str())
+                .and_then(identity::sex)
+                .map(str::to_owned)
+        }),
+        mrz: typed.field("MachineReadableZone", |f| {
+            f["valueString"]
+                .as_str()
+                .or(f["content"].as_str())
+                .map(|t| t.split_whitespace().collect::<Vec<_>>().join("\n"))
+                .filter(|t| t.contains('<'))
+        }),
+    }
+}
+
 struct Typed<'a, R: Fn(&Value) -> (Option<u32>, Option<BBox>)> {
     fields: &'a Value,
     region: &'a R,

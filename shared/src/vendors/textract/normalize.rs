@@ -8,10 +8,11 @@ use std::collections::{BTreeSet, HashMap};
 use serde_json::Value;
 
 use crate::document::{
-    BBox, Block, Cell, Document, Field, Fields, InvoiceFields, KeyValue, Line, LineItem, Page,
-    PageSource, ReceiptFields, Table, VendorInfo, Word, SCHEMA_VERSION,
+    BBox, Block, Cell, Document, Field, Fields, IdFields, InvoiceFields, KeyValue, Line, LineItem,
+    Page, PageSource, ReceiptFields, Table, VendorInfo, Word, SCHEMA_VERSION,
 };
 use crate::job::Profile;
+use crate::vendors::identity;
 use crate::vendors::normalize::{
     canonical_money, date_field, date_order_from, enclosing, parse_amount, AmbiguousDate, Drift,
     DriftKind, MultipleDocuments, NormalizeError, Normalized,
@@ -143,6 +144,13 @@ pub fn normalize(
                 payload["AnalyzeExpenseModelVersion"].as_str(),
             ),
         )
+    } else if let Some(identities) = payload["IdentityDocuments"].as_array() {
+        let (document, others) = identity_documents(identities, stated_pages(&payload), &mut drift);
+        multiple_documents = others;
+        (
+            document,
+            ("AnalyzeID", payload["AnalyzeIDModelVersion"].as_str()),
+        )
     } else if let Some(blocks) = payload["Blocks"].as_array() {
         let model = match (
             payload["AnalyzeDocumentModelVersion"].as_str(),
@@ -160,7 +168,7 @@ pub fn normalize(
         )
     } else {
         return Err(NormalizeError::Unusable(
-            "neither Blocks nor ExpenseDocuments in the Textract payload".into(),
+            "neither Blocks, ExpenseDocuments nor IdentityDocuments in the Textract payload".into(),
         ));
     };
     document.job_id = job_id.to_owned();
@@ -178,6 +186,113 @@ pub fn normalize(
         ambiguous_dates,
         multiple_documents,
     })
+}
+
+/// `AnalyzeID`'s answer: one `IdentityDocument` per page, each with its typed
+/// `IdentityDocumentFields` (and, in newer responses, its own `Blocks`). The front and back of
+/// one card are two of them: documents that agree on the document number (where both give one)
+/// are read as one, each field from the first that has it. Documents that disagree are several:
+/// the first is read alone and the rest reported.
+fn identity_documents(
+    identities: &[Value],
+    stated_pages: u32,
+    drift: &mut BTreeSet<Drift>,
+) -> (Document, Option<MultipleDocuments>) {
+    let field_text = |d: &Value, kind: &str| -> Option<(String, Option<f64>, Option<String>)> {
+        let f = d["IdentityDocumentFields"]
+            .as_array()?
+            .iter()
+            .find(|f| f["Type"]["Text"] == kind)?;
+        let text = f["ValueDetection"]["Text"].as_str()?.trim();
+        (!text.is_empty()).then(|| {
+            (
+                text.to_owned(),
+                confidence(&f["ValueDetection"]["Confidence"]),
+                f["ValueDetection"]["NormalizedValue"]["Value"]
+                    .as_str()
+                    .map(str::to_owned),
+            )
+        })
+    };
+    let numbers: BTreeSet<String> = identities
+        .iter()
+        .filter_map(|d| field_text(d, "DOCUMENT_NUMBER").map(|(t, _, _)| t))
+        .collect();
+    let (read, others) = if numbers.len() > 1 {
+        (
+            &identities[..1],
+            Some(MultipleDocuments {
+                found: identities.len(),
+                evidence: format!(
+                    "IdentityDocuments holds {} whose DOCUMENT_NUMBERs differ; the fields are the first's",
+                    identities.len()
+                ),
+            }),
+        )
+    } else {
+        (identities, None)
+    };
+    let blocks: Vec<Value> = read
+        .iter()
+        .flat_map(|d| d["Blocks"].as_array().cloned().unwrap_or_default())
+        .collect();
+    let mut document = blocks_document(&blocks, stated_pages.max(read.len() as u32), drift);
+    let first = |kind: &str| read.iter().find_map(|d| field_text(d, kind));
+    let text = |kind: &str, value: fn(&str) -> Option<String>| {
+        first(kind).and_then(|(text, confidence, _)| {
+            Some(Field {
+                value: value(&text)?,
+                raw: Some(text),
+                confidence,
+                page: None,
+                bbox: None,
+            })
+        })
+    };
+    let date = |kind: &str| {
+        first(kind).and_then(|(text, confidence, normalized)| {
+            let value = normalized
+                .as_deref()
+                .and_then(|n| n.get(..10))
+                .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())?;
+            Some(Field {
+                value,
+                raw: Some(text),
+                confidence,
+                page: None,
+                bbox: None,
+            })
+        })
+    };
+    let given_names = match (first("FIRST_NAME"), first("MIDDLE_NAME")) {
+        (Some((given, c1, _)), Some((middle, c2, _))) => Some(Field {
+            value: format!("{given} {middle}"),
+            raw: Some(format!("{given} {middle}")),
+            confidence: c1.zip(c2).map(|(a, b)| a.min(b)).or(c1),
+            page: None,
+            bbox: None,
+        }),
+        (Some(_), None) => text("FIRST_NAME", |t| Some(t.to_owned())),
+        _ => None,
+    };
+    document.fields = Fields::Id(IdFields {
+        document_type: text("ID_TYPE", |t| Some(identity::document_type(t).to_owned())),
+        document_number: text("DOCUMENT_NUMBER", |t| Some(t.to_owned())),
+        surname: text("LAST_NAME", |t| Some(t.to_owned())),
+        given_names,
+        // AnalyzeID reads no nationality or issuing country (its US licences name a state).
+        nationality: None,
+        issuing_country: None,
+        date_of_birth: date("DATE_OF_BIRTH"),
+        expiry_date: date("EXPIRATION_DATE"),
+        sex: None,
+        // `MRZ_CODE` (2023 on): its lines; else the MRZ among the page's own lines.
+        mrz: text("MRZ_CODE", |t| {
+            Some(t.split_whitespace().collect::<Vec<_>>().join("\n"))
+        })
+        .or_else(|| identity::mrz_from_lines(&document)),
+    });
+    (document, others)
 }
 
 /// The summary fields that say which document an expense document is: two that disagree on one
