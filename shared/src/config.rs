@@ -226,7 +226,7 @@ mod setting_tests {
 }
 
 /// `PROFILE_PREFIXES`: which profile an upload's key prefix selects, e.g.
-/// `receipts/=receipt,invoices/=invoice` (the default). Intake reads a key's profile from it;
+/// `receipts/=receipt,invoices/=invoice,ids/=id` (the default). Intake reads a key's profile from it;
 /// the URL endpoint writes a fetched document under its profile's prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProfilePrefixes(pub Vec<(String, crate::job::Profile)>);
@@ -237,6 +237,7 @@ impl Default for ProfilePrefixes {
         ProfilePrefixes(vec![
             ("receipts/".into(), profile("receipt")),
             ("invoices/".into(), profile("invoice")),
+            ("ids/".into(), profile("id")),
         ])
     }
 }

@@ -10,6 +10,12 @@
   date forms (14.03.2026, 14/03/2026) and number forms (1.234,56 and 1 234,56), so quality is read
   per language.
 
+- ids/: eight identity documents generated here — four passports (TD3) and four identity cards
+  (TD1) of ICAO's fictional Utopia — each printed with its labelled fields and its MRZ in a
+  monospaced face, then rasterized to PNG (pdftoppm, 200 dpi) so the simulator reads them with
+  Tesseract. Check digits are computed by ICAO 9303's rule; one of each kind has a digit
+  deliberately wrong, one of each is expired. Truth by construction.
+
 Every truth names its language (SROIE's receipts are English).
 
 The pack is committed; the project never needs SROIE_DIR to run its benchmark.
@@ -168,8 +174,94 @@ def international_invoices():
             truth(os.path.join(out, name + ".truth.json"), fields, lines, line_items, language)
 
 
+def check_digit(data):
+    """ICAO 9303-3, 4.9: weights 7, 3, 1; A-Z are 10-35, < is 0."""
+    value = lambda c: 0 if c == "<" else int(c) if c.isdigit() else ord(c) - 55
+    return str(sum(value(c) * (7, 3, 1)[i % 3] for i, c in enumerate(data)) % 10)
+
+
+def mrz_name(surname, given, width):
+    # The printed name as the MRZ writes it (Doc 9303-3, 6.A): Ü → UE, spaces → <.
+    table = {"Ü": "UE", "Ö": "OE", "Ä": "AE", "É": "E", "È": "E", "Ñ": "N", "Í": "I", "Ó": "O", "Á": "A"}
+    t = lambda s: "".join(table.get(c, c) for c in s.upper()).replace(" ", "<").replace("-", "<")
+    return (t(surname) + "<<" + t(given)).ljust(width, "<")[:width]
+
+
+def yymmdd(d):
+    return d.strftime("%y%m%d")
+
+
+def td3(doc):
+    number = doc["number"].ljust(9, "<")
+    line1 = ("P<" + doc["state"] + mrz_name(doc["surname"], doc["given"], 39))
+    personal = "".ljust(14, "<")
+    parts = [number + check_digit(number), doc["nationality"], yymmdd(doc["birth"]) + check_digit(yymmdd(doc["birth"])),
+             doc["sex"], yymmdd(doc["expiry"]) + check_digit(yymmdd(doc["expiry"])), personal + "0"]
+    composite = parts[0] + parts[2] + parts[4] + parts[5]
+    line2 = "".join(parts) + check_digit(composite)
+    return [line1, line2]
+
+
+def td1(doc):
+    number = doc["number"].ljust(9, "<")
+    line1 = ("I<" + doc["state"] + number + check_digit(number)).ljust(30, "<")
+    birth, expiry = yymmdd(doc["birth"]), yymmdd(doc["expiry"])
+    line2 = birth + check_digit(birth) + doc["sex"] + expiry + check_digit(expiry) + doc["nationality"]
+    line2 = line2.ljust(29, "<")
+    composite = line1[5:30] + line2[0:7] + line2[8:15] + line2[18:29]
+    line2 += check_digit(composite)
+    return [line1, line2, mrz_name(doc["surname"], doc["given"], 30)]
+
+
+def identity_documents():
+    import datetime
+    import subprocess
+    import tempfile
+    out = os.path.join(PACK, "ids")
+    os.makedirs(out, exist_ok=True)
+    d = datetime.date
+    people = [
+        ("passport", "ERIKSSON", "ANNA MARIA", "L898902C3", "F", d(1974, 8, 12), d(2032, 4, 15), None),
+        ("passport", "MÜLLER", "JONAS", "C01X00T47", "M", d(1988, 2, 29), d(2030, 11, 2), None),
+        ("passport", "OKAFOR", "CHIDI", "P4366918B", "M", d(1990, 6, 1), d(2033, 1, 20), "broken"),
+        ("passport", "LINDQVIST", "SARA", "XA0042195", "F", d(1969, 12, 24), d(2024, 3, 31), "expired"),
+        ("id_card", "PEÑA", "LUCÍA", "D23145890", "F", d(1995, 7, 9), d(2031, 7, 8), None),
+        ("id_card", "NAKAMURA", "KENJI", "T22000129", "M", d(1979, 3, 15), d(2029, 9, 30), None),
+        ("id_card", "DUBOIS", "MARIE CLAIRE", "AB1234567", "F", d(2001, 10, 3), d(2032, 10, 2), "broken"),
+        ("id_card", "SMITH", "JOHN", "ZE9876543", "M", d(1958, 1, 6), d(2025, 8, 12), "expired"),
+    ]
+    for i, (kind, surname, given, number, sex, birth, expiry, flaw) in enumerate(people):
+        doc = {"state": "UTO", "nationality": "UTO", "surname": surname, "given": given, "number": number,
+               "sex": sex, "birth": birth, "expiry": expiry}
+        mrz = td3(doc) if kind == "passport" else td1(doc)
+        if flaw == "broken":
+            # The document number's check digit, off by one: what a forger or a misprint leaves.
+            line = 0 if kind == "id_card" else 1
+            at = 14 if kind == "id_card" else 9
+            wrong = str((int(mrz[line][at]) + 1) % 10)
+            mrz[line] = mrz[line][:at] + wrong + mrz[line][at + 1:]
+        title = "PASSPORT" if kind == "passport" else "IDENTITY CARD"
+        date = lambda x: x.strftime("%d %b %Y").upper()
+        lines = [title, "Issuing State: UTO", "Surname: " + surname, "Given names: " + given,
+                 "Nationality: UTO", "Date of birth: " + date(birth), "Sex: " + sex,
+                 "Date of expiry: " + date(expiry), ("Passport No: " if kind == "passport" else "Card No: ") + number,
+                 "", ""] + mrz
+        name = "%s-%03d" % ("passport" if kind == "passport" else "idcard", i % 4 + 1)
+        with tempfile.TemporaryDirectory() as tmp:
+            pdf = os.path.join(tmp, "doc.pdf")
+            with open(pdf, "wb") as f:
+                f.write(text_pdf(lines, size=12, winansi=True, font="Courier"))
+            subprocess.run(["pdftoppm", "-r", "200", "-png", "-gray", "-singlefile", pdf, os.path.join(out, name)],
+                           check=True)
+        fields = {"document_type": kind, "document_number": number, "surname": surname, "given_names": given,
+                  "nationality": "UTO", "issuing_country": "UTO", "date_of_birth": birth.isoformat(),
+                  "expiry_date": expiry.isoformat(), "sex": sex, "mrz": "\n".join(mrz)}
+        truth(os.path.join(out, name + ".truth.json"), fields, [l for l in lines if l])
+
+
 if __name__ == "__main__":
     receipts()
     invoices()
     international_invoices()
+    identity_documents()
     print("wrote", os.path.normpath(PACK))

@@ -2,7 +2,7 @@
 simulator reads it from its text layer."""
 
 
-def text_pdf(lines, size=13, winansi=False):
+def text_pdf(lines, size=13, winansi=False, font="Helvetica"):
     """winansi: the font gets /WinAnsiEncoding and the text is written in it (cp1252), so accented
     letters (ä, é, ñ) are drawn and extracted as themselves; without it the bytes are ASCII."""
     content = "BT /F1 %d Tf 72 740 Td %d TL\n" % (size, size + 6)
@@ -13,7 +13,7 @@ def text_pdf(lines, size=13, winansi=False):
         "<< /Type /Catalog /Pages 2 0 R >>",
         "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
         "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>",
-        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica%s >>" % (" /Encoding /WinAnsiEncoding" if winansi else ""),
+        "<< /Type /Font /Subtype /Type1 /BaseFont /%s%s >>" % (font, " /Encoding /WinAnsiEncoding" if winansi else ""),
         "<< /Length %d >>\nstream\n%sendstream" % (len(content), content),
     ]
     encoding = "cp1252" if winansi else "ascii"

@@ -12,7 +12,7 @@ pub struct ConfigError {
 
 #[derive(Debug, Clone)]
 pub struct IntakeConfig {
-    /// `PROFILE_PREFIXES`: `receipts/=receipt,invoices/=invoice` (the default). The longest
+    /// `PROFILE_PREFIXES`: `receipts/=receipt,invoices/=invoice,ids/=id` (the default). The longest
     /// matching prefix wins.
     pub prefixes: ocrbridge::config::ProfilePrefixes,
     /// `DEFAULT_PROFILE`: the profile for keys under no prefix (default `generic`); empty means

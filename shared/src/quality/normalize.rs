@@ -21,8 +21,8 @@ pub enum Kind {
 pub fn kind_of(field: &str) -> Kind {
     match field {
         "total" | "subtotal" | "tax" | "amount" | "unit_price" | "quantity" => Kind::Money,
-        "date" | "issue_date" | "due_date" => Kind::Date,
-        "currency" => Kind::Code,
+        "date" | "issue_date" | "due_date" | "date_of_birth" | "expiry_date" => Kind::Date,
+        "currency" | "sex" | "nationality" | "issuing_country" => Kind::Code,
         _ => Kind::Text,
     }
 }

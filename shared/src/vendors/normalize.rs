@@ -8,10 +8,11 @@ use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 
 use crate::document::{
-    BBox, Block, Document, Field, Fields, InvoiceFields, Line, LineItem, Page, PageSource,
-    ReceiptFields, VendorInfo, Word, SCHEMA_VERSION,
+    BBox, Block, Document, Field, Fields, IdFields, InvoiceFields, Line, LineItem, Page,
+    PageSource, ReceiptFields, VendorInfo, Word, SCHEMA_VERSION,
 };
 use crate::job::Profile;
+use crate::vendors::identity;
 
 /// How a payload differs from what the adapter expects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -664,6 +665,26 @@ pub fn normalize_sim(
             currency: typed(field("currency"), currency),
             line_items: sim_line_items(top.get("line_items")),
         }),
+        "id" => {
+            let code = |s: &str| {
+                Some(s.trim().to_ascii_uppercase())
+                    .filter(|s| s.len() == 3 && s.chars().all(|c| c.is_ascii_uppercase()))
+            };
+            Fields::Id(IdFields {
+                document_type: typed(field("document_type"), |t| {
+                    Some(identity::document_type(t).to_owned())
+                }),
+                document_number: typed(field("document_number"), text),
+                surname: typed(field("surname"), text),
+                given_names: typed(field("given_names"), text),
+                nationality: typed(field("nationality"), code),
+                issuing_country: typed(field("issuing_country"), code),
+                date_of_birth: date("date_of_birth", "date_of_birth"),
+                expiry_date: date("expiry_date", "expiry_date"),
+                sex: typed(field("sex"), |s| identity::sex(s).map(str::to_owned)),
+                mrz: typed(field("mrz"), text),
+            })
+        }
         _ => Fields::Generic,
     };
     let mut fields = fields;

@@ -65,20 +65,25 @@ impl VendorKind {
             VendorKind::Sim => &[
                 ("receipt", "receipt"),
                 ("invoice", "invoice"),
+                ("id", "id"),
                 ("generic", "generic"),
             ],
             // The Start* operation: expense (AnalyzeExpense), analysis (FORMS and TABLES),
-            // text (DetectDocumentText).
+            // text (DetectDocumentText). `id` has no Start* operation (AnalyzeID answers
+            // synchronously only): it is read as text, its MRZ found among the lines, and the
+            // fields the text path cannot type are missing (review says so).
             VendorKind::Textract => &[
                 ("receipt", "expense"),
                 ("invoice", "expense"),
                 ("forms", "analysis"),
                 ("tables", "analysis"),
+                ("id", "text"),
                 ("generic", "text"),
             ],
             VendorKind::Azure => &[
                 ("receipt", "prebuilt-receipt"),
                 ("invoice", "prebuilt-invoice"),
+                ("id", "prebuilt-idDocument"),
                 ("tables", "prebuilt-layout"),
                 ("forms", "prebuilt-layout"),
                 ("generic", "prebuilt-read"),

@@ -19,7 +19,7 @@ use crate::server::{DropConnection, HoldResponse, TruncateBody};
 use crate::state::{Idempotency, Protocol, SimJob, Status};
 use crate::{webhooks, Accept, Accepted, Cut, KeyRule, Sim};
 
-const PROFILES: [&str; 3] = ["receipt", "invoice", "generic"];
+const PROFILES: [&str; 4] = ["receipt", "invoice", "id", "generic"];
 
 pub fn router(sim: Arc<Sim>) -> Router {
     Router::new()

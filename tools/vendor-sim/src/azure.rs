@@ -46,11 +46,12 @@ use crate::state::{Protocol, SimJob, Status};
 use crate::{Accept, Accepted, Sim};
 
 pub const API_VERSION: &str = "2024-11-30";
-const MODELS: [&str; 4] = [
+const MODELS: [&str; 5] = [
     "prebuilt-read",
     "prebuilt-layout",
     "prebuilt-receipt",
     "prebuilt-invoice",
+    "prebuilt-idDocument",
 ];
 
 /// An Azure operation's own parameters.
@@ -250,6 +251,7 @@ async fn analyze(
         profile: match model {
             "prebuilt-receipt" => "receipt",
             "prebuilt-invoice" => "invoice",
+            "prebuilt-idDocument" => "id",
             _ => "generic",
         }
         .into(),
@@ -465,6 +467,31 @@ fn typed_document(model: &str, output: &crate::state::Output) -> Option<Value> {
                 ("total", "InvoiceTotal", "currency"),
             ],
         ),
+        "prebuilt-idDocument" => (
+            // The document kind Azure reports, from the type the page names.
+            match output
+                .fields
+                .get("document_type")
+                .map(|f| f.value.to_ascii_lowercase())
+                .as_deref()
+            {
+                Some(t) if t.contains("identity") => "idDocument.nationalIdentityCard",
+                Some(t) if t.contains("residence") => "idDocument.residencePermit",
+                Some(t) if t.contains("driving") => "idDocument.driverLicense",
+                _ => "idDocument.passport",
+            },
+            &[
+                ("document_number", "DocumentNumber", "string"),
+                ("surname", "LastName", "string"),
+                ("given_names", "FirstName", "string"),
+                ("date_of_birth", "DateOfBirth", "date"),
+                ("expiry_date", "DateOfExpiration", "date"),
+                ("sex", "Sex", "string"),
+                ("nationality", "Nationality", "countryRegion"),
+                ("issuing_country", "CountryRegion", "countryRegion"),
+                ("mrz", "MachineReadableZone", "string"),
+            ],
+        ),
         _ => return None,
     };
     let currency = output
@@ -489,6 +516,7 @@ fn typed_document(model: &str, output: &crate::state::Output) -> Option<Value> {
                 Some(d) => field["valueDate"] = json!(d),
                 None => field["type"] = json!("string"),
             },
+            "countryRegion" => field["valueCountryRegion"] = json!(f.value),
             _ => field["valueString"] = json!(f.value),
         }
         if field["type"] == "string" && field.get("valueString").is_none() {

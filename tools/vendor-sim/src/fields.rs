@@ -257,9 +257,76 @@ pub fn extract(profile: &str, pages: &[Page]) -> BTreeMap<String, Field> {
             put("total", total(&lines));
             put("currency", currency(&lines));
         }
+        "id" => {
+            for (name, field) in identity(&lines) {
+                fields.insert(name.to_owned(), field);
+            }
+        }
         _ => {}
     }
     fields
+}
+
+/// An identity page's printed fields, by their labels (`Surname: …`, `Date of birth: …`), and
+/// its machine-readable zone: two lines of 44 (or 36) or three of 30 of `A-Z 0-9 <`, as read
+/// (spaces the OCR put inside them dropped), joined by a newline. Values stay as printed.
+fn identity(lines: &[(u32, &Line)]) -> Vec<(&'static str, Field)> {
+    static LABELS: LazyLock<Vec<(&'static str, Regex)>> = LazyLock::new(|| {
+        [
+            (
+                "document_type",
+                r"(?i)\b(passport|identity\s+card|residence\s+permit|driving\s+licen[cs]e)\b",
+            ),
+            (
+                "document_number",
+                r"(?i)(?:document|passport|card)\s*(?:no\.?|number)\s*:?\s*([A-Z0-9]{5,})",
+            ),
+            ("surname", r"(?i)\bsurname\s*:?\s*(.+?)\s*$"),
+            ("given_names", r"(?i)\bgiven\s+names?\s*:?\s*(.+?)\s*$"),
+            ("nationality", r"(?i)\bnationality\s*:?\s*([A-Z]{3})\b"),
+            (
+                "issuing_country",
+                r"(?i)\bissuing\s+(?:state|country)\s*:?\s*([A-Z]{3})\b",
+            ),
+            ("date_of_birth", r"(?i)\bdate\s+of\s+birth\s*:?\s*(.+?)\s*$"),
+            ("expiry_date", r"(?i)\bdate\s+of\s+expiry\s*:?\s*(.+?)\s*$"),
+            ("sex", r"(?i)\bsex\s*:?\s*([MFX])\b"),
+        ]
+        .into_iter()
+        .map(|(name, re)| (name, Regex::new(re).expect("static regex")))
+        .collect()
+    });
+    let mut out = Vec::new();
+    for (name, re) in LABELS.iter() {
+        if let Some(f) = lines.iter().find_map(|(page, line)| {
+            re.captures(&line.text)
+                .map(|c| field(*page, line, c[1].to_owned()))
+        }) {
+            out.push((*name, f));
+        }
+    }
+    let compact = |t: &str| -> String { t.chars().filter(|c| !c.is_whitespace()).collect() };
+    let candidates: Vec<(u32, &Line, String)> = lines
+        .iter()
+        .map(|(page, line)| (*page, *line, compact(&line.text)))
+        .filter(|(_, _, t)| t.len() >= 28 && t.contains('<'))
+        .collect();
+    if let Some((page, first, _)) = candidates.first() {
+        let text: Vec<&str> = candidates.iter().map(|(_, _, t)| t.as_str()).collect();
+        out.push((
+            "mrz",
+            Field {
+                value: text.join("\n"),
+                confidence: candidates
+                    .iter()
+                    .map(|(_, l, _)| l.confidence)
+                    .fold(f32::MAX, f32::min),
+                page: *page,
+                bbox: first.bbox,
+            },
+        ));
+    }
+    out
 }
 
 fn field(page: u32, line: &Line, value: String) -> Field {
@@ -412,6 +479,8 @@ pub fn typed_date(text: &str, currency: Option<&str>) -> Option<chrono::NaiveDat
     let read = |formats: &[&str]| {
         formats
             .iter()
+            // A month written as a word (`12 AUG 1974`, identity documents) has one reading.
+            .chain(&["%d %b %Y", "%d %B %Y"])
             .filter_map(|f| chrono::NaiveDate::parse_from_str(text, f).ok())
             .find(|d| chrono::Datelike::year(d) >= 1000)
     };
@@ -461,6 +530,37 @@ mod tests {
                 })
                 .collect(),
         }]
+    }
+
+    #[test]
+    fn identity_fields_by_their_labels_and_the_mrz() {
+        let pages = page(&[
+            "PASSPORT",
+            "Type: P Issuing State: UTO",
+            "Surname: ERIKSSON",
+            "Given names: ANNA MARIA",
+            "Nationality: UTO",
+            "Date of birth: 12 AUG 1974",
+            "Sex: F",
+            "Date of expiry: 15 APR 2032",
+            "Passport No: L898902C3",
+            "P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<",
+            "L898902C36UTO7408122F3204159 ZE184226B<<<<<10",
+        ]);
+        let f = extract("id", &pages);
+        let v = |k: &str| f.get(k).map(|f| f.value.as_str());
+        assert_eq!(v("document_type"), Some("PASSPORT"));
+        assert_eq!(v("document_number"), Some("L898902C3"));
+        assert_eq!(v("surname"), Some("ERIKSSON"));
+        assert_eq!(v("given_names"), Some("ANNA MARIA"));
+        assert_eq!(v("issuing_country"), Some("UTO"));
+        assert_eq!(v("date_of_birth"), Some("12 AUG 1974"));
+        assert_eq!(v("expiry_date"), Some("15 APR 2032"));
+        assert_eq!(v("sex"), Some("F"));
+        assert_eq!(
+            v("mrz"),
+            Some("P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<\nL898902C36UTO7408122F3204159ZE184226B<<<<<10")
+        );
     }
 
     #[test]

@@ -162,10 +162,15 @@ pub fn normalize(
             (None, None, Some(v)) => ("AnalyzeID", Some(v)),
             (None, None, None) => ("AnalyzeDocument", None),
         };
-        (
-            blocks_document(blocks, stated_pages(&payload), &mut drift),
-            model,
-        )
+        let mut document = blocks_document(blocks, stated_pages(&payload), &mut drift);
+        if profile.as_str() == "id" {
+            // The text path has no typed identity fields: only the MRZ among the lines.
+            document.fields = Fields::Id(IdFields {
+                mrz: identity::mrz_from_lines(&document),
+                ..IdFields::default()
+            });
+        }
+        (document, model)
     } else {
         return Err(NormalizeError::Unusable(
             "neither Blocks, ExpenseDocuments nor IdentityDocuments in the Textract payload".into(),
