@@ -5,8 +5,10 @@
 //! Parsing is strict about shape (line count and length, the MRZ alphabet) and lenient about
 //! check digits: a digit that does not verify is reported as a [`CheckFailure`], not an error,
 //! because the `mrz_check_digit` rule must say *which* field failed, and the other fields are
-//! still worth showing to a reviewer. OCR mistakes (`0`/`O`, `1`/`I`) are not corrected here:
-//! a correction would hide what the vendor read.
+//! still worth showing to a reviewer. OCR mistakes (`0`/`O`, `1`/`I`) are not corrected by
+//! [`parse`]: a correction would hide what the vendor read. [`repair`] corrects them apart, only
+//! where the format allows one alphabet (a country code holds letters, a date digits), and says
+//! what it changed; the numeric fields it touches are then held to their check digits.
 
 use std::fmt;
 
@@ -247,6 +249,168 @@ pub fn parse<S: AsRef<str>>(lines: &[S]) -> Result<Mrz, MrzError> {
         MrzFormat::Td1 => td1(lines),
         MrzFormat::Td2 | MrzFormat::Td3 => td2_or_td3(format, lines),
     }
+}
+
+/// What [`repair`] changed (lines and positions 1-based).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Repair {
+    /// A character the position's alphabet rules out, and the one it was taken for.
+    Character {
+        line: usize,
+        position: usize,
+        read: char,
+        corrected: char,
+    },
+    /// A name line read longer or shorter than its format's width, where the difference is in
+    /// its filler tail (OCR splits and merges runs of `<`): the tail re-laid to the width.
+    FillerTail { line: usize, read_length: usize },
+}
+
+/// What a position of an MRZ may hold.
+#[derive(Clone, Copy)]
+enum Alphabet {
+    Letters,
+    Digits,
+    /// A name field: letters and fillers; OCR noise in its filler tail is a filler.
+    Name,
+}
+
+/// The positions of each line that hold one alphabet only (the rest, document numbers and
+/// optional data, may hold both and are left as read).
+fn alphabets(format: MrzFormat) -> &'static [&'static [(std::ops::Range<usize>, Alphabet)]] {
+    use Alphabet::{Digits, Letters, Name};
+    match format {
+        MrzFormat::Td3 => &[
+            &[(2..5, Letters), (5..44, Name)],
+            &[
+                (9..10, Digits),
+                (10..13, Letters),
+                (13..20, Digits),
+                (21..28, Digits),
+                (42..44, Digits),
+            ],
+        ],
+        MrzFormat::Td2 => &[
+            &[(2..5, Letters), (5..36, Name)],
+            &[
+                (9..10, Digits),
+                (10..13, Letters),
+                (13..20, Digits),
+                (21..28, Digits),
+                (35..36, Digits),
+            ],
+        ],
+        MrzFormat::Td1 => &[
+            &[(2..5, Letters)],
+            &[
+                (0..7, Digits),
+                (8..15, Digits),
+                (15..18, Letters),
+                (29..30, Digits),
+            ],
+            &[(0..30, Name)],
+        ],
+    }
+}
+
+/// Corrects the OCR confusions an MRZ's layout rules out: a digit where only letters may stand
+/// (`UT0` → `UTO`, `1` → `I`), a letter where only digits may (`O`/`Q`/`D` → `0`, `I`/`L` → `1`,
+/// `Z` → `2`, `S` → `5`, `G` → `6`, `B` → `8`), and noise in a name's filler tail (`<<c<<e#<<`
+/// → `<`). Lines whose shape is not an MRZ's are returned as they are. The corrected lines are
+/// still parsed and checked like any: a wrong correction of a numeric field fails its check
+/// digit.
+pub fn repair<S: AsRef<str>>(lines: &[S]) -> (Vec<String>, Vec<Repair>) {
+    let mut out: Vec<Vec<char>> = lines
+        .iter()
+        .map(|l| l.as_ref().trim().chars().collect())
+        .filter(|l: &Vec<char>| !l.is_empty())
+        .collect();
+    let lengths: Vec<usize> = out.iter().map(Vec::len).collect();
+    // The format from the lines that carry no name (their length is what OCR rarely breaks).
+    let (format, name_line, width) = match (out.len(), lengths.get(1)) {
+        (2, Some(44)) => (MrzFormat::Td3, 0, 44),
+        (2, Some(36)) => (MrzFormat::Td2, 0, 36),
+        (3, Some(30)) if lengths[0] == 30 => (MrzFormat::Td1, 2, 30),
+        _ => {
+            return (
+                out.into_iter().map(|l| l.into_iter().collect()).collect(),
+                Vec::new(),
+            )
+        }
+    };
+    let mut repairs = Vec::new();
+    let name = &mut out[name_line];
+    if name.len() != width {
+        // Everything after the last letter is filler by definition; what precedes must fit.
+        let kept = name
+            .iter()
+            .rposition(char::is_ascii_uppercase)
+            .map_or(0, |i| i + 1);
+        if kept <= width {
+            repairs.push(Repair::FillerTail {
+                line: name_line + 1,
+                read_length: name.len(),
+            });
+            name.truncate(kept);
+            name.resize(width, '<');
+        } else {
+            return (
+                out.into_iter().map(|l| l.into_iter().collect()).collect(),
+                Vec::new(),
+            );
+        }
+    }
+    for (index, ranges) in alphabets(format).iter().enumerate() {
+        let line = &mut out[index];
+        for (range, alphabet) in ranges.iter() {
+            // A name's filler tail: everything after its last letter.
+            let tail_from = match alphabet {
+                Alphabet::Name => line[range.clone()]
+                    .iter()
+                    .rposition(char::is_ascii_uppercase)
+                    .map_or(range.start, |i| range.start + i + 1),
+                _ => range.end,
+            };
+            for position in range.clone() {
+                let read = line[position];
+                let corrected = match alphabet {
+                    Alphabet::Letters => match read {
+                        '0' => 'O',
+                        '1' => 'I',
+                        '2' => 'Z',
+                        '5' => 'S',
+                        '6' => 'G',
+                        '8' => 'B',
+                        c => c,
+                    },
+                    Alphabet::Digits => match read {
+                        'O' | 'Q' | 'D' => '0',
+                        'I' | 'L' => '1',
+                        'Z' => '2',
+                        'S' => '5',
+                        'G' => '6',
+                        'B' => '8',
+                        c => c,
+                    },
+                    Alphabet::Name if position >= tail_from && read != '<' => '<',
+                    Alphabet::Name => read,
+                };
+                if corrected != read {
+                    line[position] = corrected;
+                    repairs.push(Repair::Character {
+                        line: index + 1,
+                        position: position + 1,
+                        read,
+                        corrected,
+                    });
+                }
+            }
+        }
+    }
+    (
+        out.into_iter().map(|l| l.into_iter().collect()).collect(),
+        repairs,
+    )
 }
 
 /// The text in `line[range]`: ASCII only by now, so byte ranges are character ranges.
@@ -655,5 +819,76 @@ mod tests {
         assert!(!names_agree("Anna Maria", &m(&["ANNA", "MARTA"])));
         assert!(!names_agree("Anna", &m(&["ANNA", "MARIA"])));
         assert!(!names_agree("Jörg", &m(&["JURG"])));
+    }
+
+    /// What Tesseract read off the pack's generated documents (tools/samples/make_pack.py):
+    /// `0` for `O` in the country codes, `Q` for `0` in a check digit, noise in a name's fillers.
+    #[test]
+    fn repair_corrects_only_what_the_layout_rules_out() {
+        let read = [
+            "P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<",
+            "L898902C36UT07408122F3204153<<<<<<<<<<<<<<04",
+        ];
+        assert!(
+            parse(&read).is_ok_and(|m| m.nationality == "UT0"),
+            "as read"
+        );
+        let (lines, repairs) = repair(&read);
+        assert_eq!(
+            repairs,
+            [Repair::Character {
+                line: 2,
+                position: 13,
+                read: '0',
+                corrected: 'O'
+            }]
+        );
+        let mrz = parse(&lines).unwrap();
+        assert_eq!(mrz.nationality, "UTO");
+        assert_eq!(mrz.check_failures, []);
+
+        // The document number may hold both: `CQ1X00T47` stays, and its check digit says so.
+        let read = [
+            "P<UTOMUELLER<<JONAS<<<<<<<<<<<<<<<<<<<c<<ec#<<",
+            "CQ1X00T478UT08802299M3011021<<<<<<<<<<<<<<Q8",
+        ];
+        assert!(
+            matches!(parse(&read), Err(MrzError::Shape { .. })),
+            "46 long"
+        );
+        let (lines, repairs) = repair(&read);
+        assert_eq!(lines[0], "P<UTOMUELLER<<JONAS<<<<<<<<<<<<<<<<<<<<<<<<<");
+        assert_eq!(
+            repairs[0],
+            Repair::FillerTail {
+                line: 1,
+                read_length: 46
+            }
+        );
+        assert_eq!(repairs.len(), 3, "the tail, UT0, the Q: {repairs:?}");
+        let mrz = parse(&lines).unwrap();
+        assert_eq!(
+            (mrz.surname.as_str(), mrz.given_names.as_slice()),
+            ("MUELLER", &["JONAS".to_owned()][..])
+        );
+        assert_eq!(mrz.document_number, "CQ1X00T47");
+        assert_eq!(
+            mrz.check_failures
+                .iter()
+                .map(|f| f.field)
+                .collect::<Vec<_>>(),
+            [MrzField::DocumentNumber, MrzField::Composite]
+        );
+
+        // TD1: the issuing state and nationality; lines that are no MRZ are left alone.
+        let read = [
+            "I<UT0D231458907<<<<<<<<<<<<<<<",
+            "9507096F3107081UT0<<<<<<<<<<<2",
+            "PENA<<LUCIA<<<<<<<<<<<<<<<<<<<",
+        ];
+        let (lines, repairs) = repair(&read);
+        assert_eq!(repairs.len(), 2);
+        assert_eq!(parse(&lines).unwrap().check_failures, []);
+        assert_eq!(repair(&["UT0", "x"]).1, []);
     }
 }

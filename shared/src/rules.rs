@@ -205,7 +205,8 @@ fn confidences(fields: &Fields) -> Vec<(&'static str, Option<f64>)> {
 /// (`date_in_future`), and its MRZ — unreadable (`mrz_unreadable`), a check digit that does not
 /// hold (`mrz_check_digit`, ICAO 9303), or a field the MRZ writes otherwise than the printed page
 /// (`mrz_mismatch`; names compared after the MRZ's transliteration, so `Müller` and `MUELLER`
-/// agree). A birth date before `MIN_YEAR` is no reason here: people are older than documents.
+/// agree). The MRZ is read after [`mrz::repair`]. A birth date before `MIN_YEAR` is no reason
+/// here: people are older than documents.
 fn identity(id: &IdFields, today: NaiveDate) -> Vec<ReviewReason> {
     let mut reasons = Vec::new();
     if let Some(expiry) = id.expiry_date.as_ref().map(|f| f.value) {
@@ -230,6 +231,9 @@ fn identity(id: &IdFields, today: NaiveDate) -> Vec<ReviewReason> {
         return reasons;
     };
     let lines: Vec<&str> = text.lines().collect();
+    // OCR's confusions the layout rules out (`UT0` for `UTO`) are corrected first; a wrong
+    // correction of a number still fails its check digit.
+    let (lines, _repairs) = mrz::repair(&lines);
     let mrz = match mrz::parse(&lines) {
         Ok(mrz) => mrz,
         Err(e) => {
@@ -635,9 +639,19 @@ mod tests {
         let line1 = "P<UTOMUELLER<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<<";
         assert_eq!(line1.len(), 44);
         assert_eq!(check(&specimen("Müller", line1, LINE2), before_expiry), []);
+        // A birth month 13 is no date: the MRZ cannot be read, and the rule says why.
+        let month_13 = LINE2.replacen("740812", "741312", 1);
         assert_eq!(
-            check(&specimen("Eriksson", "P<UTOERIKSSON", LINE2), before_expiry),
+            check(&specimen("Eriksson", LINE1, &month_13), before_expiry),
             [("mrz_unreadable", "mrz")]
+        );
+        // A name line OCR read short (its fillers lost) is re-laid, not unreadable.
+        assert_eq!(
+            check(
+                &specimen("Eriksson", "P<UTOERIKSSON<<ANNA<MARIA", LINE2),
+                before_expiry
+            ),
+            []
         );
         // What the MRZ says never reaches the reason: no names or numbers in logs.
         let reasons = check_reasons(&specimen("Eriksen", LINE1, LINE2), before_expiry);
