@@ -23,6 +23,104 @@ async fn receipts_go_through_sam_local_start_lambda() {
     receipts_through(true).await;
 }
 
+/// Identity documents through the real binaries: nothing a passport says about its holder (names,
+/// document number, the MRZ) appears in any function's log — tracing lines and EMF metric
+/// records alike — whether the document completed or went to review.
+#[tokio::test]
+async fn identity_documents_leave_no_personal_data_in_the_functions_logs() {
+    let s = stack().await;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| root.join("target"));
+    let options = PipelineOptions {
+        engine: EngineKind::Tesseract,
+        binaries: Some(target.join("debug")),
+        concurrency: 1,
+        reconcile_every: Duration::from_secs(5),
+        submitted_stale: Duration::from_secs(15),
+        ..PipelineOptions::default()
+    };
+    let p = Pipeline::start_at(s.clients.clone(), &s.stack, options, &s.endpoint)
+        .await
+        .unwrap();
+    let pack = root.join("bench/packs/default/ids");
+    // One that completes, one with a broken check digit, one expired (review reasons logged).
+    let names = ["passport-001", "passport-003", "idcard-004"];
+    let mut personal: Vec<String> = Vec::new();
+    for name in names {
+        let truth: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(pack.join(format!("{name}.truth.json"))).unwrap(),
+        )
+        .unwrap();
+        for field in ["surname", "given_names", "document_number"] {
+            personal.push(truth["fields"][field].as_str().unwrap().to_owned());
+        }
+        personal.extend(
+            truth["fields"]["mrz"]
+                .as_str()
+                .unwrap()
+                .lines()
+                .map(|l| l.trim_end_matches('<').to_owned()),
+        );
+        s.put(
+            &format!("ids/{name}.png"),
+            std::fs::read(pack.join(format!("{name}.png"))).unwrap(),
+            Some("image/png"),
+        )
+        .await;
+    }
+    let started = Instant::now();
+    let stop = AtomicBool::new(false);
+    let watch = async {
+        let mut settled = Vec::new();
+        while settled.len() < names.len() && started.elapsed() < Duration::from_secs(180) {
+            settled.clear();
+            for name in names {
+                let key = format!("ids/{name}.png");
+                let Some(id) = job_id_of(&s.clients.s3, &s.config.documents_bucket, &key).await
+                else {
+                    continue;
+                };
+                let job = s.ledger.get_job(&id).await.unwrap().unwrap();
+                if matches!(job.state, JobState::Completed | JobState::NeedsReview) {
+                    settled.push((name, job.state));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        stop.store(true, Ordering::Relaxed);
+        settled
+    };
+    let ((), settled) = tokio::join!(p.run_until(&stop), watch);
+    assert_eq!(
+        settled.len(),
+        names.len(),
+        "not settled in time: {settled:?}"
+    );
+    assert!(
+        settled.contains(&("passport-003", JobState::NeedsReview)),
+        "{settled:?}"
+    );
+    let binaries = p.binaries.as_ref().unwrap();
+    let mut lines = 0;
+    for function in binaries.all() {
+        let log = std::fs::read_to_string(&function.log).unwrap();
+        lines += log.lines().count();
+        for value in &personal {
+            for word in value.split_whitespace().filter(|w| w.len() >= 4) {
+                assert!(
+                    !log.contains(word),
+                    "{} logged {word:?} (of {value:?}): {}",
+                    function.name,
+                    function.log.display()
+                );
+            }
+        }
+    }
+    assert!(lines > 20, "the functions logged: {lines} lines");
+}
+
 async fn receipts_through(sam_lambda: bool) {
     let s = stack().await;
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
