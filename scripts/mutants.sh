@@ -39,6 +39,11 @@ for name in "${names[@]}"; do
       cli/*) where=(-p ocrbridge-cli --test "${file#cli/}") ;;
       *) where=(-p ocrbridge-tests --test "$file") ;;
     esac
+    # Tests that run the functions' own binaries (under the RIE or SAM) need them rebuilt with
+    # the mutant: `cargo test` builds only the test's crate.
+    case "$file" in
+      e2e_binaries | rie | sam_local) cargo build --quiet --workspace --bins >"$log" 2>&1 ;;
+    esac
     if CHAOS_DOCS=${MUTANT_CHAOS_DOCS:-100} cargo test --quiet "${where[@]}" -- --exact "$test" >"$log" 2>&1; then
       echo "   SURVIVED: $file::$test passed with the guard removed ($log)"
       survived+=("$name:$file")
