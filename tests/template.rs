@@ -217,6 +217,38 @@ fn incomplete_multipart_uploads_of_the_archive_do_not_linger() {
     assert!(policies.contains("s3:AbortMultipartUpload"), "{policies}");
 }
 
+/// `RetentionDays` (0: kept) expires raw payloads, results and prepared copies, and their older
+/// versions (the bucket is versioned: an expiration alone leaves the data as a noncurrent
+/// version). The rules exist only where a retention is set.
+#[test]
+fn retention_days_expire_what_documents_said() {
+    let text = std::fs::read_to_string(template_path()).unwrap();
+    let raw: Value = serde_yaml::from_str(&text).unwrap();
+    assert_eq!(raw["Parameters"]["RetentionDays"]["Default"], 0);
+    let rules = raw["Resources"]["ResultsBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+        .as_sequence()
+        .unwrap();
+    let mut expiring = Vec::new();
+    for rule in rules {
+        let Some(branches) = untagged(rule).as_sequence() else {
+            continue;
+        };
+        assert_eq!(branches[0], "HasRetention", "{rule:?}");
+        let rule = &branches[1];
+        assert_eq!(
+            serde_yaml::to_string(&rule["ExpirationInDays"])
+                .unwrap()
+                .trim(),
+            "!Ref RetentionDays"
+        );
+        assert_eq!(rule["NoncurrentVersionExpiration"]["NoncurrentDays"], 1);
+        expiring.push(rule["Prefix"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(expiring, ["raw/", "results/", "prepared/"]);
+    let condition = serde_yaml::to_string(&raw["Conditions"]["HasRetention"]).unwrap();
+    assert!(condition.contains("RetentionDays"), "{condition}");
+}
+
 #[test]
 fn every_function_builds_its_own_binary_and_sqs_sources_report_partial_failures() {
     let text = std::fs::read_to_string(template_path()).unwrap();
