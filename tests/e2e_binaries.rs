@@ -29,22 +29,10 @@ async fn receipts_go_through_sam_local_start_lambda() {
 #[tokio::test]
 async fn identity_documents_leave_no_personal_data_in_the_functions_logs() {
     let s = stack().await;
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| root.join("target"));
-    let options = PipelineOptions {
-        engine: EngineKind::Tesseract,
-        binaries: Some(target.join("debug")),
-        concurrency: 1,
-        reconcile_every: Duration::from_secs(5),
-        submitted_stale: Duration::from_secs(15),
-        ..PipelineOptions::default()
-    };
-    let p = Pipeline::start_at(s.clients.clone(), &s.stack, options, &s.endpoint)
+    let p = Pipeline::start_at(s.clients.clone(), &s.stack, binaries(false), &s.endpoint)
         .await
         .unwrap();
-    let pack = root.join("bench/packs/default/ids");
+    let pack = root().join("bench/packs/default/ids");
     // One that completes, one with a broken check digit, one expired (review reasons logged).
     let names = ["passport-001", "passport-003", "idcard-004"];
     let mut personal: Vec<String> = Vec::new();
@@ -70,36 +58,19 @@ async fn identity_documents_leave_no_personal_data_in_the_functions_logs() {
         )
         .await;
     }
-    let started = Instant::now();
-    let stop = AtomicBool::new(false);
-    let watch = async {
-        let mut settled = Vec::new();
-        while settled.len() < names.len() && started.elapsed() < Duration::from_secs(180) {
-            settled.clear();
-            for name in names {
-                let key = format!("ids/{name}.png");
-                let Some(id) = job_id_of(&s.clients.s3, &s.config.documents_bucket, &key).await
-                else {
-                    continue;
-                };
-                let job = s.ledger.get_job(&id).await.unwrap().unwrap();
-                if matches!(job.state, JobState::Completed | JobState::NeedsReview) {
-                    settled.push((name, job.state));
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        stop.store(true, Ordering::Relaxed);
-        settled
-    };
-    let ((), settled) = tokio::join!(p.run_until(&stop), watch);
+    let keys: Vec<String> = names.iter().map(|n| format!("ids/{n}.png")).collect();
+    let settled: Vec<(String, JobState)> = until_settled(&s, &p, &keys)
+        .await
+        .into_iter()
+        .map(|(key, job)| (key, job.state))
+        .collect();
     assert_eq!(
         settled.len(),
         names.len(),
         "not settled in time: {settled:?}"
     );
     assert!(
-        settled.contains(&("passport-003", JobState::NeedsReview)),
+        settled.contains(&("ids/passport-003.png".to_owned(), JobState::NeedsReview)),
         "{settled:?}"
     );
     let binaries = p.binaries.as_ref().unwrap();
@@ -123,22 +94,14 @@ async fn identity_documents_leave_no_personal_data_in_the_functions_logs() {
 
 async fn receipts_through(sam_lambda: bool) {
     let s = stack().await;
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| root.join("target"));
-    let options = PipelineOptions {
-        engine: EngineKind::Tesseract,
-        binaries: Some(target.join("debug")),
-        sam_lambda,
-        concurrency: 1,
-        reconcile_every: Duration::from_secs(5),
-        submitted_stale: Duration::from_secs(15),
-        ..PipelineOptions::default()
-    };
-    let p = Pipeline::start_at(s.clients.clone(), &s.stack, options, &s.endpoint)
-        .await
-        .unwrap();
+    let p = Pipeline::start_at(
+        s.clients.clone(),
+        &s.stack,
+        binaries(sam_lambda),
+        &s.endpoint,
+    )
+    .await
+    .unwrap();
     let names = ["000", "004", "030"];
     for name in names {
         let bytes =
@@ -150,30 +113,15 @@ async fn receipts_through(sam_lambda: bool) {
         )
         .await;
     }
-    let started = Instant::now();
-    // The event sources poll on their own, as Lambda's do, while this watches.
-    let stop = AtomicBool::new(false);
-    let watch = async {
-        let mut done: Vec<(String, JobId)> = Vec::new();
-        while done.len() < names.len() && started.elapsed() < Duration::from_secs(180) {
-            done.clear();
-            for name in names {
-                let key = format!("receipts/sroie/{name}.jpg");
-                let Some(id) = job_id_of(&s.clients.s3, &s.config.documents_bucket, &key).await
-                else {
-                    continue;
-                };
-                let job = s.ledger.get_job(&id).await.unwrap().unwrap();
-                if matches!(job.state, JobState::Completed | JobState::NeedsReview) {
-                    done.push((key, id));
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        stop.store(true, Ordering::Relaxed);
-        done
-    };
-    let ((), done) = tokio::join!(p.run_until(&stop), watch);
+    let keys: Vec<String> = names
+        .iter()
+        .map(|n| format!("receipts/sroie/{n}.jpg"))
+        .collect();
+    let done: Vec<(String, JobId)> = until_settled(&s, &p, &keys)
+        .await
+        .into_iter()
+        .map(|(key, job)| (key, job.id))
+        .collect();
     assert_eq!(done.len(), names.len(), "not settled in time: {done:?}");
     let mut totals = 0;
     for (key, id) in &done {
@@ -226,5 +174,59 @@ async fn receipts_through(sam_lambda: bool) {
             function.name,
             function.log.display()
         );
+    }
+}
+
+/// Runs the pipeline (its event sources polling, as Lambda's do) until every upload at `keys`
+/// has a job that settled (`Completed` or `NeedsReview`), or three minutes pass; returns those
+/// that did, with their jobs.
+async fn until_settled(
+    s: &ocrbridge_tests::TestStack,
+    p: &Pipeline,
+    keys: &[String],
+) -> Vec<(String, ocrbridge::job::Job)> {
+    let started = Instant::now();
+    let stop = AtomicBool::new(false);
+    let watch = async {
+        let mut settled = Vec::new();
+        while settled.len() < keys.len() && started.elapsed() < Duration::from_secs(180) {
+            settled.clear();
+            for key in keys {
+                let Some(id) = job_id_of(&s.clients.s3, &s.config.documents_bucket, key).await
+                else {
+                    continue;
+                };
+                let job = s.ledger.get_job(&id).await.unwrap().unwrap();
+                if matches!(job.state, JobState::Completed | JobState::NeedsReview) {
+                    settled.push((key.clone(), job));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        stop.store(true, Ordering::Relaxed);
+        settled
+    };
+    let ((), settled) = tokio::join!(p.run_until(&stop), watch);
+    settled
+}
+
+fn root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The pipeline on the functions' debug binaries (under the RIE, or SAM's `start-lambda`), with
+/// Tesseract, one at a time, reconciling often.
+fn binaries(sam_lambda: bool) -> PipelineOptions {
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| root().join("target"));
+    PipelineOptions {
+        engine: EngineKind::Tesseract,
+        binaries: Some(target.join("debug")),
+        sam_lambda,
+        concurrency: 1,
+        reconcile_every: Duration::from_secs(5),
+        submitted_stale: Duration::from_secs(15),
+        ..PipelineOptions::default()
     }
 }

@@ -68,6 +68,36 @@ fn language_pack() -> PathBuf {
     to
 }
 
+/// The pack at `dir` run once through a fresh stack and pipeline on `vendor`'s twin, scored.
+async fn score_once(dir: &Path, vendor: VendorKind, run: &str) -> ocrbridge::quality::RunRecord {
+    let s = ocrbridge_tests::stack_with(&[("VendorName", vendor.as_str())]).await;
+    let p = Pipeline::start(
+        s.clients.clone(),
+        &s.stack,
+        PipelineOptions {
+            vendor,
+            ..PipelineOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let pack = Pack::load(dir).unwrap();
+    let prefix = upload_pack(&p, &pack, dir).await.unwrap();
+    let runner = runner(&p, &s.stack, vendor.as_str()).unwrap();
+    let run = BenchmarkRun::parse(run).unwrap();
+    run_once(
+        &p,
+        &runner,
+        &pack.name,
+        &prefix,
+        &run,
+        Duration::from_secs(300),
+    )
+    .await
+    .unwrap()
+    .0
+}
+
 /// The pack's generated passports and identity cards, as the id profile reads them on the
 /// simulator (Tesseract) and on the Azure twin (prebuilt-idDocument): every expired one is
 /// flagged `document_expired`, every one printed with a wrong check digit `mrz_check_digit`,
@@ -84,32 +114,8 @@ async fn identity_documents_are_checked_by_their_mrz_on_the_simulator_and_the_az
         let path = entry.unwrap().path();
         std::fs::copy(&path, dir.join("ids").join(path.file_name().unwrap())).unwrap();
     }
-    let pack = Pack::load(&dir).unwrap();
     for vendor in [VendorKind::Sim, VendorKind::Azure] {
-        let s = ocrbridge_tests::stack_with(&[("VendorName", vendor.as_str())]).await;
-        let p = Pipeline::start(
-            s.clients.clone(),
-            &s.stack,
-            PipelineOptions {
-                vendor,
-                ..PipelineOptions::default()
-            },
-        )
-        .await
-        .unwrap();
-        let prefix = upload_pack(&p, &pack, &dir).await.unwrap();
-        let runner = runner(&p, &s.stack, vendor.as_str()).unwrap();
-        let run = BenchmarkRun::parse(&format!("bq-test-ids-{vendor}")).unwrap();
-        let (record, _) = run_once(
-            &p,
-            &runner,
-            &pack.name,
-            &prefix,
-            &run,
-            Duration::from_secs(300),
-        )
-        .await
-        .unwrap();
+        let record = score_once(&dir, vendor, &format!("bq-test-ids-{vendor}")).await;
         assert_eq!(record.documents.len(), 8, "{vendor}");
         let rules = |key: &str| -> (String, Vec<String>) {
             let d = record
@@ -159,25 +165,7 @@ async fn identity_documents_are_checked_by_their_mrz_on_the_simulator_and_the_az
 /// language is claimed, never a wrong one).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pack_is_scored_per_language_and_each_language_is_detected() {
-    let s = stack().await;
-    let p = Pipeline::start(s.clients.clone(), &s.stack, PipelineOptions::default())
-        .await
-        .unwrap();
-    let dir = language_pack();
-    let pack = Pack::load(&dir).unwrap();
-    let prefix = upload_pack(&p, &pack, &dir).await.unwrap();
-    let runner = runner(&p, &s.stack, "sim").unwrap();
-    let run = BenchmarkRun::parse("bq-test-languages").unwrap();
-    let (record, _) = run_once(
-        &p,
-        &runner,
-        &pack.name,
-        &prefix,
-        &run,
-        Duration::from_secs(300),
-    )
-    .await
-    .unwrap();
+    let record = score_once(&language_pack(), VendorKind::Sim, "bq-test-languages").await;
     assert_eq!(record.documents.len(), 12);
     let groups: Vec<(&str, u64)> = record
         .by_language
