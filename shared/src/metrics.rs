@@ -232,11 +232,12 @@ pub const JOBS_FAILED: Metric = metric("JobsFailed", Unit::Count, &["Stage", "Re
 /// Review (`ocrbridge review serve`, emitted through `PutMetricData` by the operator's console,
 /// not by a function). A reviewer's time on one document, under the rule that weighed most
 /// among those that sent it to review — once per document, so the sum over rules is the time.
-pub const REVIEW_SECONDS: Metric = metric("ReviewSeconds", Unit::Seconds, &["Profile", "Rule"]);
+pub const REVIEW_SECONDS: Metric =
+    metric("ReviewSeconds", Unit::Seconds, &["Profile", "Rule"]).by_text();
 /// Each field a reviewer corrected: production's own field-accuracy signal, beside the
 /// benchmark's `FieldAccuracy`.
 pub const REVIEW_CORRECTIONS: Metric =
-    metric("ReviewCorrections", Unit::Count, &["Profile", "Field"]);
+    metric("ReviewCorrections", Unit::Count, &["Profile", "Field"]).by_text();
 
 /// Every metric, for the template consistency test.
 pub const ALL: &[Metric] = &[

@@ -383,6 +383,9 @@ async fn a_reviewer_corrects_a_flagged_total_in_the_browser_and_the_job_complete
         };
         assert!(listed("ReviewSeconds", ("Rule", "total_mismatch")).await > 0);
         assert!(listed("ReviewCorrections", ("Field", "total")).await > 0);
+        // Also by the segments parse recorded: the simulator marks no handwriting.
+        assert!(listed("ReviewCorrections", ("Handwriting", "unknown")).await > 0);
+        assert!(listed("ReviewSeconds", ("Handwriting", "unknown")).await > 0);
 
         // `ocrbridge cost` prices the recorded time at the reviewer's rate, labelled review.
         let cost = support::json(

@@ -462,7 +462,8 @@ async fn apply(
 
 /// `ReviewSeconds[Profile, Rule]` (under the rule that weighed most) and one
 /// `ReviewCorrections[Profile, Field]` per corrected field, put into CloudWatch in the stack's
-/// namespace (a console has no Lambda log to carry EMF).
+/// namespace (a console has no Lambda log to carry EMF); both also by the language and
+/// handwriting parse recorded on the job (jobs parsed before it have none: their own set only).
 pub async fn publish(target: &Target, item: &Item, record: &Value) -> Result<usize, String> {
     let namespace = target
         .env
@@ -471,11 +472,14 @@ pub async fn publish(target: &Target, item: &Item, record: &Value) -> Result<usi
     let metrics = Metrics::memory("review").in_namespace(namespace.clone());
     let profile = item.job.profile.as_str();
     let job_id = item.job.id.as_str();
+    let text = item.job.text.as_ref().map(|t| t.dimensions());
+    let segments: &[&str] = text.as_ref().map_or(&[], |t| t.as_slice());
     if let Some(seconds) = record.get("seconds").and_then(Value::as_f64) {
-        metrics.emit(
+        metrics.emit_segmented(
             REVIEW_SECONDS,
             seconds,
             &[profile, item.primary_rule()],
+            segments,
             &[("job_id", job_id)],
         );
     }
@@ -485,7 +489,12 @@ pub async fn publish(target: &Target, item: &Item, record: &Value) -> Result<usi
         .into_iter()
         .flat_map(|c| c.keys())
     {
-        metrics.count(REVIEW_CORRECTIONS, &[profile, field], &[("job_id", job_id)]);
+        metrics.count_segmented(
+            REVIEW_CORRECTIONS,
+            &[profile, field],
+            segments,
+            &[("job_id", job_id)],
+        );
     }
     let records = metrics.take_records();
     if records.is_empty() {
