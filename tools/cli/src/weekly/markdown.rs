@@ -280,6 +280,30 @@ pub fn render(report: &Report) -> String {
         &rows,
     );
 
+    out.push_str("## Language and handwriting\n\nDocuments that settled, by the language and handwriting parse found in them, and the share a rule sent to review (last week → this week): a language or handwriting the vendor reads badly shows here before it shows in the averages.\n\n");
+    let rows: Vec<Vec<String>> = super::paired(&last.segments, &this.segments, super::segment_key)
+        .into_iter()
+        .map(|((language, handwriting), l, t)| {
+            let settled = |r: Option<&super::SegmentRow>| r.map_or(0, |r| r.settled);
+            let rate = |r: Option<&super::SegmentRow>| {
+                r.filter(|r| r.settled > 0).map_or("-".to_owned(), |r| {
+                    format!("{:.0}%", 100.0 * r.needs_review as f64 / r.settled as f64)
+                })
+            };
+            vec![
+                language,
+                handwriting,
+                format!("{} → {}", settled(l), settled(t)),
+                format!("{} → {}", rate(l), rate(t)),
+            ]
+        })
+        .collect();
+    table(
+        &mut out,
+        &["language", "handwriting", "documents", "to review"],
+        &rows,
+    );
+
     out.push_str("## Quality against the pinned baseline\n\n");
     for (label, week) in [("last week", last), ("this week", this)] {
         let line = match &week.quality {

@@ -146,6 +146,22 @@ pub struct LatencyRow {
     pub p99_ms: u64,
 }
 
+/// Documents settled in a week by the language and handwriting parse recorded on them
+/// (`language::TextSegments::dimensions`: the bounded values the metrics use): how many, and
+/// how many of those a rule sent to review.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SegmentRow {
+    pub language: String,
+    pub handwriting: String,
+    pub settled: u64,
+    pub needs_review: u64,
+}
+
+/// The key [`paired`] matches segment rows by.
+pub fn segment_key(r: &SegmentRow) -> (String, String) {
+    (r.language.clone(), r.handwriting.clone())
+}
+
 /// The week's last scored benchmark run and what it said against its baseline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Quality {
@@ -170,6 +186,8 @@ pub struct WeekFigures {
     pub duplicates: Duplicates,
     pub failures: Vec<FailureRow>,
     pub latency: Vec<LatencyRow>,
+    /// By language and handwriting (jobs parsed before those were recorded are left out).
+    pub segments: Vec<SegmentRow>,
     pub quality: Option<Quality>,
     /// The reviewers' time on the week's documents, priced at `ReviewerHourlyRate`.
     pub review: crate::commands::cost::ReviewSpend,
@@ -345,6 +363,36 @@ fn latency(jobs: &[&Job]) -> Vec<LatencyRow> {
         .collect()
 }
 
+fn text_segments(jobs: &[&Job]) -> Vec<SegmentRow> {
+    let mut groups: BTreeMap<(&'static str, &'static str), (u64, u64)> = BTreeMap::new();
+    for job in jobs {
+        let Some(text) = &job.text else { continue };
+        // Where it settled first: a reviewer's later decision does not make it direct.
+        let Some(settled) = job
+            .history
+            .iter()
+            .find(|c| matches!(c.state, JobState::Completed | JobState::NeedsReview))
+        else {
+            continue;
+        };
+        let [language, handwriting] = text.dimensions();
+        let (n, review) = groups.entry((language, handwriting)).or_default();
+        *n += 1;
+        *review += u64::from(settled.state == JobState::NeedsReview);
+    }
+    groups
+        .into_iter()
+        .map(
+            |((language, handwriting), (settled, needs_review))| SegmentRow {
+                language: language.to_owned(),
+                handwriting: handwriting.to_owned(),
+                settled,
+                needs_review,
+            },
+        )
+        .collect()
+}
+
 fn quality(runs: &[RunRow], week: Week) -> Option<Quality> {
     runs.iter()
         .filter(|r| r.state != "baseline")
@@ -393,6 +441,7 @@ pub fn week_figures(
         retries_by_cause: counted.retries_by_cause.clone(),
         failures: failures(&arrived),
         latency: latency(&arrived),
+        segments: text_segments(&arrived),
         quality: quality(runs, week),
         review: crate::commands::cost::review_spend(
             arrived.iter().copied(),

@@ -238,6 +238,70 @@ fn quality_is_the_weeks_last_scored_run() {
     assert_eq!(l.run, "r1");
 }
 
+/// The week by language and handwriting: rows from the segments parse recorded, with the share
+/// sent to review; the Review section prices the console's time. Both rendered.
+#[test]
+fn the_report_reads_review_by_language_and_prices_the_reviewers_time() {
+    use ocrbridge::language::{Handwriting, TextSegments};
+    let (this, last) = Week::ending(NOW);
+    let mut all = jobs();
+    let text = |language: Option<&str>, handwriting| {
+        Some(TextSegments {
+            language: language.map(str::to_owned),
+            script: None,
+            handwriting,
+        })
+    };
+    // This week: two German (one to review, reviewed for 30 minutes), one unknown, one Tagalog.
+    all[3].text = text(Some("de"), Handwriting::None);
+    all[4].text = text(Some("de"), Handwriting::None);
+    let at = UnixMillis(all[4].created_at.0 + 1_500);
+    all[4].history.insert(
+        3,
+        StateChange {
+            state: JobState::NeedsReview,
+            at,
+            reason: Some("needs_review".into()),
+        },
+    );
+    all[4].review = Some(r#"{"decision":"approve","by":"ana","at_ms":0,"seconds":1800}"#.into());
+    all[5].text = text(None, Handwriting::Unknown);
+    all[6].text = text(Some("tl"), Handwriting::Some);
+    // Last week: one German, settled directly.
+    all[0].text = text(Some("de"), Handwriting::None);
+    let this_week = week_figures(&all, this, &Counted::default(), &[], Some(60.into()));
+    let last_week = week_figures(&all, last, &Counted::default(), &[], Some(60.into()));
+    let row = |l: &str, h: &str, settled, needs_review| SegmentRow {
+        language: l.into(),
+        handwriting: h.into(),
+        settled,
+        needs_review,
+    };
+    assert_eq!(
+        this_week.segments,
+        [row("de", "none", 2, 1), row("unknown", "unknown", 1, 0)],
+        "the failed Tagalog document never settled"
+    );
+    let report = Report {
+        stack: "dev".into(),
+        list_prices_as_of: "2026-01-01",
+        this_week,
+        last_week,
+    };
+    let text = markdown::render(&report);
+    assert!(text.contains("## Language and handwriting"), "{text}");
+    assert!(text.contains("| de | none | 1 → 2 | 0% → 50% |"), "{text}");
+    assert!(
+        text.contains("| unknown | unknown | 0 → 1 | - → 0% |"),
+        "{text}"
+    );
+    assert!(
+        text.contains("| review hours (console) | 0.00 | 0.50 |"),
+        "{text}"
+    );
+    assert!(text.contains("| review (USD) | 0.00 | 30.00 |"), "{text}");
+}
+
 #[test]
 fn the_page_draws_a_bar_per_week_and_row_and_escapes_labels() {
     let (this, last) = Week::ending(NOW);
