@@ -1090,18 +1090,7 @@ async fn a_documents_trace_reaches_textract_through_the_sdk() {
 }
 
 async fn trace_reaches_the_vendor(vendor: ocrbridge::vendors::select::VendorKind) {
-    use ocrbridge_local::pipeline::{Pipeline, PipelineOptions};
-    let s = ocrbridge_tests::stack_with(&[("VendorName", vendor.as_str())]).await;
-    let p = Pipeline::start(
-        s.clients.clone(),
-        &s.stack,
-        PipelineOptions {
-            vendor,
-            ..PipelineOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let (s, p) = ocrbridge_tests::pipeline_on(vendor).await;
     let documents: Vec<Vec<u8>> = ["CORNER CAFE", "HARBOR DINER"]
         .iter()
         .map(|shop| ocrbridge_tests::text_pdf(&[shop, "Total: 4.50"]))

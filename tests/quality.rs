@@ -70,17 +70,7 @@ fn language_pack() -> PathBuf {
 
 /// The pack at `dir` run once through a fresh stack and pipeline on `vendor`'s twin, scored.
 async fn score_once(dir: &Path, vendor: VendorKind, run: &str) -> ocrbridge::quality::RunRecord {
-    let s = ocrbridge_tests::stack_with(&[("VendorName", vendor.as_str())]).await;
-    let p = Pipeline::start(
-        s.clients.clone(),
-        &s.stack,
-        PipelineOptions {
-            vendor,
-            ..PipelineOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let (s, p) = ocrbridge_tests::pipeline_on(vendor).await;
     let pack = Pack::load(dir).unwrap();
     let prefix = upload_pack(&p, &pack, dir).await.unwrap();
     let runner = runner(&p, &s.stack, vendor.as_str()).unwrap();

@@ -38,6 +38,26 @@ pub async fn stack_with(parameters: &[(&str, &str)]) -> TestStack {
     .await
 }
 
+/// A stack deployed for `vendor` (`VendorName`) and the pipeline on that vendor's twin, with
+/// the default options otherwise.
+pub async fn pipeline_on(
+    vendor: ocrbridge::vendors::select::VendorKind,
+) -> (TestStack, ocrbridge_local::pipeline::Pipeline) {
+    use ocrbridge_local::pipeline::{Pipeline, PipelineOptions};
+    let s = stack_with(&[("VendorName", vendor.as_str())]).await;
+    let p = Pipeline::start(
+        s.clients.clone(),
+        &s.stack,
+        PipelineOptions {
+            vendor,
+            ..PipelineOptions::default()
+        },
+    )
+    .await
+    .expect("the pipeline starts");
+    (s, p)
+}
+
 /// [`stack_with`], and the template's CloudWatch alarms created too (for the alarm drills).
 pub async fn stack_with_alarms(parameters: &[(&str, &str)]) -> TestStack {
     provisioned(
