@@ -458,32 +458,18 @@ impl Metrics {
     /// Sum of values per metric name and the values of its segmented dimension set (its own
     /// dimensions, then the segments), for tests: only records emitted with segments.
     pub fn recorded_segmented(&self) -> BTreeMap<String, f64> {
-        let Sink::Memory(records) = &self.sink else {
-            return BTreeMap::new();
-        };
-        let mut out = BTreeMap::new();
-        for record in records.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            let def = &record["_aws"]["CloudWatchMetrics"][0];
-            let Some(sets) = def["Dimensions"].as_array().filter(|s| s.len() == 3) else {
-                continue;
-            };
-            let name = def["Metrics"][0]["Name"].as_str().unwrap_or_default();
-            let dims: Vec<&str> = sets[1]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|d| d.as_str())
-                .filter(|d| *d != "Function")
-                .map(|d| record[d].as_str().unwrap_or_default())
-                .collect();
-            *out.entry(format!("{name}[{}]", dims.join(",")))
-                .or_default() += record[name].as_f64().unwrap_or(0.0);
-        }
-        out
+        self.tally(|sets| sets.get(1).filter(|_| sets.len() == 3))
     }
 
     /// Sum of values per metric name and dimension values, for tests.
     pub fn recorded(&self) -> BTreeMap<String, f64> {
+        self.tally(|sets| sets.first())
+    }
+
+    /// Sum of values per metric name and the values of the dimension set `set` picks from a
+    /// record's `Dimensions` (records it picks none from are left out); benchmark traffic's
+    /// keys start with `Benchmark/`.
+    fn tally(&self, set: impl Fn(&[Value]) -> Option<&Value>) -> BTreeMap<String, f64> {
         let Sink::Memory(records) = &self.sink else {
             return BTreeMap::new();
         };
@@ -492,14 +478,17 @@ impl Metrics {
             let Some(def) = record["_aws"]["CloudWatchMetrics"][0].as_object() else {
                 continue;
             };
+            let Some(names) = def["Dimensions"].as_array().and_then(|s| set(s)) else {
+                continue;
+            };
             let name = def["Metrics"][0]["Name"].as_str().unwrap_or_default();
-            let dims: Vec<String> = def["Dimensions"][0]
+            let dims: Vec<&str> = names
                 .as_array()
                 .into_iter()
                 .flatten()
                 .filter_map(|d| d.as_str())
                 .filter(|d| *d != "Function")
-                .map(|d| record[d].as_str().unwrap_or_default().to_owned())
+                .map(|d| record[d].as_str().unwrap_or_default())
                 .collect();
             let key = if dims.is_empty() {
                 name.to_owned()

@@ -198,6 +198,12 @@ pub fn check_digit(data: &str) -> char {
 /// Finds the MRZ lines in `text` (OCR output: the MRZ lines among others, spaces inside them
 /// dropped) and parses them.
 pub fn find(text: &str) -> Option<Result<Mrz, MrzError>> {
+    locate(text).map(|lines| parse(&lines))
+}
+
+/// The MRZ's lines in `text`, as read, spaces inside them dropped: the first block of 2 × 44,
+/// 2 × 36 or 3 × 30 `<`-bearing lines. `None` when there is none.
+pub fn locate(text: &str) -> Option<Vec<String>> {
     let candidates: Vec<String> = text
         .lines()
         .map(|l| l.chars().filter(|c| !c.is_whitespace()).collect::<String>())
@@ -207,7 +213,7 @@ pub fn find(text: &str) -> Option<Result<Mrz, MrzError>> {
         if let Some(start) = (0..candidates.len()).find(|&i| {
             candidates.len() >= i + count && candidates[i..i + count].iter().all(|l| l.len() == len)
         }) {
-            return Some(parse(&candidates[start..start + count]));
+            return Some(candidates[start..start + count].to_vec());
         }
     }
     None

@@ -48,20 +48,9 @@ pub fn mrz_from_lines(document: &Document) -> Option<Field<String>> {
         .map(|(_, l)| compact(&l.text))
         .collect::<Vec<_>>()
         .join("\n");
-    let found = mrz::find(&text)?;
-    let mrz_lines: Vec<String> = match &found {
-        Ok(m) => m.lines.clone(),
-        // Unreadable (a character out of the alphabet, a bad date): kept as read, so the rule
-        // says why and the reviewer sees it.
-        Err(_) => {
-            let candidates: Vec<String> = lines
-                .iter()
-                .map(|(_, l)| compact(&l.text))
-                .filter(|l| l.len() >= 30 && l.contains('<'))
-                .collect();
-            candidates
-        }
-    };
+    // Kept as read, readable or not (a character out of the alphabet, a bad date): the rules
+    // parse it and say why, and the reviewer sees it.
+    let mrz_lines = mrz::locate(&text)?;
     let from: Vec<&&crate::document::Line> = lines
         .iter()
         .filter(|(_, l)| mrz_lines.contains(&compact(&l.text)))
@@ -101,5 +90,64 @@ mod tests {
         assert_eq!(sex("Female"), Some("F"));
         assert_eq!(sex("<"), Some("X"));
         assert_eq!(sex("?"), None);
+    }
+
+    /// The MRZ among a page's lines (OCR put a space inside one): its two lines, the lowest of
+    /// their confidences, its page; kept as read (`UT0` stays: the rules repair it, the stored
+    /// field does not).
+    #[test]
+    fn the_mrz_is_found_among_the_pages_lines_and_kept_as_read() {
+        use crate::document::{BBox, Block, Fields, Line, Page, PageSource, VendorInfo};
+        let bbox = BBox {
+            left: 0.0,
+            top: 0.0,
+            width: 1.0,
+            height: 0.1,
+        };
+        let line = |n: usize, text: &str, confidence: f64| Line {
+            id: format!("l{n}"),
+            text: text.into(),
+            bbox,
+            confidence: Some(confidence),
+            words: vec![],
+        };
+        let document = Document {
+            schema_version: crate::document::SCHEMA_VERSION.into(),
+            job_id: "doc-1".into(),
+            vendor: VendorInfo {
+                name: "textract".into(),
+                job_id: "text:1".into(),
+                model: None,
+                model_version: None,
+            },
+            pages: vec![Page {
+                number: 2,
+                width: None,
+                height: None,
+                unit: "pixel".into(),
+                rotation: 0,
+                source: PageSource::Ocr,
+                blocks: vec![Block {
+                    id: "b1".into(),
+                    bbox,
+                    lines: vec![
+                        line(1, "PASSPORT", 0.99),
+                        line(2, "P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<", 0.91),
+                        line(3, "L898902C36UT07408122F1204159 ZE184226B<<<<<10", 0.87),
+                    ],
+                }],
+            }],
+            reading_order: vec![],
+            tables: vec![],
+            key_values: vec![],
+            fields: Fields::Generic,
+            language: None,
+        };
+        let mrz = mrz_from_lines(&document).expect("an MRZ on the page");
+        assert_eq!(
+            mrz.value,
+            "P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<\nL898902C36UT07408122F1204159ZE184226B<<<<<10"
+        );
+        assert_eq!((mrz.confidence, mrz.page), (Some(0.87), Some(2)));
     }
 }

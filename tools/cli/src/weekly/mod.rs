@@ -227,6 +227,14 @@ fn pages(job: &Job) -> u64 {
     u64::from(job.inspection.pages.unwrap_or(1))
 }
 
+/// Where the job first settled (a result: `Completed` or `NeedsReview`); a reviewer's later
+/// decision does not move it.
+fn first_settled(job: &Job) -> Option<&ocrbridge::job::StateChange> {
+    job.history
+        .iter()
+        .find(|c| matches!(c.state, JobState::Completed | JobState::NeedsReview))
+}
+
 fn entered(job: &Job, state: JobState) -> Option<UnixMillis> {
     job.history.iter().find(|c| c.state == state).map(|c| c.at)
 }
@@ -333,11 +341,9 @@ fn failures(jobs: &[&Job]) -> Vec<FailureRow> {
 fn latency(jobs: &[&Job]) -> Vec<LatencyRow> {
     let mut groups: BTreeMap<(String, &'static str), Vec<u64>> = BTreeMap::new();
     for job in jobs {
-        let settled = job
-            .history
-            .iter()
-            .find(|c| matches!(c.state, JobState::Completed | JobState::NeedsReview));
-        let Some(settled) = settled else { continue };
+        let Some(settled) = first_settled(job) else {
+            continue;
+        };
         groups
             .entry((
                 job.profile.as_str().to_owned(),
@@ -367,12 +373,8 @@ fn text_segments(jobs: &[&Job]) -> Vec<SegmentRow> {
     let mut groups: BTreeMap<(&'static str, &'static str), (u64, u64)> = BTreeMap::new();
     for job in jobs {
         let Some(text) = &job.text else { continue };
-        // Where it settled first: a reviewer's later decision does not make it direct.
-        let Some(settled) = job
-            .history
-            .iter()
-            .find(|c| matches!(c.state, JobState::Completed | JobState::NeedsReview))
-        else {
+        // A reviewer's later decision does not make it direct.
+        let Some(settled) = first_settled(job) else {
             continue;
         };
         let [language, handwriting] = text.dimensions();
