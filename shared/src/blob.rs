@@ -115,6 +115,8 @@ pub struct ObjectHead {
     pub benchmark_run: Option<String>,
     /// `x-amz-meta-ocrbridge-source`: the uploader's channel (see `segments`).
     pub source: Option<String>,
+    /// An archived synchronous answer's vendor request id (`vendors::answer`).
+    pub vendor_request_id: Option<String>,
 }
 
 /// The user metadata key (`x-amz-meta-…`) that marks a benchmark run's upload.
@@ -141,6 +143,13 @@ impl Opened {
                 detail: e.to_string(),
             })
     }
+}
+
+/// `bytes`, gzipped: how vendor payloads are archived (`raw/…`).
+pub fn gzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut encoder, bytes)?;
+    encoder.finish()
 }
 
 #[derive(Debug, Clone)]
@@ -206,6 +215,11 @@ impl Blob {
             source: out
                 .metadata()
                 .and_then(|m| m.get(crate::segments::SOURCE_METADATA))
+                .cloned(),
+            vendor_request_id: out
+                .metadata()
+                .and_then(|m| m.get(crate::vendors::answer::REQUEST_ID_METADATA))
+                .filter(|r| !r.is_empty())
                 .cloned(),
         };
         Ok(Some(Opened {
@@ -313,6 +327,29 @@ impl Blob {
             .iter()
             .map(|t| (t.key().to_owned(), t.value().to_owned()))
             .collect())
+    }
+
+    /// A gzipped object, read whole and decompressed (an archived vendor payload); `None` when
+    /// it does not exist. A body that is not gzip is an error, never passed on as the payload.
+    pub async fn get_gunzipped(&self, object: &ObjectRef) -> Result<Option<Vec<u8>>, BlobError> {
+        let Some(mut opened) = self.open(object).await? else {
+            return Ok(None);
+        };
+        let mut compressed = Vec::new();
+        while let Some(chunk) = opened.next_chunk().await? {
+            compressed.extend_from_slice(&chunk);
+        }
+        let mut raw = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::GzDecoder::new(compressed.as_slice()),
+            &mut raw,
+        )
+        .map_err(|e| BlobError::Source {
+            bucket: object.bucket.clone(),
+            key: object.key.clone(),
+            detail: format!("not gzip: {e}"),
+        })?;
+        Ok(Some(raw))
     }
 
     pub async fn put(

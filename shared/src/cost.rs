@@ -63,10 +63,13 @@ fn list_prices() -> Vec<(&'static str, &'static str, Price)> {
         // compare against.
         ("sim", "*", page(150)),
         // Textract: DetectDocumentText $1.50 / 1,000 pages; AnalyzeExpense $10 / 1,000;
-        // AnalyzeDocument with FORMS ($50) and TABLES ($15) per 1,000.
+        // AnalyzeDocument with FORMS ($50) and TABLES ($15) per 1,000; AnalyzeID $25 / 1,000
+        // (the first 100,000 a month). The synchronous calls cost what the asynchronous do.
+        // An `id` read as text (no synchronous call) is priced as text (`Vendor::model_of`).
         ("textract", "text", page(150)),
         ("textract", "expense", page(1_000)),
         ("textract", "analysis", page(6_500)),
+        ("textract", "id", page(2_500)),
         // Azure Document Intelligence: Read $1.50 / 1,000 pages; prebuilt models (layout,
         // receipt, invoice, ID) $10 / 1,000.
         ("azure", "prebuilt-read", page(150)),
@@ -207,7 +210,7 @@ impl JobCost {
         Self::estimate(
             prices,
             vendor.name(),
-            &vendor.model(&job.profile),
+            &vendor.model_of(job),
             job.inspection.pages.unwrap_or(1),
         )
     }

@@ -393,6 +393,41 @@ pub struct Attempt {
     pub attempted_at: UnixMillis,
 }
 
+/// Which kind of vendor call an attempt was: it decides how a lost answer is resolved
+/// ([`crate::vendors::answer`]). Carried in the attempt id itself (`sync-…`), so that every
+/// write that records an attempt records it too, and rows from before it read as `Job`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallKind {
+    /// A submission that starts a vendor job (deduplicated by key where the vendor can).
+    Job,
+    /// A synchronous call answered in its response: no token, no job to look up.
+    Answer,
+}
+
+impl CallKind {
+    const ANSWER_PREFIX: &'static str = "sync-";
+
+    /// A fresh attempt id for a call of this kind.
+    pub fn new_attempt_id(self) -> String {
+        let id = uuid::Uuid::new_v4().to_string();
+        match self {
+            CallKind::Job => id,
+            CallKind::Answer => format!("{}{id}", Self::ANSWER_PREFIX),
+        }
+    }
+}
+
+impl Attempt {
+    /// The kind of call this attempt was.
+    pub fn call(&self) -> CallKind {
+        if self.attempt_id.starts_with(CallKind::ANSWER_PREFIX) {
+            CallKind::Answer
+        } else {
+            CallKind::Job
+        }
+    }
+}
+
 /// The lease on a side-effecting step, as stored on the job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseRecord {

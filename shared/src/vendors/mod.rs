@@ -10,6 +10,7 @@
 //! instead of assuming.
 
 pub mod ambiguity;
+pub mod answer;
 pub mod azure;
 pub mod date_order;
 pub mod http;
@@ -79,6 +80,21 @@ pub struct Capabilities {
 }
 
 impl Capabilities {
+    /// What one call of `kind` can do. A synchronous one ([`answer`]) has none of the job's
+    /// protections, whatever the vendor's jobs have: no token deduplicates it, there is no job
+    /// to look up, and no completion will ever name it.
+    pub fn for_call(self, kind: crate::job::CallKind) -> Capabilities {
+        match kind {
+            crate::job::CallKind::Job => self,
+            crate::job::CallKind::Answer => Capabilities {
+                idempotency: Idempotency::None,
+                lookup_by_key: false,
+                completion_carries_reference: false,
+                ..self
+            },
+        }
+    }
+
     /// Whether the vendor still remembers an idempotency key first sent at `sent_at`, with a
     /// margin (a tenth of its memory, at most an hour) for clock differences between us and it.
     pub fn remembers_key(&self, sent_at: UnixMillis, now: UnixMillis) -> bool {
@@ -316,11 +332,37 @@ pub trait Vendor: Send + Sync {
     /// call (`cost::Prices`). `unconfigured` when none is (the submission fails anyway).
     fn model(&self, profile: &Profile) -> String;
 
+    /// The model that reads `job`: [`Self::model`] for its profile, unless the adapter reads
+    /// this document with another (Textract reads an `id` it cannot answer now as `text`).
+    fn model_of(&self, job: &crate::job::Job) -> String {
+        self.model(&job.profile)
+    }
+
     /// Submits a document; returns the vendor's job id.
     fn submit(
         &self,
         submission: &Submission<'_>,
     ) -> impl Future<Output = Result<String, VendorError>> + Send;
+
+    /// Whether `job` is read in the call itself ([`answer`]): the vendor has a synchronous API
+    /// for the job's profile, it is enabled, and the document is within that API's limits.
+    /// Decided before the attempt is recorded: a lost answer is resolved as what it was.
+    fn answers_now(&self, _job: &crate::job::Job) -> bool {
+        false
+    }
+
+    /// The synchronous call, for a job [`Self::answers_now`] accepts: the result in the
+    /// response. Never deduplicated: see [`answer`].
+    fn answer(
+        &self,
+        _submission: &Submission<'_>,
+    ) -> impl Future<Output = Result<answer::Answer, VendorError>> + Send {
+        async {
+            Err(VendorError::Protocol(
+                "this vendor has no synchronous API".into(),
+            ))
+        }
+    }
 
     /// The vendor's job for an idempotency key, if it has one.
     fn find_by_idempotency_key(

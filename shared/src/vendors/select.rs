@@ -68,16 +68,17 @@ impl VendorKind {
                 ("id", "id"),
                 ("generic", "generic"),
             ],
-            // The Start* operation: expense (AnalyzeExpense), analysis (FORMS and TABLES),
-            // text (DetectDocumentText). `id` has no Start* operation (AnalyzeID answers
-            // synchronously only): it is read as text, its MRZ found among the lines, and the
-            // fields the text path cannot type are missing (review says so).
+            // The operation: expense (AnalyzeExpense), analysis (FORMS and TABLES), text
+            // (DetectDocumentText), id (AnalyzeID). AnalyzeID answers synchronously only: with
+            // TEXTRACT_SYNCHRONOUS off, or a document it does not take, an `id` is read as
+            // text, its MRZ found among the lines, and the fields the text path cannot type are
+            // missing (review says so).
             VendorKind::Textract => &[
                 ("receipt", "expense"),
                 ("invoice", "expense"),
                 ("forms", "analysis"),
                 ("tables", "analysis"),
-                ("id", "text"),
+                ("id", "id"),
                 ("generic", "text"),
             ],
             VendorKind::Azure => &[
@@ -214,6 +215,9 @@ pub struct VendorSettings {
     /// `TEXTRACT_SNS_TOPIC_ARN` and `TEXTRACT_ROLE_ARN`: where Textract publishes completions
     /// (both, or neither: then reconcile's polling finds every result, slowly).
     pub textract_channel: Option<super::textract::Channel>,
+    /// `TEXTRACT_SYNCHRONOUS` (`on` or `off`, default `off`): read one-page documents within
+    /// the synchronous limits in the call itself ([`super::answer`]).
+    pub textract_synchronous: bool,
     /// `VENDOR_MAX_RESULT_BYTES` (default 50 MiB): the largest result read from the vendor; a
     /// larger one fails its job with `result_too_large` instead of the parse function's memory.
     pub max_result_bytes: usize,
@@ -277,6 +281,16 @@ impl VendorSettings {
                 })
             }
         };
+        let textract_synchronous = match lookup("TEXTRACT_SYNCHRONOUS").as_deref().map(str::trim) {
+            None | Some("" | "off") => false,
+            Some("on") => true,
+            Some(other) => {
+                return Err(VendorConfigError {
+                    setting: "TEXTRACT_SYNCHRONOUS",
+                    problem: format!("{other:?} is neither on nor off"),
+                })
+            }
+        };
         let mindee_webhook_ids: Vec<String> = lookup("MINDEE_WEBHOOK_IDS")
             .unwrap_or_default()
             .split(',')
@@ -314,6 +328,7 @@ impl VendorSettings {
             kind,
             max_result_bytes,
             textract_channel,
+            textract_synchronous,
             mindee_webhook_ids,
             models: ModelMap::parse(kind, lookup("VENDOR_MODELS").as_deref())?,
             base_url,
@@ -395,7 +410,8 @@ impl AnyVendor {
                     settings.models.clone(),
                     settings.textract_channel.clone(),
                 )
-                .with_max_result_bytes(settings.max_result_bytes),
+                .with_max_result_bytes(settings.max_result_bytes)
+                .with_synchronous(settings.textract_synchronous),
             )),
             VendorKind::Azure => Ok(AnyVendor::Azure(
                 AzureVendor::new(http()?, base_url, api_key(), settings.models.clone())
@@ -509,8 +525,23 @@ impl Vendor for AnyVendor {
         dispatch!(self, v => v.model(profile))
     }
 
+    fn model_of(&self, job: &crate::job::Job) -> String {
+        dispatch!(self, v => v.model_of(job))
+    }
+
     async fn submit(&self, submission: &Submission<'_>) -> Result<String, VendorError> {
         dispatch!(self, v => v.submit(submission).await)
+    }
+
+    fn answers_now(&self, job: &crate::job::Job) -> bool {
+        dispatch!(self, v => v.answers_now(job))
+    }
+
+    async fn answer(
+        &self,
+        submission: &Submission<'_>,
+    ) -> Result<super::answer::Answer, VendorError> {
+        dispatch!(self, v => v.answer(submission).await)
     }
 
     async fn find_by_idempotency_key(&self, key: &str) -> Result<Option<VendorJob>, VendorError> {

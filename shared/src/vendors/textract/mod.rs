@@ -1,9 +1,14 @@
-//! The Textract adapter (`aws-sdk-textract`, asynchronous APIs).
+//! The Textract adapter (`aws-sdk-textract`).
 //!
 //! - **Start by profile** ([`super::select::ModelMap`]): `expense` → `StartExpenseAnalysis`,
 //!   `analysis` → `StartDocumentAnalysis` with FORMS and TABLES, `text` →
-//!   `StartDocumentTextDetection`. The document is the uploaded S3 object itself (bucket, key,
-//!   version), not a URL.
+//!   `StartDocumentTextDetection`, `id` → text detection too (`AnalyzeID` has no `Start*`). The
+//!   document is the uploaded S3 object itself (bucket, key, version), not a URL.
+//! - **Or answer now** (`TEXTRACT_SYNCHRONOUS=on`): a one-page PNG, JPEG, PDF or TIFF of at most
+//!   10 MB is read by the synchronous call of the same model — `AnalyzeExpense`,
+//!   `AnalyzeDocument`, `DetectDocumentText`, or `AnalyzeID` (PNG and JPEG) — and its response
+//!   is the result ([`super::answer`]): no job, no notification, no `Get*`. Such a call has no
+//!   token: a lost answer is resolved by the ambiguity policy's fallback, never by resending.
 //! - **Idempotency**: `ClientRequestToken` is our job id (`doc-` + 40 hex: valid characters,
 //!   44 ≤ 64), so the same job always sends the same token with the same parameters; Textract
 //!   remembers it 7 days, and resending it is how a lost answer is resolved (no lookup exists).
@@ -31,11 +36,13 @@ use aws_sdk_textract::config::interceptors::{
 };
 use aws_sdk_textract::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_textract::error::{BoxError, ProvideErrorMetadata, SdkError};
+use aws_sdk_textract::operation::RequestId;
 use aws_sdk_textract::types::{
-    DocumentLocation, FeatureType, JobStatus, NotificationChannel, S3Object,
+    Document, DocumentLocation, FeatureType, JobStatus, NotificationChannel, S3Object,
 };
 use serde_json::{json, Value};
 
+use super::answer::Answer;
 use super::select::ModelMap;
 use super::{
     Capabilities, Completion, Idempotency, Submission, Vendor, VendorError, VendorJob, VendorStatus,
@@ -49,6 +56,9 @@ pub enum Api {
     Text,
     Analysis,
     Expense,
+    /// `AnalyzeID`: synchronous only. A document it cannot take (a PDF, over its limits, or
+    /// `TEXTRACT_SYNCHRONOUS=off`) is read as text instead, its MRZ found among the lines.
+    Id,
 }
 
 impl Api {
@@ -57,13 +67,36 @@ impl Api {
             "text" => Ok(Api::Text),
             "analysis" => Ok(Api::Analysis),
             "expense" => Ok(Api::Expense),
+            "id" => Ok(Api::Id),
             other => Err(VendorError::Rejected {
                 status: 0,
                 code: "unknown_model".into(),
                 message: format!(
-                    "Textract model {other:?} is not one of text, analysis, expense (VENDOR_MODELS)"
+                    "Textract model {other:?} is not one of text, analysis, expense, id (VENDOR_MODELS)"
                 ),
             }),
+        }
+    }
+
+    /// The API a job is started with: `AnalyzeID` has no `Start*`.
+    fn asynchronous(self) -> Self {
+        match self {
+            Api::Id => Api::Text,
+            other => other,
+        }
+    }
+
+    /// Whether the synchronous call takes `file_type` (all four of Textract's formats; a PDF or
+    /// TIFF of one page), for `AnalyzeID` only images: its documents are photos and scans of
+    /// cards.
+    fn answers(self, file_type: crate::inspect::FileType) -> bool {
+        use crate::inspect::FileType;
+        match self {
+            Api::Id => matches!(file_type, FileType::Png | FileType::Jpeg),
+            _ => matches!(
+                file_type,
+                FileType::Png | FileType::Jpeg | FileType::Pdf | FileType::Tiff
+            ),
         }
     }
 
@@ -72,6 +105,7 @@ impl Api {
             Api::Text => "text",
             Api::Analysis => "analysis",
             Api::Expense => "expense",
+            Api::Id => "id",
         }
     }
 
@@ -107,15 +141,27 @@ pub struct Channel {
     pub role_arn: String,
 }
 
+/// The largest document Textract's synchronous calls take: 10 MB, and one page ("Set Quotas in
+/// Amazon Textract", docs.aws.amazon.com/textract/latest/dg/limits-document.html).
+pub const SYNCHRONOUS_MAX_BYTES: u64 = 10 * 1024 * 1024;
+
 #[derive(Debug, Clone)]
 pub struct TextractVendor {
     client: aws_sdk_textract::Client,
     models: ModelMap,
     channel: Option<Channel>,
     max_result_bytes: usize,
+    synchronous: bool,
 }
 
 impl TextractVendor {
+    /// `TEXTRACT_SYNCHRONOUS=on`: one-page documents within the synchronous limits are read in
+    /// the call ([`crate::vendors::answer`]).
+    pub fn with_synchronous(mut self, on: bool) -> Self {
+        self.synchronous = on;
+        self
+    }
+
     /// The largest merged result read (all `Get*` pages together).
     pub fn with_max_result_bytes(mut self, limit: usize) -> Self {
         self.max_result_bytes = limit;
@@ -139,6 +185,7 @@ impl TextractVendor {
             models,
             channel,
             max_result_bytes: crate::vendors::http::DEFAULT_MAX_RESULT_BYTES,
+            synchronous: false,
         }
     }
 }
@@ -311,7 +358,7 @@ impl Vendor for TextractVendor {
     }
 
     async fn submit(&self, submission: &Submission<'_>) -> Result<String, VendorError> {
-        let api = Api::from_model(self.models.model_for(submission.profile)?)?;
+        let api = Api::from_model(self.models.model_for(submission.profile)?)?.asynchronous();
         let location = DocumentLocation::builder()
             .s3_object(
                 S3Object::builder()
@@ -367,7 +414,7 @@ impl Vendor for TextractVendor {
                     .map_err(classify)?
                     .job_id
             }
-            Api::Text => {
+            Api::Text | Api::Id => {
                 self.client
                     .start_document_text_detection()
                     .document_location(location)
@@ -388,6 +435,111 @@ impl Vendor for TextractVendor {
             detail: "Textract accepted the job but sent no JobId".into(),
         })?;
         Ok(vendor_job_id(api, &job_id))
+    }
+
+    fn model_of(&self, job: &crate::job::Job) -> String {
+        let model = self.model(&job.profile);
+        match Api::from_model(&model) {
+            Ok(api @ Api::Id) if !self.answers_now(job) => api.asynchronous().as_str().to_owned(),
+            _ => model,
+        }
+    }
+
+    fn answers_now(&self, job: &crate::job::Job) -> bool {
+        let Ok(api) = self
+            .models
+            .model_for(&job.profile)
+            .and_then(Api::from_model)
+        else {
+            return false;
+        };
+        self.synchronous
+            && job.inspection.pages == Some(1)
+            && job.inspection.size_bytes <= SYNCHRONOUS_MAX_BYTES
+            && job.inspection.file_type.is_some_and(|t| api.answers(t))
+    }
+
+    /// `AnalyzeExpense`, `AnalyzeDocument` (FORMS and TABLES), `DetectDocumentText` or
+    /// `AnalyzeID` on the S3 object, bounded like a submission; the response's bytes are the
+    /// answer, as Textract sent them.
+    async fn answer(&self, submission: &Submission<'_>) -> Result<Answer, VendorError> {
+        let api = Api::from_model(self.models.model_for(submission.profile)?)?;
+        let document = Document::builder()
+            .s3_object(
+                S3Object::builder()
+                    .bucket(&submission.object.bucket)
+                    .name(&submission.object.key)
+                    .set_version(submission.object.version_id.clone())
+                    .build(),
+            )
+            .build();
+        let bounded = aws_sdk_textract::config::Builder::default().timeout_config(
+            aws_sdk_textract::config::timeout::TimeoutConfig::builder()
+                .operation_timeout(submission.time_limit)
+                .build(),
+        );
+        let keep = KeepBody::default();
+        let request_id = match api {
+            Api::Expense => self
+                .client
+                .analyze_expense()
+                .document(document)
+                .customize()
+                .config_override(bounded)
+                .interceptor(keep.clone())
+                .send()
+                .await
+                .map_err(classify)?
+                .request_id()
+                .map(str::to_owned),
+            Api::Analysis => self
+                .client
+                .analyze_document()
+                .document(document)
+                .feature_types(FeatureType::Forms)
+                .feature_types(FeatureType::Tables)
+                .customize()
+                .config_override(bounded)
+                .interceptor(keep.clone())
+                .send()
+                .await
+                .map_err(classify)?
+                .request_id()
+                .map(str::to_owned),
+            Api::Text => self
+                .client
+                .detect_document_text()
+                .document(document)
+                .customize()
+                .config_override(bounded)
+                .interceptor(keep.clone())
+                .send()
+                .await
+                .map_err(classify)?
+                .request_id()
+                .map(str::to_owned),
+            Api::Id => self
+                .client
+                .analyze_id()
+                .document_pages(document)
+                .customize()
+                .config_override(bounded)
+                .interceptor(keep.clone())
+                .send()
+                .await
+                .map_err(classify)?
+                .request_id()
+                .map(str::to_owned),
+        };
+        // Read and billed: an answer we cannot keep is a lost one, never a failure.
+        let raw = keep.take().ok_or_else(|| VendorError::Unreadable {
+            status: 200,
+            detail: "Textract answered but the response body was not kept".into(),
+        })?;
+        Ok(Answer {
+            request_id,
+            raw: raw.to_vec(),
+        })
     }
 
     async fn find_by_idempotency_key(&self, _key: &str) -> Result<Option<VendorJob>, VendorError> {
@@ -422,7 +574,7 @@ impl Vendor for TextractVendor {
                     .map_err(classify)?;
                 status_of(out.job_status(), out.status_message())
             }
-            Api::Text => {
+            Api::Text | Api::Id => {
                 let out = self
                     .client
                     .get_document_text_detection()
@@ -491,7 +643,7 @@ impl Vendor for TextractVendor {
                         out.next_token().map(str::to_owned),
                     )
                 }
-                Api::Text => {
+                Api::Text | Api::Id => {
                     let out = self
                         .client
                         .get_document_text_detection()

@@ -239,6 +239,51 @@ impl<V> Chaotic<V> {
     pub fn inner(&self) -> &V {
         &self.inner
     }
+
+    /// One call that may bill the document (a submission or a synchronous call) for `job`,
+    /// counted, checked for overlap, and killed mid-way at `kill_in_call_rate`.
+    async fn call<T, F>(&self, job: &str, call: impl Fn() -> F) -> Result<T, VendorError>
+    where
+        F: std::future::Future<Output = Result<T, VendorError>>,
+    {
+        let invocation = INVOCATION.try_with(Arc::clone).ok();
+        ChaosCounters::add(&self.counters.vendor_submits);
+        let _in_flight = {
+            let mut calls = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            let n = calls.entry(job.to_owned()).or_default();
+            if *n > 0 {
+                ChaosCounters::add(&self.counters.overlapping_submits);
+            }
+            *n += 1;
+            InFlight {
+                job: job.to_owned(),
+                calls: Arc::clone(&self.in_flight),
+            }
+        };
+        if let Some(i) = &invocation {
+            i.in_vendor_call.store(true, Ordering::SeqCst);
+            if let Some(when) =
+                self.dice
+                    .strikes(ChaosFault::KillInCall, self.kill_in_call_rate, job)
+            {
+                // Killed at an instant of the call, or as its answer arrives if the call is
+                // quicker than that: either way the vendor may hold a job (or have billed an
+                // answer) the worker never recorded. The invocation never returns from here.
+                let cut = Duration::from_millis((when * 200.0) as u64);
+                tokio::select! {
+                    _ = call() => {}
+                    _ = tokio::time::sleep(cut) => {}
+                }
+                i.kill.notify_one();
+                return std::future::pending().await;
+            }
+        }
+        let result = call().await;
+        if let Some(i) = &invocation {
+            i.in_vendor_call.store(false, Ordering::SeqCst);
+        }
+        result
+    }
 }
 
 impl<V: Vendor> Vendor for Chaotic<V> {
@@ -254,45 +299,25 @@ impl<V: Vendor> Vendor for Chaotic<V> {
         self.inner.model(profile)
     }
 
+    fn model_of(&self, job: &ocrbridge::job::Job) -> String {
+        self.inner.model_of(job)
+    }
+
     async fn submit(&self, submission: &Submission<'_>) -> Result<String, VendorError> {
-        let invocation = INVOCATION.try_with(Arc::clone).ok();
-        ChaosCounters::add(&self.counters.vendor_submits);
-        let _in_flight = {
-            let mut calls = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-            let n = calls.entry(submission.external_ref.to_owned()).or_default();
-            if *n > 0 {
-                ChaosCounters::add(&self.counters.overlapping_submits);
-            }
-            *n += 1;
-            InFlight {
-                job: submission.external_ref.to_owned(),
-                calls: Arc::clone(&self.in_flight),
-            }
-        };
-        if let Some(i) = &invocation {
-            i.in_vendor_call.store(true, Ordering::SeqCst);
-            if let Some(when) = self.dice.strikes(
-                ChaosFault::KillInCall,
-                self.kill_in_call_rate,
-                submission.external_ref,
-            ) {
-                // Killed at an instant of the call, or as its answer arrives if the call is
-                // quicker than that: either way the vendor may hold a job the worker never
-                // recorded. The invocation never returns from here.
-                let cut = Duration::from_millis((when * 200.0) as u64);
-                tokio::select! {
-                    _ = self.inner.submit(submission) => {}
-                    _ = tokio::time::sleep(cut) => {}
-                }
-                i.kill.notify_one();
-                return std::future::pending().await;
-            }
-        }
-        let result = self.inner.submit(submission).await;
-        if let Some(i) = &invocation {
-            i.in_vendor_call.store(false, Ordering::SeqCst);
-        }
-        result
+        self.call(submission.external_ref, || self.inner.submit(submission))
+            .await
+    }
+
+    fn answers_now(&self, job: &ocrbridge::job::Job) -> bool {
+        self.inner.answers_now(job)
+    }
+
+    async fn answer(
+        &self,
+        submission: &Submission<'_>,
+    ) -> Result<ocrbridge::vendors::answer::Answer, VendorError> {
+        self.call(submission.external_ref, || self.inner.answer(submission))
+            .await
     }
 
     async fn find_by_idempotency_key(&self, key: &str) -> Result<Option<VendorJob>, VendorError> {
