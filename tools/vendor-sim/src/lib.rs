@@ -145,7 +145,7 @@ pub struct Aws {
 
 impl Aws {
     fn local(endpoint: &str) -> Self {
-        let config = aws_sdk_s3::config::Builder::new()
+        let mut config = aws_sdk_s3::config::Builder::new()
             .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
             .region(aws_sdk_s3::config::Region::new("us-east-1"))
             .endpoint_url(endpoint)
@@ -156,9 +156,9 @@ impl Aws {
                 None,
                 None,
                 "vendor-sim",
-            ))
-            .build();
-        let sns = aws_sdk_sns::config::Builder::new()
+            ));
+        config.set_app_name(twin_app_name());
+        let mut sns = aws_sdk_sns::config::Builder::new()
             .behavior_version(aws_sdk_sns::config::BehaviorVersion::latest())
             .region(aws_sdk_sns::config::Region::new("us-east-1"))
             .endpoint_url(endpoint)
@@ -168,13 +168,20 @@ impl Aws {
                 None,
                 None,
                 "vendor-sim",
-            ))
-            .build();
+            ));
+        sns.set_app_name(twin_app_name());
         Aws {
-            s3: aws_sdk_s3::Client::from_conf(config),
-            sns: aws_sdk_sns::Client::from_conf(sns),
+            s3: aws_sdk_s3::Client::from_conf(config.build()),
+            sns: aws_sdk_sns::Client::from_conf(sns.build()),
         }
     }
+}
+
+/// What the twins' own AWS requests (Textract reading a document from S3, publishing its
+/// notification to SNS) say they are in their User-Agent (`app/vendor-twin`): a request
+/// recording tells them from the functions'.
+fn twin_app_name() -> Option<aws_sdk_s3::config::AppName> {
+    aws_sdk_s3::config::AppName::new("vendor-twin").ok()
 }
 
 /// A submission any protocol makes, once it has the document's bytes.

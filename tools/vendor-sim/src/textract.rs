@@ -22,6 +22,11 @@
 //!   (`InternalServerError`), drop and truncate after accept, slow, lost / duplicated / delayed
 //!   notifications, failed jobs, and drift (a block type the adapter does not know).
 //!
+//! - the synchronous `DetectDocumentText`, `AnalyzeDocument`, `AnalyzeExpense` and `AnalyzeID`
+//!   on an S3 object ([`analyze`]): read in the call, answered in its response with a
+//!   `x-amzn-RequestId`, 10 MB and one page at most; the submission faults (throttling, 5xx,
+//!   drop and truncate after the read, slow) apply to them too.
+//!
 //! Not modelled: SigV4 is not checked (moto does not either); KMS, `OutputConfig` (results
 //! written to S3), adapters and queries, `PARTIAL_SUCCESS` (never produced, though the adapter
 //! handles it), the real models' accuracy — the words are Tesseract's.
@@ -46,12 +51,14 @@ use crate::fields::Field;
 use crate::state::{Idempotency, Output, Protocol, SimJob, Status};
 use crate::{Accept, Accepted, KeyRule, Sim};
 
-/// Which asynchronous API a job was started with.
+/// Which API a job was started with (or, for a synchronous call, made by).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Api {
     Text,
     Analysis,
     Expense,
+    /// `AnalyzeID`: synchronous only.
+    Id,
 }
 
 impl Api {
@@ -60,6 +67,26 @@ impl Api {
             Api::Text => "StartDocumentTextDetection",
             Api::Analysis => "StartDocumentAnalysis",
             Api::Expense => "StartExpenseAnalysis",
+            Api::Id => "AnalyzeID",
+        }
+    }
+
+    /// The `*ModelVersion` field of the API's answers.
+    fn model_version_field(self) -> &'static str {
+        match self {
+            Api::Text => "DetectDocumentTextModelVersion",
+            Api::Analysis => "AnalyzeDocumentModelVersion",
+            Api::Expense => "AnalyzeExpenseModelVersion",
+            Api::Id => "AnalyzeIDModelVersion",
+        }
+    }
+
+    /// The simulator's extraction profile for the API's documents.
+    fn profile(self) -> &'static str {
+        match self {
+            Api::Expense => "financial",
+            Api::Id => "id",
+            _ => "generic",
         }
     }
 
@@ -80,6 +107,8 @@ pub struct TextractJob {
     pub key: String,
     pub topic_arn: Option<String>,
     pub job_tag: Option<String>,
+    /// Made by a synchronous call: answered in it, never counted among the jobs in progress.
+    pub synchronous: bool,
 }
 
 pub fn routes() -> Router<Arc<Sim>> {
@@ -100,10 +129,14 @@ fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response
     response
 }
 
+/// A success, with the request id every AWS response carries.
 fn ok(body: Value) -> Response {
     (
         StatusCode::OK,
-        [("content-type", "application/x-amz-json-1.1")],
+        [
+            ("content-type", "application/x-amz-json-1.1".to_owned()),
+            ("x-amzn-requestid", uuid::Uuid::new_v4().to_string()),
+        ],
         body.to_string(),
     )
         .into_response()
@@ -195,6 +228,10 @@ async fn handle(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) ->
         "StartExpenseAnalysis" => {
             start(&sim, Api::Expense, &request, received, trace.as_deref()).await
         }
+        "DetectDocumentText" => analyze(&sim, Api::Text, &request, received).await,
+        "AnalyzeDocument" => analyze(&sim, Api::Analysis, &request, received).await,
+        "AnalyzeExpense" => analyze(&sim, Api::Expense, &request, received).await,
+        "AnalyzeID" => analyze(&sim, Api::Id, &request, received).await,
         "GetDocumentTextDetection" => get(&sim, Api::Text, &request),
         "GetDocumentAnalysis" => get(&sim, Api::Analysis, &request),
         "GetExpenseAnalysis" => get(&sim, Api::Expense, &request),
@@ -315,7 +352,10 @@ async fn start(
         inner
             .jobs
             .values()
-            .filter(|j| matches!(j.protocol, Protocol::Textract(_)) && !j.status.is_final())
+            .filter(|j| {
+                matches!(&j.protocol, Protocol::Textract(t) if !t.synchronous)
+                    && !j.status.is_final()
+            })
             .count()
     });
     if in_progress >= sim.twins.textract_max_jobs {
@@ -343,11 +383,9 @@ async fn start(
             key: key.to_owned(),
             topic_arn: topic_arn.map(str::to_owned),
             job_tag: job_tag.map(str::to_owned),
+            synchronous: false,
         }),
-        profile: match api {
-            Api::Expense => "financial".into(),
-            _ => "generic".into(),
-        },
+        profile: api.profile().into(),
         // Textract keeps no reference of ours but the JobTag, which ocrbridge sets to its job.
         external_ref: job_tag.map(str::to_owned),
         key: rule,
@@ -370,6 +408,220 @@ async fn start(
             "A ClientRequestToken input parameter was reused with different parameters.",
         ),
     }
+}
+
+/// The longest a synchronous call is kept waiting for its document (the `never_finishes` fault):
+/// then the connection is dropped, as a gateway's timeout would.
+const ANSWER_PATIENCE: Duration = Duration::from_secs(120);
+
+/// A synchronous call: the document read during the request and the result in the response,
+/// as `DetectDocumentText`, `AnalyzeDocument`, `AnalyzeExpense` and `AnalyzeID` answer. Nothing
+/// is kept to look up, no token is taken and no notification is published; the twin keys the
+/// call by the document's content (`sha256:…`), as it does for Azure, so a test can hold each
+/// document to one bill. Limits as Textract's: 10 MB, one page (a longer PDF is
+/// `UnsupportedDocumentException`, and read nonetheless: the engine counts pages by reading);
+/// `AnalyzeID`'s second page (a card's back) is not modelled.
+async fn analyze(sim: &Arc<Sim>, api: Api, request: &Value, received: Instant) -> Response {
+    let document = match api {
+        Api::Id => match request["DocumentPages"].as_array().map(Vec::as_slice) {
+            Some([one]) => one,
+            Some([_, _]) => {
+                return invalid("the Textract twin reads one page of DocumentPages, not two")
+            }
+            _ => return invalid("DocumentPages must hold one or two documents"),
+        },
+        _ => &request["Document"],
+    };
+    let s3 = &document["S3Object"];
+    let (Some(bucket), Some(key)) = (s3["Bucket"].as_str(), s3["Name"].as_str()) else {
+        return invalid("Document.S3Object needs Bucket and Name (the twin does not model Bytes)");
+    };
+    if api == Api::Analysis
+        && request["FeatureTypes"]
+            .as_array()
+            .is_none_or(|f| f.is_empty())
+    {
+        return invalid("FeatureTypes is required");
+    }
+    let bytes = match read_object(sim, bucket, key, s3["Version"].as_str()).await {
+        Ok(bytes) => bytes,
+        Err(response) => return response,
+    };
+    let subject = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
+    match submission_received(sim, &subject).proceed().await {
+        Ok(()) => {}
+        Err(Refusal::Unauthorized) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "AccessDeniedException",
+                "You aren't authorized to perform the action.",
+            )
+        }
+        Err(Refusal::Throttled(_)) => return error(
+            StatusCode::BAD_REQUEST,
+            "ThrottlingException",
+            "Amazon Textract is temporarily unable to process the request. Try your call again.",
+        ),
+        Err(Refusal::Rejected) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "BadDocumentException",
+                "Amazon Textract isn't able to read the document.",
+            )
+        }
+    }
+    if bytes.len() > 10 * 1024 * 1024 {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "DocumentTooLargeException",
+            "The document can't be processed because it's too large. The maximum document size for synchronous operations 10 MB.",
+        );
+    }
+    if !(crate::engine::looks_like_pdf(&bytes) || looks_like_image(&bytes)) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "UnsupportedDocumentException",
+            "The format of the input document isn't supported. Documents for operations can be in PNG, JPEG, PDF, or TIFF format.",
+        );
+    }
+    let accept = Accept {
+        protocol: Protocol::Textract(TextractJob {
+            api,
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            topic_arn: None,
+            job_tag: None,
+            synchronous: true,
+        }),
+        profile: api.profile().into(),
+        external_ref: Some(subject),
+        key: None,
+        document: bytes,
+        received,
+    };
+    let (job, cut) = match sim.accept(accept) {
+        Accepted::New { job, cut } => (job, cut),
+        // No key, so never a replay or a conflict.
+        Accepted::Replayed(_) | Accepted::Conflict => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalServerError",
+                "the twin replayed a call that has no token",
+            )
+        }
+    };
+    let waited = Instant::now();
+    let job = loop {
+        match sim.job(&job.id) {
+            Some(done) if done.status.is_final() => break done,
+            _ if waited.elapsed() > ANSWER_PATIENCE => {
+                let mut response = ok(json!({}));
+                cut_answer(&mut response, Some(crate::Cut::Drop));
+                return response;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    };
+    let mut response = match (&job.status, &job.output) {
+        (Status::Succeeded, Some(output)) if output.pages.len() > 1 => error(
+            StatusCode::BAD_REQUEST,
+            "UnsupportedDocumentException",
+            "Request has unsupported document format: synchronous operations take one page.",
+        ),
+        (Status::Succeeded, Some(output)) => {
+            let mut answer = ok(answer_body(&job, api, output));
+            // The request's id is the twin's name for the call: its job, so a test can find
+            // the call in the twin's books from what ocrbridge recorded.
+            if let Ok(id) = HeaderValue::from_str(&job.id) {
+                answer.headers_mut().insert("x-amzn-requestid", id);
+            }
+            answer
+        }
+        // The document could not be read (or the `failed_job` fault): Textract's answer to a
+        // document it cannot process is this error, in the call.
+        _ => error(
+            StatusCode::BAD_REQUEST,
+            "BadDocumentException",
+            "Amazon Textract isn't able to read the document.",
+        ),
+    };
+    cut_answer(&mut response, cut);
+    response
+}
+
+/// A synchronous call's whole answer: what `Get*` pages, in one body, and no `JobStatus`.
+fn answer_body(job: &SimJob, api: Api, output: &Output) -> Value {
+    let mut answer = json!({
+        api.model_version_field(): "1.0",
+        "DocumentMetadata": { "Pages": output.pages.len() },
+    });
+    match api {
+        Api::Expense => answer["ExpenseDocuments"] = json!(expense_documents(job, output)),
+        Api::Text => answer["Blocks"] = json!(blocks(job, output, false)),
+        Api::Analysis => answer["Blocks"] = json!(blocks(job, output, true)),
+        Api::Id => answer["IdentityDocuments"] = json!(identity_documents(job, output)),
+    }
+    answer
+}
+
+/// `AnalyzeID`'s `IdentityDocuments`: one per page, its typed fields as the simulator read them
+/// (every field AnalyzeID types, empty where nothing was read, as Textract sends them), dates
+/// with their `NormalizedValue`, and the page's blocks.
+fn identity_documents(job: &SimJob, output: &Output) -> Vec<Value> {
+    let all_blocks = blocks(job, output, false);
+    output
+        .pages
+        .iter()
+        .zip(&output.page_fields)
+        .enumerate()
+        .map(|(i, (page, fields))| {
+            let typed = [
+                ("ID_TYPE", "document_type"),
+                ("DOCUMENT_NUMBER", "document_number"),
+                ("LAST_NAME", "surname"),
+                ("FIRST_NAME", "given_names"),
+                ("DATE_OF_BIRTH", "date_of_birth"),
+                ("EXPIRATION_DATE", "expiry_date"),
+                ("MRZ_CODE", "mrz"),
+            ];
+            let id_fields: Vec<Value> = typed
+                .into_iter()
+                .map(|(kind, ours)| {
+                    let Some(f) = fields.get(ours) else {
+                        return json!({
+                            "Type": { "Text": kind },
+                            "ValueDetection": { "Text": "", "Confidence": 99.0 },
+                        });
+                    };
+                    let text = match kind {
+                        "ID_TYPE" => f.value.to_uppercase(),
+                        // Its lines, space-separated, as AnalyzeID sends the MRZ.
+                        "MRZ_CODE" => f.value.split_whitespace().collect::<Vec<_>>().join(" "),
+                        _ => f.value.clone(),
+                    };
+                    let mut value = json!({ "Text": text, "Confidence": f.confidence });
+                    if kind.contains("DATE") {
+                        if let Some(d) = crate::fields::typed_date(&f.value, None) {
+                            value["NormalizedValue"] = json!({
+                                "Value": d.format("%Y-%m-%dT00:00:00").to_string(),
+                                "ValueType": "Date",
+                            });
+                        }
+                    }
+                    json!({ "Type": { "Text": kind }, "ValueDetection": value })
+                })
+                .collect();
+            let page_blocks: Vec<&Value> = all_blocks
+                .iter()
+                .filter(|b| b["Page"] == page.number)
+                .collect();
+            json!({
+                "DocumentIndex": i + 1,
+                "IdentityDocumentFields": id_fields,
+                "Blocks": page_blocks,
+            })
+        })
+        .collect()
 }
 
 fn looks_like_image(bytes: &[u8]) -> bool {
@@ -454,12 +706,7 @@ fn get(sim: &Sim, api: Api, request: &Value) -> Response {
             None => return invalid("NextToken is not one this service issued"),
         },
     };
-    let model = match api {
-        Api::Text => "DetectDocumentTextModelVersion",
-        Api::Analysis => "AnalyzeDocumentModelVersion",
-        Api::Expense => "AnalyzeExpenseModelVersion",
-    };
-    let mut answer = json!({ model: "1.0" });
+    let mut answer = json!({ api.model_version_field(): "1.0" });
     match job.status {
         Status::Queued | Status::Processing => {
             answer["JobStatus"] = json!("IN_PROGRESS");
@@ -484,7 +731,7 @@ fn get(sim: &Sim, api: Api, request: &Value) -> Response {
     answer["DocumentMetadata"] = json!({ "Pages": output.pages.len() });
     let (items, key) = match api {
         Api::Expense => (expense_documents(&job, output), "ExpenseDocuments"),
-        Api::Text => (blocks(&job, output, false), "Blocks"),
+        Api::Text | Api::Id => (blocks(&job, output, false), "Blocks"),
         Api::Analysis => (blocks(&job, output, true), "Blocks"),
     };
     let end = (start + max).min(items.len());
