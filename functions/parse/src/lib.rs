@@ -19,13 +19,12 @@
 //!    its path, nothing is stored), apply the field rules, store `results/<job>/<attempt>.json` (the job records which), and move
 //!    the job to `Completed` or `NeedsReview` with every reason.
 
-use std::io::Write;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::Utc;
 use ocrbridge::batch::{self, Disposition, Source};
-use ocrbridge::blob::{Blob, ObjectRef};
+use ocrbridge::blob::{gzip, Blob, ObjectRef};
 use ocrbridge::completion::{self, Settled};
 use ocrbridge::config::{duration_setting, SettingError, StackConfig};
 use ocrbridge::cost::{JobCost, Prices, Spend};
@@ -45,6 +44,7 @@ use ocrbridge::retry::{Backoff, Budgets};
 use ocrbridge::rules::{self, RuleConfig};
 use ocrbridge::segments;
 use ocrbridge::time::{lease_until_from_deadline, UnixMillis, DEFAULT_LEASE_SAFETY_MARGIN};
+use ocrbridge::vendors::answer;
 use ocrbridge::vendors::date_order::DateOrderBySource;
 use ocrbridge::vendors::poll::PollSchedule;
 use ocrbridge::vendors::{again_after_refresh, Completion, Vendor, VendorError};
@@ -123,13 +123,6 @@ const UNKNOWN_STATUS_PATIENCE: u32 = 3;
 
 /// The longest a read waits in-process for an admission token before deferring instead.
 const MAX_READ_ADMISSION_WAIT: Duration = Duration::from_secs(2);
-
-/// Page-count buckets for the latency metric.
-fn gzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    encoder.write_all(bytes)?;
-    encoder.finish()
-}
 
 impl<V: Vendor> Parse<V> {
     pub async fn handle_sqs(&self, event: SqsEvent, deadline: UnixMillis) -> SqsBatchResponse {
@@ -388,7 +381,12 @@ impl<V: Vendor> Parse<V> {
     /// Waits for the vendor's admission token when reads spend its rate limit; `Err` is how
     /// long to defer instead.
     async fn admit_read(&self, job: &Job) -> Result<(), Duration> {
-        if !self.vendor.capabilities().reads_spend_rate_limit {
+        let answered = job
+            .vendor_job_id
+            .as_deref()
+            .is_some_and(answer::is_answered);
+        if answered || !self.vendor.capabilities().reads_spend_rate_limit {
+            // An answer is read from our archive: the vendor is not asked.
             return Ok(());
         }
         let taken = failpoints::around(
@@ -429,11 +427,11 @@ impl<V: Vendor> Parse<V> {
             "parse.before_status",
             "parse.after_status",
             job.id.as_str(),
-            self.vendor.status(&vendor_job_id),
+            answer::status(&self.vendor, &vendor_job_id),
         )
         .await;
         let status = again_after_refresh(&self.vendor, "poll", status, || {
-            self.vendor.status(&vendor_job_id)
+            answer::status(&self.vendor, &vendor_job_id)
         })
         .await;
         let vendor_job = match status {
@@ -670,6 +668,33 @@ impl<V: Vendor> Parse<V> {
         if let Err(wait) = self.admit_read(&job).await {
             return self.defer_released(&lease, wait).await;
         }
+        if let Some(answered) =
+            answer::archive_of(&self.stack.results_bucket, &job.id, &vendor_job_id)
+        {
+            // Answered in submit's call and archived there: read back, never fetched.
+            return match self.blob.get_gunzipped(&answered).await {
+                Ok(Some(raw)) => {
+                    self.parse_raw(lease, job, attempt, attempt_id, vendor_job_id, raw)
+                        .await
+                }
+                Ok(None) => {
+                    self.fail_with(
+                        &lease,
+                        &job,
+                        reason::RESULT_UNAVAILABLE,
+                        format!(
+                            "the synchronous answer archived at s3://{}/{} is gone (a retry reads the document again)",
+                            answered.bucket, answered.key
+                        ),
+                    )
+                    .await
+                }
+                Err(e) => {
+                    self.give_back(&lease, attempt, "archive_unreadable", e.to_string())
+                        .await
+                }
+            };
+        }
         // Where the raw payload is archived, whether it is parsed or too large to be.
         let archive = ObjectRef {
             bucket: self.stack.results_bucket.clone(),
@@ -752,7 +777,20 @@ impl<V: Vendor> Parse<V> {
         if let Err(e) = stored {
             return self.give_back(&lease, attempt, "archive_failed", e).await;
         }
+        self.parse_raw(lease, job, attempt, attempt_id, vendor_job_id, raw)
+            .await
+    }
 
+    /// The archived raw payload, normalized, validated, checked and stored, and the job settled.
+    async fn parse_raw(
+        &self,
+        lease: Lease,
+        job: Job,
+        attempt: u32,
+        attempt_id: String,
+        vendor_job_id: String,
+        raw: Vec<u8>,
+    ) -> Disposition {
         let mut normalized =
             match self
                 .vendor
@@ -895,7 +933,7 @@ impl<V: Vendor> Parse<V> {
                         f64::try_from(actual).unwrap_or_default(),
                         &[
                             self.vendor.name(),
-                            &self.vendor.model(&job.profile),
+                            &self.vendor.model_of(&job),
                             segments::page_bucket(job.inspection.pages),
                         ],
                         &[("job_id", job.id.as_str())],
@@ -1064,7 +1102,7 @@ impl<V: Vendor> Parse<V> {
         let value = serde_json::to_value(fields).unwrap_or_default();
         let profile = job.profile.as_str();
         let metrics = self.metrics.for_traffic(job.benchmark_run.as_ref());
-        let model = self.vendor.model(&job.profile);
+        let model = self.vendor.model_of(job);
         let Some(object) = value.as_object() else {
             return;
         };

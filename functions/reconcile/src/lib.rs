@@ -339,7 +339,7 @@ impl<V: Vendor> Reconcile<V> {
                     "reconcile.before_status",
                     "reconcile.after_status",
                     job.id.as_str(),
-                    self.vendor.status(vendor_job_id),
+                    ocrbridge::vendors::answer::status(&self.vendor, vendor_job_id),
                 )
                 .await
                 {

@@ -22,10 +22,13 @@
 //!    retry budget what the last failed call owes (deferrals owe nothing), and take an
 //!    admission token;
 //! 7. call the vendor with the deterministic key (the job id), a short-lived presigned URL, and
-//!    a time limit of what is left of the lease;
+//!    a time limit of what is left of the lease — or, for a document the vendor reads in the
+//!    call itself ([`ocrbridge::vendors::answer`]: Textract's synchronous APIs), make that call;
 //! 8. on success, the owner-fenced move to `Submitted` with the vendor's job id — for a vendor
-//!    that pushes nothing, followed by the first poll notice ([`ocrbridge::vendors::poll`]). An
-//!    answer that arrives after the lease was lost is recorded as an orphan, never dropped.
+//!    that pushes nothing, followed by the first poll notice ([`ocrbridge::vendors::poll`]). A
+//!    synchronous answer is archived first and recorded under an answered id, and parse is told
+//!    at once. An answer that arrives after the lease was lost is recorded as an orphan, never
+//!    dropped.
 //!
 //! Errors are classified ([`ErrorClass`]): retryable ones back off with full jitter through the
 //! message's visibility and leave a retry debt on the job; an ambiguous one (sent, answer lost)
@@ -44,13 +47,14 @@ use ocrbridge::blob::Blob;
 use ocrbridge::config::StackConfig;
 use ocrbridge::cost::JobCost;
 use ocrbridge::failpoints;
-use ocrbridge::job::{reason, Job, JobState, Reason};
+use ocrbridge::job::{reason, CallKind, Job, JobState, Reason};
 use ocrbridge::ledger::{AttemptOutcome, Change, FenceError, Lease, Ledger, RetryDebt};
 use ocrbridge::metrics::{self, Metrics};
 use ocrbridge::queue::{Queue, SubmitRequest, REASON_CODE_ATTRIBUTE};
 use ocrbridge::recovery;
 use ocrbridge::retry::Budgets;
 use ocrbridge::time::UnixMillis;
+use ocrbridge::vendors::answer;
 use ocrbridge::vendors::poll::POLL_STATUS;
 use ocrbridge::vendors::{Completion, Vendor};
 use tracing::{error, info, info_span, warn, Instrument};
@@ -156,6 +160,16 @@ impl<V: Vendor> Submit<V> {
             // a possible second charge; the job stays held for an operator.
             Err(recovery::RetryError::NeedsApproval(_)) => Ok(None),
             Err(e) => Err(self.retry_later(1, "dynamodb_error", e.to_string())),
+        }
+    }
+
+    /// How `job` is sent: read in the call itself where the vendor can
+    /// ([`ocrbridge::vendors::answer`]), else as a vendor job.
+    fn call_kind(&self, job: &Job) -> CallKind {
+        if self.vendor.answers_now(job) {
+            CallKind::Answer
+        } else {
+            CallKind::Job
         }
     }
 
@@ -306,7 +320,11 @@ impl<V: Vendor> Submit<V> {
                     &[("job_id", job.id.as_str())],
                 );
                 info!(vendor_job_id = %vendor_job_id, "submitted");
-                if self.vendor.capabilities().completion == Completion::Poll {
+                if answer::is_answered(&vendor_job_id) {
+                    // Answered in the call and archived: nothing to wait for.
+                    self.notify_parse(job, &vendor_job_id, "succeeded", Duration::ZERO)
+                        .await;
+                } else if self.vendor.capabilities().completion == Completion::Poll {
                     // Nothing will call: the first poll, now if the vendor may have finished
                     // long ago.
                     let delay = if notify {
@@ -446,6 +464,7 @@ impl<V: Vendor> Submit<V> {
                 self.count_reconcile(job, "adopted_from_message");
                 info!(%vendor_job_id, "the held job's lost answer arrived; adopted it");
                 let status = match self.vendor.capabilities().completion {
+                    _ if answer::is_answered(vendor_job_id) => "succeeded",
                     Completion::Poll => POLL_STATUS,
                     _ => "submitted",
                 };

@@ -3,10 +3,11 @@
 use std::time::{Duration, Instant};
 
 use ocrbridge::batch::Disposition;
+use ocrbridge::blob::gzip;
 use ocrbridge::blob::ObjectRef;
 use ocrbridge::breaker::{Admission, Breaker, Outcome};
 use ocrbridge::failpoints;
-use ocrbridge::job::{reason, Attempt, Job, Reason};
+use ocrbridge::job::{reason, Attempt, CallKind, Job, Reason};
 use ocrbridge::ledger::Change;
 use ocrbridge::ledger::{
     AttemptOutcome, FenceError, Lease, LeaseError, LeaseStep, RetryDebt, Take,
@@ -14,8 +15,9 @@ use ocrbridge::ledger::{
 use ocrbridge::metrics;
 use ocrbridge::time::{lease_until_from_deadline, UnixMillis, DEFAULT_LEASE_SAFETY_MARGIN};
 use ocrbridge::vendors::ambiguity::Resolution;
+use ocrbridge::vendors::answer::{self, Answer};
 use ocrbridge::vendors::{again_after_refresh, ErrorClass, Submission, Vendor, VendorError};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::Submit;
 
@@ -35,6 +37,19 @@ pub(crate) enum Send {
     Risky,
 }
 
+/// What a vendor call brought back: a job the vendor keeps, or the answer itself.
+pub(crate) enum Reply {
+    Job(String),
+    Answer(Answer),
+}
+
+/// The pauses before each try to archive a synchronous answer: it exists nowhere else.
+const ANSWER_ARCHIVE_RETRIES: [Duration; 3] = [
+    Duration::ZERO,
+    Duration::from_millis(200),
+    Duration::from_millis(800),
+];
+
 /// Below this much lease left, a vendor call is not started: it could not finish in time, and
 /// an abandoned call is an ambiguous one.
 const MIN_CALL_TIME: Duration = Duration::from_secs(1);
@@ -51,7 +66,7 @@ impl<V: Vendor> Submit<V> {
         let now = UnixMillis::now();
         let until = lease_until_from_deadline(deadline, DEFAULT_LEASE_SAFETY_MARGIN);
         let owner = format!("submit-{}", uuid::Uuid::new_v4().simple());
-        let attempt_id = uuid::Uuid::new_v4().to_string();
+        let attempt_id = self.call_kind(job).new_attempt_id();
         let acquired = failpoints::around(
             "submit.before_lease",
             "submit.after_lease",
@@ -106,13 +121,34 @@ impl<V: Vendor> Submit<V> {
         attempt: &Attempt,
     ) -> Result<(Lease, Send), Disposition> {
         let now = UnixMillis::now();
+        let call = attempt.call();
+        if call == CallKind::Answer {
+            // The one place a lost synchronous answer can be found: our own archive, where a
+            // worker that died before recording it left it.
+            let lease = self.find_archived_answer(lease, attempt).await?;
+            return self.resolve_by_policy(lease, attempt, call, now).await;
+        }
+        self.resolve_by_policy(lease, attempt, call, now).await
+    }
+
+    /// What nothing of ours can answer about `attempt`, the ambiguity policy resolves, by what
+    /// the vendor can do for a call of its kind.
+    async fn resolve_by_policy(
+        &self,
+        lease: Lease,
+        attempt: &Attempt,
+        call: CallKind,
+        now: UnixMillis,
+    ) -> Result<(Lease, Send), Disposition> {
         let resolution = if lease.job.resubmit_approved {
             // An operator looked at the held job and chose to resubmit.
             Resolution::RiskyResubmit
         } else {
-            self.config
-                .ambiguity
-                .resolve(&self.vendor.capabilities(), attempt.attempted_at, now)
+            self.config.ambiguity.resolve(
+                &self.vendor.capabilities().for_call(call),
+                attempt.attempted_at,
+                now,
+            )
         };
         self.metrics.count(
             metrics::AMBIGUOUS_SUBMISSIONS,
@@ -146,19 +182,62 @@ impl<V: Vendor> Submit<V> {
             }
             Resolution::RiskyResubmit => Ok((lease, Send::Risky)),
             Resolution::Hold => {
-                let reason = Reason::new(
-                    reason::SUBMISSION_OUTCOME_UNKNOWN,
-                    format!(
+                let message = match call {
+                    CallKind::Job => format!(
                         "a submission was sent at {} ms and its answer lost; {} cannot say whether it arrived, and no completion named the job within {:?}. Retry to resubmit (it may be a second charge), or fail it.",
                         attempt.attempted_at.0,
                         self.vendor.name(),
                         self.config.ambiguity.grace,
                     ),
-                );
+                    CallKind::Answer => format!(
+                        "a synchronous call to {} was made at {} ms and its answer lost (it may have been read and billed); such a call cannot be looked up, and no answer was archived. Retry to read it again (it may be a second charge), or fail it.",
+                        self.vendor.name(),
+                        attempt.attempted_at.0,
+                    ),
+                };
+                let reason = Reason::new(reason::SUBMISSION_OUTCOME_UNKNOWN, message);
                 Err(match self.hold(&lease, Change::none(), reason).await {
                     Ok(()) => Disposition::Done,
                     Err(disposition) => disposition,
                 })
+            }
+        }
+    }
+
+    /// A synchronous attempt's answer, if its worker archived it before dying: adopted (parse
+    /// reads it), nothing sent. `Ok` with the lease when there is none.
+    async fn find_archived_answer(
+        &self,
+        lease: Lease,
+        attempt: &Attempt,
+    ) -> Result<Lease, Disposition> {
+        let archive = answer::archive_for_attempt(
+            &self.stack.results_bucket,
+            &lease.job_id,
+            &attempt.attempt_id,
+        );
+        let found = failpoints::around(
+            "submit.before_find_answer",
+            "submit.after_find_answer",
+            lease.job_id.as_str(),
+            self.blob.open(&archive),
+        )
+        .await;
+        match found {
+            Ok(Some(archived)) => {
+                self.count_reconcile(&lease.job, "adopted_archived_answer");
+                info!(archive = %archive.key, "the lost synchronous answer was archived; adopting it");
+                let vendor_job_id = answer::vendor_job_id(
+                    &attempt.attempt_id,
+                    archived.head.vendor_request_id.as_deref(),
+                );
+                Err(self.complete(&lease, vendor_job_id, false).await)
+            }
+            Ok(None) => Ok(lease),
+            Err(e) => {
+                self.release(&lease, AttemptOutcome::MayHaveReached, RetryDebt::Unchanged)
+                    .await;
+                Err(self.retry_later(1, "archive_unreadable", e.to_string()))
             }
         }
     }
@@ -210,7 +289,7 @@ impl<V: Vendor> Submit<V> {
         if lease.attempt_recorded {
             return Ok(lease);
         }
-        let attempt_id = uuid::Uuid::new_v4().to_string();
+        let attempt_id = self.call_kind(&lease.job).new_attempt_id();
         let now = UnixMillis::now();
         let recorded = failpoints::around(
             "submit.before_record_attempt",
@@ -343,7 +422,7 @@ impl<V: Vendor> Submit<V> {
     /// Counts a finished call into the vendor's breaker, and says so when it moved it.
     pub(crate) async fn count_for_breaker(
         &self,
-        result: &Result<String, VendorError>,
+        result: Result<(), &VendorError>,
         probe: bool,
         job: &Job,
     ) {
@@ -434,10 +513,12 @@ impl<V: Vendor> Submit<V> {
                 return self.retry_later(1, "presign_failed", e.to_string());
             }
         };
+        // Decided as the attempt was recorded: the same job, the same vendor settings.
+        let call = self.call_kind(job);
         let started = Instant::now();
-        let first = self.send(lease, job, &url).await;
+        let first = self.send(lease, job, &url, call).await;
         let result = again_after_refresh(&self.vendor, "submit", first, || {
-            self.send(lease, job, &url)
+            self.send(lease, job, &url, call)
         })
         .await;
         self.metrics.emit(
@@ -446,11 +527,61 @@ impl<V: Vendor> Submit<V> {
             &[self.vendor.name()],
             &[("job_id", job.id.as_str())],
         );
-        self.count_for_breaker(&result, probe, job).await;
+        self.count_for_breaker(result.as_ref().map(|_| ()), probe, job)
+            .await;
         match result {
-            Ok(vendor_job_id) => self.complete(lease, vendor_job_id, false).await,
-            Err(e) => self.on_error(lease, e).await,
+            Ok(Reply::Job(vendor_job_id)) => self.complete(lease, vendor_job_id, false).await,
+            Ok(Reply::Answer(answer)) => self.keep_answer(lease, answer).await,
+            Err(e) => self.on_error(lease, e, call).await,
         }
+    }
+
+    /// A synchronous answer: archived first — it is what was paid for, and the vendor keeps no
+    /// copy — then recorded like a vendor job, named for our attempt, and parse told at once.
+    /// An answer that cannot be archived is lost: the attempt stays for the next holder, who
+    /// resolves it by the ambiguity policy (it was billed; nothing can fetch it again).
+    async fn keep_answer(&self, lease: &Lease, answer: Answer) -> Disposition {
+        let job = &lease.job;
+        let attempt_id = job.attempt.as_ref().map_or_else(
+            || CallKind::Answer.new_attempt_id(),
+            |a| a.attempt_id.clone(),
+        );
+        let archive = answer::archive_for_attempt(&self.stack.results_bucket, &job.id, &attempt_id);
+        let request_id = answer.request_id.as_deref().unwrap_or_default();
+        let mut last_error = String::new();
+        for pause in ANSWER_ARCHIVE_RETRIES {
+            tokio::time::sleep(pause).await;
+            let stored = match gzip(&answer.raw) {
+                Ok(compressed) => failpoints::around(
+                    "submit.before_archive_answer",
+                    "submit.after_archive_answer",
+                    job.id.as_str(),
+                    self.blob.put_with_metadata(
+                        &archive,
+                        compressed,
+                        "application/json",
+                        Some("gzip"),
+                        &[(answer::REQUEST_ID_METADATA, request_id)],
+                    ),
+                )
+                .await
+                .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match stored {
+                Ok(()) => {
+                    info!(%request_id, archive = %archive.key, "answered synchronously; archived");
+                    let vendor_job_id =
+                        answer::vendor_job_id(&attempt_id, answer.request_id.as_deref());
+                    return self.complete(lease, vendor_job_id, false).await;
+                }
+                Err(e) => last_error = e,
+            }
+        }
+        error!(%request_id, error = %last_error, "could not archive the vendor's synchronous answer; it is lost, and the attempt stays for the ambiguity policy");
+        self.release(lease, AttemptOutcome::MayHaveReached, RetryDebt::Unchanged)
+            .await;
+        self.retry_later(1, "answer_not_archived", last_error)
     }
 
     /// One submission, abandoned when the lease ends: a call still running after that could
@@ -458,7 +589,13 @@ impl<V: Vendor> Submit<V> {
     /// the call starts, not before: a worker paused on its way to the call (a slow write, a
     /// stall) must not start one on a lease that ended meanwhile, while the next holder makes
     /// its own.
-    async fn send(&self, lease: &Lease, job: &Job, url: &str) -> Result<String, VendorError> {
+    async fn send(
+        &self,
+        lease: &Lease,
+        job: &Job,
+        url: &str,
+        call: CallKind,
+    ) -> Result<Reply, VendorError> {
         let object = ObjectRef::from(&job.source);
         let call = async {
             let time_left = lease.until.since(UnixMillis::now());
@@ -475,8 +612,14 @@ impl<V: Vendor> Submit<V> {
                 external_ref: job.id.as_str(),
                 time_limit: time_left,
             };
+            let reply = async {
+                match call {
+                    CallKind::Job => self.vendor.submit(&submission).await.map(Reply::Job),
+                    CallKind::Answer => self.vendor.answer(&submission).await.map(Reply::Answer),
+                }
+            };
             // The adapter bounds its own call; this bounds any adapter that does not.
-            match tokio::time::timeout(time_left, self.vendor.submit(&submission)).await {
+            match tokio::time::timeout(time_left, reply).await {
                 Ok(result) => result,
                 Err(_) => Err(VendorError::NoAnswer(format!(
                     "no answer before the lease ended ({time_left:?})"
@@ -492,11 +635,12 @@ impl<V: Vendor> Submit<V> {
         .await
     }
 
-    async fn on_error(&self, lease: &Lease, error: VendorError) -> Disposition {
+    async fn on_error(&self, lease: &Lease, error: VendorError, call: CallKind) -> Disposition {
         let job = &lease.job;
         let vendor = self.vendor.name();
         let failures = job.vendor_failures + 1;
-        match error.submission_class(self.vendor.capabilities().idempotency) {
+        let capabilities = self.vendor.capabilities().for_call(call);
+        match error.submission_class(capabilities.idempotency) {
             ErrorClass::Retryable => {
                 self.metrics.count(
                     metrics::SUBMIT_RETRIES,
@@ -543,7 +687,6 @@ impl<V: Vendor> Submit<V> {
                 }
                 warn!(error = %error, "the vendor may have the document; resolving before anything else");
                 // Resolve now if the vendor can answer by key; otherwise the next holder does.
-                let capabilities = self.vendor.capabilities();
                 let sent_at = job
                     .attempt
                     .as_ref()
@@ -646,7 +789,7 @@ impl<V: Vendor> Submit<V> {
 /// How a submission's final result (after any credential refresh) counts for the vendor's
 /// health. `None`: it says nothing about the vendor — a rejected document, its answer unread,
 /// our own concurrency cap (`Busy`) — and is not counted at all.
-fn breaker_outcome(result: &Result<String, VendorError>) -> Option<Outcome> {
+fn breaker_outcome(result: Result<(), &VendorError>) -> Option<Outcome> {
     match result {
         Ok(_) | Err(VendorError::Unreadable { .. }) => Some(Outcome::Success),
         Err(VendorError::Unavailable { .. }) => Some(Outcome::ServerError),
