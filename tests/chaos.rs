@@ -12,10 +12,12 @@
 //! must never make a second job for a document, and its completions come through SNS → SQS with
 //! notifications lost, repeated and delayed); Azure (no idempotency, polled, no reference: under
 //! `hold` nothing is ever paid twice); Mindee (no idempotency, signed webhooks that name the
-//! job: under `resubmit` every second charge is counted).
+//! job: under `resubmit` every second charge is counted); and Textract answering in the call
+//! (`TEXTRACT_SYNCHRONOUS`: no token, nothing to look up, nothing pushed: under `hold` nothing
+//! is ever read twice).
 //!
 //! `CHAOS_DOCS` sets the document count (default 140 against the simulator, 100 against a
-//! twin: the CI sizes);
+//! twin, 60 for Textract's synchronous path: the CI sizes);
 //! `make chaos` runs 1,000, `CHAOS_VENDOR=textract make chaos` (or azure, mindee) one twin's.
 //!
 //! **Same seed, same run.** Every fault decision — the simulator's and the functions' — is keyed
@@ -93,7 +95,7 @@ struct Forcing {
     chaos: BTreeSet<(ChaosFault, String)>,
 }
 
-fn forcing(vendor: VendorKind, uploads: &[(String, Vec<u8>)]) -> Forcing {
+fn forcing(vendor: VendorKind, sync: bool, uploads: &[(String, Vec<u8>)]) -> Forcing {
     let receipt = Profile::new("receipt").unwrap();
     let mut plain = uploads
         .iter()
@@ -105,16 +107,18 @@ fn forcing(vendor: VendorKind, uploads: &[(String, Vec<u8>)]) -> Forcing {
             .expect("enough plain documents to force faults on");
         let job = DocumentKey::new(&ContentHash::of(bytes), &receipt).job_id();
         // What the vendor knows the document by: our job id (the simulator's external_ref,
-        // Textract's JobTag, Mindee's alias); Azure keeps nothing, so its twin keys by content.
+        // Textract's JobTag, Mindee's alias); Azure and a synchronous call keep nothing, so
+        // their twin keys by content.
         let subject = match vendor {
             VendorKind::Azure => format!("sha256:{}", ContentHash::of(bytes).to_hex()),
+            _ if sync => format!("sha256:{}", ContentHash::of(bytes).to_hex()),
             _ => job.to_string(),
         };
         (key.clone(), job.to_string(), subject)
     };
     let mut sim: std::collections::BTreeMap<Fault, std::collections::BTreeSet<Forced>> =
         Default::default();
-    for fault in fault_rates(vendor).into_keys() {
+    for fault in fault_rates(vendor, sync).into_keys() {
         let at: Vec<Forced> = match fault {
             // At the door, before a request is read: by the request's number.
             Fault::Throttle => vec![Forced::Request(4), Forced::Request(9)],
@@ -141,11 +145,16 @@ fn forcing(vendor: VendorKind, uploads: &[(String, Vec<u8>)]) -> Forcing {
 }
 
 /// `CHAOS_DOCS`, or 140 against the simulator and 100 against a twin (CI's sizes).
-fn docs(vendor: VendorKind) -> usize {
+fn docs(vendor: VendorKind, sync: bool) -> usize {
     std::env::var("CHAOS_DOCS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(if vendor == VendorKind::Sim { 140 } else { 100 })
+        .unwrap_or(match vendor {
+            VendorKind::Sim => 140,
+            // The synchronous path's own run: its faults are few (nothing is pushed).
+            _ if sync => 60,
+            _ => 100,
+        })
 }
 
 /// How many runs go at once (`CHAOS_PARALLEL`, default 2). A run spends most of its time waiting
@@ -170,20 +179,30 @@ async fn turn() -> tokio::sync::SemaphorePermit<'static> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_without_vendor_idempotency_under_hold_never_pays_twice() {
     let _turn = turn().await;
-    run(VendorKind::Sim, Fallback::Hold).await;
+    run(VendorKind::Sim, Fallback::Hold, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_without_vendor_idempotency_under_resubmit_counts_every_possible_second_charge() {
     let _turn = turn().await;
-    run(VendorKind::Sim, Fallback::Resubmit).await;
+    run(VendorKind::Sim, Fallback::Resubmit, false).await;
 }
 
 /// Under `resubmit`, the fallback that would pay twice anywhere else: the token makes it safe.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_against_the_textract_twin_never_makes_a_second_job() {
     let _turn = turn().await;
-    run(VendorKind::Textract, Fallback::Resubmit).await;
+    run(VendorKind::Textract, Fallback::Resubmit, false).await;
+}
+
+/// `TEXTRACT_SYNCHRONOUS=on`: every document is read in the call, which has no token, nothing
+/// to look up and no completion. A lost answer (dropped, cut short, timed out, a worker killed
+/// mid-call) is held at once — or found in the archive when its worker died after keeping it —
+/// and nothing is ever read twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_against_the_textract_twin_answering_in_the_call_never_pays_twice_under_hold() {
+    let _turn = turn().await;
+    run(VendorKind::Textract, Fallback::Hold, true).await;
 }
 
 /// Azure: no idempotency and no reference in a completion (it pushes none), so a lost answer
@@ -191,7 +210,7 @@ async fn chaos_against_the_textract_twin_never_makes_a_second_job() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_against_the_azure_twin_never_pays_twice_under_hold() {
     let _turn = turn().await;
-    run(VendorKind::Azure, Fallback::Hold).await;
+    run(VendorKind::Azure, Fallback::Hold, false).await;
 }
 
 /// Mindee: no idempotency, but its webhooks name our alias: a lost answer waits for them, and
@@ -199,7 +218,7 @@ async fn chaos_against_the_azure_twin_never_pays_twice_under_hold() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_against_the_mindee_twin_counts_every_possible_second_charge() {
     let _turn = turn().await;
-    run(VendorKind::Mindee, Fallback::Resubmit).await;
+    run(VendorKind::Mindee, Fallback::Resubmit, false).await;
 }
 
 /// What a vendor's protocol lets the chaos run check.
@@ -215,8 +234,15 @@ struct Traits {
     names_the_job: bool,
 }
 
-fn traits(vendor: VendorKind) -> Traits {
+fn traits(vendor: VendorKind, sync: bool) -> Traits {
     match vendor {
+        // Answered in the call: nothing deduplicates it and nothing is pushed.
+        VendorKind::Textract if sync => Traits {
+            idempotent: false,
+            pushes: false,
+            signed: false,
+            names_the_job: false,
+        },
         VendorKind::Sim => Traits {
             idempotent: false,
             pushes: true,
@@ -258,8 +284,8 @@ fn vendor_side_id(recorded: &str) -> &str {
 
 /// The simulator's faults that apply to `vendor`'s protocol, and their rates. (That each one
 /// fired is not left to the rates: each is also forced on a document of its own, [`forcing`].)
-fn fault_rates(vendor: VendorKind) -> BTreeMap<Fault, f64> {
-    let traits = traits(vendor);
+fn fault_rates(vendor: VendorKind, sync: bool) -> BTreeMap<Fault, f64> {
+    let traits = traits(vendor, sync);
     let mut rates = BTreeMap::from([
         (Fault::Throttle, 0.06),
         (Fault::ServerError, 0.06),
@@ -295,13 +321,24 @@ fn fault_rates(vendor: VendorKind) -> BTreeMap<Fault, f64> {
     rates
 }
 
-fn options(vendor: VendorKind, fallback: Fallback, seed: u64, forcing: Forcing) -> PipelineOptions {
+fn options(
+    vendor: VendorKind,
+    sync: bool,
+    fallback: Fallback,
+    seed: u64,
+    forcing: Forcing,
+) -> PipelineOptions {
     PipelineOptions {
         vendor,
         engine: EngineKind::Fast,
+        environment: if sync {
+            vec![("TEXTRACT_SYNCHRONOUS".into(), "on".into())]
+        } else {
+            Vec::new()
+        },
         faults: FaultConfig {
             seed,
-            rates: fault_rates(vendor),
+            rates: fault_rates(vendor, sync),
             force: forcing.sim,
             rate_limit_rps: Some(100.0),
             // Longer than a lease: the client gives up first, and the simulator never creates
@@ -349,22 +386,29 @@ fn options(vendor: VendorKind, fallback: Fallback, seed: u64, forcing: Forcing) 
     }
 }
 
-async fn run(vendor: VendorKind, fallback: Fallback) {
-    let docs = docs(vendor);
+/// One chaos run against `vendor`'s twin under `fallback`; `sync`: Textract answering in the
+/// call (`TEXTRACT_SYNCHRONOUS=on`).
+async fn run(vendor: VendorKind, fallback: Fallback, sync: bool) {
+    let docs = docs(vendor, sync);
     let seed = seed();
-    let run = format!("{vendor}/{}", fallback.as_str());
+    let twin = if sync {
+        format!("{vendor}(sync)")
+    } else {
+        vendor.to_string()
+    };
+    let run = format!("{twin}/{}", fallback.as_str());
     eprintln!("chaos[{run}]: CHAOS_SEED={seed} (set it to replay this run)");
     let uploads = uploads(docs, seed);
-    let forced = forcing(vendor, &uploads);
+    let forced = forcing(vendor, sync, &uploads);
     let s = stack_with(&[("VendorName", vendor.as_str())]).await;
     let p = Pipeline::start(
         s.clients.clone(),
         &s.stack,
-        options(vendor, fallback, seed, forced),
+        options(vendor, sync, fallback, seed, forced),
     )
     .await
     .unwrap();
-    let traits = traits(vendor);
+    let traits = traits(vendor, sync);
     // Whether a resubmission with the same key is safe at this vendor.
     let native = traits.idempotent;
 
@@ -600,7 +644,7 @@ async fn run(vendor: VendorKind, fallback: Fallback) {
             forged
         );
         assert_eq!(count_metric(&webhook, "WebhooksRejected[stale]"), replayed);
-    } else if vendor == VendorKind::Textract {
+    } else if vendor == VendorKind::Textract && !sync {
         // Textract's notifications: lost ones found by reconcile, repeated ones harmless.
         let published = stats["notifications_published"].as_u64().unwrap_or(0);
         assert!(published > 0, "no notification published: {stats}");
@@ -624,7 +668,7 @@ async fn run(vendor: VendorKind, fallback: Fallback) {
     eprintln!("chaos[{run}]: dead letters {dead_letters:?}");
     // 8. What was meant to happen, happened: every simulator fault, every chaos fault, the
     //    ambiguous path and its resolutions, takeovers and fenced-out writes.
-    for fault in fault_rates(vendor).keys() {
+    for fault in fault_rates(vendor, sync).keys() {
         assert!(
             stats["faults_injected"][fault.name()].as_u64().unwrap_or(0) > 0,
             "{} never fired: {stats}",

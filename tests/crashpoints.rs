@@ -13,7 +13,8 @@
 //! Each case is a small scenario of its own: one document (and what its route needs to reach
 //! the point: a duplicate upload, a refused key and the operator's re-upload, a lost answer, a
 //! lost webhook…), run to quiescence in a pipeline against a twin **without idempotency** — the
-//! simulator with none, Azure, Mindee — under the `hold` or the `resubmit` policy. Scenarios of
+//! simulator with none, Azure, Mindee, and Textract's synchronous calls for the points of that
+//! path — under the `hold` or the `resubmit` policy. Scenarios of
 //! one configuration run side by side in one pipeline; each failpoint is aimed at its own
 //! document only. Then, for every document:
 //!
@@ -62,6 +63,9 @@ struct Config {
     /// The simulator with native idempotency: only for the points no twin without it can
     /// reach (a lookup by key).
     native: bool,
+    /// The Textract twin answering one-page documents in the call (`TEXTRACT_SYNCHRONOUS`): a
+    /// call with no token and nothing to look up, only for the points of that path.
+    sync: bool,
     /// A pipeline of its own: for a case whose verdict must not depend on how busy the
     /// other cases keep the functions (the pause).
     alone: bool,
@@ -78,6 +82,7 @@ impl Config {
             vendor,
             fallback,
             native: false,
+            sync: false,
             alone: false,
             timed: false,
         }
@@ -86,6 +91,8 @@ impl Config {
     fn name(self) -> String {
         let twin = if self.native {
             "sim(native)".to_owned()
+        } else if self.sync {
+            "textract(sync)".to_owned()
         } else if self.vendor == VendorKind::Sim {
             "sim(none)".to_owned()
         } else {
@@ -97,7 +104,7 @@ impl Config {
     }
 
     fn pushes(self) -> bool {
-        self.vendor != VendorKind::Azure
+        self.vendor != VendorKind::Azure && !self.sync
     }
 }
 
@@ -115,6 +122,16 @@ const SIM_NATIVE: Config = Config {
     vendor: VendorKind::Sim,
     fallback: Fallback::Hold,
     native: true,
+    sync: false,
+    alone: false,
+    timed: false,
+};
+
+const TEXTRACT_SYNC: Config = Config {
+    vendor: VendorKind::Textract,
+    fallback: Fallback::Hold,
+    native: false,
+    sync: true,
     alone: false,
     timed: false,
 };
@@ -236,6 +253,11 @@ fn route(point: &str, config: Config) -> Option<Route> {
     match (stage, effect) {
         ("submit", "lookup") => config.native.then_some(Route::LostAnswer),
         (_, _) if config.native => None,
+        // A synchronous answer: archived in hand, or looked for by the successor of a worker
+        // whose answer was lost.
+        ("submit", "archive_answer") => config.sync.then_some(Route::Happy),
+        ("submit", "find_answer") => config.sync.then_some(Route::LostAnswer),
+        (_, _) if config.sync => None,
         ("intake", "reject") => all(Route::Junk),
         ("intake", "link_source") => all(Route::Duplicate),
         ("intake", "retry") => all(Route::AuthThenReupload),
@@ -324,12 +346,12 @@ fn cases(full: bool) -> Vec<Case> {
         for action in actions().into_iter().chain(pause) {
             let reachable: Vec<(Config, Route)> = CONFIGS
                 .iter()
-                .chain([&SIM_NATIVE])
+                .chain([&SIM_NATIVE, &TEXTRACT_SYNC])
                 .filter_map(|c| match action {
                     // On the twin that pushes nothing: there, only the lease tells the second
                     // worker that the first is alive (a pushed completion would name the job
                     // and heal the overlap).
-                    Action::Stall(d) if d == PAUSE => (!c.native && !c.pushes())
+                    Action::Stall(d) if d == PAUSE => (!c.native && !c.sync && !c.pushes())
                         .then_some((Config { alone: true, ..*c }, Route::Overlap)),
                     _ => route(point, *c).map(|r| (*c, r)),
                 })
@@ -359,8 +381,10 @@ fn cases(full: bool) -> Vec<Case> {
                 };
                 let content = ContentHash::of(&bytes);
                 let job = DocumentKey::new(&content, &receipt).job_id();
+                // A synchronous call names nothing of ours either: the twin keys it by content.
                 let vendor_subject = match config.vendor {
                     VendorKind::Azure => format!("sha256:{}", content.to_hex()),
+                    _ if config.sync => format!("sha256:{}", content.to_hex()),
                     _ => job.to_string(),
                 };
                 out.push(Case {
@@ -511,7 +535,11 @@ fn options(config: Config, plan: &Plan) -> PipelineOptions {
         concurrency: if config.timed { 8 } else { 3 },
         vendor_rps: 200.0,
         // A result over this is streamed to the archive, not read (`oversized_result` is 300 KB).
-        environment: vec![("VENDOR_MAX_RESULT_BYTES".into(), "200000".into())],
+        environment: [("VENDOR_MAX_RESULT_BYTES", "200000")]
+            .into_iter()
+            .chain(config.sync.then_some(("TEXTRACT_SYNCHRONOUS", "on")))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
         ..PipelineOptions::default()
     }
 }
@@ -837,10 +865,14 @@ async fn stranger(p: &Pipeline, case: &Case, api_key: &str) -> String {
 /// The vendor's own id in what ocrbridge records as a vendor job (Azure's Operation-Location
 /// ends in it).
 fn vendor_side_id(recorded: &str) -> &str {
-    match recorded.split_once("/analyzeResults/") {
-        Some((_, rest)) => rest.split('?').next().unwrap_or(rest),
-        None => recorded,
+    if let Some((_, rest)) = recorded.split_once("/analyzeResults/") {
+        return rest.split('?').next().unwrap_or(rest);
     }
+    // A synchronous answer, `answered:<attempt>:<request id>`: the twin's request id is its job.
+    if ocrbridge::vendors::answer::is_answered(recorded) {
+        return recorded.rsplit_once(':').map_or(recorded, |(_, id)| id);
+    }
+    recorded
 }
 
 /// The invariants of one case (see the module docs); each breach said in a line.
@@ -949,6 +981,7 @@ fn check(config: Config, case: &Case, job: Option<&Job>, p: &Pipeline) -> Vec<St
 /// answer inside ocrbridge, as a dropped response would outside it.
 const ANSWER_IN_HAND: &[&str] = &[
     "submit.after_vendor_call",
+    "submit.before_archive_answer",
     "submit.before_record_submitted",
     "submit.before_record_orphan",
     "submit.before_adopt_held",

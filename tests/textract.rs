@@ -252,6 +252,187 @@ async fn a_document_textract_fails_is_failed_with_its_reason() {
     assert!(jobs[0].result_key.is_none());
 }
 
+/// `TEXTRACT_SYNCHRONOUS=on`: one-page documents are read in the call itself — AnalyzeExpense,
+/// DetectDocumentText, AnalyzeID — with no job, no notification and no `Get*`; their answers
+/// are archived as Textract sent them and parsed like any result. A two-page PDF still goes
+/// through `StartExpenseAnalysis` and SNS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_page_documents_are_answered_in_the_call_without_a_job_a_notification_or_a_get() {
+    let s = stack_with(&[("VendorName", "textract"), ("TextractSynchronous", "on")]).await;
+    let p = Pipeline::start(s.clients.clone(), &s.stack, options(EngineKind::Tesseract))
+        .await
+        .unwrap();
+    let passport = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../bench/packs/default/ids/passport-001.png"),
+    )
+    .unwrap();
+    let lines = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let two_pages = text_pdf_pages(&[
+        lines(&["ACME Supplies Ltd", "Invoice No: INV-7", "Total: 10.00"]),
+        lines(&["Terms: 30 days"]),
+    ]);
+    let uploads = [
+        ("receipts/r.jpg", receipt(), "receipt", "ExpenseDocuments"),
+        (
+            "other/g.pdf",
+            text_pdf(&["Plain text", "two lines"]),
+            "generic",
+            "Blocks",
+        ),
+        ("ids/p.png", passport, "id", "IdentityDocuments"),
+        ("invoices/two.pdf", two_pages, "invoice", "ExpenseDocuments"),
+    ];
+    let mut ids = Vec::new();
+    for (key, bytes, profile, _) in &uploads {
+        s.put(key, bytes.clone(), None).await;
+        ids.push(job_id_for(bytes, profile));
+    }
+    let jobs = run_until_settled(&p, &s.ledger, &ids, Duration::from_secs(120)).await;
+    for (job, (key, _, _, items)) in jobs.iter().zip(&uploads) {
+        assert!(
+            matches!(job.state, JobState::Completed | JobState::NeedsReview),
+            "{key}: {job:?}"
+        );
+        let vendor_job = job.vendor_job_id.as_deref().unwrap();
+        let answered = *key != "invoices/two.pdf";
+        assert_eq!(
+            ocrbridge::vendors::answer::is_answered(vendor_job),
+            answered,
+            "{key}: {vendor_job}"
+        );
+        let raw = s
+            .clients
+            .s3
+            .list_objects_v2()
+            .bucket(&s.config.results_bucket)
+            .prefix(format!("raw/{}/", job.id))
+            .send()
+            .await
+            .unwrap();
+        let keys: Vec<&str> = raw.contents().iter().filter_map(|o| o.key()).collect();
+        assert_eq!(keys.len(), 1, "{key}: one archived payload: {keys:?}");
+        assert_eq!(
+            keys[0].contains("/answered-sync-"),
+            answered,
+            "{key}: {keys:?}"
+        );
+        let payload: Value = serde_json::from_slice(&results_object(&s, keys[0]).await).unwrap();
+        assert!(payload[*items].is_array(), "{key}: {payload}");
+        // A synchronous answer has no job, so no JobStatus; a merged `Get*` result has one.
+        assert_eq!(payload.get("JobStatus").is_none(), answered, "{key}");
+        let result: Value =
+            serde_json::from_slice(&results_object(&s, job.result_key.as_ref().unwrap()).await)
+                .unwrap();
+        assert_eq!(result["vendor"]["job_id"], vendor_job, "{key}");
+    }
+    // The passport went through AnalyzeID: typed fields, and its price.
+    let id_result: Value =
+        serde_json::from_slice(&results_object(&s, jobs[2].result_key.as_ref().unwrap()).await)
+            .unwrap();
+    assert_eq!(id_result["vendor"]["model"], "AnalyzeID");
+    assert_eq!(id_result["fields"]["document_type"]["value"], "passport");
+    assert!(
+        id_result["fields"]["mrz"]["value"].is_string(),
+        "{id_result}"
+    );
+    let id_cost = jobs[2].cost.as_ref().unwrap();
+    assert_eq!(id_cost.model, "id", "{id_cost:?}");
+    let stats = sim_stats(&p.sim).await;
+    assert_eq!(stats["billed_documents"], 4, "{stats}");
+    assert_eq!(
+        stats["notifications_published"], 1,
+        "only the two-page invoice was a job: {stats}"
+    );
+    let recorded = p.submit.metrics.recorded();
+    assert_eq!(recorded.get("AmbiguousSubmissions[textract,hold]"), None);
+}
+
+/// A synchronous call whose answer is lost: it cannot be looked up and nothing will complete
+/// it, so under `hold` the job is held at once for a person, with a reason that says so — and
+/// nothing is sent twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_synchronous_answer_is_held_not_sent_again() {
+    let s = stack_with(&[("VendorName", "textract"), ("TextractSynchronous", "on")]).await;
+    let p = Pipeline::start(s.clients.clone(), &s.stack, options(EngineKind::Fast))
+        .await
+        .unwrap();
+    set_faults(&p.sim, json!({"seed": 5, "rates": {"drop": 1.0}})).await;
+    let bytes = receipt();
+    s.put("receipts/dropped.jpg", bytes.clone(), None).await;
+    let id = job_id_for(&bytes, "receipt");
+    let jobs = run_until_settled(&p, &s.ledger, &[id], Duration::from_secs(60)).await;
+    let job = &jobs[0];
+    assert_eq!(job.state, JobState::Held, "{job:?}");
+    let reason = job.reason.clone().unwrap();
+    assert_eq!(reason.code, "submission_outcome_unknown");
+    assert!(reason.message.contains("synchronous"), "{}", reason.message);
+    let subject = format!(
+        "sha256:{}",
+        ocrbridge::job::ContentHash::of(&bytes).to_hex()
+    );
+    assert_eq!(p.sim.sim.books(&subject).len(), 1, "read once, never again");
+    assert_eq!(job.risky_resubmits, 0);
+    assert_eq!(
+        p.submit.metrics.recorded()["AmbiguousSubmissions[textract,hold]"],
+        1.0
+    );
+}
+
+/// A worker dies after archiving its synchronous answer and before recording it: the worker
+/// that inherits the attempt finds the answer in the archive and adopts it — the document is
+/// read once, parsed, and never held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_archived_by_a_worker_that_died_is_adopted_by_its_successor() {
+    let s = stack_with(&[("VendorName", "textract"), ("TextractSynchronous", "on")]).await;
+    let p = Pipeline::start(
+        s.clients.clone(),
+        &s.stack,
+        PipelineOptions {
+            crash_redelivery: Duration::from_millis(500),
+            // The dead worker's lease (the invocation less its 2 s margin) is waited out.
+            invocation_timeout: Duration::from_secs(6),
+            ..options(EngineKind::Fast)
+        },
+    )
+    .await
+    .unwrap();
+    let bytes = receipt();
+    let id = job_id_for(&bytes, "receipt");
+    ocrbridge::failpoints::arm_more(
+        "submit.after_archive_answer",
+        &[(ocrbridge::failpoints::Action::Crash, id.to_string())],
+    )
+    .unwrap();
+    s.put("receipts/crashed.jpg", bytes.clone(), None).await;
+    let jobs = run_until_settled(&p, &s.ledger, &[id], Duration::from_secs(60)).await;
+    let job = &jobs[0];
+    assert!(
+        matches!(job.state, JobState::Completed | JobState::NeedsReview),
+        "{job:?}"
+    );
+    assert!(
+        !job.history.iter().any(|h| h.state == JobState::Held),
+        "{job:?}"
+    );
+    let subject = format!(
+        "sha256:{}",
+        ocrbridge::job::ContentHash::of(&bytes).to_hex()
+    );
+    let books = p.sim.sim.books(&subject);
+    assert_eq!(books.len(), 1, "read once");
+    // Named for the dead worker's attempt and the twin's request (its job).
+    let followed = job.vendor_job_id.as_deref().unwrap();
+    assert!(
+        followed.ends_with(&format!(":{}", books[0].id)),
+        "{followed}"
+    );
+    assert_eq!(
+        p.submit.metrics.recorded()["Reconciles[textract,adopted_archived_answer]"],
+        1.0
+    );
+}
+
 /// The adapter on its own against the twin: a document stored in the stack's bucket.
 struct Direct {
     s: TestStack,

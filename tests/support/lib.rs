@@ -43,8 +43,18 @@ pub async fn stack_with(parameters: &[(&str, &str)]) -> TestStack {
 pub async fn pipeline_on(
     vendor: ocrbridge::vendors::select::VendorKind,
 ) -> (TestStack, ocrbridge_local::pipeline::Pipeline) {
+    pipeline_with(vendor, &[]).await
+}
+
+/// [`pipeline_on`], with template parameters besides `VendorName` (`TextractSynchronous`…).
+pub async fn pipeline_with(
+    vendor: ocrbridge::vendors::select::VendorKind,
+    parameters: &[(&str, &str)],
+) -> (TestStack, ocrbridge_local::pipeline::Pipeline) {
     use ocrbridge_local::pipeline::{Pipeline, PipelineOptions};
-    let s = stack_with(&[("VendorName", vendor.as_str())]).await;
+    let vendor_name = [("VendorName", vendor.as_str())];
+    let all: Vec<(&str, &str)> = vendor_name.iter().chain(parameters).copied().collect();
+    let s = stack_with(&all).await;
     let p = Pipeline::start(
         s.clients.clone(),
         &s.stack,
