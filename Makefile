@@ -47,7 +47,7 @@ package:
 
 ## bench: intake validation (1 GB object, big PDF, big image), submit throughput vs the vendor's
 ## rate limit, submissions plus polls vs the Azure twin's rate limit, webhook verification vs raw HMAC, the happy path's AWS requests per document and
-## overhead, and cold-start init per function; figures to stdout
+## overhead, Textract synchronous against asynchronous, and cold-start init per function; figures to stdout
 bench:
 	scripts/bench-intake.sh
 	scripts/bench-submit.sh
@@ -56,6 +56,7 @@ bench:
 	EMULATOR=1 scripts/bench-webhook.sh
 	cargo bench -p ocrbridge --bench verify
 	scripts/bench-pipeline.sh
+	scripts/bench-textract-sync.sh
 	scripts/bench-init.sh
 
 ## bench-quality: the quality benchmark pack (bench/packs/default, 52 documents) through the

@@ -110,8 +110,14 @@ fn secret_pair(text: &str) -> Result<(String, String), String> {
 }
 
 /// The template parameters that select a vendor.
+/// The stack's vendor parameters: `VENDOR`, and `TEXTRACT_SYNCHRONOUS=on|off` when set
+/// (`VENDOR=textract TEXTRACT_SYNCHRONOUS=on make bench-quality`).
 fn vendor_parameters(vendor: VendorKind) -> BTreeMap<String, String> {
-    BTreeMap::from([("VendorName".to_owned(), vendor.as_str().to_owned())])
+    let mut parameters = BTreeMap::from([("VendorName".to_owned(), vendor.as_str().to_owned())]);
+    if let Ok(sync) = std::env::var("TEXTRACT_SYNCHRONOUS") {
+        parameters.insert("TextractSynchronous".to_owned(), sync);
+    }
+    parameters
 }
 
 /// The `export NAME=value` lines of a stack's environment.

@@ -3,8 +3,13 @@
 //!
 //! ```text
 //! bench-pipeline [--docs N] [--interval-ms MS] [--binaries DIR] [--corpus DIR]
+//!                [--vendor sim|textract] [--textract-sync on|off]
 //!     (moto must be running; scripts/bench-pipeline.sh starts its own)
 //! ```
+//! `--vendor textract` runs against the simulator's Textract twin (receipts through
+//! AnalyzeExpense); `--textract-sync on` reads them in the call (`TEXTRACT_SYNCHRONOUS`), `off`
+//! starts a job, waits for its SNS notification and `Get*`s the result
+//! (`scripts/bench-textract-sync.sh` runs both and compares).
 //! Reports, for documents that all end Completed or NeedsReview:
 //! - the AWS requests the pipeline made per document, by caller, service and operation. Every
 //!   function binary tags its requests with `AWS_SDK_UA_APP_ID=<function>`; the emulated event
@@ -12,7 +17,9 @@
 //!   vendor's presigned GETs carry no SDK user agent at all. This benchmark's observation reads
 //!   are left out of the totals;
 //! - the pipeline's overhead: upload to stored result minus the simulator's own time for the job
-//!   (document fetch, queue, OCR), p50 and p95.
+//!   (document fetch, queue, OCR), p50 and p95;
+//! - the vendor's calls per document, from the simulator's own counters (the Textract twin's
+//!   calls are not AWS requests moto sees: submissions, status and result reads apart).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -25,7 +32,8 @@ use ocrbridge::aws::{local_sdk_config, AwsClients};
 use ocrbridge::job::{JobId, JobState};
 use ocrbridge::ledger::Ledger;
 use ocrbridge::time::UnixMillis;
-use ocrbridge_local::bench::{fresh_stack, Flags};
+use ocrbridge::vendors::select::VendorKind;
+use ocrbridge_local::bench::{fresh_stack_with, Flags};
 use ocrbridge_local::demo::job_id_of;
 use ocrbridge_local::pipeline::{EventSourceCounters, Pipeline, PipelineOptions};
 use ocrbridge_local::{moto, template_path};
@@ -151,11 +159,38 @@ async fn main() -> Result<(), String> {
         return Err(format!("no .jpg receipts under {}", corpus.display()));
     }
 
+    let vendor: VendorKind = flags
+        .get("--vendor")
+        .unwrap_or_else(|| "sim".into())
+        .parse()
+        .map_err(|e| format!("--vendor: {e}"))?;
+    let sync = flags.get("--textract-sync").unwrap_or_else(|| "off".into());
+    if !["on", "off"].contains(&sync.as_str()) {
+        return Err(format!("--textract-sync is on or off, not {sync:?}"));
+    }
     let endpoint = moto::endpoint_from_env();
     let observer = clients(&endpoint, OBSERVER)?;
     let uploader = clients(&endpoint, UPLOADER)?;
-    let stack = fresh_stack(&observer, &endpoint, "bench-pipeline").await?;
+    let stack = fresh_stack_with(
+        &observer,
+        &endpoint,
+        "bench-pipeline",
+        &[
+            ("VendorName", vendor.as_str()),
+            ("TextractSynchronous", sync.as_str()),
+        ],
+    )
+    .await?;
+    println!(
+        "vendor: {vendor}{}",
+        if vendor == VendorKind::Textract {
+            format!(" (TEXTRACT_SYNCHRONOUS={sync})")
+        } else {
+            String::new()
+        }
+    );
     let options = PipelineOptions {
+        vendor,
         engine: EngineKind::Tesseract,
         // The happy path: no schedule-driven work inside the measurement.
         reconcile_every: Duration::from_secs(3600),
@@ -307,7 +342,7 @@ async fn main() -> Result<(), String> {
     let es = &p.event_sources;
     let es_docs = EventSourceCounters::get(&es.receives_with_messages)
         + EventSourceCounters::get(&es.delete_batches);
-    let vendor = by_caller
+    let fetches = by_caller
         .get("vendor (presigned URL)")
         .copied()
         .unwrap_or(0);
@@ -327,10 +362,25 @@ async fn main() -> Result<(), String> {
         EventSourceCounters::get(&es.delete_batches),
         EventSourceCounters::get(&es.empty_receives),
     );
-    println!("  vendor's presigned GETs      {:>6.2}", vendor as f64 / n);
+    // Textract reads the document from our bucket and publishes its notification to our
+    // topic: requests billed to the account like the functions' own.
+    let twin = by_caller.get("vendor-twin").copied().unwrap_or(0);
+    println!("  vendor's presigned GETs      {:>6.2}", fetches as f64 / n);
+    println!(
+        "  vendor's own AWS requests    {:>6.2}  (S3 reads, SNS publishes)",
+        twin as f64 / n
+    );
     println!(
         "  total billable, excl. upload {:>6.2}",
-        (functions + es_docs + vendor) as f64 / n
+        (functions + es_docs + fetches + twin) as f64 / n
+    );
+    let sim = p.sim.sim.stats();
+    println!(
+        "  vendor calls                 {:>6.2}  ({} in all: {} submissions, {} status and result reads)",
+        sim.requests as f64 / n,
+        sim.requests,
+        sim.submit_requests,
+        sim.status_requests
     );
     println!();
 
@@ -346,9 +396,12 @@ async fn main() -> Result<(), String> {
         if !matches!(job.state, JobState::Completed | JobState::NeedsReview) {
             continue;
         }
+        // The simulator's job: the whole id, or its last part (Textract's `api:JobId`, an
+        // answer's `answered:<attempt>:<request>`, whose request id is the twin's job).
         let Some(processing) = job
             .vendor_job_id
             .as_deref()
+            .map(|id| id.rsplit(':').next().unwrap_or(id))
             .and_then(|id| p.sim.sim.job(id))
             .and_then(|j| j.processing_ms)
         else {
