@@ -348,35 +348,45 @@ async fn one_page_documents_are_answered_in_the_call_without_a_job_a_notificatio
     assert_eq!(recorded.get("AmbiguousSubmissions[textract,hold]"), None);
 }
 
-/// A synchronous call whose answer is lost: it cannot be looked up and nothing will complete
-/// it, so under `hold` the job is held at once for a person, with a reason that says so — and
-/// nothing is sent twice.
+/// A synchronous call whose answer is lost — the connection dropped, or a gateway's 502 after
+/// Textract read the document: it cannot be looked up and nothing will complete it, so under
+/// `hold` the job is held at once for a person, with a reason that says so, and nothing is
+/// sent twice. (At Textract's asynchronous API the same 502 is retried: its token makes that
+/// safe.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_synchronous_answer_is_held_not_sent_again() {
     let s = stack_with(&[("VendorName", "textract"), ("TextractSynchronous", "on")]).await;
     let p = Pipeline::start(s.clients.clone(), &s.stack, options(EngineKind::Fast))
         .await
         .unwrap();
-    set_faults(&p.sim, json!({"seed": 5, "rates": {"drop": 1.0}})).await;
-    let bytes = receipt();
-    s.put("receipts/dropped.jpg", bytes.clone(), None).await;
-    let id = job_id_for(&bytes, "receipt");
-    let jobs = run_until_settled(&p, &s.ledger, &[id], Duration::from_secs(60)).await;
-    let job = &jobs[0];
-    assert_eq!(job.state, JobState::Held, "{job:?}");
-    let reason = job.reason.clone().unwrap();
-    assert_eq!(reason.code, "submission_outcome_unknown");
-    assert!(reason.message.contains("synchronous"), "{}", reason.message);
-    let subject = format!(
-        "sha256:{}",
-        ocrbridge::job::ContentHash::of(&bytes).to_hex()
-    );
-    assert_eq!(p.sim.sim.books(&subject).len(), 1, "read once, never again");
-    assert_eq!(job.risky_resubmits, 0);
-    assert_eq!(
-        p.submit.metrics.recorded()["AmbiguousSubmissions[textract,hold]"],
-        1.0
-    );
+    for (i, fault) in ["drop", "accept_then_5xx"].into_iter().enumerate() {
+        set_faults(&p.sim, json!({"seed": 5, "rates": {fault: 1.0}})).await;
+        let mut bytes = receipt();
+        bytes.extend_from_slice(fault.as_bytes());
+        s.put(&format!("receipts/lost-{i}.jpg"), bytes.clone(), None)
+            .await;
+        let id = job_id_for(&bytes, "receipt");
+        let jobs = run_until_settled(&p, &s.ledger, &[id], Duration::from_secs(60)).await;
+        let job = &jobs[0];
+        assert_eq!(job.state, JobState::Held, "{fault}: {job:?}");
+        let reason = job.reason.clone().unwrap();
+        assert_eq!(reason.code, "submission_outcome_unknown");
+        assert!(reason.message.contains("synchronous"), "{}", reason.message);
+        let subject = format!(
+            "sha256:{}",
+            ocrbridge::job::ContentHash::of(&bytes).to_hex()
+        );
+        assert_eq!(
+            p.sim.sim.books(&subject).len(),
+            1,
+            "{fault}: read once, never again"
+        );
+        assert_eq!(job.risky_resubmits, 0);
+        assert_eq!(
+            p.submit.metrics.recorded()["AmbiguousSubmissions[textract,hold]"],
+            (i + 1) as f64
+        );
+    }
 }
 
 /// A worker dies after archiving its synchronous answer and before recording it: the worker
