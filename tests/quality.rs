@@ -99,8 +99,9 @@ async fn score_with(
 }
 
 /// The pack's generated passports and identity cards, as the id profile reads them on the
-/// simulator (Tesseract), on the Azure twin (prebuilt-idDocument) and on the Textract twin
-/// (AnalyzeID, answered in the call): every expired one is flagged `document_expired`, every
+/// simulator (Tesseract), on the Azure twin (prebuilt-idDocument), on the Textract twin
+/// (AnalyzeID, answered in the call) and on the Mindee twin (the catalog's International ID
+/// model): every expired one is flagged `document_expired`, every
 /// one printed with a wrong check digit `mrz_check_digit`, and the two Tesseract reads cleanly
 /// complete. What is known by construction is asserted; what depends on OCR's misreadings (a
 /// `Q` for a `0`) is only reported by the benchmark. AnalyzeID reads no sex, nationality or
@@ -116,10 +117,11 @@ async fn identity_documents_are_checked_by_their_mrz_on_each_twin() {
         let path = entry.unwrap().path();
         std::fs::copy(&path, dir.join("ids").join(path.file_name().unwrap())).unwrap();
     }
-    let twins: [(VendorKind, &[(&str, &str)]); 3] = [
+    let twins: [(VendorKind, &[(&str, &str)]); 4] = [
         (VendorKind::Sim, &[]),
         (VendorKind::Azure, &[]),
         (VendorKind::Textract, &[("TextractSynchronous", "on")]),
+        (VendorKind::Mindee, &[]),
     ];
     for (vendor, parameters) in twins {
         let record = score_with(&dir, vendor, parameters, &format!("bq-test-ids-{vendor}")).await;

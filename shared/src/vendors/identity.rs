@@ -27,12 +27,13 @@ pub fn document_type(vendor: &str) -> &'static str {
     }
 }
 
-/// `M`, `F` or `X` (ICAO's unspecified), from a vendor's `M`, `Male`, `F`, `FEMALE`, `X`, `<`.
+/// `M`, `F` or `X` (ICAO's unspecified), from a vendor's `M`, `Male`, `F`, `FEMALE`, `X`, `<`,
+/// `Other` (Mindee's catalog models).
 pub fn sex(vendor: &str) -> Option<&'static str> {
     match vendor.trim().to_ascii_uppercase().as_str() {
         "M" | "MALE" => Some("M"),
         "F" | "FEMALE" => Some("F"),
-        "X" | "<" | "UNSPECIFIED" => Some("X"),
+        "X" | "<" | "UNSPECIFIED" | "OTHER" => Some("X"),
         _ => None,
     }
 }

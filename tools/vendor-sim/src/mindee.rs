@@ -301,6 +301,7 @@ async fn enqueue(State(sim): State<Arc<Sim>>, request: Request) -> Response {
         },
         (None, None) => return invalid("#/file", "give a file or a url".into()),
     };
+    let model_id_is_id = model_id == CATALOG_ID_MODEL;
     let accept = Accept {
         protocol: Protocol::Mindee(MindeeJob {
             model_id,
@@ -309,7 +310,11 @@ async fn enqueue(State(sim): State<Arc<Sim>>, request: Request) -> Response {
             webhook_ids,
             result_token: uuid::Uuid::new_v4().simple().to_string(),
         }),
-        profile: "financial".into(),
+        profile: if model_id_is_id {
+            "id".into()
+        } else {
+            "financial".into()
+        },
         // The alias is the only reference Mindee keeps of ours (not unique, not searchable).
         external_ref: alias,
         key: None,
@@ -511,13 +516,99 @@ fn line_items(output: &crate::state::Output) -> Value {
     json!({ "items": items, "confidence": null })
 }
 
-/// The financial-document result for a job.
+/// The twin's account's International ID model, as Mindee's catalog defines its data schema
+/// (docs.mindee.com, use-cases/extraction-models/international-id): a job on it reads the
+/// simulator's `id` fields. Every other model id is a financial-document model.
+pub const CATALOG_ID_MODEL: &str = "00000000-0000-4000-8000-0000000001d0";
+
+/// The International ID model's fields for a job: every field of its data schema, null where
+/// the document has none; the MRZ an object of its lines; the document type one of the
+/// catalog's values.
+fn id_fields(output: &crate::state::Output) -> Map<String, Value> {
+    let f = |name: &str| output.fields.get(name);
+    let page_of =
+        |name: &str| f(name).and_then(|f| output.pages.iter().find(|p| p.number == f.page));
+    let text = |v: &str| json!(v);
+    let iso = |v: &str| date(v, None);
+    let none = || field(None, text, None);
+    let mut fields = Map::new();
+    for (theirs, ours, typed) in [
+        ("given_names", "given_names", false),
+        ("surnames", "surname", false),
+        ("nationality", "nationality", false),
+        ("document_number", "document_number", false),
+        ("date_of_birth", "date_of_birth", true),
+        ("date_of_expiry", "expiry_date", true),
+    ] {
+        let value = if typed {
+            field(f(ours), iso, page_of(ours))
+        } else {
+            field(f(ours), text, page_of(ours))
+        };
+        fields.insert(theirs.into(), value);
+    }
+    fields.insert("sex".into(), field(f("sex"), text, page_of("sex")));
+    let kind = |v: &str| {
+        let v = v.to_ascii_lowercase();
+        json!(if v.contains("identity") {
+            "National ID"
+        } else if v.contains("residence") {
+            "Residence Permit"
+        } else if v.contains("driving") {
+            "Driver License"
+        } else {
+            "Passport"
+        })
+    };
+    fields.insert(
+        "document_type".into(),
+        field(f("document_type"), kind, page_of("document_type")),
+    );
+    for empty in ["place_of_birth", "date_of_issue", "authority"] {
+        fields.insert(empty.into(), none());
+    }
+    fields.insert(
+        "address".into(),
+        json!({ "locations": [], "confidence": null, "fields": {
+            "street": none(), "city": none(), "state": none(), "postal_code": none(),
+            "country": none(),
+        }}),
+    );
+    let lines: Vec<String> = f("mrz")
+        .map(|m| m.value.split_whitespace().map(str::to_owned).collect())
+        .unwrap_or_default();
+    let line = |i: usize| {
+        lines.get(i).map_or_else(none, |l| {
+            field(
+                f("mrz")
+                    .map(|m| crate::fields::Field {
+                        value: l.clone(),
+                        ..m.clone()
+                    })
+                    .as_ref(),
+                text,
+                page_of("mrz"),
+            )
+        })
+    };
+    fields.insert(
+        "mrz".into(),
+        json!({ "locations": [], "confidence": null, "fields": {
+            "line_1": line(0), "line_2": line(1), "line_3": line(2),
+        }}),
+    );
+    fields
+}
+
 /// The inference of a processed job, as Mindee returns it and posts it to webhooks; padded
 /// when the `oversized_result` fault struck it.
 fn inference(job: &SimJob, sim: &Sim) -> Value {
     let (Protocol::Mindee(m), Some(output)) = (&job.protocol, &job.output) else {
         return Value::Null;
     };
+    if job.profile == "id" {
+        return wrap(job, m, output, id_fields(output), sim);
+    }
     let f = |name: &str| output.fields.get(name);
     let page_of =
         |name: &str| f(name).and_then(|f| output.pages.iter().find(|p| p.number == f.page));
@@ -622,6 +713,17 @@ fn inference(job: &SimJob, sim: &Sim) -> Value {
             json!({ "value": null, "confidence": null, "locations": [] }),
         );
     }
+    wrap(job, m, output, fields, sim)
+}
+
+/// An inference around a model's `fields`: the job, the model, the file, the pages' raw text.
+fn wrap(
+    job: &SimJob,
+    m: &MindeeJob,
+    output: &crate::state::Output,
+    fields: Map<String, Value>,
+    sim: &Sim,
+) -> Value {
     let raw_text: Vec<Value> = output
         .pages
         .iter()

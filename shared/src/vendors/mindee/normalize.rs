@@ -1,4 +1,5 @@
-//! Mindee v2's financial-document inference as `Document v1`: typed fields (`{value,
+//! Mindee v2's inferences as `Document v1` — financial documents, invoices, and the catalog's
+//! Passport and International ID models for the `id` profile: typed fields (`{value,
 //! confidence, locations}`, with polygons as fractions of 0-based pages), line items, the
 //! locale's currency. A `null` value is a missing field, never a crash — a Mindee user's whole
 //! receipt pipeline once went down on new nulls (mindee/mindee-api-python#312) — and a field
@@ -12,10 +13,11 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 
 use crate::document::{
-    BBox, Block, Document, Field, Fields, InvoiceFields, Line, LineItem, Page, PageSource,
-    ReceiptFields, VendorInfo, Word, SCHEMA_VERSION,
+    BBox, Block, Document, Field, Fields, IdFields, InvoiceFields, Line, LineItem, Page,
+    PageSource, ReceiptFields, VendorInfo, Word, SCHEMA_VERSION,
 };
 use crate::job::Profile;
+use crate::vendors::identity;
 use crate::vendors::normalize::{
     canonical_money, parse_date, Drift, DriftKind, NormalizeError, Normalized,
 };
@@ -65,6 +67,23 @@ const KNOWN_FIELDS: &[&str] = &[
     "po_number",
     "customer_company_registration",
     "supplier_company_registrations",
+    // passport and international ID (the catalog models' data schemas:
+    // https://docs.mindee.com/use-cases/extraction-models/passport, …/international-id)
+    "given_names",
+    "surnames",
+    "date_of_birth",
+    "place_of_birth",
+    "passport_number",
+    "issuing_country",
+    "nationality",
+    "date_of_issue",
+    "date_of_expiry",
+    "sex",
+    "mrz_line_1",
+    "mrz_line_2",
+    "mrz",
+    "authority",
+    "address",
 ];
 
 /// Mindee's confidence grades as numbers (the midpoints of what each grade means).
@@ -229,6 +248,45 @@ pub fn normalize(
             currency,
             line_items: line_items(fields.get("line_items").unwrap_or(&Value::Null)),
         }),
+        // Mindee's catalog Passport and International ID models: their fields by the
+        // accessors their data schemas name (a model whose schema renames them reads as
+        // missing fields, which review says, and drift).
+        "id" => {
+            let retyped = |f: Field<String>, value: Option<&str>| {
+                value.map(|v| Field {
+                    value: v.to_owned(),
+                    ..f
+                })
+            };
+            Fields::Id(IdFields {
+                document_type: match text("document_type") {
+                    Some(f) => {
+                        let kind = identity::document_type(&f.value);
+                        retyped(f, Some(kind))
+                    }
+                    // The Passport model has no type field: its number says what it is.
+                    None => fields.contains_key("passport_number").then(|| Field {
+                        value: "passport".to_owned(),
+                        raw: None,
+                        confidence: None,
+                        page: None,
+                        bbox: None,
+                    }),
+                },
+                document_number: text("document_number").or_else(|| text("passport_number")),
+                surname: text("surnames"),
+                given_names: text("given_names"),
+                nationality: text("nationality"),
+                issuing_country: text("issuing_country"),
+                date_of_birth: date("date_of_birth"),
+                expiry_date: date("date_of_expiry"),
+                sex: text("sex").and_then(|f| {
+                    let sex = identity::sex(&f.value);
+                    retyped(f, sex)
+                }),
+                mrz: mrz_field(fields),
+            })
+        }
         _ => Fields::Generic,
     };
     // `raw_text.pages[].content` (when the job asked for it) is the text of each page. It has
@@ -326,6 +384,49 @@ const WHOLE_PAGE: BBox = BBox {
     height: 1.0,
 };
 
+/// The MRZ as its lines joined by `\n`: the International ID model's `mrz` object
+/// (`line_1`…`line_3`), or the Passport model's `mrz_line_1` and `mrz_line_2`; the lowest
+/// confidence of its lines.
+fn mrz_field(fields: &serde_json::Map<String, Value>) -> Option<Field<String>> {
+    let object = fields.get("mrz").map(|m| &m["fields"]);
+    let lines: Vec<&Value> = match object {
+        Some(sub) if sub.is_object() => ["line_1", "line_2", "line_3"]
+            .iter()
+            .filter_map(|l| sub.get(*l))
+            .collect(),
+        _ => ["mrz_line_1", "mrz_line_2"]
+            .iter()
+            .filter_map(|l| fields.get(*l))
+            .collect(),
+    };
+    let read: Vec<(String, Option<f64>)> = lines
+        .iter()
+        .filter_map(|l| {
+            let text: String = l["value"]
+                .as_str()?
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .collect();
+            (!text.is_empty()).then(|| (text, confidence(&l["confidence"])))
+        })
+        .collect();
+    if read.len() < 2 {
+        return None;
+    }
+    let value = read
+        .iter()
+        .map(|(t, _)| t.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    Some(Field {
+        raw: Some(value.clone()),
+        value,
+        confidence: read.iter().filter_map(|(_, c)| *c).min_by(f64::total_cmp),
+        page: None,
+        bbox: None,
+    })
+}
+
 fn line_items(list: &Value) -> Vec<LineItem> {
     list["items"]
         .as_array()
@@ -345,4 +446,91 @@ fn line_items(list: &Value) -> Vec<LineItem> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn read(fields: Value) -> IdFields {
+        let raw = json!({ "inference": {
+            "model": { "id": "m" },
+            "file": { "page_count": 1 },
+            "result": { "fields": fields },
+        }});
+        let normalized = normalize(
+            raw.to_string().as_bytes(),
+            "doc-1",
+            "v-1",
+            &Profile::new("id").unwrap(),
+        )
+        .unwrap();
+        assert!(normalized.drift.is_empty(), "{:?}", normalized.drift);
+        match normalized.document.fields {
+            Fields::Id(id) => id,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn v(value: &str) -> Value {
+        json!({ "value": value, "confidence": "High", "locations": [] })
+    }
+
+    /// The catalog Passport model's accessors (docs.mindee.com, extraction-models/passport), on
+    /// the ICAO 9303 specimen's MRZ:
+    /// no type field (its number says passport), `Female` for sex, the MRZ in two fields.
+    #[test]
+    fn the_passport_model_reads_as_an_id() {
+        let id = read(json!({
+            "given_names": v("ANNA MARIA"),
+            "surnames": v("ERIKSSON"),
+            "passport_number": v("L898902C3"),
+            "nationality": v("UTO"),
+            "issuing_country": v("UTO"),
+            "date_of_birth": v("1974-08-12"),
+            "date_of_expiry": v("2032-04-15"),
+            "sex": v("Female"),
+            "place_of_birth": v("ZENITH"),
+            "date_of_issue": v("2022-04-16"),
+            "mrz_line_1": v("P<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<<<<<<<<<"),
+            "mrz_line_2": v("L898902C36UTO7408122F1204159ZE184226B<<<<<10"),
+        }));
+        assert_eq!(id.document_type.unwrap().value, "passport");
+        assert_eq!(id.document_number.unwrap().value, "L898902C3");
+        assert_eq!(id.surname.unwrap().value, "ERIKSSON");
+        assert_eq!(id.sex.unwrap().value, "F");
+        assert_eq!(
+            id.expiry_date.unwrap().value,
+            chrono::NaiveDate::from_ymd_opt(2032, 4, 15).unwrap()
+        );
+        let mrz = id.mrz.unwrap().value;
+        assert_eq!(mrz.lines().count(), 2, "{mrz}");
+        let lines: Vec<&str> = mrz.lines().collect();
+        assert!(crate::mrz::parse(&lines).is_ok(), "{mrz}");
+    }
+
+    /// The International ID model: its type values, `Other` as ICAO's `X`, the MRZ an object of
+    /// lines, and nulls (a field the card does not print) as missing fields.
+    #[test]
+    fn the_international_id_model_reads_as_an_id() {
+        let none = json!({ "value": null, "confidence": null, "locations": [] });
+        let id = read(json!({
+            "document_type": v("National ID"),
+            "document_number": v("D23145890"),
+            "surnames": v("ERIKSSON"),
+            "given_names": none.clone(),
+            "sex": v("Other"),
+            "date_of_birth": v("1974-08-12"),
+            "mrz": { "fields": {
+                "line_1": v("I<UTOD231458907<<<<<<<<<<<<<<<"),
+                "line_2": v("7408122F1204159UTO<<<<<<<<<<<6"),
+                "line_3": v("ERIKSSON<<ANNA<MARIA<<<<<<<<<<"),
+            }},
+        }));
+        assert_eq!(id.document_type.unwrap().value, "id_card");
+        assert_eq!(id.sex.unwrap().value, "X");
+        assert!(id.given_names.is_none());
+        assert_eq!(id.mrz.unwrap().value.lines().count(), 3);
+    }
 }

@@ -106,12 +106,16 @@ pub fn binary_environment(
         env.insert("VENDOR_RATE_BURST".into(), burst.to_string());
     }
     if options.vendor == VendorKind::Mindee {
-        // Mindee's model ids are the account's; the twin takes any.
+        // Mindee's model ids are the account's; the twin takes any as a financial-document
+        // model, and its catalog International ID model for the `id` profile.
         if env.get("VENDOR_MODELS").is_none_or(|m| m.is_empty()) {
             env.insert(
                 "VENDOR_MODELS".into(),
                 ["receipt", "invoice", "generic"]
                     .map(|p| format!("{p}={}", super::LOCAL_MINDEE_MODEL))
+                    .into_iter()
+                    .chain([format!("id={}", vendor_sim::mindee::CATALOG_ID_MODEL)])
+                    .collect::<Vec<_>>()
                     .join(","),
             );
         }
