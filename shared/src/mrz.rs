@@ -195,6 +195,100 @@ pub fn check_digit(data: &str) -> char {
     char::from_digit(sum % 10, 10).unwrap_or('0')
 }
 
+/// What an MRZ holds, to write one with [`compose`]: the fields [`parse`] reads back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    /// `P`, `I`, `ID`… (one or two letters).
+    pub document_code: String,
+    pub issuing_state: String,
+    /// At most 9 characters (a longer one continues in TD1's optional data: not written here).
+    pub document_number: String,
+    pub nationality: String,
+    pub birth_date: MrzDate,
+    pub sex: Sex,
+    pub expiry_date: MrzDate,
+    /// Words separated by spaces.
+    pub surname: String,
+    pub given_names: Vec<String>,
+    /// Letters and digits: TD3's personal number (14), TD2's optional data (7), TD1's first
+    /// optional field (15).
+    pub optional_data: String,
+}
+
+/// `text` left-aligned in `width`, filled with `<` (spaces are `<` too), cut at `width`.
+fn filled(text: &str, width: usize) -> String {
+    let mut out: String = text
+        .chars()
+        .map(|c| if c == ' ' { '<' } else { c })
+        .take(width)
+        .collect();
+    while out.len() < width {
+        out.push('<');
+    }
+    out
+}
+
+impl MrzDate {
+    fn written(self) -> String {
+        format!("{:02}{:02}{:02}", self.yy, self.mm, self.dd)
+    }
+}
+
+/// Writes the MRZ of `holder` in `format`, every check digit computed (Doc 9303-4, -5, -6): what
+/// the benchmark pack's documents and the tests print, and the inverse of [`parse`].
+pub fn compose(format: MrzFormat, holder: &Holder) -> Vec<String> {
+    let sex = match holder.sex {
+        Sex::Female => 'F',
+        Sex::Male => 'M',
+        Sex::Unspecified => '<',
+    };
+    let mut names = holder.surname.replace(' ', "<");
+    names.push_str("<<");
+    names.push_str(&holder.given_names.join("<"));
+    let head = format!(
+        "{}{}",
+        filled(&holder.document_code, 2),
+        filled(&holder.issuing_state, 3)
+    );
+    let number = filled(&holder.document_number, 9);
+    let numbered = format!("{number}{}", check_digit(&number));
+    let birth = holder.birth_date.written();
+    let birth = format!("{birth}{}", check_digit(&birth));
+    let expiry = holder.expiry_date.written();
+    let expiry = format!("{expiry}{}", check_digit(&expiry));
+    let nationality = filled(&holder.nationality, 3);
+    match format {
+        MrzFormat::Td1 => {
+            let line1 = format!("{head}{numbered}{}", filled(&holder.optional_data, 15));
+            let optional_2 = filled("", 11);
+            let composite = format!("{}{birth}{expiry}{optional_2}", &line1[5..30]);
+            let line2 = format!(
+                "{birth}{sex}{expiry}{nationality}{optional_2}{}",
+                check_digit(&composite)
+            );
+            vec![line1, line2, filled(&names, 30)]
+        }
+        MrzFormat::Td2 | MrzFormat::Td3 => {
+            let (width, optional_width) = match format {
+                MrzFormat::Td2 => (36, 7),
+                _ => (44, 14),
+            };
+            let optional = filled(&holder.optional_data, optional_width);
+            // TD3's personal number has its own digit; TD2's optional data has none.
+            let optional = match format {
+                MrzFormat::Td3 => format!("{optional}{}", check_digit(&optional)),
+                _ => optional,
+            };
+            let composite = format!("{numbered}{birth}{expiry}{optional}");
+            let line2 = format!(
+                "{numbered}{nationality}{birth}{sex}{expiry}{optional}{}",
+                check_digit(&composite)
+            );
+            vec![format!("{head}{}", filled(&names, width - 5)), line2]
+        }
+    }
+}
+
 /// Finds the MRZ lines in `text` (OCR output: the MRZ lines among others, spaces inside them
 /// dropped) and parses them.
 pub fn find(text: &str) -> Option<Result<Mrz, MrzError>> {
@@ -649,6 +743,158 @@ mod tests {
         "7408122F1204159UTO<<<<<<<<<<<6",
         "ERIKSSON<<ANNA<MARIA<<<<<<<<<<",
     ];
+
+    /// The specimens written back from their fields: `compose` is the inverse of `parse` on
+    /// the documents the standard itself prints.
+    #[test]
+    fn the_icao_specimens_are_written_back_exactly() {
+        let holder = |code: &str, number: &str, optional: &str| Holder {
+            document_code: code.into(),
+            issuing_state: "UTO".into(),
+            document_number: number.into(),
+            nationality: "UTO".into(),
+            birth_date: MrzDate {
+                yy: 74,
+                mm: 8,
+                dd: 12,
+            },
+            sex: Sex::Female,
+            expiry_date: MrzDate {
+                yy: 12,
+                mm: 4,
+                dd: 15,
+            },
+            surname: "ERIKSSON".into(),
+            given_names: vec!["ANNA".into(), "MARIA".into()],
+            optional_data: optional.into(),
+        };
+        assert_eq!(
+            compose(MrzFormat::Td3, &holder("P", "L898902C3", "ZE184226B")),
+            TD3
+        );
+        assert_eq!(compose(MrzFormat::Td2, &holder("I", "D23145890", "")), TD2);
+        assert_eq!(compose(MrzFormat::Td1, &holder("I", "D23145890", "")), TD1);
+    }
+
+    mod property {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn date() -> impl Strategy<Value = MrzDate> {
+            (0u8..100, 1u8..=12, 1u8..=28).prop_map(|(yy, mm, dd)| MrzDate { yy, mm, dd })
+        }
+
+        fn holder() -> impl Strategy<Value = Holder> {
+            let letters = |n: std::ops::RangeInclusive<usize>| {
+                proptest::collection::vec(proptest::char::range('A', 'Z'), n)
+                    .prop_map(|c| c.into_iter().collect::<String>())
+            };
+            let alnum = |n: std::ops::RangeInclusive<usize>| {
+                proptest::collection::vec(
+                    prop_oneof![
+                        proptest::char::range('A', 'Z'),
+                        proptest::char::range('0', '9')
+                    ],
+                    n,
+                )
+                .prop_map(|c| c.into_iter().collect::<String>())
+            };
+            (
+                prop_oneof![Just("P"), Just("I"), Just("ID"), Just("AC")],
+                letters(3..=3),
+                alnum(1..=9),
+                letters(3..=3),
+                date(),
+                prop_oneof![Just(Sex::Female), Just(Sex::Male), Just(Sex::Unspecified)],
+                date(),
+                // At most 6 + 1 + 6 + 2 + 6 + 1 + 6 = 28 characters: within TD1's 30, so
+                // nothing is cut (a cut name reads back shorter, as it should).
+                proptest::collection::vec(letters(1..=6), 1..=2),
+                proptest::collection::vec(letters(1..=6), 0..=2),
+                alnum(0..=7),
+            )
+                .prop_map(
+                    |(
+                        code,
+                        state,
+                        number,
+                        nationality,
+                        birth,
+                        sex,
+                        expiry,
+                        surname,
+                        given,
+                        optional,
+                    )| {
+                        Holder {
+                            document_code: code.into(),
+                            issuing_state: state,
+                            document_number: number,
+                            nationality,
+                            birth_date: birth,
+                            sex,
+                            expiry_date: expiry,
+                            surname: surname.join(" "),
+                            given_names: given,
+                            optional_data: optional,
+                        }
+                    },
+                )
+        }
+
+        fn formats() -> impl Strategy<Value = MrzFormat> {
+            prop_oneof![
+                Just(MrzFormat::Td1),
+                Just(MrzFormat::Td2),
+                Just(MrzFormat::Td3)
+            ]
+        }
+
+        proptest! {
+            /// Generate → parse → the same fields, every check digit verifying.
+            #[test]
+            fn what_is_written_parses_back_to_the_same_fields(h in holder(), format in formats()) {
+                let lines = compose(format, &h);
+                let mrz = parse(&lines).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(mrz.format, format);
+                prop_assert_eq!(&mrz.document_code, &h.document_code);
+                prop_assert_eq!(&mrz.issuing_state, &h.issuing_state);
+                prop_assert_eq!(&mrz.document_number, &h.document_number);
+                prop_assert_eq!(&mrz.nationality, &h.nationality);
+                prop_assert_eq!(mrz.birth_date, h.birth_date);
+                prop_assert_eq!(mrz.sex, h.sex);
+                prop_assert_eq!(mrz.expiry_date, h.expiry_date);
+                prop_assert_eq!(&mrz.surname, &h.surname);
+                prop_assert_eq!(&mrz.given_names, &h.given_names);
+                prop_assert_eq!(&mrz.optional_data, &h.optional_data);
+                prop_assert_eq!(mrz.check_failures, vec![]);
+            }
+
+            /// Any one digit of the data changed: a check digit says so (the 7-3-1 weights
+            /// catch every single-digit substitution), and the field it names holds that digit.
+            #[test]
+            fn one_changed_digit_fails_a_check(h in holder(), format in formats(), pick in any::<proptest::sample::Index>(), by in 1u32..10) {
+                let lines = compose(format, &h);
+                // The dates' digits: positions every format fills with data digits.
+                let (line, positions) = match format {
+                    MrzFormat::Td1 => (1, [0usize, 1, 2, 3, 4, 5, 8, 9, 10, 11, 12, 13]),
+                    _ => (1, [13, 14, 15, 16, 17, 18, 21, 22, 23, 24, 25, 26]),
+                };
+                let at = positions[pick.index(positions.len())];
+                let mut chars: Vec<char> = lines[line].chars().collect();
+                let digit = chars[at].to_digit(10).unwrap_or(0);
+                chars[at] = char::from_digit((digit + by) % 10, 10).unwrap_or('0');
+                let mut changed = lines.clone();
+                changed[line] = chars.into_iter().collect();
+                // A changed date may not be a date at all: that is refused outright.
+                if let Ok(mrz) = parse(&changed) {
+                    let fields: Vec<MrzField> = mrz.check_failures.iter().map(|f| f.field).collect();
+                    let date = if positions[..6].contains(&at) { MrzField::BirthDate } else { MrzField::ExpiryDate };
+                    prop_assert!(fields.contains(&date), "{:?} {:?}", changed, fields);
+                }
+            }
+        }
+    }
 
     #[test]
     fn check_digits_follow_the_7_3_1_weights() {
