@@ -36,6 +36,22 @@ fn receipt() -> Vec<u8> {
     std::fs::read(shared_dir().join("corpus/sroie-dev/000.jpg")).unwrap()
 }
 
+/// The keys of a job's raw archive (`raw/<job>/…`).
+async fn raw_keys(s: &TestStack, job: &ocrbridge::job::JobId) -> Vec<String> {
+    s.clients
+        .s3
+        .list_objects_v2()
+        .bucket(&s.config.results_bucket)
+        .prefix(format!("raw/{job}/"))
+        .send()
+        .await
+        .unwrap()
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_owned))
+        .collect()
+}
+
 fn invoice_pdf() -> Vec<u8> {
     text_pdf(&[
         "ACME Supplies Ltd",
@@ -83,16 +99,7 @@ async fn each_profile_goes_through_its_textract_api_and_completes_through_sns() 
                 .unwrap();
         assert_eq!(result["vendor"]["name"], "textract");
         // The raw archive is Textract's own payload.
-        let raw = s
-            .clients
-            .s3
-            .list_objects_v2()
-            .bucket(&s.config.results_bucket)
-            .prefix(format!("raw/{}/", job.id))
-            .send()
-            .await
-            .unwrap();
-        let key = raw.contents()[0].key().unwrap().to_owned();
+        let key = raw_keys(&s, &job.id).await.remove(0);
         let payload: Value = serde_json::from_slice(&results_object(&s, &key).await).unwrap();
         assert_eq!(payload["JobStatus"], "SUCCEEDED");
         assert!(payload
@@ -301,23 +308,14 @@ async fn one_page_documents_are_answered_in_the_call_without_a_job_a_notificatio
             answered,
             "{key}: {vendor_job}"
         );
-        let raw = s
-            .clients
-            .s3
-            .list_objects_v2()
-            .bucket(&s.config.results_bucket)
-            .prefix(format!("raw/{}/", job.id))
-            .send()
-            .await
-            .unwrap();
-        let keys: Vec<&str> = raw.contents().iter().filter_map(|o| o.key()).collect();
+        let keys = raw_keys(&s, &job.id).await;
         assert_eq!(keys.len(), 1, "{key}: one archived payload: {keys:?}");
         assert_eq!(
             keys[0].contains("/answered-sync-"),
             answered,
             "{key}: {keys:?}"
         );
-        let payload: Value = serde_json::from_slice(&results_object(&s, keys[0]).await).unwrap();
+        let payload: Value = serde_json::from_slice(&results_object(&s, &keys[0]).await).unwrap();
         assert!(payload[*items].is_array(), "{key}: {payload}");
         // A synchronous answer has no job, so no JobStatus; a merged `Get*` result has one.
         assert_eq!(payload.get("JobStatus").is_none(), answered, "{key}");

@@ -243,6 +243,27 @@ async fn handle(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) ->
     }
 }
 
+/// A submission the simulator refused at the door, as Textract says it.
+fn refused(refusal: Refusal) -> Response {
+    match refusal {
+        Refusal::Unauthorized => error(
+            StatusCode::BAD_REQUEST,
+            "AccessDeniedException",
+            "You aren't authorized to perform the action.",
+        ),
+        Refusal::Throttled(_) => error(
+            StatusCode::BAD_REQUEST,
+            "ThrottlingException",
+            "Amazon Textract is temporarily unable to process the request. Try your call again.",
+        ),
+        Refusal::Rejected => error(
+            StatusCode::BAD_REQUEST,
+            "BadDocumentException",
+            "Amazon Textract isn't able to read the document.",
+        ),
+    }
+}
+
 fn valid_token(token: &str) -> bool {
     (1..=64).contains(&token.len())
         && token
@@ -270,27 +291,8 @@ async fn start(
         .as_str()
         .or(request["ClientRequestToken"].as_str())
         .unwrap_or_default();
-    match submission_received(sim, subject).proceed().await {
-        Ok(()) => {}
-        Err(Refusal::Unauthorized) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "AccessDeniedException",
-                "You aren't authorized to perform the action.",
-            )
-        }
-        Err(Refusal::Throttled(_)) => return error(
-            StatusCode::BAD_REQUEST,
-            "ThrottlingException",
-            "Amazon Textract is temporarily unable to process the request. Try your call again.",
-        ),
-        Err(Refusal::Rejected) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "BadDocumentException",
-                "Amazon Textract isn't able to read the document.",
-            )
-        }
+    if let Err(refusal) = submission_received(sim, subject).proceed().await {
+        return refused(refusal);
     }
     let s3 = &request["DocumentLocation"]["S3Object"];
     let (Some(bucket), Some(key)) = (s3["Bucket"].as_str(), s3["Name"].as_str()) else {
@@ -448,27 +450,8 @@ async fn analyze(sim: &Arc<Sim>, api: Api, request: &Value, received: Instant) -
         Err(response) => return response,
     };
     let subject = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
-    match submission_received(sim, &subject).proceed().await {
-        Ok(()) => {}
-        Err(Refusal::Unauthorized) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "AccessDeniedException",
-                "You aren't authorized to perform the action.",
-            )
-        }
-        Err(Refusal::Throttled(_)) => return error(
-            StatusCode::BAD_REQUEST,
-            "ThrottlingException",
-            "Amazon Textract is temporarily unable to process the request. Try your call again.",
-        ),
-        Err(Refusal::Rejected) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "BadDocumentException",
-                "Amazon Textract isn't able to read the document.",
-            )
-        }
+    if let Err(refusal) = submission_received(sim, &subject).proceed().await {
+        return refused(refusal);
     }
     if bytes.len() > 10 * 1024 * 1024 {
         return error(

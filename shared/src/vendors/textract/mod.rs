@@ -479,57 +479,30 @@ impl Vendor for TextractVendor {
                 .build(),
         );
         let keep = KeepBody::default();
+        // One synchronous call, bounded, its body kept: its request id.
+        macro_rules! kept {
+            ($call:expr) => {
+                $call
+                    .customize()
+                    .config_override(bounded)
+                    .interceptor(keep.clone())
+                    .send()
+                    .await
+                    .map_err(classify)?
+                    .request_id()
+                    .map(str::to_owned)
+            };
+        }
         let request_id = match api {
-            Api::Expense => self
-                .client
-                .analyze_expense()
-                .document(document)
-                .customize()
-                .config_override(bounded)
-                .interceptor(keep.clone())
-                .send()
-                .await
-                .map_err(classify)?
-                .request_id()
-                .map(str::to_owned),
-            Api::Analysis => self
+            Api::Expense => kept!(self.client.analyze_expense().document(document)),
+            Api::Analysis => kept!(self
                 .client
                 .analyze_document()
                 .document(document)
                 .feature_types(FeatureType::Forms)
-                .feature_types(FeatureType::Tables)
-                .customize()
-                .config_override(bounded)
-                .interceptor(keep.clone())
-                .send()
-                .await
-                .map_err(classify)?
-                .request_id()
-                .map(str::to_owned),
-            Api::Text => self
-                .client
-                .detect_document_text()
-                .document(document)
-                .customize()
-                .config_override(bounded)
-                .interceptor(keep.clone())
-                .send()
-                .await
-                .map_err(classify)?
-                .request_id()
-                .map(str::to_owned),
-            Api::Id => self
-                .client
-                .analyze_id()
-                .document_pages(document)
-                .customize()
-                .config_override(bounded)
-                .interceptor(keep.clone())
-                .send()
-                .await
-                .map_err(classify)?
-                .request_id()
-                .map(str::to_owned),
+                .feature_types(FeatureType::Tables)),
+            Api::Text => kept!(self.client.detect_document_text().document(document)),
+            Api::Id => kept!(self.client.analyze_id().document_pages(document)),
         };
         // Read and billed: an answer we cannot keep is a lost one, never a failure.
         let raw = keep.take().ok_or_else(|| VendorError::Unreadable {
