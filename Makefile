@@ -47,7 +47,8 @@ package:
 
 ## bench: intake validation (1 GB object, big PDF, big image), submit throughput vs the vendor's
 ## rate limit, submissions plus polls vs the Azure twin's rate limit, webhook verification vs raw HMAC, the happy path's AWS requests per document and
-## overhead, Textract synchronous against asynchronous, and cold-start init per function; figures to stdout
+## overhead, Textract synchronous against asynchronous, and cold-start init per function; figures to stdout,
+## goodput, 429s, init, requests per document and overhead each beside its goal (met / MISSED)
 bench:
 	scripts/bench-intake.sh
 	scripts/bench-submit.sh

@@ -138,3 +138,57 @@ pub async fn queue_jobs(
     }
     Ok(ids)
 }
+
+/// A benchmark figure's goal (issue #33), printed beside today's figure so that a regression is
+/// seen in `make bench`'s output, not only in a note.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Goal {
+    AtLeast(f64),
+    AtMost(f64),
+}
+
+impl Goal {
+    pub fn met(self, today: f64) -> bool {
+        match self {
+            Goal::AtLeast(goal) => today >= goal,
+            Goal::AtMost(goal) => today <= goal,
+        }
+    }
+
+    /// `  <figure>  <today><unit>  goal ≥ <goal><unit>  met` (or `MISSED`).
+    pub fn line(self, figure: &str, today: f64, unit: &str) -> String {
+        let (sign, goal) = match self {
+            Goal::AtLeast(goal) => ("≥", goal),
+            Goal::AtMost(goal) => ("≤", goal),
+        };
+        let verdict = if self.met(today) { "met" } else { "MISSED" };
+        format!("  {figure:<40} {today:>8.2}{unit:<3} goal {sign} {goal}{unit:<3} {verdict}")
+    }
+}
+
+/// Submit's (and submit with polls') goodput: what it achieves over the vendor's limit R.
+pub const GOODPUT: Goal = Goal::AtLeast(0.95);
+/// 429s the vendor answered while the limit was used.
+pub const RATE_LIMITED: Goal = Goal::AtMost(0.0);
+/// A function's cold init under the emulator, release, in ms (a trivial Rust function measures
+/// about 4 here).
+pub const INIT_MS: Goal = Goal::AtMost(8.0);
+/// Billable AWS requests per document on the happy path.
+pub const BILLABLE_REQUESTS: Goal = Goal::AtMost(18.0);
+/// The pipeline's overhead beyond the vendor's own time, p95, in ms.
+pub const OVERHEAD_P95_MS: Goal = Goal::AtMost(250.0);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_figure_is_held_to_its_goal_in_the_right_direction() {
+        assert!(GOODPUT.met(0.95) && !GOODPUT.met(0.79));
+        assert!(INIT_MS.met(7.9) && !INIT_MS.met(11.8));
+        let line = BILLABLE_REQUESTS.line("billable AWS requests per document", 25.1, "");
+        assert!(line.ends_with("MISSED"), "{line}");
+        assert!(line.contains("goal ≤ 18"), "{line}");
+        assert!(RATE_LIMITED.line("429s", 0.0, "").ends_with("met"));
+    }
+}

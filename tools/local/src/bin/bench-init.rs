@@ -11,7 +11,7 @@
 use std::path::PathBuf;
 
 use ocrbridge::aws::{local_sdk_config, AwsClients};
-use ocrbridge_local::bench::{fresh_stack, Flags};
+use ocrbridge_local::bench::{fresh_stack, Flags, INIT_MS};
 use ocrbridge_local::pipeline::{binary_environment, PipelineOptions};
 use ocrbridge_local::rie::{emulator, Emulated};
 use ocrbridge_local::{moto, template_path};
@@ -57,6 +57,7 @@ async fn main() -> Result<(), String> {
         "{:<10} {:>7} {:>7} {:>7} {:>7}",
         "function", "min", "median", "max", "size MB"
     );
+    let mut medians = Vec::new();
     for (function, event_file) in FUNCTIONS {
         let event: serde_json::Value = serde_json::from_slice(
             &std::fs::read(root.join("events").join(event_file))
@@ -88,6 +89,13 @@ async fn main() -> Result<(), String> {
             durations[durations.len() / 2],
             durations[durations.len() - 1],
             size
+        );
+        medians.push((function, durations[durations.len() / 2]));
+    }
+    for (function, median) in medians {
+        println!(
+            "{}",
+            INIT_MS.line(&format!("{function} init, median"), median, "ms")
         );
     }
     Ok(())

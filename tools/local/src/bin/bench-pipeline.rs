@@ -33,7 +33,7 @@ use ocrbridge::job::{JobId, JobState};
 use ocrbridge::ledger::Ledger;
 use ocrbridge::time::UnixMillis;
 use ocrbridge::vendors::select::VendorKind;
-use ocrbridge_local::bench::{fresh_stack_with, Flags};
+use ocrbridge_local::bench::{fresh_stack_with, Flags, BILLABLE_REQUESTS, OVERHEAD_P95_MS};
 use ocrbridge_local::demo::job_id_of;
 use ocrbridge_local::pipeline::{EventSourceCounters, Pipeline, PipelineOptions};
 use ocrbridge_local::{moto, template_path};
@@ -431,6 +431,19 @@ async fn main() -> Result<(), String> {
             v.last().copied().unwrap_or(f64::NAN)
         );
     }
+    println!();
+    println!(
+        "{}",
+        BILLABLE_REQUESTS.line(
+            "billable AWS requests per document",
+            (functions + es_docs + fetches + twin) as f64 / n,
+            ""
+        )
+    );
+    println!(
+        "{}",
+        OVERHEAD_P95_MS.line("pipeline overhead, p95", percentile(&overhead, 95.0), "ms")
+    );
     if settled.len() < uploaded.len() {
         return Err(format!(
             "{} of {} documents did not settle",

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use ocrbridge::aws::{local_sdk_config, AwsClients};
 use ocrbridge::vendors::select::VendorKind;
-use ocrbridge_local::bench::{fresh_stack_with, queue_jobs, Flags};
+use ocrbridge_local::bench::{fresh_stack_with, queue_jobs, Flags, GOODPUT, RATE_LIMITED};
 use ocrbridge_local::moto;
 use ocrbridge_local::pipeline::{Pipeline, PipelineOptions};
 use serde_json::Value;
@@ -137,5 +137,10 @@ async fn main() -> Result<(), String> {
                 + p.parse.metrics.recorded().get("AdmissionDelayed[azure]").copied().unwrap_or(0.0),
         })
     );
+    println!(
+        "{}",
+        GOODPUT.line("goodput with polls (achieved / limit)", achieved / rps, "R")
+    );
+    println!("{}", RATE_LIMITED.line("429s", refused(&end) as f64, ""));
     Ok(())
 }

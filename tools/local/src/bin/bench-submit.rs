@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use ocrbridge::aws::{local_sdk_config, AwsClients};
-use ocrbridge_local::bench::{fresh_stack, queue_jobs, Flags};
+use ocrbridge_local::bench::{fresh_stack, queue_jobs, Flags, GOODPUT, RATE_LIMITED};
 use ocrbridge_local::moto;
 use ocrbridge_local::pipeline::{Pipeline, PipelineOptions};
 use vendor_sim::engine::EngineKind;
@@ -72,6 +72,14 @@ async fn main() -> Result<(), String> {
                     "billed_documents": stats["billed_documents"],
                 })
             );
+            let limited = stats["faults_injected"]["rate_limited"]
+                .as_u64()
+                .unwrap_or(0);
+            println!(
+                "{}",
+                GOODPUT.line("goodput (achieved / limit)", achieved / rps, "R")
+            );
+            println!("{}", RATE_LIMITED.line("429s", limited as f64, ""));
             return Ok(());
         }
     }
