@@ -413,6 +413,72 @@ async fn a_low_resolution_scan_is_accepted_and_flagged() {
     );
 }
 
+/// A PDF with neither text nor images is a blank document (issue #30): by default it is
+/// accepted and counted; `INPUT_QUALITY_POLICY=*:blank_document=reject` refuses it with that
+/// reason — where an image-only scan (no text layer, but a picture of text) and a text PDF go
+/// through either way, and a profile with its own `flag` rule keeps accepting it.
+#[tokio::test]
+async fn a_blank_document_is_flagged_or_refused_by_its_profiles_policy() {
+    let s = stack().await;
+    let flagging = intake(&s);
+    let mut refusing = intake(&s);
+    refusing.config = IntakeConfig::from_lookup(|k| {
+        (k == "INPUT_QUALITY_POLICY")
+            .then(|| "*:blank_document=reject; receipt:blank_document=flag".to_owned())
+    })
+    .unwrap();
+    let prefix = unique_name("blank");
+    for (name, profile_prefix, intake, refused) in [
+        ("blank.pdf", "invoices", &refusing, true),
+        ("blank.pdf", "receipts", &refusing, false),
+        ("not_blank_image_only.pdf", "invoices", &refusing, false),
+        ("multipage.pdf", "invoices", &refusing, false),
+        ("blank_1.pdf", "invoices", &flagging, false),
+    ] {
+        let key = format!("{profile_prefix}/{prefix}/{name}");
+        s.put(&key, fixture(name), None).await;
+        let outcome = intake.process_object(&record(&s, &key)).await.unwrap();
+        match (&outcome, refused) {
+            (Outcome::Rejected(id, code), true) => {
+                assert_eq!(code.as_str(), "blank_document", "{key}");
+                let job = s.ledger.get_job(id).await.unwrap().unwrap();
+                let reason = job.reason.unwrap();
+                assert_eq!(reason.code, "blank_document");
+                assert!(
+                    reason.message.contains("no text and no image"),
+                    "{}",
+                    reason.message
+                );
+                assert_eq!(job.inspection.images, Some(false));
+            }
+            (Outcome::Accepted(_), false) => {}
+            _ => panic!("{key}: {outcome:?}"),
+        }
+    }
+    let counted = |intake: &Intake| -> Vec<String> {
+        intake
+            .metrics
+            .recorded()
+            .into_keys()
+            .filter(|k| k.starts_with("InputQuality"))
+            .collect()
+    };
+    // Accepted blank documents are counted; the image-only scan and the text PDF are not.
+    assert_eq!(
+        counted(&refusing),
+        ["InputQuality[blank_document,other,application/pdf]"]
+    );
+    assert_eq!(
+        counted(&flagging),
+        ["InputQuality[blank_document,other,application/pdf]"]
+    );
+    assert_eq!(
+        refusing.metrics.recorded()["InputQuality[blank_document,other,application/pdf]"],
+        1.0,
+        "the receipt's blank document, accepted under its own rule"
+    );
+}
+
 #[tokio::test]
 async fn generated_awkward_files_are_rejected_with_the_right_reason() {
     let s = stack().await;

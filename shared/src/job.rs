@@ -531,6 +531,9 @@ pub struct Inspection {
     pub pages: Option<u32>,
     /// PDFs: whether the document carries a text layer (fonts) or is image-only.
     pub text_layer: Option<bool>,
+    /// PDFs: whether the document holds an image. With no text layer either, nothing on any of
+    /// its pages is text or a picture of text: a blank document (`inspect::InputIssue`).
+    pub images: Option<bool>,
     /// How the extension or Content-Type disagreed with the content, if they did.
     pub type_mismatch: Option<String>,
     /// Images: the resolution the file declares (`inspect::image::declared_dpi`).

@@ -32,6 +32,9 @@ pub struct IntakeConfig {
     /// per document (and a GetObjectTagging where the uploader set tags of their own); the
     /// ledger keeps the same facts either way.
     pub tag_objects: bool,
+    /// `INPUT_QUALITY_POLICY` (`PROFILE:ISSUE=ACTION;…`, default empty: every issue flagged):
+    /// which input quality issues refuse a profile's documents (`inspect::QualityPolicy`).
+    pub quality: ocrbridge::inspect::QualityPolicy,
 }
 
 impl Default for IntakeConfig {
@@ -44,6 +47,7 @@ impl Default for IntakeConfig {
             limits: Limits::default(),
             sources: ocrbridge::segments::Sources::default(),
             tag_objects: true,
+            quality: ocrbridge::inspect::QualityPolicy::default(),
         }
     }
 }
@@ -115,6 +119,10 @@ impl IntakeConfig {
             .map_err(|e| err("METRIC_SOURCES", e.to_string()))?;
         config.tag_objects = ocrbridge::config::switch_setting(&lookup, "TAG_SOURCE_OBJECTS", true)
             .map_err(|e| err(e.name, format!("{:?} is not {}", e.value, e.expected)))?;
+        if let Some(spec) = lookup("INPUT_QUALITY_POLICY") {
+            config.quality = ocrbridge::inspect::QualityPolicy::parse(&spec)
+                .map_err(|e| err("INPUT_QUALITY_POLICY", e))?;
+        }
         Ok(config)
     }
 

@@ -32,7 +32,7 @@ use ocrbridge::batch::{self, Failure, Source};
 use ocrbridge::blob::{Blob, BlobError, ObjectHead, ObjectRef, BENCHMARK_RUN_METADATA};
 use ocrbridge::config::StackConfig;
 use ocrbridge::failpoints;
-use ocrbridge::inspect::{Declared, RejectCode, Rejection};
+use ocrbridge::inspect::{self, Declared, QualityAction, RejectCode, Rejection};
 use ocrbridge::job::{
     BenchmarkRun, DocumentKey, Job, JobId, JobState, NewJob, Profile, Reason, SourceObject,
 };
@@ -229,6 +229,19 @@ impl Intake {
                 None
             }
         };
+        // Input quality: what the profile's policy refuses stops the document here, with the
+        // issue as its reason; the rest is counted once the document is accepted.
+        if validated.verdict.is_ok() {
+            if let Some(issue) = inspect::input_issues(&validated.inspection)
+                .into_iter()
+                .find(|i| self.config.quality.action(&profile, *i) == QualityAction::Reject)
+            {
+                validated.verdict = Err(Rejection::new(
+                    issue.reject_code(),
+                    issue.explain(&validated.inspection),
+                ));
+            }
+        }
         let metrics = self.metrics.for_traffic(benchmark_run.as_ref());
         let mime = validated
             .inspection
@@ -453,10 +466,14 @@ impl Intake {
                 for issue in ocrbridge::inspect::input_issues(&job.inspection) {
                     metrics.count(
                         metrics::INPUT_QUALITY,
-                        &[issue, job.channel.as_deref().unwrap_or("other"), &mime],
+                        &[
+                            issue.as_str(),
+                            job.channel.as_deref().unwrap_or("other"),
+                            &mime,
+                        ],
                         &[("job_id", job.id.as_str())],
                     );
-                    warn!(issue, dpi = ?job.inspection.dpi, "accepted with an input quality issue");
+                    warn!(issue = issue.as_str(), dpi = ?job.inspection.dpi, pages = ?job.inspection.pages, "accepted with an input quality issue");
                 }
                 info!("accepted and queued for submission");
                 Ok((Outcome::Accepted(job.id), settled))

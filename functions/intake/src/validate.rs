@@ -79,6 +79,7 @@ pub async fn validate(
         let info = scanner.finish();
         inspection.pages = info.pages;
         inspection.text_layer = Some(info.text_layer());
+        inspection.images = Some(info.has_images);
         return Ok(Validated {
             content: content.finish(),
             verdict: limits.check_pdf(&info),

@@ -100,14 +100,134 @@ pub const HEAD_BYTES: usize = 64 * 1024;
 /// its neighbours, and the vendors ask for 150 dpi at least (Textract's guidance; 300 is better).
 pub const LOW_DPI: u32 = 150;
 
-/// What intake noticed about a document's quality that does not stop it: each is counted as
-/// `InputQuality[Issue, Source, MimeType]`, and the job keeps what it was measured from.
-pub fn input_issues(inspection: &crate::job::Inspection) -> Vec<&'static str> {
+/// What intake notices about a document's quality. Each is counted as
+/// `InputQuality[Issue, Source, MimeType]`, the job keeps what it was measured from, and
+/// `INPUT_QUALITY_POLICY` says per profile whether it stops the document ([`QualityPolicy`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum InputIssue {
+    /// An image declaring less than [`LOW_DPI`].
+    LowResolution,
+    /// A PDF with neither a font nor an image: nothing on any page is text or a picture of
+    /// text. (Text drawn as vector outlines has neither too: OCR reads it from the rendered
+    /// page, so this is flagged by default, not refused.) A blank page among others is not
+    /// seen: that needs rendering, which intake does not do.
+    BlankDocument,
+}
+
+impl InputIssue {
+    pub const ALL: [InputIssue; 2] = [InputIssue::LowResolution, InputIssue::BlankDocument];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InputIssue::LowResolution => "low_resolution",
+            InputIssue::BlankDocument => "blank_document",
+        }
+    }
+
+    /// The rejection's code when the policy refuses a document for it.
+    pub fn reject_code(self) -> RejectCode {
+        match self {
+            InputIssue::LowResolution => RejectCode::LowResolution,
+            InputIssue::BlankDocument => RejectCode::BlankDocument,
+        }
+    }
+
+    /// What a reader of the rejection is told, from what was measured.
+    pub fn explain(self, inspection: &crate::job::Inspection) -> String {
+        match self {
+            InputIssue::LowResolution => format!(
+                "the image declares {} dpi, below {LOW_DPI}; rescan it at 300 dpi (INPUT_QUALITY_POLICY refuses low_resolution for this profile)",
+                inspection.dpi.unwrap_or_default()
+            ),
+            InputIssue::BlankDocument => format!(
+                "the PDF ({} pages) holds no text and no image: every page is blank, or drawn as vector paths only (INPUT_QUALITY_POLICY refuses blank_document for this profile)",
+                inspection.pages.unwrap_or_default()
+            ),
+        }
+    }
+}
+
+/// The quality issues of a document, as measured at intake.
+pub fn input_issues(inspection: &crate::job::Inspection) -> Vec<InputIssue> {
     let mut issues = Vec::new();
     if inspection.dpi.is_some_and(|dpi| dpi < LOW_DPI) {
-        issues.push("low_resolution");
+        issues.push(InputIssue::LowResolution);
+    }
+    if inspection.text_layer == Some(false) && inspection.images == Some(false) {
+        issues.push(InputIssue::BlankDocument);
     }
     issues
+}
+
+/// What a profile does about an input issue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QualityAction {
+    /// Accept the document and count the issue (the default for every issue).
+    Flag,
+    /// Refuse it with the issue as its reason.
+    Reject,
+}
+
+/// `INPUT_QUALITY_POLICY`: `PROFILE:ISSUE=ACTION`, separated by `;` or `,`, `*` for every
+/// profile (a profile's own rule wins over `*`), e.g.
+/// `*:blank_document=reject; receipt:low_resolution=reject`. Actions: `flag`, `reject`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QualityPolicy {
+    rules: std::collections::BTreeMap<(Option<String>, InputIssue), QualityAction>,
+}
+
+impl QualityPolicy {
+    pub fn parse(spec: &str) -> Result<Self, String> {
+        let mut rules = std::collections::BTreeMap::new();
+        for rule in spec
+            .split([';', ','])
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+        {
+            let bad = |why: &str| format!("{rule:?}: {why} (PROFILE:ISSUE=ACTION)");
+            let (scope, action) = rule.split_once('=').ok_or_else(|| bad("no '='"))?;
+            let (profile, issue) = scope.split_once(':').ok_or_else(|| bad("no ':'"))?;
+            let issue = InputIssue::ALL
+                .into_iter()
+                .find(|i| i.as_str() == issue.trim())
+                .ok_or_else(|| {
+                    bad(&format!(
+                        "the issues are {}",
+                        InputIssue::ALL.map(InputIssue::as_str).join(", ")
+                    ))
+                })?;
+            let action = match action.trim() {
+                "flag" => QualityAction::Flag,
+                "reject" => QualityAction::Reject,
+                "preprocess" => {
+                    return Err(bad(
+                        "preprocess is not built yet: flag or reject (issue #30)",
+                    ))
+                }
+                _ => return Err(bad("the actions are flag and reject")),
+            };
+            let profile = match profile.trim() {
+                "*" => None,
+                p => Some(
+                    crate::job::Profile::new(p)
+                        .map_err(|e| bad(&e.to_string()))?
+                        .as_str()
+                        .to_owned(),
+                ),
+            };
+            rules.insert((profile, issue), action);
+        }
+        Ok(QualityPolicy { rules })
+    }
+
+    /// What `profile` does about `issue`.
+    pub fn action(&self, profile: &crate::job::Profile, issue: InputIssue) -> QualityAction {
+        self.rules
+            .get(&(Some(profile.as_str().to_owned()), issue))
+            .or_else(|| self.rules.get(&(None, issue)))
+            .copied()
+            .unwrap_or(QualityAction::Flag)
+    }
 }
 
 /// The real type of an object from the first bytes of its content.
@@ -217,6 +337,10 @@ pub enum RejectCode {
     NoProfile,
     /// The upload claims to be benchmark traffic with a run id that is not one.
     InvalidBenchmarkRun,
+    /// `INPUT_QUALITY_POLICY` refuses this profile's images below 150 dpi.
+    LowResolution,
+    /// `INPUT_QUALITY_POLICY` refuses this profile's PDFs with no text and no image.
+    BlankDocument,
 }
 
 impl RejectCode {
@@ -234,6 +358,8 @@ impl RejectCode {
             RejectCode::PdfTooManyPages => "pdf_too_many_pages",
             RejectCode::NoProfile => "no_profile",
             RejectCode::InvalidBenchmarkRun => "invalid_benchmark_run",
+            RejectCode::LowResolution => "low_resolution",
+            RejectCode::BlankDocument => "blank_document",
         }
     }
 }
@@ -410,6 +536,73 @@ impl Limits {
 
 #[cfg(test)]
 mod tests {
+
+    fn pdf(text: bool, images: bool) -> crate::job::Inspection {
+        crate::job::Inspection {
+            file_type: Some(FileType::Pdf),
+            pages: Some(2),
+            text_layer: Some(text),
+            images: Some(images),
+            ..crate::job::Inspection::default()
+        }
+    }
+
+    /// Blank means neither text nor images: an image-only scan is not blank, nor is an image
+    /// whose inspection never looked (`None`).
+    #[test]
+    fn a_pdf_with_neither_text_nor_images_is_blank() {
+        assert_eq!(
+            input_issues(&pdf(false, false)),
+            [InputIssue::BlankDocument]
+        );
+        assert_eq!(input_issues(&pdf(false, true)), []);
+        assert_eq!(input_issues(&pdf(true, false)), []);
+        let image = crate::job::Inspection {
+            file_type: Some(FileType::Png),
+            dpi: Some(72),
+            ..crate::job::Inspection::default()
+        };
+        assert_eq!(input_issues(&image), [InputIssue::LowResolution]);
+    }
+
+    #[test]
+    fn the_quality_policy_is_per_profile_with_a_default() {
+        let policy = QualityPolicy::parse(
+            "*:blank_document=reject; receipt:blank_document=flag, id:low_resolution=reject",
+        )
+        .unwrap();
+        let p = |name: &str| crate::job::Profile::new(name).unwrap();
+        assert_eq!(
+            policy.action(&p("invoice"), InputIssue::BlankDocument),
+            QualityAction::Reject
+        );
+        assert_eq!(
+            policy.action(&p("receipt"), InputIssue::BlankDocument),
+            QualityAction::Flag
+        );
+        assert_eq!(
+            policy.action(&p("id"), InputIssue::LowResolution),
+            QualityAction::Reject
+        );
+        assert_eq!(
+            policy.action(&p("invoice"), InputIssue::LowResolution),
+            QualityAction::Flag
+        );
+        assert_eq!(QualityPolicy::parse("").unwrap(), QualityPolicy::default());
+        for bad in [
+            "*:blank=reject",
+            "*:blank_document=drop",
+            "blank_document=reject",
+            "*:low_resolution=preprocess",
+            "Bad Profile:blank_document=flag",
+        ] {
+            assert!(QualityPolicy::parse(bad).is_err(), "{bad}");
+        }
+        assert!(QualityPolicy::parse("*:low_resolution=preprocess")
+            .unwrap_err()
+            .contains("not built"));
+    }
+
     use super::*;
 
     #[test]

@@ -17,7 +17,7 @@
 //! | `attempt_id`, `attempted_at` | S, N | last side effect recorded *before* it was made     |
 //! | `vendor_job_id`  | S    | the vendor's id once known                                      |
 //! | `reason_code`, `reason_message` | S | why the job was rejected, failed or needs review  |
-//! | `file_type`, `size_bytes`, `page_count`, `text_layer`, `type_mismatch`, `dpi` | S, N, N, BOOL, S, N | intake's inspection |
+//! | `file_type`, `size_bytes`, `page_count`, `text_layer`, `images`, `type_mismatch`, `dpi` | S, N, N, BOOL, BOOL, S, N | intake's inspection |
 //! | `also_uploaded_as` | SS  | other S3 objects with the same content (suppressed duplicates)  |
 //! | `result_key`, `result_summary` | S, S | the stored normalized result and its key fields     |
 //! | `language`, `script`, `handwriting` | S, S, S | the result's text (`language::TextSegments`) |
@@ -77,6 +77,7 @@ pub mod attr {
     pub const SIZE_BYTES: &str = "size_bytes";
     pub const PAGE_COUNT: &str = "page_count";
     pub const TEXT_LAYER: &str = "text_layer";
+    pub const IMAGES: &str = "images";
     pub const TYPE_MISMATCH: &str = "type_mismatch";
     pub const DPI: &str = "dpi";
     pub const ALSO_UPLOADED_AS: &str = "also_uploaded_as";
@@ -179,6 +180,9 @@ pub fn inspection_to_item(inspection: &Inspection, item: &mut Item) {
     if let Some(b) = inspection.text_layer {
         item.insert(attr::TEXT_LAYER.into(), AttributeValue::Bool(b));
     }
+    if let Some(b) = inspection.images {
+        item.insert(attr::IMAGES.into(), AttributeValue::Bool(b));
+    }
     if let Some(m) = &inspection.type_mismatch {
         item.insert(attr::TYPE_MISMATCH.into(), s(m));
     }
@@ -261,6 +265,7 @@ pub fn job_from_item(item: &Item) -> Result<Job, MalformedItem> {
             size_bytes: opt_n(item, attr::SIZE_BYTES)?.unwrap_or(0),
             pages: opt_n(item, attr::PAGE_COUNT)?.map(|p| u32::try_from(p).unwrap_or(u32::MAX)),
             text_layer: opt_bool(item, attr::TEXT_LAYER)?,
+            images: opt_bool(item, attr::IMAGES)?,
             type_mismatch: opt_s(item, attr::TYPE_MISMATCH)?,
             dpi: opt_n(item, attr::DPI)?.map(|d| u32::try_from(d).unwrap_or(u32::MAX)),
         },
