@@ -75,7 +75,8 @@ pub const INTAKE_REDELIVERIES: Metric = metric("IntakeRedeliveries", Unit::Count
 /// A document asked for by URL: `Outcome` is `fetched` or the refusal's code
 /// (`url_fetch::Refusal::code`).
 pub const URL_FETCHES: Metric = metric("UrlFetches", Unit::Count, &["Outcome", "Source"]);
-/// A quality issue in an accepted document (`inspect::input_issues`): `low_resolution`.
+/// A quality issue in an accepted document (`inspect::input_issues`): `low_resolution`,
+/// `blank_document`.
 pub const INPUT_QUALITY: Metric = metric(
     "InputQuality",
     Unit::Count,
