@@ -479,6 +479,43 @@ async fn a_blank_document_is_flagged_or_refused_by_its_profiles_policy() {
     );
 }
 
+/// A scanned PDF's resolution is measured (its image's pixels over its page's inches) and held
+/// to the same 150 dpi as an image's: a Letter page scanned 850 pixels wide (100 dpi) is flagged
+/// `low_resolution`, the fixture scanned at 300 dpi is not.
+#[tokio::test]
+async fn a_scanned_pdf_below_150_dpi_is_flagged_low_resolution() {
+    let s = stack().await;
+    let intake = intake(&s);
+    let pixels = "\0".repeat(64);
+    let scan = format!(
+        "%PDF-1.4\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n2 0 obj\n<< /Type /Pages /Kids [3 0 R] /Count 1 >>\nendobj\n3 0 obj\n<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /XObject << /Im0 4 0 R >> >> >>\nendobj\n4 0 obj\n<< /Type /XObject /Subtype /Image /Width 850 /Height 1100 /BitsPerComponent 8 /ColorSpace /DeviceGray /Length {} >>\nstream\n{pixels}\nendstream\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n",
+        pixels.len()
+    );
+    let prefix = unique_name("scan");
+    for (name, bytes, dpi) in [
+        ("fax.pdf", scan.into_bytes(), 100),
+        ("photo.pdf", fixture("not_blank_image_only.pdf"), 300),
+    ] {
+        let key = format!("invoices/{prefix}/{name}");
+        s.put(&key, bytes, None).await;
+        let Outcome::Accepted(id) = intake.process_object(&record(&s, &key)).await.unwrap() else {
+            panic!("{key}");
+        };
+        let job = s.ledger.get_job(&id).await.unwrap().unwrap();
+        assert_eq!(job.inspection.dpi, Some(dpi), "{name}");
+    }
+    let counted: Vec<String> = intake
+        .metrics
+        .recorded()
+        .into_keys()
+        .filter(|k| k.starts_with("InputQuality"))
+        .collect();
+    assert_eq!(
+        counted,
+        ["InputQuality[low_resolution,other,application/pdf]"]
+    );
+}
+
 #[tokio::test]
 async fn generated_awkward_files_are_rejected_with_the_right_reason() {
     let s = stack().await;

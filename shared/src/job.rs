@@ -536,7 +536,8 @@ pub struct Inspection {
     pub images: Option<bool>,
     /// How the extension or Content-Type disagreed with the content, if they did.
     pub type_mismatch: Option<String>,
-    /// Images: the resolution the file declares (`inspect::image::declared_dpi`).
+    /// Images: the resolution the file declares (`inspect::image::declared_dpi`); image-only
+    /// PDFs: their images' pixels over their pages' inches (`inspect::pdf::PdfInfo::scan_dpi`).
     pub dpi: Option<u32>,
 }
 

@@ -80,6 +80,7 @@ pub async fn validate(
         inspection.pages = info.pages;
         inspection.text_layer = Some(info.text_layer());
         inspection.images = Some(info.has_images);
+        inspection.dpi = info.scan_dpi();
         return Ok(Validated {
             content: content.finish(),
             verdict: limits.check_pdf(&info),

@@ -105,7 +105,7 @@ pub const LOW_DPI: u32 = 150;
 /// `INPUT_QUALITY_POLICY` says per profile whether it stops the document ([`QualityPolicy`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum InputIssue {
-    /// An image declaring less than [`LOW_DPI`].
+    /// An image declaring less than [`LOW_DPI`], or a scanned PDF measuring less.
     LowResolution,
     /// A PDF with neither a font nor an image: nothing on any page is text or a picture of
     /// text. (Text drawn as vector outlines has neither too: OCR reads it from the rendered
@@ -136,7 +136,7 @@ impl InputIssue {
     pub fn explain(self, inspection: &crate::job::Inspection) -> String {
         match self {
             InputIssue::LowResolution => format!(
-                "the image declares {} dpi, below {LOW_DPI}; rescan it at 300 dpi (INPUT_QUALITY_POLICY refuses low_resolution for this profile)",
+                "the document's resolution is {} dpi, below {LOW_DPI}; rescan it at 300 dpi (INPUT_QUALITY_POLICY refuses low_resolution for this profile)",
                 inspection.dpi.unwrap_or_default()
             ),
             InputIssue::BlankDocument => format!(

@@ -43,6 +43,10 @@ static IMAGE: LazyLock<Regex> = LazyLock::new(|| re(r"/Subtype\s*/Image\b"));
 static LENGTH: LazyLock<Regex> = LazyLock::new(|| re(r"/Length\s+(\d+)(\s+\d+\s+R)?"));
 static OBJSTM: LazyLock<Regex> = LazyLock::new(|| re(r"/Type\s*/ObjStm\b"));
 static FLATE: LazyLock<Regex> = LazyLock::new(|| re(r"/FlateDecode\b"));
+static WIDTH: LazyLock<Regex> = LazyLock::new(|| re(r"/Width\s+(\d+)(\s+\d+\s+R)?"));
+static MEDIABOX: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"/MediaBox\s*\[\s*(-?[\d.]+)\s+(-?[\d.]+)\s+(-?[\d.]+)\s+(-?[\d.]+)\s*\]")
+});
 
 fn re(pattern: &str) -> Regex {
     Regex::new(pattern).expect("static regex")
@@ -70,6 +74,10 @@ pub struct PdfInfo {
     pub xfa: bool,
     pub has_fonts: bool,
     pub has_images: bool,
+    /// The widest image's `/Width`, in pixels (where given as a number).
+    pub image_width_px: Option<u32>,
+    /// The widest page's `/MediaBox` width, in points (1/72 inch), rounded.
+    pub page_width_pt: Option<u32>,
     pub objects: u64,
     /// Object streams that were too large to inspect (their contents were not counted).
     pub skipped_object_streams: u32,
@@ -82,6 +90,15 @@ impl PdfInfo {
 
     pub fn image_only(&self) -> bool {
         self.has_images && !self.has_fonts
+    }
+
+    /// A scan's resolution, estimated: for an image-only PDF, its widest image's pixels over its
+    /// widest page's inches (a scanner puts one full-page image on each page). `None` for a PDF
+    /// with text, or where either width is not a plain number.
+    pub fn scan_dpi(&self) -> Option<u32> {
+        let (pixels, points) = (self.image_width_px?, self.page_width_pt?);
+        (self.image_only() && points > 0)
+            .then(|| (f64::from(pixels) * 72.0 / f64::from(points)).round() as u32)
     }
 }
 
@@ -294,6 +311,23 @@ impl PdfScanner {
         info.xfa |= XFA.is_match(text);
         info.has_fonts |= FONT.is_match(text);
         info.has_images |= IMAGE.is_match(text);
+        for image in IMAGE.find_iter(text) {
+            // The image's own dictionary: its `/Width`, where it is a number, not a reference.
+            let width = enclosing_dict(text, image.start())
+                .and_then(|dict| WIDTH.captures(dict))
+                .filter(|c| c.get(2).is_none())
+                .and_then(|c| std::str::from_utf8(&c[1]).ok()?.parse::<u32>().ok());
+            if let Some(w) = width {
+                info.image_width_px = Some(info.image_width_px.map_or(w, |m| m.max(w)));
+            }
+        }
+        for c in MEDIABOX.captures_iter(text) {
+            let x = |i: usize| std::str::from_utf8(&c[i]).ok()?.parse::<f64>().ok();
+            if let (Some(x0), Some(x1)) = (x(1), x(3)) {
+                let width = (x1 - x0).abs().round().min(f64::from(u32::MAX)) as u32;
+                info.page_width_pt = Some(info.page_width_pt.map_or(width, |m| m.max(width)));
+            }
+        }
         self.page_objects += PAGE.find_iter(text).count() as u32;
         for c in COUNT.captures_iter(text) {
             let Some(m) = c.get(0) else { continue };
@@ -422,6 +456,36 @@ mod tests {
             assert!(info.header && info.catalog && info.has_fonts && !info.encrypted && !info.xfa);
             assert!(info.text_layer());
         }
+    }
+
+    /// A scanned page: a Letter page (612 pt wide) holding one image `width` pixels wide.
+    fn scanned_pdf(width: &str) -> Vec<u8> {
+        let pixels = "\0".repeat(64);
+        format!(
+            "%PDF-1.4\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n2 0 obj\n<< /Type /Pages /Kids [3 0 R] /Count 1 >>\nendobj\n3 0 obj\n<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /XObject << /Im0 4 0 R >> >> >>\nendobj\n4 0 obj\n<< /Type /XObject /Subtype /Image {width} /Height 1100 /BitsPerComponent 8 /ColorSpace /DeviceGray /Length {} >>\nstream\n{pixels}\nendstream\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n",
+            pixels.len()
+        )
+        .into_bytes()
+    }
+
+    /// A scan's resolution is its image's pixels over its page's inches: 850 px over 8.5 in is
+    /// 100 dpi, 2550 px 300 dpi; a width given by reference is not guessed, and a PDF with text
+    /// has no scan resolution.
+    #[test]
+    fn a_scans_resolution_is_its_images_pixels_over_its_pages_inches() {
+        for chunk in [3, 64, 4096] {
+            assert_eq!(
+                scan(&scanned_pdf("/Width 850"), chunk).scan_dpi(),
+                Some(100),
+                "chunk {chunk}"
+            );
+            assert_eq!(
+                scan(&scanned_pdf("/Width 2550"), chunk).scan_dpi(),
+                Some(300)
+            );
+        }
+        assert_eq!(scan(&scanned_pdf("/Width 9 0 R"), 64).scan_dpi(), None);
+        assert_eq!(scan(&simple_pdf(2, ""), 64).scan_dpi(), None);
     }
 
     #[test]
