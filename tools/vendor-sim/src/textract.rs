@@ -371,12 +371,8 @@ async fn start(
         Ok(bytes) => bytes,
         Err(response) => return response,
     };
-    if !(crate::engine::looks_like_pdf(&document) || looks_like_image(&document)) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "UnsupportedDocumentException",
-            "The format of the input document isn't supported. Documents for operations can be in PNG, JPEG, PDF, or TIFF format.",
-        );
+    if let Some(refusal) = unsupported(&document) {
+        return refusal;
     }
     let accept = Accept {
         protocol: Protocol::Textract(TextractJob {
@@ -460,12 +456,8 @@ async fn analyze(sim: &Arc<Sim>, api: Api, request: &Value, received: Instant) -
             "The document can't be processed because it's too large. The maximum document size for synchronous operations 10 MB.",
         );
     }
-    if !(crate::engine::looks_like_pdf(&bytes) || looks_like_image(&bytes)) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "UnsupportedDocumentException",
-            "The format of the input document isn't supported. Documents for operations can be in PNG, JPEG, PDF, or TIFF format.",
-        );
+    if let Some(refusal) = unsupported(&bytes) {
+        return refusal;
     }
     let accept = Accept {
         protocol: Protocol::Textract(TextractJob {
@@ -605,6 +597,17 @@ fn identity_documents(job: &SimJob, output: &Output) -> Vec<Value> {
             })
         })
         .collect()
+}
+
+/// Textract's refusal of a document in none of its formats, if `document` is one.
+fn unsupported(document: &[u8]) -> Option<Response> {
+    (!(crate::engine::looks_like_pdf(document) || looks_like_image(document))).then(|| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "UnsupportedDocumentException",
+            "The format of the input document isn't supported. Documents for operations can be in PNG, JPEG, PDF, or TIFF format.",
+        )
+    })
 }
 
 fn looks_like_image(bytes: &[u8]) -> bool {

@@ -311,6 +311,24 @@ where
     }
 }
 
+/// A call that gives up when the submission's time does (what is left of the submit lease).
+fn bounded(submission: &Submission<'_>) -> aws_sdk_textract::config::Builder {
+    aws_sdk_textract::config::Builder::default().timeout_config(
+        aws_sdk_textract::config::timeout::TimeoutConfig::builder()
+            .operation_timeout(submission.time_limit)
+            .build(),
+    )
+}
+
+/// The uploaded object, as Textract reads it in place (bucket, key, version).
+fn s3_object(submission: &Submission<'_>) -> S3Object {
+    S3Object::builder()
+        .bucket(&submission.object.bucket)
+        .name(&submission.object.key)
+        .set_version(submission.object.version_id.clone())
+        .build()
+}
+
 fn rejected(status: u16, code: &str, what: &str) -> VendorError {
     VendorError::Rejected {
         status,
@@ -360,13 +378,7 @@ impl Vendor for TextractVendor {
     async fn submit(&self, submission: &Submission<'_>) -> Result<String, VendorError> {
         let api = Api::from_model(self.models.model_for(submission.profile)?)?.asynchronous();
         let location = DocumentLocation::builder()
-            .s3_object(
-                S3Object::builder()
-                    .bucket(&submission.object.bucket)
-                    .name(&submission.object.key)
-                    .set_version(submission.object.version_id.clone())
-                    .build(),
-            )
+            .s3_object(s3_object(submission))
             .build();
         let channel = match &self.channel {
             Some(c) => Some(
@@ -378,11 +390,7 @@ impl Vendor for TextractVendor {
             ),
             None => None,
         };
-        let bounded = aws_sdk_textract::config::Builder::default().timeout_config(
-            aws_sdk_textract::config::timeout::TimeoutConfig::builder()
-                .operation_timeout(submission.time_limit)
-                .build(),
-        );
+        let bounded = bounded(submission);
         let job_id = match api {
             Api::Expense => {
                 self.client
@@ -464,20 +472,8 @@ impl Vendor for TextractVendor {
     /// answer, as Textract sent them.
     async fn answer(&self, submission: &Submission<'_>) -> Result<Answer, VendorError> {
         let api = Api::from_model(self.models.model_for(submission.profile)?)?;
-        let document = Document::builder()
-            .s3_object(
-                S3Object::builder()
-                    .bucket(&submission.object.bucket)
-                    .name(&submission.object.key)
-                    .set_version(submission.object.version_id.clone())
-                    .build(),
-            )
-            .build();
-        let bounded = aws_sdk_textract::config::Builder::default().timeout_config(
-            aws_sdk_textract::config::timeout::TimeoutConfig::builder()
-                .operation_timeout(submission.time_limit)
-                .build(),
-        );
+        let document = Document::builder().s3_object(s3_object(submission)).build();
+        let bounded = bounded(submission);
         let keep = KeepBody::default();
         // One synchronous call, bounded, its body kept: its request id.
         macro_rules! kept {
