@@ -122,24 +122,14 @@ impl<V: Vendor> Submit<V> {
     ) -> Result<(Lease, Send), Disposition> {
         let now = UnixMillis::now();
         let call = attempt.call();
-        if call == CallKind::Answer {
+        let lease = match call {
             // The one place a lost synchronous answer can be found: our own archive, where a
             // worker that died before recording it left it.
-            let lease = self.find_archived_answer(lease, attempt).await?;
-            return self.resolve_by_policy(lease, attempt, call, now).await;
-        }
-        self.resolve_by_policy(lease, attempt, call, now).await
-    }
-
-    /// What nothing of ours can answer about `attempt`, the ambiguity policy resolves, by what
-    /// the vendor can do for a call of its kind.
-    async fn resolve_by_policy(
-        &self,
-        lease: Lease,
-        attempt: &Attempt,
-        call: CallKind,
-        now: UnixMillis,
-    ) -> Result<(Lease, Send), Disposition> {
+            CallKind::Answer => self.find_archived_answer(lease, attempt).await?,
+            CallKind::Job => lease,
+        };
+        // What nothing of ours can answer, the ambiguity policy resolves, by what the vendor
+        // can do for a call of this kind.
         let resolution = if lease.job.resubmit_approved {
             // An operator looked at the held job and chose to resubmit.
             Resolution::RiskyResubmit
@@ -548,26 +538,32 @@ impl<V: Vendor> Submit<V> {
         );
         let archive = answer::archive_for_attempt(&self.stack.results_bucket, &job.id, &attempt_id);
         let request_id = answer.request_id.as_deref().unwrap_or_default();
+        // Compressed once; only the upload is tried again.
+        let compressed = gzip(&answer.raw);
         let mut last_error = String::new();
         for pause in ANSWER_ARCHIVE_RETRIES {
-            tokio::time::sleep(pause).await;
-            let stored = match gzip(&answer.raw) {
-                Ok(compressed) => failpoints::around(
-                    "submit.before_archive_answer",
-                    "submit.after_archive_answer",
-                    job.id.as_str(),
-                    self.blob.put_with_metadata(
-                        &archive,
-                        compressed,
-                        "application/json",
-                        Some("gzip"),
-                        &[(answer::REQUEST_ID_METADATA, request_id)],
-                    ),
-                )
-                .await
-                .map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
+            let compressed = match &compressed {
+                Ok(bytes) => bytes.clone(),
+                Err(e) => {
+                    last_error = e.to_string();
+                    break;
+                }
             };
+            tokio::time::sleep(pause).await;
+            let stored = failpoints::around(
+                "submit.before_archive_answer",
+                "submit.after_archive_answer",
+                job.id.as_str(),
+                self.blob.put_with_metadata(
+                    &archive,
+                    compressed,
+                    "application/json",
+                    Some("gzip"),
+                    &[(answer::REQUEST_ID_METADATA, request_id)],
+                ),
+            )
+            .await
+            .map_err(|e| e.to_string());
             match stored {
                 Ok(()) => {
                     info!(%request_id, archive = %archive.key, "answered synchronously; archived");
