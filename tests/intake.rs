@@ -1322,20 +1322,7 @@ async fn a_document_by_url_is_taken_once_and_a_url_leading_inside_is_refused_on_
     assert_eq!(same.len(), 1, "one job for the content: {same:?}");
 
     // The refusals recorded in the results bucket.
-    let refusal_records = || async {
-        s.clients
-            .s3
-            .list_objects_v2()
-            .bucket(&s.config.results_bucket)
-            .prefix(REFUSALS_PREFIX)
-            .send()
-            .await
-            .unwrap()
-            .contents()
-            .iter()
-            .filter_map(|o| o.key().map(str::to_owned))
-            .collect::<Vec<String>>()
-    };
+    let refusal_records = || s.result_keys(REFUSALS_PREFIX);
     // The instance metadata service, with a secret in the query.
     let metadata = "http://169.254.169.254/latest/meta-data/?X-Amz-Signature=s3cr3t";
     let refused = fetch.handle(&request(metadata.into())).await;

@@ -38,18 +38,7 @@ fn receipt() -> Vec<u8> {
 
 /// The keys of a job's raw archive (`raw/<job>/…`).
 async fn raw_keys(s: &TestStack, job: &ocrbridge::job::JobId) -> Vec<String> {
-    s.clients
-        .s3
-        .list_objects_v2()
-        .bucket(&s.config.results_bucket)
-        .prefix(format!("raw/{job}/"))
-        .send()
-        .await
-        .unwrap()
-        .contents()
-        .iter()
-        .filter_map(|o| o.key().map(str::to_owned))
-        .collect()
+    s.result_keys(&format!("raw/{job}/")).await
 }
 
 fn invoice_pdf() -> Vec<u8> {

@@ -229,6 +229,22 @@ impl TestStack {
             .expect("PutObject");
     }
 
+    /// The keys in the results bucket under `prefix` (the raw archive, refusal records…).
+    pub async fn result_keys(&self, prefix: &str) -> Vec<String> {
+        self.clients
+            .s3
+            .list_objects_v2()
+            .bucket(&self.config.results_bucket)
+            .prefix(prefix)
+            .send()
+            .await
+            .expect("the results bucket lists")
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_owned))
+            .collect()
+    }
+
     /// Every message currently on `queue_url` (received, not deleted), with attributes.
     pub async fn drain(&self, queue_url: &str) -> Vec<aws_sdk_sqs::types::Message> {
         let mut out = Vec::new();
