@@ -64,6 +64,7 @@ async fn world_with(idempotency: Idempotency, engine: EngineKind) -> World {
     };
     World {
         submit: Submit {
+            routes: ocrbridge::vendors::route::Routes::none(),
             vendor: vendor(),
             ledger: s.ledger.clone(),
             blob: Blob::new(s.clients.s3.clone()),
@@ -84,6 +85,7 @@ async fn world_with(idempotency: Idempotency, engine: EngineKind) -> World {
             budgets: Budgets::for_vendor("sim", |_| Some("1000".into())).unwrap(),
         },
         parse: Parse {
+            routes: ocrbridge::vendors::route::Routes::none(),
             vendor: vendor(),
             budgets: Budgets::for_vendor("sim", |_| Some("1000".into())).unwrap(),
             ledger: s.ledger.clone(),
@@ -101,6 +103,7 @@ async fn world_with(idempotency: Idempotency, engine: EngineKind) -> World {
             },
         },
         reconcile: Reconcile {
+            routes: ocrbridge::vendors::route::Routes::none(),
             vendor: vendor(),
             ledger: s.ledger.clone(),
             queue: Queue::new(s.clients.sqs.clone()),

@@ -46,6 +46,7 @@ async fn world_with(idempotency: Idempotency, ambiguity: AmbiguityPolicy) -> Wor
         })
         .await;
     let submit = Submit {
+        routes: ocrbridge::vendors::route::Routes::none(),
         vendor: s
             .sim_vendor(
                 &sim,
@@ -1145,6 +1146,7 @@ async fn a_frozen_worker_is_fenced_out_and_its_vendor_job_kept_as_an_orphan() {
         counters.clone(),
     );
     let frozen = Submit {
+        routes: ocrbridge::vendors::route::Routes::none(),
         vendor: w
             .s
             .sim_vendor(&w.sim, HttpTimeouts::default())
@@ -1215,6 +1217,7 @@ async fn a_vendor_answer_the_ledger_could_not_record_is_carried_to_the_next_deli
     )
     .await;
     let unrecorded = Submit {
+        routes: ocrbridge::vendors::route::Routes::none(),
         vendor: w
             .s
             .sim_vendor(&w.sim, HttpTimeouts::default())

@@ -396,6 +396,10 @@ pub struct Attempt {
 /// Which kind of vendor call an attempt was: it decides how a lost answer is resolved
 /// ([`crate::vendors::answer`]). Carried in the attempt id itself (`sync-…`), so that every
 /// write that records an attempt records it too, and rows from before it read as `Job`.
+///
+/// The attempt id carries the vendor it went to the same way (`azure/sync-…`, see
+/// [`Attempt::new_id`]): with several vendors in a route, an unresolved attempt must be resolved
+/// at the vendor that may have it, never at the one the job would go to next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallKind {
     /// A submission that starts a vendor job (deduplicated by key where the vendor can).
@@ -407,20 +411,49 @@ pub enum CallKind {
 impl CallKind {
     const ANSWER_PREFIX: &'static str = "sync-";
 
-    /// A fresh attempt id for a call of this kind.
-    pub fn new_attempt_id(self) -> String {
-        let id = uuid::Uuid::new_v4().to_string();
+    fn prefix(self) -> &'static str {
         match self {
-            CallKind::Job => id,
-            CallKind::Answer => format!("{}{id}", Self::ANSWER_PREFIX),
+            CallKind::Job => "",
+            CallKind::Answer => Self::ANSWER_PREFIX,
         }
     }
 }
 
 impl Attempt {
+    /// Separates the vendor from the rest of an attempt id (vendor names have no `/`).
+    const VENDOR_SEPARATOR: char = '/';
+
+    /// A fresh attempt id for a call of `kind` to `vendor` (its name, as in `VENDOR`).
+    pub fn new_id(vendor: &str, kind: CallKind) -> String {
+        format!(
+            "{vendor}{}{}{}",
+            Self::VENDOR_SEPARATOR,
+            kind.prefix(),
+            uuid::Uuid::new_v4()
+        )
+    }
+
+    /// The vendor an attempt id went to; `None` for ids from before routes (the stack's
+    /// `VENDOR` then).
+    pub fn vendor_of(attempt_id: &str) -> Option<&str> {
+        attempt_id
+            .split_once(Self::VENDOR_SEPARATOR)
+            .map(|(vendor, _)| vendor)
+            .filter(|vendor| !vendor.is_empty())
+    }
+
+    /// The vendor this attempt went to (see [`Self::vendor_of`]).
+    pub fn vendor(&self) -> Option<&str> {
+        Self::vendor_of(&self.attempt_id)
+    }
+
     /// The kind of call this attempt was.
     pub fn call(&self) -> CallKind {
-        if self.attempt_id.starts_with(CallKind::ANSWER_PREFIX) {
+        let rest = self
+            .attempt_id
+            .split_once(Self::VENDOR_SEPARATOR)
+            .map_or(self.attempt_id.as_str(), |(_, rest)| rest);
+        if rest.starts_with(CallKind::ANSWER_PREFIX) {
             CallKind::Answer
         } else {
             CallKind::Job
@@ -556,6 +589,10 @@ pub struct Job {
     pub state_since: UnixMillis,
     pub lease: Option<LeaseRecord>,
     pub attempt: Option<Attempt>,
+    /// The vendor of the job's latest attempt (written with the attempt, never cleared): the
+    /// adapter every later step asks about the job. `None` on jobs from before routes, whose
+    /// vendor is the stack's `VENDOR`.
+    pub vendor: Option<String>,
     pub vendor_job_id: Option<String>,
     pub reason: Option<Reason>,
     pub inspection: Inspection,

@@ -100,6 +100,19 @@ pub const ADMISSION_DELAYED: Metric = metric("AdmissionDelayed", Unit::Count, &[
 /// A submission deferred because the vendor's breaker is open (or another container holds its
 /// half-open probe): nothing was sent, and no attempt or receive was spent.
 pub const BREAKER_REFUSED: Metric = metric("BreakerRefused", Unit::Count, &["Vendor"]);
+/// A submission sent to a vendor later in its profile's route than the first
+/// (`VENDOR_ROUTES`), and why the earlier one was passed over (`breaker_open`).
+pub const FALLBACK_SUBMISSIONS: Metric = metric(
+    "FallbackSubmissions",
+    Unit::Count,
+    &["Profile", "From", "To", "Reason"],
+);
+/// What a fallback submission is estimated to cost at the vendor it went to (USD), and the
+/// difference from what the route's first vendor would have cost (`FallbackCostDelta`,
+/// negative when the fallback is cheaper).
+pub const FALLBACK_COST: Metric = metric("FallbackCost", Unit::None, &["Profile", "From", "To"]);
+pub const FALLBACK_COST_DELTA: Metric =
+    metric("FallbackCostDelta", Unit::None, &["Profile", "From", "To"]);
 /// The breaker moved, by the container that moved it (`open`, `closed`): one data point per
 /// transition, whichever container's call tipped it.
 pub const BREAKER_TRANSITIONS: Metric =
@@ -261,6 +274,9 @@ pub const ALL: &[Metric] = &[
     BUDGET_EXHAUSTED,
     ADMISSION_DELAYED,
     BREAKER_REFUSED,
+    FALLBACK_SUBMISSIONS,
+    FALLBACK_COST,
+    FALLBACK_COST_DELTA,
     BREAKER_TRANSITIONS,
     AUTH_FAILURES,
     SUBMIT_LATENCY,

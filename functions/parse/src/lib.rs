@@ -47,6 +47,7 @@ use ocrbridge::time::{lease_until_from_deadline, UnixMillis, DEFAULT_LEASE_SAFET
 use ocrbridge::vendors::answer;
 use ocrbridge::vendors::date_order::DateOrderBySource;
 use ocrbridge::vendors::poll::PollSchedule;
+use ocrbridge::vendors::route::{Adapter, Routes};
 use ocrbridge::vendors::{again_after_refresh, Completion, Vendor, VendorError};
 use serde_json::json;
 use tracing::{info, info_span, warn, Instrument};
@@ -105,7 +106,10 @@ impl ParseConfig {
 }
 
 pub struct Parse<V> {
+    /// The stack's `VENDOR`, with `budgets` its admission bucket.
     pub vendor: V,
+    /// The other vendors `VENDOR_ROUTES` names: a job is read from the vendor it went to.
+    pub routes: Routes<V>,
     /// The vendor's admission bucket, shared with submit: reads take from it when they count
     /// against the vendor's rate limit ([`ocrbridge::vendors::Capabilities`]).
     pub budgets: Budgets,
@@ -125,6 +129,21 @@ const UNKNOWN_STATUS_PATIENCE: u32 = 3;
 const MAX_READ_ADMISSION_WAIT: Duration = Duration::from_secs(2);
 
 impl<V: Vendor> Parse<V> {
+    fn primary(&self) -> Adapter<'_, V> {
+        Adapter {
+            vendor: &self.vendor,
+            budgets: &self.budgets,
+        }
+    }
+
+    /// The vendor `job` went to (its latest attempt's). A job whose vendor the stack no longer
+    /// routes to never gets past `handle_notice`.
+    fn vendor_of(&self, job: &Job) -> Adapter<'_, V> {
+        self.routes
+            .of(self.primary(), job)
+            .unwrap_or(self.primary())
+    }
+
     pub async fn handle_sqs(&self, event: SqsEvent, deadline: UnixMillis) -> SqsBatchResponse {
         let source = Source {
             name: "results",
@@ -151,7 +170,11 @@ impl<V: Vendor> Parse<V> {
         // Our own notices, or a completion the vendor delivers through a queue (Textract's SNS).
         let notice: ResultNotice = match serde_json::from_str(body) {
             Ok(n) => n,
-            Err(e) => match self.vendor.notice_from_queue(body) {
+            Err(e) => match self
+                .routes
+                .adapters(&self.vendor)
+                .find_map(|vendor| vendor.notice_from_queue(body))
+            {
                 Some(Ok(n)) => n,
                 Some(Err(reason)) => {
                     return Disposition::DeadLetter {
@@ -205,6 +228,10 @@ impl<V: Vendor> Parse<V> {
             }
             Err(e) => return self.later(attempt, "dynamodb_error", e.to_string()),
         };
+        if let Err(unrouted) = self.routes.of(self.primary(), &job) {
+            // Asking another vendor about it would be asking the wrong one.
+            return self.later(attempt.max(3), "unrouted_vendor", unrouted.to_string());
+        }
         // A webhook's notice arrives outside the document's trace: the job's joins it again.
         let trace = ocrbridge::trace_context::current().or_else(|| job.trace_header.clone());
         ocrbridge::trace_context::within(
@@ -223,7 +250,7 @@ impl<V: Vendor> Parse<V> {
         deadline: UnixMillis,
     ) -> Disposition {
         if self.awaits_adoption(&job)
-            && self.names_a_vendor_job(notice)
+            && self.names_a_vendor_job(&job, notice)
             // One the job discarded (an operator's retry of a result the vendor had lost) is
             // not taken back: its result is gone, and the retry buys the document again.
             && !job.orphan_vendor_jobs.contains(&notice.vendor_job_id)
@@ -233,7 +260,7 @@ impl<V: Vendor> Parse<V> {
                 Err(disposition) => return disposition,
             }
         }
-        if self.names_a_vendor_job(notice)
+        if self.names_a_vendor_job(&job, notice)
             && job
                 .vendor_job_id
                 .as_deref()
@@ -284,10 +311,14 @@ impl<V: Vendor> Parse<V> {
 
     /// A notice that came from a verified completion naming a vendor job (reconcile's notices
     /// carry the job's own vendor job id and no event id).
-    fn names_a_vendor_job(&self, notice: &ResultNotice) -> bool {
+    fn names_a_vendor_job(&self, job: &Job, notice: &ResultNotice) -> bool {
         notice.event_id.is_some()
             && !notice.vendor_job_id.is_empty()
-            && self.vendor.capabilities().completion_carries_reference
+            && self
+                .vendor_of(job)
+                .vendor
+                .capabilities()
+                .completion_carries_reference
     }
 
     /// A job without a vendor job, with nobody working on it: a verified completion that names
@@ -327,7 +358,7 @@ impl<V: Vendor> Parse<V> {
             Ok(adopted) => {
                 self.metrics.count(
                     metrics::RECONCILES,
-                    &[self.vendor.name(), "adopted_by_completion"],
+                    &[self.vendor_of(job).vendor.name(), "adopted_by_completion"],
                     &[("job_id", job.id.as_str())],
                 );
                 info!(%vendor_job_id, from = %job.state, "the vendor's completion names the job; adopted its vendor job");
@@ -351,7 +382,7 @@ impl<V: Vendor> Parse<V> {
         warn!(%vendor_job_id, own = ?job.vendor_job_id, "a completion for a second vendor job of this document");
         self.metrics.count(
             metrics::ORPHAN_VENDOR_JOBS,
-            &[self.vendor.name(), "second_completion"],
+            &[self.vendor_of(job).vendor.name(), "second_completion"],
             &[
                 ("job_id", job.id.as_str()),
                 ("vendor_job_id", vendor_job_id),
@@ -385,7 +416,13 @@ impl<V: Vendor> Parse<V> {
             .vendor_job_id
             .as_deref()
             .is_some_and(answer::is_answered);
-        if answered || !self.vendor.capabilities().reads_spend_rate_limit {
+        if answered
+            || !self
+                .vendor_of(job)
+                .vendor
+                .capabilities()
+                .reads_spend_rate_limit
+        {
             // An answer is read from our archive: the vendor is not asked.
             return Ok(());
         }
@@ -393,15 +430,20 @@ impl<V: Vendor> Parse<V> {
             "parse.before_admit",
             "parse.after_admit",
             job.id.as_str(),
-            self.ledger
-                .take_within(&self.budgets.admission, MAX_READ_ADMISSION_WAIT),
+            self.ledger.take_within(
+                &self.vendor_of(job).budgets.admission,
+                MAX_READ_ADMISSION_WAIT,
+            ),
         )
         .await;
         match taken {
             Ok(Take::Granted) => Ok(()),
             Ok(Take::Denied { wait }) => {
-                self.metrics
-                    .count(metrics::ADMISSION_DELAYED, &[self.vendor.name()], &[]);
+                self.metrics.count(
+                    metrics::ADMISSION_DELAYED,
+                    &[self.vendor_of(job).vendor.name()],
+                    &[],
+                );
                 Err(wait)
             }
             Err(e) => {
@@ -427,11 +469,11 @@ impl<V: Vendor> Parse<V> {
             "parse.before_status",
             "parse.after_status",
             job.id.as_str(),
-            answer::status(&self.vendor, &vendor_job_id),
+            answer::status(self.vendor_of(job).vendor, &vendor_job_id),
         )
         .await;
-        let status = again_after_refresh(&self.vendor, "poll", status, || {
-            answer::status(&self.vendor, &vendor_job_id)
+        let status = again_after_refresh(self.vendor_of(job).vendor, "poll", status, || {
+            answer::status(self.vendor_of(job).vendor, &vendor_job_id)
         })
         .await;
         let vendor_job = match status {
@@ -468,7 +510,7 @@ impl<V: Vendor> Parse<V> {
             completion::apply_status(
                 &self.ledger,
                 &self.metrics,
-                self.vendor.name(),
+                self.vendor_of(job).vendor.name(),
                 "parse",
                 job,
                 &vendor_job.status,
@@ -479,7 +521,7 @@ impl<V: Vendor> Parse<V> {
         match applied {
             Ok(Settled::Ready(job) | Settled::Moved(job)) => Ok(job),
             Ok(Settled::Failed) => Err(Disposition::Done),
-            Ok(Settled::Working) if self.vendor.capabilities().completion == Completion::Poll => {
+            Ok(Settled::Working) if self.vendor_of(job).vendor.capabilities().completion == Completion::Poll => {
                 let next = self.config.poll.next(polls, vendor_job.retry_after);
                 info!(polls, next_in = ?next, "the vendor is still working; polling again");
                 Err(Disposition::Defer(next))
@@ -557,7 +599,11 @@ impl<V: Vendor> Parse<V> {
     ) -> Disposition {
         self.metrics.count(
             metrics::AUTH_FAILURES,
-            &[self.vendor.name(), stage, &status.to_string()],
+            &[
+                self.vendor_of(job).vendor.name(),
+                stage,
+                &status.to_string(),
+            ],
             &[("job_id", job.id.as_str())],
         );
         Disposition::DeadLetter {
@@ -705,11 +751,11 @@ impl<V: Vendor> Parse<V> {
             "parse.before_fetch",
             "parse.after_fetch",
             job.id.as_str(),
-            self.vendor.fetch_result(&vendor_job_id),
+            self.vendor_of(&job).vendor.fetch_result(&vendor_job_id),
         )
         .await;
-        let fetched = again_after_refresh(&self.vendor, "fetch", fetched, || {
-            self.vendor.fetch_result(&vendor_job_id)
+        let fetched = again_after_refresh(self.vendor_of(&job).vendor, "fetch", fetched, || {
+            self.vendor_of(&job).vendor.fetch_result(&vendor_job_id)
         })
         .await;
         let raw = match fetched {
@@ -736,7 +782,7 @@ impl<V: Vendor> Parse<V> {
                 // Never read into memory: streamed into the archive (what was paid for is kept,
                 // for offline processing), and the job stops with its reason (retryable once
                 // the limit is raised; the vendor job is kept).
-                let archived = self.archive_stream(&vendor_job_id, &archive).await;
+                let archived = self.archive_stream(&job, &vendor_job_id, &archive).await;
                 let message = match archived {
                     Ok(bytes) => format!(
                         "{e}; archived in full ({bytes} bytes) at s3://{}/{} for offline processing",
@@ -791,22 +837,27 @@ impl<V: Vendor> Parse<V> {
         vendor_job_id: String,
         raw: Vec<u8>,
     ) -> Disposition {
-        let mut normalized =
-            match self
-                .vendor
-                .normalize(&raw, job.id.as_str(), &vendor_job_id, &job.profile)
-            {
-                Ok(n) => n,
-                Err(e) => {
-                    return self
-                        .fail(&lease, &job, "unusable_payload", e.to_string())
-                        .await
-                }
-            };
+        let mut normalized = match self.vendor_of(&job).vendor.normalize(
+            &raw,
+            job.id.as_str(),
+            &vendor_job_id,
+            &job.profile,
+        ) {
+            Ok(n) => n,
+            Err(e) => {
+                return self
+                    .fail(&lease, &job, "unusable_payload", e.to_string())
+                    .await
+            }
+        };
         for drift in &normalized.drift {
             self.metrics.count(
                 metrics::SCHEMA_DRIFT,
-                &[self.vendor.name(), &drift.field, drift.kind.as_str()],
+                &[
+                    self.vendor_of(&job).vendor.name(),
+                    &drift.field,
+                    drift.kind.as_str(),
+                ],
                 &[("job_id", job.id.as_str())],
             );
             warn!(field = %drift.field, kind = drift.kind.as_str(), "vendor payload drift");
@@ -932,8 +983,8 @@ impl<V: Vendor> Parse<V> {
                         metrics::COST_PER_DOCUMENT,
                         f64::try_from(actual).unwrap_or_default(),
                         &[
-                            self.vendor.name(),
-                            &self.vendor.model_of(&job),
+                            self.vendor_of(&job).vendor.name(),
+                            &self.vendor_of(&job).vendor.model_of(&job),
                             segments::page_bucket(job.inspection.pages),
                         ],
                         &[("job_id", job.id.as_str())],
@@ -1045,10 +1096,12 @@ impl<V: Vendor> Parse<V> {
     /// Streams a result too large to parse into `archive`, gzipped, one part in memory at a time.
     async fn archive_stream(
         &self,
+        job: &Job,
         vendor_job_id: &str,
         archive: &ObjectRef,
     ) -> Result<u64, String> {
         let Some(mut response) = self
+            .vendor_of(job)
             .vendor
             .result_body(vendor_job_id)
             .await
@@ -1056,7 +1109,7 @@ impl<V: Vendor> Parse<V> {
         else {
             return Err(format!(
                 "{} results are not one body to stream",
-                self.vendor.name()
+                self.vendor_of(job).vendor.name()
             ));
         };
         if !response.status().is_success() {
@@ -1083,7 +1136,7 @@ impl<V: Vendor> Parse<V> {
         self.metrics.for_traffic(job.benchmark_run.as_ref()).emit(
             metrics::VENDOR_COST,
             f64::try_from(amount).unwrap_or_default(),
-            &[self.vendor.name(), spend.as_str()],
+            &[self.vendor_of(job).vendor.name(), spend.as_str()],
             &[("job_id", job.id.as_str())],
         );
     }
@@ -1091,9 +1144,9 @@ impl<V: Vendor> Parse<V> {
     /// The job's cost as submit estimated it, or (a vendor job adopted without one) as the
     /// price table estimates it now.
     fn cost_of(&self, job: &Job) -> JobCost {
-        job.cost
-            .clone()
-            .unwrap_or_else(|| JobCost::estimate_for(&self.config.prices, &self.vendor, job))
+        job.cost.clone().unwrap_or_else(|| {
+            JobCost::estimate_for(&self.config.prices, self.vendor_of(job).vendor, job)
+        })
     }
 
     /// The quality signals of one result: each null field (`FieldNull`) and each field's
@@ -1102,7 +1155,7 @@ impl<V: Vendor> Parse<V> {
         let value = serde_json::to_value(fields).unwrap_or_default();
         let profile = job.profile.as_str();
         let metrics = self.metrics.for_traffic(job.benchmark_run.as_ref());
-        let model = self.vendor.model_of(job);
+        let model = self.vendor_of(job).vendor.model_of(job);
         let Some(object) = value.as_object() else {
             return;
         };
@@ -1121,7 +1174,7 @@ impl<V: Vendor> Parse<V> {
                 metrics.emit_segmented(
                     metrics::FIELD_CONFIDENCE,
                     confidence,
-                    &[self.vendor.name(), &model, profile, name],
+                    &[self.vendor_of(job).vendor.name(), &model, profile, name],
                     text_segments,
                     &[("job_id", job.id.as_str())],
                 );

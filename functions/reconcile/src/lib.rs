@@ -32,6 +32,7 @@ use ocrbridge::ledger::{Change, Ledger, TransitionError};
 use ocrbridge::metrics::{self, Metrics};
 use ocrbridge::queue::{Queue, ResultNotice, SubmitRequest};
 use ocrbridge::time::UnixMillis;
+use ocrbridge::vendors::route::Routes;
 use ocrbridge::vendors::{Vendor, VendorError};
 use serde_json::json;
 use tracing::{info, warn};
@@ -89,7 +90,10 @@ pub struct Summary {
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(15);
 
 pub struct Reconcile<V> {
+    /// The stack's `VENDOR`.
     pub vendor: V,
+    /// The other vendors `VENDOR_ROUTES` names: a job is asked about at the vendor it went to.
+    pub routes: Routes<V>,
     pub ledger: Ledger,
     pub queue: Queue,
     pub metrics: Metrics,
@@ -335,11 +339,15 @@ impl<V: Vendor> Reconcile<V> {
                 let Some(vendor_job_id) = &job.vendor_job_id else {
                     return Err("a Submitted job has no vendor job id".into());
                 };
+                let vendor = self
+                    .routes
+                    .vendor_of(&self.vendor, job)
+                    .map_err(|unrouted| unrouted.to_string())?;
                 let status = match failpoints::around(
                     "reconcile.before_status",
                     "reconcile.after_status",
                     job.id.as_str(),
-                    ocrbridge::vendors::answer::status(&self.vendor, vendor_job_id),
+                    ocrbridge::vendors::answer::status(vendor, vendor_job_id),
                 )
                 .await
                 {
@@ -350,10 +358,10 @@ impl<V: Vendor> Reconcile<V> {
                             // case a rotation replaced it.
                             self.metrics.count(
                                 metrics::AUTH_FAILURES,
-                                &[self.vendor.name(), "reconcile", &status.to_string()],
+                                &[vendor.name(), "reconcile", &status.to_string()],
                                 &[("job_id", job.id.as_str())],
                             );
-                            self.vendor.refresh_credentials().await;
+                            vendor.refresh_credentials().await;
                         }
                         return Err(e.to_string());
                     }
@@ -368,7 +376,7 @@ impl<V: Vendor> Reconcile<V> {
                     completion::apply_status(
                         &self.ledger,
                         &self.metrics,
-                        self.vendor.name(),
+                        vendor.name(),
                         "reconcile",
                         job,
                         &status,

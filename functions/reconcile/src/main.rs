@@ -10,6 +10,7 @@ use ocrbridge::ledger::Ledger;
 use ocrbridge::metrics::Metrics;
 use ocrbridge::queue::Queue;
 use ocrbridge::time::UnixMillis;
+use ocrbridge::vendors::route::Routes;
 use ocrbridge::vendors::select::{AnyVendor, VendorSettings};
 use reconcile::{Reconcile, ReconcileConfig};
 use serde_json::Value;
@@ -19,12 +20,10 @@ async fn main() -> Result<(), Error> {
     ocrbridge::telemetry::init();
     let stack = StackConfig::from_env()?;
     let clients = AwsClients::from_env().await;
+    let settings = VendorSettings::from_env()?;
     let reconcile = Reconcile {
-        vendor: AnyVendor::build(
-            &VendorSettings::from_env()?,
-            &clients,
-            &stack.vendor_api_key_secret,
-        )?,
+        vendor: AnyVendor::build(&settings, &clients, &stack.vendor_api_key_secret)?,
+        routes: Routes::build(settings.kind, |k| std::env::var(k).ok(), &clients)?,
         ledger: Ledger::new(clients.dynamodb.clone(), stack.ledger_tables()),
         queue: Queue::new(clients.sqs.clone()),
         metrics: Metrics::stdout("reconcile"),

@@ -56,13 +56,17 @@ use ocrbridge::retry::Budgets;
 use ocrbridge::time::UnixMillis;
 use ocrbridge::vendors::answer;
 use ocrbridge::vendors::poll::POLL_STATUS;
+use ocrbridge::vendors::route::{Adapter, Routes};
 use ocrbridge::vendors::{Completion, Vendor};
 use tracing::{error, info, info_span, warn, Instrument};
 
 pub use config::SubmitConfig;
 
 pub struct Submit<V> {
+    /// The stack's `VENDOR`, with `budgets` its rate budget.
     pub vendor: V,
+    /// The other vendors `VENDOR_ROUTES` names, and each profile's order.
+    pub routes: Routes<V>,
     pub ledger: Ledger,
     pub blob: Blob,
     pub queue: Queue,
@@ -163,10 +167,26 @@ impl<V: Vendor> Submit<V> {
         }
     }
 
-    /// How `job` is sent: read in the call itself where the vendor can
+    /// The stack's `VENDOR`.
+    fn primary(&self) -> Adapter<'_, V> {
+        Adapter {
+            vendor: &self.vendor,
+            budgets: &self.budgets,
+        }
+    }
+
+    /// The vendor that has, or may have, `job`: its latest attempt's. A job whose vendor the
+    /// stack no longer routes to never gets past the top of `submit_job`.
+    fn vendor_of(&self, job: &Job) -> Adapter<'_, V> {
+        self.routes
+            .of(self.primary(), job)
+            .unwrap_or(self.primary())
+    }
+
+    /// How `job` is sent to `vendor`: read in the call itself where the vendor can
     /// ([`ocrbridge::vendors::answer`]), else as a vendor job.
-    fn call_kind(&self, job: &Job) -> CallKind {
-        if self.vendor.answers_now(job) {
+    fn call_kind(vendor: &V, job: &Job) -> CallKind {
+        if vendor.answers_now(job) {
             CallKind::Answer
         } else {
             CallKind::Job
@@ -189,6 +209,15 @@ impl<V: Vendor> Submit<V> {
         answered: Option<String>,
         deadline: UnixMillis,
     ) -> Disposition {
+        if let Err(unrouted) = self.routes.of(self.primary(), &job) {
+            // Asking another vendor about it would be asking the wrong one.
+            error!(error = %unrouted, "the job's vendor is not routed to");
+            return Disposition::RetryAfter {
+                delay: self.config.backoff.cap,
+                code: "unrouted_vendor",
+                reason: unrouted.to_string(),
+            };
+        }
         if let (Some(answer), Some(followed)) = (&answered, &job.vendor_job_id) {
             // The job found its vendor job another way meanwhile; if it is not this answer, this
             // one was billed too.
@@ -219,7 +248,8 @@ impl<V: Vendor> Submit<V> {
             info!(state = %job.state, "past submission; acknowledging");
             return Disposition::Done;
         }
-        let lease = match self.take_lease(&job, receives, deadline).await {
+        let choice = self.choose_vendor(&job).await;
+        let lease = match self.take_lease(&job, &choice, receives, deadline).await {
             Ok(lease) => lease,
             Err(disposition) => return disposition,
         };
@@ -245,21 +275,22 @@ impl<V: Vendor> Submit<V> {
         if let Some(disposition) = self.past_max_age(&lease).await {
             return disposition;
         }
-        let probe = match self.pass_breaker(&lease).await {
+        let probe = match self.pass_breaker(&lease, &choice).await {
             Ok(probe) => probe,
             Err(disposition) => return disposition,
         };
-        let lease = match self.pay_retry_debt(lease).await {
+        let lease = match self.pay_retry_debt(lease, choice.adapter).await {
             step::Next::Continue(lease) => lease,
             step::Next::Stop(disposition) => return disposition,
         };
-        if let Err(disposition) = self.admit(&lease).await {
+        if let Err(disposition) = self.admit(&lease, choice.adapter).await {
             return disposition;
         }
-        let lease = match self.record_own_attempt(lease, send).await {
+        let lease = match self.record_own_attempt(lease, send, choice.adapter).await {
             Ok(lease) => lease,
             Err(disposition) => return disposition,
         };
+        self.count_fallback(&lease.job, &choice);
         self.call_vendor(&lease, probe).await
     }
 
@@ -283,7 +314,8 @@ impl<V: Vendor> Submit<V> {
     /// What this job's submission costs by the price table: the vendor's model for its profile,
     /// the pages intake counted (an image is one page).
     fn cost_estimate(&self, job: &Job) -> JobCost {
-        JobCost::estimate_for(&self.config.prices, &self.vendor, job).after(job.cost.as_ref())
+        JobCost::estimate_for(&self.config.prices, self.vendor_of(job).vendor, job)
+            .after(job.cost.as_ref())
     }
 
     async fn complete(&self, lease: &Lease, vendor_job_id: String, notify: bool) -> Disposition {
@@ -304,7 +336,7 @@ impl<V: Vendor> Submit<V> {
         .await;
         match recorded {
             Ok(_) => {
-                let vendor = self.vendor.name();
+                let vendor = self.vendor_of(job).name();
                 let profile = job.profile.as_str();
                 let metrics = self.metrics.for_traffic(job.benchmark_run.as_ref());
                 metrics.count(
@@ -324,7 +356,7 @@ impl<V: Vendor> Submit<V> {
                     // Answered in the call and archived: nothing to wait for.
                     self.notify_parse(job, &vendor_job_id, "succeeded", Duration::ZERO)
                         .await;
-                } else if self.vendor.capabilities().completion == Completion::Poll {
+                } else if self.vendor_of(job).vendor.capabilities().completion == Completion::Poll {
                     // Nothing will call: the first poll, now if the vendor may have finished
                     // long ago.
                     let delay = if notify {
@@ -423,7 +455,7 @@ impl<V: Vendor> Submit<V> {
         error!(%vendor_job_id, %followed, cause, "a second vendor job for this document; recording it as an orphan");
         self.metrics.count(
             metrics::ORPHAN_VENDOR_JOBS,
-            &[self.vendor.name(), cause],
+            &[self.vendor_of(job).name(), cause],
             &[
                 ("job_id", job.id.as_str()),
                 ("vendor_job_id", vendor_job_id),
@@ -463,7 +495,7 @@ impl<V: Vendor> Submit<V> {
             Ok(_) => {
                 self.count_reconcile(job, "adopted_from_message");
                 info!(%vendor_job_id, "the held job's lost answer arrived; adopted it");
-                let status = match self.vendor.capabilities().completion {
+                let status = match self.vendor_of(job).vendor.capabilities().completion {
                     _ if answer::is_answered(vendor_job_id) => "succeeded",
                     Completion::Poll => POLL_STATUS,
                     _ => "submitted",
@@ -513,7 +545,7 @@ impl<V: Vendor> Submit<V> {
     fn count_reconcile(&self, job: &Job, outcome: &str) {
         self.metrics.count(
             metrics::RECONCILES,
-            &[self.vendor.name(), outcome],
+            &[self.vendor_of(job).name(), outcome],
             &[("job_id", job.id.as_str())],
         );
     }

@@ -12,6 +12,7 @@ use ocrbridge::metrics::Metrics;
 use ocrbridge::queue::Queue;
 use ocrbridge::retry::Budgets;
 use ocrbridge::time::deadline_of;
+use ocrbridge::vendors::route::Routes;
 use ocrbridge::vendors::select::{AnyVendor, VendorSettings};
 use ocrbridge::vendors::Vendor;
 use submit::{Submit, SubmitConfig};
@@ -22,13 +23,11 @@ async fn main() -> Result<(), Error> {
     let stack = StackConfig::from_env()?;
     let config = SubmitConfig::from_env()?;
     let clients = AwsClients::from_env().await;
-    let vendor = AnyVendor::build(
-        &VendorSettings::from_env()?,
-        &clients,
-        &stack.vendor_api_key_secret,
-    )?;
+    let settings = VendorSettings::from_env()?;
+    let vendor = AnyVendor::build(&settings, &clients, &stack.vendor_api_key_secret)?;
     let submit = Submit {
         budgets: Budgets::for_vendor(vendor.name(), |k| std::env::var(k).ok())?,
+        routes: Routes::build(settings.kind, |k| std::env::var(k).ok(), &clients)?,
         vendor,
         ledger: Ledger::new(clients.dynamodb.clone(), stack.ledger_tables()),
         blob: Blob::new(clients.s3.clone()),

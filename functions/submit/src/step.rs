@@ -6,6 +6,7 @@ use ocrbridge::batch::Disposition;
 use ocrbridge::blob::gzip;
 use ocrbridge::blob::ObjectRef;
 use ocrbridge::breaker::{Admission, Breaker, Outcome};
+use ocrbridge::cost::JobCost;
 use ocrbridge::failpoints;
 use ocrbridge::job::{reason, Attempt, CallKind, Job, Reason};
 use ocrbridge::ledger::Change;
@@ -16,6 +17,7 @@ use ocrbridge::metrics;
 use ocrbridge::time::{lease_until_from_deadline, UnixMillis, DEFAULT_LEASE_SAFETY_MARGIN};
 use ocrbridge::vendors::ambiguity::Resolution;
 use ocrbridge::vendors::answer::{self, Answer};
+use ocrbridge::vendors::route::Adapter;
 use ocrbridge::vendors::{again_after_refresh, ErrorClass, Submission, Vendor, VendorError};
 use tracing::{error, info, warn};
 
@@ -35,6 +37,16 @@ pub(crate) enum Send {
     Safe,
     /// It may be a second charge: counted when the attempt is recorded.
     Risky,
+}
+
+/// The vendor a submission goes to, chosen from the job's route before the lease is taken (the
+/// attempt recorded with the lease names it).
+pub(crate) struct Choice<'a, V> {
+    pub adapter: Adapter<'a, V>,
+    /// What its breaker said (`Allowed` without a breaker, or one that could not be read).
+    pub admission: Admission,
+    /// The route's first vendor, when it was passed over because its breaker is open.
+    pub passed_over: Option<Adapter<'a, V>>,
 }
 
 /// What a vendor call brought back: a job the vendor keeps, or the answer itself.
@@ -60,13 +72,15 @@ impl<V: Vendor> Submit<V> {
     pub(crate) async fn take_lease(
         &self,
         job: &Job,
+        choice: &Choice<'_, V>,
         receives: u32,
         deadline: UnixMillis,
     ) -> Result<Lease, Disposition> {
         let now = UnixMillis::now();
         let until = lease_until_from_deadline(deadline, DEFAULT_LEASE_SAFETY_MARGIN);
         let owner = format!("submit-{}", uuid::Uuid::new_v4().simple());
-        let attempt_id = self.call_kind(job).new_attempt_id();
+        let vendor = choice.adapter.vendor;
+        let attempt_id = Attempt::new_id(vendor.name(), Self::call_kind(vendor, job));
         let acquired = failpoints::around(
             "submit.before_lease",
             "submit.after_lease",
@@ -122,6 +136,9 @@ impl<V: Vendor> Submit<V> {
     ) -> Result<(Lease, Send), Disposition> {
         let now = UnixMillis::now();
         let call = attempt.call();
+        // The vendor the attempt went to, whichever the route would choose now: only it can
+        // have the document.
+        let vendor = self.vendor_of(&lease.job).vendor;
         let lease = match call {
             // The one place a lost synchronous answer can be found: our own archive, where a
             // worker that died before recording it left it.
@@ -135,14 +152,14 @@ impl<V: Vendor> Submit<V> {
             Resolution::RiskyResubmit
         } else {
             self.config.ambiguity.resolve(
-                &self.vendor.capabilities().for_call(call),
+                &vendor.capabilities().for_call(call),
                 attempt.attempted_at,
                 now,
             )
         };
         self.metrics.count(
             metrics::AMBIGUOUS_SUBMISSIONS,
-            &[self.vendor.name(), resolution.as_str()],
+            &[vendor.name(), resolution.as_str()],
             &[("job_id", lease.job_id.as_str())],
         );
         info!(
@@ -176,12 +193,12 @@ impl<V: Vendor> Submit<V> {
                     CallKind::Job => format!(
                         "a submission was sent at {} ms and its answer lost; {} cannot say whether it arrived, and no completion named the job within {:?}. Retry to resubmit (it may be a second charge), or fail it.",
                         attempt.attempted_at.0,
-                        self.vendor.name(),
+                        vendor.name(),
                         self.config.ambiguity.grace,
                     ),
                     CallKind::Answer => format!(
                         "a synchronous call to {} was made at {} ms and its answer lost (it may have been read and billed); such a call cannot be looked up, and no answer was archived. Retry to read it again (it may be a second charge), or fail it.",
-                        self.vendor.name(),
+                        vendor.name(),
                         attempt.attempted_at.0,
                     ),
                 };
@@ -235,18 +252,19 @@ impl<V: Vendor> Submit<V> {
     /// "Did you get my submission?" — adopt the vendor's job if it did.
     async fn look_up(&self, lease: Lease) -> Result<(Lease, Send), Disposition> {
         let key = lease.job_id.as_str();
+        let vendor = self.vendor_of(&lease.job).vendor;
         let look = || {
             failpoints::around(
                 "submit.before_lookup",
                 "submit.after_lookup",
                 key,
-                self.vendor.find_by_idempotency_key(key),
+                vendor.find_by_idempotency_key(key),
             )
         };
         let mut answer = look().await;
         if matches!(answer, Err(VendorError::Auth { .. })) {
             // As for a submission: rotation may just have replaced the key.
-            self.vendor.refresh_credentials().await;
+            vendor.refresh_credentials().await;
             answer = look().await;
         }
         match answer {
@@ -275,11 +293,12 @@ impl<V: Vendor> Submit<V> {
         &self,
         lease: Lease,
         send: Send,
+        to: Adapter<'_, V>,
     ) -> Result<Lease, Disposition> {
         if lease.attempt_recorded {
             return Ok(lease);
         }
-        let attempt_id = self.call_kind(&lease.job).new_attempt_id();
+        let attempt_id = Attempt::new_id(to.name(), Self::call_kind(to.vendor, &lease.job));
         let now = UnixMillis::now();
         let recorded = failpoints::around(
             "submit.before_record_attempt",
@@ -302,7 +321,7 @@ impl<V: Vendor> Submit<V> {
                 if send == Send::Risky {
                     self.metrics.count(
                         metrics::DUPLICATE_SUBMISSION_RISK,
-                        &[self.vendor.name()],
+                        &[to.name()],
                         &[("job_id", lease.job_id.as_str())],
                     );
                     warn!("resubmitting although the last submission may have arrived");
@@ -321,7 +340,7 @@ impl<V: Vendor> Submit<V> {
 
     /// Step 6a: a retry after a failed vendor call pays the retry budget first. An empty budget
     /// defers the work (no receive spent) and keeps the debt for the next attempt.
-    pub(crate) async fn pay_retry_debt(&self, lease: Lease) -> Next {
+    pub(crate) async fn pay_retry_debt(&self, lease: Lease, to: Adapter<'_, V>) -> Next {
         let owed = lease.job.retry_owed;
         if owed == 0 {
             return Next::Continue(lease);
@@ -331,7 +350,7 @@ impl<V: Vendor> Submit<V> {
             "submit.after_pay_retry",
             lease.job_id.as_str(),
             self.ledger
-                .take_tokens(&self.budgets.retry, f64::from(owed), UnixMillis::now()),
+                .take_tokens(&to.budgets.retry, f64::from(owed), UnixMillis::now()),
         )
         .await;
         match taken {
@@ -339,7 +358,7 @@ impl<V: Vendor> Submit<V> {
             Ok(Take::Denied { wait }) => {
                 self.metrics.count(
                     metrics::BUDGET_EXHAUSTED,
-                    &[self.vendor.name()],
+                    &[to.name()],
                     &[("job_id", lease.job_id.as_str())],
                 );
                 info!(?wait, "retry budget exhausted; deferring");
@@ -372,41 +391,126 @@ impl<V: Vendor> Submit<V> {
         }
     }
 
-    /// Step 6: the vendor's breaker. Open, or half-open with another container's probe out:
-    /// nothing is sent; the lease is released as unsent and the message comes back when the
-    /// breaker would let a probe through (a deferral: no receive, no retry debt, no attempt).
-    /// `Ok(true)`: this call is the half-open breaker's one probe. A breaker that cannot be read
-    /// lets the call through: it guards the vendor, never the documents.
-    pub(crate) async fn pass_breaker(&self, lease: &Lease) -> Result<bool, Disposition> {
-        let Some(breaker) = self.breaker() else {
-            return Ok(false);
-        };
+    /// Step 1b: the vendor for a new submission: the first in the job's route whose breaker lets
+    /// a call through (taking the half-open breaker's probe if it is that one's turn). A breaker
+    /// that cannot be read lets the call through: it guards the vendor, never the documents.
+    /// When every breaker in the route is open, the route's first vendor is chosen, refused
+    /// until the earliest of them half-opens. (A probe claimed here for a job that then sends
+    /// nothing — its earlier attempt is adopted, or held — lapses after its lease.)
+    pub(crate) async fn choose_vendor(&self, job: &Job) -> Choice<'_, V> {
+        let route = self.routes.route(self.primary(), &job.profile);
+        let first = route.first().copied().unwrap_or(self.primary());
         let now = UnixMillis::now();
-        match breaker.admit(now).await {
-            Ok(Admission::Allowed) => Ok(false),
-            Ok(Admission::Probe) => {
-                info!("the vendor's breaker is half-open: this submission is its probe");
+        let mut earliest: Option<UnixMillis> = None;
+        for adapter in route {
+            let Some(breaker) = self.breaker(adapter.name()) else {
+                return Choice {
+                    adapter,
+                    admission: Admission::Allowed,
+                    passed_over: None,
+                };
+            };
+            let admission = match breaker.admit(now).await {
+                Ok(Admission::Refused { until }) => {
+                    self.metrics.count(
+                        metrics::BREAKER_REFUSED,
+                        &[adapter.name()],
+                        &[("job_id", job.id.as_str())],
+                    );
+                    earliest = Some(earliest.map_or(until, |e| e.min(until)));
+                    continue;
+                }
+                Ok(admission) => admission,
+                Err(e) => {
+                    warn!(vendor = adapter.name(), error = %e, "the vendor's breaker could not be read; calling anyway");
+                    Admission::Allowed
+                }
+            };
+            let passed_over = (adapter.name() != first.name()).then_some(first);
+            return Choice {
+                adapter,
+                admission,
+                passed_over,
+            };
+        }
+        Choice {
+            adapter: first,
+            admission: Admission::Refused {
+                until: earliest.unwrap_or(now),
+            },
+            passed_over: None,
+        }
+    }
+
+    /// Step 6: the chosen vendor's breaker. Every breaker in the route open, or half-open with
+    /// another container's probe out: nothing is sent; the lease is released as unsent and the
+    /// message comes back when a breaker would let a probe through (a deferral: no receive, no
+    /// retry debt, no attempt). `Ok(true)`: this call is the half-open breaker's one probe.
+    pub(crate) async fn pass_breaker(
+        &self,
+        lease: &Lease,
+        choice: &Choice<'_, V>,
+    ) -> Result<bool, Disposition> {
+        match choice.admission {
+            Admission::Allowed => Ok(false),
+            Admission::Probe => {
+                info!(
+                    vendor = choice.adapter.name(),
+                    "the vendor's breaker is half-open: this submission is its probe"
+                );
                 Ok(true)
             }
-            Ok(Admission::Refused { until }) => {
-                self.metrics.count(
-                    metrics::BREAKER_REFUSED,
-                    &[self.vendor.name()],
-                    &[("job_id", lease.job_id.as_str())],
-                );
+            Admission::Refused { until } => {
                 let wait = until
-                    .since(now)
+                    .since(UnixMillis::now())
                     .clamp(Duration::from_secs(1), self.config.backoff.cap);
-                info!(?wait, "the vendor's breaker is open; deferring");
+                info!(
+                    ?wait,
+                    "every vendor's breaker in the route is open; deferring"
+                );
                 self.release(lease, Self::unsent(lease), RetryDebt::Unchanged)
                     .await;
                 Err(Disposition::Defer(wait))
             }
-            Err(e) => {
-                warn!(error = %e, "the vendor's breaker could not be read; calling anyway");
-                Ok(false)
-            }
         }
+    }
+
+    /// A submission going to a vendor other than its route's first, counted as it is sent, with
+    /// what it costs there and what the first would have cost (the price table's estimates).
+    pub(crate) fn count_fallback(&self, job: &Job, choice: &Choice<'_, V>) {
+        let Some(first) = choice.passed_over else {
+            return;
+        };
+        let (from, to) = (first.name(), choice.adapter.name());
+        info!(
+            from,
+            to, "falling back: the route's first vendor's breaker is open"
+        );
+        let emitter = self.metrics.for_traffic(job.benchmark_run.as_ref());
+        let context = [("job_id", job.id.as_str())];
+        let profile = job.profile.as_str();
+        emitter.count(
+            metrics::FALLBACK_SUBMISSIONS,
+            &[profile, from, to, "breaker_open"],
+            &context,
+        );
+        let estimate = |vendor: &V| {
+            let cost = JobCost::estimate_for(&self.config.prices, vendor, job).estimate;
+            f64::try_from(cost).unwrap_or_default()
+        };
+        let (spent, instead) = (estimate(choice.adapter.vendor), estimate(first.vendor));
+        emitter.emit(
+            metrics::FALLBACK_COST,
+            spent,
+            &[profile, from, to],
+            &context,
+        );
+        emitter.emit(
+            metrics::FALLBACK_COST_DELTA,
+            spent - instead,
+            &[profile, from, to],
+            &context,
+        );
     }
 
     /// Counts a finished call into the vendor's breaker, and says so when it moved it.
@@ -416,7 +520,8 @@ impl<V: Vendor> Submit<V> {
         probe: bool,
         job: &Job,
     ) {
-        let Some(breaker) = self.breaker() else {
+        let vendor = self.vendor_of(job).name();
+        let Some(breaker) = self.breaker(vendor) else {
             return;
         };
         let Some(outcome) = breaker_outcome(result) else {
@@ -431,7 +536,7 @@ impl<V: Vendor> Submit<V> {
                 );
                 self.metrics.count(
                     metrics::BREAKER_TRANSITIONS,
-                    &[self.vendor.name(), moved.name()],
+                    &[vendor, moved.name()],
                     &[("job_id", job.id.as_str())],
                 );
             }
@@ -440,10 +545,10 @@ impl<V: Vendor> Submit<V> {
         }
     }
 
-    fn breaker(&self) -> Option<Breaker> {
+    fn breaker(&self, vendor: &str) -> Option<Breaker> {
         self.config.breaker.clone().map(|policy| Breaker {
             ledger: self.ledger.clone(),
-            vendor: self.vendor.name().to_owned(),
+            vendor: vendor.to_owned(),
             policy,
         })
     }
@@ -451,14 +556,14 @@ impl<V: Vendor> Submit<V> {
     /// Step 6b: waits for an admission token if it comes soon; otherwise defers the message. A
     /// deferral is our own doing, not a vendor failure: it owes the retry budget nothing (and
     /// any debt was paid in step 6a).
-    pub(crate) async fn admit(&self, lease: &Lease) -> Result<(), Disposition> {
+    pub(crate) async fn admit(&self, lease: &Lease, to: Adapter<'_, V>) -> Result<(), Disposition> {
         loop {
             let taken = failpoints::around(
                 "submit.before_admit",
                 "submit.after_admit",
                 lease.job_id.as_str(),
                 self.ledger
-                    .take_tokens(&self.budgets.admission, 1.0, UnixMillis::now()),
+                    .take_tokens(&to.budgets.admission, 1.0, UnixMillis::now()),
             )
             .await;
             match taken {
@@ -472,7 +577,7 @@ impl<V: Vendor> Submit<V> {
                         continue;
                     }
                     self.metrics
-                        .count(metrics::ADMISSION_DELAYED, &[self.vendor.name()], &[]);
+                        .count(metrics::ADMISSION_DELAYED, &[to.name()], &[]);
                     self.release(lease, Self::unsent(lease), RetryDebt::Settled)
                         .await;
                     return Err(Disposition::Defer(wait));
@@ -503,18 +608,22 @@ impl<V: Vendor> Submit<V> {
                 return self.retry_later(1, "presign_failed", e.to_string());
             }
         };
-        // Decided as the attempt was recorded: the same job, the same vendor settings.
-        let call = self.call_kind(job);
+        // The vendor our attempt names; the call kind decided as it was recorded.
+        let vendor = self.vendor_of(job).vendor;
+        let call = job
+            .attempt
+            .as_ref()
+            .map_or_else(|| Self::call_kind(vendor, job), Attempt::call);
         let started = Instant::now();
         let first = self.send(lease, job, &url, call).await;
-        let result = again_after_refresh(&self.vendor, "submit", first, || {
+        let result = again_after_refresh(vendor, "submit", first, || {
             self.send(lease, job, &url, call)
         })
         .await;
         self.metrics.emit(
             metrics::SUBMIT_LATENCY,
             started.elapsed().as_secs_f64() * 1e3,
-            &[self.vendor.name()],
+            &[vendor.name()],
             &[("job_id", job.id.as_str())],
         );
         self.count_for_breaker(result.as_ref().map(|_| ()), probe, job)
@@ -533,7 +642,7 @@ impl<V: Vendor> Submit<V> {
     async fn keep_answer(&self, lease: &Lease, answer: Answer) -> Disposition {
         let job = &lease.job;
         let attempt_id = job.attempt.as_ref().map_or_else(
-            || CallKind::Answer.new_attempt_id(),
+            || Attempt::new_id(self.vendor_of(job).name(), CallKind::Answer),
             |a| a.attempt_id.clone(),
         );
         let archive = answer::archive_for_attempt(&self.stack.results_bucket, &job.id, &attempt_id);
@@ -593,6 +702,7 @@ impl<V: Vendor> Submit<V> {
         call: CallKind,
     ) -> Result<Reply, VendorError> {
         let object = ObjectRef::from(&job.source);
+        let vendor = self.vendor_of(job).vendor;
         let call = async {
             let time_left = lease.until.since(UnixMillis::now());
             if time_left < MIN_CALL_TIME {
@@ -610,8 +720,8 @@ impl<V: Vendor> Submit<V> {
             };
             let reply = async {
                 match call {
-                    CallKind::Job => self.vendor.submit(&submission).await.map(Reply::Job),
-                    CallKind::Answer => self.vendor.answer(&submission).await.map(Reply::Answer),
+                    CallKind::Job => vendor.submit(&submission).await.map(Reply::Job),
+                    CallKind::Answer => vendor.answer(&submission).await.map(Reply::Answer),
                 }
             };
             // The adapter bounds its own call; this bounds any adapter that does not.
@@ -633,9 +743,10 @@ impl<V: Vendor> Submit<V> {
 
     async fn on_error(&self, lease: &Lease, error: VendorError, call: CallKind) -> Disposition {
         let job = &lease.job;
-        let vendor = self.vendor.name();
+        let adapter = self.vendor_of(job);
+        let vendor = adapter.name();
         let failures = job.vendor_failures + 1;
-        let capabilities = self.vendor.capabilities().for_call(call);
+        let capabilities = adapter.vendor.capabilities().for_call(call);
         match error.submission_class(capabilities.idempotency) {
             ErrorClass::Retryable => {
                 self.metrics.count(
@@ -650,7 +761,7 @@ impl<V: Vendor> Submit<V> {
                         "submit.after_pause",
                         job.id.as_str(),
                         self.ledger
-                            .pause_bucket(&self.budgets.admission, UnixMillis::now().plus(wait)),
+                            .pause_bucket(&adapter.budgets.admission, UnixMillis::now().plus(wait)),
                     )
                     .await;
                 }
@@ -694,7 +805,7 @@ impl<V: Vendor> Submit<V> {
                         "submit.before_lookup",
                         "submit.after_lookup",
                         job.id.as_str(),
-                        self.vendor.find_by_idempotency_key(job.id.as_str()),
+                        adapter.vendor.find_by_idempotency_key(job.id.as_str()),
                     )
                     .await;
                     if let Ok(Some(vendor_job)) = found {
@@ -734,9 +845,10 @@ impl<V: Vendor> Submit<V> {
     /// in flight wait instead of each failing, hold this job, and keep its message to redrive
     /// once the key is fixed.
     async fn park_on_auth(&self, lease: &Lease, status: u16, error: &VendorError) -> Disposition {
+        let adapter = self.vendor_of(&lease.job);
         self.metrics.count(
             metrics::AUTH_FAILURES,
-            &[self.vendor.name(), "submit", &status.to_string()],
+            &[adapter.name(), "submit", &status.to_string()],
             &[("job_id", lease.job_id.as_str())],
         );
         let _ = failpoints::around(
@@ -744,7 +856,7 @@ impl<V: Vendor> Submit<V> {
             "submit.after_pause",
             lease.job_id.as_str(),
             self.ledger.pause_bucket(
-                &self.budgets.admission,
+                &adapter.budgets.admission,
                 UnixMillis::now().plus(self.config.auth_pause),
             ),
         )

@@ -15,6 +15,7 @@
 //! | `created_at`     | N    | unix ms                                                         |
 //! | `lease_owner`, `lease_until` | S, N | side-effect lease; absent when nobody holds it     |
 //! | `attempt_id`, `attempted_at` | S, N | last side effect recorded *before* it was made     |
+//! | `vendor`         | S    | the vendor of the latest attempt (from its id); kept after it   |
 //! | `vendor_job_id`  | S    | the vendor's id once known                                      |
 //! | `reason_code`, `reason_message` | S | why the job was rejected, failed or needs review  |
 //! | `file_type`, `size_bytes`, `page_count`, `text_layer`, `images`, `type_mismatch`, `dpi` | S, N, N, BOOL, BOOL, S, N | intake's inspection |
@@ -71,6 +72,8 @@ pub mod attr {
     pub const ATTEMPT_ID: &str = "attempt_id";
     pub const ATTEMPTED_AT: &str = "attempted_at";
     pub const VENDOR_JOB_ID: &str = "vendor_job_id";
+    /// The vendor of the latest attempt (`Job::vendor`): set with every attempt id.
+    pub const VENDOR: &str = "vendor";
     pub const REASON_CODE: &str = "reason_code";
     pub const REASON_MESSAGE: &str = "reason_message";
     pub const FILE_TYPE: &str = "file_type";
@@ -253,6 +256,7 @@ pub fn job_from_item(item: &Item) -> Result<Job, MalformedItem> {
         state_since: UnixMillis(get_n(item, attr::STATE_SINCE)?),
         lease,
         attempt,
+        vendor: opt_s(item, attr::VENDOR)?,
         vendor_job_id: opt_s(item, attr::VENDOR_JOB_ID)?,
         reason,
         inspection: Inspection {

@@ -260,8 +260,7 @@ impl Ledger {
             // Never over an unresolved attempt (the version guard makes `seen` exact).
             let records_attempt = attempt_id.filter(|_| seen.attempt.is_none());
             if let Some(attempt_id) = records_attempt {
-                expr.set(attr::ATTEMPT_ID, s(attempt_id))
-                    .set(attr::ATTEMPTED_AT, n(now.0));
+                set_attempt(&mut expr, attempt_id, now);
             }
             match self.update(&seen.id, &expr).await? {
                 Updated::Ok(new) => {
@@ -302,9 +301,8 @@ impl Ledger {
             });
         }
         let mut expr = Expr::new();
-        expr.set(attr::ATTEMPT_ID, s(attempt_id))
-            .set(attr::ATTEMPTED_AT, n(now.0))
-            .increment(attr::VERSION, 1);
+        set_attempt(&mut expr, attempt_id, now);
+        expr.increment(attr::VERSION, 1);
         fence(&mut expr, lease);
         let job = self.fenced_update(lease, &expr).await?;
         Ok(Lease {
@@ -333,9 +331,8 @@ impl Ledger {
             });
         }
         let mut expr = Expr::new();
-        expr.set(attr::ATTEMPT_ID, s(attempt_id))
-            .set(attr::ATTEMPTED_AT, n(now.0))
-            .add_number(attr::RISKY_RESUBMITS, 1)
+        set_attempt(&mut expr, attempt_id, now);
+        expr.add_number(attr::RISKY_RESUBMITS, 1)
             .remove(attr::RESUBMIT_APPROVED)
             .increment(attr::VERSION, 1);
         fence(&mut expr, lease);
@@ -410,4 +407,14 @@ impl Ledger {
 fn fence(expr: &mut Expr, lease: &Lease) {
     expr.require_eq(attr::LEASE_OWNER, s(&lease.owner))
         .require_eq(attr::VERSION, n(lease.version));
+}
+
+/// Records an attempt: its id, its time, and the vendor it goes to (`Job::vendor`), which
+/// outlives the attempt so that parse and reconcile ask the vendor that has the job.
+fn set_attempt(expr: &mut Expr, attempt_id: &str, now: UnixMillis) {
+    expr.set(attr::ATTEMPT_ID, s(attempt_id))
+        .set(attr::ATTEMPTED_AT, n(now.0));
+    if let Some(vendor) = Attempt::vendor_of(attempt_id) {
+        expr.set(attr::VENDOR, s(vendor));
+    }
 }

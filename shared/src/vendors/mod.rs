@@ -18,6 +18,7 @@ pub mod identity;
 pub mod mindee;
 pub mod normalize;
 pub mod poll;
+pub mod route;
 pub mod select;
 pub mod sim;
 pub mod textract;

@@ -18,7 +18,7 @@ use crate::job::Profile;
 use crate::keyring::{Keyring, Stage, DEFAULT_MAX_AGE};
 
 /// The vendors ocrbridge has an adapter for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum VendorKind {
     /// `tools/vendor-sim`'s own API (local stack, demos, chaos runs).
     Sim,
@@ -200,7 +200,8 @@ impl ModelMap {
 pub struct VendorSettings {
     /// `VENDOR` (default `sim`).
     pub kind: VendorKind,
-    /// `VENDOR_MODELS`: `PROFILE=MODEL,…` over the vendor's defaults.
+    /// `VENDOR_MODELS`: `PROFILE=MODEL,…` over the vendor's defaults (and `VENDOR_ROUTES`'
+    /// `vendor:model` entries over both).
     pub models: ModelMap,
     /// `VENDOR_BASE_URL`: the simulator's URL, the Azure resource endpoint, or Mindee's API
     /// (default `https://api-v2.mindee.net`). Textract's endpoint comes from the SDK
@@ -324,13 +325,19 @@ impl VendorSettings {
             setting: e.name,
             problem: format!("{:?} is not {}", e.value, e.expected),
         })?;
+        // A route's `vendor:model` names the model for its profile, over `VENDOR_MODELS`.
+        let models = [
+            lookup("VENDOR_MODELS").unwrap_or_default(),
+            super::route::RouteTable::parse(lookup("VENDOR_ROUTES").as_deref())?.models_for(kind),
+        ]
+        .join(",");
         Ok(VendorSettings {
             kind,
             max_result_bytes,
             textract_channel,
             textract_synchronous,
             mindee_webhook_ids,
-            models: ModelMap::parse(kind, lookup("VENDOR_MODELS").as_deref())?,
+            models: ModelMap::parse(kind, Some(&models))?,
             base_url,
             timeout,
             sim_idempotency: parse_sim_idempotency(lookup("VENDOR_SIM_IDEMPOTENCY").as_deref())?,

@@ -21,6 +21,7 @@ pub fn job(n: u32) -> Job {
         state_since: UnixMillis(1_000),
         lease: None,
         attempt: None,
+        vendor: None,
         vendor_job_id: None,
         reason: None,
         inspection: Inspection::default(),

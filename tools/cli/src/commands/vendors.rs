@@ -1,12 +1,14 @@
 //! `ocrbridge vendors`: each vendor's breaker (`ocrbridge::breaker`) — its state, its recent
 //! error rate and its share of the calls — and opening or closing one by hand (`open NAME`,
-//! `close NAME`; dry runs until `--apply`). Submit does not consult the breakers yet: that
-//! comes with routes by profile (issue #29).
+//! `close NAME`; dry runs until `--apply`). Submit consults them: while a vendor's breaker is
+//! open, new submissions take the next vendor in their profile's route (`VENDOR_ROUTES`), or
+//! wait when there is none — so opening one by hand is how an operator fails over.
 
 use std::time::Duration;
 
 use ocrbridge::breaker::{Breaker, BreakerPolicy, BreakerState};
 use ocrbridge::time::UnixMillis;
+use ocrbridge::vendors::route::RouteTable;
 use serde_json::json;
 
 use crate::output::{emit, Table};
@@ -39,10 +41,19 @@ fn describe(state: &BreakerState) -> String {
     }
 }
 
-/// The breakers of `names` (the stack's vendor when none is named).
+/// The breakers of `names` (when none is named, the stack's vendor and every vendor its routes
+/// name).
 pub async fn list(target: &Target, names: &[String], json_mode: bool) -> Result<(), CliError> {
     let names: Vec<String> = if names.is_empty() {
-        vec![target.vendor().to_owned()]
+        let routes = RouteTable::parse(target.env.get("VENDOR_ROUTES").map(String::as_str))
+            .map_err(|e| CliError::Usage(e.to_string()))?;
+        let mut names = vec![target.vendor().to_owned()];
+        for kind in routes.vendors() {
+            if !names.iter().any(|n| n == kind.as_str()) {
+                names.push(kind.as_str().to_owned());
+            }
+        }
+        names
     } else {
         names.to_vec()
     };

@@ -50,6 +50,7 @@ fn job(n: u32, days_ago: u64, pages: u32, path: &[(JobState, u64)]) -> Job {
         state_since: history.last().map_or(created_at, |c| c.at),
         lease: None,
         attempt: None,
+        vendor: None,
         vendor_job_id: None,
         reason: matches!(state, JobState::Failed | JobState::Rejected)
             .then(|| Reason::new("pdf_encrypted", "encrypted")),

@@ -33,6 +33,17 @@ impl Binaries {
 
 /// The environment a function binary runs with locally: the template's, resolved against the
 /// local stack, plus what AWS would provide and the local tuning.
+/// The models the local stack asks the Mindee twin for: any id reads as a financial document,
+/// and its catalog International ID model reads the `id` profile.
+pub fn local_mindee_models() -> String {
+    ["receipt", "invoice", "generic"]
+        .map(|p| format!("{p}={}", super::LOCAL_MINDEE_MODEL))
+        .into_iter()
+        .chain([format!("id={}", vendor_sim::mindee::CATALOG_ID_MODEL)])
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 pub fn binary_environment(
     stack: &LocalStack,
     endpoint: &str,
@@ -109,15 +120,7 @@ pub fn binary_environment(
         // Mindee's model ids are the account's; the twin takes any as a financial-document
         // model, and its catalog International ID model for the `id` profile.
         if env.get("VENDOR_MODELS").is_none_or(|m| m.is_empty()) {
-            env.insert(
-                "VENDOR_MODELS".into(),
-                ["receipt", "invoice", "generic"]
-                    .map(|p| format!("{p}={}", super::LOCAL_MINDEE_MODEL))
-                    .into_iter()
-                    .chain([format!("id={}", vendor_sim::mindee::CATALOG_ID_MODEL)])
-                    .collect::<Vec<_>>()
-                    .join(","),
-            );
+            env.insert("VENDOR_MODELS".into(), local_mindee_models());
         }
         let ids = if options.mindee_webhooks {
             super::LOCAL_MINDEE_WEBHOOK_ID

@@ -37,6 +37,7 @@ use ocrbridge::rules::RuleConfig;
 use ocrbridge::time::UnixMillis;
 use ocrbridge::vendors::ambiguity::AmbiguityPolicy;
 use ocrbridge::vendors::poll::PollSchedule;
+use ocrbridge::vendors::route::Routes;
 use ocrbridge::vendors::select::{AnyVendor, VendorKind, VendorSettings};
 use parse::{Parse, ParseConfig};
 use reconcile::{Reconcile, ReconcileConfig};
@@ -115,6 +116,17 @@ pub struct PipelineOptions {
     /// Submit's vendor breaker (`BREAKER`, on in a deployed stack). On by default here too,
     /// with a cool-down of 5 s for the minute a stack waits (as `auth_pause` is shortened).
     pub breaker: Option<BreakerPolicy>,
+    /// A second vendor and the routes that use it (`VENDOR_ROUTES`).
+    pub fallback: Option<FallbackVendor>,
+}
+
+/// A second vendor for `VENDOR_ROUTES`, served by a simulator of its own, so that faults put on
+/// the first one's (an outage) leave it alone. It takes the stack's API key.
+#[derive(Debug, Clone)]
+pub struct FallbackVendor {
+    pub vendor: VendorKind,
+    /// `VENDOR_ROUTES`, e.g. `receipt=sim,azure`.
+    pub routes: String,
 }
 
 /// The breaker the local pipeline runs with: the deployed defaults, its waits shortened.
@@ -157,6 +169,7 @@ impl Default for PipelineOptions {
             stuck: Duration::from_secs(20),
             max_age: Duration::from_secs(3600),
             environment: Vec::new(),
+            fallback: None,
         }
     }
 }
@@ -190,6 +203,8 @@ pub struct Pipeline {
     pub clients: AwsClients,
     pub config: StackConfig,
     pub sim: RunningSim,
+    /// The second vendor's simulator, with [`PipelineOptions::fallback`].
+    pub fallback_sim: Option<RunningSim>,
     pub intake: Intake,
     pub submit: Submit<Chaotic<AnyVendor>>,
     pub webhook: Arc<Webhook>,
@@ -350,7 +365,7 @@ impl Pipeline {
 
         let sim = vendor_sim::start(SimConfig {
             listen: "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?,
-            api_keys: vec![api_key],
+            api_keys: vec![api_key.clone()],
             webhook_url: Some(webhook_url.clone()),
             webhook_secrets: vec![whsec.clone()],
             webhook_retry_schedule: vec![
@@ -375,7 +390,58 @@ impl Pipeline {
             // with the stack's signing secret.
             register_mindee_webhook(&sim.base_url(), &webhook_url, &whsec).await?;
         }
-        let env = binary_environment(stack, endpoint, &sim.base_url(), &options)?;
+        let mut env = binary_environment(stack, endpoint, &sim.base_url(), &options)?;
+        let fallback_sim = match &options.fallback {
+            None => None,
+            Some(fallback) => {
+                let fallback_sim = vendor_sim::start(SimConfig {
+                    listen: "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?,
+                    api_keys: vec![api_key.clone()],
+                    webhook_url: Some(webhook_url.clone()),
+                    webhook_secrets: vec![whsec.clone()],
+                    engine: options.engine,
+                    ocr_concurrency: 2,
+                    idempotency: options.idempotency,
+                    aws_endpoint: clients.sdk_config.endpoint_url().map(str::to_owned),
+                    twins: options.twins.clone(),
+                    processing_delay: options.processing_delay,
+                    ..SimConfig::default()
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+                // The routed vendor's settings under its name, as `route::routed_lookup` reads
+                // them: its own simulator, the stack's key, the same budgets as the first.
+                let name = fallback.vendor.as_str().to_ascii_uppercase();
+                for (k, v) in [
+                    ("VENDOR_ROUTES".to_owned(), fallback.routes.clone()),
+                    (format!("{name}_VENDOR_BASE_URL"), fallback_sim.base_url()),
+                    (
+                        format!("{name}_VENDOR_API_KEY_SECRET_ARN"),
+                        config.vendor_api_key_secret.clone(),
+                    ),
+                    (
+                        format!("{name}_VENDOR_RATE_LIMIT_RPS"),
+                        options.vendor_rps.to_string(),
+                    ),
+                    (format!("{name}_RETRY_BUDGET_CAPACITY"), "50".into()),
+                    (format!("{name}_RETRY_BUDGET_REFILL_PER_SEC"), "5".into()),
+                    (format!("{name}_VENDOR_TIMEOUT_MS"), "5000".into()),
+                    (
+                        format!("{name}_VENDOR_SIM_IDEMPOTENCY"),
+                        options.idempotency_spec(),
+                    ),
+                ] {
+                    env.insert(k, v);
+                }
+                if fallback.vendor == VendorKind::Mindee {
+                    env.insert(
+                        "MINDEE_VENDOR_MODELS".into(),
+                        binaries::local_mindee_models(),
+                    );
+                }
+                Some(fallback_sim)
+            }
+        };
         if env.get("VENDOR").map(String::as_str) != Some(options.vendor.as_str()) {
             return Err(format!(
                 "the stack was provisioned for VENDOR={:?}, not {}: provision it with VendorName={}",
@@ -398,6 +464,21 @@ impl Pipeline {
         };
         let vendor = || {
             AnyVendor::build(&settings, &adapter_clients, &config.vendor_api_key_secret)
+                .map_err(|e| e.to_string())
+        };
+        let routes = || {
+            let textract_at = fallback_sim
+                .as_ref()
+                .map_or_else(|| sim.base_url(), RunningSim::base_url);
+            let clients = AwsClients {
+                textract: aws_sdk_textract::Client::from_conf(
+                    aws_sdk_textract::config::Builder::from(&clients.sdk_config)
+                        .endpoint_url(textract_at)
+                        .build(),
+                ),
+                ..clients.clone()
+            };
+            Routes::build(settings.kind, |k| env.get(k).cloned(), &clients)
                 .map_err(|e| e.to_string())
         };
         let (binaries, sam) = match (&options.binaries, &emulator, webhook_binary, sam_port) {
@@ -471,6 +552,14 @@ impl Pipeline {
                     Arc::clone(&chaos_dice),
                     Arc::clone(&chaos),
                 ),
+                routes: routes()?.map(|v| {
+                    Chaotic::new(
+                        v,
+                        &options.chaos,
+                        Arc::clone(&chaos_dice),
+                        Arc::clone(&chaos),
+                    )
+                }),
                 // Its writes go through a connection that can stall (the freeze fault).
                 ledger: if options.chaos.freeze_rate > 0.0
                     || options
@@ -510,6 +599,7 @@ impl Pipeline {
             },
             parse: Parse {
                 vendor: vendor()?,
+                routes: routes()?,
                 budgets,
                 ledger: ledger.clone(),
                 blob: Blob::new(clients.s3.clone()),
@@ -528,6 +618,7 @@ impl Pipeline {
             },
             reconcile: Reconcile {
                 vendor: vendor()?,
+                routes: routes()?,
                 ledger,
                 queue: Queue::new(clients.sqs.clone()),
                 metrics: emitter("reconcile"),
@@ -552,6 +643,7 @@ impl Pipeline {
             webhook,
             webhook_url,
             sim,
+            fallback_sim,
             config,
             clients,
             last_reconcile: std::sync::Mutex::new(Instant::now()),
