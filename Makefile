@@ -1,5 +1,5 @@
 # ocrbridge developer commands. Every target installs what it needs (scripts/setup.sh).
-.PHONY: setup test demo dev invoke chaos crashpoints mutants fuzz package bench bench-quality moto-start moto-stop lint vendor-sim
+.PHONY: setup test demo dev invoke chaos chaos-failover crashpoints mutants fuzz package bench bench-quality moto-start moto-stop lint vendor-sim
 
 ## test: set up, start moto, run fmt/clippy/cfn-lint and every test, stop moto
 test:
@@ -24,6 +24,12 @@ invoke:
 ## CHAOS_VENDOR=sim|textract|azure|mindee|all picks the vendor (default sim, both fallbacks)
 chaos:
 	CHAOS_DOCS=$${CHAOS_DOCS:-1000} scripts/chaos.sh
+
+## chaos-failover: issue #29's failover run with FAILOVER_DOCS (default 40) documents per phase:
+## a route of two twins, the first through an outage, an auth revocation and slowness, each
+## recovered; prints each phase's figures; `make test` runs it with 6
+chaos-failover:
+	scripts/chaos-failover.sh
 
 ## crashpoints: every failpoint (before and after each AWS write and vendor call) under crash,
 ## error and stall, on every twin without idempotency and both policies; `make test` runs the gate

@@ -17,22 +17,28 @@ use vendor_sim::RunningSim;
 const ROUTES: &str = "receipt=sim,azure";
 
 async fn routed(s: &TestStack, breaker: BreakerPolicy) -> Pipeline {
-    Pipeline::start(
-        s.clients.clone(),
-        &s.stack,
-        PipelineOptions {
-            vendor: VendorKind::Sim,
-            fallback: Some(FallbackVendor {
-                vendor: VendorKind::Azure,
-                routes: ROUTES.into(),
-            }),
-            breaker: Some(breaker),
-            reconcile_every: Duration::from_secs(3),
-            ..PipelineOptions::default()
-        },
-    )
-    .await
-    .expect("the pipeline starts")
+    routed_with(s, breaker, |_| {}).await
+}
+
+async fn routed_with(
+    s: &TestStack,
+    breaker: BreakerPolicy,
+    adjust: impl FnOnce(&mut PipelineOptions),
+) -> Pipeline {
+    let mut options = PipelineOptions {
+        vendor: VendorKind::Sim,
+        fallback: Some(FallbackVendor {
+            vendor: VendorKind::Azure,
+            routes: ROUTES.into(),
+        }),
+        breaker: Some(breaker),
+        reconcile_every: Duration::from_secs(3),
+        ..PipelineOptions::default()
+    };
+    adjust(&mut options);
+    Pipeline::start(s.clients.clone(), &s.stack, options)
+        .await
+        .expect("the pipeline starts")
 }
 
 fn receipt(n: usize) -> Vec<u8> {
@@ -207,5 +213,320 @@ async fn an_unresolved_attempt_is_resolved_at_its_vendor_before_the_route_moves_
             .copied(),
         None,
         "{recorded:?}"
+    );
+}
+
+/// Under `AmbiguousSubmission=resubmit`, a lost answer at the first vendor (which cannot be
+/// looked up) is resubmitted — to the second, the first's breaker open — and counted as a
+/// possible second charge. The first vendor's completion, arriving late, is kept on the job as
+/// a second vendor job with its cost (`VendorCost[sim,duplicate]`), never followed, and never
+/// asked of the second vendor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_completion_from_the_vendor_a_job_left_is_kept_as_a_duplicate() {
+    let s = stack().await;
+    let p = routed_with(
+        &s,
+        BreakerPolicy {
+            error_rate: 0.5,
+            min_calls: 1,
+            window_minutes: 1,
+            cool_down: Duration::from_secs(120),
+            probe_lease: Duration::from_secs(120),
+        },
+        |o| {
+            o.idempotency = vendor_sim::Idempotency::None;
+            o.ambiguity = ocrbridge::vendors::ambiguity::AmbiguityPolicy {
+                grace: Duration::ZERO,
+                fallback: ocrbridge::vendors::ambiguity::Fallback::Resubmit,
+            };
+        },
+    )
+    .await;
+    let job = job_id_for(&receipt(0), "receipt");
+    // Accepted and its answer dropped; its completion delivered 8 s late.
+    set_faults(
+        &p.sim,
+        json!({"seed": 29, "rates": {}, "webhook_delay_ms": 8000, "force": {
+            "drop": [{"subject": job.as_str()}],
+            "delayed_webhook": [{"subject": job.as_str()}],
+        }}),
+    )
+    .await;
+    let ids = upload(&s, 0..1).await;
+    let jobs = run_until_settled(&p, &s.ledger, &ids, Duration::from_secs(60)).await;
+    assert_done(&jobs, &ids);
+    let stats = sim_stats(&p.sim).await;
+    assert_eq!(stats["faults_injected"]["drop"], 1, "{stats}");
+    assert_eq!(jobs[0].vendor.as_deref(), Some("azure"), "{:?}", jobs[0]);
+    assert_eq!(jobs[0].risky_resubmits, 1, "counted as it was sent");
+    // Wait for the first vendor's late completion to be handled.
+    let mut late = jobs[0].clone();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    tokio::join!(p.run_until(&stop), async {
+        for _ in 0..60 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            late = s.ledger.get_job(&job).await.unwrap().unwrap();
+            if !late.orphan_vendor_jobs.is_empty() {
+                break;
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let at_first = ocrbridge_tests::sim_external_refs(&p.sim).await;
+    let first_job = at_first
+        .get(job.as_str())
+        .and_then(|jobs| jobs.first())
+        .cloned()
+        .expect("the first vendor made a job");
+    assert_eq!(late.orphan_vendor_jobs, vec![first_job], "{late:?}");
+    assert!(matches!(
+        late.state,
+        JobState::Completed | JobState::NeedsReview
+    ));
+    assert_eq!(billed(&p.sim).await, 1);
+    assert_eq!(billed(fallback_sim(&p)).await, 1);
+    let recorded = p.parse.metrics.recorded();
+    assert!(
+        recorded.get("VendorCost[sim,duplicate]").copied() > Some(0.0),
+        "the second charge is priced at the vendor that made it: {recorded:?}"
+    );
+}
+
+/// What one phase of the failover run measured.
+#[derive(Debug, Default)]
+struct Phase {
+    name: &'static str,
+    documents: usize,
+    /// Seconds from the phase's first upload to the first vendor's breaker seen open, and the
+    /// calls its window had counted then.
+    opened_after: Option<(f64, u64)>,
+    /// Seconds from the phase's start to the breaker seen closed again (recovery phases).
+    closed_after: Option<f64>,
+    through_fallback: usize,
+    p95_ms: u64,
+    fallback_cost: f64,
+}
+
+impl Phase {
+    fn row(&self) -> String {
+        format!(
+            "| {} | {} | {} | {} | {} | {} | {:.4} |",
+            self.name,
+            self.documents,
+            self.opened_after.map_or("–".into(), |(s, calls)| format!(
+                "{s:.1} s, {calls} calls"
+            )),
+            self.closed_after
+                .map_or("–".into(), |s| format!("{s:.1} s")),
+            self.through_fallback,
+            self.p95_ms,
+            self.fallback_cost,
+        )
+    }
+}
+
+/// Upload → settled, per job (ms), from the ledger's own history.
+fn latency_ms(job: &Job) -> u64 {
+    let settled = job
+        .history
+        .iter()
+        .rev()
+        .find(|h| h.state.is_settled())
+        .map_or(job.state_since, |h| h.at);
+    settled.0.saturating_sub(job.created_at.0)
+}
+
+fn p95(mut values: Vec<u64>) -> u64 {
+    values.sort_unstable();
+    values
+        .get((values.len() * 95).div_ceil(100).saturating_sub(1))
+        .copied()
+        .unwrap_or(0)
+}
+
+/// Runs the pipeline over one phase's uploads until they settle, watching the first vendor's
+/// breaker meanwhile.
+async fn phase(
+    s: &TestStack,
+    p: &Pipeline,
+    policy: &BreakerPolicy,
+    name: &'static str,
+    range: std::ops::Range<usize>,
+) -> (Phase, Vec<Job>) {
+    use ocrbridge::breaker::BreakerState;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let closed =
+        |state: &Result<(BreakerState, u64), _>| matches!(state, Ok((BreakerState::Closed, _)));
+    // A phase that starts with the breaker closed watches it open; one that starts with it
+    // open (a recovery) watches it close.
+    let closed_at_start = closed(&s.ledger.breaker_state("sim").await);
+    let started = std::time::Instant::now();
+    let ids = upload(s, range).await;
+    let stop = AtomicBool::new(false);
+    let (_, (jobs, opened_after, closed_after)) = tokio::join!(p.run_until(&stop), async {
+        let mut opened_after = None;
+        let mut closed_after = None;
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let now = ocrbridge::time::UnixMillis::now();
+            let state = s.ledger.breaker_state("sim").await;
+            if closed_at_start
+                && opened_after.is_none()
+                && matches!(state, Ok((BreakerState::Open { .. }, _)))
+            {
+                let window = s.ledger.breaker_window("sim", policy, now).await;
+                opened_after = Some((
+                    started.elapsed().as_secs_f64(),
+                    window.map_or(0, |w| w.calls),
+                ));
+            }
+            if !closed_at_start && closed_after.is_none() && closed(&state) {
+                closed_after = Some(started.elapsed().as_secs_f64());
+            }
+            let mut jobs = Vec::new();
+            for id in &ids {
+                if let Ok(Some(job)) = s.ledger.get_job(id).await {
+                    jobs.push(job);
+                }
+            }
+            let settled = jobs.len() == ids.len() && jobs.iter().all(|j| j.state.is_settled());
+            if settled || started.elapsed() > Duration::from_secs(180) {
+                stop.store(true, Ordering::Relaxed);
+                return (jobs, opened_after, closed_after);
+            }
+        }
+    });
+    let through_fallback: Vec<&Job> = jobs
+        .iter()
+        .filter(|j| j.vendor.as_deref() == Some("azure"))
+        .collect();
+    let fallback_cost = through_fallback
+        .iter()
+        .filter_map(|j| j.cost.as_ref().and_then(|c| c.actual.or(Some(c.estimate))))
+        .map(|d| f64::try_from(d).unwrap_or_default())
+        .sum();
+    let measured = Phase {
+        name,
+        documents: ids.len(),
+        opened_after,
+        closed_after,
+        through_fallback: through_fallback.len(),
+        p95_ms: p95(jobs.iter().map(latency_ms).collect()),
+        fallback_cost,
+    };
+    (measured, jobs)
+}
+
+/// Issue #29's failover run: a route of two twins, and the first put through a full outage
+/// (every call 503), an auth revocation, then slowness past the call's timeout, each followed by
+/// its recovery. Under `hold`, nothing is paid twice: every document is read by exactly one
+/// vendor. `FAILOVER_DOCS` documents per phase (CI: 6; `make chaos-failover`: 40).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_run_outage_revocation_slowness_and_recovery_never_pays_twice() {
+    let per_phase: usize = std::env::var("FAILOVER_DOCS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(6);
+    let policy = BreakerPolicy {
+        error_rate: 0.5,
+        min_calls: 3,
+        window_minutes: 1,
+        cool_down: Duration::from_secs(4),
+        probe_lease: Duration::from_secs(4),
+    };
+    let s = stack().await;
+    // Invocations of 6 s: a lease of 4, which an answer 8 s slow outlives.
+    let p = routed_with(&s, policy.clone(), |o| {
+        o.invocation_timeout = Duration::from_secs(6);
+    })
+    .await;
+    let mut next = 0;
+    let mut range = || {
+        next += per_phase;
+        next - per_phase..next
+    };
+    let mut phases = Vec::new();
+    let mut all = Vec::new();
+    let faults =
+        |rates: serde_json::Value| json!({"seed": 29, "rates": rates, "slow_delay_ms": 8000});
+    for (name, rates) in [
+        ("baseline", json!({})),
+        ("outage: every call 503", json!({"server_error": 1.0})),
+        ("recovered", json!({})),
+        ("auth revoked: every call 401", json!({"auth_refused": 1.0})),
+        ("recovered", json!({})),
+        ("slow: every answer after 8 s", json!({"slow": 1.0})),
+        ("recovered", json!({})),
+    ] {
+        set_faults(&p.sim, faults(rates.clone())).await;
+        if rates == json!({}) && !phases.is_empty() {
+            // The cool-down, for the first probe to find the vendor back.
+            tokio::time::sleep(policy.cool_down + Duration::from_millis(500)).await;
+        }
+        let (measured, jobs) = phase(&s, &p, &policy, name, range()).await;
+        assert_done(
+            &jobs,
+            &jobs.iter().map(|j| j.id.clone()).collect::<Vec<_>>(),
+        );
+        eprintln!("failover: {}", measured.row());
+        phases.push((measured, rates));
+        all.extend(jobs);
+    }
+    let documents = all.len();
+    assert_eq!(documents, 7 * per_phase, "every upload made a job");
+    // Exactly once across vendors: each document read by one vendor, once.
+    let at_first = billed(&p.sim).await;
+    let at_second = billed(fallback_sim(&p)).await;
+    let refs = ocrbridge_tests::sim_external_refs(&p.sim).await;
+    for job in &all {
+        let jobs_at_first = refs.get(job.id.as_str()).map_or(0, Vec::len);
+        let at_second = usize::from(job.vendor.as_deref() == Some("azure"));
+        assert_eq!(
+            jobs_at_first + at_second,
+            1,
+            "{} was read {jobs_at_first} time(s) by the first vendor and {at_second} by the second",
+            job.id
+        );
+        assert_eq!(job.risky_resubmits, 0, "{job:?}");
+    }
+    assert_eq!(at_first + at_second, documents as u64);
+    eprintln!(
+        "failover: {documents} documents, {at_first} read by the first vendor, {at_second} by the second, 0 twice"
+    );
+    // Each fault phase failed over, and each recovery brought the traffic back.
+    for (measured, rates) in &phases {
+        if *rates == json!({}) {
+            if measured.name == "recovered" {
+                assert!(
+                    measured.through_fallback < measured.documents,
+                    "traffic came back: {measured:?}"
+                );
+                assert!(
+                    measured.closed_after.is_some(),
+                    "the breaker closed: {measured:?}"
+                );
+            }
+        } else {
+            assert!(
+                measured.opened_after.is_some(),
+                "the breaker opened: {measured:?}"
+            );
+            assert!(
+                measured.through_fallback > 0,
+                "documents failed over: {measured:?}"
+            );
+        }
+    }
+    let recorded = p.submit.metrics.recorded();
+    eprintln!(
+        "failover: FallbackSubmissions {:?}, FallbackCostDelta {:?} USD, BreakerTransitions open {:?} closed {:?}",
+        recorded.get("FallbackSubmissions[receipt,sim,azure,breaker_open]"),
+        recorded.get("FallbackCostDelta[receipt,sim,azure]"),
+        recorded.get("BreakerTransitions[sim,open]"),
+        recorded.get("BreakerTransitions[sim,closed]"),
+    );
+    assert!(
+        recorded.get("BreakerTransitions[sim,closed]").copied() >= Some(3.0),
+        "each recovery closed the breaker: {recorded:?}"
     );
 }

@@ -306,6 +306,7 @@ async fn repeated_and_out_of_order_notices_store_one_result() {
         status: status.into(),
         vendor_timestamp: None,
         event_id: None,
+        vendor: None,
     };
     for status in ["succeeded", "processing", "succeeded", "succeeded"] {
         w.parse
@@ -456,6 +457,7 @@ async fn a_vendor_failed_job_is_failed_not_parsed() {
                 status: "succeeded".into(),
                 vendor_timestamp: None,
                 event_id: None,
+                vendor: None,
             },
         )
         .await
@@ -960,6 +962,7 @@ fn completion(job: &Job, vendor_job_id: &str) -> ResultNotice {
         status: "succeeded".into(),
         vendor_timestamp: None,
         event_id: Some(format!("msg_{}", unique_name("e"))),
+        vendor: None,
     }
 }
 

@@ -28,6 +28,11 @@ pub struct ResultNotice {
     pub vendor_timestamp: Option<i64>,
     /// The delivery id, when the notice came from a webhook.
     pub event_id: Option<String>,
+    /// The vendor a completion came from (a webhook's, Textract's SNS), which with routes need
+    /// not be the job's: a completion from a vendor the job moved away from is that vendor's
+    /// second charge, never a vendor job to ask the job's vendor about. `None`: the job's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vendor: Option<String>,
 }
 
 /// Message attributes a poison message carries into its DLQ.

@@ -249,8 +249,13 @@ impl<V: Vendor> Parse<V> {
         polls: u32,
         deadline: UnixMillis,
     ) -> Disposition {
-        if self.awaits_adoption(&job)
-            && self.names_a_vendor_job(&job, notice)
+        let sender = self.sender_of(&job, notice);
+        // A completion from a vendor the job moved away from (its route's next took it): that
+        // vendor's job is a second charge, never the job's to follow.
+        let from_elsewhere = sender.name() != self.vendor_of(&job).name();
+        if !from_elsewhere
+            && self.awaits_adoption(&job)
+            && self.names_a_vendor_job(sender, notice)
             // One the job discarded (an operator's retry of a result the vendor had lost) is
             // not taken back: its result is gone, and the retry buys the document again.
             && !job.orphan_vendor_jobs.contains(&notice.vendor_job_id)
@@ -260,13 +265,17 @@ impl<V: Vendor> Parse<V> {
                 Err(disposition) => return disposition,
             }
         }
-        if self.names_a_vendor_job(&job, notice)
-            && job
-                .vendor_job_id
-                .as_deref()
-                .is_some_and(|v| v != notice.vendor_job_id)
+        if self.names_a_vendor_job(sender, notice)
+            && (from_elsewhere
+                || job
+                    .vendor_job_id
+                    .as_deref()
+                    .is_some_and(|v| v != notice.vendor_job_id))
         {
-            if let Err(e) = self.second_vendor_job(&job, &notice.vendor_job_id).await {
+            if let Err(e) = self
+                .second_vendor_job(&job, sender, &notice.vendor_job_id)
+                .await
+            {
                 // The notice is the only evidence of the second charge: keep it until the
                 // charge is on the job.
                 return self.later(attempt, "orphan_unrecorded", e);
@@ -309,16 +318,21 @@ impl<V: Vendor> Parse<V> {
         }
     }
 
+    /// The vendor a notice is from: the one a completion names, else the job's own.
+    fn sender_of(&self, job: &Job, notice: &ResultNotice) -> Adapter<'_, V> {
+        notice
+            .vendor
+            .as_deref()
+            .and_then(|name| self.routes.named(self.primary(), name))
+            .unwrap_or(self.vendor_of(job))
+    }
+
     /// A notice that came from a verified completion naming a vendor job (reconcile's notices
     /// carry the job's own vendor job id and no event id).
-    fn names_a_vendor_job(&self, job: &Job, notice: &ResultNotice) -> bool {
+    fn names_a_vendor_job(&self, sender: Adapter<'_, V>, notice: &ResultNotice) -> bool {
         notice.event_id.is_some()
             && !notice.vendor_job_id.is_empty()
-            && self
-                .vendor_of(job)
-                .vendor
-                .capabilities()
-                .completion_carries_reference
+            && sender.vendor.capabilities().completion_carries_reference
     }
 
     /// A job without a vendor job, with nobody working on it: a verified completion that names
@@ -372,17 +386,23 @@ impl<V: Vendor> Parse<V> {
         }
     }
 
-    /// A verified completion for a vendor job that is not the job's own: the vendor processed
-    /// (and billed) the document twice. Recorded and counted; the job keeps following its own.
-    /// `Err` (why) when it could not be recorded.
-    async fn second_vendor_job(&self, job: &Job, vendor_job_id: &str) -> Result<(), String> {
+    /// A verified completion for a vendor job that is not the job's own: `sender` processed
+    /// (and billed) the document a second time — the job's vendor twice, or a vendor of its route
+    /// it moved away from. Recorded and counted at `sender`'s price; the job keeps following its
+    /// own. `Err` (why) when it could not be recorded.
+    async fn second_vendor_job(
+        &self,
+        job: &Job,
+        sender: Adapter<'_, V>,
+        vendor_job_id: &str,
+    ) -> Result<(), String> {
         if job.orphan_vendor_jobs.iter().any(|o| o == vendor_job_id) {
             return Ok(()); // already known (a redelivery of the same completion)
         }
         warn!(%vendor_job_id, own = ?job.vendor_job_id, "a completion for a second vendor job of this document");
         self.metrics.count(
             metrics::ORPHAN_VENDOR_JOBS,
-            &[self.vendor_of(job).vendor.name(), "second_completion"],
+            &[sender.name(), "second_completion"],
             &[
                 ("job_id", job.id.as_str()),
                 ("vendor_job_id", vendor_job_id),
@@ -397,7 +417,12 @@ impl<V: Vendor> Parse<V> {
         .await;
         match recorded {
             Ok(()) => {
-                self.spent(job, Spend::Duplicate, self.cost_of(job).one_more());
+                let charge = if sender.name() == self.vendor_of(job).name() {
+                    self.cost_of(job).one_more()
+                } else {
+                    JobCost::estimate_for(&self.config.prices, sender.vendor, job).estimate
+                };
+                self.spent_at(sender.name(), job, Spend::Duplicate, charge);
                 Ok(())
             }
             Err(e) => {
@@ -1128,6 +1153,11 @@ impl<V: Vendor> Parse<V> {
 
     /// Money paid to the vendor, for the dashboard (`VendorCost`); the jobs hold the record.
     fn spent(&self, job: &Job, spend: Spend, amount: ocrbridge::cost::Decimal) {
+        self.spent_at(self.vendor_of(job).name(), job, spend, amount);
+    }
+
+    /// [`Self::spent`] at `vendor`, which need not be the job's (a second charge elsewhere).
+    fn spent_at(&self, vendor: &str, job: &Job, spend: Spend, amount: ocrbridge::cost::Decimal) {
         let spend = if job.benchmark_run.is_some() {
             Spend::Benchmark
         } else {
@@ -1136,7 +1166,7 @@ impl<V: Vendor> Parse<V> {
         self.metrics.for_traffic(job.benchmark_run.as_ref()).emit(
             metrics::VENDOR_COST,
             f64::try_from(amount).unwrap_or_default(),
-            &[self.vendor_of(job).vendor.name(), spend.as_str()],
+            &[vendor, spend.as_str()],
             &[("job_id", job.id.as_str())],
         );
     }

@@ -407,6 +407,7 @@ impl<V: Vendor> Reconcile<V> {
 
     async fn notice(&self, job: &Job, vendor_job_id: &str, status: &str) -> Result<(), String> {
         let notice = ResultNotice {
+            vendor: None,
             job_id: job.id.clone(),
             vendor_job_id: vendor_job_id.to_owned(),
             status: status.to_owned(),

@@ -513,6 +513,7 @@ impl<V: Vendor> Submit<V> {
     /// vendor that pushes nothing, or a one-off look at a job the vendor may have finished.
     async fn notify_parse(&self, job: &Job, vendor_job_id: &str, status: &str, delay: Duration) {
         let notice = ocrbridge::queue::ResultNotice {
+            vendor: None,
             job_id: job.id.clone(),
             vendor_job_id: vendor_job_id.to_owned(),
             status: status.to_owned(),

@@ -843,7 +843,8 @@ impl<V: Vendor> Submit<V> {
     /// The vendor refused our credentials twice (before and after a refresh). The key is
     /// wrong everywhere, not just for this document: pause every submission so the documents
     /// in flight wait instead of each failing, hold this job, and keep its message to redrive
-    /// once the key is fixed.
+    /// once the key is fixed — unless the job's route has another vendor: the refusal opened
+    /// this one's breaker, and the job is retried there.
     async fn park_on_auth(&self, lease: &Lease, status: u16, error: &VendorError) -> Disposition {
         let adapter = self.vendor_of(&lease.job);
         self.metrics.count(
@@ -861,6 +862,24 @@ impl<V: Vendor> Submit<V> {
             ),
         )
         .await;
+        if self.config.breaker.is_some()
+            && self.routes.route(self.primary(), &lease.job.profile).len() > 1
+        {
+            // The refusal opened this vendor's breaker at once, and the route has another: the
+            // job goes there instead of waiting for a fixed key. Refused at the door, nothing
+            // reached this vendor; nothing is owed.
+            warn!(
+                vendor = adapter.name(),
+                "the vendor refused our credentials; the route's next vendor takes the job"
+            );
+            self.release(lease, AttemptOutcome::NotReached, RetryDebt::Unchanged)
+                .await;
+            return Disposition::RetryAfter {
+                delay: Duration::from_secs(1),
+                code: reason::VENDOR_AUTH_FAILED,
+                reason: format!("{error}; failing over"),
+            };
+        }
         let reason = Reason::new(reason::VENDOR_AUTH_FAILED, error.to_string());
         // Refused at the door: nothing reached the vendor, so nothing is left to resolve.
         match self

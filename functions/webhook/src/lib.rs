@@ -375,6 +375,7 @@ impl Webhook {
             status: status.to_owned(),
             vendor_timestamp: verified.timestamp,
             event_id: Some(event_id.clone()),
+            vendor: Some(self.config.vendor.as_str().to_owned()),
         };
         let sent = async {
             self.queue

@@ -691,6 +691,7 @@ impl Vendor for TextractVendor {
                         vendor_timestamp: None,
                         // Delivered inside AWS through a topic only Textract's role publishes to.
                         event_id: Some(n.message_id),
+                        vendor: Some(crate::vendors::select::VendorKind::Textract.as_str().into()),
                     })
                 }),
         )
