@@ -136,12 +136,9 @@ impl<V: Vendor> Parse<V> {
         }
     }
 
-    /// The vendor `job` went to (its latest attempt's). A job whose vendor the stack no longer
-    /// routes to never gets past `handle_notice`.
+    /// The vendor `job` went to (unrouted jobs stop at `handle_notice`).
     fn vendor_of(&self, job: &Job) -> Adapter<'_, V> {
-        self.routes
-            .of(self.primary(), job)
-            .unwrap_or(self.primary())
+        self.routes.of_routed(self.primary(), job)
     }
 
     pub async fn handle_sqs(&self, event: SqsEvent, deadline: UnixMillis) -> SqsBatchResponse {

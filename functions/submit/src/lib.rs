@@ -175,12 +175,9 @@ impl<V: Vendor> Submit<V> {
         }
     }
 
-    /// The vendor that has, or may have, `job`: its latest attempt's. A job whose vendor the
-    /// stack no longer routes to never gets past the top of `submit_job`.
+    /// The vendor that has, or may have, `job` (unrouted jobs stop at `submit_job`'s top).
     fn vendor_of(&self, job: &Job) -> Adapter<'_, V> {
-        self.routes
-            .of(self.primary(), job)
-            .unwrap_or(self.primary())
+        self.routes.of_routed(self.primary(), job)
     }
 
     /// How `job` is sent to `vendor`: read in the call itself where the vendor can

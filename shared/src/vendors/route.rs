@@ -245,6 +245,12 @@ impl<V: Vendor> Routes<V> {
         }
     }
 
+    /// [`Self::of`] for a caller that turned an unrouted job away up front (submit's and
+    /// parse's handlers): every later step of theirs asks it, and it is routed.
+    pub fn of_routed<'a>(&'a self, primary: Adapter<'a, V>, job: &Job) -> Adapter<'a, V> {
+        self.of(primary, job).unwrap_or(primary)
+    }
+
     /// [`Self::of`] for a caller without rate budgets (reconcile): the adapter alone.
     pub fn vendor_of<'a>(&'a self, primary: &'a V, job: &Job) -> Result<&'a V, UnroutedVendor> {
         match job.vendor.as_deref() {
