@@ -363,17 +363,13 @@ impl Pipeline {
         })
         .await?;
 
-        let sim = vendor_sim::start(SimConfig {
+        // Every simulator of the stack (the vendor's, and a routed second vendor's) takes its
+        // key and signs for its webhook endpoint.
+        let sim_config = SimConfig {
             listen: "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?,
             api_keys: vec![api_key.clone()],
             webhook_url: Some(webhook_url.clone()),
             webhook_secrets: vec![whsec.clone()],
-            webhook_retry_schedule: vec![
-                Duration::from_millis(500),
-                Duration::from_secs(2),
-                Duration::from_secs(5),
-            ],
-            faults: options.faults.clone(),
             engine: options.engine,
             ocr_concurrency: 2,
             idempotency: options.idempotency,
@@ -382,6 +378,15 @@ impl Pipeline {
             twins: options.twins.clone(),
             processing_delay: options.processing_delay,
             ..SimConfig::default()
+        };
+        let sim = vendor_sim::start(SimConfig {
+            webhook_retry_schedule: vec![
+                Duration::from_millis(500),
+                Duration::from_secs(2),
+                Duration::from_secs(5),
+            ],
+            faults: options.faults.clone(),
+            ..sim_config.clone()
         })
         .await
         .map_err(|e| e.to_string())?;
@@ -394,21 +399,9 @@ impl Pipeline {
         let fallback_sim = match &options.fallback {
             None => None,
             Some(fallback) => {
-                let fallback_sim = vendor_sim::start(SimConfig {
-                    listen: "127.0.0.1:0".parse().map_err(|e| format!("{e}"))?,
-                    api_keys: vec![api_key.clone()],
-                    webhook_url: Some(webhook_url.clone()),
-                    webhook_secrets: vec![whsec.clone()],
-                    engine: options.engine,
-                    ocr_concurrency: 2,
-                    idempotency: options.idempotency,
-                    aws_endpoint: clients.sdk_config.endpoint_url().map(str::to_owned),
-                    twins: options.twins.clone(),
-                    processing_delay: options.processing_delay,
-                    ..SimConfig::default()
-                })
-                .await
-                .map_err(|e| e.to_string())?;
+                let fallback_sim = vendor_sim::start(sim_config.clone())
+                    .await
+                    .map_err(|e| e.to_string())?;
                 // The routed vendor's settings under its name, as `route::routed_lookup` reads
                 // them: its own simulator, the stack's key, the same budgets as the first.
                 let name = fallback.vendor.as_str().to_ascii_uppercase();
