@@ -230,3 +230,49 @@ fn binaries(sam_lambda: bool) -> PipelineOptions {
         ..PipelineOptions::default()
     }
 }
+
+/// Issue #29 through the real binaries: `VENDOR_ROUTES` and the second vendor's settings under
+/// its name reach the functions through their environment, as in a deployed stack. The first
+/// vendor is down; every document is read once, by the second, and parse and reconcile ask the
+/// second about its jobs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_fails_over_through_the_real_binaries() {
+    let s = stack().await;
+    let p = Pipeline::start_at(
+        s.clients.clone(),
+        &s.stack,
+        PipelineOptions {
+            fallback: Some(ocrbridge_local::pipeline::FallbackVendor {
+                vendor: ocrbridge::vendors::select::VendorKind::Azure,
+                routes: "receipt=sim,azure".into(),
+            }),
+            breaker: Some(ocrbridge::breaker::BreakerPolicy {
+                min_calls: 2,
+                ..ocrbridge_local::pipeline::local_breaker()
+            }),
+            ..binaries(false)
+        },
+        &s.endpoint,
+    )
+    .await
+    .unwrap();
+    ocrbridge_tests::set_faults(&p.sim, serde_json::json!({"rates": {"server_error": 1.0}})).await;
+    let keys: Vec<String> = (0..3).map(|n| format!("receipts/routed-{n}.pdf")).collect();
+    for (n, key) in keys.iter().enumerate() {
+        let bytes = ocrbridge_tests::text_pdf(&[
+            &format!("ROUTED SHOP {n}"),
+            "Date: 14/11/2026",
+            "Total: 8.00",
+        ]);
+        s.put(key, bytes, None).await;
+    }
+    let done = until_settled(&s, &p, &keys).await;
+    assert_eq!(done.len(), keys.len(), "not settled in time: {done:?}");
+    for (key, job) in &done {
+        assert_eq!(job.vendor.as_deref(), Some("azure"), "{key}: {job:?}");
+    }
+    let billed = |stats: serde_json::Value| stats["billed_documents"].as_u64().unwrap_or(0);
+    assert_eq!(billed(ocrbridge_tests::sim_stats(&p.sim).await), 0);
+    let second = p.fallback_sim.as_ref().expect("a second vendor");
+    assert_eq!(billed(ocrbridge_tests::sim_stats(second).await), 3);
+}
