@@ -7,20 +7,21 @@
 //!    a job that failed or was held for a retryable reason — except one held because its last
 //!    submission may have arrived, which only `ocrbridge jobs retry --accept-duplicate-risk`
 //!    resubmits;
-//! 2. take the submit lease, bounded by this invocation's deadline, recording the attempt in the
-//!    same write ([`step`]);
+//! 2. choose the vendor: the first of the profile's route (`VENDOR_ROUTES`, else `VENDOR`
+//!    alone) whose circuit breaker ([`ocrbridge::breaker`], shared by every container) lets a
+//!    call through; then take the submit lease, bounded by this invocation's deadline, recording
+//!    the attempt — which names that vendor — in the same write ([`step`]);
 //! 3. if the job already has a vendor job (an operator's retry of a job the vendor has), adopt
 //!    it: nothing is sent;
-//! 4. if an earlier holder recorded an attempt and vanished, **resolve it first**
-//!    ([`ocrbridge::vendors::ambiguity`]): look it up, resend the same key, wait for the
-//!    completion that names the job, or — per the configured fallback — resubmit counted as a
-//!    possible second charge, or hold the job for an operator;
+//! 4. if an earlier holder recorded an attempt and vanished, **resolve it first**, at the vendor
+//!    it went to, whichever step 2 chose ([`ocrbridge::vendors::ambiguity`]): look it up, resend
+//!    the same key, wait for the completion that names the job, or — per the configured
+//!    fallback — resubmit counted as a possible second charge, or hold the job for an operator;
 //! 5. fail the job if its submission window (`MAX_SUBMIT_AGE_SECS` since it was queued) is over
 //!    — under the lease, after step 4, so nothing that reached the vendor is forgotten;
-//! 6. ask the vendor's circuit breaker ([`ocrbridge::breaker`], shared by every container):
-//!    while it is open the message is deferred until it half-opens, nothing sent; then pay the
-//!    retry budget what the last failed call owes (deferrals owe nothing), and take an
-//!    admission token;
+//! 6. with every breaker in the route open, defer the message until one half-opens, nothing
+//!    sent; then pay the chosen vendor's retry budget what the last failed call owes (deferrals
+//!    owe nothing), and take one of its admission tokens;
 //! 7. call the vendor with the deterministic key (the job id), a short-lived presigned URL, and
 //!    a time limit of what is left of the lease — or, for a document the vendor reads in the
 //!    call itself ([`ocrbridge::vendors::answer`]: Textract's synchronous APIs), make that call;
@@ -33,8 +34,10 @@
 //! Errors are classified ([`ErrorClass`]): retryable ones back off with full jitter through the
 //! message's visibility and leave a retry debt on the job; an ambiguous one (sent, answer lost)
 //! leaves the attempt recorded for step 4; a 401/403 refreshes the key once and then pauses
-//! every submission for `AUTH_PAUSE_SECS` and holds the job (`vendor_auth_failed`, the message
-//! kept in the DLQ to redrive); other 4xx fail the job with the vendor's reason.
+//! every submission to that vendor for `AUTH_PAUSE_SECS` and holds the job (`vendor_auth_failed`,
+//! the message kept in the DLQ to redrive) — or, where the route has another vendor, retries it
+//! there (the refusal opened this one's breaker); other 4xx fail the job with the vendor's
+//! reason.
 
 pub mod config;
 mod step;

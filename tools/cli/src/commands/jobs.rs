@@ -64,7 +64,8 @@ fn summary_json(j: &Job) -> Value {
     json!({
         "job_id": j.id.as_str(), "state": j.state.as_str(), "profile": j.profile.as_str(),
         "since_ms": j.state_since.0, "reason": j.reason.as_ref().map(|r| json!({"code": r.code, "message": r.message})),
-        "vendor_job_id": j.vendor_job_id, "source": format!("s3://{}/{}", j.source.bucket, j.source.key),
+        "vendor": j.vendor, "vendor_job_id": j.vendor_job_id,
+        "source": format!("s3://{}/{}", j.source.bucket, j.source.key),
         "orphan_vendor_jobs": j.orphan_vendor_jobs, "risky_resubmits": j.risky_resubmits,
         "trace_id": j.trace_header.as_deref().and_then(ocrbridge::trace_context::root),
     })
@@ -167,9 +168,10 @@ pub async fn show(target: &Target, id: &str, json_mode: bool) -> Result<(), CliE
         if let Some(r) = &job.reason {
             out.push(format!("reason    {}: {}", r.code, r.message));
         }
+        // The vendor of the job's latest attempt (with routes, not always the stack's).
         out.push(format!(
             "vendor    {} job {}",
-            target.vendor(),
+            job.vendor.as_deref().unwrap_or(target.vendor()),
             job.vendor_job_id.as_deref().unwrap_or("-")
         ));
         if let Some(trace) = job
