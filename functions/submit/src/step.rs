@@ -43,8 +43,6 @@ pub(crate) enum Send {
 /// attempt recorded with the lease names it).
 pub(crate) struct Choice<'a, V> {
     pub adapter: Adapter<'a, V>,
-    /// What its breaker said (`Allowed` without a breaker, or one that could not be read).
-    pub admission: Admission,
     /// The route's first vendor, when it was passed over because its breaker is open.
     pub passed_over: Option<Adapter<'a, V>>,
 }
@@ -391,86 +389,84 @@ impl<V: Vendor> Submit<V> {
         }
     }
 
-    /// Step 1b: the vendor for a new submission: the first in the job's route whose breaker lets
-    /// a call through (taking the half-open breaker's probe if it is that one's turn). A breaker
-    /// that cannot be read lets the call through: it guards the vendor, never the documents.
-    /// When every breaker in the route is open, the route's first vendor is chosen, refused
-    /// until the earliest of them half-opens. (A probe claimed here for a job that then sends
-    /// nothing — its earlier attempt is adopted, or held — lapses after its lease.)
+    /// Step 2a: the vendor for a new submission: the first in the job's route whose breaker
+    /// would let a call through now, looked at without claiming anything (the half-open probe is
+    /// claimed in step 6, once the job is leased and any earlier attempt resolved: a probe
+    /// claimed for a job that then sends nothing would hold every caller off for its lease). A
+    /// one-vendor route is not looked at here at all. A breaker that cannot be read lets the call
+    /// through: it guards the vendor, never the documents. With every breaker in the route open,
+    /// the route's first is chosen, and step 6 defers the message.
     pub(crate) async fn choose_vendor(&self, job: &Job) -> Choice<'_, V> {
         let route = self.routes.route(self.primary(), &job.profile);
         let first = route.first().copied().unwrap_or(self.primary());
-        let now = UnixMillis::now();
-        let mut earliest: Option<UnixMillis> = None;
-        for adapter in route {
-            let Some(breaker) = self.breaker(adapter.name()) else {
+        if route.len() > 1 {
+            let now = UnixMillis::now();
+            for adapter in route {
+                let Some(breaker) = self.breaker(adapter.name()) else {
+                    break;
+                };
+                match breaker.peek(now).await {
+                    Ok(Admission::Refused { .. }) => continue,
+                    Ok(_) => {}
+                    Err(e) => {
+                        warn!(vendor = adapter.name(), error = %e, "the vendor's breaker could not be read; choosing it anyway");
+                    }
+                }
                 return Choice {
                     adapter,
-                    admission: Admission::Allowed,
-                    passed_over: None,
+                    passed_over: (adapter.name() != first.name()).then_some(first),
                 };
-            };
-            let admission = match breaker.admit(now).await {
-                Ok(Admission::Refused { until }) => {
-                    self.metrics.count(
-                        metrics::BREAKER_REFUSED,
-                        &[adapter.name()],
-                        &[("job_id", job.id.as_str())],
-                    );
-                    earliest = Some(earliest.map_or(until, |e| e.min(until)));
-                    continue;
-                }
-                Ok(admission) => admission,
-                Err(e) => {
-                    warn!(vendor = adapter.name(), error = %e, "the vendor's breaker could not be read; calling anyway");
-                    Admission::Allowed
-                }
-            };
-            let passed_over = (adapter.name() != first.name()).then_some(first);
-            return Choice {
-                adapter,
-                admission,
-                passed_over,
-            };
+            }
         }
         Choice {
             adapter: first,
-            admission: Admission::Refused {
-                until: earliest.unwrap_or(now),
-            },
             passed_over: None,
         }
     }
 
-    /// Step 6: the chosen vendor's breaker. Every breaker in the route open, or half-open with
-    /// another container's probe out: nothing is sent; the lease is released as unsent and the
-    /// message comes back when a breaker would let a probe through (a deferral: no receive, no
-    /// retry debt, no attempt). `Ok(true)`: this call is the half-open breaker's one probe.
+    /// Step 6: the chosen vendor's breaker, asked for admission (claiming the half-open
+    /// breaker's probe when it is this call's turn). Open, or half-open with another container's
+    /// probe out — every vendor of the route was, or the chosen one became so since step 2a —
+    /// nothing is sent; the lease is released as unsent and the message comes back when the
+    /// breaker would let a probe through (a deferral: no receive, no retry debt, no attempt).
+    /// `Ok(true)`: this call is the half-open breaker's one probe. A breaker that cannot be read
+    /// lets the call through.
     pub(crate) async fn pass_breaker(
         &self,
         lease: &Lease,
         choice: &Choice<'_, V>,
     ) -> Result<bool, Disposition> {
-        match choice.admission {
-            Admission::Allowed => Ok(false),
-            Admission::Probe => {
+        let vendor = choice.adapter.name();
+        let Some(breaker) = self.breaker(vendor) else {
+            return Ok(false);
+        };
+        let now = UnixMillis::now();
+        match breaker.admit(now).await {
+            Ok(Admission::Allowed) => Ok(false),
+            Ok(Admission::Probe) => {
                 info!(
-                    vendor = choice.adapter.name(),
+                    vendor,
                     "the vendor's breaker is half-open: this submission is its probe"
                 );
                 Ok(true)
             }
-            Admission::Refused { until } => {
-                let wait = until
-                    .since(UnixMillis::now())
-                    .clamp(Duration::from_secs(1), self.config.backoff.cap);
-                info!(
-                    ?wait,
-                    "every vendor's breaker in the route is open; deferring"
+            Ok(Admission::Refused { until }) => {
+                self.metrics.count(
+                    metrics::BREAKER_REFUSED,
+                    &[vendor],
+                    &[("job_id", lease.job_id.as_str())],
                 );
+                let wait = until
+                    .since(now)
+                    .clamp(Duration::from_secs(1), self.config.backoff.cap);
+                info!(?wait, vendor, "the vendor's breaker is open; deferring");
                 self.release(lease, Self::unsent(lease), RetryDebt::Unchanged)
                     .await;
                 Err(Disposition::Defer(wait))
+            }
+            Err(e) => {
+                warn!(vendor, error = %e, "the vendor's breaker could not be read; calling anyway");
+                Ok(false)
             }
         }
     }

@@ -199,6 +199,22 @@ pub struct Breaker {
 }
 
 impl Breaker {
+    /// Whether a call could go to the vendor at `now`, without claiming anything: `Refused`
+    /// while it is open or another caller's probe is out; `Allowed` when closed, or when a probe
+    /// could be claimed ([`Self::admit`] claims it, after the caller has done what must come
+    /// first). A route chooses its vendor with this; a claimed probe the caller then does not
+    /// use would hold every other caller off for its whole lease.
+    pub async fn peek(&self, now: UnixMillis) -> Result<Admission, LedgerError> {
+        let (state, _) = self.ledger.breaker_state(&self.vendor).await?;
+        Ok(match state {
+            BreakerState::Open { until, .. } if now < until => Admission::Refused { until },
+            BreakerState::HalfOpen {
+                probe_until: Some(lease),
+            } if now < lease => Admission::Refused { until: lease },
+            _ => Admission::Allowed,
+        })
+    }
+
     /// Asks to call the vendor at `now`.
     pub async fn admit(&self, now: UnixMillis) -> Result<Admission, LedgerError> {
         let (state, version) = self.ledger.breaker_state(&self.vendor).await?;
