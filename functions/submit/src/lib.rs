@@ -183,6 +183,12 @@ impl<V: Vendor> Submit<V> {
         self.routes.of_routed(self.primary(), job)
     }
 
+    /// A fresh id for an attempt to send `job` to `vendor`: it names the vendor and the kind of
+    /// call ([`ocrbridge::job::Attempt::new_id`]).
+    fn new_attempt_id(vendor: &V, job: &Job) -> String {
+        ocrbridge::job::Attempt::new_id(vendor.name(), Self::call_kind(vendor, job))
+    }
+
     /// How `job` is sent to `vendor`: read in the call itself where the vendor can
     /// ([`ocrbridge::vendors::answer`]), else as a vendor job.
     fn call_kind(vendor: &V, job: &Job) -> CallKind {

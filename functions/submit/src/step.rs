@@ -77,8 +77,7 @@ impl<V: Vendor> Submit<V> {
         let now = UnixMillis::now();
         let until = lease_until_from_deadline(deadline, DEFAULT_LEASE_SAFETY_MARGIN);
         let owner = format!("submit-{}", uuid::Uuid::new_v4().simple());
-        let vendor = choice.adapter.vendor;
-        let attempt_id = Attempt::new_id(vendor.name(), Self::call_kind(vendor, job));
+        let attempt_id = Self::new_attempt_id(choice.adapter.vendor, job);
         let acquired = failpoints::around(
             "submit.before_lease",
             "submit.after_lease",
@@ -296,7 +295,7 @@ impl<V: Vendor> Submit<V> {
         if lease.attempt_recorded {
             return Ok(lease);
         }
-        let attempt_id = Attempt::new_id(to.name(), Self::call_kind(to.vendor, &lease.job));
+        let attempt_id = Self::new_attempt_id(to.vendor, &lease.job);
         let now = UnixMillis::now();
         let recorded = failpoints::around(
             "submit.before_record_attempt",

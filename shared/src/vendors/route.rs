@@ -156,6 +156,15 @@ pub struct UnroutedVendor {
     pub vendor: String,
 }
 
+impl UnroutedVendor {
+    fn of(job: &Job, vendor: &str) -> Self {
+        UnroutedVendor {
+            job_id: job.id.to_string(),
+            vendor: vendor.to_owned(),
+        }
+    }
+}
+
 /// The routes and the adapters beyond the stack's `VENDOR` (which each function holds as its
 /// `vendor`, with its `budgets`).
 #[derive(Debug, Clone)]
@@ -196,18 +205,20 @@ impl<V: Vendor> Routes<V> {
         Self::default()
     }
 
+    /// The routed vendor (not `VENDOR`) called `name`.
+    fn other(&self, name: &str) -> Option<&Routed<V>> {
+        self.others.iter().find(|r| r.vendor.name() == name)
+    }
+
     /// The adapter and budgets for the vendor called `name`.
     pub fn named<'a>(&'a self, primary: Adapter<'a, V>, name: &str) -> Option<Adapter<'a, V>> {
         if primary.name() == name {
             return Some(primary);
         }
-        self.others
-            .iter()
-            .find(|r| r.vendor.name() == name)
-            .map(|r| Adapter {
-                vendor: &r.vendor,
-                budgets: &r.budgets,
-            })
+        self.other(name).map(|r| Adapter {
+            vendor: &r.vendor,
+            budgets: &r.budgets,
+        })
     }
 
     /// `profile`'s route, as adapters. A vendor without an adapter cannot be in it: building
@@ -238,10 +249,9 @@ impl<V: Vendor> Routes<V> {
     ) -> Result<Adapter<'a, V>, UnroutedVendor> {
         match job.vendor.as_deref() {
             None => Ok(primary),
-            Some(name) => self.named(primary, name).ok_or_else(|| UnroutedVendor {
-                job_id: job.id.to_string(),
-                vendor: name.to_owned(),
-            }),
+            Some(name) => self
+                .named(primary, name)
+                .ok_or_else(|| UnroutedVendor::of(job, name)),
         }
     }
 
@@ -257,14 +267,9 @@ impl<V: Vendor> Routes<V> {
             None => Ok(primary),
             Some(name) if primary.name() == name => Ok(primary),
             Some(name) => self
-                .others
-                .iter()
-                .find(|r| r.vendor.name() == name)
+                .other(name)
                 .map(|r| &r.vendor)
-                .ok_or_else(|| UnroutedVendor {
-                    job_id: job.id.to_string(),
-                    vendor: name.to_owned(),
-                }),
+                .ok_or_else(|| UnroutedVendor::of(job, name)),
         }
     }
 
