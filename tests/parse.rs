@@ -100,6 +100,7 @@ async fn world_with(idempotency: Idempotency, engine: EngineKind) -> World {
                 prices: Default::default(),
                 max_archive_bytes: parse::DEFAULT_MAX_ARCHIVE_BYTES,
                 date_orders: Default::default(),
+                second_opinion: Default::default(),
             },
         },
         reconcile: Reconcile {

@@ -329,16 +329,24 @@ impl Blob {
             .collect())
     }
 
-    /// A gzipped object, read whole and decompressed (an archived vendor payload); `None` when
-    /// it does not exist. A body that is not gzip is an error, never passed on as the payload.
-    pub async fn get_gunzipped(&self, object: &ObjectRef) -> Result<Option<Vec<u8>>, BlobError> {
+    /// An object, read whole (a small one: a stored result); `None` when it does not exist.
+    pub async fn get(&self, object: &ObjectRef) -> Result<Option<Vec<u8>>, BlobError> {
         let Some(mut opened) = self.open(object).await? else {
             return Ok(None);
         };
-        let mut compressed = Vec::new();
+        let mut bytes = Vec::new();
         while let Some(chunk) = opened.next_chunk().await? {
-            compressed.extend_from_slice(&chunk);
+            bytes.extend_from_slice(&chunk);
         }
+        Ok(Some(bytes))
+    }
+
+    /// A gzipped object, read whole and decompressed (an archived vendor payload); `None` when
+    /// it does not exist. A body that is not gzip is an error, never passed on as the payload.
+    pub async fn get_gunzipped(&self, object: &ObjectRef) -> Result<Option<Vec<u8>>, BlobError> {
+        let Some(compressed) = self.get(object).await? else {
+            return Ok(None);
+        };
         let mut raw = Vec::new();
         std::io::Read::read_to_end(
             &mut flate2::read::GzDecoder::new(compressed.as_slice()),

@@ -260,16 +260,20 @@ pub enum Spend {
     Retried,
     /// A quality benchmark run's document (see `quality`): paid for, kept out of the averages.
     Benchmark,
+    /// A second vendor's reading of a result that would have gone to review
+    /// (`second_opinion`): paid on top of the first, never in the per-document average.
+    SecondPass,
 }
 
 impl Spend {
-    pub const ALL: [Spend; 6] = [
+    pub const ALL: [Spend; 7] = [
         Spend::Billed,
         Spend::FailedBilled,
         Spend::InFlight,
         Spend::Duplicate,
         Spend::Retried,
         Spend::Benchmark,
+        Spend::SecondPass,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -280,6 +284,7 @@ impl Spend {
             Spend::Duplicate => "duplicate",
             Spend::Retried => "retried",
             Spend::Benchmark => "benchmark",
+            Spend::SecondPass => "second_pass",
         }
     }
 }
@@ -430,6 +435,9 @@ fn report_keyed<'a, K: Ord>(
             // A quality benchmark's documents are paid for, and shown apart: never in the
             // per-document average of business traffic.
             (Some(actual), _) if job.benchmark_run.is_some() => line.add(Spend::Benchmark, actual),
+            (Some(actual), _) if job.second_opinion_of.is_some() => {
+                line.add(Spend::SecondPass, actual)
+            }
             (Some(actual), false) => {
                 line.documents += 1;
                 line.pages += u64::from(cost.pages_billed.unwrap_or(0));

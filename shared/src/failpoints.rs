@@ -96,6 +96,17 @@ tokio::task_local! {
 }
 
 /// Every failpoint, by stage, in the order a document meets them.
+/// The points only a second opinion reaches (a route of two vendors and `SECOND_OPINION`):
+/// `tests/second_opinion.rs` walks them on that stack, the crash-point gate the rest.
+pub const SECOND_OPINION: &[&str] = &[
+    "parse.before_create_second_opinion",
+    "parse.after_create_second_opinion",
+    "parse.before_enqueue_second_opinion",
+    "parse.after_enqueue_second_opinion",
+    "parse.before_settle_second_opinion",
+    "parse.after_settle_second_opinion",
+];
+
 pub const ALL: &[&str] = &[
     // intake
     "intake.before_create_job",
@@ -185,6 +196,13 @@ pub const ALL: &[&str] = &[
     "parse.after_fail",
     "parse.before_release",
     "parse.after_release",
+    // parse, a second opinion (walked by tests/second_opinion.rs: see SECOND_OPINION)
+    "parse.before_create_second_opinion",
+    "parse.after_create_second_opinion",
+    "parse.before_enqueue_second_opinion",
+    "parse.after_enqueue_second_opinion",
+    "parse.before_settle_second_opinion",
+    "parse.after_settle_second_opinion",
     // reconcile
     "reconcile.before_expire",
     "reconcile.after_expire",

@@ -268,6 +268,12 @@ impl DocumentKey {
         DocumentKey(hasher.finalize().into())
     }
 
+    /// A key some other identity was hashed into (a second opinion's, from its parent's id:
+    /// `second_opinion::child_key`).
+    pub fn from_digest(digest: [u8; 32]) -> Self {
+        DocumentKey(digest)
+    }
+
     /// A benchmark run's document is a job of its own in every run: the run is part of its key,
     /// so re-running a pack calls the vendor again instead of finding last week's job.
     pub fn for_benchmark(content: &ContentHash, profile: &Profile, run: &BenchmarkRun) -> Self {
@@ -631,6 +637,10 @@ pub struct Job {
     pub trace_header: Option<String>,
     /// The language, script and handwriting of the result's text, once parsed (`language`).
     pub text: Option<crate::language::TextSegments>,
+    /// Set on a second opinion's child job: the job whose result it reads again.
+    pub second_opinion_of: Option<JobId>,
+    /// Set on a job whose result asked a second vendor (`second_opinion`).
+    pub second_opinion: Option<crate::second_opinion::SecondOpinion>,
 }
 
 /// One entry of a job's history: the state it entered, when, and with which reason.

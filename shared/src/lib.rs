@@ -31,6 +31,7 @@ pub mod queue;
 pub mod recovery;
 pub mod retry;
 pub mod rules;
+pub mod second_opinion;
 pub mod segments;
 pub mod signature;
 pub mod telemetry;

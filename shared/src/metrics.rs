@@ -113,6 +113,17 @@ pub const FALLBACK_SUBMISSIONS: Metric = metric(
 pub const FALLBACK_COST: Metric = metric("FallbackCost", Unit::None, &["Profile", "From", "To"]);
 pub const FALLBACK_COST_DELTA: Metric =
     metric("FallbackCostDelta", Unit::None, &["Profile", "From", "To"]);
+/// A result that would have gone to review read again by the route's next vendor
+/// (`SECOND_OPINION`), by how the two readings compared: `asked`, then `agreed` (the job
+/// completed) or `disagreed` (it stays in review with both values).
+pub const SECOND_OPINIONS: Metric = metric(
+    "SecondOpinions",
+    Unit::Count,
+    &["Profile", "From", "To", "Outcome"],
+);
+/// What a second opinion cost at the vendor asked (USD, the `second_pass` spend).
+pub const SECOND_OPINION_COST: Metric =
+    metric("SecondOpinionCost", Unit::None, &["Profile", "Vendor"]);
 /// The breaker moved, by the container that moved it (`open`, `closed`): one data point per
 /// transition, whichever container's call tipped it.
 pub const BREAKER_TRANSITIONS: Metric =
@@ -277,6 +288,8 @@ pub const ALL: &[Metric] = &[
     FALLBACK_SUBMISSIONS,
     FALLBACK_COST,
     FALLBACK_COST_DELTA,
+    SECOND_OPINIONS,
+    SECOND_OPINION_COST,
     BREAKER_TRANSITIONS,
     AUTH_FAILURES,
     SUBMIT_LATENCY,

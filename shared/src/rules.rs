@@ -68,6 +68,25 @@ impl RuleConfig {
     }
 }
 
+/// Every rule a [`ReviewReason`] can name: the names `SECOND_OPINION` may use.
+pub const RULES: [&str; 15] = [
+    "ambiguous_date",
+    "date_implausible",
+    "date_in_future",
+    "document_expired",
+    "due_before_issue",
+    "line_items_mismatch",
+    "low_confidence",
+    "misplaced_decimal",
+    "mrz_check_digit",
+    "mrz_mismatch",
+    "mrz_unreadable",
+    "multiple_documents",
+    "required_field",
+    "total_mismatch",
+    "unknown_currency",
+];
+
 /// One reason a result needs a human.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReviewReason {
@@ -79,6 +98,9 @@ pub struct ReviewReason {
 
 impl ReviewReason {
     fn new(rule: &'static str, field: &'static str, detail: impl Into<String>) -> Self {
+        // Every rule is listed, or `SECOND_OPINION` would refuse a name the rules use (the
+        // rules' tests reach every one).
+        debug_assert!(RULES.contains(&rule), "rule {rule} is not in RULES");
         ReviewReason {
             rule,
             field,

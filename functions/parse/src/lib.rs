@@ -42,6 +42,7 @@ use ocrbridge::metrics::{self, Metrics};
 use ocrbridge::queue::ResultNotice;
 use ocrbridge::retry::{Backoff, Budgets};
 use ocrbridge::rules::{self, RuleConfig};
+use ocrbridge::second_opinion::SecondOpinionRules;
 use ocrbridge::segments;
 use ocrbridge::time::{lease_until_from_deadline, UnixMillis, DEFAULT_LEASE_SAFETY_MARGIN};
 use ocrbridge::vendors::answer;
@@ -51,6 +52,8 @@ use ocrbridge::vendors::route::{Adapter, Routes};
 use ocrbridge::vendors::{again_after_refresh, Completion, Vendor, VendorError};
 use serde_json::json;
 use tracing::{info, info_span, warn, Instrument};
+
+mod second_opinion;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParseConfig {
@@ -67,6 +70,9 @@ pub struct ParseConfig {
     /// `DATE_ORDER_BY_SOURCE`: how a source writes its dates, for those its documents leave
     /// ambiguous; a source without one sends them to review.
     pub date_orders: DateOrderBySource,
+    /// `SECOND_OPINION`: per profile, the review rules that ask the route's next vendor to
+    /// read the document too ([`ocrbridge::second_opinion`]).
+    pub second_opinion: SecondOpinionRules,
 }
 
 /// The default `VENDOR_MAX_ARCHIVE_BYTES`: 1 GiB streams within parse's timeout.
@@ -101,6 +107,7 @@ impl ParseConfig {
                 |n| *n >= 1,
             )?,
             date_orders: DateOrderBySource::from_lookup(&lookup)?,
+            second_opinion: SecondOpinionRules::from_lookup(&lookup)?,
         })
     }
 }
@@ -958,6 +965,18 @@ impl<V: Vendor> Parse<V> {
                 .cost_of(&job)
                 .with_billed_pages(pages.unwrap_or(u32::MAX)),
         };
+        if let Some(parent) = job.second_opinion_of.clone() {
+            let reading = second_opinion::Reading {
+                document: normalized.document,
+                result_key,
+                summary,
+                cost: billed,
+                text,
+            };
+            return self
+                .finish_second_opinion(&lease, &job, &parent, reading, attempt)
+                .await;
+        }
         let (to, change) = if reasons.is_empty() {
             (
                 JobState::Completed,
@@ -975,14 +994,30 @@ impl<V: Vendor> Parse<V> {
                     &[("job_id", job.id.as_str()), ("field", r.field)],
                 );
             }
-            let message = reasons
+            let mut message = reasons
                 .iter()
                 .map(|r| format!("{}: {}", r.rule, r.detail))
                 .collect::<Vec<_>>()
                 .join("; ");
+            let asked = match self.ask_second_opinion(&job, &reasons).await {
+                Ok(asked) => asked,
+                Err(e) => {
+                    return self
+                        .give_back(&lease, attempt, "second_opinion_unasked", e)
+                        .await
+                }
+            };
+            let mut change = Change::none();
+            if let Some(asked) = asked {
+                message.push_str(&format!(
+                    "; a second opinion is asked of {} (job {})",
+                    asked.vendor, asked.job_id
+                ));
+                change = change.with_second_opinion(asked);
+            }
             (
                 JobState::NeedsReview,
-                Change::none()
+                change
                     .with_result(&result_key, summary)
                     .with_reason(Reason::new("needs_review", message))
                     .with_cost(billed)

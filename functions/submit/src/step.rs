@@ -396,6 +396,14 @@ impl<V: Vendor> Submit<V> {
     /// through: it guards the vendor, never the documents. With every breaker in the route open,
     /// the route's first is chosen, and step 6 defers the message.
     pub(crate) async fn choose_vendor(&self, job: &Job) -> Choice<'_, V> {
+        if job.second_opinion_of.is_some() {
+            // A second opinion is asked of one vendor: the one it names, breaker or not (an
+            // open breaker defers it in step 6; another vendor's reading is not its question).
+            return Choice {
+                adapter: self.vendor_of(job),
+                passed_over: None,
+            };
+        }
         let route = self.routes.route(self.primary(), &job.profile);
         let first = route.first().copied().unwrap_or(self.primary());
         if route.len() > 1 {

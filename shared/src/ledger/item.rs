@@ -50,6 +50,7 @@ use crate::job::{
     SourceObject,
 };
 use crate::language::{Handwriting, TextSegments};
+use crate::second_opinion::SecondOpinion;
 use crate::time::UnixMillis;
 
 pub type Item = HashMap<String, AttributeValue>;
@@ -106,6 +107,10 @@ pub mod attr {
     pub const LANGUAGE: &str = "language";
     pub const SCRIPT: &str = "script";
     pub const HANDWRITING: &str = "handwriting";
+    /// A second opinion's child: the job it reads again (`second_opinion`).
+    pub const SECOND_OPINION_OF: &str = "second_opinion_of";
+    /// A parent's second opinion (JSON `second_opinion::SecondOpinion`).
+    pub const SECOND_OPINION: &str = "second_opinion";
 
     pub const DEDUPE_KEY: &str = "dedupe_key";
     pub const EXPIRES_AT: &str = "expires_at";
@@ -296,6 +301,18 @@ pub fn job_from_item(item: &Item) -> Result<Job, MalformedItem> {
         benchmark_run: opt_s(item, attr::BENCHMARK_RUN)?
             .map(|r| BenchmarkRun::parse(&r).map_err(|e| MalformedItem(e.to_string())))
             .transpose()?,
+        second_opinion_of: opt_s(item, attr::SECOND_OPINION_OF)?
+            .map(|p| JobId::parse(&p).map_err(|e| MalformedItem(e.to_string())))
+            .transpose()?,
+        second_opinion: match opt_s(item, attr::SECOND_OPINION)? {
+            None => None,
+            Some(json) => Some(SecondOpinion::from_json(&json).map_err(|e| {
+                MalformedItem(format!(
+                    "attribute {} is not a second opinion: {e}",
+                    attr::SECOND_OPINION
+                ))
+            })?),
+        },
         cost: match opt_s(item, attr::COST)? {
             None => None,
             Some(json) => Some(serde_json::from_str(&json).map_err(|e| {

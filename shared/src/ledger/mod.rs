@@ -144,6 +144,8 @@ pub struct Change {
     pub cost: Option<crate::cost::JobCost>,
     /// The result's language, script and handwriting, written with the result.
     pub text: Option<crate::language::TextSegments>,
+    /// The job's second opinion: asked, or decided (`second_opinion`).
+    pub second_opinion: Option<crate::second_opinion::SecondOpinion>,
 }
 
 impl Change {
@@ -184,6 +186,11 @@ impl Change {
 
     pub fn with_text(mut self, text: crate::language::TextSegments) -> Self {
         self.text = Some(text);
+        self
+    }
+
+    pub fn with_second_opinion(mut self, opinion: crate::second_opinion::SecondOpinion) -> Self {
+        self.second_opinion = Some(opinion);
         self
     }
 }
@@ -252,40 +259,81 @@ impl Ledger {
     /// Creates the job for a document, or returns the job that already holds its key.
     #[instrument(skip_all, fields(job_id = %new.key.job_id()))]
     pub async fn create_job(&self, new: &NewJob, now: UnixMillis) -> Result<Created, LedgerError> {
-        let id = new.key.job_id();
-        let mut item: Item = HashMap::from([
-            (attr::JOB_ID.to_owned(), s(id.as_str())),
-            (attr::STATE.to_owned(), s(JobState::Received.as_str())),
-            (
-                attr::STATE_SHARD.to_owned(),
-                s(state_shard(&id, JobState::Received)),
-            ),
-            (attr::STATE_SINCE.to_owned(), n(now.0)),
-            (attr::VERSION.to_owned(), n(1)),
-            (attr::PROFILE.to_owned(), s(new.profile.as_str())),
-            (attr::CONTENT_SHA256.to_owned(), s(new.content.to_hex())),
-            (attr::SRC_BUCKET.to_owned(), s(&new.source.bucket)),
-            (attr::SRC_KEY.to_owned(), s(&new.source.key)),
-            (attr::CREATED_AT.to_owned(), n(now.0)),
-            (
-                attr::HISTORY.to_owned(),
-                AttributeValue::L(vec![history_entry(JobState::Received, None, now)]),
-            ),
-        ]);
-        if let Some(version) = &new.source.version_id {
-            item.insert(attr::SRC_VERSION.to_owned(), s(version));
+        self.put_new_job(new_job_item(new, now)).await
+    }
+
+    /// Creates `parent`'s second opinion's child (`second_opinion`): the same document and
+    /// profile, pinned to `vendor`, or returns the child already asked for. Its id is a
+    /// function of the parent's, so a repeated ask finds it.
+    #[instrument(skip_all, fields(job_id = %parent.id, vendor))]
+    pub async fn create_second_opinion(
+        &self,
+        parent: &Job,
+        vendor: &str,
+        now: UnixMillis,
+    ) -> Result<Created, LedgerError> {
+        let key = crate::second_opinion::child_key(&parent.id);
+        let mut item = new_job_item(
+            &NewJob {
+                key,
+                profile: parent.profile.clone(),
+                content: crate::job::ContentHash::from_hex(&parent.content_sha256).ok_or_else(
+                    || {
+                        LedgerError::Malformed(MalformedItem(format!(
+                            "job {} has no content hash",
+                            parent.id
+                        )))
+                    },
+                )?,
+                source: parent.source.clone(),
+                inspection: parent.inspection.clone(),
+                benchmark_run: parent.benchmark_run.clone(),
+                channel: parent.channel.clone(),
+            },
+            now,
+        );
+        item.insert(attr::VENDOR.to_owned(), s(vendor));
+        item.insert(attr::SECOND_OPINION_OF.to_owned(), s(parent.id.as_str()));
+        self.put_new_job(item).await
+    }
+
+    /// Records a parent's decided second opinion (`second_opinion`): agreed, it completes;
+    /// disagreed, it stays in review, the reason replaced by both readings. Guarded by the
+    /// version read, like a transition, and only from `NeedsReview`.
+    #[instrument(skip_all, fields(job_id = %parent.id, outcome = opinion.outcome.as_str()))]
+    pub async fn settle_second_opinion(
+        &self,
+        parent: &Job,
+        opinion: crate::second_opinion::SecondOpinion,
+        reason: Reason,
+        now: UnixMillis,
+    ) -> Result<Job, TransitionError> {
+        use crate::second_opinion::Outcome;
+        if opinion.outcome == Outcome::Agreed {
+            return self
+                .transition(
+                    parent,
+                    JobState::Completed,
+                    Change::none()
+                        .with_second_opinion(opinion)
+                        .with_reason(reason),
+                    now,
+                )
+                .await;
         }
-        if let Some(channel) = &new.channel {
-            item.insert(attr::CHANNEL.to_owned(), s(channel));
-        }
-        // The trace the job is created in is the document's (crate::trace_context).
-        if let Some(trace) = crate::trace_context::current() {
-            item.insert(attr::TRACE_HEADER.to_owned(), s(trace));
-        }
-        if let Some(run) = &new.benchmark_run {
-            item.insert(attr::BENCHMARK_RUN.to_owned(), s(run.as_str()));
-        }
-        item::inspection_to_item(&new.inspection, &mut item);
+        let mut expr = Expr::new();
+        expr.set(attr::SECOND_OPINION, s(opinion.to_json()))
+            .set(attr::REASON_CODE, s(&reason.code))
+            .set(attr::REASON_MESSAGE, s(&reason.message))
+            .increment(attr::VERSION, 1)
+            .require_eq(attr::VERSION, n(parent.version))
+            .require_eq(attr::STATE, s(JobState::NeedsReview.as_str()));
+        self.unleased_update(parent, JobState::NeedsReview, &expr, now)
+            .await
+    }
+
+    /// Puts a new job's item unless its id exists; returns the job either way.
+    async fn put_new_job(&self, item: Item) -> Result<Created, LedgerError> {
         let result = self
             .client
             .put_item()
@@ -311,7 +359,6 @@ impl Ledger {
             },
         }
     }
-
     /// Reads a job with a strongly consistent read.
     #[instrument(skip_all, fields(job_id = %id))]
     pub async fn get_job(&self, id: &JobId) -> Result<Option<Job>, LedgerError> {
@@ -664,6 +711,45 @@ pub(crate) fn history_entry(
     .encode())
 }
 
+/// A new job's item, in `Received`.
+fn new_job_item(new: &NewJob, now: UnixMillis) -> Item {
+    let id = new.key.job_id();
+    let mut item: Item = HashMap::from([
+        (attr::JOB_ID.to_owned(), s(id.as_str())),
+        (attr::STATE.to_owned(), s(JobState::Received.as_str())),
+        (
+            attr::STATE_SHARD.to_owned(),
+            s(state_shard(&id, JobState::Received)),
+        ),
+        (attr::STATE_SINCE.to_owned(), n(now.0)),
+        (attr::VERSION.to_owned(), n(1)),
+        (attr::PROFILE.to_owned(), s(new.profile.as_str())),
+        (attr::CONTENT_SHA256.to_owned(), s(new.content.to_hex())),
+        (attr::SRC_BUCKET.to_owned(), s(&new.source.bucket)),
+        (attr::SRC_KEY.to_owned(), s(&new.source.key)),
+        (attr::CREATED_AT.to_owned(), n(now.0)),
+        (
+            attr::HISTORY.to_owned(),
+            AttributeValue::L(vec![history_entry(JobState::Received, None, now)]),
+        ),
+    ]);
+    if let Some(version) = &new.source.version_id {
+        item.insert(attr::SRC_VERSION.to_owned(), s(version));
+    }
+    if let Some(channel) = &new.channel {
+        item.insert(attr::CHANNEL.to_owned(), s(channel));
+    }
+    // The trace the job is created in is the document's (crate::trace_context).
+    if let Some(trace) = crate::trace_context::current() {
+        item.insert(attr::TRACE_HEADER.to_owned(), s(trace));
+    }
+    if let Some(run) = &new.benchmark_run {
+        item.insert(attr::BENCHMARK_RUN.to_owned(), s(run.as_str()));
+    }
+    item::inspection_to_item(&new.inspection, &mut item);
+    item
+}
+
 fn apply_state_change(expr: &mut Expr, id: &JobId, to: JobState, change: &Change, now: UnixMillis) {
     expr.set(attr::STATE, s(to.as_str()))
         .set(attr::STATE_SINCE, n(now.0))
@@ -710,6 +796,9 @@ fn apply_state_change(expr: &mut Expr, id: &JobId, to: JobState, change: &Change
     }
     if let Some(cost) = &change.cost {
         expr.set(attr::COST, s(cost.to_json()));
+    }
+    if let Some(opinion) = &change.second_opinion {
+        expr.set(attr::SECOND_OPINION, s(opinion.to_json()));
     }
     if let Some(text) = &change.text {
         expr.set(attr::HANDWRITING, s(text.handwriting.as_str()));

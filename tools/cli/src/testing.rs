@@ -40,5 +40,7 @@ pub fn job(n: u32) -> Job {
         channel: None,
         trace_header: None,
         text: None,
+        second_opinion_of: None,
+        second_opinion: None,
     }
 }

@@ -75,6 +75,8 @@ fn job(n: u32, days_ago: u64, pages: u32, path: &[(JobState, u64)]) -> Job {
         channel: Some(if n % 2 == 0 { "email" } else { "scanner" }.into()),
         trace_header: None,
         text: None,
+        second_opinion_of: None,
+        second_opinion: None,
     }
 }
 

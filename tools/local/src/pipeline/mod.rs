@@ -34,6 +34,7 @@ use ocrbridge::metrics::Metrics;
 use ocrbridge::queue::Queue;
 use ocrbridge::retry::{Backoff, Budgets};
 use ocrbridge::rules::RuleConfig;
+use ocrbridge::second_opinion::SecondOpinionRules;
 use ocrbridge::time::UnixMillis;
 use ocrbridge::vendors::ambiguity::AmbiguityPolicy;
 use ocrbridge::vendors::poll::PollSchedule;
@@ -606,6 +607,8 @@ impl Pipeline {
                     prices,
                     max_archive_bytes: parse::DEFAULT_MAX_ARCHIVE_BYTES,
                     date_orders: DateOrderBySource::from_lookup(|k| env.get(k).cloned())
+                        .map_err(|e| e.to_string())?,
+                    second_opinion: SecondOpinionRules::from_lookup(|k| env.get(k).cloned())
                         .map_err(|e| e.to_string())?,
                 },
             },
