@@ -1,5 +1,5 @@
 # ocrbridge developer commands. Every target installs what it needs (scripts/setup.sh).
-.PHONY: setup test demo dev invoke chaos chaos-failover crashpoints mutants fuzz package bench bench-quality moto-start moto-stop lint vendor-sim
+.PHONY: setup test demo dev invoke chaos chaos-failover crashpoints mutants fuzz package bench bench-quality bench-second-opinion moto-start moto-stop lint vendor-sim
 
 ## test: set up, start moto, run fmt/clippy/cfn-lint and every test, stop moto
 test:
@@ -71,6 +71,12 @@ bench:
 ## MODEL_UPDATE=total:0.5 makes the simulator silently worse, VENDOR=… picks the vendor twin
 bench-quality:
 	scripts/bench-quality.sh
+
+## bench-second-opinion: issue #29's second opinion on the pack: the first vendor alone, the
+## second alone, and both with SECOND_OPINION; MODEL_UPDATE (default total:0.3) makes the first
+## read totals worse, since the twins share one engine
+bench-second-opinion:
+	scripts/bench-second-opinion.sh
 
 setup:
 	scripts/setup.sh

@@ -262,11 +262,8 @@ async fn a_second_opinion_interrupted_at_any_point_is_asked_once_and_decided_onc
             // completes on the agreement.
             let bytes = receipt(&merchant(&salt, n), "8.00", "0.80", "9.00");
             let parent = job_id_for(&bytes, "receipt");
-            let subject = if point.contains("settle") {
-                child_key(&parent).job_id().to_string()
-            } else {
-                parent.to_string()
-            };
+            // Every point is armed for the parent: the one asking, or the one settled.
+            let subject = parent.to_string();
             failpoints::arm_more(point, &[(action, subject.clone())]).unwrap();
             armed.push((point.to_string(), subject));
             s.put(&format!("receipts/so-{n}.pdf"), bytes, None).await;

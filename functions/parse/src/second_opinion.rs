@@ -239,7 +239,7 @@ impl<V: Vendor> Parse<V> {
             let settled = failpoints::around(
                 "parse.before_settle_second_opinion",
                 "parse.after_settle_second_opinion",
-                child.id.as_str(),
+                parent_id.as_str(),
                 self.ledger
                     .settle_second_opinion(&parent, decided, reason, UnixMillis::now()),
             )

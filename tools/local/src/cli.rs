@@ -101,6 +101,30 @@ pub enum LocalCommand {
         #[arg(long, default_value_t = 900)]
         timeout: u64,
     },
+    /// Issue #29's second opinion on a quality pack: the first vendor alone (A), the second
+    /// alone (B), and a route of both with SECOND_OPINION (A+B), each on a fresh local stack;
+    /// prints accuracy and wrong values gone out unreviewed per field, review share and cost.
+    BenchSecondOpinion {
+        #[arg(long, default_value_os_t = template_path().with_file_name("bench").join("packs").join("default"))]
+        pack: PathBuf,
+        #[arg(long, default_value = "sim")]
+        first: VendorKind,
+        #[arg(long, default_value = "azure")]
+        second: VendorKind,
+        /// SECOND_OPINION for the A+B run, without profiles: applied to every profile of
+        /// the pack (e.g. `total_mismatch,low_confidence`).
+        #[arg(
+            long,
+            default_value = "total_mismatch,line_items_mismatch,low_confidence"
+        )]
+        triggers: String,
+        /// The first vendor's silent model update (the twins share one engine: without one
+        /// the two vendors read alike), e.g. `total:0.3`.
+        #[arg(long)]
+        model_update: Option<String>,
+        #[arg(long, default_value_t = 900)]
+        timeout: u64,
+    },
 }
 
 fn secret_pair(text: &str) -> Result<(String, String), String> {
@@ -210,6 +234,41 @@ pub async fn run(options: &LocalOptions, command: LocalCommand) -> Result<(), St
             )
             .await
         }
+        LocalCommand::BenchSecondOpinion {
+            pack,
+            first,
+            second,
+            triggers,
+            model_update,
+            timeout,
+        } => {
+            let profiles = ocrbridge::quality::Pack::load(&pack)
+                .map_err(|e| e.to_string())?
+                .documents
+                .iter()
+                .map(|(d, _)| ocrbridge::quality::score::profile_of_key(&d.key))
+                .collect::<std::collections::BTreeSet<_>>();
+            let spec = profiles
+                .iter()
+                .map(|p| format!("{p}:{triggers}"))
+                .collect::<Vec<_>>()
+                .join(";");
+            let table = crate::second_opinion::run(
+                options,
+                clients,
+                crate::second_opinion::Args {
+                    pack,
+                    first,
+                    second,
+                    triggers: spec,
+                    model_update,
+                    timeout: Duration::from_secs(timeout),
+                },
+            )
+            .await?;
+            println!("{table}");
+            Ok(())
+        }
         LocalCommand::Demo {
             docs,
             out,
@@ -238,7 +297,7 @@ pub async fn run(options: &LocalOptions, command: LocalCommand) -> Result<(), St
 }
 
 /// A new stack from the template, named `stack_name`, for `vendor`.
-async fn fresh_stack(
+pub(crate) async fn fresh_stack(
     options: &LocalOptions,
     clients: &AwsClients,
     stack_name: &str,

@@ -12,6 +12,7 @@ pub mod provision;
 pub mod quality;
 pub mod rie;
 pub mod sam_lambda;
+pub mod second_opinion;
 pub mod template;
 
 use std::path::{Path, PathBuf};

@@ -79,6 +79,25 @@ pub async fn run_once(
     run: &BenchmarkRun,
     timeout: Duration,
 ) -> Result<(RunRecord, String), String> {
+    run_until_scored(p, runner, pack, prefix, run, timeout, |_| async { true }).await
+}
+
+/// [`run_once`], scored only once `ready` says so of the scored record too (every document
+/// settled is not always the end: a second opinion decides after its parent is in review).
+pub async fn run_until_scored<F, Fut>(
+    p: &Pipeline,
+    runner: &Runner,
+    pack: &str,
+    prefix: &str,
+    run: &BenchmarkRun,
+    timeout: Duration,
+    ready: F,
+) -> Result<(RunRecord, String), String>
+where
+    F: Fn(RunRecord) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + timeout;
     let started = runner
         .start(pack, prefix, run)
         .await
@@ -88,7 +107,12 @@ pub async fn run_once(
         let outcome = loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
             match runner.score(&started, timeout).await {
-                Ok(Some(scored)) => break Ok(scored),
+                Ok(Some(scored))
+                    if std::time::Instant::now() > deadline || ready(scored.0.clone()).await =>
+                {
+                    break Ok(scored)
+                }
+                Ok(Some(_)) => continue,
                 Ok(None) => continue,
                 Err(e) => break Err(e.to_string()),
             }
