@@ -149,6 +149,8 @@ pub async fn show(target: &Target, id: &str, json_mode: bool) -> Result<(), CliE
         "results_written": results.len(),
         "review": job.review.as_deref().and_then(|r| serde_json::from_str::<Value>(r).ok()),
         "summary": job.result_summary.as_deref().and_then(|s| serde_json::from_str::<Value>(s).ok()),
+        "second_opinion": job.second_opinion.as_ref().map(|o| serde_json::to_value(o).unwrap_or_default()),
+        "second_opinion_of": job.second_opinion_of.as_ref().map(|p| p.as_str()),
     });
     emit(json_mode, &json, || {
         let mut out = vec![
@@ -181,6 +183,27 @@ pub async fn show(target: &Target, id: &str, json_mode: bool) -> Result<(), CliE
         {
             // The X-Ray console finds the document's whole path by this id.
             out.push(format!("trace     {trace}"));
+        }
+        if let Some(o) = &job.second_opinion {
+            out.push(format!(
+                "opinion   {} of {} (job {}){}",
+                o.outcome.as_str(),
+                o.vendor,
+                o.job_id,
+                if o.readings.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ": {}",
+                        o.side_by_side(job.vendor.as_deref().unwrap_or(target.vendor()))
+                    )
+                }
+            ));
+        }
+        if let Some(parent) = &job.second_opinion_of {
+            out.push(format!(
+                "opinion   a second reading of job {parent} (second_pass)"
+            ));
         }
         if !job.orphan_vendor_jobs.is_empty() || job.risky_resubmits > 0 {
             out.push(format!(
