@@ -341,11 +341,7 @@ fn cases(full: bool) -> Vec<Case> {
     let receipt = Profile::new("receipt").unwrap();
     let salt = ocrbridge_tests::unique_name("cp");
     let mut out = Vec::new();
-    // A second opinion's points are walked on their own stack (tests/second_opinion.rs).
-    for point in failpoints::ALL
-        .iter()
-        .filter(|p| !failpoints::SECOND_OPINION.contains(p))
-    {
+    for point in failpoints::ALL {
         let pause = (*point == PAUSE_POINT).then_some(Action::Stall(PAUSE));
         for action in actions().into_iter().chain(pause) {
             let reachable: Vec<(Config, Route)> = CONFIGS

@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use ocrbridge::cost::{report, Spend};
 use ocrbridge::job::{Job, JobId, JobState};
-use ocrbridge::ledger::Ledger;
 use ocrbridge::second_opinion::{child_key, Outcome};
 use ocrbridge::vendors::select::VendorKind;
 use ocrbridge_local::pipeline::{FallbackVendor, Pipeline, PipelineOptions};
-use ocrbridge_tests::{job_id_for, run_until_settled, set_faults, sim_stats, stack, text_pdf};
+use ocrbridge_tests::{
+    job_id_for, run_until, run_until_settled, set_faults, sim_stats, stack, text_pdf, TestStack,
+};
 use serde_json::json;
 use vendor_sim::RunningSim;
 
@@ -41,38 +42,27 @@ fn merchant(salt: &str, n: usize) -> String {
     format!("CORNER SHOP {letters}")
 }
 
-/// Runs the pipeline until every one of `ids` has a decided second opinion (or `timeout`);
-/// returns the jobs as they are then.
-async fn run_until_decided(
-    p: &Pipeline,
-    ledger: &Ledger,
-    ids: &[JobId],
-    timeout: Duration,
-) -> Vec<Job> {
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    let started = std::time::Instant::now();
-    let (_, jobs) = tokio::join!(p.run_until(&stop), async {
-        loop {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            let mut jobs = Vec::new();
-            for id in ids {
-                if let Ok(Some(job)) = ledger.get_job(id).await {
-                    jobs.push(job);
-                }
-            }
-            let decided = jobs.len() == ids.len()
-                && jobs.iter().all(|j| {
-                    j.second_opinion
-                        .as_ref()
-                        .is_some_and(|o| o.outcome != Outcome::Pending)
-                });
-            if decided || started.elapsed() > timeout {
-                stop.store(true, std::sync::atomic::Ordering::Relaxed);
-                return jobs;
-            }
-        }
-    });
-    jobs
+/// A route of two vendors, the simulator's API then the Azure twin, each behind a simulator of
+/// its own, with `SECOND_OPINION=receipt:total_mismatch`.
+async fn second_opinion_pipeline(s: &TestStack, crash_redelivery: Option<Duration>) -> Pipeline {
+    let defaults = PipelineOptions::default();
+    Pipeline::start(
+        s.clients.clone(),
+        &s.stack,
+        PipelineOptions {
+            vendor: VendorKind::Sim,
+            fallback: Some(FallbackVendor {
+                vendor: VendorKind::Azure,
+                routes: "receipt=sim,azure".into(),
+            }),
+            environment: vec![("SECOND_OPINION".into(), "receipt:total_mismatch".into())],
+            reconcile_every: Duration::from_secs(3),
+            crash_redelivery: crash_redelivery.unwrap_or(defaults.crash_redelivery),
+            ..defaults
+        },
+    )
+    .await
+    .expect("the pipeline starts")
 }
 
 fn job<'a>(jobs: &'a [Job], id: &JobId) -> &'a Job {
@@ -94,22 +84,7 @@ fn job<'a>(jobs: &'a [Job], id: &JobId) -> &'a Job {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_result_for_review_is_read_again_by_the_next_vendor_and_decided_by_both() {
     let s = stack().await;
-    let p = Pipeline::start(
-        s.clients.clone(),
-        &s.stack,
-        PipelineOptions {
-            vendor: VendorKind::Sim,
-            fallback: Some(FallbackVendor {
-                vendor: VendorKind::Azure,
-                routes: "receipt=sim,azure".into(),
-            }),
-            environment: vec![("SECOND_OPINION".into(), "receipt:total_mismatch".into())],
-            reconcile_every: Duration::from_secs(3),
-            ..PipelineOptions::default()
-        },
-    )
-    .await
-    .expect("the pipeline starts");
+    let p = second_opinion_pipeline(&s, None).await;
 
     // Phase 1, both vendors' models as shipped.
     let mismatched = receipt("CORNER SHOP", "8.00", "0.80", "9.00");
@@ -235,23 +210,7 @@ async fn a_result_for_review_is_read_again_by_the_next_vendor_and_decided_by_bot
 async fn a_second_opinion_interrupted_at_any_point_is_asked_once_and_decided_once() {
     use ocrbridge::failpoints::{self, Action};
     let s = stack().await;
-    let p = Pipeline::start(
-        s.clients.clone(),
-        &s.stack,
-        PipelineOptions {
-            vendor: VendorKind::Sim,
-            fallback: Some(FallbackVendor {
-                vendor: VendorKind::Azure,
-                routes: "receipt=sim,azure".into(),
-            }),
-            environment: vec![("SECOND_OPINION".into(), "receipt:total_mismatch".into())],
-            reconcile_every: Duration::from_secs(3),
-            crash_redelivery: Duration::from_secs(2),
-            ..PipelineOptions::default()
-        },
-    )
-    .await
-    .expect("the pipeline starts");
+    let p = second_opinion_pipeline(&s, Some(Duration::from_secs(2))).await;
     let salt = ocrbridge_tests::unique_name("so");
     let mut parents = Vec::new();
     let mut armed = Vec::new();
@@ -270,7 +229,13 @@ async fn a_second_opinion_interrupted_at_any_point_is_asked_once_and_decided_onc
             parents.push(parent);
         }
     }
-    let parents_now = run_until_decided(&p, &s.ledger, &parents, Duration::from_secs(240)).await;
+    // Until every parent's opinion is decided (a parent is settled, in review, before that).
+    let parents_now = run_until(&p, &s.ledger, &parents, Duration::from_secs(240), |j| {
+        j.second_opinion
+            .as_ref()
+            .is_some_and(|o| o.outcome != Outcome::Pending)
+    })
+    .await;
     let fired = failpoints::fired_subjects();
     failpoints::disarm_all();
     let states: Vec<String> = parents_now

@@ -465,6 +465,18 @@ pub async fn run_until_settled(
     ids: &[ocrbridge::job::JobId],
     timeout: Duration,
 ) -> Vec<ocrbridge::job::Job> {
+    run_until(p, ledger, ids, timeout, |j| j.state.is_settled()).await
+}
+
+/// Runs the whole local pipeline until every job in `ids` exists and is `done`, or `timeout`
+/// passes; returns the jobs as they stand.
+pub async fn run_until(
+    p: &ocrbridge_local::pipeline::Pipeline,
+    ledger: &Ledger,
+    ids: &[ocrbridge::job::JobId],
+    timeout: Duration,
+    done: impl Fn(&ocrbridge::job::Job) -> bool,
+) -> Vec<ocrbridge::job::Job> {
     let stop = std::sync::atomic::AtomicBool::new(false);
     let started = std::time::Instant::now();
     let (_, jobs) = tokio::join!(p.run_until(&stop), async {
@@ -476,8 +488,8 @@ pub async fn run_until_settled(
                     jobs.push(job);
                 }
             }
-            let settled = jobs.len() == ids.len() && jobs.iter().all(|j| j.state.is_settled());
-            if settled || started.elapsed() > timeout {
+            let finished = jobs.len() == ids.len() && jobs.iter().all(&done);
+            if finished || started.elapsed() > timeout {
                 stop.store(true, std::sync::atomic::Ordering::Relaxed);
                 return jobs;
             }
