@@ -214,20 +214,24 @@ async fn a_second_opinion_interrupted_at_any_point_is_asked_once_and_decided_onc
     let salt = ocrbridge_tests::unique_name("so");
     let mut parents = Vec::new();
     let mut armed = Vec::new();
-    for point in failpoints::SECOND_OPINION {
-        for action in [Action::Crash, Action::Error] {
-            let n = parents.len();
-            // Printed sums that do not add up: both vendors read them alike, so each parent
-            // completes on the agreement.
-            let bytes = receipt(&merchant(&salt, n), "8.00", "0.80", "9.00");
-            let parent = job_id_for(&bytes, "receipt");
-            // Every point is armed for the parent: the one asking, or the one settled.
-            let subject = parent.to_string();
-            failpoints::arm_more(point, &[(action, subject.clone())]).unwrap();
-            armed.push((point.to_string(), subject));
-            s.put(&format!("receipts/so-{n}.pdf"), bytes, None).await;
-            parents.push(parent);
-        }
+    // Each of the second opinion's points, crashed and with its answer lost; and the parent's
+    // parse dying after its child is asked and queued but before it records the ask: the child
+    // may then be read before its parent is in review, and the redelivered parse asks again.
+    let cases = failpoints::SECOND_OPINION
+        .iter()
+        .flat_map(|p| [(*p, Action::Crash), (*p, Action::Error)])
+        .chain([("parse.before_complete", Action::Crash)]);
+    for (n, (point, action)) in cases.enumerate() {
+        // Printed sums that do not add up: both vendors read them alike, so each parent
+        // completes on the agreement.
+        let bytes = receipt(&merchant(&salt, n), "8.00", "0.80", "9.00");
+        let parent = job_id_for(&bytes, "receipt");
+        // Every point is armed for the parent: the one asking, or the one settled.
+        let subject = parent.to_string();
+        failpoints::arm_more(point, &[(action, subject.clone())]).unwrap();
+        armed.push((point.to_string(), subject));
+        s.put(&format!("receipts/so-{n}.pdf"), bytes, None).await;
+        parents.push(parent);
     }
     // Until every parent's opinion is decided (a parent is settled, in review, before that).
     let parents_now = run_until(&p, &s.ledger, &parents, Duration::from_secs(240), |j| {
