@@ -285,6 +285,12 @@ impl<V: Vendor> Reconcile<V> {
                 Err(e) => Err(e.to_string()),
             };
         }
+        if job.state == JobState::Received && job.second_opinion_of.is_some() {
+            // A second opinion's child its parent's parse created and did not live to queue:
+            // no upload to settle again; the parent's parse, redelivered or reconciled, asks
+            // again and queues it.
+            return Ok(Action::Waiting);
+        }
         let send_err = |e: ocrbridge::queue::QueueError| e.to_string();
         let resend_to = match job.state {
             JobState::Received => Some(&self.stack.intake_queue_url),
