@@ -300,7 +300,9 @@ async fn one_page_documents_are_answered_in_the_call_without_a_job_a_notificatio
         let keys = raw_keys(&s, &job.id).await;
         assert_eq!(keys.len(), 1, "{key}: one archived payload: {keys:?}");
         assert_eq!(
-            keys[0].contains("/answered-sync-"),
+            // The answer's archive is named by its attempt: `textract/sync-<uuid>`, the
+            // vendor and the kind of call, made safe for a key.
+            keys[0].contains("/answered-textract_sync-"),
             answered,
             "{key}: {keys:?}"
         );
