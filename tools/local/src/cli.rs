@@ -242,17 +242,6 @@ pub async fn run(options: &LocalOptions, command: LocalCommand) -> Result<(), St
             model_update,
             timeout,
         } => {
-            let profiles = ocrbridge::quality::Pack::load(&pack)
-                .map_err(|e| e.to_string())?
-                .documents
-                .iter()
-                .map(|(d, _)| ocrbridge::quality::score::profile_of_key(&d.key))
-                .collect::<std::collections::BTreeSet<_>>();
-            let spec = profiles
-                .iter()
-                .map(|p| format!("{p}:{triggers}"))
-                .collect::<Vec<_>>()
-                .join(";");
             let table = crate::second_opinion::run(
                 options,
                 clients,
@@ -260,7 +249,7 @@ pub async fn run(options: &LocalOptions, command: LocalCommand) -> Result<(), St
                     pack,
                     first,
                     second,
-                    triggers: spec,
+                    triggers,
                     model_update,
                     timeout: Duration::from_secs(timeout),
                 },

@@ -30,7 +30,8 @@ pub struct Args {
     pub pack: std::path::PathBuf,
     pub first: VendorKind,
     pub second: VendorKind,
-    /// `SECOND_OPINION` for the A+B run.
+    /// The rules that ask for a second opinion in the A+B run, for every profile of the pack
+    /// (`total_mismatch,low_confidence`).
     pub triggers: String,
     /// The first vendor's silent model update, so that the two vendors read differently (the
     /// twins share one engine: without it they agree on everything).
@@ -62,15 +63,21 @@ pub async fn run(
         .map(ModelUpdate::parse)
         .transpose()
         .map_err(|e| e.to_string())?;
-    let routes: String = pack
+    // The pack's profiles, each routed to both vendors and asking on the same rules.
+    let profiles: std::collections::BTreeSet<String> = pack
         .documents
         .iter()
         .map(|(d, _)| ocrbridge::quality::score::profile_of_key(&d.key))
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .map(|profile| format!("{profile}={},{}", args.first, args.second))
-        .collect::<Vec<_>>()
-        .join(";");
+        .collect();
+    let per_profile = |each: &dyn Fn(&str) -> String| {
+        profiles
+            .iter()
+            .map(|p| each(p))
+            .collect::<Vec<_>>()
+            .join(";")
+    };
+    let routes = per_profile(&|p| format!("{p}={},{}", args.first, args.second));
+    let second_opinion = per_profile(&|p| format!("{p}:{}", args.triggers));
     let arms = [
         (
             format!("A ({})", args.first),
@@ -96,7 +103,7 @@ pub async fn run(
             pack.documents.len()
         );
         let environment = if fallback.is_some() {
-            vec![("SECOND_OPINION".to_owned(), args.triggers.clone())]
+            vec![("SECOND_OPINION".to_owned(), second_opinion.clone())]
         } else {
             vec![]
         };
@@ -121,7 +128,7 @@ pub async fn run(
             .await?,
         );
     }
-    Ok(table(&out, &args.triggers, args.model_update.as_deref()))
+    Ok(table(&out, &second_opinion, args.model_update.as_deref()))
 }
 
 async fn arm(
