@@ -18,6 +18,7 @@ fn new_job(content: &[u8], key: &str) -> NewJob {
     let content = ContentHash::of(content);
     NewJob {
         channel: None,
+        prepared: None,
         benchmark_run: None,
         key: DocumentKey::new(&content, &profile),
         profile,

@@ -130,6 +130,7 @@ async fn submitted(w: &World, bytes: Vec<u8>, profile: &str, key: &str) -> Job {
     let content = ContentHash::of(&bytes);
     let new = NewJob {
         channel: None,
+        prepared: None,
         benchmark_run: None,
         key: DocumentKey::new(&content, &profile),
         profile,
@@ -523,6 +524,7 @@ async fn reconcile_requeues_stuck_jobs_and_expires_old_ones() {
     let content = ContentHash::of(&bytes);
     let new = NewJob {
         channel: None,
+        prepared: None,
         benchmark_run: None,
         key: DocumentKey::new(&content, &profile),
         profile,
@@ -650,6 +652,7 @@ async fn reconcile_pages_past_jobs_someone_holds() {
         let content = ContentHash::of(&bytes);
         let new = NewJob {
             channel: None,
+            prepared: None,
             benchmark_run: None,
             key: DocumentKey::new(&content, &profile),
             profile,
@@ -913,6 +916,7 @@ async fn queued(w: &World, key: &str) -> Job {
     let content = ContentHash::of(&bytes);
     let new = NewJob {
         channel: None,
+        prepared: None,
         benchmark_run: None,
         key: DocumentKey::new(&content, &profile),
         profile,

@@ -105,6 +105,7 @@ async fn queued_job(w: &World, profile: &str) -> Job {
     let content = ContentHash::of(&bytes);
     let new = NewJob {
         channel: None,
+        prepared: None,
         benchmark_run: None,
         key: DocumentKey::new(&content, &profile),
         profile,

@@ -825,6 +825,7 @@ async fn a_held_back_completion_is_retried_on_its_own_queue() {
         .create_job(
             &NewJob {
                 channel: None,
+                prepared: None,
                 benchmark_run: None,
                 key: DocumentKey::new(&content, &profile),
                 profile,

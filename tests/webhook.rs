@@ -72,6 +72,7 @@ async fn job(w: &World) -> Job {
     let content = ContentHash::of(&bytes);
     let new = NewJob {
         channel: None,
+        prepared: None,
         benchmark_run: None,
         key: DocumentKey::new(&content, &profile),
         profile,

@@ -85,6 +85,21 @@ pub struct ObjectRef {
     pub version_id: Option<String>,
 }
 
+impl ObjectRef {
+    /// What the vendor reads of a job: its prepared copy when preprocessing made one, else the
+    /// upload.
+    pub fn sent_for(job: &crate::job::Job) -> ObjectRef {
+        match &job.prepared {
+            Some(copy) => ObjectRef {
+                bucket: copy.bucket.clone(),
+                key: copy.key.clone(),
+                version_id: None,
+            },
+            None => ObjectRef::from(&job.source),
+        }
+    }
+}
+
 /// A job's document: the version of the upload its job was made from.
 impl From<&crate::job::SourceObject> for ObjectRef {
     fn from(source: &crate::job::SourceObject) -> Self {

@@ -4,9 +4,10 @@
 //! check that no document is lost, stranded or paid for twice (`tests/crashpoints.rs`).
 //!
 //! **Names** say where a point is: `<stage>.<before|after>_<effect>`, e.g.
-//! `submit.before_vendor_call` or `webhook.after_claim_before_enqueue`. [`ALL`] and
-//! [`SECOND_OPINION`] list every one, so the enumerating tests (`tests/crashpoints.rs`,
-//! `tests/second_opinion.rs`) walk them all and a point nobody can reach is noticed.
+//! `submit.before_vendor_call` or `webhook.after_claim_before_enqueue`. [`ALL`],
+//! [`SECOND_OPINION`] and [`PREPROCESS`] list every one, so the enumerating tests
+//! (`tests/crashpoints.rs`, `tests/second_opinion.rs`, `tests/preprocess.rs`) walk them all and
+//! a point nobody can reach is noticed.
 //!
 //! **Cost**: none in a packaged build. Without the `failpoints` cargo feature, which only the
 //! test crate turns on, [`check`] is an inlined `Ok(())` and the `fail` crate is not compiled in.
@@ -106,6 +107,10 @@ pub const SECOND_OPINION: &[&str] = &[
     "parse.before_settle_second_opinion",
     "parse.after_settle_second_opinion",
 ];
+
+/// The points only preprocessing reaches (`PREPROCESS` on, an image accepted):
+/// `tests/preprocess.rs` walks them.
+pub const PREPROCESS: &[&str] = &["intake.before_put_prepared", "intake.after_put_prepared"];
 
 /// Every other failpoint, by stage, in the order a document meets them: the crash-point gate's.
 pub const ALL: &[&str] = &[
@@ -373,14 +378,14 @@ mod armed {
     use std::collections::{BTreeMap, HashSet};
     use std::sync::Mutex;
 
-    use super::{Action, ALL, SECOND_OPINION};
+    use super::{Action, ALL, PREPROCESS, SECOND_OPINION};
 
     /// `(point, subject)` pairs that already fired: each fires once.
     static FIRED: Mutex<Option<HashSet<(String, String)>>> = Mutex::new(None);
     static COUNTS: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
 
     pub(super) fn arm(name: &'static str, entries: &[(Action, String)]) -> Result<(), String> {
-        if !ALL.contains(&name) && !SECOND_OPINION.contains(&name) {
+        if !ALL.contains(&name) && !SECOND_OPINION.contains(&name) && !PREPROCESS.contains(&name) {
             return Err(format!("no failpoint named {name:?}"));
         }
         let argument = entries

@@ -580,6 +580,26 @@ pub struct Inspection {
     pub dpi: Option<u32>,
 }
 
+/// The copy of the document intake prepared for the vendor (`preprocess`); the upload itself is
+/// kept as it came (`Job::source`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedCopy {
+    pub bucket: String,
+    pub key: String,
+    /// What was done, oldest first, as `action: detail` (`preprocess::Applied::to_record`).
+    pub actions: Vec<String>,
+}
+
+impl PreparedCopy {
+    /// The actions' names, in the order they were applied.
+    pub fn action_names(&self) -> Vec<&str> {
+        self.actions
+            .iter()
+            .map(|a| a.split_once(": ").map_or(a.as_str(), |(name, _)| name))
+            .collect()
+    }
+}
+
 /// A job row as read from the ledger.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {
@@ -641,6 +661,8 @@ pub struct Job {
     pub second_opinion_of: Option<JobId>,
     /// Set on a job whose result asked a second vendor (`second_opinion`).
     pub second_opinion: Option<crate::second_opinion::SecondOpinion>,
+    /// The copy the vendor is sent instead of the upload, when preprocessing changed it.
+    pub prepared: Option<PreparedCopy>,
 }
 
 /// One entry of a job's history: the state it entered, when, and with which reason.
@@ -699,6 +721,8 @@ pub struct NewJob {
     pub benchmark_run: Option<BenchmarkRun>,
     /// The upload's source channel, already mapped onto the allowlist.
     pub channel: Option<String>,
+    /// The copy preprocessing made for the vendor, already written, if it changed anything.
+    pub prepared: Option<PreparedCopy>,
 }
 
 #[cfg(test)]

@@ -82,6 +82,10 @@ pub const INPUT_QUALITY: Metric = metric(
     Unit::Count,
     &["Issue", "Source", "MimeType"],
 );
+/// A preprocessing action applied to an accepted document's prepared copy (`preprocess`), or
+/// `skipped_<why>` when no copy could be made and the upload went as it was.
+pub const PREPROCESSING_ACTIONS: Metric =
+    metric("PreprocessingActions", Unit::Count, &["Action", "Profile"]);
 pub const INTAKE_IGNORED: Metric = metric("IntakeIgnored", Unit::Count, &["Why"]);
 pub const DOCUMENT_BYTES: Metric = metric("DocumentBytes", Unit::Bytes, &["MimeType"]);
 pub const DOCUMENT_PAGES: Metric = metric("DocumentPages", Unit::Count, &["Profile"]);
@@ -267,6 +271,7 @@ pub const REVIEW_CORRECTIONS: Metric =
 /// Every metric, for the template consistency test.
 pub const ALL: &[Metric] = &[
     INPUT_QUALITY,
+    PREPROCESSING_ACTIONS,
     DOCUMENTS_ACCEPTED,
     DOCUMENTS_REJECTED,
     DUPLICATES_SUPPRESSED,

@@ -35,6 +35,10 @@ pub struct IntakeConfig {
     /// `INPUT_QUALITY_POLICY` (`PROFILE:ISSUE=ACTION;…`, default empty: every issue flagged):
     /// which input quality issues refuse a profile's documents (`inspect::QualityPolicy`).
     pub quality: ocrbridge::inspect::QualityPolicy,
+    /// `PREPROCESS` (`off`, the default; `on`; `deskew,crop`; or per profile
+    /// `receipt=on;id=off`), `PREPROCESS_MAX_SIDE`, `PREPROCESS_MAX_PIXELS`: the copy of an
+    /// accepted image prepared for the vendor (`ocrbridge::preprocess`).
+    pub preprocess: ocrbridge::preprocess::Settings,
 }
 
 impl Default for IntakeConfig {
@@ -48,6 +52,7 @@ impl Default for IntakeConfig {
             sources: ocrbridge::segments::Sources::default(),
             tag_objects: true,
             quality: ocrbridge::inspect::QualityPolicy::default(),
+            preprocess: ocrbridge::preprocess::Settings::default(),
         }
     }
 }
@@ -123,6 +128,8 @@ impl IntakeConfig {
             config.quality = ocrbridge::inspect::QualityPolicy::parse(&spec)
                 .map_err(|e| err("INPUT_QUALITY_POLICY", e))?;
         }
+        config.preprocess = ocrbridge::preprocess::Settings::from_lookup(&lookup)
+            .map_err(|e| err(e.name, format!("{:?}: {}", e.value, e.expected)))?;
         Ok(config)
     }
 

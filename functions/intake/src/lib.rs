@@ -34,10 +34,12 @@ use ocrbridge::config::StackConfig;
 use ocrbridge::failpoints;
 use ocrbridge::inspect::{self, Declared, QualityAction, RejectCode, Rejection};
 use ocrbridge::job::{
-    BenchmarkRun, DocumentKey, Job, JobId, JobState, NewJob, Profile, Reason, SourceObject,
+    BenchmarkRun, DocumentKey, Job, JobId, JobState, NewJob, PreparedCopy, Profile, Reason,
+    SourceObject,
 };
 use ocrbridge::ledger::{Change, Created, Ledger, LedgerError, TransitionError};
 use ocrbridge::metrics::{self, Metrics};
+use ocrbridge::preprocess;
 use ocrbridge::queue::{Queue, QueueError, SubmitRequest};
 use ocrbridge::recovery;
 use ocrbridge::time::UnixMillis;
@@ -254,11 +256,20 @@ impl Intake {
             &[],
         );
 
+        let key = match &benchmark_run {
+            Some(run) => DocumentKey::for_benchmark(&validated.content, &profile, run),
+            None => DocumentKey::new(&validated.content, &profile),
+        };
+        let prepared = match &validated.verdict {
+            Ok(()) => {
+                self.prepare(&object, &validated.inspection, &profile, &key.job_id())
+                    .await?
+            }
+            Err(_) => None,
+        };
         let new = NewJob {
-            key: match &benchmark_run {
-                Some(run) => DocumentKey::for_benchmark(&validated.content, &profile, run),
-                None => DocumentKey::new(&validated.content, &profile),
-            },
+            key,
+            prepared,
             channel: Some(self.config.sources.source_of(
                 &object.key,
                 head.source.as_deref(),
@@ -355,6 +366,74 @@ impl Intake {
             self.tag(&object, &head, &job).await?;
         }
         Ok(outcome)
+    }
+
+    /// The copy of an accepted image the vendor is sent (`ocrbridge::preprocess`), written to
+    /// `prepared/<job>/<name>` in the results bucket before the job that names it is created.
+    /// The bytes are a function of the upload's, so a redelivery writes the same copy again.
+    /// An image that cannot be prepared goes as it is, the reason logged and counted.
+    async fn prepare(
+        &self,
+        object: &ObjectRef,
+        inspection: &ocrbridge::job::Inspection,
+        profile: &Profile,
+        job_id: &JobId,
+    ) -> Result<Option<PreparedCopy>, IntakeError> {
+        let actions = self.config.preprocess.actions_for(profile);
+        let Some(file_type) = inspection.file_type.filter(|t| t.is_image()) else {
+            return Ok(None);
+        };
+        if actions.is_empty() {
+            return Ok(None);
+        }
+        let Some(bytes) = self.blob.get(object).await? else {
+            return Ok(None);
+        };
+        let (actions, limits) = (actions.to_vec(), self.config.preprocess.limits);
+        let started = Instant::now();
+        let result = tokio::task::spawn_blocking(move || {
+            preprocess::prepare(&bytes, file_type, &actions, &limits)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(preprocess::PrepareError::Decode(format!(
+                "the step panicked: {e}"
+            )))
+        });
+        let prepared = match result {
+            Ok(Some(prepared)) => prepared,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                warn!(code = e.code(), reason = %e, "not preprocessed; the upload goes as it is");
+                self.metrics.count(
+                    metrics::PREPROCESSING_ACTIONS,
+                    &[&format!("skipped_{}", e.code()), profile.as_str()],
+                    &[("job_id", job_id.as_str())],
+                );
+                return Ok(None);
+            }
+        };
+        let name = object.key.rsplit('/').next().unwrap_or("document");
+        let copy = ObjectRef {
+            bucket: self.stack.results_bucket.clone(),
+            key: format!("prepared/{job_id}/{name}"),
+            version_id: None,
+        };
+        failpoints::around(
+            "intake.before_put_prepared",
+            "intake.after_put_prepared",
+            job_id.as_str(),
+            self.blob
+                .put(&copy, prepared.bytes, prepared.file_type.mime(), None),
+        )
+        .await?;
+        let actions: Vec<String> = prepared.applied.iter().map(|a| a.to_record()).collect();
+        info!(prepared = %copy.key, actions = ?actions, ms = started.elapsed().as_millis() as u64, "prepared a copy for the vendor");
+        Ok(Some(PreparedCopy {
+            bucket: copy.bucket,
+            key: copy.key,
+            actions,
+        }))
     }
 
     /// Rejects or queues a `Received` job. Returns the job as it now stands.
@@ -474,6 +553,13 @@ impl Intake {
                         &[("job_id", job.id.as_str())],
                     );
                     warn!(issue = issue.as_str(), dpi = ?job.inspection.dpi, pages = ?job.inspection.pages, "accepted with an input quality issue");
+                }
+                for action in job.prepared.iter().flat_map(|p| p.action_names()) {
+                    metrics.count(
+                        metrics::PREPROCESSING_ACTIONS,
+                        &[action, profile],
+                        &[("job_id", job.id.as_str())],
+                    );
                 }
                 info!("accepted and queued for submission");
                 Ok((Outcome::Accepted(job.id), settled))

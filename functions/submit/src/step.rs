@@ -598,7 +598,7 @@ impl<V: Vendor> Submit<V> {
     /// half-open probe, whose outcome closes or reopens it.
     pub(crate) async fn call_vendor(&self, lease: &Lease, probe: bool) -> Disposition {
         let job = &lease.job;
-        let object = ObjectRef::from(&job.source);
+        let object = ObjectRef::sent_for(job);
         let url = match self
             .blob
             .presign_get(&object, self.config.presign_expiry)
@@ -704,7 +704,7 @@ impl<V: Vendor> Submit<V> {
         url: &str,
         call: CallKind,
     ) -> Result<Reply, VendorError> {
-        let object = ObjectRef::from(&job.source);
+        let object = ObjectRef::sent_for(job);
         let vendor = self.vendor_of(job).vendor;
         let call = async {
             let time_left = lease.until.since(UnixMillis::now());

@@ -28,6 +28,7 @@
 //! | `risky_resubmits`| N    | submissions made while an earlier one may have arrived          |
 //! | `resubmit_approved` | BOOL | an operator accepted the risk of a second submission         |
 //! | `orphan_vendor_jobs` | SS | other vendor jobs for this document (each was billed)          |
+//! | `prepared_bucket`, `prepared_key`, `prepared_actions` | S, S, L | the copy preprocessing made for the vendor, and what it did |
 //!
 //! Dedupe table (`DEDUPE_TABLE`), one item per claimed event id:
 //!
@@ -46,8 +47,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::inspect::FileType;
 use crate::job::{
-    Attempt, BenchmarkRun, Inspection, Job, JobId, JobState, LeaseRecord, Profile, Reason,
-    SourceObject,
+    Attempt, BenchmarkRun, Inspection, Job, JobId, JobState, LeaseRecord, PreparedCopy, Profile,
+    Reason, SourceObject,
 };
 use crate::language::{Handwriting, TextSegments};
 use crate::second_opinion::SecondOpinion;
@@ -111,6 +112,9 @@ pub mod attr {
     pub const SECOND_OPINION_OF: &str = "second_opinion_of";
     /// A parent's second opinion (JSON `second_opinion::SecondOpinion`).
     pub const SECOND_OPINION: &str = "second_opinion";
+    pub const PREPARED_BUCKET: &str = "prepared_bucket";
+    pub const PREPARED_KEY: &str = "prepared_key";
+    pub const PREPARED_ACTIONS: &str = "prepared_actions";
 
     pub const DEDUPE_KEY: &str = "dedupe_key";
     pub const EXPIRES_AT: &str = "expires_at";
@@ -301,6 +305,22 @@ pub fn job_from_item(item: &Item) -> Result<Job, MalformedItem> {
         benchmark_run: opt_s(item, attr::BENCHMARK_RUN)?
             .map(|r| BenchmarkRun::parse(&r).map_err(|e| MalformedItem(e.to_string())))
             .transpose()?,
+        prepared: match (
+            opt_s(item, attr::PREPARED_BUCKET)?,
+            opt_s(item, attr::PREPARED_KEY)?,
+        ) {
+            (Some(bucket), Some(key)) => Some(PreparedCopy {
+                bucket,
+                key,
+                actions: match item.get(attr::PREPARED_ACTIONS) {
+                    Some(AttributeValue::L(list)) => {
+                        list.iter().filter_map(|a| a.as_s().ok().cloned()).collect()
+                    }
+                    _ => Vec::new(),
+                },
+            }),
+            _ => None,
+        },
         second_opinion_of: opt_s(item, attr::SECOND_OPINION_OF)?
             .map(|p| JobId::parse(&p).map_err(|e| MalformedItem(e.to_string())))
             .transpose()?,

@@ -289,6 +289,8 @@ impl Ledger {
                 inspection: parent.inspection.clone(),
                 benchmark_run: parent.benchmark_run.clone(),
                 channel: parent.channel.clone(),
+                // The second vendor reads what the first read.
+                prepared: parent.prepared.clone(),
             },
             now,
         );
@@ -747,6 +749,14 @@ fn new_job_item(new: &NewJob, now: UnixMillis) -> Item {
         item.insert(attr::BENCHMARK_RUN.to_owned(), s(run.as_str()));
     }
     item::inspection_to_item(&new.inspection, &mut item);
+    if let Some(copy) = &new.prepared {
+        item.insert(attr::PREPARED_BUCKET.to_owned(), s(&copy.bucket));
+        item.insert(attr::PREPARED_KEY.to_owned(), s(&copy.key));
+        item.insert(
+            attr::PREPARED_ACTIONS.to_owned(),
+            AttributeValue::L(copy.actions.iter().map(s).collect()),
+        );
+    }
     item
 }
 

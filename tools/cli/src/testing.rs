@@ -42,5 +42,6 @@ pub fn job(n: u32) -> Job {
         text: None,
         second_opinion_of: None,
         second_opinion: None,
+        prepared: None,
     }
 }

@@ -102,6 +102,7 @@ pub async fn queue_jobs(
         let content = ContentHash::of(&bytes);
         let new = NewJob {
             channel: None,
+            prepared: None,
             benchmark_run: None,
             key: DocumentKey::new(&content, &profile),
             profile,

@@ -77,6 +77,7 @@ fn job(n: u32, days_ago: u64, pages: u32, path: &[(JobState, u64)]) -> Job {
         text: None,
         second_opinion_of: None,
         second_opinion: None,
+        prepared: None,
     }
 }
 

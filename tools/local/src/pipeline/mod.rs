@@ -537,7 +537,13 @@ impl Pipeline {
                 ledger: ledger.clone(),
                 metrics: emitter("intake"),
                 stack: config.clone(),
-                config: IntakeConfig::default(),
+                config: IntakeConfig {
+                    preprocess: ocrbridge::preprocess::Settings::from_lookup(&|k| {
+                        env.get(k).cloned()
+                    })
+                    .map_err(|e| e.to_string())?,
+                    ..IntakeConfig::default()
+                },
             },
             submit: Submit {
                 vendor: Chaotic::new(
