@@ -100,6 +100,29 @@ pub enum LocalCommand {
         /// Seconds to wait for the documents to settle.
         #[arg(long, default_value_t = 900)]
         timeout: u64,
+        /// Intake's `PREPROCESS` for this run (`off`, `on`, `deskew,crop`, per profile…): the
+        /// A/B audit runs the pack once with `off` and once with the actions under test, and
+        /// `ocrbridge quality compare` pairs the two runs.
+        #[arg(long, env = "PREPROCESS", default_value = "off")]
+        preprocess: String,
+    },
+    /// Writes the quality pack with degraded variants of each image (turned 3–15°, faded, on a
+    /// dark table, halved), each with its document's truth, for the A/B audit of preprocessing.
+    DegradePack {
+        #[arg(long, default_value_os_t = template_path().with_file_name("bench").join("packs").join("default"))]
+        pack: PathBuf,
+        #[arg(long, default_value_os_t = crate::degrade::default_out())]
+        out: PathBuf,
+        #[arg(long, default_value = "rotated,low_contrast,border,downscaled")]
+        variants: String,
+    },
+    /// One PNG or JPEG through preprocessing as intake would prepare it; prints what was done.
+    Preprocess {
+        input: PathBuf,
+        output: PathBuf,
+        /// The actions, as `PREPROCESS` names them (`on` for the default set).
+        #[arg(long, default_value = "on")]
+        actions: String,
     },
     /// Issue #29's second opinion on a quality pack: the first vendor alone (A), the second
     /// alone (B), and a route of both with SECOND_OPINION (A+B), each on a fresh local stack;
@@ -173,11 +196,35 @@ fn write(path: &std::path::Path, text: &str) -> Result<(), String> {
 }
 
 pub async fn run(options: &LocalOptions, command: LocalCommand) -> Result<(), String> {
+    // The commands that work on files alone need no moto.
+    let command = match command {
+        LocalCommand::DegradePack {
+            pack,
+            out,
+            variants,
+        } => {
+            let variants = crate::degrade::parse_variants(&variants)?;
+            let written = crate::degrade::degrade_pack(&pack, &out, &variants)?;
+            println!("{written} documents in {}", out.display());
+            return Ok(());
+        }
+        LocalCommand::Preprocess {
+            input,
+            output,
+            actions,
+        } => {
+            let settings = ocrbridge::preprocess::Settings::parse(&actions)?;
+            let any = ocrbridge::job::Profile::new("any").map_err(|e| e.to_string())?;
+            return crate::degrade::preprocess_file(&input, &output, settings.actions_for(&any));
+        }
+        other => other,
+    };
     moto::wait_healthy(&options.endpoint, Duration::from_secs(10))
         .await
         .map_err(|e| e.to_string())?;
     let clients = AwsClients::from_sdk_config(&local_sdk_config(&options.endpoint));
     match command {
+        LocalCommand::DegradePack { .. } | LocalCommand::Preprocess { .. } => Ok(()),
         LocalCommand::Health => {
             println!("moto is healthy at {}", options.endpoint);
             Ok(())
@@ -219,6 +266,7 @@ pub async fn run(options: &LocalOptions, command: LocalCommand) -> Result<(), St
             pin,
             model_update,
             timeout,
+            preprocess,
         } => {
             bench_quality(
                 options,
@@ -230,6 +278,7 @@ pub async fn run(options: &LocalOptions, command: LocalCommand) -> Result<(), St
                     pin,
                     model_update,
                     timeout,
+                    preprocess,
                 },
             )
             .await
@@ -383,6 +432,7 @@ struct BenchArgs {
     pin: bool,
     model_update: Option<String>,
     timeout: u64,
+    preprocess: String,
 }
 
 async fn bench_quality(
@@ -412,6 +462,7 @@ async fn bench_quality(
         PipelineOptions {
             vendor: args.vendor,
             faults,
+            environment: vec![("PREPROCESS".into(), args.preprocess.clone())],
             ..PipelineOptions::default()
         },
         &options.endpoint,
@@ -426,10 +477,11 @@ async fn bench_quality(
         quality::pin_from_file(&runner, &baseline_file).await?
     };
     eprintln!(
-        "pack {} ({} documents) on stack {stack_name}, vendor {}{}; baseline {}",
+        "pack {} ({} documents) on stack {stack_name}, vendor {}, PREPROCESS={}{}; baseline {}",
         pack.name,
         pack.documents.len(),
         args.vendor,
+        args.preprocess,
         model_update.as_ref().map_or(String::new(), |m| format!(
             " with a silent model update ({}{:?} on {:.0}% of documents)",
             m.profile

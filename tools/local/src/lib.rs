@@ -3,6 +3,7 @@
 pub mod alarms;
 pub mod bench;
 pub mod cli;
+pub mod degrade;
 pub mod demo;
 pub mod emf;
 pub mod functions;

@@ -341,6 +341,7 @@ impl Sim {
                 oversized: false,
                 completion_acked: false,
                 answer_sent: false,
+                document_sha256: None,
             };
             let subject = job.subject().to_owned();
             let cut = if inner.strikes_for(Fault::Drop, &subject) {
@@ -362,6 +363,7 @@ impl Sim {
             };
             let job = SimJob {
                 answer_sent: cut.is_none(),
+                document_sha256: None,
                 ..job
             };
             inner.insert_new_job(job.clone(), accept.key.as_ref().map(|k| k.memory));
@@ -439,6 +441,13 @@ impl Sim {
         });
         if stuck {
             return; // `processing` for ever
+        }
+        {
+            use sha2::Digest;
+            let digest = hex::encode(sha2::Sha256::digest(&document));
+            if let Some(job) = self.lock().jobs.get_mut(&id) {
+                job.document_sha256 = Some(digest);
+            }
         }
         let outcome = {
             // The semaphore is never closed.

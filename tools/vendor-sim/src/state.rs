@@ -88,6 +88,9 @@ pub struct SimJob {
     /// The answer to the submission that made the job went out whole: no fault cut it
     /// ([`crate::Cut`]). The client holds the job's id, so losing it is the client's doing.
     pub answer_sent: bool,
+    /// SHA-256 (hex) of the document the engine read: which bytes the client sent, e.g. an
+    /// upload's prepared copy rather than the upload.
+    pub document_sha256: Option<String>,
 }
 
 impl SimJob {

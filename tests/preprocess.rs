@@ -1,0 +1,185 @@
+//! Issue #30, item 3: preprocessing on the local stack. A phone photo of a receipt (the pack's
+//! own, turned and laid on a dark table) is prepared at intake: the copy is written beside the
+//! results, the upload is kept as it came, the actions are recorded on the job, and the vendor
+//! reads the copy — exactly once, whichever of the copy's write and its answer is lost.
+
+use std::time::Duration;
+
+use image::DynamicImage;
+use ocrbridge::inspect::FileType;
+use ocrbridge::job::{Job, JobId, JobState};
+use ocrbridge::preprocess::{self, degrade};
+use ocrbridge_local::pipeline::{Pipeline, PipelineOptions};
+use ocrbridge_tests::{job_id_for, results_object, run_until_settled, sim_stats, stack};
+use sha2::Digest;
+
+fn pack_receipt(name: &str) -> DynamicImage {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../bench/packs/default/receipts")
+        .join(name);
+    image::load_from_memory(&std::fs::read(&path).expect("a pack receipt")).expect("a JPEG")
+}
+
+fn jpeg(image: &DynamicImage) -> Vec<u8> {
+    preprocess::encode(image, FileType::Jpeg).expect("encodes")
+}
+
+/// A receipt turned by `degrees` and photographed on a dark table.
+fn photo(name: &str, degrees: f64) -> Vec<u8> {
+    jpeg(&degrade::border(&degrade::rotated(
+        &pack_receipt(name),
+        degrees,
+    )))
+}
+
+fn sha(bytes: &[u8]) -> String {
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// The SHA-256 of every document the vendor read for `job`.
+fn vendor_read(p: &Pipeline, job: &JobId) -> Vec<String> {
+    p.sim
+        .sim
+        .books(job.as_str())
+        .into_iter()
+        .filter_map(|j| j.document_sha256)
+        .collect()
+}
+
+fn find<'a>(jobs: &'a [Job], id: &JobId) -> &'a Job {
+    jobs.iter()
+        .find(|j| &j.id == id)
+        .unwrap_or_else(|| panic!("job {id} exists"))
+}
+
+/// Receipts with preprocessing on (`PREPROCESS=receipt=on`), IDs with it off:
+/// - a turned photo on a table: cropped and turned back; the vendor reads the copy;
+/// - two more, one whose intake dies before the copy is written and one whose intake dies
+///   after writing it: each is prepared again on redelivery, the same bytes, read once;
+/// - a clean scan: nothing to do, no copy, the vendor reads the upload;
+/// - the first photo uploaded as an ID: not its profile's setting, no copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_photo_is_prepared_once_and_the_vendor_reads_the_copy_while_the_upload_is_kept() {
+    use ocrbridge::failpoints::{self, Action};
+    let s = stack().await;
+    let p = Pipeline::start(
+        s.clients.clone(),
+        &s.stack,
+        PipelineOptions {
+            environment: vec![("PREPROCESS".into(), "receipt=on;id=off".into())],
+            crash_redelivery: Duration::from_secs(2),
+            ..PipelineOptions::default()
+        },
+    )
+    .await
+    .expect("the pipeline starts");
+
+    let turned = photo("000.jpg", 7.0);
+    let crashed = photo("004.jpg", -6.0);
+    let lost = photo("008.jpg", 5.0);
+    let clean = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../bench/packs/default/receipts/030.jpg"),
+    )
+    .expect("a pack receipt");
+    let ids = [
+        job_id_for(&turned, "receipt"),
+        job_id_for(&crashed, "receipt"),
+        job_id_for(&lost, "receipt"),
+        job_id_for(&clean, "receipt"),
+        job_id_for(&turned, "id"),
+    ];
+    let armed = [
+        ("intake.before_put_prepared", Action::Crash, &ids[1]),
+        ("intake.after_put_prepared", Action::Crash, &ids[2]),
+    ];
+    for (point, action, id) in &armed {
+        failpoints::arm_more(point, &[(*action, id.to_string())]).unwrap();
+    }
+    let uploads = [
+        ("receipts/turned.jpg", &turned),
+        ("receipts/crashed.jpg", &crashed),
+        ("receipts/lost.jpg", &lost),
+        ("receipts/clean.jpg", &clean),
+        ("ids/turned.jpg", &turned),
+    ];
+    for (key, bytes) in &uploads {
+        s.put(key, (*bytes).clone(), Some("image/jpeg")).await;
+    }
+    let jobs = run_until_settled(&p, &s.ledger, &ids, Duration::from_secs(180)).await;
+    let fired = failpoints::fired_subjects();
+    failpoints::disarm_all();
+    for (point, _, id) in &armed {
+        assert!(
+            fired.contains(&(point.to_string(), id.to_string())),
+            "{point} never fired for {id}: the case tested nothing"
+        );
+    }
+    let missing: Vec<&JobId> = ids
+        .iter()
+        .filter(|id| !jobs.iter().any(|j| &j.id == *id))
+        .collect();
+    assert!(missing.is_empty(), "no job for {missing:?} of {ids:?}");
+
+    for (n, (key, bytes)) in uploads.iter().enumerate() {
+        let job = find(&jobs, &ids[n]);
+        assert!(
+            matches!(job.state, JobState::Completed | JobState::NeedsReview),
+            "{key}: {job:#?}"
+        );
+        // The upload is kept as it came.
+        let kept = ocrbridge::blob::Blob::new(s.clients.s3.clone())
+            .get(&(&job.source).into())
+            .await
+            .unwrap()
+            .expect("the upload");
+        assert_eq!(sha(&kept), sha(bytes), "{key}: the upload changed");
+        let read = vendor_read(&p, &job.id);
+        match &job.prepared {
+            Some(copy) => {
+                assert!(n < 3, "{key}: prepared, but nothing needed doing: {copy:?}");
+                let names = copy.action_names();
+                assert!(
+                    names.contains(&"crop") && names.contains(&"deskew"),
+                    "{key}: {copy:?}"
+                );
+                assert_eq!(copy.bucket, s.config.results_bucket);
+                assert_eq!(
+                    copy.key,
+                    format!("prepared/{}/{}", job.id, key.rsplit('/').next().unwrap())
+                );
+                let prepared = results_object(&s, &copy.key).await;
+                // The vendor read the copy, once.
+                assert_eq!(
+                    read,
+                    [sha(&prepared)],
+                    "{key}: the vendor read something else"
+                );
+                // And the copy is the one preparing the upload gives, whatever crashed.
+                let again = preprocess::prepare(
+                    bytes,
+                    FileType::Jpeg,
+                    &preprocess::Action::DEFAULT_ON,
+                    &preprocess::Limits::default(),
+                )
+                .unwrap()
+                .expect("a copy");
+                assert_eq!(
+                    sha(&again.bytes),
+                    sha(&prepared),
+                    "{key}: not deterministic"
+                );
+            }
+            None => {
+                assert!(n >= 3, "{key}: no copy made: {job:#?}");
+                assert_eq!(read, [sha(bytes)], "{key}: the vendor read something else");
+            }
+        }
+    }
+    let stats = sim_stats(&p.sim).await;
+    assert_eq!(
+        stats["billed_documents"].as_u64(),
+        Some(ids.len() as u64),
+        "{stats}"
+    );
+}

@@ -1,0 +1,121 @@
+//! The benchmark pack's degraded variants (`ocrbridge-local degrade-pack`), for the A/B audit
+//! of preprocessing, and one file through preprocessing (`ocrbridge-local preprocess`).
+//!
+//! A variant keeps its document's truth: `receipts/000.jpg` gives `receipts/000-rotated.jpg`
+//! with `receipts/000-rotated.truth.json`, the same fields. The originals are copied beside
+//! their variants, so a run on the degraded pack also shows what preprocessing does to clean
+//! documents. PDFs (the invoices) are copied as they are: the variants are made of pixels.
+
+use std::path::{Path, PathBuf};
+
+use ocrbridge::inspect::FileType;
+use ocrbridge::preprocess::{self, degrade::Variant, Action, Limits};
+use ocrbridge::quality::pack::{truth_key, Pack};
+
+fn file_type_of(key: &str) -> Option<FileType> {
+    let ext = key.rsplit('.').next()?.to_ascii_lowercase();
+    match ext.as_str() {
+        "jpg" | "jpeg" => Some(FileType::Jpeg),
+        "png" => Some(FileType::Png),
+        _ => None,
+    }
+}
+
+fn copy(from: &Path, to: &Path) -> Result<(), String> {
+    if let Some(dir) = to.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    std::fs::copy(from, to)
+        .map(|_| ())
+        .map_err(|e| format!("{} → {}: {e}", from.display(), to.display()))
+}
+
+/// Writes the degraded pack; returns how many documents it holds.
+pub fn degrade_pack(pack_dir: &Path, out: &Path, variants: &[Variant]) -> Result<usize, String> {
+    let pack = Pack::load(pack_dir).map_err(|e| e.to_string())?;
+    let mut written = 0;
+    for (index, (document, _)) in pack.documents.iter().enumerate() {
+        let key = &document.key;
+        copy(&pack_dir.join(key), &out.join(key))?;
+        copy(&pack_dir.join(truth_key(key)), &out.join(truth_key(key)))?;
+        written += 1;
+        let Some(file_type) = file_type_of(key) else {
+            continue;
+        };
+        let bytes = std::fs::read(pack_dir.join(key)).map_err(|e| format!("{key}: {e}"))?;
+        let image = image::load_from_memory(&bytes).map_err(|e| format!("{key}: {e}"))?;
+        let (stem, ext) = key.rsplit_once('.').unwrap_or((key, "png"));
+        for variant in variants {
+            let degraded = variant.apply(&image, index as u64);
+            let variant_key = format!("{stem}-{}.{ext}", variant.name());
+            let encoded =
+                preprocess::encode(&degraded, file_type).map_err(|e| format!("{key}: {e}"))?;
+            let path = out.join(&variant_key);
+            std::fs::write(&path, encoded).map_err(|e| format!("{}: {e}", path.display()))?;
+            copy(
+                &pack_dir.join(truth_key(key)),
+                &out.join(truth_key(&variant_key)),
+            )?;
+            written += 1;
+        }
+    }
+    Ok(written)
+}
+
+/// Prepares one file as intake would with `actions`; prints what was done.
+pub fn preprocess_file(input: &Path, output: &Path, actions: &[Action]) -> Result<(), String> {
+    let key = input.display().to_string();
+    let file_type = file_type_of(&key).ok_or_else(|| format!("{key}: not a PNG or JPEG"))?;
+    let bytes = std::fs::read(input).map_err(|e| format!("{key}: {e}"))?;
+    let started = std::time::Instant::now();
+    match preprocess::prepare(&bytes, file_type, actions, &Limits::default())
+        .map_err(|e| format!("{key}: {e}"))?
+    {
+        None => println!("{key}: nothing to do"),
+        Some(prepared) => {
+            // A `.png` output is a PNG whatever came in, to look at.
+            let bytes = if output.extension().is_some_and(|e| e == "png") {
+                let image = image::load_from_memory(&prepared.bytes).map_err(|e| e.to_string())?;
+                preprocess::encode(&image, FileType::Png).map_err(|e| e.to_string())?
+            } else {
+                prepared.bytes
+            };
+            std::fs::write(output, &bytes).map_err(|e| format!("{}: {e}", output.display()))?;
+            println!(
+                "{key} → {} ({}x{}, {:.0} ms)",
+                output.display(),
+                prepared.width,
+                prepared.height,
+                started.elapsed().as_secs_f64() * 1e3
+            );
+            for applied in &prepared.applied {
+                println!("  {}", applied.to_record());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `rotated,border` → variants.
+pub fn parse_variants(spec: &str) -> Result<Vec<Variant>, String> {
+    spec.split(',')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            Variant::parse(v).ok_or_else(|| {
+                format!(
+                    "unknown variant {v:?} (known: {})",
+                    Variant::ALL.map(Variant::name).join(", ")
+                )
+            })
+        })
+        .collect()
+}
+
+/// The default place of the degraded pack.
+pub fn default_out() -> PathBuf {
+    crate::template_path()
+        .with_file_name(".local")
+        .join("packs")
+        .join("degraded")
+}
