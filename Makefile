@@ -1,5 +1,5 @@
 # ocrbridge developer commands. Every target installs what it needs (scripts/setup.sh).
-.PHONY: setup test demo dev invoke chaos chaos-failover crashpoints mutants fuzz package bench bench-quality bench-second-opinion moto-start moto-stop lint vendor-sim
+.PHONY: setup test demo dev invoke chaos chaos-failover crashpoints mutants fuzz package bench bench-quality bench-preprocess bench-preprocess-ab bench-second-opinion moto-start moto-stop lint vendor-sim
 
 ## test: set up, start moto, run fmt/clippy/cfn-lint and every test, stop moto
 test:
@@ -65,10 +65,24 @@ bench:
 	scripts/bench-pipeline.sh
 	scripts/bench-textract-sync.sh
 	scripts/bench-init.sh
+	scripts/bench-preprocess.sh
+
+## bench-preprocess: preprocessing's time per MB and peak RSS (release), phone photos of 1 to 40
+## megapixels, one process each (SIZES="1 4" for fewer)
+bench-preprocess:
+	scripts/bench-preprocess.sh
+
+## bench-preprocess-ab: issue #30's A/B audit: the pack with degraded variants, run with
+## PREPROCESS=off and then each of SETTINGS (default: on crop deskew contrast), each paired with
+## the off run by ocrbridge quality compare (about 20 minutes a run on 2 cores)
+bench-preprocess-ab:
+	scripts/bench-preprocess-ab.sh
 
 ## bench-quality: the quality benchmark pack (bench/packs/default, 52 documents) through the
 ## pipeline on the local stack, scored against the pinned baseline; PIN=1 pins this run,
-## MODEL_UPDATE=total:0.5 makes the simulator silently worse, VENDOR=… picks the vendor twin
+## MODEL_UPDATE=total:0.5 makes the simulator silently worse, VENDOR=… picks the vendor twin;
+## PREPROCESS=off|on|deskew,… sets intake's preprocessing, PACK=.local/packs/degraded the pack
+## (ocrbridge-local degrade-pack writes it); ocrbridge quality compare A/run.json B/run.json pairs two runs
 bench-quality:
 	scripts/bench-quality.sh
 

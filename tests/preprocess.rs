@@ -148,6 +148,9 @@ async fn a_photo_is_prepared_once_and_the_vendor_reads_the_copy_while_the_upload
                     copy.key,
                     format!("prepared/{}/{}", job.id, key.rsplit('/').next().unwrap())
                 );
+                // One copy, however many times the job's intake ran.
+                let copies = s.result_keys(&format!("prepared/{}/", job.id)).await;
+                assert_eq!(copies, [copy.key.clone()], "{key}");
                 let prepared = results_object(&s, &copy.key).await;
                 // The vendor read the copy, once.
                 assert_eq!(

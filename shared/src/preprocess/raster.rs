@@ -121,35 +121,42 @@ where
     let stride = w as usize * channels;
     let fill = fill.channels().to_vec();
     let mut out = vec![0u8; out_w as usize * out_h as usize * channels];
+    let (max_x, max_y) = (w as usize - 1, h as usize - 1);
     for oy in 0..out_h {
         let v = f64::from(oy) + 0.5 - ocy;
-        for ox in 0..out_w {
-            let u = f64::from(ox) + 0.5 - ocx;
-            // The output pixel's source: the inverse rotation of its offset from the centre.
-            let x = u * cos + v * sin + cx - 0.5;
-            let y = -u * sin + v * cos + cy - 0.5;
-            let at = (oy as usize * out_w as usize + ox as usize) * channels;
-            let pixel = &mut out[at..at + channels];
+        // Along a row the source moves by (cos, -sin) per pixel: start there and step.
+        let u0 = 0.5 - ocx;
+        let mut x = u0 * cos + v * sin + cx - 0.5;
+        let mut y = -u0 * sin + v * cos + cy - 0.5;
+        let row = &mut out[oy as usize * out_w as usize * channels..][..out_w as usize * channels];
+        for pixel in row.chunks_exact_mut(channels) {
             if x < -0.5 || y < -0.5 || x > fw - 0.5 || y > fh - 0.5 {
                 pixel.copy_from_slice(&fill);
-                continue;
+            } else {
+                let (x0, y0) = (x.floor(), y.floor());
+                let (dx, dy) = (x - x0, y - y0);
+                let xa = (x0.max(0.0) as usize).min(max_x);
+                let xb = ((x0 + 1.0).max(0.0) as usize).min(max_x);
+                let ya = (y0.max(0.0) as usize).min(max_y);
+                let yb = ((y0 + 1.0).max(0.0) as usize).min(max_y);
+                let (top_row, bottom_row) = (ya * stride, yb * stride);
+                let (a, b) = (xa * channels, xb * channels);
+                let weights = [
+                    (1.0 - dx) * (1.0 - dy),
+                    dx * (1.0 - dy),
+                    (1.0 - dx) * dy,
+                    dx * dy,
+                ];
+                for (c, value) in pixel.iter_mut().enumerate() {
+                    let v = f64::from(src[top_row + a + c]) * weights[0]
+                        + f64::from(src[top_row + b + c]) * weights[1]
+                        + f64::from(src[bottom_row + a + c]) * weights[2]
+                        + f64::from(src[bottom_row + b + c]) * weights[3];
+                    *value = (v + 0.5) as u8;
+                }
             }
-            let (x0, y0) = (x.floor(), y.floor());
-            let (dx, dy) = (x - x0, y - y0);
-            let clamp_x = |x: f64| x.clamp(0.0, fw - 1.0) as usize;
-            let clamp_y = |y: f64| y.clamp(0.0, fh - 1.0) as usize;
-            let (xa, xb, ya, yb) = (
-                clamp_x(x0),
-                clamp_x(x0 + 1.0),
-                clamp_y(y0),
-                clamp_y(y0 + 1.0),
-            );
-            for (c, value) in pixel.iter_mut().enumerate() {
-                let p = |x: usize, y: usize| f64::from(src[y * stride + x * channels + c]);
-                let top = p(xa, ya) * (1.0 - dx) + p(xb, ya) * dx;
-                let bottom = p(xa, yb) * (1.0 - dx) + p(xb, yb) * dx;
-                *value = (top * (1.0 - dy) + bottom * dy).round().clamp(0.0, 255.0) as u8;
-            }
+            x += cos;
+            y -= sin;
         }
     }
     ImageBuffer::from_raw(out_w, out_h, out).unwrap_or_else(|| ImageBuffer::new(1, 1))

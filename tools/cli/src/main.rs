@@ -266,6 +266,11 @@ enum QualityCommand {
         #[arg(long)]
         apply: bool,
     },
+    /// Two runs of the same pack, paired document by document: per field, accuracy in each,
+    /// the documents that flipped either way, the sign test on them, and each run's cost. A
+    /// run is a stored run's id or a `run.json` written by `make bench-quality` (which needs
+    /// no stack), e.g. the A/B audit's PREPROCESS=off and PREPROCESS=on runs.
+    Compare { run_a: String, run_b: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -347,6 +352,12 @@ enum SecretsCommand {
 
 async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
+        // Two run files are compared without a stack.
+        Command::Quality {
+            command: QualityCommand::Compare { run_a, run_b },
+        } if commands::quality::is_run_file(&run_a) && commands::quality::is_run_file(&run_b) => {
+            commands::quality::compare(None, &run_a, &run_b, cli.target.json).await
+        }
         Command::Local { options, command } => ocrbridge_local::cli::run(&options, command)
             .await
             .map_err(CliError::Aws),
@@ -382,6 +393,9 @@ async fn on_stack(t: &TargetArgs, command: Command) -> Result<(), CliError> {
             QualityCommand::Show { run } => commands::quality::show(&target, &run, json).await,
             QualityCommand::Pin { run, apply } => {
                 commands::quality::pin(&target, &run, apply, json).await
+            }
+            QualityCommand::Compare { run_a, run_b } => {
+                commands::quality::compare(Some(&target), &run_a, &run_b, json).await
             }
         },
         Command::Jobs { command } => match command {

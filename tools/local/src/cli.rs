@@ -116,6 +116,15 @@ pub enum LocalCommand {
         #[arg(long, default_value = "rotated,low_contrast,border,downscaled")]
         variants: String,
     },
+    /// Writes a phone photo of MEGAPIXELS (the pack's first receipt, scaled, turned, on a table)
+    /// for the preprocessing benchmark (`make bench-preprocess`).
+    BenchInput {
+        #[arg(long)]
+        megapixels: f64,
+        out: PathBuf,
+        #[arg(long, default_value_os_t = template_path().with_file_name("bench").join("packs").join("default"))]
+        pack: PathBuf,
+    },
     /// One PNG or JPEG through preprocessing as intake would prepare it; prints what was done.
     Preprocess {
         input: PathBuf,
@@ -208,6 +217,11 @@ pub async fn run(options: &LocalOptions, command: LocalCommand) -> Result<(), St
             println!("{written} documents in {}", out.display());
             return Ok(());
         }
+        LocalCommand::BenchInput {
+            megapixels,
+            out,
+            pack,
+        } => return crate::degrade::bench_input(&pack, megapixels, &out),
         LocalCommand::Preprocess {
             input,
             output,
@@ -224,7 +238,9 @@ pub async fn run(options: &LocalOptions, command: LocalCommand) -> Result<(), St
         .map_err(|e| e.to_string())?;
     let clients = AwsClients::from_sdk_config(&local_sdk_config(&options.endpoint));
     match command {
-        LocalCommand::DegradePack { .. } | LocalCommand::Preprocess { .. } => Ok(()),
+        LocalCommand::DegradePack { .. }
+        | LocalCommand::Preprocess { .. }
+        | LocalCommand::BenchInput { .. } => Ok(()),
         LocalCommand::Health => {
             println!("moto is healthy at {}", options.endpoint);
             Ok(())

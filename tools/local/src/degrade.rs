@@ -81,12 +81,15 @@ pub fn preprocess_file(input: &Path, output: &Path, actions: &[Action]) -> Resul
                 prepared.bytes
             };
             std::fs::write(output, &bytes).map_err(|e| format!("{}: {e}", output.display()))?;
+            let ms = started.elapsed().as_secs_f64() * 1e3;
+            let mb = bytes.len() as f64 / 1e6;
             println!(
-                "{key} → {} ({}x{}, {:.0} ms)",
+                "{key} → {} ({}x{}, {ms:.0} ms, {:.0} ms per MB of input, peak RSS {})",
                 output.display(),
                 prepared.width,
                 prepared.height,
-                started.elapsed().as_secs_f64() * 1e3
+                ms / mb.max(1e-9),
+                peak_rss().map_or("unknown".into(), |kb| format!("{:.1} MB", kb as f64 / 1024.0)),
             );
             for applied in &prepared.applied {
                 println!("  {}", applied.to_record());
@@ -94,6 +97,30 @@ pub fn preprocess_file(input: &Path, output: &Path, actions: &[Action]) -> Resul
         }
     }
     Ok(())
+}
+
+/// The process's peak resident set (VmHWM), in KiB, where /proc tells it.
+pub fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A phone photo of `megapixels` for the preprocessing benchmark: the pack's first receipt
+/// scaled up, turned 7° and laid on a table, as a JPEG.
+pub fn bench_input(pack_dir: &Path, megapixels: f64, out: &Path) -> Result<(), String> {
+    let path = pack_dir.join("receipts").join("000.jpg");
+    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let receipt = image::load_from_memory(&bytes).map_err(|e| e.to_string())?;
+    // The border adds a fifth on each side: the page gets what is left of the pixels.
+    let page_pixels = megapixels * 1e6 / 1.44;
+    let aspect = f64::from(receipt.width()) / f64::from(receipt.height());
+    let height = (page_pixels / aspect).sqrt().round() as u32;
+    let width = (f64::from(height) * aspect).round() as u32;
+    let page = receipt.resize_exact(width, height, image::imageops::FilterType::Triangle);
+    let photo = preprocess::degrade::border(&preprocess::degrade::rotated(&page, 7.0));
+    let encoded = preprocess::encode(&photo, FileType::Jpeg).map_err(|e| e.to_string())?;
+    std::fs::write(out, encoded).map_err(|e| format!("{}: {e}", out.display()))
 }
 
 /// `rotated,border` → variants.

@@ -3,9 +3,13 @@
 //! - `runs`: every run in the benchmark table, newest first, with its regressions and report;
 //! - `show RUN`: a run's per-field table against its baseline, and its flipped documents;
 //! - `pin RUN --apply`: makes a scored run the baseline of its pack and vendor (dry run without
-//!   `--apply`).
+//!   `--apply`);
+//! - `compare RUN_A RUN_B`: two runs paired per document and field, both ways (the A/B audit of
+//!   a setting such as `PREPROCESS`); a run is a stored id or a `run.json` file.
 
+use ocrbridge::quality::compare::{self as pairing, sign_test, RegressionPolicy};
 use ocrbridge::quality::report;
+use ocrbridge::quality::RunRecord;
 use ocrbridge::quality::store::{RunStore, StoreError};
 use serde_json::json;
 
@@ -136,5 +140,131 @@ pub async fn pin(target: &Target, run: &str, apply: bool, json_mode: bool) -> Re
             }
         },
     );
+    Ok(())
+}
+
+/// Whether `run` names a run file rather than a stored run.
+pub fn is_run_file(run: &str) -> bool {
+    std::path::Path::new(run).is_file()
+}
+
+async fn load_run(target: Option<&Target>, run: &str) -> Result<RunRecord, CliError> {
+    if is_run_file(run) {
+        let bytes = std::fs::read(run).map_err(|e| CliError::Usage(format!("{run}: {e}")))?;
+        return serde_json::from_slice(&bytes)
+            .map_err(|e| CliError::Usage(format!("{run} is not a benchmark run: {e}")));
+    }
+    let target = target.ok_or_else(|| {
+        CliError::Usage(format!("{run} is not a file; a stored run needs a stack"))
+    })?;
+    store(target)?.get_run(run).await.map_err(store_error)
+}
+
+/// What each run cost at the vendor, by profile, and over the documents both runs scored.
+fn cost_of(run: &RunRecord, paired: &std::collections::BTreeSet<&str>) -> ocrbridge::cost::Decimal {
+    run.documents
+        .iter()
+        .filter(|d| paired.contains(d.key.as_str()))
+        .filter_map(|d| d.cost.as_deref()?.parse::<ocrbridge::cost::Decimal>().ok())
+        .sum()
+}
+
+pub async fn compare(
+    target: Option<&Target>,
+    run_a: &str,
+    run_b: &str,
+    json_mode: bool,
+) -> Result<(), CliError> {
+    let a = load_run(target, run_a).await?;
+    let b = load_run(target, run_b).await?;
+    if a.pack != b.pack {
+        return Err(CliError::Refused(format!(
+            "{} is of pack {} and {} of pack {}: only runs of one pack pair up",
+            a.run_id, a.pack, b.run_id, b.pack
+        )));
+    }
+    let comparison = pairing::compare(
+        &a.run_id,
+        &a.documents,
+        &b.documents,
+        RegressionPolicy::default(),
+    );
+    let keys_a: std::collections::BTreeSet<&str> =
+        a.documents.iter().map(|d| d.key.as_str()).collect();
+    let paired: std::collections::BTreeSet<&str> = b
+        .documents
+        .iter()
+        .map(|d| d.key.as_str())
+        .filter(|k| keys_a.contains(k))
+        .collect();
+    let (cost_a, cost_b) = (cost_of(&a, &paired), cost_of(&b, &paired));
+    let rows: Vec<serde_json::Value> = comparison
+        .fields
+        .iter()
+        .map(|f| {
+            let (worse, better) = (f.right_to_wrong.len() as u64, f.wrong_to_right.len() as u64);
+            json!({
+                "profile": f.profile,
+                "field": f.field,
+                "paired": f.paired,
+                "accuracy_a": f.baseline_accuracy,
+                "accuracy_b": f.accuracy,
+                "right_to_wrong": worse,
+                "wrong_to_right": better,
+                "p_worse": sign_test(worse, worse + better),
+                "p_better": sign_test(better, worse + better),
+                "regressed": f.regressed,
+            })
+        })
+        .collect();
+    let value = json!({
+        "run_a": a.run_id,
+        "run_b": b.run_id,
+        "pack": a.pack,
+        "paired_documents": paired.len(),
+        "cost_a": cost_a.to_string(),
+        "cost_b": cost_b.to_string(),
+        "fields": rows,
+    });
+    emit(json_mode, &value, || {
+        let mut table = Table::new(&[
+            "profile", "field", "paired", "A", "B", "A✓→B✗", "A✗→B✓", "p(worse)", "p(better)",
+            "verdict",
+        ]);
+        for f in &comparison.fields {
+            let (worse, better) = (f.right_to_wrong.len() as u64, f.wrong_to_right.len() as u64);
+            let (p_worse, p_better) = (
+                sign_test(worse, worse + better),
+                sign_test(better, worse + better),
+            );
+            let verdict = if f.regressed {
+                "B WORSE"
+            } else if p_better < 0.05 && better > worse {
+                "B better"
+            } else {
+                "-"
+            };
+            table.row(vec![
+                f.profile.clone(),
+                f.field.clone(),
+                f.paired.to_string(),
+                format!("{:.0}%", f.baseline_accuracy * 100.0),
+                format!("{:.0}%", f.accuracy * 100.0),
+                worse.to_string(),
+                better.to_string(),
+                format!("{p_worse:.3}"),
+                format!("{p_better:.3}"),
+                verdict.to_owned(),
+            ]);
+        }
+        format!(
+            "A {} · B {} · pack {} · {} documents in both\ncost A {cost_a} · cost B {cost_b}\n\n{}",
+            a.run_id,
+            b.run_id,
+            a.pack,
+            paired.len(),
+            table.render()
+        )
+    });
     Ok(())
 }
