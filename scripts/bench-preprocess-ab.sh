@@ -11,6 +11,8 @@ cd "$root"
 
 scripts/setup.sh
 cargo build --quiet -p ocrbridge-local --bin ocrbridge-local -p ocrbridge-cli --bin ocrbridge
+# The runs in release: preprocessing in a debug build is slow enough to crowd intake's deadline.
+export RELEASE=1
 pack=${PACK:-$root/.local/packs/degraded}
 out=${OUT:-$root/.local/preprocess-ab}
 target/debug/ocrbridge-local degrade-pack --out "$pack"

@@ -151,6 +151,10 @@ pub async fn show(target: &Target, id: &str, json_mode: bool) -> Result<(), CliE
         "summary": job.result_summary.as_deref().and_then(|s| serde_json::from_str::<Value>(s).ok()),
         "second_opinion": job.second_opinion.as_ref().map(|o| serde_json::to_value(o).unwrap_or_default()),
         "second_opinion_of": job.second_opinion_of.as_ref().map(|p| p.as_str()),
+        "prepared": job.prepared.as_ref().map(|c| json!({
+            "object": format!("s3://{}/{}", c.bucket, c.key),
+            "actions": c.actions,
+        })),
     });
     emit(json_mode, &json, || {
         let mut out = vec![
@@ -169,6 +173,13 @@ pub async fn show(target: &Target, id: &str, json_mode: bool) -> Result<(), CliE
         ];
         if let Some(r) = &job.reason {
             out.push(format!("reason    {}: {}", r.code, r.message));
+        }
+        // What the vendor was sent instead of the upload, and why.
+        if let Some(c) = &job.prepared {
+            out.push(format!("prepared  s3://{}/{}", c.bucket, c.key));
+            for action in &c.actions {
+                out.push(format!("          {action}"));
+            }
         }
         // The vendor of the job's latest attempt (with routes, not always the stack's).
         out.push(format!(
