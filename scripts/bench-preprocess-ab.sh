@@ -5,6 +5,7 @@
 # field (ocrbridge quality compare: accuracy both ways, flips, sign test, cost).
 #   scripts/bench-preprocess-ab.sh                      # off, then on, crop, deskew, contrast
 #   SETTINGS="deskew" scripts/bench-preprocess-ab.sh
+#   OFF_RUN=.local/preprocess-ab/bq-… SETTINGS=crop scripts/bench-preprocess-ab.sh   # reuse an off run
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -16,10 +17,15 @@ export RELEASE=1
 pack=${PACK:-$root/.local/packs/degraded}
 out=${OUT:-$root/.local/preprocess-ab}
 target/debug/ocrbridge-local degrade-pack --out "$pack"
-run_dir() { sed -n 's/^report: \(.*\)\/report.html.*/\1/p' "$1" | tail -1; }
+run_dir() { sed -n 's/^report: \([^ ]*\)\/report.html .*/\1/p' "$1" | tail -1; }
 mkdir -p "$out"
-PACK="$pack" PREPROCESS=off OUT="$out" scripts/bench-quality.sh | tee "$out/off.log"
-off=$(run_dir "$out/off.log")
+# OFF_RUN=DIR: an off run already made on the same pack (its run.json's directory).
+if [ -n "${OFF_RUN:-}" ]; then
+  off=$OFF_RUN
+else
+  PACK="$pack" PREPROCESS=off OUT="$out" scripts/bench-quality.sh | tee "$out/off.log"
+  off=$(run_dir "$out/off.log")
+fi
 for setting in ${SETTINGS:-on crop deskew contrast}; do
   PACK="$pack" PREPROCESS="$setting" OUT="$out" scripts/bench-quality.sh | tee "$out/$setting.log"
   echo

@@ -17,5 +17,5 @@ for mp in ${SIZES:-1 4 12 24 40}; do
   "$bin" bench-input --megapixels "$mp" "$work/in-$mp.jpg"
   size=$(stat -c %s "$work/in-$mp.jpg")
   printf '%5s MP, %6.1f MB JPEG: ' "$mp" "$(awk "BEGIN{print $size/1000000}")"
-  "$bin" preprocess "$work/in-$mp.jpg" "$work/out-$mp.jpg" --actions on | head -1 | sed 's/^.*(//; s/)$//'
+  "$bin" preprocess "$work/in-$mp.jpg" "$work/out-$mp.jpg" --actions orient,downscale,crop,deskew,contrast | head -1 | sed 's/^.*(//; s/)$//'
 done

@@ -52,7 +52,7 @@ fn find<'a>(jobs: &'a [Job], id: &JobId) -> &'a Job {
         .unwrap_or_else(|| panic!("job {id} exists"))
 }
 
-/// Receipts with preprocessing on (`PREPROCESS=receipt=on`), IDs with it off:
+/// Receipts cropped and deskewed (`PREPROCESS=receipt=crop,deskew`), IDs with it off:
 /// - a turned photo on a table: cropped and turned back; the vendor reads the copy;
 /// - two more, one whose intake dies before the copy is written and one whose intake dies
 ///   after writing it: each is prepared again on redelivery, the same bytes, read once;
@@ -66,7 +66,7 @@ async fn a_photo_is_prepared_once_and_the_vendor_reads_the_copy_while_the_upload
         s.clients.clone(),
         &s.stack,
         PipelineOptions {
-            environment: vec![("PREPROCESS".into(), "receipt=on;id=off".into())],
+            environment: vec![("PREPROCESS".into(), "receipt=crop,deskew;id=off".into())],
             crash_redelivery: Duration::from_secs(2),
             ..PipelineOptions::default()
         },
@@ -162,7 +162,7 @@ async fn a_photo_is_prepared_once_and_the_vendor_reads_the_copy_while_the_upload
                 let again = preprocess::prepare(
                     bytes,
                     FileType::Jpeg,
-                    &preprocess::Action::DEFAULT_ON,
+                    &[preprocess::Action::Crop, preprocess::Action::Deskew],
                     &preprocess::Limits::default(),
                 )
                 .unwrap()

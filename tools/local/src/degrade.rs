@@ -89,7 +89,10 @@ pub fn preprocess_file(input: &Path, output: &Path, actions: &[Action]) -> Resul
                 prepared.width,
                 prepared.height,
                 ms / mb.max(1e-9),
-                peak_rss().map_or("unknown".into(), |kb| format!("{:.1} MB", kb as f64 / 1024.0)),
+                peak_rss().map_or("unknown".into(), |kb| format!(
+                    "{:.1} MB",
+                    kb as f64 / 1024.0
+                )),
             );
             for applied in &prepared.applied {
                 println!("  {}", applied.to_record());
@@ -112,13 +115,21 @@ pub fn bench_input(pack_dir: &Path, megapixels: f64, out: &Path) -> Result<(), S
     let path = pack_dir.join("receipts").join("000.jpg");
     let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let receipt = image::load_from_memory(&bytes).map_err(|e| e.to_string())?;
-    // The border adds a fifth on each side: the page gets what is left of the pixels.
-    let page_pixels = megapixels * 1e6 / 1.44;
+    let photo_of = |page: &image::DynamicImage| {
+        preprocess::degrade::border(&preprocess::degrade::rotated(page, 7.0))
+    };
+    // The turn and the table add pixels: the page gets what is left of the photo's.
+    let growth = {
+        let photo = photo_of(&receipt);
+        f64::from(photo.width()) * f64::from(photo.height())
+            / (f64::from(receipt.width()) * f64::from(receipt.height()))
+    };
+    let page_pixels = megapixels * 1e6 / growth;
     let aspect = f64::from(receipt.width()) / f64::from(receipt.height());
     let height = (page_pixels / aspect).sqrt().round() as u32;
     let width = (f64::from(height) * aspect).round() as u32;
     let page = receipt.resize_exact(width, height, image::imageops::FilterType::Triangle);
-    let photo = preprocess::degrade::border(&preprocess::degrade::rotated(&page, 7.0));
+    let photo = photo_of(&page);
     let encoded = preprocess::encode(&photo, FileType::Jpeg).map_err(|e| e.to_string())?;
     std::fs::write(out, encoded).map_err(|e| format!("{}: {e}", out.display()))
 }

@@ -9,8 +9,8 @@
 
 use ocrbridge::quality::compare::{self as pairing, sign_test, RegressionPolicy};
 use ocrbridge::quality::report;
-use ocrbridge::quality::RunRecord;
 use ocrbridge::quality::store::{RunStore, StoreError};
+use ocrbridge::quality::RunRecord;
 use serde_json::json;
 
 use crate::output::{emit, Table};
@@ -228,7 +228,15 @@ pub async fn compare(
     });
     emit(json_mode, &value, || {
         let mut table = Table::new(&[
-            "profile", "field", "paired", "A", "B", "A✓→B✗", "A✗→B✓", "p(worse)", "p(better)",
+            "profile",
+            "field",
+            "paired",
+            "A",
+            "B",
+            "A✓→B✗",
+            "A✗→B✓",
+            "p(worse)",
+            "p(better)",
             "verdict",
         ]);
         for f in &comparison.fields {
