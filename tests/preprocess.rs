@@ -150,7 +150,7 @@ async fn a_photo_is_prepared_once_and_the_vendor_reads_the_copy_while_the_upload
                 );
                 // One copy, however many times the job's intake ran.
                 let copies = s.result_keys(&format!("prepared/{}/", job.id)).await;
-                assert_eq!(copies, [copy.key.clone()], "{key}");
+                assert_eq!(copies, std::slice::from_ref(&copy.key), "{key}");
                 let prepared = results_object(&s, &copy.key).await;
                 // The vendor read the copy, once.
                 assert_eq!(
