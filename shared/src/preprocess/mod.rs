@@ -480,14 +480,17 @@ mod tests {
 
     #[test]
     fn a_leaning_page_is_turned_back_and_the_turn_recorded() {
-        let prepared = prepare(
-            &page_png(8.0),
-            FileType::Png,
-            &[Action::Deskew],
-            &Limits::default(),
-        )
-        .expect("prepared")
-        .expect("a copy");
+        let deskewed = || {
+            prepare(
+                &page_png(8.0),
+                FileType::Png,
+                &[Action::Deskew],
+                &Limits::default(),
+            )
+            .expect("prepared")
+            .expect("a copy")
+        };
+        let prepared = deskewed();
         assert_eq!(prepared.applied.len(), 1, "{:?}", prepared.applied);
         assert_eq!(prepared.applied[0].action, Action::Deskew);
         assert!(
@@ -501,14 +504,7 @@ mod tests {
         let after = deskew::measure(&copy, 15.0).expect("lines");
         assert!(after.degrees.abs() <= 0.3, "{after:?}");
         // The same input gives the same bytes: a redelivery writes the same copy.
-        let again = prepare(
-            &page_png(8.0),
-            FileType::Png,
-            &[Action::Deskew],
-            &Limits::default(),
-        )
-        .expect("prepared")
-        .expect("a copy");
+        let again = deskewed();
         assert_eq!(again.bytes, prepared.bytes);
     }
 
