@@ -13,11 +13,16 @@ use ocrbridge_local::pipeline::{Pipeline, PipelineOptions};
 use ocrbridge_tests::{job_id_for, results_object, run_until_settled, sim_stats, stack};
 use sha2::Digest;
 
-fn pack_receipt(name: &str) -> DynamicImage {
+/// A receipt of the benchmark pack, as its file holds it.
+fn pack_receipt_bytes(name: &str) -> Vec<u8> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../bench/packs/default/receipts")
         .join(name);
-    image::load_from_memory(&std::fs::read(&path).expect("a pack receipt")).expect("a JPEG")
+    std::fs::read(&path).expect("a pack receipt")
+}
+
+fn pack_receipt(name: &str) -> DynamicImage {
+    image::load_from_memory(&pack_receipt_bytes(name)).expect("a JPEG")
 }
 
 fn jpeg(image: &DynamicImage) -> Vec<u8> {
@@ -77,11 +82,7 @@ async fn a_photo_is_prepared_once_and_the_vendor_reads_the_copy_while_the_upload
     let turned = photo("000.jpg", 7.0);
     let crashed = photo("004.jpg", -6.0);
     let lost = photo("008.jpg", 5.0);
-    let clean = std::fs::read(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../bench/packs/default/receipts/030.jpg"),
-    )
-    .expect("a pack receipt");
+    let clean = pack_receipt_bytes("030.jpg");
     let ids = [
         job_id_for(&turned, "receipt"),
         job_id_for(&crashed, "receipt"),

@@ -595,7 +595,7 @@ impl PreparedCopy {
     pub fn action_names(&self) -> Vec<&str> {
         self.actions
             .iter()
-            .map(|a| a.split_once(": ").map_or(a.as_str(), |(name, _)| name))
+            .map(|a| crate::preprocess::split_record(a).0)
             .collect()
     }
 }

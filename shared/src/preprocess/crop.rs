@@ -33,7 +33,7 @@ pub fn page_bounds(gray: &GrayImage) -> Option<Bounds> {
     if w < 16 || h < 16 {
         return None;
     }
-    let middle = image::imageops::crop_imm(&analysis, w / 4, h / 4, w / 2, h / 2).to_image();
+    let middle = image::imageops::crop_imm(&*analysis, w / 4, h / 4, w / 2, h / 2).to_image();
     let paper = raster::percentile(&raster::histogram(&middle), 0.75);
     // Dark paper cannot be told from a dark table.
     if paper < 96 {

@@ -30,7 +30,7 @@ pub fn measure(gray: &GrayImage, max_degrees: f64) -> Option<Skew> {
     // the crop's margin, whose long straight lines would outvote the text's.
     let (fw, fh) = full.dimensions();
     let analysis =
-        image::imageops::crop_imm(&full, fw / 10, fh / 10, fw - fw / 5, fh - fh / 5).to_image();
+        image::imageops::crop_imm(&*full, fw / 10, fh / 10, fw - fw / 5, fh - fh / 5).to_image();
     let threshold = raster::otsu(&raster::histogram(&analysis));
     let (w, h) = analysis.dimensions();
     let (cx, cy) = (f64::from(w) / 2.0, f64::from(h) / 2.0);

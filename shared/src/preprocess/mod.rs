@@ -17,6 +17,7 @@ pub mod degrade;
 pub mod deskew;
 pub mod raster;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::Cursor;
@@ -95,12 +96,18 @@ impl Applied {
     }
 
     pub fn from_record(record: &str) -> Option<Applied> {
-        let (name, detail) = record.split_once(": ").unwrap_or((record, ""));
+        let (name, detail) = split_record(record);
         Some(Applied {
             action: Action::parse(name)?,
             detail: detail.to_owned(),
         })
     }
+}
+
+/// A stored record's action name and detail (`deskew: turned back 7.2°` → `deskew`, `turned back
+/// 7.2°`); a record without a detail is all name.
+pub fn split_record(record: &str) -> (&str, &str) {
+    record.split_once(": ").unwrap_or((record, ""))
 }
 
 /// The prepared copy of a document.
@@ -265,10 +272,13 @@ enum Raster {
 }
 
 impl Raster {
-    fn gray(&self) -> GrayImage {
+    /// The image's grey levels, to measure on: a grey page as it is, a colour one converted.
+    fn gray(&self) -> Cow<'_, GrayImage> {
         match self {
-            Raster::Gray(g) => g.clone(),
-            Raster::Rgb(c) => DynamicImage::ImageRgb8(c.clone()).into_luma8(),
+            Raster::Gray(g) => Cow::Borrowed(g),
+            // `into_luma8`'s colour-space-aware conversion, which `image` offers on a
+            // `DynamicImage` only: the plain `ConvertBuffer` gives other levels.
+            Raster::Rgb(c) => Cow::Owned(DynamicImage::ImageRgb8(c.clone()).into_luma8()),
         }
     }
 

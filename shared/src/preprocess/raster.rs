@@ -4,6 +4,8 @@
 //! Everything here is deterministic (no threads, no floating-point reductions whose order
 //! depends on the machine), so the same upload always gives the same prepared bytes.
 
+use std::borrow::Cow;
+
 use image::imageops::FilterType;
 use image::{GrayImage, ImageBuffer, Pixel};
 
@@ -11,13 +13,13 @@ use image::{GrayImage, ImageBuffer, Pixel};
 /// size as at full resolution, and measuring costs a fraction of it.
 pub const ANALYSIS_SIDE: u32 = 1200;
 
-/// A grey copy no larger than [`ANALYSIS_SIDE`], and the factor from its coordinates to the
-/// original's.
-pub fn analysis_copy(gray: &GrayImage) -> (GrayImage, f64) {
+/// A grey image no larger than [`ANALYSIS_SIDE`] (`gray` itself when it already is), and the
+/// factor from its coordinates to the original's.
+pub fn analysis_copy(gray: &GrayImage) -> (Cow<'_, GrayImage>, f64) {
     let (w, h) = gray.dimensions();
     let long = w.max(h);
     if long <= ANALYSIS_SIDE {
-        return (gray.clone(), 1.0);
+        return (Cow::Borrowed(gray), 1.0);
     }
     let scale = f64::from(long) / f64::from(ANALYSIS_SIDE);
     let (sw, sh) = (
@@ -25,7 +27,7 @@ pub fn analysis_copy(gray: &GrayImage) -> (GrayImage, f64) {
         ((f64::from(h) / scale).round() as u32).max(1),
     );
     (
-        image::imageops::resize(gray, sw, sh, FilterType::Triangle),
+        Cow::Owned(image::imageops::resize(gray, sw, sh, FilterType::Triangle)),
         scale,
     )
 }

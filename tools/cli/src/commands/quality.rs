@@ -160,7 +160,45 @@ async fn load_run(target: Option<&Target>, run: &str) -> Result<RunRecord, CliEr
     store(target)?.get_run(run).await.map_err(store_error)
 }
 
-/// What each run cost at the vendor, by profile, and over the documents both runs scored.
+/// One field of a paired comparison, with its flips counted and tested both ways.
+struct PairedField<'a> {
+    field: &'a pairing::FieldComparison,
+    worse: u64,
+    better: u64,
+    p_worse: f64,
+    p_better: f64,
+    verdict: &'static str,
+}
+
+impl<'a> PairedField<'a> {
+    fn of(field: &'a pairing::FieldComparison, policy: RegressionPolicy) -> Self {
+        let (worse, better) = (
+            field.right_to_wrong.len() as u64,
+            field.wrong_to_right.len() as u64,
+        );
+        let (p_worse, p_better) = (
+            sign_test(worse, worse + better),
+            sign_test(better, worse + better),
+        );
+        let verdict = if field.regressed {
+            "B WORSE"
+        } else if p_better < policy.alpha && better > worse {
+            "B better"
+        } else {
+            "-"
+        };
+        PairedField {
+            field,
+            worse,
+            better,
+            p_worse,
+            p_better,
+            verdict,
+        }
+    }
+}
+
+/// What a run cost at the vendor over the documents both runs scored.
 fn cost_of(run: &RunRecord, paired: &std::collections::BTreeSet<&str>) -> ocrbridge::cost::Decimal {
     run.documents
         .iter()
@@ -183,12 +221,8 @@ pub async fn compare(
             a.run_id, a.pack, b.run_id, b.pack
         )));
     }
-    let comparison = pairing::compare(
-        &a.run_id,
-        &a.documents,
-        &b.documents,
-        RegressionPolicy::default(),
-    );
+    let policy = RegressionPolicy::default();
+    let comparison = pairing::compare(&a.run_id, &a.documents, &b.documents, policy);
     let keys_a: std::collections::BTreeSet<&str> =
         a.documents.iter().map(|d| d.key.as_str()).collect();
     let paired: std::collections::BTreeSet<&str> = b
@@ -198,21 +232,25 @@ pub async fn compare(
         .filter(|k| keys_a.contains(k))
         .collect();
     let (cost_a, cost_b) = (cost_of(&a, &paired), cost_of(&b, &paired));
-    let rows: Vec<serde_json::Value> = comparison
+    let fields: Vec<PairedField> = comparison
         .fields
         .iter()
-        .map(|f| {
-            let (worse, better) = (f.right_to_wrong.len() as u64, f.wrong_to_right.len() as u64);
+        .map(|f| PairedField::of(f, policy))
+        .collect();
+    let rows: Vec<serde_json::Value> = fields
+        .iter()
+        .map(|p| {
+            let f = p.field;
             json!({
                 "profile": f.profile,
                 "field": f.field,
                 "paired": f.paired,
                 "accuracy_a": f.baseline_accuracy,
                 "accuracy_b": f.accuracy,
-                "right_to_wrong": worse,
-                "wrong_to_right": better,
-                "p_worse": sign_test(worse, worse + better),
-                "p_better": sign_test(better, worse + better),
+                "right_to_wrong": p.worse,
+                "wrong_to_right": p.better,
+                "p_worse": p.p_worse,
+                "p_better": p.p_better,
                 "regressed": f.regressed,
             })
         })
@@ -239,30 +277,19 @@ pub async fn compare(
             "p(better)",
             "verdict",
         ]);
-        for f in &comparison.fields {
-            let (worse, better) = (f.right_to_wrong.len() as u64, f.wrong_to_right.len() as u64);
-            let (p_worse, p_better) = (
-                sign_test(worse, worse + better),
-                sign_test(better, worse + better),
-            );
-            let verdict = if f.regressed {
-                "B WORSE"
-            } else if p_better < 0.05 && better > worse {
-                "B better"
-            } else {
-                "-"
-            };
+        for p in &fields {
+            let f = p.field;
             table.row(vec![
                 f.profile.clone(),
                 f.field.clone(),
                 f.paired.to_string(),
                 format!("{:.0}%", f.baseline_accuracy * 100.0),
                 format!("{:.0}%", f.accuracy * 100.0),
-                worse.to_string(),
-                better.to_string(),
-                format!("{p_worse:.3}"),
-                format!("{p_better:.3}"),
-                verdict.to_owned(),
+                p.worse.to_string(),
+                p.better.to_string(),
+                format!("{:.3}", p.p_worse),
+                format!("{:.3}", p.p_better),
+                p.verdict.to_owned(),
             ]);
         }
         format!(
