@@ -8,26 +8,20 @@
 
 use std::path::{Path, PathBuf};
 
-use ocrbridge::inspect::FileType;
+use ocrbridge::inspect::{self, FileType};
 use ocrbridge::preprocess::{self, degrade::Variant, Action, Limits};
 use ocrbridge::quality::pack::{truth_key, Pack};
 
-fn file_type_of(key: &str) -> Option<FileType> {
-    let ext = key.rsplit('.').next()?.to_ascii_lowercase();
-    match ext.as_str() {
-        "jpg" | "jpeg" => Some(FileType::Jpeg),
-        "png" => Some(FileType::Png),
-        _ => None,
-    }
+/// A PNG or JPEG, told from its content as intake tells it (`inspect::detect`).
+fn image_type(bytes: &[u8]) -> Option<FileType> {
+    inspect::detect(bytes).filter(|t| matches!(t, FileType::Png | FileType::Jpeg))
 }
 
-fn copy(from: &Path, to: &Path) -> Result<(), String> {
-    if let Some(dir) = to.parent() {
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
-    std::fs::copy(from, to)
-        .map(|_| ())
-        .map_err(|e| format!("{} → {}: {e}", from.display(), to.display()))
+    std::fs::write(path, bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Writes the degraded pack; returns how many documents it holds.
@@ -36,13 +30,14 @@ pub fn degrade_pack(pack_dir: &Path, out: &Path, variants: &[Variant]) -> Result
     let mut written = 0;
     for (index, (document, _)) in pack.documents.iter().enumerate() {
         let key = &document.key;
-        copy(&pack_dir.join(key), &out.join(key))?;
-        copy(&pack_dir.join(truth_key(key)), &out.join(truth_key(key)))?;
+        let read = |key: &str| std::fs::read(pack_dir.join(key)).map_err(|e| format!("{key}: {e}"));
+        let (bytes, truth) = (read(key)?, read(&truth_key(key))?);
+        write_file(&out.join(key), &bytes)?;
+        write_file(&out.join(truth_key(key)), &truth)?;
         written += 1;
-        let Some(file_type) = file_type_of(key) else {
+        let Some(file_type) = image_type(&bytes) else {
             continue;
         };
-        let bytes = std::fs::read(pack_dir.join(key)).map_err(|e| format!("{key}: {e}"))?;
         let image = image::load_from_memory(&bytes).map_err(|e| format!("{key}: {e}"))?;
         let (stem, ext) = key.rsplit_once('.').unwrap_or((key, "png"));
         for variant in variants {
@@ -50,12 +45,8 @@ pub fn degrade_pack(pack_dir: &Path, out: &Path, variants: &[Variant]) -> Result
             let variant_key = format!("{stem}-{}.{ext}", variant.name());
             let encoded =
                 preprocess::encode(&degraded, file_type).map_err(|e| format!("{key}: {e}"))?;
-            let path = out.join(&variant_key);
-            std::fs::write(&path, encoded).map_err(|e| format!("{}: {e}", path.display()))?;
-            copy(
-                &pack_dir.join(truth_key(key)),
-                &out.join(truth_key(&variant_key)),
-            )?;
+            write_file(&out.join(&variant_key), &encoded)?;
+            write_file(&out.join(truth_key(&variant_key)), &truth)?;
             written += 1;
         }
     }
@@ -65,30 +56,31 @@ pub fn degrade_pack(pack_dir: &Path, out: &Path, variants: &[Variant]) -> Result
 /// Prepares one file as intake would with `actions`; prints what was done.
 pub fn preprocess_file(input: &Path, output: &Path, actions: &[Action]) -> Result<(), String> {
     let key = input.display().to_string();
-    let file_type = file_type_of(&key).ok_or_else(|| format!("{key}: not a PNG or JPEG"))?;
     let bytes = std::fs::read(input).map_err(|e| format!("{key}: {e}"))?;
+    let file_type = image_type(&bytes).ok_or_else(|| format!("{key}: not a PNG or JPEG"))?;
     let started = std::time::Instant::now();
-    match preprocess::prepare(&bytes, file_type, actions, &Limits::default())
-        .map_err(|e| format!("{key}: {e}"))?
-    {
+    let prepared = preprocess::prepare(&bytes, file_type, actions, &Limits::default())
+        .map_err(|e| format!("{key}: {e}"))?;
+    // The step alone: not the file's read, nor the write or a PNG for looking at below.
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    let input_mb = bytes.len() as f64 / 1e6;
+    match prepared {
         None => println!("{key}: nothing to do"),
         Some(prepared) => {
             // A `.png` output is a PNG whatever came in, to look at.
-            let bytes = if output.extension().is_some_and(|e| e == "png") {
+            let written = if output.extension().is_some_and(|e| e == "png") {
                 let image = image::load_from_memory(&prepared.bytes).map_err(|e| e.to_string())?;
                 preprocess::encode(&image, FileType::Png).map_err(|e| e.to_string())?
             } else {
                 prepared.bytes
             };
-            std::fs::write(output, &bytes).map_err(|e| format!("{}: {e}", output.display()))?;
-            let ms = started.elapsed().as_secs_f64() * 1e3;
-            let mb = bytes.len() as f64 / 1e6;
+            std::fs::write(output, &written).map_err(|e| format!("{}: {e}", output.display()))?;
             println!(
                 "{key} → {} ({}x{}, {ms:.0} ms, {:.0} ms per MB of input, peak RSS {})",
                 output.display(),
                 prepared.width,
                 prepared.height,
-                ms / mb.max(1e-9),
+                ms / input_mb.max(1e-9),
                 peak_rss().map_or("unknown".into(), |kb| format!(
                     "{:.1} MB",
                     kb as f64 / 1024.0
