@@ -435,6 +435,19 @@ async fn submit(State(sim): State<Arc<Sim>>, request: Request) -> Response {
             "the document is empty",
         );
     }
+    if let Some(limit) = sim.twins.max_pages {
+        match crate::engine::pdf_pages(&document).await {
+            Ok(Some(pages)) if pages > limit => {
+                sim.with_state(|inner| inner.stats.too_many_pages += 1);
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "too_many_pages",
+                    format!("the document has {pages} pages; at most {limit} are read per request"),
+                );
+            }
+            _ => {}
+        }
+    }
     // Checked again inside `accept`, under the lock: a concurrent request with the same key
     // may have won meanwhile.
     let outcome = sim.accept(Accept {

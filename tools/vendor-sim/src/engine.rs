@@ -17,7 +17,8 @@ use tokio::process::Command;
 
 /// Resolution PDF pages are rasterized at, and text-layer coordinates are scaled to.
 pub const PDF_DPI: u32 = 150;
-/// Pages beyond this are not processed (and not billed).
+/// Pages beyond this are not processed (and not billed), unless the simulator is given a page
+/// limit of its own (`TwinSettings::max_pages`): it then reads up to that limit.
 pub const MAX_PAGES: u32 = 50;
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -114,8 +115,32 @@ pub enum EngineError {
     Io(#[from] std::io::Error),
 }
 
+/// The pages of a PDF, as poppler's `pdfinfo` counts them; `None` for anything else or a PDF
+/// it cannot open (the engine then says why, when it reads it).
+pub async fn pdf_pages(document: &[u8]) -> Result<Option<u32>, EngineError> {
+    if !looks_like_pdf(document) {
+        return Ok(None);
+    }
+    let dir = tempfile::tempdir()?;
+    let pdf = dir.path().join("document.pdf");
+    tokio::fs::write(&pdf, document).await?;
+    let mut command = Command::new("pdfinfo");
+    command.arg(&pdf);
+    let Ok(info) = run(command, "pdfinfo", "poppler-utils").await else {
+        return Ok(None);
+    };
+    Ok(String::from_utf8_lossy(&info)
+        .lines()
+        .find_map(|l| l.strip_prefix("Pages:"))
+        .and_then(|n| n.trim().parse().ok()))
+}
+
 /// OCRs `document`. Returns the pages in order.
-pub async fn recognize(kind: EngineKind, document: &[u8]) -> Result<Vec<Page>, EngineError> {
+pub async fn recognize(
+    kind: EngineKind,
+    document: &[u8],
+    page_cap: u32,
+) -> Result<Vec<Page>, EngineError> {
     if kind == EngineKind::Fast {
         return Ok(vec![synthetic_page(document)]);
     }
@@ -123,7 +148,7 @@ pub async fn recognize(kind: EngineKind, document: &[u8]) -> Result<Vec<Page>, E
     if looks_like_pdf(document) {
         let pdf = dir.path().join("document.pdf");
         tokio::fs::write(&pdf, document).await?;
-        recognize_pdf(&pdf, dir.path()).await
+        recognize_pdf(&pdf, dir.path(), page_cap).await
     } else {
         let image = dir.path().join("document");
         tokio::fs::write(&image, document).await?;
@@ -293,11 +318,11 @@ fn finish_line(mut line: Line) -> Line {
     line
 }
 
-async fn recognize_pdf(pdf: &Path, dir: &Path) -> Result<Vec<Page>, EngineError> {
+async fn recognize_pdf(pdf: &Path, dir: &Path, page_cap: u32) -> Result<Vec<Page>, EngineError> {
     let mut command = Command::new("pdftotext");
     command
         .args(["-bbox-layout", "-l"])
-        .arg(MAX_PAGES.to_string())
+        .arg(page_cap.to_string())
         .arg(pdf)
         .arg("-");
     let layout = run(command, "pdftotext", "poppler-utils")

@@ -74,6 +74,10 @@ pub struct TwinSettings {
     /// Mindee: requests per minute, `POST`s and `GET`s (200 and 1,200 per organization).
     pub mindee_posts_per_minute: f64,
     pub mindee_gets_per_minute: f64,
+    /// The simulator's own API: the most pages a PDF may have (`None`: any). A longer one is
+    /// refused at submission with `400 too_many_pages`, as vendors refuse past their limits
+    /// (Textract's 3,000, Azure's 2,000, or 2 on its free tier).
+    pub max_pages: Option<u32>,
 }
 
 impl Default for TwinSettings {
@@ -85,6 +89,7 @@ impl Default for TwinSettings {
             result_ttl: Duration::from_secs(86_400),
             mindee_posts_per_minute: 200.0,
             mindee_gets_per_minute: 1_200.0,
+            max_pages: None,
         }
     }
 }
@@ -452,7 +457,12 @@ impl Sim {
         let outcome = {
             // The semaphore is never closed.
             let _slot = self.ocr_slots.acquire().await;
-            engine::recognize(self.engine, &document).await
+            engine::recognize(
+                self.engine,
+                &document,
+                self.twins.max_pages.unwrap_or(engine::MAX_PAGES),
+            )
+            .await
         };
         let (status, result, error) = {
             let mut inner = self.lock();

@@ -219,6 +219,8 @@ pub struct Stats {
     pub billed_documents: u64,
     /// Pages of jobs that were processed (succeeded), billed once per job.
     pub billed_pages: u64,
+    /// Submissions refused for more pages than `TwinSettings::max_pages` (never billed).
+    pub too_many_pages: u64,
     pub jobs_by_status: BTreeMap<Status, u64>,
     /// Deliveries by why they were sent (first attempt only).
     pub webhooks_sent: BTreeMap<DeliveryKind, u64>,
