@@ -5,9 +5,9 @@
 //!
 //! **Names** say where a point is: `<stage>.<before|after>_<effect>`, e.g.
 //! `submit.before_vendor_call` or `webhook.after_claim_before_enqueue`. [`ALL`],
-//! [`SECOND_OPINION`] and [`PREPROCESS`] list every one, so the enumerating tests
-//! (`tests/crashpoints.rs`, `tests/second_opinion.rs`, `tests/preprocess.rs`) walk them all and
-//! a point nobody can reach is noticed.
+//! [`SECOND_OPINION`], [`PREPROCESS`] and [`PARTS`] list every one, so the enumerating tests
+//! (`tests/crashpoints.rs`, `tests/second_opinion.rs`, `tests/preprocess.rs`,
+//! `tests/parts.rs`) walk them all and a point nobody can reach is noticed.
 //!
 //! **Cost**: none in a packaged build. Without the `failpoints` cargo feature, which only the
 //! test crate turns on, [`check`] is an inlined `Ok(())` and the `fail` crate is not compiled in.
@@ -111,6 +111,25 @@ pub const SECOND_OPINION: &[&str] = &[
 /// The points only preprocessing reaches (`PREPROCESS` on, an image accepted):
 /// `tests/preprocess.rs` walks them.
 pub const PREPROCESS: &[&str] = &["intake.before_put_prepared", "intake.after_put_prepared"];
+
+/// The points only a document sent in parts reaches (`PDF_PART_PAGES`, a PDF past it):
+/// `tests/parts.rs` crashes at each of the writes a part's exactly-once rests on.
+pub const PARTS: &[&str] = &[
+    "intake.before_put_part",
+    "intake.after_put_part",
+    "intake.before_create_part",
+    "intake.after_create_part",
+    "intake.before_mark_in_parts",
+    "intake.after_mark_in_parts",
+    "parse.before_record_part",
+    "parse.after_record_part",
+    "parse.before_store_merged",
+    "parse.after_store_merged",
+    "parse.before_settle_parts",
+    "parse.after_settle_parts",
+    "reconcile.before_fail_parts",
+    "reconcile.after_fail_parts",
+];
 
 /// Every other failpoint, by stage, in the order a document meets them: the crash-point gate's.
 pub const ALL: &[&str] = &[
@@ -378,14 +397,15 @@ mod armed {
     use std::collections::{BTreeMap, HashSet};
     use std::sync::Mutex;
 
-    use super::{Action, ALL, PREPROCESS, SECOND_OPINION};
+    use super::{Action, ALL, PARTS, PREPROCESS, SECOND_OPINION};
 
     /// `(point, subject)` pairs that already fired: each fires once.
     static FIRED: Mutex<Option<HashSet<(String, String)>>> = Mutex::new(None);
     static COUNTS: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
 
     pub(super) fn arm(name: &'static str, entries: &[(Action, String)]) -> Result<(), String> {
-        if !ALL.contains(&name) && !SECOND_OPINION.contains(&name) && !PREPROCESS.contains(&name) {
+        let known = [ALL, SECOND_OPINION, PREPROCESS, PARTS];
+        if !known.iter().any(|list| list.contains(&name)) {
             return Err(format!("no failpoint named {name:?}"));
         }
         let argument = entries

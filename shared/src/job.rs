@@ -16,6 +16,11 @@
 //! and bill after all: its result is the document's, not a loss. Adoption never replaces a
 //! vendor job the job has (the ledger's condition), nor takes back one the job discarded.
 //!
+//! A PDF past the vendor's page limit is split at intake (`parts`): the upload's job goes
+//! `Received → InParts`, each part is a job of its own that takes the path above, and the last
+//! part to be parsed settles the upload's job with the merged result (`InParts → Completed |
+//! NeedsReview`), or reconcile fails it when a part fails (`InParts → Failed`).
+//!
 //! `Held` is a job parked for an operator: the pipeline will not move it on its own, except to
 //! adopt the vendor job a late completion reveals (`Held → Submitted`). A job is held when the
 //! vendor refused our credentials (`vendor_auth_failed`), or when a submission's answer was lost
@@ -67,10 +72,13 @@ pub enum JobState {
     /// Parked for an operator (see the module docs); never moved by the pipeline except to adopt
     /// the vendor job a late completion reveals.
     Held,
+    /// Split into parts past the vendor's page limit (`parts`): each part is a job sent on its
+    /// own, and the last part parsed settles this one with the merged result.
+    InParts,
 }
 
 impl JobState {
-    pub const ALL: [JobState; 11] = [
+    pub const ALL: [JobState; 12] = [
         JobState::Received,
         JobState::Queued,
         JobState::Submitting,
@@ -82,6 +90,7 @@ impl JobState {
         JobState::Rejected,
         JobState::Failed,
         JobState::Held,
+        JobState::InParts,
     ];
 
     /// The one transition table. A job only moves forward, with two exceptions that only an
@@ -93,7 +102,8 @@ impl JobState {
         use JobState::*;
         matches!(
             (self, to),
-            (Received, Queued | Rejected | Failed)
+            (Received, Queued | Rejected | Failed | InParts)
+                | (InParts, Completed | NeedsReview | Failed)
                 | (Queued, Submitting | Submitted | Failed)
                 | (Submitting, Submitted | Held | Failed)
                 | (Submitted, ResultReady | Failed)
@@ -160,6 +170,7 @@ impl JobState {
             JobState::Rejected => "Rejected",
             JobState::Failed => "Failed",
             JobState::Held => "Held",
+            JobState::InParts => "InParts",
         }
     }
 }
@@ -529,6 +540,9 @@ pub mod reason {
     /// for success; retryable once the adapter knows it: the job keeps its vendor job, so the
     /// retry polls it again and buys nothing.
     pub const VENDOR_STATUS_UNKNOWN: &str = "vendor_status_unknown";
+    /// A part of a document sent in parts (`parts`) failed for good, so the document cannot be
+    /// merged whole: final (the part's own job says why).
+    pub const PART_FAILED: &str = "part_failed";
     /// The vendor finished only part of the document (Textract's `PARTIAL_SUCCESS`): final.
     pub const VENDOR_PARTIAL_RESULT: &str = "vendor_partial_result";
     /// The vendor's payload could not be turned into `Document v1`; retryable after the adapter
@@ -600,6 +614,30 @@ impl PreparedCopy {
     }
 }
 
+/// A document split into parts past the vendor's page limit (`parts`), as its own job records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parts {
+    /// How many parts (each a job of its own, `parts::part_key`).
+    pub count: u32,
+    /// Pages per part; the last part has the rest.
+    pub pages_per_part: u32,
+    /// Each parsed part's stored result, by part index (from 0): the first recorded wins, and
+    /// the merge reads exactly these.
+    pub results: std::collections::BTreeMap<u32, String>,
+}
+
+/// Set on a part's job: which document it is a part of, and where in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartOf {
+    pub parent: JobId,
+    /// From 0.
+    pub index: u32,
+    pub count: u32,
+    /// The document's page this part's first page is (from 1): the offset its pages get in the
+    /// merged result.
+    pub first_page: u32,
+}
+
 /// A job row as read from the ledger.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Job {
@@ -663,6 +701,10 @@ pub struct Job {
     pub second_opinion: Option<crate::second_opinion::SecondOpinion>,
     /// The copy the vendor is sent instead of the upload, when preprocessing changed it.
     pub prepared: Option<PreparedCopy>,
+    /// Set on a document split into parts (`InParts` until the last is parsed).
+    pub parts: Option<Parts>,
+    /// Set on a part's job.
+    pub part_of: Option<PartOf>,
 }
 
 /// One entry of a job's history: the state it entered, when, and with which reason.
@@ -756,6 +798,10 @@ mod tests {
         (Held, Failed),
         (Failed, Queued),
         (Failed, Submitted),
+        (Received, InParts),
+        (InParts, Completed),
+        (InParts, NeedsReview),
+        (InParts, Failed),
     ];
 
     #[test]
@@ -773,7 +819,7 @@ mod tests {
                 checked += 1;
             }
         }
-        assert_eq!(checked, 121);
+        assert_eq!(checked, 144);
     }
 
     #[test]
@@ -812,7 +858,10 @@ mod tests {
     #[test]
     fn sources_of_inverts_the_table() {
         assert_eq!(JobState::sources_of(Received), vec![]);
-        assert_eq!(JobState::sources_of(Completed), vec![Parsing, NeedsReview]);
+        assert_eq!(
+            JobState::sources_of(Completed),
+            vec![Parsing, NeedsReview, InParts]
+        );
         assert_eq!(
             JobState::sources_of(Failed),
             vec![
@@ -823,7 +872,8 @@ mod tests {
                 ResultReady,
                 Parsing,
                 NeedsReview,
-                Held
+                Held,
+                InParts
             ]
         );
         assert_eq!(JobState::sources_of(Queued), vec![Received, Failed, Held]);

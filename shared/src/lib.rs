@@ -26,6 +26,7 @@ pub mod language;
 pub mod ledger;
 pub mod metrics;
 pub mod mrz;
+pub mod parts;
 pub mod preprocess;
 pub mod quality;
 pub mod queue;

@@ -39,6 +39,9 @@ pub struct IntakeConfig {
     /// `receipt=on;id=off`), `PREPROCESS_MAX_SIDE`, `PREPROCESS_MAX_PIXELS`: the copy of an
     /// accepted image prepared for the vendor (`ocrbridge::preprocess`).
     pub preprocess: ocrbridge::preprocess::Settings,
+    /// `PDF_PART_PAGES` (0, the default: never): a PDF with more pages is split into parts of
+    /// this many, each sent as a job of its own and merged into one result (`ocrbridge::parts`).
+    pub part_pages: Option<u32>,
 }
 
 impl Default for IntakeConfig {
@@ -53,6 +56,7 @@ impl Default for IntakeConfig {
             tag_objects: true,
             quality: ocrbridge::inspect::QualityPolicy::default(),
             preprocess: ocrbridge::preprocess::Settings::default(),
+            part_pages: None,
         }
     }
 }
@@ -129,6 +133,8 @@ impl IntakeConfig {
                 .map_err(|e| err("INPUT_QUALITY_POLICY", e))?;
         }
         config.preprocess = ocrbridge::preprocess::Settings::from_lookup(&lookup)
+            .map_err(|e| err(e.name, format!("{:?}: {}", e.value, e.expected)))?;
+        config.part_pages = ocrbridge::parts::part_pages_from_lookup(&lookup)
             .map_err(|e| err(e.name, format!("{:?}: {}", e.value, e.expected)))?;
         Ok(config)
     }

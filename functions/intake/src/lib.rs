@@ -7,6 +7,9 @@
 //!    the same profile lands on the existing job and is counted as a suppressed duplicate;
 //! 4. for a new (or still `Received`) job: reject it with its reason, or send `{job_id}` to the
 //!    submit queue and *then* move it to `Queued`;
+//!    A PDF past the vendor's page limit (`PDF_PART_PAGES`) is cut into parts first, each
+//!    written beside the results before the job is created; settling it creates and queues
+//!    each part as a job of its own, then moves it to `InParts` ([`ocrbridge::parts`]);
 //! 5. tag the S3 object with the job id, status and reason (unless `TAG_SOURCE_OBJECTS=off`).
 //!
 //! The same document uploaded again **after** its job stopped for a retryable reason (`Failed`
@@ -34,11 +37,12 @@ use ocrbridge::config::StackConfig;
 use ocrbridge::failpoints;
 use ocrbridge::inspect::{self, Declared, QualityAction, RejectCode, Rejection};
 use ocrbridge::job::{
-    BenchmarkRun, DocumentKey, Job, JobId, JobState, NewJob, PreparedCopy, Profile, Reason,
+    BenchmarkRun, DocumentKey, Job, JobId, JobState, NewJob, Parts, PreparedCopy, Profile, Reason,
     SourceObject,
 };
 use ocrbridge::ledger::{Change, Created, Ledger, LedgerError, TransitionError};
 use ocrbridge::metrics::{self, Metrics};
+use ocrbridge::parts::{self, Plan};
 use ocrbridge::preprocess;
 use ocrbridge::queue::{Queue, QueueError, SubmitRequest};
 use ocrbridge::recovery;
@@ -260,12 +264,25 @@ impl Intake {
             Some(run) => DocumentKey::for_benchmark(&validated.content, &profile, run),
             None => DocumentKey::new(&validated.content, &profile),
         };
+        let plan = match (&validated.verdict, validated.inspection.file_type) {
+            (Ok(()), Some(inspect::FileType::Pdf)) => validated
+                .inspection
+                .pages
+                .and_then(|pages| Plan::for_document(pages, self.config.part_pages)),
+            _ => None,
+        };
+        if let Some(plan) = &plan {
+            if let Err(rejection) = self.split(&object, plan, &key.job_id()).await? {
+                validated.verdict = Err(rejection);
+            }
+        }
+        let plan = plan.filter(|_| validated.verdict.is_ok());
         let prepared = match &validated.verdict {
-            Ok(()) => {
+            Ok(()) if plan.is_none() => {
                 self.prepare(&object, &validated.inspection, &profile, &key.job_id())
                     .await?
             }
-            Err(_) => None,
+            _ => None,
         };
         let new = NewJob {
             key,
@@ -295,7 +312,16 @@ impl Intake {
             "intake.before_create_job",
             "intake.after_create_job",
             job_id.as_str(),
-            self.ledger.create_job(&new, UnixMillis::now()),
+            async {
+                match &plan {
+                    Some(plan) => {
+                        self.ledger
+                            .create_split_job(&new, plan, UnixMillis::now())
+                            .await
+                    }
+                    None => self.ledger.create_job(&new, UnixMillis::now()).await,
+                }
+            },
         )
         .await?;
         let (outcome, job) = match created {
@@ -436,6 +462,133 @@ impl Intake {
         }))
     }
 
+    /// Cuts a PDF past the vendor's page limit into `plan`'s parts and writes each to
+    /// `prepared/<job>/part-NNN-of-MMM.pdf` in the results bucket, before the job that names
+    /// them is created. The bytes are a function of the upload's, so a redelivery writes the
+    /// same parts again. `Ok(Err(_))`: the PDF cannot be cut, and is refused with the reason
+    /// (sent whole, the vendor would refuse it).
+    async fn split(
+        &self,
+        object: &ObjectRef,
+        plan: &Plan,
+        job_id: &JobId,
+    ) -> Result<Result<(), Rejection>, IntakeError> {
+        let Some(bytes) = self.blob.get(object).await? else {
+            return Ok(Err(Rejection::new(
+                RejectCode::PdfUnsplittable,
+                "the upload was deleted before it could be split",
+            )));
+        };
+        let started = Instant::now();
+        let owned = *plan;
+        let cut = tokio::task::spawn_blocking(move || parts::split(&bytes, &owned))
+            .await
+            .unwrap_or_else(|e| {
+                Err(parts::SplitError::Unreadable(format!(
+                    "the step panicked: {e}"
+                )))
+            });
+        let pieces = match cut {
+            Ok(pieces) => pieces,
+            Err(e) => {
+                warn!(reason = %e, "a PDF past the page limit could not be split");
+                return Ok(Err(Rejection::new(
+                    RejectCode::PdfUnsplittable,
+                    format!(
+                        "the PDF has {} pages, more than the {} a vendor request may carry (PDF_PART_PAGES), and {e}",
+                        plan.pages, plan.per_part
+                    ),
+                )));
+            }
+        };
+        let count = plan.count();
+        for (index, piece) in (0..count).zip(pieces) {
+            let part = ObjectRef {
+                bucket: self.stack.results_bucket.clone(),
+                key: parts::object_key(job_id, index, count),
+                version_id: None,
+            };
+            failpoints::around(
+                "intake.before_put_part",
+                "intake.after_put_part",
+                job_id.as_str(),
+                self.blob.put(&part, piece, "application/pdf", None),
+            )
+            .await?;
+        }
+        info!(
+            pages = plan.pages,
+            parts = count,
+            ms = started.elapsed().as_millis() as u64,
+            "split into parts past the page limit"
+        );
+        Ok(Ok(()))
+    }
+
+    /// Creates and queues each part of a split document as a job of its own (intake's order:
+    /// the message, then `Queued`), then moves the document's job to `InParts`. A crash anywhere
+    /// in between leaves it `Received`, and the redelivery settles it again: each part's job is
+    /// found where it was created, and one already queued is not sent again.
+    async fn queue_parts(&self, job: &Job, parts: &Parts) -> Result<Job, IntakeError> {
+        let plan = Plan {
+            pages: job.inspection.pages.unwrap_or_default(),
+            per_part: parts.pages_per_part,
+        };
+        for index in 0..parts.count {
+            let (first, pages) = plan.part(index);
+            let copy = PreparedCopy {
+                bucket: self.stack.results_bucket.clone(),
+                key: parts::object_key(&job.id, index, parts.count),
+                actions: vec![format!(
+                    "split: pages {first}-{} of {}",
+                    first + pages - 1,
+                    plan.pages
+                )],
+            };
+            let created = failpoints::around(
+                "intake.before_create_part",
+                "intake.after_create_part",
+                job.id.as_str(),
+                self.ledger
+                    .create_part(job, &plan, index, copy, UnixMillis::now()),
+            )
+            .await?;
+            let part = created.job();
+            if part.state != JobState::Received {
+                continue;
+            }
+            self.queue
+                .send_json(
+                    &self.stack.submit_queue_url,
+                    &SubmitRequest {
+                        job_id: part.id.clone(),
+                    },
+                )
+                .await?;
+            match self
+                .ledger
+                .transition(part, JobState::Queued, Change::none(), UnixMillis::now())
+                .await
+            {
+                Ok(_) | Err(TransitionError::Stale { .. }) => {}
+                Err(e) => return Err(transition_error(e, part)),
+            }
+        }
+        let waiting = failpoints::around(
+            "intake.before_mark_in_parts",
+            "intake.after_mark_in_parts",
+            job.id.as_str(),
+            self.ledger
+                .transition(job, JobState::InParts, Change::none(), UnixMillis::now()),
+        )
+        .await;
+        match waiting {
+            Ok(waiting) => Ok(waiting),
+            Err(TransitionError::Stale { current, .. }) => Ok(*current),
+            Err(e) => Err(transition_error(e, job)),
+        }
+    }
+
     /// Rejects or queues a `Received` job. Returns the job as it now stands.
     async fn settle(
         &self,
@@ -449,6 +602,17 @@ impl Intake {
             .file_type
             .map_or("unknown", |t| t.mime())
             .to_owned();
+        if let (Ok(()), Some(parts)) = (verdict, job.parts.clone()) {
+            let settled = self.queue_parts(&job, &parts).await?;
+            metrics.count(
+                metrics::PREPROCESSING_ACTIONS,
+                &["split", job.profile.as_str()],
+                &[("job_id", job.id.as_str())],
+            );
+            self.accepted(&job, &mime);
+            info!(parts = parts.count, "accepted and queued in parts");
+            return Ok((Outcome::Accepted(job.id), settled));
+        }
         match verdict {
             Err(rejection) => {
                 let reason = Reason::new(rejection.code.as_str(), &rejection.message);
@@ -514,56 +678,63 @@ impl Intake {
                     Err(TransitionError::Stale { current, .. }) => *current,
                     Err(e) => return Err(transition_error(e, &job)),
                 };
-                let profile = job.profile.as_str();
-                metrics.count(
-                    metrics::DOCUMENTS_ACCEPTED,
-                    &[profile, &mime],
-                    &[("job_id", job.id.as_str())],
-                );
-                metrics.emit(
-                    metrics::DOCUMENT_BYTES,
-                    job.inspection.size_bytes as f64,
-                    &[&mime],
-                    &[],
-                );
-                if let Some(pages) = job.inspection.pages {
-                    self.metrics
-                        .emit(metrics::DOCUMENT_PAGES, f64::from(pages), &[profile], &[]);
-                }
-                if let Some(text) = job.inspection.text_layer {
-                    metrics.count(
-                        metrics::PDF_BY_LAYER,
-                        &[if text { "text" } else { "image_only" }],
-                        &[],
-                    );
-                }
-                metrics.count(
-                    metrics::DOCUMENTS_BY_SOURCE,
-                    &[job.channel.as_deref().unwrap_or("other"), &mime, "accepted"],
-                    &[("job_id", job.id.as_str())],
-                );
-                for issue in ocrbridge::inspect::input_issues(&job.inspection) {
-                    metrics.count(
-                        metrics::INPUT_QUALITY,
-                        &[
-                            issue.as_str(),
-                            job.channel.as_deref().unwrap_or("other"),
-                            &mime,
-                        ],
-                        &[("job_id", job.id.as_str())],
-                    );
-                    warn!(issue = issue.as_str(), dpi = ?job.inspection.dpi, pages = ?job.inspection.pages, "accepted with an input quality issue");
-                }
-                for action in job.prepared.iter().flat_map(|p| p.action_names()) {
-                    metrics.count(
-                        metrics::PREPROCESSING_ACTIONS,
-                        &[action, profile],
-                        &[("job_id", job.id.as_str())],
-                    );
-                }
+                self.accepted(&job, &mime);
                 info!("accepted and queued for submission");
                 Ok((Outcome::Accepted(job.id), settled))
             }
+        }
+    }
+
+    /// What an accepted document counts: by profile and type, its size and pages, its input
+    /// quality issues and the preprocessing actions applied to it.
+    fn accepted(&self, job: &Job, mime: &str) {
+        let metrics = self.metrics.for_traffic(job.benchmark_run.as_ref());
+        let profile = job.profile.as_str();
+        metrics.count(
+            metrics::DOCUMENTS_ACCEPTED,
+            &[profile, mime],
+            &[("job_id", job.id.as_str())],
+        );
+        metrics.emit(
+            metrics::DOCUMENT_BYTES,
+            job.inspection.size_bytes as f64,
+            &[mime],
+            &[],
+        );
+        if let Some(pages) = job.inspection.pages {
+            self.metrics
+                .emit(metrics::DOCUMENT_PAGES, f64::from(pages), &[profile], &[]);
+        }
+        if let Some(text) = job.inspection.text_layer {
+            metrics.count(
+                metrics::PDF_BY_LAYER,
+                &[if text { "text" } else { "image_only" }],
+                &[],
+            );
+        }
+        metrics.count(
+            metrics::DOCUMENTS_BY_SOURCE,
+            &[job.channel.as_deref().unwrap_or("other"), mime, "accepted"],
+            &[("job_id", job.id.as_str())],
+        );
+        for issue in ocrbridge::inspect::input_issues(&job.inspection) {
+            metrics.count(
+                metrics::INPUT_QUALITY,
+                &[
+                    issue.as_str(),
+                    job.channel.as_deref().unwrap_or("other"),
+                    mime,
+                ],
+                &[("job_id", job.id.as_str())],
+            );
+            warn!(issue = issue.as_str(), dpi = ?job.inspection.dpi, pages = ?job.inspection.pages, "accepted with an input quality issue");
+        }
+        for action in job.prepared.iter().flat_map(|p| p.action_names()) {
+            metrics.count(
+                metrics::PREPROCESSING_ACTIONS,
+                &[action, profile],
+                &[("job_id", job.id.as_str())],
+            );
         }
     }
 

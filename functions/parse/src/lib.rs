@@ -53,6 +53,7 @@ use ocrbridge::vendors::{again_after_refresh, Completion, Vendor, VendorError};
 use serde_json::json;
 use tracing::{info, info_span, warn, Instrument};
 
+mod parts;
 mod second_opinion;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -318,6 +319,11 @@ impl<V: Vendor> Parse<V> {
                 }
             }
             JobState::Submitted => Disposition::Done,
+            // Its parts are the jobs the vendor has; none of them is this one.
+            JobState::InParts => {
+                warn!("a notice for a document sent in parts; acknowledging");
+                Disposition::Done
+            }
             JobState::ResultReady | JobState::Parsing => self.parse(job, attempt, deadline).await,
         }
     }
@@ -965,6 +971,18 @@ impl<V: Vendor> Parse<V> {
                 .cost_of(&job)
                 .with_billed_pages(pages.unwrap_or(u32::MAX)),
         };
+        if let Some(of) = job.part_of.clone() {
+            // A part's fields are read for the whole document, once merged: its own rules and
+            // second opinions are the document's to decide.
+            let reading = second_opinion::Reading {
+                document: normalized.document,
+                result_key,
+                summary,
+                cost: billed,
+                text,
+            };
+            return self.finish_part(&lease, &job, &of, reading, attempt).await;
+        }
         if let Some(parent) = job.second_opinion_of.clone() {
             let reading = second_opinion::Reading {
                 document: normalized.document,

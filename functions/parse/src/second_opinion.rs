@@ -12,7 +12,6 @@
 //!   holds is this child's and pending), then the child completes. A child parse that dies
 //!   between the two is redelivered, finds the parent settled, and completes the child.
 
-use ocrbridge::blob::ObjectRef;
 use ocrbridge::cost::{JobCost, Spend};
 use ocrbridge::document::Document;
 use ocrbridge::failpoints;
@@ -278,22 +277,6 @@ impl<V: Vendor> Parse<V> {
             .result_key
             .clone()
             .ok_or_else(|| format!("job {} has no stored result", parent.id))?;
-        let object = ObjectRef {
-            bucket: self.stack.results_bucket.clone(),
-            key,
-            version_id: None,
-        };
-        let bytes = self
-            .blob
-            .get(&object)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("job {}'s result {} is missing", parent.id, object.key))?;
-        serde_json::from_slice(&bytes).map_err(|e| {
-            format!(
-                "job {}'s result does not read as a document: {e}",
-                parent.id
-            )
-        })
+        self.stored_document(&key).await
     }
 }

@@ -108,8 +108,9 @@ const MAX_PAGES: usize = 10;
 /// anyway.
 pub const BACKLOG_PATIENCE: u32 = 3;
 
-const LIVE: [JobState; 6] = [
+const LIVE: [JobState; 7] = [
     JobState::Received,
+    JobState::InParts,
     JobState::Queued,
     JobState::Submitting,
     JobState::Submitted,
@@ -285,6 +286,14 @@ impl<V: Vendor> Reconcile<V> {
                 Err(e) => Err(e.to_string()),
             };
         }
+        if job.state == JobState::InParts {
+            return self.check_parts(job, now).await;
+        }
+        if job.state == JobState::Received && job.part_of.is_some() {
+            // A part the document's intake created and did not live to queue: the document
+            // is `Received` too, and settling it again (below, for its own row) queues it.
+            return Ok(Action::Waiting);
+        }
         if job.state == JobState::Received && job.second_opinion_of.is_some() {
             // A second opinion's child its parent's parse created and did not live to queue:
             // no upload to settle again; the parent's parse, redelivered or reconciled, asks
@@ -409,6 +418,69 @@ impl<V: Vendor> Reconcile<V> {
             }
             _ => Ok(Action::Waiting),
         }
+    }
+
+    /// A document waiting for its parts (`ocrbridge::parts`): when one of them failed for good,
+    /// the document cannot be merged whole, and fails with the part's reason. Parts still on
+    /// their way are left to their own sweeps.
+    async fn check_parts(&self, job: &Job, now: UnixMillis) -> Result<Action, String> {
+        let Some(parts) = &job.parts else {
+            return Err(format!("job {} is InParts but records no parts", job.id));
+        };
+        for index in 0..parts.count {
+            let id = ocrbridge::parts::part_key(&job.id, index).job_id();
+            let Some(part) = self.ledger.get_job(&id).await.map_err(|e| e.to_string())? else {
+                return Err(format!(
+                    "part {} of job {} ({id}) does not exist",
+                    index + 1,
+                    job.id
+                ));
+            };
+            if !matches!(part.state, JobState::Failed | JobState::Rejected) {
+                continue;
+            }
+            let why = part.reason.as_ref().map_or_else(
+                || part.state.to_string(),
+                |r| format!("{}: {}", r.code, r.message),
+            );
+            let pages = part.part_of.as_ref().map_or_else(String::new, |of| {
+                let last = of.first_page + part.inspection.pages.unwrap_or(1) - 1;
+                format!(" (pages {}-{last})", of.first_page)
+            });
+            let reason = Reason::new(
+                reason::PART_FAILED,
+                format!(
+                    "part {} of {}{pages}, job {id}, failed: {why}",
+                    index + 1,
+                    parts.count
+                ),
+            );
+            self.metrics.count(
+                metrics::JOBS_FAILED,
+                &["reconcile", reason::PART_FAILED],
+                &[("job_id", job.id.as_str())],
+            );
+            let failed = failpoints::around(
+                "reconcile.before_fail_parts",
+                "reconcile.after_fail_parts",
+                job.id.as_str(),
+                self.ledger.transition(
+                    job,
+                    JobState::Failed,
+                    Change::none().with_reason(reason),
+                    now,
+                ),
+            )
+            .await;
+            return match failed {
+                Ok(_) => Ok(Action::Expired),
+                Err(TransitionError::Stale { .. } | TransitionError::Leased { .. }) => {
+                    Ok(Action::Waiting)
+                }
+                Err(e) => Err(e.to_string()),
+            };
+        }
+        Ok(Action::Waiting)
     }
 
     async fn notice(&self, job: &Job, vendor_job_id: &str, status: &str) -> Result<(), String> {

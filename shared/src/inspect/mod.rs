@@ -333,6 +333,9 @@ pub enum RejectCode {
     PdfEncrypted,
     PdfXfaForm,
     PdfTooManyPages,
+    /// The PDF is past the vendor's page limit (`PDF_PART_PAGES`) and could not be cut into
+    /// parts (`parts::SplitError` says why); sent whole, the vendor would refuse it.
+    PdfUnsplittable,
     /// The key is under no configured prefix and there is no default profile.
     NoProfile,
     /// The upload claims to be benchmark traffic with a run id that is not one.
@@ -356,6 +359,7 @@ impl RejectCode {
             RejectCode::PdfEncrypted => "pdf_encrypted",
             RejectCode::PdfXfaForm => "pdf_xfa_form",
             RejectCode::PdfTooManyPages => "pdf_too_many_pages",
+            RejectCode::PdfUnsplittable => "pdf_unsplittable",
             RejectCode::NoProfile => "no_profile",
             RejectCode::InvalidBenchmarkRun => "invalid_benchmark_run",
             RejectCode::LowResolution => "low_resolution",

@@ -29,6 +29,8 @@
 //! | `resubmit_approved` | BOOL | an operator accepted the risk of a second submission         |
 //! | `orphan_vendor_jobs` | SS | other vendor jobs for this document (each was billed)          |
 //! | `prepared_bucket`, `prepared_key`, `prepared_actions` | S, S, L | the copy preprocessing made for the vendor, and what it did |
+//! | `part_count`, `part_pages`, `part_results` | N, N, M | a document split into parts: how many, pages each, each parsed part's result key by index |
+//! | `part_of`, `part_index`, `part_first_page` (and `part_count`) | S, N, N | a part's job: the document's job, its index (from 0), its first page (from 1) |
 //!
 //! Dedupe table (`DEDUPE_TABLE`), one item per claimed event id:
 //!
@@ -47,8 +49,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::inspect::FileType;
 use crate::job::{
-    Attempt, BenchmarkRun, Inspection, Job, JobId, JobState, LeaseRecord, PreparedCopy, Profile,
-    Reason, SourceObject,
+    Attempt, BenchmarkRun, Inspection, Job, JobId, JobState, LeaseRecord, PartOf, Parts,
+    PreparedCopy, Profile, Reason, SourceObject,
 };
 use crate::language::{Handwriting, TextSegments};
 use crate::second_opinion::SecondOpinion;
@@ -115,6 +117,16 @@ pub mod attr {
     pub const PREPARED_BUCKET: &str = "prepared_bucket";
     pub const PREPARED_KEY: &str = "prepared_key";
     pub const PREPARED_ACTIONS: &str = "prepared_actions";
+    /// A split document's, and each of its parts' (`parts`): how many parts.
+    pub const PART_COUNT: &str = "part_count";
+    /// A split document: pages per part.
+    pub const PART_PAGES: &str = "part_pages";
+    /// A split document: each parsed part's result key, by index (a map, created empty).
+    pub const PART_RESULTS: &str = "part_results";
+    /// A part: the document's job, the part's index and its first page.
+    pub const PART_OF: &str = "part_of";
+    pub const PART_INDEX: &str = "part_index";
+    pub const PART_FIRST_PAGE: &str = "part_first_page";
 
     pub const DEDUPE_KEY: &str = "dedupe_key";
     pub const EXPIRES_AT: &str = "expires_at";
@@ -321,6 +333,16 @@ pub fn job_from_item(item: &Item) -> Result<Job, MalformedItem> {
             }),
             _ => None,
         },
+        parts: parts_from_item(item)?,
+        part_of: match opt_s(item, attr::PART_OF)? {
+            None => None,
+            Some(parent) => Some(PartOf {
+                parent: JobId::parse(&parent).map_err(|e| MalformedItem(e.to_string()))?,
+                index: small(item, attr::PART_INDEX)?,
+                count: small(item, attr::PART_COUNT)?,
+                first_page: small(item, attr::PART_FIRST_PAGE)?,
+            }),
+        },
         second_opinion_of: opt_s(item, attr::SECOND_OPINION_OF)?
             .map(|p| JobId::parse(&p).map_err(|e| MalformedItem(e.to_string())))
             .transpose()?,
@@ -364,6 +386,40 @@ pub fn job_from_item(item: &Item) -> Result<Job, MalformedItem> {
             }
         },
     })
+}
+
+/// A split document's plan and its parts' recorded results (`None` on any other job, a part's
+/// included: a part has `part_of`, never `part_pages`).
+fn parts_from_item(item: &Item) -> Result<Option<Parts>, MalformedItem> {
+    let Some(pages_per_part) = opt_n(item, attr::PART_PAGES)? else {
+        return Ok(None);
+    };
+    let mut results = std::collections::BTreeMap::new();
+    match item.get(attr::PART_RESULTS) {
+        None => {}
+        Some(AttributeValue::M(map)) => {
+            for (index, key) in map {
+                let index = index.parse::<u32>().map_err(|_| {
+                    MalformedItem(format!("{} has the index {index:?}", attr::PART_RESULTS))
+                })?;
+                let key = key.as_s().map_err(|_| {
+                    MalformedItem(format!("{}.{index} is not a string", attr::PART_RESULTS))
+                })?;
+                results.insert(index, key.clone());
+            }
+        }
+        Some(_) => {
+            return Err(MalformedItem(format!(
+                "attribute {} is not a map",
+                attr::PART_RESULTS
+            )))
+        }
+    }
+    Ok(Some(Parts {
+        count: small(item, attr::PART_COUNT)?,
+        pages_per_part: u32::try_from(pages_per_part).unwrap_or(u32::MAX),
+        results,
+    }))
 }
 
 /// A counter attribute; absent is 0.

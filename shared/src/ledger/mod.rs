@@ -107,6 +107,18 @@ impl LedgerError {
     }
 }
 
+/// The result of [`Ledger::record_part`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartRecorded {
+    /// This call recorded the part; the parent as it now stands.
+    Recorded(Job),
+    /// The part was recorded before, or the parent no longer waits for parts; the parent as it
+    /// stands.
+    NotRecorded(Job),
+    /// The parent job does not exist.
+    Missing,
+}
+
 /// The result of [`Ledger::create_job`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Created {
@@ -260,6 +272,117 @@ impl Ledger {
     #[instrument(skip_all, fields(job_id = %new.key.job_id()))]
     pub async fn create_job(&self, new: &NewJob, now: UnixMillis) -> Result<Created, LedgerError> {
         self.put_new_job(new_job_item(new, now)).await
+    }
+
+    /// Creates the job of a document split into parts (`parts`): a new job that also records the
+    /// plan, and an empty map for its parts' results. Returns the job already there otherwise.
+    #[instrument(skip_all, fields(job_id = %new.key.job_id(), parts = plan.count()))]
+    pub async fn create_split_job(
+        &self,
+        new: &NewJob,
+        plan: &crate::parts::Plan,
+        now: UnixMillis,
+    ) -> Result<Created, LedgerError> {
+        let mut item = new_job_item(new, now);
+        item.insert(attr::PART_COUNT.to_owned(), n(u64::from(plan.count())));
+        item.insert(attr::PART_PAGES.to_owned(), n(u64::from(plan.per_part)));
+        item.insert(
+            attr::PART_RESULTS.to_owned(),
+            AttributeValue::M(HashMap::new()),
+        );
+        self.put_new_job(item).await
+    }
+
+    /// Creates part `index` of `parent` (`parts`): the same profile, its own pages, the part's
+    /// copy as what the vendor reads. Its id is a function of the parent's and the index, so
+    /// creating it again returns the one already there.
+    #[instrument(skip_all, fields(job_id = %parent.id, part = index))]
+    pub async fn create_part(
+        &self,
+        parent: &Job,
+        plan: &crate::parts::Plan,
+        index: u32,
+        copy: crate::job::PreparedCopy,
+        now: UnixMillis,
+    ) -> Result<Created, LedgerError> {
+        let (first_page, pages) = plan.part(index);
+        let mut item = new_job_item(
+            &NewJob {
+                key: crate::parts::part_key(&parent.id, index),
+                profile: parent.profile.clone(),
+                content: crate::job::ContentHash::from_hex(&parent.content_sha256).ok_or_else(
+                    || {
+                        LedgerError::Malformed(MalformedItem(format!(
+                            "job {} has no content hash",
+                            parent.id
+                        )))
+                    },
+                )?,
+                source: parent.source.clone(),
+                inspection: crate::job::Inspection {
+                    pages: Some(pages),
+                    ..parent.inspection.clone()
+                },
+                benchmark_run: parent.benchmark_run.clone(),
+                channel: parent.channel.clone(),
+                prepared: Some(copy),
+            },
+            now,
+        );
+        item.insert(attr::PART_OF.to_owned(), s(parent.id.as_str()));
+        item.insert(attr::PART_INDEX.to_owned(), n(u64::from(index)));
+        item.insert(attr::PART_COUNT.to_owned(), n(u64::from(plan.count())));
+        item.insert(attr::PART_FIRST_PAGE.to_owned(), n(u64::from(first_page)));
+        self.put_new_job(item).await
+    }
+
+    /// Records part `index`'s parsed result on `parent`, while the parent waits in `InParts`
+    /// and only if no result is recorded for that part yet: the first parse of a part to get
+    /// here names the result the merge reads, and a repeated one changes nothing.
+    #[instrument(skip_all, fields(job_id = %parent, part = index))]
+    pub async fn record_part(
+        &self,
+        parent: &JobId,
+        index: u32,
+        result_key: &str,
+    ) -> Result<PartRecorded, LedgerError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.jobs)
+            .key(attr::JOB_ID, s(parent.as_str()))
+            .update_expression("SET #r.#i = :k, #v = #v + :one")
+            .condition_expression("#s = :waiting AND attribute_not_exists(#r.#i)")
+            .expression_attribute_names("#r", attr::PART_RESULTS)
+            .expression_attribute_names("#i", index.to_string())
+            .expression_attribute_names("#v", attr::VERSION)
+            .expression_attribute_names("#s", attr::STATE)
+            .expression_attribute_values(":k", s(result_key))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":waiting", s(JobState::InParts.as_str()))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(out) => match out.attributes() {
+                Some(item) => Ok(PartRecorded::Recorded(job_from_item(item)?)),
+                None => Err(LedgerError::Dynamo {
+                    operation: "UpdateItem",
+                    detail: "no attributes returned for ALL_NEW".into(),
+                }),
+            },
+            Err(err) => match conflicting_item(&err, |e| {
+                match e {
+                aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => Some(c.item()),
+                _ => None,
+            }
+            }) {
+                Some(Some(current)) => Ok(PartRecorded::NotRecorded(job_from_item(current)?)),
+                Some(None) => Ok(PartRecorded::Missing),
+                None => Err(LedgerError::dynamo("UpdateItem", &err)),
+            },
+        }
     }
 
     /// Creates `parent`'s second opinion's child (`second_opinion`): the same document and

@@ -43,5 +43,7 @@ pub fn job(n: u32) -> Job {
         second_opinion_of: None,
         second_opinion: None,
         prepared: None,
+        parts: None,
+        part_of: None,
     }
 }

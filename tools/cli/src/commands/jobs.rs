@@ -155,6 +155,15 @@ pub async fn show(target: &Target, id: &str, json_mode: bool) -> Result<(), CliE
             "object": format!("s3://{}/{}", c.bucket, c.key),
             "actions": c.actions,
         })),
+        "parts": job.parts.as_ref().map(|p| json!({
+            "count": p.count,
+            "pages_per_part": p.pages_per_part,
+            "jobs": (0..p.count).map(|i| ocrbridge::parts::part_key(&job.id, i).job_id().to_string()).collect::<Vec<_>>(),
+            "results": p.results.iter().map(|(i, k)| (i.to_string(), json!(k))).collect::<serde_json::Map<_, _>>(),
+        })),
+        "part_of": job.part_of.as_ref().map(|o| json!({
+            "job": o.parent.as_str(), "part": o.index + 1, "of": o.count, "first_page": o.first_page,
+        })),
     });
     emit(json_mode, &json, || {
         let mut out = vec![
@@ -180,6 +189,31 @@ pub async fn show(target: &Target, id: &str, json_mode: bool) -> Result<(), CliE
             for action in &c.actions {
                 out.push(format!("          {action}"));
             }
+        }
+        // A document sent in parts, and each part's job; or the document a part belongs to.
+        if let Some(p) = &job.parts {
+            out.push(format!(
+                "parts     {} of up to {} pages, {} parsed",
+                p.count,
+                p.pages_per_part,
+                p.results.len()
+            ));
+            for i in 0..p.count {
+                out.push(format!(
+                    "          {} {}",
+                    i + 1,
+                    ocrbridge::parts::part_key(&job.id, i).job_id()
+                ));
+            }
+        }
+        if let Some(o) = &job.part_of {
+            out.push(format!(
+                "part      {} of {} of job {}, from page {}",
+                o.index + 1,
+                o.count,
+                o.parent,
+                o.first_page
+            ));
         }
         // The vendor of the job's latest attempt (with routes, not always the stack's).
         out.push(format!(

@@ -542,6 +542,8 @@ impl Pipeline {
                         env.get(k).cloned()
                     })
                     .map_err(|e| e.to_string())?,
+                    part_pages: ocrbridge::parts::part_pages_from_lookup(|k| env.get(k).cloned())
+                        .map_err(|e| e.to_string())?,
                     ..IntakeConfig::default()
                 },
             },

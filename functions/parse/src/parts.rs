@@ -1,0 +1,256 @@
+//! Parse's half of a document split into parts ([`ocrbridge::parts`]): each part's result is
+//! recorded on the document's job, and the part that completes the set merges them into the
+//! document's one result.
+//!
+//! Crash points, in order, and what a redelivery does:
+//! - recording: a conditional write on the document's job, only while it waits in `InParts`
+//!   and only if the part has no result recorded yet. A part parsed again after a crash (its
+//!   lease expired, a new attempt, a new result key) finds its result recorded and changes
+//!   nothing: the merge reads the first recorded, and the vendor is never asked again;
+//! - merging: whoever reads the set complete (the write that completed it, or a redelivery
+//!   that finds it so) merges the recorded results, stores the merged result under one key
+//!   (`results/<job>/merged.json`, the same bytes each time), and settles the document's job
+//!   with a version-guarded transition out of `InParts`. Two parts merging at once write the
+//!   same bytes, and one transition wins;
+//! - completing: the part's own job completes last, with its result and its cost (each part
+//!   is billed for its own pages, once). A part that dies before that is redelivered, finds the
+//!   document settled, and completes.
+
+use chrono::Utc;
+use ocrbridge::blob::ObjectRef;
+use ocrbridge::cost::Spend;
+use ocrbridge::document::Document;
+use ocrbridge::failpoints;
+use ocrbridge::job::{Job, JobState, PartOf, Reason};
+use ocrbridge::language::{self, TextSegments};
+use ocrbridge::ledger::{Change, FenceError, Lease, PartRecorded, TransitionError};
+use ocrbridge::metrics;
+use ocrbridge::parts::{self, Plan};
+use ocrbridge::rules;
+use ocrbridge::segments;
+use ocrbridge::time::UnixMillis;
+use ocrbridge::vendors::Vendor;
+use tracing::{info, warn};
+
+use crate::second_opinion::Reading;
+use crate::Parse;
+use ocrbridge::batch::Disposition;
+
+/// How many times settling re-reads a document's job that changed under it.
+const SETTLE_TRIES: u32 = 3;
+
+impl<V: Vendor> Parse<V> {
+    /// A part's result: recorded on the document's job, merged if it completes the set, then
+    /// the part completes with its own reading and cost.
+    pub(crate) async fn finish_part(
+        &self,
+        lease: &Lease,
+        part: &Job,
+        of: &PartOf,
+        reading: Reading,
+        attempt: u32,
+    ) -> Disposition {
+        let recorded = failpoints::around(
+            "parse.before_record_part",
+            "parse.after_record_part",
+            part.id.as_str(),
+            self.ledger
+                .record_part(&of.parent, of.index, &reading.result_key),
+        )
+        .await;
+        let document = match recorded {
+            Ok(PartRecorded::Recorded(document)) => Some(document),
+            Ok(PartRecorded::NotRecorded(document)) => {
+                info!(parent = %of.parent, state = %document.state, "this part's result was recorded before");
+                Some(document)
+            }
+            Ok(PartRecorded::Missing) => {
+                warn!(parent = %of.parent, "the document this part belongs to does not exist");
+                None
+            }
+            Err(e) => {
+                return self
+                    .give_back(lease, attempt, "part_unrecorded", e.to_string())
+                    .await
+            }
+        };
+        if let Some(document) = document.filter(|d| d.state == JobState::InParts) {
+            let complete = document
+                .parts
+                .as_ref()
+                .is_some_and(|p| p.results.len() as u32 >= p.count);
+            if complete {
+                if let Err(e) = self.settle_parts(document).await {
+                    return self.give_back(lease, attempt, "parts_unmerged", e).await;
+                }
+            }
+        }
+        let completed = failpoints::around(
+            "parse.before_complete",
+            "parse.after_complete",
+            part.id.as_str(),
+            self.ledger.complete_lease(
+                lease,
+                JobState::Completed,
+                Change::none()
+                    .with_result(&reading.result_key, reading.summary)
+                    .with_cost(reading.cost)
+                    .with_text(reading.text),
+                UnixMillis::now(),
+            ),
+        )
+        .await;
+        match completed {
+            Ok(done) => {
+                if let Some(actual) = done.cost.as_ref().and_then(|c| c.actual) {
+                    self.spent(part, Spend::Billed, actual);
+                }
+                info!(parent = %of.parent, part = of.index + 1, of = of.count, "part parsed");
+                Disposition::Done
+            }
+            Err(FenceError::Lost { .. }) => {
+                self.metrics.count(
+                    metrics::LEASES_LOST,
+                    &["parse"],
+                    &[("job_id", part.id.as_str())],
+                );
+                warn!("the parse lease was taken over meanwhile; this part was not completed");
+                Disposition::Done
+            }
+            Err(e) => self.later(attempt, "dynamodb_error", e.to_string()),
+        }
+    }
+
+    /// Merges the recorded results of `document`'s parts and settles it: `Completed`, or
+    /// `NeedsReview` with the rules' reasons, as any parsed document.
+    async fn settle_parts(&self, mut document: Job) -> Result<(), String> {
+        for _ in 0..SETTLE_TRIES {
+            let Some(parts) = document.parts.clone() else {
+                return Err(format!("job {} records no parts", document.id));
+            };
+            let plan = Plan {
+                pages: document.inspection.pages.unwrap_or_default(),
+                per_part: parts.pages_per_part,
+            };
+            let mut readings = Vec::with_capacity(parts.results.len());
+            for (index, key) in &parts.results {
+                let (first_page, _) = plan.part(*index);
+                readings.push((first_page, self.stored_document(key).await?));
+            }
+            let mut merged = parts::merge(document.id.as_str(), readings)
+                .map_err(|e| format!("the parts' results do not merge: {e}"))?;
+            language::identify(&mut merged);
+            let text = TextSegments::of(&merged);
+            let json = merged
+                .to_validated_json()
+                .map_err(|e| format!("the merged result breaks the schema: {e}"))?;
+            let reasons = rules::check(&merged.fields, &self.config.rules, Utc::now().date_naive());
+            let result_key = parts::merged_result_key(&document.id);
+            let body = serde_json::to_vec(&json).map_err(|e| e.to_string())?;
+            let target = ObjectRef {
+                bucket: self.stack.results_bucket.clone(),
+                key: result_key.clone(),
+                version_id: None,
+            };
+            failpoints::around(
+                "parse.before_store_merged",
+                "parse.after_store_merged",
+                document.id.as_str(),
+                self.blob.put(&target, body, "application/json", None),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            let summary = crate::summary(&merged.fields, &reasons);
+            let (to, change) = if reasons.is_empty() {
+                (JobState::Completed, Change::none())
+            } else {
+                let message = reasons
+                    .iter()
+                    .map(|r| format!("{}: {}", r.rule, r.detail))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                (
+                    JobState::NeedsReview,
+                    Change::none().with_reason(Reason::new("needs_review", message)),
+                )
+            };
+            let settled = failpoints::around(
+                "parse.before_settle_parts",
+                "parse.after_settle_parts",
+                document.id.as_str(),
+                self.ledger.transition(
+                    &document,
+                    to,
+                    change.with_result(&result_key, summary).with_text(text),
+                    UnixMillis::now(),
+                ),
+            )
+            .await;
+            match settled {
+                Ok(done) => {
+                    self.settled_in_parts(&done, &merged);
+                    info!(job_id = %done.id, state = %done.state, parts = parts.count, pages = merged.pages.len(), "merged the parts' results");
+                    return Ok(());
+                }
+                Err(TransitionError::Stale { current, .. }) if current.state.is_settled() => {
+                    info!(job_id = %current.id, state = %current.state, "settled meanwhile; nothing to merge");
+                    return Ok(());
+                }
+                Err(TransitionError::Stale { current, .. }) => document = *current,
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Err(format!(
+            "job {} kept changing while its parts were merged",
+            document.id
+        ))
+    }
+
+    /// What a settled document counts, as parse counts any: completions and latency. Its cost
+    /// is its parts', each counted when the part completes.
+    fn settled_in_parts(&self, done: &Job, merged: &Document) {
+        let metrics = self.metrics.for_traffic(done.benchmark_run.as_ref());
+        let text_segments = TextSegments::of(merged).dimensions();
+        let profile = done.profile.as_str();
+        metrics.count_segmented(
+            metrics::DOCUMENTS_COMPLETED,
+            &[
+                done.channel.as_deref().unwrap_or("other"),
+                segments::kind(&done.inspection),
+                segments::path(done, done.state),
+            ],
+            &text_segments,
+            &[("job_id", done.id.as_str())],
+        );
+        metrics.emit_segmented(
+            metrics::END_TO_END_LATENCY,
+            done.state_since.since(done.created_at).as_secs_f64() * 1e3,
+            &[profile, segments::page_bucket(done.inspection.pages)],
+            &text_segments,
+            &[("job_id", done.id.as_str())],
+        );
+        metrics.count_segmented(
+            metrics::JOBS_COMPLETED,
+            &[profile, done.state.as_str()],
+            &text_segments,
+            &[("job_id", done.id.as_str())],
+        );
+    }
+
+    /// A stored result, as a document.
+    pub(crate) async fn stored_document(&self, key: &str) -> Result<Document, String> {
+        let object = ObjectRef {
+            bucket: self.stack.results_bucket.clone(),
+            key: key.to_owned(),
+            version_id: None,
+        };
+        let bytes = self
+            .blob
+            .get(&object)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("the result {key} is missing"))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| format!("the result {key} does not read as a document: {e}"))
+    }
+}
