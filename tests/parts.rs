@@ -8,7 +8,9 @@
 //! first part's PDF and after creating the first part's job, parse after recording a part's
 //! result and after settling the document. None of them may buy a part twice, lose one, or
 //! leave the document unmerged. A second document, of 150 pages, has its second part failed
-//! by the vendor: the document cannot be merged whole, and fails saying which part and why.
+//! by the vendor: the document cannot be merged whole, and fails saying which part and why. A
+//! third, of 120 pages, has its intake fail after queueing its parts and before recording that
+//! it waits for them: its parts may be parsed first, and it is merged all the same.
 
 use std::time::Duration;
 
@@ -68,6 +70,8 @@ async fn a_400_page_pdf_goes_through_a_100_page_vendor_as_one_job_billed_once_pe
     let broken_parts: Vec<JobId> = (0..2)
         .map(|i| parts::part_key(&broken_id, i).job_id())
         .collect();
+    let late = invoice_of(120);
+    let late_id = job_id_for(&late, "invoice");
     let p = Pipeline::start(
         s.clients.clone(),
         &s.stack,
@@ -110,6 +114,11 @@ async fn a_400_page_pdf_goes_through_a_100_page_vendor_as_one_job_billed_once_pe
     for (point, subject) in &armed {
         failpoints::arm_more(point, &[(Action::Crash, subject.to_string())]).unwrap();
     }
+    failpoints::arm_more(
+        "intake.before_mark_in_parts",
+        &[(Action::Error, late_id.to_string())],
+    )
+    .unwrap();
     s.put("invoices/long.pdf", pdf.clone(), Some("application/pdf"))
         .await;
     s.put(
@@ -118,10 +127,13 @@ async fn a_400_page_pdf_goes_through_a_100_page_vendor_as_one_job_billed_once_pe
         Some("application/pdf"),
     )
     .await;
+    s.put("invoices/late.pdf", late.clone(), Some("application/pdf"))
+        .await;
     let mut all = vec![id.clone()];
     all.extend(part_ids.iter().cloned());
     all.push(broken_id.clone());
     all.extend(broken_parts.iter().cloned());
+    all.push(late_id.clone());
     let jobs = run_until_settled(&p, &s.ledger, &all, Duration::from_secs(240)).await;
     let jobs: Vec<_> = all
         .iter()
@@ -135,7 +147,46 @@ async fn a_400_page_pdf_goes_through_a_100_page_vendor_as_one_job_billed_once_pe
             "{point} never fired for {subject}: the case tested nothing"
         );
     }
+    assert!(
+        fired.contains(&(
+            "intake.before_mark_in_parts".to_owned(),
+            late_id.to_string()
+        )),
+        "the late document's intake never failed"
+    );
     assert_eq!(jobs.len(), all.len(), "some job is missing: {jobs:#?}");
+
+    // The document whose intake failed before it recorded waiting for its parts: merged.
+    let late_job = &jobs[8];
+    assert!(
+        matches!(late_job.state, JobState::Completed | JobState::NeedsReview),
+        "{late_job:#?}"
+    );
+    let late_merged: Document =
+        serde_json::from_slice(&results_object(&s, &parts::merged_result_key(&late_id)).await)
+            .expect("the late document's merged result");
+    assert_eq!(late_merged.pages.len(), 120);
+    // And its parts were parsed before it recorded waiting for them (its intake came back
+    // through reconcile's resend, after the parts were done): the case this document is for.
+    let waiting_since = late_job
+        .history
+        .iter()
+        .find(|c| c.state == JobState::InParts)
+        .map(|c| c.at)
+        .expect("it entered InParts");
+    for index in 0..2 {
+        let part = s
+            .ledger
+            .get_job(&parts::part_key(&late_id, index).job_id())
+            .await
+            .unwrap()
+            .expect("the late document's part");
+        assert_eq!(part.state, JobState::Completed, "{part:#?}");
+        assert!(
+            part.state_since < waiting_since,
+            "part {index} was parsed after its document waited: the case tested nothing"
+        );
+    }
 
     // The document whose second part the vendor failed: failed, saying which part and why.
     let failed = &jobs[5];
@@ -211,11 +262,12 @@ async fn a_400_page_pdf_goes_through_a_100_page_vendor_as_one_job_billed_once_pe
         "the whole document was sent"
     );
     let stats = sim_stats(&p.sim).await;
-    // The four parts, and the failed document's two (its first part read and billed).
-    assert_eq!(stats["billed_documents"].as_u64(), Some(6), "{stats}");
+    // The four parts, the failed document's two (its first part read and billed), and the
+    // late document's two.
+    assert_eq!(stats["billed_documents"].as_u64(), Some(8), "{stats}");
     assert_eq!(
         stats["billed_pages"].as_u64(),
-        Some(u64::from(PAGES + 100)),
+        Some(u64::from(PAGES + 100 + 120)),
         "{stats}"
     );
     assert_eq!(stats["too_many_pages"].as_u64(), Some(0), "{stats}");

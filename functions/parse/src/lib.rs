@@ -319,11 +319,9 @@ impl<V: Vendor> Parse<V> {
                 }
             }
             JobState::Submitted => Disposition::Done,
-            // Its parts are the jobs the vendor has; none of them is this one.
-            JobState::InParts => {
-                warn!("a notice for a document sent in parts; acknowledging");
-                Disposition::Done
-            }
+            // Its parts are the jobs the vendor has; a notice for it is reconcile's, for a set
+            // of parts recorded complete and not merged.
+            JobState::InParts => self.merge_recorded(job, attempt).await,
             JobState::ResultReady | JobState::Parsing => self.parse(job, attempt, deadline).await,
         }
     }

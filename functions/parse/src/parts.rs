@@ -3,15 +3,18 @@
 //! document's one result.
 //!
 //! Crash points, in order, and what a redelivery does:
-//! - recording: a conditional write on the document's job, only while it waits in `InParts`
-//!   and only if the part has no result recorded yet. A part parsed again after a crash (its
+//! - recording: a conditional write on the document's job, only while it is `Received` or
+//!   waits in `InParts`, and only if the part has no result recorded yet. A part parsed again after a crash (its
 //!   lease expired, a new attempt, a new result key) finds its result recorded and changes
 //!   nothing: the merge reads the first recorded, and the vendor is never asked again;
 //! - merging: whoever reads the set complete (the write that completed it, or a redelivery
 //!   that finds it so) merges the recorded results, stores the merged result under one key
 //!   (`results/<job>/merged.json`, the same bytes each time), and settles the document's job
 //!   with a version-guarded transition out of `InParts`. Two parts merging at once write the
-//!   same bytes, and one transition wins;
+//!   same bytes, and one transition wins. A set completed while the document was still
+//!   `Received` (its intake died after queueing the parts and came back after they were
+//!   parsed) is merged when reconcile finds the document `InParts` with every result recorded
+//!   and sends parse a notice for it ([`Parse::merge_recorded`]);
 //! - completing: the part's own job completes last, with its result and its cost (each part
 //!   is billed for its own pages, once). A part that dies before that is redelivered, finds the
 //!   document settled, and completes.
@@ -118,6 +121,23 @@ impl<V: Vendor> Parse<V> {
                 Disposition::Done
             }
             Err(e) => self.later(attempt, "dynamodb_error", e.to_string()),
+        }
+    }
+
+    /// A notice for a document waiting in `InParts` (reconcile's, when every part's result is
+    /// recorded): merges them if they are all there; otherwise the parts are still on their way.
+    pub(crate) async fn merge_recorded(&self, document: Job, attempt: u32) -> Disposition {
+        let complete = document
+            .parts
+            .as_ref()
+            .is_some_and(|p| p.results.len() as u32 >= p.count);
+        if !complete {
+            info!("parts are still on their way; nothing to merge yet");
+            return Disposition::Done;
+        }
+        match self.settle_parts(document).await {
+            Ok(()) => Disposition::Done,
+            Err(e) => self.later(attempt, "parts_unmerged", e),
         }
     }
 

@@ -420,13 +420,19 @@ impl<V: Vendor> Reconcile<V> {
         }
     }
 
-    /// A document waiting for its parts (`ocrbridge::parts`): when one of them failed for good,
-    /// the document cannot be merged whole, and fails with the part's reason. Parts still on
-    /// their way are left to their own sweeps.
+    /// A document waiting for its parts (`ocrbridge::parts`): with every part's result
+    /// recorded and nobody merging them (the set completed before its intake recorded
+    /// `InParts`), parse is sent a notice for it and merges them; when one part failed for
+    /// good, the document cannot be merged whole and fails with the part's reason. Parts still
+    /// on their way are left to their own sweeps.
     async fn check_parts(&self, job: &Job, now: UnixMillis) -> Result<Action, String> {
         let Some(parts) = &job.parts else {
             return Err(format!("job {} is InParts but records no parts", job.id));
         };
+        if parts.results.len() as u32 >= parts.count {
+            self.notice(job, "", "succeeded").await?;
+            return Ok(Action::Recovered);
+        }
         for index in 0..parts.count {
             let id = ocrbridge::parts::part_key(&job.id, index).job_id();
             let Some(part) = self.ledger.get_job(&id).await.map_err(|e| e.to_string())? else {

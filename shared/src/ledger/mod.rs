@@ -336,9 +336,11 @@ impl Ledger {
         self.put_new_job(item).await
     }
 
-    /// Records part `index`'s parsed result on `parent`, while the parent waits in `InParts`
-    /// and only if no result is recorded for that part yet: the first parse of a part to get
-    /// here names the result the merge reads, and a repeated one changes nothing.
+    /// Records part `index`'s parsed result on `parent`, while the parent is `Received` (its
+    /// intake queued the parts and has not recorded that yet: a part may be parsed first) or
+    /// waits in `InParts`, and only if no result is recorded for that part yet: the first parse
+    /// of a part to get here names the result the merge reads, and a repeated one changes
+    /// nothing.
     #[instrument(skip_all, fields(job_id = %parent, part = index))]
     pub async fn record_part(
         &self,
@@ -352,13 +354,14 @@ impl Ledger {
             .table_name(&self.tables.jobs)
             .key(attr::JOB_ID, s(parent.as_str()))
             .update_expression("SET #r.#i = :k, #v = #v + :one")
-            .condition_expression("#s = :waiting AND attribute_not_exists(#r.#i)")
+            .condition_expression("#s IN (:received, :waiting) AND attribute_not_exists(#r.#i)")
             .expression_attribute_names("#r", attr::PART_RESULTS)
             .expression_attribute_names("#i", index.to_string())
             .expression_attribute_names("#v", attr::VERSION)
             .expression_attribute_names("#s", attr::STATE)
             .expression_attribute_values(":k", s(result_key))
             .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":received", s(JobState::Received.as_str()))
             .expression_attribute_values(":waiting", s(JobState::InParts.as_str()))
             .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
