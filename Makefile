@@ -1,5 +1,5 @@
 # ocrbridge developer commands. Every target installs what it needs (scripts/setup.sh).
-.PHONY: setup test demo dev invoke chaos chaos-failover crashpoints mutants fuzz package bench bench-quality bench-preprocess bench-preprocess-ab bench-second-opinion moto-start moto-stop lint vendor-sim
+.PHONY: setup test demo dev invoke chaos chaos-failover crashpoints mutants fuzz package bench bench-quality bench-split bench-preprocess bench-preprocess-ab bench-second-opinion moto-start moto-stop lint vendor-sim
 
 ## test: set up, start moto, run fmt/clippy/cfn-lint and every test, stop moto
 test:
@@ -66,6 +66,12 @@ bench:
 	scripts/bench-textract-sync.sh
 	scripts/bench-init.sh
 	scripts/bench-preprocess.sh
+	scripts/bench-split.sh
+
+## bench-split: splitting a PDF past the vendor's page limit into parts (release): time, per MB
+## and peak RSS for 400 to 3,000 pages of 100 KB each, one process each (PAGES="400" for fewer)
+bench-split:
+	scripts/bench-split.sh
 
 ## bench-preprocess: preprocessing's time per MB and peak RSS (release), phone photos of 1 to 40
 ## megapixels, one process each (SIZES="1 4" for fewer)

@@ -480,41 +480,50 @@ impl Intake {
             )));
         };
         let started = Instant::now();
-        let owned = *plan;
-        let cut = tokio::task::spawn_blocking(move || parts::split(&bytes, &owned))
-            .await
-            .unwrap_or_else(|e| {
-                Err(parts::SplitError::Unreadable(format!(
-                    "the step panicked: {e}"
-                )))
-            });
-        let pieces = match cut {
-            Ok(pieces) => pieces,
-            Err(e) => {
-                warn!(reason = %e, "a PDF past the page limit could not be split");
-                return Ok(Err(Rejection::new(
-                    RejectCode::PdfUnsplittable,
-                    format!(
-                        "the PDF has {} pages, more than the {} a vendor request may carry (PDF_PART_PAGES), and {e}",
-                        plan.pages, plan.per_part
-                    ),
-                )));
-            }
-        };
-        let count = plan.count();
-        for (index, piece) in (0..count).zip(pieces) {
+        let (owned, count) = (*plan, plan.count());
+        // Each part is stored as soon as it is cut (a channel of one), so intake holds the
+        // upload, its parsed form and a part or two, never every part at once.
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<u8>>(1);
+        let cutting = tokio::task::spawn_blocking(move || {
+            parts::split_each(&bytes, &owned, |piece| sender.blocking_send(piece).is_ok())
+        });
+        let mut stored = Ok(());
+        let mut index = 0;
+        while let Some(piece) = receiver.recv().await {
             let part = ObjectRef {
                 bucket: self.stack.results_bucket.clone(),
                 key: parts::object_key(job_id, index, count),
                 version_id: None,
             };
-            failpoints::around(
+            stored = failpoints::around(
                 "intake.before_put_part",
                 "intake.after_put_part",
                 job_id.as_str(),
                 self.blob.put(&part, piece, "application/pdf", None),
             )
-            .await?;
+            .await;
+            if stored.is_err() {
+                break;
+            }
+            index += 1;
+        }
+        // A failed write closes the channel, which stops the cutting.
+        drop(receiver);
+        let cut = cutting.await.unwrap_or_else(|e| {
+            Err(parts::SplitError::Unreadable(format!(
+                "the step panicked: {e}"
+            )))
+        });
+        stored?;
+        if let Err(e) = cut {
+            warn!(reason = %e, "a PDF past the page limit could not be split");
+            return Ok(Err(Rejection::new(
+                RejectCode::PdfUnsplittable,
+                format!(
+                    "the PDF has {} pages, more than the {} a vendor request may carry (PDF_PART_PAGES), and {e}",
+                    plan.pages, plan.per_part
+                ),
+            )));
         }
         info!(
             pages = plan.pages,

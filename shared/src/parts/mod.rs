@@ -23,7 +23,7 @@ use crate::config::SettingError;
 use crate::job::{DocumentKey, JobId};
 
 pub use merge::merge;
-pub use split::{split, SplitError};
+pub use split::{split, split_each, SplitError};
 
 const SETTING: &str = "PDF_PART_PAGES";
 

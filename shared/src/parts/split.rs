@@ -1,7 +1,8 @@
 //! Cutting a PDF into parts of consecutive pages (pure Rust, `lopdf`).
 //!
-//! Each part is the whole document with its page tree replaced by one flat node holding the
-//! part's pages, and every object no longer reachable dropped. Attributes a page inherits from
+//! Each part is a document of the objects reachable from the catalog, one flat page-tree node
+//! holding the part's pages, and those pages: copied out of the parsed whole one part at a
+//! time, never a copy of the whole. Attributes a page inherits from
 //! its tree (`Resources`, `MediaBox`, `CropBox`, `Rotate`) are copied onto the page first, so
 //! flattening the tree changes nothing a reader draws. Catalog entries that point at pages of
 //! the whole document (outlines, named destinations, page labels, the structure tree, the
@@ -10,8 +11,11 @@
 //!
 //! Deterministic: the bytes of a part are a function of the upload's bytes and the plan alone
 //! (no clock, no randomness; lopdf writes objects in id order), so an intake that dies after
-//! writing some parts writes the same bytes to the same keys on redelivery. Memory: the parsed
-//! document, and one part at a time, bounded by `MAX_PDF_BYTES`; not streamed.
+//! writing some parts writes the same bytes to the same keys on redelivery. Memory: the upload's
+//! bytes, the parsed document and one part at a time, bounded by `MAX_PDF_BYTES`; not streamed
+//! (`make bench-split`).
+
+use std::collections::BTreeMap;
 
 use lopdf::{Dictionary, Document, Object, ObjectId};
 
@@ -47,6 +51,21 @@ const DROPPED_FROM_CATALOG: [&[u8]; 8] = [
 
 /// The parts of `pdf` by `plan`, in order.
 pub fn split(pdf: &[u8], plan: &Plan) -> Result<Vec<Vec<u8>>, SplitError> {
+    let mut parts = Vec::with_capacity(plan.count() as usize);
+    split_each(pdf, plan, |part| {
+        parts.push(part);
+        true
+    })?;
+    Ok(parts)
+}
+
+/// Hands each part of `pdf` by `plan` to `each` as soon as it is written, in order, so that a
+/// caller who stores it at once holds one part at a time; `each` returns `false` to stop.
+pub fn split_each(
+    pdf: &[u8],
+    plan: &Plan,
+    mut each: impl FnMut(Vec<u8>) -> bool,
+) -> Result<(), SplitError> {
     let mut doc = Document::load_mem(pdf).map_err(|e| SplitError::Unreadable(e.to_string()))?;
     if doc.is_encrypted() {
         return Err(SplitError::Encrypted);
@@ -72,35 +91,85 @@ pub fn split(pdf: &[u8], plan: &Plan) -> Result<Vec<Vec<u8>>, SplitError> {
             catalog.remove(key);
         }
     }
-    let mut parts = Vec::with_capacity(plan.count() as usize);
     for index in 0..plan.count() {
         let (first, count) = plan.part(index);
         let start = (first - 1) as usize;
         let chosen = &pages[start..start + count as usize];
-        let mut part = doc.clone();
-        for page in chosen {
-            page_dict(&mut part, *page)?.set("Parent", Object::Reference(root));
+        if !each(write_part(&doc, root, chosen)?) {
+            break;
         }
-        let node = part
-            .get_object_mut(root)
-            .and_then(Object::as_dict_mut)
-            .map_err(|e| SplitError::Malformed(format!("the page tree's root: {e}")))?;
-        node.set(
-            "Kids",
-            chosen
-                .iter()
-                .map(|p| Object::Reference(*p))
-                .collect::<Vec<_>>(),
-        );
-        node.set("Count", i64::from(count));
-        node.remove(b"Parent");
-        part.prune_objects();
-        let mut bytes = Vec::new();
-        part.save_to(&mut bytes)
-            .map_err(|e| SplitError::Write(e.to_string()))?;
-        parts.push(bytes);
     }
-    Ok(parts)
+    Ok(())
+}
+
+/// One part: a document of the objects reachable from its catalog, its page tree's root (now
+/// holding `chosen` alone) and its pages, copied out of `doc`. Only the part's own objects are
+/// copied, so splitting holds the document and one part at a time, never a copy of the whole.
+fn write_part(doc: &Document, root: ObjectId, chosen: &[ObjectId]) -> Result<Vec<u8>, SplitError> {
+    let mut objects: BTreeMap<ObjectId, Object> = BTreeMap::new();
+    let mut node = doc
+        .get_dictionary(root)
+        .map_err(|e| SplitError::Malformed(format!("the page tree's root: {e}")))?
+        .clone();
+    node.set(
+        "Kids",
+        chosen
+            .iter()
+            .map(|p| Object::Reference(*p))
+            .collect::<Vec<_>>(),
+    );
+    node.set("Count", i64::try_from(chosen.len()).unwrap_or(i64::MAX));
+    node.remove(b"Parent");
+    objects.insert(root, Object::Dictionary(node));
+    for page in chosen {
+        let mut dict = doc
+            .get_dictionary(*page)
+            .map_err(|e| SplitError::Malformed(format!("page {page:?}: {e}")))?
+            .clone();
+        dict.set("Parent", Object::Reference(root));
+        objects.insert(*page, Object::Dictionary(dict));
+    }
+    // Everything else the part reaches, from the trailer and the objects above.
+    let mut pending: Vec<ObjectId> = Vec::new();
+    for (_, value) in doc.trailer.iter() {
+        references(value, &mut pending);
+    }
+    for object in objects.values() {
+        references(object, &mut pending);
+    }
+    while let Some(id) = pending.pop() {
+        if objects.contains_key(&id) {
+            continue;
+        }
+        let Ok(object) = doc.get_object(id) else {
+            continue; // a dangling reference: readers take it for null, and so does the part
+        };
+        references(object, &mut pending);
+        objects.insert(id, object.clone());
+    }
+    let mut part = Document::with_version(doc.version.clone());
+    part.trailer = doc.trailer.clone();
+    // Where the whole file kept its earlier cross-reference sections; the part has one.
+    part.trailer.remove(b"Prev");
+    part.trailer.remove(b"XRefStm");
+    part.reference_table.cross_reference_type = doc.reference_table.cross_reference_type;
+    part.max_id = doc.max_id;
+    part.objects = objects;
+    let mut bytes = Vec::new();
+    part.save_to(&mut bytes)
+        .map_err(|e| SplitError::Write(e.to_string()))?;
+    Ok(bytes)
+}
+
+/// The objects `object` refers to.
+fn references(object: &Object, out: &mut Vec<ObjectId>) {
+    match object {
+        Object::Reference(id) => out.push(*id),
+        Object::Array(items) => items.iter().for_each(|o| references(o, out)),
+        Object::Dictionary(dict) => dict.iter().for_each(|(_, o)| references(o, out)),
+        Object::Stream(stream) => stream.dict.iter().for_each(|(_, o)| references(o, out)),
+        _ => {}
+    }
 }
 
 fn page_dict(doc: &mut Document, page: ObjectId) -> Result<&mut Dictionary, SplitError> {

@@ -125,6 +125,22 @@ pub enum LocalCommand {
         #[arg(long, default_value_os_t = template_path().with_file_name("bench").join("packs").join("default"))]
         pack: PathBuf,
     },
+    /// Writes a PDF of PAGES pages, each with a line of text and IMAGE_KB of image data, for the
+    /// splitting benchmark (`make bench-split`).
+    BenchPdf {
+        #[arg(long)]
+        pages: u32,
+        #[arg(long, default_value_t = 100)]
+        image_kb: usize,
+        out: PathBuf,
+    },
+    /// One PDF split into parts of PER_PART pages as intake would (`PDF_PART_PAGES`); prints
+    /// the time, per MB of input, and the peak RSS.
+    SplitPdf {
+        input: PathBuf,
+        #[arg(long, default_value_t = 100)]
+        per_part: u32,
+    },
     /// One PNG or JPEG through preprocessing as intake would prepare it; prints what was done.
     Preprocess {
         input: PathBuf,
@@ -222,6 +238,14 @@ pub async fn run(options: &LocalOptions, command: LocalCommand) -> Result<(), St
             out,
             pack,
         } => return crate::degrade::bench_input(&pack, megapixels, &out),
+        LocalCommand::BenchPdf {
+            pages,
+            image_kb,
+            out,
+        } => return crate::pdf_bench::write_bench_pdf(pages, image_kb, &out),
+        LocalCommand::SplitPdf { input, per_part } => {
+            return crate::pdf_bench::split_file(&input, per_part)
+        }
         LocalCommand::Preprocess {
             input,
             output,
@@ -240,7 +264,9 @@ pub async fn run(options: &LocalOptions, command: LocalCommand) -> Result<(), St
     match command {
         LocalCommand::DegradePack { .. }
         | LocalCommand::Preprocess { .. }
-        | LocalCommand::BenchInput { .. } => Ok(()),
+        | LocalCommand::BenchInput { .. }
+        | LocalCommand::BenchPdf { .. }
+        | LocalCommand::SplitPdf { .. } => Ok(()),
         LocalCommand::Health => {
             println!("moto is healthy at {}", options.endpoint);
             Ok(())

@@ -8,6 +8,7 @@ pub mod demo;
 pub mod emf;
 pub mod functions;
 pub mod moto;
+pub mod pdf_bench;
 pub mod pipeline;
 pub mod provision;
 pub mod quality;
