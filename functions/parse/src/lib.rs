@@ -969,9 +969,14 @@ impl<V: Vendor> Parse<V> {
                 .cost_of(&job)
                 .with_billed_pages(pages.unwrap_or(u32::MAX)),
         };
-        if let Some(of) = job.part_of.clone() {
-            // A part's fields are read for the whole document, once merged: its own rules and
-            // second opinions are the document's to decide.
+        // A part's fields are read for the whole document, once merged, and a second opinion
+        // settles its parent: their own rules and opinions are not theirs to decide.
+        let settles = match (job.part_of.clone(), job.second_opinion_of.clone()) {
+            (Some(of), _) => Some(Settles::Document(of)),
+            (None, Some(parent)) => Some(Settles::Parent(parent)),
+            (None, None) => None,
+        };
+        if let Some(settles) = settles {
             let reading = second_opinion::Reading {
                 document: normalized.document,
                 result_key,
@@ -979,19 +984,15 @@ impl<V: Vendor> Parse<V> {
                 cost: billed,
                 text,
             };
-            return self.finish_part(&lease, &job, &of, reading, attempt).await;
-        }
-        if let Some(parent) = job.second_opinion_of.clone() {
-            let reading = second_opinion::Reading {
-                document: normalized.document,
-                result_key,
-                summary,
-                cost: billed,
-                text,
+            return match settles {
+                Settles::Document(of) => {
+                    self.finish_part(&lease, &job, &of, reading, attempt).await
+                }
+                Settles::Parent(parent) => {
+                    self.finish_second_opinion(&lease, &job, &parent, reading, attempt)
+                        .await
+                }
             };
-            return self
-                .finish_second_opinion(&lease, &job, &parent, reading, attempt)
-                .await;
         }
         let (to, change) = if reasons.is_empty() {
             (
@@ -1291,4 +1292,12 @@ fn summary(fields: &Fields, reasons: &[rules::ReviewReason]) -> String {
             .collect::<Vec<_>>()),
     );
     serde_json::Value::Object(out).to_string()
+}
+
+/// What a parsed job's reading settles besides the job itself.
+enum Settles {
+    /// It is a part: the document it belongs to (`parts`).
+    Document(ocrbridge::job::PartOf),
+    /// It is a second opinion: the job it was asked for.
+    Parent(ocrbridge::job::JobId),
 }

@@ -26,7 +26,7 @@ use ocrbridge::document::Document;
 use ocrbridge::failpoints;
 use ocrbridge::job::{Job, JobState, PartOf, Reason};
 use ocrbridge::language::{self, TextSegments};
-use ocrbridge::ledger::{Change, FenceError, Lease, PartRecorded, TransitionError};
+use ocrbridge::ledger::{Change, Lease, PartRecorded, TransitionError};
 use ocrbridge::metrics;
 use ocrbridge::parts::{self, Plan};
 use ocrbridge::rules;
@@ -88,40 +88,13 @@ impl<V: Vendor> Parse<V> {
                 }
             }
         }
-        let completed = failpoints::around(
-            "parse.before_complete",
-            "parse.after_complete",
-            part.id.as_str(),
-            self.ledger.complete_lease(
-                lease,
-                JobState::Completed,
-                Change::none()
-                    .with_result(&reading.result_key, reading.summary)
-                    .with_cost(reading.cost)
-                    .with_text(reading.text),
-                UnixMillis::now(),
-            ),
-        )
-        .await;
-        match completed {
-            Ok(done) => {
-                if let Some(actual) = done.cost.as_ref().and_then(|c| c.actual) {
-                    self.spent(part, Spend::Billed, actual);
-                }
-                info!(parent = %of.parent, part = of.index + 1, of = of.count, "part parsed");
-                Disposition::Done
+        self.complete_reading(lease, part, reading, attempt, |done| {
+            if let Some(actual) = done.cost.as_ref().and_then(|c| c.actual) {
+                self.spent(part, Spend::Billed, actual);
             }
-            Err(FenceError::Lost { .. }) => {
-                self.metrics.count(
-                    metrics::LEASES_LOST,
-                    &["parse"],
-                    &[("job_id", part.id.as_str())],
-                );
-                warn!("the parse lease was taken over meanwhile; this part was not completed");
-                Disposition::Done
-            }
-            Err(e) => self.later(attempt, "dynamodb_error", e.to_string()),
-        }
+            info!(parent = %of.parent, part = of.index + 1, of = of.count, "part parsed");
+        })
+        .await
     }
 
     /// A notice for a document waiting in `InParts` (reconcile's, when every part's result is

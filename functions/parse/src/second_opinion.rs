@@ -135,10 +135,36 @@ impl<V: Vendor> Parse<V> {
                 .give_back(lease, attempt, "second_opinion_unsettled", e)
                 .await;
         }
+        self.complete_reading(lease, child, reading, attempt, |done| {
+            if let Some(actual) = done.cost.as_ref().and_then(|c| c.actual) {
+                self.spent(child, Spend::SecondPass, actual);
+                self.metrics.for_traffic(child.benchmark_run.as_ref()).emit(
+                    metrics::SECOND_OPINION_COST,
+                    f64::try_from(actual).unwrap_or_default(),
+                    &[child.profile.as_str(), self.vendor_of(child).name()],
+                    &[("job_id", child.id.as_str())],
+                );
+            }
+            info!(%parent, "second opinion recorded");
+        })
+        .await
+    }
+
+    /// Completes `job` under its parse lease with `reading` (its result, cost and text), and
+    /// then runs `on_done` with the job as recorded. A lease taken over meanwhile records
+    /// nothing: its successor's reading counts.
+    pub(crate) async fn complete_reading(
+        &self,
+        lease: &Lease,
+        job: &Job,
+        reading: Reading,
+        attempt: u32,
+        on_done: impl FnOnce(&Job),
+    ) -> Disposition {
         let completed = failpoints::around(
             "parse.before_complete",
             "parse.after_complete",
-            child.id.as_str(),
+            job.id.as_str(),
             self.ledger.complete_lease(
                 lease,
                 JobState::Completed,
@@ -152,23 +178,14 @@ impl<V: Vendor> Parse<V> {
         .await;
         match completed {
             Ok(done) => {
-                if let Some(actual) = done.cost.as_ref().and_then(|c| c.actual) {
-                    self.spent(child, Spend::SecondPass, actual);
-                    self.metrics.for_traffic(child.benchmark_run.as_ref()).emit(
-                        metrics::SECOND_OPINION_COST,
-                        f64::try_from(actual).unwrap_or_default(),
-                        &[child.profile.as_str(), self.vendor_of(child).name()],
-                        &[("job_id", child.id.as_str())],
-                    );
-                }
-                info!(%parent, "second opinion recorded");
+                on_done(&done);
                 Disposition::Done
             }
             Err(FenceError::Lost { .. }) => {
                 self.metrics.count(
                     metrics::LEASES_LOST,
                     &["parse"],
-                    &[("job_id", child.id.as_str())],
+                    &[("job_id", job.id.as_str())],
                 );
                 warn!("the parse lease was taken over meanwhile; this reading was not recorded");
                 Disposition::Done

@@ -260,31 +260,14 @@ impl<V: Vendor> Reconcile<V> {
                 reason::MAX_AGE_EXCEEDED,
                 format!("still {} after {:?}", job.state, self.config.max_age),
             );
-            self.metrics.count(
-                metrics::JOBS_FAILED,
-                &["reconcile", reason::MAX_AGE_EXCEEDED],
-                &[("job_id", job.id.as_str())],
-            );
-            let expired = failpoints::around(
-                "reconcile.before_expire",
-                "reconcile.after_expire",
-                job.id.as_str(),
-                self.ledger.transition(
+            return self
+                .fail(
                     job,
-                    JobState::Failed,
-                    Change::none().with_reason(reason),
+                    reason,
+                    ("reconcile.before_expire", "reconcile.after_expire"),
                     now,
-                ),
-            )
-            .await;
-            return match expired {
-                Ok(_) => Ok(Action::Expired),
-                // Moved meanwhile, or a worker holds it: it is not stuck.
-                Err(TransitionError::Stale { .. } | TransitionError::Leased { .. }) => {
-                    Ok(Action::Waiting)
-                }
-                Err(e) => Err(e.to_string()),
-            };
+                )
+                .await;
         }
         if job.state == JobState::InParts {
             return self.check_parts(job, now).await;
@@ -461,32 +444,51 @@ impl<V: Vendor> Reconcile<V> {
                     parts.count
                 ),
             );
-            self.metrics.count(
-                metrics::JOBS_FAILED,
-                &["reconcile", reason::PART_FAILED],
-                &[("job_id", job.id.as_str())],
-            );
-            let failed = failpoints::around(
-                "reconcile.before_fail_parts",
-                "reconcile.after_fail_parts",
-                job.id.as_str(),
-                self.ledger.transition(
+            return self
+                .fail(
                     job,
-                    JobState::Failed,
-                    Change::none().with_reason(reason),
+                    reason,
+                    ("reconcile.before_fail_parts", "reconcile.after_fail_parts"),
                     now,
-                ),
-            )
-            .await;
-            return match failed {
-                Ok(_) => Ok(Action::Expired),
-                Err(TransitionError::Stale { .. } | TransitionError::Leased { .. }) => {
-                    Ok(Action::Waiting)
-                }
-                Err(e) => Err(e.to_string()),
-            };
+                )
+                .await;
         }
         Ok(Action::Waiting)
+    }
+
+    /// Fails `job` for `reason` (counted by its code), unless it moved meanwhile or a worker
+    /// holds it: then it is not stuck.
+    async fn fail(
+        &self,
+        job: &Job,
+        reason: Reason,
+        (before, after): (&'static str, &'static str),
+        now: UnixMillis,
+    ) -> Result<Action, String> {
+        self.metrics.count(
+            metrics::JOBS_FAILED,
+            &["reconcile", &reason.code],
+            &[("job_id", job.id.as_str())],
+        );
+        let failed = failpoints::around(
+            before,
+            after,
+            job.id.as_str(),
+            self.ledger.transition(
+                job,
+                JobState::Failed,
+                Change::none().with_reason(reason),
+                now,
+            ),
+        )
+        .await;
+        match failed {
+            Ok(_) => Ok(Action::Expired),
+            Err(TransitionError::Stale { .. } | TransitionError::Leased { .. }) => {
+                Ok(Action::Waiting)
+            }
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     async fn notice(&self, job: &Job, vendor_job_id: &str, status: &str) -> Result<(), String> {

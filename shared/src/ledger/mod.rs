@@ -348,44 +348,23 @@ impl Ledger {
         index: u32,
         result_key: &str,
     ) -> Result<PartRecorded, LedgerError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.tables.jobs)
-            .key(attr::JOB_ID, s(parent.as_str()))
-            .update_expression("SET #r.#i = :k, #v = #v + :one")
-            .condition_expression("#s IN (:received, :waiting) AND attribute_not_exists(#r.#i)")
-            .expression_attribute_names("#r", attr::PART_RESULTS)
-            .expression_attribute_names("#i", index.to_string())
-            .expression_attribute_names("#v", attr::VERSION)
-            .expression_attribute_names("#s", attr::STATE)
-            .expression_attribute_values(":k", s(result_key))
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":received", s(JobState::Received.as_str()))
-            .expression_attribute_values(":waiting", s(JobState::InParts.as_str()))
-            .return_values(ReturnValue::AllNew)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match result {
-            Ok(out) => match out.attributes() {
-                Some(item) => Ok(PartRecorded::Recorded(job_from_item(item)?)),
-                None => Err(LedgerError::Dynamo {
-                    operation: "UpdateItem",
-                    detail: "no attributes returned for ALL_NEW".into(),
-                }),
-            },
-            Err(err) => match conflicting_item(&err, |e| {
-                match e {
-                aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => Some(c.item()),
-                _ => None,
-            }
-            }) {
-                Some(Some(current)) => Ok(PartRecorded::NotRecorded(job_from_item(current)?)),
-                Some(None) => Ok(PartRecorded::Missing),
-                None => Err(LedgerError::dynamo("UpdateItem", &err)),
-            },
-        }
+        let entry = index.to_string();
+        let mut expr = Expr::new();
+        expr.set_entry(attr::PART_RESULTS, &entry, s(result_key))
+            .increment(attr::VERSION, 1)
+            .require_in(
+                attr::STATE,
+                vec![
+                    s(JobState::Received.as_str()),
+                    s(JobState::InParts.as_str()),
+                ],
+            )
+            .require_no_entry(attr::PART_RESULTS, &entry);
+        Ok(match self.update(parent, &expr).await? {
+            Updated::Ok(parent) => PartRecorded::Recorded(parent),
+            Updated::ConditionFailed(Some(parent)) => PartRecorded::NotRecorded(parent),
+            Updated::ConditionFailed(None) => PartRecorded::Missing,
+        })
     }
 
     /// Creates `parent`'s second opinion's child (`second_opinion`): the same document and

@@ -78,6 +78,14 @@ impl Expr {
         self
     }
 
+    /// `SET #map.#key = :value`: one entry of a map attribute (the map must exist).
+    pub fn set_entry(&mut self, map: &str, key: &str, value: AttributeValue) -> &mut Self {
+        let (map, key) = (self.name(map), self.name(key));
+        let value = self.value(value);
+        self.sets.push(format!("{map}.{key} = {value}"));
+        self
+    }
+
     /// `REMOVE #attribute`
     pub fn remove(&mut self, attribute: &str) -> &mut Self {
         let name = self.name(attribute);
@@ -114,6 +122,14 @@ impl Expr {
         let name = self.name(attribute);
         self.conditions
             .push(format!("attribute_not_exists({name})"));
+        self
+    }
+
+    /// `attribute_not_exists(#map.#key)`: the map has no such entry.
+    pub fn require_no_entry(&mut self, map: &str, key: &str) -> &mut Self {
+        let (map, key) = (self.name(map), self.name(key));
+        self.conditions
+            .push(format!("attribute_not_exists({map}.{key})"));
         self
     }
 
