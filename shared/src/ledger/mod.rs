@@ -307,26 +307,15 @@ impl Ledger {
     ) -> Result<Created, LedgerError> {
         let (first_page, pages) = plan.part(index);
         let mut item = new_job_item(
-            &NewJob {
-                key: crate::parts::part_key(&parent.id, index),
-                profile: parent.profile.clone(),
-                content: crate::job::ContentHash::from_hex(&parent.content_sha256).ok_or_else(
-                    || {
-                        LedgerError::Malformed(MalformedItem(format!(
-                            "job {} has no content hash",
-                            parent.id
-                        )))
-                    },
-                )?,
-                source: parent.source.clone(),
-                inspection: crate::job::Inspection {
+            &derived_job(
+                parent,
+                crate::parts::part_key(&parent.id, index),
+                crate::job::Inspection {
                     pages: Some(pages),
                     ..parent.inspection.clone()
                 },
-                benchmark_run: parent.benchmark_run.clone(),
-                channel: parent.channel.clone(),
-                prepared: Some(copy),
-            },
+                Some(copy),
+            )?,
             now,
         );
         item.insert(attr::PART_OF.to_owned(), s(parent.id.as_str()));
@@ -377,26 +366,14 @@ impl Ledger {
         vendor: &str,
         now: UnixMillis,
     ) -> Result<Created, LedgerError> {
-        let key = crate::second_opinion::child_key(&parent.id);
         let mut item = new_job_item(
-            &NewJob {
-                key,
-                profile: parent.profile.clone(),
-                content: crate::job::ContentHash::from_hex(&parent.content_sha256).ok_or_else(
-                    || {
-                        LedgerError::Malformed(MalformedItem(format!(
-                            "job {} has no content hash",
-                            parent.id
-                        )))
-                    },
-                )?,
-                source: parent.source.clone(),
-                inspection: parent.inspection.clone(),
-                benchmark_run: parent.benchmark_run.clone(),
-                channel: parent.channel.clone(),
+            &derived_job(
+                parent,
+                crate::second_opinion::child_key(&parent.id),
+                parent.inspection.clone(),
                 // The second vendor reads what the first read.
-                prepared: parent.prepared.clone(),
-            },
+                parent.prepared.clone(),
+            )?,
             now,
         );
         item.insert(attr::VENDOR.to_owned(), s(vendor));
@@ -816,6 +793,32 @@ pub(crate) fn history_entry(
         reason: reason.map(|r| r.code.clone()),
     }
     .encode())
+}
+
+/// A job made from another for the same document (a part, a second opinion): its profile,
+/// content, source, benchmark run and channel, under its own `key`.
+fn derived_job(
+    parent: &Job,
+    key: crate::job::DocumentKey,
+    inspection: crate::job::Inspection,
+    prepared: Option<crate::job::PreparedCopy>,
+) -> Result<NewJob, LedgerError> {
+    let content = crate::job::ContentHash::from_hex(&parent.content_sha256).ok_or_else(|| {
+        LedgerError::Malformed(MalformedItem(format!(
+            "job {} has no content hash",
+            parent.id
+        )))
+    })?;
+    Ok(NewJob {
+        key,
+        profile: parent.profile.clone(),
+        content,
+        source: parent.source.clone(),
+        inspection,
+        benchmark_run: parent.benchmark_run.clone(),
+        channel: parent.channel.clone(),
+        prepared,
+    })
 }
 
 /// A new job's item, in `Received`.
