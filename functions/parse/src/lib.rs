@@ -1011,11 +1011,7 @@ impl<V: Vendor> Parse<V> {
                     &[("job_id", job.id.as_str()), ("field", r.field)],
                 );
             }
-            let mut message = reasons
-                .iter()
-                .map(|r| format!("{}: {}", r.rule, r.detail))
-                .collect::<Vec<_>>()
-                .join("; ");
+            let mut message = review_message(&reasons);
             let asked = match self.ask_second_opinion(&job, &reasons).await {
                 Ok(asked) => asked,
                 Err(e) => {
@@ -1064,30 +1060,7 @@ impl<V: Vendor> Parse<V> {
                         &[("job_id", job.id.as_str())],
                     );
                 }
-                metrics.count_segmented(
-                    metrics::DOCUMENTS_COMPLETED,
-                    &[
-                        job.channel.as_deref().unwrap_or("other"),
-                        segments::kind(&job.inspection),
-                        segments::path(&done, done.state),
-                    ],
-                    &text_segments,
-                    &[("job_id", job.id.as_str())],
-                );
-                let profile = job.profile.as_str();
-                metrics.emit_segmented(
-                    metrics::END_TO_END_LATENCY,
-                    done.state_since.since(job.created_at).as_secs_f64() * 1e3,
-                    &[profile, segments::page_bucket(job.inspection.pages)],
-                    &text_segments,
-                    &[("job_id", job.id.as_str())],
-                );
-                metrics.count_segmented(
-                    metrics::JOBS_COMPLETED,
-                    &[profile, done.state.as_str()],
-                    &text_segments,
-                    &[("job_id", job.id.as_str())],
-                );
+                self.count_settled(&done, &text_segments);
                 let [language, handwriting] = text_segments;
                 info!(state = %done.state, result = %result_key, language, handwriting, "parsed");
                 Disposition::Done
@@ -1103,6 +1076,36 @@ impl<V: Vendor> Parse<V> {
             }
             Err(e) => self.later(attempt, "dynamodb_error", e.to_string()),
         }
+    }
+
+    /// What a document's settling counts, whichever way it was parsed (whole, or merged from
+    /// its parts): completions by source, kind and path, end-to-end latency, and jobs by state.
+    fn count_settled(&self, done: &Job, text_segments: &[&str; 2]) {
+        let metrics = self.metrics.for_traffic(done.benchmark_run.as_ref());
+        let profile = done.profile.as_str();
+        metrics.count_segmented(
+            metrics::DOCUMENTS_COMPLETED,
+            &[
+                done.channel.as_deref().unwrap_or("other"),
+                segments::kind(&done.inspection),
+                segments::path(done, done.state),
+            ],
+            text_segments,
+            &[("job_id", done.id.as_str())],
+        );
+        metrics.emit_segmented(
+            metrics::END_TO_END_LATENCY,
+            done.state_since.since(done.created_at).as_secs_f64() * 1e3,
+            &[profile, segments::page_bucket(done.inspection.pages)],
+            text_segments,
+            &[("job_id", done.id.as_str())],
+        );
+        metrics.count_segmented(
+            metrics::JOBS_COMPLETED,
+            &[profile, done.state.as_str()],
+            text_segments,
+            &[("job_id", done.id.as_str())],
+        );
     }
 
     /// Fails the job under the parse lease with `parse_failed:<code>`.
@@ -1263,6 +1266,15 @@ impl<V: Vendor> Parse<V> {
 }
 
 /// Key fields and review rules, as a short JSON object for the job record.
+/// A result's review reasons, as its `needs_review` reason says them.
+fn review_message(reasons: &[rules::ReviewReason]) -> String {
+    reasons
+        .iter()
+        .map(|r| format!("{}: {}", r.rule, r.detail))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 fn summary(fields: &Fields, reasons: &[rules::ReviewReason]) -> String {
     let value = serde_json::to_value(fields).unwrap_or_default();
     let mut out = serde_json::Map::new();

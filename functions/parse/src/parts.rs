@@ -27,10 +27,8 @@ use ocrbridge::failpoints;
 use ocrbridge::job::{Job, JobState, PartOf, Reason};
 use ocrbridge::language::{self, TextSegments};
 use ocrbridge::ledger::{Change, Lease, PartRecorded, TransitionError};
-use ocrbridge::metrics;
 use ocrbridge::parts::{self, Plan};
 use ocrbridge::rules;
-use ocrbridge::segments;
 use ocrbridge::time::UnixMillis;
 use ocrbridge::vendors::Vendor;
 use tracing::{info, warn};
@@ -157,14 +155,10 @@ impl<V: Vendor> Parse<V> {
             let (to, change) = if reasons.is_empty() {
                 (JobState::Completed, Change::none())
             } else {
-                let message = reasons
-                    .iter()
-                    .map(|r| format!("{}: {}", r.rule, r.detail))
-                    .collect::<Vec<_>>()
-                    .join("; ");
                 (
                     JobState::NeedsReview,
-                    Change::none().with_reason(Reason::new("needs_review", message)),
+                    Change::none()
+                        .with_reason(Reason::new("needs_review", crate::review_message(&reasons))),
                 )
             };
             let settled = failpoints::around(
@@ -181,7 +175,7 @@ impl<V: Vendor> Parse<V> {
             .await;
             match settled {
                 Ok(done) => {
-                    self.settled_in_parts(&done, &merged);
+                    self.count_settled(&done, &TextSegments::of(&merged).dimensions());
                     info!(job_id = %done.id, state = %done.state, parts = parts.count, pages = merged.pages.len(), "merged the parts' results");
                     return Ok(());
                 }
@@ -197,37 +191,6 @@ impl<V: Vendor> Parse<V> {
             "job {} kept changing while its parts were merged",
             document.id
         ))
-    }
-
-    /// What a settled document counts, as parse counts any: completions and latency. Its cost
-    /// is its parts', each counted when the part completes.
-    fn settled_in_parts(&self, done: &Job, merged: &Document) {
-        let metrics = self.metrics.for_traffic(done.benchmark_run.as_ref());
-        let text_segments = TextSegments::of(merged).dimensions();
-        let profile = done.profile.as_str();
-        metrics.count_segmented(
-            metrics::DOCUMENTS_COMPLETED,
-            &[
-                done.channel.as_deref().unwrap_or("other"),
-                segments::kind(&done.inspection),
-                segments::path(done, done.state),
-            ],
-            &text_segments,
-            &[("job_id", done.id.as_str())],
-        );
-        metrics.emit_segmented(
-            metrics::END_TO_END_LATENCY,
-            done.state_since.since(done.created_at).as_secs_f64() * 1e3,
-            &[profile, segments::page_bucket(done.inspection.pages)],
-            &text_segments,
-            &[("job_id", done.id.as_str())],
-        );
-        metrics.count_segmented(
-            metrics::JOBS_COMPLETED,
-            &[profile, done.state.as_str()],
-            &text_segments,
-            &[("job_id", done.id.as_str())],
-        );
     }
 
     /// A stored result, as a document.

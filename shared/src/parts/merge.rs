@@ -8,7 +8,8 @@
 //! - **Fields:** the first part, in page order, that has a value for a field gives it, with its
 //!   page moved by the offset (an invoice's number is on its first page, its total on its last:
 //!   each is found where it is). Line items are concatenated.
-//! - **Language:** the first part's (the merged text is identified again by parse).
+//! - **Language:** the first part's that has one; when none has, parse identifies it from the
+//!   merged text (`language::identify` keeps a language already set).
 
 use serde_json::{Map, Value};
 
