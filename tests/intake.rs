@@ -1142,6 +1142,7 @@ async fn a_crash_loop_is_parked_before_a_neighbour_can_take_the_invocation() {
         queue_url: s.config.intake_queue_url.clone(),
         dlq_url: s.config.intake_dlq_url.clone(),
         max_receive_count: s.config.max_receive_count,
+        concurrency: 1,
     };
     event.records[0]
         .attributes

@@ -81,6 +81,7 @@ async fn world_with(idempotency: Idempotency, engine: EngineKind) -> World {
                 auth_pause: Duration::from_secs(5),
                 poll: Default::default(),
                 breaker: None,
+                message_concurrency: ocrbridge::batch::DEFAULT_CONCURRENCY,
             },
             budgets: Budgets::for_vendor("sim", |_| Some("1000".into())).unwrap(),
         },
@@ -101,6 +102,7 @@ async fn world_with(idempotency: Idempotency, engine: EngineKind) -> World {
                 max_archive_bytes: parse::DEFAULT_MAX_ARCHIVE_BYTES,
                 date_orders: Default::default(),
                 second_opinion: Default::default(),
+                message_concurrency: parse::DEFAULT_MESSAGE_CONCURRENCY,
             },
         },
         reconcile: Reconcile {

@@ -37,6 +37,8 @@ async fn every_function_refuses_a_bad_setting_at_init() {
         ("webhook", "WEBHOOK_MAX_BODY_BYTES", "lots"),
         ("submit", "VENDOR_RATE_LIMIT_RPS", "0"),
         ("submit", "AMBIGUOUS_SUBMISSION", "sometimes"),
+        ("submit", "MESSAGE_CONCURRENCY", "20"),
+        ("parse", "MESSAGE_CONCURRENCY", "0"),
         ("intake", "MAX_PDF_BYTES", "big"),
         ("fetch", "FETCH_MAX_BYTES", "big"),
         ("fetch", "FETCH_ALLOWED_NETWORKS", "10.0.0.0/99"),

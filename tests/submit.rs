@@ -78,6 +78,7 @@ async fn world_with(idempotency: Idempotency, ambiguity: AmbiguityPolicy) -> Wor
             auth_pause: Duration::from_secs(5),
             poll: Default::default(),
             breaker: None,
+            message_concurrency: ocrbridge::batch::DEFAULT_CONCURRENCY,
         },
         budgets: Budgets::for_vendor("sim", |_| Some("1000".into())).unwrap(),
     };
@@ -274,6 +275,7 @@ async fn an_outage_opens_the_breaker_and_a_probe_closes_it_when_the_vendor_is_ba
         window_minutes: 1,
         cool_down: Duration::from_secs(4),
         probe_lease: Duration::from_secs(4),
+        ..BreakerPolicy::default()
     };
     w.submit.config.breaker = Some(policy);
     // The vendor is down: every submission answers 5xx before anything is made.

@@ -1,7 +1,8 @@
 //! SQS batch processing with partial failures and reasoned dead-lettering.
 //!
-//! Records are processed one after another (order kept, memory bounded). Each ends in one of
-//! three ways:
+//! Records are handled up to [`Source::concurrency`] at a time (memory bounded by the batch);
+//! a batch holding a redelivered message one after another, first deliveries first. Each ends in
+//! one of three ways:
 //! - handled: acknowledged (deleted by Lambda);
 //! - [`Failure::Retry`]: reported in `batchItemFailures`, so it comes back after its visibility
 //!   timeout — unless this was its last allowed receive, in which case it is dead-lettered now,
@@ -18,6 +19,8 @@
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use std::future::Future;
+
+use futures::StreamExt;
 use std::time::Duration;
 
 use crate::failpoints;
@@ -67,6 +70,12 @@ pub struct Source {
     /// The redrive policy's `maxReceiveCount`; the handler gives up [`CRASH_ALLOWANCE`]
     /// deliveries earlier.
     pub max_receive_count: u32,
+    /// How many of a batch's first deliveries are handled at once (at least 1). Submit and parse
+    /// spend most of a message waiting — for an admission token, the vendor, DynamoDB — so a
+    /// batch handled one message at a time leaves the vendor's rate limit unused while the
+    /// others wait their turn (issue #33). A batch holding a redelivered message is always
+    /// handled one at a time (see [`process`]).
+    pub concurrency: usize,
 }
 
 impl Source {
@@ -297,6 +306,24 @@ fn subject_of(message: &SqsMessage) -> String {
         .unwrap_or_else(|| body.to_owned())
 }
 
+/// `MESSAGE_CONCURRENCY` (1 to 10, SQS's largest batch): how many of a batch's messages a
+/// function handles at once ([`Source::concurrency`]); `default` when unset.
+pub fn concurrency_setting(
+    lookup: &impl Fn(&str) -> Option<String>,
+    default: usize,
+) -> Result<usize, crate::config::SettingError> {
+    crate::config::setting(
+        lookup,
+        "MESSAGE_CONCURRENCY",
+        default,
+        "a whole number from 1 to 10",
+        |n| (1..=10).contains(n),
+    )
+}
+
+/// Submit's batch size in the template: every message of a batch at once.
+pub const DEFAULT_CONCURRENCY: usize = 5;
+
 /// A message is started only with this much of its invocation left. A handler with less could
 /// not take a lease (a lease ends [`crate::time::DEFAULT_LEASE_SAFETY_MARGIN`] before the
 /// deadline) and would only spend one of the message's receives on saying so.
@@ -360,60 +387,26 @@ where
             delete_now(queue, &source.queue_of(&message), &message).await;
         }
     }
-    for message in ordered {
-        let id = message.message_id.clone().unwrap_or_default();
-        let receives = receive_count(&message);
+    let records = ordered.into_iter().map(|message| {
         let queue_url = source.queue_of(&message);
-        let failed_before = failures.len();
-        if deadline.is_some_and(|d| d.since(UnixMillis::now()) < MIN_TIME_PER_MESSAGE) {
-            match requeue_untouched(queue, &queue_url, &message).await {
-                Ok(()) => {
-                    tracing::warn!(message_id = %id, "out of time: handed back untouched");
-                    metrics.count(OUT_OF_TIME_REQUEUES, &[source.name], &[]);
-                }
-                Err(e) => {
-                    tracing::warn!(message_id = %id, error = %e, "out of time and could not hand it back; it will be retried");
-                    failures.push(id);
-                }
-            }
-        } else {
-            let last_chance = receives >= source.last_chance();
-            // Everything the record's handling sends joins its trace (crate::trace_context).
-            let trace = message
-                .attributes
-                .get(crate::trace_context::SQS_ATTRIBUTE)
-                .cloned();
-            let handled = crate::trace_context::within(
-                trace.clone(),
-                handle(message.clone(), queue_url.clone()),
-            )
-            .await;
-            let dead = match handled {
-                Ok(()) => None,
-                Err(Failure::Poison { code, reason }) => Some((code, reason)),
-                Err(Failure::Retry { code, reason }) if last_chance => {
-                    Some((code, format!("gave up after {receives} receives: {reason}")))
-                }
-                Err(Failure::Retry { code, reason }) => {
-                    tracing::warn!(message_id = %id, code, reason, "will retry");
-                    failures.push(id.clone());
-                    None
-                }
-            };
-            if let Some((code, reason)) = dead {
-                let parked = crate::trace_context::within(
-                    trace,
-                    park(queue, source, metrics, &message, &code, &reason),
-                )
-                .await;
-                if !parked {
-                    failures.push(id.clone());
-                }
-            }
+        // Building the handler's future runs nothing: it starts when `record` awaits it, if
+        // there is still time.
+        let handled = handle(message.clone(), queue_url.clone());
+        // Boxed: a handler's future is large, and this one's state would otherwise hold it.
+        Box::pin(record(
+            message, queue_url, handled, source, deadline, queue, metrics, careful,
+        ))
+    });
+    if careful {
+        // One at a time, first deliveries first: see above.
+        for one in records {
+            failures.extend(one.await);
         }
-        if careful && failures.len() == failed_before {
-            // Done with it: delete it now, so a crash on a later message does not send it back.
-            delete_now(queue, &queue_url, &message).await;
+    } else {
+        let mut running =
+            futures::stream::iter(records).buffer_unordered(source.concurrency.max(1));
+        while let Some(failed) = running.next().await {
+            failures.extend(failed);
         }
     }
     let mut response = SqsBatchResponse::default();
@@ -426,6 +419,82 @@ where
         })
         .collect();
     response
+}
+
+/// One record of [`process`]: handed back untouched when the invocation is out of time, else
+/// handled, and dead-lettered with its reason when it failed for good. `Some(id)`: report it in
+/// `batchItemFailures`.
+#[allow(clippy::too_many_arguments)]
+async fn record(
+    message: SqsMessage,
+    queue_url: String,
+    handled: impl Future<Output = Result<(), Failure>>,
+    source: &Source,
+    deadline: Option<UnixMillis>,
+    queue: &Queue,
+    metrics: &Metrics,
+    careful: bool,
+) -> Option<String> {
+    let id = message.message_id.clone().unwrap_or_default();
+    let receives = receive_count(&message);
+    if deadline.is_some_and(|d| d.since(UnixMillis::now()) < MIN_TIME_PER_MESSAGE) {
+        return match requeue_untouched(queue, &queue_url, &message).await {
+            Ok(()) => {
+                tracing::warn!(message_id = %id, "out of time: handed back untouched");
+                metrics.count(OUT_OF_TIME_REQUEUES, &[source.name], &[]);
+                if careful {
+                    delete_now(queue, &queue_url, &message).await;
+                }
+                None
+            }
+            Err(e) => {
+                tracing::warn!(message_id = %id, error = %e, "out of time and could not hand it back; it will be retried");
+                Some(id)
+            }
+        };
+    }
+    let last_chance = receives >= source.last_chance();
+    // Everything the record's handling sends joins its trace (crate::trace_context).
+    let trace = message
+        .attributes
+        .get(crate::trace_context::SQS_ATTRIBUTE)
+        .cloned();
+    let handled = crate::trace_context::within(trace.clone(), handled).await;
+    let failed = match handled {
+        Ok(()) => None,
+        Err(Failure::Poison { code, reason }) => {
+            dead_letter(trace, queue, source, metrics, &message, &code, &reason).await
+        }
+        Err(Failure::Retry { code, reason }) if last_chance => {
+            let reason = format!("gave up after {receives} receives: {reason}");
+            dead_letter(trace, queue, source, metrics, &message, &code, &reason).await
+        }
+        Err(Failure::Retry { code, reason }) => {
+            tracing::warn!(message_id = %id, code, reason, "will retry");
+            Some(id)
+        }
+    };
+    if careful && failed.is_none() {
+        // Done with it: delete it now, so a crash on a later message does not send it back.
+        delete_now(queue, &queue_url, &message).await;
+    }
+    failed
+}
+
+/// [`park`] within the message's trace; `Some(id)` when that failed and SQS must redeliver it.
+async fn dead_letter(
+    trace: Option<String>,
+    queue: &Queue,
+    source: &Source,
+    metrics: &Metrics,
+    message: &SqsMessage,
+    code: &str,
+    reason: &str,
+) -> Option<String> {
+    let parked =
+        crate::trace_context::within(trace, park(queue, source, metrics, message, code, reason))
+            .await;
+    (!parked).then(|| message.message_id.clone().unwrap_or_default())
 }
 
 /// Sends `message` to the source's DLQ with its reason, counted; `false` when that failed, and
@@ -554,6 +623,7 @@ mod tests {
             queue_url: "https://sqs.eu-west-1.amazonaws.com/123456789012/stack-results".into(),
             dlq_url: String::new(),
             max_receive_count: 7,
+            concurrency: 1,
         };
         assert_eq!(
             source.queue_of(&from(Some(

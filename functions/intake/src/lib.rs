@@ -140,6 +140,9 @@ impl Intake {
             queue_url: self.stack.intake_queue_url.clone(),
             dlq_url: self.stack.intake_dlq_url.clone(),
             max_receive_count: self.stack.max_receive_count,
+            // Intake may hold a whole upload, its parsed form and a prepared copy in memory:
+            // one message at a time keeps its peak to one document's.
+            concurrency: 1,
         };
         batch::process(
             event,

@@ -37,6 +37,9 @@ pub struct SubmitConfig {
     /// from `BREAKER_*`, see [`BreakerPolicy`]). While it is open, submissions wait (deferred,
     /// spending nothing) instead of each failing against a vendor that is down.
     pub breaker: Option<BreakerPolicy>,
+    /// `MESSAGE_CONCURRENCY` (default 5): a batch's messages handled at once, so that one
+    /// waiting for its admission token or the vendor does not hold the others back.
+    pub message_concurrency: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +99,11 @@ impl SubmitConfig {
             } else {
                 None
             },
+            message_concurrency: ocrbridge::batch::concurrency_setting(
+                &lookup,
+                ocrbridge::batch::DEFAULT_CONCURRENCY,
+            )
+            .map_err(setting_error)?,
         })
     }
 }

@@ -86,6 +86,7 @@ impl<V: Vendor> Submit<V> {
             queue_url: self.stack.submit_queue_url.clone(),
             dlq_url: self.stack.submit_dlq_url.clone(),
             max_receive_count: self.stack.max_receive_count,
+            concurrency: self.config.message_concurrency,
         };
         batch::process(
             event,

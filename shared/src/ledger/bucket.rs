@@ -108,11 +108,18 @@ pub(super) fn decide(
     })
 }
 
-/// Per-container memory of bucket states, shared by the ledger's clones.
-pub(super) type Seen = Arc<Mutex<HashMap<String, State>>>;
+/// Per-container memory of bucket states, shared by the ledger's clones: one slot per bucket,
+/// behind an async lock that a take holds from its decision to its write. A container's takers
+/// (a batch's messages handled at once) so queue for the bucket in turn, and each decides from
+/// the state the one before it wrote: they never race each other for the same token, which
+/// would cost a failed conditional write for every loser, and the ones denied sleep until their
+/// own turn instead of all waking for the same token.
+pub(super) type Seen = Arc<Mutex<HashMap<String, Slot>>>;
+pub(super) type Slot = Arc<tokio::sync::Mutex<Option<State>>>;
 
 impl Ledger {
-    /// Takes `cost` tokens from the bucket, refilled as of `now`.
+    /// Takes `cost` tokens from the bucket, refilled as of `now` (or, when this container's
+    /// other takers hold the bucket, as of when they are done).
     #[instrument(skip_all, fields(bucket = %spec.name, cost))]
     pub async fn take_tokens(
         &self,
@@ -121,13 +128,18 @@ impl Ledger {
         now: UnixMillis,
     ) -> Result<Take, LedgerError> {
         let key = format!("bucket#{}", spec.name);
-        let remembered = self
+        let slot: Slot = self
             .buckets_seen
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-            .copied();
-        let mut seen = match remembered {
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let asked = std::time::Instant::now();
+        let mut remembered = slot.lock().await;
+        // Waiting for the slot took time: decide as of then, not as of the call.
+        let now = now.plus(asked.elapsed());
+        let mut seen = match *remembered {
             Some(state) => state,
             None => State::from_item(
                 self.client
@@ -142,16 +154,10 @@ impl Ledger {
             ),
         };
         for _ in 0..TRIES {
-            let remember = |state: State| {
-                self.buckets_seen
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(key.clone(), state);
-            };
             let written = match decide(seen, spec, cost, now) {
                 Ok(written) => written,
                 Err(wait) => {
-                    remember(seen);
+                    *remembered = Some(seen);
                     return Ok(Take::Denied { wait });
                 }
             };
@@ -193,7 +199,7 @@ impl Ledger {
                 .await
             {
                 Ok(_) => {
-                    remember(written);
+                    *remembered = Some(written);
                     return Ok(Take::Granted);
                 }
                 Err(e) => match e.as_service_error() {
@@ -202,15 +208,13 @@ impl Ledger {
                         seen = State::from_item(failed.item());
                     }
                     _ => {
-                        self.buckets_seen
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .remove(&key);
+                        *remembered = None;
                         return Err(LedgerError::dynamo("PutItem", &e));
                     }
                 },
             }
         }
+        *remembered = Some(seen);
         Ok(Take::Denied {
             wait: Duration::from_millis(100),
         })

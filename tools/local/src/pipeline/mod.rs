@@ -94,8 +94,12 @@ pub struct PipelineOptions {
     pub concurrency: usize,
     /// The vendor rate limit the submit function admits work at (`VENDOR_RATE_LIMIT_RPS`).
     pub vendor_rps: f64,
-    /// The admission bucket's burst (`VENDOR_RATE_BURST`); `None`: one second's worth.
+    /// The admission bucket's burst (`VENDOR_RATE_BURST`); `None`: the function's default.
     pub vendor_burst: Option<f64>,
+    /// Submit's and parse's `MESSAGE_CONCURRENCY` in process; `None`: the stack's setting, else
+    /// each function's default.
+    pub submit_concurrency: Option<usize>,
+    pub parse_concurrency: Option<usize>,
     /// Run the real function binaries from this directory (e.g. `target/debug`) under the
     /// Runtime Interface Emulator instead of calling the handlers in-process.
     pub binaries: Option<std::path::PathBuf>,
@@ -163,6 +167,8 @@ impl Default for PipelineOptions {
             concurrency: 2,
             vendor_rps: 50.0,
             vendor_burst: None,
+            submit_concurrency: None,
+            parse_concurrency: None,
             mindee_webhooks: true,
             submitted_stale: Duration::from_secs(10),
             binaries: None,
@@ -530,6 +536,11 @@ impl Pipeline {
         };
         // List prices, or VENDOR_PRICES from the environment, as the functions would read it.
         let prices = Prices::from_lookup(&|k| std::env::var(k).ok()).map_err(|e| e.to_string())?;
+        let concurrency = |chosen: Option<usize>, default| match chosen {
+            Some(n) => Ok(n),
+            None => ocrbridge::batch::concurrency_setting(&|k: &str| env.get(k).cloned(), default)
+                .map_err(|e| e.to_string()),
+        };
         let pipeline = Pipeline {
             intake: Intake {
                 blob: Blob::new(clients.s3.clone()),
@@ -596,6 +607,10 @@ impl Pipeline {
                     auth_pause: Duration::from_secs(5),
                     poll,
                     breaker: options.breaker.clone(),
+                    message_concurrency: concurrency(
+                        options.submit_concurrency,
+                        ocrbridge::batch::DEFAULT_CONCURRENCY,
+                    )?,
                 },
                 budgets: budgets.clone(),
             },
@@ -618,6 +633,10 @@ impl Pipeline {
                         .map_err(|e| e.to_string())?,
                     second_opinion: SecondOpinionRules::from_lookup(|k| env.get(k).cloned())
                         .map_err(|e| e.to_string())?,
+                    message_concurrency: concurrency(
+                        options.parse_concurrency,
+                        parse::DEFAULT_MESSAGE_CONCURRENCY,
+                    )?,
                 },
             },
             reconcile: Reconcile {
