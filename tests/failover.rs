@@ -95,6 +95,7 @@ async fn an_outage_sends_new_documents_to_the_next_vendor_and_recovery_brings_th
             window_minutes: 1,
             cool_down: Duration::from_secs(4),
             probe_lease: Duration::from_secs(4),
+            ..BreakerPolicy::default()
         },
     )
     .await;
@@ -178,6 +179,7 @@ async fn an_unresolved_attempt_is_resolved_at_its_vendor_before_the_route_moves_
             window_minutes: 1,
             cool_down: Duration::from_secs(120),
             probe_lease: Duration::from_secs(120),
+            ..BreakerPolicy::default()
         },
     )
     .await;
@@ -234,6 +236,9 @@ async fn a_late_completion_from_the_vendor_a_job_left_is_kept_as_a_duplicate() {
         window_minutes: 1,
         cool_down: Duration::from_secs(120),
         probe_lease: Duration::from_secs(120),
+        // Opened by hand from outside the pipeline's containers: they see it at their next
+        // call, not up to a reuse later.
+        closed_reuse: Duration::ZERO,
     };
     let p = routed_with(&s, policy.clone(), |o| {
         o.idempotency = vendor_sim::Idempotency::None;
@@ -467,6 +472,7 @@ async fn failover_run_outage_revocation_slowness_and_recovery_never_pays_twice()
         window_minutes: 1,
         cool_down: Duration::from_secs(4),
         probe_lease: Duration::from_secs(4),
+        ..BreakerPolicy::default()
     };
     let s = stack().await;
     // Invocations of 6 s: a lease of 4, which an answer 8 s slow outlives.

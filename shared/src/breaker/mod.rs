@@ -73,6 +73,11 @@ pub struct BreakerPolicy {
     /// How long a claimed probe holds the half-open breaker before another caller may probe
     /// (`BREAKER_PROBE_LEASE_SECONDS`).
     pub probe_lease: Duration,
+    /// How long a container acts on a closed state it read before reading it again
+    /// (`BREAKER_CLOSED_REUSE_MS`, default 5,000; 0 reads it for every call). An operator's
+    /// `breaker open` reaches every container within this time; a vendor's failures reach the
+    /// container that meets them at once (each failure reads the state afresh).
+    pub closed_reuse: Duration,
 }
 
 impl Default for BreakerPolicy {
@@ -83,6 +88,7 @@ impl Default for BreakerPolicy {
             window_minutes: 2,
             cool_down: Duration::from_secs(60),
             probe_lease: Duration::from_secs(30),
+            closed_reuse: Duration::from_secs(5),
         }
     }
 }
@@ -123,6 +129,12 @@ impl BreakerPolicy {
                 "BREAKER_PROBE_LEASE_SECONDS",
                 d.probe_lease,
                 Duration::from_secs(1),
+            )?,
+            closed_reuse: duration_setting(
+                lookup,
+                "BREAKER_CLOSED_REUSE_MS",
+                d.closed_reuse,
+                Duration::from_millis(1),
             )?,
         })
     }
@@ -205,7 +217,10 @@ impl Breaker {
     /// first). A route chooses its vendor with this; a claimed probe the caller then does not
     /// use would hold every other caller off for its whole lease.
     pub async fn peek(&self, now: UnixMillis) -> Result<Admission, LedgerError> {
-        let (state, _) = self.ledger.breaker_state(&self.vendor).await?;
+        let (state, _) = self
+            .ledger
+            .breaker_state_recent(&self.vendor, self.policy.closed_reuse)
+            .await?;
         Ok(match state {
             BreakerState::Open { until, .. } if now < until => Admission::Refused { until },
             BreakerState::HalfOpen {
@@ -217,7 +232,10 @@ impl Breaker {
 
     /// Asks to call the vendor at `now`.
     pub async fn admit(&self, now: UnixMillis) -> Result<Admission, LedgerError> {
-        let (state, version) = self.ledger.breaker_state(&self.vendor).await?;
+        let (state, version) = self
+            .ledger
+            .breaker_state_recent(&self.vendor, self.policy.closed_reuse)
+            .await?;
         let probe_claim = |version| async move {
             let lease = now.plus(self.policy.probe_lease);
             let claimed = self

@@ -5,8 +5,15 @@
 //!   from a stale read is refused and exactly one of the containers racing for it wins.
 //! - `breaker#<vendor>#<minute>`: that minute's calls and failures, grown with atomic `ADD`s
 //!   (no read), kept a little past the window (`expires_at`).
+//!
+//! A container remembers a closed state it read for [`BreakerPolicy::closed_reuse`], so a
+//! submission to a healthy vendor does not pay a read for it (issue #33). Every fresh read
+//! refreshes the memory, and a fresh read comes with every failure counted, so a container that
+//! calls a vendor another container found down learns it on its first failure there.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
@@ -44,7 +51,29 @@ fn decode(item: &HashMap<String, AttributeValue>) -> BreakerState {
     }
 }
 
+/// Per vendor, the version of the closed state this container last read, and when it read it.
+pub(super) type ClosedSeen = Arc<Mutex<HashMap<String, (u64, Instant)>>>;
+
 impl Ledger {
+    /// [`Self::breaker_state`], or the closed state this container read within `reuse`.
+    pub async fn breaker_state_recent(
+        &self,
+        vendor: &str,
+        reuse: Duration,
+    ) -> Result<(BreakerState, u64), LedgerError> {
+        let remembered = self
+            .breakers_closed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(vendor)
+            .filter(|(_, at)| at.elapsed() < reuse)
+            .map(|(version, _)| *version);
+        match remembered {
+            Some(version) => Ok((BreakerState::Closed, version)),
+            None => self.breaker_state(vendor).await,
+        }
+    }
+
     /// The vendor's breaker and the version to name in a transition (0: never written, closed).
     pub async fn breaker_state(&self, vendor: &str) -> Result<(BreakerState, u64), LedgerError> {
         let item = self
@@ -57,10 +86,20 @@ impl Ledger {
             .await
             .map_err(|e| LedgerError::dynamo("GetItem", &e))?
             .item;
-        Ok(match item {
+        let (state, version) = match item {
             Some(item) => (decode(&item), number(&item, "version").unwrap_or(0)),
             None => (BreakerState::Closed, 0),
-        })
+        };
+        let mut closed = self
+            .breakers_closed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if state == BreakerState::Closed {
+            closed.insert(vendor.to_owned(), (version, Instant::now()));
+        } else {
+            closed.remove(vendor);
+        }
+        Ok((state, version))
     }
 
     /// Writes `to` if the breaker is still at `version`; `false` when another writer moved it
@@ -90,6 +129,11 @@ impl Ledger {
             }
             BreakerState::HalfOpen { probe_until: None } | BreakerState::Closed => {}
         }
+        // Whatever it moves to, this container reads it afresh next time.
+        self.breakers_closed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(vendor);
         let request = self
             .client
             .put_item()

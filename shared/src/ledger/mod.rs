@@ -60,6 +60,8 @@ pub struct Ledger {
     tables: LedgerTables,
     /// The token buckets as this container last wrote or saw them (see [`bucket`]).
     buckets_seen: bucket::Seen,
+    /// The breakers this container last read closed (see [`breaker`]).
+    breakers_closed: breaker::ClosedSeen,
     /// The vendor model versions this container has recorded (see [`model_versions`]).
     model_versions_seen: model_versions::Seen,
 }
@@ -260,6 +262,7 @@ impl Ledger {
             client,
             tables,
             buckets_seen: Default::default(),
+            breakers_closed: Default::default(),
             model_versions_seen: Default::default(),
         }
     }
