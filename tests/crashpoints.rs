@@ -284,6 +284,9 @@ fn route(point: &str, config: Config) -> Option<Route> {
         }
         ("parse", "fail_submitted") => all(Route::Expired),
         ("parse", "admit") => only(VendorKind::Azure, Route::Happy),
+        // A notice for a job the vendor's success reached first marks it ready in the lease's
+        // own write (`parse.*_mark_ready`); the lease alone is taken on a job reconcile marked.
+        ("parse", "lease") => pushing(Route::LostWebhook),
         ("parse", "archive_stream" | "fail") => all(Route::Oversized),
         ("parse", "release") => all(Route::FetchFails),
         ("parse", _) => all(Route::Happy),

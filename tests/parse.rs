@@ -351,6 +351,65 @@ async fn repeated_and_out_of_order_notices_store_one_result() {
     );
 }
 
+/// Issue #33: a notice for a job the vendor finished is marked ready in the same write that takes
+/// the parse lease — two writes to the job (lease, settle) where there were three — and the
+/// history still shows every state it passed.
+#[tokio::test]
+async fn a_vendors_success_is_marked_ready_in_the_write_that_leases_it() {
+    let w = world().await;
+    let pdf = text_pdf(&["CORNER SHOP", "Date: 21/11/2026", "Total 4.20"]);
+    let job = submitted(&w, pdf, "receipt", "receipts/corner.pdf").await;
+    vendor_done(&w, &job).await;
+    w.parse
+        .queue
+        .send_json(
+            &w.s.config.results_queue_url,
+            &ResultNotice {
+                job_id: job.id.clone(),
+                vendor_job_id: job.vendor_job_id.clone().unwrap(),
+                status: "succeeded".into(),
+                vendor_timestamp: None,
+                event_id: None,
+                vendor: None,
+            },
+        )
+        .await
+        .unwrap();
+    pump_results(&w).await;
+    let done = state(&w, &job.id).await;
+    assert!(
+        matches!(done.state, JobState::Completed | JobState::NeedsReview),
+        "{:?}",
+        done.reason
+    );
+    assert_eq!(
+        done.version - job.version,
+        2,
+        "parse wrote the job twice: the lease (marked ready with it) and the settle"
+    );
+    let since_submitted: Vec<JobState> = done
+        .history
+        .iter()
+        .map(|c| c.state)
+        .skip_while(|s| *s != JobState::Submitted)
+        .collect();
+    assert_eq!(
+        since_submitted,
+        [
+            JobState::Submitted,
+            JobState::ResultReady,
+            JobState::Parsing,
+            done.state
+        ]
+    );
+    let at = |state| done.history.iter().find(|c| c.state == state).map(|c| c.at);
+    assert_eq!(
+        at(JobState::ResultReady),
+        at(JobState::Parsing),
+        "one write"
+    );
+}
+
 #[tokio::test]
 async fn a_receipt_whose_total_disagrees_with_its_lines_needs_review() {
     let w = world().await;

@@ -141,6 +141,14 @@ pub struct Parse<V> {
     pub config: ParseConfig,
 }
 
+/// What the vendor's status check leaves to do.
+enum Checked {
+    /// The vendor finished the job: parse it, marking it ready in the lease's write.
+    Succeeded,
+    /// The job as it is now, moved by someone else meanwhile.
+    Now(Job),
+}
+
 /// Receives of a notice whose vendor job reports a status the adapter does not know, before
 /// the job fails with `vendor_status_unknown`.
 const UNKNOWN_STATUS_PATIENCE: u32 = 3;
@@ -299,9 +307,12 @@ impl<V: Vendor> Parse<V> {
                 return self.later(attempt, "orphan_unrecorded", e);
             }
         }
+        // The vendor said it succeeded: parse it now, marked ready in the lease's own write.
+        let mut succeeded = false;
         if job.state == JobState::Submitted {
             match self.check_vendor(&job, attempt, polls).await {
-                Ok(ready) => job = ready,
+                Ok(Checked::Succeeded) => succeeded = true,
+                Ok(Checked::Now(now)) => job = now,
                 Err(disposition) => return disposition,
             }
         }
@@ -331,6 +342,7 @@ impl<V: Vendor> Parse<V> {
                     ),
                 }
             }
+            JobState::Submitted if succeeded => self.parse(job, attempt, deadline).await,
             JobState::Submitted => Disposition::Done,
             // Its parts are the jobs the vendor has; a notice for it is reconcile's, for a set
             // of parts recorded complete and not merged.
@@ -499,9 +511,16 @@ impl<V: Vendor> Parse<V> {
         }
     }
 
-    /// Asks the vendor where a submitted job stands; `Ok` is the job, moved to `ResultReady`.
-    /// A vendor that pushes nothing is asked again later while it works (`polls` so far).
-    async fn check_vendor(&self, job: &Job, attempt: u32, polls: u32) -> Result<Job, Disposition> {
+    /// Asks the vendor where a submitted job stands. A success is left for `parse` to mark, in
+    /// the write that takes its lease; anything else is applied here ([`Checked::Now`]: the job
+    /// as someone else moved it meanwhile). A vendor that pushes nothing is asked again later
+    /// while it works (`polls` so far).
+    async fn check_vendor(
+        &self,
+        job: &Job,
+        attempt: u32,
+        polls: u32,
+    ) -> Result<Checked, Disposition> {
         let Some(vendor_job_id) = job.vendor_job_id.clone() else {
             return Err(Disposition::DeadLetter {
                 code: "no_vendor_job",
@@ -549,6 +568,10 @@ impl<V: Vendor> Parse<V> {
             }
             Err(e) => return Err(self.later(attempt, "vendor_status_failed", e.to_string())),
         };
+        if vendor_job.status == ocrbridge::vendors::VendorStatus::Succeeded {
+            // Not marked here: the parse lease's write marks it (`parse`), one write for two.
+            return Ok(Checked::Succeeded);
+        }
         let applied = failpoints::around(
             "parse.before_mark_ready",
             "parse.after_mark_ready",
@@ -565,7 +588,7 @@ impl<V: Vendor> Parse<V> {
         )
         .await;
         match applied {
-            Ok(Settled::Ready(job) | Settled::Moved(job)) => Ok(job),
+            Ok(Settled::Ready(job) | Settled::Moved(job)) => Ok(Checked::Now(job)),
             Ok(Settled::Failed) => Err(Disposition::Done),
             Ok(Settled::Working) if self.vendor_of(job).vendor.capabilities().completion == Completion::Poll => {
                 let next = self.config.poll.next(polls, vendor_job.retry_after);
@@ -721,20 +744,32 @@ impl<V: Vendor> Parse<V> {
         let owner = format!("parse-{}", uuid::Uuid::new_v4().simple());
         // The attempt names the raw archive; it is recorded with the lease, in one write.
         let attempt_id = uuid::Uuid::new_v4().simple().to_string();
-        let acquired = failpoints::around(
-            "parse.before_lease",
-            "parse.after_lease",
-            job.id.as_str(),
-            self.ledger.acquire_lease_and_record_attempt(
-                &job,
-                LeaseStep::Parse,
-                &owner,
-                until,
-                &attempt_id,
-                now,
-            ),
-        )
-        .await;
+        let acquired = if job.state == JobState::Submitted {
+            // The vendor said it succeeded (`Checked::Succeeded`): marked ready in this write.
+            failpoints::around(
+                "parse.before_mark_ready",
+                "parse.after_mark_ready",
+                job.id.as_str(),
+                self.ledger
+                    .acquire_parse_lease_on_success(&job, &owner, until, &attempt_id, now),
+            )
+            .await
+        } else {
+            failpoints::around(
+                "parse.before_lease",
+                "parse.after_lease",
+                job.id.as_str(),
+                self.ledger.acquire_lease_and_record_attempt(
+                    &job,
+                    LeaseStep::Parse,
+                    &owner,
+                    until,
+                    &attempt_id,
+                    now,
+                ),
+            )
+            .await
+        };
         let lease = match acquired {
             Ok(lease) => lease,
             Err(LeaseError::AlreadyPast { .. }) => return Disposition::Done,

@@ -180,7 +180,8 @@ impl Ledger {
         until: UnixMillis,
         now: UnixMillis,
     ) -> Result<Lease, LeaseError> {
-        self.acquire(job, step, owner, until, None, now).await
+        self.acquire(job, step, owner, until, None, now, false)
+            .await
     }
 
     /// [`Self::acquire_lease`] and [`Self::record_attempt`] in one write, for a holder that goes
@@ -198,10 +199,41 @@ impl Ledger {
         attempt_id: &str,
         now: UnixMillis,
     ) -> Result<Lease, LeaseError> {
-        self.acquire(job, step, owner, until, Some(attempt_id), now)
+        self.acquire(job, step, owner, until, Some(attempt_id), now, false)
             .await
     }
 
+    /// The vendor said a `Submitted` job succeeded, and this worker parses it now: `Submitted →
+    /// ResultReady → Parsing` in one write, which takes the parse lease and records the attempt
+    /// ([`Self::acquire_lease_and_record_attempt`]), its history showing both states at `now`.
+    /// One write where the mark and the lease were two (#33); nothing can happen between them
+    /// that a crash after this write would not also leave (a `Parsing` job whose lease lapses,
+    /// which the next notice or reconcile takes up). A job already `ResultReady` (reconcile
+    /// marked it) or `Parsing` is leased as usual.
+    #[instrument(skip_all, fields(job_id = %job.id, owner = owner, attempt_id = attempt_id))]
+    pub async fn acquire_parse_lease_on_success(
+        &self,
+        job: &Job,
+        owner: &str,
+        until: UnixMillis,
+        attempt_id: &str,
+        now: UnixMillis,
+    ) -> Result<Lease, LeaseError> {
+        self.acquire(
+            job,
+            LeaseStep::Parse,
+            owner,
+            until,
+            Some(attempt_id),
+            now,
+            true,
+        )
+        .await
+    }
+
+    /// `succeeded`: the vendor said the job succeeded, so a `Submitted` job may pass through
+    /// `ResultReady` in the same write (parse only).
+    #[allow(clippy::too_many_arguments)]
     async fn acquire(
         &self,
         job: &Job,
@@ -210,20 +242,23 @@ impl Ledger {
         until: UnixMillis,
         attempt_id: Option<&str>,
         now: UnixMillis,
+        succeeded: bool,
     ) -> Result<Lease, LeaseError> {
         if until <= now {
             return Err(LeaseError::NoTimeLeft { until, now });
         }
         let mut seen = job.clone();
         for _ in 0..ACQUIRE_TRIES {
+            let passing_ready =
+                succeeded && step == LeaseStep::Parse && seen.state == JobState::Submitted;
             // JobState is declared in pipeline order, so `<` means "not reached yet".
-            if seen.state < step.entered_from() {
+            if seen.state < step.entered_from() && !passing_ready {
                 return Err(LeaseError::NotYet {
                     step,
                     current: Box::new(seen),
                 });
             }
-            if seen.state != step.entered_from() && seen.state != step.held_in() {
+            if seen.state != step.entered_from() && seen.state != step.held_in() && !passing_ready {
                 return Err(LeaseError::AlreadyPast {
                     step,
                     current: Box::new(seen),
@@ -245,16 +280,21 @@ impl Ledger {
                 // Redundant with the version guard today, but it states the invariant where it is
                 // enforced: a live lease is never taken over.
                 .require_absent_or_at_most(attr::LEASE_UNTIL, n(now.0));
-            if seen.state == step.entered_from() {
+            if seen.state == step.entered_from() || passing_ready {
+                let passed =
+                    passing_ready.then(|| super::history_entry(step.entered_from(), None, now));
                 expr.set(attr::STATE, s(step.held_in().as_str()))
                     .set(attr::STATE_SINCE, n(now.0))
                     .set(
                         attr::STATE_SHARD,
                         s(super::state_shard(&seen.id, step.held_in())),
                     )
-                    .append(
+                    .append_all(
                         attr::HISTORY,
-                        super::history_entry(step.held_in(), None, now),
+                        passed
+                            .into_iter()
+                            .chain([super::history_entry(step.held_in(), None, now)])
+                            .collect(),
                     );
             }
             // Never over an unresolved attempt (the version guard makes `seen` exact).

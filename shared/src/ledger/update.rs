@@ -69,9 +69,14 @@ impl Expr {
     /// `SET #attribute = list_append(if_not_exists(#attribute, :empty), [:entry])`: appends to
     /// a list (created if absent).
     pub fn append(&mut self, attribute: &str, entry: AttributeValue) -> &mut Self {
+        self.append_all(attribute, vec![entry])
+    }
+
+    /// As [`Self::append`], several entries in order (one path may be set once per update).
+    pub fn append_all(&mut self, attribute: &str, entries: Vec<AttributeValue>) -> &mut Self {
         let name = self.name(attribute);
         let empty = self.value(AttributeValue::L(Vec::new()));
-        let entry = self.value(AttributeValue::L(vec![entry]));
+        let entry = self.value(AttributeValue::L(entries));
         self.sets.push(format!(
             "{name} = list_append(if_not_exists({name}, {empty}), {entry})"
         ));
