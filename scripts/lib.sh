@@ -30,3 +30,8 @@ build_functions() {
     cargo build --quiet "${packages[@]}" --bins
   fi
 }
+
+# The directory under target/ a cargo profile builds into (dev builds into debug).
+profile_dir() {
+  if [ "$1" = dev ]; then echo debug; else echo "$1"; fi
+}

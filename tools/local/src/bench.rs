@@ -174,6 +174,9 @@ pub const RATE_LIMITED: Goal = Goal::AtMost(0.0);
 /// A function's cold init under the emulator, release, in ms (a trivial Rust function measures
 /// about 4 here).
 pub const INIT_MS: Goal = Goal::AtMost(8.0);
+/// The same over the trivial function's init measured in the same run: 8 ms over the floor of
+/// about 4 the goal was set against. The ratio is what travels between machines.
+pub const INIT_OVER_FLOOR: Goal = Goal::AtMost(2.0);
 /// Billable AWS requests per document on the happy path.
 pub const BILLABLE_REQUESTS: Goal = Goal::AtMost(18.0);
 /// The pipeline's overhead beyond the vendor's own time, p95, in ms.

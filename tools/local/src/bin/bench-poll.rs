@@ -67,6 +67,12 @@ async fn main() -> Result<(), String> {
             ..FaultConfig::default()
         },
         vendor_rps: rps * headroom,
+        submit_concurrency: flags
+            .get("--submit-concurrency")
+            .and_then(|c| c.parse().ok()),
+        parse_concurrency: flags
+            .get("--parse-concurrency")
+            .and_then(|c| c.parse().ok()),
         vendor_burst: flags.get("--burst").and_then(|b| b.parse().ok()),
         concurrency: flags.parse("--concurrency", 4),
         // Reconcile's safety-net polls are not part of the measured path.
