@@ -766,6 +766,38 @@ mod breaker {
         }
     }
 
+    /// Issue #33: a container acts on a closed breaker it read within `closed_reuse` without
+    /// reading it again — so it may call once more after another container opened it — and the
+    /// failure of that call reads it afresh: from then on it is refused.
+    #[tokio::test]
+    async fn a_container_that_remembers_it_closed_learns_it_is_open_at_its_first_failure() {
+        let s = stack().await;
+        let vendor = unique_name("v");
+        let breakers = containers(&s, &vendor, 2);
+        let (a, b) = (&breakers[0], &breakers[1]);
+        assert_eq!(
+            a.admit(UnixMillis::now()).await.unwrap(),
+            Admission::Allowed
+        );
+        let moved = report(std::slice::from_ref(b), &[Outcome::ServerError; 12]).await;
+        assert_eq!(moved.len(), 1, "b opened it: {moved:?}");
+        assert_eq!(
+            a.admit(UnixMillis::now()).await.unwrap(),
+            Admission::Allowed,
+            "a acts on the closed state it read a moment ago"
+        );
+        a.record(Outcome::ServerError, false, UnixMillis::now())
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                a.admit(UnixMillis::now()).await.unwrap(),
+                Admission::Refused { .. }
+            ),
+            "its failure read the breaker afresh"
+        );
+    }
+
     #[tokio::test]
     async fn after_the_cool_down_one_probe_goes_through_and_its_answer_decides() {
         let s = stack().await;
