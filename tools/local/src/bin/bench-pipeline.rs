@@ -4,6 +4,7 @@
 //! ```text
 //! bench-pipeline [--docs N] [--interval-ms MS] [--binaries DIR] [--corpus DIR]
 //!                [--vendor sim|textract] [--textract-sync on|off] [--tag-source-objects on|off]
+//!                [--long-poll on|off]
 //!     (moto must be running; scripts/bench-pipeline.sh starts its own)
 //! ```
 //! `--vendor textract` runs against the simulator's Textract twin (receipts through
@@ -12,6 +13,7 @@
 //! (`scripts/bench-textract-sync.sh` runs both and compares). `--tag-source-objects` sets the
 //! template's `TagSourceObjects` (default on): off leaves out intake's tags on the upload. The
 //! benchmark knows each upload's job id from its bytes, as intake derives it, not from the tags.
+//! The event sources long-poll, as Lambda's do, unless `--long-poll off`.
 //! Reports, for documents that all end Completed or NeedsReview:
 //! - the AWS requests the pipeline made per document, by caller, service and operation. Every
 //!   function binary tags its requests with `AWS_SDK_UA_APP_ID=<function>`; the emulated event
@@ -168,6 +170,12 @@ async fn main() -> Result<(), String> {
     let sync = flags.get("--textract-sync").unwrap_or_else(|| "off".into());
     // The template's default unless told: `off` measures the upload's tags left out.
     let tagging = flags.get("--tag-source-objects");
+    // Lambda's event sources long-poll; `off` measures the local runner's sleeping pollers.
+    let long_poll = match flags.get("--long-poll").as_deref() {
+        None | Some("on") => true,
+        Some("off") => false,
+        Some(other) => return Err(format!("--long-poll is on or off, not {other:?}")),
+    };
     if !["on", "off"].contains(&sync.as_str()) {
         return Err(format!("--textract-sync is on or off, not {sync:?}"));
     }
@@ -202,6 +210,7 @@ async fn main() -> Result<(), String> {
         reconcile_every: Duration::from_secs(3600),
         submitted_stale: Duration::from_secs(3600),
         binaries: Some(binaries),
+        long_poll,
         ..PipelineOptions::default()
     };
     let p = Pipeline::start_at(

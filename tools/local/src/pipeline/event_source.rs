@@ -132,7 +132,13 @@ enum Invoked {
 }
 
 impl Pipeline {
-    async fn receive(&self, source: EventSource, queue_url: &str, max: i32) -> Vec<Message> {
+    async fn receive(
+        &self,
+        source: EventSource,
+        queue_url: &str,
+        max: i32,
+        wait_seconds: i32,
+    ) -> Vec<Message> {
         let _one_at_a_time = self.concurrency.receiving[source as usize].lock().await;
         let messages = self
             .clients
@@ -140,7 +146,7 @@ impl Pipeline {
             .receive_message()
             .queue_url(queue_url)
             .max_number_of_messages(max)
-            .wait_time_seconds(0)
+            .wait_time_seconds(wait_seconds)
             .message_system_attribute_names(MessageSystemAttributeName::All)
             .message_attribute_names("All")
             .send()
@@ -292,6 +298,12 @@ impl Pipeline {
     /// One poll of one event source: receive a batch, invoke the function with it, delete what
     /// succeeded. Returns how many messages it handled.
     pub(crate) async fn poll(&self, source: EventSource) -> usize {
+        self.poll_waiting(source, 0).await
+    }
+
+    /// [`Self::poll`], its receive waiting up to `wait_seconds` for a message (SQS long
+    /// polling, as Lambda's event source mappings receive).
+    pub(crate) async fn poll_waiting(&self, source: EventSource, wait_seconds: i32) -> usize {
         let (queue_url, name) = match source {
             EventSource::Intake => (&self.config.intake_queue_url, "intake"),
             EventSource::Submit => (&self.config.submit_queue_url, "submit"),
@@ -307,7 +319,7 @@ impl Pipeline {
             None => None,
         };
         let received = self
-            .receive(source, queue_url, self.batch_sizes[name])
+            .receive(source, queue_url, self.batch_sizes[name], wait_seconds)
             .await;
         if received.is_empty() {
             return 0;

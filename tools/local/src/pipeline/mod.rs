@@ -94,6 +94,11 @@ pub struct PipelineOptions {
     pub concurrency: usize,
     /// The vendor rate limit the submit function admits work at (`VENDOR_RATE_LIMIT_RPS`).
     pub vendor_rps: f64,
+    /// The continuous event sources ([`Pipeline::run_until`]) receive as Lambda's do: a long
+    /// poll of a second, answered the moment a message arrives (moto wakes its waiters), so a
+    /// message waits for no poller's sleep. Off (the default for tests): an idle poller asks
+    /// again after a sleep that doubles up to 400 ms, and holds no moto thread while it waits.
+    pub long_poll: bool,
     /// The admission bucket's burst (`VENDOR_RATE_BURST`); `None`: the function's default.
     pub vendor_burst: Option<f64>,
     /// Submit's and parse's `MESSAGE_CONCURRENCY` in process; `None`: the stack's setting, else
@@ -167,6 +172,7 @@ impl Default for PipelineOptions {
             concurrency: 2,
             vendor_rps: 50.0,
             vendor_burst: None,
+            long_poll: false,
             submit_concurrency: None,
             parse_concurrency: None,
             mindee_webhooks: true,
@@ -732,12 +738,16 @@ impl Pipeline {
 
     /// Runs only `sources`' pollers (no schedule) until `stop` is set: one stage on its own.
     pub async fn run_sources_until(&self, sources: &[EventSource], stop: &AtomicBool) {
+        let long_poll = self.options.long_poll;
         let poller = |source: EventSource| async move {
             let mut idle = IDLE_POLL;
             while !stop.load(Ordering::Relaxed) {
-                if self.poll(source).await == 0 {
+                let wait = i32::from(long_poll);
+                if self.poll_waiting(source, wait).await == 0 {
                     tokio::time::sleep(idle).await;
-                    idle = (idle * 2).min(IDLE_POLL_MAX);
+                    if !long_poll {
+                        idle = (idle * 2).min(IDLE_POLL_MAX);
+                    }
                 } else {
                     idle = IDLE_POLL;
                 }
