@@ -614,6 +614,59 @@ mod tests {
         m
     }
 
+    /// Issue #33: a batch of first deliveries runs up to `concurrency` handlers at once; a batch
+    /// holding a redelivered message runs them one by one (a crash on one must not take the
+    /// others with it, see `process`).
+    #[tokio::test]
+    async fn first_deliveries_run_at_once_and_a_redelivered_batch_one_by_one() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let config = crate::aws::local_sdk_config("http://127.0.0.1:9")
+            .into_builder()
+            .retry_config(aws_sdk_sqs::config::retry::RetryConfig::disabled())
+            .build();
+        let queue = Queue::new(aws_sdk_sqs::Client::new(&config));
+        let metrics = Metrics::memory("test");
+        let source = Source {
+            name: "submit",
+            queue_url: "http://127.0.0.1:9/123456789012/q".into(),
+            dlq_url: String::new(),
+            max_receive_count: 7,
+            concurrency: 3,
+        };
+        let message = |id: usize, receives: u32| {
+            let mut m = SqsMessage::default();
+            m.message_id = Some(format!("m{id}"));
+            m.receipt_handle = Some(format!("r{id}"));
+            m.attributes
+                .insert("ApproximateReceiveCount".into(), receives.to_string());
+            m
+        };
+        let peak_of = |receives: [u32; 5]| {
+            let (queue, metrics, source) = (&queue, &metrics, &source);
+            async move {
+                let (in_flight, peak) = (AtomicUsize::new(0), AtomicUsize::new(0));
+                let mut event = SqsEvent::default();
+                event.records = receives
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| message(i, *r))
+                    .collect();
+                let response = process(event, source, None, queue, metrics, |_, _| async {
+                    let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                    Ok(())
+                })
+                .await;
+                assert!(response.batch_item_failures.is_empty());
+                peak.load(Ordering::SeqCst)
+            }
+        };
+        assert_eq!(peak_of([1; 5]).await, 3);
+        assert_eq!(peak_of([1, 1, 2, 1, 1]).await, 1);
+    }
+
     /// Parse reads two queues; a backoff or a deferral of a Textract completion belongs on the
     /// completions queue, not on the results queue the function is named for.
     #[test]
