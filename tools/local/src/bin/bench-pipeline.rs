@@ -211,6 +211,11 @@ async fn main() -> Result<(), String> {
         submitted_stale: Duration::from_secs(3600),
         binaries: Some(binaries),
         long_poll,
+        // Intake's own variable: the binaries get the template's global environment only.
+        environment: tagging
+            .iter()
+            .map(|t| ("TAG_SOURCE_OBJECTS".to_owned(), t.clone()))
+            .collect(),
         ..PipelineOptions::default()
     };
     let p = Pipeline::start_at(

@@ -105,6 +105,10 @@ pub fn binary_environment(
                     "BREAKER_PROBE_LEASE_SECONDS",
                     policy.probe_lease.as_secs().to_string(),
                 ),
+                (
+                    "BREAKER_CLOSED_REUSE_MS",
+                    policy.closed_reuse.as_millis().to_string(),
+                ),
             ] {
                 env.insert(k.to_owned(), v);
             }
