@@ -146,7 +146,7 @@ enum Checked {
     /// The vendor finished the job: parse it, marking it ready in the lease's write.
     Succeeded,
     /// The job as it is now, moved by someone else meanwhile.
-    Now(Job),
+    Now(Box<Job>),
 }
 
 /// Receives of a notice whose vendor job reports a status the adapter does not know, before
@@ -312,7 +312,7 @@ impl<V: Vendor> Parse<V> {
         if job.state == JobState::Submitted {
             match self.check_vendor(&job, attempt, polls).await {
                 Ok(Checked::Succeeded) => succeeded = true,
-                Ok(Checked::Now(now)) => job = now,
+                Ok(Checked::Now(now)) => job = *now,
                 Err(disposition) => return disposition,
             }
         }
@@ -588,7 +588,7 @@ impl<V: Vendor> Parse<V> {
         )
         .await;
         match applied {
-            Ok(Settled::Ready(job) | Settled::Moved(job)) => Ok(Checked::Now(job)),
+            Ok(Settled::Ready(job) | Settled::Moved(job)) => Ok(Checked::Now(Box::new(job))),
             Ok(Settled::Failed) => Err(Disposition::Done),
             Ok(Settled::Working) if self.vendor_of(job).vendor.capabilities().completion == Completion::Poll => {
                 let next = self.config.poll.next(polls, vendor_job.retry_after);
