@@ -52,13 +52,15 @@ package:
 	scripts/package.sh
 
 ## bench: intake validation (1 GB object, big PDF, big image), submit throughput vs the vendor's
-## rate limit, submissions plus polls vs the Azure twin's rate limit, webhook verification vs raw HMAC, the happy path's AWS requests per document and
+## rate limit (R = 10 and 50), submissions plus polls vs the Azure twin's rate limit, webhook verification vs raw HMAC, the happy path's AWS requests per document and
 ## overhead, Textract synchronous against asynchronous, and cold-start init per function; figures to stdout,
 ## goodput, 429s, init, requests per document and overhead each beside its goal (met / MISSED)
 bench:
 	scripts/bench-intake.sh
-	scripts/bench-submit.sh
-	scripts/bench-poll.sh
+	scripts/bench-submit.sh 150 10
+	scripts/bench-submit.sh 500 50
+	scripts/bench-poll.sh 120 10
+	scripts/bench-poll.sh 300 50
 	scripts/bench-webhook.sh
 	EMULATOR=1 scripts/bench-webhook.sh
 	cargo bench -p ocrbridge --bench verify

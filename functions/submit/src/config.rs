@@ -37,7 +37,8 @@ pub struct SubmitConfig {
     /// from `BREAKER_*`, see [`BreakerPolicy`]). While it is open, submissions wait (deferred,
     /// spending nothing) instead of each failing against a vendor that is down.
     pub breaker: Option<BreakerPolicy>,
-    /// `MESSAGE_CONCURRENCY` (default 5): a batch's messages handled at once, so that one
+    /// `MESSAGE_CONCURRENCY` (default 1, see `ocrbridge::batch::DEFAULT_CONCURRENCY`): a batch's
+    /// messages handled at once, so that one
     /// waiting for its admission token or the vendor does not hold the others back.
     pub message_concurrency: usize,
 }
