@@ -182,6 +182,21 @@ pub const BILLABLE_REQUESTS: Goal = Goal::AtMost(18.0);
 /// The pipeline's overhead beyond the vendor's own time, p95, in ms.
 pub const OVERHEAD_P95_MS: Goal = Goal::AtMost(250.0);
 
+/// The simulator's `/admin/stats` (requests, submissions, faults injected, billing).
+pub async fn sim_stats(p: &crate::pipeline::Pipeline) -> Result<serde_json::Value, String> {
+    reqwest::get(format!("{}/admin/stats", p.sim.base_url()))
+        .await
+        .map_err(|e| e.to_string())?
+        .json()
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// A counter in the simulator's stats, by its path (0 when absent).
+pub fn count(stats: &serde_json::Value, path: &[&str]) -> u64 {
+    path.iter().fold(stats, |v, k| &v[*k]).as_u64().unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

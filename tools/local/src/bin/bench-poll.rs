@@ -21,25 +21,14 @@ use std::time::{Duration, Instant};
 
 use ocrbridge::aws::{local_sdk_config, AwsClients};
 use ocrbridge::vendors::select::VendorKind;
-use ocrbridge_local::bench::{fresh_stack_with, queue_jobs, Flags, GOODPUT, RATE_LIMITED};
+use ocrbridge_local::bench::{
+    count, fresh_stack_with, queue_jobs, sim_stats as stats, Flags, GOODPUT, RATE_LIMITED,
+};
 use ocrbridge_local::moto;
 use ocrbridge_local::pipeline::{Pipeline, PipelineOptions};
 use serde_json::Value;
 use vendor_sim::engine::EngineKind;
 use vendor_sim::faults::FaultConfig;
-
-async fn stats(p: &Pipeline) -> Result<Value, String> {
-    reqwest::get(format!("{}/admin/stats", p.sim.base_url()))
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())
-}
-
-fn count(stats: &Value, path: &[&str]) -> u64 {
-    path.iter().fold(stats, |v, k| &v[*k]).as_u64().unwrap_or(0)
-}
 
 #[tokio::main]
 async fn main() -> Result<(), String> {
