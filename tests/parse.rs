@@ -102,7 +102,7 @@ async fn world_with(idempotency: Idempotency, engine: EngineKind) -> World {
                 max_archive_bytes: parse::DEFAULT_MAX_ARCHIVE_BYTES,
                 date_orders: Default::default(),
                 second_opinion: Default::default(),
-                message_concurrency: parse::DEFAULT_MESSAGE_CONCURRENCY,
+                message_concurrency: ocrbridge::batch::DEFAULT_CONCURRENCY,
             },
         },
         reconcile: Reconcile {
@@ -304,18 +304,10 @@ async fn repeated_and_out_of_order_notices_store_one_result() {
     ]);
     let job = submitted(&w, pdf, "receipt", "receipts/acme.pdf").await;
     vendor_done(&w, &job).await;
-    let notice = |status: &str| ResultNotice {
-        job_id: job.id.clone(),
-        vendor_job_id: job.vendor_job_id.clone().unwrap(),
-        status: status.into(),
-        vendor_timestamp: None,
-        event_id: None,
-        vendor: None,
-    };
     for status in ["succeeded", "processing", "succeeded", "succeeded"] {
         w.parse
             .queue
-            .send_json(&w.s.config.results_queue_url, &notice(status))
+            .send_json(&w.s.config.results_queue_url, &notice(&job, status))
             .await
             .unwrap();
     }
@@ -323,7 +315,7 @@ async fn repeated_and_out_of_order_notices_store_one_result() {
     // And a stale `processing` after completion.
     w.parse
         .queue
-        .send_json(&w.s.config.results_queue_url, &notice("processing"))
+        .send_json(&w.s.config.results_queue_url, &notice(&job, "processing"))
         .await
         .unwrap();
     pump_results(&w).await;
@@ -362,17 +354,7 @@ async fn a_vendors_success_is_marked_ready_in_the_write_that_leases_it() {
     vendor_done(&w, &job).await;
     w.parse
         .queue
-        .send_json(
-            &w.s.config.results_queue_url,
-            &ResultNotice {
-                job_id: job.id.clone(),
-                vendor_job_id: job.vendor_job_id.clone().unwrap(),
-                status: "succeeded".into(),
-                vendor_timestamp: None,
-                event_id: None,
-                vendor: None,
-            },
-        )
+        .send_json(&w.s.config.results_queue_url, &notice(&job, "succeeded"))
         .await
         .unwrap();
     pump_results(&w).await;
@@ -513,15 +495,8 @@ async fn a_vendor_failed_job_is_failed_not_parsed() {
         .queue
         .send_json(
             &w.s.config.results_queue_url,
-            &ResultNotice {
-                job_id: job.id.clone(),
-                vendor_job_id: job.vendor_job_id.clone().unwrap(),
-                // What a careless pipeline would believe: the notice says succeeded.
-                status: "succeeded".into(),
-                vendor_timestamp: None,
-                event_id: None,
-                vendor: None,
-            },
+            // What a careless pipeline would believe: the notice says succeeded.
+            &notice(&job, "succeeded"),
         )
         .await
         .unwrap();
@@ -1019,6 +994,18 @@ async fn deliver_completion(w: &World, job: &Job, vendor_job_id: &str) {
         .await
         .unwrap();
     pump_results(w).await;
+}
+
+/// A notice naming the job's own vendor job with `status` and no event id, as reconcile sends it.
+fn notice(job: &Job, status: &str) -> ResultNotice {
+    ResultNotice {
+        job_id: job.id.clone(),
+        vendor_job_id: job.vendor_job_id.clone().unwrap(),
+        status: status.into(),
+        vendor_timestamp: None,
+        event_id: None,
+        vendor: None,
+    }
 }
 
 fn completion(job: &Job, vendor_job_id: &str) -> ResultNotice {

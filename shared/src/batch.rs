@@ -18,9 +18,8 @@
 //! dies even before that one call, that many times in a row.
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
-use std::future::Future;
-
 use futures::StreamExt;
+use std::future::Future;
 use std::time::Duration;
 
 use crate::failpoints;
@@ -306,26 +305,27 @@ fn subject_of(message: &SqsMessage) -> String {
         .unwrap_or_else(|| body.to_owned())
 }
 
-/// `MESSAGE_CONCURRENCY` (1 to 10, SQS's largest batch): how many of a batch's messages a
-/// function handles at once ([`Source::concurrency`]); `default` when unset.
+/// `MESSAGE_CONCURRENCY` (1 to 10, SQS's largest batch; [`DEFAULT_CONCURRENCY`] when unset):
+/// how many of a batch's messages submit or parse handles at once ([`Source::concurrency`]).
 pub fn concurrency_setting(
     lookup: &impl Fn(&str) -> Option<String>,
-    default: usize,
 ) -> Result<usize, crate::config::SettingError> {
     crate::config::setting(
         lookup,
         "MESSAGE_CONCURRENCY",
-        default,
+        DEFAULT_CONCURRENCY,
         "a whole number from 1 to 10",
         |n| (1..=10).contains(n),
     )
 }
 
-/// One message at a time unless a function's `MESSAGE_CONCURRENCY` says otherwise. Handling a
-/// submit batch at once measured no gain on the local stack (0.987 R at R = 10 either way,
-/// `scripts/bench-submit.sh … --submit-concurrency 1|5`), and one crash-point gate run with it
-/// on found a vendor job whose answer reached a worker unrecorded (azure/resubmit, under load;
-/// not reproduced in 132 runs of that stage since): off until that is understood.
+/// One message at a time unless a function's `MESSAGE_CONCURRENCY` says otherwise.
+/// - Submit: handling a batch at once measured no gain on the local stack (0.987 R at R = 10
+///   either way, `scripts/bench-submit.sh … --submit-concurrency 1|5`), and one crash-point gate
+///   run with it on found a vendor job whose answer reached a worker unrecorded (azure/resubmit,
+///   under load; not reproduced in 132 runs of that stage since): off until that is understood.
+/// - Parse holds a result about three times while it reads it (raw, archive, normalized), and
+///   its memory is sized for one large result at a time.
 pub const DEFAULT_CONCURRENCY: usize = 1;
 
 /// A message is started only with this much of its invocation left. A handler with less could
@@ -401,17 +401,16 @@ where
             message, queue_url, handled, source, deadline, queue, metrics, careful,
         ))
     });
-    if careful {
-        // One at a time, first deliveries first: see above.
-        for one in records {
-            failures.extend(one.await);
-        }
+    // A careful batch one at a time, first deliveries first (see above): a stream of one at a
+    // time runs them in order.
+    let at_once = if careful {
+        1
     } else {
-        let mut running =
-            futures::stream::iter(records).buffer_unordered(source.concurrency.max(1));
-        while let Some(failed) = running.next().await {
-            failures.extend(failed);
-        }
+        source.concurrency.max(1)
+    };
+    let mut running = futures::stream::iter(records).buffer_unordered(at_once);
+    while let Some(failed) = running.next().await {
+        failures.extend(failed);
     }
     let mut response = SqsBatchResponse::default();
     response.batch_item_failures = failures

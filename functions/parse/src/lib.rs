@@ -74,15 +74,10 @@ pub struct ParseConfig {
     /// `SECOND_OPINION`: per profile, the review rules that ask the route's next vendor to
     /// read the document too ([`ocrbridge::second_opinion`]).
     pub second_opinion: SecondOpinionRules,
-    /// `MESSAGE_CONCURRENCY` (default [`DEFAULT_MESSAGE_CONCURRENCY`]): a batch's notices
-    /// handled at once.
+    /// `MESSAGE_CONCURRENCY` (default 1, see `ocrbridge::batch::DEFAULT_CONCURRENCY`): a batch's
+    /// notices handled at once.
     pub message_concurrency: usize,
 }
-
-/// Parse holds a result about three times while it reads it (raw, archive, normalized), and its
-/// memory is sized for one large result at a time: a batch's notices are handled one by one
-/// unless `MESSAGE_CONCURRENCY` says otherwise.
-pub const DEFAULT_MESSAGE_CONCURRENCY: usize = 1;
 
 /// The default `VENDOR_MAX_ARCHIVE_BYTES`: 1 GiB streams within parse's timeout.
 pub const DEFAULT_MAX_ARCHIVE_BYTES: u64 = 1024 * 1024 * 1024;
@@ -117,10 +112,7 @@ impl ParseConfig {
             )?,
             date_orders: DateOrderBySource::from_lookup(&lookup)?,
             second_opinion: SecondOpinionRules::from_lookup(&lookup)?,
-            message_concurrency: ocrbridge::batch::concurrency_setting(
-                &lookup,
-                DEFAULT_MESSAGE_CONCURRENCY,
-            )?,
+            message_concurrency: ocrbridge::batch::concurrency_setting(&lookup)?,
         })
     }
 }

@@ -38,8 +38,8 @@ pub struct SubmitConfig {
     /// spending nothing) instead of each failing against a vendor that is down.
     pub breaker: Option<BreakerPolicy>,
     /// `MESSAGE_CONCURRENCY` (default 1, see `ocrbridge::batch::DEFAULT_CONCURRENCY`): a batch's
-    /// messages handled at once, so that one
-    /// waiting for its admission token or the vendor does not hold the others back.
+    /// messages handled at once, so that one waiting for its admission token or the vendor does
+    /// not hold the others back.
     pub message_concurrency: usize,
 }
 
@@ -100,11 +100,8 @@ impl SubmitConfig {
             } else {
                 None
             },
-            message_concurrency: ocrbridge::batch::concurrency_setting(
-                &lookup,
-                ocrbridge::batch::DEFAULT_CONCURRENCY,
-            )
-            .map_err(setting_error)?,
+            message_concurrency: ocrbridge::batch::concurrency_setting(&lookup)
+                .map_err(setting_error)?,
         })
     }
 }

@@ -182,6 +182,30 @@ pub const BILLABLE_REQUESTS: Goal = Goal::AtMost(18.0);
 /// The pipeline's overhead beyond the vendor's own time, p95, in ms.
 pub const OVERHEAD_P95_MS: Goal = Goal::AtMost(250.0);
 
+/// What both rate-limit benchmarks start from: the fast engine, the simulator limited to `rps`
+/// requests a second (a bucket of one second's worth), our admission at `rps`, reconcile out of
+/// the measured path, and the flags `--burst` (`VENDOR_RATE_BURST`), `--submit-concurrency` and
+/// `--parse-concurrency` (`MESSAGE_CONCURRENCY`).
+pub fn at_the_vendors_limit(flags: &Flags, rps: f64) -> crate::pipeline::PipelineOptions {
+    fn number<T: FromStr>(flags: &Flags, name: &str) -> Option<T> {
+        flags.get(name).and_then(|v| v.parse().ok())
+    }
+    crate::pipeline::PipelineOptions {
+        engine: vendor_sim::engine::EngineKind::Fast,
+        faults: vendor_sim::faults::FaultConfig {
+            rate_limit_rps: Some(rps),
+            rate_limit_burst: Some(rps),
+            ..vendor_sim::faults::FaultConfig::default()
+        },
+        vendor_rps: rps,
+        vendor_burst: number(flags, "--burst"),
+        submit_concurrency: number(flags, "--submit-concurrency"),
+        parse_concurrency: number(flags, "--parse-concurrency"),
+        reconcile_every: Duration::from_secs(3600),
+        ..crate::pipeline::PipelineOptions::default()
+    }
+}
+
 /// The simulator's `/admin/stats` (requests, submissions, faults injected, billing).
 pub async fn sim_stats(p: &crate::pipeline::Pipeline) -> Result<serde_json::Value, String> {
     reqwest::get(format!("{}/admin/stats", p.sim.base_url()))

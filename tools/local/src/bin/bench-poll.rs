@@ -22,13 +22,12 @@ use std::time::{Duration, Instant};
 use ocrbridge::aws::{local_sdk_config, AwsClients};
 use ocrbridge::vendors::select::VendorKind;
 use ocrbridge_local::bench::{
-    count, fresh_stack_with, queue_jobs, sim_stats as stats, Flags, GOODPUT, RATE_LIMITED,
+    at_the_vendors_limit, count, fresh_stack_with, queue_jobs, sim_stats as stats, Flags, GOODPUT,
+    RATE_LIMITED,
 };
 use ocrbridge_local::moto;
 use ocrbridge_local::pipeline::{Pipeline, PipelineOptions};
 use serde_json::Value;
-use vendor_sim::engine::EngineKind;
-use vendor_sim::faults::FaultConfig;
 
 #[tokio::main]
 async fn main() -> Result<(), String> {
@@ -48,26 +47,12 @@ async fn main() -> Result<(), String> {
     .await?;
     let options = PipelineOptions {
         vendor: VendorKind::Azure,
-        engine: EngineKind::Fast,
         processing_delay: processing,
-        faults: FaultConfig {
-            rate_limit_rps: Some(rps),
-            rate_limit_burst: Some(rps),
-            ..FaultConfig::default()
-        },
         vendor_rps: rps * headroom,
-        submit_concurrency: flags
-            .get("--submit-concurrency")
-            .and_then(|c| c.parse().ok()),
-        parse_concurrency: flags
-            .get("--parse-concurrency")
-            .and_then(|c| c.parse().ok()),
-        vendor_burst: flags.get("--burst").and_then(|b| b.parse().ok()),
         concurrency: flags.parse("--concurrency", 4),
         // Reconcile's safety-net polls are not part of the measured path.
-        reconcile_every: Duration::from_secs(3600),
         submitted_stale: Duration::from_secs(3600),
-        ..PipelineOptions::default()
+        ..at_the_vendors_limit(&flags, rps)
     };
     let p = Pipeline::start(clients.clone(), &stack, options).await?;
     queue_jobs(&p, docs).await?;

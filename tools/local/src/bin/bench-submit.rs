@@ -20,40 +20,22 @@ use std::time::{Duration, Instant};
 use ocrbridge::aws::{local_sdk_config, AwsClients};
 use ocrbridge::vendors::Vendor;
 use ocrbridge_local::bench::{
-    count, fresh_stack, queue_jobs, sim_stats as stats, Flags, GOODPUT, RATE_LIMITED,
+    at_the_vendors_limit, count, fresh_stack, queue_jobs, sim_stats as stats, Flags, GOODPUT,
+    RATE_LIMITED,
 };
 use ocrbridge_local::moto;
-use ocrbridge_local::pipeline::{Pipeline, PipelineOptions};
-use vendor_sim::engine::EngineKind;
-use vendor_sim::faults::FaultConfig;
+use ocrbridge_local::pipeline::Pipeline;
 
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let flags = Flags::from_env();
     let docs: usize = flags.parse("--docs", 150);
     let rps: f64 = flags.parse("--rps", 10.0);
-    let burst: Option<f64> = flags.get("--burst").and_then(|b| b.parse().ok());
     let endpoint = moto::endpoint_from_env();
     let clients = AwsClients::from_sdk_config(&local_sdk_config(&endpoint));
     let stack = fresh_stack(&clients, &endpoint, "bench-submit").await?;
-    let options = PipelineOptions {
-        engine: EngineKind::Fast,
-        faults: FaultConfig {
-            rate_limit_rps: Some(rps),
-            rate_limit_burst: Some(rps),
-            ..FaultConfig::default()
-        },
-        vendor_rps: rps,
-        submit_concurrency: flags
-            .get("--submit-concurrency")
-            .and_then(|c| c.parse().ok()),
-        parse_concurrency: flags
-            .get("--parse-concurrency")
-            .and_then(|c| c.parse().ok()),
-        vendor_burst: burst,
-        reconcile_every: Duration::from_secs(3600),
-        ..PipelineOptions::default()
-    };
+    let options = at_the_vendors_limit(&flags, rps);
+    let burst = options.vendor_burst;
     let p = Pipeline::start(clients.clone(), &stack, options).await?;
     // Submissions only: without webhooks nothing parses, so the vendor's quota is all submit's.
     reqwest::Client::new()

@@ -542,9 +542,9 @@ impl Pipeline {
         };
         // List prices, or VENDOR_PRICES from the environment, as the functions would read it.
         let prices = Prices::from_lookup(&|k| std::env::var(k).ok()).map_err(|e| e.to_string())?;
-        let concurrency = |chosen: Option<usize>, default| match chosen {
+        let concurrency = |chosen: Option<usize>| match chosen {
             Some(n) => Ok(n),
-            None => ocrbridge::batch::concurrency_setting(&|k: &str| env.get(k).cloned(), default)
+            None => ocrbridge::batch::concurrency_setting(&|k: &str| env.get(k).cloned())
                 .map_err(|e| e.to_string()),
         };
         let pipeline = Pipeline {
@@ -613,10 +613,7 @@ impl Pipeline {
                     auth_pause: Duration::from_secs(5),
                     poll,
                     breaker: options.breaker.clone(),
-                    message_concurrency: concurrency(
-                        options.submit_concurrency,
-                        ocrbridge::batch::DEFAULT_CONCURRENCY,
-                    )?,
+                    message_concurrency: concurrency(options.submit_concurrency)?,
                 },
                 budgets: budgets.clone(),
             },
@@ -639,10 +636,7 @@ impl Pipeline {
                         .map_err(|e| e.to_string())?,
                     second_opinion: SecondOpinionRules::from_lookup(|k| env.get(k).cloned())
                         .map_err(|e| e.to_string())?,
-                    message_concurrency: concurrency(
-                        options.parse_concurrency,
-                        parse::DEFAULT_MESSAGE_CONCURRENCY,
-                    )?,
+                    message_concurrency: concurrency(options.parse_concurrency)?,
                 },
             },
             reconcile: Reconcile {
