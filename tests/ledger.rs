@@ -19,6 +19,7 @@ fn new_job(content: &[u8], key: &str) -> NewJob {
     NewJob {
         channel: None,
         prepared: None,
+        prep_compute: None,
         benchmark_run: None,
         key: DocumentKey::new(&content, &profile),
         profile,

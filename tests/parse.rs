@@ -133,6 +133,7 @@ async fn submitted(w: &World, bytes: Vec<u8>, profile: &str, key: &str) -> Job {
     let new = NewJob {
         channel: None,
         prepared: None,
+        prep_compute: None,
         benchmark_run: None,
         key: DocumentKey::new(&content, &profile),
         profile,
@@ -561,6 +562,7 @@ async fn reconcile_requeues_stuck_jobs_and_expires_old_ones() {
     let new = NewJob {
         channel: None,
         prepared: None,
+        prep_compute: None,
         benchmark_run: None,
         key: DocumentKey::new(&content, &profile),
         profile,
@@ -689,6 +691,7 @@ async fn reconcile_pages_past_jobs_someone_holds() {
         let new = NewJob {
             channel: None,
             prepared: None,
+            prep_compute: None,
             benchmark_run: None,
             key: DocumentKey::new(&content, &profile),
             profile,
@@ -953,6 +956,7 @@ async fn queued(w: &World, key: &str) -> Job {
     let new = NewJob {
         channel: None,
         prepared: None,
+        prep_compute: None,
         benchmark_run: None,
         key: DocumentKey::new(&content, &profile),
         profile,

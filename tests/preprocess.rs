@@ -187,3 +187,134 @@ async fn a_photo_is_prepared_once_and_the_vendor_reads_the_copy_while_the_upload
         "{stats}"
     );
 }
+
+/// A scanner's blank back, as a JPEG.
+fn blank_back() -> Vec<u8> {
+    jpeg(&DynamicImage::ImageLuma8(degrade::blank_back(600, 800, 11)))
+}
+
+/// Issue #30: blank pages are not sent (`PREPROCESS=receipt=blank_pages`). A duplex scan of
+/// two receipts with their blank backs (4 pages) is sent as a 2-page copy, whose intake dies
+/// once after writing it: the vendor reads the copy once and bills 2 pages, the result's pages
+/// keep the upload's numbers (1 and 3), the cost is estimated and billed for 2 and the report
+/// shows 2 pages saved and the step's compute. A scan with no blank page goes as it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scans_blank_pages_are_not_sent_and_its_result_keeps_the_uploads_page_numbers() {
+    use ocrbridge::cost::{self, Spend};
+    use ocrbridge::failpoints::{self, Action};
+    use ocrbridge::job::PageMap;
+    use ocrbridge::parts::split::scanned_pdf;
+    let s = stack().await;
+    let p = Pipeline::start(
+        s.clients.clone(),
+        &s.stack,
+        PipelineOptions {
+            environment: vec![("PREPROCESS".into(), "receipt=blank_pages".into())],
+            crash_redelivery: Duration::from_secs(2),
+            ..PipelineOptions::default()
+        },
+    )
+    .await
+    .expect("the pipeline starts");
+
+    let (first, second) = (pack_receipt_bytes("000.jpg"), pack_receipt_bytes("004.jpg"));
+    let duplex = scanned_pdf(
+        &[first.clone(), blank_back(), second.clone(), blank_back()],
+        200,
+    );
+    let simplex = scanned_pdf(&[first, second], 200);
+    let ids = [
+        job_id_for(&duplex, "receipt"),
+        job_id_for(&simplex, "receipt"),
+    ];
+    failpoints::arm_more(
+        "intake.after_put_prepared",
+        &[(Action::Crash, ids[0].to_string())],
+    )
+    .unwrap();
+    s.put(
+        "receipts/duplex.pdf",
+        duplex.clone(),
+        Some("application/pdf"),
+    )
+    .await;
+    s.put(
+        "receipts/simplex.pdf",
+        simplex.clone(),
+        Some("application/pdf"),
+    )
+    .await;
+    let jobs = run_until_settled(&p, &s.ledger, &ids, Duration::from_secs(240)).await;
+    let fired = failpoints::fired_subjects();
+    failpoints::disarm_all();
+    assert!(
+        fired.contains(&("intake.after_put_prepared".into(), ids[0].to_string())),
+        "the crash never fired: the case tested nothing"
+    );
+
+    let scanned = find(&jobs, &ids[0]);
+    assert!(
+        matches!(scanned.state, JobState::Completed | JobState::NeedsReview),
+        "{scanned:#?}"
+    );
+    let copy = scanned
+        .prepared
+        .as_ref()
+        .expect("a copy without the blank pages");
+    assert_eq!(copy.action_names(), ["blank_pages"], "{copy:?}");
+    assert_eq!(
+        copy.pages,
+        Some(PageMap {
+            kept: vec![1, 3],
+            of: 4
+        })
+    );
+    let prepared = results_object(&s, &copy.key).await;
+    assert_eq!(vendor_read(&p, &scanned.id), [sha(&prepared)]);
+    let books = p.sim.sim.books(scanned.id.as_str());
+    assert_eq!(
+        books.iter().map(|b| b.pages).collect::<Vec<_>>(),
+        [2],
+        "the vendor was sent the blank pages"
+    );
+    let result: serde_json::Value = serde_json::from_slice(
+        &results_object(&s, scanned.result_key.as_deref().expect("a result")).await,
+    )
+    .unwrap();
+    let numbers: Vec<u64> = result["pages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, [1, 3], "the result's pages are not the upload's");
+    let cost = scanned.cost.as_ref().expect("a cost");
+    assert_eq!((cost.pages_estimated, cost.pages_billed), (2, Some(2)));
+    assert!(scanned.prep_compute.is_some(), "{scanned:#?}");
+
+    let plain = find(&jobs, &ids[1]);
+    assert_eq!(plain.prepared, None, "nothing was blank: {plain:#?}");
+    assert_eq!(vendor_read(&p, &plain.id), [sha(&simplex)]);
+    // Looking for blank pages was compute spent all the same.
+    assert!(plain.prep_compute.is_some(), "{plain:#?}");
+
+    let report = cost::report(&jobs);
+    let line = report.values().next().expect("a line");
+    assert_eq!(report.len(), 1, "{report:?}");
+    assert_eq!(line.pages, 4, "2 pages billed for each scan");
+    assert_eq!(line.pages_saved, 2);
+    let per_page = cost.price.expect("priced").per_page;
+    assert_eq!(line.saved, per_page * cost::Decimal::from(2));
+    let compute: cost::Decimal = jobs
+        .iter()
+        .filter_map(|j| j.prep_compute.as_ref())
+        .map(|c| c.usd)
+        .sum();
+    assert_eq!(
+        line.spend
+            .get(Spend::Preparation.as_str())
+            .copied()
+            .unwrap_or_default(),
+        compute
+    );
+}

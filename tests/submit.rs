@@ -107,6 +107,7 @@ async fn queued_job(w: &World, profile: &str) -> Job {
     let new = NewJob {
         channel: None,
         prepared: None,
+        prep_compute: None,
         benchmark_run: None,
         key: DocumentKey::new(&content, &profile),
         profile,

@@ -826,6 +826,7 @@ async fn a_held_back_completion_is_retried_on_its_own_queue() {
             &NewJob {
                 channel: None,
                 prepared: None,
+                prep_compute: None,
                 benchmark_run: None,
                 key: DocumentKey::new(&content, &profile),
                 profile,

@@ -73,6 +73,7 @@ async fn job(w: &World) -> Job {
     let new = NewJob {
         channel: None,
         prepared: None,
+        prep_compute: None,
         benchmark_run: None,
         key: DocumentKey::new(&content, &profile),
         profile,

@@ -201,7 +201,7 @@ impl JobCost {
     }
 
     /// The estimate for submitting `job` to `vendor`: the vendor's model for the job's profile,
-    /// the pages intake counted (an image, or an uninspected document, is one page).
+    /// the pages it is sent (`Job::pages_sent`).
     pub fn estimate_for(
         prices: &Prices,
         vendor: &impl crate::vendors::Vendor,
@@ -211,7 +211,7 @@ impl JobCost {
             prices,
             vendor.name(),
             &vendor.model_of(job),
-            job.inspection.pages.unwrap_or(1),
+            job.pages_sent(),
         )
     }
 
@@ -243,6 +243,66 @@ impl JobCost {
     }
 }
 
+/// Lambda's list price per GB-second (first tier, us-east-1, as of [`LIST_PRICES_AS_OF`]):
+/// x86_64 $0.0000166667, arm64 $0.0000133334.
+pub fn lambda_gb_second(arch: &str) -> Decimal {
+    match arch {
+        "aarch64" | "arm64" => Decimal::new(133_334, 10),
+        _ => Decimal::new(166_667, 10),
+    }
+}
+
+/// Compute a function spent on one document (intake's preparation: preprocessing, blank-page
+/// removal, splitting), priced when it was spent, so that a later price change does not
+/// rewrite history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Compute {
+    pub ms: u64,
+    /// The function's memory: Lambda bills GB-seconds of it.
+    pub memory_mb: u32,
+    pub arch: String,
+    pub usd: Decimal,
+}
+
+impl Compute {
+    /// `ms` of a function of `memory_mb` on `arch`, at Lambda's list price.
+    pub fn lambda(ms: u64, memory_mb: u32, arch: &str) -> Self {
+        let gb_seconds = Decimal::from(ms) * Decimal::from(memory_mb) / Decimal::from(1_024_000);
+        Compute {
+            ms,
+            memory_mb,
+            arch: arch.to_owned(),
+            usd: (gb_seconds * lambda_gb_second(arch)).round_dp(12),
+        }
+    }
+
+    /// This function's own compute of `ms`: its memory from the runtime
+    /// (`AWS_LAMBDA_FUNCTION_MEMORY_SIZE`; `default_mb` off Lambda), its architecture from the
+    /// binary.
+    pub fn here(ms: u64, default_mb: u32) -> Self {
+        let memory_mb = std::env::var("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+            .ok()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(default_mb);
+        Self::lambda(ms, memory_mb, std::env::consts::ARCH)
+    }
+
+    /// One of `n` equal shares (a split document's compute, carried by each of its parts).
+    pub fn share(&self, n: u32) -> Self {
+        let n = n.max(1);
+        Compute {
+            ms: self.ms / u64::from(n),
+            memory_mb: self.memory_mb,
+            arch: self.arch.clone(),
+            usd: (self.usd / Decimal::from(n)).round_dp(12),
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
 /// How a job's money is labelled in a report: never one average that hides failures and
 /// duplicates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -263,10 +323,13 @@ pub enum Spend {
     /// A second vendor's reading of a result that would have gone to review
     /// (`second_opinion`): paid on top of the first, never in the per-document average.
     SecondPass,
+    /// Intake's compute preparing documents (preprocessing, blank pages, splitting), at
+    /// Lambda's price: AWS's money, not the vendor's, shown beside what it saved.
+    Preparation,
 }
 
 impl Spend {
-    pub const ALL: [Spend; 7] = [
+    pub const ALL: [Spend; 8] = [
         Spend::Billed,
         Spend::FailedBilled,
         Spend::InFlight,
@@ -274,6 +337,7 @@ impl Spend {
         Spend::Retried,
         Spend::Benchmark,
         Spend::SecondPass,
+        Spend::Preparation,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -285,6 +349,7 @@ impl Spend {
             Spend::Retried => "retried",
             Spend::Benchmark => "benchmark",
             Spend::SecondPass => "second_pass",
+            Spend::Preparation => "preparation",
         }
     }
 }
@@ -302,6 +367,10 @@ pub struct CostLine {
     pub duplicate_jobs: u64,
     /// Jobs with no price for their vendor and model.
     pub unpriced: u64,
+    /// Pages the vendor was not sent (blank pages removed by preprocessing), and what they
+    /// would have cost at each job's price: money not spent, so not in any total.
+    pub pages_saved: u64,
+    pub saved: Decimal,
 }
 
 impl CostLine {
@@ -428,6 +497,16 @@ fn report_keyed<'a, K: Ord>(
     for job in jobs {
         let Some(cost) = &job.cost else { continue };
         let line = lines.entry(key(job, cost)).or_default();
+        if let Some(compute) = &job.prep_compute {
+            line.add(Spend::Preparation, compute.usd);
+        }
+        if let Some(map) = job.prepared.as_ref().and_then(|p| p.pages.as_ref()) {
+            line.pages_saved += u64::from(map.removed());
+            line.saved += cost
+                .price
+                .map(|p| p.per_page * Decimal::from(map.removed()))
+                .unwrap_or_default();
+        }
         if cost.price.is_none() {
             line.unpriced += 1;
         }

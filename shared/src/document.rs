@@ -318,6 +318,53 @@ impl Document {
         Ok(value)
     }
 
+    /// Gives every page its number in another numbering (`number(old)`), wherever a page is
+    /// named: pages, tables, key-values, fields, and the line and block ids that start with
+    /// their page (`p7-l3`, as the simulator's and the twins' do; a vendor's own ids, like
+    /// Textract's UUIDs, are kept). Used where the vendor read pages that are not the upload's
+    /// (`parts::merge`'s offsets, a prepared copy's [`crate::job::PageMap`]).
+    pub fn renumber_pages(&mut self, number: impl Fn(u32) -> u32) -> Result<(), serde_json::Error> {
+        let renames: Vec<(String, String)> = self
+            .pages
+            .iter()
+            .map(|p| (format!("p{}-", p.number), format!("p{}-", number(p.number))))
+            .collect();
+        let rename = |id: &mut String| {
+            if let Some((from, to)) = renames
+                .iter()
+                .find(|(from, _)| id.starts_with(from.as_str()))
+            {
+                *id = format!("{to}{}", &id[from.len()..]);
+            }
+        };
+        for page in &mut self.pages {
+            page.number = number(page.number);
+            for block in &mut page.blocks {
+                rename(&mut block.id);
+                for line in &mut block.lines {
+                    rename(&mut line.id);
+                }
+            }
+        }
+        self.reading_order.iter_mut().for_each(rename);
+        self.tables.iter_mut().for_each(|t| t.page = number(t.page));
+        self.key_values
+            .iter_mut()
+            .for_each(|kv| kv.page = number(kv.page));
+        let mut fields = serde_json::to_value(&self.fields)?;
+        if let Some(map) = fields.as_object_mut() {
+            for value in map.values_mut() {
+                if let Some(page) = value.get_mut("page") {
+                    if let Some(n) = page.as_u64().and_then(|n| u32::try_from(n).ok()) {
+                        *page = Value::from(number(n));
+                    }
+                }
+            }
+        }
+        self.fields = serde_json::from_value(fields)?;
+        Ok(())
+    }
+
     pub fn lines(&self) -> impl Iterator<Item = (u32, &Line)> {
         self.pages.iter().flat_map(|p| {
             p.blocks

@@ -602,6 +602,80 @@ pub struct PreparedCopy {
     pub key: String,
     /// What was done, oldest first, as `action: detail` (`preprocess::Applied::to_record`).
     pub actions: Vec<String>,
+    /// Set when the copy holds fewer pages than the upload (blank pages removed): which of the
+    /// upload's pages it holds, so that a result's pages get the upload's numbers back.
+    pub pages: Option<PageMap>,
+}
+
+/// The upload's pages a prepared PDF holds, in order (`preprocess::blank_pages`): page `n` of
+/// the copy is the upload's page `kept[n - 1]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageMap {
+    pub kept: Vec<u32>,
+    /// The upload's pages.
+    pub of: u32,
+}
+
+impl PageMap {
+    /// The upload's number of the copy's page `n` (from 1). A page past the copy's (which a
+    /// vendor should never return) keeps its number past the upload's last.
+    pub fn upload_page(&self, n: u32) -> u32 {
+        match n.checked_sub(1).and_then(|i| self.kept.get(i as usize)) {
+            Some(page) => *page,
+            None => self.of + n.saturating_sub(self.sent()),
+        }
+    }
+
+    /// Pages the vendor is sent.
+    pub fn sent(&self) -> u32 {
+        u32::try_from(self.kept.len()).unwrap_or(u32::MAX)
+    }
+
+    /// Pages the vendor is not sent (and does not bill).
+    pub fn removed(&self) -> u32 {
+        self.of.saturating_sub(self.sent())
+    }
+
+    /// `1-3,5,7-9 of 10`, as the job stores it: runs, so a long document's map stays small.
+    pub fn to_record(&self) -> String {
+        let mut runs: Vec<String> = Vec::new();
+        let mut pages = self.kept.iter().copied().peekable();
+        while let Some(first) = pages.next() {
+            let mut last = first;
+            while pages.peek() == Some(&(last + 1)) {
+                last += 1;
+                pages.next();
+            }
+            runs.push(if first == last {
+                first.to_string()
+            } else {
+                format!("{first}-{last}")
+            });
+        }
+        format!("{} of {}", runs.join(","), self.of)
+    }
+
+    pub fn parse(record: &str) -> Option<PageMap> {
+        let (runs, of) = record.rsplit_once(" of ")?;
+        let mut kept = Vec::new();
+        for run in runs.split(',').filter(|r| !r.is_empty()) {
+            let (first, last) = match run.split_once('-') {
+                Some((a, b)) => (a.parse().ok()?, b.parse().ok()?),
+                None => {
+                    let page = run.parse().ok()?;
+                    (page, page)
+                }
+            };
+            if first > last || kept.last().is_some_and(|l| *l >= first) {
+                return None;
+            }
+            kept.extend(first..=last);
+        }
+        Some(PageMap {
+            kept,
+            of: of.parse().ok()?,
+        })
+    }
 }
 
 impl PreparedCopy {
@@ -701,6 +775,8 @@ pub struct Job {
     pub second_opinion: Option<crate::second_opinion::SecondOpinion>,
     /// The copy the vendor is sent instead of the upload, when preprocessing changed it.
     pub prepared: Option<PreparedCopy>,
+    /// What preparing it (preprocessing, blank pages, splitting) cost in intake's compute.
+    pub prep_compute: Option<crate::cost::Compute>,
     /// Set on a document split into parts (`InParts` until the last is parsed).
     pub parts: Option<Parts>,
     /// Set on a part's job.
@@ -739,6 +815,16 @@ impl StateChange {
 }
 
 impl Job {
+    /// The pages the vendor reads (and bills): the prepared copy's when blank pages were
+    /// removed, else the upload's as intake counted them (an image, or an uninspected
+    /// document, is one page).
+    pub fn pages_sent(&self) -> u32 {
+        match self.prepared.as_ref().and_then(|p| p.pages.as_ref()) {
+            Some(map) => map.sent(),
+            None => self.inspection.pages.unwrap_or(1),
+        }
+    }
+
     /// The reason, if the job is `Failed` or `Held` for one an operator can retry.
     pub fn retryable_reason(&self) -> Option<&Reason> {
         match self.state {
@@ -765,12 +851,33 @@ pub struct NewJob {
     pub channel: Option<String>,
     /// The copy preprocessing made for the vendor, already written, if it changed anything.
     pub prepared: Option<PreparedCopy>,
+    /// What preparing it cost in intake's compute, whether or not a copy came of it.
+    pub prep_compute: Option<crate::cost::Compute>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use JobState::*;
+
+    #[test]
+    fn a_page_map_round_trips_as_runs_and_maps_back() {
+        let map = PageMap {
+            kept: vec![1, 2, 3, 5, 7, 8, 9],
+            of: 10,
+        };
+        assert_eq!(map.to_record(), "1-3,5,7-9 of 10");
+        assert_eq!(PageMap::parse(&map.to_record()), Some(map.clone()));
+        assert_eq!((map.sent(), map.removed()), (7, 3));
+        assert_eq!(
+            (1..=7).map(|n| map.upload_page(n)).collect::<Vec<_>>(),
+            [1, 2, 3, 5, 7, 8, 9]
+        );
+        assert_eq!(map.upload_page(8), 11);
+        for bad in ["1-3", "3-1 of 4", "2,1 of 4", "x of 4", "1 of y"] {
+            assert_eq!(PageMap::parse(bad), None, "{bad}");
+        }
+    }
 
     /// The full matrix, written out independently of `can_transition_to`, so a change to the
     /// table has to be made twice on purpose.

@@ -34,6 +34,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use ocrbridge::batch::{self, Failure, Source};
 use ocrbridge::blob::{Blob, BlobError, ObjectHead, ObjectRef, BENCHMARK_RUN_METADATA};
 use ocrbridge::config::StackConfig;
+use ocrbridge::cost::Compute;
 use ocrbridge::failpoints;
 use ocrbridge::inspect::{self, Declared, QualityAction, RejectCode, Rejection};
 use ocrbridge::job::{
@@ -52,6 +53,10 @@ use tracing::{field, info, info_span, warn, Instrument};
 
 pub use config::IntakeConfig;
 use event::{Notification, ObjectCreated};
+
+/// Intake's memory when it works on content (the template's `IntakeWorksOnContent`), for
+/// pricing its compute where the runtime does not say (`cost::Compute::here`).
+const CONTENT_MEMORY_MB: u32 = 1769;
 
 /// Tags intake sets on uploaded objects. Other tags are kept.
 pub const TAG_JOB_ID: &str = "ocrbridge-job-id";
@@ -274,22 +279,28 @@ impl Intake {
                 .and_then(|pages| Plan::for_document(pages, self.config.part_pages)),
             _ => None,
         };
+        let mut prep_compute = None;
         if let Some(plan) = &plan {
-            if let Err(rejection) = self.split(&object, plan, &key.job_id()).await? {
-                validated.verdict = Err(rejection);
+            match self.split(&object, plan, &key.job_id()).await? {
+                Ok(compute) => prep_compute = Some(compute),
+                Err(rejection) => validated.verdict = Err(rejection),
             }
         }
         let plan = plan.filter(|_| validated.verdict.is_ok());
         let prepared = match &validated.verdict {
             Ok(()) if plan.is_none() => {
-                self.prepare(&object, &validated.inspection, &profile, &key.job_id())
-                    .await?
+                let (prepared, compute) = self
+                    .prepare(&object, &validated.inspection, &profile, &key.job_id())
+                    .await?;
+                prep_compute = compute;
+                prepared
             }
             _ => None,
         };
         let new = NewJob {
             key,
             prepared,
+            prep_compute,
             channel: Some(self.config.sources.source_of(
                 &object.key,
                 head.source.as_deref(),
@@ -397,31 +408,49 @@ impl Intake {
         Ok(outcome)
     }
 
-    /// The copy of an accepted image the vendor is sent (`ocrbridge::preprocess`), written to
-    /// `prepared/<job>/<name>` in the results bucket before the job that names it is created.
-    /// The bytes are a function of the upload's, so a redelivery writes the same copy again.
-    /// An image that cannot be prepared goes as it is, the reason logged and counted.
+    /// The copy of an accepted document the vendor is sent (`ocrbridge::preprocess`): an image
+    /// cleaned up, or a PDF without its blank pages. It is written to `prepared/<job>/<name>`
+    /// in the results bucket before the job that names it is created. The bytes are a function
+    /// of the upload's, so a redelivery writes the same copy again. A document that cannot be
+    /// prepared goes as it is, the reason logged and counted. Returns the copy, if one was
+    /// made, and the compute spent looking, whether or not it was.
     async fn prepare(
         &self,
         object: &ObjectRef,
         inspection: &ocrbridge::job::Inspection,
         profile: &Profile,
         job_id: &JobId,
-    ) -> Result<Option<PreparedCopy>, IntakeError> {
+    ) -> Result<(Option<PreparedCopy>, Option<Compute>), IntakeError> {
         let actions = self.config.preprocess.actions_for(profile);
-        let Some(file_type) = inspection.file_type.filter(|t| t.is_image()) else {
-            return Ok(None);
+        let Some(file_type) = inspection.file_type else {
+            return Ok((None, None));
         };
-        if actions.is_empty() {
-            return Ok(None);
+        let blank_pages = file_type == inspect::FileType::Pdf
+            && actions.contains(&preprocess::Action::BlankPages);
+        let image_actions = file_type.is_image() && !actions.is_empty();
+        if !image_actions && !blank_pages {
+            return Ok((None, None));
         }
         let Some(bytes) = self.blob.get(object).await? else {
-            return Ok(None);
+            return Ok((None, None));
         };
         let (actions, limits) = (actions.to_vec(), self.config.preprocess.limits);
         let started = Instant::now();
         let result = tokio::task::spawn_blocking(move || {
-            preprocess::prepare(&bytes, file_type, &actions, &limits)
+            if blank_pages {
+                preprocess::blank_pages::remove(&bytes, &limits).map(|stripped| {
+                    stripped.map(|s| {
+                        let applied = preprocess::Applied {
+                            action: preprocess::Action::BlankPages,
+                            detail: s.detail(),
+                        };
+                        (s.bytes, vec![applied], Some(s.map))
+                    })
+                })
+            } else {
+                preprocess::prepare(&bytes, file_type, &actions, &limits)
+                    .map(|p| p.map(|p| (p.bytes, p.applied, None)))
+            }
         })
         .await
         .unwrap_or_else(|e| {
@@ -429,9 +458,13 @@ impl Intake {
                 "the step panicked: {e}"
             )))
         });
-        let prepared = match result {
+        let compute = Some(Compute::here(
+            started.elapsed().as_millis() as u64,
+            CONTENT_MEMORY_MB,
+        ));
+        let (bytes, applied, pages) = match result {
             Ok(Some(prepared)) => prepared,
-            Ok(None) => return Ok(None),
+            Ok(None) => return Ok((None, compute)),
             Err(e) => {
                 warn!(code = e.code(), reason = %e, "not preprocessed; the upload goes as it is");
                 self.metrics.count(
@@ -439,7 +472,7 @@ impl Intake {
                     &[&format!("skipped_{}", e.code()), profile.as_str()],
                     &[("job_id", job_id.as_str())],
                 );
-                return Ok(None);
+                return Ok((None, compute));
             }
         };
         let name = object.key.rsplit('/').next().unwrap_or("document");
@@ -452,17 +485,20 @@ impl Intake {
             "intake.before_put_prepared",
             "intake.after_put_prepared",
             job_id.as_str(),
-            self.blob
-                .put(&copy, prepared.bytes, prepared.file_type.mime(), None),
+            self.blob.put(&copy, bytes, file_type.mime(), None),
         )
         .await?;
-        let actions: Vec<String> = prepared.applied.iter().map(|a| a.to_record()).collect();
+        let actions: Vec<String> = applied.iter().map(|a| a.to_record()).collect();
         info!(prepared = %copy.key, actions = ?actions, ms = started.elapsed().as_millis() as u64, "prepared a copy for the vendor");
-        Ok(Some(PreparedCopy {
-            bucket: copy.bucket,
-            key: copy.key,
-            actions,
-        }))
+        Ok((
+            Some(PreparedCopy {
+                bucket: copy.bucket,
+                key: copy.key,
+                actions,
+                pages,
+            }),
+            compute,
+        ))
     }
 
     /// Cuts a PDF past the vendor's page limit into `plan`'s parts and writes each to
@@ -475,7 +511,7 @@ impl Intake {
         object: &ObjectRef,
         plan: &Plan,
         job_id: &JobId,
-    ) -> Result<Result<(), Rejection>, IntakeError> {
+    ) -> Result<Result<Compute, Rejection>, IntakeError> {
         let Some(bytes) = self.blob.get(object).await? else {
             return Ok(Err(Rejection::new(
                 RejectCode::PdfUnsplittable,
@@ -517,6 +553,8 @@ impl Intake {
                 "the step panicked: {e}"
             )))
         });
+        // The cutting and the writes overlap: the step's time is the function's time.
+        let compute = Compute::here(started.elapsed().as_millis() as u64, CONTENT_MEMORY_MB);
         stored?;
         if let Err(e) = cut {
             warn!(reason = %e, "a PDF past the page limit could not be split");
@@ -534,7 +572,7 @@ impl Intake {
             ms = started.elapsed().as_millis() as u64,
             "split into parts past the page limit"
         );
-        Ok(Ok(()))
+        Ok(Ok(compute))
     }
 
     /// Creates and queues each part of a split document as a job of its own (intake's order:
@@ -556,13 +594,17 @@ impl Intake {
                     first + pages - 1,
                     plan.pages
                 )],
+                pages: None,
             };
+            // The split's compute is billed through the parts (the document has no vendor
+            // cost of its own, and a cost report sums jobs with one): each carries its share.
+            let share = job.prep_compute.as_ref().map(|c| c.share(parts.count));
             let created = failpoints::around(
                 "intake.before_create_part",
                 "intake.after_create_part",
                 job.id.as_str(),
                 self.ledger
-                    .create_part(job, &plan, index, copy, UnixMillis::now()),
+                    .create_part(job, &plan, index, copy, share, UnixMillis::now()),
             )
             .await?;
             let part = created.job();

@@ -923,6 +923,15 @@ impl<V: Vendor> Parse<V> {
                     .await
             }
         };
+        // The vendor read the prepared copy; a copy without the upload's blank pages numbers
+        // its pages its own way, and the result speaks of the upload's.
+        if let Some(map) = job.prepared.as_ref().and_then(|p| p.pages.as_ref()) {
+            if let Err(e) = normalized.document.renumber_pages(|n| map.upload_page(n)) {
+                return self
+                    .fail(&lease, &job, "unusable_payload", e.to_string())
+                    .await;
+            }
+        }
         for drift in &normalized.drift {
             self.metrics.count(
                 metrics::SCHEMA_DRIFT,

@@ -29,6 +29,8 @@
 //! | `resubmit_approved` | BOOL | an operator accepted the risk of a second submission         |
 //! | `orphan_vendor_jobs` | SS | other vendor jobs for this document (each was billed)          |
 //! | `prepared_bucket`, `prepared_key`, `prepared_actions` | S, S, L | the copy preprocessing made for the vendor, and what it did |
+//! | `prepared_pages` | S    | the upload's pages the copy holds, when blank pages were removed (`1-3,5 of 6`) |
+//! | `prep_compute`   | S    | intake's compute preparing the document (JSON `cost::Compute`)  |
 //! | `part_count`, `part_pages`, `part_results` | N, N, M | a document split into parts: how many, pages each, each parsed part's result key by index |
 //! | `part_of`, `part_index`, `part_first_page` (and `part_count`) | S, N, N | a part's job: the document's job, its index (from 0), its first page (from 1) |
 //!
@@ -117,6 +119,10 @@ pub mod attr {
     pub const PREPARED_BUCKET: &str = "prepared_bucket";
     pub const PREPARED_KEY: &str = "prepared_key";
     pub const PREPARED_ACTIONS: &str = "prepared_actions";
+    /// The upload's pages a prepared PDF holds (`job::PageMap::to_record`).
+    pub const PREPARED_PAGES: &str = "prepared_pages";
+    /// Intake's compute preparing the document (JSON `cost::Compute`).
+    pub const PREP_COMPUTE: &str = "prep_compute";
     /// A split document's, and each of its parts' (`parts`): how many parts.
     pub const PART_COUNT: &str = "part_count";
     /// A split document: pages per part.
@@ -330,8 +336,27 @@ pub fn job_from_item(item: &Item) -> Result<Job, MalformedItem> {
                     }
                     _ => Vec::new(),
                 },
+                pages: opt_s(item, attr::PREPARED_PAGES)?
+                    .map(|r| {
+                        crate::job::PageMap::parse(&r).ok_or_else(|| {
+                            MalformedItem(format!(
+                                "attribute {} is {r:?}, not a page map",
+                                attr::PREPARED_PAGES
+                            ))
+                        })
+                    })
+                    .transpose()?,
             }),
             _ => None,
+        },
+        prep_compute: match opt_s(item, attr::PREP_COMPUTE)? {
+            None => None,
+            Some(json) => Some(serde_json::from_str(&json).map_err(|e| {
+                MalformedItem(format!(
+                    "attribute {} is not a compute record: {e}",
+                    attr::PREP_COMPUTE
+                ))
+            })?),
         },
         parts: parts_from_item(item)?,
         part_of: match opt_s(item, attr::PART_OF)? {

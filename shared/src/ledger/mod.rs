@@ -306,11 +306,13 @@ impl Ledger {
         plan: &crate::parts::Plan,
         index: u32,
         copy: crate::job::PreparedCopy,
+        prep_compute: Option<crate::cost::Compute>,
         now: UnixMillis,
     ) -> Result<Created, LedgerError> {
         let (first_page, pages) = plan.part(index);
-        let mut item = new_job_item(
-            &derived_job(
+        let new = NewJob {
+            prep_compute,
+            ..derived_job(
                 parent,
                 crate::parts::part_key(&parent.id, index),
                 crate::job::Inspection {
@@ -318,9 +320,9 @@ impl Ledger {
                     ..parent.inspection.clone()
                 },
                 Some(copy),
-            )?,
-            now,
-        );
+            )?
+        };
+        let mut item = new_job_item(&new, now);
         item.insert(attr::PART_OF.to_owned(), s(parent.id.as_str()));
         item.insert(attr::PART_INDEX.to_owned(), n(u64::from(index)));
         item.insert(attr::PART_COUNT.to_owned(), n(u64::from(plan.count())));
@@ -821,6 +823,7 @@ fn derived_job(
         benchmark_run: parent.benchmark_run.clone(),
         channel: parent.channel.clone(),
         prepared,
+        prep_compute: None,
     })
 }
 
@@ -867,6 +870,12 @@ fn new_job_item(new: &NewJob, now: UnixMillis) -> Item {
             attr::PREPARED_ACTIONS.to_owned(),
             AttributeValue::L(copy.actions.iter().map(s).collect()),
         );
+        if let Some(map) = &copy.pages {
+            item.insert(attr::PREPARED_PAGES.to_owned(), s(map.to_record()));
+        }
+    }
+    if let Some(compute) = &new.prep_compute {
+        item.insert(attr::PREP_COMPUTE.to_owned(), s(compute.to_json()));
     }
     item
 }

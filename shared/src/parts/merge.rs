@@ -26,49 +26,14 @@ pub fn merge(parent: &str, parts: Vec<(u32, Document)>) -> Result<Document, serd
     let mut vendor: Option<VendorInfo> = None;
     let mut language = None;
     let mut vendor_jobs = Vec::new();
-    for (first_page, part) in parts {
+    for (first_page, mut part) in parts {
         let offset = first_page.saturating_sub(1);
-        let renames: Vec<(String, String)> = part
-            .pages
-            .iter()
-            .map(|p| {
-                (
-                    format!("p{}-", p.number),
-                    format!("p{}-", p.number + offset),
-                )
-            })
-            .collect();
-        let rename = |id: &str| -> String {
-            renames
-                .iter()
-                .find(|(from, _)| id.starts_with(from.as_str()))
-                .map_or_else(
-                    || id.to_owned(),
-                    |(from, to)| format!("{to}{}", &id[from.len()..]),
-                )
-        };
-        for mut page in part.pages {
-            page.number += offset;
-            for block in &mut page.blocks {
-                block.id = rename(&block.id);
-                for line in &mut block.lines {
-                    line.id = rename(&line.id);
-                }
-            }
-            pages.push(page);
-        }
-        reading_order.extend(part.reading_order.iter().map(|id| rename(id)));
-        tables.extend(part.tables.into_iter().map(|mut t| {
-            t.page += offset;
-            t
-        }));
-        key_values.extend(part.key_values.into_iter().map(|mut kv| {
-            kv.page += offset;
-            kv
-        }));
-        let mut value = serde_json::to_value(&part.fields)?;
-        shift_field_pages(&mut value, offset);
-        fields.push(value);
+        part.renumber_pages(|n| n + offset)?;
+        pages.extend(part.pages);
+        reading_order.extend(part.reading_order);
+        tables.extend(part.tables);
+        key_values.extend(part.key_values);
+        fields.push(serde_json::to_value(&part.fields)?);
         vendor_jobs.push(part.vendor.job_id.clone());
         vendor.get_or_insert(part.vendor);
         if language.is_none() {
@@ -94,20 +59,6 @@ pub fn merge(parent: &str, parts: Vec<(u32, Document)>) -> Result<Document, serd
         fields: serde_json::from_value(merge_fields(fields))?,
         language,
     })
-}
-
-/// Moves the `page` of every field in a serialized [`Fields`] by `offset`.
-fn shift_field_pages(fields: &mut Value, offset: u32) {
-    let Some(map) = fields.as_object_mut() else {
-        return;
-    };
-    for value in map.values_mut() {
-        if let Some(page) = value.get_mut("page") {
-            if let Some(n) = page.as_u64() {
-                *page = Value::from(n + u64::from(offset));
-            }
-        }
-    }
 }
 
 /// The first non-null value of each field in part order; line items concatenated.

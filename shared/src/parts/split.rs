@@ -66,40 +66,62 @@ pub fn split_each(
     plan: &Plan,
     mut each: impl FnMut(Vec<u8>) -> bool,
 ) -> Result<(), SplitError> {
-    let mut doc = Document::load_mem(pdf).map_err(|e| SplitError::Unreadable(e.to_string()))?;
-    if doc.is_encrypted() {
-        return Err(SplitError::Encrypted);
-    }
-    let pages: Vec<ObjectId> = doc.get_pages().into_values().collect();
-    let found = u32::try_from(pages.len()).unwrap_or(u32::MAX);
+    let opened = Opened::load(pdf)?;
+    let found = u32::try_from(opened.pages.len()).unwrap_or(u32::MAX);
     if found != plan.pages {
         return Err(SplitError::PageCount {
             found,
             expected: plan.pages,
         });
     }
-    for page in &pages {
-        inherit(&mut doc, *page)?;
-    }
-    let root = doc
-        .catalog()
-        .and_then(|c| c.get(b"Pages"))
-        .and_then(Object::as_reference)
-        .map_err(|e| SplitError::Malformed(format!("no /Pages in the catalog: {e}")))?;
-    if let Ok(catalog) = doc.catalog_mut() {
-        for key in DROPPED_FROM_CATALOG {
-            catalog.remove(key);
-        }
-    }
     for index in 0..plan.count() {
         let (first, count) = plan.part(index);
         let start = (first - 1) as usize;
-        let chosen = &pages[start..start + count as usize];
-        if !each(write_part(&doc, root, chosen)?) {
+        let chosen = &opened.pages[start..start + count as usize];
+        if !each(opened.write_part(chosen)?) {
             break;
         }
     }
     Ok(())
+}
+
+/// A PDF opened to be cut: every page carries what it inherits, and the catalog no longer
+/// points at pages (outlines, destinations, …), so any subset of pages can be written alone.
+pub(crate) struct Opened {
+    pub doc: Document,
+    /// The page objects, in page order.
+    pub pages: Vec<ObjectId>,
+    /// The page tree's root.
+    root: ObjectId,
+}
+
+impl Opened {
+    pub fn load(pdf: &[u8]) -> Result<Opened, SplitError> {
+        let mut doc = Document::load_mem(pdf).map_err(|e| SplitError::Unreadable(e.to_string()))?;
+        if doc.is_encrypted() {
+            return Err(SplitError::Encrypted);
+        }
+        let pages: Vec<ObjectId> = doc.get_pages().into_values().collect();
+        for page in &pages {
+            inherit(&mut doc, *page)?;
+        }
+        let root = doc
+            .catalog()
+            .and_then(|c| c.get(b"Pages"))
+            .and_then(Object::as_reference)
+            .map_err(|e| SplitError::Malformed(format!("no /Pages in the catalog: {e}")))?;
+        if let Ok(catalog) = doc.catalog_mut() {
+            for key in DROPPED_FROM_CATALOG {
+                catalog.remove(key);
+            }
+        }
+        Ok(Opened { doc, pages, root })
+    }
+
+    /// A document of `chosen` pages alone, in the order given.
+    pub fn write_part(&self, chosen: &[ObjectId]) -> Result<Vec<u8>, SplitError> {
+        write_part(&self.doc, self.root, chosen)
+    }
 }
 
 /// One part: a document of the objects reachable from its catalog, its page tree's root (now
@@ -262,6 +284,78 @@ pub fn text_pdf(pages: &[Vec<String>]) -> Vec<u8> {
             "Resources" => resources,
             "MediaBox" => vec![0.into(), 0.into(), 612.into(), 792.into()],
         }),
+    );
+    let catalog = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
+    doc.trailer.set("Root", catalog);
+    let mut bytes = Vec::new();
+    // Writing to a Vec cannot fail.
+    let _ = doc.save_to(&mut bytes);
+    bytes
+}
+
+/// A PDF of scanned pages, one JPEG a page drawn over the whole page at `dpi`, as scanners
+/// write them: for tests and the local tools (the A/B pack's `blank_page` variant). A JPEG
+/// whose header cannot be read gets an empty page.
+pub fn scanned_pdf(jpegs: &[Vec<u8>], dpi: u32) -> Vec<u8> {
+    use lopdf::content::{Content, Operation};
+    use lopdf::dictionary;
+    let mut doc = Document::with_version("1.5");
+    let pages_id = doc.new_object_id();
+    let mut kids = Vec::new();
+    let points = |pixels: u32| f64::from(pixels) * 72.0 / f64::from(dpi.max(1));
+    for jpeg in jpegs {
+        let header =
+            image::ImageReader::with_format(std::io::Cursor::new(jpeg), image::ImageFormat::Jpeg)
+                .into_decoder()
+                .map(|d| {
+                    use image::ImageDecoder;
+                    (d.dimensions(), d.color_type().has_color())
+                });
+        let Ok(((width, height), colour)) = header else {
+            let page = doc.add_object(dictionary! { "Type" => "Page", "Parent" => pages_id });
+            kids.push(Object::Reference(page));
+            continue;
+        };
+        let image = doc.add_object(lopdf::Stream::new(
+            dictionary! {
+                "Type" => "XObject",
+                "Subtype" => "Image",
+                "Width" => i64::from(width),
+                "Height" => i64::from(height),
+                "ColorSpace" => if colour { "DeviceRGB" } else { "DeviceGray" },
+                "BitsPerComponent" => 8,
+                "Filter" => "DCTDecode",
+            },
+            jpeg.clone(),
+        ));
+        let (w, h) = (points(width), points(height));
+        let content = Content {
+            operations: vec![
+                Operation::new("q", vec![]),
+                Operation::new(
+                    "cm",
+                    vec![w.into(), 0.into(), 0.into(), h.into(), 0.into(), 0.into()],
+                ),
+                Operation::new("Do", vec!["Im0".into()]),
+                Operation::new("Q", vec![]),
+            ],
+        }
+        .encode()
+        .unwrap_or_default();
+        let stream = doc.add_object(lopdf::Stream::new(dictionary! {}, content));
+        let page = doc.add_object(dictionary! {
+            "Type" => "Page",
+            "Parent" => pages_id,
+            "Contents" => stream,
+            "MediaBox" => vec![0.into(), 0.into(), w.into(), h.into()],
+            "Resources" => dictionary! { "XObject" => dictionary! { "Im0" => image } },
+        });
+        kids.push(Object::Reference(page));
+    }
+    let count = i64::try_from(kids.len()).unwrap_or(i64::MAX);
+    doc.objects.insert(
+        pages_id,
+        Object::Dictionary(dictionary! { "Type" => "Pages", "Kids" => kids, "Count" => count }),
     );
     let catalog = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
     doc.trailer.set("Root", catalog);

@@ -17,14 +17,28 @@ pub enum Variant {
     Border,
     /// Half the pixels on each side.
     Downscaled,
+    /// Scanned duplex: the page, then its blank back, as a two-page PDF at [`SCAN_DPI`].
+    BlankPage,
 }
 
+/// A degraded variant: pixels in the document's own format, or a PDF.
+#[derive(Debug, Clone)]
+pub enum Degraded {
+    Image(DynamicImage),
+    Pdf(Vec<u8>),
+}
+
+/// The resolution a variant PDF's pages are laid out at: the simulator rasterizes PDF pages at
+/// 150 dpi too, so the vendor reads the page at its own pixels.
+pub const SCAN_DPI: u32 = 150;
+
 impl Variant {
-    pub const ALL: [Variant; 4] = [
+    pub const ALL: [Variant; 5] = [
         Variant::Rotated,
         Variant::LowContrast,
         Variant::Border,
         Variant::Downscaled,
+        Variant::BlankPage,
     ];
 
     pub fn name(self) -> &'static str {
@@ -33,6 +47,7 @@ impl Variant {
             Variant::LowContrast => "low_contrast",
             Variant::Border => "border",
             Variant::Downscaled => "downscaled",
+            Variant::BlankPage => "blank_page",
         }
     }
 
@@ -42,8 +57,8 @@ impl Variant {
 
     /// The variant of `image`; `seed` (the document's index) picks the turn, so the pack is the
     /// same every time it is made.
-    pub fn apply(self, image: &DynamicImage, seed: u64) -> DynamicImage {
-        match self {
+    pub fn apply(self, image: &DynamicImage, seed: u64) -> Result<Degraded, super::PrepareError> {
+        Ok(Degraded::Image(match self {
             Variant::Rotated => rotated(image, turn_for(seed)),
             Variant::LowContrast => low_contrast(image),
             Variant::Border => border(image),
@@ -52,8 +67,29 @@ impl Variant {
                 (image.height() / 2).max(1),
                 image::imageops::FilterType::Triangle,
             ),
-        }
+            Variant::BlankPage => {
+                let back = blank_back(image.width(), image.height(), seed);
+                let jpeg = |i: &DynamicImage| super::encode(i, crate::inspect::FileType::Jpeg);
+                return Ok(Degraded::Pdf(crate::parts::split::scanned_pdf(
+                    &[jpeg(image)?, jpeg(&DynamicImage::ImageLuma8(back))?],
+                    SCAN_DPI,
+                )));
+            }
+        }))
     }
+}
+
+/// The back of a one-sided page as a scanner sees it: paper grey with grain, and a few specks
+/// of dust. `seed` varies the grain.
+pub fn blank_back(width: u32, height: u32, seed: u64) -> GrayImage {
+    let mut state = (seed as u32) | 1;
+    GrayImage::from_fn(width, height, |x, y| {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        let speck = x % 211 == 9 && y % 263 == 17;
+        Luma([if speck { 45 } else { 226 + (state % 18) as u8 }])
+    })
 }
 
 /// 3°..15° in steps of 0.5°, the sign alternating with the seed.

@@ -12,6 +12,7 @@
 //! Pure Rust (the `image` crate's PNG and JPEG codecs): it runs in the Lambda runtime as it is.
 //! Memory is bounded by [`Limits::max_pixels`]: a larger image is passed on as it is.
 
+pub mod blank_pages;
 pub mod crop;
 pub mod degrade;
 pub mod deskew;
@@ -41,15 +42,19 @@ pub enum Action {
     Deskew,
     /// Stretch a faded or grey page's levels to the full range.
     Contrast,
+    /// Leave a PDF's blank pages out of the copy (`blank_pages`): the vendor bills per page.
+    /// The result's pages keep the upload's numbers (`job::PageMap`).
+    BlankPages,
 }
 
 impl Action {
-    pub const ALL: [Action; 5] = [
+    pub const ALL: [Action; 6] = [
         Action::Orient,
         Action::Downscale,
         Action::Crop,
         Action::Deskew,
         Action::Contrast,
+        Action::BlankPages,
     ];
 
     /// What `on` means. The A/B audit on the benchmark pack's degraded variants (README
@@ -68,6 +73,7 @@ impl Action {
             Action::Crop => "crop",
             Action::Deskew => "deskew",
             Action::Contrast => "contrast",
+            Action::BlankPages => "blank_pages",
         }
     }
 

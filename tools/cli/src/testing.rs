@@ -43,6 +43,7 @@ pub fn job(n: u32) -> Job {
         second_opinion_of: None,
         second_opinion: None,
         prepared: None,
+        prep_compute: None,
         parts: None,
         part_of: None,
     }

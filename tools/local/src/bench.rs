@@ -103,6 +103,7 @@ pub async fn queue_jobs(
         let new = NewJob {
             channel: None,
             prepared: None,
+            prep_compute: None,
             benchmark_run: None,
             key: DocumentKey::new(&content, &profile),
             profile,

@@ -107,13 +107,17 @@ pub enum LocalCommand {
         preprocess: String,
     },
     /// Writes the quality pack with degraded variants of each image (turned 3–15°, faded, on a
-    /// dark table, halved), each with its document's truth, for the A/B audit of preprocessing.
+    /// dark table, halved, or a PDF with a blank back: `blank_page`), each with its document's
+    /// truth, for the A/B audit of preprocessing.
     DegradePack {
         #[arg(long, default_value_os_t = template_path().with_file_name("bench").join("packs").join("default"))]
         pack: PathBuf,
         #[arg(long, default_value_os_t = crate::degrade::default_out())]
         out: PathBuf,
-        #[arg(long, default_value = "rotated,low_contrast,border,downscaled")]
+        #[arg(
+            long,
+            default_value = "rotated,low_contrast,border,downscaled,blank_page"
+        )]
         variants: String,
     },
     /// Writes a phone photo of MEGAPIXELS (the pack's first receipt, scaled, turned, on a table)

@@ -5,11 +5,14 @@
 //! with `receipts/000-rotated.truth.json`, the same fields. The originals are copied beside
 //! their variants, so a run on the degraded pack also shows what preprocessing does to clean
 //! documents. PDFs (the invoices) are copied as they are: the variants are made of pixels.
+//! `blank_page` is a PDF: the image as a scanned page followed by its blank back
+//! (`receipts/000-blank_page.pdf`), for blank-page removal's audit.
 
 use std::path::{Path, PathBuf};
 
 use ocrbridge::inspect::{self, FileType};
-use ocrbridge::preprocess::{self, degrade::Variant, Action, Limits};
+use ocrbridge::preprocess::degrade::{Degraded, Variant};
+use ocrbridge::preprocess::{self, Action, Limits};
 use ocrbridge::quality::pack::{truth_key, Pack};
 
 /// A PNG or JPEG, told from its content as intake tells it (`inspect::detect`).
@@ -41,10 +44,16 @@ pub fn degrade_pack(pack_dir: &Path, out: &Path, variants: &[Variant]) -> Result
         let image = image::load_from_memory(&bytes).map_err(|e| format!("{key}: {e}"))?;
         let (stem, ext) = key.rsplit_once('.').unwrap_or((key, "png"));
         for variant in variants {
-            let degraded = variant.apply(&image, index as u64);
-            let variant_key = format!("{stem}-{}.{ext}", variant.name());
-            let encoded =
-                preprocess::encode(&degraded, file_type).map_err(|e| format!("{key}: {e}"))?;
+            let degraded = variant
+                .apply(&image, index as u64)
+                .map_err(|e| format!("{key}: {e}"))?;
+            let (variant_key, encoded) = match degraded {
+                Degraded::Image(image) => (
+                    format!("{stem}-{}.{ext}", variant.name()),
+                    preprocess::encode(&image, file_type).map_err(|e| format!("{key}: {e}"))?,
+                ),
+                Degraded::Pdf(pdf) => (format!("{stem}-{}.pdf", variant.name()), pdf),
+            };
             write_file(&out.join(&variant_key), &encoded)?;
             write_file(&out.join(truth_key(&variant_key)), &truth)?;
             written += 1;

@@ -158,6 +158,8 @@ pub async fn run(
             "total_usd": l.total().to_string(),
             "duplicate_jobs": l.duplicate_jobs,
             "unpriced_jobs": l.unpriced,
+            "pages_saved": l.pages_saved,
+            "saved_usd": l.saved.to_string(),
             });
             for (column, value) in columns.iter().zip(key) {
                 line[*column] = json!(value);
@@ -175,7 +177,7 @@ pub async fn run(
         let mut header = columns.to_vec();
         header.extend(["docs", "pages", "$/doc", "$/page"]);
         header.extend(Spend::ALL.iter().map(|s| s.as_str()));
-        header.push("total $");
+        header.extend(["total $", "pages saved", "saved $"]);
         let mut table = Table::new(&header);
         for (key, l) in &lines {
             let mut row = key.clone();
@@ -190,7 +192,11 @@ pub async fn run(
                     .iter()
                     .map(|s| money(l.spend.get(s.as_str()).copied())),
             );
-            row.push(money(Some(l.total())));
+            row.extend([
+                money(Some(l.total())),
+                l.pages_saved.to_string(),
+                money(Some(l.saved)),
+            ]);
             table.row(row);
         }
         let unpriced: u64 = lines.values().map(|l| l.unpriced).sum();

@@ -78,6 +78,7 @@ fn job(n: u32, days_ago: u64, pages: u32, path: &[(JobState, u64)]) -> Job {
         second_opinion_of: None,
         second_opinion: None,
         prepared: None,
+        prep_compute: None,
         parts: None,
         part_of: None,
     }
