@@ -27,9 +27,9 @@ use vendor_sim::TwinSettings;
 const PAGES: u32 = 400;
 const LIMIT: u32 = 100;
 
-/// An invoice of `pages` pages: its number and date on the first, its totals on the last, and
-/// every page saying which it is.
-fn invoice_of(pages: u32) -> Vec<u8> {
+/// An invoice of `pages` pages: its number and date on the first, its totals on the last
+/// (`total`: 400.00 agrees with its subtotal and tax), and every page saying which it is.
+fn invoice_of(pages: u32, total: &str) -> Vec<u8> {
     let content: Vec<Vec<String>> = (1..=pages)
         .map(|n| {
             let mut lines = Vec::new();
@@ -47,7 +47,7 @@ fn invoice_of(pages: u32) -> Vec<u8> {
                 lines.extend([
                     "Subtotal: 380.00".to_owned(),
                     "Tax: 20.00".to_owned(),
-                    "Total: 400.00".to_owned(),
+                    format!("Total: {total}"),
                 ]);
             }
             lines
@@ -63,14 +63,15 @@ fn sha(bytes: &[u8]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_400_page_pdf_goes_through_a_100_page_vendor_as_one_job_billed_once_per_part() {
     let s = stack().await;
-    let pdf = invoice_of(PAGES);
+    let pdf = invoice_of(PAGES, "400.00");
     let id = job_id_for(&pdf, "invoice");
-    let broken = invoice_of(150);
+    let broken = invoice_of(150, "400.00");
     let broken_id = job_id_for(&broken, "invoice");
     let broken_parts: Vec<JobId> = (0..2)
         .map(|i| parts::part_key(&broken_id, i).job_id())
         .collect();
-    let late = invoice_of(120);
+    // Its total disagrees with its subtotal and tax: its merged result goes to review.
+    let late = invoice_of(120, "999.00");
     let late_id = job_id_for(&late, "invoice");
     let p = Pipeline::start(
         s.clients.clone(),
@@ -158,9 +159,13 @@ async fn a_400_page_pdf_goes_through_a_100_page_vendor_as_one_job_billed_once_pe
 
     // The document whose intake failed before it recorded waiting for its parts: merged.
     let late_job = &jobs[8];
-    assert!(
-        matches!(late_job.state, JobState::Completed | JobState::NeedsReview),
-        "{late_job:#?}"
+    assert_eq!(late_job.state, JobState::NeedsReview, "{late_job:#?}");
+    // Counted like a whole document's review: once, by its rule (each part skips the rules).
+    let parse_metrics = p.parse.metrics.recorded();
+    assert_eq!(
+        parse_metrics.get("NeedsReview[total_mismatch]"),
+        Some(&1.0),
+        "{parse_metrics:?}"
     );
     let late_merged: Document =
         serde_json::from_slice(&results_object(&s, &parts::merged_result_key(&late_id)).await)

@@ -1052,14 +1052,7 @@ impl<V: Vendor> Parse<V> {
                     .with_text(text),
             )
         } else {
-            for r in &reasons {
-                metrics.count_segmented(
-                    metrics::NEEDS_REVIEW,
-                    &[r.rule],
-                    &text_segments,
-                    &[("job_id", job.id.as_str()), ("field", r.field)],
-                );
-            }
+            self.count_review(&job, &reasons, &text_segments);
             let mut message = review_message(&reasons);
             let asked = match self.ask_second_opinion(&job, &reasons).await {
                 Ok(asked) => asked,
@@ -1124,6 +1117,20 @@ impl<V: Vendor> Parse<V> {
                 Disposition::Done
             }
             Err(e) => self.later(attempt, "dynamodb_error", e.to_string()),
+        }
+    }
+
+    /// `NeedsReview[Rule]`, once for each reason a document goes to review for, whichever way
+    /// it was parsed (whole, or merged from its parts).
+    fn count_review(&self, job: &Job, reasons: &[rules::ReviewReason], text_segments: &[&str; 2]) {
+        let metrics = self.metrics.for_traffic(job.benchmark_run.as_ref());
+        for r in reasons {
+            metrics.count_segmented(
+                metrics::NEEDS_REVIEW,
+                &[r.rule],
+                text_segments,
+                &[("job_id", job.id.as_str()), ("field", r.field)],
+            );
         }
     }
 

@@ -175,7 +175,9 @@ impl<V: Vendor> Parse<V> {
             .await;
             match settled {
                 Ok(done) => {
-                    self.count_settled(&done, &TextSegments::of(&merged).dimensions());
+                    let segments = TextSegments::of(&merged);
+                    self.count_review(&done, &reasons, &segments.dimensions());
+                    self.count_settled(&done, &segments.dimensions());
                     info!(job_id = %done.id, state = %done.state, parts = parts.count, pages = merged.pages.len(), "merged the parts' results");
                     return Ok(());
                 }
