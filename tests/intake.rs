@@ -87,7 +87,7 @@ async fn an_upload_becomes_a_queued_job_and_one_submit_message() {
     let messages = notifications(&s).await;
     assert_eq!(messages.len(), 1);
     let arn = &s.stack.physical("IntakeQueue").unwrap().attributes["Arn"];
-    let response = intake.handle_sqs(sqs_event(&messages, arn)).await;
+    let response = intake.handle_sqs(sqs_event(&messages, arn), None).await;
     assert!(response.batch_item_failures.is_empty());
 
     let id = DocumentKey::new(
@@ -671,10 +671,10 @@ async fn poison_messages_go_to_the_dlq_with_their_reason() {
     let messages = notifications(&s).await;
     assert_eq!(messages.len(), 2);
     let response = intake
-        .handle_sqs(sqs_event(
-            &messages,
-            "arn:aws:sqs:us-east-1:123456789012:intake",
-        ))
+        .handle_sqs(
+            sqs_event(&messages, "arn:aws:sqs:us-east-1:123456789012:intake"),
+            None,
+        )
         .await;
     assert!(
         response.batch_item_failures.is_empty(),
@@ -702,7 +702,7 @@ async fn a_transient_failure_is_retried_then_dead_lettered_on_the_last_receive()
     s.put("receipts/r.png", fixture("receipt.png"), None).await;
     let mut messages = notifications(&s).await;
     let arn = &ocrbridge_tests::queue_arn(&s.config.intake_queue_url);
-    let response = broken.handle_sqs(sqs_event(&messages, arn)).await;
+    let response = broken.handle_sqs(sqs_event(&messages, arn), None).await;
     assert_eq!(
         response.batch_item_failures.len(),
         1,
@@ -716,7 +716,7 @@ async fn a_transient_failure_is_retried_then_dead_lettered_on_the_last_receive()
     last.records[0]
         .attributes
         .insert("ApproximateReceiveCount".into(), last_chance.to_string());
-    let response = broken.handle_sqs(last).await;
+    let response = broken.handle_sqs(last, None).await;
     assert!(response.batch_item_failures.is_empty());
     let dead = s.drain(&s.config.intake_dlq_url).await;
     assert_eq!(dead.len(), 1);
@@ -732,7 +732,7 @@ async fn a_transient_failure_is_retried_then_dead_lettered_on_the_last_receive()
         "ApproximateReceiveCount".into(),
         (last_chance + 1).to_string(),
     );
-    let response = broken.handle_sqs(beyond).await;
+    let response = broken.handle_sqs(beyond, None).await;
     assert!(response.batch_item_failures.is_empty());
     let dead = s.drain(&s.config.intake_dlq_url).await;
     assert_eq!(dead.len(), 1);
@@ -773,7 +773,7 @@ async fn sample_events_are_accepted() {
         std::fs::read_to_string(root.join("s3-put.json")).unwrap(),
     ))
     .unwrap();
-    let out = intake.handle(direct).await.unwrap();
+    let out = intake.handle(direct, None).await.unwrap();
     assert!(
         out["outcomes"][0].as_str().unwrap().starts_with("Accepted"),
         "{out}"
@@ -783,7 +783,7 @@ async fn sample_events_are_accepted() {
         std::fs::read_to_string(root.join("sqs-s3-put.json")).unwrap(),
     ))
     .unwrap();
-    let out = intake.handle(via_sqs).await.unwrap();
+    let out = intake.handle(via_sqs, None).await.unwrap();
     assert_eq!(out["batchItemFailures"], serde_json::json!([]), "{out}");
     assert_eq!(
         submitted(&s).await.len(),
@@ -1143,6 +1143,7 @@ async fn a_crash_loop_is_parked_before_a_neighbour_can_take_the_invocation() {
         dlq_url: s.config.intake_dlq_url.clone(),
         max_receive_count: s.config.max_receive_count,
         concurrency: 1,
+        time_needed: ocrbridge::batch::min_time_per_message,
     };
     event.records[0]
         .attributes
@@ -1406,4 +1407,68 @@ async fn a_document_by_url_is_taken_once_and_a_url_leading_inside_is_refused_on_
         records,
         "still only the metadata refusal"
     );
+}
+
+/// Issue #30's deadline guard: a notification whose upload could not be read in what is left of
+/// the invocation (`intake::time_needed`: two reads at S3's stream rate) is handed back untouched
+/// instead of started and cut off, which would send the whole batch back and spend a receive of
+/// every message in it. Its neighbour, small enough, is handled in the same invocation.
+#[tokio::test]
+async fn a_notification_that_cannot_finish_in_time_is_handed_back_untouched() {
+    let s = stack().await;
+    let intake = intake(&s);
+    let big = text_pdf_bytes("declared 500 MB by its notification");
+    let small = text_pdf_bytes("small enough");
+    s.put("receipts/big.pdf", big.clone(), Some("application/pdf"))
+        .await;
+    s.put("receipts/small.pdf", small.clone(), Some("application/pdf"))
+        .await;
+    let messages = notifications(&s).await;
+    assert_eq!(messages.len(), 2);
+    let arn = &s.stack.physical("IntakeQueue").unwrap().attributes["Arn"];
+    let mut event = sqs_event(&messages, arn);
+    // The big one first: the notification says how large the upload is.
+    event
+        .records
+        .sort_by_key(|r| !r.body.as_deref().unwrap_or_default().contains("big.pdf"));
+    let mut body: Value = serde_json::from_str(event.records[0].body.as_deref().unwrap()).unwrap();
+    body["Records"][0]["s3"]["object"]["size"] = 500_000_000u64.into();
+    event.records[0].body = Some(body.to_string());
+    assert!(
+        intake::time_needed(&event.records[0]) > std::time::Duration::from_secs(12),
+        "two reads of 500 MB"
+    );
+    assert!(intake::time_needed(&event.records[1]) < std::time::Duration::from_secs(4));
+
+    let deadline = ocrbridge::time::UnixMillis::now().plus(std::time::Duration::from_secs(10));
+    let response = intake.handle_sqs(event.clone(), Some(deadline)).await;
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "acknowledged, not retried: {:?}",
+        response.batch_item_failures
+    );
+    let job_of = |bytes: &[u8]| {
+        DocumentKey::new(&ContentHash::of(bytes), &Profile::new("receipt").unwrap()).job_id()
+    };
+    assert_eq!(
+        s.ledger.get_job(&job_of(&big)).await.unwrap(),
+        None,
+        "the big one was started"
+    );
+    let handled = s.ledger.get_job(&job_of(&small)).await.unwrap();
+    assert_eq!(handled.map(|j| j.state), Some(JobState::Queued));
+    assert_eq!(intake.metrics.recorded()["OutOfTimeRequeues[intake]"], 1.0);
+    let copies = notifications(&s).await;
+    assert_eq!(copies.len(), 1, "handed back once");
+    assert_eq!(copies[0].body(), event.records[0].body.as_deref());
+    assert_eq!(
+        copies[0].attributes().unwrap()
+            [&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount],
+        "1",
+        "the copy starts with no receive spent"
+    );
+}
+
+fn text_pdf_bytes(line: &str) -> Vec<u8> {
+    ocrbridge_tests::text_pdf(&[line])
 }

@@ -75,6 +75,9 @@ pub struct Source {
     /// others wait their turn (issue #33). A batch holding a redelivered message is always
     /// handled one at a time (see [`process`]).
     pub concurrency: usize,
+    /// What a message needs of the invocation to be started: [`min_time_per_message`], unless
+    /// the function's work grows with the message (intake's with its upload's size).
+    pub time_needed: fn(&SqsMessage) -> Duration,
 }
 
 impl Source {
@@ -333,6 +336,12 @@ pub const DEFAULT_CONCURRENCY: usize = 1;
 /// deadline) and would only spend one of the message's receives on saying so.
 pub const MIN_TIME_PER_MESSAGE: Duration = Duration::from_secs(3);
 
+/// [`MIN_TIME_PER_MESSAGE`], whatever the message: [`Source::time_needed`] for functions whose
+/// work on a message does not grow with it.
+pub fn min_time_per_message(_: &SqsMessage) -> Duration {
+    MIN_TIME_PER_MESSAGE
+}
+
 /// Runs `handle` on every record (with the URL of the queue it came from) and builds the
 /// partial batch response. `deadline` is the invocation's, when the function has one.
 ///
@@ -341,8 +350,9 @@ pub const MIN_TIME_PER_MESSAGE: Duration = Duration::from_secs(3);
 /// parked in its turn, a neighbour that takes the whole invocation (a slow vendor, a timeout)
 /// would keep it from its turn until the queue's redrive moved it — without a reason.
 ///
-/// **Out of time, a message is handed back untouched**: once less than
-/// [`MIN_TIME_PER_MESSAGE`] of the invocation is left, each message not yet started is sent
+/// **Out of time, a message is handed back untouched**: once less than the message needs
+/// ([`Source::time_needed`], at least [`MIN_TIME_PER_MESSAGE`]) of the invocation is left, each
+/// message not yet started is sent
 /// again as it was (its attributes kept, when it was first sent recorded) and acknowledged. A
 /// retry would spend a receive it never used, and a slow batch ahead of it would walk a good
 /// message to its last chance.
@@ -440,7 +450,7 @@ async fn record(
 ) -> Option<String> {
     let id = message.message_id.clone().unwrap_or_default();
     let receives = receive_count(&message);
-    if deadline.is_some_and(|d| d.since(UnixMillis::now()) < MIN_TIME_PER_MESSAGE) {
+    if deadline.is_some_and(|d| d.since(UnixMillis::now()) < (source.time_needed)(&message)) {
         return match requeue_untouched(queue, &queue_url, &message).await {
             Ok(()) => {
                 tracing::warn!(message_id = %id, "out of time: handed back untouched");
@@ -635,6 +645,7 @@ mod tests {
             dlq_url: String::new(),
             max_receive_count: 7,
             concurrency: 3,
+            time_needed: min_time_per_message,
         };
         let message = |id: usize, receives: u32| {
             let mut m = SqsMessage::default();
@@ -680,6 +691,7 @@ mod tests {
             dlq_url: String::new(),
             max_receive_count: 7,
             concurrency: 1,
+            time_needed: min_time_per_message,
         };
         assert_eq!(
             source.queue_of(&from(Some(

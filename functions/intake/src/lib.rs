@@ -54,6 +54,27 @@ use tracing::{field, info, info_span, warn, Instrument};
 pub use config::IntakeConfig;
 use event::{Notification, ObjectCreated};
 
+/// S3's rate for one stream (the template's sizing note: about 90 MB/s), taken low.
+const S3_BYTES_PER_SECOND: f64 = 80e6;
+
+/// What a notification needs of intake's invocation to be started: the batch's floor, and two
+/// reads of its uploads at S3's stream rate (validation, then a split or a prepared copy). A
+/// 500 MB PDF needs about 15 s; a batch of them in intake's 60 s is handed back three at a time
+/// instead of cut off at the fourth and sent back whole.
+pub fn time_needed(message: &aws_lambda_events::event::sqs::SqsMessage) -> std::time::Duration {
+    let bytes: u64 = message
+        .body
+        .as_deref()
+        .and_then(|b| serde_json::from_str::<Value>(b).ok())
+        .and_then(|body| event::parse(&body).ok())
+        .map_or(0, |n| match n {
+            Notification::Records(records) => records.iter().filter_map(|r| r.size).sum(),
+            Notification::Test => 0,
+        });
+    batch::MIN_TIME_PER_MESSAGE
+        + std::time::Duration::from_secs_f64(2.0 * bytes as f64 / S3_BYTES_PER_SECOND)
+}
+
 /// Intake's memory when it works on content (the template's `IntakeWorksOnContent`), for
 /// pricing its compute where the runtime does not say (`cost::Compute::here`).
 const CONTENT_MEMORY_MB: u32 = 1769;
@@ -123,14 +144,20 @@ pub struct Intake {
 impl Intake {
     /// The Lambda entry point: an SQS batch of S3 notifications (production), or a direct S3
     /// event (`sam local invoke`, `cargo lambda invoke` with `events/s3-put.json`).
-    pub async fn handle(&self, event: Value) -> Result<Value, lambda_runtime::Error> {
+    pub async fn handle(
+        &self,
+        event: Value,
+        deadline: Option<UnixMillis>,
+    ) -> Result<Value, lambda_runtime::Error> {
         let from_sqs = event
             .pointer("/Records/0/eventSource")
             .and_then(Value::as_str)
             == Some("aws:sqs");
         if from_sqs {
             let event: SqsEvent = serde_json::from_value(event)?;
-            return Ok(serde_json::to_value(self.handle_sqs(event).await)?);
+            return Ok(serde_json::to_value(
+                self.handle_sqs(event, deadline).await,
+            )?);
         }
         let outcomes = self
             .handle_notification(&event)
@@ -139,7 +166,15 @@ impl Intake {
         Ok(json!({ "outcomes": outcomes.iter().map(|o| format!("{o:?}")).collect::<Vec<_>>() }))
     }
 
-    pub async fn handle_sqs(&self, event: SqsEvent) -> SqsBatchResponse {
+    /// A batch of S3 notifications. `deadline` is the invocation's: a notification whose
+    /// uploads could not be read in the time left ([`time_needed`]) is handed back untouched
+    /// rather than started and cut off, which would send the whole batch back and spend a
+    /// receive of every message in it.
+    pub async fn handle_sqs(
+        &self,
+        event: SqsEvent,
+        deadline: Option<UnixMillis>,
+    ) -> SqsBatchResponse {
         let source = Source {
             name: "intake",
             queue_url: self.stack.intake_queue_url.clone(),
@@ -148,11 +183,12 @@ impl Intake {
             // Intake may hold a whole upload, its parsed form and a prepared copy in memory:
             // one message at a time keeps its peak to one document's.
             concurrency: 1,
+            time_needed,
         };
         batch::process(
             event,
             &source,
-            None,
+            deadline,
             &self.queue,
             &self.metrics,
             |message, _| async move {

@@ -29,7 +29,8 @@ async fn main() -> Result<(), Error> {
     };
     let intake = &intake;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        intake.handle(event.payload).await
+        let deadline = ocrbridge::time::deadline_of(&event.context);
+        intake.handle(event.payload, Some(deadline)).await
     }))
     .await
 }

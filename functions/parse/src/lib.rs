@@ -168,6 +168,7 @@ impl<V: Vendor> Parse<V> {
             dlq_url: self.stack.results_dlq_url.clone(),
             max_receive_count: self.stack.max_receive_count,
             concurrency: self.config.message_concurrency,
+            time_needed: batch::min_time_per_message,
         };
         batch::process(
             event,

@@ -408,7 +408,7 @@ impl Pipeline {
             .map(|when| chaos.kill_within.mul_f64(when));
         let handler = INVOCATION.scope(Arc::clone(&invocation), async {
             let response = match source {
-                EventSource::Intake => self.intake.handle_sqs(event).await,
+                EventSource::Intake => self.intake.handle_sqs(event, Some(deadline)).await,
                 EventSource::Submit => self.submit.handle_sqs(event, deadline).await,
                 EventSource::Results | EventSource::TextractCompletions => {
                     self.parse.handle_sqs(event, deadline).await
