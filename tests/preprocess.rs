@@ -13,6 +13,10 @@ use ocrbridge_local::pipeline::{Pipeline, PipelineOptions};
 use ocrbridge_tests::{job_id_for, results_object, run_until_settled, sim_stats, stack};
 use sha2::Digest;
 
+/// Failpoints are the process's: the tests of this file arm and disarm them, so they run one
+/// at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A receipt of the benchmark pack, as its file holds it.
 fn pack_receipt_bytes(name: &str) -> Vec<u8> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -66,6 +70,7 @@ fn find<'a>(jobs: &'a [Job], id: &JobId) -> &'a Job {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_photo_is_prepared_once_and_the_vendor_reads_the_copy_while_the_upload_is_kept() {
     use ocrbridge::failpoints::{self, Action};
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let s = stack().await;
     let p = Pipeline::start(
         s.clients.clone(),
@@ -204,6 +209,7 @@ async fn a_scans_blank_pages_are_not_sent_and_its_result_keeps_the_uploads_page_
     use ocrbridge::failpoints::{self, Action};
     use ocrbridge::job::PageMap;
     use ocrbridge::parts::split::scanned_pdf;
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let s = stack().await;
     let p = Pipeline::start(
         s.clients.clone(),
@@ -317,4 +323,119 @@ async fn a_scans_blank_pages_are_not_sent_and_its_result_keeps_the_uploads_page_
             .unwrap_or_default(),
         compute
     );
+}
+
+/// Issue #30: formats converted for the vendor (`PREPROCESS=receipt=convert,blank_pages`).
+/// - An iPhone's HEIC photo of a receipt (Textract reads no HEIC) is sent as a JPEG, named so.
+/// - A three-page TIFF scan of two receipts with a blank back between them is sent as a PDF of
+///   its two written pages, whose result keeps the TIFF's page numbers (1 and 3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heic_photo_and_a_multi_page_tiff_are_converted_for_the_vendor() {
+    use ocrbridge::job::PageMap;
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let s = stack().await;
+    let p = Pipeline::start(
+        s.clients.clone(),
+        &s.stack,
+        PipelineOptions {
+            environment: vec![("PREPROCESS".into(), "receipt=convert,blank_pages".into())],
+            ..PipelineOptions::default()
+        },
+    )
+    .await
+    .expect("the pipeline starts");
+
+    let heic = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/inputs/receipt-000.heic"),
+    )
+    .expect("the HEIC fixture");
+    let tiff = {
+        use tiff::encoder::{colortype::Gray8, Rational, TiffEncoder};
+        use tiff::tags::ResolutionUnit;
+        let back = degrade::blank_back(600, 900, 5);
+        let pages = [
+            pack_receipt("000.jpg").into_luma8(),
+            back,
+            pack_receipt("004.jpg").into_luma8(),
+        ];
+        let mut out = std::io::Cursor::new(Vec::new());
+        let mut encoder = TiffEncoder::new(&mut out).unwrap();
+        for page in &pages {
+            let mut image = encoder
+                .new_image::<Gray8>(page.width(), page.height())
+                .unwrap();
+            image.resolution(ResolutionUnit::Inch, Rational { n: 150, d: 1 });
+            image.write_data(page.as_raw()).unwrap();
+        }
+        out.into_inner()
+    };
+    let ids = [job_id_for(&heic, "receipt"), job_id_for(&tiff, "receipt")];
+    s.put("receipts/photo.heic", heic.clone(), Some("image/heic"))
+        .await;
+    s.put("receipts/scan.tif", tiff.clone(), Some("image/tiff"))
+        .await;
+    let jobs = run_until_settled(&p, &s.ledger, &ids, Duration::from_secs(240)).await;
+
+    let photo = find(&jobs, &ids[0]);
+    assert!(
+        matches!(photo.state, JobState::Completed | JobState::NeedsReview),
+        "{photo:#?}"
+    );
+    let copy = photo.prepared.as_ref().expect("a JPEG copy");
+    assert_eq!(copy.key, format!("prepared/{}/photo.jpg", photo.id));
+    assert_eq!(copy.action_names(), ["convert"], "{copy:?}");
+    let jpeg = results_object(&s, &copy.key).await;
+    assert_eq!(
+        ocrbridge::inspect::detect(&jpeg),
+        Some(FileType::Jpeg),
+        "the copy is a JPEG"
+    );
+    assert_eq!(vendor_read(&p, &photo.id), [sha(&jpeg)]);
+    let read: serde_json::Value = serde_json::from_slice(
+        &results_object(&s, photo.result_key.as_deref().expect("a result")).await,
+    )
+    .unwrap();
+    let text = read.to_string();
+    assert!(
+        text.contains("TOTAL") || text.contains("Total"),
+        "the vendor read the receipt: {text:.600}"
+    );
+
+    let scan = find(&jobs, &ids[1]);
+    assert!(
+        matches!(scan.state, JobState::Completed | JobState::NeedsReview),
+        "{scan:#?}"
+    );
+    let copy = scan.prepared.as_ref().expect("a PDF copy");
+    assert_eq!(copy.key, format!("prepared/{}/scan.pdf", scan.id));
+    assert_eq!(copy.action_names(), ["convert", "blank_pages"], "{copy:?}");
+    assert_eq!(
+        copy.pages,
+        Some(PageMap {
+            kept: vec![1, 3],
+            of: 3
+        })
+    );
+    let pdf = results_object(&s, &copy.key).await;
+    assert_eq!(vendor_read(&p, &scan.id), [sha(&pdf)]);
+    assert_eq!(
+        p.sim
+            .sim
+            .books(scan.id.as_str())
+            .iter()
+            .map(|b| b.pages)
+            .collect::<Vec<_>>(),
+        [2]
+    );
+    let result: serde_json::Value = serde_json::from_slice(
+        &results_object(&s, scan.result_key.as_deref().expect("a result")).await,
+    )
+    .unwrap();
+    let numbers: Vec<u64> = result["pages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, [1, 3]);
 }

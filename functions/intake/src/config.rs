@@ -140,6 +140,27 @@ impl IntakeConfig {
     }
 
     /// The profile for `key`: the longest matching prefix, else the default.
+    /// The validation limits for a profile's documents: a type the profile's preprocessing
+    /// converts (`convert`: HEIC, TIFF) is accepted whatever `ACCEPTED_TYPES` says, since the
+    /// vendor is sent the converted copy.
+    pub fn limits_for(&self, profile: Option<&Profile>) -> std::borrow::Cow<'_, Limits> {
+        let converts = profile.is_some_and(|p| {
+            self.preprocess
+                .actions_for(p)
+                .contains(&ocrbridge::preprocess::Action::Convert)
+        });
+        if !converts {
+            return std::borrow::Cow::Borrowed(&self.limits);
+        }
+        let mut limits = self.limits.clone();
+        for t in ocrbridge::inspect::FileType::ALL {
+            if ocrbridge::preprocess::convert::converts(t) && !limits.accepted_types.contains(&t) {
+                limits.accepted_types.push(t);
+            }
+        }
+        std::borrow::Cow::Owned(limits)
+    }
+
     pub fn profile_for(&self, key: &str) -> Option<Profile> {
         self.prefixes
             .profile_for(key)

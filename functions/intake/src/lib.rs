@@ -54,6 +54,17 @@ use tracing::{field, info, info_span, warn, Instrument};
 pub use config::IntakeConfig;
 use event::{Notification, ObjectCreated};
 
+/// The prepared copy's file name: the upload's, its extension changed when the copy is of
+/// another type (`photo.heic` → `photo.jpg`).
+fn copy_name(key: &str, from: inspect::FileType, to: inspect::FileType) -> String {
+    let name = key.rsplit('/').next().unwrap_or("document");
+    if from == to {
+        return name.to_owned();
+    }
+    let stem = name.rsplit_once('.').map_or(name, |(stem, _)| stem);
+    format!("{stem}.{}", to.extensions()[0])
+}
+
 /// S3's rate for one stream (the template's sizing note: about 90 MB/s), taken low.
 const S3_BYTES_PER_SECOND: f64 = 80e6;
 
@@ -256,9 +267,11 @@ impl Intake {
 
         let started = Instant::now();
         let declared = Declared::from_key(&object.key, head.content_type.as_deref());
+        let profile = self.config.profile_for(&object.key);
+        let limits = self.config.limits_for(profile.as_ref());
         let mut validated =
-            validate::validate(&self.blob, &object, opened, &declared, &self.config.limits).await?;
-        let profile = match self.config.profile_for(&object.key) {
+            validate::validate(&self.blob, &object, opened, &declared, &limits).await?;
+        let profile = match profile {
             Some(p) => p,
             None => {
                 validated.verdict = validated.verdict.and(Err(Rejection::new(
@@ -461,10 +474,12 @@ impl Intake {
         let Some(file_type) = inspection.file_type else {
             return Ok((None, None));
         };
-        let blank_pages = file_type == inspect::FileType::Pdf
-            && actions.contains(&preprocess::Action::BlankPages);
-        let image_actions = file_type.is_image() && !actions.is_empty();
-        if !image_actions && !blank_pages {
+        let applies = actions.iter().any(|a| match a {
+            preprocess::Action::BlankPages => file_type == inspect::FileType::Pdf,
+            preprocess::Action::Convert => preprocess::convert::converts(file_type),
+            _ => file_type.is_image(),
+        });
+        if !applies {
             return Ok((None, None));
         }
         let Some(bytes) = self.blob.get(object).await? else {
@@ -473,20 +488,7 @@ impl Intake {
         let (actions, limits) = (actions.to_vec(), self.config.preprocess.limits);
         let started = Instant::now();
         let result = tokio::task::spawn_blocking(move || {
-            if blank_pages {
-                preprocess::blank_pages::remove(&bytes, &limits).map(|stripped| {
-                    stripped.map(|s| {
-                        let applied = preprocess::Applied {
-                            action: preprocess::Action::BlankPages,
-                            detail: s.detail(),
-                        };
-                        (s.bytes, vec![applied], Some(s.map))
-                    })
-                })
-            } else {
-                preprocess::prepare(&bytes, file_type, &actions, &limits)
-                    .map(|p| p.map(|p| (p.bytes, p.applied, None)))
-            }
+            preprocess::prepare_document(&bytes, file_type, &actions, &limits)
         })
         .await
         .unwrap_or_else(|e| {
@@ -498,7 +500,7 @@ impl Intake {
             started.elapsed().as_millis() as u64,
             CONTENT_MEMORY_MB,
         ));
-        let (bytes, applied, pages) = match result {
+        let prepared = match result {
             Ok(Some(prepared)) => prepared,
             Ok(None) => return Ok((None, compute)),
             Err(e) => {
@@ -511,27 +513,30 @@ impl Intake {
                 return Ok((None, compute));
             }
         };
-        let name = object.key.rsplit('/').next().unwrap_or("document");
         let copy = ObjectRef {
             bucket: self.stack.results_bucket.clone(),
-            key: format!("prepared/{job_id}/{name}"),
+            key: format!(
+                "prepared/{job_id}/{}",
+                copy_name(&object.key, file_type, prepared.file_type)
+            ),
             version_id: None,
         };
         failpoints::around(
             "intake.before_put_prepared",
             "intake.after_put_prepared",
             job_id.as_str(),
-            self.blob.put(&copy, bytes, file_type.mime(), None),
+            self.blob
+                .put(&copy, prepared.bytes, prepared.file_type.mime(), None),
         )
         .await?;
-        let actions: Vec<String> = applied.iter().map(|a| a.to_record()).collect();
+        let actions: Vec<String> = prepared.applied.iter().map(|a| a.to_record()).collect();
         info!(prepared = %copy.key, actions = ?actions, ms = started.elapsed().as_millis() as u64, "prepared a copy for the vendor");
         Ok((
             Some(PreparedCopy {
                 bucket: copy.bucket,
                 key: copy.key,
                 actions,
-                pages,
+                pages: prepared.pages,
             }),
             compute,
         ))

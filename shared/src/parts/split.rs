@@ -297,38 +297,66 @@ pub fn text_pdf(pages: &[Vec<String>]) -> Vec<u8> {
 /// write them: for tests and the local tools (the A/B pack's `blank_page` variant). A JPEG
 /// whose header cannot be read gets an empty page.
 pub fn scanned_pdf(jpegs: &[Vec<u8>], dpi: u32) -> Vec<u8> {
+    let pages = jpegs.iter().map(|jpeg| {
+        image::ImageReader::with_format(std::io::Cursor::new(jpeg), image::ImageFormat::Jpeg)
+            .into_decoder()
+            .ok()
+            .map(|d| {
+                use image::ImageDecoder;
+                let (width, height) = d.dimensions();
+                PageImage {
+                    width,
+                    height,
+                    colour: d.color_type().has_color(),
+                    filter: "DCTDecode",
+                    data: jpeg.clone(),
+                    dpi,
+                }
+            })
+    });
+    images_pdf(pages)
+}
+
+/// One page's picture for [`images_pdf`]: 8-bit grey or RGB samples, encoded by `filter`
+/// (`DCTDecode`: a JPEG's bytes; `FlateDecode`: the samples zlib-compressed).
+pub struct PageImage {
+    pub width: u32,
+    pub height: u32,
+    pub colour: bool,
+    pub filter: &'static str,
+    pub data: Vec<u8>,
+    /// The page is the picture's size at this resolution.
+    pub dpi: u32,
+}
+
+/// A PDF of one picture a page, each drawn over its whole page; `None` gives an empty page.
+/// Deterministic: no date, no id, objects in order.
+pub fn images_pdf(pages: impl IntoIterator<Item = Option<PageImage>>) -> Vec<u8> {
     use lopdf::content::{Content, Operation};
     use lopdf::dictionary;
     let mut doc = Document::with_version("1.5");
     let pages_id = doc.new_object_id();
     let mut kids = Vec::new();
-    let points = |pixels: u32| f64::from(pixels) * 72.0 / f64::from(dpi.max(1));
-    for jpeg in jpegs {
-        let header =
-            image::ImageReader::with_format(std::io::Cursor::new(jpeg), image::ImageFormat::Jpeg)
-                .into_decoder()
-                .map(|d| {
-                    use image::ImageDecoder;
-                    (d.dimensions(), d.color_type().has_color())
-                });
-        let Ok(((width, height), colour)) = header else {
-            let page = doc.add_object(dictionary! { "Type" => "Page", "Parent" => pages_id });
-            kids.push(Object::Reference(page));
+    for page in pages {
+        let Some(page) = page else {
+            let empty = doc.add_object(dictionary! { "Type" => "Page", "Parent" => pages_id });
+            kids.push(Object::Reference(empty));
             continue;
         };
+        let points = |pixels: u32| f64::from(pixels) * 72.0 / f64::from(page.dpi.max(1));
         let image = doc.add_object(lopdf::Stream::new(
             dictionary! {
                 "Type" => "XObject",
                 "Subtype" => "Image",
-                "Width" => i64::from(width),
-                "Height" => i64::from(height),
-                "ColorSpace" => if colour { "DeviceRGB" } else { "DeviceGray" },
+                "Width" => i64::from(page.width),
+                "Height" => i64::from(page.height),
+                "ColorSpace" => if page.colour { "DeviceRGB" } else { "DeviceGray" },
                 "BitsPerComponent" => 8,
-                "Filter" => "DCTDecode",
+                "Filter" => page.filter,
             },
-            jpeg.clone(),
+            page.data,
         ));
-        let (w, h) = (points(width), points(height));
+        let (w, h) = (points(page.width), points(page.height));
         let content = Content {
             operations: vec![
                 Operation::new("q", vec![]),
