@@ -37,6 +37,8 @@ pub const MARK_CONTRAST: u8 = 64;
 /// shadow stay under it, one line of 12-point text on a letter page at 150 dpi (about 0.2%)
 /// does not.
 pub const MAX_MARKED: f64 = 0.0005;
+/// Removed pages a job's record names one by one.
+pub const DETAIL_PAGES: usize = 20;
 /// A page's content larger than this, inflated, is kept unread.
 pub const MAX_CONTENT_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -54,14 +56,23 @@ pub struct Stripped {
 }
 
 impl Stripped {
-    /// What the job records: `removed pages 2, 5 of 6`.
+    /// What the job records: `removed pages 2, 5 of 6`; past [`DETAIL_PAGES`] pages, their
+    /// count and the first of them (the job's page map holds every kept page).
     pub fn detail(&self) -> String {
         let kept = &self.map.kept;
         let removed: Vec<String> = (1..=self.map.of)
             .filter(|p| kept.binary_search(p).is_err())
             .map(|p| p.to_string())
             .collect();
-        format!("removed pages {} of {}", removed.join(", "), self.map.of)
+        if removed.len() <= DETAIL_PAGES {
+            return format!("removed pages {} of {}", removed.join(", "), self.map.of);
+        }
+        format!(
+            "removed {} pages of {}: {}, …",
+            removed.len(),
+            self.map.of,
+            removed[..DETAIL_PAGES].join(", ")
+        )
     }
 }
 
@@ -278,6 +289,21 @@ mod tests {
         );
         // The same upload gives the same copy: a redelivery writes the same bytes.
         assert_eq!(remove(&pdf, &limits).expect("read"), Some(stripped));
+    }
+
+    #[test]
+    fn a_long_record_names_the_first_pages_and_counts_the_rest() {
+        let stripped = Stripped {
+            bytes: Vec::new(),
+            map: PageMap {
+                kept: (1..=60).filter(|p| p % 2 == 1).collect(),
+                of: 60,
+            },
+        };
+        assert_eq!(
+            stripped.detail(),
+            "removed 30 pages of 60: 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 32, 34, 36, 38, 40, …"
+        );
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //!   (Flate) in a PDF at the TIFF's resolution.
 //!
 //! Deterministic, like every prepared copy: no clock, no randomness. Memory is bounded by
-//! [`Limits::max_pixels`], checked before any page is decoded.
+//! [`Limits::max_pixels`] a page, checked before the page is decoded; a TIFF's pages are
+//! decoded one at a time.
 
 use std::io::{Cursor, Write};
 
@@ -87,39 +88,30 @@ fn tiff(bytes: &[u8], limits: &Limits) -> Result<Converted, PrepareError> {
     let mut decoder = Decoder::new(Cursor::new(bytes))
         .map_err(decode)?
         .with_limits(tiff_limits);
-    let mut pages: Vec<(DynamicImage, u32)> = Vec::new();
-    let mut pixels_so_far = 0u64;
+    // One page decoded at a time: each is compressed as soon as it is read, so memory holds
+    // one page's pixels and the pages compressed so far, never the whole TIFF decoded.
+    let mut drawn: Vec<Option<PageImage>> = Vec::new();
     loop {
         let (width, height) = decoder.dimensions().map_err(decode)?;
-        pixels_so_far =
-            pixels_so_far.saturating_add(u64::from(width).saturating_mul(u64::from(height)));
-        if pixels_so_far > limits.max_pixels {
+        let pixels = u64::from(width).saturating_mul(u64::from(height));
+        if pixels > limits.max_pixels {
             return Err(PrepareError::TooLarge {
-                pixels: pixels_so_far,
+                pixels,
                 limit: limits.max_pixels,
             });
         }
         let colour = decoder.colortype().map_err(decode)?;
         let dpi = tiff_dpi(&mut decoder);
-        let samples = decoder.read_image().map_err(decode)?;
-        pages.push((page_image(width, height, colour, samples)?, dpi));
-        if !decoder.more_images() {
-            break;
+        let page = page_image(width, height, colour, decoder.read_image().map_err(decode)?)?;
+        let more = decoder.more_images();
+        if drawn.is_empty() && !more {
+            return Ok(Converted {
+                bytes: encode(&page, FileType::Png)?,
+                file_type: FileType::Png,
+                pages: 1,
+                detail: format!("tiff to png ({width}x{height})"),
+            });
         }
-        decoder.next_image().map_err(decode)?;
-    }
-    let count = u32::try_from(pages.len()).unwrap_or(u32::MAX);
-    if let [(page, _)] = pages.as_slice() {
-        return Ok(Converted {
-            bytes: encode(page, FileType::Png)?,
-            file_type: FileType::Png,
-            pages: 1,
-            detail: format!("tiff to png ({}x{})", page.width(), page.height()),
-        });
-    }
-    let mut drawn = Vec::with_capacity(pages.len());
-    for (page, dpi) in pages {
-        let (width, height) = (page.width(), page.height());
         let colour = page.color().has_color();
         let samples = if colour {
             page.into_rgb8().into_raw()
@@ -134,7 +126,12 @@ fn tiff(bytes: &[u8], limits: &Limits) -> Result<Converted, PrepareError> {
             data: deflate(&samples)?,
             dpi,
         }));
+        if !more {
+            break;
+        }
+        decoder.next_image().map_err(decode)?;
     }
+    let count = u32::try_from(drawn.len()).unwrap_or(u32::MAX);
     Ok(Converted {
         bytes: images_pdf(drawn),
         file_type: FileType::Pdf,
@@ -350,6 +347,38 @@ mod tests {
                 .expect("a PNG")
                 .into_luma8(),
             first
+        );
+    }
+
+    /// A fax: CCITT Group 4, one bit a pixel, `WhiteIsZero`. Read the wrong way round, the
+    /// paper would come out black.
+    #[test]
+    fn a_group_4_fax_becomes_white_paper_with_black_print() {
+        let fax = fixture("tests/fixtures/inputs/receipt-000-fax-g4.tif");
+        let converted = convert(&fax, FileType::Tiff, &Limits::default())
+            .expect("decoded")
+            .expect("converted");
+        assert_eq!((converted.file_type, converted.pages), (FileType::Pdf, 2));
+        let pdf = lopdf::Document::load_mem(&converted.bytes).expect("a PDF");
+        let first = *pdf.get_pages().values().next().expect("a page");
+        let image = pdf
+            .get_dictionary(first)
+            .and_then(|d| d.get(b"Resources"))
+            .and_then(lopdf::Object::as_dict)
+            .and_then(|r| r.get(b"XObject"))
+            .and_then(lopdf::Object::as_dict)
+            .and_then(|x| x.get(b"Im0"))
+            .and_then(lopdf::Object::as_reference)
+            .and_then(|id| pdf.get_object(id))
+            .and_then(lopdf::Object::as_stream)
+            .expect("the page's image");
+        let samples = image.decompressed_content().expect("inflates");
+        assert_eq!(samples.len(), 800 * 1750);
+        let white = samples.iter().filter(|s| **s == 255).count() as f64 / samples.len() as f64;
+        let black = samples.iter().filter(|s| **s == 0).count() as f64 / samples.len() as f64;
+        assert!(
+            white > 0.8 && black > 0.01 && white + black > 0.999,
+            "white {white:.3}, black {black:.3}"
         );
     }
 

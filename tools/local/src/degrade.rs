@@ -62,22 +62,26 @@ pub fn degrade_pack(pack_dir: &Path, out: &Path, variants: &[Variant]) -> Result
     Ok(written)
 }
 
-/// Prepares one file as intake would with `actions`; prints what was done.
+/// Prepares one file as intake would with `actions` (an image, a PDF, a HEIC or a TIFF);
+/// prints what was done, the step's time per MB of input and the process's peak RSS.
 pub fn preprocess_file(input: &Path, output: &Path, actions: &[Action]) -> Result<(), String> {
     let key = input.display().to_string();
     let bytes = std::fs::read(input).map_err(|e| format!("{key}: {e}"))?;
-    let file_type = image_type(&bytes).ok_or_else(|| format!("{key}: not a PNG or JPEG"))?;
+    let file_type =
+        inspect::detect(&bytes).ok_or_else(|| format!("{key}: not a document intake reads"))?;
     let started = std::time::Instant::now();
-    let prepared = preprocess::prepare(&bytes, file_type, actions, &Limits::default())
+    let prepared = preprocess::prepare_document(&bytes, file_type, actions, &Limits::default())
         .map_err(|e| format!("{key}: {e}"))?;
     // The step alone: not the file's read, nor the write or a PNG for looking at below.
     let ms = started.elapsed().as_secs_f64() * 1e3;
     let input_mb = bytes.len() as f64 / 1e6;
     match prepared {
-        None => println!("{key}: nothing to do"),
+        None => println!("{key}: nothing to do ({ms:.0} ms)"),
         Some(prepared) => {
-            // A `.png` output is a PNG whatever came in, to look at.
-            let written = if output.extension().is_some_and(|e| e == "png") {
+            // A `.png` output of an image is a PNG whatever came in, to look at.
+            let written = if output.extension().is_some_and(|e| e == "png")
+                && prepared.file_type.is_image()
+            {
                 let image = image::load_from_memory(&prepared.bytes).map_err(|e| e.to_string())?;
                 preprocess::encode(&image, FileType::Png).map_err(|e| e.to_string())?
             } else {
@@ -85,10 +89,9 @@ pub fn preprocess_file(input: &Path, output: &Path, actions: &[Action]) -> Resul
             };
             std::fs::write(output, &written).map_err(|e| format!("{}: {e}", output.display()))?;
             println!(
-                "{key} → {} ({}x{}, {ms:.0} ms, {:.0} ms per MB of input, peak RSS {})",
+                "{key} ({file_type}, {input_mb:.1} MB) → {} ({}, {ms:.0} ms, {:.0} ms per MB of input, peak RSS {})",
                 output.display(),
-                prepared.width,
-                prepared.height,
+                prepared.file_type,
                 ms / input_mb.max(1e-9),
                 peak_rss().map_or("unknown".into(), |kb| format!(
                     "{:.1} MB",
