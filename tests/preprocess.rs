@@ -178,6 +178,9 @@ async fn a_photo_is_prepared_once_and_the_vendor_reads_the_copy_while_the_upload
                     sha(&prepared),
                     "{key}: not deterministic"
                 );
+                // What the pixels showed is kept on the job: a lean of 5–7°.
+                let lean = job.inspection.skew_tenths.expect("the lean was measured");
+                assert!((45..=75).contains(&lean.abs()), "{key}: {lean}");
             }
             None => {
                 assert!(n >= 3, "{key}: no copy made: {job:#?}");
@@ -191,6 +194,21 @@ async fn a_photo_is_prepared_once_and_the_vendor_reads_the_copy_while_the_upload
         Some(ids.len() as u64),
         "{stats}"
     );
+    // Three turned photos leaned past 3°: counted as input quality, by source and type. The
+    // clean scan did not; the ID profile decodes nothing, so measures nothing.
+    let intake = p.intake.metrics.recorded();
+    assert_eq!(
+        intake.get("InputQuality[skewed,direct,image/jpeg]"),
+        Some(&3.0),
+        "{intake:?}"
+    );
+    let clean = find(&jobs, &ids[3]);
+    assert!(
+        clean.inspection.skew_tenths.is_some_and(|t| t.abs() < 30),
+        "{:?}",
+        clean.inspection
+    );
+    assert_eq!(find(&jobs, &ids[4]).inspection.skew_tenths, None);
 }
 
 /// A scanner's blank back, as a JPEG.
@@ -296,6 +314,14 @@ async fn a_scans_blank_pages_are_not_sent_and_its_result_keeps_the_uploads_page_
     assert_eq!(numbers, [1, 3], "the result's pages are not the upload's");
     let cost = scanned.cost.as_ref().expect("a cost");
     assert_eq!((cost.pages_estimated, cost.pages_billed), (2, Some(2)));
+    assert_eq!(scanned.inspection.blank_pages, Some(2));
+    assert_eq!(
+        p.intake
+            .metrics
+            .recorded()
+            .get("InputQuality[blank_pages,direct,application/pdf]"),
+        Some(&1.0)
+    );
     assert!(scanned.prep_compute.is_some(), "{scanned:#?}");
 
     let plain = find(&jobs, &ids[1]);
@@ -438,4 +464,50 @@ async fn a_heic_photo_and_a_multi_page_tiff_are_converted_for_the_vendor() {
         .map(|p| p["number"].as_u64().unwrap())
         .collect();
     assert_eq!(numbers, [1, 3]);
+}
+
+/// Issue #30: an input-quality policy can have the step that remedies an issue applied
+/// (`INPUT_QUALITY_POLICY=receipt:skewed=preprocess` with `PREPROCESS=off`): a turned photo is
+/// deskewed, a straight scan gets no copy, and both are measured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_that_preprocesses_skew_turns_a_leaning_photo_back() {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
+    let s = stack().await;
+    let p = Pipeline::start(
+        s.clients.clone(),
+        &s.stack,
+        PipelineOptions {
+            environment: vec![
+                ("PREPROCESS".into(), "off".into()),
+                (
+                    "INPUT_QUALITY_POLICY".into(),
+                    "receipt:skewed=preprocess".into(),
+                ),
+            ],
+            ..PipelineOptions::default()
+        },
+    )
+    .await
+    .expect("the pipeline starts");
+    let turned = photo("000.jpg", -8.0);
+    let straight = pack_receipt_bytes("039.jpg");
+    let ids = [
+        job_id_for(&turned, "receipt"),
+        job_id_for(&straight, "receipt"),
+    ];
+    s.put("receipts/turned.jpg", turned, Some("image/jpeg"))
+        .await;
+    s.put("receipts/straight.jpg", straight, Some("image/jpeg"))
+        .await;
+    let jobs = run_until_settled(&p, &s.ledger, &ids, Duration::from_secs(180)).await;
+    let turned = find(&jobs, &ids[0]);
+    let copy = turned
+        .prepared
+        .as_ref()
+        .unwrap_or_else(|| panic!("deskewed: {:?}", turned.inspection));
+    assert_eq!(copy.action_names(), ["deskew"], "{copy:?}");
+    assert!(turned.inspection.skew_tenths.is_some_and(|t| t.abs() >= 70));
+    let straight = find(&jobs, &ids[1]);
+    assert_eq!(straight.prepared, None, "{straight:#?}");
+    assert!(straight.inspection.skew_tenths.is_some());
 }

@@ -592,6 +592,14 @@ pub struct Inspection {
     /// Images: the resolution the file declares (`inspect::image::declared_dpi`); image-only
     /// PDFs: their images' pixels over their pages' inches (`inspect::pdf::PdfInfo::scan_dpi`).
     pub dpi: Option<u32>,
+    /// Images intake decoded to prepare a copy: how far the text lines lean, in tenths of a
+    /// degree (`preprocess::deskew::measure`); `None` when not measured or no lines were found.
+    pub skew_tenths: Option<i32>,
+    /// Images intake decoded to prepare a copy: the text lines' median height in pixels
+    /// (`preprocess::deskew::text_line_height`).
+    pub text_height_px: Option<u32>,
+    /// PDFs whose pages intake looked at for `blank_pages`: how many were blank.
+    pub blank_pages: Option<u32>,
 }
 
 /// The copy of the document intake prepared for the vendor (`preprocess`); the upload itself is

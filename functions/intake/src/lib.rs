@@ -295,14 +295,12 @@ impl Intake {
         // Input quality: what the profile's policy refuses stops the document here, with the
         // issue as its reason; the rest is counted once the document is accepted.
         if validated.verdict.is_ok() {
-            if let Some(issue) = inspect::input_issues(&validated.inspection)
+            if let Some((issue, code)) = inspect::input_issues(&validated.inspection)
                 .into_iter()
-                .find(|i| self.config.quality.action(&profile, *i) == QualityAction::Reject)
+                .filter(|i| self.config.quality.action(&profile, *i) == QualityAction::Reject)
+                .find_map(|i| Some((i, i.reject_code()?)))
             {
-                validated.verdict = Err(Rejection::new(
-                    issue.reject_code(),
-                    issue.explain(&validated.inspection),
-                ));
+                validated.verdict = Err(Rejection::new(code, issue.explain(&validated.inspection)));
             }
         }
         let metrics = self.metrics.for_traffic(benchmark_run.as_ref());
@@ -338,10 +336,15 @@ impl Intake {
         let plan = plan.filter(|_| validated.verdict.is_ok());
         let prepared = match &validated.verdict {
             Ok(()) if plan.is_none() => {
-                let (prepared, compute) = self
+                let (prepared, measured, compute) = self
                     .prepare(&object, &validated.inspection, &profile, &key.job_id())
                     .await?;
                 prep_compute = compute;
+                // What only the pixels or the pages show: kept on the job with the rest of
+                // its inspection, and counted as input quality once it is accepted.
+                validated.inspection.skew_tenths = measured.skew_tenths;
+                validated.inspection.text_height_px = measured.text_height_px;
+                validated.inspection.blank_pages = measured.blank_pages;
                 prepared
             }
             _ => None,
@@ -469,10 +472,16 @@ impl Intake {
         inspection: &ocrbridge::job::Inspection,
         profile: &Profile,
         job_id: &JobId,
-    ) -> Result<(Option<PreparedCopy>, Option<Compute>), IntakeError> {
-        let actions = self.config.preprocess.actions_for(profile);
+    ) -> Result<(Option<PreparedCopy>, preprocess::Measured, Option<Compute>), IntakeError> {
+        let none = Ok((None, preprocess::Measured::default(), None));
+        // The profile's steps, and those its input-quality policy applies to remedy an issue
+        // (`skewed=preprocess` is `deskew`).
+        let mut actions = self.config.preprocess.actions_for(profile).to_vec();
+        actions.extend(self.config.quality.remedies(profile));
+        actions.sort();
+        actions.dedup();
         let Some(file_type) = inspection.file_type else {
-            return Ok((None, None));
+            return none;
         };
         let applies = actions.iter().any(|a| match a {
             preprocess::Action::BlankPages => file_type == inspect::FileType::Pdf,
@@ -480,15 +489,15 @@ impl Intake {
             _ => file_type.is_image(),
         });
         if !applies {
-            return Ok((None, None));
+            return none;
         }
         let Some(bytes) = self.blob.get(object).await? else {
-            return Ok((None, None));
+            return none;
         };
-        let (actions, limits) = (actions.to_vec(), self.config.preprocess.limits);
+        let limits = self.config.preprocess.limits;
         let started = Instant::now();
         let result = tokio::task::spawn_blocking(move || {
-            preprocess::prepare_document(&bytes, file_type, &actions, &limits)
+            preprocess::prepare_document_measured(&bytes, file_type, &actions, &limits)
         })
         .await
         .unwrap_or_else(|e| {
@@ -500,9 +509,9 @@ impl Intake {
             started.elapsed().as_millis() as u64,
             CONTENT_MEMORY_MB,
         ));
-        let prepared = match result {
-            Ok(Some(prepared)) => prepared,
-            Ok(None) => return Ok((None, compute)),
+        let (prepared, measured) = match result {
+            Ok((Some(prepared), measured)) => (prepared, measured),
+            Ok((None, measured)) => return Ok((None, measured, compute)),
             Err(e) => {
                 warn!(code = e.code(), reason = %e, "not preprocessed; the upload goes as it is");
                 self.metrics.count(
@@ -510,7 +519,7 @@ impl Intake {
                     &[&format!("skipped_{}", e.code()), profile.as_str()],
                     &[("job_id", job_id.as_str())],
                 );
-                return Ok((None, compute));
+                return Ok((None, preprocess::Measured::default(), compute));
             }
         };
         let copy = ObjectRef {
@@ -538,6 +547,7 @@ impl Intake {
                 actions,
                 pages: prepared.pages,
             }),
+            measured,
             compute,
         ))
     }
@@ -822,7 +832,7 @@ impl Intake {
                 ],
                 &[("job_id", job.id.as_str())],
             );
-            warn!(issue = issue.as_str(), dpi = ?job.inspection.dpi, pages = ?job.inspection.pages, "accepted with an input quality issue");
+            warn!(issue = issue.as_str(), detail = %issue.explain(&job.inspection), "accepted with an input quality issue");
         }
         for action in job.prepared.iter().flat_map(|p| p.action_names()) {
             metrics.count(

@@ -100,39 +100,79 @@ pub const HEAD_BYTES: usize = 64 * 1024;
 /// its neighbours, and the vendors ask for 150 dpi at least (Textract's guidance; 300 is better).
 pub const LOW_DPI: u32 = 150;
 
+/// A text leaning this far or more is `skewed` (vendors read 1–2° as it is; past 3° accuracy
+/// falls, and phone photos lean 3–15°).
+pub const SKEWED_DEGREES: f64 = 3.0;
+/// Text lines shorter than this, in pixels, are `small_text`: Tesseract's guidance puts the best
+/// accuracy at an x-height of 20–30 px and a sharp fall below 10, and a line's height is about
+/// twice its x-height.
+pub const SMALL_TEXT_PX: u32 = 12;
+
 /// What intake notices about a document's quality. Each is counted as
 /// `InputQuality[Issue, Source, MimeType]`, the job keeps what it was measured from, and
-/// `INPUT_QUALITY_POLICY` says per profile whether it stops the document ([`QualityPolicy`]).
+/// `INPUT_QUALITY_POLICY` says per profile what is done about it ([`QualityPolicy`]).
+///
+/// Two are measured from the file as it is validated, before the document is accepted, so a
+/// profile may refuse them: `low_resolution` and `blank_document`. Three are measured from the
+/// pixels or the pages, which intake reads only when it prepares a copy (`preprocess`), after
+/// the document is accepted: `skewed`, `small_text` and `blank_pages`. A profile flags those, or
+/// has the step that remedies them applied (`preprocess`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum InputIssue {
     /// An image declaring less than [`LOW_DPI`], or a scanned PDF measuring less.
     LowResolution,
     /// A PDF with neither a font nor an image: nothing on any page is text or a picture of
     /// text. (Text drawn as vector outlines has neither too: OCR reads it from the rendered
-    /// page, so this is flagged by default, not refused.) A blank page among others is not
-    /// seen: that needs rendering, which intake does not do.
+    /// page, so this is flagged by default, not refused.)
     BlankDocument,
+    /// An image whose text lines lean [`SKEWED_DEGREES`] or more (`preprocess::deskew`).
+    Skewed,
+    /// An image whose text lines are shorter than [`SMALL_TEXT_PX`] (`preprocess::deskew::
+    /// text_line_height`).
+    SmallText,
+    /// A PDF with blank pages among written ones (`preprocess::blank_pages`).
+    BlankPages,
 }
 
 impl InputIssue {
-    pub const ALL: [InputIssue; 2] = [InputIssue::LowResolution, InputIssue::BlankDocument];
+    pub const ALL: [InputIssue; 5] = [
+        InputIssue::LowResolution,
+        InputIssue::BlankDocument,
+        InputIssue::Skewed,
+        InputIssue::SmallText,
+        InputIssue::BlankPages,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             InputIssue::LowResolution => "low_resolution",
             InputIssue::BlankDocument => "blank_document",
+            InputIssue::Skewed => "skewed",
+            InputIssue::SmallText => "small_text",
+            InputIssue::BlankPages => "blank_pages",
         }
     }
 
-    /// The rejection's code when the policy refuses a document for it.
-    pub fn reject_code(self) -> RejectCode {
+    /// The rejection's code when the policy refuses a document for it; `None` for an issue
+    /// measured after the document is accepted, which no policy can refuse.
+    pub fn reject_code(self) -> Option<RejectCode> {
         match self {
-            InputIssue::LowResolution => RejectCode::LowResolution,
-            InputIssue::BlankDocument => RejectCode::BlankDocument,
+            InputIssue::LowResolution => Some(RejectCode::LowResolution),
+            InputIssue::BlankDocument => Some(RejectCode::BlankDocument),
+            InputIssue::Skewed | InputIssue::SmallText | InputIssue::BlankPages => None,
         }
     }
 
-    /// What a reader of the rejection is told, from what was measured.
+    /// The preprocessing step that remedies it, which `preprocess` in the policy applies.
+    pub fn remedy(self) -> Option<crate::preprocess::Action> {
+        match self {
+            InputIssue::Skewed => Some(crate::preprocess::Action::Deskew),
+            InputIssue::BlankPages => Some(crate::preprocess::Action::BlankPages),
+            InputIssue::LowResolution | InputIssue::BlankDocument | InputIssue::SmallText => None,
+        }
+    }
+
+    /// What a reader of the rejection or the flag is told, from what was measured.
     pub fn explain(self, inspection: &crate::job::Inspection) -> String {
         match self {
             InputIssue::LowResolution => format!(
@@ -141,6 +181,19 @@ impl InputIssue {
             ),
             InputIssue::BlankDocument => format!(
                 "the PDF ({} pages) holds no text and no image: every page is blank, or drawn as vector paths only (INPUT_QUALITY_POLICY refuses blank_document for this profile)",
+                inspection.pages.unwrap_or_default()
+            ),
+            InputIssue::Skewed => format!(
+                "the text leans {:.1}°",
+                f64::from(inspection.skew_tenths.unwrap_or_default()) / 10.0
+            ),
+            InputIssue::SmallText => format!(
+                "the text lines are {} px tall, below {SMALL_TEXT_PX}; photograph or scan it closer",
+                inspection.text_height_px.unwrap_or_default()
+            ),
+            InputIssue::BlankPages => format!(
+                "{} of its {} pages are blank",
+                inspection.blank_pages.unwrap_or_default(),
                 inspection.pages.unwrap_or_default()
             ),
         }
@@ -156,6 +209,18 @@ pub fn input_issues(inspection: &crate::job::Inspection) -> Vec<InputIssue> {
     if inspection.text_layer == Some(false) && inspection.images == Some(false) {
         issues.push(InputIssue::BlankDocument);
     }
+    if inspection
+        .skew_tenths
+        .is_some_and(|t| f64::from(t.unsigned_abs()) >= SKEWED_DEGREES * 10.0)
+    {
+        issues.push(InputIssue::Skewed);
+    }
+    if inspection.text_height_px.is_some_and(|h| h < SMALL_TEXT_PX) {
+        issues.push(InputIssue::SmallText);
+    }
+    if inspection.blank_pages.is_some_and(|n| n > 0) {
+        issues.push(InputIssue::BlankPages);
+    }
     issues
 }
 
@@ -164,8 +229,11 @@ pub fn input_issues(inspection: &crate::job::Inspection) -> Vec<InputIssue> {
 pub enum QualityAction {
     /// Accept the document and count the issue (the default for every issue).
     Flag,
-    /// Refuse it with the issue as its reason.
+    /// Refuse it with the issue as its reason (issues measured before acceptance only).
     Reject,
+    /// Apply the step that remedies it ([`InputIssue::remedy`]) whatever `PREPROCESS` says,
+    /// and count it.
+    Preprocess,
 }
 
 /// `INPUT_QUALITY_POLICY`: `PROFILE:ISSUE=ACTION`, separated by `;` or `,`, `*` for every
@@ -198,13 +266,22 @@ impl QualityPolicy {
                 })?;
             let action = match action.trim() {
                 "flag" => QualityAction::Flag,
-                "reject" => QualityAction::Reject,
-                "preprocess" => {
-                    return Err(bad(
-                        "preprocess is not built yet: flag or reject (issue #30)",
-                    ))
+                "reject" if issue.reject_code().is_none() => {
+                    return Err(bad(&format!(
+                        "{} is measured while the document is prepared, after it is accepted: flag it, or preprocess it",
+                        issue.as_str()
+                    )))
                 }
-                _ => return Err(bad("the actions are flag and reject")),
+                "reject" => QualityAction::Reject,
+                "preprocess" if issue.remedy().is_none() => {
+                    return Err(bad(&format!(
+                        "no preprocessing step remedies {}: flag it{}",
+                        issue.as_str(),
+                        if issue.reject_code().is_some() { ", or reject it" } else { "" }
+                    )))
+                }
+                "preprocess" => QualityAction::Preprocess,
+                _ => return Err(bad("the actions are flag, reject and preprocess")),
             };
             let profile = match profile.trim() {
                 "*" => None,
@@ -218,6 +295,15 @@ impl QualityPolicy {
             rules.insert((profile, issue), action);
         }
         Ok(QualityPolicy { rules })
+    }
+
+    /// The steps `profile`'s policy has applied to remedy its issues (`…=preprocess`).
+    pub fn remedies(&self, profile: &crate::job::Profile) -> Vec<crate::preprocess::Action> {
+        InputIssue::ALL
+            .into_iter()
+            .filter(|i| self.action(profile, *i) == QualityAction::Preprocess)
+            .filter_map(InputIssue::remedy)
+            .collect()
     }
 
     /// What `profile` does about `issue`.
@@ -604,7 +690,44 @@ mod tests {
         }
         assert!(QualityPolicy::parse("*:low_resolution=preprocess")
             .unwrap_err()
-            .contains("not built"));
+            .contains("no preprocessing step remedies low_resolution: flag it, or reject it"));
+        // Measured after acceptance: never refused; remedied by their step.
+        assert!(QualityPolicy::parse("*:skewed=reject")
+            .unwrap_err()
+            .contains("after it is accepted"));
+        assert!(QualityPolicy::parse("*:small_text=preprocess").is_err());
+        let remedied =
+            QualityPolicy::parse("*:blank_pages=preprocess; receipt:skewed=preprocess").unwrap();
+        assert_eq!(
+            remedied.remedies(&p("receipt")),
+            [
+                crate::preprocess::Action::Deskew,
+                crate::preprocess::Action::BlankPages
+            ]
+        );
+        assert_eq!(
+            remedied.remedies(&p("invoice")),
+            [crate::preprocess::Action::BlankPages]
+        );
+    }
+
+    #[test]
+    fn what_preparing_measured_is_an_issue_past_its_threshold() {
+        let base = crate::job::Inspection::default();
+        let with = |f: &dyn Fn(&mut crate::job::Inspection)| {
+            let mut i = base.clone();
+            f(&mut i);
+            input_issues(&i)
+        };
+        assert_eq!(with(&|i| i.skew_tenths = Some(-31)), [InputIssue::Skewed]);
+        assert!(with(&|i| i.skew_tenths = Some(29)).is_empty());
+        assert_eq!(
+            with(&|i| i.text_height_px = Some(9)),
+            [InputIssue::SmallText]
+        );
+        assert!(with(&|i| i.text_height_px = Some(12)).is_empty());
+        assert_eq!(with(&|i| i.blank_pages = Some(2)), [InputIssue::BlankPages]);
+        assert!(with(&|i| i.blank_pages = Some(0)).is_empty());
     }
 
     use super::*;

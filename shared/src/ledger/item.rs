@@ -31,6 +31,7 @@
 //! | `prepared_bucket`, `prepared_key`, `prepared_actions` | S, S, L | the copy preprocessing made for the vendor, and what it did |
 //! | `prepared_pages` | S    | the upload's pages the copy holds, when blank pages were removed (`1-3,5 of 6`) |
 //! | `prep_compute`   | S    | intake's compute preparing the document (JSON `cost::Compute`)  |
+//! | `skew_tenths`, `text_height_px`, `blank_pages` | N, N, N | measured while preparing: an image's lean, its text lines' height, a PDF's blank pages |
 //! | `part_count`, `part_pages`, `part_results` | N, N, M | a document split into parts: how many, pages each, each parsed part's result key by index |
 //! | `part_of`, `part_index`, `part_first_page` (and `part_count`) | S, N, N | a part's job: the document's job, its index (from 0), its first page (from 1) |
 //!
@@ -119,6 +120,11 @@ pub mod attr {
     pub const PREPARED_BUCKET: &str = "prepared_bucket";
     pub const PREPARED_KEY: &str = "prepared_key";
     pub const PREPARED_ACTIONS: &str = "prepared_actions";
+    /// Measured while preparing (`job::Inspection`): an image's lean in tenths of a degree,
+    /// its text lines' height, a PDF's blank pages.
+    pub const SKEW_TENTHS: &str = "skew_tenths";
+    pub const TEXT_HEIGHT_PX: &str = "text_height_px";
+    pub const BLANK_PAGES: &str = "blank_pages";
     /// The upload's pages a prepared PDF holds (`job::PageMap::to_record`).
     pub const PREPARED_PAGES: &str = "prepared_pages";
     /// Intake's compute preparing the document (JSON `cost::Compute`).
@@ -219,6 +225,18 @@ pub fn inspection_to_item(inspection: &Inspection, item: &mut Item) {
     if let Some(dpi) = inspection.dpi {
         item.insert(attr::DPI.into(), n(u64::from(dpi)));
     }
+    if let Some(tenths) = inspection.skew_tenths {
+        item.insert(
+            attr::SKEW_TENTHS.into(),
+            AttributeValue::N(tenths.to_string()),
+        );
+    }
+    if let Some(px) = inspection.text_height_px {
+        item.insert(attr::TEXT_HEIGHT_PX.into(), n(u64::from(px)));
+    }
+    if let Some(pages) = inspection.blank_pages {
+        item.insert(attr::BLANK_PAGES.into(), n(u64::from(pages)));
+    }
 }
 
 pub fn job_from_item(item: &Item) -> Result<Job, MalformedItem> {
@@ -299,6 +317,16 @@ pub fn job_from_item(item: &Item) -> Result<Job, MalformedItem> {
             images: opt_bool(item, attr::IMAGES)?,
             type_mismatch: opt_s(item, attr::TYPE_MISMATCH)?,
             dpi: opt_n(item, attr::DPI)?.map(|d| u32::try_from(d).unwrap_or(u32::MAX)),
+            skew_tenths: match item.get(attr::SKEW_TENTHS) {
+                Some(AttributeValue::N(v)) => Some(v.parse().map_err(|_| {
+                    MalformedItem(format!("attribute {} is {v:?}", attr::SKEW_TENTHS))
+                })?),
+                _ => None,
+            },
+            text_height_px: opt_n(item, attr::TEXT_HEIGHT_PX)?
+                .map(|h| u32::try_from(h).unwrap_or(u32::MAX)),
+            blank_pages: opt_n(item, attr::BLANK_PAGES)?
+                .map(|b| u32::try_from(b).unwrap_or(u32::MAX)),
         },
         result_key: opt_s(item, attr::RESULT_KEY)?,
         result_summary: opt_s(item, attr::RESULT_SUMMARY)?,

@@ -84,11 +84,20 @@ pub fn blank_pages(pdf: &[u8], limits: &Limits) -> Result<Vec<u32>, PrepareError
 
 /// `pdf` without its blank pages, or `None` when none is blank or every one is.
 pub fn remove(pdf: &[u8], limits: &Limits) -> Result<Option<Stripped>, PrepareError> {
+    remove_counted(pdf, limits).map(|(stripped, _)| stripped)
+}
+
+/// [`remove`], and how many pages were blank.
+pub fn remove_counted(
+    pdf: &[u8],
+    limits: &Limits,
+) -> Result<(Option<Stripped>, u32), PrepareError> {
     let opened = Opened::load(pdf).map_err(|e| PrepareError::Decode(e.to_string()))?;
     let blank = blank_in(&opened, limits);
     let of = u32::try_from(opened.pages.len()).unwrap_or(u32::MAX);
+    let count = u32::try_from(blank.len()).unwrap_or(u32::MAX);
     if blank.is_empty() || blank.len() == opened.pages.len() {
-        return Ok(None);
+        return Ok((None, count));
     }
     let (kept, pages): (Vec<u32>, Vec<ObjectId>) = (1..=of)
         .zip(&opened.pages)
@@ -97,10 +106,13 @@ pub fn remove(pdf: &[u8], limits: &Limits) -> Result<Option<Stripped>, PrepareEr
     let bytes = opened
         .write_part(&pages)
         .map_err(|e| PrepareError::Encode(e.to_string()))?;
-    Ok(Some(Stripped {
-        bytes,
-        map: PageMap { kept, of },
-    }))
+    Ok((
+        Some(Stripped {
+            bytes,
+            map: PageMap { kept, of },
+        }),
+        count,
+    ))
 }
 
 fn blank_in(opened: &Opened, limits: &Limits) -> Vec<u32> {

@@ -90,6 +90,48 @@ pub fn measure(gray: &GrayImage, max_degrees: f64) -> Option<Skew> {
     })
 }
 
+/// The median height, in `gray`'s pixels, of its text lines once turned back by `degrees`: the
+/// runs of rows holding ink in the frame's middle. `None` when fewer than three lines are seen.
+/// Lines set close enough to touch read as one taller line, so small text is under-reported,
+/// never invented.
+pub fn text_line_height(gray: &GrayImage, degrees: f64) -> Option<u32> {
+    let (analysis, scale) = raster::analysis_copy(gray);
+    let analysis = if degrees.abs() >= 0.5 {
+        let paper = raster::percentile(&raster::histogram(&analysis), 0.9);
+        std::borrow::Cow::Owned(raster::rotate(&analysis, -degrees, image::Luma([paper])))
+    } else {
+        analysis
+    };
+    let (fw, fh) = analysis.dimensions();
+    let middle = image::imageops::crop_imm(&*analysis, fw / 10, fh / 10, fw - fw / 5, fh - fh / 5)
+        .to_image();
+    let threshold = raster::otsu(&raster::histogram(&middle));
+    let (w, _) = middle.dimensions();
+    let enough = (w / 100).max(2);
+    let inked: Vec<bool> = middle
+        .rows()
+        .map(|row| row.filter(|p| p.0[0] <= threshold).count() as u32 >= enough)
+        .collect();
+    let mut runs: Vec<u32> = Vec::new();
+    let mut current = 0u32;
+    for ink in inked.iter().chain([&false]) {
+        if *ink {
+            current += 1;
+        } else {
+            if current >= 2 {
+                runs.push(current);
+            }
+            current = 0;
+        }
+    }
+    if runs.len() < 3 {
+        return None;
+    }
+    runs.sort_unstable();
+    let median = f64::from(runs[runs.len() / 2]);
+    Some((median * scale).round() as u32)
+}
+
 #[cfg(test)]
 pub(crate) mod tests_support {
     use image::{GrayImage, Luma};
@@ -117,6 +159,25 @@ mod tests {
     use super::tests_support::lined_page;
     use super::*;
     use image::Luma;
+
+    #[test]
+    fn a_pages_text_lines_are_measured_straight_or_leaning() {
+        // Lines of 12 px every 40 px.
+        let page = lined_page(600, 800);
+        assert_eq!(text_line_height(&page, 0.0), Some(12));
+        let leaning = raster::rotate(&page, 6.0, Luma([250]));
+        let skew = measure(&leaning, 15.0).expect("lines");
+        let height = text_line_height(&leaning, skew.degrees).expect("lines");
+        assert!((11..=14).contains(&height), "{height}");
+        // The same page at a third of the size: 4 px lines.
+        let small = image::imageops::resize(&page, 200, 267, image::imageops::FilterType::Triangle);
+        let height = text_line_height(&small, 0.0).expect("lines");
+        assert!((3..=6).contains(&height), "{height}");
+        assert_eq!(
+            text_line_height(&GrayImage::from_pixel(300, 300, Luma([250])), 0.0),
+            None
+        );
+    }
 
     #[test]
     fn a_straight_page_measures_straight() {

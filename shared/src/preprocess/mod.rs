@@ -311,6 +311,15 @@ impl Raster {
     }
 }
 
+/// What preparing measured of a document (`job::Inspection`'s fields of the same names): the
+/// input-quality issues only a decoded image or a parsed PDF shows (`inspect::InputIssue`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Measured {
+    pub skew_tenths: Option<i32>,
+    pub text_height_px: Option<u32>,
+    pub blank_pages: Option<u32>,
+}
+
 /// The prepared copy of `bytes` under `actions`, or `None` when no action changed anything (the
 /// original is submitted as it is).
 pub fn prepare(
@@ -319,8 +328,18 @@ pub fn prepare(
     actions: &[Action],
     limits: &Limits,
 ) -> Result<Option<Prepared>, PrepareError> {
+    prepare_measured(bytes, file_type, actions, limits).map(|(prepared, _)| prepared)
+}
+
+/// [`prepare`], and what the image showed as it came (its lean, its text lines' height).
+pub fn prepare_measured(
+    bytes: &[u8],
+    file_type: FileType,
+    actions: &[Action],
+    limits: &Limits,
+) -> Result<(Option<Prepared>, Measured), PrepareError> {
     if actions.is_empty() {
-        return Ok(None);
+        return Ok((None, Measured::default()));
     }
     let format = match file_type {
         FileType::Png => ImageFormat::Png,
@@ -356,6 +375,22 @@ pub fn prepare(
         Raster::Rgb(decoded.into_rgb8())
     } else {
         Raster::Gray(decoded.into_luma8())
+    };
+    let measured = {
+        let gray = raster.gray();
+        // A lean the profile cannot tell from the page as it stands is no lean.
+        let lean = deskew::measure(&gray, MAX_SKEW_DEGREES).map(|s| {
+            if s.gain >= MIN_SKEW_GAIN {
+                s.degrees
+            } else {
+                0.0
+            }
+        });
+        Measured {
+            skew_tenths: lean.map(|d| (d * 10.0).round() as i32),
+            text_height_px: deskew::text_line_height(&gray, lean.unwrap_or(0.0)),
+            blank_pages: None,
+        }
     };
 
     if actions.contains(&Action::Downscale) {
@@ -447,20 +482,23 @@ pub fn prepare(
         );
     }
     if applied.is_empty() {
-        return Ok(None);
+        return Ok((None, measured));
     }
     let (width, height) = raster.dimensions();
     let image = match raster {
         Raster::Gray(g) => DynamicImage::ImageLuma8(g),
         Raster::Rgb(c) => DynamicImage::ImageRgb8(c),
     };
-    Ok(Some(Prepared {
-        bytes: encode(&image, file_type)?,
-        file_type,
-        applied,
-        width,
-        height,
-    }))
+    Ok((
+        Some(Prepared {
+            bytes: encode(&image, file_type)?,
+            file_type,
+            applied,
+            width,
+            height,
+        }),
+        measured,
+    ))
 }
 
 /// The copy of a document intake sends the vendor, in whatever format the steps left it.
@@ -482,6 +520,17 @@ pub fn prepare_document(
     actions: &[Action],
     limits: &Limits,
 ) -> Result<Option<PreparedDocument>, PrepareError> {
+    prepare_document_measured(bytes, file_type, actions, limits).map(|(copy, _)| copy)
+}
+
+/// [`prepare_document`], and what the steps measured on the way ([`Measured`]).
+pub fn prepare_document_measured(
+    bytes: &[u8],
+    file_type: FileType,
+    actions: &[Action],
+    limits: &Limits,
+) -> Result<(Option<PreparedDocument>, Measured), PrepareError> {
+    let mut measured = Measured::default();
     let mut applied = Vec::new();
     let mut converted = None;
     if actions.contains(&Action::Convert) {
@@ -504,12 +553,16 @@ pub fn prepare_document(
         .collect();
     let mut done = None;
     if file_type.is_image() && (!image_actions.is_empty() || converted.is_some()) {
-        if let Some(p) = prepare(bytes, file_type, &image_actions, limits)? {
+        let (prepared, seen) = prepare_measured(bytes, file_type, &image_actions, limits)?;
+        measured = seen;
+        if let Some(p) = prepared {
             applied.extend(p.applied);
             done = Some((p.bytes, p.file_type, None));
         }
     } else if file_type == FileType::Pdf && actions.contains(&Action::BlankPages) {
-        if let Some(s) = blank_pages::remove(bytes, limits)? {
+        let (stripped, blank) = blank_pages::remove_counted(bytes, limits)?;
+        measured.blank_pages = Some(blank);
+        if let Some(s) = stripped {
             applied.push(Applied {
                 action: Action::BlankPages,
                 detail: s.detail(),
@@ -520,14 +573,17 @@ pub fn prepare_document(
     let (bytes, file_type, pages) = match (done, converted) {
         (Some(done), _) => done,
         (None, Some((bytes, file_type))) => (bytes, file_type, None),
-        (None, None) => return Ok(None),
+        (None, None) => return Ok((None, measured)),
     };
-    Ok(Some(PreparedDocument {
-        bytes,
-        file_type,
-        applied,
-        pages,
-    }))
+    Ok((
+        Some(PreparedDocument {
+            bytes,
+            file_type,
+            applied,
+            pages,
+        }),
+        measured,
+    ))
 }
 
 /// The image in the format it came in: a JPEG stays a JPEG (quality 92, near the scanners'

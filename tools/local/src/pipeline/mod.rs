@@ -561,6 +561,10 @@ impl Pipeline {
                     .map_err(|e| e.to_string())?,
                     part_pages: ocrbridge::parts::part_pages_from_lookup(|k| env.get(k).cloned())
                         .map_err(|e| e.to_string())?,
+                    quality: match env.get("INPUT_QUALITY_POLICY") {
+                        Some(spec) => ocrbridge::inspect::QualityPolicy::parse(spec)?,
+                        None => Default::default(),
+                    },
                     ..IntakeConfig::default()
                 },
             },
