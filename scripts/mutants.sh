@@ -17,6 +17,9 @@ if [ -n "$(git status --porcelain -- shared functions tools tests)" ]; then
   exit 2
 fi
 
+# Each test's output is kept here; without the directory no test could even start, and every
+# mutant would look killed.
+mkdir -p .local
 names=("$@")
 if [ ${#names[@]} -eq 0 ]; then
   for p in scripts/mutants/*.patch; do names+=("$(basename "$p" .patch)"); done
@@ -53,9 +56,14 @@ for name in "${names[@]}"; do
       fi
       echo "   SURVIVED: $file::$test passed with the guard removed ($log)"
       survived+=("$name:$file")
-    else
-      line=$(grep -m1 -A2 -E "panicked at|error\[" "$log" | tr '\n' ' ' | cut -c1-400 || true)
+    elif grep -qE "panicked at|^test result: FAILED" "$log"; then
+      line=$(grep -m1 -A2 -E "panicked at" "$log" | tr '\n' ' ' | cut -c1-400 || true)
       echo "   killed: $file::$test failed — ${line}"
+    else
+      # Not a test's failure (a build error, a missing tool): the mutant was never tried.
+      line=$(grep -m1 -A2 -E "error(\[|:)" "$log" | tr '\n' ' ' | cut -c1-400 || true)
+      echo "   NOT RUN: $file::$test did not run ($log): ${line}"
+      survived+=("$name:$file(not run)")
     fi
   done < <(sed -n 's/^# expect-fail: //p' "$patch")
   git apply -R "$patch"

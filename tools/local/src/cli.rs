@@ -129,6 +129,17 @@ pub enum LocalCommand {
         #[arg(long, default_value_os_t = template_path().with_file_name("bench").join("packs").join("default"))]
         pack: PathBuf,
     },
+    /// Writes a duplex scan of PAGES pages (the pack's first receipt on a letter page at 200 dpi,
+    /// then its blank back, in turn) as a PDF of JPEG pages or a TIFF of grey pages, for the
+    /// blank-page and conversion benchmark (`make bench-preprocess`).
+    BenchScan {
+        #[arg(long)]
+        pages: u32,
+        /// `pdf` or `tiff`, from the output's extension.
+        out: PathBuf,
+        #[arg(long, default_value_os_t = template_path().with_file_name("bench").join("packs").join("default"))]
+        pack: PathBuf,
+    },
     /// Writes a PDF of PAGES pages, each with a line of text and IMAGE_KB of image data, for the
     /// splitting benchmark (`make bench-split`).
     BenchPdf {
@@ -247,6 +258,9 @@ pub async fn run(options: &LocalOptions, command: LocalCommand) -> Result<(), St
             image_kb,
             out,
         } => return crate::pdf_bench::write_bench_pdf(pages, image_kb, &out),
+        LocalCommand::BenchScan { pages, out, pack } => {
+            return crate::degrade::bench_scan(&pack, pages, &out)
+        }
         LocalCommand::SplitPdf { input, per_part } => {
             return crate::pdf_bench::split_file(&input, per_part)
         }
@@ -270,6 +284,7 @@ pub async fn run(options: &LocalOptions, command: LocalCommand) -> Result<(), St
         | LocalCommand::Preprocess { .. }
         | LocalCommand::BenchInput { .. }
         | LocalCommand::BenchPdf { .. }
+        | LocalCommand::BenchScan { .. }
         | LocalCommand::SplitPdf { .. } => Ok(()),
         LocalCommand::Health => {
             println!("moto is healthy at {}", options.endpoint);

@@ -138,6 +138,64 @@ pub fn bench_input(pack_dir: &Path, megapixels: f64, out: &Path) -> Result<(), S
     std::fs::write(out, encoded).map_err(|e| format!("{}: {e}", out.display()))
 }
 
+/// A duplex scan of `pages` pages for the blank-page and conversion benchmark: the pack's first
+/// receipt on a letter page at 200 dpi (1700 x 2200, grey), then a scanner's blank back, in
+/// turn. A `.tif` output is a TIFF of grey pages (uncompressed, as many scanners write them);
+/// anything else a PDF of JPEG pages.
+pub fn bench_scan(pack_dir: &Path, pages: u32, out: &Path) -> Result<(), String> {
+    let path = pack_dir.join("receipts").join("000.jpg");
+    let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let receipt = image::load_from_memory(&bytes)
+        .map_err(|e| e.to_string())?
+        .into_luma8();
+    let (w, h) = (1700, 2200);
+    let mut page = image::GrayImage::from_pixel(w, h, image::Luma([242]));
+    let fitted = image::imageops::resize(
+        &receipt,
+        (w * 2 / 3).min(receipt.width() * 2),
+        ((w * 2 / 3) * receipt.height() / receipt.width().max(1)).min(h - 200),
+        image::imageops::FilterType::Triangle,
+    );
+    image::imageops::overlay(&mut page, &fitted, i64::from((w - fitted.width()) / 2), 100);
+    let back = preprocess::degrade::blank_back(w, h, 7);
+    let sheets: Vec<&image::GrayImage> = (0..pages)
+        .map(|n| if n % 2 == 0 { &page } else { &back })
+        .collect();
+    let written = if out.extension().is_some_and(|e| e == "tif" || e == "tiff") {
+        use tiff::encoder::{colortype::Gray8, Rational, TiffEncoder};
+        use tiff::tags::ResolutionUnit;
+        let mut buffer = std::io::Cursor::new(Vec::new());
+        let mut encoder = TiffEncoder::new(&mut buffer).map_err(|e| e.to_string())?;
+        for sheet in &sheets {
+            let mut image = encoder
+                .new_image::<Gray8>(w, h)
+                .map_err(|e| e.to_string())?;
+            image.resolution(ResolutionUnit::Inch, Rational { n: 200, d: 1 });
+            image
+                .write_data(sheet.as_raw())
+                .map_err(|e| e.to_string())?;
+        }
+        buffer.into_inner()
+    } else {
+        let jpeg = |i: &image::GrayImage| {
+            preprocess::encode(&image::DynamicImage::ImageLuma8(i.clone()), FileType::Jpeg)
+                .map_err(|e| e.to_string())
+        };
+        let (page, back) = (jpeg(&page)?, jpeg(&back)?);
+        let jpegs: Vec<Vec<u8>> = (0..pages)
+            .map(|n| {
+                if n % 2 == 0 {
+                    page.clone()
+                } else {
+                    back.clone()
+                }
+            })
+            .collect();
+        ocrbridge::parts::split::scanned_pdf(&jpegs, 200)
+    };
+    std::fs::write(out, written).map_err(|e| format!("{}: {e}", out.display()))
+}
+
 /// `rotated,border` → variants.
 pub fn parse_variants(spec: &str) -> Result<Vec<Variant>, String> {
     spec.split(',')
