@@ -55,6 +55,48 @@ fn vendor_read(p: &Pipeline, job: &JobId) -> Vec<String> {
         .collect()
 }
 
+/// The local pipeline on `s` with intake's `environment`; an intake killed by a failpoint is
+/// redelivered after 2 s.
+async fn pipeline(s: &ocrbridge_tests::TestStack, environment: &[(&str, &str)]) -> Pipeline {
+    // Boxed: the start's future is large, and nested in the test's it overflows a debug stack.
+    Box::pin(Pipeline::start(
+        s.clients.clone(),
+        &s.stack,
+        PipelineOptions {
+            environment: environment
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            crash_redelivery: Duration::from_secs(2),
+            ..PipelineOptions::default()
+        },
+    ))
+    .await
+    .expect("the pipeline starts")
+}
+
+/// A settled job: the vendor's reading is stored, whatever the rules made of it.
+fn assert_settled(job: &Job) {
+    assert!(
+        matches!(job.state, JobState::Completed | JobState::NeedsReview),
+        "{job:#?}"
+    );
+}
+
+/// The page numbers of `job`'s stored result, in order.
+async fn result_pages(s: &ocrbridge_tests::TestStack, job: &Job) -> Vec<u64> {
+    let result: serde_json::Value = serde_json::from_slice(
+        &results_object(s, job.result_key.as_deref().expect("a result")).await,
+    )
+    .expect("a result document");
+    result["pages"]
+        .as_array()
+        .expect("pages")
+        .iter()
+        .map(|p| p["number"].as_u64().expect("a number"))
+        .collect()
+}
+
 fn find<'a>(jobs: &'a [Job], id: &JobId) -> &'a Job {
     jobs.iter()
         .find(|j| &j.id == id)
@@ -72,17 +114,7 @@ async fn a_photo_is_prepared_once_and_the_vendor_reads_the_copy_while_the_upload
     use ocrbridge::failpoints::{self, Action};
     let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let s = stack().await;
-    let p = Pipeline::start(
-        s.clients.clone(),
-        &s.stack,
-        PipelineOptions {
-            environment: vec![("PREPROCESS".into(), "receipt=crop,deskew;id=off".into())],
-            crash_redelivery: Duration::from_secs(2),
-            ..PipelineOptions::default()
-        },
-    )
-    .await
-    .expect("the pipeline starts");
+    let p = pipeline(&s, &[("PREPROCESS", "receipt=crop,deskew;id=off")]).await;
 
     let turned = photo("000.jpg", 7.0);
     let crashed = photo("004.jpg", -6.0);
@@ -229,17 +261,7 @@ async fn a_scans_blank_pages_are_not_sent_and_its_result_keeps_the_uploads_page_
     use ocrbridge::parts::split::scanned_pdf;
     let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let s = stack().await;
-    let p = Pipeline::start(
-        s.clients.clone(),
-        &s.stack,
-        PipelineOptions {
-            environment: vec![("PREPROCESS".into(), "receipt=blank_pages".into())],
-            crash_redelivery: Duration::from_secs(2),
-            ..PipelineOptions::default()
-        },
-    )
-    .await
-    .expect("the pipeline starts");
+    let p = pipeline(&s, &[("PREPROCESS", "receipt=blank_pages")]).await;
 
     let (first, second) = (pack_receipt_bytes("000.jpg"), pack_receipt_bytes("004.jpg"));
     let duplex = scanned_pdf(
@@ -277,10 +299,7 @@ async fn a_scans_blank_pages_are_not_sent_and_its_result_keeps_the_uploads_page_
     );
 
     let scanned = find(&jobs, &ids[0]);
-    assert!(
-        matches!(scanned.state, JobState::Completed | JobState::NeedsReview),
-        "{scanned:#?}"
-    );
+    assert_settled(scanned);
     let copy = scanned
         .prepared
         .as_ref()
@@ -301,16 +320,7 @@ async fn a_scans_blank_pages_are_not_sent_and_its_result_keeps_the_uploads_page_
         [2],
         "the vendor was sent the blank pages"
     );
-    let result: serde_json::Value = serde_json::from_slice(
-        &results_object(&s, scanned.result_key.as_deref().expect("a result")).await,
-    )
-    .unwrap();
-    let numbers: Vec<u64> = result["pages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["number"].as_u64().unwrap())
-        .collect();
+    let numbers = result_pages(&s, scanned).await;
     assert_eq!(numbers, [1, 3], "the result's pages are not the upload's");
     let cost = scanned.cost.as_ref().expect("a cost");
     assert_eq!((cost.pages_estimated, cost.pages_billed), (2, Some(2)));
@@ -360,16 +370,7 @@ async fn a_heic_photo_and_a_multi_page_tiff_are_converted_for_the_vendor() {
     use ocrbridge::job::PageMap;
     let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let s = stack().await;
-    let p = Pipeline::start(
-        s.clients.clone(),
-        &s.stack,
-        PipelineOptions {
-            environment: vec![("PREPROCESS".into(), "receipt=convert,blank_pages".into())],
-            ..PipelineOptions::default()
-        },
-    )
-    .await
-    .expect("the pipeline starts");
+    let p = pipeline(&s, &[("PREPROCESS", "receipt=convert,blank_pages")]).await;
 
     let heic = std::fs::read(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/inputs/receipt-000.heic"),
@@ -403,10 +404,7 @@ async fn a_heic_photo_and_a_multi_page_tiff_are_converted_for_the_vendor() {
     let jobs = run_until_settled(&p, &s.ledger, &ids, Duration::from_secs(240)).await;
 
     let photo = find(&jobs, &ids[0]);
-    assert!(
-        matches!(photo.state, JobState::Completed | JobState::NeedsReview),
-        "{photo:#?}"
-    );
+    assert_settled(photo);
     let copy = photo.prepared.as_ref().expect("a JPEG copy");
     assert_eq!(copy.key, format!("prepared/{}/photo.jpg", photo.id));
     assert_eq!(copy.action_names(), ["convert"], "{copy:?}");
@@ -428,10 +426,7 @@ async fn a_heic_photo_and_a_multi_page_tiff_are_converted_for_the_vendor() {
     );
 
     let scan = find(&jobs, &ids[1]);
-    assert!(
-        matches!(scan.state, JobState::Completed | JobState::NeedsReview),
-        "{scan:#?}"
-    );
+    assert_settled(scan);
     let copy = scan.prepared.as_ref().expect("a PDF copy");
     assert_eq!(copy.key, format!("prepared/{}/scan.pdf", scan.id));
     assert_eq!(copy.action_names(), ["convert", "blank_pages"], "{copy:?}");
@@ -453,16 +448,7 @@ async fn a_heic_photo_and_a_multi_page_tiff_are_converted_for_the_vendor() {
             .collect::<Vec<_>>(),
         [2]
     );
-    let result: serde_json::Value = serde_json::from_slice(
-        &results_object(&s, scan.result_key.as_deref().expect("a result")).await,
-    )
-    .unwrap();
-    let numbers: Vec<u64> = result["pages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["number"].as_u64().unwrap())
-        .collect();
+    let numbers = result_pages(&s, scan).await;
     assert_eq!(numbers, [1, 3]);
 }
 
@@ -473,22 +459,14 @@ async fn a_heic_photo_and_a_multi_page_tiff_are_converted_for_the_vendor() {
 async fn a_policy_that_preprocesses_skew_turns_a_leaning_photo_back() {
     let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let s = stack().await;
-    let p = Pipeline::start(
-        s.clients.clone(),
-        &s.stack,
-        PipelineOptions {
-            environment: vec![
-                ("PREPROCESS".into(), "off".into()),
-                (
-                    "INPUT_QUALITY_POLICY".into(),
-                    "receipt:skewed=preprocess".into(),
-                ),
-            ],
-            ..PipelineOptions::default()
-        },
+    let p = pipeline(
+        &s,
+        &[
+            ("PREPROCESS", "off"),
+            ("INPUT_QUALITY_POLICY", "receipt:skewed=preprocess"),
+        ],
     )
-    .await
-    .expect("the pipeline starts");
+    .await;
     let turned = photo("000.jpg", -8.0);
     let straight = pack_receipt_bytes("039.jpg");
     let ids = [
