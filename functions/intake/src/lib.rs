@@ -300,7 +300,14 @@ impl Intake {
                 .filter(|i| self.config.quality.action(&profile, *i) == QualityAction::Reject)
                 .find_map(|i| Some((i, i.reject_code()?)))
             {
-                validated.verdict = Err(Rejection::new(code, issue.explain(&validated.inspection)));
+                validated.verdict = Err(Rejection::new(
+                    code,
+                    format!(
+                        "{} (INPUT_QUALITY_POLICY refuses {} for this profile)",
+                        issue.explain(&validated.inspection),
+                        issue.as_str()
+                    ),
+                ));
             }
         }
         let metrics = self.metrics.for_traffic(benchmark_run.as_ref());

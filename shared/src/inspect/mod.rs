@@ -172,15 +172,15 @@ impl InputIssue {
         }
     }
 
-    /// What a reader of the rejection or the flag is told, from what was measured.
+    /// What was measured, for a reader of the flag or the rejection (which adds the policy).
     pub fn explain(self, inspection: &crate::job::Inspection) -> String {
         match self {
             InputIssue::LowResolution => format!(
-                "the document's resolution is {} dpi, below {LOW_DPI}; rescan it at 300 dpi (INPUT_QUALITY_POLICY refuses low_resolution for this profile)",
+                "the document's resolution is {} dpi, below {LOW_DPI}; rescan it at 300 dpi",
                 inspection.dpi.unwrap_or_default()
             ),
             InputIssue::BlankDocument => format!(
-                "the PDF ({} pages) holds no text and no image: every page is blank, or drawn as vector paths only (INPUT_QUALITY_POLICY refuses blank_document for this profile)",
+                "the PDF ({} pages) holds no text and no image: every page is blank, or drawn as vector paths only",
                 inspection.pages.unwrap_or_default()
             ),
             InputIssue::Skewed => format!(

@@ -135,7 +135,12 @@ pub async fn show(target: &Target, id: &str, json_mode: bool) -> Result<(), CliE
         "created_ms": job.created_at.0,
         "history": job.history.iter().map(|h| json!({"state": h.state.as_str(), "at_ms": h.at.0, "reason": h.reason})).collect::<Vec<_>>(),
         "inspection": {"pages": job.inspection.pages, "bytes": job.inspection.size_bytes,
-                       "type": job.inspection.file_type.map(|t| t.name())},
+                       "type": job.inspection.file_type.map(|t| t.name()),
+                       "dpi": job.inspection.dpi,
+                       "skew_degrees": job.inspection.skew_tenths.map(|t| f64::from(t) / 10.0),
+                       "text_height_px": job.inspection.text_height_px,
+                       "blank_pages": job.inspection.blank_pages,
+                       "issues": ocrbridge::inspect::input_issues(&job.inspection).iter().map(|i| i.as_str()).collect::<Vec<_>>()},
         "attempt": job.attempt.as_ref().map(|a| json!({"id": a.attempt_id, "at_ms": a.attempted_at.0})),
         "lease": job.lease.as_ref().map(|l| json!({"owner": l.owner, "until_ms": l.until.0})),
         "vendor": target.vendor(),
@@ -154,7 +159,9 @@ pub async fn show(target: &Target, id: &str, json_mode: bool) -> Result<(), CliE
         "prepared": job.prepared.as_ref().map(|c| json!({
             "object": format!("s3://{}/{}", c.bucket, c.key),
             "actions": c.actions,
+            "pages": c.pages.as_ref().map(|m| m.to_record()),
         })),
+        "prep_compute": job.prep_compute.as_ref().map(|c| serde_json::to_value(c).unwrap_or_default()),
         "parts": job.parts.as_ref().map(|p| json!({
             "count": p.count,
             "pages_per_part": p.pages_per_part,
@@ -189,6 +196,20 @@ pub async fn show(target: &Target, id: &str, json_mode: bool) -> Result<(), CliE
             for action in &c.actions {
                 out.push(format!("          {action}"));
             }
+            if let Some(map) = &c.pages {
+                out.push(format!(
+                    "          holds the upload's pages {}",
+                    map.to_record()
+                ));
+            }
+        }
+        // What intake measured that a profile may act on (`INPUT_QUALITY_POLICY`).
+        for issue in ocrbridge::inspect::input_issues(&job.inspection) {
+            out.push(format!(
+                "quality   {}: {}",
+                issue.as_str(),
+                issue.explain(&job.inspection)
+            ));
         }
         // A document sent in parts, and each part's job; or the document a part belongs to.
         if let Some(p) = &job.parts {
