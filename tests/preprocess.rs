@@ -453,30 +453,43 @@ async fn a_heic_photo_and_a_multi_page_tiff_are_converted_for_the_vendor() {
 }
 
 /// Issue #30: an input-quality policy can have the step that remedies an issue applied
-/// (`INPUT_QUALITY_POLICY=receipt:skewed=preprocess` with `PREPROCESS=off`): a turned photo is
-/// deskewed, a straight scan gets no copy, and both are measured.
+/// (`receipt:skewed=preprocess` with `PREPROCESS=off`): a turned photo is deskewed, a straight
+/// scan gets no copy, and both are measured. A policy that only flags an issue measured while
+/// preparing (`invoice:blank_pages=flag`) has it measured and counted, and nothing changed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_policy_that_preprocesses_skew_turns_a_leaning_photo_back() {
+async fn a_policy_preprocesses_skew_and_flags_blank_pages_it_has_measured() {
+    use ocrbridge::parts::split::scanned_pdf;
     let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let s = stack().await;
     let p = pipeline(
         &s,
         &[
             ("PREPROCESS", "off"),
-            ("INPUT_QUALITY_POLICY", "receipt:skewed=preprocess"),
+            (
+                "INPUT_QUALITY_POLICY",
+                "receipt:skewed=preprocess; invoice:blank_pages=flag",
+            ),
         ],
     )
     .await;
     let turned = photo("000.jpg", -8.0);
     let straight = pack_receipt_bytes("039.jpg");
+    let duplex = scanned_pdf(&[pack_receipt_bytes("043.jpg"), blank_back()], 200);
     let ids = [
         job_id_for(&turned, "receipt"),
         job_id_for(&straight, "receipt"),
+        job_id_for(&duplex, "invoice"),
     ];
     s.put("receipts/turned.jpg", turned, Some("image/jpeg"))
         .await;
     s.put("receipts/straight.jpg", straight, Some("image/jpeg"))
         .await;
+    s.put(
+        "invoices/duplex.pdf",
+        duplex.clone(),
+        Some("application/pdf"),
+    )
+    .await;
     let jobs = run_until_settled(&p, &s.ledger, &ids, Duration::from_secs(180)).await;
     let turned = find(&jobs, &ids[0]);
     let copy = turned
@@ -488,4 +501,16 @@ async fn a_policy_that_preprocesses_skew_turns_a_leaning_photo_back() {
     let straight = find(&jobs, &ids[1]);
     assert_eq!(straight.prepared, None, "{straight:#?}");
     assert!(straight.inspection.skew_tenths.is_some());
+    // Flagged, not remedied: the blank back is counted, and the vendor reads the upload.
+    let flagged = find(&jobs, &ids[2]);
+    assert_eq!(flagged.inspection.blank_pages, Some(1), "{flagged:#?}");
+    assert_eq!(flagged.prepared, None);
+    assert_eq!(vendor_read(&p, &flagged.id), [sha(&duplex)]);
+    assert_eq!(
+        p.intake
+            .metrics
+            .recorded()
+            .get("InputQuality[blank_pages,direct,application/pdf]"),
+        Some(&1.0)
+    );
 }

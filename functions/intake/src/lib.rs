@@ -495,7 +495,14 @@ impl Intake {
             preprocess::Action::Convert => preprocess::convert::converts(file_type),
             _ => file_type.is_image(),
         });
-        if !applies {
+        // A policy that flags `skewed`, `small_text` or `blank_pages` needs them measured, even
+        // where the profile prepares nothing.
+        let measure = self.config.quality.watches_prepared_issues(profile)
+            && matches!(
+                file_type,
+                inspect::FileType::Png | inspect::FileType::Jpeg | inspect::FileType::Pdf
+            );
+        if !applies && !measure {
             return none;
         }
         let Some(bytes) = self.blob.get(object).await? else {
@@ -504,7 +511,7 @@ impl Intake {
         let limits = self.config.preprocess.limits;
         let started = Instant::now();
         let result = tokio::task::spawn_blocking(move || {
-            preprocess::prepare_document_measured(&bytes, file_type, &actions, &limits)
+            preprocess::prepare_document_measured(&bytes, file_type, &actions, &limits, measure)
         })
         .await
         .unwrap_or_else(|e| {

@@ -297,6 +297,15 @@ impl QualityPolicy {
         Ok(QualityPolicy { rules })
     }
 
+    /// Whether `profile`'s policy names an issue only preparing measures (`skewed`,
+    /// `small_text`, `blank_pages`), with any action: intake then reads the pixels or the pages
+    /// of its documents to measure them, even where it prepares nothing.
+    pub fn watches_prepared_issues(&self, profile: &crate::job::Profile) -> bool {
+        self.rules.keys().any(|(scope, issue)| {
+            issue.reject_code().is_none() && scope.as_deref().is_none_or(|p| p == profile.as_str())
+        })
+    }
+
     /// The steps `profile`'s policy has applied to remedy its issues (`…=preprocess`).
     pub fn remedies(&self, profile: &crate::job::Profile) -> Vec<crate::preprocess::Action> {
         InputIssue::ALL
@@ -696,8 +705,13 @@ mod tests {
             .unwrap_err()
             .contains("after it is accepted"));
         assert!(QualityPolicy::parse("*:small_text=preprocess").is_err());
+        let watching =
+            QualityPolicy::parse("receipt:small_text=flag; *:low_resolution=reject").unwrap();
+        assert!(watching.watches_prepared_issues(&p("receipt")));
+        assert!(!watching.watches_prepared_issues(&p("invoice")));
         let remedied =
             QualityPolicy::parse("*:blank_pages=preprocess; receipt:skewed=preprocess").unwrap();
+        assert!(remedied.watches_prepared_issues(&p("invoice")));
         assert_eq!(
             remedied.remedies(&p("receipt")),
             [

@@ -328,17 +328,19 @@ pub fn prepare(
     actions: &[Action],
     limits: &Limits,
 ) -> Result<Option<Prepared>, PrepareError> {
-    prepare_measured(bytes, file_type, actions, limits).map(|(prepared, _)| prepared)
+    prepare_measured(bytes, file_type, actions, limits, false).map(|(prepared, _)| prepared)
 }
 
-/// [`prepare`], and what the image showed as it came (its lean, its text lines' height).
+/// [`prepare`], and what the image showed as it came (its lean, its text lines' height). With
+/// `measure`, the image is decoded and measured even when no action is asked for.
 pub fn prepare_measured(
     bytes: &[u8],
     file_type: FileType,
     actions: &[Action],
     limits: &Limits,
+    measure: bool,
 ) -> Result<(Option<Prepared>, Measured), PrepareError> {
-    if actions.is_empty() {
+    if actions.is_empty() && !measure {
         return Ok((None, Measured::default()));
     }
     let format = match file_type {
@@ -520,15 +522,18 @@ pub fn prepare_document(
     actions: &[Action],
     limits: &Limits,
 ) -> Result<Option<PreparedDocument>, PrepareError> {
-    prepare_document_measured(bytes, file_type, actions, limits).map(|(copy, _)| copy)
+    prepare_document_measured(bytes, file_type, actions, limits, false).map(|(copy, _)| copy)
 }
 
-/// [`prepare_document`], and what the steps measured on the way ([`Measured`]).
+/// [`prepare_document`], and what the steps measured on the way ([`Measured`]). With
+/// `measure`, an image is measured and a PDF's blank pages counted even where no step asks for
+/// it (an input-quality policy that watches those issues).
 pub fn prepare_document_measured(
     bytes: &[u8],
     file_type: FileType,
     actions: &[Action],
     limits: &Limits,
+    measure: bool,
 ) -> Result<(Option<PreparedDocument>, Measured), PrepareError> {
     let mut measured = Measured::default();
     let mut applied = Vec::new();
@@ -552,17 +557,20 @@ pub fn prepare_document_measured(
         .filter(|a| !matches!(a, Action::Convert | Action::BlankPages))
         .collect();
     let mut done = None;
-    if file_type.is_image() && (!image_actions.is_empty() || converted.is_some()) {
-        let (prepared, seen) = prepare_measured(bytes, file_type, &image_actions, limits)?;
+    let readable = matches!(file_type, FileType::Png | FileType::Jpeg);
+    if file_type.is_image()
+        && (!image_actions.is_empty() || converted.is_some() || (measure && readable))
+    {
+        let (prepared, seen) = prepare_measured(bytes, file_type, &image_actions, limits, measure)?;
         measured = seen;
         if let Some(p) = prepared {
             applied.extend(p.applied);
             done = Some((p.bytes, p.file_type, None));
         }
-    } else if file_type == FileType::Pdf && actions.contains(&Action::BlankPages) {
+    } else if file_type == FileType::Pdf && (actions.contains(&Action::BlankPages) || measure) {
         let (stripped, blank) = blank_pages::remove_counted(bytes, limits)?;
         measured.blank_pages = Some(blank);
-        if let Some(s) = stripped {
+        if let Some(s) = stripped.filter(|_| actions.contains(&Action::BlankPages)) {
             applied.push(Applied {
                 action: Action::BlankPages,
                 detail: s.detail(),
