@@ -175,7 +175,9 @@ impl ChaosDice {
 
 /// What a message is about, for the dice: the job it names (`doc-` and 40 hex characters, in
 /// a submit message, a result notice or a Textract completion's `JobTag`), else an S3 upload's
-/// key, else the whole body.
+/// key as uploaded, else the whole body. The key is form-decoded as intake decodes it: moto
+/// writes `/` as `%2F`, and a fault forced on `intake:receipts/x.jpg` never matched
+/// `intake:receipts%2Fx.jpg` (the "no crashes" CI failures).
 pub(crate) fn subject_of(body: &str) -> String {
     if let Some(at) = body.find("doc-") {
         let id = &body[at..];
@@ -188,7 +190,7 @@ pub(crate) fn subject_of(body: &str) -> String {
         .and_then(|v| {
             v.pointer("/Records/0/s3/object/key")
                 .and_then(|k| k.as_str())
-                .map(str::to_owned)
+                .map(intake::event::decode_key)
         })
         .unwrap_or_else(|| body.to_owned())
 }
@@ -471,5 +473,23 @@ impl HttpConnector for StallingConnector {
             }
             inner.call(request).await
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::subject_of;
+
+    /// A fault forced on an upload is named by its key as uploaded; moto's notification
+    /// writes `/` as `%2F`, S3's a space as `+`.
+    #[test]
+    fn an_uploads_key_is_read_as_intake_reads_it() {
+        let body = r#"{"Records":[{"s3":{"object":{"key":"receipts%2Fchaos+7.jpg"}}}]}"#;
+        assert_eq!(subject_of(body), "receipts/chaos 7.jpg");
+        let submit = r#"{"job_id":"doc-0123456789abcdef0123456789abcdef01234567"}"#;
+        assert_eq!(
+            subject_of(submit),
+            "doc-0123456789abcdef0123456789abcdef01234567"
+        );
     }
 }
