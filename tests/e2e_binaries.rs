@@ -192,8 +192,7 @@ async fn until_settled(
         while settled.len() < keys.len() && started.elapsed() < Duration::from_secs(180) {
             settled.clear();
             for key in keys {
-                let Some(id) = job_id_of(&s.clients.s3, &s.config.documents_bucket, key).await
-                else {
+                let Some(id) = job_id_of(&s.ledger, &s.config.documents_bucket, key).await else {
                     continue;
                 };
                 let job = s.ledger.get_job(&id).await.unwrap().unwrap();

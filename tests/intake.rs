@@ -12,6 +12,8 @@ use ocrbridge::queue::{Queue, REASON_CODE_ATTRIBUTE};
 use ocrbridge_tests::{shared_dir, sqs_event, stack, unique_name, TestStack};
 use serde_json::Value;
 
+/// Intake with `TAG_SOURCE_OBJECTS=on`, so a test can read what it decided off the upload's tags
+/// as well as the ledger (the stack's default is off: `with_tagging_off_…`).
 fn intake(s: &TestStack) -> Intake {
     Intake {
         blob: Blob::new(s.clients.s3.clone()),
@@ -19,7 +21,10 @@ fn intake(s: &TestStack) -> Intake {
         ledger: s.ledger.clone(),
         metrics: Metrics::memory("intake"),
         stack: s.config.clone(),
-        config: IntakeConfig::default(),
+        config: IntakeConfig {
+            tag_objects: true,
+            ..IntakeConfig::default()
+        },
     }
 }
 
@@ -126,14 +131,14 @@ async fn an_upload_becomes_a_queued_job_and_one_submit_message() {
     assert!(submitted(&s).await.is_empty());
 }
 
-/// `TAG_SOURCE_OBJECTS=off` (issue #33): one S3 request fewer per document, and the same job.
+/// `TAG_SOURCE_OBJECTS` off, the default (issue #33): one S3 request fewer per document, and the
+/// same job, which the ledger finds by its upload.
 #[tokio::test]
 async fn with_tagging_off_an_upload_gets_its_job_and_no_tags() {
     let s = stack().await;
     let mut intake = intake(&s);
-    intake.config =
-        IntakeConfig::from_lookup(|k| (k == "TAG_SOURCE_OBJECTS").then(|| "off".to_owned()))
-            .unwrap();
+    intake.config = IntakeConfig::from_lookup(|_| None).unwrap();
+    assert!(!intake.config.tag_objects, "off unless asked for");
     let receipt = std::fs::read(shared_dir().join("corpus/sroie-dev/000.jpg")).unwrap();
     let key = "receipts/untagged.jpg";
     s.put(key, receipt.clone(), Some("image/jpeg")).await;
@@ -144,6 +149,16 @@ async fn with_tagging_off_an_upload_gets_its_job_and_no_tags() {
     assert_eq!(state, Some(JobState::Queued));
     assert_eq!(submitted(&s).await, vec![id.to_string()]);
     assert_eq!(tags(&s, key).await, Vec::new(), "nothing tagged the object");
+    let found = s
+        .ledger
+        .job_for_upload(&s.config.documents_bucket, key)
+        .await;
+    assert_eq!(found.unwrap(), Some(id.clone()));
+    let missing = s
+        .ledger
+        .job_for_upload(&s.config.documents_bucket, "receipts/never.jpg")
+        .await;
+    assert_eq!(missing.unwrap(), None);
 }
 
 #[tokio::test]
@@ -180,6 +195,15 @@ async fn the_same_content_uploaded_twice_makes_one_job() {
     let t = tags(&s, "receipts/copy-of-a.png").await;
     assert_eq!(tag(&t, TAG_JOB_ID), Some(id.as_str()));
     assert_eq!(tag(&t, TAG_STATUS), Some("duplicate"));
+    let copy = s
+        .ledger
+        .job_for_upload(&s.config.documents_bucket, "receipts/copy-of-a.png")
+        .await;
+    assert_eq!(
+        copy.unwrap(),
+        Some(id.clone()),
+        "a duplicate upload finds its job"
+    );
     assert_eq!(
         intake.metrics.recorded()["DuplicatesSuppressed[receipt]"],
         1.0

@@ -26,11 +26,12 @@ pub struct IntakeConfig {
     pub limits: Limits,
     /// `METRIC_SOURCES`: the source channels metrics name; any other is `other`.
     pub sources: ocrbridge::segments::Sources,
-    /// `TAG_SOURCE_OBJECTS` (`on`, the default, or `off`): tag each upload with its job id,
+    /// `TAG_SOURCE_OBJECTS` (`off`, the default, or `on`): tag each upload with its job id,
     /// status and rejection reason (`ocrbridge-job-id`, `ocrbridge-status`, `ocrbridge-reason`),
-    /// so whoever finds the object in S3 sees what became of it. Off saves a PutObjectTagging
-    /// per document (and a GetObjectTagging where the uploader set tags of their own); the
-    /// ledger keeps the same facts either way.
+    /// so whoever finds the object in S3 sees what became of it. Nothing in ocrbridge reads the
+    /// tags, and each costs a PutObjectTagging per document (and a GetObjectTagging where the
+    /// uploader set tags of their own), so they are off unless asked for (issue #33); the ledger
+    /// keeps the same facts either way (`Ledger::job_for_upload`, `ocrbridge jobs`).
     pub tag_objects: bool,
     /// `INPUT_QUALITY_POLICY` (`PROFILE:ISSUE=ACTION;…`, default empty: every issue flagged):
     /// which input quality issues refuse a profile's documents (`inspect::QualityPolicy`).
@@ -53,7 +54,7 @@ impl Default for IntakeConfig {
             reserved_prefixes: vec!["raw/".into(), "results/".into()],
             limits: Limits::default(),
             sources: ocrbridge::segments::Sources::default(),
-            tag_objects: true,
+            tag_objects: false,
             quality: ocrbridge::inspect::QualityPolicy::default(),
             preprocess: ocrbridge::preprocess::Settings::default(),
             part_pages: None,
@@ -126,8 +127,9 @@ impl IntakeConfig {
         }
         config.sources = ocrbridge::segments::Sources::from_lookup(&lookup)
             .map_err(|e| err("METRIC_SOURCES", e.to_string()))?;
-        config.tag_objects = ocrbridge::config::switch_setting(&lookup, "TAG_SOURCE_OBJECTS", true)
-            .map_err(|e| err(e.name, format!("{:?} is not {}", e.value, e.expected)))?;
+        config.tag_objects =
+            ocrbridge::config::switch_setting(&lookup, "TAG_SOURCE_OBJECTS", false)
+                .map_err(|e| err(e.name, format!("{:?} is not {}", e.value, e.expected)))?;
         if let Some(spec) = lookup("INPUT_QUALITY_POLICY") {
             config.quality = ocrbridge::inspect::QualityPolicy::parse(&spec)
                 .map_err(|e| err("INPUT_QUALITY_POLICY", e))?;

@@ -678,6 +678,52 @@ impl Ledger {
         items.iter().map(|i| Ok(job_from_item(i)?)).collect()
     }
 
+    /// The job an upload became: the one whose source it is, or that it was linked to as a
+    /// duplicate ([`Self::link_source`]). A scan of the whole table, page by page: for the local
+    /// stack's demo and an operator's one-off question about one object, never a hot path.
+    /// (Intake can also tag the upload with its job id, `TAG_SOURCE_OBJECTS`; that costs an S3
+    /// request per document, so it is off by default and this lookup does not rely on it.)
+    #[instrument(skip_all, fields(bucket = bucket, key = key))]
+    pub async fn job_for_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<JobId>, LedgerError> {
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.tables.jobs)
+                .filter_expression("(#b = :b AND #k = :k) OR contains(#also, :src)")
+                .expression_attribute_names("#b", attr::SRC_BUCKET)
+                .expression_attribute_names("#k", attr::SRC_KEY)
+                .expression_attribute_names("#also", attr::ALSO_UPLOADED_AS)
+                .expression_attribute_values(":b", s(bucket))
+                .expression_attribute_values(":k", s(key))
+                .expression_attribute_values(":src", s(format!("s3://{bucket}/{key}")))
+                .projection_expression("#id")
+                .expression_attribute_names("#id", attr::JOB_ID)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| LedgerError::dynamo("Scan", &e))?;
+            if let Some(id) = out
+                .items()
+                .iter()
+                .find_map(|item| item.get(attr::JOB_ID)?.as_s().ok())
+            {
+                return JobId::parse(id)
+                    .map(Some)
+                    .map_err(|e| MalformedItem(e.to_string()).into());
+            }
+            match out.last_evaluated_key() {
+                Some(key) => start = Some(key.clone()),
+                None => return Ok(None),
+            }
+        }
+    }
+
     /// Records another S3 object with this job's content (a suppressed duplicate). A set add:
     /// idempotent and commutative, so it needs no guard and does not bump the version.
     #[instrument(skip_all, fields(job_id = %id))]

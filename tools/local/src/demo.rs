@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
 use ocrbridge::job::{JobId, JobState};
+use ocrbridge::ledger::Ledger;
 use serde_json::{json, Value};
 
 use crate::pipeline::Pipeline;
@@ -69,19 +70,10 @@ pub struct Row {
     pub latency: String,
 }
 
-/// The job intake tagged an uploaded object with (`ocrbridge-job-id`), once it has.
-pub async fn job_id_of(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Option<JobId> {
-    let tags = s3
-        .get_object_tagging()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .ok()?;
-    tags.tag_set()
-        .iter()
-        .find(|t| t.key() == intake::TAG_JOB_ID)
-        .and_then(|t| JobId::parse(t.value()).ok())
+/// The job intake made of an uploaded object, once it has: from the ledger, so it works with
+/// the stack's default `TAG_SOURCE_OBJECTS=off`.
+pub async fn job_id_of(ledger: &Ledger, bucket: &str, key: &str) -> Option<JobId> {
+    ledger.job_for_upload(bucket, key).await.ok().flatten()
 }
 
 /// Uploads, runs, and reports. Returns the rows, in upload order.
@@ -117,7 +109,7 @@ pub async fn run(
             for (key, _) in docs {
                 if !ids.contains_key(key) {
                     if let Some(id) =
-                        job_id_of(&p.clients.s3, &p.config.documents_bucket, key).await
+                        job_id_of(&p.intake.ledger, &p.config.documents_bucket, key).await
                     {
                         ids.insert(key.clone(), id);
                     }
