@@ -1,6 +1,7 @@
 //! The local stack: moto server, and the AWS resources of `template.yaml` provisioned into it.
 
 pub mod alarms;
+pub mod aws_prices;
 pub mod bench;
 pub mod cli;
 pub mod degrade;

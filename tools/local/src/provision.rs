@@ -120,6 +120,21 @@ impl LocalStack {
             .as_u64()
     }
 
+    /// A function's `MemorySize` in MB, resolved against this stack's conditions (`!If`), or
+    /// `Globals.Function`'s: what Lambda bills its GB-seconds by.
+    pub fn memory_mb(&self, function: &str) -> Option<u64> {
+        let own = self
+            .template
+            .resources()
+            .into_iter()
+            .find(|r| r.logical_id == function)?
+            .properties
+            .get("MemorySize")
+            .cloned();
+        let value = own.or_else(|| self.template.global_function().get("MemorySize").cloned())?;
+        self.scope.resolve_string(&value).ok()?.parse().ok()
+    }
+
     /// A function's `ReservedConcurrentExecutions`: the most invocations it can have at once.
     pub fn reserved_concurrency(&self, function: &str) -> Option<u64> {
         self.template

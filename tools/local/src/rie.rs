@@ -177,6 +177,12 @@ impl Emulated {
         self.logged_numbers("Init Duration: ", ' ')
     }
 
+    /// The `Billed Duration` of every invocation the emulator reported, in milliseconds: what
+    /// Lambda would bill (the duration rounded up to the millisecond), one per invocation.
+    pub fn billed_durations(&self) -> Vec<f64> {
+        self.logged_numbers("Billed Duration: ", ' ')
+    }
+
     fn logged_numbers(&self, marker: &str, end: char) -> Vec<f64> {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         text.match_indices(marker)

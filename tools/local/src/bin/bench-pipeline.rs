@@ -11,7 +11,7 @@
 //! AnalyzeExpense); `--textract-sync on` reads them in the call (`TEXTRACT_SYNCHRONOUS`), `off`
 //! starts a job, waits for its SNS notification and `Get*`s the result
 //! (`scripts/bench-textract-sync.sh` runs both and compares). `--tag-source-objects` sets the
-//! template's `TagSourceObjects` (default on): off leaves out intake's tags on the upload. The
+//! template's `TagSourceObjects` (default off): on adds intake's tags on the upload. The
 //! benchmark knows each upload's job id from its bytes, as intake derives it, not from the tags.
 //! The event sources long-poll, as Lambda's do, unless `--long-poll off`.
 //! Reports, for documents that all end Completed or NeedsReview:
@@ -38,7 +38,8 @@ use ocrbridge::ledger::Ledger;
 use ocrbridge::time::UnixMillis;
 use ocrbridge::vendors::select::VendorKind;
 use ocrbridge_local::bench::{fresh_stack_with, Flags, BILLABLE_REQUESTS, OVERHEAD_P95_MS};
-use ocrbridge_local::pipeline::{EventSourceCounters, Pipeline, PipelineOptions};
+use ocrbridge_local::pipeline::{Binaries, EventSourceCounters, Pipeline, PipelineOptions};
+use ocrbridge_local::provision::LocalStack;
 use ocrbridge_local::{moto, template_path};
 use serde_json::Value;
 use vendor_sim::engine::EngineKind;
@@ -126,6 +127,97 @@ fn classify(entry: &Value) -> Option<Call> {
         service: "s3".into(),
         operation,
     })
+}
+
+/// What a document costs in AWS at list prices (`ocrbridge_local::aws_prices`): the requests
+/// counted above, the functions' invocations and their billed GB-seconds (the emulator's
+/// `Billed Duration` × the template's `MemorySize`). The vendor's own price is not in it.
+fn print_cost_per_document(
+    calls: &BTreeMap<Call, u64>,
+    event_sources: &EventSourceCounters,
+    presigned_fetches: u64,
+    binaries: Option<&Binaries>,
+    stack: &LocalStack,
+    n: f64,
+) {
+    use ocrbridge::cost::{lambda_gb_second, Decimal};
+    use ocrbridge_local::aws_prices::{lambda_invocation_usd, request_usd};
+    let mut by_service: BTreeMap<String, Decimal> = BTreeMap::new();
+    let mut unpriced: BTreeMap<String, u64> = BTreeMap::new();
+    let mut charge =
+        |service: &str, operation: &str, count: u64| match request_usd(service, operation) {
+            Some(usd) => {
+                *by_service.entry(service.to_owned()).or_default() += usd * Decimal::from(count)
+            }
+            None => {
+                *unpriced
+                    .entry(format!("{service} {operation}"))
+                    .or_default() += count
+            }
+        };
+    for (call, count) in calls {
+        if [OBSERVER, UPLOADER, EVENT_SOURCE].contains(&call.caller.as_str())
+            || call.caller == "vendor (presigned URL)"
+        {
+            continue;
+        }
+        charge(&call.service, &call.operation, *count);
+    }
+    // The event sources' receives that returned messages and their deletes (empty polls are a
+    // fixed cost per poller, not per document).
+    charge(
+        "sqs",
+        "ReceiveMessage",
+        EventSourceCounters::get(&event_sources.receives_with_messages)
+            + EventSourceCounters::get(&event_sources.delete_batches),
+    );
+    charge("s3", "GetObject", presigned_fetches);
+    let mut lambda = Decimal::ZERO;
+    let mut compute = Vec::new();
+    for function in binaries.map(|b| b.all()).into_iter().flatten() {
+        let billed = function.billed_durations();
+        let logical = format!(
+            "{}{}Function",
+            function.name[..1].to_uppercase(),
+            &function.name[1..]
+        );
+        let memory_mb = stack.memory_mb(&logical).unwrap_or(128);
+        let ms: f64 = billed.iter().sum();
+        let gb_seconds =
+            Decimal::from_f64_retain(ms * memory_mb as f64 / 1_024_000.0).unwrap_or_default();
+        let usd = gb_seconds * lambda_gb_second(std::env::consts::ARCH)
+            + lambda_invocation_usd() * Decimal::from(billed.len());
+        lambda += usd;
+        compute.push(format!(
+            "{} {} × {:.0} ms × {memory_mb} MB",
+            function.name,
+            billed.len(),
+            if billed.is_empty() {
+                0.0
+            } else {
+                ms / billed.len() as f64
+            }
+        ));
+    }
+    by_service.insert("lambda".to_owned(), lambda);
+    let total: Decimal = by_service.values().copied().sum();
+    let per_doc = |usd: Decimal| usd / Decimal::from_f64_retain(n).unwrap_or(Decimal::ONE);
+    println!(
+        "  AWS cost per document         ${:.8}  at list prices (us-east-1, {}), excl. the vendor and the upload",
+        per_doc(total),
+        ocrbridge::cost::LIST_PRICES_AS_OF
+    );
+    for (service, usd) in &by_service {
+        println!("    {service:<14} ${:.8}", per_doc(*usd));
+    }
+    println!("    (DynamoDB at one request unit a request: a floor, as an item past 1 KB takes more write units; Lambda: {})", compute.join(", "));
+    if !unpriced.is_empty() {
+        let list: Vec<String> = unpriced
+            .iter()
+            .map(|(op, k)| format!("{op} ×{k}"))
+            .collect();
+        println!("    unpriced: {}", list.join(", "));
+    }
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -392,6 +484,7 @@ async fn main() -> Result<(), String> {
         "  total billable, excl. upload {:>6.2}",
         (functions + es_docs + fetches + twin) as f64 / n
     );
+    print_cost_per_document(&calls, es, fetches, p.binaries.as_ref(), &stack, n);
     let sim = p.sim.sim.stats();
     println!(
         "  vendor calls                 {:>6.2}  ({} in all: {} submissions, {} status and result reads)",
