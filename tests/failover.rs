@@ -239,6 +239,7 @@ async fn a_late_completion_from_the_vendor_a_job_left_is_kept_as_a_duplicate() {
         // Opened by hand from outside the pipeline's containers: they see it at their next
         // call, not up to a reuse later.
         closed_reuse: Duration::ZERO,
+        ..BreakerPolicy::default()
     };
     let p = routed_with(&s, policy.clone(), |o| {
         o.idempotency = vendor_sim::Idempotency::None;

@@ -767,6 +767,75 @@ mod breaker {
         }
     }
 
+    /// Issue #33: a success is held in its container and written with the vendor's next failure
+    /// or once `success_flush` has passed, one `ADD` for all it held; the window a failure reads
+    /// holds every call of the container that met it.
+    #[tokio::test]
+    async fn successes_are_written_in_one_add_with_the_next_failure_or_after_the_flush_interval() {
+        let s = stack().await;
+        let vendor = unique_name("v");
+        let holding = |flush: Duration| Breaker {
+            policy: BreakerPolicy {
+                success_flush: flush,
+                ..containers(&s, &vendor, 1)[0].policy.clone()
+            },
+            ..containers(&s, &vendor, 1).remove(0)
+        };
+        let window = |b: &Breaker| {
+            let (ledger, policy) = (b.ledger.clone(), b.policy.clone());
+            let vendor = vendor.clone();
+            async move {
+                ledger
+                    .breaker_window(&vendor, &policy, UnixMillis::now())
+                    .await
+                    .unwrap()
+            }
+        };
+        let a = holding(Duration::from_secs(600));
+        for _ in 0..5 {
+            a.record(Outcome::Success, false, UnixMillis::now())
+                .await
+                .unwrap();
+        }
+        assert_eq!(
+            window(&a).await.calls,
+            0,
+            "five successes held, none written"
+        );
+        a.record(Outcome::ServerError, false, UnixMillis::now())
+            .await
+            .unwrap();
+        let w = window(&a).await;
+        assert_eq!(
+            (w.calls, w.failures),
+            (6, 1),
+            "the failure wrote them with it"
+        );
+
+        // Past the interval, the next success writes what was held, itself included.
+        let b = holding(Duration::from_millis(300));
+        b.record(Outcome::Success, false, UnixMillis::now())
+            .await
+            .unwrap();
+        assert_eq!(window(&b).await.calls, 6, "held");
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        b.record(Outcome::Success, false, UnixMillis::now())
+            .await
+            .unwrap();
+        assert_eq!(
+            window(&b).await.calls,
+            8,
+            "both written once the interval passed"
+        );
+
+        // 0: every success is written at once.
+        let c = holding(Duration::ZERO);
+        c.record(Outcome::Success, false, UnixMillis::now())
+            .await
+            .unwrap();
+        assert_eq!(window(&c).await.calls, 9);
+    }
+
     /// Issue #33: a container acts on a closed breaker it read within `closed_reuse` without
     /// reading it again — so it may call once more after another container opened it — and the
     /// failure of that call reads it afresh: from then on it is refused.

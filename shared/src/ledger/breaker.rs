@@ -4,14 +4,15 @@
 //!   lease) and a `version` every transition names in its condition, so a transition computed
 //!   from a stale read is refused and exactly one of the containers racing for it wins.
 //! - `breaker#<vendor>#<minute>`: that minute's calls and failures, grown with atomic `ADD`s
-//!   (no read), kept a little past the window (`expires_at`).
+//!   (no read), kept a little past the window (`expires_at`). A container holds its successes
+//!   for up to [`BreakerPolicy::success_flush`] and adds them in one `ADD`.
 //!
 //! A container remembers a closed state it read for [`BreakerPolicy::closed_reuse`], so a
 //! submission to a healthy vendor does not pay a read for it (issue #33). Every fresh read
 //! refreshes the memory, and a fresh read comes with every failure counted, so a container that
 //! calls a vendor another container found down learns it on its first failure there.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -53,6 +54,10 @@ fn decode(item: &HashMap<String, AttributeValue>) -> BreakerState {
 
 /// Per vendor, the version of the closed state this container last read, and when it read it.
 pub(super) type ClosedSeen = Arc<Mutex<HashMap<String, (u64, Instant)>>>;
+
+/// Successes this container counted and has not written yet, per vendor and minute, with when
+/// the first of them was counted ([`BreakerPolicy::success_flush`]).
+pub(super) type HeldSuccesses = Arc<Mutex<HashMap<(String, u64), (u64, Instant)>>>;
 
 impl Ledger {
     /// [`Self::breaker_state`], or the closed state this container read within `reuse`.
@@ -155,34 +160,140 @@ impl Ledger {
         }
     }
 
-    /// Counts one call's outcome in this minute's bucket. A failure returns the window it fell
-    /// in (the policy's last minutes, read after the count); a success returns `None`, as it
-    /// can open nothing.
+    /// Counts one call's outcome in this minute's bucket, with the successes this container
+    /// holds for the vendor ([`Self::breaker_count_success`]), and returns the window it fell in
+    /// (the policy's last minutes, read after the count).
     pub async fn breaker_count(
         &self,
         vendor: &str,
         outcome: Outcome,
         policy: &BreakerPolicy,
         now: UnixMillis,
-    ) -> Result<Option<Window>, LedgerError> {
+    ) -> Result<Window, LedgerError> {
         let minute = now.0 / MINUTE_MS;
+        // Every minute's held successes go with it, so that the window this container reads
+        // holds all of its own calls.
+        let held = self.take_held(vendor, |_, _| true);
+        let mut this_minute = 1;
+        for (&(_, held_minute), &count) in &held {
+            if held_minute == minute {
+                this_minute += count;
+            }
+        }
+        let written = async {
+            for (&(_, held_minute), &count) in held.iter().filter(|((_, m), _)| *m != minute) {
+                self.add_calls(vendor, held_minute, count, 0, policy)
+                    .await?;
+            }
+            self.add_calls(
+                vendor,
+                minute,
+                this_minute,
+                u64::from(outcome.is_failure()),
+                policy,
+            )
+            .await
+        }
+        .await;
+        if let Err(e) = written {
+            // Counted later rather than never (an ADD that did land is counted twice: the
+            // rate then reads lower by those few successes, for at most the window).
+            self.hold_again(held);
+            return Err(e);
+        }
+        self.breaker_window(vendor, policy, now).await
+    }
+
+    /// Counts a success of a closed breaker: held in this container and written, in one `ADD`
+    /// per minute, once it has held one for [`BreakerPolicy::success_flush`], once its minute
+    /// is over, or with the vendor's next failure ([`Self::breaker_count`]).
+    pub async fn breaker_count_success(
+        &self,
+        vendor: &str,
+        policy: &BreakerPolicy,
+        now: UnixMillis,
+    ) -> Result<(), LedgerError> {
+        let minute = now.0 / MINUTE_MS;
+        if policy.success_flush.is_zero() {
+            return self.add_calls(vendor, minute, 1, 0, policy).await;
+        }
+        {
+            let mut held = self
+                .breaker_successes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            held.entry((vendor.to_owned(), minute))
+                .or_insert((0, Instant::now()))
+                .0 += 1;
+        }
+        let due = self.take_held(vendor, |held_minute, since| {
+            held_minute < minute || since.elapsed() >= policy.success_flush
+        });
+        for (index, (&(_, held_minute), &count)) in due.iter().enumerate() {
+            if let Err(e) = self.add_calls(vendor, held_minute, count, 0, policy).await {
+                self.hold_again(due.into_iter().skip(index).collect());
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes and returns the successes held for `vendor` whose (minute, first held) `due`
+    /// says to write.
+    fn take_held(
+        &self,
+        vendor: &str,
+        due: impl Fn(u64, Instant) -> bool,
+    ) -> BTreeMap<(String, u64), u64> {
+        let mut held = self
+            .breaker_successes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let keys: Vec<(String, u64)> = held
+            .iter()
+            .filter(|((v, minute), (_, since))| v == vendor && due(*minute, *since))
+            .map(|(key, _)| key.clone())
+            .collect();
+        keys.into_iter()
+            .filter_map(|key| held.remove(&key).map(|(count, _)| (key, count)))
+            .collect()
+    }
+
+    /// Puts back successes whose write failed: they go with the next write instead.
+    fn hold_again(&self, counts: BTreeMap<(String, u64), u64>) {
+        let mut held = self
+            .breaker_successes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for (key, count) in counts {
+            held.entry(key).or_insert((0, Instant::now())).0 += count;
+        }
+    }
+
+    /// Adds `calls` calls, `failures` of them failed, to `minute`'s bucket (an atomic `ADD`,
+    /// no read), kept a little past the window.
+    async fn add_calls(
+        &self,
+        vendor: &str,
+        minute: u64,
+        calls: u64,
+        failures: u64,
+        policy: &BreakerPolicy,
+    ) -> Result<(), LedgerError> {
         let keep_until = (minute + policy.window_minutes + 1) * MINUTE_MS / 1000;
         self.client
             .update_item()
             .table_name(&self.tables.dedupe)
             .key(attr::DEDUPE_KEY, s(minute_key(vendor, minute)))
-            .update_expression("ADD calls :one, failures :failed SET #exp = :exp")
+            .update_expression("ADD calls :calls, failures :failed SET #exp = :exp")
             .expression_attribute_names("#exp", attr::EXPIRES_AT)
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":failed", n(u64::from(outcome.is_failure())))
+            .expression_attribute_values(":calls", n(calls))
+            .expression_attribute_values(":failed", n(failures))
             .expression_attribute_values(":exp", n(keep_until))
             .send()
             .await
             .map_err(|e| LedgerError::dynamo("UpdateItem", &e))?;
-        if !outcome.is_failure() {
-            return Ok(None);
-        }
-        self.breaker_window(vendor, policy, now).await.map(Some)
+        Ok(())
     }
 
     /// Calls and failures over the policy's window: this minute and the ones before it.

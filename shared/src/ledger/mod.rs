@@ -62,6 +62,7 @@ pub struct Ledger {
     buckets_seen: bucket::Seen,
     /// The breakers this container last read closed (see [`breaker`]).
     breakers_closed: breaker::ClosedSeen,
+    breaker_successes: breaker::HeldSuccesses,
     /// The vendor model versions this container has recorded (see [`model_versions`]).
     model_versions_seen: model_versions::Seen,
 }
@@ -263,6 +264,7 @@ impl Ledger {
             tables,
             buckets_seen: Default::default(),
             breakers_closed: Default::default(),
+            breaker_successes: Default::default(),
             model_versions_seen: Default::default(),
         }
     }

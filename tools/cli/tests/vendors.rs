@@ -29,14 +29,18 @@ async fn vendors_show_their_breakers_and_an_operator_fails_over_by_hand() {
     // What two vendors' calls left in the table: sim 3 of 4 fine, azure 1 of 1. Each call is a
     // container of its own: one that read the breaker closed acts on that for up to
     // `BREAKER_CLOSED_REUSE_MS` (the RUNBOOK's 5 seconds), and this test asks what a container
-    // reading it now sees.
+    // reading it now sees. Each writes its success at once (`BREAKER_SUCCESS_FLUSH_MS=0`): a
+    // container that holds them would take them with it when it goes.
     let breaker = |name: &str| Breaker {
         ledger: ocrbridge::ledger::Ledger::new(
             s.clients.dynamodb.clone(),
             s.config.ledger_tables(),
         ),
         vendor: name.into(),
-        policy: BreakerPolicy::default(),
+        policy: BreakerPolicy {
+            success_flush: std::time::Duration::ZERO,
+            ..BreakerPolicy::default()
+        },
     };
     let now = UnixMillis::now();
     for outcome in [

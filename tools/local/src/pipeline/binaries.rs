@@ -109,6 +109,10 @@ pub fn binary_environment(
                     "BREAKER_CLOSED_REUSE_MS",
                     policy.closed_reuse.as_millis().to_string(),
                 ),
+                (
+                    "BREAKER_SUCCESS_FLUSH_MS",
+                    policy.success_flush.as_millis().to_string(),
+                ),
             ] {
                 env.insert(k.to_owned(), v);
             }
