@@ -99,6 +99,16 @@ fn adapter_idempotency(mode: Idempotency) -> ocrbridge::vendors::Idempotency {
 
 /// Uploads a document and creates its job in `Queued`, as intake would; returns the job.
 async fn queued_job(w: &World, profile: &str) -> Job {
+    let job = received_job(w, profile).await;
+    w.s.ledger
+        .transition(&job, JobState::Queued, Change::none(), UnixMillis::now())
+        .await
+        .unwrap()
+}
+
+/// Uploads a document and creates its job, still `Received`: intake has sent its submit message
+/// and not yet marked it `Queued`.
+async fn received_job(w: &World, profile: &str) -> Job {
     let bytes = format!("document {}", unique_name("d")).into_bytes();
     let key = format!("receipts/{}.png", unique_name("k"));
     w.s.put(&key, bytes.clone(), None).await;
@@ -122,17 +132,12 @@ async fn queued_job(w: &World, profile: &str) -> Job {
             ..Default::default()
         },
     };
-    let job =
-        w.s.ledger
-            .create_job(&new, UnixMillis::now())
-            .await
-            .unwrap()
-            .job()
-            .clone();
     w.s.ledger
-        .transition(&job, JobState::Queued, Change::none(), UnixMillis::now())
+        .create_job(&new, UnixMillis::now())
         .await
         .unwrap()
+        .job()
+        .clone()
 }
 
 async fn enqueue(w: &World, id: &JobId) {
@@ -224,6 +229,55 @@ async fn pump(w: &World, ids: &[JobId], timeout: Duration) -> usize {
 
 async fn state(w: &World, id: &JobId) -> Job {
     w.s.ledger.get_job(id).await.unwrap().unwrap()
+}
+
+/// Intake sends the submit message, then marks the job `Queued`. A message that arrives in
+/// between is submitted on its first delivery, the job taken through `Queued` in the lease's
+/// write; it used to be put back for 5 s (#33). Intake's late mark finds the job moved on.
+#[tokio::test]
+async fn a_message_that_arrives_before_its_job_is_marked_queued_is_submitted_at_once() {
+    let w = world().await;
+    let received = received_job(&w, "receipt").await;
+    enqueue(&w, &received.id).await;
+    let invocations = pump(
+        &w,
+        std::slice::from_ref(&received.id),
+        Duration::from_secs(15),
+    )
+    .await;
+    let job = state(&w, &received.id).await;
+    assert_eq!(job.state, JobState::Submitted);
+    assert_eq!(invocations, 1, "submitted on its first delivery");
+    let states: Vec<JobState> = job.history.iter().map(|h| h.state).collect();
+    assert_eq!(
+        states,
+        [
+            JobState::Received,
+            JobState::Queued,
+            JobState::Submitting,
+            JobState::Submitted
+        ]
+    );
+    assert!(
+        job.queued_at.is_some(),
+        "queued_at is set as it passes Queued"
+    );
+    assert_eq!(sim_stats(&w.sim).await["billed_documents"], 1);
+
+    // Intake's mark, late: the job has moved on, and the transition says so without a change.
+    let late =
+        w.s.ledger
+            .transition(
+                &received,
+                JobState::Queued,
+                Change::none(),
+                UnixMillis::now(),
+            )
+            .await;
+    assert!(
+        matches!(&late, Err(TransitionError::Stale { current, .. }) if current.state == JobState::Submitted),
+        "{late:?}"
+    );
 }
 
 #[tokio::test]

@@ -10,9 +10,7 @@ use ocrbridge::cost::JobCost;
 use ocrbridge::failpoints;
 use ocrbridge::job::{reason, Attempt, CallKind, Job, Reason};
 use ocrbridge::ledger::Change;
-use ocrbridge::ledger::{
-    AttemptOutcome, FenceError, Lease, LeaseError, LeaseStep, RetryDebt, Take,
-};
+use ocrbridge::ledger::{AttemptOutcome, FenceError, Lease, LeaseError, RetryDebt, Take};
 use ocrbridge::metrics;
 use ocrbridge::time::{lease_until_from_deadline, UnixMillis, DEFAULT_LEASE_SAFETY_MARGIN};
 use ocrbridge::vendors::ambiguity::Resolution;
@@ -82,14 +80,8 @@ impl<V: Vendor> Submit<V> {
             "submit.before_lease",
             "submit.after_lease",
             job.id.as_str(),
-            self.ledger.acquire_lease_and_record_attempt(
-                job,
-                LeaseStep::Submit,
-                &owner,
-                until,
-                &attempt_id,
-                now,
-            ),
+            self.ledger
+                .acquire_submit_lease_on_message(job, &owner, until, &attempt_id, now),
         )
         .await;
         match acquired {
@@ -107,6 +99,8 @@ impl<V: Vendor> Submit<V> {
             Err(LeaseError::Held { until, .. }) => {
                 Err(Disposition::Defer(Self::lease_wait(until, now)))
             }
+            // Before `Received` there is no state: a job is created in it. Kept so that a new
+            // state before it could not slip through unhandled.
             Err(LeaseError::NotYet { current, .. }) => Err(Disposition::RetryAfter {
                 delay: Duration::from_secs(5),
                 code: "not_queued_yet",

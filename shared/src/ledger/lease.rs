@@ -56,6 +56,17 @@ impl LeaseStep {
         }
     }
 
+    /// The state before [`Self::entered_from`] that a lease may carry a job through it from, in
+    /// the same write, when the caller knows the step in between was taken: a submit message
+    /// exists only once intake accepted and sent it (`Received`, its mark as `Queued` not
+    /// written yet), and a success notice means the result is ready (`Submitted`).
+    pub fn passed_from(self) -> JobState {
+        match self {
+            LeaseStep::Submit => JobState::Received,
+            LeaseStep::Parse => JobState::Submitted,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             LeaseStep::Submit => "submit",
@@ -203,6 +214,34 @@ impl Ledger {
             .await
     }
 
+    /// Submit's lease for a job it has a message for: [`Self::acquire_lease_and_record_attempt`],
+    /// and a job still `Received` is taken through `Queued` in the same write (its history and
+    /// `queued_at` show both at `now`). Intake sends the submit message first and marks the job
+    /// `Queued` after, so a quick consumer often met it `Received` and put its message back for
+    /// 5 s: the happy path's slowest step (#33). The message proves the document was accepted:
+    /// intake sends none for a rejected one. Intake's late mark then finds the job moved on and
+    /// takes it as it is.
+    #[instrument(skip_all, fields(job_id = %job.id, owner = owner, attempt_id = attempt_id))]
+    pub async fn acquire_submit_lease_on_message(
+        &self,
+        job: &Job,
+        owner: &str,
+        until: UnixMillis,
+        attempt_id: &str,
+        now: UnixMillis,
+    ) -> Result<Lease, LeaseError> {
+        self.acquire(
+            job,
+            LeaseStep::Submit,
+            owner,
+            until,
+            Some(attempt_id),
+            now,
+            true,
+        )
+        .await
+    }
+
     /// The vendor said a `Submitted` job succeeded, and this worker parses it now: `Submitted →
     /// ResultReady → Parsing` in one write, which takes the parse lease and records the attempt
     /// ([`Self::acquire_lease_and_record_attempt`]), its history showing both states at `now`.
@@ -231,8 +270,8 @@ impl Ledger {
         .await
     }
 
-    /// `succeeded`: the vendor said the job succeeded, so a `Submitted` job may pass through
-    /// `ResultReady` in the same write (parse only).
+    /// `pass_through`: the caller knows the step before [`LeaseStep::entered_from`] was taken,
+    /// so a job still in [`LeaseStep::passed_from`] may pass through it in the same write.
     #[allow(clippy::too_many_arguments)]
     async fn acquire(
         &self,
@@ -242,15 +281,14 @@ impl Ledger {
         until: UnixMillis,
         attempt_id: Option<&str>,
         now: UnixMillis,
-        succeeded: bool,
+        pass_through: bool,
     ) -> Result<Lease, LeaseError> {
         if until <= now {
             return Err(LeaseError::NoTimeLeft { until, now });
         }
         let mut seen = job.clone();
         for _ in 0..ACQUIRE_TRIES {
-            let passing_ready =
-                succeeded && step == LeaseStep::Parse && seen.state == JobState::Submitted;
+            let passing_ready = pass_through && seen.state == step.passed_from();
             // JobState is declared in pipeline order, so `<` means "not reached yet".
             if seen.state < step.entered_from() && !passing_ready {
                 return Err(LeaseError::NotYet {
@@ -296,6 +334,9 @@ impl Ledger {
                             .chain([super::history_entry(step.held_in(), None, now)])
                             .collect(),
                     );
+                if passing_ready && step.entered_from() == JobState::Queued {
+                    expr.set(attr::QUEUED_AT, n(now.0));
+                }
             }
             // Never over an unresolved attempt (the version guard makes `seen` exact).
             let records_attempt = attempt_id.filter(|_| seen.attempt.is_none());
