@@ -49,3 +49,5 @@ RUST_BACKTRACE=0 cargo test --workspace --locked 2>&1 | tee .local/test.log
 # One closing line for the whole run: cargo prints a result line per test binary (the last one is
 # usually the doc-tests' "0 passed").
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' .local/test.log
+# What the run left in target/, for the disk check's estimate above.
+echo "target/ holds $(du -sh "${CARGO_TARGET_DIR:-$root/target}" 2>/dev/null | cut -f1) after the run"
