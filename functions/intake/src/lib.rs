@@ -448,7 +448,7 @@ impl Intake {
                     "intake.after_link_source",
                     job.id.as_str(),
                     self.ledger
-                        .link_source(&job.id, &format!("s3://{}/{}", object.bucket, object.key)),
+                        .link_source(&job.id, &object.bucket, &object.key),
                 )
                 .await?;
                 self.metrics.count(

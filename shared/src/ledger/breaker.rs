@@ -174,12 +174,11 @@ impl Ledger {
         // Every minute's held successes go with it, so that the window this container reads
         // holds all of its own calls.
         let held = self.take_held(vendor, |_, _| true);
-        let mut this_minute = 1;
-        for (&(_, held_minute), &count) in &held {
-            if held_minute == minute {
-                this_minute += count;
-            }
-        }
+        let this_minute = 1 + held
+            .iter()
+            .filter(|((_, m), _)| *m == minute)
+            .map(|(_, count)| count)
+            .sum::<u64>();
         let written = async {
             for (&(_, held_minute), &count) in held.iter().filter(|((_, m), _)| *m != minute) {
                 self.add_calls(vendor, held_minute, count, 0, policy)

@@ -288,15 +288,15 @@ impl Ledger {
         }
         let mut seen = job.clone();
         for _ in 0..ACQUIRE_TRIES {
-            let passing_ready = pass_through && seen.state == step.passed_from();
+            let passing = pass_through && seen.state == step.passed_from();
             // JobState is declared in pipeline order, so `<` means "not reached yet".
-            if seen.state < step.entered_from() && !passing_ready {
+            if seen.state < step.entered_from() && !passing {
                 return Err(LeaseError::NotYet {
                     step,
                     current: Box::new(seen),
                 });
             }
-            if seen.state != step.entered_from() && seen.state != step.held_in() && !passing_ready {
+            if seen.state != step.entered_from() && seen.state != step.held_in() && !passing {
                 return Err(LeaseError::AlreadyPast {
                     step,
                     current: Box::new(seen),
@@ -318,9 +318,8 @@ impl Ledger {
                 // Redundant with the version guard today, but it states the invariant where it is
                 // enforced: a live lease is never taken over.
                 .require_absent_or_at_most(attr::LEASE_UNTIL, n(now.0));
-            if seen.state == step.entered_from() || passing_ready {
-                let passed =
-                    passing_ready.then(|| super::history_entry(step.entered_from(), None, now));
+            if seen.state == step.entered_from() || passing {
+                let passed = passing.then(|| super::history_entry(step.entered_from(), None, now));
                 expr.set(attr::STATE, s(step.held_in().as_str()))
                     .set(attr::STATE_SINCE, n(now.0))
                     .set(
@@ -334,8 +333,8 @@ impl Ledger {
                             .chain([super::history_entry(step.held_in(), None, now)])
                             .collect(),
                     );
-                if passing_ready && step.entered_from() == JobState::Queued {
-                    expr.set(attr::QUEUED_AT, n(now.0));
+                if passing {
+                    super::on_entering(&mut expr, step.entered_from(), now);
                 }
             }
             // Never over an unresolved attempt (the version guard makes `seen` exact).

@@ -62,6 +62,7 @@ pub struct Ledger {
     buckets_seen: bucket::Seen,
     /// The breakers this container last read closed (see [`breaker`]).
     breakers_closed: breaker::ClosedSeen,
+    /// The breakers' successes this container has not written yet (see [`breaker`]).
     breaker_successes: breaker::HeldSuccesses,
     /// The vendor model versions this container has recorded (see [`model_versions`]).
     model_versions_seen: model_versions::Seen,
@@ -703,7 +704,7 @@ impl Ledger {
                 .expression_attribute_names("#also", attr::ALSO_UPLOADED_AS)
                 .expression_attribute_values(":b", s(bucket))
                 .expression_attribute_values(":k", s(key))
-                .expression_attribute_values(":src", s(format!("s3://{bucket}/{key}")))
+                .expression_attribute_values(":src", s(upload_uri(bucket, key)))
                 .projection_expression("#id")
                 .expression_attribute_names("#id", attr::JOB_ID)
                 .set_exclusive_start_key(start)
@@ -729,7 +730,12 @@ impl Ledger {
     /// Records another S3 object with this job's content (a suppressed duplicate). A set add:
     /// idempotent and commutative, so it needs no guard and does not bump the version.
     #[instrument(skip_all, fields(job_id = %id))]
-    pub async fn link_source(&self, id: &JobId, source: &str) -> Result<(), LedgerError> {
+    pub async fn link_source(
+        &self,
+        id: &JobId,
+        bucket: &str,
+        key: &str,
+    ) -> Result<(), LedgerError> {
         self.client
             .update_item()
             .table_name(&self.tables.jobs)
@@ -738,7 +744,7 @@ impl Ledger {
             .condition_expression("attribute_exists(#id)")
             .expression_attribute_names("#also", attr::ALSO_UPLOADED_AS)
             .expression_attribute_names("#id", attr::JOB_ID)
-            .expression_attribute_values(":src", AttributeValue::Ss(vec![source.to_owned()]))
+            .expression_attribute_values(":src", AttributeValue::Ss(vec![upload_uri(bucket, key)]))
             .send()
             .await
             .map_err(|e| LedgerError::dynamo("UpdateItem", &e))?;
@@ -928,6 +934,31 @@ fn new_job_item(new: &NewJob, now: UnixMillis) -> Item {
     item
 }
 
+/// What entering `state` writes besides the state itself: by a transition, and by a lease that
+/// takes a job through `state` in its write (`lease::LeaseStep::passed_from`).
+pub(super) fn on_entering(expr: &mut Expr, state: JobState, now: UnixMillis) {
+    match state {
+        JobState::Queued => {
+            expr.set(attr::QUEUED_AT, n(now.0));
+        }
+        JobState::Submitted => {
+            // The vendor job is known: no attempt is unresolved any more.
+            expr.remove(attr::VENDOR_FAILURES)
+                .remove(attr::RETRY_OWED)
+                .remove(attr::RESUBMIT_APPROVED)
+                .remove(attr::ATTEMPT_ID)
+                .remove(attr::ATTEMPTED_AT);
+        }
+        _ => {}
+    }
+}
+
+/// How a linked upload is named in a job's `also_uploaded_as` ([`Ledger::link_source`]), and
+/// looked up by [`Ledger::job_for_upload`].
+fn upload_uri(bucket: &str, key: &str) -> String {
+    format!("s3://{bucket}/{key}")
+}
+
 fn apply_state_change(expr: &mut Expr, id: &JobId, to: JobState, change: &Change, now: UnixMillis) {
     expr.set(attr::STATE, s(to.as_str()))
         .set(attr::STATE_SINCE, n(now.0))
@@ -942,20 +973,7 @@ fn apply_state_change(expr: &mut Expr, id: &JobId, to: JobState, change: &Change
     if change.attempt_not_reached && to != JobState::Submitted {
         expr.remove(attr::ATTEMPT_ID).remove(attr::ATTEMPTED_AT);
     }
-    match to {
-        JobState::Queued => {
-            expr.set(attr::QUEUED_AT, n(now.0));
-        }
-        JobState::Submitted => {
-            // The vendor job is known: no attempt is unresolved any more.
-            expr.remove(attr::VENDOR_FAILURES)
-                .remove(attr::RETRY_OWED)
-                .remove(attr::RESUBMIT_APPROVED)
-                .remove(attr::ATTEMPT_ID)
-                .remove(attr::ATTEMPTED_AT);
-        }
-        _ => {}
-    }
+    on_entering(expr, to, now);
     if let Some(id) = &change.vendor_job_id {
         expr.set(attr::VENDOR_JOB_ID, s(id));
     }
