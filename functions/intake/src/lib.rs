@@ -490,11 +490,7 @@ impl Intake {
         let Some(file_type) = inspection.file_type else {
             return none;
         };
-        let applies = actions.iter().any(|a| match a {
-            preprocess::Action::BlankPages => file_type == inspect::FileType::Pdf,
-            preprocess::Action::Convert => preprocess::convert::converts(file_type),
-            _ => file_type.is_image(),
-        });
+        let applies = preprocess::applies(&actions, file_type);
         // A policy that flags `skewed`, `small_text` or `blank_pages` needs them measured, even
         // where the profile prepares nothing.
         let measure = self.config.quality.watches_prepared_issues(profile)

@@ -378,21 +378,26 @@ pub fn prepare_measured(
     } else {
         Raster::Gray(decoded.into_luma8())
     };
-    let measured = {
+    // The page's lean as it came: recorded on the job, and reused by `deskew` below while no
+    // step has reshaped the page: the same pixels give the same measure.
+    let mut reshaped = false;
+    let (skew_as_it_came, measured) = {
         let gray = raster.gray();
+        let skew_as_it_came = deskew::measure(&gray, MAX_SKEW_DEGREES);
         // A lean the profile cannot tell from the page as it stands is no lean.
-        let lean = deskew::measure(&gray, MAX_SKEW_DEGREES).map(|s| {
+        let lean = skew_as_it_came.map(|s| {
             if s.gain >= MIN_SKEW_GAIN {
                 s.degrees
             } else {
                 0.0
             }
         });
-        Measured {
+        let measured = Measured {
             skew_tenths: lean.map(|d| (d * 10.0).round() as i32),
             text_height_px: deskew::text_line_height(&gray, lean.unwrap_or(0.0)),
             blank_pages: None,
-        }
+        };
+        (skew_as_it_came, measured)
     };
 
     if actions.contains(&Action::Downscale) {
@@ -408,6 +413,7 @@ pub fn prepare_measured(
                 Raster::Gray(g) => Raster::Gray(image::imageops::resize(&g, nw, nh, filter)),
                 Raster::Rgb(c) => Raster::Rgb(image::imageops::resize(&c, nw, nh, filter)),
             };
+            reshaped = true;
             applied.push(Applied {
                 action: Action::Downscale,
                 detail: format!("{w}x{h} to {nw}x{nh}"),
@@ -425,6 +431,7 @@ pub fn prepare_measured(
                     image::imageops::crop_imm(&c, b.x, b.y, b.width, b.height).to_image(),
                 ),
             };
+            reshaped = true;
             applied.push(Applied {
                 action: Action::Crop,
                 detail: format!(
@@ -436,7 +443,12 @@ pub fn prepare_measured(
     }
     if actions.contains(&Action::Deskew) {
         let gray = raster.gray();
-        if let Some(skew) = deskew::measure(&gray, MAX_SKEW_DEGREES) {
+        let skew = if reshaped {
+            deskew::measure(&gray, MAX_SKEW_DEGREES)
+        } else {
+            skew_as_it_came
+        };
+        if let Some(skew) = skew {
             if skew.degrees.abs() >= MIN_SKEW_DEGREES && skew.gain >= MIN_SKEW_GAIN {
                 // The corners the turn uncovers take the paper's colour, not black: a black
                 // wedge is an edge a vendor may read as a character.
@@ -511,6 +523,19 @@ pub struct PreparedDocument {
     pub applied: Vec<Applied>,
     /// Set when pages were left out (`blank_pages`): which of the upload's the copy holds.
     pub pages: Option<crate::job::PageMap>,
+}
+
+/// Whether any of `actions` can act on a document of `file_type`: blank-page removal on a PDF,
+/// conversion on a type [`convert::converts`], the other steps on an image. Intake reads the
+/// upload again only when one can.
+pub fn applies(actions: &[Action], file_type: FileType) -> bool {
+    actions.iter().any(|action| match action {
+        Action::BlankPages => file_type == FileType::Pdf,
+        Action::Convert => convert::converts(file_type),
+        Action::Orient | Action::Downscale | Action::Crop | Action::Deskew | Action::Contrast => {
+            file_type.is_image()
+        }
+    })
 }
 
 /// Every step `actions` names that applies to a document of `file_type`, in order: conversion
@@ -619,6 +644,22 @@ mod tests {
             Luma([250]),
         );
         encode(&DynamicImage::ImageLuma8(page), FileType::Png).expect("png")
+    }
+
+    #[test]
+    fn each_step_applies_to_the_documents_it_can_act_on() {
+        assert!(applies(&[Action::BlankPages], FileType::Pdf));
+        assert!(!applies(&[Action::BlankPages], FileType::Png));
+        assert!(applies(&[Action::Convert], FileType::Heic));
+        assert!(applies(&[Action::Convert], FileType::Tiff));
+        assert!(!applies(&[Action::Convert], FileType::Jpeg));
+        assert!(applies(&[Action::Deskew], FileType::Jpeg));
+        assert!(!applies(&[Action::Deskew, Action::Crop], FileType::Pdf));
+        assert!(applies(
+            &[Action::Deskew, Action::BlankPages],
+            FileType::Pdf
+        ));
+        assert!(!applies(&[], FileType::Png));
     }
 
     #[test]
