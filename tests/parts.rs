@@ -53,7 +53,7 @@ fn invoice_of(pages: u32, total: &str) -> Vec<u8> {
             lines
         })
         .collect();
-    parts::split::text_pdf(&content)
+    ocrbridge::pdf_write::text_pdf(&content)
 }
 
 fn sha(bytes: &[u8]) -> String {

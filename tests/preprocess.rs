@@ -258,7 +258,7 @@ async fn a_scans_blank_pages_are_not_sent_and_its_result_keeps_the_uploads_page_
     use ocrbridge::cost::{self, Spend};
     use ocrbridge::failpoints::{self, Action};
     use ocrbridge::job::PageMap;
-    use ocrbridge::parts::split::scanned_pdf;
+    use ocrbridge::pdf_write::scanned_pdf;
     let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let s = stack().await;
     let p = pipeline(&s, &[("PREPROCESS", "receipt=blank_pages")]).await;
@@ -458,7 +458,7 @@ async fn a_heic_photo_and_a_multi_page_tiff_are_converted_for_the_vendor() {
 /// preparing (`invoice:blank_pages=flag`) has it measured and counted, and nothing changed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_policy_preprocesses_skew_and_flags_blank_pages_it_has_measured() {
-    use ocrbridge::parts::split::scanned_pdf;
+    use ocrbridge::pdf_write::scanned_pdf;
     let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     let s = stack().await;
     let p = pipeline(

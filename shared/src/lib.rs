@@ -27,6 +27,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod mrz;
 pub mod parts;
+pub mod pdf_write;
 pub mod preprocess;
 pub mod quality;
 pub mod queue;

@@ -259,7 +259,7 @@ pub fn near_uniform(gray: &GrayImage) -> bool {
 mod tests {
     use super::*;
     use crate::inspect::FileType;
-    use crate::parts::split::{scanned_pdf, text_pdf};
+    use crate::pdf_write::{scanned_pdf, text_pdf};
     use crate::preprocess::{deskew, encode};
     use image::{DynamicImage, Luma};
 

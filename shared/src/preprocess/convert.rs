@@ -18,7 +18,7 @@ use image::{DynamicImage, GrayImage, RgbImage};
 
 use super::{encode, Limits, PrepareError};
 use crate::inspect::FileType;
-use crate::parts::split::{images_pdf, PageImage};
+use crate::pdf_write::{images_pdf, PageImage};
 
 /// The resolution a TIFF's pages are laid out at when it does not say its own.
 pub const DEFAULT_TIFF_DPI: u32 = 200;

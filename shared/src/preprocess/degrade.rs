@@ -70,7 +70,7 @@ impl Variant {
             Variant::BlankPage => {
                 let back = blank_back(image.width(), image.height(), seed);
                 let jpeg = |i: &DynamicImage| super::encode(i, crate::inspect::FileType::Jpeg);
-                return Ok(Degraded::Pdf(crate::parts::split::scanned_pdf(
+                return Ok(Degraded::Pdf(crate::pdf_write::scanned_pdf(
                     &[jpeg(image)?, jpeg(&DynamicImage::ImageLuma8(back))?],
                     SCAN_DPI,
                 )));

@@ -191,7 +191,7 @@ pub fn bench_scan(pack_dir: &Path, pages: u32, out: &Path) -> Result<(), String>
                 }
             })
             .collect();
-        ocrbridge::parts::split::scanned_pdf(&jpegs, 200)
+        ocrbridge::pdf_write::scanned_pdf(&jpegs, 200)
     };
     std::fs::write(out, written).map_err(|e| format!("{}: {e}", out.display()))
 }

@@ -16,7 +16,8 @@ pub fn write_bench_pdf(pages: u32, image_kb: usize, out: &Path) -> Result<(), St
     let text: Vec<Vec<String>> = (1..=pages)
         .map(|n| vec![format!("Page {n} of {pages}")])
         .collect();
-    let mut doc = Document::load_mem(&parts::split::text_pdf(&text)).map_err(|e| e.to_string())?;
+    let mut doc =
+        Document::load_mem(&ocrbridge::pdf_write::text_pdf(&text)).map_err(|e| e.to_string())?;
     let page_ids: Vec<_> = doc.get_pages().into_values().collect();
     // A fixed xorshift stream: the same file every run.
     let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
