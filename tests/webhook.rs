@@ -710,7 +710,7 @@ fn rotate_handler(w: &World, sim: &RunningSim) -> Rotate<SimVendor> {
         Duration::from_secs(60),
     );
     w.s.rotate(SimVendor::new(
-        http_client(HttpTimeouts::default()).unwrap(),
+        http_client(HttpTimeouts::default(), Default::default()).unwrap(),
         sim.base_url(),
         api_key,
     ))

@@ -39,6 +39,7 @@ pub mod segments;
 pub mod signature;
 pub mod telemetry;
 pub mod time;
+pub mod tls;
 pub mod trace_context;
 pub mod url_fetch;
 pub mod vendors;

@@ -205,7 +205,7 @@ impl TestStack {
     /// The simulator adapter, reading the stack's API key through a keyring, as the functions do.
     pub fn sim_vendor(&self, sim: &RunningSim, timeouts: HttpTimeouts) -> SimVendor {
         SimVendor::new(
-            http_client(timeouts).expect("an HTTP client"),
+            http_client(timeouts, Default::default()).expect("an HTTP client"),
             sim.base_url(),
             Keyring::new(
                 self.clients.secrets.clone(),

@@ -171,6 +171,8 @@ pub struct FetchPolicy {
     /// `FETCH_TIMEOUT_SECONDS`: the whole fetch, every hop, connection and body included.
     pub total_time: Duration,
     pub connect_timeout: Duration,
+    /// `TLS_ROOTS`: the authorities a document server's certificate may chain to.
+    pub roots: crate::tls::Roots,
 }
 
 impl Default for FetchPolicy {
@@ -183,6 +185,7 @@ impl Default for FetchPolicy {
             max_bytes: 10 * 1024 * 1024,
             total_time: Duration::from_secs(20),
             connect_timeout: Duration::from_secs(5),
+            roots: crate::tls::Roots::default(),
         }
     }
 }
@@ -190,7 +193,10 @@ impl Default for FetchPolicy {
 impl FetchPolicy {
     /// From the environment (`lookup`), defaults where unset.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        let mut policy = FetchPolicy::default();
+        let mut policy = FetchPolicy {
+            roots: crate::tls::Roots::from_lookup(&lookup)?,
+            ..FetchPolicy::default()
+        };
         if let Some(v) = lookup("ALLOW_HTTP_URLS") {
             policy.allow_http = matches!(v.trim(), "1" | "true" | "yes");
         }
@@ -296,7 +302,10 @@ impl<R: Resolve> Fetcher<R> {
         let mut redirects = 0u8;
         loop {
             let (host, addr) = self.checked(&url).await?;
-            let mut client = reqwest::Client::builder()
+            let mut client = self
+                .policy
+                .roots
+                .apply(reqwest::Client::builder())
                 .redirect(reqwest::redirect::Policy::none())
                 .no_proxy()
                 .connect_timeout(self.policy.connect_timeout);

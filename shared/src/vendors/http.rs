@@ -56,8 +56,13 @@ pub async fn prove_key(
     check(response, describe).await.map(|_| ())
 }
 
-pub fn http_client(timeouts: HttpTimeouts) -> Result<reqwest::Client, VendorError> {
-    reqwest::Client::builder()
+/// A vendor's HTTP client, trusting `roots` (`crate::tls`).
+pub fn http_client(
+    timeouts: HttpTimeouts,
+    roots: crate::tls::Roots,
+) -> Result<reqwest::Client, VendorError> {
+    roots
+        .apply(reqwest::Client::builder())
         .connect_timeout(timeouts.connect)
         .timeout(timeouts.request)
         .pool_idle_timeout(Duration::from_secs(60))

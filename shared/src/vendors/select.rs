@@ -385,11 +385,18 @@ impl AnyVendor {
         clients: &AwsClients,
         api_key_secret: &str,
     ) -> Result<Self, VendorConfigError> {
+        let roots = crate::tls::Roots::from_env().map_err(|problem| VendorConfigError {
+            setting: crate::tls::ROOTS_VARIABLE,
+            problem,
+        })?;
         let http = || {
-            http_client(HttpTimeouts {
-                request: settings.timeout,
-                ..HttpTimeouts::default()
-            })
+            http_client(
+                HttpTimeouts {
+                    request: settings.timeout,
+                    ..HttpTimeouts::default()
+                },
+                roots,
+            )
             .map_err(|e| VendorConfigError {
                 setting: "VENDOR",
                 problem: e.to_string(),

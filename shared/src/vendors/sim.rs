@@ -323,7 +323,7 @@ mod tests {
         );
         // Nothing listens on port 9 (discard): every call fails to connect.
         let vendor = SimVendor::new(
-            http_client(Default::default()).unwrap(),
+            http_client(Default::default(), Default::default()).unwrap(),
             "http://127.0.0.1:9",
             Keyring::new(
                 secrets,
