@@ -39,10 +39,6 @@ impl Roots {
         }
     }
 
-    pub fn from_env() -> Result<Roots, String> {
-        Roots::from_lookup(|name| std::env::var(name).ok())
-    }
-
     /// `builder` trusting these roots.
     pub fn apply(self, builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
         match self {

@@ -225,6 +225,9 @@ pub struct VendorSettings {
     /// `MINDEE_WEBHOOK_IDS`: the Mindee webhook endpoints (ids from Mindee's console, comma
     /// separated) each job reports to; none means completion by polling.
     pub mindee_webhook_ids: Vec<String>,
+    /// `TLS_ROOTS` (`bundled` or `system`, default `bundled`): the authorities the vendor's
+    /// certificate may chain to (`crate::tls`).
+    pub roots: crate::tls::Roots,
 }
 
 impl VendorSettings {
@@ -325,6 +328,11 @@ impl VendorSettings {
             setting: e.name,
             problem: format!("{:?} is not {}", e.value, e.expected),
         })?;
+        let roots =
+            crate::tls::Roots::from_lookup(&lookup).map_err(|problem| VendorConfigError {
+                setting: crate::tls::ROOTS_VARIABLE,
+                problem,
+            })?;
         // A route's `vendor:model` names the model for its profile, over `VENDOR_MODELS`.
         let models = [
             lookup("VENDOR_MODELS").unwrap_or_default(),
@@ -337,6 +345,7 @@ impl VendorSettings {
             textract_channel,
             textract_synchronous,
             mindee_webhook_ids,
+            roots,
             models: ModelMap::parse(kind, Some(&models))?,
             base_url,
             timeout,
@@ -385,17 +394,13 @@ impl AnyVendor {
         clients: &AwsClients,
         api_key_secret: &str,
     ) -> Result<Self, VendorConfigError> {
-        let roots = crate::tls::Roots::from_env().map_err(|problem| VendorConfigError {
-            setting: crate::tls::ROOTS_VARIABLE,
-            problem,
-        })?;
         let http = || {
             http_client(
                 HttpTimeouts {
                     request: settings.timeout,
                     ..HttpTimeouts::default()
                 },
-                roots,
+                settings.roots,
             )
             .map_err(|e| VendorConfigError {
                 setting: "VENDOR",
