@@ -8,7 +8,7 @@
 use lopdf::{Document, Object};
 
 /// A PDF of text pages, one line of Helvetica per entry: for tests and the local tools (the
-/// 400-page document of the parts test, its unit tests here).
+/// 400-page document of the parts test, `parts::split`'s unit tests).
 pub fn text_pdf(pages: &[Vec<String>]) -> Vec<u8> {
     use lopdf::content::{Content, Operation};
     use lopdf::dictionary;

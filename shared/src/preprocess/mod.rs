@@ -378,9 +378,8 @@ pub fn prepare_measured(
     } else {
         Raster::Gray(decoded.into_luma8())
     };
-    // The page's lean as it came: recorded on the job, and reused by `deskew` below while no
-    // step has reshaped the page: the same pixels give the same measure.
-    let mut reshaped = false;
+    // The page's lean as it came: recorded on the job, and reused by `deskew` below unless a
+    // step before it reshaped the page: the same pixels give the same measure.
     let (skew_as_it_came, measured) = {
         let gray = raster.gray();
         let skew_as_it_came = deskew::measure(&gray, MAX_SKEW_DEGREES);
@@ -413,7 +412,6 @@ pub fn prepare_measured(
                 Raster::Gray(g) => Raster::Gray(image::imageops::resize(&g, nw, nh, filter)),
                 Raster::Rgb(c) => Raster::Rgb(image::imageops::resize(&c, nw, nh, filter)),
             };
-            reshaped = true;
             applied.push(Applied {
                 action: Action::Downscale,
                 detail: format!("{w}x{h} to {nw}x{nh}"),
@@ -431,7 +429,6 @@ pub fn prepare_measured(
                     image::imageops::crop_imm(&c, b.x, b.y, b.width, b.height).to_image(),
                 ),
             };
-            reshaped = true;
             applied.push(Applied {
                 action: Action::Crop,
                 detail: format!(
@@ -443,6 +440,9 @@ pub fn prepare_measured(
     }
     if actions.contains(&Action::Deskew) {
         let gray = raster.gray();
+        let reshaped = applied
+            .iter()
+            .any(|a| matches!(a.action, Action::Downscale | Action::Crop));
         let skew = if reshaped {
             deskew::measure(&gray, MAX_SKEW_DEGREES)
         } else {
