@@ -520,7 +520,7 @@ async fn the_azure_key_rotates_between_its_two_keys() {
         step,
     };
     let put_standby = |value: String| {
-        let secrets = s.clients.secrets.clone();
+        let secrets = s.clients.secrets();
         let secret = secret.clone();
         async move {
             secrets
@@ -594,7 +594,7 @@ async fn the_azure_key_rotates_between_its_two_keys() {
     assert_eq!(s.secret(&secret, "AWSPREVIOUS").await, key1);
     let described = s
         .clients
-        .secrets
+        .secrets()
         .describe_secret()
         .secret_id(&secret)
         .send()

@@ -204,7 +204,7 @@ async fn secrets_exist_and_are_read_by_stage() {
     for arn in [&s.config.vendor_api_key_secret, &s.config.webhook_secret] {
         let value = s
             .clients
-            .secrets
+            .secrets()
             .get_secret_value()
             .secret_id(arn)
             .version_stage("AWSCURRENT")
@@ -216,7 +216,7 @@ async fn secrets_exist_and_are_read_by_stage() {
         assert!(secret.chars().all(|c| c.is_ascii_alphanumeric()));
         let missing = s
             .clients
-            .secrets
+            .secrets()
             .get_secret_value()
             .secret_id(arn)
             .version_stage("AWSPENDING")

@@ -142,7 +142,7 @@ async fn every_function_under_sam_local_invoke_does_its_step_on_the_local_stack(
         base64::engine::general_purpose::STANDARD.encode(uuid::Uuid::new_v4().as_bytes().repeat(2))
     );
     s.clients
-        .secrets
+        .secrets()
         .put_secret_value()
         .secret_id(&s.config.webhook_secret)
         .secret_string(&webhook_secret)

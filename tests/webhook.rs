@@ -39,7 +39,7 @@ async fn world() -> World {
     // Start from a real whsec_ secret (the template's generated placeholder is for operators
     // to replace with the vendor's).
     s.clients
-        .secrets
+        .secrets()
         .put_secret_value()
         .secret_id(&s.config.webhook_secret)
         .secret_string(whsec())
@@ -49,7 +49,7 @@ async fn world() -> World {
         .unwrap();
     let webhook = Webhook {
         keyring: Keyring::new(
-            s.clients.secrets.clone(),
+            s.clients.secrets(),
             &s.config.webhook_secret,
             &[Stage::Current, Stage::Pending, Stage::Previous],
             Duration::from_secs(60),
@@ -451,7 +451,7 @@ async fn a_completion_whose_invocation_died_after_its_claim_is_not_lost() {
 async fn the_last_known_secrets_verify_while_secrets_manager_is_down() {
     let mut w = world().await;
     Arc::get_mut(&mut w.webhook).unwrap().keyring = Keyring::new(
-        w.s.clients.secrets.clone(),
+        w.s.clients.secrets(),
         &w.s.config.webhook_secret,
         &[Stage::Current, Stage::Pending, Stage::Previous],
         Duration::from_millis(1),
@@ -476,7 +476,7 @@ async fn the_last_known_secrets_verify_while_secrets_manager_is_down() {
     assert_eq!(deliver("msg_up", secret.clone()).await, 200);
     // Secrets Manager can no longer give the secret.
     w.s.clients
-        .secrets
+        .secrets()
         .delete_secret()
         .secret_id(&w.s.config.webhook_secret)
         .force_delete_without_recovery(true)
@@ -528,7 +528,7 @@ async fn a_refused_signing_secret_read_is_counted_as_an_auth_failure() {
     let keyring_at = |endpoint: &str| {
         let client = aws_sdk_secretsmanager::Client::from_conf(
             w.s.clients
-                .secrets
+                .secrets()
                 .config()
                 .to_builder()
                 .endpoint_url(endpoint)
@@ -704,7 +704,7 @@ async fn simulator_faults_reach_the_results_queue_once_per_event() {
 
 fn rotate_handler(w: &World, sim: &RunningSim) -> Rotate<SimVendor> {
     let api_key = Keyring::new(
-        w.s.clients.secrets.clone(),
+        w.s.clients.secrets(),
         &w.s.config.vendor_api_key_secret,
         &[Stage::Current],
         Duration::from_secs(60),
@@ -795,7 +795,7 @@ async fn the_webhook_secret_rotates_while_webhooks_are_in_flight_without_rejecti
     assert_ne!(new, original);
     let versions =
         w.s.clients
-            .secrets
+            .secrets()
             .describe_secret()
             .secret_id(&w.s.config.webhook_secret)
             .send()
@@ -904,7 +904,7 @@ async fn rotation_steps_are_guarded() {
     // The current version's token: every step is a no-op.
     let versions =
         w.s.clients
-            .secrets
+            .secrets()
             .describe_secret()
             .secret_id(&secret_id)
             .send()

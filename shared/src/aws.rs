@@ -14,27 +14,34 @@ pub struct AwsClients {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub s3: aws_sdk_s3::Client,
     pub sqs: aws_sdk_sqs::Client,
-    pub secrets: aws_sdk_secretsmanager::Client,
-    /// Used only with `VENDOR=textract`; `AWS_ENDPOINT_URL_TEXTRACT` points it elsewhere.
-    pub textract: aws_sdk_textract::Client,
-    /// The configuration the clients were built from, for tools that need another client.
+    /// The configuration the clients were built from, for the clients built on demand and for
+    /// tools that need another client.
     pub sdk_config: SdkConfig,
+    /// Where [`AwsClients::textract`] sends its calls instead of the configuration's endpoint.
+    textract_endpoint: Option<String>,
 }
 
 impl AwsClients {
     /// Clients from the environment (the Lambda runtime, or `AWS_ENDPOINT_URL` for moto).
     /// The normal AWS configuration chain; `OCRBRIDGE_LOCAL_ENDPOINT`, when set and not empty
     /// (`sam local invoke` against moto: the template declares it empty), sends every client
-    /// there instead.
-    pub async fn from_env() -> Self {
+    /// there instead. `TLS_ROOTS` chooses the roots they trust ([`crate::tls::Roots`]).
+    pub async fn from_env() -> Result<Self, AwsSetupError> {
+        let roots = crate::tls::Roots::from_lookup(|name| std::env::var(name).ok())
+            .map_err(AwsSetupError::Roots)?;
         let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        // Set before `load`: the credential providers it builds (web identity's STS client)
+        // take the same HTTP client, so no client of this process reads the system store.
+        if let Some(http_client) = roots.aws_http_client() {
+            loader = loader.http_client(http_client);
+        }
         if let Some(endpoint) = std::env::var(LOCAL_ENDPOINT_VARIABLE)
             .ok()
             .filter(|v| !v.trim().is_empty())
         {
             loader = loader.endpoint_url(endpoint);
         }
-        Self::from_sdk_config(&loader.load().await)
+        Ok(Self::from_sdk_config(&loader.load().await))
     }
 
     pub fn from_sdk_config(config: &SdkConfig) -> Self {
@@ -46,11 +53,45 @@ impl AwsClients {
             dynamodb: aws_sdk_dynamodb::Client::new(config),
             s3: aws_sdk_s3::Client::from_conf(s3_config),
             sqs: aws_sdk_sqs::Client::new(config),
-            secrets: aws_sdk_secretsmanager::Client::new(config),
-            textract: aws_sdk_textract::Client::new(config),
             sdk_config: config.clone(),
+            textract_endpoint: None,
         }
     }
+
+    /// The same clients, with Textract's calls sent to `endpoint` (the local stack's twin).
+    pub fn with_textract_endpoint(self, endpoint: impl Into<String>) -> Self {
+        AwsClients {
+            textract_endpoint: Some(endpoint.into()),
+            ..self
+        }
+    }
+
+    // Built on demand, not with the others: intake never reads a secret and only
+    // `VENDOR=textract` calls Textract, and building a client is ~1.2 M instructions of a cold
+    // start (issue #33). Clients from one configuration share its HTTP client and so its
+    // connection pool, so a caller keeps the one it gets rather than asking per request.
+
+    /// A Secrets Manager client (webhook keys, vendor credentials, rotation).
+    pub fn secrets(&self) -> aws_sdk_secretsmanager::Client {
+        aws_sdk_secretsmanager::Client::new(&self.sdk_config)
+    }
+
+    /// A Textract client, for `VENDOR=textract`; `AWS_ENDPOINT_URL_TEXTRACT` points it elsewhere.
+    pub fn textract(&self) -> aws_sdk_textract::Client {
+        let mut config = aws_sdk_textract::config::Builder::from(&self.sdk_config);
+        if let Some(endpoint) = &self.textract_endpoint {
+            config = config.endpoint_url(endpoint);
+        }
+        aws_sdk_textract::Client::from_conf(config.build())
+    }
+}
+
+/// Why a function could not build its AWS clients.
+#[derive(Debug, thiserror::Error)]
+pub enum AwsSetupError {
+    /// `TLS_ROOTS` holds a value that names no roots; the message says which it accepts.
+    #[error("{0}")]
+    Roots(String),
 }
 
 /// Where a function's AWS clients go instead of AWS, when set (see [`AwsClients::from_env`]).

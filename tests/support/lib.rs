@@ -149,7 +149,7 @@ impl TestStack {
     /// A secret's value at `stage` (`AWSCURRENT`, `AWSPENDING`, `AWSPREVIOUS`).
     pub async fn secret(&self, id: &str, stage: &str) -> String {
         self.clients
-            .secrets
+            .secrets()
             .get_secret_value()
             .secret_id(id)
             .version_stage(stage)
@@ -165,7 +165,7 @@ impl TestStack {
     /// a key, or a rotation, would.
     pub async fn put_secret(&self, id: &str, value: &str) {
         self.clients
-            .secrets
+            .secrets()
             .put_secret_value()
             .secret_id(id)
             .secret_string(value)
@@ -178,7 +178,7 @@ impl TestStack {
     /// in memory.
     pub fn rotate<R>(&self, registry: R) -> rotate::Rotate<R> {
         rotate::Rotate {
-            secrets: self.clients.secrets.clone(),
+            secrets: self.clients.secrets(),
             registry,
             metrics: ocrbridge::metrics::Metrics::memory("rotate"),
             stack: self.config.clone(),
@@ -208,7 +208,7 @@ impl TestStack {
             http_client(timeouts, Default::default()).expect("an HTTP client"),
             sim.base_url(),
             Keyring::new(
-                self.clients.secrets.clone(),
+                self.clients.secrets(),
                 &self.config.vendor_api_key_secret,
                 &[Stage::Current],
                 Duration::from_secs(60),

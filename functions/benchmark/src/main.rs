@@ -17,7 +17,7 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     ocrbridge::telemetry::init();
     let stack = StackConfig::from_env()?;
-    let clients = AwsClients::from_env().await;
+    let clients = AwsClients::from_env().await?;
     let table = std::env::var("BENCHMARK_RUNS_TABLE")
         .ok()
         .filter(|t| !t.is_empty())

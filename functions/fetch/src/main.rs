@@ -14,7 +14,7 @@ async fn main() -> Result<(), Error> {
     ocrbridge::telemetry::init();
     let stack = StackConfig::from_env()?;
     let lookup = |k: &str| std::env::var(k).ok();
-    let clients = AwsClients::from_env().await;
+    let clients = AwsClients::from_env().await?;
     let fetch = Fetch {
         fetcher: Fetcher::new(FetchPolicy::from_lookup(lookup)?, SystemResolver),
         blob: Blob::new(clients.s3.clone()),

@@ -18,7 +18,7 @@ async fn main() -> Result<(), Error> {
     ocrbridge::telemetry::init();
     let stack = StackConfig::from_env()?;
     let config = IntakeConfig::from_env()?;
-    let clients = AwsClients::from_env().await;
+    let clients = AwsClients::from_env().await?;
     let intake = Intake {
         blob: Blob::new(clients.s3.clone()),
         queue: Queue::new(clients.sqs.clone()),

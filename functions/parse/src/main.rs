@@ -21,7 +21,7 @@ use parse::{Parse, ParseConfig};
 async fn main() -> Result<(), Error> {
     ocrbridge::telemetry::init();
     let stack = StackConfig::from_env()?;
-    let clients = AwsClients::from_env().await;
+    let clients = AwsClients::from_env().await?;
     let settings = VendorSettings::from_env()?;
     let vendor = AnyVendor::build(&settings, &clients, &stack.vendor_api_key_secret)?;
     let parse = Parse {

@@ -19,7 +19,7 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     ocrbridge::telemetry::init();
     let stack = StackConfig::from_env()?;
-    let clients = AwsClients::from_env().await;
+    let clients = AwsClients::from_env().await?;
     let settings = VendorSettings::from_env()?;
     let reconcile = Reconcile {
         vendor: AnyVendor::build(&settings, &clients, &stack.vendor_api_key_secret)?,

@@ -15,9 +15,9 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     ocrbridge::telemetry::init();
     let stack = StackConfig::from_env()?;
-    let clients = AwsClients::from_env().await;
+    let clients = AwsClients::from_env().await?;
     let rotate = Rotate {
-        secrets: clients.secrets.clone(),
+        secrets: clients.secrets(),
         registry: AnyVendor::build(
             &VendorSettings::from_env()?,
             &clients,

@@ -22,7 +22,7 @@ async fn main() -> Result<(), Error> {
     ocrbridge::telemetry::init();
     let stack = StackConfig::from_env()?;
     let config = SubmitConfig::from_env()?;
-    let clients = AwsClients::from_env().await;
+    let clients = AwsClients::from_env().await?;
     let settings = VendorSettings::from_env()?;
     let vendor = AnyVendor::build(&settings, &clients, &stack.vendor_api_key_secret)?;
     let submit = Submit {

@@ -17,10 +17,10 @@ use webhook::{Webhook, WebhookConfig};
 async fn main() -> Result<(), Error> {
     ocrbridge::telemetry::init();
     let stack = StackConfig::from_env()?;
-    let clients = AwsClients::from_env().await;
+    let clients = AwsClients::from_env().await?;
     let webhook = Webhook {
         keyring: Keyring::new(
-            clients.secrets.clone(),
+            clients.secrets(),
             &stack.webhook_secret,
             &[Stage::Current, Stage::Pending, Stage::Previous],
             DEFAULT_MAX_AGE,

@@ -409,7 +409,7 @@ impl AnyVendor {
         };
         let api_key = || {
             Keyring::new(
-                clients.secrets.clone(),
+                clients.secrets(),
                 api_key_secret,
                 &[Stage::Current],
                 DEFAULT_MAX_AGE,
@@ -425,7 +425,7 @@ impl AnyVendor {
             )),
             VendorKind::Textract => Ok(AnyVendor::Textract(
                 TextractVendor::new(
-                    &clients.textract,
+                    &clients.textract(),
                     settings.models.clone(),
                     settings.textract_channel.clone(),
                 )

@@ -76,7 +76,7 @@ async fn queue_arn(s: &TestStack, url: &str) -> String {
 /// Turns rotation on as the template's schedule does. moto tries to invoke the rotation
 /// function, which the local stack does not deploy, and leaves its AWSPENDING behind: taken off.
 async fn rotation_on(s: &TestStack, secret: &str) {
-    let sm = &s.clients.secrets;
+    let sm = s.clients.secrets();
     let _ = sm
         .rotate_secret()
         .secret_id(secret)
@@ -93,7 +93,7 @@ async fn rotation_on(s: &TestStack, secret: &str) {
 }
 
 async fn clear_pending(s: &TestStack, secret: &str) {
-    let sm = &s.clients.secrets;
+    let sm = s.clients.secrets();
     let described = sm.describe_secret().secret_id(secret).send().await.unwrap();
     for (version, stages) in described
         .version_ids_to_stages()
@@ -231,7 +231,7 @@ async fn every_audit_check_passes_when_kept_and_fails_alone_when_broken() {
     };
 
     // A rotation stuck half way.
-    let sm = &s.clients.secrets;
+    let sm = s.clients.secrets();
     sm.put_secret_value()
         .secret_id(&s.config.webhook_secret)
         .secret_string("whsec_pending")

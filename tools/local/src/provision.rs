@@ -711,7 +711,7 @@ async fn create_secret(
 ) -> Result<Physical, String> {
     let name = def.required("Name").map_err(|e| e.to_string())?;
     let out = clients
-        .secrets
+        .secrets()
         .create_secret()
         .name(&name)
         .set_description(def.string("Description"))

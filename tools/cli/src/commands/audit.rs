@@ -156,7 +156,7 @@ async fn probe_webhook(
     use ocrbridge::signature::{sign_hex_body, sign_standard};
     let current = target
         .clients
-        .secrets
+        .secrets()
         .get_secret_value()
         .secret_id(&target.config.webhook_secret)
         .version_stage("AWSCURRENT")
@@ -282,7 +282,7 @@ async fn secrets(target: &Target, vendor: Option<VendorKind>) -> Vec<Check> {
 async fn secret(target: &Target, id: &str, rotates: bool) -> Result<String, String> {
     let described = target
         .clients
-        .secrets
+        .secrets()
         .describe_secret()
         .secret_id(id)
         .send()

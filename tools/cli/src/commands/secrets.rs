@@ -36,7 +36,7 @@ pub async fn rollback(
     json_mode: bool,
 ) -> Result<(), CliError> {
     let secret_id = secret_id(target, which)?;
-    let sm = &target.clients.secrets;
+    let sm = target.clients.secrets();
     let described = sm
         .describe_secret()
         .secret_id(secret_id)
@@ -87,7 +87,7 @@ pub async fn rollback(
 
 pub async fn rotate(target: &Target, which: &str, json_mode: bool) -> Result<(), CliError> {
     let secret_id = secret_id(target, which)?;
-    let sm = &target.clients.secrets;
+    let sm = target.clients.secrets();
     let started = sm
         .rotate_secret()
         .secret_id(secret_id)

@@ -81,7 +81,7 @@ async fn main() -> Result<(), String> {
     let config = stack.stack_config().map_err(|e| e.to_string())?;
     let secret = vendor_sim::webhooks::generate_secret();
     clients
-        .secrets
+        .secrets()
         .put_secret_value()
         .secret_id(&config.webhook_secret)
         .secret_string(&secret)
@@ -113,7 +113,7 @@ async fn main() -> Result<(), String> {
     };
     let webhook = Webhook {
         keyring: Keyring::new(
-            clients.secrets.clone(),
+            clients.secrets(),
             &config.webhook_secret,
             &[Stage::Current, Stage::Pending, Stage::Previous],
             ocrbridge::keyring::DEFAULT_MAX_AGE,

@@ -246,7 +246,7 @@ pub struct Pipeline {
 
 async fn secret(clients: &AwsClients, id: &str) -> Result<String, String> {
     clients
-        .secrets
+        .secrets()
         .get_secret_value()
         .secret_id(id)
         .version_stage("AWSCURRENT")
@@ -305,7 +305,7 @@ impl Pipeline {
         // for operators to replace, and so do we.
         let whsec = vendor_sim::webhooks::generate_secret();
         clients
-            .secrets
+            .secrets()
             .put_secret_value()
             .secret_id(&config.webhook_secret)
             .secret_string(&whsec)
@@ -324,7 +324,7 @@ impl Pipeline {
             .unwrap_or_else(|| "ocrbridge".into());
         let emitter = |function| Metrics::memory(function).in_namespace(namespace.clone());
         let keyring = |id: &str, stages: &[Stage]| {
-            Keyring::new(clients.secrets.clone(), id, stages, Duration::from_secs(60))
+            Keyring::new(clients.secrets(), id, stages, Duration::from_secs(60))
         };
         let webhook = Arc::new(Webhook {
             keyring: keyring(
@@ -460,14 +460,7 @@ impl Pipeline {
         // Textract client goes to the simulator's twin.
         let settings =
             VendorSettings::from_lookup(|k| env.get(k).cloned()).map_err(|e| e.to_string())?;
-        let adapter_clients = AwsClients {
-            textract: aws_sdk_textract::Client::from_conf(
-                aws_sdk_textract::config::Builder::from(&clients.sdk_config)
-                    .endpoint_url(sim.base_url())
-                    .build(),
-            ),
-            ..clients.clone()
-        };
+        let adapter_clients = clients.clone().with_textract_endpoint(sim.base_url());
         let vendor = || {
             AnyVendor::build(&settings, &adapter_clients, &config.vendor_api_key_secret)
                 .map_err(|e| e.to_string())
@@ -476,14 +469,7 @@ impl Pipeline {
             let textract_at = fallback_sim
                 .as_ref()
                 .map_or_else(|| sim.base_url(), RunningSim::base_url);
-            let clients = AwsClients {
-                textract: aws_sdk_textract::Client::from_conf(
-                    aws_sdk_textract::config::Builder::from(&clients.sdk_config)
-                        .endpoint_url(textract_at)
-                        .build(),
-                ),
-                ..clients.clone()
-            };
+            let clients = clients.clone().with_textract_endpoint(textract_at);
             Routes::build(settings.kind, |k| env.get(k).cloned(), &clients)
                 .map_err(|e| e.to_string())
         };
