@@ -836,6 +836,64 @@ mod breaker {
         assert_eq!(window(&c).await.calls, 9);
     }
 
+    /// A count whose write fails part-way holds again only what it did not write: the earlier
+    /// minute's successes it wrote are not counted a second time by the next count.
+    #[tokio::test]
+    async fn a_count_that_fails_part_way_does_not_count_twice_what_it_wrote() {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        let s = stack().await;
+        let vendor = unique_name("v");
+        let ledger = Ledger::new(s.clients.dynamodb.clone(), s.config.ledger_tables());
+        let policy = BreakerPolicy {
+            success_flush: Duration::from_secs(600),
+            ..BreakerPolicy::default()
+        };
+        const MINUTE: u64 = 60_000;
+        let earlier = UnixMillis(UnixMillis::now().0 / MINUTE * MINUTE - MINUTE);
+        let this_minute = UnixMillis(earlier.0 + MINUTE);
+        for _ in 0..3 {
+            ledger
+                .breaker_count_success(&vendor, &policy, earlier)
+                .await
+                .unwrap();
+        }
+        // This minute's bucket holds `calls` as a string, so an `ADD` to it fails, after the
+        // earlier minute's three successes were written.
+        let bucket =
+            |minute: u64| AttributeValue::S(format!("breaker#{vendor}#{}", minute / MINUTE));
+        s.clients
+            .dynamodb
+            .put_item()
+            .table_name(&s.config.dedupe_table)
+            .item("dedupe_key", bucket(this_minute.0))
+            .item("calls", AttributeValue::S("not a number".into()))
+            .send()
+            .await
+            .unwrap();
+        ledger
+            .breaker_count(&vendor, Outcome::ServerError, &policy, this_minute)
+            .await
+            .expect_err("this minute's bucket refuses the ADD");
+        s.clients
+            .dynamodb
+            .delete_item()
+            .table_name(&s.config.dedupe_table)
+            .key("dedupe_key", bucket(this_minute.0))
+            .send()
+            .await
+            .unwrap();
+
+        let window = ledger
+            .breaker_count(&vendor, Outcome::ServerError, &policy, this_minute)
+            .await
+            .unwrap();
+        assert_eq!(
+            (window.calls, window.failures),
+            (4, 1),
+            "the three successes once, the failure that was written"
+        );
+    }
+
     /// Issue #33: a container acts on a closed breaker it read within `closed_reuse` without
     /// reading it again — so it may call once more after another container opened it — and the
     /// failure of that call reads it afresh: from then on it is refused.

@@ -179,25 +179,30 @@ impl Ledger {
             .filter(|((_, m), _)| *m == minute)
             .map(|(_, count)| count)
             .sum::<u64>();
-        let written = async {
-            for (&(_, held_minute), &count) in held.iter().filter(|((_, m), _)| *m != minute) {
-                self.add_calls(vendor, held_minute, count, 0, policy)
-                    .await?;
+        // On a failed write, what was not written is held again, to be counted later rather
+        // than never; what was written is not, or it would be counted twice. (An ADD that
+        // landed but whose answer was lost is still counted twice: the rate then reads lower
+        // by those few successes, for at most the window.)
+        let mut unwritten = held;
+        let earlier: Vec<(String, u64)> = unwritten
+            .keys()
+            .filter(|(_, m)| *m != minute)
+            .cloned()
+            .collect();
+        for key in earlier {
+            let count = unwritten.get(&key).copied().unwrap_or(0);
+            if let Err(e) = self.add_calls(vendor, key.1, count, 0, policy).await {
+                self.hold_again(unwritten);
+                return Err(e);
             }
-            self.add_calls(
-                vendor,
-                minute,
-                this_minute,
-                u64::from(outcome.is_failure()),
-                policy,
-            )
-            .await
+            unwritten.remove(&key);
         }
-        .await;
-        if let Err(e) = written {
-            // Counted later rather than never (an ADD that did land is counted twice: the
-            // rate then reads lower by those few successes, for at most the window).
-            self.hold_again(held);
+        let failures = u64::from(outcome.is_failure());
+        if let Err(e) = self
+            .add_calls(vendor, minute, this_minute, failures, policy)
+            .await
+        {
+            self.hold_again(unwritten);
             return Err(e);
         }
         self.breaker_window(vendor, policy, now).await
