@@ -78,8 +78,9 @@ fn sdk_client_trusting(pem: &[u8]) -> SharedHttpClient {
     let context = TlsContext::builder()
         .with_trust_store(TrustStore::empty().with_pem_certificate(pem))
         .build()
-        // The builder only moves its fields; the PEM is parsed when a connection is set up,
-        // and `the_aws_roots_are_amazon_trust_services_five` parses ours.
+        // The builder only moves its fields. The PEM is parsed when the SDK builds its
+        // connector (as each client is built), and `the_aws_roots_are_amazon_trust_services_five`
+        // parses ours.
         .unwrap_or_else(|e| unreachable!("a TLS context from a trust store: {e}"));
     aws_smithy_http_client::Builder::new()
         .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
