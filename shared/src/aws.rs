@@ -5,6 +5,8 @@
 //! [`local_sdk_config`]. S3 then needs path-style addressing, because `bucket.127.0.0.1` does not
 //! resolve.
 
+use std::sync::{Arc, OnceLock};
+
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::config::Credentials;
 
@@ -19,6 +21,11 @@ pub struct AwsClients {
     pub sdk_config: SdkConfig,
     /// Where [`AwsClients::textract`] sends its calls instead of the configuration's endpoint.
     textract_endpoint: Option<String>,
+    /// The clients built on demand, once, and shared by every clone: a client built afresh
+    /// from a configuration without an HTTP client gets its own (its own pool, its roots
+    /// parsed again).
+    secrets: Arc<OnceLock<aws_sdk_secretsmanager::Client>>,
+    textract: Arc<OnceLock<aws_sdk_textract::Client>>,
 }
 
 impl AwsClients {
@@ -55,6 +62,8 @@ impl AwsClients {
             sqs: aws_sdk_sqs::Client::new(config),
             sdk_config: config.clone(),
             textract_endpoint: None,
+            secrets: Arc::default(),
+            textract: Arc::default(),
         }
     }
 
@@ -62,27 +71,33 @@ impl AwsClients {
     pub fn with_textract_endpoint(self, endpoint: impl Into<String>) -> Self {
         AwsClients {
             textract_endpoint: Some(endpoint.into()),
+            textract: Arc::default(),
             ..self
         }
     }
 
-    // Built on demand, not with the others: intake never reads a secret and only
+    // Built on first use, not with the others: intake never reads a secret and only
     // `VENDOR=textract` calls Textract, and building a client is ~1.2 M instructions of a cold
-    // start (issue #33). Clients from one configuration share its HTTP client and so its
-    // connection pool, so a caller keeps the one it gets rather than asking per request.
+    // start (issue #33). Later calls return a clone of the same client, as the fields did.
 
     /// A Secrets Manager client (webhook keys, vendor credentials, rotation).
     pub fn secrets(&self) -> aws_sdk_secretsmanager::Client {
-        aws_sdk_secretsmanager::Client::new(&self.sdk_config)
+        self.secrets
+            .get_or_init(|| aws_sdk_secretsmanager::Client::new(&self.sdk_config))
+            .clone()
     }
 
     /// A Textract client, for `VENDOR=textract`; `AWS_ENDPOINT_URL_TEXTRACT` points it elsewhere.
     pub fn textract(&self) -> aws_sdk_textract::Client {
-        let mut config = aws_sdk_textract::config::Builder::from(&self.sdk_config);
-        if let Some(endpoint) = &self.textract_endpoint {
-            config = config.endpoint_url(endpoint);
-        }
-        aws_sdk_textract::Client::from_conf(config.build())
+        self.textract
+            .get_or_init(|| {
+                let mut config = aws_sdk_textract::config::Builder::from(&self.sdk_config);
+                if let Some(endpoint) = &self.textract_endpoint {
+                    config = config.endpoint_url(endpoint);
+                }
+                aws_sdk_textract::Client::from_conf(config.build())
+            })
+            .clone()
     }
 }
 
