@@ -1626,6 +1626,68 @@ async fn out_of_time_a_message_is_handed_back_without_spending_a_receive() {
     assert_eq!(state(&w, &job.id).await.state, JobState::Submitted);
 }
 
+/// A call our side never made — its worker paused on the way until too little of the lease was
+/// left to start it — says nothing of the vendor's health: the breaker does not count it. It
+/// did, as a timeout, and a slow moto in CI (the stop at 014ab82) opened a healthy vendor's
+/// breaker 34 times in one chaos run; every job then waited out the cool-downs.
+#[tokio::test]
+async fn a_call_not_started_for_want_of_lease_does_not_count_against_the_vendor() {
+    let mut w = world().await;
+    // One failed call in the window opens it: any counted failure shows.
+    w.submit.config.breaker = Some(BreakerPolicy {
+        error_rate: 0.5,
+        min_calls: 1,
+        window_minutes: 1,
+        cool_down: Duration::from_secs(60),
+        ..BreakerPolicy::default()
+    });
+    let job = queued_job(&w, "receipt").await;
+    enqueue(&w, &job.id).await;
+    let messages = w.s.drain(&w.s.config.submit_queue_url).await;
+    let arn = queue_arn(&w.s.config.submit_queue_url);
+    // A 5 s invocation leaves a 3 s lease (the 2 s margin); the pause is 4 s.
+    ocrbridge::failpoints::arm_more(
+        "submit.before_vendor_call",
+        &[(
+            ocrbridge::failpoints::Action::Stall(Duration::from_secs(4)),
+            job.id.to_string(),
+        )],
+    )
+    .unwrap();
+    w.submit
+        .handle_sqs(
+            sqs_event(&messages, &arn),
+            UnixMillis::now().plus(Duration::from_secs(5)),
+        )
+        .await;
+    let recorded = w.submit.metrics.recorded();
+    assert_eq!(
+        recorded.get("SubmitRetries[sim,not_sent]").copied(),
+        Some(1.0),
+        "the call was not made, and said so: {recorded:?}"
+    );
+    assert_eq!(sim_stats(&w.sim).await["submit_requests"], 0);
+    assert!(
+        !recorded.contains_key("BreakerTransitions[sim,open]"),
+        "a call never made opened the breaker: {recorded:?}"
+    );
+
+    // The next delivery is not refused by a breaker: it submits the document once.
+    w.submit
+        .handle_sqs(
+            sqs_event(&messages, &arn),
+            UnixMillis::now().plus(Duration::from_secs(30)),
+        )
+        .await;
+    let recorded = w.submit.metrics.recorded();
+    assert!(
+        !recorded.contains_key("BreakerRefused[sim]"),
+        "{recorded:?}"
+    );
+    assert_eq!(state(&w, &job.id).await.state, JobState::Submitted);
+    assert_eq!(sim_stats(&w.sim).await["billed_documents"], 1);
+}
+
 /// A worker paused on its way to the vendor — after its lease, before its call — past the end of
 /// its lease does not make the call when it wakes: by then the next holder may be making its
 /// own, and without the vendor's idempotency that is a second charge. The time left is measured

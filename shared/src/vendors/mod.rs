@@ -201,6 +201,12 @@ pub enum VendorError {
     /// The connection could not be made: the request never left.
     #[error("vendor unreachable: {0}")]
     Unreachable(String),
+    /// Our side stopped the call before it was made: too little of the lease left to start
+    /// it, or the vendor's API key could not be read. The request never left, and it says
+    /// nothing of the vendor's health: the breaker does not count it (a slow DynamoDB or
+    /// Secrets Manager must not open a healthy vendor's breaker), nor does the retry budget.
+    #[error("the call to the vendor was not made: {0}")]
+    NotSent(String),
     /// The request was sent but no answer came (timeout, connection dropped): it may have been
     /// accepted.
     #[error("no answer from the vendor after sending the request: {0}")]
@@ -250,7 +256,8 @@ impl VendorError {
             VendorError::Throttled { .. }
             | VendorError::Busy { .. }
             | VendorError::Unavailable { .. }
-            | VendorError::Unreachable(_) => ErrorClass::Retryable,
+            | VendorError::Unreachable(_)
+            | VendorError::NotSent(_) => ErrorClass::Retryable,
             VendorError::NoAnswer(_) | VendorError::Unreadable { .. } => ErrorClass::Ambiguous,
             VendorError::Auth { .. }
             | VendorError::Rejected { .. }
@@ -287,8 +294,10 @@ impl VendorError {
 
     /// What retrying this error costs from the retry budget: a timeout weighs double, as in the
     /// AWS SDK's standard retry mode (it held a connection for the whole timeout).
+    /// A call that was never made costs nothing: the budget protects the vendor.
     pub fn retry_cost(&self) -> u32 {
         match self {
+            VendorError::NotSent(_) => 0,
             VendorError::NoAnswer(_) | VendorError::Unreadable { .. } => 2,
             _ => 1,
         }
@@ -304,13 +313,15 @@ impl VendorError {
         }
     }
 
-    /// A short cause for metrics: `429`, `5xx`, `timeout`, `network`, `auth`, `rejected`.
+    /// A short cause for metrics: `429`, `5xx`, `timeout`, `network`, `not_sent`, `auth`,
+    /// `rejected`.
     pub fn cause(&self) -> &'static str {
         match self {
             VendorError::Throttled { .. } => "429",
             VendorError::Busy { .. } => "busy",
             VendorError::Unavailable { .. } => "5xx",
             VendorError::Unreachable(_) => "network",
+            VendorError::NotSent(_) => "not_sent",
             VendorError::NoAnswer(_) => "timeout",
             VendorError::Unreadable { .. } => "unreadable",
             VendorError::Auth { .. } => "auth",
@@ -511,6 +522,11 @@ mod tests {
                 VendorError::Unreachable("refused".into()),
                 ErrorClass::Retryable,
                 "network",
+            ),
+            (
+                VendorError::NotSent("lease too short".into()),
+                ErrorClass::Retryable,
+                "not_sent",
             ),
             (
                 VendorError::NoAnswer("timeout".into()),

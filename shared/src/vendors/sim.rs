@@ -64,7 +64,7 @@ impl SimVendor {
             .api_key
             .current(false)
             .await
-            .map_err(|e| VendorError::Unreachable(format!("API key unavailable: {e}")))?;
+            .map_err(|e| VendorError::NotSent(format!("API key unavailable: {e}")))?;
         Ok(format!("Bearer {}", key.expose()))
     }
 

@@ -111,7 +111,7 @@ impl AzureVendor {
             .key
             .current(false)
             .await
-            .map_err(|e| VendorError::Unreachable(format!("API key unavailable: {e}")))?;
+            .map_err(|e| VendorError::NotSent(format!("API key unavailable: {e}")))?;
         let response = crate::vendors::http::traced(request)
             .header("ocp-apim-subscription-key", key.expose())
             .send()

@@ -103,7 +103,7 @@ impl MindeeVendor {
             .key
             .current(false)
             .await
-            .map_err(|e| VendorError::Unreachable(format!("API key unavailable: {e}")))?;
+            .map_err(|e| VendorError::NotSent(format!("API key unavailable: {e}")))?;
         let response = crate::vendors::http::traced(request)
             .header("authorization", key.expose())
             .send()
