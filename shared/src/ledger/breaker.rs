@@ -174,35 +174,19 @@ impl Ledger {
         // Every minute's held successes go with it, so that the window this container reads
         // holds all of its own calls.
         let held = self.take_held(vendor, |_, _| true);
-        let this_minute = 1 + held
-            .iter()
-            .filter(|((_, m), _)| *m == minute)
-            .map(|(_, count)| count)
-            .sum::<u64>();
-        // On a failed write, what was not written is held again, to be counted later rather
-        // than never; what was written is not, or it would be counted twice. (An ADD that
-        // landed but whose answer was lost is still counted twice: the rate then reads lower
-        // by those few successes, for at most the window.)
-        let mut unwritten = held;
-        let earlier: Vec<(String, u64)> = unwritten
-            .keys()
-            .filter(|(_, m)| *m != minute)
-            .cloned()
-            .collect();
-        for key in earlier {
-            let count = unwritten.get(&key).copied().unwrap_or(0);
-            if let Err(e) = self.add_calls(vendor, key.1, count, 0, policy).await {
-                self.hold_again(unwritten);
-                return Err(e);
-            }
-            unwritten.remove(&key);
+        let (this_minute_held, earlier): (BTreeMap<_, _>, BTreeMap<_, _>) =
+            held.into_iter().partition(|((_, m), _)| *m == minute);
+        let this_minute = 1 + this_minute_held.values().sum::<u64>();
+        if let Err(e) = self.write_held(vendor, earlier, policy).await {
+            self.hold_again(this_minute_held);
+            return Err(e);
         }
         let failures = u64::from(outcome.is_failure());
         if let Err(e) = self
             .add_calls(vendor, minute, this_minute, failures, policy)
             .await
         {
-            self.hold_again(unwritten);
+            self.hold_again(this_minute_held);
             return Err(e);
         }
         self.breaker_window(vendor, policy, now).await
@@ -233,9 +217,25 @@ impl Ledger {
         let due = self.take_held(vendor, |held_minute, since| {
             held_minute < minute || since.elapsed() >= policy.success_flush
         });
-        for (index, (&(_, held_minute), &count)) in due.iter().enumerate() {
-            if let Err(e) = self.add_calls(vendor, held_minute, count, 0, policy).await {
-                self.hold_again(due.into_iter().skip(index).collect());
+        self.write_held(vendor, due, policy).await
+    }
+
+    /// Writes held successes, one `ADD` per minute. On a failed write, what was not written
+    /// (the failed one included) is held again, to be counted later rather than never; what
+    /// was written is not, or it would be counted twice. (An `ADD` that landed but whose answer
+    /// was lost is still counted twice: the rate then reads lower by those few successes, for
+    /// at most the window.)
+    async fn write_held(
+        &self,
+        vendor: &str,
+        held: BTreeMap<(String, u64), u64>,
+        policy: &BreakerPolicy,
+    ) -> Result<(), LedgerError> {
+        let mut unwritten = held;
+        while let Some((key, count)) = unwritten.pop_first() {
+            if let Err(e) = self.add_calls(vendor, key.1, count, 0, policy).await {
+                unwritten.insert(key, count);
+                self.hold_again(unwritten);
                 return Err(e);
             }
         }
