@@ -1626,6 +1626,43 @@ async fn out_of_time_a_message_is_handed_back_without_spending_a_receive() {
     assert_eq!(state(&w, &job.id).await.state, JobState::Submitted);
 }
 
+/// `job`'s submit message, delivered once to a worker that pauses on its way to the vendor past
+/// the end of its lease (a 5 s invocation leaves a 3 s lease, the 2 s margin; the pause is 4 s),
+/// and kept to be delivered again.
+struct PausedPastItsLease {
+    messages: Vec<aws_sdk_sqs::types::Message>,
+    arn: String,
+}
+
+impl PausedPastItsLease {
+    async fn deliver(w: &World, job: &Job) -> Self {
+        enqueue(w, &job.id).await;
+        let paused = PausedPastItsLease {
+            messages: w.s.drain(&w.s.config.submit_queue_url).await,
+            arn: queue_arn(&w.s.config.submit_queue_url),
+        };
+        ocrbridge::failpoints::arm_more(
+            "submit.before_vendor_call",
+            &[(
+                ocrbridge::failpoints::Action::Stall(Duration::from_secs(4)),
+                job.id.to_string(),
+            )],
+        )
+        .unwrap();
+        paused
+            .again(w, UnixMillis::now().plus(Duration::from_secs(5)))
+            .await;
+        paused
+    }
+
+    /// The same message again, to an invocation that ends at `deadline`.
+    async fn again(&self, w: &World, deadline: UnixMillis) {
+        w.submit
+            .handle_sqs(sqs_event(&self.messages, &self.arn), deadline)
+            .await;
+    }
+}
+
 /// A call our side never made — its worker paused on the way until too little of the lease was
 /// left to start it — says nothing of the vendor's health: the breaker does not count it. It
 /// did, as a timeout, and a slow moto in CI (the stop at 014ab82) opened a healthy vendor's
@@ -1642,24 +1679,7 @@ async fn a_call_not_started_for_want_of_lease_does_not_count_against_the_vendor(
         ..BreakerPolicy::default()
     });
     let job = queued_job(&w, "receipt").await;
-    enqueue(&w, &job.id).await;
-    let messages = w.s.drain(&w.s.config.submit_queue_url).await;
-    let arn = queue_arn(&w.s.config.submit_queue_url);
-    // A 5 s invocation leaves a 3 s lease (the 2 s margin); the pause is 4 s.
-    ocrbridge::failpoints::arm_more(
-        "submit.before_vendor_call",
-        &[(
-            ocrbridge::failpoints::Action::Stall(Duration::from_secs(4)),
-            job.id.to_string(),
-        )],
-    )
-    .unwrap();
-    w.submit
-        .handle_sqs(
-            sqs_event(&messages, &arn),
-            UnixMillis::now().plus(Duration::from_secs(5)),
-        )
-        .await;
+    let paused = PausedPastItsLease::deliver(&w, &job).await;
     let recorded = w.submit.metrics.recorded();
     assert_eq!(
         recorded.get("SubmitRetries[sim,not_sent]").copied(),
@@ -1673,11 +1693,8 @@ async fn a_call_not_started_for_want_of_lease_does_not_count_against_the_vendor(
     );
 
     // The next delivery is not refused by a breaker: it submits the document once.
-    w.submit
-        .handle_sqs(
-            sqs_event(&messages, &arn),
-            UnixMillis::now().plus(Duration::from_secs(30)),
-        )
+    paused
+        .again(&w, UnixMillis::now().plus(Duration::from_secs(30)))
         .await;
     let recorded = w.submit.metrics.recorded();
     assert!(
@@ -1696,24 +1713,7 @@ async fn a_call_not_started_for_want_of_lease_does_not_count_against_the_vendor(
 async fn a_worker_paused_past_its_lease_does_not_call_the_vendor_when_it_wakes() {
     let w = world_with(Idempotency::None, AmbiguityPolicy::default()).await;
     let job = queued_job(&w, "receipt").await;
-    enqueue(&w, &job.id).await;
-    let messages = w.s.drain(&w.s.config.submit_queue_url).await;
-    let arn = queue_arn(&w.s.config.submit_queue_url);
-    // A 5 s invocation leaves a 3 s lease (the 2 s margin); the pause is 4 s.
-    ocrbridge::failpoints::arm_more(
-        "submit.before_vendor_call",
-        &[(
-            ocrbridge::failpoints::Action::Stall(Duration::from_secs(4)),
-            job.id.to_string(),
-        )],
-    )
-    .unwrap();
-    w.submit
-        .handle_sqs(
-            sqs_event(&messages, &arn),
-            UnixMillis::now().plus(Duration::from_secs(5)),
-        )
-        .await;
+    let paused = PausedPastItsLease::deliver(&w, &job).await;
     assert_eq!(
         sim_stats(&w.sim).await["billed_documents"],
         0,
@@ -1724,11 +1724,8 @@ async fn a_worker_paused_past_its_lease_does_not_call_the_vendor_when_it_wakes()
     assert!(!after.state.is_settled(), "nothing failed: {after:?}");
 
     // The next delivery, with time, submits it once.
-    w.submit
-        .handle_sqs(
-            sqs_event(&messages, &arn),
-            UnixMillis::now().plus(Duration::from_secs(30)),
-        )
+    paused
+        .again(&w, UnixMillis::now().plus(Duration::from_secs(30)))
         .await;
     assert_eq!(state(&w, &job.id).await.state, JobState::Submitted);
     assert_eq!(sim_stats(&w.sim).await["billed_documents"], 1);
