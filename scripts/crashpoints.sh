@@ -6,6 +6,7 @@
 #   CRASHPOINTS_CONFIG=azure/hold                one configuration
 #   CRASHPOINTS_PARALLEL=2                       configurations at once (each its own stack)
 #   CRASHPOINTS=gate                             the gate's selection instead of the matrix
+#   CRASHPOINTS_MESSAGE_CONCURRENCY=5            submit and parse handle a batch at once (off by default)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"

@@ -102,6 +102,11 @@ pub struct ChaosCounters {
     pub timeouts: AtomicU64,
     /// Writes of a vendor's answer stalled past the writer's lease.
     pub freezes: AtomicU64,
+    /// Invocations given up for lost (a worker in them frozen) that a crash of another of their
+    /// messages then stopped: the frozen worker went with them, as every message of a Lambda
+    /// invocation goes when it crashes. Only a batch handled concurrently
+    /// (`MESSAGE_CONCURRENCY` > 1) has another message running beside a frozen one.
+    pub frozen_crashed: AtomicU64,
     /// Vendor submissions the submit function made (every call, whatever came of it).
     pub vendor_submits: AtomicU64,
     /// Submissions that started while another for the same job was still in flight: what the

@@ -455,7 +455,7 @@ impl Pipeline {
                 // this poller for good. `frozen_limit` timeouts bound the wait.
                 tokio::select! {
                     _ = &mut handler => {}
-                    _ = invocation.kill.notified() => {}
+                    _ = invocation.kill.notified() => ChaosCounters::add(&self.chaos.frozen_crashed),
                     _ = tokio::time::sleep_until(started + timeout * self.options.frozen_limit) => {}
                 }
                 Invoked::GivenUp
