@@ -250,6 +250,14 @@ impl From<crate::failpoints::Injected> for VendorError {
     }
 }
 
+impl From<crate::keyring::KeyringError> for VendorError {
+    /// The API key could not be read, so the call was never made: nothing of the vendor's
+    /// health (the keyring's error names the secret, never its value).
+    fn from(e: crate::keyring::KeyringError) -> Self {
+        VendorError::NotSent(format!("API key unavailable: {e}"))
+    }
+}
+
 impl VendorError {
     pub fn class(&self) -> ErrorClass {
         match self {
@@ -501,6 +509,17 @@ pub trait SecretRegistry: Send + Sync {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unreadable_api_key_is_a_call_not_made() {
+        let e = VendorError::from(crate::keyring::KeyringError::Empty {
+            secret_id: "ocrbridge/vendor".into(),
+            stage: "AWSCURRENT",
+        });
+        assert!(matches!(e, VendorError::NotSent(_)), "{e:?}");
+        assert_eq!((e.class(), e.retry_cost()), (ErrorClass::Retryable, 0));
+        assert!(e.to_string().contains("ocrbridge/vendor"), "{e}");
+    }
 
     #[test]
     fn classifies_every_error() {

@@ -59,12 +59,8 @@ impl SimVendor {
     }
 
     async fn bearer(&self) -> Result<String, VendorError> {
-        // A keyring failure is not the vendor's fault, but it stops the call the same way.
-        let key = self
-            .api_key
-            .current(false)
-            .await
-            .map_err(|e| VendorError::NotSent(format!("API key unavailable: {e}")))?;
+        // A keyring failure is not the vendor's fault: it becomes `NotSent`, which no breaker counts.
+        let key = self.api_key.current(false).await?;
         Ok(format!("Bearer {}", key.expose()))
     }
 

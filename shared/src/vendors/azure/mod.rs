@@ -107,11 +107,7 @@ impl AzureVendor {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, VendorError> {
-        let key = self
-            .key
-            .current(false)
-            .await
-            .map_err(|e| VendorError::NotSent(format!("API key unavailable: {e}")))?;
+        let key = self.key.current(false).await?;
         let response = crate::vendors::http::traced(request)
             .header("ocp-apim-subscription-key", key.expose())
             .send()

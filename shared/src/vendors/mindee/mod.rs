@@ -99,11 +99,7 @@ impl MindeeVendor {
 
     /// Sends with the key; a 3xx comes back as it is (the caller follows it, or not).
     async fn send(&self, request: reqwest::RequestBuilder) -> Result<Response, VendorError> {
-        let key = self
-            .key
-            .current(false)
-            .await
-            .map_err(|e| VendorError::NotSent(format!("API key unavailable: {e}")))?;
+        let key = self.key.current(false).await?;
         let response = crate::vendors::http::traced(request)
             .header("authorization", key.expose())
             .send()
