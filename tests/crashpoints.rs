@@ -980,11 +980,13 @@ fn check(config: Config, case: &Case, job: Option<&Job>, p: &Pipeline) -> Vec<St
             if !known.contains(vendor_job.id.as_str()) {
                 // With a batch handled concurrently, another case's crash in the invocation of
                 // a frozen worker stops that worker too, its answer with it: the count says
-                // whether that happened in this configuration's run.
+                // whether that happened in this configuration's run, and the other whether a
+                // frozen worker outlived the harness's bound on a late write.
                 out.push(format!(
-                    "the vendor's answer naming {} reached ocrbridge, which does not know it (state {}, following {:?}, orphans {:?}; frozen invocations crashed by another message: {})",
+                    "the vendor's answer naming {} reached ocrbridge, which does not know it (state {}, following {:?}, orphans {:?}; frozen invocations crashed by another message: {}, frozen workers dropped at the limit: {})",
                     vendor_job.id, job.state, job.vendor_job_id, job.orphan_vendor_jobs,
-                    ChaosCounters::get(&p.chaos.frozen_crashed)
+                    ChaosCounters::get(&p.chaos.frozen_crashed),
+                    ChaosCounters::get(&p.chaos.frozen_dropped_at_limit)
                 ));
             }
         }

@@ -61,3 +61,40 @@ pub async fn recorder(endpoint: &str, path: &str) -> Result<String, String> {
     }
     response.text().await.map_err(|e| e.to_string())
 }
+
+/// The CPU time, in seconds, that the moto server behind `endpoint` has used so far, read from
+/// `/proc` (Linux; `None` elsewhere or when no such process is found). The rate benchmarks read
+/// it at both ends of their window: moto is one Python process that serves DynamoDB requests one
+/// at a time (`tools/python/moto_server.py`), so about one core busy over the window says that
+/// moto, not ocrbridge, set the pace.
+pub fn cpu_seconds(endpoint: &str) -> Option<f64> {
+    let port = endpoint.rsplit(':').next()?.trim_end_matches('/');
+    let ticks_per_second = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())?;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let is_moto = args.iter().any(|a| a.ends_with(b"moto_server.py"));
+        let on_port = args
+            .windows(2)
+            .any(|w| w[0] == b"-p" && w[1] == port.as_bytes());
+        if !(is_moto && on_port) {
+            continue;
+        }
+        let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+        // Fields after the command's closing parenthesis; utime and stime are the 14th and 15th
+        // of the whole line, the 12th and 13th after it.
+        let rest = stat.rsplit_once(')')?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let utime: f64 = fields.get(11)?.parse().ok()?;
+        let stime: f64 = fields.get(12)?.parse().ok()?;
+        return Some((utime + stime) / ticks_per_second);
+    }
+    None
+}

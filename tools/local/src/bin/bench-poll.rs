@@ -61,11 +61,14 @@ async fn main() -> Result<(), String> {
     let (_, measured) = tokio::join!(p.run_until(&stop), async {
         let mut first: Option<(f64, Value)> = None;
         let mut saturated: Option<(f64, Value, Value)> = None;
+        let mut moto_at_first = None;
+        let mut moto_busy = None;
         let result = loop {
             tokio::time::sleep(Duration::from_millis(100)).await;
             let Ok(s) = stats(&p).await else { continue };
             if first.is_none() && count(&s, &["requests"]) > 0 {
                 first = Some((started.elapsed().as_secs_f64(), s.clone()));
+                moto_at_first = moto::cpu_seconds(&endpoint);
             }
             if let (None, Some((from, at_start))) = (&saturated, &first) {
                 if count(&s, &["accepted_submissions"]) as usize >= docs {
@@ -74,19 +77,23 @@ async fn main() -> Result<(), String> {
                         at_start.clone(),
                         s.clone(),
                     ));
+                    moto_busy = moto_at_first.zip(moto::cpu_seconds(&endpoint));
                 }
             }
             let finished = count(&s, &["jobs_by_status", "succeeded"]) as usize >= docs;
             if finished || started.elapsed() > Duration::from_secs(900) {
-                break (saturated, s, started.elapsed().as_secs_f64());
+                break (saturated, s, started.elapsed().as_secs_f64(), moto_busy);
             }
         };
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         result
     });
-    let (saturated, end, total_secs) = measured;
+    let (saturated, end, total_secs, moto_busy) = measured;
     let (window_secs, at_window_start, at_window_end) =
         saturated.ok_or("not every document was submitted")?;
+    // Cores of moto's CPU over the window: near 1, moto (one process) set the pace.
+    let moto_cores =
+        moto_busy.map(|(from, to)| ((to - from) / window_secs * 100.0).round() / 100.0);
     let refused = |s: &Value| {
         count(s, &["faults_injected", "rate_limited"]) + count(s, &["faults_injected", "throttle"])
     };
@@ -112,6 +119,7 @@ async fn main() -> Result<(), String> {
             "refused_429": refused(&end),
             "refused_share": if requests > 0 { (refused(&end) as f64 / requests as f64 * 10_000.0).round() / 10_000.0 } else { 0.0 },
             "billed_documents": end["billed_documents"],
+            "moto_cores_busy": moto_cores,
             "submit_429": p.submit.metrics.recorded().get("SubmitRetries[azure,429]").copied().unwrap_or(0.0),
             "admission_delayed": p.submit.metrics.recorded().get("AdmissionDelayed[azure]").copied().unwrap_or(0.0)
                 + p.parse.metrics.recorded().get("AdmissionDelayed[azure]").copied().unwrap_or(0.0),

@@ -49,22 +49,27 @@ async fn main() -> Result<(), String> {
     let started = Instant::now();
     let (_, measured) = tokio::join!(p.run_until(&stop), async {
         let mut first: Option<f64> = None;
+        let mut moto_at_first = None;
         let result = loop {
             tokio::time::sleep(Duration::from_millis(20)).await;
             let Ok(s) = stats(&p).await else { continue };
             if first.is_none() && count(&s, &["requests"]) > 0 {
                 first = Some(started.elapsed().as_secs_f64());
+                moto_at_first = moto::cpu_seconds(&endpoint);
             }
             let done = count(&s, &["accepted_submissions"]) as usize >= docs;
             if done || started.elapsed() > Duration::from_secs(600) {
-                break (first, s, started.elapsed().as_secs_f64());
+                let moto_busy = moto_at_first.zip(moto::cpu_seconds(&endpoint));
+                break (first, s, started.elapsed().as_secs_f64(), moto_busy);
             }
         };
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         result
     });
-    let (first, stats, ended) = measured;
+    let (first, stats, ended, moto_busy) = measured;
     let secs = ended - first.ok_or("the vendor saw no request")?;
+    // Cores of moto's CPU over the window: near 1, moto (one process) set the pace.
+    let moto_cores = moto_busy.map(|(from, to)| ((to - from) / secs * 100.0).round() / 100.0);
     let accepted = count(&stats, &["accepted_submissions"]) as f64;
     // The first submission is admitted at the window's start: N submissions span N - 1 gaps.
     let achieved = (accepted - 1.0).max(0.0) / secs;
@@ -81,6 +86,7 @@ async fn main() -> Result<(), String> {
             "vendor_requests": stats["requests"],
             "rate_limited_429": limited,
             "billed_documents": stats["billed_documents"],
+            "moto_cores_busy": moto_cores,
             "admission_delayed": p.submit.metrics.recorded().get(&format!("AdmissionDelayed[{}]", p.submit.vendor.name())).copied().unwrap_or(0.0),
         })
     );

@@ -107,6 +107,10 @@ pub struct ChaosCounters {
     /// invocation goes when it crashes. Only a batch handled concurrently
     /// (`MESSAGE_CONCURRENCY` > 1) has another message running beside a frozen one.
     pub frozen_crashed: AtomicU64,
+    /// Frozen workers dropped unfinished at `frozen_limit` invocation timeouts: the harness's
+    /// bound on how long a late write may still land, not a crash. One that held a vendor's
+    /// answer drops it as a crash would, so a count here explains such a loss too.
+    pub frozen_dropped_at_limit: AtomicU64,
     /// Vendor submissions the submit function made (every call, whatever came of it).
     pub vendor_submits: AtomicU64,
     /// Submissions that started while another for the same job was still in flight: what the

@@ -456,7 +456,9 @@ impl Pipeline {
                 tokio::select! {
                     _ = &mut handler => {}
                     _ = invocation.kill.notified() => ChaosCounters::add(&self.chaos.frozen_crashed),
-                    _ = tokio::time::sleep_until(started + timeout * self.options.frozen_limit) => {}
+                    _ = tokio::time::sleep_until(started + timeout * self.options.frozen_limit) => {
+                        ChaosCounters::add(&self.chaos.frozen_dropped_at_limit)
+                    }
                 }
                 Invoked::GivenUp
             }
