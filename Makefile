@@ -53,7 +53,7 @@ package:
 
 ## bench: intake validation (1 GB object, big PDF, big image), submit throughput vs the vendor's
 ## rate limit (R = 10 and 50), submissions plus polls vs the Azure twin's rate limit, webhook verification vs raw HMAC, the happy path's AWS requests per document and
-## overhead at one document a second and at ten (where the event sources' batches fill), Textract synchronous against asynchronous, and cold-start init per function; figures to stdout,
+## overhead, Textract synchronous against asynchronous, and cold-start init per function; figures to stdout,
 ## goodput, 429s, init, requests per document and overhead each beside its goal (met / MISSED)
 bench:
 	scripts/bench-intake.sh
@@ -65,7 +65,6 @@ bench:
 	EMULATOR=1 scripts/bench-webhook.sh
 	cargo bench -p ocrbridge --bench verify
 	scripts/bench-pipeline.sh
-	scripts/bench-pipeline.sh 60 release --interval-ms 100
 	scripts/bench-textract-sync.sh
 	scripts/bench-init.sh
 	scripts/bench-preprocess.sh
