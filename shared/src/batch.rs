@@ -328,10 +328,11 @@ pub fn concurrency_setting(
 ///   run with it on found a vendor job whose answer reached a worker unrecorded (azure/resubmit,
 ///   under load; not reproduced in 132 runs of that stage since): off until that is understood.
 ///   `CRASHPOINTS=gate CRASHPOINTS_MESSAGE_CONCURRENCY=5 make crashpoints` runs the gate with it
-///   on: 1 run of 3 found it again (textract(sync)/hold, a worker stalled at
-///   `submit.before_archive_answer`). Suspected, not shown: another message's crash in the
-///   frozen worker's invocation stopped it, as a Lambda crash stops every message in flight;
-///   the gate's message now says how many frozen invocations were crashed that way.
+///   on: 1 run of 6 found it again (textract(sync)/hold, a worker stalled at
+///   `submit.before_archive_answer`; the 3 runs since the gate counts both ways the harness can
+///   drop a frozen worker found nothing). Suspected, not shown: another message's crash in the
+///   frozen worker's invocation stopped it, as a Lambda crash stops every message in flight, or
+///   the worker outlived the harness's `frozen_limit`; the gate's message counts both.
 /// - Parse holds a result about three times while it reads it (raw, archive, normalized), and
 ///   its memory is sized for one large result at a time.
 pub const DEFAULT_CONCURRENCY: usize = 1;
