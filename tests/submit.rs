@@ -891,6 +891,82 @@ async fn a_message_that_meets_a_live_lease_waits_it_out_without_spending_receive
     );
 }
 
+/// A copy that could not be sent (SQS refused the `SendMessage`) leaves the original to come
+/// back after the wait it was deferred for, not after the queue's whole visibility timeout:
+/// held there for minutes, a completion notice (the only evidence of a vendor job) came back
+/// after the crash-point gate had judged its case (CI, `batch.before_defer` error).
+#[tokio::test]
+async fn a_deferral_that_cannot_be_sent_comes_back_after_its_wait() {
+    let w = world().await;
+    let job = queued_job(&w, "receipt").await;
+    let now = UnixMillis::now();
+    w.s.ledger
+        .acquire_lease(
+            &job,
+            LeaseStep::Submit,
+            "a-stalled-worker",
+            now.plus(Duration::from_secs(6)),
+            now,
+        )
+        .await
+        .unwrap();
+    enqueue(&w, &job.id).await;
+    let arn = queue_arn(&w.s.config.submit_queue_url);
+    // Received and left on the queue, as Lambda's event source leaves a batch it hands over.
+    let messages = receive(&w).await;
+    assert_eq!(messages.len(), 1);
+    ocrbridge::failpoints::arm(
+        "batch.before_defer",
+        &[(ocrbridge::failpoints::Action::Error, job.id.to_string())],
+    )
+    .unwrap();
+    let response = w
+        .submit
+        .handle_sqs(
+            sqs_event(&messages, &arn),
+            UnixMillis::now().plus(Duration::from_secs(30)),
+        )
+        .await;
+    assert_eq!(
+        response.batch_item_failures.len(),
+        1,
+        "the copy was not sent: the original is retried"
+    );
+    // The lease has at most 6 s left: the message is due within about 6.5 s. The queue's own
+    // visibility timeout is 180 s.
+    let handed_back = Instant::now();
+    let mut back = Vec::new();
+    while back.is_empty() && handed_back.elapsed() < Duration::from_secs(20) {
+        back = receive(&w).await;
+    }
+    assert_eq!(
+        back.len(),
+        1,
+        "the message did not come back within 20 s of a 6.5 s deferral"
+    );
+    assert!(
+        w.s.drain(&w.s.config.submit_dlq_url).await.is_empty(),
+        "nothing parked"
+    );
+}
+
+/// One long poll of the submit queue that leaves what it receives there (no delete).
+async fn receive(w: &World) -> Vec<aws_sdk_sqs::types::Message> {
+    w.s.clients
+        .sqs
+        .receive_message()
+        .queue_url(&w.s.config.submit_queue_url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(1)
+        .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+        .message_attribute_names("All")
+        .send()
+        .await
+        .expect("ReceiveMessage")
+        .messages
+        .unwrap_or_default()
+}
+
 async fn lease_job(w: &World, id: &JobId) -> Job {
     state(w, id).await
 }

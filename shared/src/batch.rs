@@ -190,11 +190,35 @@ pub async fn apply(
             code,
             reason,
         } => Err(retry_after(queue, queue_url, message, delay, code, reason).await),
-        Disposition::Defer(delay) => defer(queue, queue_url, message, delay, None).await,
+        Disposition::Defer(delay) => {
+            let deferred = defer(queue, queue_url, message, delay, None).await;
+            or_retry_after(queue, queue_url, message, delay, deferred).await
+        }
         Disposition::DeferWith {
             delay,
             vendor_job_id,
-        } => defer(queue, queue_url, message, delay, Some(&vendor_job_id)).await,
+        } => {
+            let deferred = defer(queue, queue_url, message, delay, Some(&vendor_job_id)).await;
+            or_retry_after(queue, queue_url, message, delay, deferred).await
+        }
+    }
+}
+
+/// A copy that could not be sent leaves the original to come back: after the delay the copy
+/// would have had, not after the queue's whole visibility timeout (3 to 6 minutes), which would
+/// hold a completion notice, the only evidence of a vendor job, that long.
+async fn or_retry_after(
+    queue: &Queue,
+    queue_url: &str,
+    message: &SqsMessage,
+    delay: Duration,
+    deferred: Result<(), Failure>,
+) -> Result<(), Failure> {
+    match deferred {
+        Err(Failure::Retry { reason, .. }) => {
+            Err(retry_after(queue, queue_url, message, delay, "defer_failed", reason).await)
+        }
+        other => other,
     }
 }
 
