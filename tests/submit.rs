@@ -831,19 +831,8 @@ async fn a_job_under_a_live_lease_is_never_failed_for_its_age() {
 #[tokio::test]
 async fn a_message_that_meets_a_live_lease_waits_it_out_without_spending_receives() {
     let w = world().await;
-    let job = queued_job(&w, "receipt").await;
     let now = UnixMillis::now();
-    w.s.ledger
-        .acquire_lease(
-            &job,
-            LeaseStep::Submit,
-            "a-stalled-worker",
-            now.plus(Duration::from_secs(4)),
-            now,
-        )
-        .await
-        .unwrap();
-    enqueue(&w, &job.id).await;
+    let job = queued_under_a_stalled_lease(&w, now, Duration::from_secs(4)).await;
     let arn = queue_arn(&w.s.config.submit_queue_url);
     // Every delivery while the lease is live (up to the queue's receive limit and more).
     let mut looks = 0;
@@ -898,22 +887,10 @@ async fn a_message_that_meets_a_live_lease_waits_it_out_without_spending_receive
 #[tokio::test]
 async fn a_deferral_that_cannot_be_sent_comes_back_after_its_wait() {
     let w = world().await;
-    let job = queued_job(&w, "receipt").await;
-    let now = UnixMillis::now();
-    w.s.ledger
-        .acquire_lease(
-            &job,
-            LeaseStep::Submit,
-            "a-stalled-worker",
-            now.plus(Duration::from_secs(6)),
-            now,
-        )
-        .await
-        .unwrap();
-    enqueue(&w, &job.id).await;
+    let job = queued_under_a_stalled_lease(&w, UnixMillis::now(), Duration::from_secs(6)).await;
     let arn = queue_arn(&w.s.config.submit_queue_url);
     // Received and left on the queue, as Lambda's event source leaves a batch it hands over.
-    let messages = receive(&w).await;
+    let messages = w.s.receive(&w.s.config.submit_queue_url).await;
     assert_eq!(messages.len(), 1);
     ocrbridge::failpoints::arm(
         "batch.before_defer",
@@ -937,7 +914,7 @@ async fn a_deferral_that_cannot_be_sent_comes_back_after_its_wait() {
     let handed_back = Instant::now();
     let mut back = Vec::new();
     while back.is_empty() && handed_back.elapsed() < Duration::from_secs(20) {
-        back = receive(&w).await;
+        back = w.s.receive(&w.s.config.submit_queue_url).await;
     }
     assert_eq!(
         back.len(),
@@ -950,21 +927,22 @@ async fn a_deferral_that_cannot_be_sent_comes_back_after_its_wait() {
     );
 }
 
-/// One long poll of the submit queue that leaves what it receives there (no delete).
-async fn receive(w: &World) -> Vec<aws_sdk_sqs::types::Message> {
-    w.s.clients
-        .sqs
-        .receive_message()
-        .queue_url(&w.s.config.submit_queue_url)
-        .max_number_of_messages(10)
-        .wait_time_seconds(1)
-        .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
-        .message_attribute_names("All")
-        .send()
+/// A queued job with its submit message sent, whose lease another worker took at `now` for
+/// `lease` and has not let go (stalled).
+async fn queued_under_a_stalled_lease(w: &World, now: UnixMillis, lease: Duration) -> Job {
+    let job = queued_job(w, "receipt").await;
+    w.s.ledger
+        .acquire_lease(
+            &job,
+            LeaseStep::Submit,
+            "a-stalled-worker",
+            now.plus(lease),
+            now,
+        )
         .await
-        .expect("ReceiveMessage")
-        .messages
-        .unwrap_or_default()
+        .unwrap();
+    enqueue(w, &job.id).await;
+    job
 }
 
 async fn lease_job(w: &World, id: &JobId) -> Job {

@@ -245,25 +245,32 @@ impl TestStack {
             .collect()
     }
 
-    /// Every message currently on `queue_url` (received, not deleted), with attributes.
+    /// One long poll (1 s) of `queue_url`, with attributes; what it receives stays on the queue,
+    /// invisible for the queue's visibility timeout, as Lambda's event source leaves a batch it
+    /// hands over.
+    pub async fn receive(&self, queue_url: &str) -> Vec<aws_sdk_sqs::types::Message> {
+        self.clients
+            .sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .expect("ReceiveMessage")
+            .messages
+            .unwrap_or_default()
+    }
+
+    /// Every message currently on `queue_url`, with attributes: received until two polls come
+    /// back empty, and deleted.
     pub async fn drain(&self, queue_url: &str) -> Vec<aws_sdk_sqs::types::Message> {
         let mut out = Vec::new();
         let mut empty_polls = 0;
         while empty_polls < 2 {
-            let got = self
-                .clients
-                .sqs
-                .receive_message()
-                .queue_url(queue_url)
-                .max_number_of_messages(10)
-                .wait_time_seconds(1)
-                .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
-                .message_attribute_names("All")
-                .send()
-                .await
-                .expect("ReceiveMessage")
-                .messages
-                .unwrap_or_default();
+            let got = self.receive(queue_url).await;
             if got.is_empty() {
                 empty_polls += 1;
             }
